@@ -1,0 +1,2 @@
+//! The agentcluster supervisor: binds endpoints, runs the agents, owns
+//! shutdown.
