@@ -1,0 +1,307 @@
+//! The `cluster` section.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::{MAIN, Validator, check_name, default};
+use crate::duration::parse_range;
+use crate::endpoint::parse_listen;
+use crate::model::*;
+use crate::problem::{FileId, Pos};
+use crate::raw::*;
+
+impl Validator<'_> {
+    pub(super) fn cluster(&mut self, raw: Option<&Spanned<RawCluster>>) -> Cluster {
+        let empty = RawCluster::default();
+        let c = raw.map_or(&empty, |s| &s.value);
+        let f = MAIN;
+        let node = match &c.node {
+            Some(n) => {
+                if let Err(e) = check_name(&n.value) {
+                    self.err(f, Pos::of(n), format!("`node`: {e}"));
+                }
+                n.value.clone()
+            }
+            None => self.host.hostname.clone(),
+        };
+        let state_dir = self
+            .dir_path(f, c.state_dir.as_ref(), "state_dir")
+            .unwrap_or_else(|| self.host.state_dir());
+        let cache_dir = self
+            .dir_path(f, c.cache_dir.as_ref(), "cache_dir")
+            .unwrap_or_else(|| self.host.cache_dir());
+        let control_socket = self.dir_path(f, c.control_socket.as_ref(), "control_socket");
+        let start_tokens = self.uint(
+            f,
+            c.start_tokens.as_ref(),
+            default::START_TOKENS,
+            1,
+            "start_tokens",
+        );
+        let start_timeout = self.duration(
+            f,
+            c.start_timeout.as_ref(),
+            default::START_TIMEOUT,
+            "start_timeout",
+            false,
+        );
+        let heartbeat = self.duration(
+            f,
+            c.heartbeat.as_ref(),
+            default::HEARTBEAT,
+            "heartbeat",
+            false,
+        );
+        let inactive_after = self.duration(
+            f,
+            c.inactive_after.as_ref(),
+            default::INACTIVE_AFTER,
+            "inactive_after",
+            false,
+        );
+        if inactive_after <= heartbeat {
+            let pos = c
+                .inactive_after
+                .as_ref()
+                .or(c.heartbeat.as_ref())
+                .map_or(Pos::UNKNOWN, Pos::of);
+            self.err(
+                f,
+                pos,
+                format!(
+                    "`inactive_after` ({inactive_after:?}) must be longer than `heartbeat` ({heartbeat:?}), or every agent is declared unresponsive"
+                ),
+            );
+        }
+        let stop_timeout = self.duration(
+            f,
+            c.stop_timeout.as_ref(),
+            default::STOP_TIMEOUT,
+            "stop_timeout",
+            true,
+        );
+        let agents_per_process = self.uint(
+            f,
+            c.agents_per_process.as_ref(),
+            default::AGENTS_PER_PROCESS,
+            1,
+            "agents_per_process",
+        );
+        let restart = self.restart(c.restart.as_ref());
+        let probe = c.probe.as_ref().map(|p| self.probe(p));
+        let snmp = c.snmp.as_ref().map(|s| self.cluster_snmp(s));
+        let etcd = c.etcd.as_ref().map(|e| self.etcd(e));
+        let max_varbinds = self.uint(
+            f,
+            c.max_varbinds.as_ref(),
+            default::MAX_VARBINDS,
+            1,
+            "max_varbinds",
+        );
+        Cluster {
+            node,
+            state_dir,
+            cache_dir,
+            control_socket,
+            start_tokens,
+            start_timeout,
+            heartbeat,
+            inactive_after,
+            stop_timeout,
+            agents_per_process,
+            restart,
+            probe,
+            snmp,
+            etcd,
+            max_varbinds,
+        }
+    }
+
+    fn restart(&mut self, raw: Option<&Spanned<RawRestart>>) -> Restart {
+        let empty = RawRestart::default();
+        let r = raw.map_or(&empty, |s| &s.value);
+        let f = MAIN;
+        let policy = match &r.policy {
+            None => RestartPolicy::Always,
+            Some(p) => match p.value.to_ascii_lowercase().as_str() {
+                "always" => RestartPolicy::Always,
+                "on-failure" | "on_failure" => RestartPolicy::OnFailure,
+                "never" => RestartPolicy::Never,
+                _ => {
+                    self.err(
+                        f,
+                        Pos::of(p),
+                        format!(
+                            "unknown restart policy `{}`: expected always, on-failure or never",
+                            p.value
+                        ),
+                    );
+                    RestartPolicy::Always
+                }
+            },
+        };
+        let (backoff_min, backoff_max) = match &r.backoff {
+            None => (default::BACKOFF_MIN, default::BACKOFF_MAX),
+            Some(b) => match parse_range(&b.value) {
+                Some((min, max)) if min <= max => (min, max),
+                Some(_) => {
+                    self.err(
+                        f,
+                        Pos::of(b),
+                        format!("`backoff` `{}`: MIN is longer than MAX", b.value),
+                    );
+                    (default::BACKOFF_MIN, default::BACKOFF_MAX)
+                }
+                None => {
+                    self.err(
+                        f,
+                        Pos::of(b),
+                        format!(
+                            "`backoff` `{}` is not MIN..MAX (for example 100ms..30s)",
+                            b.value
+                        ),
+                    );
+                    (default::BACKOFF_MIN, default::BACKOFF_MAX)
+                }
+            },
+        };
+        Restart {
+            policy,
+            backoff_min,
+            backoff_max,
+            max_restarts: self.uint(
+                f,
+                r.max_restarts.as_ref(),
+                default::MAX_RESTARTS,
+                0,
+                "max_restarts",
+            ),
+            window: self.duration(f, r.window.as_ref(), default::WINDOW, "window", false),
+        }
+    }
+
+    fn probe(&mut self, p: &Spanned<RawProbe>) -> Probe {
+        let f = MAIN;
+        let interval = self.duration(
+            f,
+            p.value.interval.as_ref(),
+            default::PROBE_INTERVAL,
+            "interval",
+            false,
+        );
+        let timeout = self.duration(
+            f,
+            p.value.timeout.as_ref(),
+            default::PROBE_TIMEOUT,
+            "timeout",
+            false,
+        );
+        if timeout >= interval {
+            let pos = p.value.timeout.as_ref().map_or(Pos::of(p), Pos::of);
+            self.warn(
+                f,
+                pos,
+                "probe `timeout` is not shorter than its `interval`: probes will overlap",
+            );
+        }
+        Probe { interval, timeout }
+    }
+
+    fn cluster_snmp(&mut self, s: &Spanned<RawClusterSnmp>) -> ClusterSnmp {
+        let f = MAIN;
+        let listen = self.listen_list(f, s.value.listen.as_ref(), Pos::of(s), "cluster.snmp");
+        let community = match &s.value.community {
+            Some(c) => {
+                if c.value.is_empty() {
+                    self.err(f, Pos::of(c), "empty community");
+                }
+                Secret::new(c.value.clone())
+            }
+            None => Secret::new(default::COMMUNITY),
+        };
+        ClusterSnmp {
+            listen: listen.into_iter().map(|(a, _)| a).collect(),
+            community,
+        }
+    }
+
+    fn etcd(&mut self, e: &Spanned<RawEtcd>) -> Etcd {
+        let f = MAIN;
+        let endpoints = match &e.value.endpoints {
+            None => vec![default::ETCD_ENDPOINT.to_string()],
+            Some(list) => {
+                if list.value.0.is_empty() {
+                    self.err(f, Pos::of(list), "`endpoints` is empty");
+                }
+                for ep in &list.value.0 {
+                    if ep.value.trim().is_empty() {
+                        self.err(f, Pos::of_or(ep, Pos::of(list)), "empty etcd endpoint");
+                    }
+                }
+                list.value.0.iter().map(|s| s.value.clone()).collect()
+            }
+        };
+        let prefix = match &e.value.prefix {
+            None => default::ETCD_PREFIX.to_string(),
+            Some(p) => {
+                if !p.value.starts_with('/') {
+                    self.err(f, Pos::of(p), "etcd `prefix` must start with `/`");
+                }
+                p.value.clone()
+            }
+        };
+        let lease_ttl = self.duration(
+            f,
+            e.value.lease_ttl.as_ref(),
+            default::LEASE_TTL,
+            "lease_ttl",
+            false,
+        );
+        if lease_ttl < Duration::from_secs(1) {
+            let pos = e.value.lease_ttl.as_ref().map_or(Pos::of(e), Pos::of);
+            self.err(
+                f,
+                pos,
+                "`lease_ttl` must be at least 1s (etcd leases count in seconds)",
+            );
+        }
+        Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+        }
+    }
+
+    /// A `listen` list: every entry an IP and port, at least one entry.
+    pub(super) fn listen_list(
+        &mut self,
+        file: FileId,
+        raw: Option<&Spanned<OneOrMany<Spanned<String>>>>,
+        owner_pos: Pos,
+        owner: &str,
+    ) -> Vec<(SocketAddr, Pos)> {
+        let Some(list) = raw else {
+            self.err(
+                file,
+                owner_pos,
+                format!("{owner} has no `listen`: give at least one endpoint"),
+            );
+            return Vec::new();
+        };
+        let list_pos = Pos::of(list);
+        if list.value.0.is_empty() {
+            self.err(file, list_pos, format!("`listen` of {owner} is empty"));
+        }
+        let mut out = Vec::new();
+        for item in &list.value.0 {
+            let pos = Pos::of_or(item, list_pos);
+            match parse_listen(&item.value) {
+                Ok(a) => out.push((a, pos)),
+                Err(e) => self.err(file, pos, e.to_string()),
+            }
+        }
+        out
+    }
+}

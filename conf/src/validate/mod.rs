@@ -1,0 +1,318 @@
+//! Stage 2: raw structs → the checked [`crate::model`]. Applies every
+//! default, resolves every path against the file that names it, expands
+//! templates, and records every problem it finds instead of stopping at the
+//! first: the result is only used when the report holds no error.
+//!
+//! `cluster` checks the `cluster` section, `notify` the notification targets
+//! (and USM users, shared with agents), `agent` the agents and what must be
+//! unique across them.
+
+mod agent;
+mod cluster;
+mod notify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::duration::parse_duration;
+use crate::host::Host;
+use crate::loader::{SourceFile, Tree};
+use crate::model::*;
+use crate::problem::{FileId, Pos, Report};
+use crate::raw::*;
+
+const MAIN: FileId = 0;
+
+/// Defaults (INTERFACE.md is the reference).
+mod default {
+    use std::time::Duration;
+    pub const START_TOKENS: u32 = 8;
+    pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const HEARTBEAT: Duration = Duration::from_secs(1);
+    pub const INACTIVE_AFTER: Duration = Duration::from_secs(5);
+    pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const AGENTS_PER_PROCESS: u32 = 1;
+    pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+    pub const MAX_RESTARTS: u32 = 10;
+    pub const WINDOW: Duration = Duration::from_secs(60);
+    pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+    pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const COMMUNITY: &str = "public";
+    pub const ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
+    pub const ETCD_PREFIX: &str = "/agentcluster";
+    pub const LEASE_TTL: Duration = Duration::from_secs(10);
+    pub const MAX_VARBINDS: u32 = 1000;
+    pub const KVP_PATH: &str = "/var/lib/hyperv/.kvp_pool_1";
+    pub const KVP_MAX_RECORDS: u32 = 4096;
+    pub const NOTIFY_RETRIES: u32 = 3;
+    pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+/// Shortest USM password net-snmp accepts (RFC 3414 §11.2 recommends ≥ 8).
+const MIN_PASSWORD: usize = 8;
+
+pub(crate) fn validate(tree: &Tree, host: &Host, report: &mut Report) -> Fleet {
+    let mut v = Validator {
+        files: &tree.files,
+        host,
+        report,
+        kinds: HashMap::new(),
+    };
+    let cluster = v.cluster(tree.main.cluster.as_ref());
+    let events = v.events(tree.main.events.as_ref());
+    let agents = v.agents(tree, &cluster);
+    Fleet {
+        source: tree
+            .files
+            .first()
+            .map(|f| f.path.clone())
+            .unwrap_or_default(),
+        cluster,
+        events,
+        agents,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Missing,
+}
+
+struct Validator<'a> {
+    files: &'a [SourceFile],
+    host: &'a Host,
+    report: &'a mut Report,
+    /// What each snapshot path is (templates name the same files N times).
+    kinds: HashMap<PathBuf, Kind>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, file: FileId, pos: Pos, msg: impl Into<String>) {
+        self.report.error(file, pos, msg);
+    }
+
+    fn warn(&mut self, file: FileId, pos: Pos, msg: impl Into<String>) {
+        self.report.warning(file, pos, msg);
+    }
+
+    fn at(&self, file: FileId, pos: Pos) -> String {
+        let path = self
+            .files
+            .get(file)
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default();
+        if pos.is_known() {
+            format!("{path}:{}:{}", pos.line, pos.column)
+        } else {
+            path
+        }
+    }
+
+    // ---- scalars -------------------------------------------------------
+
+    fn uint(
+        &mut self,
+        file: FileId,
+        v: Option<&Spanned<UInt>>,
+        default: u32,
+        min: u32,
+        key: &str,
+    ) -> u32 {
+        let Some(v) = v else { return default };
+        let pos = Pos::of(v);
+        match u32::try_from(v.value.0) {
+            Ok(n) if n >= min => n,
+            Ok(_) => {
+                self.err(file, pos, format!("`{key}` must be at least {min}"));
+                default
+            }
+            Err(_) => {
+                self.err(
+                    file,
+                    pos,
+                    format!("`{key}` is too large (at most {})", u32::MAX),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        file: FileId,
+        v: Option<&Spanned<String>>,
+        default: Duration,
+        key: &str,
+        allow_zero: bool,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(&v.value) {
+            Some(d) if d.is_zero() && !allow_zero => {
+                self.err(file, Pos::of(v), format!("`{key}` must be longer than 0"));
+                default
+            }
+            Some(d) => d,
+            None => {
+                self.err(
+                    file,
+                    Pos::of(v),
+                    format!(
+                        "`{key}`: `{}` is not a duration (write e.g. 500ms, 10s, 1.5s, 5m, 1h)",
+                        v.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A path as written: `~/` is the home directory, relative paths are
+    /// relative to the directory of the file that names them.
+    fn path(&self, file: FileId, s: &str) -> PathBuf {
+        let joined = if let (Some(rest), Some(home)) = (s.strip_prefix("~/"), &self.host.home) {
+            home.join(rest)
+        } else if Path::new(s).is_absolute() {
+            PathBuf::from(s)
+        } else {
+            match self.files.get(file) {
+                Some(f) => f.dir.join(s),
+                None => PathBuf::from(s),
+            }
+        };
+        normalize(&joined)
+    }
+
+    fn dir_path(
+        &mut self,
+        file: FileId,
+        v: Option<&Spanned<String>>,
+        key: &str,
+    ) -> Option<PathBuf> {
+        let v = v?;
+        if v.value.trim().is_empty() {
+            self.err(file, Pos::of(v), format!("`{key}` is empty"));
+            return None;
+        }
+        Some(self.path(file, &v.value))
+    }
+
+    /// A snapshot path, resolved and checked to be an existing file.
+    fn snapshot(&mut self, file: FileId, v: &Spanned<String>) -> PathBuf {
+        let pos = Pos::of(v);
+        if v.value.trim().is_empty() {
+            self.err(file, pos, "empty snapshot path");
+            return PathBuf::new();
+        }
+        let path = self.path(file, &v.value);
+        let kind =
+            *self
+                .kinds
+                .entry(path.clone())
+                .or_insert_with(|| match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => Kind::Dir,
+                    Ok(_) => Kind::File,
+                    Err(_) => Kind::Missing,
+                });
+        match kind {
+            Kind::Missing => self.err(
+                file,
+                pos,
+                format!("snapshot file not found: {}", path.display()),
+            ),
+            Kind::Dir => self.err(
+                file,
+                pos,
+                format!("snapshot is a directory, not a file: {}", path.display()),
+            ),
+            Kind::File => {
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if !matches!(ext, "snmprec" | "snmpwalk" | "sapwalk") {
+                    self.warn(
+                        file,
+                        pos,
+                        format!(
+                            "`{}` is not a known snapshot format (.snmprec, .snmpwalk, .sapwalk)",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        path
+    }
+}
+
+/// `a/./b/../c` → `a/c`, lexically (like Go's `filepath.Clean`), so one
+/// snapshot named two ways is one path (it is compiled once per path).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // `/..` is `/`.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Agent and node names end up in event ids (`node|component|event|agent`),
+/// file names and command-line globs.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    if name.len() > 200 {
+        return Err(format!("`{name}` is longer than 200 bytes"));
+    }
+    if name.trim() != name {
+        return Err(format!("`{name}` has leading or trailing blanks"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || "|/*?[]".contains(*c))
+    {
+        return Err(format!(
+            "`{}` contains {:?}: names may not contain | / * ? [ ] or control characters",
+            name.escape_debug(),
+            c
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/a/b/../../../c")), PathBuf::from("/c"));
+        assert_eq!(normalize(Path::new("../x/./y")), PathBuf::from("../x/y"));
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("core-sw-1").is_ok());
+        assert!(check_name("Mixed device").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a|b").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name(" a").is_err());
+    }
+}
