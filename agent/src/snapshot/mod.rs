@@ -3,7 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::value::{Oid, Value};
+use crate::value::{DisplayOid, Oid, Value};
+
+mod lex;
+mod sapwalk;
+mod snmprec;
+mod snmpwalk;
+mod write;
+
+#[cfg(test)]
+mod tests;
 
 /// A variation tag attached to a record (snmprec `TAG:variation|params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,4 +91,106 @@ pub enum SnapshotError {
     /// Every broken record of the file, each naming its line.
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+}
+
+/// Reads and parses a snapshot file, the format chosen by its extension.
+pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
+    let format = Format::from_path(path).ok_or_else(|| SnapshotError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    let data = std::fs::read(path).map_err(|source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&data, format, path)
+}
+
+/// Parses snapshot text. `file` only names the source in messages.
+///
+/// The records come back sorted by OID (arc by arc, numerically). When an OID
+/// occurs more than once the last record wins and a warning names both
+/// lines; a record read leniently (text under snmprec's hex tag) is warned
+/// about too. Any broken record fails the whole parse with
+/// [`SnapshotError::Invalid`], which lists every broken record with its line.
+pub fn parse(data: &[u8], format: Format, file: &Path) -> Result<Snapshot, SnapshotError> {
+    // Most snapshots are one record a line; a cheap count saves regrowth.
+    let estimate = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut sink = Sink {
+        records: Vec::with_capacity(estimate),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match format {
+        Format::Snmprec => snmprec::parse(data, &mut sink),
+        Format::Snmpwalk => snmpwalk::parse(data, &mut sink),
+        Format::Sapwalk => sapwalk::parse(data, &mut sink),
+    }
+    let Sink {
+        mut records,
+        errors,
+        mut warnings,
+    } = sink;
+    let diagnostic = |(line, message): (usize, String)| Diagnostic {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
+    if !errors.is_empty() {
+        return Err(SnapshotError::Invalid(
+            errors.into_iter().map(diagnostic).collect(),
+        ));
+    }
+    warnings.extend(sort_dedup(&mut records));
+    let warnings = warnings.into_iter().map(diagnostic).collect();
+    Ok(Snapshot { records, warnings })
+}
+
+/// What a format parser produces: records in file order, and messages as
+/// `(line, text)`.
+struct Sink {
+    records: Vec<Record>,
+    errors: Vec<(usize, String)>,
+    warnings: Vec<(usize, String)>,
+}
+
+/// Sorts records by OID and drops duplicates, keeping the one read last.
+/// Returns a `(line, message)` warning per duplicate.
+fn sort_dedup(records: &mut Vec<Record>) -> Vec<(usize, String)> {
+    // Walks and recordings are usually in order already: one pass checks.
+    if records.windows(2).all(|w| w[0].oid < w[1].oid) {
+        return Vec::new();
+    }
+    // Stable, so records with the same OID stay in file order.
+    records.sort_by(|a, b| a.oid.cmp(&b.oid));
+    let mut warnings = Vec::new();
+    // `later` follows `kept` in the slice; keep the later one's contents.
+    records.dedup_by(|later, kept| {
+        if later.oid != kept.oid {
+            return false;
+        }
+        warnings.push((
+            later.line,
+            format!(
+                "duplicate OID {}: line {} replaces line {}",
+                DisplayOid(&later.oid),
+                later.line,
+                kept.line
+            ),
+        ));
+        std::mem::swap(later, kept);
+        true
+    });
+    warnings
+}
+
+/// Writes records in `format`. The records are written in the order given
+/// (a [`Snapshot`]'s are sorted). Fails with `InvalidInput` on a record the
+/// format cannot hold (say an Opaque value in `.sapwalk`); what was written
+/// before it stays written.
+pub fn write(
+    records: &[Record],
+    format: Format,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    write::write(records, format, out)
 }

@@ -1,0 +1,392 @@
+//! snmpsim's `.snmprec` format: one `OID|TAG|VALUE` record a line.
+//!
+//! What snmpsim accepts, and so what we accept (snmpsim `grammar/snmprec.py`,
+//! `record/snmprec.py`, `variation.py`, `mltsplit.py`):
+//!
+//! - the line is stripped of surrounding whitespace, then split on the first
+//!   two `|` only, so a value may hold `|`; blank lines and lines starting
+//!   with `#` are skipped;
+//! - `TAG` is the BER tag as decimal (2, 4, 5, 6, 64–68, 70, 128–130), with
+//!   an optional suffix: `x` — the value is hex (`4x|414243`), `e` — the
+//!   value holds Python escapes (`\\ \' \" \a \b \f \n \r \t \v \xHH`);
+//! - `TAG:module|params` routes the record to a variation module
+//!   (`2:numeric|min=1,max=9`, `4:writecache|value=abc`). The parameters are
+//!   kept raw in [`Variation`]; the record's static value comes from
+//!   `hexvalue=`/`value=`, for `numeric` from `initial` or `min`, else it is
+//!   the type's zero value. Parameters are split as snmpsim's `mltsplit`
+//!   does: on `,,,` if present, else `,,`, else `,`.
+//!
+//! Deliberate differences: an arc must fit in 32 bits; a dangling `\` or
+//! `\x` escape is an error (snmpsim drops it); a subtree record (`:module`
+//! with no type) is refused, as agentcluster serves instances only.
+
+use super::lex::{
+    decode_hex, find_byte, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
+};
+use super::{Record, Sink, Variation};
+use crate::value::Value;
+
+/// How a value's text is encoded: the tag's suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    Plain,
+    /// `x`: hex digits.
+    Hex,
+    /// `e`: Python string escapes.
+    Escaped,
+}
+
+/// Parses a whole `.snmprec` buffer; records in file order, errors as
+/// `(line, message)`.
+pub(super) fn parse(data: &[u8], sink: &mut Sink) {
+    let mut lines = super::lex::Lines::new(data);
+    while let Some((line_no, raw)) = lines.next_line() {
+        let line = raw.trim_ascii();
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        match parse_record(line) {
+            Ok(((oid, value, variation), warning)) => {
+                sink.records.push(Record {
+                    oid,
+                    value,
+                    variation,
+                    line: line_no,
+                });
+                if let Some(w) = warning {
+                    sink.warnings.push((line_no, w));
+                }
+            }
+            Err(msg) => sink.errors.push((line_no, msg)),
+        }
+    }
+}
+
+type Parsed = (crate::value::Oid, Value, Option<Variation>);
+
+/// One record, and a warning when a mistake in it was read leniently.
+fn parse_record(line: &[u8]) -> Result<(Parsed, Option<String>), String> {
+    let Some(p1) = find_byte(line, b'|') else {
+        return Err(format!("expected OID|TAG|VALUE, got {}", show(line)));
+    };
+    let (oid_text, rest) = (&line[..p1], &line[p1 + 1..]);
+    let Some(p2) = find_byte(rest, b'|') else {
+        return Err(format!("expected OID|TAG|VALUE, got {}", show(line)));
+    };
+    let (tag_text, value_text) = (&rest[..p2], &rest[p2 + 1..]);
+    let oid = parse_oid(oid_text.trim_ascii()).ok_or_else(|| {
+        format!(
+            "bad OID {} (expected dotted decimal arcs < 2^32)",
+            show(oid_text)
+        )
+    })?;
+
+    let (type_text, module) = match find_byte(tag_text, b':') {
+        Some(i) => (&tag_text[..i], Some(&tag_text[i + 1..])),
+        None => (tag_text, None),
+    };
+    // snmpsim treats `2:` (no module name) as no variation at all.
+    let module = module.filter(|m| !m.is_empty());
+    if type_text.is_empty() {
+        return Err(match module {
+            Some(m) => format!(
+                "subtree variation record (tag {}) has no type; agentcluster serves instances only",
+                show(&[b":", m].concat())
+            ),
+            None => "empty tag".to_string(),
+        });
+    }
+    let (number, encoding) = match type_text[type_text.len() - 1] {
+        b'x' => (&type_text[..type_text.len() - 1], Encoding::Hex),
+        b'e' => (&type_text[..type_text.len() - 1], Encoding::Escaped),
+        _ => (type_text, Encoding::Plain),
+    };
+    let tag = parse_u32(number)
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|&t| is_known_tag(t))
+        .ok_or_else(|| {
+            format!(
+                "unknown tag {} (expected 2, 4, 5, 6, 64, 65, 66, 67, 68, 70, 128, 129 or 130, \
+                 optionally with an x or e suffix)",
+                show(type_text)
+            )
+        })?;
+
+    match module {
+        // Seen in real recordings (`1.3.6.1.2.1.1.1.0|4x|Juniper`): text under
+        // a hex tag. When the value cannot be hex at all, text is the only
+        // reading; snmpsim would fail that OID at query time instead.
+        None if encoding == Encoding::Hex
+            && matches!(tag, 4 | 68)
+            && !value_text.trim_ascii().iter().all(u8::is_ascii_hexdigit) =>
+        {
+            let warning = format!(
+                "value {} under tag {} is not hex; taken as text",
+                show(value_text),
+                show(tag_text)
+            );
+            Ok(((oid, from_text(tag, value_text)?, None), Some(warning)))
+        }
+        None => Ok(((oid, decode(tag, encoding, value_text)?, None), None)),
+        Some(module) => {
+            let name = std::str::from_utf8(module)
+                .map_err(|_| format!("variation module name {} is not UTF-8", show(module)))?;
+            let params = std::str::from_utf8(value_text)
+                .map_err(|_| format!("variation parameters {} are not UTF-8", show(value_text)))?;
+            let value = variation_value(tag, encoding, name, params)?;
+            let variation = Variation {
+                name: name.to_string(),
+                params: params.to_string(),
+            };
+            Ok(((oid, value, Some(variation)), None))
+        }
+    }
+}
+
+pub(super) fn is_known_tag(tag: u8) -> bool {
+    matches!(
+        tag,
+        2 | 4 | 5 | 6 | 64 | 65 | 66 | 67 | 68 | 70 | 128 | 129 | 130
+    )
+}
+
+fn type_name(tag: u8) -> &'static str {
+    match tag {
+        2 => "Integer32",
+        4 => "OCTET STRING",
+        5 => "NULL",
+        6 => "OBJECT IDENTIFIER",
+        64 => "IpAddress",
+        65 => "Counter32",
+        66 => "Gauge32",
+        67 => "TimeTicks",
+        68 => "Opaque",
+        70 => "Counter64",
+        128 => "noSuchObject",
+        129 => "noSuchInstance",
+        _ => "endOfMibView",
+    }
+}
+
+/// The value of a record of type `tag` from its text.
+pub(super) fn decode(tag: u8, encoding: Encoding, text: &[u8]) -> Result<Value, String> {
+    match encoding {
+        Encoding::Plain => from_text(tag, text),
+        Encoding::Hex => {
+            let bytes = decode_hex(text.trim_ascii()).ok_or_else(|| {
+                format!(
+                    "bad hex value {} (expected pairs of hex digits)",
+                    show(text)
+                )
+            })?;
+            match tag {
+                4 => Ok(Value::OctetString(bytes)),
+                68 => Ok(Value::Opaque(bytes)),
+                64 => <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(Value::IpAddress)
+                    .map_err(|_| format!("IpAddress needs 4 bytes, got {}", bytes.len())),
+                _ => Err(format!(
+                    "hex values (x suffix) are for OCTET STRING, IpAddress and Opaque, not {}",
+                    type_name(tag)
+                )),
+            }
+        }
+        Encoding::Escaped => {
+            let bytes = unescape(text)?;
+            match tag {
+                4 => Ok(Value::OctetString(bytes)),
+                68 => Ok(Value::Opaque(bytes)),
+                64 if bytes.len() == 4 => {
+                    Ok(Value::IpAddress([bytes[0], bytes[1], bytes[2], bytes[3]]))
+                }
+                _ => from_text(tag, &bytes),
+            }
+        }
+    }
+}
+
+fn from_text(tag: u8, text: &[u8]) -> Result<Value, String> {
+    let bad = |what: &str| format!("bad {} value {}: {what}", type_name(tag), show(text));
+    let t = text.trim_ascii();
+    match tag {
+        2 => parse_i64(t)
+            .map(Value::Integer)
+            .ok_or_else(|| bad("expected a signed integer")),
+        4 => Ok(Value::OctetString(text.to_vec())),
+        68 => Ok(Value::Opaque(text.to_vec())),
+        6 => parse_oid(t)
+            .map(Value::ObjectId)
+            .ok_or_else(|| bad("expected a dotted OID")),
+        // pysnmp takes a 4-character IpAddress as the raw address bytes.
+        64 => match <[u8; 4]>::try_from(text) {
+            Ok(raw) => Ok(Value::IpAddress(raw)),
+            Err(_) => parse_ipv4(t)
+                .map(Value::IpAddress)
+                .ok_or_else(|| bad("expected a dotted quad or 4 raw bytes")),
+        },
+        65 => parse_u32(t)
+            .map(Value::Counter32)
+            .ok_or_else(|| bad("expected 0..4294967295")),
+        66 => parse_u32(t)
+            .map(Value::Gauge32)
+            .ok_or_else(|| bad("expected 0..4294967295")),
+        67 => parse_u32(t)
+            .map(Value::TimeTicks)
+            .ok_or_else(|| bad("expected 0..4294967295")),
+        70 => parse_u64(t)
+            .map(Value::Counter64)
+            .ok_or_else(|| bad("expected 0..18446744073709551615")),
+        5 | 128 | 129 | 130 if !t.is_empty() => Err(bad("this type takes no value")),
+        5 => Ok(Value::Null),
+        128 => Ok(Value::NoSuchObject),
+        129 => Ok(Value::NoSuchInstance),
+        _ => Ok(Value::EndOfMibView),
+    }
+}
+
+/// snmpsim's `evaluateRawString`: Python escapes to bytes; other bytes pass
+/// through unchanged.
+fn unescape(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = text.get(i + 1) else {
+            return Err(format!("dangling \\ at the end of {}", show(text)));
+        };
+        let byte = match e {
+            b'\\' => b'\\',
+            b'\'' => b'\'',
+            b'"' => b'"',
+            b'a' => 7,
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 11,
+            b'x' => {
+                let hex = text.get(i + 2..i + 4).and_then(decode_hex);
+                let Some(hex) = hex else {
+                    return Err(format!("bad \\x escape in {}", show(text)));
+                };
+                out.push(hex[0]);
+                i += 4;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "unknown escape \\{} in {}",
+                    char::from(other).escape_debug(),
+                    show(text)
+                ));
+            }
+        };
+        out.push(byte);
+        i += 2;
+    }
+    Ok(out)
+}
+
+/// snmpsim's `mltsplit`: split on the separator tripled if it occurs, else
+/// doubled, else single — so values can hold the single separator.
+fn mltsplit(s: &str, sep: char) -> Vec<&str> {
+    for n in [3, 2] {
+        let multi: String = std::iter::repeat_n(sep, n).collect();
+        if s.contains(&multi) {
+            return s.split(multi.as_str()).collect();
+        }
+    }
+    s.split(sep).collect()
+}
+
+/// Looks up a variation parameter (`key=value` items, split as snmpsim does).
+pub(super) fn param<'a>(params: &'a str, key: &str) -> Option<&'a str> {
+    if params.is_empty() {
+        return None;
+    }
+    mltsplit(params, ',').into_iter().rev().find_map(|item| {
+        let kv = mltsplit(item, '=');
+        let (k, v) = match kv.as_slice() {
+            [k, v] => (*k, *v),
+            _ => item.split_once('=').unwrap_or((item, "")),
+        };
+        (k.trim() == key).then_some(v)
+    })
+}
+
+/// The static value of a variation record: what the record answers before
+/// the module changes anything.
+pub(super) fn variation_value(
+    tag: u8,
+    encoding: Encoding,
+    module: &str,
+    params: &str,
+) -> Result<Value, String> {
+    if let Some(h) = param(params, "hexvalue") {
+        return decode(tag, Encoding::Hex, h.as_bytes());
+    }
+    if let Some(v) = param(params, "value") {
+        return decode(tag, encoding, v.as_bytes());
+    }
+    if module == "numeric"
+        && let Some(start) = param(params, "initial").or_else(|| param(params, "min"))
+    {
+        return numeric_start(tag, start);
+    }
+    Ok(zero(tag))
+}
+
+/// `numeric` keeps floats; the static value is the number truncated to the
+/// record's type.
+fn numeric_start(tag: u8, text: &str) -> Result<Value, String> {
+    if let Ok(v) = from_text(tag, text.as_bytes()) {
+        return Ok(v);
+    }
+    let f: f64 = text.trim().parse().map_err(|_| {
+        format!(
+            "bad numeric start value {} for {}",
+            show(text.as_bytes()),
+            type_name(tag)
+        )
+    })?;
+    let t = f.trunc();
+    let v = match tag {
+        2 => Value::Integer(t as i64),
+        65 => Value::Counter32(t as u32),
+        66 => Value::Gauge32(t as u32),
+        67 => Value::TimeTicks(t as u32),
+        70 => Value::Counter64(t as u64),
+        _ => {
+            return Err(format!(
+                "numeric variation on a non-numeric type {}",
+                type_name(tag)
+            ));
+        }
+    };
+    Ok(v)
+}
+
+/// The value a type starts from when a variation gives none.
+fn zero(tag: u8) -> Value {
+    match tag {
+        2 => Value::Integer(0),
+        4 => Value::OctetString(Vec::new()),
+        5 => Value::Null,
+        6 => Value::ObjectId(vec![0, 0]),
+        64 => Value::IpAddress([0; 4]),
+        65 => Value::Counter32(0),
+        66 => Value::Gauge32(0),
+        67 => Value::TimeTicks(0),
+        68 => Value::Opaque(Vec::new()),
+        70 => Value::Counter64(0),
+        128 => Value::NoSuchObject,
+        129 => Value::NoSuchInstance,
+        _ => Value::EndOfMibView,
+    }
+}
