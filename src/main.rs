@@ -1,1 +1,231 @@
-fn main() {}
+//! The `agentcluster` command line: parses arguments, sets up logging, hands
+//! over to the library crates and maps their errors to exit codes. Nothing
+//! else lives here.
+
+mod default_fleet;
+mod snapshot_cmd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+/// Exit codes of INTERFACE.md.
+const EXIT_USER: u8 = 1;
+const EXIT_RUNTIME: u8 = 2;
+
+/// An error caused by the user's input (config, arguments, files): exit 1.
+#[derive(Debug)]
+struct UserError(String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+#[derive(Parser)]
+#[command(
+    name = "agentcluster",
+    version,
+    about = "Run a fleet of simulated SNMP devices"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log output.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the supervisor in the foreground (without -c: the embedded default fleet).
+    Run {
+        /// Fleet configuration file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print every problem.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate, convert and sort snapshot files.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot_cmd::SnapshotCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let result = match cli.command {
+        Command::Run { config } => run(config.as_deref()),
+        Command::Check { config } => check(&config),
+        Command::Snapshot { command } => snapshot_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agentcluster: {e:#}");
+            if e.downcast_ref::<UserError>().is_some() {
+                ExitCode::from(EXIT_USER)
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) {
+        i16::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads a fleet, printing warnings; every error becomes one `UserError`.
+fn load_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
+    match agentcluster_conf::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Ok(loaded.fleet)
+        }
+        Err(problems) => {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            Err(UserError(text.join("\n")).into())
+        }
+    }
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    match agentcluster_conf::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("{w}");
+            }
+            let n = loaded.fleet.agents.len();
+            println!(
+                "{}: ok, {n} agent{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems {
+                println!("{p}");
+            }
+            Ok(ExitCode::from(EXIT_USER))
+        }
+    }
+}
+
+fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (fleet, default) = match config {
+        Some(path) => (load_fleet(path)?, false),
+        None => (default_fleet::load()?, true),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agentcluster")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        let node = fleet.cluster.node.clone();
+        agentcluster_supervisor::run(fleet, shutdown, |ready| {
+            print_ready(&node, ready, default);
+        })
+        .await
+        .map_err(|e| match e {
+            agentcluster_supervisor::Error::Bind(_) | agentcluster_supervisor::Error::Store(_) => {
+                anyhow::Error::new(UserError(e.to_string()))
+            }
+            other => anyhow::Error::new(other),
+        })
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool) {
+    use std::io::Write as _;
+    let n = ready.agents.len();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "agentcluster: {n} agent{} ready on node {node}",
+        if n == 1 { "" } else { "s" }
+    );
+    if default {
+        let _ = writeln!(out, "Query them with net-snmp, for example:");
+    }
+    for a in ready
+        .agents
+        .iter()
+        .take(if default { usize::MAX } else { 10 })
+    {
+        for ep in &a.endpoints {
+            let _ = writeln!(out, "  snmpwalk -v2c -c public {ep} system    # {}", a.name);
+        }
+    }
+    if !default && n > 10 {
+        let _ = writeln!(out, "  … and {} more (agentcluster status)", n - 10);
+    }
+    let _ = writeln!(out, "Stop with Ctrl-C.");
+    let _ = out.flush();
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::warn!("SIGHUP: reload is not supported yet; ignored"),
+        }
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

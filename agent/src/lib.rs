@@ -2,5 +2,11 @@
 //! the command responder. Pure where it can be; the serving loop is the only
 //! I/O.
 
+pub mod ber;
+pub mod mib;
+pub mod responder;
+pub mod serve;
 pub mod snapshot;
+pub mod store;
 pub mod value;
+pub mod variation;

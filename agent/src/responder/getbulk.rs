@@ -1,0 +1,78 @@
+//! GetBulkRequest (RFC 3416 §4.2.3): `non-repeaters` plain GETNEXTs, then up
+//! to `max-repetitions` rounds over the rest, cut by the configured varbind
+//! limit and by the message size (whole varbinds are dropped from the end).
+
+use super::{Ctx, ErrorStatus, Failure, Kind, Request};
+use crate::ber;
+
+pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
+    let Kind::GetBulk {
+        non_repeaters,
+        max_repetitions,
+    } = req.kind
+    else {
+        return Ok(());
+    };
+    let n = (non_repeaters as usize).min(req.names.len());
+    let mut count = 0usize;
+    // Appends one GETNEXT answer for `cursor` and advances it. `None` when
+    // the response is full, else whether the cursor is past the end.
+    let mut step = |ctx: &mut Ctx<'_>, cursor: &mut Vec<u32>, out: &mut Vec<u8>| {
+        if count >= ctx.max_varbinds {
+            return None;
+        }
+        let mark = out.len();
+        let at_end = match ctx.view.next(cursor, false) {
+            Some(obj) => {
+                ctx.view.push_varbind(obj, &ctx.now, out);
+                let oid = ctx.view.oid(obj);
+                cursor.clear();
+                cursor.extend_from_slice(oid);
+                false
+            }
+            None => {
+                ber::push_varbind(out, cursor, &[ber::TAG_END_OF_MIB_VIEW, 0]);
+                true
+            }
+        };
+        if out.len() > ctx.budget {
+            out.truncate(mark);
+            return None;
+        }
+        count += 1;
+        Some(at_end)
+    };
+    let mut cursor = Vec::with_capacity(32);
+    for name in &req.names[..n] {
+        cursor.clear();
+        cursor.extend_from_slice(name);
+        if step(ctx, &mut cursor, out).is_none() {
+            return full(count);
+        }
+    }
+    let mut cursors: Vec<Vec<u32>> = req.names[n..].iter().map(|o| o.to_vec()).collect();
+    let mut ended = vec![false; cursors.len()];
+    for _ in 0..max_repetitions {
+        if cursors.is_empty() || ended.iter().all(|e| *e) {
+            break;
+        }
+        for (cursor, ended) in cursors.iter_mut().zip(ended.iter_mut()) {
+            // RFC 3416 lets us stop once every repeater has reached
+            // endOfMibView.
+            match step(ctx, cursor, out) {
+                None => return full(count),
+                Some(at_end) => *ended = at_end,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A full response is fine as long as it carries at least one varbind.
+fn full(count: usize) -> Result<(), Failure> {
+    if count == 0 {
+        Err((ErrorStatus::TooBig, 0))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,403 @@
+//! The SNMPv1/v2c command responder: a datagram in, a datagram (or a counted
+//! drop) out. No I/O and no clock of its own, so every path is testable with
+//! byte vectors. Requests are decoded with rasn; responses are framed by hand
+//! around the store's pre-encoded varbinds (see [`crate::ber::Frame`]).
+
+mod get;
+mod getbulk;
+mod getnext;
+mod set;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rasn::types::{Integer, ObjectIdentifier};
+use rasn_smi::{v1 as smi1, v2 as smi2};
+use rasn_snmp::{v1, v2, v2c};
+
+use crate::ber::{self, Frame};
+use crate::mib::{Counters, Now, View};
+use crate::store::Store;
+use crate::value::Value;
+
+/// The error-status values of RFC 3416 that the responder produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorStatus {
+    TooBig = 1,
+    NoSuchName = 2,
+    BadValue = 3,
+    ReadOnly = 4,
+    GenErr = 5,
+    NoAccess = 6,
+    WrongType = 7,
+    WrongLength = 8,
+    WrongValue = 10,
+    NoCreation = 11,
+    InconsistentValue = 12,
+    NotWritable = 17,
+}
+
+impl ErrorStatus {
+    /// The SNMPv1 form of a v2 error (RFC 2576 §4.3).
+    pub fn to_v1(self) -> ErrorStatus {
+        use ErrorStatus::*;
+        match self {
+            TooBig | NoSuchName | BadValue | ReadOnly | GenErr => self,
+            NoAccess | NotWritable | NoCreation => NoSuchName,
+            WrongType | WrongLength | WrongValue | InconsistentValue => BadValue,
+        }
+    }
+}
+
+/// The message version a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2c,
+}
+
+/// What a community may do, and which snapshot it sees.
+#[derive(Debug, Clone)]
+pub struct CommunityAccess {
+    pub community: Vec<u8>,
+    pub v1: bool,
+    pub v2c: bool,
+    /// Index into the responder's views.
+    pub view: usize,
+    pub write: bool,
+}
+
+/// The fixed parameters of a responder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub communities: Vec<CommunityAccess>,
+    /// Most varbinds in one response (GETBULK is cut here).
+    pub max_varbinds: usize,
+    /// Largest response datagram we send.
+    pub max_message_size: usize,
+}
+
+/// Why a datagram got no answer. Each is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Not a decodable SNMP message (snmpInASNParseErrs).
+    Parse,
+    /// A version we do not speak (snmpInBadVersions).
+    BadVersion,
+    /// Unknown community, or not allowed in this version
+    /// (snmpInBadCommunityNames).
+    BadCommunity,
+    /// A PDU a command responder does not answer (Response, Trap, Report…).
+    NotARequest,
+    /// Even an error response would not fit the size limit.
+    TooBig,
+}
+
+/// The outcome of one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The frame holds the response.
+    Reply,
+    Dropped(Drop),
+}
+
+/// The kind of request, with GETBULK's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Get,
+    GetNext,
+    GetBulk {
+        non_repeaters: u32,
+        max_repetitions: u32,
+    },
+    Set,
+}
+
+/// A decoded request, independent of the message version.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub version: Version,
+    pub kind: Kind,
+    pub request_id: i32,
+    pub names: Vec<ObjectIdentifier>,
+    /// SET values (`Null` for other requests).
+    pub values: Vec<Value>,
+}
+
+/// What a handler needs to answer.
+pub(crate) struct Ctx<'a> {
+    pub view: &'a mut View,
+    pub now: Now<'a>,
+    pub v1: bool,
+    pub write: bool,
+    pub max_varbinds: usize,
+    /// Limit for the length of the output buffer (headroom included) when
+    /// the varbind list is as large as the message allows.
+    pub budget: usize,
+}
+
+/// A handler's failure: error-status and 1-based error-index.
+pub(crate) type Failure = (ErrorStatus, u32);
+
+/// One agent's command responder.
+#[derive(Debug)]
+pub struct Responder {
+    config: Config,
+    views: Vec<View>,
+    counters: Counters,
+    start: Instant,
+}
+
+impl Responder {
+    /// `stores[i]` is the snapshot of view `i` named by the communities.
+    pub fn new(config: Config, stores: Vec<Arc<Store>>, start: Instant) -> Responder {
+        let views = stores.into_iter().map(|s| View::new(s, start)).collect();
+        Responder {
+            config,
+            views,
+            counters: Counters::default(),
+            start,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Answers one datagram. On `Reply`, `frame.as_slice()` is the response.
+    pub fn handle(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
+        self.counters.in_pkts = self.counters.in_pkts.wrapping_add(1);
+        let outcome = self.answer(datagram, now, frame);
+        match outcome {
+            Outcome::Reply => {
+                self.counters.out_pkts = self.counters.out_pkts.wrapping_add(1);
+                self.counters.requests += 1;
+            }
+            Outcome::Dropped(why) => {
+                self.counters.dropped += 1;
+                let c = &mut self.counters;
+                match why {
+                    Drop::Parse => c.in_asn_parse_errs = c.in_asn_parse_errs.wrapping_add(1),
+                    Drop::BadVersion => c.in_bad_versions = c.in_bad_versions.wrapping_add(1),
+                    Drop::BadCommunity => {
+                        c.in_bad_community_names = c.in_bad_community_names.wrapping_add(1)
+                    }
+                    Drop::NotARequest => {}
+                    Drop::TooBig => c.silent_drops = c.silent_drops.wrapping_add(1),
+                }
+            }
+        }
+        outcome
+    }
+
+    fn answer(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
+        let (request, community) = match ber::peek_version(datagram) {
+            Some(0) => match decode_v1(datagram) {
+                Ok(r) => r,
+                Err(d) => return Outcome::Dropped(d),
+            },
+            Some(1) => match decode_v2c(datagram) {
+                Ok(r) => r,
+                Err(d) => return Outcome::Dropped(d),
+            },
+            Some(_) => return Outcome::Dropped(Drop::BadVersion),
+            None => return Outcome::Dropped(Drop::Parse),
+        };
+        let v1 = request.version == Version::V1;
+        let Some(access) = self.config.communities.iter().find(|a| {
+            a.community.as_slice() == community.as_slice() && if v1 { a.v1 } else { a.v2c }
+        }) else {
+            return Outcome::Dropped(Drop::BadCommunity);
+        };
+        let (view_index, write) = (access.view, access.write);
+        let Some(view) = self.views.get_mut(view_index) else {
+            return Outcome::Dropped(Drop::BadCommunity);
+        };
+        // Room for everything but the varbind list: message and PDU headers
+        // (at most 4 length bytes each), version, community, request-id,
+        // error-status and error-index.
+        let overhead = 48 + community.len();
+        let headroom = overhead + 16;
+        let budget = self.config.max_message_size.saturating_sub(overhead);
+        let uptime = now.saturating_duration_since(self.start);
+        let counters = self.counters.clone();
+        let mut ctx = Ctx {
+            view,
+            now: Now {
+                uptime,
+                counters: &counters,
+            },
+            v1,
+            write,
+            max_varbinds: self.config.max_varbinds.max(1),
+            budget: budget + headroom,
+        };
+        frame.reset(headroom);
+        let result = match request.kind {
+            Kind::Get => get::handle(&mut ctx, &request, frame.body()),
+            Kind::GetNext => getnext::handle(&mut ctx, &request, frame.body()),
+            Kind::GetBulk { .. } => getbulk::handle(&mut ctx, &request, frame.body()),
+            Kind::Set => set::handle(&mut ctx, &request, frame.body()),
+        };
+        if request.kind == Kind::Set && result.is_err() && !write {
+            self.counters.in_bad_community_uses =
+                self.counters.in_bad_community_uses.wrapping_add(1);
+        }
+        let (mut status, mut index) = match result {
+            Ok(()) => (0, 0),
+            Err((s, i)) => (if v1 { s.to_v1() } else { s } as u8, i),
+        };
+        if status == 0 && frame.len() > budget {
+            status = ErrorStatus::TooBig as u8;
+            index = 0;
+        }
+        if status != 0 {
+            // Error responses carry the request's varbinds (RFC 1157 §4.1,
+            // RFC 3416 §4.2.5), except a v2 tooBig, which carries none.
+            frame.reset(headroom);
+            if v1 || status != ErrorStatus::TooBig as u8 {
+                echo_varbinds(&request, frame.body());
+            }
+            if frame.len() > budget {
+                if v1 {
+                    return Outcome::Dropped(Drop::TooBig);
+                }
+                frame.reset(headroom);
+                status = ErrorStatus::TooBig as u8;
+                index = 0;
+            }
+        }
+        frame.wrap(ber::TAG_SEQUENCE);
+        frame.prepend_int(i64::from(index));
+        frame.prepend_int(i64::from(status));
+        frame.prepend_int(i64::from(request.request_id));
+        frame.wrap(0xa2);
+        frame.prepend_tlv(ber::TAG_OCTET_STRING, &community);
+        frame.prepend_int(if v1 { 0 } else { 1 });
+        frame.wrap(ber::TAG_SEQUENCE);
+        Outcome::Reply
+    }
+}
+
+/// Appends the request's own varbinds (for error responses).
+fn echo_varbinds(request: &Request, out: &mut Vec<u8>) {
+    let mut value = Vec::with_capacity(16);
+    for (i, name) in request.names.iter().enumerate() {
+        value.clear();
+        ber::push_value(&mut value, request.values.get(i).unwrap_or(&Value::Null));
+        ber::push_varbind(out, name, &value);
+    }
+}
+
+fn decode_all<T: rasn::Decode>(datagram: &[u8]) -> Result<T, Drop> {
+    match rasn::ber::decode_with_remainder::<T>(datagram) {
+        Ok((msg, [])) => Ok(msg),
+        _ => Err(Drop::Parse),
+    }
+}
+
+fn int_i32(i: &Integer) -> Option<i32> {
+    i64::try_from(i.clone())
+        .ok()
+        .and_then(|v| i32::try_from(v).ok())
+}
+
+fn decode_v1(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
+    let msg: v1::Message<v1::Pdus> = decode_all(datagram)?;
+    let (kind, pdu) = match msg.data {
+        v1::Pdus::GetRequest(p) => (Kind::Get, p.0),
+        v1::Pdus::GetNextRequest(p) => (Kind::GetNext, p.0),
+        v1::Pdus::SetRequest(p) => (Kind::Set, p.0),
+        v1::Pdus::GetResponse(_) | v1::Pdus::Trap(_) => return Err(Drop::NotARequest),
+    };
+    let request_id = int_i32(&pdu.request_id).ok_or(Drop::Parse)?;
+    let mut names = Vec::with_capacity(pdu.variable_bindings.len());
+    let mut values = Vec::with_capacity(pdu.variable_bindings.len());
+    for vb in pdu.variable_bindings {
+        names.push(vb.name);
+        values.push(value_from_v1(vb.value).ok_or(Drop::Parse)?);
+    }
+    let request = Request {
+        version: Version::V1,
+        kind,
+        request_id,
+        names,
+        values,
+    };
+    Ok((request, msg.community.to_vec()))
+}
+
+fn decode_v2c(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
+    let msg: v2c::Message<v2::Pdus> = decode_all(datagram)?;
+    let (kind, request_id, bindings) = match msg.data {
+        v2::Pdus::GetRequest(p) => (Kind::Get, p.0.request_id, p.0.variable_bindings),
+        v2::Pdus::GetNextRequest(p) => (Kind::GetNext, p.0.request_id, p.0.variable_bindings),
+        v2::Pdus::SetRequest(p) => (Kind::Set, p.0.request_id, p.0.variable_bindings),
+        v2::Pdus::GetBulkRequest(p) => (
+            Kind::GetBulk {
+                non_repeaters: p.0.non_repeaters,
+                max_repetitions: p.0.max_repetitions,
+            },
+            p.0.request_id,
+            p.0.variable_bindings,
+        ),
+        v2::Pdus::Response(_)
+        | v2::Pdus::InformRequest(_)
+        | v2::Pdus::Trap(_)
+        | v2::Pdus::Report(_) => return Err(Drop::NotARequest),
+    };
+    let mut names = Vec::with_capacity(bindings.len());
+    let mut values = Vec::with_capacity(bindings.len());
+    for vb in bindings {
+        names.push(vb.name);
+        values.push(match vb.value {
+            v2::VarBindValue::Value(v) => value_from_v2(v).ok_or(Drop::Parse)?,
+            v2::VarBindValue::Unspecified => Value::Null,
+            v2::VarBindValue::NoSuchObject => Value::NoSuchObject,
+            v2::VarBindValue::NoSuchInstance => Value::NoSuchInstance,
+            v2::VarBindValue::EndOfMibView => Value::EndOfMibView,
+        });
+    }
+    let request = Request {
+        version: Version::V2c,
+        kind,
+        request_id,
+        names,
+        values,
+    };
+    Ok((request, msg.community.to_vec()))
+}
+
+fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {
+    use smi1::{ApplicationSyntax as A, NetworkAddress, ObjectSyntax as O, SimpleSyntax as S};
+    Some(match v {
+        O::Simple(S::Number(i)) => Value::Integer(i64::try_from(i).ok()?),
+        O::Simple(S::String(s)) => Value::OctetString(s.to_vec()),
+        O::Simple(S::Object(o)) => Value::ObjectId(o.to_vec()),
+        O::Simple(S::Empty) => Value::Null,
+        O::ApplicationWide(A::Address(NetworkAddress::Internet(a))) => Value::IpAddress(*a.0),
+        O::ApplicationWide(A::Counter(c)) => Value::Counter32(c.0),
+        O::ApplicationWide(A::Gauge(g)) => Value::Gauge32(g.0),
+        O::ApplicationWide(A::Ticks(t)) => Value::TimeTicks(t.0),
+        O::ApplicationWide(A::Arbitrary(o)) => Value::Opaque(o.as_ref().to_vec()),
+    })
+}
+
+fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
+    use smi2::{ApplicationSyntax as A, ObjectSyntax as O, SimpleSyntax as S};
+    Some(match v {
+        O::Simple(S::Integer(i)) => Value::Integer(i64::try_from(i).ok()?),
+        O::Simple(S::String(s)) => Value::OctetString(s.to_vec()),
+        O::Simple(S::ObjectId(o)) => Value::ObjectId(o.to_vec()),
+        O::ApplicationWide(A::Address(a)) => Value::IpAddress(*a.0),
+        O::ApplicationWide(A::Counter(c)) => Value::Counter32(c.0),
+        O::ApplicationWide(A::Ticks(t)) => Value::TimeTicks(t.0),
+        O::ApplicationWide(A::Arbitrary(o)) => Value::Opaque(o.as_ref().to_vec()),
+        O::ApplicationWide(A::BigCounter(c)) => Value::Counter64(c.0),
+        O::ApplicationWide(A::Unsigned(g)) => Value::Gauge32(g.0),
+    })
+}
+
+#[cfg(test)]
+mod tests;

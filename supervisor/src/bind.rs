@@ -1,0 +1,56 @@
+//! Endpoint binding. The supervisor binds every agent's sockets itself, so a
+//! port clash is a startup error naming the agent and the endpoint, and
+//! (with agent processes) the sockets outlive an agent's restart.
+
+use std::net::{SocketAddr, UdpSocket};
+
+use agentcluster_conf::Agent;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// An endpoint that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("agent {agent}: cannot listen on udp {endpoint}: {cause}")]
+pub struct BindError {
+    pub agent: String,
+    pub endpoint: SocketAddr,
+    pub cause: std::io::Error,
+}
+
+/// Binds one UDP endpoint. IPv6 sockets are v6-only, so `[::]:161` and
+/// `0.0.0.0:161` can both be configured.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Room for bursts: requests wait here while an agent is busy.
+    let _ = socket.set_recv_buffer_size(1 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Binds every endpoint of every agent; on failure reports *all* endpoints
+/// that failed (and closes the ones that were bound).
+pub fn bind_all(agents: &[&Agent]) -> Result<Vec<Vec<UdpSocket>>, Vec<BindError>> {
+    let mut out = Vec::with_capacity(agents.len());
+    let mut errors = Vec::new();
+    for agent in agents {
+        let mut sockets = Vec::with_capacity(agent.listen.len());
+        for &endpoint in &agent.listen {
+            match bind_udp(endpoint) {
+                Ok(s) => sockets.push(s),
+                Err(cause) => errors.push(BindError {
+                    agent: agent.name.clone(),
+                    endpoint,
+                    cause,
+                }),
+            }
+        }
+        out.push(sockets);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,210 @@
+//! Test harness: runs the real `agentcluster` binary on loopback with a
+//! fleet written into a temporary directory, waits for its ready line (never
+//! a sleep), and kills it when the test ends, pass or fail.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentcluster");
+
+/// The repository's sample snapshots.
+pub fn mib(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("mibs")
+        .join(name)
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1 (and, where IPv6
+/// loopback exists, on ::1 too).
+pub fn free_port() -> u16 {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = s.local_addr().expect("local addr").port();
+        if !ipv6_loopback() || UdpSocket::bind(("::1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Whether this machine has a usable ::1.
+pub fn ipv6_loopback() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}
+
+/// A running `agentcluster run`. Killed on drop.
+pub struct Fleet {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    /// The stdout lines up to and including the ready line.
+    pub banner: Vec<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Fleet {
+    /// Starts `agentcluster run -c fleet.yaml` with `yaml` (placeholders
+    /// `{cache}` and `{state}` are filled in) and waits until it is ready.
+    pub fn start(yaml: &str) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "cluster:\n  cache_dir: {}\n  state_dir: {}\n{}",
+            dir.path().join("cache").display(),
+            dir.path().join("state").display(),
+            yaml
+        );
+        let path = dir.path().join("fleet.yaml");
+        std::fs::write(&path, text).expect("write fleet");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("-c").arg(&path);
+        Fleet::spawn(cmd, dir)
+    }
+
+    /// Starts an arbitrary `agentcluster` command that prints a ready line.
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Fleet {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn agentcluster");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        let mut fleet = Fleet {
+            child,
+            dir,
+            banner: Vec::new(),
+            stderr: erx,
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    // The ready block: "agentcluster: N agents ready …",
+                    // how to query them, and a closing line.
+                    let end = line == "Stop with Ctrl-C.";
+                    fleet.banner.push(line);
+                    if end {
+                        assert!(
+                            fleet
+                                .banner
+                                .iter()
+                                .any(|l| l.starts_with("agentcluster: ") && l.contains(" ready")),
+                            "{:?}",
+                            fleet.banner
+                        );
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = fleet.child.kill();
+                    let _ = fleet.child.wait();
+                    let err = fleet.stderr.recv_timeout(Duration::from_secs(5));
+                    panic!(
+                        "agentcluster did not become ready; stdout: {:?}; stderr: {}",
+                        fleet.banner,
+                        err.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        fleet
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the fleet with SIGTERM and returns (exit status, stderr).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20));
+        let err = self
+            .stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        (status, err)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().expect("wait");
+        }
+        // Polling a child's exit with a short pause is the portable way
+        // without a reaper thread; it only runs while a test stops a fleet.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a net-snmp tool with MIB loading off (numeric output only) and a
+/// bounded time.
+pub fn snmp(tool: &str, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg(tool)
+        .args(["-m", "", "-M", "/dev/null", "-r", "2", "-t", "2"])
+        .args(args)
+        .env("MIBS", "")
+        .env("SNMPCONFPATH", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (net-snmp tools installed?): {e}"))
+}
+
+/// Runs a net-snmp tool and returns its stdout, failing on a non-zero exit.
+pub fn snmp_ok(tool: &str, args: &[&str]) -> String {
+    let out = snmp(tool, args);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `agentcluster` with arguments and returns its output.
+pub fn agentcluster(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agentcluster")
+}
