@@ -215,6 +215,7 @@ impl Conv<'_> {
             snmpv3: None,
             notify: None,
             max_varbinds: None,
+            memory_max: None,
         };
         let mut has_name = false;
         const KNOWN: &[&str] = &[

@@ -24,6 +24,7 @@
 
 pub mod model;
 
+mod account;
 mod duration;
 mod endpoint;
 mod host;
@@ -32,14 +33,17 @@ mod loader;
 mod problem;
 mod raw;
 mod recover;
+mod size;
 mod template;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use account::{resolve_group, resolve_user};
 pub use duration::parse_duration;
 pub use model::*;
 pub use problem::{Problem, Severity};
+pub use size::parse_size;
 
 /// Every lifecycle event kind (the names `events.notify[].events` accepts).
 pub const EVENT_KINDS: &[&str] = &[

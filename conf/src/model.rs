@@ -38,6 +38,17 @@ pub struct Cluster {
     pub etcd: Option<Etcd>,
     /// Most varbinds one response may carry (GETBULK is cut here).
     pub max_varbinds: u32,
+    /// The account agent processes run as (`None`: the supervisor's own). A
+    /// name that was found in /etc/passwd, or a numeric uid; turn it into ids
+    /// with [`crate::resolve_user`].
+    pub user: Option<String>,
+    /// The group agent processes run as (`None`: `user`'s primary group, or
+    /// the supervisor's own). A name found in /etc/group, or a numeric gid;
+    /// see [`crate::resolve_group`].
+    pub group: Option<String>,
+    /// Memory limit of each agent process, in bytes (`None`: no limit); each
+    /// agent may override it, see [`Agent::memory_max`].
+    pub memory_max: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +152,9 @@ pub struct Agent {
     pub notify: AgentNotify,
     /// Per-agent override of `cluster.max_varbinds`.
     pub max_varbinds: u32,
+    /// Memory limit in bytes, resolved: the agent's own `memory_max`, else
+    /// `cluster.memory_max`; `None`: no limit.
+    pub memory_max: Option<u64>,
 }
 
 impl Agent {

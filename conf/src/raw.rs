@@ -42,6 +42,16 @@ pub(crate) struct RawCluster {
     /// one response may carry, GETBULK is cut there. Default 1000, at least
     /// 1; each agent may override it with its own `max_varbinds`.
     pub max_varbinds: Option<Spanned<UInt>>,
+    /// `cluster.user` and `cluster.group` (additions to INTERFACE.md): the
+    /// account agent processes run as, a name or a numeric id. Checked to
+    /// exist in /etc/passwd and /etc/group.
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    /// `cluster.memory_max` (an addition to INTERFACE.md): memory limit of
+    /// each agent process, a size (`64M`, `1.5GiB`, bytes); more than 0. No
+    /// default (no limit); each agent may override it with its own
+    /// `memory_max`.
+    pub memory_max: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +142,8 @@ pub(crate) struct RawAgent {
     pub notify: Option<Spanned<RawAgentNotify>>,
     /// Per-agent `max_varbinds`; default: `cluster.max_varbinds`.
     pub max_varbinds: Option<Spanned<UInt>>,
+    /// Per-agent `memory_max`; default: `cluster.memory_max`.
+    pub memory_max: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

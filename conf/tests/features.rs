@@ -51,6 +51,9 @@ fn defaults() {
     assert_eq!(c.snmp, None);
     assert_eq!(c.etcd, None);
     assert_eq!(c.max_varbinds, 1000);
+    assert_eq!(c.user, None);
+    assert_eq!(c.group, None);
+    assert_eq!(c.memory_max, None);
     assert_eq!(f.events, Events::default());
 
     let a = &f.agents[0];
@@ -68,6 +71,7 @@ fn defaults() {
     assert_eq!(a.snmpv3, None);
     assert_eq!(a.notify, AgentNotify::Inherit);
     assert_eq!(a.max_varbinds, 1000);
+    assert_eq!(a.memory_max, None);
 }
 
 #[test]
@@ -181,6 +185,103 @@ agents:
     snmpv2c: { communities: [public] }
 ");
     assert_eq!(l.fleet.agents[0].max_varbinds, 64);
+}
+
+#[test]
+fn cluster_user_and_group_by_name() {
+    // root (uid 0) and its group are on every Linux host.
+    let d = Dir::new();
+    let l = d.ok("cluster:
+  user: root
+  group: root
+agents: []
+");
+    let c = &l.fleet.cluster;
+    assert_eq!(c.user.as_deref(), Some("root"));
+    assert_eq!(c.group.as_deref(), Some("root"));
+    assert_eq!(resolve_user("root"), Some((0, 0)));
+    assert_eq!(resolve_group("root"), Some(0));
+}
+
+#[test]
+fn cluster_user_and_group_by_number() {
+    // Numeric ids need not exist in /etc/passwd or /etc/group.
+    let d = Dir::new();
+    let l = d.ok("cluster:
+  user: 4242
+  group: \"4343\"
+agents: []
+");
+    let c = &l.fleet.cluster;
+    assert_eq!(c.user.as_deref(), Some("4242"));
+    assert_eq!(c.group.as_deref(), Some("4343"));
+    assert_eq!(resolve_user("4242").map(|(uid, _)| uid), Some(4242));
+    assert_eq!(resolve_group("4343"), Some(4343));
+}
+
+#[test]
+fn memory_max_cluster_default_and_agent_overrides() {
+    let d = Dir::new();
+    let l = d.ok("cluster:
+  memory_max: 64M
+agents:
+  - name: inherits
+    listen: [\"127.0.0.1:10161\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+  - name: binary
+    listen: [\"127.0.0.1:10162\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: 1.5GiB
+  - name: bytes
+    listen: [\"127.0.0.1:10163\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: 1048576
+  - name: \"si-{i}\"
+    count: 2
+    listen: [\"127.0.0.1:{i+10164}\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: 100MB
+");
+    assert_eq!(l.fleet.cluster.memory_max, Some(64 << 20));
+    let got: Vec<(&str, Option<u64>)> = l
+        .fleet
+        .agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.memory_max))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("inherits", Some(64 << 20)),
+            ("binary", Some(1_610_612_736)),
+            ("bytes", Some(1 << 20)),
+            ("si-0", Some(100_000_000)),
+            ("si-1", Some(100_000_000)),
+        ]
+    );
+}
+
+#[test]
+fn memory_max_per_agent_only() {
+    let d = Dir::new();
+    let l = d.ok("agents:
+  - name: a
+    listen: [\"127.0.0.1:10161\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: 512k
+  - name: b
+    listen: [\"127.0.0.1:10162\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+");
+    assert_eq!(l.fleet.cluster.memory_max, None);
+    assert_eq!(l.fleet.agents[0].memory_max, Some(512 * 1024));
+    assert_eq!(l.fleet.agents[1].memory_max, None);
 }
 
 #[test]
@@ -694,6 +795,22 @@ fn durations() {
     assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
     assert_eq!(parse_duration("fast"), None);
     assert_eq!(parse_duration("-1s"), None);
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("512k"), Some(512 * 1024));
+    assert_eq!(parse_size("64M"), Some(64 << 20));
+    assert_eq!(parse_size("64MiB"), Some(64 << 20));
+    assert_eq!(parse_size("1G"), Some(1 << 30));
+    assert_eq!(parse_size("1.5GiB"), Some(1_610_612_736));
+    assert_eq!(parse_size("2T"), Some(2 << 40));
+    assert_eq!(parse_size("100MB"), Some(100_000_000));
+    assert_eq!(parse_size("4096"), Some(4096));
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("64X"), None);
+    assert_eq!(parse_size("-1M"), None);
+    assert_eq!(parse_size("1.5"), None);
 }
 
 #[test]

@@ -698,6 +698,101 @@ agents: []
 }
 
 #[test]
+fn unknown_user_and_group() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "cluster:
+  node: x
+  user: no-such-user-agentcluster
+  group:   no-such-group-agentcluster
+agents: []
+",
+    );
+    assert_eq!(errors(&ps).len(), 2, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        3,
+        9,
+        "`user`: no user `no-such-user-agentcluster` in /etc/passwd",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        4,
+        12,
+        "`group`: no group `no-such-group-agentcluster` in /etc/group",
+    );
+}
+
+#[test]
+fn empty_user_and_group() {
+    let d = Dir::new();
+    let ps = d.fails("cluster: { user: \"\", group: \" \" }\nagents: []\n");
+    error_at(&ps, "fleet.yaml", 1, 18, "`user` is empty");
+    error_at(&ps, "fleet.yaml", 1, 29, "`group` is empty");
+}
+
+#[test]
+fn bad_cluster_memory_max() {
+    let d = Dir::new();
+    let ps = d.fails("cluster:\n  memory_max: 64X\nagents: []\n");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        15,
+        "`memory_max`: `64X` is not a size",
+    );
+    let ps = d.fails("cluster:\n  memory_max: 0\nagents: []\n");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        15,
+        "`memory_max` must be larger than 0",
+    );
+}
+
+#[test]
+fn bad_agent_memory_max() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "cluster:
+  memory_max: 1G
+agents:
+  - name: a
+    listen: [\"127.0.0.1:10161\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: 0k
+  - name: \"t-{i}\"
+    count: 3
+    listen: [\"127.0.0.1:{i+10170}\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    memory_max: -1M
+",
+    );
+    assert_eq!(errors(&ps).len(), 2, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        8,
+        17,
+        "`memory_max` must be larger than 0",
+    );
+    // A template's copies share one report, at the template's line.
+    error_at(
+        &ps,
+        "fleet.yaml",
+        14,
+        17,
+        "`memory_max`: `-1M` is not a size",
+    );
+}
+
+#[test]
 fn cluster_only_in_main_file() {
     let d = Dir::new();
     d.write("inc.yaml", "cluster:\n  node: x\nagents: []\n");

@@ -277,6 +277,12 @@ impl Validator<'_> {
             1,
             "max_varbinds",
         );
+        let memory_max = self.size(
+            file,
+            raw.memory_max.as_ref(),
+            cluster.memory_max,
+            "memory_max",
+        );
 
         let communities = [&raw.snmpv1, &raw.snmpv2c]
             .into_iter()
@@ -309,6 +315,7 @@ impl Validator<'_> {
             snmpv3,
             notify,
             max_varbinds,
+            memory_max,
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::{MAIN, Validator, check_name, default};
+use crate::account::{self, resolve_group, resolve_user};
 use crate::duration::parse_range;
 use crate::endpoint::parse_listen;
 use crate::model::*;
@@ -100,6 +101,9 @@ impl Validator<'_> {
             1,
             "max_varbinds",
         );
+        let user = c.user.as_ref().and_then(|u| self.user(u));
+        let group = c.group.as_ref().and_then(|g| self.group(g));
+        let memory_max = self.size(f, c.memory_max.as_ref(), None, "memory_max");
         Cluster {
             node,
             state_dir,
@@ -116,7 +120,52 @@ impl Validator<'_> {
             snmp,
             etcd,
             max_varbinds,
+            user,
+            group,
+            memory_max,
         }
+    }
+
+    /// `cluster.user`: a user in /etc/passwd, or a numeric uid.
+    fn user(&mut self, u: &Spanned<String>) -> Option<String> {
+        if u.value.trim().is_empty() {
+            self.err(MAIN, Pos::of(u), "`user` is empty");
+            return None;
+        }
+        if resolve_user(&u.value).is_none() {
+            self.err(
+                MAIN,
+                Pos::of(u),
+                format!(
+                    "`user`: no user `{}` in {} (give an existing user name or a numeric uid)",
+                    u.value,
+                    account::PASSWD
+                ),
+            );
+            return None;
+        }
+        Some(u.value.clone())
+    }
+
+    /// `cluster.group`: a group in /etc/group, or a numeric gid.
+    fn group(&mut self, g: &Spanned<String>) -> Option<String> {
+        if g.value.trim().is_empty() {
+            self.err(MAIN, Pos::of(g), "`group` is empty");
+            return None;
+        }
+        if resolve_group(&g.value).is_none() {
+            self.err(
+                MAIN,
+                Pos::of(g),
+                format!(
+                    "`group`: no group `{}` in {} (give an existing group name or a numeric gid)",
+                    g.value,
+                    account::GROUP
+                ),
+            );
+            return None;
+        }
+        Some(g.value.clone())
     }
 
     fn restart(&mut self, raw: Option<&Spanned<RawRestart>>) -> Restart {

@@ -23,6 +23,7 @@ use crate::loader::{SourceFile, Tree};
 use crate::model::*;
 use crate::problem::{FileId, Pos, Report};
 use crate::raw::*;
+use crate::size::parse_size;
 
 const MAIN: FileId = 0;
 
@@ -164,6 +165,35 @@ impl Validator<'_> {
                     Pos::of(v),
                     format!(
                         "`{key}`: `{}` is not a duration (write e.g. 500ms, 10s, 1.5s, 5m, 1h)",
+                        v.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A size in bytes (`memory_max`); 0 is an error.
+    fn size(
+        &mut self,
+        file: FileId,
+        v: Option<&Spanned<String>>,
+        default: Option<u64>,
+        key: &str,
+    ) -> Option<u64> {
+        let Some(v) = v else { return default };
+        match parse_size(&v.value) {
+            Some(0) => {
+                self.err(file, Pos::of(v), format!("`{key}` must be larger than 0"));
+                default
+            }
+            Some(n) => Some(n),
+            None => {
+                self.err(
+                    file,
+                    Pos::of(v),
+                    format!(
+                        "`{key}`: `{}` is not a size (write e.g. 512K, 64M, 64MiB, 1.5GiB, 100MB, or a number of bytes)",
                         v.value
                     ),
                 );
