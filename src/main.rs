@@ -2,6 +2,7 @@
 //! over to the library crates and maps their errors to exit codes. Nothing
 //! else lives here.
 
+mod ctl;
 mod default_fleet;
 mod snapshot_cmd;
 
@@ -44,6 +45,10 @@ struct Cli {
     /// Less log output.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     quiet: u8,
+    /// Control socket of the supervisor (default: the config's
+    /// `cluster.control_socket`, else a per-user runtime path).
+    #[arg(long, global = true, value_name = "PATH")]
+    control: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,15 +77,48 @@ enum Command {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
     },
+    /// Show the agents of the running supervisor.
+    Status(ctl::StatusArgs),
+    /// Restart agents of the running supervisor.
+    Restart(ctl::NamesArgs),
+    /// Stop agents of the running supervisor.
+    Stop(ctl::NamesArgs),
+    /// Start stopped or failed agents of the running supervisor.
+    Start(ctl::NamesArgs),
+    /// Make the running supervisor re-read its configuration.
+    Reload(ctl::Target),
+    /// Internal: an agent process, started by the supervisor only.
+    #[command(hide = true)]
+    Agent,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; bad arguments are user
+            // errors (exit 1), not clap's default 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USER)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logging(&cli);
     let result = match cli.command {
-        Command::Run { config } => run(config.as_deref()),
+        Command::Run { config } => run(config.as_deref(), cli.control.as_deref()),
         Command::Check { config } => check(&config),
         Command::Snapshot { command } => snapshot_cmd::run(command),
+        Command::Status(args) => ctl::status(cli.control.as_deref(), &args),
+        Command::Restart(args) => ctl::act(cli.control.as_deref(), ctl::Action::Restart, args),
+        Command::Stop(args) => ctl::act(cli.control.as_deref(), ctl::Action::Stop, args),
+        Command::Start(args) => ctl::act(cli.control.as_deref(), ctl::Action::Start, args),
+        Command::Reload(target) => ctl::reload(cli.control.as_deref(), &target),
+        Command::Agent => {
+            return ExitCode::from(agentcluster_agent::process::main().clamp(0, 255) as u8);
+        }
     };
     match result {
         Ok(code) => code,
@@ -153,7 +191,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (fleet, default) = match config {
         Some(path) => (load_fleet(path)?, false),
         None => (default_fleet::load()?, true),
@@ -167,12 +205,18 @@ fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         let node = fleet.cluster.node.clone();
-        agentcluster_supervisor::run(fleet, shutdown, |ready| {
+        let control = control
+            .map(Path::to_path_buf)
+            .or_else(|| fleet.cluster.control_socket.clone())
+            .unwrap_or_else(agentcluster_supervisor::control::default_control_socket);
+        agentcluster_supervisor::run(fleet, control, shutdown, |ready| {
             print_ready(&node, ready, default);
         })
         .await
         .map_err(|e| match e {
-            agentcluster_supervisor::Error::Bind(_) | agentcluster_supervisor::Error::Store(_) => {
+            agentcluster_supervisor::Error::Bind(_)
+            | agentcluster_supervisor::Error::Store(_)
+            | agentcluster_supervisor::Error::Control(_) => {
                 anyhow::Error::new(UserError(e.to_string()))
             }
             other => anyhow::Error::new(other),
@@ -190,6 +234,14 @@ fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool
         "agentcluster: {n} agent{} ready on node {node}",
         if n == 1 { "" } else { "s" }
     );
+    if !ready.failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "agentcluster: {} agent(s) failed to start: {}",
+            ready.failed.len(),
+            ready.failed.join(", ")
+        );
+    }
     if default {
         let _ = writeln!(out, "Query them with net-snmp, for example:");
     }

@@ -159,7 +159,8 @@ fn default_fleet_runs_and_prints_how_to_query_it() {
     let mut cmd = Command::new(common::BIN);
     cmd.arg("run")
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env("XDG_STATE_HOME", dir.path().join("state"));
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"));
     let fleet = Fleet::spawn(cmd, dir);
     let banner = fleet.banner.join("\n");
     assert!(banner.contains("3 agents ready"), "{banner}");

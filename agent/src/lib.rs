@@ -3,10 +3,16 @@
 //! I/O.
 
 pub mod ber;
+pub mod channel;
+pub mod engine;
 pub mod mib;
+pub mod process;
 pub mod responder;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod value;
+pub mod sys;
+pub mod usm;
+pub mod v3;
 pub mod variation;

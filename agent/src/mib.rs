@@ -1,6 +1,8 @@
 //! What one agent answers from: a compiled store, plus the values SETs have
 //! written over it, plus the objects the agent serves live (sysUpTime.0,
-//! the SNMPv2-MIB `snmp` group counters), plus computed variations.
+//! the SNMPv2-MIB `snmp` group counters and, for agents that speak SNMPv3,
+//! the SNMP-FRAMEWORK-MIB engine objects, the MPD, target and USM
+//! statistics), plus computed variations.
 //!
 //! Pure: time comes in as an argument, nothing here does I/O.
 
@@ -24,6 +26,20 @@ pub struct Counters {
     pub in_asn_parse_errs: u32,
     pub silent_drops: u32,
     pub proxy_drops: u32,
+    /// SNMP-MPD-MIB (RFC 3412 §5).
+    pub unknown_security_models: u32,
+    pub invalid_msgs: u32,
+    pub unknown_pdu_handlers: u32,
+    /// SNMP-TARGET-MIB (RFC 3413 §4.1.1).
+    pub unavailable_contexts: u32,
+    pub unknown_contexts: u32,
+    /// SNMP-USER-BASED-SM-MIB usmStats (RFC 3414 §5).
+    pub usm_unsupported_sec_levels: u32,
+    pub usm_not_in_time_windows: u32,
+    pub usm_unknown_user_names: u32,
+    pub usm_unknown_engine_ids: u32,
+    pub usm_wrong_digests: u32,
+    pub usm_decryption_errors: u32,
     /// Requests answered (any PDU type).
     pub requests: u64,
     /// Datagrams dropped for any reason.
@@ -43,10 +59,27 @@ enum Live {
     EnableAuthenTraps,
     SilentDrops,
     ProxyDrops,
+    EngineId,
+    EngineBoots,
+    EngineTime,
+    EngineMaxMessageSize,
+    UnknownSecurityModels,
+    InvalidMsgs,
+    UnknownPduHandlers,
+    UnavailableContexts,
+    UnknownContexts,
+    UsmUnsupportedSecLevels,
+    UsmNotInTimeWindows,
+    UsmUnknownUserNames,
+    UsmUnknownEngineIds,
+    UsmWrongDigests,
+    UsmDecryptionErrors,
 }
 
-/// Sorted by OID.
-const LIVE: &[(&[u32], Live)] = &[
+type LiveTable = &'static [(&'static [u32], Live)];
+
+/// What every agent serves live. Sorted by OID.
+const LIVE: LiveTable = &[
     (&[1, 3, 6, 1, 2, 1, 1, 3, 0], Live::SysUpTime),
     (&[1, 3, 6, 1, 2, 1, 11, 1, 0], Live::InPkts),
     (&[1, 3, 6, 1, 2, 1, 11, 2, 0], Live::OutPkts),
@@ -58,6 +91,45 @@ const LIVE: &[(&[u32], Live)] = &[
     (&[1, 3, 6, 1, 2, 1, 11, 31, 0], Live::SilentDrops),
     (&[1, 3, 6, 1, 2, 1, 11, 32, 0], Live::ProxyDrops),
 ];
+
+/// What an agent that speaks SNMPv3 serves live: [`LIVE`] and the SNMPv3
+/// engine and statistics objects. Sorted by OID.
+const LIVE_V3: LiveTable = &[
+    (&[1, 3, 6, 1, 2, 1, 1, 3, 0], Live::SysUpTime),
+    (&[1, 3, 6, 1, 2, 1, 11, 1, 0], Live::InPkts),
+    (&[1, 3, 6, 1, 2, 1, 11, 2, 0], Live::OutPkts),
+    (&[1, 3, 6, 1, 2, 1, 11, 3, 0], Live::InBadVersions),
+    (&[1, 3, 6, 1, 2, 1, 11, 4, 0], Live::InBadCommunityNames),
+    (&[1, 3, 6, 1, 2, 1, 11, 5, 0], Live::InBadCommunityUses),
+    (&[1, 3, 6, 1, 2, 1, 11, 6, 0], Live::InAsnParseErrs),
+    (&[1, 3, 6, 1, 2, 1, 11, 30, 0], Live::EnableAuthenTraps),
+    (&[1, 3, 6, 1, 2, 1, 11, 31, 0], Live::SilentDrops),
+    (&[1, 3, 6, 1, 2, 1, 11, 32, 0], Live::ProxyDrops),
+    (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0], Live::EngineId),
+    (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0], Live::EngineBoots),
+    (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 3, 0], Live::EngineTime),
+    (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 4, 0], Live::EngineMaxMessageSize),
+    (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 1, 0], Live::UnknownSecurityModels),
+    (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 2, 0], Live::InvalidMsgs),
+    (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 3, 0], Live::UnknownPduHandlers),
+    (&[1, 3, 6, 1, 6, 3, 12, 1, 4, 0], Live::UnavailableContexts),
+    (&[1, 3, 6, 1, 6, 3, 12, 1, 5, 0], Live::UnknownContexts),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0], Live::UsmUnsupportedSecLevels),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0], Live::UsmNotInTimeWindows),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0], Live::UsmUnknownUserNames),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0], Live::UsmUnknownEngineIds),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0], Live::UsmWrongDigests),
+    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 6, 0], Live::UsmDecryptionErrors),
+];
+
+/// The SNMPv3 engine as served in SNMP-FRAMEWORK-MIB's snmpEngine group;
+/// snmpEngineTime is the agent's uptime in seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub engine_id: Vec<u8>,
+    pub boots: u32,
+    pub max_message_size: u32,
+}
 
 /// A located object: in the store, or live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +168,9 @@ pub struct View {
     overlay: HashMap<usize, Vec<u8>>,
     /// Parsed variations, by store index.
     variations: HashMap<usize, Variation>,
+    /// The objects served live: [`LIVE`], or [`LIVE_V3`] with `engine`.
+    live: LiveTable,
+    engine: Option<Arc<EngineInfo>>,
 }
 
 impl View {
@@ -108,28 +183,43 @@ impl View {
             store,
             overlay: HashMap::new(),
             variations,
+            live: LIVE,
+            engine: None,
         }
+    }
+
+    /// Serves the SNMPv3 engine and statistics objects live too (they hide
+    /// the snapshot's recorded values).
+    pub fn with_engine(mut self, engine: Arc<EngineInfo>) -> View {
+        self.live = LIVE_V3;
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The engine this view serves, if it serves SNMPv3 objects.
+    pub fn engine(&self) -> Option<&Arc<EngineInfo>> {
+        self.engine.as_ref()
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    fn live_oid(i: usize) -> &'static [u32] {
-        LIVE.get(i).map(|(o, _)| *o).unwrap_or_default()
+    fn live_oid(&self, i: usize) -> &'static [u32] {
+        self.live.get(i).map(|(o, _)| *o).unwrap_or_default()
     }
 
     /// The OID of an object.
     pub fn oid(&self, obj: Obj) -> &[u32] {
         match obj {
             Obj::Store(i) => self.store.item(i).map(|it| it.oid).unwrap_or_default(),
-            Obj::Live(i) => Self::live_oid(i),
+            Obj::Live(i) => self.live_oid(i),
         }
     }
 
     /// Exact lookup.
     pub fn get(&self, oid: &[u32]) -> Result<Obj, Missing> {
-        if let Ok(i) = LIVE.binary_search_by(|(o, _)| (*o).cmp(oid)) {
+        if let Ok(i) = self.live.binary_search_by(|(o, _)| (*o).cmp(oid)) {
             return Ok(Obj::Live(i));
         }
         let i = self.store.lower_bound(oid);
@@ -176,7 +266,7 @@ impl View {
     /// SNMPv1 cannot carry (Counter64); recorded exceptions are never
     /// returned by a walk.
     pub fn next(&self, oid: &[u32], v1: bool) -> Option<Obj> {
-        let live = LIVE.partition_point(|(o, _)| *o <= oid);
+        let live = self.live.partition_point(|(o, _)| *o <= oid);
         let mut i = self.store.next_after(oid);
         loop {
             let item = self.store.item(i);
@@ -186,7 +276,7 @@ impl View {
                 i += 1;
                 continue;
             }
-            return match (item, LIVE.get(live)) {
+            return match (item, self.live.get(live)) {
                 (Some(it), Some((lo, _))) if it.oid < *lo => Some(Obj::Store(i)),
                 (Some(_), None) => Some(Obj::Store(i)),
                 (_, Some(_)) => Some(Obj::Live(live)),
@@ -211,10 +301,10 @@ impl View {
         match obj {
             Obj::Live(i) => {
                 let mut v = Vec::with_capacity(8);
-                if let Some((_, live)) = LIVE.get(i) {
-                    push_live(*live, now, &mut v);
+                if let Some((_, live)) = self.live.get(i) {
+                    push_live(*live, now, self.engine.as_deref(), &mut v);
                 }
-                ber::push_varbind(out, Self::live_oid(i), &v);
+                ber::push_varbind(out, self.live_oid(i), &v);
             }
             Obj::Store(i) => {
                 let Some(item) = self.store.item(i) else {
@@ -241,9 +331,13 @@ impl View {
     pub fn value_tag(&self, obj: Obj) -> Option<u8> {
         match obj {
             Obj::Store(i) => self.store.item(i)?.value.first().copied(),
-            Obj::Live(i) => match LIVE.get(i)?.1 {
+            Obj::Live(i) => match self.live.get(i)?.1 {
                 Live::SysUpTime => Some(ber::TAG_TIMETICKS),
-                Live::EnableAuthenTraps => Some(ber::TAG_INTEGER),
+                Live::EnableAuthenTraps
+                | Live::EngineBoots
+                | Live::EngineTime
+                | Live::EngineMaxMessageSize => Some(ber::TAG_INTEGER),
+                Live::EngineId => Some(ber::TAG_OCTET_STRING),
                 _ => Some(ber::TAG_COUNTER32),
             },
         }
@@ -263,8 +357,9 @@ impl View {
     }
 }
 
-fn push_live(live: Live, now: &Now<'_>, out: &mut Vec<u8>) {
+fn push_live(live: Live, now: &Now<'_>, engine: Option<&EngineInfo>, out: &mut Vec<u8>) {
     let c = now.counters;
+    let int = |n: u32| (ber::TAG_INTEGER, u64::from(n));
     let counter = |n: u32| (ber::TAG_COUNTER32, u64::from(n));
     let (tag, v) = match live {
         Live::SysUpTime => (ber::TAG_TIMETICKS, u64::from(now.ticks())),
@@ -278,6 +373,27 @@ fn push_live(live: Live, now: &Now<'_>, out: &mut Vec<u8>) {
         Live::EnableAuthenTraps => (ber::TAG_INTEGER, 2),
         Live::SilentDrops => counter(c.silent_drops),
         Live::ProxyDrops => counter(c.proxy_drops),
+        Live::EngineId => {
+            let id = engine.map(|e| e.engine_id.as_slice()).unwrap_or_default();
+            out.push(ber::TAG_OCTET_STRING);
+            ber::push_len(out, id.len());
+            out.extend_from_slice(id);
+            return;
+        }
+        Live::EngineBoots => int(engine.map_or(0, |e| e.boots)),
+        Live::EngineTime => int(now.uptime.as_secs().min(i32::MAX as u64) as u32),
+        Live::EngineMaxMessageSize => int(engine.map_or(484, |e| e.max_message_size)),
+        Live::UnknownSecurityModels => counter(c.unknown_security_models),
+        Live::InvalidMsgs => counter(c.invalid_msgs),
+        Live::UnknownPduHandlers => counter(c.unknown_pdu_handlers),
+        Live::UnavailableContexts => counter(c.unavailable_contexts),
+        Live::UnknownContexts => counter(c.unknown_contexts),
+        Live::UsmUnsupportedSecLevels => counter(c.usm_unsupported_sec_levels),
+        Live::UsmNotInTimeWindows => counter(c.usm_not_in_time_windows),
+        Live::UsmUnknownUserNames => counter(c.usm_unknown_user_names),
+        Live::UsmUnknownEngineIds => counter(c.usm_unknown_engine_ids),
+        Live::UsmWrongDigests => counter(c.usm_wrong_digests),
+        Live::UsmDecryptionErrors => counter(c.usm_decryption_errors),
     };
     if tag == ber::TAG_INTEGER {
         ber::push_i64(out, tag, v as i64);
@@ -368,5 +484,52 @@ mod tests {
         assert_eq!(in_pkts.len(), 1);
         assert!(matches!(in_pkts[0].1, Obj::Live(_)));
         assert_eq!(oids.len(), 2 + LIVE.len());
+    }
+
+    #[test]
+    fn live_tables_are_sorted_and_v3_extends_the_base() {
+        for table in [LIVE, LIVE_V3] {
+            assert!(table.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+        assert_eq!(&LIVE_V3[..LIVE.len()], LIVE);
+    }
+
+    #[test]
+    fn engine_objects_are_live_only_with_an_engine() {
+        let engine = Arc::new(EngineInfo {
+            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
+            boots: 7,
+            max_message_size: 65507,
+        });
+        let plain = view(&[&[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0]]);
+        let boots: &[u32] = &[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0];
+        assert_eq!(plain.get(boots), Ok(Obj::Store(0)));
+        let v3 = view(&[&[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0]]).with_engine(engine);
+        let obj = v3.get(boots).unwrap();
+        assert!(matches!(obj, Obj::Live(_)));
+        let counters = Counters {
+            usm_wrong_digests: 3,
+            ..Counters::default()
+        };
+        let now = Now {
+            uptime: Duration::from_secs(42),
+            counters: &counters,
+        };
+        let mut out = Vec::new();
+        v3.push_varbind(obj, &now, &mut out);
+        assert_eq!(&out[out.len() - 3..], &[ber::TAG_INTEGER, 1, 7]);
+        let mut out = Vec::new();
+        let time = v3.get(&[1, 3, 6, 1, 6, 3, 10, 2, 1, 3, 0]).unwrap();
+        v3.push_varbind(time, &now, &mut out);
+        assert_eq!(&out[out.len() - 3..], &[ber::TAG_INTEGER, 1, 42]);
+        let mut out = Vec::new();
+        let id = v3.get(&[1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0]).unwrap();
+        v3.push_varbind(id, &now, &mut out);
+        assert_eq!(&out[out.len() - 10..], &[4, 8, 0x80, 0, 0x1f, 0x88, 5, 1, 2, 3]);
+        let mut out = Vec::new();
+        let wd = v3.get(&[1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0]).unwrap();
+        v3.push_varbind(wd, &now, &mut out);
+        assert_eq!(&out[out.len() - 3..], &[ber::TAG_COUNTER32, 1, 3]);
+        assert_eq!(v3.value_tag(id), Some(ber::TAG_OCTET_STRING));
     }
 }

@@ -1,32 +1,27 @@
-//! From the checked config of one agent to the responder that serves it.
+//! From the checked config of one agent to what its process needs: the
+//! responder configuration and the compiled store of each view.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
 
-use agentcluster_agent::responder::{CommunityAccess, Config, Responder};
-use agentcluster_agent::store::Store;
+use agentcluster_agent::responder::{CommunityAccess, Config};
 use agentcluster_conf::Agent;
 
 /// Largest response datagram over UDP/IPv4 (65535 − 8 − 20).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
-/// Builds the responder of `agent` from the fleet's compiled stores.
-pub fn responder(
-    agent: &Agent,
-    stores: &HashMap<PathBuf, Arc<Store>>,
-    start: Instant,
-) -> Result<Responder, String> {
-    let mut paths: Vec<&PathBuf> = Vec::new();
+/// The responder configuration of `agent` and the snapshot file of each of
+/// its views, in view order.
+pub fn plan(agent: &Agent) -> (Config, Vec<PathBuf>) {
+    let mut paths: Vec<PathBuf> = Vec::new();
     let mut communities: Vec<CommunityAccess> = Vec::new();
     let versions = [(&agent.snmpv1, true), (&agent.snmpv2c, false)];
     for (list, is_v1) in versions {
         for c in list.iter().flat_map(|l| &l.entries) {
-            let view = match paths.iter().position(|p| **p == c.data) {
+            let view = match paths.iter().position(|p| *p == c.data) {
                 Some(i) => i,
                 None => {
-                    paths.push(&c.data);
+                    paths.push(c.data.clone());
                     paths.len() - 1
                 }
             };
@@ -47,15 +42,6 @@ pub fn responder(
             }
         }
     }
-    let views = paths
-        .iter()
-        .map(|p| {
-            stores
-                .get(*p)
-                .cloned()
-                .ok_or_else(|| format!("snapshot {} was not compiled", p.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     if communities.is_empty() {
         tracing::warn!(agent = %agent.name, "no SNMPv1/v2c community: nothing to serve yet");
     }
@@ -63,6 +49,24 @@ pub fn responder(
         communities,
         max_varbinds: agent.max_varbinds as usize,
         max_message_size: MAX_UDP_PAYLOAD,
+        v3: None,
     };
-    Ok(Responder::new(config, views, start))
+    (config, paths)
+}
+
+/// The compiled store file of each view, from the fleet's compiled stores.
+pub fn store_files(
+    agent: &str,
+    sources: &[PathBuf],
+    compiled: &HashMap<PathBuf, PathBuf>,
+) -> Result<Vec<PathBuf>, String> {
+    sources
+        .iter()
+        .map(|p| {
+            compiled
+                .get(p)
+                .cloned()
+                .ok_or_else(|| format!("agent {agent}: snapshot {} was not compiled", p.display()))
+        })
+        .collect()
 }

@@ -52,9 +52,10 @@ impl Fleet {
     pub fn start(yaml: &str) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!(
-            "cluster:\n  cache_dir: {}\n  state_dir: {}\n{}",
+            "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
             dir.path().join("cache").display(),
             dir.path().join("state").display(),
+            dir.path().join("control.sock").display(),
             yaml
         );
         let path = dir.path().join("fleet.yaml");

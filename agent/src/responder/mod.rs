@@ -1,12 +1,15 @@
-//! The SNMPv1/v2c command responder: a datagram in, a datagram (or a counted
-//! drop) out. No I/O and no clock of its own, so every path is testable with
-//! byte vectors. Requests are decoded with rasn; responses are framed by hand
-//! around the store's pre-encoded varbinds (see [`crate::ber::Frame`]).
+//! The command responder (SNMPv1, v2c and v3): a datagram in, a datagram (or
+//! a counted drop) out. No I/O and no clock of its own, so every path is
+//! testable with byte vectors. Requests are decoded with rasn; responses are
+//! framed by hand around the store's pre-encoded varbinds (see
+//! [`crate::ber::Frame`]). SNMPv3 messages go through [`crate::v3`] first and
+//! then reach the same handlers.
 
 mod get;
 mod getbulk;
 mod getnext;
 mod set;
+mod v3;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +19,7 @@ use rasn_smi::{v1 as smi1, v2 as smi2};
 use rasn_snmp::{v1, v2, v2c};
 
 use crate::ber::{self, Frame};
-use crate::mib::{Counters, Now, View};
+use crate::mib::{Counters, EngineInfo, Now, View};
 use crate::store::Store;
 use crate::value::Value;
 
@@ -35,6 +38,8 @@ pub enum ErrorStatus {
     WrongValue = 10,
     NoCreation = 11,
     InconsistentValue = 12,
+    /// SNMPv3 only: the request is below the user's security level.
+    AuthorizationError = 16,
     NotWritable = 17,
 }
 
@@ -44,7 +49,7 @@ impl ErrorStatus {
         use ErrorStatus::*;
         match self {
             TooBig | NoSuchName | BadValue | ReadOnly | GenErr => self,
-            NoAccess | NotWritable | NoCreation => NoSuchName,
+            NoAccess | NotWritable | NoCreation | AuthorizationError => NoSuchName,
             WrongType | WrongLength | WrongValue | InconsistentValue => BadValue,
         }
     }
@@ -55,10 +60,11 @@ impl ErrorStatus {
 pub enum Version {
     V1,
     V2c,
+    V3,
 }
 
 /// What a community may do, and which snapshot it sees.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CommunityAccess {
     pub community: Vec<u8>,
     pub v1: bool,
@@ -69,13 +75,28 @@ pub struct CommunityAccess {
 }
 
 /// The fixed parameters of a responder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     pub communities: Vec<CommunityAccess>,
     /// Most varbinds in one response (GETBULK is cut here).
     pub max_varbinds: usize,
     /// Largest response datagram we send.
     pub max_message_size: usize,
+    /// SNMPv3: engine, users, contexts. `None`: v3 messages are bad
+    /// versions.
+    #[serde(default)]
+    pub v3: Option<crate::v3::V3Config>,
+}
+
+/// A responder configuration that cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("SNMPv3 user {user:?}: {cause}")]
+    User {
+        user: String,
+        cause: crate::usm::KeyError,
+    },
 }
 
 /// Why a datagram got no answer. Each is counted.
@@ -92,6 +113,15 @@ pub enum Drop {
     NotARequest,
     /// Even an error response would not fit the size limit.
     TooBig,
+    /// SNMPv3 with a security model other than USM
+    /// (snmpUnknownSecurityModels, counted by [`crate::v3`]).
+    UnknownSecurityModel,
+    /// SNMPv3 with privacy but no authentication (snmpInvalidMsgs, counted
+    /// by [`crate::v3`]).
+    InvalidMsg,
+    /// An SNMPv3 check failed on a message without the reportable flag; its
+    /// usmStats/snmp counter was counted by [`crate::v3`].
+    Unreported,
 }
 
 /// The outcome of one datagram.
@@ -147,22 +177,82 @@ pub struct Responder {
     views: Vec<View>,
     counters: Counters,
     start: Instant,
+    /// The SNMPv3 engine, when `config.v3` is set and its keys are usable.
+    v3: Option<crate::v3::Engine>,
+    /// What SNMPv3 agents serve in the snmpEngine group.
+    engine: Option<Arc<EngineInfo>>,
 }
 
 impl Responder {
-    /// `stores[i]` is the snapshot of view `i` named by the communities.
+    /// `stores[i]` is the snapshot of view `i` named by the communities and
+    /// contexts. An SNMPv3 section whose keys are unusable is logged (user
+    /// name and reason, never key material) and SNMPv3 is then off; use
+    /// [`Responder::try_new`] to get that as an error instead.
     pub fn new(config: Config, stores: Vec<Arc<Store>>, start: Instant) -> Responder {
-        let views = stores.into_iter().map(|s| View::new(s, start)).collect();
-        Responder {
+        match Responder::try_new(config.clone(), stores.clone(), start) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(cause = %e, "SNMPv3 disabled");
+                let config = Config { v3: None, ..config };
+                Responder::try_new(config, stores, start)
+                    .unwrap_or_else(|_| unreachable!("no SNMPv3 section, nothing can fail"))
+            }
+        }
+    }
+
+    /// Like [`Responder::new`], failing when a v3 user's keys are unusable.
+    pub fn try_new(
+        config: Config,
+        stores: Vec<Arc<Store>>,
+        start: Instant,
+    ) -> Result<Responder, ConfigError> {
+        let v3 = match &config.v3 {
+            Some(c) => Some(
+                crate::v3::Engine::new(c)
+                    .map_err(|(user, cause)| ConfigError::User { user, cause })?,
+            ),
+            None => None,
+        };
+        let engine = config.v3.as_ref().map(|c| {
+            Arc::new(EngineInfo {
+                engine_id: c.engine_id.clone(),
+                boots: c.engine_boots,
+                max_message_size: config.max_message_size.clamp(484, i32::MAX as usize) as u32,
+            })
+        });
+        let mut r = Responder {
             config,
-            views,
+            views: Vec::new(),
             counters: Counters::default(),
             start,
+            v3,
+            engine,
+        };
+        r.views = stores.into_iter().map(|s| r.make_view(s)).collect();
+        Ok(r)
+    }
+
+    fn make_view(&self, store: Arc<Store>) -> View {
+        let view = View::new(store, self.start);
+        match &self.engine {
+            Some(e) => view.with_engine(e.clone()),
+            None => view,
         }
     }
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Serves view `view` from another store from now on (a snapshot was
+    /// recompiled). Values SET into the old store are dropped with it.
+    pub fn swap_store(&mut self, view: usize, store: Arc<Store>) -> bool {
+        if view >= self.views.len() {
+            return false;
+        }
+        // make_view keeps the SNMPv3 engine objects live in the new view.
+        self.views[view] = self.make_view(store);
+        true
     }
 
     /// Answers one datagram. On `Reply`, `frame.as_slice()` is the response.
@@ -185,6 +275,8 @@ impl Responder {
                     }
                     Drop::NotARequest => {}
                     Drop::TooBig => c.silent_drops = c.silent_drops.wrapping_add(1),
+                    // Counted where they were found.
+                    Drop::UnknownSecurityModel | Drop::InvalidMsg | Drop::Unreported => {}
                 }
             }
         }
@@ -201,6 +293,7 @@ impl Responder {
                 Ok(r) => r,
                 Err(d) => return Outcome::Dropped(d),
             },
+            Some(3) => return self.answer_v3(datagram, now, frame),
             Some(_) => return Outcome::Dropped(Drop::BadVersion),
             None => return Outcome::Dropped(Drop::Parse),
         };
@@ -211,15 +304,46 @@ impl Responder {
             return Outcome::Dropped(Drop::BadCommunity);
         };
         let (view_index, write) = (access.view, access.write);
-        let Some(view) = self.views.get_mut(view_index) else {
-            return Outcome::Dropped(Drop::BadCommunity);
-        };
         // Room for everything but the varbind list: message and PDU headers
         // (at most 4 length bytes each), version, community, request-id,
         // error-status and error-index.
         let overhead = 48 + community.len();
         let headroom = overhead + 16;
         let budget = self.config.max_message_size.saturating_sub(overhead);
+        let handler_failed =
+            match self.run_pdu(&request, view_index, write, budget, headroom, now, frame) {
+                Ok(failed) => failed,
+                Err(d) => return Outcome::Dropped(d),
+            };
+        if request.kind == Kind::Set && handler_failed && !write {
+            self.counters.in_bad_community_uses =
+                self.counters.in_bad_community_uses.wrapping_add(1);
+        }
+        frame.prepend_tlv(ber::TAG_OCTET_STRING, &community);
+        frame.prepend_int(if v1 { 0 } else { 1 });
+        frame.wrap(ber::TAG_SEQUENCE);
+        Outcome::Reply
+    }
+
+    /// Answers `request` from view `view_index`: leaves the Response PDU in
+    /// `frame` (reset with `headroom` bytes in front) and returns whether the
+    /// handler failed. `budget` is the most the message may take besides
+    /// its headers.
+    #[allow(clippy::too_many_arguments)]
+    fn run_pdu(
+        &mut self,
+        request: &Request,
+        view_index: usize,
+        write: bool,
+        budget: usize,
+        headroom: usize,
+        now: Instant,
+        frame: &mut Frame,
+    ) -> Result<bool, Drop> {
+        let v1 = request.version == Version::V1;
+        let Some(view) = self.views.get_mut(view_index) else {
+            return Err(Drop::BadCommunity);
+        };
         let uptime = now.saturating_duration_since(self.start);
         let counters = self.counters.clone();
         let mut ctx = Ctx {
@@ -235,49 +359,58 @@ impl Responder {
         };
         frame.reset(headroom);
         let result = match request.kind {
-            Kind::Get => get::handle(&mut ctx, &request, frame.body()),
-            Kind::GetNext => getnext::handle(&mut ctx, &request, frame.body()),
-            Kind::GetBulk { .. } => getbulk::handle(&mut ctx, &request, frame.body()),
-            Kind::Set => set::handle(&mut ctx, &request, frame.body()),
+            Kind::Get => get::handle(&mut ctx, request, frame.body()),
+            Kind::GetNext => getnext::handle(&mut ctx, request, frame.body()),
+            Kind::GetBulk { .. } => getbulk::handle(&mut ctx, request, frame.body()),
+            Kind::Set => set::handle(&mut ctx, request, frame.body()),
         };
-        if request.kind == Kind::Set && result.is_err() && !write {
-            self.counters.in_bad_community_uses =
-                self.counters.in_bad_community_uses.wrapping_add(1);
-        }
-        let (mut status, mut index) = match result {
+        let (status, index) = match result {
             Ok(()) => (0, 0),
             Err((s, i)) => (if v1 { s.to_v1() } else { s } as u8, i),
         };
-        if status == 0 && frame.len() > budget {
+        finish_pdu(frame, request, status, index, headroom, budget)?;
+        Ok(result.is_err())
+    }
+}
+
+/// Wraps the varbinds in `frame` into a Response PDU with `status` and
+/// `index`. An error response carries the request's varbinds instead; a
+/// response too big for `budget` becomes tooBig (a v1 one is dropped).
+fn finish_pdu(
+    frame: &mut Frame,
+    request: &Request,
+    mut status: u8,
+    mut index: u32,
+    headroom: usize,
+    budget: usize,
+) -> Result<(), Drop> {
+    let v1 = request.version == Version::V1;
+    if status == 0 && frame.len() > budget {
+        status = ErrorStatus::TooBig as u8;
+        index = 0;
+    }
+    if status != 0 {
+        // Error responses carry the request's varbinds (RFC 1157 §4.1,
+        // RFC 3416 §4.2.5), except a v2 tooBig, which carries none.
+        frame.reset(headroom);
+        if v1 || status != ErrorStatus::TooBig as u8 {
+            echo_varbinds(request, frame.body());
+        }
+        if frame.len() > budget {
+            if v1 {
+                return Err(Drop::TooBig);
+            }
+            frame.reset(headroom);
             status = ErrorStatus::TooBig as u8;
             index = 0;
         }
-        if status != 0 {
-            // Error responses carry the request's varbinds (RFC 1157 §4.1,
-            // RFC 3416 §4.2.5), except a v2 tooBig, which carries none.
-            frame.reset(headroom);
-            if v1 || status != ErrorStatus::TooBig as u8 {
-                echo_varbinds(&request, frame.body());
-            }
-            if frame.len() > budget {
-                if v1 {
-                    return Outcome::Dropped(Drop::TooBig);
-                }
-                frame.reset(headroom);
-                status = ErrorStatus::TooBig as u8;
-                index = 0;
-            }
-        }
-        frame.wrap(ber::TAG_SEQUENCE);
-        frame.prepend_int(i64::from(index));
-        frame.prepend_int(i64::from(status));
-        frame.prepend_int(i64::from(request.request_id));
-        frame.wrap(0xa2);
-        frame.prepend_tlv(ber::TAG_OCTET_STRING, &community);
-        frame.prepend_int(if v1 { 0 } else { 1 });
-        frame.wrap(ber::TAG_SEQUENCE);
-        Outcome::Reply
     }
+    frame.wrap(ber::TAG_SEQUENCE);
+    frame.prepend_int(i64::from(index));
+    frame.prepend_int(i64::from(status));
+    frame.prepend_int(i64::from(request.request_id));
+    frame.wrap(0xa2);
+    Ok(())
 }
 
 /// Appends the request's own varbinds (for error responses).
@@ -330,7 +463,13 @@ fn decode_v1(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
 
 fn decode_v2c(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
     let msg: v2c::Message<v2::Pdus> = decode_all(datagram)?;
-    let (kind, request_id, bindings) = match msg.data {
+    let request = request_from_pdus(msg.data, Version::V2c)?;
+    Ok((request, msg.community.to_vec()))
+}
+
+/// A request from SNMPv2 PDUs (those of v2c and of a v3 scopedPDU).
+pub(crate) fn request_from_pdus(pdus: v2::Pdus, version: Version) -> Result<Request, Drop> {
+    let (kind, request_id, bindings) = match pdus {
         v2::Pdus::GetRequest(p) => (Kind::Get, p.0.request_id, p.0.variable_bindings),
         v2::Pdus::GetNextRequest(p) => (Kind::GetNext, p.0.request_id, p.0.variable_bindings),
         v2::Pdus::SetRequest(p) => (Kind::Set, p.0.request_id, p.0.variable_bindings),
@@ -359,14 +498,13 @@ fn decode_v2c(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
             v2::VarBindValue::EndOfMibView => Value::EndOfMibView,
         });
     }
-    let request = Request {
-        version: Version::V2c,
+    Ok(Request {
+        version,
         kind,
         request_id,
         names,
         values,
-    };
-    Ok((request, msg.community.to_vec()))
+    })
 }
 
 fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {

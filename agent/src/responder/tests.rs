@@ -84,6 +84,7 @@ impl Harness {
             communities: vec![access("public", false), access("private", true)],
             max_varbinds,
             max_message_size,
+            v3: None,
         };
         let start = Instant::now();
         Harness {

@@ -1,0 +1,170 @@
+//! The control channel between the supervisor and an agent process: a
+//! socketpair inherited as fd 3, carrying length-delimited JSON messages
+//! (a 4-byte big-endian length, then the message). Versioned by
+//! [`PROTOCOL`]; a frame that is too long, not JSON, or of an unknown kind is
+//! an error, and an error is never taken for `ready`.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::responder;
+
+/// Version of the channel protocol.
+pub const PROTOCOL: u32 = 1;
+/// The fd the channel is inherited on.
+pub const CHANNEL_FD: i32 = 3;
+/// The first inherited UDP socket; the rest follow in order.
+pub const FIRST_SOCKET_FD: i32 = 4;
+/// Largest frame accepted (a start message for hundreds of agents fits).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Supervisor → agent process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ToAgent {
+    /// The start token and everything the process serves.
+    Start(Start),
+    /// Snapshots changed: serve these stores from now on.
+    Swap { swaps: Vec<Swap> },
+    /// Exit cleanly.
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Start {
+    pub protocol: u32,
+    /// Echoed in `ready`/`failed`: proves the answer belongs to this start.
+    pub token: String,
+    pub heartbeat_ms: u64,
+    pub agents: Vec<AgentSpec>,
+}
+
+/// One agent served by the process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub name: String,
+    /// How many inherited sockets belong to this agent (taken in order).
+    pub sockets: usize,
+    /// Compiled store files, one per view of `config`.
+    pub stores: Vec<PathBuf>,
+    pub config: responder::Config,
+}
+
+/// A view of an agent now served from another compiled store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Swap {
+    pub agent: usize,
+    pub view: usize,
+    pub store: PathBuf,
+}
+
+/// Agent process → supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FromAgent {
+    Ready {
+        token: String,
+    },
+    Failed {
+        token: String,
+        reason: String,
+    },
+    /// Sent every `heartbeat_ms`: proof of life, with the counters.
+    Heartbeat {
+        agents: Vec<AgentStats>,
+    },
+    /// The result of a `swap`.
+    Swapped {
+        ok: bool,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStats {
+    pub name: String,
+    pub requests: u64,
+    pub dropped: u64,
+}
+
+/// Writes one frame.
+pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+/// Not cancel-safe: read from a task of its own.
+pub async fn read_frame<R, T>(r: &mut R) -> io::Result<Option<T>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_garbage_is_an_error() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let msg = FromAgent::Ready { token: "t1".into() };
+        write_frame(&mut a, &msg).await.unwrap();
+        let got: Option<FromAgent> = read_frame(&mut b).await.unwrap();
+        assert!(matches!(got, Some(FromAgent::Ready { token }) if token == "t1"));
+
+        a.write_all(&[0, 0, 0, 3, b'x', b'y', b'z']).await.unwrap();
+        assert!(read_frame::<_, FromAgent>(&mut b).await.is_err());
+
+        a.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        assert!(read_frame::<_, FromAgent>(&mut b).await.is_err());
+
+        a.write_all(br#"____{"type":"ready-ish","token":"t"}"#)
+            .await
+            .unwrap();
+        assert!(read_frame::<_, FromAgent>(&mut b).await.is_err());
+
+        drop(a);
+        let (mut a, mut b) = tokio::io::duplex(64);
+        drop(a.shutdown().await);
+        drop(a);
+        assert!(read_frame::<_, FromAgent>(&mut b).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,257 @@
+//! The agent process (`agentcluster agent`): takes its control channel and
+//! sockets from inherited descriptors, completes the start handshake, serves
+//! until told to stop, and exits at once when the supervisor goes away.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{
+    self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
+};
+use crate::responder::Responder;
+use crate::serve::{self, Shared};
+use crate::store::Store;
+use crate::sys::adopt_fd;
+
+/// Runs the agent process; returns the process exit code.
+pub fn main() -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentcluster agent: cannot start the runtime: {e}");
+            return 2;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(cause = %e, "agent process failed");
+            1
+        }
+    }
+}
+
+struct Served {
+    name: String,
+    responder: Shared,
+}
+
+async fn run() -> Result<(), String> {
+    let fd = adopt_fd(CHANNEL_FD).map_err(|e| format!("no control channel on fd 3: {e}"))?;
+    let std_stream = StdUnixStream::from(fd);
+    std_stream
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let stream = UnixStream::from_std(std_stream).map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+
+    let start = match channel::read_frame::<_, ToAgent>(&mut reader).await {
+        Ok(Some(ToAgent::Start(s))) => s,
+        Ok(Some(_)) => return Err("the first message was not a start".into()),
+        Ok(None) => return Err("the supervisor closed the channel before the start".into()),
+        Err(e) => return Err(format!("bad start message: {e}")),
+    };
+    let token = start.token.clone();
+    let begun = Instant::now();
+    let served = match build(&start, begun) {
+        Ok(s) => s,
+        Err(reason) => {
+            let msg = FromAgent::Failed {
+                token,
+                reason: reason.clone(),
+            };
+            let _ = channel::write_frame(&mut writer, &msg).await;
+            return Err(reason);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sockets_by_agent = take_sockets(&start)?;
+    for (s, sockets) in served.iter().zip(sockets_by_agent.drain(..)) {
+        tasks.spawn(serve::serve(sockets, s.responder.clone(), shutdown.clone()));
+    }
+    channel::write_frame(&mut writer, &FromAgent::Ready { token })
+        .await
+        .map_err(|e| format!("cannot answer ready: {e}"))?;
+    tracing::debug!(elapsed = ?begun.elapsed(), "ready");
+
+    // One writer: heartbeats and swap results go through this queue.
+    let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(16);
+    let writer_task = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if channel::write_frame(&mut writer, &msg).await.is_err() {
+                    // The supervisor is gone.
+                    shutdown.cancel();
+                    break;
+                }
+            }
+        })
+    };
+    let heartbeat = Duration::from_millis(start.heartbeat_ms.max(10));
+    let stats: Vec<(String, Shared)> = served
+        .iter()
+        .map(|s| (s.name.clone(), s.responder.clone()))
+        .collect();
+    {
+        let out_tx = out_tx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let agents = stats
+                    .iter()
+                    .map(|(name, r)| {
+                        let c = serve::counters(r);
+                        AgentStats {
+                            name: name.clone(),
+                            requests: c.requests,
+                            dropped: c.dropped,
+                        }
+                    })
+                    .collect();
+                if out_tx.send(FromAgent::Heartbeat { agents }).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    // Ctrl-C in a terminal reaches the whole process group: the supervisor
+    // decides when agents stop, so SIGINT and SIGHUP are only noted.
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| e.to_string())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| e.to_string())?;
+    let mut stores = StoreCache::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = term.recv() => break,
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+            msg = channel::read_frame::<_, ToAgent>(&mut reader) => match msg {
+                Ok(Some(ToAgent::Stop)) => break,
+                Ok(Some(ToAgent::Swap { swaps })) => {
+                    let result = apply_swaps(&served, &swaps, &mut stores);
+                    let msg = match result {
+                        Ok(()) => FromAgent::Swapped { ok: true, reason: String::new() },
+                        Err(reason) => FromAgent::Swapped { ok: false, reason },
+                    };
+                    let _ = out_tx.send(msg).await;
+                }
+                Ok(Some(ToAgent::Start(_))) => {
+                    tracing::warn!("ignoring a second start message");
+                }
+                // EOF or a broken channel: the supervisor is gone. Exit at
+                // once; PR_SET_PDEATHSIG is the backstop for this.
+                Ok(None) | Err(_) => std::process::exit(0),
+            },
+        }
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    writer_task.abort();
+    Ok(())
+}
+
+#[derive(Default)]
+struct StoreCache {
+    stores: HashMap<PathBuf, Arc<Store>>,
+}
+
+impl StoreCache {
+    fn open(&mut self, path: &PathBuf) -> Result<Arc<Store>, String> {
+        if let Some(s) = self.stores.get(path) {
+            return Ok(s.clone());
+        }
+        let store = Arc::new(Store::open(path).map_err(|e| e.to_string())?);
+        self.stores.insert(path.clone(), store.clone());
+        Ok(store)
+    }
+}
+
+fn build(start: &Start, begun: Instant) -> Result<Vec<Served>, String> {
+    if start.protocol != PROTOCOL {
+        return Err(format!(
+            "control protocol {} is not supported (this agent speaks {PROTOCOL})",
+            start.protocol
+        ));
+    }
+    let mut cache = StoreCache::default();
+    let mut served = Vec::with_capacity(start.agents.len());
+    for spec in &start.agents {
+        let stores = spec
+            .stores
+            .iter()
+            .map(|p| cache.open(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("agent {}: {e}", spec.name))?;
+        let responder = Responder::new(spec.config.clone(), stores, begun);
+        served.push(Served {
+            name: spec.name.clone(),
+            responder: Arc::new(Mutex::new(responder)),
+        });
+    }
+    Ok(served)
+}
+
+fn take_sockets(start: &Start) -> Result<Vec<Vec<UdpSocket>>, String> {
+    let mut fd = FIRST_SOCKET_FD;
+    let mut out = Vec::with_capacity(start.agents.len());
+    for spec in &start.agents {
+        let mut sockets = Vec::with_capacity(spec.sockets);
+        for _ in 0..spec.sockets {
+            let owned =
+                adopt_fd(fd).map_err(|e| format!("agent {}: socket fd {fd}: {e}", spec.name))?;
+            sockets.push(UdpSocket::from(owned));
+            fd += 1;
+        }
+        out.push(sockets);
+    }
+    Ok(out)
+}
+
+fn apply_swaps(
+    served: &[Served],
+    swaps: &[channel::Swap],
+    cache: &mut StoreCache,
+) -> Result<(), String> {
+    // Open everything first, so a bad store changes nothing.
+    let mut opened = Vec::with_capacity(swaps.len());
+    for s in swaps {
+        let agent = served
+            .get(s.agent)
+            .ok_or_else(|| format!("no agent #{}", s.agent))?;
+        opened.push((agent, s.view, cache.open(&s.store)?));
+    }
+    for (agent, view, store) in opened {
+        let mut r = agent
+            .responder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !r.swap_store(view, store) {
+            return Err(format!("agent {} has no view #{view}", agent.name));
+        }
+    }
+    Ok(())
+}

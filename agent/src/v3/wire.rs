@@ -1,0 +1,128 @@
+//! The bytes of an SNMPv3 message that rasn's types do not give: where
+//! msgAuthenticationParameters sits in a received datagram (so its HMAC is
+//! checked on the received bytes, never on a re-encoding), and the encoding
+//! of an outgoing message around a PDU already framed in a [`Frame`] —
+//! scopedPDU, encryption in place, USM parameters with a zeroed MAC field
+//! that is then patched with the HMAC of the finished message.
+
+use crate::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
+use crate::usm::{AuthKey, PrivKey};
+
+/// The User-based Security Model's msgSecurityModel.
+pub const USM: i64 = 3;
+
+/// msgFlags bits (RFC 3412 §6.4).
+pub const FLAG_AUTH: u8 = 1;
+pub const FLAG_PRIV: u8 = 2;
+pub const FLAG_REPORTABLE: u8 = 4;
+
+fn skip(msg: &[u8], pos: usize) -> Option<usize> {
+    let (_, start, len) = ber::read_header(msg, pos)?;
+    Some(start + len)
+}
+
+/// (offset, length) of msgAuthenticationParameters' content in a whole
+/// SNMPv3 message. `None` when the message is not laid out as one with
+/// definite lengths.
+pub fn auth_params_range(msg: &[u8]) -> Option<(usize, usize)> {
+    let (tag, start, _) = ber::read_header(msg, 0)?;
+    if tag != TAG_SEQUENCE {
+        return None;
+    }
+    let pos = skip(msg, start)?; // msgVersion
+    let pos = skip(msg, pos)?; // msgGlobalData
+    let (tag, sec, _) = ber::read_header(msg, pos)?; // msgSecurityParameters
+    if tag != TAG_OCTET_STRING {
+        return None;
+    }
+    let (tag, usm, _) = ber::read_header(msg, sec)?; // UsmSecurityParameters
+    if tag != TAG_SEQUENCE {
+        return None;
+    }
+    let mut pos = usm;
+    for _ in 0..4 {
+        // engine ID, boots, time, user name
+        pos = skip(msg, pos)?;
+    }
+    let (tag, at, len) = ber::read_header(msg, pos)?;
+    (tag == TAG_OCTET_STRING).then_some((at, len))
+}
+
+/// Everything an outgoing message needs besides its PDU.
+pub struct Seal<'a> {
+    pub msg_id: i32,
+    /// Our msgMaxSize.
+    pub max_size: i32,
+    /// msgFlags; the auth and priv bits must agree with `auth`/`privacy`.
+    pub flags: u8,
+    /// The authoritative engine (ours for responses, reports and traps;
+    /// the receiver's for informs).
+    pub engine_id: &'a [u8],
+    pub boots: u32,
+    pub time: u32,
+    pub user_name: &'a [u8],
+    pub auth: Option<&'a AuthKey>,
+    /// The privacy key and a fresh salt.
+    pub privacy: Option<(&'a PrivKey, u64)>,
+    pub context_engine_id: &'a [u8],
+    pub context_name: &'a [u8],
+}
+
+fn push_octets(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(TAG_OCTET_STRING);
+    ber::push_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// Turns the PDU TLV that `frame` holds into a whole SNMPv3 message:
+/// scopedPDU, encrypted when `privacy` is given, then the headers, then the
+/// HMAC when `auth` is given.
+pub fn seal(frame: &mut Frame, s: &Seal<'_>) {
+    frame.prepend_tlv(TAG_OCTET_STRING, s.context_name);
+    frame.prepend_tlv(TAG_OCTET_STRING, s.context_engine_id);
+    frame.wrap(TAG_SEQUENCE);
+    let mut priv_params: [u8; 8] = [0; 8];
+    let encrypted = s.privacy.is_some();
+    if let Some((key, salt)) = s.privacy {
+        let len = frame.len();
+        let end = frame.end();
+        let buf = frame.body();
+        priv_params = key.encrypt(buf, end - len, s.boots, s.time, salt);
+        frame.wrap(TAG_OCTET_STRING);
+    }
+    // UsmSecurityParameters, with the MAC field zeroed.
+    let mac_len = s.auth.map_or(0, AuthKey::mac_len);
+    let mut usm = Vec::with_capacity(64 + s.engine_id.len() + s.user_name.len() + mac_len);
+    push_octets(&mut usm, s.engine_id);
+    ber::push_i64(&mut usm, TAG_INTEGER, i64::from(s.boots));
+    ber::push_i64(&mut usm, TAG_INTEGER, i64::from(s.time));
+    push_octets(&mut usm, s.user_name);
+    usm.push(TAG_OCTET_STRING);
+    ber::push_len(&mut usm, mac_len);
+    let mac_at = usm.len();
+    usm.resize(usm.len() + mac_len, 0);
+    push_octets(&mut usm, if encrypted { &priv_params } else { &[] });
+    frame.prepend(&usm);
+    // The MAC field's distance from the end does not change as headers
+    // are prepended.
+    let mac_from_end = frame.len() - mac_at;
+    frame.wrap(TAG_SEQUENCE);
+    frame.wrap(TAG_OCTET_STRING);
+    let mut global = Vec::with_capacity(20);
+    ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.msg_id));
+    ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.max_size));
+    global.extend_from_slice(&[TAG_OCTET_STRING, 1, s.flags]);
+    ber::push_i64(&mut global, TAG_INTEGER, USM);
+    frame.prepend(&global);
+    frame.prepend_header(TAG_SEQUENCE, global.len());
+    frame.prepend_int(3);
+    frame.wrap(TAG_SEQUENCE);
+    if let Some(key) = s.auth {
+        let len = frame.len();
+        let end = frame.end();
+        let buf = frame.body();
+        let msg = &mut buf[end - len..end];
+        let at = len - mac_from_end;
+        key.sign(msg, at);
+    }
+}

@@ -1,0 +1,600 @@
+//! `agentcluster status|start|stop|restart|reload`: the operator's side of
+//! the control socket. Finds the socket, sends one request, prints the
+//! answer for a person (or as JSON) and picks the exit code of INTERFACE.md.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agentcluster_supervisor::api::{AgentStatus, ErrorKind, Request, Response};
+use agentcluster_supervisor::control::{WireRequest, default_control_socket};
+
+use crate::{EXIT_RUNTIME, EXIT_USER, UserError};
+
+/// Exit code when the supervisor cannot be reached (INTERFACE.md).
+const EXIT_UNREACHABLE: u8 = 3;
+
+/// How long to wait for an answer; a reload recompiles snapshots, so this
+/// is generous, but a hung supervisor still ends in an error.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to find the supervisor, besides the global `--control`.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Fleet configuration whose `cluster.control_socket` to use
+    /// (`--control` wins over it).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print the agents as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NamesArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Agent names or globs (`*`, `?`, `[...]`; quote them from the shell).
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+/// An operator action on named agents.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// `agentcluster status [--json]`.
+pub fn status(control: Option<&Path>, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let path = socket_path(control, args.target.config.as_deref())?;
+    let outcome = exchange(&path, Request::Status).and_then(|r| match r {
+        Response::Status { agents, .. } => {
+            let text = if args.json {
+                let mut s = serde_json::to_string_pretty(&agents).map_err(|e| Failure {
+                    code: EXIT_RUNTIME,
+                    message: format!("cannot encode the status as JSON: {e}"),
+                })?;
+                s.push('\n');
+                s
+            } else {
+                table(&agents)
+            };
+            print(&text)
+        }
+        other => Err(failure(&path, other)),
+    });
+    Ok(finish(outcome))
+}
+
+/// `agentcluster start|stop|restart NAME…`.
+pub fn act(control: Option<&Path>, action: Action, args: NamesArgs) -> anyhow::Result<ExitCode> {
+    let path = socket_path(control, args.target.config.as_deref())?;
+    let names = args.names;
+    let request = match action {
+        Action::Start => Request::Start { names },
+        Action::Stop => Request::Stop { names },
+        Action::Restart => Request::Restart { names },
+    };
+    let outcome = exchange(&path, request).and_then(|r| match r {
+        Response::Done { agents, message } => print(&done(&agents, &message)),
+        other => Err(failure(&path, other)),
+    });
+    Ok(finish(outcome))
+}
+
+/// `agentcluster reload`.
+pub fn reload(control: Option<&Path>, target: &Target) -> anyhow::Result<ExitCode> {
+    let path = socket_path(control, target.config.as_deref())?;
+    let outcome = exchange(&path, Request::Reload).and_then(|r| match r {
+        Response::Done { message, .. } => print(&format!("{message}\n")),
+        other => Err(failure(&path, other)),
+    });
+    Ok(finish(outcome))
+}
+
+/// The control socket to use: `--control`, else the config's
+/// `cluster.control_socket` (with `-c`), else the default.
+fn socket_path(control: Option<&Path>, config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = control {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(file) = config {
+        let loaded = agentcluster_conf::load(file).map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            UserError(format!(
+                "cannot find the control socket in {}:\n{}",
+                file.display(),
+                text.join("\n")
+            ))
+        })?;
+        if let Some(p) = loaded.fleet.cluster.control_socket {
+            return Ok(p);
+        }
+    }
+    Ok(default_control_socket())
+}
+
+/// Why a command did not succeed, and its exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn finish(outcome: Result<(), Failure>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("agentcluster: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// An answer that is not the one the command waits for.
+fn failure(path: &Path, response: Response) -> Failure {
+    match response {
+        Response::Error { kind, message } => Failure {
+            code: match kind {
+                ErrorKind::UnknownAgent | ErrorKind::BadRequest | ErrorKind::Config => EXIT_USER,
+                ErrorKind::Internal => EXIT_RUNTIME,
+                ErrorKind::PermissionDenied => EXIT_UNREACHABLE,
+            },
+            message,
+        },
+        other => Failure {
+            code: EXIT_RUNTIME,
+            message: format!(
+                "unexpected answer from the supervisor at {}: {other:?}",
+                path.display()
+            ),
+        },
+    }
+}
+
+/// Sends one request and reads its answer.
+fn exchange(path: &Path, request: Request) -> Result<Response, Failure> {
+    let mut stream = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
+    let runtime = |e: io::Error| Failure {
+        code: EXIT_RUNTIME,
+        message: format!("control socket {}: {e}", path.display()),
+    };
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(runtime)?;
+    stream
+        .set_write_timeout(Some(SEND_TIMEOUT))
+        .map_err(runtime)?;
+    let mut line = serde_json::to_vec(&WireRequest::new(request)).map_err(|e| Failure {
+        code: EXIT_RUNTIME,
+        message: format!("cannot encode the request: {e}"),
+    })?;
+    line.push(b'\n');
+    // A supervisor that refuses us closes the connection after one error
+    // line; read that line even if our write failed.
+    let sent = stream.write_all(&line);
+    let mut answer = Vec::new();
+    let read = BufReader::new(&stream).read_until(b'\n', &mut answer);
+    if answer.is_empty() {
+        let message = match (sent, read) {
+            (_, Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                format!(
+                    "no answer from the supervisor at {} within {}s",
+                    path.display(),
+                    ANSWER_TIMEOUT.as_secs()
+                )
+            }
+            (Err(e), _) | (Ok(()), Err(e)) => {
+                format!("control socket {}: {e}", path.display())
+            }
+            (Ok(()), Ok(_)) => format!(
+                "the supervisor at {} closed the connection without answering",
+                path.display()
+            ),
+        };
+        return Err(Failure {
+            code: EXIT_RUNTIME,
+            message,
+        });
+    }
+    serde_json::from_slice(&answer).map_err(|e| Failure {
+        code: EXIT_RUNTIME,
+        message: format!(
+            "unreadable answer from the supervisor at {}: {e}",
+            path.display()
+        ),
+    })
+}
+
+fn unreachable(path: &Path, e: &io::Error) -> Failure {
+    let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+        "hint: the socket belongs to another user: run this as that user (or root), \
+         or point at your own supervisor with --control PATH"
+    } else {
+        "hint: is `agentcluster run` running? Point at its control socket with \
+         --control PATH (or -c FILE to read it from the fleet configuration)"
+    };
+    Failure {
+        code: EXIT_UNREACHABLE,
+        message: format!(
+            "cannot reach the supervisor at {}: {e}\n{hint}",
+            path.display()
+        ),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure {
+            code: EXIT_RUNTIME,
+            message: format!("cannot write to stdout: {e}"),
+        }),
+    }
+}
+
+/// The answer to an action: its message, then one affected agent a line.
+fn done(agents: &[String], message: &str) -> String {
+    let mut s = String::new();
+    if !message.is_empty() {
+        s.push_str(message);
+        s.push('\n');
+    }
+    for a in agents {
+        s.push_str("  ");
+        s.push_str(a);
+        s.push('\n');
+    }
+    s
+}
+
+const HEADERS: [&str; 8] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "ENDPOINTS",
+    "RESTARTS",
+    "UPTIME",
+    "RSS",
+    "REQUESTS",
+];
+
+/// Numeric columns, right-aligned.
+const RIGHT: [bool; 8] = [false, false, true, false, true, true, true, true];
+
+/// The `status` table, sorted by name (`printer-2` before `printer-10`).
+fn table(agents: &[AgentStatus]) -> String {
+    let mut sorted: Vec<&AgentStatus> = agents.iter().collect();
+    sorted.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 8]> = sorted
+        .iter()
+        .map(|a| {
+            [
+                a.name.clone(),
+                a.state.clone(),
+                a.pid.map_or_else(dash, |p| p.to_string()),
+                if a.endpoints.is_empty() {
+                    dash()
+                } else {
+                    a.endpoints.join(",")
+                },
+                a.restarts.to_string(),
+                a.uptime_ms.map_or_else(dash, uptime),
+                a.rss_bytes.map_or_else(dash, rss),
+                a.requests.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let headers = HEADERS.map(String::from);
+    for row in std::iter::once(&headers).chain(&rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let w = widths[i];
+            let _ = if RIGHT[i] {
+                write!(line, "{cell:>w$}")
+            } else {
+                write!(line, "{cell:<w$}")
+            };
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `42s`, `12m05s`, `5h03m`, `3d4h`.
+fn uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Bytes in binary units: `512B`, `2.1M`, `34M`, `1.5G`.
+fn rss(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    loop {
+        // Round as it will be shown, so 1023.9K becomes 1.0M, not 1024K.
+        let shown = if v < 9.95 {
+            (v * 10.0).round() / 10.0
+        } else {
+            v.round()
+        };
+        if shown < 1024.0 || unit == UNITS.len() - 1 {
+            return if shown < 10.0 {
+                format!("{shown:.1}{}", UNITS[unit])
+            } else {
+                format!("{shown:.0}{}", UNITS[unit])
+            };
+        }
+        v /= 1024.0;
+        unit += 1;
+    }
+}
+
+/// Compares names with runs of digits taken as numbers.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                let trim = |n: &[u8]| -> usize { n.iter().take_while(|&&c| c == b'0').count() };
+                let (ta, tb) = (&na[trim(na)..], &nb[trim(nb)..]);
+                let ord = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then_with(|| da.cmp(&db));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str) -> AgentStatus {
+        AgentStatus {
+            name: name.into(),
+            state: "running".into(),
+            pid: Some(4242),
+            endpoints: vec!["127.0.0.1:10161".into(), "[::1]:10161".into()],
+            restarts: 0,
+            uptime_ms: Some(725_000),
+            rss_bytes: Some(2_202_009),
+            requests: 1234,
+            process: name.into(),
+        }
+    }
+
+    #[test]
+    fn uptime_is_short_and_human() {
+        assert_eq!(uptime(0), "0s");
+        assert_eq!(uptime(999), "0s");
+        assert_eq!(uptime(42_000), "42s");
+        assert_eq!(uptime(60_000), "1m00s");
+        assert_eq!(uptime(725_000), "12m05s");
+        assert_eq!(uptime(3_600_000), "1h00m");
+        assert_eq!(uptime((5 * 3600 + 3 * 60 + 59) * 1000), "5h03m");
+        assert_eq!(uptime((3 * 86_400 + 4 * 3600 + 59 * 60) * 1000), "3d4h");
+        assert_eq!(uptime(400 * 86_400 * 1000), "400d0h");
+    }
+
+    #[test]
+    fn rss_uses_binary_units() {
+        assert_eq!(rss(0), "0B");
+        assert_eq!(rss(1023), "1023B");
+        assert_eq!(rss(1024), "1.0K");
+        assert_eq!(rss(2_202_009), "2.1M");
+        assert_eq!(rss(35_651_584), "34M");
+        assert_eq!(rss(1024 * 1024 - 1), "1.0M");
+        assert_eq!(rss(10 * 1024 * 1024 - 1), "10M");
+        assert_eq!(rss(3 * 1024 * 1024 * 1024 / 2), "1.5G");
+        assert_eq!(rss(u64::MAX), "16384P");
+    }
+
+    #[test]
+    fn names_sort_naturally() {
+        let mut v = vec![
+            "printer-10",
+            "printer-2",
+            "core",
+            "printer-02",
+            "Core",
+            "a1b",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            [
+                "Core",
+                "a1b",
+                "core",
+                "printer-2",
+                "printer-02",
+                "printer-10"
+            ]
+        );
+        assert_eq!(natural_cmp("x", "x"), Ordering::Equal);
+        assert_eq!(natural_cmp("x1", "x"), Ordering::Greater);
+    }
+
+    #[test]
+    fn status_table_is_aligned_and_sorted() {
+        let mut idle = agent("printer-10");
+        idle.state = "backoff".into();
+        idle.pid = None;
+        idle.uptime_ms = None;
+        idle.rss_bytes = None;
+        idle.endpoints = vec![];
+        idle.restarts = 3;
+        idle.requests = 0;
+        let t = table(&[idle, agent("printer-2")]);
+        let want = "\
+NAME        STATE     PID  ENDPOINTS                    RESTARTS  UPTIME   RSS  REQUESTS
+printer-2   running  4242  127.0.0.1:10161,[::1]:10161         0  12m05s  2.1M      1234
+printer-10  backoff     -  -                                   3       -     -         0
+";
+        assert_eq!(t, want, "\n{t}");
+    }
+
+    #[test]
+    fn empty_status_is_just_the_header() {
+        assert_eq!(
+            table(&[]),
+            "NAME  STATE  PID  ENDPOINTS  RESTARTS  UPTIME  RSS  REQUESTS\n"
+        );
+    }
+
+    #[test]
+    fn done_lists_the_agents() {
+        assert_eq!(
+            done(&["a".into(), "b".into()], "restarting 2 agents"),
+            "restarting 2 agents\n  a\n  b\n"
+        );
+        assert_eq!(done(&[], ""), "");
+    }
+
+    #[test]
+    fn error_kinds_map_to_exit_codes() {
+        let p = Path::new("/x.sock");
+        let code = |kind| {
+            failure(
+                p,
+                Response::Error {
+                    kind,
+                    message: "m".into(),
+                },
+            )
+            .code
+        };
+        assert_eq!(code(ErrorKind::UnknownAgent), 1);
+        assert_eq!(code(ErrorKind::BadRequest), 1);
+        assert_eq!(code(ErrorKind::Config), 1);
+        assert_eq!(code(ErrorKind::Internal), 2);
+        assert_eq!(code(ErrorKind::PermissionDenied), 3);
+        let wrong = failure(
+            p,
+            Response::Done {
+                agents: vec![],
+                message: String::new(),
+            },
+        );
+        assert_eq!(wrong.code, 2);
+    }
+
+    #[test]
+    fn socket_path_prefers_control_then_config_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = Path::new(env!("CARGO_MANIFEST_DIR")).join("mibs/linux-host.snmprec");
+        let agents = format!(
+            "agents:\n  - name: a\n    listen: [\"127.0.0.1:20001\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+            snap.display()
+        );
+        let with = dir.path().join("with.yaml");
+        std::fs::write(
+            &with,
+            format!("cluster:\n  control_socket: run/ctl.sock\n{agents}"),
+        )
+        .unwrap();
+        let without = dir.path().join("without.yaml");
+        std::fs::write(&without, &agents).unwrap();
+
+        let explicit = Path::new("/somewhere/x.sock");
+        assert_eq!(socket_path(Some(explicit), Some(&with)).unwrap(), explicit);
+        // relative to the config file's directory
+        assert_eq!(
+            socket_path(None, Some(&with)).unwrap(),
+            dir.path().join("run/ctl.sock")
+        );
+        assert_eq!(
+            socket_path(None, Some(&without)).unwrap(),
+            default_control_socket()
+        );
+        assert_eq!(socket_path(None, None).unwrap(), default_control_socket());
+        let err = socket_path(None, Some(&dir.path().join("missing.yaml"))).unwrap_err();
+        assert!(err.downcast_ref::<UserError>().is_some(), "{err:#}");
+    }
+
+    #[test]
+    fn an_absent_socket_is_unreachable_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nobody.sock");
+        let f = exchange(&path, Request::Status).unwrap_err();
+        assert_eq!(f.code, EXIT_UNREACHABLE);
+        assert!(
+            f.message.contains(&path.display().to_string()),
+            "{}",
+            f.message
+        );
+        assert!(f.message.contains("--control"), "{}", f.message);
+        // a stale socket file: connection refused, same exit code
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let f = exchange(&path, Request::Status).unwrap_err();
+        assert_eq!(f.code, EXIT_UNREACHABLE, "{}", f.message);
+    }
+}

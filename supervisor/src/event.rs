@@ -1,0 +1,195 @@
+//! Lifecycle events: every state change is one [`Event`], published once on
+//! the [`Bus`]; sinks (the journal today; KVP, notifications and the event
+//! stream next) subscribe. A bounded ring keeps the recent ones for replay.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// One lifecycle event, in the JSON form of DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    pub node: String,
+    /// The agent, or `""` for supervisor events.
+    pub agent: String,
+    pub event: String,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub restarts: u32,
+    pub state: String,
+    pub reason: String,
+}
+
+/// What a publisher fills in; the bus adds `seq`, `ts` and `node`.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub agent: String,
+    pub event: String,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub restarts: u32,
+    pub state: String,
+    pub reason: String,
+}
+
+/// How many past events are kept for replay.
+pub const RING: usize = 10_000;
+
+struct Inner {
+    next_seq: u64,
+    ring: VecDeque<Arc<Event>>,
+}
+
+/// The one channel every event goes through.
+#[derive(Clone)]
+pub struct Bus {
+    node: String,
+    inner: Arc<Mutex<Inner>>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Bus {
+    pub fn new(node: &str) -> Bus {
+        let (tx, _) = broadcast::channel(4096);
+        Bus {
+            node: node.to_string(),
+            inner: Arc::new(Mutex::new(Inner {
+                next_seq: 1,
+                ring: VecDeque::with_capacity(1024),
+            })),
+            tx,
+        }
+    }
+
+    /// Publishes an event: numbered, kept in the ring, sent to subscribers
+    /// and logged.
+    pub fn publish(&self, e: NewEvent) -> Arc<Event> {
+        let event = {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let event = Arc::new(Event {
+                seq: inner.next_seq,
+                ts: rfc3339_millis(SystemTime::now()),
+                node: self.node.clone(),
+                agent: e.agent,
+                event: e.event,
+                pid: e.pid,
+                exit_code: e.exit_code,
+                signal: e.signal,
+                restarts: e.restarts,
+                state: e.state,
+                reason: e.reason,
+            });
+            inner.next_seq += 1;
+            if inner.ring.len() == RING {
+                inner.ring.pop_front();
+            }
+            inner.ring.push_back(event.clone());
+            // Sent under the lock so subscribers see seq order.
+            let _ = self.tx.send(event.clone());
+            event
+        };
+        tracing::info!(
+            agent = %event.agent,
+            event = %event.event,
+            pid = event.pid,
+            state = %event.state,
+            restarts = event.restarts,
+            seq = event.seq,
+            "{}",
+            event.reason
+        );
+        event
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Events with `seq >= since` still in the ring, and whether some were
+    /// already dropped from it.
+    pub fn replay(&self, since: u64) -> (Vec<Arc<Event>>, bool) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = inner.ring.front().map(|e| e.seq).unwrap_or(inner.next_seq);
+        let gap = since < first && since < inner.next_seq && first > 1;
+        let events = inner
+            .ring
+            .iter()
+            .filter(|e| e.seq >= since)
+            .cloned()
+            .collect();
+        (events, gap)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// `2026-11-22T12:00:00.123Z`
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_348_800_123);
+        assert_eq!(rfc3339_millis(t), "2026-11-22T12:00:00.123Z");
+        assert_eq!(
+            rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn events_are_numbered_and_replayed_in_order() {
+        let bus = Bus::new("lab-a");
+        let mut rx = bus.subscribe();
+        for i in 0..3 {
+            bus.publish(NewEvent {
+                agent: format!("a{i}"),
+                event: "ready".into(),
+                ..NewEvent::default()
+            });
+        }
+        let seqs: Vec<u64> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let (events, gap) = bus.replay(2);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        assert!(!gap);
+        assert_eq!(events[0].node, "lab-a");
+    }
+}

@@ -1,0 +1,101 @@
+//! The supervisor's only `unsafe`: what must run in the child between fork
+//! and exec (placing inherited descriptors, the parent-death signal,
+//! dropping privileges). Only async-signal-safe calls are made there.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Duplicates `fd` to a new close-on-exec descriptor numbered at least
+/// `min`, so that placing descriptors at 3, 4, … in the child cannot
+/// overwrite a source that is still needed.
+pub fn dup_above(fd: &impl AsRawFd, min: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // F_DUPFD_CLOEXEC only creates a descriptor; it has no memory effects.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Privileges the child drops to before exec.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+}
+
+/// Installs the between-fork-and-exec step on `cmd`: descriptors `fds[i]`
+/// become `3 + i` (without close-on-exec), PR_SET_PDEATHSIG(SIGKILL) ties the
+/// child to the spawning thread, the child gets a process group of its
+/// own, the parent is re-checked (it may have died
+/// before the prctl), and privileges are dropped if asked.
+pub fn prepare_child(
+    cmd: &mut tokio::process::Command,
+    fds: Vec<RawFd>,
+    parent: libc::pid_t,
+    creds: Option<Credentials>,
+) {
+    let closure = move || -> io::Result<()> {
+        for (i, &fd) in fds.iter().enumerate() {
+            let target = 3 + i as RawFd;
+            // dup2 clears FD_CLOEXEC on the target: it survives exec.
+            if unsafe { libc::dup2(fd, target) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // A process group of its own: a terminal's Ctrl-C or a group-wide
+        // SIGTERM reaches the supervisor, which stops agents in order.
+        if unsafe { libc::setpgid(0, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if unsafe { libc::getppid() } != parent {
+            // The parent died before the prctl took effect. (No message:
+            // nothing may allocate between fork and exec.)
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        if let Some(c) = creds {
+            let groups = [c.gid];
+            if unsafe { libc::setgroups(1, groups.as_ptr()) } < 0
+                || unsafe { libc::setgid(c.gid) } < 0
+                || unsafe { libc::setuid(c.uid) } < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls async-signal-safe functions (dup2,
+    // prctl, setpgid, getppid, setgroups, setgid, setuid) and allocates nothing: the
+    // descriptor list was built before the fork and is only read here.
+    unsafe {
+        cmd.pre_exec(closure);
+    }
+}
+
+/// Registers an inotify instance with the runtime's reactor, for readiness.
+pub fn async_inotify(
+    inotify: nix::sys::inotify::Inotify,
+) -> io::Result<tokio::io::unix::AsyncFd<crate::watcher::Watcher>> {
+    let watcher = crate::watcher::Watcher(inotify);
+    // SAFETY: `Watcher` owns the inotify descriptor, which stays open until
+    // the AsyncFd (and with it the Watcher) is dropped, and `as_raw_fd`
+    // always returns that same descriptor.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(watcher, tokio::io::Interest::READABLE)
+    }?;
+    Ok(fd)
+}

@@ -1,0 +1,530 @@
+//! The async shell around one agent process's [`Machine`]: it turns child
+//! exits, channel messages, timers, watchdog findings and operator commands
+//! into machine inputs, and the machine's actions into syscalls. It reacts to
+//! events; the only periodic work is the watchdog check every `heartbeat`.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, Swap, ToAgent};
+use agentcluster_agent::responder;
+use agentcluster_conf::Restart;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::process::Child;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::event::{Bus, NewEvent};
+use crate::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
+use crate::spawner::Spawner;
+use crate::sys::Credentials;
+
+/// One agent as a process serves it.
+#[derive(Debug, Clone)]
+pub struct AgentPlan {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+    /// Bound once by the supervisor and kept across restarts, so requests
+    /// wait in the kernel buffer while the agent restarts.
+    pub sockets: Vec<Arc<UdpSocket>>,
+    /// Compiled store files, one per view.
+    pub stores: Vec<PathBuf>,
+    pub config: responder::Config,
+}
+
+/// One agent process: one agent, or several with `agents_per_process`.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub name: String,
+    pub agents: Vec<AgentPlan>,
+    pub active: bool,
+}
+
+/// Cluster settings every unit uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub heartbeat: Duration,
+    pub inactive_after: Duration,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub restart: Restart,
+    pub memory_max: Option<u64>,
+    pub creds: Option<Credentials>,
+}
+
+/// What every unit shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub spawner: Spawner,
+    pub tokens: Arc<Semaphore>,
+    pub bus: Bus,
+    pub settings: Arc<Settings>,
+}
+
+/// Commands from the manager.
+#[derive(Debug)]
+pub enum Command {
+    Start,
+    Stop,
+    Restart,
+    /// Serve these stores from now on (snapshots recompiled).
+    Swap(Vec<Swap>),
+    /// Stop for good and end the task.
+    Shutdown,
+}
+
+/// What `status` shows of a unit.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: State,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub running_since: Option<Instant>,
+    /// Requests answered per agent, from the last heartbeat.
+    pub requests: Vec<u64>,
+}
+
+/// A message from the process's channel reader, tagged with the spawn it
+/// belongs to.
+enum FromChannel {
+    Msg(FromAgent),
+    Closed,
+    Broken(String),
+}
+
+struct Process {
+    child: Child,
+    writer: OwnedWriteHalf,
+    token: String,
+    /// Channel messages carry the generation of the process they came from;
+    /// those of an earlier process are ignored.
+    generation: u64,
+}
+
+/// Runs one unit until `Command::Shutdown` (or its sender is dropped) and
+/// its process is gone.
+pub async fn run(
+    mut spec: UnitSpec,
+    shared: Shared,
+    mut commands: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
+) {
+    let settings = shared.settings.clone();
+    let mut machine = Machine::new(
+        settings.restart.clone(),
+        settings.start_timeout,
+        settings.stop_timeout,
+        spec.active,
+    );
+    let mut rng = Rng::new();
+    let mut process: Option<Process> = None;
+    let (chan_tx, mut chan_rx) = mpsc::channel::<(u64, FromChannel)>(64);
+    let mut generation = 0u64;
+    let mut timers: HashMap<Timer, Instant> = HashMap::new();
+    let mut waiting_for_token = false;
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut last_heartbeat = Instant::now();
+    let mut requests = vec![0u64; spec.agents.len()];
+    let mut shutting_down = false;
+    let mut watchdog = tokio::time::interval(settings.heartbeat);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    if spec.active {
+        let actions = machine.handle(Input::Start, Instant::now(), rng.unit());
+        waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
+    }
+    loop {
+        publish_status(&status, &machine, &requests);
+        if shutting_down && !machine.state().has_process() && process.is_none() {
+            break;
+        }
+        let next_timer = timers
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(t, at)| (*t, *at));
+        let input: Option<Input> = tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Start) => Some(Input::Start),
+                Some(Command::Stop) => Some(Input::Stop),
+                Some(Command::Restart) => Some(Input::Restart),
+                Some(Command::Swap(swaps)) => {
+                    // Later starts serve the new stores too.
+                    for sw in &swaps {
+                        if let Some(slot) = spec
+                            .agents
+                            .get_mut(sw.agent)
+                            .and_then(|a| a.stores.get_mut(sw.view))
+                        {
+                            *slot = sw.store.clone();
+                        }
+                    }
+                    if let Some(p) = process.as_mut()
+                        && machine.state() == State::Running
+                    {
+                        let msg = ToAgent::Swap { swaps };
+                        if let Err(e) = channel::write_frame(&mut p.writer, &msg).await {
+                            tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
+                        }
+                    }
+                    None
+                }
+                Some(Command::Shutdown) | None => {
+                    shutting_down = true;
+                    Some(Input::Stop)
+                }
+            },
+            exit = wait(&mut process) => {
+                process = None;
+                Some(Input::Exited(exit))
+            }
+            Some((g, msg)) = chan_rx.recv() => {
+                if process.as_ref().map(|p| p.generation) != Some(g) {
+                    None
+                } else {
+                    on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut requests, &spec, &shared)
+                }
+            }
+            _ = sleep_until(next_timer.map(|(_, at)| at)) => {
+                let (t, _) = next_timer.expect("a timer was pending");
+                timers.remove(&t);
+                Some(Input::Timer(t))
+            }
+            p = shared.tokens.clone().acquire_owned(), if waiting_for_token => {
+                waiting_for_token = false;
+                permit = p.ok();
+                generation += 1;
+                last_heartbeat = Instant::now();
+                requests.iter_mut().for_each(|r| *r = 0);
+                Some(match spawn(&spec, &shared, generation, chan_tx.clone()).await {
+                    Ok(p) => {
+                        let pid = p.child.id().unwrap_or(0);
+                        process = Some(p);
+                        Input::Spawned { pid }
+                    }
+                    Err(e) => Input::SpawnFailed(e),
+                })
+            }
+            _ = watchdog.tick() => check(&machine, last_heartbeat, &settings),
+        };
+        let Some(input) = input else { continue };
+        let actions = machine.handle(input, Instant::now(), rng.unit());
+        waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
+        if machine.state() != State::Starting {
+            // The start token returns to the pool on ready, failure or stop.
+            drop(permit.take());
+            waiting_for_token = false;
+        }
+    }
+    publish_status(&status, &machine, &requests);
+}
+
+fn publish_status(status: &watch::Sender<Status>, machine: &Machine, requests: &[u64]) {
+    status.send_replace(Status {
+        state: machine.state(),
+        pid: machine.pid(),
+        restarts: machine.restarts(),
+        running_since: machine.running_since(),
+        requests: requests.to_vec(),
+    });
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait(process: &mut Option<Process>) -> Exit {
+    let Some(p) = process.as_mut() else {
+        return std::future::pending().await;
+    };
+    match p.child.wait().await {
+        Ok(status) => exit_of(status),
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot wait for an agent process");
+            Exit::Code(-1)
+        }
+    }
+}
+
+/// How a process ended, from its wait status.
+pub fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(
+            nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {s}")),
+        ),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// The watchdog check, every `heartbeat`.
+fn check(machine: &Machine, last_heartbeat: Instant, settings: &Settings) -> Option<Input> {
+    if machine.state() != State::Running {
+        return None;
+    }
+    if last_heartbeat.elapsed() > settings.inactive_after {
+        return Some(Input::Fault(Fault::NoHeartbeat));
+    }
+    let pid = machine.pid()?;
+    let proc = procfs::process::Process::new(pid as i32).ok()?;
+    if let Ok(stat) = proc.stat()
+        && matches!(stat.state, 'T' | 't')
+    {
+        return Some(Input::Fault(Fault::ProcessStopped));
+    }
+    if let Some(limit) = settings.memory_max
+        && let Ok(st) = proc.status()
+        && let Some(kb) = st.vmrss
+        && kb * 1024 > limit
+    {
+        return Some(Input::Fault(Fault::MemoryOver {
+            rss: kb * 1024,
+            limit,
+        }));
+    }
+    None
+}
+
+fn on_channel(
+    msg: FromChannel,
+    process: &mut Option<Process>,
+    machine: &Machine,
+    last_heartbeat: &mut Instant,
+    requests: &mut [u64],
+    spec: &UnitSpec,
+    shared: &Shared,
+) -> Option<Input> {
+    let starting = machine.state() == State::Starting;
+    match msg {
+        FromChannel::Msg(FromAgent::Ready { token }) if starting => {
+            // Fail closed: only the token of this start counts.
+            if process.as_ref().is_some_and(|p| p.token == token) {
+                *last_heartbeat = Instant::now();
+                Some(Input::Ready)
+            } else {
+                Some(Input::StartFailed("ready with a wrong start token".into()))
+            }
+        }
+        FromChannel::Msg(FromAgent::Failed { reason, .. }) if starting => {
+            Some(Input::StartFailed(reason))
+        }
+        FromChannel::Msg(FromAgent::Heartbeat { agents }) => {
+            *last_heartbeat = Instant::now();
+            for (slot, plan) in requests.iter_mut().zip(&spec.agents) {
+                if let Some(s) = agents.iter().find(|s| s.name == plan.name) {
+                    *slot = s.requests;
+                }
+            }
+            None
+        }
+        FromChannel::Msg(FromAgent::Swapped { ok, reason }) => {
+            for plan in &spec.agents {
+                shared.bus.publish(NewEvent {
+                    agent: plan.name.clone(),
+                    event: "data-reloaded".into(),
+                    pid: machine.pid(),
+                    restarts: machine.restarts(),
+                    state: machine.state().as_str().into(),
+                    reason: if ok {
+                        "snapshot recompiled and swapped in".into()
+                    } else {
+                        format!("snapshot swap failed: {reason}")
+                    },
+                    ..NewEvent::default()
+                });
+            }
+            None
+        }
+        FromChannel::Msg(_) => None,
+        FromChannel::Closed if starting => Some(Input::StartFailed(
+            "the control channel closed before ready".into(),
+        )),
+        FromChannel::Broken(why) if starting => {
+            Some(Input::StartFailed(format!("broken control channel: {why}")))
+        }
+        // A running agent's channel ends with its process; the exit follows.
+        FromChannel::Closed | FromChannel::Broken(_) => None,
+    }
+}
+
+/// Carries out actions; returns whether a spawn now waits for a token.
+fn apply(
+    spec: &UnitSpec,
+    shared: &Shared,
+    machine: &Machine,
+    process: &mut Option<Process>,
+    timers: &mut HashMap<Timer, Instant>,
+    actions: Vec<Action>,
+) -> bool {
+    let mut spawn = false;
+    for action in actions {
+        match action {
+            Action::Spawn => spawn = true,
+            Action::Signal(sig) => {
+                if let Some(pid) = process.as_ref().and_then(|p| p.child.id()) {
+                    signal(pid, sig);
+                }
+            }
+            Action::SetTimer(t, at) => {
+                timers.insert(t, at);
+            }
+            Action::CancelTimer(t) => {
+                timers.remove(&t);
+            }
+            Action::Emit { kind, reason, exit } => {
+                let (exit_code, signal) = match &exit {
+                    Some(Exit::Code(c)) => (Some(*c), None),
+                    Some(Exit::Signal(s)) => (None, Some(s.clone())),
+                    None => (None, None),
+                };
+                let pid = match kind {
+                    EventKind::Died | EventKind::StartFailed => machine
+                        .pid()
+                        .or(process.as_ref().and_then(|p| p.child.id())),
+                    _ => machine.pid(),
+                };
+                for plan in &spec.agents {
+                    shared.bus.publish(NewEvent {
+                        agent: plan.name.clone(),
+                        event: kind.as_str().into(),
+                        pid,
+                        exit_code,
+                        signal: signal.clone(),
+                        restarts: machine.restarts(),
+                        state: machine.state().as_str().into(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+    spawn
+}
+
+fn signal(pid: u32, sig: Sig) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(pid as i32);
+    match sig {
+        Sig::Term => {
+            let _ = kill(pid, Signal::SIGTERM);
+            // A stopped process acts on SIGTERM only once continued.
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        Sig::Kill => {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Creates the process, starts its channel reader and sends the start
+/// message. The handshake completes when `ready` arrives.
+async fn spawn(
+    spec: &UnitSpec,
+    shared: &Shared,
+    generation: u64,
+    chan_tx: mpsc::Sender<(u64, FromChannel)>,
+) -> Result<Process, String> {
+    let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let mut fds: Vec<OwnedFd> = vec![theirs.into()];
+    for plan in &spec.agents {
+        for s in &plan.sockets {
+            fds.push(
+                s.try_clone()
+                    .map_err(|e| format!("cannot pass a socket: {e}"))?
+                    .into(),
+            );
+        }
+    }
+    let title = format!("agentcluster: agent {}", spec.name);
+    let child = shared
+        .spawner
+        .spawn(title, fds, shared.settings.creds)
+        .await
+        .map_err(|e| format!("cannot create the agent process: {e}"))?;
+    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let stream = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+    tokio::spawn(async move {
+        loop {
+            let msg = match channel::read_frame::<_, FromAgent>(&mut reader).await {
+                Ok(Some(m)) => FromChannel::Msg(m),
+                Ok(None) => FromChannel::Closed,
+                Err(e) => FromChannel::Broken(e.to_string()),
+            };
+            let last = !matches!(msg, FromChannel::Msg(_));
+            if chan_tx.send((generation, msg)).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    let token = start_token();
+    let start = ToAgent::Start(Start {
+        protocol: PROTOCOL,
+        token: token.clone(),
+        heartbeat_ms: shared.settings.heartbeat.as_millis() as u64,
+        agents: spec
+            .agents
+            .iter()
+            .map(|a| AgentSpec {
+                name: a.name.clone(),
+                sockets: a.sockets.len(),
+                stores: a.stores.clone(),
+                config: a.config.clone(),
+            })
+            .collect(),
+    });
+    // A failure here is a failed start; the child is killed on drop.
+    if let Err(e) = channel::write_frame(&mut writer, &start).await {
+        return Err(format!("cannot send the start message: {e}"));
+    }
+    Ok(Process {
+        child,
+        writer,
+        token,
+        generation,
+    })
+}
+
+/// A start token: 128 random bits, hex.
+fn start_token() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Uniqueness is what matters; fall back to time and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (t ^ u128::from(std::process::id()) << 64).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Jitter source (xorshift, seeded from the OS).
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        Rng(u64::from_le_bytes(b) | 1)
+    }
+
+    /// A number in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
