@@ -1,6 +1,7 @@
-//! `agentcluster status|start|stop|restart|reload`: the operator's side of
-//! the control socket. Finds the socket, sends one request, prints the
-//! answer for a person (or as JSON) and picks the exit code of INTERFACE.md.
+//! `agentcluster status|start|stop|restart|reload|events`: the operator's
+//! side of the control socket. Finds the socket, sends one request, prints
+//! the answer for a person (or as JSON) and picks the exit code of
+//! INTERFACE.md.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use agentcluster_supervisor::api::{AgentStatus, ErrorKind, Request, Response};
 use agentcluster_supervisor::control::{WireRequest, default_control_socket};
+use agentcluster_supervisor::event::{Event, RING};
+use agentcluster_supervisor::filter::Filter;
 
 use crate::{EXIT_RUNTIME, EXIT_USER, UserError};
 
@@ -22,6 +25,10 @@ const EXIT_UNREACHABLE: u8 = 3;
 /// is generous, but a hung supervisor still ends in an error.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often `events --follow` asks for new events. A stopgap: the server
+/// side stream with keep-alives (the events issue) will push them instead.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 /// Where to find the supervisor, besides the global `--control`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +55,27 @@ pub struct NamesArgs {
     /// Agent names or globs (`*`, `?`, `[...]`; quote them from the shell).
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Keep printing new events as they happen, until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Start at this event number (events with seq >= SEQ); default: every
+    /// event the supervisor still keeps.
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Only events whose id `node|component|event|agent` matches; `*` and
+    /// `?` per field, component `agent` or `supervisor` (e.g.
+    /// `'*|agent|died|core-*'`).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// One JSON object per event and line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// An operator action on named agents.
@@ -104,6 +132,145 @@ pub fn reload(control: Option<&Path>, target: &Target) -> anyhow::Result<ExitCod
         other => Err(failure(&path, other)),
     });
     Ok(finish(outcome))
+}
+
+/// `agentcluster events [--follow] [--since SEQ] [--filter PATTERN] [--json]`.
+pub fn events(control: Option<&Path>, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    // A bad pattern is the user's mistake, told before anything is asked.
+    let filter = args
+        .filter
+        .as_deref()
+        .map(Filter::parse)
+        .transpose()
+        .map_err(|e| UserError(e.to_string()))?;
+    let path = socket_path(control, args.target.config.as_deref())?;
+    let outcome = if args.follow {
+        follow(&path, args, filter.as_ref())
+    } else {
+        let request = Request::Events {
+            since: args.since,
+            filter: args.filter.clone(),
+        };
+        exchange(&path, request).and_then(|r| match r {
+            Response::Events { events, gap } => {
+                let all: Vec<&Event> = events.iter().collect();
+                print(&render_events(&all, gap, args.json)?)
+            }
+            other => Err(failure(&path, other)),
+        })
+    };
+    Ok(finish(outcome))
+}
+
+/// `events --follow`: asks for the events after the last one seen every
+/// [`FOLLOW_POLL`], until interrupted or stdout is closed. It asks for all
+/// of them and filters here, so the next `since` is known even when none
+/// matched. (The supervisor's own stream, with keep-alives, comes with the
+/// events issue and will replace this loop.)
+fn follow(path: &Path, args: &EventsArgs, filter: Option<&Filter>) -> Result<(), Failure> {
+    let mut since = args.since;
+    loop {
+        let request = Request::Events {
+            since,
+            filter: None,
+        };
+        let (events, gap) = match exchange(path, request)? {
+            Response::Events { events, gap } => (events, gap),
+            other => return Err(failure(path, other)),
+        };
+        if let Some(last) = events.iter().map(|e| e.seq).max() {
+            since = Some(last.saturating_add(1));
+        }
+        let shown: Vec<&Event> = events
+            .iter()
+            .filter(|e| filter.is_none_or(|f| f.matches(e)))
+            .collect();
+        if (gap || !shown.is_empty()) && !print_open(&render_events(&shown, gap, args.json)?)? {
+            return Ok(());
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// Events as text (or JSON lines), after a gap notice when some were lost.
+fn render_events(events: &[&Event], gap: bool, json: bool) -> Result<String, Failure> {
+    let mut out = String::new();
+    if gap {
+        if json {
+            out.push_str("{\"gap\":true}\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "-- events were dropped: the supervisor keeps only the last {RING}, \
+                 and the ones asked for are gone --"
+            );
+        }
+    }
+    for e in events {
+        if json {
+            let line = serde_json::to_string(e).map_err(|err| Failure {
+                code: EXIT_RUNTIME,
+                message: format!("cannot encode event {} as JSON: {err}", e.seq),
+            })?;
+            out.push_str(&line);
+        } else {
+            out.push_str(&event_line(e));
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// One event for a person, on one line:
+/// `2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=-
+/// signal=SIGKILL restarts=3 state=backoff seq=42: killed by SIGKILL`
+/// (one line; `-` for what is absent, the agent too for the supervisor's
+/// own events; no `: …` without a reason).
+fn event_line(e: &Event) -> String {
+    let dash = || "-".to_string();
+    let mut line = format!(
+        "{} {} {} {} pid={} exit={} signal={} restarts={} state={} seq={}",
+        one_line(&e.ts),
+        one_line(&e.node),
+        if e.agent.is_empty() {
+            dash()
+        } else {
+            one_line(&e.agent)
+        },
+        one_line(&e.event),
+        e.pid.map_or_else(dash, |p| p.to_string()),
+        e.exit_code.map_or_else(dash, |c| c.to_string()),
+        e.signal.as_deref().map_or_else(dash, one_line),
+        e.restarts,
+        if e.state.is_empty() {
+            dash()
+        } else {
+            one_line(&e.state)
+        },
+        e.seq
+    );
+    if !e.reason.is_empty() {
+        line.push_str(": ");
+        line.push_str(&one_line(&e.reason));
+    }
+    line
+}
+
+/// Control characters (a newline in a reason) escaped, so one event stays
+/// one line.
+fn one_line(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The control socket to use: `--control`, else the config's
@@ -244,10 +411,16 @@ fn unreachable(path: &Path, e: &io::Error) -> Failure {
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn print(text: &str) -> Result<(), Failure> {
+    print_open(text).map(|_| ())
+}
+
+/// Writes to stdout; `false` when the reader has gone (`| head`), which is
+/// not an error but means nobody wants more.
+fn print_open(text: &str) -> Result<bool, Failure> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(Failure {
             code: EXIT_RUNTIME,
             message: format!("cannot write to stdout: {e}"),
@@ -429,6 +602,76 @@ mod tests {
             requests: 1234,
             process: name.into(),
         }
+    }
+
+    fn died() -> Event {
+        Event {
+            seq: 42,
+            ts: "2026-11-22T12:00:00.123Z".into(),
+            node: "lab-a".into(),
+            agent: "core-sw-1".into(),
+            event: "died".into(),
+            pid: Some(4242),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            restarts: 3,
+            state: "backoff".into(),
+            reason: "killed by SIGKILL".into(),
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_human_line() {
+        assert_eq!(
+            event_line(&died()),
+            "2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=- signal=SIGKILL \
+             restarts=3 state=backoff seq=42: killed by SIGKILL"
+        );
+        let started = Event {
+            seq: 1,
+            agent: String::new(),
+            event: "supervisor-started".into(),
+            pid: None,
+            exit_code: Some(0),
+            signal: None,
+            restarts: 0,
+            state: String::new(),
+            reason: String::new(),
+            ..died()
+        };
+        assert_eq!(
+            event_line(&started),
+            "2026-11-22T12:00:00.123Z lab-a - supervisor-started pid=- exit=0 signal=- \
+             restarts=0 state=- seq=1"
+        );
+        let mut multi = died();
+        multi.reason = "bad data\nline 2\r\x1b[31m".into();
+        let line = event_line(&multi);
+        assert!(line.ends_with(r": bad data\nline 2\r\u{1b}[31m"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn events_render_as_text_or_json_lines_with_a_gap_notice_first() {
+        let e = died();
+        let text = render_events(&[&e, &e], false, false).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+        let text = render_events(&[&e], true, false).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(first.contains("dropped"), "{first}");
+        assert!(text.lines().nth(1).unwrap().contains("core-sw-1 died"));
+
+        let json = render_events(&[&e], true, true).unwrap();
+        let lines: Vec<&str> = json.lines().collect();
+        assert_eq!(lines[0], r#"{"gap":true}"#);
+        assert_eq!(
+            lines[1],
+            r#"{"seq":42,"ts":"2026-11-22T12:00:00.123Z","node":"lab-a","agent":"core-sw-1","event":"died","pid":4242,"exit_code":null,"signal":"SIGKILL","restarts":3,"state":"backoff","reason":"killed by SIGKILL"}"#
+        );
+        let back: Event = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(render_events(&[], false, true).unwrap(), "");
     }
 
     #[test]

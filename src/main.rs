@@ -87,6 +87,8 @@ enum Command {
     Start(ctl::NamesArgs),
     /// Make the running supervisor re-read its configuration.
     Reload(ctl::Target),
+    /// Show lifecycle events of the running supervisor (follow with -f).
+    Events(ctl::EventsArgs),
     /// Internal: an agent process, started by the supervisor only.
     #[command(hide = true)]
     Agent,
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => ctl::act(cli.control.as_deref(), ctl::Action::Stop, args),
         Command::Start(args) => ctl::act(cli.control.as_deref(), ctl::Action::Start, args),
         Command::Reload(target) => ctl::reload(cli.control.as_deref(), &target),
+        Command::Events(args) => ctl::events(cli.control.as_deref(), &args),
         Command::Agent => {
             return ExitCode::from(agentcluster_agent::process::main().clamp(0, 255) as u8);
         }
@@ -261,23 +264,28 @@ fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool
     let _ = out.flush();
 }
 
+/// SIGTERM or SIGINT starts the shutdown; a second one ends the process at
+/// once (agents die with it: PR_SET_PDEATHSIG). SIGHUP (reload) is the
+/// supervisor's own.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => tracing::warn!("SIGHUP: reload is not supported yet; ignored"),
-        }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (a second signal exits at once)");
     shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(i32::from(EXIT_RUNTIME));
 }

@@ -327,3 +327,378 @@ fn sigterm_stops_every_agent_and_exits_zero() {
         assert!(stderr.contains(needle), "{stderr}");
     }
 }
+
+/// Every event so far, from `events --since 1 --json`.
+fn events(fleet: &Fleet) -> Vec<Json> {
+    let out = agentcluster(&[
+        "events",
+        "--since",
+        "1",
+        "--json",
+        "--control",
+        &control(fleet),
+    ]);
+    assert!(out.status.success(), "events failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Json>(l).expect("one JSON event per line"))
+        .filter(|e| e.get("seq").is_some())
+        .collect()
+}
+
+/// Polls the event log until `pred` holds (bounded: 30 s).
+fn wait_events(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec<Json> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = events(fleet);
+        if pred(&e) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {e:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kinds_for<'a>(events: &'a [Json], agent: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|e| e["agent"] == agent)
+        .filter_map(|e| e["event"].as_str())
+        .collect()
+}
+
+#[test]
+fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
+    let port = free_port();
+    let fleet = Fleet::start(&agents_yaml(&[("ev", port)]));
+    let old = pid_of(&status(&fleet), "ev");
+    kill(old, "KILL");
+    let e = wait_events(&fleet, "ev ready again", |e| {
+        kinds_for(e, "ev").iter().filter(|k| **k == "ready").count() == 2
+    });
+    assert_eq!(
+        kinds_for(&e, "ev"),
+        [
+            "starting",
+            "ready",
+            "died",
+            "restarting",
+            "starting",
+            "ready"
+        ]
+    );
+    let died = e
+        .iter()
+        .find(|x| x["agent"] == "ev" && x["event"] == "died")
+        .unwrap();
+    assert_eq!(died["signal"], "SIGKILL");
+    assert_eq!(died["pid"], old);
+    assert!(died["exit_code"].is_null());
+    assert_eq!(died["restarts"], 1);
+    let seqs: Vec<u64> = e.iter().map(|x| x["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq strictly increasing: {seqs:?}"
+    );
+    assert_eq!(e[0]["event"], "supervisor-started");
+}
+
+#[test]
+fn start_tokens_bound_how_many_agents_start_at_once() {
+    let n: i32 = 200;
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
+    let list: Vec<(&str, u16)> = names
+        .iter()
+        .map(|s| s.as_str())
+        .zip(ports.iter().copied())
+        .collect();
+    let fleet = Fleet::start(&format!("  start_tokens: 4\n{}", agents_yaml(&list)));
+    let e = events(&fleet);
+    let mut starting = 0i32;
+    let mut most = 0;
+    let mut ready = 0;
+    for x in &e {
+        match x["event"].as_str() {
+            Some("starting") => starting += 1,
+            Some("ready") | Some("start-failed") => {
+                starting -= 1;
+                ready += i32::from(x["event"] == "ready");
+            }
+            _ => {}
+        }
+        most = most.max(starting);
+    }
+    assert_eq!(ready, n, "every agent became ready");
+    assert!(most <= 4, "{most} agents were starting at once");
+    assert!(most >= 2, "tokens were used in parallel ({most})");
+    // and every one answers
+    for p in ports.iter().step_by(20) {
+        snmp_ok(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "public",
+                &format!("127.0.0.1:{p}"),
+                ".1.3.6.1.2.1.1.5.0",
+            ],
+        );
+    }
+}
+
+/// A stand-in agent program, for handshakes that go wrong.
+fn fake_agent(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn start_with_agent_exe(yaml: &str, exe: &str) -> Fleet {
+    let dir = common::tempdir();
+    let path = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  start_timeout: 2s\n  restart: {{ policy: never }}\n{yaml}",
+            dir.path().join("cache").display(),
+            dir.path().join("control.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["run", "-c", path.to_str().unwrap()])
+        .env("AGENTCLUSTER_AGENT_EXE", exe);
+    Fleet::spawn(cmd, dir)
+}
+
+#[test]
+fn the_handshake_rejects_garbage_early_close_and_silence() {
+    let scripts = common::tempdir();
+    let cases = [
+        ("garbage", "printf 'GARBAGE-GARBAGE-GARBAGE' >&3; sleep 30"),
+        ("close", "exec 3>&-; sleep 30"),
+        (
+            "wrong-token",
+            "printf '\\000\\000\\000\\042{\"type\":\"ready\",\"token\":\"0000\"}' >&3; sleep 30",
+        ),
+        ("silent", "sleep 30"),
+    ];
+    for (name, body) in cases {
+        let exe = fake_agent(scripts.path(), name, body);
+        let port = free_port();
+        let fleet = start_with_agent_exe(&agents_yaml(&[(name, port)]), &exe);
+        let s = status(&fleet);
+        assert_eq!(agent(&s, name)["state"], "failed", "{name}: {s:?}");
+        let e = events(&fleet);
+        let kinds = kinds_for(&e, name);
+        assert!(kinds.contains(&"start-failed"), "{name}: {kinds:?}");
+        assert!(
+            !kinds.contains(&"ready"),
+            "{name}: taken for ready: {kinds:?}"
+        );
+        assert!(
+            fleet.banner.iter().any(|l| l.contains("failed to start")),
+            "{name}: {:?}",
+            fleet.banner
+        );
+    }
+}
+
+#[test]
+fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
+    let scripts = common::tempdir();
+    let exe = fake_agent(scripts.path(), "crash", "exit 3");
+    let port = free_port();
+    let dir = common::tempdir();
+    let path = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  restart: {{ policy: always, backoff: 20ms..10s, max_restarts: 4, window: 60s }}\n{}",
+            dir.path().join("cache").display(),
+            dir.path().join("control.sock").display(),
+            agents_yaml(&[("crasher", port)])
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["run", "-c", path.to_str().unwrap()])
+        .env("AGENTCLUSTER_AGENT_EXE", &exe);
+    let fleet = Fleet::spawn(cmd, dir);
+    let e = wait_events(&fleet, "crasher failed", |e| {
+        kinds_for(e, "crasher").contains(&"failed")
+    });
+    let delays: Vec<f64> = e
+        .iter()
+        .filter(|x| x["agent"] == "crasher" && x["event"] == "restarting")
+        .map(|x| {
+            let r = x["reason"].as_str().unwrap();
+            let d = r.rsplit("restarting in ").next().unwrap();
+            parse_delay(d)
+        })
+        .collect();
+    assert_eq!(delays.len(), 4, "{e:#?}");
+    assert_eq!(delays[0], 0.0, "first restart at once");
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "growing: {delays:?}"
+    );
+    let failed = e
+        .iter()
+        .find(|x| x["agent"] == "crasher" && x["event"] == "failed")
+        .unwrap();
+    assert!(
+        failed["reason"].as_str().unwrap().contains("max_restarts"),
+        "{failed}"
+    );
+    assert_eq!(agent(&status(&fleet), "crasher")["state"], "failed");
+}
+
+/// Rust's Debug form of a Duration: `0ns`, `20ms`, `1.5s`, `35.2µs`.
+fn parse_delay(s: &str) -> f64 {
+    let s = s.trim();
+    for (unit, scale) in [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)] {
+        if let Some(n) = s.strip_suffix(unit) {
+            return n.parse::<f64>().unwrap() * scale;
+        }
+    }
+    panic!("not a delay: {s}")
+}
+
+#[test]
+fn reload_changes_only_what_changed() {
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let first = agents_yaml(&[
+        ("keep-1", ports[0]),
+        ("keep-2", ports[1]),
+        ("change", ports[2]),
+        ("remove", ports[3]),
+    ]);
+    let fleet = Fleet::start(&first);
+    let before = status(&fleet);
+    // `change` moves to another snapshot, `remove` goes, `add` comes
+    let second = first
+        .replace(
+            &format!("  - name: remove\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n", ports[3], mib("linux-host.snmprec").display()),
+            "",
+        )
+        .replacen(
+            &format!("name: change\n    listen: [\"127.0.0.1:{}\"]\n    data: {}", ports[2], mib("linux-host.snmprec").display()),
+            &format!("name: change\n    listen: [\"127.0.0.1:{}\"]\n    data: {}", ports[2], mib("apc-ups.snmprec").display()),
+            1,
+        )
+        + &agents_yaml(&[("add", ports[4])]).replace("agents:\n", "");
+    assert_ne!(first, second);
+    let path = fleet.dir.path().join("fleet.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(&first, &second)).unwrap();
+    let out = agentcluster(&["reload", "--control", &control(&fleet)]);
+    assert!(out.status.success(), "{out:?}");
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(msg.contains("1 changed, 1 added, 1 removed"), "{msg}");
+    let after = wait_status(&fleet, "reloaded agents running", |s| {
+        s.iter().all(|a| a["state"] == "running") && s.len() == 4
+    });
+    for keep in ["keep-1", "keep-2"] {
+        assert_eq!(
+            pid_of(&after, keep),
+            pid_of(&before, keep),
+            "{keep} untouched"
+        );
+    }
+    assert_ne!(pid_of(&after, "change"), pid_of(&before, "change"));
+    assert!(after.iter().all(|a| a["name"] != "remove"));
+    // the changed agent serves its new snapshot, the new one answers
+    let out = snmp_ok(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-On",
+            &format!("127.0.0.1:{}", ports[2]),
+            ".1.3.6.1.2.1.1.2.0",
+        ],
+    );
+    assert!(out.contains(".1.3.6.1.4.1.318"), "APC sysObjectID: {out}");
+    snmp_ok(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            &format!("127.0.0.1:{}", ports[4]),
+            ".1.3.6.1.2.1.1.5.0",
+        ],
+    );
+    let out = snmp(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-r",
+            "0",
+            "-t",
+            "1",
+            &format!("127.0.0.1:{}", ports[3]),
+            ".1.3.6.1.2.1.1.5.0",
+        ],
+    );
+    assert!(!out.status.success(), "the removed agent's port is closed");
+    let e = events(&fleet);
+    let changed: Vec<&str> = e
+        .iter()
+        .filter(|x| x["event"] == "config-changed")
+        .filter_map(|x| x["agent"].as_str())
+        .collect();
+    assert_eq!(changed.len(), 3, "{changed:?}");
+}
+
+#[test]
+fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
+    let port = free_port();
+    let dir = common::tempdir();
+    let snap = dir.path().join("dev.snmprec");
+    std::fs::write(
+        &snap,
+        "1.3.6.1.2.1.1.1.0|4|first version\n1.3.6.1.2.1.1.5.0|4|dev\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "agents:\n  - name: hot\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        snap.display()
+    );
+    let fleet = Fleet::start(&yaml);
+    let target = format!("127.0.0.1:{port}");
+    let pid = pid_of(&status(&fleet), "hot");
+    let out = snmp_ok(
+        "snmpget",
+        &["-v2c", "-c", "public", &target, ".1.3.6.1.2.1.1.1.0"],
+    );
+    assert!(out.contains("first version"), "{out}");
+    // as an editor does: write a new file, rename it over the old one
+    let tmp = dir.path().join(".dev.snmprec.new");
+    std::fs::write(
+        &tmp,
+        "1.3.6.1.2.1.1.1.0|4|second version\n1.3.6.1.2.1.1.5.0|4|dev\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &snap).unwrap();
+    wait_events(&fleet, "data-reloaded", |e| {
+        kinds_for(e, "hot").contains(&"data-reloaded")
+    });
+    let out = snmp_ok(
+        "snmpget",
+        &["-v2c", "-c", "public", &target, ".1.3.6.1.2.1.1.1.0"],
+    );
+    assert!(out.contains("second version"), "{out}");
+    assert_eq!(pid_of(&status(&fleet), "hot"), pid, "no restart");
+}

@@ -113,7 +113,7 @@ mod tests {
         // a known value, so a change of the derivation is noticed
         assert_eq!(
             hex::encode(derive_engine_id("node", "agent")),
-            "80001f880579c7f7ae4ab1fa61d1bb80e4"
+            "80001f8805e7b2b5795a2046b1a37215b4"
         );
     }
 

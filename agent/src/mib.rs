@@ -108,18 +108,42 @@ const LIVE_V3: LiveTable = &[
     (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0], Live::EngineId),
     (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0], Live::EngineBoots),
     (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 3, 0], Live::EngineTime),
-    (&[1, 3, 6, 1, 6, 3, 10, 2, 1, 4, 0], Live::EngineMaxMessageSize),
-    (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 1, 0], Live::UnknownSecurityModels),
+    (
+        &[1, 3, 6, 1, 6, 3, 10, 2, 1, 4, 0],
+        Live::EngineMaxMessageSize,
+    ),
+    (
+        &[1, 3, 6, 1, 6, 3, 11, 2, 1, 1, 0],
+        Live::UnknownSecurityModels,
+    ),
     (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 2, 0], Live::InvalidMsgs),
-    (&[1, 3, 6, 1, 6, 3, 11, 2, 1, 3, 0], Live::UnknownPduHandlers),
+    (
+        &[1, 3, 6, 1, 6, 3, 11, 2, 1, 3, 0],
+        Live::UnknownPduHandlers,
+    ),
     (&[1, 3, 6, 1, 6, 3, 12, 1, 4, 0], Live::UnavailableContexts),
     (&[1, 3, 6, 1, 6, 3, 12, 1, 5, 0], Live::UnknownContexts),
-    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0], Live::UsmUnsupportedSecLevels),
-    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0], Live::UsmNotInTimeWindows),
-    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0], Live::UsmUnknownUserNames),
-    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0], Live::UsmUnknownEngineIds),
+    (
+        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0],
+        Live::UsmUnsupportedSecLevels,
+    ),
+    (
+        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0],
+        Live::UsmNotInTimeWindows,
+    ),
+    (
+        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0],
+        Live::UsmUnknownUserNames,
+    ),
+    (
+        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0],
+        Live::UsmUnknownEngineIds,
+    ),
     (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0], Live::UsmWrongDigests),
-    (&[1, 3, 6, 1, 6, 3, 15, 1, 1, 6, 0], Live::UsmDecryptionErrors),
+    (
+        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 6, 0],
+        Live::UsmDecryptionErrors,
+    ),
 ];
 
 /// The SNMPv3 engine as served in SNMP-FRAMEWORK-MIB's snmpEngine group;
@@ -525,7 +549,10 @@ mod tests {
         let mut out = Vec::new();
         let id = v3.get(&[1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0]).unwrap();
         v3.push_varbind(id, &now, &mut out);
-        assert_eq!(&out[out.len() - 10..], &[4, 8, 0x80, 0, 0x1f, 0x88, 5, 1, 2, 3]);
+        assert_eq!(
+            &out[out.len() - 10..],
+            &[4, 8, 0x80, 0, 0x1f, 0x88, 5, 1, 2, 3]
+        );
         let mut out = Vec::new();
         let wd = v3.get(&[1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0]).unwrap();
         v3.push_varbind(wd, &now, &mut out);

@@ -24,6 +24,16 @@ pub enum Request {
         names: Vec<String>,
     },
     Reload,
+    /// Lifecycle events kept by the supervisor, oldest first.
+    Events {
+        /// Only events with `seq >= since`; absent: every event still kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        /// A `node|component|event|agent` pattern (see [`crate::filter`]);
+        /// absent: every event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
 }
 
 /// One agent's line in `status`.
@@ -57,6 +67,13 @@ pub enum Response {
     Done {
         agents: Vec<String>,
         message: String,
+    },
+    /// The answer to `events`.
+    Events {
+        events: Vec<crate::event::Event>,
+        /// Events at or after the requested `since` were already dropped
+        /// from the ring, so the client has missed some.
+        gap: bool,
     },
     Error {
         kind: ErrorKind,

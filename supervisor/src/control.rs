@@ -612,6 +612,10 @@ mod tests {
                         agents: vec![],
                         message: "reloaded".into(),
                     },
+                    Request::Events { .. } => Response::Events {
+                        events: vec![],
+                        gap: false,
+                    },
                 };
                 let _ = reply.send(response);
             }

@@ -11,8 +11,9 @@ use agentcluster_conf::Agent;
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// The responder configuration of `agent` and the snapshot file of each of
-/// its views, in view order.
-pub fn plan(agent: &Agent) -> (Config, Vec<PathBuf>) {
+/// its views, in view order. `node` names this host (for derived SNMPv3
+/// engine IDs).
+pub fn plan(agent: &Agent, node: &str) -> Result<(Config, Vec<PathBuf>), String> {
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut communities: Vec<CommunityAccess> = Vec::new();
     let versions = [(&agent.snmpv1, true), (&agent.snmpv2c, false)];
@@ -42,16 +43,26 @@ pub fn plan(agent: &Agent) -> (Config, Vec<PathBuf>) {
             }
         }
     }
-    if communities.is_empty() {
-        tracing::warn!(agent = %agent.name, "no SNMPv1/v2c community: nothing to serve yet");
+    let v3 = crate::v3conf::v3_config(agent, node, &mut |p: &PathBuf| match paths
+        .iter()
+        .position(|x| x == p)
+    {
+        Some(i) => i,
+        None => {
+            paths.push(p.clone());
+            paths.len() - 1
+        }
+    })?;
+    if communities.is_empty() && v3.is_none() {
+        tracing::warn!(agent = %agent.name, "no community and no SNMPv3 user: nothing to serve yet");
     }
     let config = Config {
         communities,
         max_varbinds: agent.max_varbinds as usize,
         max_message_size: MAX_UDP_PAYLOAD,
-        v3: None,
+        v3,
     };
-    (config, paths)
+    Ok((config, paths))
 }
 
 /// The compiled store file of each view, from the fleet's compiled stores.

@@ -8,11 +8,14 @@ pub mod api;
 pub mod bind;
 pub mod control;
 pub mod event;
+pub mod filter;
 pub mod fleet;
 pub mod machine;
+pub mod notify;
 pub mod spawner;
 pub mod sys;
 pub mod unit;
+pub mod v3conf;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -120,6 +123,9 @@ struct Manager {
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     /// Tells the snapshot watcher what to watch.
     watch_files: watch::Sender<Vec<PathBuf>>,
+    /// Names of units whose supervision task ended by a panic.
+    dead: mpsc::UnboundedReceiver<String>,
+    dead_tx: mpsc::UnboundedSender<String>,
 }
 
 /// Groups agents into processes: active ones by `per`, inactive ones alone.
@@ -169,9 +175,10 @@ pub async fn run(
         start_timeout: c.start_timeout,
         stop_timeout: c.stop_timeout,
         restart: c.restart.clone(),
-        memory_max: None,
-        creds: None,
+        creds: credentials(c.user.as_deref(), c.group.as_deref())?,
+        state_dir: c.state_dir.clone(),
     });
+    raise_nofile_limit(&fleet)?;
     let bus = Bus::new(&c.node);
     let shared = Shared {
         spawner: spawner::Spawner::start(tokio::runtime::Handle::current())?,
@@ -200,6 +207,7 @@ pub async fn run(
     let (watch_tx, watch_rx) = watch::channel(Vec::new());
     let (changed_tx, mut changed) = mpsc::channel(4);
     let watcher = tokio::spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
+    let (dead_tx, dead_rx) = mpsc::unbounded_channel();
     let mut manager = Manager {
         node: c.node.clone(),
         source: fleet.source.clone(),
@@ -209,6 +217,8 @@ pub async fn run(
         units: Vec::new(),
         sockets,
         watch_files: watch_tx,
+        dead: dead_rx,
+        dead_tx,
     };
     for (agents, active) in group(&fleet.agents, manager.per_process) {
         manager.add_unit(agents, &compiled, active)?;
@@ -232,9 +242,26 @@ pub async fn run(
         on_ready(&manager.ready());
     }
 
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = hup.recv() => {
+                match manager.reload().await {
+                    Response::Done { message, .. } => tracing::info!("SIGHUP: {message}"),
+                    Response::Error { message, .. } => tracing::error!("SIGHUP: {message}"),
+                    _ => {}
+                }
+            }
+            Some(name) = manager.dead.recv() => {
+                // A supervision task died: a bug. Stop everything and exit
+                // with an error, so an outer supervisor (systemd) restarts us.
+                tracing::error!(unit = %name, "supervision task died; shutting down");
+                failure = Some(Error::Agent { agent: name, cause: "supervision task died".into() });
+                shutdown.cancel();
+                break;
+            }
             Some((request, reply)) = requests.recv() => {
                 let response = manager.handle(request).await;
                 let _ = reply.send(response);
@@ -260,6 +287,77 @@ pub async fn run(
         Ok(Ok(())) => {}
     }
     let _ = watcher.await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The account agent processes run as: `cluster.user`/`group`; as root with
+/// none configured, `nobody` (agents never run as root).
+fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Option<sys::Credentials>, Error> {
+    let root = nix::unistd::geteuid().is_root();
+    let user = match (user, root) {
+        (Some(u), _) => Some(u),
+        (None, true) => Some("nobody"),
+        (None, false) => None,
+    };
+    let Some(user) = user else {
+        if group.is_some() {
+            tracing::warn!(
+                "cluster.group without cluster.user is ignored when not running as root"
+            );
+        }
+        return Ok(None);
+    };
+    let (uid, primary) = agentcluster_conf::resolve_user(user).ok_or_else(|| Error::Agent {
+        agent: String::new(),
+        cause: format!("cluster.user {user:?}: no such user"),
+    })?;
+    let gid = match group {
+        Some(g) => agentcluster_conf::resolve_group(g).ok_or_else(|| Error::Agent {
+            agent: String::new(),
+            cause: format!("cluster.group {g:?}: no such group"),
+        })?,
+        None => primary,
+    };
+    if !root {
+        if uid == nix::unistd::getuid().as_raw() {
+            return Ok(None);
+        }
+        return Err(Error::Agent {
+            agent: String::new(),
+            cause: format!("cluster.user {user:?} needs the supervisor to run as root"),
+        });
+    }
+    tracing::info!(user, uid, gid, "agent processes drop to this account");
+    Ok(Some(sys::Credentials { uid, gid }))
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, and fails with the
+/// arithmetic when the fleet cannot fit even then.
+fn raise_nofile_limit(fleet: &Fleet) -> Result<(), Error> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    let sockets: usize = fleet.agents.iter().map(|a| a.listen.len()).sum();
+    let per = fleet.cluster.agents_per_process.max(1) as usize;
+    let processes = fleet.agents.len().div_ceil(per);
+    // Each endpoint's socket, and per process: the control channel, the
+    // child's pidfd/pipe, and a socket duplicated while spawning; plus room
+    // for the runtime, the control socket and its clients.
+    let needed = (sockets + 3 * processes + 256) as u64;
+    if needed > hard {
+        return Err(Error::Agent {
+            agent: String::new(),
+            cause: format!(
+                "the fleet needs about {needed} open files ({sockets} sockets + 3 × {processes} processes + 256) but RLIMIT_NOFILE allows at most {hard}; raise it (LimitNOFILE= in systemd, ulimit -Hn)"
+            ),
+        });
+    }
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+        tracing::debug!(from = soft, to = hard, "raised RLIMIT_NOFILE");
+    }
     Ok(())
 }
 
@@ -298,13 +396,17 @@ impl Manager {
     /// Each agent's responder configuration, view sources and compiled
     /// stores.
     fn plan_all(
+        node: &str,
         agents: &[Agent],
         compiled: &HashMap<PathBuf, PathBuf>,
     ) -> Result<Vec<Planned>, Error> {
         agents
             .iter()
             .map(|a| {
-                let (config, sources) = fleet::plan(a);
+                let (config, sources) = fleet::plan(a, node).map_err(|cause| Error::Agent {
+                    agent: a.name.clone(),
+                    cause,
+                })?;
                 let stores = fleet::store_files(&a.name, &sources, compiled).map_err(|cause| {
                     Error::Agent {
                         agent: a.name.clone(),
@@ -326,7 +428,7 @@ impl Manager {
         compiled: &HashMap<PathBuf, PathBuf>,
         active: bool,
     ) -> Result<(), Error> {
-        let plans = Self::plan_all(&agents, compiled)?;
+        let plans = Self::plan_all(&self.node, &agents, compiled)?;
         let name = match agents.as_slice() {
             [one] => one.name.clone(),
             [first, rest @ ..] => format!("{}+{}", first.name, rest.len()),
@@ -350,6 +452,7 @@ impl Manager {
                 })
                 .collect(),
             active,
+            memory_max: agents.iter().filter_map(|a| a.memory_max).min(),
         };
         let (tx, rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(unit::Status {
@@ -363,7 +466,17 @@ impl Manager {
             running_since: None,
             requests: vec![0; agents.len()],
         });
-        let task = tokio::spawn(unit::run(spec, self.shared.clone(), rx, status_tx));
+        let inner = tokio::spawn(unit::run(spec, self.shared.clone(), rx, status_tx));
+        let dead = self.dead_tx.clone();
+        let unit_name = name.clone();
+        // Watches the supervision task itself: one that dies is noticed.
+        let task = tokio::spawn(async move {
+            if let Err(e) = inner.await
+                && e.is_panic()
+            {
+                let _ = dead.send(unit_name);
+            }
+        });
         self.units.push(Unit {
             name,
             sources: plans.iter().map(|p| p.sources.clone()).collect(),
@@ -711,6 +824,9 @@ impl Manager {
         let (names, verb) = match request {
             Request::Status => return self.status(),
             Request::Reload => return self.reload().await,
+            Request::Events { since, filter } => {
+                return filter::events_response(&self.shared.bus, since, filter.as_deref());
+            }
             Request::Start { names } => (names, Verb::Start),
             Request::Stop { names } => (names, Verb::Stop),
             Request::Restart { names } => (names, Verb::Restart),

@@ -202,6 +202,10 @@ pub struct Machine {
     pid: Option<u32>,
     running_since: Option<Instant>,
     last_exit: Option<Exit>,
+    /// Why the pending start happens, for its `starting` event.
+    start_reason: String,
+    /// The pid of the process that ended last (for `died` events).
+    last_pid: Option<u32>,
 }
 
 /// A run at least this long resets the backoff (the next failure restarts
@@ -234,6 +238,8 @@ impl Machine {
             pid: None,
             running_since: None,
             last_exit: None,
+            start_reason: String::new(),
+            last_pid: None,
         }
     }
 
@@ -255,6 +261,11 @@ impl Machine {
 
     pub fn last_exit(&self) -> Option<&Exit> {
         self.last_exit.as_ref()
+    }
+
+    /// The pid of the process that ended last.
+    pub fn last_pid(&self) -> Option<u32> {
+        self.last_pid
     }
 
     /// Feeds one input. `jitter` in `[0, 1)` spreads backoff delays (the
@@ -306,6 +317,7 @@ impl Machine {
             // a start token.
             (State::Starting, Input::Spawned { pid }) => {
                 self.pid = Some(pid);
+                out.push(emit(EventKind::Starting, &self.start_reason));
                 out.push(Action::SetTimer(
                     Timer::StartTimeout,
                     now + self.start_timeout,
@@ -358,7 +370,7 @@ impl Machine {
                 if stable {
                     self.consecutive_failures = 0;
                 }
-                self.pid = None;
+                self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
                 self.last_exit = Some(exit.clone());
                 let reason = exit.to_string();
@@ -394,7 +406,7 @@ impl Machine {
                 let stable = self.running_since.is_some_and(|t| {
                     now.saturating_duration_since(t) >= stable_after(&self.policy)
                 });
-                self.pid = None;
+                self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
                 self.last_exit = Some(exit.clone());
                 if self.stopping_for_fault {
@@ -434,11 +446,13 @@ impl Machine {
         out
     }
 
+    /// Asks for a process. The `starting` event follows when it exists (with
+    /// its pid): waiting for a start token is not starting yet.
     fn spawn(&mut self, _now: Instant, out: &mut Vec<Action>, why: &str) {
         self.state = State::Starting;
         self.pid = None;
         self.running_since = None;
-        out.push(emit(EventKind::Starting, why));
+        self.start_reason = why.to_string();
         out.push(Action::Spawn);
     }
 
@@ -577,7 +591,8 @@ mod tests {
     fn start_running(m: &mut Machine, c: &Clock, at: u64) {
         let a = m.handle(Input::Start, c.at(at), 0.0);
         assert!(a.contains(&Action::Spawn));
-        m.handle(Input::Spawned { pid: 42 }, c.at(at), 0.0);
+        let a = m.handle(Input::Spawned { pid: 42 }, c.at(at), 0.0);
+        assert_eq!(kinds(&a), [EventKind::Starting]);
         let a = m.handle(Input::Ready, c.at(at + 1), 0.0);
         assert_eq!(kinds(&a), [EventKind::Ready]);
         assert_eq!(m.state(), State::Running);
@@ -595,12 +610,15 @@ mod tests {
         let c = Clock(Instant::now());
         let mut m = machine(RestartPolicy::Always);
         let a = m.handle(Input::Start, c.at(0), 0.0);
+        assert_eq!(a, vec![Action::Spawn]);
+        let a = m.handle(Input::Spawned { pid: 7 }, c.at(1), 0.0);
         assert_eq!(
             a,
-            vec![emit(EventKind::Starting, "start requested"), Action::Spawn]
+            [
+                emit(EventKind::Starting, "start requested"),
+                Action::SetTimer(Timer::StartTimeout, c.at(10_001))
+            ]
         );
-        let a = m.handle(Input::Spawned { pid: 7 }, c.at(1), 0.0);
-        assert_eq!(a, [Action::SetTimer(Timer::StartTimeout, c.at(10_001))]);
         assert_eq!(m.pid(), Some(7));
         let a = m.handle(Input::Ready, c.at(5), 0.0);
         assert_eq!(a[0], Action::CancelTimer(Timer::StartTimeout));
@@ -616,10 +634,7 @@ mod tests {
         // dies after a stable minute: restarted at once
         let t = 60_000;
         let a = m.handle(Input::Exited(Exit::Signal("SIGKILL".into())), c.at(t), 0.0);
-        assert_eq!(
-            kinds(&a),
-            [EventKind::Died, EventKind::Restarting, EventKind::Starting]
-        );
+        assert_eq!(kinds(&a), [EventKind::Died, EventKind::Restarting]);
         assert!(a.contains(&Action::Spawn));
         assert_eq!(m.state(), State::Starting);
         m.handle(Input::Ready, c.at(t + 1), 0.0);
@@ -750,10 +765,7 @@ mod tests {
             c.at(65_001),
             0.0,
         );
-        assert_eq!(
-            kinds(&a),
-            [EventKind::Died, EventKind::Restarting, EventKind::Starting]
-        );
+        assert_eq!(kinds(&a), [EventKind::Died, EventKind::Restarting]);
     }
 
     #[test]
@@ -795,7 +807,7 @@ mod tests {
         let a = m.handle(Input::Restart, c.at(100), 0.0);
         assert!(a.contains(&Action::Signal(Sig::Term)));
         let a = m.handle(Input::Exited(Exit::Code(0)), c.at(120), 0.0);
-        assert_eq!(kinds(&a), [EventKind::Restarting, EventKind::Starting]);
+        assert_eq!(kinds(&a), [EventKind::Restarting]);
         m.handle(Input::Ready, c.at(130), 0.0);
         let a = m.handle(Input::Stop, c.at(200), 0.0);
         assert!(a.contains(&Action::Signal(Sig::Term)));

@@ -36,7 +36,13 @@ impl Spawner {
     /// Starts the thread. `runtime` is the runtime that will reap the
     /// children (tokio's child reaping is per runtime).
     pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
-        let exe = std::env::current_exe()?;
+        // AGENTCLUSTER_AGENT_EXE runs another program as the agent (a
+        // wrapper such as valgrind or strace, or a test double); it gets the
+        // same arguments and descriptors.
+        let exe = match std::env::var_os("AGENTCLUSTER_AGENT_EXE") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => std::env::current_exe()?,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("agentcluster-spawner".into())

@@ -43,6 +43,9 @@ pub struct UnitSpec {
     pub name: String,
     pub agents: Vec<AgentPlan>,
     pub active: bool,
+    /// Resident memory above this is a fault (the smallest limit of the
+    /// process's agents).
+    pub memory_max: Option<u64>,
 }
 
 /// Cluster settings every unit uses.
@@ -53,8 +56,9 @@ pub struct Settings {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub restart: Restart,
-    pub memory_max: Option<u64>,
     pub creds: Option<Credentials>,
+    /// Where each agent's snmpEngineBoots is kept.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// What every unit shares.
@@ -209,7 +213,7 @@ pub async fn run(
                     Err(e) => Input::SpawnFailed(e),
                 })
             }
-            _ = watchdog.tick() => check(&machine, last_heartbeat, &settings),
+            _ = watchdog.tick() => check(&machine, last_heartbeat, &settings, spec.memory_max),
         };
         let Some(input) = input else { continue };
         let actions = machine.handle(input, Instant::now(), rng.unit());
@@ -268,7 +272,12 @@ pub fn exit_of(status: std::process::ExitStatus) -> Exit {
 }
 
 /// The watchdog check, every `heartbeat`.
-fn check(machine: &Machine, last_heartbeat: Instant, settings: &Settings) -> Option<Input> {
+fn check(
+    machine: &Machine,
+    last_heartbeat: Instant,
+    settings: &Settings,
+    memory_max: Option<u64>,
+) -> Option<Input> {
     if machine.state() != State::Running {
         return None;
     }
@@ -282,7 +291,7 @@ fn check(machine: &Machine, last_heartbeat: Instant, settings: &Settings) -> Opt
     {
         return Some(Input::Fault(Fault::ProcessStopped));
     }
-    if let Some(limit) = settings.memory_max
+    if let Some(limit) = memory_max
         && let Ok(st) = proc.status()
         && let Some(kb) = st.vmrss
         && kb * 1024 > limit
@@ -390,7 +399,8 @@ fn apply(
                 let pid = match kind {
                     EventKind::Died | EventKind::StartFailed => machine
                         .pid()
-                        .or(process.as_ref().and_then(|p| p.child.id())),
+                        .or(process.as_ref().and_then(|p| p.child.id()))
+                        .or(machine.last_pid()),
                     _ => machine.pid(),
                 };
                 for plan in &spec.agents {
@@ -476,13 +486,18 @@ async fn spawn(
         agents: spec
             .agents
             .iter()
-            .map(|a| AgentSpec {
-                name: a.name.clone(),
-                sockets: a.sockets.len(),
-                stores: a.stores.clone(),
-                config: a.config.clone(),
+            .map(|a| {
+                // Every start is one snmpEngineBoots more (SNMPv3 agents).
+                let mut config = a.config.clone();
+                crate::v3conf::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
+                Ok(AgentSpec {
+                    name: a.name.clone(),
+                    sockets: a.sockets.len(),
+                    stores: a.stores.clone(),
+                    config,
+                })
             })
-            .collect(),
+            .collect::<Result<_, String>>()?,
     });
     // A failure here is a failed start; the child is killed on drop.
     if let Err(e) = channel::write_frame(&mut writer, &start).await {

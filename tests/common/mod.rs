@@ -37,6 +37,16 @@ pub fn ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
 
+/// A temporary directory that agent processes can read: run as root, the
+/// supervisor drops agents to `nobody`, and a default tempdir is 0700.
+pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .expect("tempdir")
+}
+
 /// A running `agentcluster run`. Killed on drop.
 pub struct Fleet {
     child: Child,
@@ -50,7 +60,7 @@ impl Fleet {
     /// Starts `agentcluster run -c fleet.yaml` with `yaml` (placeholders
     /// `{cache}` and `{state}` are filled in) and waits until it is ready.
     pub fn start(yaml: &str) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let text = format!(
             "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
             dir.path().join("cache").display(),

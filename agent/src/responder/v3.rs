@@ -19,7 +19,12 @@ impl Responder {
             .min(i32::MAX as u64) as u32
     }
 
-    pub(super) fn answer_v3(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
+    pub(super) fn answer_v3(
+        &mut self,
+        datagram: &[u8],
+        now: Instant,
+        frame: &mut Frame,
+    ) -> Outcome {
         let time = self.engine_time(now);
         let Some(engine) = self.v3.as_mut() else {
             return Outcome::Dropped(Drop::BadVersion);

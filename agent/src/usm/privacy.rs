@@ -21,14 +21,8 @@ use super::{KeyError, PrivProtocol};
 /// A localized privacy key, ready to use.
 #[derive(Clone)]
 pub enum PrivKey {
-    Des {
-        cipher: Des,
-        pre_iv: [u8; 8],
-    },
-    TripleDes {
-        cipher: TdesEde3,
-        pre_iv: [u8; 8],
-    },
+    Des { cipher: Des, pre_iv: [u8; 8] },
+    TripleDes { cipher: TdesEde3, pre_iv: [u8; 8] },
     Aes128(Aes128, PrivProtocol),
     Aes192(Aes192, PrivProtocol),
     Aes256(Aes256, PrivProtocol),
@@ -176,7 +170,14 @@ impl PrivKey {
     /// Encrypts `buf[from..]` in place (CBC ciphers first pad `buf` with
     /// zeros to whole blocks) with the sender's `boots`/`time` and a fresh
     /// `salt`, and returns msgPrivacyParameters.
-    pub fn encrypt(&self, buf: &mut Vec<u8>, from: usize, boots: u32, time: u32, salt: u64) -> [u8; 8] {
+    pub fn encrypt(
+        &self,
+        buf: &mut Vec<u8>,
+        from: usize,
+        boots: u32,
+        time: u32,
+        salt: u64,
+    ) -> [u8; 8] {
         let from = from.min(buf.len());
         match self {
             PrivKey::Des { cipher, pre_iv } => {

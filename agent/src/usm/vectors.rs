@@ -74,15 +74,22 @@ fn ciphertexts_match_pysnmp() {
     for r in records("encrypt") {
         let p = privacy(r[0]);
         let key = PrivKey::new(p, &h(r[1])).unwrap();
-        let (boots, time, salt): (u32, u32, u64) =
-            (r[2].parse().unwrap(), r[3].parse().unwrap(), r[4].parse().unwrap());
+        let (boots, time, salt): (u32, u32, u64) = (
+            r[2].parse().unwrap(),
+            r[3].parse().unwrap(),
+            r[4].parse().unwrap(),
+        );
         let (plain, params, cipher) = (h(r[5]), h(r[6]), h(r[7]));
         let mut buf = plain.clone();
         let got = key.encrypt(&mut buf, 0, boots, time, salt);
         assert_eq!(hex::encode(got), r[6], "{r:?}");
         // pysnmp pads a whole block onto CBC plaintext that needs none; the
         // common prefix is the same ciphertext.
-        assert_eq!(hex::encode(&buf), hex::encode(&cipher[..buf.len()]), "{r:?}");
+        assert_eq!(
+            hex::encode(&buf),
+            hex::encode(&cipher[..buf.len()]),
+            "{r:?}"
+        );
         let mut theirs = cipher.clone();
         key.decrypt(&mut theirs, &params, boots, time).unwrap();
         assert_eq!(&theirs[..plain.len()], &plain[..], "{r:?}");

@@ -231,9 +231,9 @@ impl Engine {
             (true, false) => SecurityLevel::AuthNoPriv,
             (true, true) => SecurityLevel::AuthPriv,
         };
-        let Ok((usm, [])) = rasn::ber::decode_with_remainder::<v3::USMSecurityParameters>(
-            &msg.security_parameters,
-        ) else {
+        let Ok((usm, [])) =
+            rasn::ber::decode_with_remainder::<v3::USMSecurityParameters>(&msg.security_parameters)
+        else {
             return Incoming::Drop(Drop::Parse);
         };
         let (Some(msg_boots), Some(msg_time)) = (
@@ -287,9 +287,8 @@ impl Engine {
         // Step 6: the HMAC, on the received bytes.
         if let Some(key) = user.auth.as_ref().filter(|_| auth) {
             let ok = usm.authentication_parameters.len() == key.mac_len()
-                && wire::auth_params_range(datagram).is_some_and(|(at, len)| {
-                    len == key.mac_len() && key.verify(datagram, at)
-                });
+                && wire::auth_params_range(datagram)
+                    .is_some_and(|(at, len)| len == key.mac_len() && key.verify(datagram, at));
             if !ok {
                 return report(ReportKind::WrongDigest, c, reply);
             }

@@ -106,8 +106,8 @@ pub fn seal(frame: &mut Frame, s: &Seal<'_>) {
     // The MAC field's distance from the end does not change as headers
     // are prepended.
     let mac_from_end = frame.len() - mac_at;
-    frame.wrap(TAG_SEQUENCE);
-    frame.wrap(TAG_OCTET_STRING);
+    frame.prepend_header(TAG_SEQUENCE, usm.len());
+    frame.prepend_header(TAG_OCTET_STRING, ber::header_len(usm.len()) + usm.len());
     let mut global = Vec::with_capacity(20);
     ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.msg_id));
     ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.max_size));

@@ -1,0 +1,424 @@
+//! Event subscription filters: a pattern `node|component|event|agent` with
+//! glob wildcards per field, matched against an [`Event`]'s id, and the
+//! control socket's answer to an `events` request (replay + filter).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::api::{ErrorKind, Response};
+use crate::event::{Bus, Event};
+
+/// The component of an agent's events (their `agent` is non-empty).
+pub const AGENT: &str = "agent";
+/// The component of the supervisor's own events (their `agent` is empty).
+pub const SUPERVISOR: &str = "supervisor";
+
+/// Why a pattern is not a filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterError {
+    #[error(
+        "filter `{pattern}` has {found} field(s); expected 4: node|component|event|agent \
+         (use `*` for any, e.g. `*|agent|died|*`)"
+    )]
+    Fields { pattern: String, found: usize },
+    #[error("filter `{pattern}`: component `{component}` matches neither `agent` nor `supervisor`")]
+    Component { pattern: String, component: String },
+}
+
+/// A parsed subscription pattern. Each field is a glob: `*` matches any run
+/// of characters (also none), `?` exactly one; everything else matches
+/// itself, case-sensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    fields: [String; 4],
+}
+
+impl Filter {
+    /// Parses `node|component|event|agent`.
+    pub fn parse(pattern: &str) -> Result<Filter, FilterError> {
+        let parts: Vec<&str> = pattern.split('|').collect();
+        let Ok(fields) = <[&str; 4]>::try_from(parts.as_slice()) else {
+            return Err(FilterError::Fields {
+                pattern: pattern.to_string(),
+                found: parts.len(),
+            });
+        };
+        let component = fields[1];
+        // A component nothing can have would silently match no event.
+        if !glob_match(component, AGENT) && !glob_match(component, SUPERVISOR) {
+            return Err(FilterError::Component {
+                pattern: pattern.to_string(),
+                component: component.to_string(),
+            });
+        }
+        Ok(Filter {
+            fields: fields.map(str::to_string),
+        })
+    }
+
+    /// Does `event`'s id (`node|component|event|agent`) match?
+    pub fn matches(&self, event: &Event) -> bool {
+        let id = [
+            event.node.as_str(),
+            component(event),
+            event.event.as_str(),
+            event.agent.as_str(),
+        ];
+        self.fields
+            .iter()
+            .zip(id)
+            .all(|(pattern, value)| glob_match(pattern, value))
+    }
+}
+
+impl FromStr for Filter {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<Filter, FilterError> {
+        Filter::parse(s)
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fields.join("|"))
+    }
+}
+
+/// `agent` for an agent's event, `supervisor` for the supervisor's own.
+pub fn component(event: &Event) -> &'static str {
+    if event.agent.is_empty() {
+        SUPERVISOR
+    } else {
+        AGENT
+    }
+}
+
+/// The event id of DESIGN.md: `node|component|event|agent`.
+pub fn event_id(event: &Event) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        event.node,
+        component(event),
+        event.event,
+        event.agent
+    )
+}
+
+/// The answer to `Request::Events`: the events with `seq >= since` still
+/// kept by `bus` that match `filter`, oldest first. `gap` says the ring no
+/// longer holds some events at or after `since`; without `since` the caller
+/// asked for whatever is kept, so there is no gap to report. A bad filter is
+/// a `BadRequest`.
+pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> Response {
+    let filter = match filter.map(Filter::parse).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            return Response::Error {
+                kind: ErrorKind::BadRequest,
+                message: e.to_string(),
+            };
+        }
+    };
+    let (kept, gap) = bus.replay(since.unwrap_or(0));
+    let events = kept
+        .iter()
+        .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
+        .map(|e| Event::clone(e))
+        .collect();
+    Response::Events {
+        events,
+        gap: gap && since.is_some(),
+    }
+}
+
+/// Glob match of a whole `value` against `pattern` (`*` and `?` only)
+/// without exponential backtracking: on a mismatch, only the last `*` is
+/// stretched by one character (O(pattern × value) at worst).
+fn glob_match(pattern: &str, value: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    let (mut pi, mut vi) = (0, 0);
+    // Where the last `*` was, and the value position it stands for so far.
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, vi));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == v[vi] => {
+                pi += 1;
+                vi += 1;
+            }
+            _ => match star {
+                Some((sp, sv)) => {
+                    pi = sp + 1;
+                    vi = sv + 1;
+                    star = Some((sp, sv + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::NewEvent;
+
+    fn event(node: &str, agent: &str, kind: &str) -> Event {
+        Event {
+            seq: 1,
+            ts: "2026-11-22T12:00:00.123Z".into(),
+            node: node.into(),
+            agent: agent.into(),
+            event: kind.into(),
+            pid: None,
+            exit_code: None,
+            signal: None,
+            restarts: 0,
+            state: "running".into(),
+            reason: String::new(),
+        }
+    }
+
+    fn matches(pattern: &str, e: &Event) -> bool {
+        Filter::parse(pattern)
+            .unwrap_or_else(|err| panic!("{pattern}: {err}"))
+            .matches(e)
+    }
+
+    #[test]
+    fn globs_match_whole_values() {
+        for (p, v) in [
+            ("*", ""),
+            ("*", "core-sw-1"),
+            ("core-*", "core-sw-1"),
+            ("core-*", "core-"),
+            ("*-1", "core-sw-1"),
+            ("c*s*1", "core-sw-1"),
+            ("core-sw-?", "core-sw-1"),
+            ("??", "äö"),
+            ("a**b", "ab"),
+            ("*a*", "banana"),
+            ("", ""),
+            ("died", "died"),
+        ] {
+            assert!(glob_match(p, v), "{p} should match {v}");
+        }
+        for (p, v) in [
+            ("core-*", "edge-sw-1"),
+            ("core", "core-sw-1"),
+            ("core-sw-?", "core-sw-10"),
+            ("?", ""),
+            ("", "x"),
+            ("Died", "died"),
+            ("*a", "banana-"),
+            ("a*b*c", "abxbx"),
+        ] {
+            assert!(!glob_match(p, v), "{p} should not match {v}");
+        }
+    }
+
+    #[test]
+    fn long_patterns_do_not_backtrack_exponentially() {
+        let value = "a".repeat(10_000);
+        let pattern = format!("{}b", "*a".repeat(50));
+        assert!(!glob_match(&pattern, &value));
+    }
+
+    #[test]
+    fn patterns_need_exactly_four_fields() {
+        for bad in ["", "*", "lab-a|agent", "lab-a|agent|died", "a|agent|b|c|d"] {
+            let err = Filter::parse(bad).unwrap_err();
+            assert!(matches!(err, FilterError::Fields { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("node|component|event|agent"));
+        }
+        assert_eq!(
+            Filter::parse("lab-a").unwrap_err(),
+            FilterError::Fields {
+                pattern: "lab-a".into(),
+                found: 1
+            }
+        );
+    }
+
+    #[test]
+    fn an_impossible_component_is_an_error() {
+        let err = Filter::parse("*|agents|died|*").unwrap_err();
+        assert!(
+            matches!(&err, FilterError::Component { component, .. } if component == "agents"),
+            "{err}"
+        );
+        assert!(Filter::parse("*|x*|*|*").is_err());
+        for ok in [
+            "*|agent|*|*",
+            "*|supervisor|*|*",
+            "*|*|*|*",
+            "*|s*|*|*",
+            "*|?????|*|*",
+        ] {
+            assert!(Filter::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn fields_match_the_event_id() {
+        let died = event("lab-a", "core-sw-1", "died");
+        assert_eq!(event_id(&died), "lab-a|agent|died|core-sw-1");
+        assert!(matches("lab-a|agent|died|core-sw-1", &died));
+        assert!(matches("*|*|*|*", &died));
+        assert!(matches("lab-a|agent|died|core-*", &died));
+        assert!(matches("lab-?|*|d*|*", &died));
+        assert!(!matches("lab-b|agent|died|*", &died));
+        assert!(!matches("lab-a|supervisor|died|*", &died));
+        assert!(!matches("lab-a|agent|ready|*", &died));
+        assert!(!matches("lab-a|agent|died|edge-*", &died));
+    }
+
+    #[test]
+    fn supervisor_events_have_component_supervisor_and_no_agent() {
+        let started = event("lab-a", "", "supervisor-started");
+        assert_eq!(component(&started), "supervisor");
+        assert_eq!(event_id(&started), "lab-a|supervisor|supervisor-started|");
+        assert!(matches("*|supervisor|*|*", &started));
+        assert!(matches("lab-a|supervisor|supervisor-started|", &started));
+        assert!(!matches("*|agent|*|*", &started));
+        // `?` needs a character; the agent field is empty
+        assert!(!matches("*|*|*|?*", &started));
+    }
+
+    #[test]
+    fn filters_round_trip_through_text() {
+        let f: Filter = "lab-a|agent|died|core-*".parse().unwrap();
+        assert_eq!(f.to_string(), "lab-a|agent|died|core-*");
+    }
+
+    fn publish(bus: &Bus, agent: &str, kind: &str) {
+        bus.publish(NewEvent {
+            agent: agent.into(),
+            event: kind.into(),
+            state: "running".into(),
+            ..NewEvent::default()
+        });
+    }
+
+    fn answer(r: Response) -> (Vec<(u64, String)>, bool) {
+        match r {
+            Response::Events { events, gap } => (
+                events.into_iter().map(|e| (e.seq, event_id(&e))).collect(),
+                gap,
+            ),
+            other => panic!("not events: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_response_replays_and_filters() {
+        let bus = Bus::new("lab-a");
+        publish(&bus, "", "supervisor-started");
+        publish(&bus, "core-sw-1", "ready");
+        publish(&bus, "core-sw-1", "died");
+        publish(&bus, "edge-1", "died");
+
+        let (all, gap) = answer(events_response(&bus, None, None));
+        assert_eq!(
+            all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert!(!gap);
+        assert_eq!(all[0].1, "lab-a|supervisor|supervisor-started|");
+
+        let (died, _) = answer(events_response(&bus, None, Some("*|agent|died|*")));
+        assert_eq!(
+            died,
+            [
+                (3, "lab-a|agent|died|core-sw-1".to_string()),
+                (4, "lab-a|agent|died|edge-1".to_string())
+            ]
+        );
+
+        let (since, gap) = answer(events_response(&bus, Some(3), Some("*|*|*|core-*")));
+        assert_eq!(since, [(3, "lab-a|agent|died|core-sw-1".to_string())]);
+        assert!(!gap);
+
+        // nothing new yet: empty, no gap
+        let (none, gap) = answer(events_response(&bus, Some(5), None));
+        assert!(none.is_empty());
+        assert!(!gap);
+    }
+
+    #[test]
+    fn events_response_rejects_a_bad_filter() {
+        let bus = Bus::new("lab-a");
+        match events_response(&bus, None, Some("lab-a|agent")) {
+            Response::Error { kind, message } => {
+                assert_eq!(kind, ErrorKind::BadRequest);
+                assert!(message.contains("lab-a|agent"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_response_reports_a_gap_when_since_is_gone() {
+        let bus = Bus::new("lab-a");
+        for i in 0..crate::event::RING + 5 {
+            publish(&bus, &format!("a{i}"), "ready");
+        }
+        let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1")));
+        assert!(gap);
+        assert!(events.is_empty());
+        let (events, gap) = answer(events_response(&bus, Some(6), None));
+        assert!(!gap);
+        assert_eq!(events.len(), crate::event::RING);
+        assert_eq!(events[0].0, 6);
+        // without `since` the caller asked for whatever is kept
+        let (events, gap) = answer(events_response(&bus, None, None));
+        assert!(!gap);
+        assert_eq!(events.len(), crate::event::RING);
+    }
+
+    #[test]
+    fn events_requests_travel_as_json_lines() {
+        use crate::api::Request;
+        use crate::control::WireRequest;
+        let request = Request::Events {
+            since: Some(5),
+            filter: Some("lab-a|agent|died|*".into()),
+        };
+        let line = serde_json::to_string(&WireRequest::new(request.clone())).unwrap();
+        assert_eq!(
+            line,
+            r#"{"protocol":1,"cmd":"events","since":5,"filter":"lab-a|agent|died|*"}"#
+        );
+        let back: WireRequest = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.request, request);
+        let bare: WireRequest = serde_json::from_str(r#"{"cmd":"events"}"#).unwrap();
+        assert_eq!(
+            bare.request,
+            Request::Events {
+                since: None,
+                filter: None
+            }
+        );
+    }
+
+    #[test]
+    fn events_survive_a_trip_through_json() {
+        let bus = Bus::new("lab-a");
+        publish(&bus, "core-sw-1", "died");
+        let response = events_response(&bus, None, None);
+        let line = serde_json::to_string(&response).unwrap();
+        assert!(
+            line.starts_with(r#"{"result":"events","events":[{"seq":1,"#),
+            "{line}"
+        );
+        let back: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, response);
+    }
+}

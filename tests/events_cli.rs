@@ -1,0 +1,164 @@
+//! `agentcluster events` against a real supervisor: replay, `--since`,
+//! `--filter`, `--json`, and `--follow` seeing a restart as it happens
+//! (waiting on the follower's lines, never on sleeps).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{BIN, Fleet, agentcluster, free_port, mib};
+use serde_json::Value as Json;
+
+fn fleet(names: &[&str]) -> Fleet {
+    let mut y = String::from("agents:\n");
+    for name in names {
+        y += &format!(
+            "  - name: {name}\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+            free_port(),
+            mib("linux-host.snmprec").display()
+        );
+    }
+    Fleet::start(&y)
+}
+
+fn control(fleet: &Fleet) -> String {
+    fleet.dir.path().join("control.sock").display().to_string()
+}
+
+/// `events --json` with extra arguments: the events, one JSON object each.
+fn events_json(fleet: &Fleet, extra: &[&str]) -> Vec<Json> {
+    let sock = control(fleet);
+    let mut args = vec!["events", "--json", "--control", &sock];
+    args.extend_from_slice(extra);
+    let out = agentcluster(&args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn events_are_replayed_filtered_and_printed() {
+    let fleet = fleet(&["dev-a", "dev-b"]);
+    let all = events_json(&fleet, &[]);
+    assert_eq!(all[0]["event"], "supervisor-started", "{all:?}");
+    assert_eq!(all[0]["agent"], "");
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    for name in ["dev-a", "dev-b"] {
+        assert!(
+            all.iter()
+                .any(|e| e["agent"] == name && e["event"] == "ready"),
+            "{name} ready: {all:?}"
+        );
+    }
+
+    let ready_a = events_json(&fleet, &["--filter", "*|agent|ready|dev-?"]);
+    assert_eq!(ready_a.len(), 2, "{ready_a:?}");
+    assert!(ready_a.iter().all(|e| e["event"] == "ready"));
+    let supervisor = events_json(&fleet, &["--filter", "*|supervisor|*|*"]);
+    assert!(
+        supervisor.iter().all(|e| e["agent"] == ""),
+        "{supervisor:?}"
+    );
+    assert!(!supervisor.is_empty());
+
+    let since = seqs[2].to_string();
+    let later = events_json(&fleet, &["--since", &since]);
+    assert_eq!(later.len(), all.len() - 2);
+    assert_eq!(later[0], all[2]);
+
+    // The text form: one line per event, the agent and kind in it.
+    let sock = control(&fleet);
+    let out = agentcluster(&["events", "--control", &sock]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), all.len(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" dev-a ready ") && l.contains("state=running")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_filter_is_a_user_error_told_before_connecting() {
+    let out = agentcluster(&[
+        "events",
+        "--control",
+        "/nonexistent/x.sock",
+        "--filter",
+        "lab-a|agent",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("node|component|event|agent"), "{stderr}");
+    let out = agentcluster(&["events", "--follow", "--control", "/nonexistent/x.sock"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+/// A follower process, killed when the test ends.
+struct Follower(Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn follow_prints_a_restart_as_it_happens() {
+    let fleet = fleet(&["dev-a", "dev-b"]);
+    let sock = control(&fleet);
+    let last = events_json(&fleet, &[])
+        .last()
+        .and_then(|e| e["seq"].as_u64())
+        .expect("some events");
+    let mut child = Command::new(BIN)
+        .args(["events", "--follow", "--json", "--control", &sock])
+        .args(["--filter", "*|agent|*|dev-a", "--since"])
+        .arg((last + 1).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the follower");
+    let stdout = child.stdout.take().expect("stdout");
+    let _follower = Follower(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let out = agentcluster(&["restart", "--control", &sock, "dev-*"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let mut seen: Vec<Json> = Vec::new();
+    while !seen
+        .iter()
+        .any(|e| e["event"] == "ready" && e["restarts"] == 1)
+    {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no ready after the restart; seen {seen:?}"));
+        seen.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")));
+    }
+    assert!(seen.iter().all(|e| e["agent"] == "dev-a"), "{seen:?}");
+    assert!(seen[0]["seq"].as_u64().unwrap() > last, "{seen:?}");
+    let kinds: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
+    let starting = kinds.iter().position(|k| *k == "starting");
+    assert!(
+        starting.is_some_and(|i| i < kinds.len() - 1),
+        "starting before ready: {kinds:?}"
+    );
+}
