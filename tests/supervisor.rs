@@ -702,3 +702,138 @@ fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     assert!(out.contains("second version"), "{out}");
     assert_eq!(pid_of(&status(&fleet), "hot"), pid, "no restart");
 }
+
+#[test]
+fn an_agent_over_its_memory_limit_is_replaced() {
+    let port = free_port();
+    let yaml = format!(
+        "  heartbeat: 100ms\n  memory_max: 1M\n  stop_timeout: 300ms\n{}",
+        agents_yaml(&[("fat", port)])
+    );
+    let fleet = Fleet::start(&yaml);
+    let e = wait_events(&fleet, "unresponsive for memory", |e| {
+        e.iter()
+            .any(|x| x["agent"] == "fat" && x["event"] == "unresponsive")
+    });
+    let u = e
+        .iter()
+        .find(|x| x["agent"] == "fat" && x["event"] == "unresponsive")
+        .unwrap();
+    assert!(u["reason"].as_str().unwrap().contains("memory"), "{u}");
+    wait_events(&fleet, "restarted after the memory fault", |e| {
+        kinds_for(e, "fat").contains(&"restarting")
+    });
+}
+
+#[test]
+fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
+    // Completes the handshake and heartbeats, but never reads its socket.
+    let scripts = common::tempdir();
+    let exe = fake_agent(
+        scripts.path(),
+        "mute.py",
+        "exec python3 - <<'EOF'\nimport json, os, struct, time\ndef read():\n    h = b''\n    while len(h) < 4:\n        h += os.read(3, 4 - len(h))\n    n = struct.unpack('>I', h)[0]\n    b = b''\n    while len(b) < n:\n        b += os.read(3, n - len(b))\n    return json.loads(b)\ndef send(m):\n    b = json.dumps(m).encode()\n    os.write(3, struct.pack('>I', len(b)) + b)\nstart = read()\nsend({'type': 'ready', 'token': start['token']})\nwhile True:\n    send({'type': 'heartbeat', 'agents': []})\n    time.sleep(0.05)\nEOF",
+    );
+    let port = free_port();
+    let dir = common::tempdir();
+    let path = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  heartbeat: 100ms\n  stop_timeout: 300ms\n  probe: {{ interval: 200ms, timeout: 300ms }}\n  restart: {{ policy: never }}\n{}",
+            dir.path().join("cache").display(),
+            dir.path().join("control.sock").display(),
+            agents_yaml(&[("mute", port)])
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["run", "-c", path.to_str().unwrap()])
+        .env("AGENTCLUSTER_AGENT_EXE", &exe);
+    let fleet = Fleet::spawn(cmd, dir);
+    let e = wait_events(&fleet, "probe failure", |e| {
+        kinds_for(e, "mute").contains(&"failed")
+    });
+    let u = e
+        .iter()
+        .find(|x| x["agent"] == "mute" && x["event"] == "unresponsive")
+        .unwrap_or_else(|| panic!("no unresponsive event: {e:#?}"));
+    assert!(
+        u["reason"].as_str().unwrap().contains("SNMP probe failed"),
+        "{u}"
+    );
+}
+
+/// `n` consecutive UDP ports free on 127.0.0.1, below the ephemeral range
+/// (where `free_port` picks), so parallel tests do not collide.
+fn free_block(n: u16) -> u16 {
+    let seed = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 11_000 + (seed.wrapping_mul(7919).wrapping_add(attempt * 997)) % 20_000;
+        let held: Vec<_> = (base..base + n)
+            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
+#[test]
+fn a_thousand_agent_processes_start_and_all_answer() {
+    let n = 1000u16;
+    let base = free_block(n);
+    let yaml = format!(
+        "agents:\n  - name: \"k-{{i}}\"\n    count: {n}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        mib("cisco-c3750.snmprec").display()
+    );
+    let fleet = Fleet::start(&yaml);
+    assert!(
+        fleet.banner[0].contains("1000 agents ready"),
+        "{:?}",
+        fleet.banner
+    );
+    let s = status(&fleet);
+    assert_eq!(s.len(), 1000);
+    assert!(s.iter().all(|a| a["state"] == "running"));
+    let mut pids: Vec<i64> = s.iter().filter_map(|a| a["pid"].as_i64()).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 1000, "one process per agent");
+    // Every one answers: one GET per agent, 100 in flight at a time (the
+    // client's receive buffer holds a few hundred answers).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    for round in 0..3 {
+        let missing: Vec<u16> = (0..n).filter(|i| !answered.contains(&(base + i))).collect();
+        for batch in missing.chunks(100) {
+            for &i in batch {
+                let req = agentcluster_agent::probe::request(b"public", false, i32::from(i) + 1);
+                sock.send_to(&req, ("127.0.0.1", base + i)).unwrap();
+            }
+            let mut got = 0;
+            while got < batch.len() {
+                let Ok((len, from)) = sock.recv_from(&mut buf) else {
+                    break;
+                };
+                let id = i32::from(from.port().wrapping_sub(base)) + 1;
+                if agentcluster_agent::probe::answers(&buf[..len], id)
+                    && answered.insert(from.port())
+                {
+                    got += 1;
+                }
+            }
+        }
+        if answered.len() == n as usize {
+            break;
+        }
+        eprintln!("round {round}: {} answered", answered.len());
+    }
+    assert_eq!(answered.len(), n as usize, "every agent answers a GET");
+    let (code, _) = fleet.stop();
+    assert!(code.success());
+    assert!(pids.iter().all(|p| !alive(*p as i32)), "no orphans");
+}

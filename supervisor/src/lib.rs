@@ -177,6 +177,7 @@ pub async fn run(
         restart: c.restart.clone(),
         creds: credentials(c.user.as_deref(), c.group.as_deref())?,
         state_dir: c.state_dir.clone(),
+        probe: c.probe.clone(),
     });
     raise_nofile_limit(&fleet)?;
     let bus = Bus::new(&c.node);
@@ -199,14 +200,14 @@ pub async fn run(
     });
 
     let (requests_tx, mut requests) = mpsc::channel::<api::Envelope>(64);
-    let control_task = tokio::spawn(control::serve(
+    let mut control_task = tokio::spawn(control::serve(
         listener,
         api::Handle::new(requests_tx),
         shutdown.clone(),
     ));
     let (watch_tx, watch_rx) = watch::channel(Vec::new());
     let (changed_tx, mut changed) = mpsc::channel(4);
-    let watcher = tokio::spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
+    let mut watcher = tokio::spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
     let (dead_tx, dead_rx) = mpsc::unbounded_channel();
     let mut manager = Manager {
         node: c.node.clone(),
@@ -246,6 +247,9 @@ pub async fn run(
     let mut failure = None;
     loop {
         tokio::select! {
+            // Shutdown first: the control and watcher tasks end with it, and
+            // that is not a failure.
+            biased;
             _ = shutdown.cancelled() => break,
             _ = hup.recv() => {
                 match manager.reload().await {
@@ -270,6 +274,25 @@ pub async fn run(
                 let n = manager.refresh_snapshots(&files).await;
                 tracing::info!(files = files.len(), processes = n, "snapshots changed");
             }
+            // Our own long-lived tasks end only at shutdown; one that ends
+            // earlier is a failure, never silence.
+            r = &mut control_task => {
+                let cause = match r {
+                    Ok(Ok(())) => "ended".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(%cause, "control socket task stopped; shutting down");
+                failure = Some(Error::Io(std::io::Error::other(format!("control socket: {cause}"))));
+                shutdown.cancel();
+                break;
+            }
+            r = &mut watcher => {
+                tracing::error!(cause = ?r.err(), "snapshot watcher stopped; shutting down");
+                failure = Some(Error::Io(std::io::Error::other("the snapshot watcher stopped")));
+                shutdown.cancel();
+                break;
+            }
         }
     }
 
@@ -281,12 +304,16 @@ pub async fn run(
         ..NewEvent::default()
     });
     manager.shutdown().await;
-    match control_task.await {
-        Ok(Err(e)) => tracing::warn!(cause = %e, "control socket"),
-        Err(e) => tracing::warn!(cause = %e, "control socket task"),
-        Ok(Ok(())) => {}
+    if !control_task.is_finished() || failure.is_none() {
+        match control_task.await {
+            Ok(Err(e)) => tracing::warn!(cause = %e, "control socket"),
+            Err(e) if !e.is_cancelled() => tracing::warn!(cause = %e, "control socket task"),
+            _ => {}
+        }
     }
-    let _ = watcher.await;
+    if !watcher.is_finished() {
+        let _ = watcher.await;
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),

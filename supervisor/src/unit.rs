@@ -57,6 +57,8 @@ pub struct Settings {
     pub stop_timeout: Duration,
     pub restart: Restart,
     pub creds: Option<Credentials>,
+    /// The optional end-to-end SNMP probe.
+    pub probe: Option<agentcluster_conf::Probe>,
     /// Where each agent's snmpEngineBoots is kept.
     pub state_dir: std::path::PathBuf,
 }
@@ -137,6 +139,18 @@ pub async fn run(
     let mut shutting_down = false;
     let mut watchdog = tokio::time::interval(settings.heartbeat);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (probe_tx, mut probe_rx) = mpsc::channel::<(u32, String)>(4);
+    let prober = settings.probe.clone().and_then(|p| {
+        let (target, community, v1) = probe_target(&spec)?;
+        Some(tokio::spawn(probe_loop(
+            p,
+            target,
+            community,
+            v1,
+            status.subscribe(),
+            probe_tx,
+        )))
+    });
 
     if spec.active {
         let actions = machine.handle(Input::Start, Instant::now(), rng.unit());
@@ -214,6 +228,10 @@ pub async fn run(
                 })
             }
             _ = watchdog.tick() => check(&machine, last_heartbeat, &settings, spec.memory_max),
+            Some((pid, why)) = probe_rx.recv() => {
+                (machine.state() == State::Running && machine.pid() == Some(pid))
+                    .then(|| Input::Fault(Fault::ProbeFailed(why)))
+            }
         };
         let Some(input) = input else { continue };
         let actions = machine.handle(input, Instant::now(), rng.unit());
@@ -224,7 +242,80 @@ pub async fn run(
             waiting_for_token = false;
         }
     }
+    if let Some(p) = prober {
+        p.abort();
+    }
     publish_status(&status, &machine, &requests);
+}
+
+/// Where and how to probe a unit: its first agent's first endpoint (an
+/// unspecified address is probed on loopback) with its first v1/v2c
+/// community. `None` for agents that speak only SNMPv3.
+fn probe_target(spec: &UnitSpec) -> Option<(SocketAddr, Vec<u8>, bool)> {
+    let agent = spec.agents.first()?;
+    let mut target = *agent.endpoints.first()?;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let c = agent.config.communities.first()?;
+    Some((target, c.community.clone(), !c.v2c))
+}
+
+/// Every `interval`, while the unit runs, one GET of sysUpTime.0; a missing
+/// or wrong answer within `timeout` is reported with the pid it concerned.
+async fn probe_loop(
+    probe: agentcluster_conf::Probe,
+    target: SocketAddr,
+    community: Vec<u8>,
+    v1: bool,
+    status: watch::Receiver<Status>,
+    failed: mpsc::Sender<(u32, String)>,
+) {
+    let bind: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let mut id: i32 = 1;
+    let mut tick = tokio::time::interval(probe.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (state, pid) = {
+            let s = status.borrow();
+            (s.state, s.pid)
+        };
+        let (State::Running, Some(pid)) = (state, pid) else {
+            continue;
+        };
+        id = id.wrapping_add(1).max(1);
+        let result = async {
+            let sock = tokio::net::UdpSocket::bind(bind)
+                .await
+                .map_err(|e| e.to_string())?;
+            sock.connect(target).await.map_err(|e| e.to_string())?;
+            let req = agentcluster_agent::probe::request(&community, v1, id);
+            sock.send(&req).await.map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
+                if agentcluster_agent::probe::answers(&buf[..n], id) {
+                    return Ok(());
+                }
+            }
+        };
+        let why = match tokio::time::timeout(probe.timeout, result).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer from {target} within {:?}", probe.timeout),
+        };
+        if failed.send((pid, why)).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn publish_status(status: &watch::Sender<Status>, machine: &Machine, requests: &[u64]) {

@@ -906,3 +906,41 @@ fn a_v3_request_annotated_byte_by_byte() {
     assert_eq!(a.response().request_id, 42);
     assert_eq!(string(&a.response().variable_bindings[0]), b"default");
 }
+
+/// Throughput of GET sysDescr.0 through the whole responder: v2c against
+/// SNMPv3 authPriv SHA/AES-128 (the benchmark requires v3 ≥ 0.5 × v2c).
+/// `cargo test --release -p agentcluster-agent v3_vs_v2c -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement; run in release"]
+fn v3_vs_v2c_get_throughput() {
+    let mut agent = Agent::new();
+    let m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
+    let v3 = m.encode(&get(1, &[SYS_DESCR]));
+    let v2 = rasn::ber::encode(&rasn_snmp::v2c::Message {
+        version: 1.into(),
+        community: b"public".to_vec().into(),
+        data: get(1, &[SYS_DESCR]),
+    })
+    .unwrap();
+    let n = 200_000;
+    let mut rate = |msg: &[u8]| {
+        let t = Instant::now();
+        for _ in 0..n {
+            assert!(agent.raw(msg).is_some());
+        }
+        f64::from(n) / t.elapsed().as_secs_f64()
+    };
+    let (r2, r3) = (rate(&v2), rate(&v3));
+    eprintln!("v2c {r2:.0}/s, v3 authPriv SHA/AES {r3:.0}/s, ratio {:.2}", r3 / r2);
+}
+
+#[test]
+#[ignore = "profiling aid"]
+fn v3_only_loop() {
+    let mut agent = Agent::new();
+    let m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
+    let v3 = m.encode(&get(1, &[SYS_DESCR]));
+    for _ in 0..300_000 {
+        assert!(agent.raw(&v3).is_some());
+    }
+}
