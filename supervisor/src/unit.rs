@@ -230,7 +230,7 @@ pub async fn run(
             _ = watchdog.tick() => check(&machine, last_heartbeat, &settings, spec.memory_max),
             Some((pid, why)) = probe_rx.recv() => {
                 (machine.state() == State::Running && machine.pid() == Some(pid))
-                    .then(|| Input::Fault(Fault::ProbeFailed(why)))
+                    .then_some(Input::Fault(Fault::ProbeFailed(why)))
             }
         };
         let Some(input) = input else { continue };
