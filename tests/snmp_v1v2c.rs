@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agentcluster_agent::snapshot::{self, Format};
 use agentcluster_agent::value::{Oid, Value};
-use common::{Fleet, free_port, ipv6_loopback, mib, snmp, snmp_ok};
+use common::{Fleet, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok};
 
 /// Objects the agent serves live, whose values differ from any recording.
 fn is_live(oid: &[u32]) -> bool {
@@ -182,7 +182,9 @@ fn get_getnext_exceptions_and_uptime() {
 
 #[test]
 fn set_follows_writecache_and_community_rights() {
-    let (ups, sw) = (free_port(), free_port());
+    let [ups, sw] = free_ports(2)[..] else {
+        unreachable!()
+    };
     let _fleet = Fleet::start(&format!(
         "agents:\n{}{}",
         agent("ups", ups, "apc-ups.snmprec"),
@@ -336,7 +338,9 @@ fn ipv6_and_several_endpoints_per_agent() {
         eprintln!("skipped: no IPv6 loopback on this machine");
         return;
     }
-    let (a, b) = (free_port(), free_port());
+    let [a, b] = free_ports(2)[..] else {
+        unreachable!()
+    };
     let yaml = format!(
         "agents:\n  - name: dual\n    listen: [\"127.0.0.1:{a}\", \"[::1]:{a}\", \"127.0.0.1:{b}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
         mib("linux-host.snmprec").display()

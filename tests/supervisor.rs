@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Fleet, agentcluster, free_port, mib, snmp, snmp_ok};
+use common::{Fleet, agentcluster, free_port, free_ports, mib, snmp, snmp_ok};
 use serde_json::Value as Json;
 
 fn agents_yaml(names: &[(&str, u16)]) -> String {
@@ -78,7 +78,9 @@ fn kill(pid: i32, sig: &str) {
 
 #[test]
 fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
-    let (a, b) = (free_port(), free_port());
+    let [a, b] = free_ports(2)[..] else {
+        unreachable!()
+    };
     let fleet = Fleet::start(&agents_yaml(&[("dev-a", a), ("dev-b", b)]));
     let s = status(&fleet);
     assert_eq!(agent(&s, "dev-a")["state"], "running");
@@ -113,7 +115,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
 
 #[test]
 fn killing_the_supervisor_leaves_no_agent_behind() {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(3);
     let fleet = Fleet::start(&agents_yaml(&[
         ("o-1", ports[0]),
         ("o-2", ports[1]),
@@ -166,7 +168,7 @@ fn a_stopped_agent_is_found_unresponsive_and_replaced() {
 
 #[test]
 fn operators_stop_start_and_restart_by_name_and_glob() {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(3);
     let fleet = Fleet::start(&agents_yaml(&[
         ("lab-sw-1", ports[0]),
         ("lab-sw-2", ports[1]),
@@ -282,7 +284,7 @@ fn too_many_restarts_fail_until_an_operator_starts_it() {
 
 #[test]
 fn agents_share_processes_with_agents_per_process_and_show_their_names() {
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(5);
     let names = ["g-0", "g-1", "g-2", "g-3", "g-4"];
     let list: Vec<(&str, u16)> = names.iter().copied().zip(ports.iter().copied()).collect();
     let fleet = Fleet::start(&format!("  agents_per_process: 2\n{}", agents_yaml(&list)));
@@ -316,7 +318,7 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
 
 #[test]
 fn sigterm_stops_every_agent_and_exits_zero() {
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(2);
     let fleet = Fleet::start(&agents_yaml(&[("t-1", ports[0]), ("t-2", ports[1])]));
     let s = status(&fleet);
     let pids = [pid_of(&s, "t-1"), pid_of(&s, "t-2")];
@@ -410,7 +412,7 @@ fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
 #[test]
 fn start_tokens_bound_how_many_agents_start_at_once() {
     let n: i32 = 200;
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(n as usize);
     let names: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
     let list: Vec<(&str, u16)> = names
         .iter()
@@ -574,7 +576,7 @@ fn parse_delay(s: &str) -> f64 {
 
 #[test]
 fn reload_changes_only_what_changed() {
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = free_ports(5);
     let first = agents_yaml(&[
         ("keep-1", ports[0]),
         ("keep-2", ports[1]),
@@ -836,4 +838,54 @@ fn a_thousand_agent_processes_start_and_all_answer() {
     let (code, _) = fleet.stop();
     assert!(code.success());
     assert!(pids.iter().all(|p| !alive(*p as i32)), "no orphans");
+}
+
+#[test]
+fn systemd_hears_ready_status_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let port = free_port();
+    let dir = common::tempdir();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let path = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster:\n  cache_dir: {}\n  control_socket: {}\n{}",
+            dir.path().join("cache").display(),
+            dir.path().join("control.sock").display(),
+            agents_yaml(&[("sd", port)])
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["run", "-c", path.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000");
+    let fleet = Fleet::spawn(cmd, dir);
+    // WATCHDOG_PID is not set: the watchdog applies to us (sd_notify's rule)
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        let n = notify.recv(&mut buf).expect("a notification within 10 s");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(
+        seen.contains("STATUS=1/1 agents running, 0 failed"),
+        "{seen}"
+    );
+    let (code, _) = fleet.stop();
+    assert!(code.success());
+    let mut tail = String::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if tail.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(tail.contains("STOPPING=1"), "{tail}");
 }

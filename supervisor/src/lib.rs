@@ -241,7 +241,14 @@ pub async fn run(
     }
     if !shutdown.is_cancelled() {
         on_ready(&manager.ready());
+        notify::ready(&manager.summary());
     }
+    // systemd's watchdog is fed from this loop, so only while it turns; the
+    // status line is refreshed at the same pace (or every 10 s).
+    let mut beat = tokio::time::interval(
+        notify::watchdog_interval().unwrap_or(std::time::Duration::from_secs(10)),
+    );
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut failure = None;
@@ -251,6 +258,10 @@ pub async fn run(
             // that is not a failure.
             biased;
             _ = shutdown.cancelled() => break,
+            _ = beat.tick() => {
+                notify::watchdog_ping();
+                notify::status(&manager.summary());
+            }
             _ = hup.recv() => {
                 match manager.reload().await {
                     Response::Done { message, .. } => tracing::info!("SIGHUP: {message}"),
@@ -296,6 +307,7 @@ pub async fn run(
         }
     }
 
+    notify::stopping();
     bus.publish(NewEvent {
         event: "supervisor-stopping".into(),
         pid: Some(std::process::id()),
@@ -750,6 +762,22 @@ impl Manager {
             }
         }
         touched
+    }
+
+    /// "N/M agents running, K failed", for systemd's status line.
+    fn summary(&self) -> String {
+        let (mut running, mut total, mut failed) = (0, 0, 0);
+        for u in &self.units {
+            let state = u.status.borrow().state;
+            let n = u.agents.len();
+            total += n;
+            match state {
+                State::Running => running += n,
+                State::Failed => failed += n,
+                _ => {}
+            }
+        }
+        format!("{running}/{total} agents running, {failed} failed")
     }
 
     fn ready(&self) -> Ready {

@@ -45,6 +45,18 @@ pub fn prepare_child(
                 return Err(io::Error::last_os_error());
             }
         }
+        // Agents need no capability (their sockets come bound): drop any
+        // ambient ones the supervisor got (CAP_NET_BIND_SERVICE under
+        // systemd). EINVAL on kernels without ambient capabilities is fine.
+        unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
         if unsafe {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -79,7 +91,7 @@ pub fn prepare_child(
         Ok(())
     };
     // SAFETY: the closure only calls async-signal-safe functions (dup2,
-    // prctl, setpgid, getppid, setgroups, setgid, setuid) and allocates nothing: the
+    // prctl (ambient capabilities, parent-death signal), setpgid, getppid, setgroups, setgid, setuid) and allocates nothing: the
     // descriptor list was built before the fork and is only read here.
     unsafe {
         cmd.pre_exec(closure);

@@ -32,6 +32,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `n` distinct UDP ports that were free a moment ago (held together while
+/// choosing, so none is handed out twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = s.local_addr().expect("local addr").port();
+        if !ipv6_loopback() || UdpSocket::bind(("::1", port)).is_ok() {
+            held.push(s);
+        }
+    }
+    held.iter()
+        .map(|s| s.local_addr().expect("local addr").port())
+        .collect()
+}
+
 /// Whether this machine has a usable ::1.
 pub fn ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()

@@ -143,6 +143,8 @@ pub struct Engine {
     salt: u64,
     /// Decryption buffer, reused.
     scratch: Vec<u8>,
+    /// Encoding buffer for [`wire::seal`], reused.
+    seal_buf: Vec<u8>,
 }
 
 fn int_in(i: &Integer, min: i64, max: i64) -> Option<i64> {
@@ -186,6 +188,7 @@ impl Engine {
             contexts: config.contexts.clone(),
             salt,
             scratch: Vec::new(),
+            seal_buf: Vec::with_capacity(256),
         })
     }
 
@@ -400,6 +403,7 @@ impl Engine {
                 context_engine_id: &self.engine_id,
                 context_name: &reply.context_name,
             },
+            &mut self.seal_buf,
         );
         true
     }

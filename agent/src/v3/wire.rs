@@ -76,8 +76,9 @@ fn push_octets(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Turns the PDU TLV that `frame` holds into a whole SNMPv3 message:
 /// scopedPDU, encrypted when `privacy` is given, then the headers, then the
-/// HMAC when `auth` is given.
-pub fn seal(frame: &mut Frame, s: &Seal<'_>) {
+/// HMAC when `auth` is given. `scratch` is working space, reused between
+/// calls.
+pub fn seal(frame: &mut Frame, s: &Seal<'_>, scratch: &mut Vec<u8>) {
     frame.prepend_tlv(TAG_OCTET_STRING, s.context_name);
     frame.prepend_tlv(TAG_OCTET_STRING, s.context_engine_id);
     frame.wrap(TAG_SEQUENCE);
@@ -92,30 +93,32 @@ pub fn seal(frame: &mut Frame, s: &Seal<'_>) {
     }
     // UsmSecurityParameters, with the MAC field zeroed.
     let mac_len = s.auth.map_or(0, AuthKey::mac_len);
-    let mut usm = Vec::with_capacity(64 + s.engine_id.len() + s.user_name.len() + mac_len);
-    push_octets(&mut usm, s.engine_id);
-    ber::push_i64(&mut usm, TAG_INTEGER, i64::from(s.boots));
-    ber::push_i64(&mut usm, TAG_INTEGER, i64::from(s.time));
-    push_octets(&mut usm, s.user_name);
+    let usm = scratch;
+    usm.clear();
+    push_octets(usm, s.engine_id);
+    ber::push_i64(usm, TAG_INTEGER, i64::from(s.boots));
+    ber::push_i64(usm, TAG_INTEGER, i64::from(s.time));
+    push_octets(usm, s.user_name);
     usm.push(TAG_OCTET_STRING);
-    ber::push_len(&mut usm, mac_len);
+    ber::push_len(usm, mac_len);
     let mac_at = usm.len();
     usm.resize(usm.len() + mac_len, 0);
-    push_octets(&mut usm, if encrypted { &priv_params } else { &[] });
-    frame.prepend(&usm);
+    push_octets(usm, if encrypted { &priv_params } else { &[] });
+    frame.prepend(usm);
     // The MAC field's distance from the end does not change as headers
     // are prepended.
     let mac_from_end = frame.len() - mac_at;
     frame.prepend_header(TAG_SEQUENCE, usm.len());
     frame.prepend_header(TAG_OCTET_STRING, ber::header_len(usm.len()) + usm.len());
-    let mut global = Vec::with_capacity(20);
-    ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.msg_id));
-    ber::push_i64(&mut global, TAG_INTEGER, i64::from(s.max_size));
+    let global = usm;
+    global.clear();
+    ber::push_i64(global, TAG_INTEGER, i64::from(s.msg_id));
+    ber::push_i64(global, TAG_INTEGER, i64::from(s.max_size));
     global.extend_from_slice(&[TAG_OCTET_STRING, 1, s.flags]);
-    ber::push_i64(&mut global, TAG_INTEGER, USM);
-    frame.prepend(&global);
+    ber::push_i64(global, TAG_INTEGER, USM);
+    frame.prepend(global);
     frame.prepend_header(TAG_SEQUENCE, global.len());
-    frame.prepend_int(3);
+    frame.prepend(&[TAG_INTEGER, 1, 3]);
     frame.wrap(TAG_SEQUENCE);
     if let Some(key) = s.auth {
         let len = frame.len();
