@@ -26,10 +26,6 @@ const EXIT_UNREACHABLE: u8 = 3;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often `events --follow` asks for new events. A stopgap: the server
-/// side stream with keep-alives (the events issue) will push them instead.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
-
 /// Where to find the supervisor, besides the global `--control`.
 #[derive(Debug, clap::Args)]
 pub struct Target {
@@ -137,19 +133,17 @@ pub fn reload(control: Option<&Path>, target: &Target) -> anyhow::Result<ExitCod
 /// `agentcluster events [--follow] [--since SEQ] [--filter PATTERN] [--json]`.
 pub fn events(control: Option<&Path>, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     // A bad pattern is the user's mistake, told before anything is asked.
-    let filter = args
-        .filter
-        .as_deref()
-        .map(Filter::parse)
-        .transpose()
-        .map_err(|e| UserError(e.to_string()))?;
+    if let Some(pattern) = args.filter.as_deref() {
+        Filter::parse(pattern).map_err(|e| UserError(e.to_string()))?;
+    }
     let path = socket_path(control, args.target.config.as_deref())?;
     let outcome = if args.follow {
-        follow(&path, args, filter.as_ref())
+        follow(&path, args)
     } else {
         let request = Request::Events {
             since: args.since,
             filter: args.filter.clone(),
+            follow: false,
         };
         exchange(&path, request).and_then(|r| match r {
             Response::Events { events, gap } => {
@@ -162,34 +156,83 @@ pub fn events(control: Option<&Path>, args: &EventsArgs) -> anyhow::Result<ExitC
     Ok(finish(outcome))
 }
 
-/// `events --follow`: asks for the events after the last one seen every
-/// [`FOLLOW_POLL`], until interrupted or stdout is closed. It asks for all
-/// of them and filters here, so the next `since` is known even when none
-/// matched. (The supervisor's own stream, with keep-alives, comes with the
-/// events issue and will replace this loop.)
-fn follow(path: &Path, args: &EventsArgs, filter: Option<&Filter>) -> Result<(), Failure> {
-    let mut since = args.since;
-    loop {
-        let request = Request::Events {
-            since,
-            filter: None,
-        };
-        let (events, gap) = match exchange(path, request)? {
-            Response::Events { events, gap } => (events, gap),
-            other => return Err(failure(path, other)),
-        };
-        if let Some(last) = events.iter().map(|e| e.seq).max() {
-            since = Some(last.saturating_add(1));
+/// `events --follow`: one connection on which the supervisor streams the
+/// events (after replaying those from `--since`), keep-alive `ping`
+/// records when idle, and a final `overflow` record if we fell behind. Ends
+/// when the supervisor stops, or when stdout is closed.
+fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
+    let mut stream = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
+    let runtime = |e: io::Error| Failure {
+        code: EXIT_RUNTIME,
+        message: format!("control socket {}: {e}", path.display()),
+    };
+    stream
+        .set_write_timeout(Some(SEND_TIMEOUT))
+        .map_err(runtime)?;
+    let request = Request::Events {
+        since: args.since,
+        filter: args.filter.clone(),
+        follow: true,
+    };
+    let mut line = serde_json::to_vec(&WireRequest::new(request)).map_err(|e| Failure {
+        code: EXIT_RUNTIME,
+        message: format!("cannot encode the request: {e}"),
+    })?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(runtime)?;
+    let reader = BufReader::new(&stream);
+    for record in reader.lines() {
+        let record = record.map_err(runtime)?;
+        if record.trim().is_empty() {
+            continue;
         }
-        let shown: Vec<&Event> = events
-            .iter()
-            .filter(|e| filter.is_none_or(|f| f.matches(e)))
-            .collect();
-        if (gap || !shown.is_empty()) && !print_open(&render_events(&shown, gap, args.json)?)? {
+        let value: serde_json::Value = serde_json::from_str(&record).map_err(|e| Failure {
+            code: EXIT_RUNTIME,
+            message: format!("unreadable record from the supervisor: {e}"),
+        })?;
+        if value.get("ping").is_some() {
+            continue;
+        }
+        if value.get("overflow").is_some() {
+            let last = value.get("last_seq").and_then(|v| v.as_u64()).unwrap_or(0);
+            if args.json {
+                print_open(&format!("{record}\n"))?;
+            }
+            return Err(Failure {
+                code: EXIT_RUNTIME,
+                message: format!(
+                    "the supervisor cut the stream: {}; resume with --since {}",
+                    value
+                        .get("reason")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("too slow"),
+                    last + 1
+                ),
+            });
+        }
+        if value.get("gap").is_some() {
+            if !print_open(&render_events(&[], true, args.json)?)? {
+                return Ok(());
+            }
+            continue;
+        }
+        if value.get("result").is_some() {
+            // An error answer instead of a stream.
+            let response: Response = serde_json::from_value(value).map_err(|e| Failure {
+                code: EXIT_RUNTIME,
+                message: format!("unreadable answer from the supervisor: {e}"),
+            })?;
+            return Err(failure(path, response));
+        }
+        let event: Event = serde_json::from_value(value).map_err(|e| Failure {
+            code: EXIT_RUNTIME,
+            message: format!("unreadable event from the supervisor: {e}"),
+        })?;
+        if !print_open(&render_events(&[&event], false, args.json)?)? {
             return Ok(());
         }
-        std::thread::sleep(FOLLOW_POLL);
     }
+    Ok(())
 }
 
 /// Events as text (or JSON lines), after a gap notice when some were lost.

@@ -87,8 +87,26 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     let old = pid_of(&s, "dev-a");
     let other = pid_of(&s, "dev-b");
     kill(old, "KILL");
-    // Sent at once: the socket stays bound in the supervisor, so the request
-    // waits in the kernel buffer and the restarted agent answers it.
+    // Sent at once: the socket stays bound in the supervisor, so requests
+    // wait in the kernel buffer and the restarted agent answers every one,
+    // without a single retransmission.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for id in 1..=20 {
+        let req = agentcluster_agent::probe::request(b"public", false, id);
+        sock.send_to(&req, ("127.0.0.1", a)).unwrap();
+    }
+    let mut answered = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    while answered.len() < 20 {
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .expect("every request sent during the restart is answered");
+        if let Some(id) = (1..=20).find(|id| agentcluster_agent::probe::answers(&buf[..n], *id)) {
+            answered.insert(id);
+        }
+    }
     let target = format!("127.0.0.1:{a}");
     snmp_ok(
         "snmpget",
@@ -111,6 +129,53 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     // the other agent was not touched
     assert_eq!(pid_of(&s, "dev-b"), other);
     assert_eq!(agent(&s, "dev-b")["restarts"], 0);
+}
+
+#[test]
+fn as_root_agents_serve_privileged_ports_as_nobody() {
+    if !nix_is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // a free port below 1024
+    let port = (700..1000)
+        .rev()
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free privileged port");
+    let fleet = Fleet::start(&agents_yaml(&[("priv", port)]));
+    let pid = pid_of(&status(&fleet), "priv");
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "runs as nobody: {uid_line}"
+    );
+    let caps = st.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert!(
+        caps.ends_with("0000000000000000"),
+        "no capabilities: {caps}"
+    );
+    snmp_ok(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            &format!("127.0.0.1:{port}"),
+            ".1.3.6.1.2.1.1.5.0",
+        ],
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 #[test]

@@ -33,6 +33,11 @@ pub enum Request {
         /// absent: every event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
+        /// Keep the connection open and stream new events as JSON lines
+        /// (with `gap`, `ping` and a final `overflow` record); see
+        /// [`crate::control`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        follow: bool,
     },
 }
 
@@ -105,11 +110,22 @@ pub type Envelope = (Request, oneshot::Sender<Response>);
 #[derive(Debug, Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Envelope>,
+    /// For event streams, which bypass the request channel.
+    bus: Option<crate::event::Bus>,
 }
 
 impl Handle {
     pub fn new(tx: mpsc::Sender<Envelope>) -> Handle {
-        Handle { tx }
+        Handle { tx, bus: None }
+    }
+
+    /// A handle that can also serve `events --follow` streams from `bus`.
+    pub fn with_events(tx: mpsc::Sender<Envelope>, bus: crate::event::Bus) -> Handle {
+        Handle { tx, bus: Some(bus) }
+    }
+
+    pub fn bus(&self) -> Option<&crate::event::Bus> {
+        self.bus.as_ref()
     }
 
     /// Sends a request and waits for its answer.

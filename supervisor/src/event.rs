@@ -56,6 +56,12 @@ pub struct Bus {
     tx: broadcast::Sender<Arc<Event>>,
 }
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("node", &self.node).finish()
+    }
+}
+
 impl Bus {
     pub fn new(node: &str) -> Bus {
         let (tx, _) = broadcast::channel(4096);

@@ -390,6 +390,7 @@ mod tests {
         let request = Request::Events {
             since: Some(5),
             filter: Some("lab-a|agent|died|*".into()),
+            follow: false,
         };
         let line = serde_json::to_string(&WireRequest::new(request.clone())).unwrap();
         assert_eq!(
@@ -403,7 +404,8 @@ mod tests {
             bare.request,
             Request::Events {
                 since: None,
-                filter: None
+                filter: None,
+                follow: false,
             }
         );
     }

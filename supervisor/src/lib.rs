@@ -202,7 +202,7 @@ pub async fn run(
     let (requests_tx, mut requests) = mpsc::channel::<api::Envelope>(64);
     let mut control_task = tokio::spawn(control::serve(
         listener,
-        api::Handle::new(requests_tx),
+        api::Handle::with_events(requests_tx, bus.clone()),
         shutdown.clone(),
     ));
     let (watch_tx, watch_rx) = watch::channel(Vec::new());
@@ -879,7 +879,7 @@ impl Manager {
         let (names, verb) = match request {
             Request::Status => return self.status(),
             Request::Reload => return self.reload().await,
-            Request::Events { since, filter } => {
+            Request::Events { since, filter, .. } => {
                 return filter::events_response(&self.shared.bus, since, filter.as_deref());
             }
             Request::Start { names } => (names, Verb::Start),
