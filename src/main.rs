@@ -144,6 +144,13 @@ fn init_logging(cli: &Cli) {
         1 => "debug",
         _ => "trace",
     };
+    // Under systemd, lifecycle events go to the journal as structured
+    // entries of their own; the plain log line would repeat them.
+    let level = if agentcluster_supervisor::journal::available().is_some() {
+        format!("{level},agentcluster_supervisor::event=warn")
+    } else {
+        level.to_string()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()

@@ -10,6 +10,7 @@ pub mod control;
 pub mod event;
 pub mod filter;
 pub mod fleet;
+pub mod journal;
 pub mod machine;
 pub mod notify;
 pub mod spawner;
@@ -187,6 +188,12 @@ pub async fn run(
         bus: bus.clone(),
         settings,
     };
+    // Sinks outlive the shutdown of the agents, so the last events reach them.
+    let sinks = CancellationToken::new();
+    let mut sink_tasks = Vec::new();
+    if let Some(path) = journal::available() {
+        sink_tasks.push(tokio::spawn(journal::run(path, bus.clone(), sinks.clone())));
+    }
     bus.publish(NewEvent {
         event: "supervisor-started".into(),
         pid: Some(std::process::id()),
@@ -325,6 +332,10 @@ pub async fn run(
     }
     if !watcher.is_finished() {
         let _ = watcher.await;
+    }
+    sinks.cancel();
+    for t in sink_tasks {
+        let _ = t.await;
     }
     match failure {
         Some(e) => Err(e),
