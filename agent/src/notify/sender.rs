@@ -502,7 +502,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn v3_informs_to_our_own_responder_are_acknowledged() {
+    async fn a_v3_inform_discovers_the_receiver_and_reports_a_refusal() {
         // Our responder is a fine receiver for the USM part: it answers the
         // discovery probe and reports unknown users, so a v3 inform to it
         // is refused with usmStatsUnknownUserNames after discovery.

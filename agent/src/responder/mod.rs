@@ -188,16 +188,18 @@ impl Responder {
     /// contexts. An SNMPv3 section whose keys are unusable is logged (user
     /// name and reason, never key material) and SNMPv3 is then off; use
     /// [`Responder::try_new`] to get that as an error instead.
-    pub fn new(config: Config, stores: Vec<Arc<Store>>, start: Instant) -> Responder {
-        match Responder::try_new(config.clone(), stores.clone(), start) {
-            Ok(r) => r,
-            Err(e) => {
+    pub fn new(mut config: Config, stores: Vec<Arc<Store>>, start: Instant) -> Responder {
+        let v3 = match config.v3.as_ref().map(crate::v3::Engine::new) {
+            Some(Ok(engine)) => Some(engine),
+            Some(Err((user, cause))) => {
+                let e = ConfigError::User { user, cause };
                 tracing::error!(cause = %e, "SNMPv3 disabled");
-                let config = Config { v3: None, ..config };
-                Responder::try_new(config, stores, start)
-                    .unwrap_or_else(|_| unreachable!("no SNMPv3 section, nothing can fail"))
+                config.v3 = None;
+                None
             }
-        }
+            None => None,
+        };
+        Responder::build(config, stores, start, v3)
     }
 
     /// Like [`Responder::new`], failing when a v3 user's keys are unusable.
@@ -213,6 +215,15 @@ impl Responder {
             ),
             None => None,
         };
+        Ok(Responder::build(config, stores, start, v3))
+    }
+
+    fn build(
+        config: Config,
+        stores: Vec<Arc<Store>>,
+        start: Instant,
+        v3: Option<crate::v3::Engine>,
+    ) -> Responder {
         let engine = config.v3.as_ref().map(|c| {
             Arc::new(EngineInfo {
                 engine_id: c.engine_id.clone(),
@@ -229,7 +240,7 @@ impl Responder {
             engine,
         };
         r.views = stores.into_iter().map(|s| r.make_view(s)).collect();
-        Ok(r)
+        r
     }
 
     fn make_view(&self, store: Arc<Store>) -> View {

@@ -197,9 +197,9 @@ mod tests {
         );
     }
 
-    /// RFC 7860 gives no key vectors; these come from net-snmp 5.9
-    /// (`snmpusm`/`encode_keychange` compute the same H(Ku ‖ E ‖ Ku)) and
-    /// agree with pysnmp (see `testdata/usm_vectors.py`).
+    /// RFC 7860 gives no key vectors; these ("maplesyrup", the RFC 3414
+    /// engine ID) agree with pysnmp (`testdata/usm_vectors.txt`) and the
+    /// SHA-2 users interoperate with net-snmp 5.9 (tests/snmp_v3.rs).
     #[test]
     fn sha2_localized_keys() {
         let e = h(ENGINE);

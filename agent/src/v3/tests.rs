@@ -801,6 +801,13 @@ fn unusable_keys_are_a_config_error_naming_the_user() {
     };
     let e = Responder::try_new(config.clone(), vec![store("x")], Instant::now()).unwrap_err();
     assert!(e.to_string().contains("\"ops\""), "{e}");
+    // `new` serves on without SNMPv3 instead.
+    let mut r = Responder::new(config.clone(), vec![store("x")], Instant::now());
+    let probe = Manager::discovery().encode(&get(1, &[]));
+    assert_eq!(
+        r.handle(&probe, Instant::now(), &mut Frame::default()),
+        Outcome::Dropped(Drop::BadVersion)
+    );
     let text = format!("{:?}", config.v3);
     assert!(
         text.contains("Localized(***)") && !text.contains("[1, 1"),
