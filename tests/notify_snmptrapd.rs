@@ -5,10 +5,6 @@
 //! foreground on a loopback port, logging to stdout, and is killed when the
 //! test ends.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use agentcluster_agent::notify::{
@@ -18,100 +14,39 @@ use agentcluster_agent::notify::{
 use agentcluster_agent::usm::{AuthProtocol, PrivProtocol};
 use agentcluster_agent::value::Value;
 
+mod common;
+
+use common::trapd::Trapd;
+
 /// Our engine ID, as snmptrapd's `createUser -e` is told.
 const ENGINE: &str = "80001f880574726170746573";
 
-struct Trapd {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// A logged line without its leading source address (`%b|`).
+fn body(line: &str) -> &str {
+    line.split_once('|').map_or(line, |(_, rest)| rest)
 }
 
-impl Trapd {
-    fn start() -> Trapd {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("snmptrapd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "authCommunity log public\n\
-                 createUser -e 0x{ENGINE} trapuser SHA-256 trap-auth-pass AES trap-priv-pass\n\
-                 createUser informuser SHA informauth1 AES-256 informpriv1\n\
-                 createUser authonly MD5 authonly-pass\n\
-                 authUser log trapuser\n\
-                 authUser log informuser\n\
-                 authUser log authonly noauth\n"
-            ),
-        )
-        .unwrap();
-        let port = {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.local_addr().unwrap().port()
-        };
-        let mut child = Command::new("snmptrapd")
-            .args(["-f", "-Lo", "-C", "-c"])
-            .arg(&conf)
-            .args(["-M", "/dev/null", "-m", "", "-On", "-F", "%P|%N|%w|%q|%v\n"])
-            .arg(format!("udp:127.0.0.1:{port}"))
-            .env("SNMP_PERSISTENT_DIR", dir.path().join("persist"))
-            .env("MIBS", "")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("snmptrapd (net-snmp) installed");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let trapd = Trapd {
-            child,
-            lines: rx,
-            port,
-            _dir: dir,
-        };
-        trapd.expect("NET-SNMP version");
-        trapd
-    }
-
-    /// The next line containing `needle` (bounded wait).
-    fn expect(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("snmptrapd never logged {needle:?}; it logged {seen:?}"),
-            }
-        }
-    }
-
-    fn target(&self, version: Version, kind: Kind) -> Target {
-        Target {
-            address: format!("127.0.0.1:{}", self.port),
-            version,
-            kind,
-            community: b"public".to_vec(),
-            user: None,
-            retries: 2,
-            timeout: Duration::from_secs(1),
-        }
-    }
+fn start_trapd() -> Trapd {
+    Trapd::start(&format!(
+        "authCommunity log public\n\
+         createUser -e 0x{ENGINE} trapuser SHA-256 trap-auth-pass AES trap-priv-pass\n\
+         createUser informuser SHA informauth1 AES-256 informpriv1\n\
+         createUser authonly MD5 authonly-pass\n\
+         authUser log trapuser\n\
+         authUser log informuser\n\
+         authUser log authonly noauth\n"
+    ))
 }
 
-impl Drop for Trapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn target(trapd: &Trapd, version: Version, kind: Kind) -> Target {
+    Target {
+        address: format!("127.0.0.1:{}", trapd.port),
+        version,
+        kind,
+        community: b"public".to_vec(),
+        user: None,
+        retries: 2,
+        timeout: Duration::from_secs(1),
     }
 }
 
@@ -167,29 +102,29 @@ fn assert_varbinds(line: &str, tag: &str) {
 
 #[test]
 fn v1_and_v2c_traps_and_a_v2c_inform() {
-    let trapd = Trapd::start();
+    let trapd = start_trapd();
     let rt = runtime();
     let mut s = sender(&rt);
     rt.block_on(s.send(
-        &trapd.target(Version::V1, Kind::Trap),
+        &target(&trapd, Version::V1, Kind::Trap),
         &note(COLD_START, "v1-trap"),
     ))
     .unwrap();
     let line = trapd.expect("v1-trap");
     assert!(
-        line.starts_with("TRAP, SNMP v1, community public|.1.3.6.1.6.3.1.1.5|0|0|"),
+        body(&line).starts_with("TRAP, SNMP v1, community public|.1.3.6.1.6.3.1.1.5|0|0|"),
         "{line}"
     );
     assert_varbinds(&line, "v1-trap");
 
     rt.block_on(s.send(
-        &trapd.target(Version::V2c, Kind::Trap),
+        &target(&trapd, Version::V2c, Kind::Trap),
         &note(WARM_START, "v2c-trap"),
     ))
     .unwrap();
     let line = trapd.expect("v2c-trap");
     assert!(
-        line.starts_with("TRAP2, SNMP v2c, community public|"),
+        body(&line).starts_with("TRAP2, SNMP v2c, community public|"),
         "{line}"
     );
     assert!(
@@ -201,13 +136,13 @@ fn v1_and_v2c_traps_and_a_v2c_inform() {
 
     // An inform returns only once snmptrapd acknowledged it.
     rt.block_on(s.send(
-        &trapd.target(Version::V2c, Kind::Inform),
+        &target(&trapd, Version::V2c, Kind::Inform),
         &note(COLD_START, "v2c-inform"),
     ))
     .unwrap();
     let line = trapd.expect("v2c-inform");
     assert!(
-        line.starts_with("INFORM, SNMP v2c, community public|"),
+        body(&line).starts_with("INFORM, SNMP v2c, community public|"),
         "{line}"
     );
     assert_varbinds(&line, "v2c-inform");
@@ -215,12 +150,12 @@ fn v1_and_v2c_traps_and_a_v2c_inform() {
 
 #[test]
 fn v3_trap_and_inform_with_usm() {
-    let trapd = Trapd::start();
+    let trapd = start_trapd();
     let rt = runtime();
     let mut s = sender(&rt);
     // Trap: we are the authoritative engine; snmptrapd localized the keys
     // to our engine ID.
-    let mut trap = trapd.target(Version::V3, Kind::Trap);
+    let mut trap = target(&trapd, Version::V3, Kind::Trap);
     trap.user = Some(NotifyUser {
         name: b"trapuser".to_vec(),
         auth: Some((AuthProtocol::Sha256, "trap-auth-pass".into())),
@@ -229,11 +164,14 @@ fn v3_trap_and_inform_with_usm() {
     rt.block_on(s.send(&trap, &note(COLD_START, "v3-trap")))
         .unwrap();
     let line = trapd.expect("v3-trap");
-    assert!(line.starts_with("TRAP2, SNMP v3, user trapuser"), "{line}");
+    assert!(
+        body(&line).starts_with("TRAP2, SNMP v3, user trapuser"),
+        "{line}"
+    );
     assert_varbinds(&line, "v3-trap");
 
     // Inform: snmptrapd is the authoritative engine, discovered first.
-    let mut inform = trapd.target(Version::V3, Kind::Inform);
+    let mut inform = target(&trapd, Version::V3, Kind::Inform);
     inform.user = Some(NotifyUser {
         name: b"informuser".to_vec(),
         auth: Some((AuthProtocol::Sha1, "informauth1".into())),
@@ -243,7 +181,7 @@ fn v3_trap_and_inform_with_usm() {
         .unwrap();
     let line = trapd.expect("v3-inform");
     assert!(
-        line.starts_with("INFORM, SNMP v3, user informuser"),
+        body(&line).starts_with("INFORM, SNMP v3, user informuser"),
         "{line}"
     );
     assert_varbinds(&line, "v3-inform");
@@ -253,7 +191,7 @@ fn v3_trap_and_inform_with_usm() {
     trapd.expect("v3-inform-2");
 
     // authNoPriv works too.
-    let mut auth_only = trapd.target(Version::V3, Kind::Inform);
+    let mut auth_only = target(&trapd, Version::V3, Kind::Inform);
     auth_only.user = Some(NotifyUser {
         name: b"authonly".to_vec(),
         auth: Some((AuthProtocol::Md5, "authonly-pass".into())),
@@ -262,7 +200,10 @@ fn v3_trap_and_inform_with_usm() {
     rt.block_on(s.send(&auth_only, &note(COLD_START, "v3-authonly")))
         .unwrap();
     let line = trapd.expect("v3-authonly");
-    assert!(line.starts_with("INFORM, SNMP v3, user authonly"), "{line}");
+    assert!(
+        body(&line).starts_with("INFORM, SNMP v3, user authonly"),
+        "{line}"
+    );
 
     // A wrong password is refused by snmptrapd's USM, and said so.
     let mut wrong = inform.clone();

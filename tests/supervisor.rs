@@ -954,3 +954,24 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
     }
     assert!(tail.contains("STOPPING=1"), "{tail}");
 }
+
+#[test]
+fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
+    let trapd = common::trapd::Trapd::start("authCommunity log public\n");
+    let port = free_port();
+    let yaml = format!(
+        "events:\n  notify:\n    - {{ target: \"127.0.0.1:{}\", version: 2c, community: public, type: trap }}\n{}",
+        trapd.port,
+        agents_yaml(&[("booting", port)])
+    );
+    let fleet = Fleet::start(&yaml);
+    // coldStart (snmpTraps.1) from the device's own address
+    let line = trapd.expect(".1.3.6.1.6.3.1.1.5.1");
+    assert!(
+        line.starts_with("UDP: [127.0.0.1]"),
+        "sent from the device's address: {line}"
+    );
+    kill(pid_of(&status(&fleet), "booting"), "KILL");
+    // warmStart (snmpTraps.2) once it is back
+    trapd.expect(".1.3.6.1.6.3.1.1.5.2");
+}

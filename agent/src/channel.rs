@@ -52,6 +52,20 @@ pub struct AgentSpec {
     /// Compiled store files, one per view of `config`.
     pub stores: Vec<PathBuf>,
     pub config: responder::Config,
+    /// Where the device sends its own coldStart/warmStart once ready.
+    #[serde(default)]
+    pub notify: Vec<crate::notify::Target>,
+    /// coldStart (this agent's first start by this supervisor) or
+    /// warmStart (a restart).
+    #[serde(default)]
+    pub cold: bool,
+    /// The device's snmpEngineID, for SNMPv3 notifications.
+    #[serde(default)]
+    pub engine_id: Vec<u8>,
+    /// The endpoints of the inherited sockets (notifications leave from
+    /// the first one's address).
+    #[serde(default)]
+    pub endpoints: Vec<std::net::SocketAddr>,
 }
 
 /// A view of an agent now served from another compiled store.

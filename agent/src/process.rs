@@ -84,6 +84,11 @@ async fn run() -> Result<(), String> {
     channel::write_frame(&mut writer, &FromAgent::Ready { token })
         .await
         .map_err(|e| format!("cannot answer ready: {e}"))?;
+    for spec in &start.agents {
+        if !spec.notify.is_empty() {
+            tokio::spawn(send_start_notifications(spec.clone(), begun));
+        }
+    }
     tracing::debug!(elapsed = ?begun.elapsed(), "ready");
 
     // One writer: heartbeats and swap results go through this queue.
@@ -172,6 +177,56 @@ async fn run() -> Result<(), String> {
     while tasks.join_next().await.is_some() {}
     writer_task.abort();
     Ok(())
+}
+
+/// The device's own coldStart or warmStart, to each of its targets, sent
+/// from its own address (an ephemeral port on its first endpoint's IP), as a
+/// real device does after booting.
+async fn send_start_notifications(spec: channel::AgentSpec, begun: Instant) {
+    use crate::notify::{COLD_START, LocalEngine, Notification, Sender, WARM_START};
+    let boots = spec
+        .config
+        .v3
+        .as_ref()
+        .map_or(1, |v3| v3.engine_boots.max(1));
+    let local = LocalEngine {
+        engine_id: spec.engine_id.clone(),
+        boots,
+        start: begun,
+    };
+    // The device's first endpoint gives the source address; a v4 trap needs
+    // a v4 socket and a v6 one a v6 socket.
+    let endpoints = &spec.endpoints;
+    for target in &spec.notify {
+        let v6 = target.address.starts_with('[');
+        let ip = endpoints
+            .iter()
+            .find(|e| e.is_ipv6() == v6)
+            .map(|e| e.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(if v6 {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            });
+        let agent_addr = match ip {
+            std::net::IpAddr::V4(a) => a.octets(),
+            std::net::IpAddr::V6(_) => [0; 4],
+        };
+        let n = Notification {
+            trap_oid: if spec.cold { COLD_START } else { WARM_START }.to_vec(),
+            uptime: (begun.elapsed().as_millis() / 10) as u32,
+            varbinds: Vec::new(),
+            agent_addr,
+        };
+        let result = match Sender::bind(std::net::SocketAddr::new(ip, 0), local.clone()).await {
+            Ok(mut sender) => sender.send(target, &n).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "start notification not delivered");
+        }
+    }
 }
 
 #[derive(Default)]

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod journal;
 pub mod machine;
 pub mod notify;
+pub mod notifyconf;
 pub mod spawner;
 pub mod sys;
 pub mod unit;
@@ -109,10 +110,14 @@ struct Planned {
     config: responder::Config,
     sources: Vec<PathBuf>,
     stores: Vec<PathBuf>,
+    notify: Vec<agentcluster_agent::notify::Target>,
+    engine_id: Vec<u8>,
 }
 
 struct Manager {
     node: String,
+    /// `events` of the configuration (notification targets).
+    events: agentcluster_conf::Events,
     /// The configuration file, re-read by `reload`.
     source: PathBuf,
     cache_dir: PathBuf,
@@ -218,6 +223,7 @@ pub async fn run(
     let (dead_tx, dead_rx) = mpsc::unbounded_channel();
     let mut manager = Manager {
         node: c.node.clone(),
+        events: fleet.events.clone(),
         source: fleet.source.clone(),
         cache_dir: c.cache_dir.clone(),
         per_process: c.agents_per_process.max(1) as usize,
@@ -447,6 +453,7 @@ impl Manager {
     /// stores.
     fn plan_all(
         node: &str,
+        events: &agentcluster_conf::Events,
         agents: &[Agent],
         compiled: &HashMap<PathBuf, PathBuf>,
     ) -> Result<Vec<Planned>, Error> {
@@ -467,6 +474,8 @@ impl Manager {
                     config,
                     sources,
                     stores,
+                    notify: notifyconf::agent_targets(a, events),
+                    engine_id: v3conf::engine_id(a, node),
                 })
             })
             .collect()
@@ -478,7 +487,7 @@ impl Manager {
         compiled: &HashMap<PathBuf, PathBuf>,
         active: bool,
     ) -> Result<(), Error> {
-        let plans = Self::plan_all(&self.node, &agents, compiled)?;
+        let plans = Self::plan_all(&self.node, &self.events, &agents, compiled)?;
         let name = match agents.as_slice() {
             [one] => one.name.clone(),
             [first, rest @ ..] => format!("{}+{}", first.name, rest.len()),
@@ -499,6 +508,8 @@ impl Manager {
                         .collect(),
                     stores: p.stores.clone(),
                     config: p.config.clone(),
+                    notify: p.notify.clone(),
+                    engine_id: p.engine_id.clone(),
                 })
                 .collect(),
             active,
@@ -627,6 +638,7 @@ impl Manager {
                 };
             }
         };
+        self.events = fleet.events.clone();
         let wanted = group(&fleet.agents, self.per_process);
         let mut keep = vec![false; self.units.len()];
         let mut new_groups = Vec::new();

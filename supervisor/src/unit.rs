@@ -35,6 +35,10 @@ pub struct AgentPlan {
     /// Compiled store files, one per view.
     pub stores: Vec<PathBuf>,
     pub config: responder::Config,
+    /// Where the device sends its own coldStart/warmStart.
+    pub notify: Vec<agentcluster_agent::notify::Target>,
+    /// The device's snmpEngineID (for SNMPv3 notifications).
+    pub engine_id: Vec<u8>,
 }
 
 /// One agent process: one agent, or several with `agents_per_process`.
@@ -586,6 +590,11 @@ async fn spawn(
                     sockets: a.sockets.len(),
                     stores: a.stores.clone(),
                     config,
+                    notify: a.notify.clone(),
+                    // The first process of this unit is the device's boot.
+                    cold: generation == 1,
+                    engine_id: a.engine_id.clone(),
+                    endpoints: a.endpoints.clone(),
                 })
             })
             .collect::<Result<_, String>>()?,

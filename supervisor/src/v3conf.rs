@@ -13,7 +13,7 @@ use agentcluster_agent::usm::{self, KeyMaterial, SecurityLevel, UserConfig, keys
 use agentcluster_agent::v3::{ContextConfig, V3Config};
 use agentcluster_conf::{Agent, AuthProtocol, PrivProtocol};
 
-fn auth_protocol(p: AuthProtocol) -> usm::AuthProtocol {
+pub(crate) fn auth_protocol(p: AuthProtocol) -> usm::AuthProtocol {
     match p {
         AuthProtocol::Md5 => usm::AuthProtocol::Md5,
         AuthProtocol::Sha1 => usm::AuthProtocol::Sha1,
@@ -24,7 +24,7 @@ fn auth_protocol(p: AuthProtocol) -> usm::AuthProtocol {
     }
 }
 
-fn priv_protocol(p: PrivProtocol) -> usm::PrivProtocol {
+pub(crate) fn priv_protocol(p: PrivProtocol) -> usm::PrivProtocol {
     match p {
         PrivProtocol::Des => usm::PrivProtocol::Des,
         PrivProtocol::TripleDes => usm::PrivProtocol::TripleDes,

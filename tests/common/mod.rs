@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod trapd;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

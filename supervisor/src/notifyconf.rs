@@ -1,0 +1,51 @@
+//! Notification targets from the config (`events.notify`, an agent's
+//! `notify`) to the notification originator's form.
+
+use agentcluster_agent::notify::{Kind, NotifyUser, Target, Version};
+use agentcluster_conf::{Agent, AgentNotify, Events, NotifyTarget, NotifyType, SnmpVersion};
+
+use crate::v3conf::{auth_protocol, priv_protocol};
+
+/// One configured target.
+pub fn target(t: &NotifyTarget) -> Target {
+    Target {
+        address: t.target.clone(),
+        version: match t.version {
+            SnmpVersion::V1 => Version::V1,
+            SnmpVersion::V2c => Version::V2c,
+            SnmpVersion::V3 => Version::V3,
+        },
+        kind: match t.kind {
+            NotifyType::Trap => Kind::Trap,
+            NotifyType::Inform => Kind::Inform,
+        },
+        community: t
+            .community
+            .as_ref()
+            .map(|c| c.expose().as_bytes().to_vec())
+            .unwrap_or_default(),
+        user: t.user.as_ref().map(|u| NotifyUser {
+            name: u.name.as_bytes().to_vec(),
+            auth: u
+                .auth
+                .as_ref()
+                .map(|(p, pw)| (auth_protocol(*p), pw.expose().to_string())),
+            privacy: u
+                .privacy
+                .as_ref()
+                .map(|(p, pw)| (priv_protocol(*p), pw.expose().to_string())),
+        }),
+        retries: t.retries,
+        timeout: t.timeout,
+    }
+}
+
+/// Where `agent` sends its own coldStart/warmStart: its `notify` list, or
+/// (`inherit`) the fleet's `events.notify`.
+pub fn agent_targets(agent: &Agent, events: &Events) -> Vec<Target> {
+    let list = match &agent.notify {
+        AgentNotify::Inherit => &events.notify,
+        AgentNotify::Targets(t) => t,
+    };
+    list.iter().map(target).collect()
+}
