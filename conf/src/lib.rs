@@ -78,7 +78,12 @@ pub struct Loaded {
 /// and column.
 pub fn load(path: &Path) -> Result<Loaded, Vec<Problem>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, path),
+        Ok(text) => load_str(&text, path).map(|mut loaded| {
+            if let Some(w) = readable_secrets(path, &loaded.fleet) {
+                loaded.warnings.push(w);
+            }
+            loaded
+        }),
         Err(e) => Err(vec![Problem {
             file: path.to_path_buf(),
             line: 0,
@@ -87,6 +92,39 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Problem>> {
             message: format!("cannot read the configuration: {e}"),
         }]),
     }
+}
+
+/// A warning when a file that holds secrets (SNMPv3 passwords, or a
+/// community other than `public`) can be read by other users.
+fn readable_secrets(path: &Path, fleet: &Fleet) -> Option<Problem> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    if mode & 0o004 == 0 {
+        return None;
+    }
+    let community_secret = |c: &Option<Communities>| {
+        c.iter()
+            .flat_map(|l| &l.entries)
+            .any(|e| e.name.expose() != "public")
+    };
+    let has_secrets =
+        fleet.agents.iter().any(|a| {
+            a.snmpv3.as_ref().is_some_and(|v3| !v3.users.is_empty())
+                || community_secret(&a.snmpv1)
+                || community_secret(&a.snmpv2c)
+        }) || fleet.events.notify.iter().any(|t| {
+            t.user.is_some() || t.community.as_ref().is_some_and(|c| c.expose() != "public")
+        });
+    has_secrets.then(|| Problem {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        severity: Severity::Warning,
+        message: format!(
+            "this file holds secrets (communities or SNMPv3 passwords) and every user can read it (mode {:o}); chmod o-r it",
+            mode & 0o777
+        ),
+    })
 }
 
 /// Same as [`load`] from text: `source` names the file in messages, and

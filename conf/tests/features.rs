@@ -842,3 +842,40 @@ fn load_str_resolves_against_source() {
         ps[0]
     );
 }
+
+#[test]
+fn a_world_readable_file_with_secrets_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("d.snmprec");
+    std::fs::write(&snap, "1.3.6.1.2.1.1.1.0|4|x\n").unwrap();
+    let path = dir.path().join("fleet.yaml");
+    let write = |community: &str, mode: u32| {
+        std::fs::write(
+            &path,
+            format!(
+                "agents:\n  - name: a\n    listen: [\"127.0.0.1:20001\"]\n    data: {}\n    snmpv2c: {{ communities: [{community}] }}\n",
+                snap.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        agentcluster_conf::load(&path).unwrap().warnings
+    };
+    let w = write("s3cret-rw", 0o644);
+    assert!(w.iter().any(|p| p.message.contains("secrets")), "{w:?}");
+    assert!(
+        w.iter().all(|p| !p.message.contains("s3cret")),
+        "never the secret itself"
+    );
+    assert!(
+        write("s3cret-rw", 0o640)
+            .iter()
+            .all(|p| !p.message.contains("secrets"))
+    );
+    assert!(
+        write("public", 0o644)
+            .iter()
+            .all(|p| !p.message.contains("secrets"))
+    );
+}
