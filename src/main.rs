@@ -4,6 +4,7 @@
 
 mod ctl;
 mod default_fleet;
+mod kvp_cmd;
 mod snapshot_cmd;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
     },
+    /// Decode a Hyper-V KVP pool file.
+    Kvp {
+        #[command(subcommand)]
+        command: kvp_cmd::KvpCommand,
+    },
     /// Show the agents of the running supervisor.
     Status(ctl::StatusArgs),
     /// Restart agents of the running supervisor.
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config.as_deref(), cli.control.as_deref()),
         Command::Check { config } => check(&config),
         Command::Snapshot { command } => snapshot_cmd::run(command),
+        Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(args) => ctl::status(cli.control.as_deref(), &args),
         Command::Restart(args) => ctl::act(cli.control.as_deref(), ctl::Action::Restart, args),
         Command::Stop(args) => ctl::act(cli.control.as_deref(), ctl::Action::Stop, args),

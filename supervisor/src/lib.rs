@@ -11,6 +11,7 @@ pub mod event;
 pub mod filter;
 pub mod fleet;
 pub mod journal;
+pub mod kvp;
 pub mod machine;
 pub mod notify;
 pub mod notifyconf;
@@ -198,6 +199,9 @@ pub async fn run(
     let mut sink_tasks = Vec::new();
     if let Some(path) = journal::available() {
         sink_tasks.push(tokio::spawn(journal::run(path, bus.clone(), sinks.clone())));
+    }
+    if let Some(k) = fleet.events.kvp.clone() {
+        sink_tasks.push(tokio::spawn(kvp::run(k, bus.clone(), sinks.clone())));
     }
     bus.publish(NewEvent {
         event: "supervisor-started".into(),
