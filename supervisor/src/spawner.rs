@@ -1,8 +1,8 @@
-//! The spawner: one long-lived thread that creates every agent process.
+//! The spawner: a few long-lived threads that create every agent process.
 //! PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so
-//! spawning from short-lived runtime threads would kill agents at random; a
-//! dedicated thread that lives as long as the supervisor makes it mean
-//! "the supervisor died".
+//! spawning from short-lived runtime threads would kill agents at random;
+//! dedicated threads that live as long as the supervisor make it mean "the
+//! supervisor died".
 
 use std::ffi::OsString;
 use std::io;
@@ -29,8 +29,14 @@ pub struct Job {
 /// A handle to the spawner thread.
 #[derive(Debug, Clone)]
 pub struct Spawner {
-    tx: mpsc::Sender<Job>,
+    threads: std::sync::Arc<Vec<mpsc::Sender<Job>>>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Spawner threads: fork+exec waits for the child's exec, so a few threads
+/// in parallel start a large fleet faster. Each lives as long as the
+/// supervisor, which is what PR_SET_PDEATHSIG needs.
+const THREADS: usize = 4;
 
 impl Spawner {
     /// Starts the thread. `runtime` is the runtime that will reap the
@@ -43,19 +49,28 @@ impl Spawner {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => std::env::current_exe()?,
         };
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("agentcluster-spawner".into())
-            .spawn(move || {
-                let _guard = runtime.enter();
-                while let Ok(job) = rx.recv() {
-                    let result = spawn(&exe, job.title, &job.fds, job.creds);
-                    // The descriptors' duplicates in the parent close here.
-                    drop(job.fds);
-                    let _ = job.reply.send(result);
-                }
-            })?;
-        Ok(Spawner { tx })
+        let mut threads = Vec::with_capacity(THREADS);
+        for i in 0..THREADS {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let runtime = runtime.clone();
+            let exe = exe.clone();
+            std::thread::Builder::new()
+                .name(format!("agentcluster-spawner-{i}"))
+                .spawn(move || {
+                    let _guard = runtime.enter();
+                    while let Ok(job) = rx.recv() {
+                        let result = spawn(&exe, job.title, &job.fds, job.creds);
+                        // The descriptors' duplicates in the parent close here.
+                        drop(job.fds);
+                        let _ = job.reply.send(result);
+                    }
+                })?;
+            threads.push(tx);
+        }
+        Ok(Spawner {
+            threads: std::sync::Arc::new(threads),
+            next: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        })
     }
 
     /// Creates an agent process.
@@ -66,7 +81,8 @@ impl Spawner {
         creds: Option<Credentials>,
     ) -> io::Result<Child> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.threads.len();
+        self.threads[i]
             .send(Job {
                 title,
                 fds,
