@@ -86,10 +86,30 @@ pub struct Etcd {
     pub lease_ttl: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Events {
     pub kvp: Option<Kvp>,
     pub notify: Vec<NotifyTarget>,
+    /// Where AGENTCLUSTER-MIB is rooted (`events.mib_root`): the
+    /// notifications are `mib_root.0.N`, the objects `mib_root.1…`. No PEN is
+    /// registered for agentcluster, so the default is a placeholder a site
+    /// moves under its own enterprise number.
+    pub mib_root: Vec<u32>,
+}
+
+/// The default root of AGENTCLUSTER-MIB: `{ netSnmpPlaypen 4242 }`, a
+/// documented placeholder under net-snmp's private-experimentation arc
+/// (NET-SNMP-MIB: netSnmpPlaypen is 1.3.6.1.4.1.8072.9999.9999).
+pub const DEFAULT_MIB_ROOT: &[u32] = &[1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 4242];
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            kvp: None,
+            notify: Vec::new(),
+            mib_root: DEFAULT_MIB_ROOT.to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -90,6 +90,8 @@ pub(crate) struct RawEtcd {
 pub(crate) struct RawEvents {
     pub kvp: Option<Spanned<RawKvp>>,
     pub notify: Option<Spanned<Vec<Spanned<RawNotify>>>>,
+    /// Dotted OID where AGENTCLUSTER-MIB is rooted (a site's own PEN).
+    pub mib_root: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

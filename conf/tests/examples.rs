@@ -16,12 +16,14 @@ fn examples_parse() {
     for file in &files {
         match agentcluster_conf::load(file) {
             Ok(loaded) => {
-                assert!(
-                    loaded.warnings.is_empty(),
-                    "{}: {:?}",
-                    file.display(),
-                    loaded.warnings
-                );
+                // The examples hold demonstration secrets, and a checkout
+                // leaves them readable by all: that warning is expected.
+                let warnings: Vec<_> = loaded
+                    .warnings
+                    .iter()
+                    .filter(|w| !w.message.contains("holds secrets"))
+                    .collect();
+                assert!(warnings.is_empty(), "{}: {:?}", file.display(), warnings);
                 assert!(!loaded.fleet.agents.is_empty(), "{}", file.display());
             }
             Err(problems) => {

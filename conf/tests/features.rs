@@ -879,3 +879,16 @@ fn a_world_readable_file_with_secrets_is_warned_about() {
             .all(|p| !p.message.contains("secrets"))
     );
 }
+
+#[test]
+fn mib_root_default_and_a_sites_own() {
+    let d = Dir::new();
+    let l = d.ok("agents: []\n");
+    assert_eq!(
+        l.fleet.events.mib_root,
+        [1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 4242]
+    );
+    assert_eq!(l.fleet.events.mib_root, DEFAULT_MIB_ROOT);
+    let l = d.ok("events:\n  mib_root: .1.3.6.1.4.1.99999.7\nagents: []\n");
+    assert_eq!(l.fleet.events.mib_root, [1, 3, 6, 1, 4, 1, 99999, 7]);
+}

@@ -928,3 +928,18 @@ fn huge_count() {
     let ps = d.fails("agents:\n  - name: \"a{i}\"\n    count: 2000000\n");
     error_at(&ps, "fleet.yaml", 3, 12, "`count` is at most 1000000");
 }
+
+#[test]
+fn bad_mib_root() {
+    let d = Dir::new();
+    let ps = d.fails("events:\n  mib_root: 1.3.6.1.4.1.example\nagents: []\n");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        13,
+        "`mib_root`: `1.3.6.1.4.1.example` is not a numeric OID",
+    );
+    let ps = d.fails("events:\n  mib_root: \"7\"\nagents: []\n");
+    error_at(&ps, "fleet.yaml", 2, 13, "needs at least two arcs");
+}

@@ -15,8 +15,10 @@ pub mod kvp;
 pub mod machine;
 pub mod notify;
 pub mod notifyconf;
+pub mod snmpagent;
 pub mod spawner;
 pub mod sys;
+pub mod traps;
 pub mod unit;
 pub mod v3conf;
 pub mod watcher;
@@ -169,6 +171,10 @@ pub async fn run(
     let compiled = compile_stores(&fleet)?;
     let active: Vec<&Agent> = fleet.agents.iter().filter(|a| a.active).collect();
     let bound = bind::bind_all(&active).map_err(Error::Bind)?;
+    let snmp_sockets = match &fleet.cluster.snmp {
+        Some(snmp) => Some(snmpagent::bind(&snmp.listen).map_err(Error::Bind)?),
+        None => None,
+    };
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = active
         .iter()
         .zip(bound)
@@ -202,6 +208,31 @@ pub async fn run(
     }
     if let Some(k) = fleet.events.kvp.clone() {
         sink_tasks.push(tokio::spawn(kvp::run(k, bus.clone(), sinks.clone())));
+    }
+    let traps = traps::Traps::start(
+        &fleet.events.notify,
+        &fleet.events.mib_root,
+        &c.node,
+        &c.state_dir,
+        &bus,
+    )
+    .await
+    .map_err(std::io::Error::from)?;
+    sink_tasks.push(tokio::spawn(traps.run(sinks.clone())));
+    let (snmp_status, snmp_status_rx) = watch::channel(Vec::new());
+    let mut snmp_task = None;
+    if let (Some(sockets), Some(snmp)) = (snmp_sockets, &fleet.cluster.snmp) {
+        let settings = snmpagent::Settings {
+            community: snmp.community.expose().to_string(),
+            mib_root: fleet.events.mib_root.clone(),
+            node: c.node.clone(),
+        };
+        snmp_task = Some(tokio::spawn(snmpagent::run(
+            sockets,
+            settings,
+            snmp_status_rx,
+            sinks.clone(),
+        )));
     }
     bus.publish(NewEvent {
         event: "supervisor-started".into(),
@@ -268,6 +299,9 @@ pub async fn run(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut snmp_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    snmp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let snmp_on = snmp_task.is_some();
     let mut failure = None;
     loop {
         tokio::select! {
@@ -278,6 +312,12 @@ pub async fn run(
             _ = beat.tick() => {
                 notify::watchdog_ping();
                 notify::status(&manager.summary());
+            }
+            _ = snmp_tick.tick(), if snmp_on => {
+                let now = manager.status_list();
+                snmp_status.send_if_modified(|cur| {
+                    if *cur == now { false } else { *cur = now; true }
+                });
             }
             _ = hup.recv() => {
                 match manager.reload().await {
@@ -346,6 +386,13 @@ pub async fn run(
     sinks.cancel();
     for t in sink_tasks {
         let _ = t.await;
+    }
+    if let Some(t) = snmp_task {
+        match t.await {
+            Ok(Err(e)) => tracing::warn!(cause = %e, "cluster.snmp"),
+            Err(e) => tracing::warn!(cause = %e, "cluster.snmp task"),
+            _ => {}
+        }
     }
     match failure {
         Some(e) => Err(e),
@@ -828,15 +875,12 @@ impl Manager {
         ready
     }
 
-    fn status(&self) -> Response {
+    /// The agents as `status` shows them, without RSS (no /proc reads).
+    fn status_list(&self) -> Vec<AgentStatus> {
         let now = Instant::now();
         let mut agents = Vec::new();
         for u in &self.units {
             let s = u.status.borrow().clone();
-            let rss = s.pid.and_then(|pid| {
-                let p = procfs::process::Process::new(pid as i32).ok()?;
-                p.status().ok()?.vmrss.map(|kb| kb * 1024)
-            });
             for (i, a) in u.agents.iter().enumerate() {
                 agents.push(AgentStatus {
                     name: a.name.clone(),
@@ -847,13 +891,28 @@ impl Manager {
                     uptime_ms: s
                         .running_since
                         .map(|t| now.saturating_duration_since(t).as_millis() as u64),
-                    rss_bytes: rss,
+                    rss_bytes: None,
                     requests: s.requests.get(i).copied().unwrap_or(0),
                     process: u.name.clone(),
                 });
             }
         }
         agents.sort_by(|a, b| a.name.cmp(&b.name));
+        agents
+    }
+
+    fn status(&self) -> Response {
+        let mut agents = self.status_list();
+        // RSS per process, read once for the agents that share it.
+        let mut rss: HashMap<u32, Option<u64>> = HashMap::new();
+        for a in &mut agents {
+            a.rss_bytes = a.pid.and_then(|pid| {
+                *rss.entry(pid).or_insert_with(|| {
+                    let p = procfs::process::Process::new(pid as i32).ok()?;
+                    p.status().ok()?.vmrss.map(|kb| kb * 1024)
+                })
+            });
+        }
         Response::Status {
             node: self.node.clone(),
             agents,

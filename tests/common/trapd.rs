@@ -19,13 +19,19 @@ impl Trapd {
     /// listens. Each notification is logged as
     /// `%b|%P|%N|%w|%q|%v` (source address, security, enterprise, trap type, subtype, varbinds).
     pub fn start(conf: &str) -> Trapd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf_path = dir.path().join("snmptrapd.conf");
-        std::fs::write(&conf_path, conf).expect("write snmptrapd.conf");
         let port = {
             let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
             s.local_addr().expect("addr").port()
         };
+        Trapd::start_on(conf, port)
+    }
+
+    /// Like [`Trapd::start`], on a port chosen before (a target that comes
+    /// up late).
+    pub fn start_on(conf: &str, port: u16) -> Trapd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf_path = dir.path().join("snmptrapd.conf");
+        std::fs::write(&conf_path, conf).expect("write snmptrapd.conf");
         let mut child = Command::new("snmptrapd")
             .args(["-f", "-Lo", "-C", "-c"])
             .arg(&conf_path)
@@ -64,6 +70,11 @@ impl Trapd {
         };
         trapd.expect("NET-SNMP version");
         trapd
+    }
+
+    /// The next logged line, if one comes `within`.
+    pub fn next(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
     }
 
     /// The next line containing `needle` (bounded wait: 10 s).

@@ -43,7 +43,21 @@ impl Validator<'_> {
                 .collect(),
             None => Vec::new(),
         };
-        Events { kvp, notify }
+        let mib_root = match &raw.value.mib_root {
+            Some(r) => match parse_oid(&r.value) {
+                Ok(oid) => oid,
+                Err(e) => {
+                    self.err(f, Pos::of(r), format!("`mib_root`: {e}"));
+                    DEFAULT_MIB_ROOT.to_vec()
+                }
+            },
+            None => DEFAULT_MIB_ROOT.to_vec(),
+        };
+        Events {
+            kvp,
+            notify,
+            mib_root,
+        }
     }
 
     pub(super) fn notify_target(
@@ -272,6 +286,35 @@ impl Validator<'_> {
     }
 }
 
+/// A dotted OID (`1.3.6.1.4.1.99999`, a leading dot allowed) that can root a
+/// MIB: at least two arcs, the first 0, 1 or 2, the second below 40 under 0
+/// and 1 (X.690), at most 100 arcs so the objects under it stay within the
+/// 128 sub-identifiers SNMP allows.
+fn parse_oid(s: &str) -> Result<Vec<u32>, String> {
+    let text = s.trim();
+    let body = text.strip_prefix('.').unwrap_or(text);
+    let mut arcs = Vec::new();
+    for part in body.split('.') {
+        match part.parse::<u32>() {
+            Ok(n) if !part.starts_with('+') => arcs.push(n),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a numeric OID (write e.g. 1.3.6.1.4.1.99999.1)"
+                ));
+            }
+        }
+    }
+    match arcs.as_slice() {
+        [] | [_] => Err(format!("`{s}` needs at least two arcs")),
+        [first, ..] if *first > 2 => Err(format!("`{s}`: the first arc must be 0, 1 or 2")),
+        [first, second, ..] if *first < 2 && *second >= 40 => Err(format!(
+            "`{s}`: under {first} the second arc must be below 40"
+        )),
+        _ if arcs.len() > 100 => Err(format!("`{s}` has more than 100 arcs")),
+        _ => Ok(arcs),
+    }
+}
+
 fn parse_auth(s: &str) -> Option<AuthProtocol> {
     Some(match s.to_ascii_uppercase().replace('-', "").as_str() {
         "MD5" => AuthProtocol::Md5,
@@ -300,6 +343,29 @@ fn parse_priv(s: &str) -> Option<PrivProtocol> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mib_roots() {
+        assert_eq!(
+            parse_oid("1.3.6.1.4.1.99999"),
+            Ok(vec![1, 3, 6, 1, 4, 1, 99999])
+        );
+        assert_eq!(parse_oid(" .1.3.6 "), Ok(vec![1, 3, 6]));
+        for bad in [
+            "",
+            "1",
+            "1..3",
+            "1.3.x",
+            "3.1",
+            "1.40",
+            "1.-3",
+            "1.+3",
+            "1.3.4294967296",
+        ] {
+            assert!(parse_oid(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_oid(&vec!["1"; 101].join(".")).is_err());
+    }
 
     #[test]
     fn protocols() {

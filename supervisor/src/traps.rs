@@ -1,0 +1,1369 @@
+//! The SNMP notification sink: every lifecycle event becomes an
+//! AGENTCLUSTER-MIB notification (`mib_root.0.N`, see
+//! `mibs/AGENTCLUSTER-MIB.txt`) sent to each `events.notify` target whose
+//! `events` filter lets it through.
+//!
+//! One task per target, each with its own socket and a bounded queue, so a
+//! dead or slow target never delays another; what does not fit a queue is
+//! dropped, counted and logged. Traps are sent once. Informs are kept on
+//! disk until acknowledged, in `state_dir/informs/<target-hash>.jsonl` (an
+//! append-only log of checksummed lines, fsynced, compacted by
+//! write-then-rename), so they survive a supervisor restart. Each delivery
+//! round makes `1 + retries` attempts of `timeout` each (retransmissions
+//! with one request-id); a round that is not acknowledged leaves the inform
+//! pending and the target is tried again after a backoff (1 s doubling to
+//! 30 s, cut short by the next event for that target), in order, oldest
+//! first. A receiver that refuses an inform (an error-status, or a USM
+//! report such as an unknown user) cannot be helped by resending: that
+//! inform is dropped and logged.
+//!
+//! Every notification carries the nine `acNotify*` objects in the order of
+//! the MIB's OBJECTS clause; absent values are sent as their documented
+//! "none": pid 0, exit code -1, signal "". Only the state of an unknown
+//! state name (none today) is left out.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentcluster_agent::engine;
+use agentcluster_agent::notify::{
+    Kind, LocalEngine, Notification, NotifyError, Sender, Target, Version,
+};
+use agentcluster_agent::value::{Oid, Value};
+use agentcluster_conf::NotifyTarget;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Bus, Event};
+
+/// The name the supervisor's SNMPv3 engine ID is derived from and its
+/// snmpEngineBoots is kept under (`state_dir/engine/%7Csupervisor.boots`).
+/// Agent names cannot contain `|`, so no agent shares either.
+pub const ENGINE_NAME: &str = "|supervisor";
+
+/// Events waiting for one target's task; more are dropped and counted.
+const QUEUE: usize = 1024;
+/// Unacknowledged informs kept per target; beyond, the oldest is dropped.
+const MAX_PENDING: usize = 10_000;
+/// Backoff between delivery rounds to a target that did not answer.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long the informs still pending at shutdown may take to go out to a
+/// target that answered its last round; what is left stays on disk.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// DisplayString's limit, in octets.
+const TEXT_MAX: usize = 255;
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrapsError {
+    #[error("SNMPv3 snmpEngineBoots of the supervisor in {dir}: {cause}")]
+    Boots { dir: PathBuf, cause: io::Error },
+    #[error("notification target {target}: cannot open a UDP socket: {cause}")]
+    Socket { target: String, cause: io::Error },
+    #[error("pending informs {path}: {cause}")]
+    Store { path: PathBuf, cause: io::Error },
+}
+
+impl From<TrapsError> for io::Error {
+    fn from(e: TrapsError) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+}
+
+/// The notification number (`mib_root.0.N`) of an event kind, `None` for
+/// kinds the MIB has no notification for (the etcd ones).
+pub fn notification_number(event: &str) -> Option<u32> {
+    Some(match event {
+        "ready" => 1,
+        "stopped" => 2,
+        "died" => 3,
+        "unresponsive" => 4,
+        "restarting" => 5,
+        "failed" => 6,
+        "config-changed" => 7,
+        "supervisor-started" => 8,
+        "supervisor-stopping" => 9,
+        "start-failed" => 10,
+        "data-reloaded" => 11,
+        "starting" => 12,
+        _ => return None,
+    })
+}
+
+/// The AcSupervisionState value of a state name.
+pub fn state_number(state: &str) -> Option<i64> {
+    Some(match state {
+        "inactive" => 1,
+        "starting" => 2,
+        "running" => 3,
+        "unresponsive" => 4,
+        "stopping" => 5,
+        "backoff" => 6,
+        "failed" => 7,
+        "stopped" => 8,
+        _ => return None,
+    })
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The OID of instance `.0` of acNotify object `n` (1 = name … 9 = seq).
+pub fn notify_object(mib_root: &[u32], n: u32) -> Oid {
+    let mut oid = mib_root.to_vec();
+    oid.extend_from_slice(&[1, 1, n, 0]);
+    oid
+}
+
+/// The notification for `e`, `None` when its kind has none. `uptime` is
+/// the supervisor's sysUpTime when the event happened.
+pub fn notification(mib_root: &[u32], e: &Event, uptime: u32) -> Option<Notification> {
+    let number = notification_number(&e.event)?;
+    let mut trap_oid = mib_root.to_vec();
+    trap_oid.extend_from_slice(&[0, number]);
+    let text = |s: &str| Value::OctetString(cut(s, TEXT_MAX).as_bytes().to_vec());
+    let mut varbinds = vec![
+        (notify_object(mib_root, 1), text(&e.agent)),
+        (
+            notify_object(mib_root, 2),
+            Value::Gauge32(e.pid.unwrap_or(0)),
+        ),
+    ];
+    if let Some(state) = state_number(&e.state) {
+        varbinds.push((notify_object(mib_root, 3), Value::Integer(state)));
+    }
+    varbinds.extend([
+        (notify_object(mib_root, 4), Value::Gauge32(e.restarts)),
+        (
+            notify_object(mib_root, 5),
+            Value::Integer(e.exit_code.map_or(-1, i64::from)),
+        ),
+        (
+            notify_object(mib_root, 6),
+            text(e.signal.as_deref().unwrap_or("")),
+        ),
+        (notify_object(mib_root, 7), text(&e.reason)),
+        (notify_object(mib_root, 8), text(&e.node)),
+        (
+            notify_object(mib_root, 9),
+            Value::Gauge32((e.seq & u64::from(u32::MAX)) as u32),
+        ),
+    ]);
+    Some(Notification {
+        trap_oid,
+        uptime,
+        varbinds,
+        agent_addr: [0, 0, 0, 0],
+    })
+}
+
+/// Whether `target` wants events of this kind.
+fn wanted(target: &NotifyTarget, event: &str) -> bool {
+    notification_number(event).is_some()
+        && target
+            .events
+            .as_ref()
+            .is_none_or(|kinds| kinds.iter().any(|k| k == event))
+}
+
+/// How a target is named in logs (never with its community or keys).
+fn label(t: &Target) -> String {
+    let version = match t.version {
+        Version::V1 => "v1",
+        Version::V2c => "v2c",
+        Version::V3 => "v3",
+    };
+    let kind = match t.kind {
+        Kind::Trap => "trap",
+        Kind::Inform => "inform",
+    };
+    format!("{} ({version} {kind})", t.address)
+}
+
+/// FNV-1a, 64 bits: stable across builds and versions, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The file name of each target's pending informs: a hash of address,
+/// version, type and user name (no secret), with the position among equal
+/// targets added for duplicates, so a reordered configuration keeps its
+/// files.
+fn store_names(targets: &[Target]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    targets
+        .iter()
+        .map(|t| {
+            let user = t
+                .user
+                .as_ref()
+                .map(|u| String::from_utf8_lossy(&u.name).into_owned())
+                .unwrap_or_default();
+            let key = format!("{}\0{:?}\0{:?}\0{user}", t.address, t.version, t.kind);
+            let dup = seen.iter().filter(|k| **k == key).count();
+            seen.push(key.clone());
+            let key = if dup == 0 {
+                key
+            } else {
+                format!("{key}\0{dup}")
+            };
+            format!("{:016x}.jsonl", fnv1a(key.as_bytes()))
+        })
+        .collect()
+}
+
+// ---- the inform store ------------------------------------------------------
+
+/// CRC-32 (IEEE 802.3, the zlib one) of a record line, so a torn or
+/// damaged line is recognized and skipped.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// One inform waiting for its acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Unique in its file (event seqs restart with the supervisor).
+    pub id: u64,
+    /// sysUpTime when the event happened, sent again unchanged.
+    pub uptime: u32,
+    pub event: Event,
+}
+
+/// One line of the log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum Line {
+    Add {
+        /// Who the inform is for, for a person reading the file.
+        target: String,
+        #[serde(flatten)]
+        pending: Box<Pending>,
+    },
+    Ack {
+        id: u64,
+    },
+}
+
+fn encode_line(line: &Line) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(line).map_err(io::Error::other)?;
+    let mut out = format!("{:08x} ", crc32(&json)).into_bytes();
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+    Ok(out)
+}
+
+fn decode_line(text: &str) -> Option<Line> {
+    let (crc, json) = text.split_once(' ')?;
+    let crc = u32::from_str_radix(crc, 16).ok()?;
+    (crc32(json.as_bytes()) == crc)
+        .then(|| serde_json::from_str(json).ok())
+        .flatten()
+}
+
+/// The durable list of one target's unacknowledged informs.
+#[derive(Debug)]
+pub struct InformStore {
+    path: PathBuf,
+    label: String,
+    file: Option<File>,
+    /// Lines in the file, to know when compaction pays.
+    lines: usize,
+    next_id: u64,
+}
+
+impl InformStore {
+    /// Opens (creating the directory) the store at `path` and returns the
+    /// pending informs it holds, oldest first. Damaged lines (a crash in
+    /// mid-write) are skipped with a warning; the file is then rewritten
+    /// with only what is pending.
+    pub fn open(path: &Path, label: &str) -> io::Result<(InformStore, Vec<Pending>)> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut damaged = 0usize;
+        match File::open(path) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line?;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match std::str::from_utf8(&line).ok().and_then(decode_line) {
+                        Some(Line::Add { pending: p, .. }) => {
+                            pending.retain(|q| q.id != p.id);
+                            pending.push(*p);
+                        }
+                        Some(Line::Ack { id }) => pending.retain(|q| q.id != id),
+                        None => damaged += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if damaged > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                damaged,
+                "pending informs: damaged records skipped"
+            );
+        }
+        pending.sort_by_key(|p| p.id);
+        let mut store = InformStore {
+            path: path.to_path_buf(),
+            label: label.to_string(),
+            file: None,
+            lines: 0,
+            next_id: pending.last().map_or(1, |p| p.id + 1),
+        };
+        store.rewrite(&pending)?;
+        Ok((store, pending))
+    }
+
+    /// Replaces the file by one holding exactly `pending` (temporary file,
+    /// fsync, rename, fsync of the directory), or removes it when empty.
+    pub fn rewrite(&mut self, pending: &[Pending]) -> io::Result<()> {
+        self.file = None;
+        if pending.is_empty() {
+            match fs::remove_file(&self.path) {
+                Ok(()) => sync_dir(&self.path)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.lines = 0;
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("jsonl.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            let mut buf = Vec::new();
+            for p in pending {
+                buf.extend(encode_line(&Line::Add {
+                    target: self.label.clone(),
+                    pending: Box::new(p.clone()),
+                })?);
+            }
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        sync_dir(&self.path)?;
+        self.lines = pending.len();
+        Ok(())
+    }
+
+    fn append(&mut self, line: &Line) -> io::Result<()> {
+        let bytes = encode_line(line)?;
+        if self.file.is_none() {
+            let created = !self.path.exists();
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
+            if created {
+                sync_dir(&self.path)?;
+            }
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Err(io::Error::other("inform store not open"));
+        };
+        f.write_all(&bytes)?;
+        f.sync_data()?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Records a new pending inform, durably, and returns it.
+    pub fn add(&mut self, uptime: u32, event: Event) -> io::Result<Pending> {
+        let p = Pending {
+            id: self.next_id,
+            uptime,
+            event,
+        };
+        self.append(&Line::Add {
+            target: self.label.clone(),
+            pending: Box::new(p.clone()),
+        })?;
+        self.next_id += 1;
+        Ok(p)
+    }
+
+    /// Records that `id` needs no more sending (acknowledged or given up).
+    pub fn ack(&mut self, id: u64) -> io::Result<()> {
+        self.append(&Line::Ack { id })
+    }
+
+    /// Whether, with `remaining` informs left, the file should rather be
+    /// rewritten ([`InformStore::rewrite`]) than appended an ack: when
+    /// nothing is left (the file goes away) or most lines are dead.
+    pub fn wants_rewrite(&self, remaining: usize) -> bool {
+        remaining == 0 || self.lines > 2 * remaining + 64
+    }
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+// ---- the sink ----------------------------------------------------------------
+
+/// One event for one target, with the supervisor's uptime when it came.
+type Job = (Arc<Event>, u32);
+
+struct Worker {
+    label: String,
+    conf: NotifyTarget,
+    target: Target,
+    sender: Sender,
+    mib_root: Vec<u32>,
+    agent_addr: [u8; 4],
+    /// Informs only.
+    store: Option<InformStore>,
+    pending: VecDeque<Pending>,
+}
+
+/// The notification sink, set up and subscribed; [`Traps::run`] runs it.
+pub struct Traps {
+    events: broadcast::Receiver<Arc<Event>>,
+    workers: Vec<Worker>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Traps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let targets: Vec<&str> = self.workers.iter().map(|w| w.label.as_str()).collect();
+        f.debug_struct("Traps").field("targets", &targets).finish()
+    }
+}
+
+impl Traps {
+    /// Everything that can fail at startup: the supervisor's SNMPv3 engine
+    /// (boots persisted under [`ENGINE_NAME`], only with a v3 target), one
+    /// UDP socket per target, the pending informs left by the previous run.
+    /// Subscribes to `bus` before returning, so call it before the first
+    /// event that must go out (`supervisor-started`) is published.
+    pub async fn start(
+        targets: &[NotifyTarget],
+        mib_root: &[u32],
+        node: &str,
+        state_dir: &Path,
+        bus: &Bus,
+    ) -> Result<Traps, TrapsError> {
+        let events = bus.subscribe();
+        let started = Instant::now();
+        let converted: Vec<Target> = targets.iter().map(crate::notifyconf::target).collect();
+        let boots = if converted.iter().any(|t| t.version == Version::V3) {
+            engine::next_boots(state_dir, ENGINE_NAME).map_err(|cause| TrapsError::Boots {
+                dir: state_dir.to_path_buf(),
+                cause,
+            })?
+        } else {
+            0
+        };
+        let local = LocalEngine {
+            engine_id: engine::derive_engine_id(node, ENGINE_NAME),
+            boots,
+            start: started,
+        };
+        if converted
+            .iter()
+            .any(|t| t.version == Version::V3 && t.kind == Kind::Trap)
+        {
+            // A v3 trap receiver must be told our engine ID (createUser -e).
+            let hex: String = local.engine_id.iter().map(|b| format!("{b:02x}")).collect();
+            tracing::info!(engine_id = %hex, boots, "SNMPv3 traps are sent from this engine");
+        }
+        let informs_dir = state_dir.join("informs");
+        let names = store_names(&converted);
+        let mut workers = Vec::with_capacity(targets.len());
+        for ((conf, target), name) in targets.iter().zip(converted).zip(&names) {
+            let label = label(&target);
+            let v6 = target.address.starts_with('[')
+                || target
+                    .address
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.is_ipv6());
+            let any: SocketAddr = if v6 {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            };
+            let sender =
+                Sender::bind(any, local.clone())
+                    .await
+                    .map_err(|cause| TrapsError::Socket {
+                        target: label.clone(),
+                        cause,
+                    })?;
+            let (store, pending) = if target.kind == Kind::Inform {
+                let path = informs_dir.join(name);
+                let (store, pending) = InformStore::open(&path, &label)
+                    .map_err(|cause| TrapsError::Store { path, cause })?;
+                if !pending.is_empty() {
+                    tracing::info!(
+                        target = %label,
+                        informs = pending.len(),
+                        "resending informs left unacknowledged by the previous run"
+                    );
+                }
+                (Some(store), pending.into())
+            } else {
+                (None, VecDeque::new())
+            };
+            workers.push(Worker {
+                agent_addr: source_v4(&target.address),
+                label,
+                conf: conf.clone(),
+                target,
+                sender,
+                mib_root: mib_root.to_vec(),
+                store,
+                pending,
+            });
+        }
+        warn_orphans(&informs_dir, &names);
+        Ok(Traps {
+            events,
+            workers,
+            started,
+        })
+    }
+
+    /// Sends notifications until `shutdown` is cancelled; then sends what
+    /// was published before, gives pending informs [`SHUTDOWN_GRACE`] to be
+    /// acknowledged by targets that answer, and returns (what is left stays
+    /// on disk for the next run).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Traps {
+            mut events,
+            workers,
+            started,
+        } = self;
+        // Workers are stopped only once everything was handed to them.
+        let stop = CancellationToken::new();
+        let mut queues = Vec::with_capacity(workers.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in workers {
+            let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+            queues.push(Queue {
+                label: w.label.clone(),
+                conf: w.conf.clone(),
+                tx,
+                dropped: 0,
+            });
+            tasks.spawn(w.run(rx, stop.clone()));
+        }
+        let uptime = || (started.elapsed().as_millis() / 10) as u32;
+        loop {
+            let e = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // What was published before the shutdown still goes out.
+                    while let Ok(e) = events.try_recv() {
+                        dispatch(&mut queues, &e, uptime());
+                    }
+                    break;
+                }
+                r = events.recv() => match r {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "notifications: events lost (sink too slow)");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            };
+            dispatch(&mut queues, &e, uptime());
+        }
+        drop(queues);
+        stop.cancel();
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(cause = %e, "notification task failed");
+            }
+        }
+    }
+}
+
+/// A target as the dispatcher sees it.
+struct Queue {
+    label: String,
+    conf: NotifyTarget,
+    tx: mpsc::Sender<Job>,
+    dropped: u64,
+}
+
+fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32) {
+    for q in queues.iter_mut() {
+        if !wanted(&q.conf, &e.event) {
+            continue;
+        }
+        match q.tx.try_send((e.clone(), uptime)) {
+            Ok(()) => {
+                if q.dropped > 0 {
+                    tracing::warn!(
+                        target = %q.label,
+                        dropped = q.dropped,
+                        "notifications dropped: the target's queue was full"
+                    );
+                    q.dropped = 0;
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if q.dropped == 0 {
+                    tracing::warn!(
+                        target = %q.label,
+                        queue = QUEUE,
+                        "notification queue full; dropping until it drains"
+                    );
+                }
+                q.dropped += 1;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// The IPv4 address we send to `address` from (an SNMPv1 Trap's
+/// agent-addr); 0.0.0.0 when it cannot be told.
+fn source_v4(address: &str) -> [u8; 4] {
+    let Ok(SocketAddr::V4(to)) = address.parse::<SocketAddr>() else {
+        return [0; 4];
+    };
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect(to)?;
+            s.local_addr()
+        })
+        .map(|a| match a {
+            SocketAddr::V4(a) => a.ip().octets(),
+            SocketAddr::V6(_) => [0; 4],
+        })
+        .unwrap_or([0; 4])
+}
+
+/// Warns about pending-inform files of targets no longer configured.
+fn warn_orphans(dir: &Path, names: &[String]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".jsonl") && !names.contains(&name) {
+            tracing::warn!(
+                file = %entry.path().display(),
+                "pending informs of a target no longer configured; left in place"
+            );
+        }
+    }
+}
+
+/// How one delivery round of an inform ended.
+enum Round {
+    Acknowledged,
+    /// No answer (or the target cannot be reached now): keep it, try later.
+    Unanswered(NotifyError),
+    /// Answered with a refusal, or the target's setup cannot work: resending
+    /// cannot help.
+    Refused(NotifyError),
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>, stop: CancellationToken) {
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            // Take in everything queued, without waiting.
+            let mut closed = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        if self.accept(job).await {
+                            // A new event: try a target that was down now.
+                            retry_at = None;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let due = !self.pending.is_empty()
+                && retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
+            if due {
+                let round = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    r = self.deliver_first() => r,
+                };
+                match round {
+                    Round::Acknowledged => {
+                        backoff = BACKOFF_MIN;
+                        retry_at = None;
+                        self.forget_first().await;
+                    }
+                    Round::Refused(e) => {
+                        let seq = self.pending.front().map(|p| p.event.seq);
+                        tracing::error!(
+                            target = %self.label,
+                            seq,
+                            cause = %e,
+                            "inform refused by the receiver; not resent"
+                        );
+                        self.forget_first().await;
+                    }
+                    Round::Unanswered(e) => {
+                        tracing::warn!(
+                            target = %self.label,
+                            pending = self.pending.len(),
+                            retry_in_ms = backoff.as_millis() as u64,
+                            cause = %e,
+                            "informs not acknowledged; kept and retried"
+                        );
+                        retry_at = Some(tokio::time::Instant::now() + backoff);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+                continue;
+            }
+            if closed {
+                break;
+            }
+            let wake = retry_at.filter(|_| !self.pending.is_empty());
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        if self.accept(job).await {
+                            retry_at = None;
+                        }
+                    }
+                    None => break,
+                },
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+        }
+        // Shutdown: take in what is still queued, then a last short try.
+        rx.close();
+        while let Some(job) = rx.recv().await {
+            self.accept(job).await;
+        }
+        let answered_last = retry_at.is_none();
+        if !self.pending.is_empty() && answered_last {
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            while !self.pending.is_empty() {
+                match tokio::time::timeout_at(deadline, self.deliver_first()).await {
+                    Ok(Round::Acknowledged) => self.forget_first().await,
+                    Ok(Round::Refused(_)) => self.forget_first().await,
+                    Ok(Round::Unanswered(_)) | Err(_) => break,
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            tracing::info!(
+                target = %self.label,
+                informs = self.pending.len(),
+                "unacknowledged informs kept for the next run"
+            );
+        }
+    }
+
+    /// Takes in one event: a trap is sent at once, an inform is stored and
+    /// queued. Returns whether an inform was queued.
+    async fn accept(&mut self, (event, uptime): Job) -> bool {
+        if self.target.kind == Kind::Trap {
+            let Some(mut n) = notification(&self.mib_root, &event, uptime) else {
+                return false;
+            };
+            n.agent_addr = self.agent_addr;
+            if let Err(e) = self.sender.send(&self.target, &n).await {
+                tracing::warn!(target = %self.label, seq = event.seq, cause = %e, "trap not sent");
+            }
+            return false;
+        }
+        let stored = Event::clone(&event);
+        match self.with_store(move |s| s.add(uptime, stored)).await {
+            Some(Ok(p)) => self.pending.push_back(p),
+            failed => {
+                // Still sent, only not durable.
+                if let Some(Err(e)) = failed {
+                    tracing::error!(target = %self.label, cause = %e, "inform not stored on disk");
+                }
+                let id = self.pending.back().map_or(u64::MAX / 2, |p| p.id + 1);
+                self.pending.push_back(Pending {
+                    id,
+                    uptime,
+                    event: Event::clone(&event),
+                });
+            }
+        }
+        if self.pending.len() > MAX_PENDING {
+            let oldest = self.pending.front().map(|p| p.event.seq);
+            tracing::warn!(
+                target = %self.label,
+                seq = oldest,
+                limit = MAX_PENDING,
+                "too many unacknowledged informs; the oldest is dropped"
+            );
+            self.forget_first().await;
+        }
+        true
+    }
+
+    /// Runs `f` on the inform store off the async threads (it fsyncs).
+    /// `None` without a store, or when `f` panicked: the store is then gone
+    /// and informs to this target are no longer kept on disk.
+    async fn with_store<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut InformStore) -> io::Result<T> + Send + 'static,
+    ) -> Option<io::Result<T>> {
+        let mut store = self.store.take()?;
+        match tokio::task::spawn_blocking(move || {
+            let r = f(&mut store);
+            (store, r)
+        })
+        .await
+        {
+            Ok((store, r)) => {
+                self.store = Some(store);
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!(
+                    target = %self.label,
+                    cause = %e,
+                    "inform store failed; informs to this target are no longer kept on disk"
+                );
+                None
+            }
+        }
+    }
+
+    /// One delivery round of the oldest pending inform.
+    async fn deliver_first(&mut self) -> Round {
+        let Some(p) = self.pending.front() else {
+            return Round::Acknowledged;
+        };
+        let Some(n) = notification(&self.mib_root, &p.event, p.uptime) else {
+            return Round::Refused(NotifyError::Config(
+                self.target.address.clone(),
+                format!("no notification for event `{}`", p.event.event),
+            ));
+        };
+        match self.sender.send(&self.target, &n).await {
+            Ok(()) => Round::Acknowledged,
+            Err(e @ (NotifyError::Refused { .. } | NotifyError::Config(..))) => Round::Refused(e),
+            Err(e) => Round::Unanswered(e),
+        }
+    }
+
+    /// Drops the oldest pending inform, on disk too.
+    async fn forget_first(&mut self) {
+        let Some(p) = self.pending.pop_front() else {
+            return;
+        };
+        let Some(store) = &self.store else { return };
+        let rest: Option<Vec<Pending>> = store
+            .wants_rewrite(self.pending.len())
+            .then(|| self.pending.iter().cloned().collect());
+        let r = self
+            .with_store(move |s| match rest {
+                Some(rest) => s.rewrite(&rest),
+                None => s.ack(p.id),
+            })
+            .await;
+        if let Some(Err(e)) = r {
+            tracing::error!(target = %self.label, cause = %e, "pending informs file not updated");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::NewEvent;
+    use agentcluster_agent::ber::{self, Frame};
+    use agentcluster_agent::notify::encode;
+    use agentcluster_conf::{DEFAULT_MIB_ROOT, NotifyType, Secret, SnmpVersion};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const ROOT: &[u32] = DEFAULT_MIB_ROOT;
+
+    fn died() -> Event {
+        Event {
+            seq: 42,
+            ts: "2026-11-22T12:00:00.123Z".into(),
+            node: "lab-a".into(),
+            agent: "core-sw-1".into(),
+            event: "died".into(),
+            pid: Some(4242),
+            exit_code: None,
+            signal: Some("SIGKILL".into()),
+            restarts: 3,
+            state: "backoff".into(),
+            reason: "killed by SIGKILL".into(),
+        }
+    }
+
+    fn oid(tail: &[u32]) -> Oid {
+        let mut o = ROOT.to_vec();
+        o.extend_from_slice(tail);
+        o
+    }
+
+    #[test]
+    fn a_died_event_is_agent_died_with_every_object() {
+        let n = notification(ROOT, &died(), 777).unwrap();
+        assert_eq!(n.trap_oid, oid(&[0, 3]));
+        assert_eq!(n.uptime, 777);
+        let text = |s: &str| Value::OctetString(s.as_bytes().to_vec());
+        assert_eq!(
+            n.varbinds,
+            vec![
+                (oid(&[1, 1, 1, 0]), text("core-sw-1")),
+                (oid(&[1, 1, 2, 0]), Value::Gauge32(4242)),
+                (oid(&[1, 1, 3, 0]), Value::Integer(6)),
+                (oid(&[1, 1, 4, 0]), Value::Gauge32(3)),
+                (oid(&[1, 1, 5, 0]), Value::Integer(-1)),
+                (oid(&[1, 1, 6, 0]), text("SIGKILL")),
+                (oid(&[1, 1, 7, 0]), text("killed by SIGKILL")),
+                (oid(&[1, 1, 8, 0]), text("lab-a")),
+                (oid(&[1, 1, 9, 0]), Value::Gauge32(42)),
+            ]
+        );
+        // An SNMPv1 Trap of it: enterprise = the MIB root, specific 3.
+        assert_eq!(
+            agentcluster_agent::notify::v1_trap_fields(&n),
+            (ROOT.to_vec(), 6, 3)
+        );
+    }
+
+    #[test]
+    fn every_event_kind_has_its_number_and_absent_values_their_none() {
+        let kinds = [
+            ("ready", 1),
+            ("stopped", 2),
+            ("died", 3),
+            ("unresponsive", 4),
+            ("restarting", 5),
+            ("failed", 6),
+            ("config-changed", 7),
+            ("supervisor-started", 8),
+            ("supervisor-stopping", 9),
+            ("start-failed", 10),
+            ("data-reloaded", 11),
+            ("starting", 12),
+        ];
+        for (kind, n) in kinds {
+            assert_eq!(notification_number(kind), Some(n), "{kind}");
+        }
+        for kind in agentcluster_conf::EVENT_KINDS {
+            let mapped = kinds.iter().any(|(k, _)| k == kind);
+            assert_eq!(notification_number(kind).is_some(), mapped, "{kind}");
+        }
+        assert_eq!(notification_number("node-joined"), None);
+        let e = Event {
+            pid: None,
+            exit_code: Some(3),
+            signal: None,
+            state: "no-such-state".into(),
+            seq: u64::from(u32::MAX) + 5,
+            ..died()
+        };
+        let n = notification(ROOT, &e, 0).unwrap();
+        let get = |i: u32| n.varbinds.iter().find(|(o, _)| *o == oid(&[1, 1, i, 0]));
+        assert_eq!(get(2).map(|v| &v.1), Some(&Value::Gauge32(0)));
+        assert_eq!(get(3), None, "an unknown state is left out");
+        assert_eq!(get(5).map(|v| &v.1), Some(&Value::Integer(3)));
+        assert_eq!(get(6).map(|v| &v.1), Some(&Value::OctetString(vec![])));
+        assert_eq!(get(9).map(|v| &v.1), Some(&Value::Gauge32(4)));
+        let other_root = [1, 3, 6, 1, 4, 1, 99999];
+        let n = notification(&other_root, &died(), 0).unwrap();
+        assert_eq!(n.trap_oid, [1, 3, 6, 1, 4, 1, 99999, 0, 3]);
+        assert!(n.varbinds.iter().all(|(o, _)| o.starts_with(&other_root)));
+    }
+
+    #[test]
+    fn long_texts_are_cut_on_character_boundaries() {
+        let reason = "é".repeat(200); // 400 bytes
+        let e = Event {
+            reason: reason.clone(),
+            ..died()
+        };
+        let n = notification(ROOT, &e, 0).unwrap();
+        let Some((_, Value::OctetString(sent))) =
+            n.varbinds.iter().find(|(o, _)| *o == oid(&[1, 1, 7, 0]))
+        else {
+            panic!("no reason")
+        };
+        assert_eq!(sent.len(), 254);
+        assert_eq!(std::str::from_utf8(sent).unwrap(), "é".repeat(127));
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("aé", 2), "a");
+    }
+
+    #[test]
+    fn crc32_is_the_zlib_one() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    fn conf_target(address: &str, kind: NotifyType, events: Option<&[&str]>) -> NotifyTarget {
+        NotifyTarget {
+            target: address.into(),
+            version: SnmpVersion::V2c,
+            community: Some(Secret::new("public")),
+            kind,
+            events: events.map(|e| e.iter().map(|s| s.to_string()).collect()),
+            user: None,
+            retries: 0,
+            timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn filters_and_store_names() {
+        let all = conf_target("127.0.0.1:162", NotifyType::Trap, None);
+        let some = conf_target("127.0.0.1:162", NotifyType::Trap, Some(&["died"]));
+        assert!(wanted(&all, "ready") && wanted(&all, "died"));
+        assert!(!wanted(&all, "node-joined"), "no notification for it");
+        assert!(wanted(&some, "died") && !wanted(&some, "ready"));
+
+        let t = |addr: &str, kind| crate::notifyconf::target(&conf_target(addr, kind, None));
+        let names = store_names(&[
+            t("127.0.0.1:162", NotifyType::Inform),
+            t("127.0.0.1:163", NotifyType::Inform),
+            t("127.0.0.1:162", NotifyType::Inform),
+            t("127.0.0.1:162", NotifyType::Trap),
+        ]);
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), 4, "{names:?}");
+        assert!(names.iter().all(|n| n.len() == 22 && n.ends_with(".jsonl")));
+        // Stable: the same target keeps its file when others move.
+        let again = store_names(&[t("127.0.0.1:162", NotifyType::Inform)]);
+        assert_eq!(again[0], names[0]);
+        // The community is not part of it (no secret in a file name).
+        let mut other = conf_target("127.0.0.1:162", NotifyType::Inform, None);
+        other.community = Some(Secret::new("another"));
+        assert_eq!(
+            store_names(&[crate::notifyconf::target(&other)])[0],
+            names[0]
+        );
+    }
+
+    #[test]
+    fn the_inform_store_survives_reopening_and_skips_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("informs/x.jsonl");
+        let (mut s, pending) = InformStore::open(&path, "t").unwrap();
+        assert!(pending.is_empty());
+        assert!(!path.exists(), "no file until something is pending");
+        let a = s.add(1, died()).unwrap();
+        let b = s.add(2, Event { seq: 43, ..died() }).unwrap();
+        let c = s
+            .add(
+                3,
+                Event {
+                    seq: 44,
+                    reason: "ünïcödé | \n quoted \"x\"".into(),
+                    ..died()
+                },
+            )
+            .unwrap();
+        assert_eq!((a.id, b.id, c.id), (1, 2, 3));
+        s.ack(b.id).unwrap();
+        drop(s);
+        // A torn last line, as a crash in mid-write leaves it.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"1234abcd {\"op\":\"add\",\"id\":9").unwrap();
+        drop(f);
+        let (mut s, pending) = InformStore::open(&path, "t").unwrap();
+        assert_eq!(pending, vec![a.clone(), c.clone()]);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "rewritten without dead lines: {text}"
+        );
+        assert!(text.contains("\"target\":\"t\""), "{text}");
+        // New ids continue after the highest one kept.
+        assert_eq!(s.add(4, died()).unwrap().id, 4);
+        // A changed byte breaks the checksum: that record is skipped.
+        drop(s);
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replacen("core-sw-1", "core-sw-2", 1);
+        fs::write(&path, text).unwrap();
+        let (mut s, pending) = InformStore::open(&path, "t").unwrap();
+        assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [3, 4]);
+        // Nothing left: the file goes away.
+        assert!(s.wants_rewrite(0));
+        s.rewrite(&[]).unwrap();
+        assert!(!path.exists());
+        assert!(!path.with_extension("jsonl.tmp").exists());
+    }
+
+    #[test]
+    fn the_inform_store_compacts_when_mostly_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let (mut s, _) = InformStore::open(&path, "t").unwrap();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        for i in 0..200 {
+            pending.push_back(s.add(i, died()).unwrap());
+            if pending.len() > 2 {
+                let p = pending.pop_front().unwrap();
+                if s.wants_rewrite(pending.len()) {
+                    s.rewrite(&pending.iter().cloned().collect::<Vec<_>>())
+                        .unwrap();
+                } else {
+                    s.ack(p.id).unwrap();
+                }
+            }
+        }
+        let lines = fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 2 * 2 + 64 + 2, "{lines} lines for 2 pending");
+        let (_, kept) = InformStore::open(&path, "t").unwrap();
+        assert_eq!(kept, pending.into_iter().collect::<Vec<_>>());
+    }
+
+    /// A v2c notification receiver on loopback: hands each datagram's PDU
+    /// tag and snmpTrapOID to `seen`, and answers informs while `answer`.
+    struct Receiver {
+        addr: SocketAddr,
+        answer: Arc<AtomicBool>,
+        seen: mpsc::UnboundedReceiver<(u8, Oid)>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// (pdu tag, request-id, snmpTrapOID) of a v2c Trap or Inform.
+    fn open_v2c(msg: &[u8]) -> Option<(u8, i32, Oid)> {
+        let (_, start, _) = ber::read_header(msg, 0)?; // Message
+        let (_, s, l) = ber::read_header(msg, start)?; // version
+        let (_, s, l) = ber::read_header(msg, s + l)?; // community
+        let (tag, pdu, _) = ber::read_header(msg, s + l)?;
+        let (_, s, l) = ber::read_header(msg, pdu)?; // request-id
+        let id = msg[s..s + l]
+            .iter()
+            .fold(0i64, |acc, b| (acc << 8) | i64::from(*b)) as i32;
+        let (_, s, l) = ber::read_header(msg, s + l)?; // error-status
+        let (_, s, l) = ber::read_header(msg, s + l)?; // error-index
+        let (_, vbs, _) = ber::read_header(msg, s + l)?;
+        let (_, first, len) = ber::read_header(msg, vbs)?; // sysUpTime.0
+        let (_, second, _) = ber::read_header(msg, first + len)?; // snmpTrapOID.0
+        let (_, s, l) = ber::read_header(msg, second)?;
+        let (_, s, l) = ber::read_header(msg, s + l)?;
+        let mut arcs = Vec::new();
+        let bytes = &msg[s..s + l];
+        let mut v: u32 = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            v = (v << 7) | u32::from(b & 0x7f);
+            if b & 0x80 == 0 {
+                if arcs.is_empty() && i < bytes.len() {
+                    arcs.push(v / 40);
+                    arcs.push(v % 40);
+                } else {
+                    arcs.push(v);
+                }
+                v = 0;
+            }
+        }
+        Some((tag, id, arcs))
+    }
+
+    impl Receiver {
+        async fn start() -> Receiver {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = socket.local_addr().unwrap();
+            let answer = Arc::new(AtomicBool::new(false));
+            let (tx, seen) = mpsc::unbounded_channel();
+            let flag = answer.clone();
+            let task = tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_535];
+                let mut frame = Frame::default();
+                loop {
+                    let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    let Some((tag, id, trap)) = open_v2c(&buf[..len]) else {
+                        continue;
+                    };
+                    if tag == encode::TAG_INFORM && flag.load(Ordering::SeqCst) {
+                        let empty = Notification {
+                            trap_oid: trap.clone(),
+                            uptime: 0,
+                            varbinds: vec![],
+                            agent_addr: [0; 4],
+                        };
+                        encode::v2c(&mut frame, b"public", 0xa2, id, &empty);
+                        let _ = socket.send_to(frame.as_slice(), peer).await;
+                    }
+                    let _ = tx.send((tag, trap));
+                }
+            });
+            Receiver {
+                addr,
+                answer,
+                seen,
+                task,
+            }
+        }
+
+        async fn next(&mut self) -> (u8, Oid) {
+            tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+                .await
+                .expect("a notification within 10 s")
+                .expect("receiver running")
+        }
+    }
+
+    fn publish(bus: &Bus, agent: &str, event: &str) {
+        bus.publish(NewEvent {
+            agent: agent.into(),
+            event: event.into(),
+            state: "running".into(),
+            ..NewEvent::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn traps_follow_the_filter_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::start().await;
+        let bus = Bus::new("lab-a");
+        let targets = [conf_target(
+            &rx.addr.to_string(),
+            NotifyType::Trap,
+            Some(&["died", "ready"]),
+        )];
+        let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        // Subscribed at start: what is published before run() still goes.
+        publish(&bus, "a", "died");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        publish(&bus, "a", "restarting");
+        publish(&bus, "a", "ready");
+        publish(&bus, "", "node-joined");
+        publish(&bus, "b", "died");
+        assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 3])));
+        assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 1])));
+        assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 3])));
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(rx.seen.try_recv().is_err(), "nothing else was sent");
+        assert!(
+            !dir.path().join("informs").exists() || {
+                fs::read_dir(dir.path().join("informs")).unwrap().count() == 0
+            }
+        );
+        rx.task.abort();
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_informs_are_kept_and_resent_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::start().await;
+        let targets = [conf_target(&rx.addr.to_string(), NotifyType::Inform, None)];
+
+        // First run: the receiver does not answer.
+        let bus = Bus::new("lab-a");
+        let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        publish(&bus, "a", "died");
+        publish(&bus, "a", "restarting");
+        // The first inform is tried (it is stored before): the second may
+        // still be queued when we stop; it is stored at shutdown.
+        assert_eq!(rx.next().await, (encode::TAG_INFORM, oid(&[0, 3])));
+        shutdown.cancel();
+        task.await.unwrap();
+        let files: Vec<PathBuf> = fs::read_dir(dir.path().join("informs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let (_, kept) = InformStore::open(&files[0], "t").unwrap();
+        assert_eq!(
+            kept.iter()
+                .map(|p| p.event.event.as_str())
+                .collect::<Vec<_>>(),
+            ["died", "restarting"]
+        );
+        while rx.seen.try_recv().is_ok() {}
+
+        // Second run: the receiver answers; both arrive, in order, then a
+        // new one; nothing is left on disk.
+        rx.answer.store(true, Ordering::SeqCst);
+        let bus = Bus::new("lab-a");
+        let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        assert_eq!(traps.workers[0].pending.len(), 2);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        publish(&bus, "a", "ready");
+        let mut got = Vec::new();
+        while got.last() != Some(&oid(&[0, 1])) {
+            let (tag, trap) = rx.next().await;
+            assert_eq!(tag, encode::TAG_INFORM);
+            if got.last() != Some(&trap) {
+                got.push(trap); // a resend of the same one is fine
+            }
+        }
+        assert_eq!(got, [oid(&[0, 3]), oid(&[0, 5]), oid(&[0, 1])]);
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(!files[0].exists(), "every inform was acknowledged");
+        rx.task.abort();
+    }
+}
