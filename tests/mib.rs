@@ -33,6 +33,7 @@ const NOTIFICATIONS: &[(&str, u32)] = &[
     ("agentStartFailed", 10),
     ("agentDataReloaded", 11),
     ("agentStarting", 12),
+    ("eventsDropped", 13),
 ];
 
 /// Objects and where they are under the root.

@@ -59,6 +59,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "data-reloaded",
     "supervisor-started",
     "supervisor-stopping",
+    "events-dropped",
     "node-joined",
     "node-left",
     "assigned",

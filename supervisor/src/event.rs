@@ -46,7 +46,14 @@ pub const RING: usize = 10_000;
 struct Inner {
     next_seq: u64,
     ring: VecDeque<Arc<Event>>,
+    /// Per sink: when its last `events-dropped` went out, and what it has
+    /// dropped since.
+    drops: std::collections::HashMap<String, (Option<std::time::Instant>, u64)>,
 }
+
+/// `events-dropped` events are at most this frequent per sink, so a sink
+/// that keeps losing events cannot flood the others.
+pub const DROP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The one channel every event goes through.
 #[derive(Clone)]
@@ -70,6 +77,7 @@ impl Bus {
             inner: Arc::new(Mutex::new(Inner {
                 next_seq: 1,
                 ring: VecDeque::with_capacity(1024),
+                drops: std::collections::HashMap::new(),
             })),
             tx,
         }
@@ -113,6 +121,36 @@ impl Bus {
             event.reason
         );
         event
+    }
+
+    /// A sink lost `n` events (it fell behind, or its queue was full):
+    /// counted, and published as an `events-dropped` event of its own, at
+    /// most once per [`DROP_REPORT_EVERY`] per sink (what is dropped in
+    /// between is added to the next one).
+    pub fn report_dropped(&self, sink: &str, n: u64) {
+        let now = std::time::Instant::now();
+        let due = {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = inner.drops.entry(sink.to_string()).or_insert((None, 0));
+            entry.1 += n;
+            if entry
+                .0
+                .is_none_or(|t| now.duration_since(t) >= DROP_REPORT_EVERY)
+            {
+                entry.0 = Some(now);
+                Some(std::mem::take(&mut entry.1))
+            } else {
+                None
+            }
+        };
+        if let Some(total) = due {
+            self.publish(NewEvent {
+                event: "events-dropped".into(),
+                state: "running".into(),
+                reason: format!("{sink}: {total} events not delivered (the sink fell behind)"),
+                ..NewEvent::default()
+            });
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -178,6 +216,24 @@ mod tests {
         );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_millis(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn dropped_events_are_reported_at_most_every_ten_seconds_per_sink() {
+        let bus = Bus::new("lab-a");
+        bus.report_dropped("kvp", 3);
+        bus.report_dropped("kvp", 4);
+        bus.report_dropped("notify 127.0.0.1:162", 1);
+        let (events, _) = bus.replay(1);
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "kvp: 3 events not delivered (the sink fell behind)",
+                "notify 127.0.0.1:162: 1 events not delivered (the sink fell behind)"
+            ]
+        );
+        assert!(events.iter().all(|e| e.event == "events-dropped"));
     }
 
     #[test]

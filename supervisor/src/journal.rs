@@ -40,6 +40,7 @@ pub fn message_id(event: &str) -> &'static str {
         "data-reloaded" => "2c3d4e5f6a7b48c9d0e1f2a3b4c5d64a",
         "supervisor-started" => "3d4e5f6a7b8c49d0e1f2a3b4c5d6e74b",
         "supervisor-stopping" => "4e5f6a7b8c9d40e1f2a3b4c5d6e7f84c",
+        "events-dropped" => "6a7b8c9d0e1f42a3b4c5d6e7f8a9b04e",
         _ => "5f6a7b8c9d0e41f2a3b4c5d6e7f8a94d",
     }
 }
@@ -48,7 +49,7 @@ pub fn message_id(event: &str) -> &'static str {
 fn priority(event: &str) -> u8 {
     match event {
         "died" | "failed" | "start-failed" => 3,
-        "unresponsive" => 4,
+        "unresponsive" | "events-dropped" => 4,
         "restarting" | "config-changed" | "stopped" | "supervisor-stopping" => 5,
         _ => 6,
     }
@@ -127,6 +128,7 @@ pub async fn run(socket: PathBuf, bus: Bus, shutdown: CancellationToken) {
                 Ok(e) => e,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(lost = n, "journal: events lost (journal too slow)");
+                    bus.report_dropped("journal", n);
                     continue;
                 }
                 Err(RecvError::Closed) => return,
@@ -234,6 +236,7 @@ mod tests {
             "data-reloaded",
             "supervisor-started",
             "supervisor-stopping",
+            "events-dropped",
         ];
         let mut ids: Vec<&str> = kinds.iter().map(|k| message_id(k)).collect();
         assert!(

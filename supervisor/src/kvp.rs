@@ -804,9 +804,8 @@ pub fn run_with_stats(
 ) -> impl Future<Output = ()> + Send + 'static {
     let rx = bus.subscribe();
     let (backlog, _) = bus.replay(0);
-    drop(bus);
     let writer = Writer::new(cfg.path, cfg.max_records as usize, Boot::current());
-    sink(writer, rx, backlog, shutdown, stats)
+    sink(writer, rx, backlog, shutdown, stats, bus)
 }
 
 /// A batch handed to the writer thread, and where its outcome goes.
@@ -875,6 +874,8 @@ impl Intake {
 struct Report {
     pool: PathBuf,
     stats: Arc<Stats>,
+    /// Where lost events are reported (as `events-dropped`).
+    bus: Bus,
     /// The last write failed (the next failures are logged at debug).
     failing: bool,
     /// The cap has been reached before (later drops are logged at debug).
@@ -889,6 +890,7 @@ impl Report {
             total,
             "KVP sink fell behind the bus: events not written"
         );
+        self.bus.report_dropped("kvp", n);
     }
 
     /// What a batch of `n` events came to; false when the sink must stop.
@@ -968,10 +970,12 @@ async fn sink(
     backlog: Vec<Arc<Event>>,
     shutdown: CancellationToken,
     stats: Arc<Stats>,
+    bus: Bus,
 ) {
     let mut report = Report {
         pool: writer.path().to_path_buf(),
         stats,
+        bus,
         failing: false,
         dropping: false,
     };

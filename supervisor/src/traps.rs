@@ -94,6 +94,7 @@ pub fn notification_number(event: &str) -> Option<u32> {
         "start-failed" => 10,
         "data-reloaded" => 11,
         "starting" => 12,
+        "events-dropped" => 13,
         _ => return None,
     })
 }
@@ -463,6 +464,8 @@ pub struct Traps {
     events: broadcast::Receiver<Arc<Event>>,
     workers: Vec<Worker>,
     started: Instant,
+    /// Where lost events are reported.
+    bus: Bus,
 }
 
 impl std::fmt::Debug for Traps {
@@ -562,6 +565,7 @@ impl Traps {
             events,
             workers,
             started,
+            bus: bus.clone(),
         })
     }
 
@@ -574,6 +578,7 @@ impl Traps {
             mut events,
             workers,
             started,
+            bus,
         } = self;
         // Workers are stopped only once everything was handed to them.
         let stop = CancellationToken::new();
@@ -596,7 +601,7 @@ impl Traps {
                 () = shutdown.cancelled() => {
                     // What was published before the shutdown still goes out.
                     while let Ok(e) = events.try_recv() {
-                        dispatch(&mut queues, &e, uptime());
+                        dispatch(&mut queues, &e, uptime(), &bus);
                     }
                     break;
                 }
@@ -604,12 +609,13 @@ impl Traps {
                     Ok(e) => e,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(lost = n, "notifications: events lost (sink too slow)");
+                        bus.report_dropped("notifications", n);
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };
-            dispatch(&mut queues, &e, uptime());
+            dispatch(&mut queues, &e, uptime(), &bus);
         }
         drop(queues);
         stop.cancel();
@@ -629,7 +635,7 @@ struct Queue {
     dropped: u64,
 }
 
-fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32) {
+fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32, bus: &Bus) {
     for q in queues.iter_mut() {
         if !wanted(&q.conf, &e.event) {
             continue;
@@ -642,6 +648,7 @@ fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32) {
                         dropped = q.dropped,
                         "notifications dropped: the target's queue was full"
                     );
+                    bus.report_dropped(&format!("notifications to {}", q.label), q.dropped);
                     q.dropped = 0;
                 }
             }
@@ -999,6 +1006,7 @@ mod tests {
             ("start-failed", 10),
             ("data-reloaded", 11),
             ("starting", 12),
+            ("events-dropped", 13),
         ];
         for (kind, n) in kinds {
             assert_eq!(notification_number(kind), Some(n), "{kind}");
