@@ -528,21 +528,10 @@ fn fake_agent(dir: &Path, name: &str, body: &str) -> String {
 }
 
 fn start_with_agent_exe(yaml: &str, exe: &str) -> Fleet {
-    let dir = common::tempdir();
-    let path = dir.path().join("fleet.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  start_timeout: 2s\n  restart: {{ policy: never }}\n{yaml}",
-            dir.path().join("cache").display(),
-            dir.path().join("control.sock").display()
-        ),
+    Fleet::start_with(
+        &format!("  start_timeout: 2s\n  restart: {{ policy: never }}\n{yaml}"),
+        &[("AGENTCLUSTER_AGENT_EXE", exe.as_ref())],
     )
-    .unwrap();
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["run", "-c", path.to_str().unwrap()])
-        .env("AGENTCLUSTER_AGENT_EXE", exe);
-    Fleet::spawn(cmd, dir)
 }
 
 #[test]
@@ -583,22 +572,13 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
     let scripts = common::tempdir();
     let exe = fake_agent(scripts.path(), "crash", "exit 3");
     let port = free_port();
-    let dir = common::tempdir();
-    let path = dir.path().join("fleet.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  restart: {{ policy: always, backoff: 20ms..10s, max_restarts: 4, window: 60s }}\n{}",
-            dir.path().join("cache").display(),
-            dir.path().join("control.sock").display(),
+    let fleet = Fleet::start_with(
+        &format!(
+            "  restart: {{ policy: always, backoff: 20ms..10s, max_restarts: 4, window: 60s }}\n{}",
             agents_yaml(&[("crasher", port)])
         ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["run", "-c", path.to_str().unwrap()])
-        .env("AGENTCLUSTER_AGENT_EXE", &exe);
-    let fleet = Fleet::spawn(cmd, dir);
+        &[("AGENTCLUSTER_AGENT_EXE", exe.as_ref())],
+    );
     let e = wait_events(&fleet, "crasher failed", |e| {
         kinds_for(e, "crasher").contains(&"failed")
     });
@@ -802,22 +782,13 @@ fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
         "exec python3 - <<'EOF'\nimport json, os, struct, time\ndef read():\n    h = b''\n    while len(h) < 4:\n        h += os.read(3, 4 - len(h))\n    n = struct.unpack('>I', h)[0]\n    b = b''\n    while len(b) < n:\n        b += os.read(3, n - len(b))\n    return json.loads(b)\ndef send(m):\n    b = json.dumps(m).encode()\n    os.write(3, struct.pack('>I', len(b)) + b)\nstart = read()\nsend({'type': 'ready', 'token': start['token']})\nwhile True:\n    send({'type': 'heartbeat', 'agents': []})\n    time.sleep(0.05)\nEOF",
     );
     let port = free_port();
-    let dir = common::tempdir();
-    let path = dir.path().join("fleet.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster:\n  cache_dir: {}\n  control_socket: {}\n  heartbeat: 100ms\n  stop_timeout: 300ms\n  probe: {{ interval: 200ms, timeout: 300ms }}\n  restart: {{ policy: never }}\n{}",
-            dir.path().join("cache").display(),
-            dir.path().join("control.sock").display(),
+    let fleet = Fleet::start_with(
+        &format!(
+            "  heartbeat: 100ms\n  stop_timeout: 300ms\n  probe: {{ interval: 200ms, timeout: 300ms }}\n  restart: {{ policy: never }}\n{}",
             agents_yaml(&[("mute", port)])
         ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["run", "-c", path.to_str().unwrap()])
-        .env("AGENTCLUSTER_AGENT_EXE", &exe);
-    let fleet = Fleet::spawn(cmd, dir);
+        &[("AGENTCLUSTER_AGENT_EXE", exe.as_ref())],
+    );
     let e = wait_events(&fleet, "probe failure", |e| {
         kinds_for(e, "mute").contains(&"failed")
     });
@@ -915,22 +886,13 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
     notify
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let path = dir.path().join("fleet.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster:\n  cache_dir: {}\n  control_socket: {}\n{}",
-            dir.path().join("cache").display(),
-            dir.path().join("control.sock").display(),
-            agents_yaml(&[("sd", port)])
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["run", "-c", path.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "400000");
-    let fleet = Fleet::spawn(cmd, dir);
+    let fleet = Fleet::start_with(
+        &agents_yaml(&[("sd", port)]),
+        &[
+            ("NOTIFY_SOCKET", notify_path.as_os_str()),
+            ("WATCHDOG_USEC", "400000".as_ref()),
+        ],
+    );
     // WATCHDOG_PID is not set: the watchdog applies to us (sd_notify's rule)
     let mut seen = String::new();
     let mut buf = [0u8; 4096];

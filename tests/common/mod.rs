@@ -75,9 +75,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts `agentcluster run -c fleet.yaml` with `yaml` (placeholders
-    /// `{cache}` and `{state}` are filled in) and waits until it is ready.
+    /// Starts `agentcluster run -c fleet.yaml` with `yaml` after `cluster:`
+    /// lines for the cache, state and control socket in the fleet's own
+    /// directory (so `yaml` may go on with more `  key: value` cluster
+    /// lines), and waits until it is ready.
     pub fn start(yaml: &str) -> Fleet {
+        Fleet::start_with(yaml, &[])
+    }
+
+    /// [`Fleet::start`] with extra environment variables.
+    pub fn start_with(yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Fleet {
         let dir = tempdir();
         let text = format!(
             "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
@@ -90,6 +97,9 @@ impl Fleet {
         std::fs::write(&path, text).expect("write fleet");
         let mut cmd = Command::new(BIN);
         cmd.arg("run").arg("-c").arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Fleet::spawn(cmd, dir)
     }
 
