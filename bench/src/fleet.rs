@@ -1,0 +1,311 @@
+//! Fleet scenarios against the real `agentcluster run`: a fleet of N
+//! agents on consecutive ports, timed from spawn to the ready block, then
+//! (optionally) one checked GET to every agent, the memory of every
+//! process, SIGKILL-to-answer restart latencies, and the time to stop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Serialize;
+
+use crate::ber;
+use crate::client::{Answer, Client};
+use crate::procs::{self, TreeMemory};
+use crate::snmp::{self, Expect, Op, Request, Security};
+use crate::sweep::{self, Sweep};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub agentcluster: PathBuf,
+    pub dir: PathBuf,
+    pub snapshot: PathBuf,
+    pub count: u32,
+    pub per_process: u32,
+    pub base_port: u16,
+    /// `cluster.start_tokens`; `None`: the default.
+    pub start_tokens: Option<u32>,
+    pub ready_timeout: Duration,
+    pub sweep: bool,
+    pub memory: bool,
+    pub kills: u32,
+    pub oid: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Restart {
+    pub kills: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetResult {
+    pub agents: u32,
+    pub agents_per_process: u32,
+    pub ready_s: f64,
+    pub sweep: Option<Sweep>,
+    pub memory: Option<TreeMemory>,
+    pub restart: Option<Restart>,
+    pub stop_s: f64,
+}
+
+/// A child killed when dropped (and by the kernel if we die).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The YAML of a fleet of `count` agents on `base_port…`.
+pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
+    let dir = spec.dir.display();
+    let mut y = format!(
+        "cluster:\n  cache_dir: {dir}/cache\n  state_dir: {dir}/state\n  control_socket: {dir}/control.sock\n  agents_per_process: {}\n",
+        spec.per_process.max(1)
+    );
+    if let Some(t) = spec.start_tokens {
+        y.push_str(&format!("  start_tokens: {t}\n"));
+    }
+    if spec.kills > 0 {
+        // A 1 s window makes every kill "the first failure after a stable
+        // run": restarted at once, as the default policy does after 10 s.
+        y.push_str("  restart: { policy: always, max_restarts: 1000, window: 1s }\n");
+    }
+    y.push_str(&format!(
+        "agents:\n  - name: \"a-{{i}}\"\n    count: {}\n    listen: [\"127.0.0.1:{{i+{}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        spec.count,
+        spec.base_port,
+        snapshot.display()
+    ));
+    y
+}
+
+pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
+    let snapshot = spec
+        .snapshot
+        .canonicalize()
+        .with_context(|| format!("snapshot {}", spec.snapshot.display()))?;
+    std::fs::create_dir_all(&spec.dir)?;
+    let config = spec.dir.join("fleet.yaml");
+    std::fs::write(&config, fleet_yaml(spec, &snapshot))?;
+    let control = spec.dir.join("control.sock");
+    let log = std::fs::File::create(spec.dir.join("agentcluster.log"))?;
+
+    let mut cmd = Command::new(&spec.agentcluster);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    crate::sys::kill_with_parent(&mut cmd);
+    let t0 = Instant::now();
+    let mut child = Guard(
+        cmd.spawn()
+            .with_context(|| format!("cannot run {}", spec.agentcluster.display()))?,
+    );
+    let stdout = child.0.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let ready_s = loop {
+        let left = spec.ready_timeout.saturating_sub(t0.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "Stop with Ctrl-C." => break t0.elapsed().as_secs_f64(),
+            Ok(_) => {}
+            Err(_) => bail!(
+                "agentcluster was not ready within {:?}; see {}",
+                spec.ready_timeout,
+                spec.dir.join("agentcluster.log").display()
+            ),
+        }
+    };
+    // Keep draining stdout so the supervisor never blocks on it.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let pid = child.0.id();
+
+    let targets: Vec<SocketAddr> = (0..spec.count)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], spec.base_port + i as u16)))
+        .collect();
+    let req = Request::new(Op::Get, std::slice::from_ref(&spec.oid));
+
+    let sweep = if spec.sweep {
+        let mut sec = Security::community(1, "public");
+        let expect = reference(targets[0], &req)?;
+        Some(sweep::sweep(
+            &targets,
+            &mut sec,
+            &req,
+            &expect,
+            256,
+            Duration::from_millis(500),
+            Duration::from_secs(60),
+        )?)
+    } else {
+        None
+    };
+    let memory = spec.memory.then(|| procs::tree_memory(pid));
+    let restart = if spec.kills > 0 {
+        Some(restarts(spec, &control, targets[0], &req)?)
+    } else {
+        None
+    };
+
+    let t_stop = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let stop_deadline = t_stop + Duration::from_secs(60);
+    let stop_s = loop {
+        if child.0.try_wait()?.is_some() {
+            break t_stop.elapsed().as_secs_f64();
+        }
+        if Instant::now() > stop_deadline {
+            break f64::NAN;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(FleetResult {
+        agents: spec.count,
+        agents_per_process: spec.per_process.max(1),
+        ready_s,
+        sweep,
+        memory,
+        restart,
+        stop_s,
+    })
+}
+
+/// Learns the expected answer from one agent (waiting up to 10 s for it).
+pub fn reference(target: SocketAddr, req: &Request) -> anyhow::Result<Expect> {
+    let mut c = Client::new(target, Security::community(1, "public"))?;
+    let a = c
+        .call(req, Duration::from_millis(200), 50)
+        .map_err(|e| anyhow!("reference GET to {target}: {e}"))?;
+    expect_from(req, &a)
+}
+
+/// The exact bindings of a checked reference answer.
+pub fn expect_from(req: &Request, a: &Answer) -> anyhow::Result<Expect> {
+    let pdu = answer_pdu(a);
+    snmp::check(req, &Expect::Structure, &pdu).map_err(|f| anyhow!("reference answer: {f}"))?;
+    Ok(Expect::Exact(a.varbinds.clone()))
+}
+
+fn answer_pdu(a: &Answer) -> snmp::Pdu<'_> {
+    snmp::Pdu {
+        tag: a.tag,
+        rid: a.rid,
+        error_status: a.error_status,
+        error_index: a.error_index,
+        varbinds: &a.varbinds,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Status {
+    name: String,
+    state: String,
+    pid: Option<u32>,
+    uptime_ms: Option<u64>,
+}
+
+fn status(bin: &Path, control: &Path, name: &str) -> anyhow::Result<Option<Status>> {
+    let out = Command::new(bin)
+        .args(["status", "--json", "--control"])
+        .arg(control)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "agentcluster status: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let all: Vec<Status> = serde_json::from_slice(&out.stdout).context("status --json")?;
+    Ok(all.into_iter().find(|s| s.name == name))
+}
+
+/// SIGKILL of agent `a-0` to its next answered GET, `spec.kills` times.
+fn restarts(
+    spec: &Spec,
+    control: &Path,
+    target: SocketAddr,
+    req: &Request,
+) -> anyhow::Result<Restart> {
+    let expect = reference(target, req)?;
+    let mut client = Client::new(target, Security::community(1, "public"))?;
+    let mut samples = Vec::new();
+    let mut previous: Option<u32> = None;
+    for _ in 0..spec.kills {
+        // Wait for a fresh process that has run long enough to count as
+        // stable (the policy's window is 1 s).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = loop {
+            if let Some(s) = status(&spec.agentcluster, control, "a-0")?
+                && s.state == "running"
+                && s.pid.is_some()
+                && s.pid != previous
+                && s.uptime_ms.unwrap_or(0) >= 1100
+            {
+                break s.pid.unwrap_or_default();
+            }
+            if Instant::now() > deadline {
+                bail!("agent a-0 did not come back to a stable running state");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        previous = Some(pid);
+        let killed = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        // Only ask once it is really dead, so the old process cannot answer.
+        let dead_by = Instant::now() + Duration::from_secs(5);
+        while matches!(procs::state(pid), Some(c) if c != 'Z' && c != 'X') {
+            if Instant::now() > dead_by {
+                bail!("pid {pid} survived SIGKILL");
+            }
+            std::thread::yield_now();
+        }
+        // Resend every 2 ms for up to 10 s; an answer to any attempt counts.
+        let a = client
+            .call(req, Duration::from_millis(2), 5000)
+            .map_err(|e| anyhow!("no answer after the kill: {e}"))?;
+        let took = killed.elapsed();
+        snmp::check(req, &expect, &answer_pdu(&a))
+            .map_err(|f| anyhow!("answer after the kill: {f}"))?;
+        samples.push(took.as_secs_f64() * 1000.0);
+    }
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(Restart {
+        kills: samples.len(),
+        median_ms: sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+        min_ms: sorted.first().copied().unwrap_or(f64::NAN),
+        max_ms: sorted.last().copied().unwrap_or(f64::NAN),
+        samples_ms: samples,
+    })
+}
+
+/// The OID the fleet scenarios ask: sysName.0 unless told otherwise.
+pub fn default_oid() -> Vec<u32> {
+    ber::parse_oid("1.3.6.1.2.1.1.5.0").unwrap_or_default()
+}

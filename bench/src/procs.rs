@@ -1,0 +1,212 @@
+//! What /proc says about processes and the machine: descendants of a pid,
+//! proportional set size, CPU ticks, run state.
+
+use std::fs;
+
+use serde::Serialize;
+
+/// Children of every process, from one scan of /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = stat_field(pid, 4).and_then(|s| s.parse::<u32>().ok()) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    // Bounded: a process tree cannot be deeper than the number of processes.
+    for _ in 0..=parent_of.len() {
+        let Some(p) = frontier.pop() else { break };
+        for (pid, ppid) in &parent_of {
+            if *ppid == p {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
+}
+
+/// Field `n` (1-based, as in proc(5)) of /proc/PID/stat.
+pub fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(n.checked_sub(3)?).map(str::to_owned)
+}
+
+/// The run state letter (R, S, Z, …), `None` once the process is gone.
+pub fn state(pid: u32) -> Option<char> {
+    stat_field(pid, 3).and_then(|s| s.chars().next())
+}
+
+/// utime + stime in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let u: u64 = stat_field(pid, 14)?.parse().ok()?;
+    let s: u64 = stat_field(pid, 15)?.parse().ok()?;
+    Some(u + s)
+}
+
+/// Clock ticks per second of /proc/PID/stat.
+pub fn ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map(|t| t as f64)
+        .unwrap_or(100.0)
+}
+
+/// Pss and Rss of a process in KiB (from smaps_rollup).
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("Pss:")?, field("Rss:")?))
+}
+
+/// Memory of a process tree.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TreeMemory {
+    pub root_pss_kib: u64,
+    pub processes: usize,
+    pub pss_total_kib: u64,
+    pub pss_median_kib: u64,
+    pub pss_max_kib: u64,
+    pub rss_median_kib: u64,
+    /// Root plus every descendant.
+    pub total_pss_kib: u64,
+}
+
+pub fn tree_memory(root: u32) -> TreeMemory {
+    let mut pss = Vec::new();
+    let mut rss = Vec::new();
+    for pid in descendants(root) {
+        if let Some((p, r)) = memory_kib(pid) {
+            pss.push(p);
+            rss.push(r);
+        }
+    }
+    pss.sort_unstable();
+    rss.sort_unstable();
+    let root_pss = memory_kib(root).map(|m| m.0).unwrap_or(0);
+    let total: u64 = pss.iter().sum();
+    TreeMemory {
+        root_pss_kib: root_pss,
+        processes: pss.len(),
+        pss_total_kib: total,
+        pss_median_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
+        pss_max_kib: pss.last().copied().unwrap_or(0),
+        rss_median_kib: rss.get(rss.len() / 2).copied().unwrap_or(0),
+        total_pss_kib: total + root_pss,
+    }
+}
+
+/// Jiffies of the whole machine from the `cpu` line of /proc/stat:
+/// (busy, idle + iowait, steal).
+pub fn machine_ticks() -> Option<(u64, u64, u64)> {
+    let s = fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user)
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let idle = get(3) + get(4);
+    let steal = get(7);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    Some((busy, idle, steal))
+}
+
+/// How busy the machine was between two [`machine_ticks`] readings, in
+/// percent of all CPUs: (busy, steal).
+pub fn machine_busy(a: (u64, u64, u64), b: (u64, u64, u64)) -> (f64, f64) {
+    let busy = b.0.saturating_sub(a.0) as f64;
+    let idle = b.1.saturating_sub(a.1) as f64;
+    let steal = b.2.saturating_sub(a.2) as f64;
+    let total = (busy + idle + steal).max(1.0);
+    (100.0 * busy / total, 100.0 * steal / total)
+}
+
+/// The 1-minute load average.
+pub fn loadavg1() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// The machine, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: String,
+    pub mem_total_kib: u64,
+    pub kernel: String,
+    pub loadavg: String,
+}
+
+pub fn machine() -> Machine {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let mem = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    Machine {
+        // Online CPUs, not this process's affinity (bench/run pins it).
+        nproc: cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count()
+            .max(1),
+        cpu,
+        mem_total_kib: mem,
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        loadavg: fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_state_and_memory() {
+        let me = std::process::id();
+        assert!(matches!(state(me), Some('R' | 'S')));
+        let (pss, rss) = memory_kib(me).unwrap();
+        assert!(pss > 0 && rss >= pss / 2);
+        assert!(cpu_ticks(me).is_some());
+        assert_eq!(state(u32::MAX), None);
+    }
+}

@@ -1,0 +1,530 @@
+//! The table of a `bench/run`: the JSON records of every measurement
+//! (one per line, tagged `scenario/server`), medians per tag, the ratios
+//! issue 6 sets as targets, and whether each is met.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::procs::Machine;
+
+/// Records grouped by tag.
+pub struct Records {
+    by_tag: BTreeMap<String, Vec<Value>>,
+}
+
+impl Records {
+    pub fn parse(text: &str) -> anyhow::Result<Records> {
+        let mut by_tag: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("record on line {}: {e}", i + 1))?;
+            let tag = v
+                .get("tag")
+                .and_then(Value::as_str)
+                .unwrap_or("untagged")
+                .to_owned();
+            by_tag.entry(tag).or_default().push(v);
+        }
+        Ok(Records { by_tag })
+    }
+
+    /// Median over the runs of `tag` of the number at JSON `pointer`.
+    pub fn med(&self, tag: &str, pointer: &str) -> Option<f64> {
+        let mut xs: Vec<f64> = self
+            .by_tag
+            .get(tag)?
+            .iter()
+            .filter_map(|v| v.pointer(pointer).and_then(Value::as_f64))
+            .filter(|x| x.is_finite())
+            .collect();
+        if xs.is_empty() {
+            return None;
+        }
+        xs.sort_by(f64::total_cmp);
+        let n = xs.len();
+        Some(if n % 2 == 1 {
+            xs[n / 2]
+        } else {
+            (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+        })
+    }
+
+    /// The largest (`max`) or smallest value over the runs of `tag`.
+    pub fn extreme(&self, tag: &str, pointer: &str, max: bool) -> Option<f64> {
+        let xs = self
+            .by_tag
+            .get(tag)?
+            .iter()
+            .filter_map(|v| v.pointer(pointer).and_then(Value::as_f64))
+            .filter(|x| x.is_finite());
+        if max {
+            xs.max_by(f64::total_cmp)
+        } else {
+            xs.min_by(f64::total_cmp)
+        }
+    }
+
+    /// How many runs `tag` has.
+    pub fn runs(&self, tag: &str) -> usize {
+        self.by_tag.get(tag).map_or(0, Vec::len)
+    }
+
+    /// Sum of `pointer` over every record.
+    pub fn sum_all(&self, pointer: &str) -> f64 {
+        self.by_tag
+            .values()
+            .flatten()
+            .filter_map(|v| v.pointer(pointer).and_then(Value::as_f64))
+            .sum()
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub measure: String,
+    pub agentcluster: Option<f64>,
+    pub snmpd: Option<f64>,
+    pub snmpsim: Option<f64>,
+    pub echo: Option<f64>,
+    /// The figure the target is about (a ratio or an absolute value).
+    pub figure: Option<f64>,
+    pub target: String,
+    /// `met`, `MISSED`, `n/a` (not measured) or empty (no target).
+    pub verdict: String,
+}
+
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+}
+
+fn verdict(figure: Option<f64>, goal: Goal) -> String {
+    match (figure, goal) {
+        (_, Goal::None) => String::new(),
+        (None, _) => "n/a".into(),
+        (Some(f), Goal::AtLeast(t)) if f >= t => "met".into(),
+        (Some(f), Goal::AtMost(t)) if f <= t => "met".into(),
+        _ => "MISSED".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+struct Builder<'a> {
+    r: &'a Records,
+    rows: Vec<Row>,
+}
+
+impl Builder<'_> {
+    fn servers_extreme(&self, scenario: &str, pointer: &str, max: bool) -> [Option<f64>; 4] {
+        ["agentcluster", "snmpd", "snmpsim", "echo"]
+            .map(|s| self.r.extreme(&format!("{scenario}/{s}"), pointer, max))
+    }
+
+    /// A row of values without a target.
+    fn info(&mut self, measure: &str, values: [Option<f64>; 4]) {
+        self.row(measure, values, None, "", Goal::None);
+    }
+
+    /// A row whose only number is the figure a target is about.
+    fn goal(&mut self, measure: &str, figure: Option<f64>, target: &str, goal: Goal) {
+        self.row(measure, [None; 4], figure, target, goal);
+    }
+
+    fn goal_with(
+        &mut self,
+        measure: &str,
+        values: [Option<f64>; 4],
+        figure: Option<f64>,
+        target: &str,
+        goal: Goal,
+    ) {
+        self.row(measure, values, figure, target, goal);
+    }
+
+    /// A row of per-server values of `scenario` at `pointer`.
+    fn servers(&self, scenario: &str, pointer: &str) -> [Option<f64>; 4] {
+        ["agentcluster", "snmpd", "snmpsim", "echo"]
+            .map(|s| self.r.med(&format!("{scenario}/{s}"), pointer))
+    }
+
+    fn row(
+        &mut self,
+        measure: &str,
+        values: [Option<f64>; 4],
+        figure: Option<f64>,
+        target: &str,
+        goal: Goal,
+    ) {
+        self.rows.push(Row {
+            measure: measure.to_owned(),
+            agentcluster: values[0],
+            snmpd: values[1],
+            snmpsim: values[2],
+            echo: values[3],
+            figure,
+            target: target.to_owned(),
+            verdict: verdict(figure, goal),
+        });
+    }
+}
+
+/// Builds the rows from the records.
+pub fn rows(r: &Records) -> Vec<Row> {
+    let mut b = Builder {
+        r,
+        rows: Vec::new(),
+    };
+    let none = [None; 4];
+    let one = |x: Option<f64>| [x, None, None, None];
+
+    // Single agent, v2c GET.
+    let get = b.servers("get-v2c", "/requests_per_s");
+    b.info("v2c GET, 1 varbind, 64 in flight: requests/s (median)", get);
+    b.goal(
+        "  agentcluster / snmpd",
+        ratio(get[0], get[1]),
+        "≥ 3",
+        Goal::AtLeast(3.0),
+    );
+    b.goal(
+        "  agentcluster / snmpsim",
+        ratio(get[0], get[2]),
+        "≥ 30",
+        Goal::AtLeast(30.0),
+    );
+    b.goal(
+        "  agentcluster / echo ceiling",
+        ratio(get[0], get[3]),
+        "≥ 0.6",
+        Goal::AtLeast(0.6),
+    );
+    let worst = b.servers_extreme("get-v2c", "/requests_per_s", false);
+    b.info("  worst run (requests/s)", worst);
+    let best = b.servers_extreme("get-v2c", "/requests_per_s", true);
+    b.info("  best run (requests/s)", best);
+    b.info("  latency p50 (µs)", b.servers("get-v2c", "/p50_us"));
+    b.info("  latency p99 (µs)", b.servers("get-v2c", "/p99_us"));
+    b.info("  latency max (µs)", b.servers("get-v2c", "/max_us"));
+    let cost = b.servers("get-v2c", "/server_cpu_us_per_req");
+    b.info("  server CPU per request (µs)", cost);
+    b.info(
+        "  client CPU (% of one core)",
+        b.servers("get-v2c", "/client_cpu_pct"),
+    );
+    b.info(
+        "  machine busy, all CPUs (%)",
+        b.servers("get-v2c", "/machine_busy_pct"),
+    );
+    // CPU time per request hardly depends on what else the machine runs:
+    // the throughput each would reach on a core of its own, compared.
+    b.goal(
+        "  by CPU cost: snmpd / agentcluster",
+        ratio(cost[1], cost[0]),
+        "≥ 3",
+        Goal::AtLeast(3.0),
+    );
+    b.goal(
+        "  by CPU cost: snmpsim / agentcluster",
+        ratio(cost[2], cost[0]),
+        "≥ 30",
+        Goal::AtLeast(30.0),
+    );
+    b.goal(
+        "  by CPU cost: echo / agentcluster",
+        ratio(cost[3], cost[0]),
+        "≥ 0.6",
+        Goal::AtLeast(0.6),
+    );
+
+    // v3.
+    let v3 = b.servers("get-v3", "/requests_per_s");
+    b.info("v3 authPriv SHA/AES128 GET: requests/s (median)", v3);
+    b.goal(
+        "  agentcluster v3 / own v2c",
+        ratio(v3[0], get[0]),
+        "≥ 0.5",
+        Goal::AtLeast(0.5),
+    );
+    b.goal(
+        "  agentcluster / snmpd (v3)",
+        ratio(v3[0], v3[1]),
+        "≥ 3",
+        Goal::AtLeast(3.0),
+    );
+    b.info("  latency p99 (µs)", b.servers("get-v3", "/p99_us"));
+    let cost3 = b.servers("get-v3", "/server_cpu_us_per_req");
+    b.info("  server CPU per request (µs)", cost3);
+    b.info(
+        "  client CPU (% of one core)",
+        b.servers("get-v3", "/client_cpu_pct"),
+    );
+    b.goal(
+        "  by CPU cost: own v2c / v3",
+        ratio(cost[0], cost3[0]),
+        "≥ 0.5",
+        Goal::AtLeast(0.5),
+    );
+    b.goal(
+        "  by CPU cost: snmpd / agentcluster (v3)",
+        ratio(cost3[1], cost3[0]),
+        "≥ 3",
+        Goal::AtLeast(3.0),
+    );
+
+    // GETBULK load (no target; shows the per-varbind cost).
+    b.info(
+        "v2c GETBULK max-rep 25, 64 in flight: varbinds/s",
+        b.servers("bulk-v2c", "/varbinds_per_s"),
+    );
+    b.info(
+        "  server CPU per request (µs)",
+        b.servers("bulk-v2c", "/server_cpu_us_per_req"),
+    );
+
+    // Walks.
+    let walk = b.servers("walk", "/seconds");
+    b.info(
+        "bulkwalk -Cr25 of c3750 (snmpd: its own tree): seconds",
+        walk,
+    );
+    b.info("  OIDs walked", b.servers("walk", "/oids"));
+    b.goal(
+        "  agentcluster / snmpsim time",
+        ratio(walk[0], walk[2]),
+        "≤ 0.1",
+        Goal::AtMost(0.1),
+    );
+    let per = b.servers("walk", "/per_oid_us");
+    b.info("  per OID (µs)", per);
+    b.goal(
+        "  agentcluster / snmpd per OID",
+        ratio(per[0], per[1]),
+        "≤ 1",
+        Goal::AtMost(1.0),
+    );
+    b.info(
+        "  net-snmp snmpbulkwalk -Cr25: seconds",
+        b.servers("bulkwalk-netsnmp", "/seconds"),
+    );
+
+    // Fleets.
+    for (tag, ready_goal, mem_goal) in [
+        ("fleet-1000", 3.0, None),
+        ("fleet-10000", 10.0, Some(2048.0)),
+    ] {
+        if r.runs(tag) == 0 {
+            b.info(&format!("{tag}: not run"), none);
+            continue;
+        }
+        let n = r.med(tag, "/agents").unwrap_or(0.0);
+        let per_process = r.med(tag, "/agents_per_process").unwrap_or(1.0);
+        let ready = r.med(tag, "/ready_s");
+        let title = if per_process > 1.0 {
+            format!("{n} agents, agents_per_process {per_process}: `run` → ready (s)")
+        } else {
+            format!("{n} agents, one process each: `run` → ready (s)")
+        };
+        b.goal_with(
+            &title,
+            one(ready),
+            ready,
+            &format!("≤ {ready_goal}"),
+            Goal::AtMost(ready_goal),
+        );
+        let answered = r.med(tag, "/sweep/answered");
+        b.goal_with(
+            &format!("  answered a checked GET (of {n})"),
+            one(answered),
+            answered,
+            &format!("= {n}"),
+            Goal::AtLeast(n),
+        );
+        b.info("  agent processes", one(r.med(tag, "/memory/processes")));
+        let pss = r.med(tag, "/memory/pss_median_kib").map(|k| k / 1024.0);
+        if per_process <= 1.0 {
+            b.goal_with(
+                "  PSS per agent process, median (MiB)",
+                one(pss),
+                pss,
+                "≤ 2",
+                Goal::AtMost(2.0),
+            );
+            let max = r.med(tag, "/memory/pss_max_kib").map(|k| k / 1024.0);
+            b.info("  PSS per agent process, max (MiB)", one(max));
+        } else {
+            b.info("  PSS per agent process, median (MiB)", one(pss));
+        }
+        let sup = r.med(tag, "/memory/root_pss_kib").map(|k| k / 1024.0);
+        b.info("  supervisor PSS (MiB)", one(sup));
+        let total = r.med(tag, "/memory/total_pss_kib").map(|k| k / 1024.0);
+        let label = "  total PSS, supervisor + agents (MiB)";
+        match mem_goal {
+            Some(g) => b.goal_with(label, one(total), total, "≤ 2048", Goal::AtMost(g)),
+            None => b.info(label, one(total)),
+        }
+        b.info("  stop (SIGTERM to exit) (s)", one(r.med(tag, "/stop_s")));
+    }
+
+    let restart = r.med("restart", "/restart/median_ms");
+    b.goal_with(
+        "restart: SIGKILL → next answered GET, median (ms)",
+        one(restart),
+        restart,
+        "≤ 50",
+        Goal::AtMost(50.0),
+    );
+    b.info("  max (ms)", one(r.med("restart", "/restart/max_ms")));
+
+    for (tag, label) in [
+        ("compile/huawei", "huawei-unknown-002"),
+        ("compile/c3750", "cisco-c3750"),
+    ] {
+        if r.runs(tag) == 0 {
+            continue;
+        }
+        let records = r.med(tag, "/records").unwrap_or(0.0);
+        let rate = r.med(tag, "/records_per_s");
+        let title = format!("compile {label} ({records} records): records/s");
+        if tag == "compile/huawei" {
+            b.goal_with(&title, one(rate), rate, "≥ 1,000,000", Goal::AtLeast(1e6));
+        } else {
+            b.info(&title, one(rate));
+        }
+        b.info(
+            "  store open + first lookup (ms)",
+            one(r.med(tag, "/open_ms")),
+        );
+        b.info(
+            "  supervisor's cached-store check (ms)",
+            one(r.med(tag, "/cached_check_ms")),
+        );
+    }
+    if r.runs("warm-start") > 0 {
+        let warm = r.med("warm-start", "/restart/median_ms");
+        b.goal_with(
+            "warm start on the compiled huawei store: SIGKILL → answered GET, median (ms)",
+            one(warm),
+            warm,
+            "≤ 20",
+            Goal::AtMost(20.0),
+        );
+        b.info(
+            "  `run` → ready with the store cached (s)",
+            one(r.med("warm-start", "/ready_s")),
+        );
+    }
+
+    b.info(
+        "wrong answers, all load runs and servers",
+        one(Some(r.sum_all("/failed"))),
+    );
+    b.info(
+        "timeouts, all load runs and servers",
+        one(Some(r.sum_all("/timeouts"))),
+    );
+    b.rows
+}
+
+fn cell(x: Option<f64>) -> String {
+    match x {
+        None => "–".into(),
+        Some(v) if v.abs() >= 100_000.0 => group(v.round() as i64),
+        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+fn group(v: i64) -> String {
+    let s = v.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0 { format!("-{out}") } else { out }
+}
+
+/// The table as Markdown.
+pub fn markdown(rows: &[Row], machine: &Machine) -> String {
+    let mut s = format!(
+        "Machine: {} × {} ({} MiB RAM, Linux {}), load average at the end {}\n\n",
+        machine.nproc,
+        machine.cpu,
+        machine.mem_total_kib / 1024,
+        machine.kernel,
+        machine.loadavg
+    );
+    s.push_str("| measure | agentcluster | snmpd | snmpsim | echo | figure | target | verdict |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---|---|\n");
+    for r in rows {
+        let figure = match r.figure {
+            Some(f)
+                if r.target.starts_with('≥')
+                    || r.target.starts_with('≤')
+                    || r.target.starts_with('=') =>
+            {
+                cell(Some(f))
+            }
+            _ => String::new(),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.measure,
+            cell(r.agentcluster),
+            cell(r.snmpd),
+            cell(r.snmpsim),
+            cell(r.echo),
+            figure,
+            r.target,
+            r.verdict
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_ratios_and_verdicts() {
+        let text = [
+            r#"{"tag":"get-v2c/agentcluster","requests_per_s":90000,"failed":0}"#,
+            r#"{"tag":"get-v2c/agentcluster","requests_per_s":100000,"failed":0}"#,
+            r#"{"tag":"get-v2c/agentcluster","requests_per_s":95000,"failed":1}"#,
+            r#"{"tag":"get-v2c/snmpd","requests_per_s":20000,"failed":0}"#,
+            r#"{"tag":"get-v2c/echo","requests_per_s":200000}"#,
+        ]
+        .join("\n");
+        let r = Records::parse(&text).unwrap();
+        assert_eq!(
+            r.med("get-v2c/agentcluster", "/requests_per_s"),
+            Some(95000.0)
+        );
+        let rows = rows(&r);
+        let find = |m: &str| rows.iter().find(|x| x.measure.contains(m)).unwrap().clone();
+        assert_eq!(find("/ snmpd").verdict, "met");
+        assert_eq!(find("/ echo").verdict, "MISSED");
+        assert_eq!(find("/ snmpsim").verdict, "n/a");
+        assert_eq!(find("wrong answers").agentcluster, Some(1.0));
+        assert_eq!(group(1234567), "1,234,567");
+    }
+}

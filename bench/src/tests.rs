@@ -1,0 +1,309 @@
+//! The generator against tiny in-test responders: the right answer passes;
+//! a wrong value, a wrong request-id, an error-status, a wrong address are
+//! each reported as failures, never as fast successes.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::ber::{self, Reader};
+use crate::load::{self, Plan};
+use crate::snmp::{self, Expect, Op, Request, Security};
+use crate::sweep;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Good,
+    WrongValue,
+    WrongRequestId,
+    ErrorStatus,
+    /// Every other answer is wrong: a mix must not average out.
+    HalfWrong,
+}
+
+const NAME: &str = "DUMSYS-90";
+
+/// A v2c responder on 127.0.0.1 answering `sysName.0`-style GETs with
+/// `NAME` (or not, per mode). Stops when dropped.
+struct Responder {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn responder(mode: Mode) -> Responder {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut n = 0u64;
+        // Bounded: tests finish in well under this.
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+            let Ok((len, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            n += 1;
+            let wrong = match mode {
+                Mode::HalfWrong => n.is_multiple_of(2),
+                m => m == Mode::WrongValue,
+            };
+            if let Some(reply) = answer(&buf[..len], mode, wrong) {
+                let _ = sock.send_to(&reply, peer);
+            }
+        }
+    });
+    Responder {
+        addr,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+fn answer(req: &[u8], mode: Mode, wrong_value: bool) -> Option<Vec<u8>> {
+    let mut r = Reader::new(req);
+    let mut msg = r.enter(ber::SEQUENCE, "msg").ok()?;
+    let version = msg.integer("v").ok()?;
+    let community = msg.octets("c").ok()?.value.to_vec();
+    let pdu = msg.tlv().ok()?;
+    let mut p = Reader::new(pdu.value);
+    let rid = p.integer("rid").ok()?;
+    let _ = p.integer("a").ok()?;
+    let _ = p.integer("b").ok()?;
+    let vbs = p.expect(ber::SEQUENCE, "vbs").ok()?;
+    let mut out_vbs = Vec::new();
+    for vb in snmp::VarBinds::new(vbs.value) {
+        let (name, _) = vb.ok()?;
+        let mut one = Vec::new();
+        ber::push_tlv(&mut one, ber::OID, name);
+        let value: &[u8] = if wrong_value {
+            b"DUMSYS-91"
+        } else {
+            NAME.as_bytes()
+        };
+        ber::push_tlv(&mut one, ber::OCTET_STRING, value);
+        ber::push_tlv(&mut out_vbs, ber::SEQUENCE, &one);
+    }
+    let rid = if mode == Mode::WrongRequestId {
+        rid + 1
+    } else {
+        rid
+    };
+    let status = if mode == Mode::ErrorStatus { 5 } else { 0 };
+    let mut body = Vec::new();
+    ber::push_int(&mut body, ber::INTEGER, rid);
+    ber::push_int(&mut body, ber::INTEGER, status);
+    ber::push_int(&mut body, ber::INTEGER, if status != 0 { 1 } else { 0 });
+    ber::push_tlv(&mut body, ber::SEQUENCE, &out_vbs);
+    let mut m = Vec::new();
+    ber::push_int(&mut m, ber::INTEGER, version);
+    ber::push_tlv(&mut m, ber::OCTET_STRING, &community);
+    ber::push_tlv(&mut m, ber::RESPONSE, &body);
+    let mut out = Vec::new();
+    ber::push_tlv(&mut out, ber::SEQUENCE, &m);
+    Some(out)
+}
+
+fn sys_name() -> Request {
+    Request::new(Op::Get, &[ber::parse_oid("1.3.6.1.2.1.1.5.0").unwrap()])
+}
+
+fn expect_name(req: &Request) -> Expect {
+    Expect::Exact(snmp::exact_bindings(
+        req,
+        &[snmp::parse_value(&format!("s:{NAME}")).unwrap()],
+    ))
+}
+
+fn plan(addr: SocketAddr, count: u64, inflight: usize) -> Plan {
+    Plan {
+        targets: vec![addr],
+        inflight,
+        count: Some(count),
+        duration: Some(Duration::from_secs(5)),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_millis(150),
+        expect_any: false,
+        batch: 4,
+    }
+}
+
+fn run(mode: Mode, count: u64, inflight: usize, expect: Option<Expect>) -> load::Outcome {
+    let r = responder(mode);
+    let req = sys_name();
+    let expect = expect.unwrap_or_else(|| expect_name(&req));
+    let mut sec = Security::community(1, "public");
+    load::run(&plan(r.addr, count, inflight), &mut sec, &req, &expect).unwrap()
+}
+
+#[test]
+fn the_right_answer_passes() {
+    let o = run(Mode::Good, 500, 16, None);
+    assert_eq!((o.ok, o.failed, o.timeouts), (500, 0, 0), "{o:?}");
+    assert_eq!(o.varbinds, 500);
+    assert!(o.requests_per_s > 0.0 && o.p50_us > 0.0 && o.max_us >= o.p99_us);
+}
+
+#[test]
+fn a_wrong_value_is_a_failure() {
+    let o = run(Mode::WrongValue, 200, 16, None);
+    assert_eq!(o.ok, 0, "{o:?}");
+    assert_eq!(o.failed, 200);
+    assert_eq!(o.failures.get("value"), Some(&200));
+    assert!(
+        o.samples[0].contains("1.3.6.1.2.1.1.5.0"),
+        "{:?}",
+        o.samples
+    );
+    assert_eq!(o.requests_per_s, 0.0);
+}
+
+#[test]
+fn without_an_expected_value_only_the_structure_is_checked() {
+    // Without an expected value only the structure is checked, and a
+    // wrong string passes: that is what --no-value-check means.
+    let o = run(Mode::WrongValue, 50, 8, Some(Expect::Structure));
+    assert_eq!((o.ok, o.failed), (50, 0), "{o:?}");
+}
+
+#[test]
+fn half_wrong_answers_are_counted_one_by_one() {
+    let o = run(Mode::HalfWrong, 400, 16, None);
+    assert_eq!(o.ok + o.failed, 400, "{o:?}");
+    assert_eq!(o.failed, 200);
+}
+
+#[test]
+fn a_wrong_request_id_is_a_failure_and_the_request_times_out() {
+    let o = run(Mode::WrongRequestId, 40, 40, None);
+    assert_eq!(o.ok, 0, "{o:?}");
+    assert_eq!(o.failures.get("request_id"), Some(&40), "{o:?}");
+    assert_eq!(o.timeouts, 40);
+}
+
+#[test]
+fn an_error_status_is_a_failure() {
+    let o = run(Mode::ErrorStatus, 100, 16, None);
+    assert_eq!(o.ok, 0, "{o:?}");
+    assert_eq!(o.failures.get("error_status"), Some(&100));
+}
+
+#[test]
+fn silence_is_counted_as_timeouts() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let req = sys_name();
+    let mut sec = Security::community(1, "public");
+    let o = load::run(
+        &plan(silent.local_addr().unwrap(), 10, 10),
+        &mut sec,
+        &req,
+        &expect_name(&req),
+    )
+    .unwrap();
+    assert_eq!((o.ok, o.failed, o.timeouts), (0, 0, 10), "{o:?}");
+}
+
+#[test]
+fn the_echo_ceiling_needs_expect_any() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        crate::echo::serve_on(
+            &sock,
+            Duration::from_millis(1500),
+            &[0x5a; crate::echo::REPLY],
+        )
+    });
+    let req = sys_name();
+    let mut sec = Security::community(1, "public");
+    let mut p = plan(addr, 300, 16);
+    p.expect_any = true;
+    let o = load::run(&p, &mut sec, &req, &Expect::Structure).unwrap();
+    assert_eq!((o.ok, o.failed), (300, 0), "{o:?}");
+    // Without --expect-any its replies are not SNMP: every one fails.
+    let mut p = plan(addr, 30, 30);
+    p.timeout = Duration::from_millis(100);
+    let o = load::run(&p, &mut sec, &req, &expect_name(&req)).unwrap();
+    assert_eq!(o.ok, 0);
+    assert_eq!(o.failures.get("malformed"), Some(&30), "{o:?}");
+    assert!(echo.join().unwrap().unwrap() >= 330);
+}
+
+#[test]
+fn getbulk_answers_are_checked_against_the_reference() {
+    let r = responder(Mode::Good);
+    let req = Request::new(
+        Op::GetBulk {
+            non_repeaters: 0,
+            max_repetitions: 5,
+        },
+        &[ber::parse_oid("1.3.6.1.2.1.1").unwrap()],
+    );
+    let mut sec = Security::community(1, "public");
+    // The responder echoes the asked OID with NAME: learn that as reference.
+    let mut c = crate::client::Client::new(r.addr, Security::community(1, "public")).unwrap();
+    let a = c.call(&req, Duration::from_millis(200), 2).unwrap();
+    let expect = crate::fleet::expect_from(&req, &a).unwrap();
+    let o = load::run(&plan(r.addr, 100, 8), &mut sec, &req, &expect).unwrap();
+    assert_eq!((o.ok, o.failed), (100, 0), "{o:?}");
+    let wrong = responder(Mode::WrongValue);
+    let o = load::run(&plan(wrong.addr, 50, 8), &mut sec, &req, &expect).unwrap();
+    assert_eq!(
+        (o.ok, o.failures.get("value").copied()),
+        (0, Some(50)),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn a_sweep_finds_the_one_endpoint_that_answers_wrong() {
+    let good: Vec<Responder> = (0..4).map(|_| responder(Mode::Good)).collect();
+    let bad = responder(Mode::WrongValue);
+    let mut targets: Vec<SocketAddr> = good.iter().map(|r| r.addr).collect();
+    targets.insert(2, bad.addr);
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    targets.push(silent.local_addr().unwrap());
+    let req = sys_name();
+    let mut sec = Security::community(1, "public");
+    let s = sweep::sweep(
+        &targets,
+        &mut sec,
+        &req,
+        &expect_name(&req),
+        4,
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+    )
+    .unwrap();
+    assert_eq!((s.answered, s.wrong), (4, 1), "{s:?}");
+    assert_eq!(s.silent, vec![targets[5].to_string()]);
+}
+
+#[test]
+fn durations_and_targets_parse() {
+    assert_eq!(
+        crate::parse_duration("250ms").unwrap(),
+        Duration::from_millis(250)
+    );
+    assert_eq!(crate::parse_duration("2").unwrap(), Duration::from_secs(2));
+    assert!(crate::parse_duration("2x").is_err());
+    let t = crate::parse_targets(&["127.0.0.1:100-102".into(), "[::1]:5".into()]).unwrap();
+    assert_eq!(t.len(), 4);
+    assert_eq!(t[2].port(), 102);
+    assert!(t[3].is_ipv6());
+}
