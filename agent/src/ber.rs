@@ -131,15 +131,35 @@ pub fn push_value(out: &mut Vec<u8>, v: &Value) {
 
 /// Appends a VarBind SEQUENCE made of an OID and an already encoded value TLV.
 pub fn push_varbind(out: &mut Vec<u8>, arcs: &[u32], value_tlv: &[u8]) {
-    let mut oid = Vec::with_capacity(arcs.len() + 4);
-    push_oid_content(&mut oid, arcs);
-    let oid_tlv_len = header_len(oid.len()) + oid.len();
+    // Sized first, so nothing is allocated or moved: this runs for every
+    // record of a compile and every live value of a response.
+    let oid_len = oid_content_len(arcs);
+    let oid_tlv_len = header_len(oid_len) + oid_len;
+    out.reserve(header_len(oid_tlv_len + value_tlv.len()) + oid_tlv_len + value_tlv.len());
     out.push(TAG_SEQUENCE);
     push_len(out, oid_tlv_len + value_tlv.len());
     out.push(TAG_OID);
-    push_len(out, oid.len());
-    out.extend_from_slice(&oid);
+    push_len(out, oid_len);
+    push_oid_content(out, arcs);
     out.extend_from_slice(value_tlv);
+}
+
+/// Bytes of base-128 encoding of `v`.
+fn base128_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The length of an OID's content octets, as [`push_oid_content`] writes
+/// them.
+pub fn oid_content_len(arcs: &[u32]) -> usize {
+    let first = u64::from(arcs.first().copied().unwrap_or(0));
+    let second = u64::from(arcs.get(1).copied().unwrap_or(0));
+    base128_len(first * 40 + second)
+        + arcs
+            .iter()
+            .skip(2)
+            .map(|a| base128_len(u64::from(*a)))
+            .sum::<usize>()
 }
 
 /// A message being built back to front: the body (varbinds) is appended
@@ -364,6 +384,21 @@ mod tests {
             v,
             ObjectSyntax::Simple(SimpleSyntax::String(vec![0u8; 300].into()))
         );
+    }
+
+    #[test]
+    fn oid_content_len_matches_the_encoding() {
+        for arcs in [
+            vec![],
+            vec![1],
+            vec![1, 3],
+            vec![1, 3, 6, 1, 2, 1, 1, 1, 0],
+            vec![2, 999, 127, 128, 16383, 16384, u32::MAX],
+        ] {
+            let mut out = Vec::new();
+            push_oid_content(&mut out, &arcs);
+            assert_eq!(oid_content_len(&arcs), out.len(), "{arcs:?}");
+        }
     }
 
     #[test]

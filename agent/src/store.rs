@@ -109,87 +109,134 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// Parsed records laid out as a store, ready to be written. The OID arcs
+/// are not copied: they are written straight from the records.
+struct Layout<'a> {
+    records: &'a [Record],
+    header: Header,
+    entries: Vec<Entry>,
+    vars: Vec<VarRef>,
+    blob: Vec<u8>,
+}
+
+impl<'a> Layout<'a> {
+    fn new(records: &'a [Record], source_hash: [u8; 32]) -> Option<Layout<'a>> {
+        let mut arcs_total: usize = 0;
+        let mut entries: Vec<Entry> = Vec::with_capacity(records.len());
+        let mut vars: Vec<VarRef> = Vec::new();
+        // Roughly what a varbind of a real device takes, to grow once or twice.
+        let mut blob: Vec<u8> = Vec::with_capacity(records.len() * 48);
+        let mut value = Vec::with_capacity(64);
+        for r in records {
+            value.clear();
+            ber::push_value(&mut value, &r.value);
+            let vb_off = u32::try_from(blob.len()).ok()?;
+            ber::push_varbind(&mut blob, &r.oid, &value);
+            let vb_len = u32::try_from(blob.len()).ok()? - vb_off;
+            let mut flags = 0;
+            if r.oid == SYS_UPTIME_0 {
+                flags |= FLAG_UPTIME;
+            }
+            if value.first() == Some(&ber::TAG_COUNTER64) {
+                flags |= FLAG_COUNTER64;
+            }
+            if matches!(value.first(), Some(0x80..=0x82)) {
+                flags |= FLAG_EXCEPTION;
+            }
+            if r.variation.is_some() {
+                flags |= FLAG_VARIATION;
+            }
+            entries.push(Entry {
+                arcs_start: u32::try_from(arcs_total).ok()?,
+                arcs_len: u16::try_from(r.oid.len()).ok()?,
+                flags,
+                vb_off,
+                vb_len,
+                value_rel: vb_len - value.len() as u32,
+            });
+            arcs_total += r.oid.len();
+        }
+        for (i, r) in records.iter().enumerate() {
+            if let Some(v) = &r.variation {
+                let name_off = u32::try_from(blob.len()).ok()?;
+                blob.extend_from_slice(v.name.as_bytes());
+                let params_off = u32::try_from(blob.len()).ok()?;
+                blob.extend_from_slice(v.params.as_bytes());
+                vars.push(VarRef {
+                    entry: u32::try_from(i).ok()?,
+                    name_off,
+                    name_len: v.name.len() as u32,
+                    params_off,
+                    params_len: v.params.len() as u32,
+                });
+            }
+        }
+        let arcs_off = HEADER_LEN;
+        let entries_off = align8(arcs_off + arcs_total * 4);
+        let vars_off = align8(entries_off + entries.len() * size_of::<Entry>());
+        let blob_off = align8(vars_off + vars.len() * size_of::<VarRef>());
+        let header = Header {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            endian: ENDIAN_MARK,
+            count: entries.len() as u64,
+            arcs_off: arcs_off as u64,
+            arcs_count: arcs_total as u64,
+            entries_off: entries_off as u64,
+            vars_off: vars_off as u64,
+            vars_count: vars.len() as u64,
+            blob_off: blob_off as u64,
+            blob_len: blob.len() as u64,
+            source_hash,
+            reserved: [0; 16],
+        };
+        Some(Layout {
+            records,
+            header,
+            entries,
+            vars,
+            blob,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.header.blob_off as usize + self.blob.len()
+    }
+
+    /// Writes the store file's bytes, section by section.
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut at = 0usize;
+        let put = |w: &mut dyn Write, bytes: &[u8], at: &mut usize| {
+            *at += bytes.len();
+            w.write_all(bytes)
+        };
+        let pad = |w: &mut dyn Write, to: u64, at: &mut usize| -> std::io::Result<()> {
+            let n = (to as usize).saturating_sub(*at);
+            *at += n;
+            w.write_all(&[0u8; 8][..n])
+        };
+        put(w, bytemuck::bytes_of(&self.header), &mut at)?;
+        for r in self.records {
+            put(w, bytemuck::cast_slice(&r.oid), &mut at)?;
+        }
+        pad(w, self.header.entries_off, &mut at)?;
+        put(w, bytemuck::cast_slice(&self.entries), &mut at)?;
+        pad(w, self.header.vars_off, &mut at)?;
+        put(w, bytemuck::cast_slice(&self.vars), &mut at)?;
+        pad(w, self.header.blob_off, &mut at)?;
+        put(w, &self.blob, &mut at)
+    }
+}
+
+fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
 /// Serialises parsed records into the store format.
 pub fn encode(records: &[Record], source_hash: [u8; 32]) -> Option<Vec<u8>> {
-    let total_arcs: usize = records.iter().map(|r| r.oid.len()).sum();
-    let mut arcs: Vec<u32> = Vec::with_capacity(total_arcs);
-    let mut entries: Vec<Entry> = Vec::with_capacity(records.len());
-    let mut vars: Vec<VarRef> = Vec::new();
-    let mut blob: Vec<u8> = Vec::with_capacity(records.len() * 24);
-    let mut value = Vec::with_capacity(64);
-    for r in records {
-        value.clear();
-        ber::push_value(&mut value, &r.value);
-        let vb_off = u32::try_from(blob.len()).ok()?;
-        ber::push_varbind(&mut blob, &r.oid, &value);
-        let vb_len = u32::try_from(blob.len()).ok()? - vb_off;
-        let mut flags = 0;
-        if r.oid == SYS_UPTIME_0 {
-            flags |= FLAG_UPTIME;
-        }
-        if value.first() == Some(&ber::TAG_COUNTER64) {
-            flags |= FLAG_COUNTER64;
-        }
-        if matches!(value.first(), Some(0x80..=0x82)) {
-            flags |= FLAG_EXCEPTION;
-        }
-        if r.variation.is_some() {
-            flags |= FLAG_VARIATION;
-        }
-        entries.push(Entry {
-            arcs_start: u32::try_from(arcs.len()).ok()?,
-            arcs_len: u16::try_from(r.oid.len()).ok()?,
-            flags,
-            vb_off,
-            vb_len,
-            value_rel: vb_len - value.len() as u32,
-        });
-        arcs.extend_from_slice(&r.oid);
-    }
-    for (i, r) in records.iter().enumerate() {
-        if let Some(v) = &r.variation {
-            let name_off = u32::try_from(blob.len()).ok()?;
-            blob.extend_from_slice(v.name.as_bytes());
-            let params_off = u32::try_from(blob.len()).ok()?;
-            blob.extend_from_slice(v.params.as_bytes());
-            vars.push(VarRef {
-                entry: u32::try_from(i).ok()?,
-                name_off,
-                name_len: v.name.len() as u32,
-                params_off,
-                params_len: v.params.len() as u32,
-            });
-        }
-    }
-    let align8 = |n: usize| (n + 7) & !7;
-    let arcs_off = HEADER_LEN;
-    let entries_off = align8(arcs_off + arcs.len() * 4);
-    let vars_off = align8(entries_off + entries.len() * size_of::<Entry>());
-    let blob_off = align8(vars_off + vars.len() * size_of::<VarRef>());
-    let header = Header {
-        magic: MAGIC,
-        version: FORMAT_VERSION,
-        endian: ENDIAN_MARK,
-        count: entries.len() as u64,
-        arcs_off: arcs_off as u64,
-        arcs_count: arcs.len() as u64,
-        entries_off: entries_off as u64,
-        vars_off: vars_off as u64,
-        vars_count: vars.len() as u64,
-        blob_off: blob_off as u64,
-        blob_len: blob.len() as u64,
-        source_hash,
-        reserved: [0; 16],
-    };
-    let mut out = Vec::with_capacity(blob_off + blob.len());
-    out.extend_from_slice(bytemuck::bytes_of(&header));
-    out.extend_from_slice(bytemuck::cast_slice(&arcs));
-    out.resize(entries_off, 0);
-    out.extend_from_slice(bytemuck::cast_slice(&entries));
-    out.resize(vars_off, 0);
-    out.extend_from_slice(bytemuck::cast_slice(&vars));
-    out.resize(blob_off, 0);
-    out.extend_from_slice(&blob);
+    let layout = Layout::new(records, source_hash)?;
+    let mut out = Vec::with_capacity(layout.len());
+    layout.write_to(&mut out).ok()?;
     Some(out)
 }
 
@@ -468,14 +515,23 @@ pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> 
             path: source.to_owned(),
         })?;
     let Snapshot { records, warnings } = snapshot::parse(&data, format, source)?;
-    let bytes = encode(&records, hash).ok_or_else(|| StoreError::TooLarge {
+    drop(data);
+    let layout = Layout::new(&records, hash).ok_or_else(|| StoreError::TooLarge {
         path: source.to_owned(),
     })?;
     fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
-    let mut tmp = tempfile_in(cache_dir).map_err(io_err(cache_dir))?;
-    tmp.1.write_all(&bytes).map_err(io_err(&tmp.0))?;
-    tmp.1.sync_data().map_err(io_err(&tmp.0))?;
-    fs::rename(&tmp.0, &store_path).map_err(io_err(&store_path))?;
+    let (tmp_path, file) = tempfile_in(cache_dir).map_err(io_err(cache_dir))?;
+    let written = (|| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        layout.write_to(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp_path);
+        return Err(io_err(&tmp_path)(e));
+    }
+    fs::rename(&tmp_path, &store_path).map_err(io_err(&store_path))?;
     Ok(Compiled {
         store_path,
         warnings,

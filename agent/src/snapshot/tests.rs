@@ -1033,3 +1033,36 @@ fn shipped_sample_snapshots_parse() {
         assert!(!snap.records.is_empty(), "{}", f.display());
     }
 }
+
+#[test]
+fn a_large_snmprec_parsed_in_halves_equals_one_pass() {
+    // Past the size where two threads parse it, with a duplicate that
+    // straddles the halves and a broken line in the second half.
+    let mut text = String::new();
+    for i in 0..120_000u32 {
+        text.push_str(&format!("1.3.6.1.4.1.9.{}.{}|4|value number {i}\n", i % 7, i));
+    }
+    text.push_str("1.3.6.1.4.1.9.0.0|4|last wins\n");
+    let data = text.as_bytes();
+    assert!(data.len() >= super::PARALLEL_FROM);
+    let whole = super::parse(data, Format::Snmprec, Path::new("big.snmprec")).unwrap();
+    // the same records through the one-pass parser
+    let mut sink = super::Sink {
+        records: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    super::snmprec::parse(data, &mut sink);
+    let mut one = sink.records;
+    let mut warnings = super::sort_dedup(&mut one);
+    warnings.sort();
+    assert_eq!(whole.records, one);
+    assert_eq!(whole.warnings.len(), warnings.len());
+    assert_eq!(whole.warnings[0].line, 120_001, "{:?}", whole.warnings);
+    let mut broken = text.clone();
+    broken.push_str("not a record\n");
+    match super::parse(broken.as_bytes(), Format::Snmprec, Path::new("big.snmprec")) {
+        Err(SnapshotError::Invalid(d)) => assert_eq!(d[0].line, 120_002),
+        other => panic!("{other:?}"),
+    }
+}
