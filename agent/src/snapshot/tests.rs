@@ -1040,7 +1040,11 @@ fn a_large_snmprec_parsed_in_halves_equals_one_pass() {
     // straddles the halves and a broken line in the second half.
     let mut text = String::new();
     for i in 0..120_000u32 {
-        text.push_str(&format!("1.3.6.1.4.1.9.{}.{}|4|value number {i}\n", i % 7, i));
+        text.push_str(&format!(
+            "1.3.6.1.4.1.9.{}.{}|4|value number {i}\n",
+            i % 7,
+            i
+        ));
     }
     text.push_str("1.3.6.1.4.1.9.0.0|4|last wins\n");
     let data = text.as_bytes();
