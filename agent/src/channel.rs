@@ -21,6 +21,8 @@ pub const CHANNEL_FD: i32 = 3;
 pub const FIRST_SOCKET_FD: i32 = 4;
 /// Largest frame accepted (a start message for hundreds of agents fits).
 pub const MAX_FRAME: usize = 64 << 20;
+/// Most of a frame's body allocated before its bytes arrive.
+const READ_AHEAD: usize = 64 << 10;
 
 /// Supervisor → agent process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,8 +147,16 @@ where
             format!("frame of {len} bytes exceeds the limit"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grown as the bytes arrive: a length that claims more than the peer
+    // sends costs no more memory than what it did send.
+    let mut body = Vec::with_capacity(len.min(READ_AHEAD));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", body.len()),
+        ));
+    }
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -180,5 +190,38 @@ mod tests {
         drop(a.shutdown().await);
         drop(a);
         assert!(read_frame::<_, FromAgent>(&mut b).await.unwrap().is_none());
+    }
+
+    /// Polls a read from memory, which never waits, to its end.
+    fn now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let waker = std::task::Waker::noop();
+        match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("reading from memory waited"),
+        }
+    }
+
+    #[test]
+    fn a_length_claiming_more_than_arrives_costs_only_what_arrived() {
+        let mut data = (MAX_FRAME as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(br#"{"type":"stop"}"#);
+        let mut reader = &data[..];
+        let (peak, read) =
+            crate::sys::alloc_meter::peak(|| now(read_frame::<_, ToAgent>(&mut reader)));
+        let e = read.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("cut short"), "{e}");
+        assert!(peak < 1 << 20, "{peak} bytes allocated");
+        // A whole frame of the largest size still arrives in one piece.
+        let body = format!(
+            r#"{{"type":"failed","token":"t","reason":"{}"}}"#,
+            "x".repeat(3 << 20)
+        );
+        let mut data = (body.len() as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(body.as_bytes());
+        let mut reader = &data[..];
+        let got = now(read_frame::<_, FromAgent>(&mut reader)).unwrap();
+        assert!(matches!(got, Some(FromAgent::Failed { reason, .. }) if reason.len() == 3 << 20));
     }
 }

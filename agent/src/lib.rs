@@ -9,6 +9,7 @@ pub mod mib;
 pub mod notify;
 pub mod probe;
 pub mod process;
+pub mod ratelimit;
 pub mod responder;
 pub mod serve;
 pub mod snapshot;

@@ -44,6 +44,8 @@ pub struct Counters {
     pub requests: u64,
     /// Datagrams dropped for any reason.
     pub dropped: u64,
+    /// Datagrams dropped by the per-source rate limit (also in `dropped`).
+    pub rate_limited: u64,
 }
 
 /// An object the agent computes itself instead of reading the snapshot.

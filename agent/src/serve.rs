@@ -70,7 +70,11 @@ async fn serve_one(
         };
         let outcome = {
             let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
-            r.handle(&buf[..len], Instant::now(), &mut frame)
+            let now = Instant::now();
+            if !r.admit(peer.ip(), now) {
+                continue;
+            }
+            r.handle(&buf[..len], now, &mut frame)
         };
         if outcome == Outcome::Reply
             && let Err(e) = socket.send_to(frame.as_slice(), peer).await
@@ -101,4 +105,108 @@ pub fn counters(responder: &Shared) -> Counters {
         .unwrap_or_else(PoisonError::into_inner)
         .counters()
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ratelimit::RateLimit;
+    use crate::responder::{CommunityAccess, Config};
+    use crate::snapshot::Record;
+    use crate::store::Store;
+    use crate::value::Value;
+
+    /// v2c GET sysDescr.0, community `public`, as snmpget sends it.
+    const GET: [u8; 43] = [
+        0x30, 0x29, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1c,
+        0x02, 0x04, 0x12, 0x34, 0x56, 0x78, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30,
+        0x0c, 0x06, 0x08, 0x2b, 6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
+    ];
+
+    fn responder() -> Responder {
+        let store = Store::from_records(&[Record {
+            oid: vec![1, 3, 6, 1, 2, 1, 1, 1, 0],
+            value: Value::OctetString(b"box".to_vec()),
+            variation: None,
+            line: 1,
+        }])
+        .unwrap();
+        let config = Config {
+            communities: vec![CommunityAccess {
+                community: b"public".to_vec(),
+                v1: true,
+                v2c: true,
+                view: 0,
+                write: false,
+            }],
+            max_varbinds: 100,
+            max_message_size: 1500,
+            v3: None,
+        };
+        Responder::new(config, vec![Arc::new(store)], Instant::now())
+    }
+
+    #[test]
+    fn the_rate_limit_drops_and_counts_per_source() {
+        let mut r = responder();
+        r.set_rate_limit(Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+        }));
+        let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let shared: Shared = Arc::new(Mutex::new(r));
+        let token = CancellationToken::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s2, t2) = (shared.clone(), token.clone());
+        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let client = |ip: &str| {
+            let c = StdUdpSocket::bind((ip, 0)).unwrap();
+            c.connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c
+        };
+        let mut buf = [0u8; 1500];
+        // A flood from one source: its burst is answered, the rest dropped.
+        let flood = client("127.0.0.1");
+        for _ in 0..10 {
+            flood.send(&GET).unwrap();
+        }
+        // Another source is not limited by it. Its answer also tells that
+        // every datagram sent before it was handled (one socket, in order).
+        let other = client("127.0.0.2");
+        other.send(&GET).unwrap();
+        other.recv(&mut buf).unwrap();
+        let c = counters(&shared);
+        assert_eq!((c.requests, c.rate_limited, c.dropped), (4, 7, 7));
+        let mut answers = 0;
+        flood.set_nonblocking(true).unwrap();
+        while flood.recv(&mut buf).is_ok() {
+            answers += 1;
+        }
+        assert_eq!(answers, 3);
+        token.cancel();
+        server_thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn without_a_limit_everything_is_admitted() {
+        let mut r = responder();
+        let now = Instant::now();
+        let ip = "192.0.2.1".parse().unwrap();
+        assert!((0..10_000).all(|_| r.admit(ip, now)));
+        r.set_rate_limit(Some(RateLimit {
+            per_second: 5,
+            burst: 5,
+        }));
+        assert_eq!((0..100).filter(|_| r.admit(ip, now)).count(), 5);
+        assert_eq!(r.counters().rate_limited, 95);
+        r.set_rate_limit(None);
+        assert!(r.admit(ip, now));
+    }
 }

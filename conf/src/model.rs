@@ -49,6 +49,20 @@ pub struct Cluster {
     /// Memory limit of each agent process, in bytes (`None`: no limit); each
     /// agent may override it, see [`Agent::memory_max`].
     pub memory_max: Option<u64>,
+    /// Largest response datagram an agent sends (484..=65507): bounds what
+    /// a small, possibly spoofed request can make an agent send.
+    pub max_response_bytes: u32,
+    /// Per-source request limit of each agent; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket per source address: `per_source` requests a second
+/// sustained, up to `burst` at once. Requests over it are dropped and
+/// counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_source: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,6 +52,24 @@ pub(crate) struct RawCluster {
     /// default (no limit); each agent may override it with its own
     /// `memory_max`.
     pub memory_max: Option<Spanned<String>>,
+    /// `cluster.max_response_bytes` (an addition to INTERFACE.md): the
+    /// largest response datagram an agent sends, the amplification guard
+    /// (a GETBULK is cut, tooBig past it). 484..=65507, default 65507.
+    pub max_response_bytes: Option<Spanned<UInt>>,
+    /// `cluster.rate_limit` (an addition to INTERFACE.md): requests per
+    /// second each agent accepts from one source address; off when absent.
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+/// `rate_limit: { per_source: 1000, burst: 2000 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    /// Requests per second, sustained; at least 1.
+    pub per_source: Option<Spanned<UInt>>,
+    /// Requests at once after a quiet spell; at least 1, default
+    /// `per_source`.
+    pub burst: Option<Spanned<UInt>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -892,3 +892,36 @@ fn mib_root_default_and_a_sites_own() {
     let l = d.ok("events:\n  mib_root: .1.3.6.1.4.1.99999.7\nagents: []\n");
     assert_eq!(l.fleet.events.mib_root, [1, 3, 6, 1, 4, 1, 99999, 7]);
 }
+
+#[test]
+fn cluster_response_size_and_rate_limit() {
+    let d = Dir::new();
+    let l = d.ok("agents: []\n");
+    let c = &l.fleet.cluster;
+    assert_eq!(c.max_response_bytes, 65_507);
+    assert_eq!(c.rate_limit, None);
+
+    let l = d.ok("cluster:
+  max_response_bytes: 1472
+  rate_limit: { per_source: 500, burst: 50 }
+agents: []
+");
+    let c = &l.fleet.cluster;
+    assert_eq!(c.max_response_bytes, 1472);
+    assert_eq!(
+        c.rate_limit,
+        Some(RateLimit {
+            per_source: 500,
+            burst: 50
+        })
+    );
+    // The burst defaults to one second's worth.
+    let l = d.ok("cluster: { rate_limit: { per_source: 200 } }\nagents: []\n");
+    assert_eq!(
+        l.fleet.cluster.rate_limit,
+        Some(RateLimit {
+            per_source: 200,
+            burst: 200
+        })
+    );
+}

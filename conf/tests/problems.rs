@@ -943,3 +943,48 @@ fn bad_mib_root() {
     let ps = d.fails("events:\n  mib_root: \"7\"\nagents: []\n");
     error_at(&ps, "fleet.yaml", 2, 13, "needs at least two arcs");
 }
+
+#[test]
+fn response_size_and_rate_limit_out_of_range() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "cluster:
+  max_response_bytes: 483
+  rate_limit: { per_source: 0, burst: 0 }
+agents: []
+",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        23,
+        "`max_response_bytes` must be at least 484",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        3,
+        29,
+        "`rate_limit.per_source` must be at least 1",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        3,
+        39,
+        "`rate_limit.burst` must be at least 1",
+    );
+    let ps = d.fails("cluster:\n  max_response_bytes: 65508\nagents: []\n");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        23,
+        "`max_response_bytes` must be at most 65507",
+    );
+    let ps = d.fails("cluster:\n  rate_limit: { burst: 10 }\nagents: []\n");
+    error_at(&ps, "fleet.yaml", 2, 15, "`rate_limit` needs `per_source`");
+    let ps = d.fails("cluster:\n  rate_limit: { per_second: 10 }\nagents: []\n");
+    assert!(show(&ps).contains("per_second"), "{}", show(&ps));
+}

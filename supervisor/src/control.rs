@@ -673,6 +673,12 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// Decodes one request line exactly as a connection does: `None` for a blank
+/// line, `Err` with the answer for a bad one. Public for the fuzz target.
+pub fn parse_request_line(line: &[u8]) -> Option<Result<Request, Response>> {
+    parse(line)
+}
+
 /// Decodes one request line: `None` for a blank line, `Err` with the answer
 /// for a bad one.
 fn parse(line: &[u8]) -> Option<Result<Request, Response>> {

@@ -11,6 +11,7 @@ mod getnext;
 mod set;
 mod v3;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ use rasn_snmp::{v1, v2, v2c};
 
 use crate::ber::{self, Frame};
 use crate::mib::{Counters, EngineInfo, Now, View};
+use crate::ratelimit::{Limiter, RateLimit};
 use crate::store::Store;
 use crate::value::Value;
 
@@ -181,6 +183,8 @@ pub struct Responder {
     v3: Option<crate::v3::Engine>,
     /// What SNMPv3 agents serve in the snmpEngine group.
     engine: Option<Arc<EngineInfo>>,
+    /// The per-source rate limit, when one is set.
+    limiter: Option<Limiter>,
 }
 
 impl Responder {
@@ -238,6 +242,7 @@ impl Responder {
             start,
             v3,
             engine,
+            limiter: None,
         };
         r.views = stores.into_iter().map(|s| r.make_view(s)).collect();
         r
@@ -253,6 +258,26 @@ impl Responder {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Limits the requests each source address may send (`None`: no
+    /// limit). Buckets of an earlier limit are forgotten.
+    pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
+        self.limiter = limit.map(Limiter::new);
+    }
+
+    /// Whether a datagram from `source` at `now` may be handled: always
+    /// without a rate limit. One that may not is counted as dropped.
+    pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
+        let Some(limiter) = self.limiter.as_mut() else {
+            return true;
+        };
+        if limiter.admit(source, now) {
+            return true;
+        }
+        self.counters.dropped += 1;
+        self.counters.rate_limited += 1;
+        false
     }
 
     /// Serves view `view` from another store from now on (a snapshot was
@@ -548,5 +573,7 @@ fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
     })
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

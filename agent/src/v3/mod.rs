@@ -151,6 +151,15 @@ fn int_in(i: &Integer, min: i64, max: i64) -> Option<i64> {
     i64::try_from(i).ok().filter(|v| (min..=max).contains(v))
 }
 
+/// Longest contextEngineID and contextName (SnmpEngineID and
+/// SnmpAdminString, RFC 3411 §5). A Report echoes the contextName: with this
+/// bound an unauthenticated request cannot make it large.
+const MAX_CONTEXT_LEN: usize = 32;
+
+fn scoped_sizes_ok(s: &v3::ScopedPdu) -> bool {
+    s.engine_id.len() <= MAX_CONTEXT_LEN && s.name.len() <= MAX_CONTEXT_LEN
+}
+
 /// The request-id of any PDU.
 fn pdu_request_id(pdus: &rasn_snmp::v2::Pdus) -> i32 {
     use rasn_snmp::v2::Pdus as P;
@@ -259,6 +268,9 @@ impl Engine {
             context_name: Vec::new(),
         };
         if let v3::ScopedPduData::CleartextPdu(s) = &msg.scoped_data {
+            if !scoped_sizes_ok(s) {
+                return Incoming::Drop(Drop::Parse);
+            }
             reply.request_id = pdu_request_id(&s.data);
             reply.context_name = s.name.to_vec();
         }
@@ -324,7 +336,12 @@ impl Engine {
                 // follow the scopedPDU.
                 let max_pad = if key.is_cbc() { 8 } else { 0 };
                 match rasn::ber::decode_with_remainder::<v3::ScopedPdu>(&self.scratch) {
-                    Ok((s, rest)) if decrypted && rest.len() <= max_pad => s,
+                    Ok((s, rest)) if decrypted && rest.len() <= max_pad => {
+                        if !scoped_sizes_ok(&s) {
+                            return Incoming::Drop(Drop::Parse);
+                        }
+                        s
+                    }
                     _ => return report(ReportKind::DecryptionError, c, reply),
                 }
             }

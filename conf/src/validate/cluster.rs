@@ -13,6 +13,12 @@ use crate::model::*;
 use crate::problem::{FileId, Pos};
 use crate::raw::*;
 
+/// Largest UDP payload over IPv4 (65535 − 8 − 20): the default and the most
+/// `max_response_bytes` may be.
+const MAX_RESPONSE_BYTES: u32 = 65_507;
+/// The least message size an SNMP engine must accept (RFC 3417 §3.2).
+const MIN_RESPONSE_BYTES: u32 = 484;
+
 impl Validator<'_> {
     pub(super) fn cluster(&mut self, raw: Option<&Spanned<RawCluster>>) -> Cluster {
         let empty = RawCluster::default();
@@ -104,6 +110,8 @@ impl Validator<'_> {
         let user = c.user.as_ref().and_then(|u| self.user(u));
         let group = c.group.as_ref().and_then(|g| self.group(g));
         let memory_max = self.size(f, c.memory_max.as_ref(), None, "memory_max");
+        let max_response_bytes = self.max_response_bytes(c.max_response_bytes.as_ref());
+        let rate_limit = c.rate_limit.as_ref().map(|r| self.rate_limit(r));
         Cluster {
             node,
             state_dir,
@@ -123,7 +131,52 @@ impl Validator<'_> {
             user,
             group,
             memory_max,
+            max_response_bytes,
+            rate_limit,
         }
+    }
+
+    /// `cluster.max_response_bytes`: from the least message size every SNMP
+    /// engine must accept (RFC 3417 §3.2) to the largest UDP payload.
+    fn max_response_bytes(&mut self, v: Option<&Spanned<UInt>>) -> u32 {
+        let n = self.uint(
+            MAIN,
+            v,
+            MAX_RESPONSE_BYTES,
+            MIN_RESPONSE_BYTES,
+            "max_response_bytes",
+        );
+        match v {
+            Some(v) if n > MAX_RESPONSE_BYTES => {
+                self.err(
+                    MAIN,
+                    Pos::of(v),
+                    format!(
+                        "`max_response_bytes` must be at most {MAX_RESPONSE_BYTES} (the largest UDP payload)"
+                    ),
+                );
+                MAX_RESPONSE_BYTES
+            }
+            _ => n,
+        }
+    }
+
+    /// `cluster.rate_limit`.
+    fn rate_limit(&mut self, raw: &Spanned<RawRateLimit>) -> RateLimit {
+        let r = &raw.value;
+        let per_source = match &r.per_source {
+            Some(p) => self.uint(MAIN, Some(p), 1, 1, "rate_limit.per_source"),
+            None => {
+                self.err(
+                    MAIN,
+                    Pos::of(raw),
+                    "`rate_limit` needs `per_source` (requests per second from one address)",
+                );
+                1
+            }
+        };
+        let burst = self.uint(MAIN, r.burst.as_ref(), per_source, 1, "rate_limit.burst");
+        RateLimit { per_source, burst }
     }
 
     /// `cluster.user`: a user in /etc/passwd, or a numeric uid.
