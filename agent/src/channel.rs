@@ -68,6 +68,10 @@ pub struct AgentSpec {
     /// the first one's address).
     #[serde(default)]
     pub endpoints: Vec<std::net::SocketAddr>,
+    /// Requests per second and burst allowed per source address; `None`:
+    /// no limit.
+    #[serde(default)]
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
 }
 
 /// A view of an agent now served from another compiled store.

@@ -261,7 +261,8 @@ fn build(start: &Start, begun: Instant) -> Result<Vec<Served>, String> {
             .map(|p| cache.open(p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("agent {}: {e}", spec.name))?;
-        let responder = Responder::new(spec.config.clone(), stores, begun);
+        let mut responder = Responder::new(spec.config.clone(), stores, begun);
+        responder.set_rate_limit(spec.rate_limit);
         served.push(Served {
             name: spec.name.clone(),
             responder: Arc::new(Mutex::new(responder)),

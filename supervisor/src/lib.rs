@@ -191,6 +191,13 @@ pub async fn run(
         creds: credentials(c.user.as_deref(), c.group.as_deref())?,
         state_dir: c.state_dir.clone(),
         probe: c.probe.clone(),
+        max_response_bytes: c.max_response_bytes as usize,
+        rate_limit: c
+            .rate_limit
+            .map(|r| agentcluster_agent::ratelimit::RateLimit {
+                per_second: r.per_source,
+                burst: r.burst,
+            }),
     });
     raise_nofile_limit(&fleet)?;
     let bus = Bus::new(&c.node);

@@ -61,6 +61,10 @@ pub struct Settings {
     pub stop_timeout: Duration,
     pub restart: Restart,
     pub creds: Option<Credentials>,
+    /// `cluster.max_response_bytes`: no answer is larger.
+    pub max_response_bytes: usize,
+    /// `cluster.rate_limit`, per source address.
+    pub rate_limit: Option<agentcluster_agent::ratelimit::RateLimit>,
     /// The optional end-to-end SNMP probe.
     pub probe: Option<agentcluster_conf::Probe>,
     /// Where each agent's snmpEngineBoots is kept.
@@ -585,6 +589,7 @@ async fn spawn(
                 // Every start is one snmpEngineBoots more (SNMPv3 agents).
                 let mut config = a.config.clone();
                 crate::v3conf::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
+                config.max_message_size = shared.settings.max_response_bytes;
                 Ok(AgentSpec {
                     name: a.name.clone(),
                     sockets: a.sockets.len(),
@@ -595,6 +600,7 @@ async fn spawn(
                     cold: generation == 1,
                     engine_id: a.engine_id.clone(),
                     endpoints: a.endpoints.clone(),
+                    rate_limit: shared.settings.rate_limit,
                 })
             })
             .collect::<Result<_, String>>()?,
