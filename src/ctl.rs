@@ -299,9 +299,9 @@ fn event_line(e: &Event) -> String {
     line
 }
 
-/// Control characters (a newline in a reason) escaped, so one event stays
-/// one line.
-fn one_line(s: &str) -> String {
+/// Control characters (a newline in a reason) escaped, so one event or KVP
+/// record stays one line.
+pub(crate) fn one_line(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }

@@ -9,6 +9,7 @@ use agentcluster_supervisor::kvp;
 use clap::{Args, Subcommand};
 
 use crate::UserError;
+use crate::ctl::one_line;
 
 #[derive(Subcommand)]
 pub enum KvpCommand {
@@ -33,22 +34,6 @@ pub fn run(command: KvpCommand) -> anyhow::Result<ExitCode> {
     match command {
         KvpCommand::Dump(args) => dump(&args),
     }
-}
-
-/// Control characters shown escaped, so one record stays one line.
-fn one_line(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
