@@ -191,6 +191,17 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for w in &loaded.warnings {
                 println!("{w}");
             }
+            use agentcluster_supervisor::capacity;
+            let demand = capacity::Demand::of(&loaded.fleet);
+            let host = capacity::Host::probe();
+            let problems = capacity::assess(&demand, &host);
+            for p in &problems {
+                println!("{}: {p}", path.display());
+            }
+            println!("{}", capacity::summary(&demand, &host));
+            if !problems.is_empty() {
+                return Ok(ExitCode::from(EXIT_USER));
+            }
             let n = loaded.fleet.agents.len();
             println!(
                 "{}: ok, {n} agent{}",
@@ -233,6 +244,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         .map_err(|e| match e {
             agentcluster_supervisor::Error::Bind(_)
             | agentcluster_supervisor::Error::Store(_)
+            | agentcluster_supervisor::Error::Capacity(_)
             | agentcluster_supervisor::Error::Control(_) => {
                 anyhow::Error::new(UserError(e.to_string()))
             }

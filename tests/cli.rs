@@ -182,3 +182,70 @@ fn default_fleet_runs_and_prints_how_to_query_it() {
     let (status, stderr) = fleet.stop();
     assert!(status.success(), "exit {status:?}: {stderr}");
 }
+
+/// A fleet larger than the host can carry fails at `check` and at `run`
+/// with the arithmetic, before any agent starts. 120,000 agents, one
+/// process each, are estimated at about 95 GiB (more than any CI machine
+/// has available) and 240,000 tasks (beyond the default kernel.pid_max);
+/// the same agents packed 2,000 per process no longer need that memory.
+#[test]
+fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
+    let dir = common::tempdir();
+    let snap = mib("linux-host.snmprec");
+    let fleet = |per: u32| {
+        let mut y = format!(
+            "cluster:\n  cache_dir: {cache}\n  state_dir: {state}\n  control_socket: {sock}\n  agents_per_process: {per}\nagents:\n",
+            cache = dir.path().join("cache").display(),
+            state = dir.path().join("state").display(),
+            sock = dir.path().join("control.sock").display(),
+        );
+        for host in 1..=3 {
+            y.push_str(&format!(
+                "  - name: \"h{host}-{{i}}\"\n    count: 40000\n    listen: [\"127.0.0.{host}:{{i+20000}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+                snap.display()
+            ));
+        }
+        y
+    };
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, fleet(1)).unwrap();
+
+    let out = agentcluster(&["check", "-c", big.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let memory = t
+        .lines()
+        .find(|l| l.contains("of memory but"))
+        .unwrap_or_else(|| panic!("no memory problem in {t}"));
+    assert!(memory.starts_with(&big.display().to_string()), "{memory}");
+    assert!(
+        memory.contains("needs about 95.2 GiB")
+            && memory.contains("120000 processes × 768 KiB + 120000 agents × 64 KiB"),
+        "{memory}"
+    );
+    assert!(
+        t.contains("240064 tasks (120000 processes × 2 + 64 for the supervisor)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("capacity: 120000 agents in 120000 processes"),
+        "{t}"
+    );
+
+    // `run` refuses the same fleet at once: no control socket, no agent.
+    let started = std::time::Instant::now();
+    let out = agentcluster(&["run", "-c", big.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("of memory but"), "{t}");
+    assert!(!dir.path().join("control.sock").exists());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // Packed 2,000 agents per process, memory is no longer the problem.
+    let packed = dir.path().join("packed.yaml");
+    std::fs::write(&packed, fleet(2000)).unwrap();
+    let out = agentcluster(&["check", "-c", packed.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!t.contains("of memory but"), "{t}");
+    assert!(t.contains("capacity: 120000 agents in 60 processes"), "{t}");
+}

@@ -937,3 +937,95 @@ fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
     // warmStart (snmpTraps.2) once it is back
     trapd.expect(".1.3.6.1.6.3.1.1.5.2");
 }
+
+/// `cluster.max_response_bytes` and `cluster.rate_limit` changed on reload
+/// reach the running agent without a restart (same pid), and go away the
+/// same way; a changed key that reload cannot apply is named.
+#[test]
+fn reload_applies_the_cluster_limits_to_running_agents() {
+    use std::net::UdpSocket;
+    let port = free_port();
+    let agents = agents_yaml(&[("lim", port)]);
+    let fleet = Fleet::start(&agents);
+    let pid = pid_of(&status(&fleet), "lim");
+    let path = fleet.dir.path().join("fleet.yaml");
+    let original = std::fs::read_to_string(&path).unwrap();
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // GETBULK, 200 repetitions from sysDescr.0.
+    let bulk: Vec<u8> = vec![
+        0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa5, 0x1a,
+        0x02, 0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0xc8, 0x30, 0x0e, 0x30, 0x0c, 0x06,
+        0x08, 0x2b, 6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
+    ];
+    // (size of one answer, answers to a burst of 40)
+    let probe = || {
+        let mut buf = [0u8; 65_536];
+        sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+        for _ in 0..40 {
+            sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
+        }
+        let mut answered = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+        (n, answered)
+    };
+    let (big, all) = probe();
+    assert!(big > 1200, "unlimited answer of {big} bytes");
+    assert_eq!(all, 40);
+
+    let reload = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = agentcluster(&["reload", "--control", &control(&fleet)]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let limited = original.replace(
+        "agents:\n",
+        "  max_response_bytes: 1200\n  rate_limit: { per_source: 5, burst: 5 }\n  start_tokens: 3\nagents:\n",
+    );
+    let msg = reload(&limited);
+    assert!(msg.contains("0 changed, 0 added, 0 removed"), "{msg}");
+    assert!(
+        msg.contains("limits (max_response_bytes, rate_limit) applied"),
+        "{msg}"
+    );
+    assert!(msg.contains("supervisor restarts: start_tokens"), "{msg}");
+    // The agent reads the new limits from its channel: the next burst may
+    // still catch it before; poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (n, answered) = probe();
+        if n <= 1200 && answered <= 10 {
+            assert!(n > 200, "{n} bytes");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "limits not applied: {n} bytes, {answered} of 40"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(pid_of(&status(&fleet), "lim"), pid, "no restart for limits");
+
+    let msg = reload(&original);
+    assert!(msg.contains("applied to every agent"), "{msg}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (n, answered) = probe();
+        if n > 1200 && answered == 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "limits not lifted: {n} bytes, {answered} of 40"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(pid_of(&status(&fleet), "lim"), pid);
+}

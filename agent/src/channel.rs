@@ -32,6 +32,9 @@ pub enum ToAgent {
     Start(Start),
     /// Snapshots changed: serve these stores from now on.
     Swap { swaps: Vec<Swap> },
+    /// The cluster's limits changed on reload: apply them to every agent
+    /// of the process from now on.
+    Limits(Limits),
     /// Exit cleanly.
     Stop,
 }
@@ -71,6 +74,16 @@ pub struct AgentSpec {
     /// Requests per second and burst allowed per source address; `None`:
     /// no limit.
     #[serde(default)]
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
+}
+
+/// Limits set for the whole cluster, changeable without a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest response datagram (`cluster.max_response_bytes`).
+    pub max_response_bytes: usize,
+    /// Requests per second and burst allowed per source address; `None`:
+    /// no limit.
     pub rate_limit: Option<crate::ratelimit::RateLimit>,
 }
 

@@ -223,6 +223,11 @@ impl View {
     }
 
     /// The engine this view serves, if it serves SNMPv3 objects.
+    /// Serves another engine description (a changed msgMaxSize).
+    pub fn set_engine(&mut self, engine: Arc<EngineInfo>) {
+        self.engine = Some(engine);
+    }
+
     pub fn engine(&self) -> Option<&Arc<EngineInfo>> {
         self.engine.as_ref()
     }

@@ -164,6 +164,14 @@ async fn run() -> Result<(), String> {
                     };
                     let _ = out_tx.send(msg).await;
                 }
+                Ok(Some(ToAgent::Limits(limits))) => {
+                    for s in &served {
+                        let mut r = s.responder.lock().unwrap_or_else(PoisonError::into_inner);
+                        r.set_max_message_size(limits.max_response_bytes);
+                        r.set_rate_limit(limits.rate_limit);
+                    }
+                    tracing::debug!(?limits, "limits changed");
+                }
                 Ok(Some(ToAgent::Start(_))) => {
                     tracing::warn!("ignoring a second start message");
                 }

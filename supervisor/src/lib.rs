@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bind;
+pub mod capacity;
 pub mod control;
 pub mod event;
 pub mod filter;
@@ -51,6 +52,9 @@ pub enum Error {
     Agent { agent: String, cause: String },
     #[error("control socket: {0}")]
     Control(#[from] control::ControlError),
+    /// The host cannot carry the fleet: each way, with its arithmetic.
+    #[error("{}", .0.join("\n"))]
+    Capacity(Vec<String>),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -125,6 +129,10 @@ struct Manager {
     source: PathBuf,
     cache_dir: PathBuf,
     per_process: usize,
+    /// `cluster` as started (or as last reloaded, for what reload applies).
+    cluster: agentcluster_conf::Cluster,
+    /// The limits every agent process applies, changed by reload.
+    limits: watch::Sender<agentcluster_agent::channel::Limits>,
     shared: Shared,
     units: Vec<Unit>,
     /// Every bound endpoint. Sockets outlive agent restarts and reloads
@@ -167,6 +175,7 @@ pub async fn run(
     on_ready: impl FnOnce(&Ready),
 ) -> Result<(), Error> {
     // First what can fail because of the setup, before any agent starts.
+    check_capacity(&fleet)?;
     let listener = control::bind(&control)?;
     let compiled = compile_stores(&fleet)?;
     let active: Vec<&Agent> = fleet.agents.iter().filter(|a| a.active).collect();
@@ -182,6 +191,7 @@ pub async fn run(
         .collect();
 
     let c = &fleet.cluster;
+    let (limits_tx, limits_rx) = watch::channel(limits(c));
     let settings = Arc::new(Settings {
         heartbeat: c.heartbeat,
         inactive_after: c.inactive_after,
@@ -191,15 +201,9 @@ pub async fn run(
         creds: credentials(c.user.as_deref(), c.group.as_deref())?,
         state_dir: c.state_dir.clone(),
         probe: c.probe.clone(),
-        max_response_bytes: c.max_response_bytes as usize,
-        rate_limit: c
-            .rate_limit
-            .map(|r| agentcluster_agent::ratelimit::RateLimit {
-                per_second: r.per_source,
-                burst: r.burst,
-            }),
+        limits: limits_rx,
     });
-    raise_nofile_limit(&fleet)?;
+    raise_nofile_limit()?;
     let bus = Bus::new(&c.node);
     let shared = Shared {
         spawner: spawner::Spawner::start(tokio::runtime::Handle::current())?,
@@ -269,6 +273,8 @@ pub async fn run(
         source: fleet.source.clone(),
         cache_dir: c.cache_dir.clone(),
         per_process: c.agents_per_process.max(1) as usize,
+        cluster: c.clone(),
+        limits: limits_tx,
         shared,
         units: Vec::new(),
         sockets,
@@ -448,26 +454,72 @@ fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Option<sys::Cr
     Ok(Some(sys::Credentials { uid, gid }))
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit, and fails with the
-/// arithmetic when the fleet cannot fit even then.
-fn raise_nofile_limit(fleet: &Fleet) -> Result<(), Error> {
+/// The limits of `cluster` as agent processes apply them.
+fn limits(cluster: &agentcluster_conf::Cluster) -> agentcluster_agent::channel::Limits {
+    agentcluster_agent::channel::Limits {
+        max_response_bytes: cluster.max_response_bytes as usize,
+        rate_limit: cluster
+            .rate_limit
+            .map(|r| agentcluster_agent::ratelimit::RateLimit {
+                per_second: r.per_source,
+                burst: r.burst,
+            }),
+    }
+}
+
+/// The `cluster` keys that changed between `old` and `new` and that a
+/// reload does not apply (the limits are applied; `max_varbinds` and
+/// `memory_max` are part of each agent's settings, which reload compares).
+fn unapplied_cluster_keys(
+    old: &agentcluster_conf::Cluster,
+    new: &agentcluster_conf::Cluster,
+) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut note = |differs: bool, key: &'static str| {
+        if differs {
+            keys.push(key);
+        }
+    };
+    note(old.node != new.node, "node");
+    note(old.state_dir != new.state_dir, "state_dir");
+    note(old.cache_dir != new.cache_dir, "cache_dir");
+    note(old.control_socket != new.control_socket, "control_socket");
+    note(old.start_tokens != new.start_tokens, "start_tokens");
+    note(old.start_timeout != new.start_timeout, "start_timeout");
+    note(old.heartbeat != new.heartbeat, "heartbeat");
+    note(old.inactive_after != new.inactive_after, "inactive_after");
+    note(old.stop_timeout != new.stop_timeout, "stop_timeout");
+    note(
+        old.agents_per_process != new.agents_per_process,
+        "agents_per_process",
+    );
+    note(old.restart != new.restart, "restart");
+    note(old.probe != new.probe, "probe");
+    note(old.snmp != new.snmp, "snmp");
+    note(old.etcd != new.etcd, "etcd");
+    note(old.user != new.user, "user");
+    note(old.group != new.group, "group");
+    keys
+}
+
+/// Fails with the arithmetic when this host cannot carry the fleet
+/// (memory, tasks, open files), before anything is started.
+fn check_capacity(fleet: &Fleet) -> Result<(), Error> {
+    let demand = capacity::Demand::of(fleet);
+    let host = capacity::Host::probe();
+    let problems = capacity::assess(&demand, &host);
+    if !problems.is_empty() {
+        return Err(Error::Capacity(problems));
+    }
+    tracing::debug!("{}", capacity::summary(&demand, &host));
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit ([`check_capacity`]
+/// has made sure the fleet fits under it).
+fn raise_nofile_limit() -> Result<(), Error> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
-    let sockets: usize = fleet.agents.iter().map(|a| a.listen.len()).sum();
-    let per = fleet.cluster.agents_per_process.max(1) as usize;
-    let processes = fleet.agents.len().div_ceil(per);
-    // Each endpoint's socket, and per process: the control channel, the
-    // child's pidfd/pipe, and a socket duplicated while spawning; plus room
-    // for the runtime, the control socket and its clients.
-    let needed = (sockets + 3 * processes + 256) as u64;
-    if needed > hard {
-        return Err(Error::Agent {
-            agent: String::new(),
-            cause: format!(
-                "the fleet needs about {needed} open files ({sockets} sockets + 3 × {processes} processes + 256) but RLIMIT_NOFILE allows at most {hard}; raise it (LimitNOFILE= in systemd, ulimit -Hn)"
-            ),
-        });
-    }
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
         tracing::debug!(from = soft, to = hard, "raised RLIMIT_NOFILE");
@@ -697,6 +749,23 @@ impl Manager {
             }
         };
         self.events = fleet.events.clone();
+        // The limits apply to running agents at once; other cluster keys
+        // only to a new supervisor.
+        let new_limits = limits(&fleet.cluster);
+        let limits_changed = self.limits.send_if_modified(|l| {
+            let changed = *l != new_limits;
+            *l = new_limits;
+            changed
+        });
+        let unapplied = unapplied_cluster_keys(&self.cluster, &fleet.cluster);
+        if !unapplied.is_empty() {
+            tracing::warn!(
+                keys = %unapplied.join(", "),
+                "changed cluster settings take effect when the supervisor restarts"
+            );
+        }
+        self.cluster.max_response_bytes = fleet.cluster.max_response_bytes;
+        self.cluster.rate_limit = fleet.cluster.rate_limit;
         let wanted = group(&fleet.agents, self.per_process);
         let mut keep = vec![false; self.units.len()];
         let mut new_groups = Vec::new();
@@ -803,6 +872,15 @@ impl Manager {
             removed.len(),
             swapped
         );
+        if limits_changed {
+            message += "; cluster limits (max_response_bytes, rate_limit) applied to every agent";
+        }
+        if !unapplied.is_empty() {
+            message += &format!(
+                "; changed cluster settings take effect when the supervisor restarts: {}",
+                unapplied.join(", ")
+            );
+        }
         if !problems.is_empty() {
             message += &format!("; not started:\n{}", problems.join("\n"));
         }

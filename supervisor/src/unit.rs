@@ -61,10 +61,10 @@ pub struct Settings {
     pub stop_timeout: Duration,
     pub restart: Restart,
     pub creds: Option<Credentials>,
-    /// `cluster.max_response_bytes`: no answer is larger.
-    pub max_response_bytes: usize,
-    /// `cluster.rate_limit`, per source address.
-    pub rate_limit: Option<agentcluster_agent::ratelimit::RateLimit>,
+    /// `cluster.max_response_bytes` and `cluster.rate_limit`: the manager
+    /// changes them on reload; running processes are told, later ones
+    /// start with them.
+    pub limits: watch::Receiver<channel::Limits>,
     /// The optional end-to-end SNMP probe.
     pub probe: Option<agentcluster_conf::Probe>,
     /// Where each agent's snmpEngineBoots is kept.
@@ -148,6 +148,8 @@ pub async fn run(
     let mut watchdog = tokio::time::interval(settings.heartbeat);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u32, String)>(4);
+    let mut limits = settings.limits.clone();
+    limits.borrow_and_update();
     let prober = settings.probe.clone().and_then(|p| {
         let (target, community, v1) = probe_target(&spec)?;
         Some(tokio::spawn(probe_loop(
@@ -189,9 +191,9 @@ pub async fn run(
                             *slot = sw.store.clone();
                         }
                     }
-                    if let Some(p) = process.as_mut()
-                        && machine.state() == State::Running
-                    {
+                    // A process that is still starting reads this after
+                    // its start message, which named the old stores.
+                    if let Some(p) = process.as_mut() {
                         let msg = ToAgent::Swap { swaps };
                         if let Err(e) = channel::write_frame(&mut p.writer, &msg).await {
                             tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
@@ -204,6 +206,15 @@ pub async fn run(
                     Some(Input::Stop)
                 }
             },
+            Ok(()) = limits.changed() => {
+                let msg = ToAgent::Limits(*limits.borrow_and_update());
+                if let Some(p) = process.as_mut()
+                    && let Err(e) = channel::write_frame(&mut p.writer, &msg).await
+                {
+                    tracing::warn!(unit = %spec.name, cause = %e, "cannot send limits");
+                }
+                None
+            }
             exit = wait(&mut process) => {
                 process = None;
                 Some(Input::Exited(exit))
@@ -578,6 +589,7 @@ async fn spawn(
         }
     });
     let token = start_token();
+    let limits = *shared.settings.limits.borrow();
     let start = ToAgent::Start(Start {
         protocol: PROTOCOL,
         token: token.clone(),
@@ -589,7 +601,7 @@ async fn spawn(
                 // Every start is one snmpEngineBoots more (SNMPv3 agents).
                 let mut config = a.config.clone();
                 crate::v3conf::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
-                config.max_message_size = shared.settings.max_response_bytes;
+                config.max_message_size = limits.max_response_bytes;
                 Ok(AgentSpec {
                     name: a.name.clone(),
                     sockets: a.sockets.len(),
@@ -600,7 +612,7 @@ async fn spawn(
                     cold: generation == 1,
                     engine_id: a.engine_id.clone(),
                     endpoints: a.endpoints.clone(),
-                    rate_limit: shared.settings.rate_limit,
+                    rate_limit: limits.rate_limit,
                 })
             })
             .collect::<Result<_, String>>()?,

@@ -260,6 +260,23 @@ impl Responder {
         &self.counters
     }
 
+    /// Largest message sent from now on (`cluster.max_response_bytes`
+    /// changed on reload); also the msgMaxSize and snmpEngineMaxMessageSize
+    /// an SNMPv3 agent announces.
+    pub fn set_max_message_size(&mut self, size: usize) {
+        self.config.max_message_size = size;
+        if let Some(e) = &self.engine {
+            let engine = Arc::new(EngineInfo {
+                max_message_size: size.clamp(484, i32::MAX as usize) as u32,
+                ..(**e).clone()
+            });
+            for v in &mut self.views {
+                v.set_engine(engine.clone());
+            }
+            self.engine = Some(engine);
+        }
+    }
+
     /// Limits the requests each source address may send (`None`: no
     /// limit). Buckets of an earlier limit are forgotten.
     pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {

@@ -1,0 +1,431 @@
+//! Whether this host can carry a fleet: memory, tasks (pids and threads)
+//! and open files, worked out before any agent starts so that a fleet too
+//! large fails at `check` or at startup with the arithmetic, not halfway
+//! through its start.
+//!
+//! The memory figures are estimates from measurements (bench/run's
+//! `fleet-1000` and `fleet-10000` cases): an agent process holding one
+//! agent has a proportional set size of about 0.45 MiB, each further agent
+//! in the same process adds about 50 KiB, the supervisor about 20 KiB per
+//! agent over a base of 18 MiB. The constants below round those up and add
+//! the kernel's share per process (page tables, kernel stack, task and file
+//! structures), which no user-space figure shows. Compiled stores are
+//! mapped read-only and shared by every process that serves them: they
+//! count once, as page cache.
+
+use std::path::{Path, PathBuf};
+
+use agentcluster_conf::Fleet;
+
+/// Memory of one agent process before its agents: runtime, stacks, heap,
+/// the kernel's structures.
+pub const PROCESS_BYTES: u64 = 768 << 10;
+/// Memory of each agent: its state in its process and in the supervisor.
+pub const AGENT_BYTES: u64 = 64 << 10;
+/// The supervisor itself.
+pub const SUPERVISOR_BYTES: u64 = 32 << 20;
+/// A compiled store against the size of its source text (a store holds
+/// the sorted index and the encoded values).
+pub const STORE_PER_SOURCE_BYTE: u64 = 2;
+/// Tasks (threads) of one agent process: its runtime thread and one spare
+/// for blocking work.
+pub const TASKS_PER_PROCESS: u64 = 2;
+/// Tasks of the supervisor: the runtime's workers, spawner threads and
+/// blocking pool headroom.
+pub const SUPERVISOR_TASKS: u64 = 64;
+/// Open files beyond the endpoints' sockets and the processes' channels:
+/// the runtime, the control socket and its clients, sinks.
+pub const SPARE_FILES: u64 = 256;
+/// Open files the supervisor holds per agent process: the control channel,
+/// the child's pipe or pidfd, and a socket duplicated while spawning.
+pub const FILES_PER_PROCESS: u64 = 3;
+
+/// What a fleet asks of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    pub agents: u64,
+    pub processes: u64,
+    pub sockets: u64,
+    /// Distinct snapshot files and their total size in bytes.
+    pub snapshots: u64,
+    pub snapshot_bytes: u64,
+}
+
+impl Demand {
+    pub fn of(fleet: &Fleet) -> Demand {
+        let per = u64::from(fleet.cluster.agents_per_process.max(1));
+        let agents = fleet.agents.len() as u64;
+        let sockets = fleet.agents.iter().map(|a| a.listen.len() as u64).sum();
+        let mut files: Vec<&PathBuf> = fleet.agents.iter().flat_map(|a| a.snapshots()).collect();
+        files.sort_unstable();
+        files.dedup();
+        let snapshot_bytes = files
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        Demand {
+            agents,
+            processes: agents.div_ceil(per),
+            sockets,
+            snapshots: files.len() as u64,
+            snapshot_bytes,
+        }
+    }
+
+    /// Estimated memory: processes, agents, the supervisor, stores.
+    pub fn memory(&self) -> u64 {
+        self.process_memory() + self.store_bytes()
+    }
+
+    fn process_memory(&self) -> u64 {
+        self.processes * PROCESS_BYTES + self.agents * AGENT_BYTES + SUPERVISOR_BYTES
+    }
+
+    fn store_bytes(&self) -> u64 {
+        self.snapshot_bytes * STORE_PER_SOURCE_BYTE
+    }
+
+    pub fn tasks(&self) -> u64 {
+        self.processes * TASKS_PER_PROCESS + SUPERVISOR_TASKS
+    }
+
+    pub fn files(&self) -> u64 {
+        self.sockets + FILES_PER_PROCESS * self.processes + SPARE_FILES
+    }
+}
+
+/// What the host offers, as read from /proc, the cgroup and the limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// Memory that can be had without swapping: `MemAvailable`, or what
+    /// the memory cgroup still allows when that is less.
+    pub memory_available: u64,
+    /// Where `memory_available` comes from, for the message.
+    pub memory_source: String,
+    /// Tasks that can still be created: the least of kernel.pid_max and
+    /// kernel.threads-max minus the tasks that exist, the pids cgroup's
+    /// room, and RLIMIT_NPROC for a supervisor that is not root.
+    pub tasks_available: u64,
+    pub tasks_source: String,
+    /// The hard RLIMIT_NOFILE (the supervisor raises its soft limit to it).
+    pub files_max: u64,
+}
+
+impl Host {
+    /// Reads this host. Figures that cannot be read impose no limit.
+    pub fn probe() -> Host {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mut memory_available = meminfo_kib(&meminfo, "MemAvailable:")
+            .map(|k| k * 1024)
+            .unwrap_or(u64::MAX);
+        let mut memory_source = "MemAvailable in /proc/meminfo".to_string();
+        if let Some((limit, usage, file)) = cgroup_memory() {
+            let room = limit.saturating_sub(usage);
+            if room < memory_available {
+                memory_available = room;
+                memory_source = format!("the memory cgroup's limit less its usage ({file})");
+            }
+        }
+
+        let existing = loadavg_tasks().unwrap_or(0);
+        let mut tasks_available = u64::MAX;
+        let mut tasks_source = String::new();
+        let mut consider = |room: u64, source: String| {
+            if room < tasks_available {
+                tasks_available = room;
+                tasks_source = source;
+            }
+        };
+        if let Some(max) = read_u64("/proc/sys/kernel/pid_max") {
+            consider(
+                max.saturating_sub(existing),
+                format!("kernel.pid_max {max} less {existing} existing tasks"),
+            );
+        }
+        if let Some(max) = read_u64("/proc/sys/kernel/threads-max") {
+            consider(
+                max.saturating_sub(existing),
+                format!("kernel.threads-max {max} less {existing} existing tasks"),
+            );
+        }
+        if let Some((max, current, file)) = cgroup_pids() {
+            consider(
+                max.saturating_sub(current),
+                format!("the pids cgroup's pids.max {max} less {current} in use ({file})"),
+            );
+        }
+        if !nix::unistd::geteuid().is_root() {
+            use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+            if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC)
+                && soft != RLIM_INFINITY
+            {
+                consider(soft, format!("RLIMIT_NPROC {soft} (ulimit -u)"));
+            }
+        }
+
+        use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+        let files_max = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((_, hard)) if hard != RLIM_INFINITY => hard,
+            _ => u64::MAX,
+        };
+        Host {
+            memory_available,
+            memory_source,
+            tasks_available,
+            tasks_source,
+            files_max,
+        }
+    }
+}
+
+/// Every way the fleet does not fit, each with its arithmetic; empty when
+/// it fits.
+pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
+    let mut out = Vec::new();
+    let memory = d.memory();
+    if memory > host.memory_available {
+        out.push(format!(
+            "the fleet needs about {} of memory but {} is available ({}): {} processes × {} + {} agents × {} + supervisor {} + compiled stores {} (2 × {} of {} snapshot file{}); pack more agents per process (cluster.agents_per_process), run fewer agents, or spread the fleet over more hosts",
+            mib(memory),
+            mib(host.memory_available),
+            host.memory_source,
+            d.processes,
+            kib(PROCESS_BYTES),
+            d.agents,
+            kib(AGENT_BYTES),
+            mib(SUPERVISOR_BYTES),
+            mib(d.store_bytes()),
+            mib(d.snapshot_bytes),
+            d.snapshots,
+            if d.snapshots == 1 { "" } else { "s" },
+        ));
+    }
+    let tasks = d.tasks();
+    if tasks > host.tasks_available {
+        out.push(format!(
+            "the fleet needs about {tasks} tasks ({} processes × {TASKS_PER_PROCESS} + {SUPERVISOR_TASKS} for the supervisor) but only {} can be created ({}); pack more agents per process (cluster.agents_per_process) or raise the limit",
+            d.processes, host.tasks_available, host.tasks_source,
+        ));
+    }
+    let files = d.files();
+    if files > host.files_max {
+        out.push(format!(
+            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {SPARE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn)",
+            d.sockets, d.processes, host.files_max,
+        ));
+    }
+    out
+}
+
+/// One line for `check`: what the fleet needs against what the host has.
+pub fn summary(d: &Demand, host: &Host) -> String {
+    let room = |v: u64| {
+        if v == u64::MAX {
+            "no limit".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    format!(
+        "capacity: {} agents in {} processes need about {} of memory ({} available), {} tasks ({} available), {} open files (limit {})",
+        d.agents,
+        d.processes,
+        mib(d.memory()),
+        if host.memory_available == u64::MAX {
+            "no limit".to_string()
+        } else {
+            mib(host.memory_available)
+        },
+        d.tasks(),
+        room(host.tasks_available),
+        d.files(),
+        room(host.files_max),
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / f64::from(1 << 20);
+    if m >= 10_240.0 {
+        format!("{:.1} GiB", m / 1024.0)
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{} KiB", bytes >> 10)
+}
+
+fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The total of tasks (threads) on the host: the fourth field of
+/// /proc/loadavg is `running/total`.
+fn loadavg_tasks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace()
+        .nth(3)?
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// This process's cgroup directory for `controller` (v1), or the unified
+/// one (v2, controller "").
+fn cgroup_dir(controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if controller.is_empty() && list.is_empty() {
+            return Some(Path::new("/sys/fs/cgroup").join(path));
+        }
+        if !controller.is_empty() && list.split(',').any(|c| c == controller) {
+            return Some(Path::new("/sys/fs/cgroup").join(controller).join(path));
+        }
+    }
+    None
+}
+
+/// (limit, usage, file) of the memory cgroup, when it has a limit.
+fn cgroup_memory() -> Option<(u64, u64, String)> {
+    if let Some(dir) = cgroup_dir("")
+        && let Some(limit) = read_u64(dir.join("memory.max"))
+    {
+        let usage = read_u64(dir.join("memory.current")).unwrap_or(0);
+        return Some((limit, usage, dir.join("memory.max").display().to_string()));
+    }
+    let dir = cgroup_dir("memory")?;
+    let limit = read_u64(dir.join("memory.limit_in_bytes"))?;
+    // v1 reports "no limit" as a huge page-aligned number.
+    if limit >= 1 << 62 {
+        return None;
+    }
+    let usage = read_u64(dir.join("memory.usage_in_bytes")).unwrap_or(0);
+    Some((
+        limit,
+        usage,
+        dir.join("memory.limit_in_bytes").display().to_string(),
+    ))
+}
+
+/// (pids.max, pids.current, file) of the pids cgroup, when it has a limit
+/// ("max" is none).
+fn cgroup_pids() -> Option<(u64, u64, String)> {
+    let dir = cgroup_dir("")
+        .filter(|d| d.join("pids.max").exists())
+        .or_else(|| cgroup_dir("pids"))?;
+    let max = read_u64(dir.join("pids.max"))?;
+    let current = read_u64(dir.join("pids.current")).unwrap_or(0);
+    Some((max, current, dir.join("pids.max").display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        Host {
+            memory_available: 8 << 30,
+            memory_source: "MemAvailable in /proc/meminfo".into(),
+            tasks_available: 30_000,
+            tasks_source: "kernel.pid_max 32768 less 2768 existing tasks".into(),
+            files_max: 1 << 20,
+        }
+    }
+
+    fn demand(agents: u64, per: u64) -> Demand {
+        Demand {
+            agents,
+            processes: agents.div_ceil(per),
+            sockets: agents,
+            snapshots: 1,
+            snapshot_bytes: 3 << 20,
+        }
+    }
+
+    #[test]
+    fn a_fleet_that_fits_has_no_problem() {
+        assert!(assess(&demand(1000, 1), &host()).is_empty());
+        assert!(assess(&demand(10_000, 50), &host()).is_empty());
+    }
+
+    #[test]
+    fn too_many_processes_for_memory_shows_the_arithmetic() {
+        // 20,000 processes × 768 KiB alone are 15 GiB.
+        let d = demand(20_000, 1);
+        let problems = assess(&d, &host());
+        let memory = problems
+            .iter()
+            .find(|p| p.contains("of memory"))
+            .expect("memory problem");
+        assert!(memory.contains("20000 processes × 768 KiB"), "{memory}");
+        assert!(memory.contains("20000 agents × 64 KiB"), "{memory}");
+        assert!(memory.contains("8192 MiB is available"), "{memory}");
+        assert!(memory.contains("MemAvailable"), "{memory}");
+        assert!(memory.contains("agents_per_process"), "{memory}");
+        // 20,000 × 2 + 64 tasks > 30,000.
+        let tasks = problems
+            .iter()
+            .find(|p| p.contains("tasks"))
+            .expect("task problem");
+        assert!(tasks.contains("40064 tasks"), "{tasks}");
+        assert!(tasks.contains("kernel.pid_max"), "{tasks}");
+        // The same agents packed 100 per process fit.
+        assert!(assess(&demand(20_000, 100), &host()).is_empty());
+    }
+
+    #[test]
+    fn open_files_beyond_the_hard_limit() {
+        let mut h = host();
+        h.files_max = 1024;
+        let problems = assess(&demand(1000, 1), &h);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("4256 open files (1000 sockets + 3 × 1000 processes + 256)"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn large_stores_count_once() {
+        let mut d = demand(10, 1);
+        d.snapshot_bytes = 6 << 30;
+        let problems = assess(&d, &host());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("compiled stores 12.0 GiB"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn this_host_can_be_read() {
+        let h = Host::probe();
+        assert!(h.memory_available > 0);
+        assert!(h.tasks_available > 0);
+        assert!(h.files_max > 0);
+        let s = summary(&demand(1, 1), &h);
+        assert!(s.starts_with("capacity: 1 agents in 1 processes"), "{s}");
+    }
+
+    #[test]
+    fn proc_figures_parse() {
+        let text = "MemTotal:       24684092 kB\nMemAvailable:   23866192 kB\n";
+        assert_eq!(meminfo_kib(text, "MemAvailable:"), Some(23_866_192));
+        assert_eq!(meminfo_kib(text, "Nope:"), None);
+        assert!(loadavg_tasks().is_some());
+    }
+}
