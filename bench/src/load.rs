@@ -3,9 +3,11 @@
 //! request-id (scrambled, so a responder that answers `rid+1` matches
 //! nothing), checked, timed, and replaced by the next request at once.
 //! Bounded by a request count and by a duration; timeouts are swept every
-//! millisecond.
+//! millisecond. Optionally a request that times out is sent again (same
+//! request-id, same expected answer) up to `retries` times, and new
+//! requests are paced to a rate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -56,7 +58,15 @@ pub struct Plan {
     /// Longest sending time after the warm-up.
     pub duration: Option<Duration>,
     pub warmup: Duration,
+    /// How long each try of a request waits for its answer.
     pub timeout: Duration,
+    /// Tries after the first, on timeout: a request is a timeout only when
+    /// all `1 + retries` tries went unanswered (a manager's retry budget).
+    pub retries: u32,
+    /// Most new requests per second (retransmissions not counted); `None`:
+    /// as fast as the window allows. A steady load for tests that must not
+    /// saturate the machine.
+    pub rate: Option<f64>,
     /// Any datagram completes the oldest request (for the echo responder).
     pub expect_any: bool,
     /// Most datagrams per send or receive system call.
@@ -69,7 +79,12 @@ struct Slot {
     busy: bool,
     measured: bool,
     target: u32,
+    /// The last try.
     sent: Instant,
+    /// The first try: latency runs from here.
+    first: Instant,
+    /// Retransmissions of this request so far.
+    tries: u32,
 }
 
 /// The measurements of one run.
@@ -80,7 +95,12 @@ pub struct Outcome {
     pub failed: u64,
     pub failures: BTreeMap<&'static str, u64>,
     pub samples: Vec<String>,
+    /// Requests left unanswered after every try.
     pub timeouts: u64,
+    /// Requests sent again after a timeout (one per retransmission).
+    pub retransmits: u64,
+    /// Requests answered after at least one retransmission.
+    pub answered_after_retry: u64,
     /// Answers to requests that had already timed out (or duplicates).
     pub late: u64,
     pub varbinds: u64,
@@ -172,11 +192,16 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
             measured: false,
             target: 0,
             sent: start,
+            first: start,
+            tries: 0,
         };
         inflight
     ];
     let mut free: Vec<usize> = (0..inflight).rev().collect();
     let mut pending: Vec<usize> = Vec::with_capacity(MAX_BATCH);
+    // Timed-out requests waiting to be sent again (slot, generation),
+    // oldest first.
+    let mut resend: VecDeque<(usize, u32)> = VecDeque::new();
     let mut busy = 0usize;
     let mut out = Outcome {
         latencies_ns: Vec::with_capacity(1 << 16),
@@ -190,6 +215,17 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
 
     loop {
         let now = Instant::now();
+        if !resend.is_empty() {
+            send_again(
+                &sock,
+                &mut batch,
+                &mut resend,
+                &mut slots,
+                (plan, connected, inflight as u32),
+                (&mut *sec, req, &mut scratch),
+                &mut out,
+            )?;
+        }
         let sending = stop_at.is_none_or(|s| now < s)
             && plan
                 .count
@@ -201,6 +237,10 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
                 .count
                 .filter(|_| now >= measure_from)
                 .map_or(u64::MAX, |c| c - measured_sent);
+            if let Some(rate) = plan.rate {
+                let due = (rate * now.duration_since(start).as_secs_f64()) as u64 + 1;
+                budget = budget.min(due.saturating_sub(out.sent));
+            }
             while budget > 0 && !free.is_empty() {
                 while budget > 0 && batch.tx_room() {
                     let Some(s) = free.pop() else { break };
@@ -231,6 +271,8 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
                     let slot = &mut slots[s];
                     slot.busy = true;
                     slot.sent = now;
+                    slot.first = now;
+                    slot.tries = 0;
                     slot.measured = now >= measure_from;
                     busy += 1;
                     out.sent += 1;
@@ -317,6 +359,14 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
             next_sweep = now + POLL;
             for (s, slot) in slots.iter_mut().enumerate() {
                 if slot.busy && now.duration_since(slot.sent) >= plan.timeout {
+                    if slot.tries < plan.retries {
+                        // Stays busy; `sent` restarts its clock until the
+                        // retransmission goes out.
+                        slot.tries += 1;
+                        slot.sent = now;
+                        resend.push_back((s, slot.generation));
+                        continue;
+                    }
                     slot.busy = false;
                     free.push(s);
                     busy -= 1;
@@ -339,14 +389,67 @@ pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> i
     Ok(out)
 }
 
-/// Counts a good answer to a request sent at `slot.sent`.
+/// Sends the timed-out requests of `queue` again, each with its request-id
+/// unchanged (so an answer to any try completes it), a batch at a time;
+/// what the socket does not take stays queued.
+fn send_again(
+    sock: &UdpSocket,
+    batch: &mut Batch,
+    queue: &mut VecDeque<(usize, u32)>,
+    slots: &mut [Slot],
+    (plan, connected, inflight): (&Plan, bool, u32),
+    (sec, req, scratch): (&mut Security, &Request, &mut Scratch),
+    out: &mut Outcome,
+) -> io::Result<()> {
+    let mut taken: Vec<(usize, u32)> = Vec::with_capacity(MAX_BATCH);
+    while !queue.is_empty() {
+        while batch.tx_room() {
+            let Some((s, generation)) = queue.pop_front() else {
+                break;
+            };
+            let slot = &slots[s];
+            if !slot.busy || slot.generation != generation {
+                // Answered while it waited for room in the socket.
+                continue;
+            }
+            let rid = scramble(slot.generation * inflight + s as u32);
+            let to = (!connected).then(|| plan.targets[slot.target as usize]);
+            snmp::encode(sec, req, rid, batch.push(to), scratch);
+            taken.push((s, generation));
+        }
+        let n = match batch.flush(sock) {
+            Ok(n) => n,
+            Err(e) if transient(&e) => 0,
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        for &(s, _) in &taken[..n] {
+            slots[s].sent = now;
+            out.retransmits += 1;
+        }
+        let unsent = n < taken.len();
+        for &t in taken[n..].iter().rev() {
+            queue.push_front(t);
+        }
+        taken.clear();
+        if unsent {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a good answer to a request first sent at `slot.first`.
 fn complete(slot: &Slot, out: &mut Outcome, done: Instant, vbs: u64, last: &mut Instant) {
     if !slot.measured {
         return;
     }
     out.ok += 1;
     out.varbinds += vbs;
-    let ns = done.duration_since(slot.sent).as_nanos();
+    if slot.tries > 0 {
+        out.answered_after_retry += 1;
+    }
+    let ns = done.duration_since(slot.first).as_nanos();
     out.latencies_ns.push(u32::try_from(ns).unwrap_or(u32::MAX));
     if done > *last {
         *last = done;

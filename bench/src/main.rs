@@ -5,22 +5,8 @@
 //! and the report table. Each measurement prints one JSON record on stdout
 //! (and appends it to `--out`) and a human summary on stderr.
 
-mod ber;
-mod client;
-mod compile;
-mod echo;
-mod fleet;
-mod load;
-mod mmsg;
-mod procs;
-mod report;
-mod snmp;
-mod sweep;
-mod sys;
-mod usm;
-
 use std::io::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +15,11 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::client::Client;
-use crate::snmp::{Expect, Op, Request, Security};
+use agentcluster_bench::client::{self, Client};
+use agentcluster_bench::snmp::{self, Expect, Op, Request, Security};
+use agentcluster_bench::{
+    ber, compile, echo, fleet, load, parse_duration, parse_targets, procs, report, sweep, usm,
+};
 
 #[derive(Parser)]
 #[command(
@@ -150,6 +139,14 @@ struct LoadArgs {
     /// Stop sending after this long (after the warm-up).
     #[arg(short, long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Send a request again after a timeout, up to this many times (same
+    /// request-id and expected answer); it is a timeout only when every try
+    /// went unanswered. 0: no retransmission (the benchmark).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Most new requests per second (default: as many as the window allows).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Requests during this time are not counted.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     warmup: Duration,
@@ -332,58 +329,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `5s`, `250ms`, `2m`, `1h` or plain seconds (`0.5`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
-    };
-    if !(0.0..1e7).contains(&secs) {
-        return Err(format!("out of range: {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Expands `HOST:PORT` and `HOST:FIRST-LAST`.
-fn parse_targets(specs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut out = Vec::new();
-    for spec in specs {
-        let (host, ports) = spec
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow!("{spec:?}: expected HOST:PORT or HOST:FIRST-LAST"))?;
-        let (first, last) = match ports.split_once('-') {
-            Some((a, b)) => (a.parse::<u16>()?, b.parse::<u16>()?),
-            None => {
-                let p = ports.parse::<u16>()?;
-                (p, p)
-            }
-        };
-        if last < first {
-            bail!("{spec:?}: empty port range");
-        }
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let ip = (host, first)
-            .to_socket_addrs()
-            .with_context(|| format!("{spec:?}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{spec:?}: no address"))?
-            .ip();
-        out.extend((first..=last).map(|p| SocketAddr::new(ip, p)));
-    }
-    Ok(out)
-}
-
 fn parse_oids(oids: &[String]) -> anyhow::Result<Vec<Vec<u32>>> {
     if oids.is_empty() {
         return Ok(vec![fleet::default_oid()]);
@@ -514,6 +459,8 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
         duration: a.duration,
         warmup: a.warmup,
         timeout: a.peer.timeout,
+        retries: a.retries,
+        rate: a.rate,
         expect_any: a.expect_any,
         batch: a.batch,
     };
@@ -537,7 +484,7 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
         Some(total as f64 / procs::ticks_per_second())
     };
     eprintln!(
-        "{}: {} {} ×{} in flight → {:.0} req/s, {:.0} varbinds/s, p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; ok {}, failed {}, timeouts {}, late {}; client CPU {:.0}%{}",
+        "{}: {} {} ×{} in flight → {:.0} req/s, {:.0} varbinds/s, p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; ok {}, failed {}, timeouts {}, late {}, retransmits {}; client CPU {:.0}%{}",
         if a.record.tag.is_empty() {
             "load"
         } else {
@@ -555,6 +502,7 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
         out.failed,
         out.timeouts,
         out.late,
+        out.retransmits,
         out.client_cpu_pct,
         server_cpu_s
             .map(|s| format!(", server CPU {:.0}%", 100.0 * s / wall))
@@ -874,6 +822,3 @@ fn report_cmd(a: &ReportArgs) -> anyhow::Result<bool> {
     }
     Ok(true)
 }
-
-#[cfg(test)]
-mod tests;

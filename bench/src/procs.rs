@@ -46,6 +46,15 @@ pub fn state(pid: u32) -> Option<char> {
     stat_field(pid, 3).and_then(|s| s.chars().next())
 }
 
+pub use nix::sys::signal::Signal;
+
+/// Sends `sig` to `pid`. An error (ESRCH: no such process) means nothing
+/// was delivered.
+pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
+}
+
 /// utime + stime in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let u: u64 = stat_field(pid, 14)?.parse().ok()?;

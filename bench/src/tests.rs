@@ -21,6 +21,9 @@ enum Mode {
     ErrorStatus,
     /// Every other answer is wrong: a mix must not average out.
     HalfWrong,
+    /// The first datagram of each request is lost (not answered), a
+    /// retransmission of it (the same bytes) is answered.
+    DropFirst,
 }
 
 const NAME: &str = "DUMSYS-90";
@@ -52,6 +55,7 @@ fn responder(mode: Mode) -> Responder {
     let thread = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let mut n = 0u64;
+        let mut seen: std::collections::HashSet<Vec<u8>> = Default::default();
         // Bounded: tests finish in well under this.
         let end = std::time::Instant::now() + Duration::from_secs(20);
         while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < end {
@@ -59,6 +63,9 @@ fn responder(mode: Mode) -> Responder {
                 continue;
             };
             n += 1;
+            if mode == Mode::DropFirst && seen.insert(buf[..len].to_vec()) {
+                continue;
+            }
             let wrong = match mode {
                 Mode::HalfWrong => n.is_multiple_of(2),
                 m => m == Mode::WrongValue,
@@ -138,6 +145,8 @@ fn plan(addr: SocketAddr, count: u64, inflight: usize) -> Plan {
         duration: Some(Duration::from_secs(5)),
         warmup: Duration::ZERO,
         timeout: Duration::from_millis(150),
+        retries: 0,
+        rate: None,
         expect_any: false,
         batch: 4,
     }
@@ -306,4 +315,67 @@ fn durations_and_targets_parse() {
     assert_eq!(t.len(), 4);
     assert_eq!(t[2].port(), 102);
     assert!(t[3].is_ipv6());
+}
+
+#[test]
+fn a_lost_request_is_answered_within_the_retry_budget() {
+    let r = responder(Mode::DropFirst);
+    let req = sys_name();
+    let expect = expect_name(&req);
+    let mut sec = Security::community(1, "public");
+    let mut p = plan(r.addr, 40, 8);
+    p.retries = 1;
+    let o = load::run(&p, &mut sec, &req, &expect).unwrap();
+    assert_eq!((o.ok, o.failed, o.timeouts), (40, 0, 0), "{o:?}");
+    assert_eq!((o.retransmits, o.answered_after_retry), (40, 40), "{o:?}");
+    // Latency runs from the first try: every answer took a timeout at least.
+    assert!(o.p50_us >= 150_000.0, "{o:?}");
+    // Without a retry budget the same losses are timeouts (a fresh
+    // responder: this run's request-ids repeat the first run's).
+    let r = responder(Mode::DropFirst);
+    let o = load::run(&plan(r.addr, 40, 8), &mut sec, &req, &expect).unwrap();
+    assert_eq!((o.ok, o.timeouts, o.retransmits), (0, 40, 0), "{o:?}");
+}
+
+#[test]
+fn a_request_is_a_timeout_only_when_every_try_is_unanswered() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let req = sys_name();
+    let mut sec = Security::community(1, "public");
+    let mut p = plan(silent.local_addr().unwrap(), 10, 10);
+    p.timeout = Duration::from_millis(50);
+    p.retries = 2;
+    let t0 = std::time::Instant::now();
+    let o = load::run(&p, &mut sec, &req, &expect_name(&req)).unwrap();
+    assert_eq!((o.ok, o.timeouts, o.retransmits), (0, 10, 20), "{o:?}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(150),
+        "three tries each"
+    );
+    // Each retransmission carries the request-id of its first try.
+    let mut buf = [0u8; 2048];
+    let mut copies: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    while let Ok(n) = silent.recv(&mut buf) {
+        *copies.entry(buf[..n].to_vec()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), 10, "{copies:?}");
+    assert!(copies.values().all(|c| *c == 3), "{copies:?}");
+}
+
+#[test]
+fn a_rate_paces_new_requests() {
+    let r = responder(Mode::Good);
+    let req = sys_name();
+    let mut sec = Security::community(1, "public");
+    let mut p = plan(r.addr, 1_000_000, 16);
+    p.count = None;
+    p.duration = Some(Duration::from_millis(500));
+    p.rate = Some(200.0);
+    let o = load::run(&p, &mut sec, &req, &expect_name(&req)).unwrap();
+    assert_eq!((o.failed, o.timeouts), (0, 0), "{o:?}");
+    assert!(o.sent <= 102 && o.sent >= 50, "about 100 in 0.5 s: {o:?}");
+    assert_eq!(o.ok, o.sent);
 }
