@@ -6,6 +6,7 @@ pub mod ber;
 pub mod channel;
 pub mod engine;
 pub mod mib;
+pub mod mmsg;
 pub mod notify;
 pub mod probe;
 pub mod process;

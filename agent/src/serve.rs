@@ -10,12 +10,9 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::ber::Frame;
 use crate::mib::Counters;
+use crate::mmsg::Batch;
 use crate::responder::{Outcome, Responder};
-
-/// Largest UDP payload; a datagram can never be larger.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// A responder shared by the loops of one agent's sockets.
 pub type Shared = Arc<Mutex<Responder>>;
@@ -55,32 +52,71 @@ async fn serve_one(
     responder: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut frame = Frame::default();
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let fd = socket.as_raw_fd();
+    let mut batch = Batch::default();
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
+            r = socket.readable() => r?,
+        }
+        // Everything queued, a batch per system call, until none is left.
+        loop {
+            let got = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here on Linux; they
                 // concern one peer, not the socket.
                 Err(e) if transient(&e) => continue,
                 Err(e) => return Err(e),
-            },
-        };
-        let outcome = {
-            let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            if !r.admit(peer.ip(), now) {
-                continue;
+            };
+            let mut replies = 0;
+            {
+                let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                for i in 0..got {
+                    if let Some(peer) = batch.peer(i)
+                        && !r.admit(peer.ip(), now)
+                    {
+                        continue;
+                    }
+                    let (datagram, frame) = batch.slot(i);
+                    if r.handle(datagram, now, frame) == Outcome::Reply {
+                        batch.reply(i);
+                        replies += 1;
+                    }
+                }
             }
-            r.handle(&buf[..len], now, &mut frame)
-        };
-        if outcome == Outcome::Reply
-            && let Err(e) = socket.send_to(frame.as_slice(), peer).await
-            && !transient(&e)
-        {
+            if replies > 0 {
+                send_all(&socket, fd, &mut batch).await;
+            }
+        }
+    }
+}
+
+/// Sends every answer of the batch, waiting while the socket's send buffer
+/// is full.
+async fn send_all(socket: &UdpSocket, fd: std::os::fd::RawFd, batch: &mut Batch) {
+    use tokio::io::Interest;
+    let mut failed = |peer: std::net::SocketAddr, e: io::Error| {
+        if !transient(&e) {
             tracing::warn!(%peer, cause = %e, "send failed");
+        }
+    };
+    loop {
+        match socket.try_io(Interest::WRITABLE, || batch.send(fd, &mut failed)) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(cause = %e, "send failed");
+                return;
+            }
         }
     }
 }
@@ -190,6 +226,72 @@ mod tests {
             answers += 1;
         }
         assert_eq!(answers, 3);
+        token.cancel();
+        server_thread.join().unwrap().unwrap();
+    }
+
+    /// A burst far beyond one batch, with garbage between the requests:
+    /// every request answered once, the garbage dropped and counted.
+    #[test]
+    fn a_burst_is_answered_in_batches_with_garbage_in_between() {
+        let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let shared: Shared = Arc::new(Mutex::new(responder()));
+        let token = CancellationToken::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s2, t2) = (shared.clone(), token.clone());
+        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        const N: u32 = 300;
+        // Answers are read as they come, so none overflows our buffer.
+        let reader = {
+            let client = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut seen = vec![false; N as usize];
+                let mut buf = [0u8; 1500];
+                for _ in 0..N {
+                    let n = client.recv(&mut buf).expect("every request answered");
+                    // The request-id, a minimal INTEGER after the PDU header.
+                    assert_eq!(buf[15], 0x02, "{:02x?}", &buf[..n]);
+                    let len = usize::from(buf[16]);
+                    let id = buf[17..17 + len]
+                        .iter()
+                        .fold(0u32, |v, b| (v << 8) | u32::from(*b));
+                    assert!(!seen[id as usize], "request {id} answered twice");
+                    seen[id as usize] = true;
+                }
+            })
+        };
+        // Waves of 60 requests and 15 garbage datagrams: more than one
+        // batch, little enough for the socket's receive buffer.
+        for id in 0..N {
+            let mut get = GET;
+            get[17..21].copy_from_slice(&id.to_be_bytes());
+            client.send(&get).unwrap();
+            if id % 4 == 0 {
+                client.send(&[0x30, 0x03, 0x02, 0x01]).unwrap();
+            }
+            if id % 60 == 59 {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while counters(&shared).requests + counters(&shared).dropped
+                    < u64::from(id + 1 + (id / 4 + 1))
+                {
+                    assert!(Instant::now() < deadline, "{:?}", counters(&shared));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        reader.join().unwrap();
+        let c = counters(&shared);
+        assert_eq!(c.requests, u64::from(N));
+        assert_eq!(c.dropped, u64::from(N / 4));
         token.cancel();
         server_thread.join().unwrap().unwrap();
     }

@@ -1,0 +1,350 @@
+//! Batched datagram I/O for the serving loop: `recvmmsg` takes every
+//! request already queued on a socket in one system call, `sendmmsg` sends
+//! their answers in one.
+//!
+//! A batch starts with one slot and doubles (up to [`MAX_SLOTS`]) each time
+//! a receive fills it, so an agent that sees one request at a time — most
+//! agents of a large fleet — keeps one receive buffer. Receive buffers are
+//! full-size (no request is ever truncated) but zero-filled on allocation
+//! and never cleared, so only the pages datagrams were written to become
+//! resident.
+//!
+//! The system call headers hold pointers into the buffers; they are built
+//! on the stack for each call and never stored, so a batch is `Send` and
+//! can live in a task across awaits.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::RawFd;
+
+use crate::ber::Frame;
+
+/// Largest UDP payload; a datagram can never be larger.
+pub const SLOT_BYTES: usize = 65_536;
+/// Most datagrams per system call.
+pub const MAX_SLOTS: usize = 32;
+
+pub struct Batch {
+    /// `slots` receive buffers of [`SLOT_BYTES`], back to back.
+    rx: Vec<u8>,
+    slots: usize,
+    /// Length and sender of each datagram of the last receive.
+    len: [usize; MAX_SLOTS],
+    from: [libc::sockaddr_storage; MAX_SLOTS],
+    from_len: [libc::socklen_t; MAX_SLOTS],
+    received: usize,
+    /// One answer per slot; `reply[i]`: slot `i` has one to send.
+    pub frames: Vec<Frame>,
+    reply: [bool; MAX_SLOTS],
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::with_slots(1)
+    }
+}
+
+impl Batch {
+    pub fn with_slots(slots: usize) -> Batch {
+        let slots = slots.clamp(1, MAX_SLOTS);
+        Batch {
+            rx: vec![0u8; slots * SLOT_BYTES],
+            slots,
+            len: [0; MAX_SLOTS],
+            // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
+            from: unsafe { zeroed() },
+            from_len: [0; MAX_SLOTS],
+            received: 0,
+            frames: (0..slots).map(|_| Frame::default()).collect(),
+            reply: [false; MAX_SLOTS],
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Takes up to `slots` queued datagrams without waiting. Returns how
+    /// many; `WouldBlock` when none is queued. A receive that fills every
+    /// slot doubles them for the next one.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.received = 0;
+        let n = self.slots;
+        // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
+        let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { zeroed() };
+        let mut hdr: [libc::mmsghdr; MAX_SLOTS] = unsafe { zeroed() };
+        let base = self.rx.as_mut_ptr();
+        for i in 0..n {
+            // SAFETY: slot i lies inside `rx` (slots × SLOT_BYTES long).
+            iov[i].iov_base = unsafe { base.add(i * SLOT_BYTES) }.cast();
+            iov[i].iov_len = SLOT_BYTES;
+            self.from_len[i] = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let h = &mut hdr[i].msg_hdr;
+            h.msg_name = (&raw mut self.from[i]).cast();
+            h.msg_namelen = self.from_len[i];
+            h.msg_iov = &raw mut iov[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at live buffers of the lengths given,
+        // which outlive the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdr.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = r as usize;
+        for (i, h) in hdr[..got].iter().enumerate() {
+            self.len[i] = h.msg_len as usize;
+            self.from_len[i] = h.msg_hdr.msg_namelen;
+            self.reply[i] = false;
+        }
+        self.received = got;
+        if got == n && n < MAX_SLOTS {
+            *self = Batch::with_slots(n * 2).keep_frames(std::mem::take(&mut self.frames), self);
+        }
+        Ok(got)
+    }
+
+    /// Moves the datagrams of the last receive into a grown batch.
+    fn keep_frames(mut self, mut frames: Vec<Frame>, old: &Batch) -> Batch {
+        let got = old.received;
+        // Only the datagrams' bytes: copying whole slots would make every
+        // page of the new buffer resident.
+        for i in 0..got {
+            let at = i * SLOT_BYTES;
+            let len = old.len[i].min(SLOT_BYTES);
+            self.rx[at..at + len].copy_from_slice(&old.rx[at..at + len]);
+        }
+        self.len[..got].copy_from_slice(&old.len[..got]);
+        self.from[..got].copy_from_slice(&old.from[..got]);
+        self.from_len[..got].copy_from_slice(&old.from_len[..got]);
+        self.received = got;
+        frames.resize_with(self.slots, Frame::default);
+        self.frames = frames;
+        self
+    }
+
+    /// Datagram `i` of the last receive.
+    pub fn datagram(&self, i: usize) -> &[u8] {
+        let start = i * SLOT_BYTES;
+        &self.rx[start..start + self.len[i].min(SLOT_BYTES)]
+    }
+
+    /// Datagram `i` of the last receive and the frame for its answer.
+    pub fn slot(&mut self, i: usize) -> (&[u8], &mut Frame) {
+        let start = i * SLOT_BYTES;
+        let len = self.len[i].min(SLOT_BYTES);
+        (&self.rx[start..start + len], &mut self.frames[i])
+    }
+
+    /// The sender of datagram `i`.
+    pub fn peer(&self, i: usize) -> Option<SocketAddr> {
+        socket_addr(&self.from[i], self.from_len[i])
+    }
+
+    /// Marks slot `i`'s frame as an answer to send back to its sender.
+    pub fn reply(&mut self, i: usize) {
+        self.reply[i] = true;
+    }
+
+    /// Sends the answers marked since the last receive, to their senders.
+    /// Answers that fail are skipped (each error goes to `failed`); stops
+    /// at `WouldBlock` and returns it, with the unsent ones still marked.
+    pub fn send(
+        &mut self,
+        fd: RawFd,
+        failed: &mut dyn FnMut(SocketAddr, io::Error),
+    ) -> io::Result<()> {
+        loop {
+            let mut idx = [0usize; MAX_SLOTS];
+            let mut n = 0;
+            for (i, r) in self.reply[..self.received].iter().enumerate() {
+                if *r {
+                    idx[n] = i;
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            // SAFETY: as in `recv`.
+            let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { zeroed() };
+            let mut hdr: [libc::mmsghdr; MAX_SLOTS] = unsafe { zeroed() };
+            for k in 0..n {
+                let i = idx[k];
+                let bytes = self.frames[i].as_slice();
+                iov[k].iov_base = bytes.as_ptr() as *mut libc::c_void;
+                iov[k].iov_len = bytes.len();
+                let h = &mut hdr[k].msg_hdr;
+                h.msg_name = (&raw mut self.from[i]).cast();
+                h.msg_namelen = self.from_len[i];
+                h.msg_iov = &raw mut iov[k];
+                h.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at live buffers that outlive the
+            // call; the kernel only reads them.
+            let r = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), n as libc::c_uint, 0) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                // The first answer failed (a refused or unreachable peer):
+                // drop it and go on with the others.
+                let i = idx[0];
+                self.reply[i] = false;
+                if let Some(peer) = self.peer(i) {
+                    failed(peer, e);
+                }
+                continue;
+            }
+            for &i in &idx[..r as usize] {
+                self.reply[i] = false;
+            }
+        }
+    }
+}
+
+fn socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says it is a sockaddr_in, and it is long
+            // enough.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+                u16::from_be(a.sin_port),
+            ))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)),
+                u16::from_be(a.sin6_port),
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn pair(ip: &str) -> Option<(UdpSocket, UdpSocket)> {
+        let server = UdpSocket::bind((ip, 0)).ok()?;
+        let client = UdpSocket::bind((ip, 0)).ok()?;
+        client.connect(server.local_addr().ok()?).ok()?;
+        Some((server, client))
+    }
+
+    #[test]
+    fn a_full_receive_doubles_the_slots_and_keeps_its_datagrams() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let mut b = Batch::default();
+        assert_eq!(b.slots(), 1);
+        assert_eq!(
+            b.recv(server.as_raw_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        for i in 0..7u8 {
+            client.send(&vec![i; 100 + usize::from(i)]).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            match b.recv(server.as_raw_fd()) {
+                Ok(n) => {
+                    sizes.push((n, b.slots()));
+                    for i in 0..n {
+                        let d = b.datagram(i);
+                        assert!(d.iter().all(|x| *x == d[0]));
+                        seen.push((d[0], d.len()));
+                        assert_eq!(b.peer(i), Some(client.local_addr().unwrap()));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // 1 (grows to 2), 2 (to 4), then the 4 left fill it (to 8).
+        assert_eq!(sizes, vec![(1, 2), (2, 4), (4, 8)]);
+        let expected: Vec<(u8, usize)> = (0..7u8).map(|i| (i, 100 + usize::from(i))).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn answers_go_back_to_each_sender_and_nothing_is_truncated() {
+        for ip in ["127.0.0.1", "::1"] {
+            let Some((server, a)) = pair(ip) else {
+                continue;
+            };
+            let b2 = UdpSocket::bind((ip, 0)).unwrap();
+            b2.connect(server.local_addr().unwrap()).unwrap();
+            let mut b = Batch::with_slots(8);
+            let big = vec![7u8; 60_000];
+            a.send(b"one").unwrap();
+            b2.send(&big).unwrap();
+            a.send(b"three").unwrap();
+            let n = b.recv(server.as_raw_fd()).unwrap();
+            assert_eq!(n, 3);
+            assert_eq!(b.datagram(1).len(), 60_000);
+            for i in 0..n {
+                let (d, frame) = b.slot(i);
+                let echo = d.to_vec();
+                frame.reset(0);
+                frame.prepend(&echo);
+                b.reply(i);
+            }
+            b.send(server.as_raw_fd(), &mut |p, e| panic!("{p}: {e}"))
+                .unwrap();
+            let mut buf = vec![0u8; 65_536];
+            assert_eq!(a.recv(&mut buf).unwrap(), 3);
+            assert_eq!(&buf[..3], b"one");
+            assert_eq!(a.recv(&mut buf).unwrap(), 5);
+            assert_eq!(&buf[..5], b"three");
+            assert_eq!(b2.recv(&mut buf).unwrap(), 60_000);
+            assert!(buf[..60_000].iter().all(|x| *x == 7));
+        }
+    }
+
+    #[test]
+    fn a_refused_answer_does_not_stop_the_others() {
+        let (server, a) = pair("127.0.0.1").unwrap();
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        gone.connect(server.local_addr().unwrap()).unwrap();
+        let mut b = Batch::with_slots(4);
+        gone.send(b"x").unwrap();
+        a.send(b"y").unwrap();
+        drop(gone);
+        assert_eq!(b.recv(server.as_raw_fd()).unwrap(), 2);
+        for i in 0..2 {
+            let (d, frame) = b.slot(i);
+            let echo = d.to_vec();
+            frame.reset(0);
+            frame.prepend(&echo);
+            b.reply(i);
+        }
+        let mut failures = 0;
+        b.send(server.as_raw_fd(), &mut |_, _| failures += 1)
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(a.recv(&mut buf).unwrap(), 1);
+        assert_eq!(buf[0], b'y');
+        // Loopback answers to a closed port are refused later, by ICMP, not
+        // by the send itself.
+        assert!(failures <= 1);
+    }
+}
