@@ -48,10 +48,25 @@
 //! rule). At most `max_records` of *our* records are kept: when a batch
 //! would pass that, the file is rewritten without our oldest events (whole
 //! events, all their slices), other writers' records untouched and in
-//! order. The rewrite is in place (write from offset 0, then truncate to
-//! the new length), under the same locks: `hv_kvp_daemon` keeps its pool
-//! open and locks through that descriptor, and rewrites the file in place
-//! itself, so a rename would leave it locking a file nobody uses.
+//! order. The rewrite is in place, under the same locks: `hv_kvp_daemon`
+//! keeps its pool open and locks through that descriptor, and rewrites the
+//! file in place itself, so a rename would leave it locking a file nobody
+//! uses (and the service user may write the pool, not its directory).
+//!
+//! # A writer killed in the middle of a write
+//! A process killed (SIGKILL, the OOM killer) inside `pwrite` leaves a
+//! prefix of that write, cut on a page boundary, so in the middle of a
+//! record. An append can only leave a partial last record. A rewrite in
+//! place goes record by record, changed slots only, each one emptied first
+//! (its key's first byte set to NUL), then written after that byte, then
+//! given its first byte ([`rewrite_in_place`]): a kill leaves at most one
+//! record with an empty key, and, as records only move towards the start,
+//! copies of records that were moved but not yet overwritten. No record is
+//! ever torn or lost but the new ones of the batch being written. The
+//! first write of each run, and any write that finds a partial last record,
+//! mends that ([`mend`]): records with an empty key go, a record present
+//! twice byte for byte keeps its first copy, and a partial last record is
+//! padded when only its padding was cut, dropped when its text was.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -513,6 +528,8 @@ pub struct Writer {
     max_records: usize,
     boot: Boot,
     truncate_checked: bool,
+    /// What a writer killed mid-write may have left was mended this run.
+    mended: bool,
     /// Our record count as of the file's stamp after our last write.
     known: Option<(Stamp, usize)>,
 }
@@ -524,6 +541,7 @@ impl Writer {
             max_records: max_records.max(1),
             boot,
             truncate_checked: false,
+            mended: false,
             known: None,
         }
     }
@@ -595,19 +613,35 @@ impl Writer {
                 tracing::info!(pool = %self.path.display(), "KVP pool predates this boot: emptied");
             }
         }
+        let mut slots = f;
         let mut len = f.metadata()?.len();
-        let odd = len % RECORD_SIZE as u64;
-        if odd != 0 {
-            // Someone's write was cut short; pad it so ours stay aligned.
-            let pad = RECORD_SIZE as u64 - odd;
-            tracing::warn!(pool = %self.path.display(), len, "KVP pool ends in a partial record; padding it with NULs");
-            f.write_all_at(&vec![0; pad as usize], len)?;
-            len += pad;
+        // The pool as read, when it had to be.
+        let mut pool = None;
+        if !self.mended || len % RECORD_SIZE as u64 != 0 {
+            self.mended = true;
+            let old = read_all(f, len)?;
+            pool = Some(match mend(&old) {
+                Some((content, m)) => {
+                    tracing::warn!(
+                        pool = %self.path.display(),
+                        emptied = m.emptied,
+                        duplicates = m.duplicates,
+                        cut = m.cut,
+                        padded = m.padded,
+                        "KVP pool as left by a writer killed in the middle of a write: mended"
+                    );
+                    rewrite_in_place(&mut slots, &old, &content)?;
+                    len = content.len() as u64;
+                    content
+                }
+                None => old,
+            });
         }
         let stamp = Stamp::of(&f.metadata()?);
-        let ours = match self.known {
-            Some((s, n)) if s == stamp => n,
-            _ => count_ours(&read_all(f, len)?),
+        let ours = match (self.known, &pool) {
+            (Some((s, n)), _) if s == stamp => n,
+            (_, Some(p)) => count_ours(p),
+            (_, None) => count_ours(&read_all(f, len)?),
         };
         let new: usize = groups.iter().map(|g| g.len() / RECORD_SIZE).sum();
         written.records = new;
@@ -617,9 +651,12 @@ impl Writer {
             f.write_all_at(&batch, len)?;
             ours + new
         } else {
-            let capped = cap(&read_all(f, len)?, groups, self.max_records);
-            f.write_all_at(&capped.content, 0)?;
-            f.set_len(capped.content.len() as u64)?;
+            let old = match pool {
+                Some(p) => p,
+                None => read_all(f, len)?,
+            };
+            let capped = cap(&old, groups, self.max_records);
+            rewrite_in_place(&mut slots, &old, &capped.content)?;
             written.dropped = capped.dropped;
             written.records = new - capped.dropped_new;
             written.events = groups.len() - capped.dropped_new_events;
@@ -629,6 +666,112 @@ impl Writer {
         self.known = Some((Stamp::of(&f.metadata()?), ours_after));
         Ok(written)
     }
+}
+
+/// Where [`rewrite_in_place`] writes: the pool, or memory in tests.
+trait Slots {
+    fn write_at(&mut self, buf: &[u8], at: u64) -> io::Result<()>;
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl Slots for &File {
+    fn write_at(&mut self, buf: &[u8], at: u64) -> io::Result<()> {
+        self.write_all_at(buf, at)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+/// Turns the pool `old` (as read: whole records, perhaps a partial last
+/// one) into `new` (whole records) in place. `new` must be records of
+/// `old` in their order, some left out, then new records: every record
+/// moves towards the start or stays. Changed slots are written in order,
+/// each emptied first (NUL as its key's first byte), then written after
+/// that byte, then given its first byte; records past the old ones are
+/// appended in one write; the file is cut to its new length last. A kill
+/// at any moment leaves every record of `new` that was in `old` whole, at
+/// its old or its new place or both, at most one slot with an empty key,
+/// and perhaps a partial last record (see [`mend`]).
+fn rewrite_in_place(f: &mut impl Slots, old: &[u8], new: &[u8]) -> io::Result<()> {
+    let whole = old.len() / RECORD_SIZE;
+    let end = whole * RECORD_SIZE;
+    let partial = &old[end..];
+    if !partial.is_empty() && !new.get(end..).is_some_and(|n| n.starts_with(partial)) {
+        // A cut record that does not stay goes before anything is written
+        // after it.
+        f.set_len(end as u64)?;
+    }
+    let slots = new.len() / RECORD_SIZE;
+    for j in 0..slots.min(whole) {
+        let at = j * RECORD_SIZE;
+        let (was, rec) = (&old[at..at + RECORD_SIZE], &new[at..at + RECORD_SIZE]);
+        if was == rec {
+            continue;
+        }
+        if was[0] != 0 {
+            f.write_at(&[0], at as u64)?;
+        }
+        f.write_at(&rec[1..], at as u64 + 1)?;
+        if rec[0] != 0 {
+            f.write_at(&rec[..1], at as u64)?;
+        }
+    }
+    if slots > whole {
+        f.write_at(&new[end..], end as u64)?;
+    }
+    f.set_len(new.len() as u64)
+}
+
+/// What [`mend`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mended {
+    /// Records with an empty key removed.
+    emptied: usize,
+    /// Second copies of records removed.
+    duplicates: usize,
+    /// A partial last record was dropped (its text was cut).
+    cut: bool,
+    /// A partial last record was padded (only its padding was cut).
+    padded: bool,
+}
+
+/// `pool` without what a writer killed in the middle of a write leaves
+/// (see the module doc): records with an empty key (a slot being
+/// rewritten; no key, no record), the second copy of a record present
+/// twice byte for byte (moved, its old place not yet overwritten), and a
+/// partial last record, padded with NULs if its key and value both end
+/// within it, dropped otherwise. `None` when there is nothing to mend.
+fn mend(pool: &[u8]) -> Option<(Vec<u8>, Mended)> {
+    let end = pool.len() / RECORD_SIZE * RECORD_SIZE;
+    let mut m = Mended::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut content = Vec::with_capacity(pool.len());
+    for r in pool[..end].chunks_exact(RECORD_SIZE) {
+        if r[0] == 0 {
+            m.emptied += 1;
+        } else if !seen.insert(r) {
+            m.duplicates += 1;
+        } else {
+            content.extend_from_slice(r);
+        }
+    }
+    let partial = &pool[end..];
+    if !partial.is_empty() {
+        let whole_text = partial[0] != 0
+            && partial.len() > KEY_SIZE
+            && partial[..KEY_SIZE].contains(&0)
+            && partial[KEY_SIZE..].contains(&0);
+        if whole_text {
+            m.padded = true;
+            content.extend_from_slice(partial);
+            content.resize(content.len() + RECORD_SIZE - partial.len(), 0);
+        } else {
+            m.cut = true;
+        }
+    }
+    (m != Mended::default()).then_some((content, m))
 }
 
 fn read_all(f: &File, len: u64) -> io::Result<Vec<u8>> {
@@ -1483,15 +1626,174 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_record_is_padded_not_shifted() {
+    fn a_partial_record_is_padded_when_whole_and_dropped_when_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
+        // Cut in its padding: its text is whole, so it stays, padded.
         let mut bytes = encode_record("other", "x");
-        bytes.extend_from_slice(b"torn");
+        bytes.extend_from_slice(&encode_record("whole", "text")[..KEY_SIZE + 100]);
         std::fs::write(&path, &bytes).unwrap();
         let mut w = Writer::new(path.clone(), 10, old_boot());
         w.write(&[ready(1)]).unwrap();
-        assert_eq!(seqs(&path), ["other", "torn", "1"]);
+        assert_eq!(seqs(&path), ["other", "whole", "1"]);
+        let p = decode(&std::fs::read(&path).unwrap());
+        assert_eq!(p.records[1].value, "text");
+        // Cut in its key or in its value: a torn record, dropped.
+        let torn = encode_record("torn-key", "torn-value");
+        for cut in [4, KEY_SIZE + 2] {
+            let mut bytes = encode_record("other", "x");
+            bytes.extend_from_slice(&torn[..cut]);
+            std::fs::write(&path, &bytes).unwrap();
+            let mut w = Writer::new(path.clone(), 10, old_boot());
+            w.write(&[ready(1)]).unwrap();
+            assert_eq!(seqs(&path), ["other", "1"], "cut at {cut}");
+        }
+        // Also in the middle of a run: another writer may be the one killed.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        io::Write::write_all(&mut f, &torn[..KEY_SIZE + 2]).unwrap();
+        let mut w = Writer::new(path.clone(), 10, old_boot());
+        w.write(&[ready(2)]).unwrap();
+        io::Write::write_all(&mut f, &torn[..4]).unwrap();
+        w.write(&[ready(3)]).unwrap();
+        assert_eq!(seqs(&path), ["other", "1", "2", "3"]);
+    }
+
+    /// A pool in memory whose writer is killed: after `ops` calls, the
+    /// next write leaves only its first `cut` bytes and fails, like the
+    /// kernel's write cut short by SIGKILL.
+    struct Killed {
+        bytes: Vec<u8>,
+        ops: usize,
+        cut: usize,
+    }
+
+    impl Slots for Killed {
+        fn write_at(&mut self, buf: &[u8], at: u64) -> io::Result<()> {
+            let (n, killed) = if self.ops == 0 {
+                (self.cut.min(buf.len()), true)
+            } else {
+                self.ops -= 1;
+                (buf.len(), false)
+            };
+            let at = at as usize;
+            if self.bytes.len() < at + n {
+                self.bytes.resize(at + n, 0);
+            }
+            self.bytes[at..at + n].copy_from_slice(&buf[..n]);
+            if killed {
+                return Err(io::Error::other("killed"));
+            }
+            Ok(())
+        }
+
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            if self.ops == 0 {
+                return Err(io::Error::other("killed"));
+            }
+            self.ops -= 1;
+            self.bytes.resize(len as usize, 0);
+            Ok(())
+        }
+    }
+
+    /// Runs `rewrite_in_place(old → new)` killed at every call and at many
+    /// cut points of it, mends what is left, and checks that nothing is
+    /// torn, lost, repeated or out of order.
+    fn kill_everywhere(old: &[u8], new: &[u8]) -> usize {
+        let whole: Vec<&[u8]> = old.chunks_exact(RECORD_SIZE).collect();
+        let wanted: Vec<&[u8]> = new.chunks_exact(RECORD_SIZE).collect();
+        // Records of `new` that were in `old`: these must all survive.
+        let kept: Vec<&[u8]> = wanted
+            .iter()
+            .copied()
+            .filter(|r| whole.contains(r))
+            .collect();
+        let mut cases = 0;
+        for ops in 0.. {
+            let mut done = false;
+            for cut in (0..RECORD_SIZE * 3)
+                .step_by(97)
+                .chain([1, KEY_SIZE, RECORD_SIZE - 1])
+            {
+                let mut pool = Killed {
+                    bytes: old.to_vec(),
+                    ops,
+                    cut,
+                };
+                cases += 1;
+                if rewrite_in_place(&mut pool, old, new).is_ok() {
+                    assert_eq!(pool.bytes, new, "not killed: exactly the new pool");
+                    assert_eq!(mend(&pool.bytes), None);
+                    done = true;
+                    break;
+                }
+                let left = pool.bytes.clone();
+                let mended = mend(&left).map_or(left.clone(), |(c, _)| c);
+                assert_eq!(mended.len() % RECORD_SIZE, 0);
+                let records: Vec<&[u8]> = mended.chunks_exact(RECORD_SIZE).collect();
+                for r in &records {
+                    assert!(
+                        whole.contains(r) || wanted.contains(r),
+                        "killed after {ops} calls, cut at {cut}: a torn record {:?}",
+                        String::from_utf8_lossy(&r[..40])
+                    );
+                }
+                let survivors: Vec<&[u8]> = records
+                    .iter()
+                    .copied()
+                    .filter(|r| kept.contains(r))
+                    .collect();
+                assert_eq!(survivors, kept, "killed after {ops} calls, cut at {cut}");
+                // Mending is itself a rewrite in place, and idempotent.
+                assert_eq!(mend(&mended), None);
+            }
+            if done {
+                break;
+            }
+        }
+        cases
+    }
+
+    fn pool_of(keys: &[&str]) -> Vec<u8> {
+        keys.iter()
+            .flat_map(|k| encode_record(k, &format!("{{\"value of\":\"{k}\"}}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_rewrite_killed_anywhere_leaves_no_torn_or_lost_record() {
+        // The cap: our two oldest go, a new one comes; others' records
+        // move with ours.
+        let old = pool_of(&["CI|a", "AC|1", "AC|2", "CI|b", "AC|3", "AC|4", "CI|c"]);
+        let new = pool_of(&["CI|a", "CI|b", "AC|3", "AC|4", "CI|c", "AC|5"]);
+        assert!(kill_everywhere(&old, &new) > 500);
+        // More dropped than added: the file gets shorter.
+        let new = pool_of(&["CI|a", "AC|4", "CI|c", "AC|5"]);
+        kill_everywhere(&old, &new);
+        // A batch of several new records, and an old pool ending in a cut
+        // record that goes.
+        let mut cut = old.clone();
+        cut.extend_from_slice(&pool_of(&["AC|torn"])[..KEY_SIZE + 10]);
+        let new = pool_of(&[
+            "CI|a", "AC|2", "CI|b", "AC|3", "AC|4", "CI|c", "AC|5", "AC|6", "AC|7",
+        ]);
+        kill_everywhere(&cut, &new);
+        // What mend does after a kill is a rewrite too.
+        let mut left = pool_of(&["CI|a", "AC|3", "AC|3", "CI|b"]);
+        left[RECORD_SIZE] = 0;
+        left.extend_from_slice(&pool_of(&["AC|9"])[..KEY_SIZE + 40]);
+        let (mended, m) = mend(&left).unwrap();
+        assert_eq!(
+            m,
+            Mended {
+                emptied: 1,
+                duplicates: 0,
+                cut: false,
+                padded: true
+            }
+        );
+        assert_eq!(mended, pool_of(&["CI|a", "AC|3", "CI|b", "AC|9"]));
+        kill_everywhere(&left, &mended);
     }
 
     fn set_mtime(path: &Path, t: SystemTime) {
