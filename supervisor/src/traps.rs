@@ -8,7 +8,10 @@
 //! dropped, counted and logged. Traps are sent once. Informs are kept on
 //! disk until acknowledged, in `state_dir/informs/<target-hash>.jsonl` (an
 //! append-only log of checksummed lines, fsynced, compacted by
-//! write-then-rename), so they survive a supervisor restart. Each delivery
+//! write-then-rename), so they survive a supervisor restart, even a
+//! `kill -9`: an inform is stored as soon as its event reaches the
+//! target's task (all that came together in one write and fsync), also
+//! while a delivery round to that target is in progress. Each delivery
 //! round makes `1 + retries` attempts of `timeout` each (retransmissions
 //! with one request-id); a round that is not acknowledged leaves the inform
 //! pending and the target is tried again after a backoff (1 s doubling to
@@ -385,7 +388,11 @@ impl InformStore {
     }
 
     fn append(&mut self, line: &Line) -> io::Result<()> {
-        let bytes = encode_line(line)?;
+        self.append_lines(&encode_line(line)?, 1)
+    }
+
+    /// Appends `n` encoded lines in one write, then fsyncs.
+    fn append_lines(&mut self, bytes: &[u8], n: usize) -> io::Result<()> {
         if self.file.is_none() {
             let created = !self.path.exists();
             self.file = Some(
@@ -401,25 +408,43 @@ impl InformStore {
         let Some(f) = self.file.as_mut() else {
             return Err(io::Error::other("inform store not open"));
         };
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_data()?;
-        self.lines += 1;
+        self.lines += n;
         Ok(())
     }
 
     /// Records a new pending inform, durably, and returns it.
     pub fn add(&mut self, uptime: u32, event: Event) -> io::Result<Pending> {
-        let p = Pending {
-            id: self.next_id,
-            uptime,
-            event,
-        };
-        self.append(&Line::Add {
-            target: self.label.clone(),
-            pending: Box::new(p.clone()),
-        })?;
-        self.next_id += 1;
-        Ok(p)
+        let mut added = self.add_all(vec![(uptime, event)])?;
+        added
+            .pop()
+            .ok_or_else(|| io::Error::other("inform not added"))
+    }
+
+    /// Records new pending informs, `(uptime, event)` each, durably with
+    /// one write and one fsync, and returns them in order.
+    pub fn add_all(&mut self, items: Vec<(u32, Event)>) -> io::Result<Vec<Pending>> {
+        let mut added = Vec::with_capacity(items.len());
+        let mut bytes = Vec::new();
+        for (uptime, event) in items {
+            let p = Pending {
+                id: self.next_id + added.len() as u64,
+                uptime,
+                event,
+            };
+            bytes.extend(encode_line(&Line::Add {
+                target: self.label.clone(),
+                pending: Box::new(p.clone()),
+            })?);
+            added.push(p);
+        }
+        if added.is_empty() {
+            return Ok(added);
+        }
+        self.append_lines(&bytes, added.len())?;
+        self.next_id += added.len() as u64;
+        Ok(added)
     }
 
     /// Records that `id` needs no more sending (acknowledged or given up).
@@ -717,29 +742,18 @@ impl Worker {
         let mut backoff = BACKOFF_MIN;
         loop {
             // Take in everything queued, without waiting.
-            let mut closed = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        if self.accept(job).await {
-                            // A new event: try a target that was down now.
-                            retry_at = None;
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
+            let (jobs, closed) = take_queued(&mut rx, Vec::new());
+            if self.accept(jobs).await {
+                // A new event: try a target that was down now.
+                retry_at = None;
             }
             let due = !self.pending.is_empty()
                 && retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
             if due {
-                let round = tokio::select! {
+                let (round, came) = tokio::select! {
                     biased;
                     () = stop.cancelled() => break,
-                    r = self.deliver_first() => r,
+                    r = self.round(&mut rx, closed) => r,
                 };
                 match round {
                     Round::Acknowledged => {
@@ -769,6 +783,11 @@ impl Worker {
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
+                if came {
+                    // Events came during the round: try again now.
+                    retry_at = None;
+                }
+                self.trim().await;
                 continue;
             }
             if closed {
@@ -780,7 +799,8 @@ impl Worker {
                 () = stop.cancelled() => break,
                 job = rx.recv() => match job {
                     Some(job) => {
-                        if self.accept(job).await {
+                        let (jobs, _) = take_queued(&mut rx, vec![job]);
+                        if self.accept(jobs).await {
                             retry_at = None;
                         }
                     }
@@ -791,9 +811,11 @@ impl Worker {
         }
         // Shutdown: take in what is still queued, then a last short try.
         rx.close();
+        let mut jobs = Vec::new();
         while let Some(job) = rx.recv().await {
-            self.accept(job).await;
+            jobs.push(job);
         }
+        self.accept(jobs).await;
         let answered_last = retry_at.is_none();
         if !self.pending.is_empty() && answered_last {
             let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -814,36 +836,58 @@ impl Worker {
         }
     }
 
-    /// Takes in one event: a trap is sent at once, an inform is stored and
-    /// queued. Returns whether an inform was queued.
-    async fn accept(&mut self, (event, uptime): Job) -> bool {
+    /// One delivery round of the oldest pending inform, taking in the
+    /// events that come meanwhile: they are on disk at once, not after a
+    /// round that can last `timeout × (1 + retries)`, so a supervisor
+    /// killed during it loses none of them. Returns the round and whether
+    /// events came.
+    async fn round(&mut self, rx: &mut mpsc::Receiver<Job>, closed: bool) -> (Round, bool) {
+        let Some(first) = self.pending.front().cloned() else {
+            return (Round::Acknowledged, false);
+        };
+        let mut open = !closed;
+        let mut came = false;
+        let delivery = deliver(&mut self.sender, &self.target, &self.mib_root, &first);
+        tokio::pin!(delivery);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut delivery => return (r, came),
+                job = rx.recv(), if open => match job {
+                    Some(job) => {
+                        let (jobs, _) = take_queued(rx, vec![job]);
+                        came |= spool(&mut self.store, &mut self.pending, &self.label, jobs).await;
+                    }
+                    None => open = false,
+                },
+            }
+        }
+    }
+
+    /// Takes in events: a trap is sent at once; informs are stored (one
+    /// write and fsync for all of them) and queued. Returns whether an
+    /// inform was queued.
+    async fn accept(&mut self, jobs: Vec<Job>) -> bool {
         if self.target.kind == Kind::Trap {
-            let Some(mut n) = notification(&self.mib_root, &event, uptime) else {
-                return false;
-            };
-            n.agent_addr = self.agent_addr;
-            if let Err(e) = self.sender.send(&self.target, &n).await {
-                tracing::warn!(target = %self.label, seq = event.seq, cause = %e, "trap not sent");
+            for (event, uptime) in jobs {
+                let Some(mut n) = notification(&self.mib_root, &event, uptime) else {
+                    continue;
+                };
+                n.agent_addr = self.agent_addr;
+                if let Err(e) = self.sender.send(&self.target, &n).await {
+                    tracing::warn!(target = %self.label, seq = event.seq, cause = %e, "trap not sent");
+                }
             }
             return false;
         }
-        let stored = Event::clone(&event);
-        match self.with_store(move |s| s.add(uptime, stored)).await {
-            Some(Ok(p)) => self.pending.push_back(p),
-            failed => {
-                // Still sent, only not durable.
-                if let Some(Err(e)) = failed {
-                    tracing::error!(target = %self.label, cause = %e, "inform not stored on disk");
-                }
-                let id = self.pending.back().map_or(u64::MAX / 2, |p| p.id + 1);
-                self.pending.push_back(Pending {
-                    id,
-                    uptime,
-                    event: Event::clone(&event),
-                });
-            }
-        }
-        if self.pending.len() > MAX_PENDING {
+        let queued = spool(&mut self.store, &mut self.pending, &self.label, jobs).await;
+        self.trim().await;
+        queued
+    }
+
+    /// Drops the oldest informs beyond [`MAX_PENDING`].
+    async fn trim(&mut self) {
+        while self.pending.len() > MAX_PENDING {
             let oldest = self.pending.front().map(|p| p.event.seq);
             tracing::warn!(
                 target = %self.label,
@@ -853,36 +897,6 @@ impl Worker {
             );
             self.forget_first().await;
         }
-        true
-    }
-
-    /// Runs `f` on the inform store off the async threads (it fsyncs).
-    /// `None` without a store, or when `f` panicked: the store is then gone
-    /// and informs to this target are no longer kept on disk.
-    async fn with_store<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut InformStore) -> io::Result<T> + Send + 'static,
-    ) -> Option<io::Result<T>> {
-        let mut store = self.store.take()?;
-        match tokio::task::spawn_blocking(move || {
-            let r = f(&mut store);
-            (store, r)
-        })
-        .await
-        {
-            Ok((store, r)) => {
-                self.store = Some(store);
-                Some(r)
-            }
-            Err(e) => {
-                tracing::error!(
-                    target = %self.label,
-                    cause = %e,
-                    "inform store failed; informs to this target are no longer kept on disk"
-                );
-                None
-            }
-        }
     }
 
     /// One delivery round of the oldest pending inform.
@@ -890,17 +904,7 @@ impl Worker {
         let Some(p) = self.pending.front() else {
             return Round::Acknowledged;
         };
-        let Some(n) = notification(&self.mib_root, &p.event, p.uptime) else {
-            return Round::Refused(NotifyError::Config(
-                self.target.address.clone(),
-                format!("no notification for event `{}`", p.event.event),
-            ));
-        };
-        match self.sender.send(&self.target, &n).await {
-            Ok(()) => Round::Acknowledged,
-            Err(e @ (NotifyError::Refused { .. } | NotifyError::Config(..))) => Round::Refused(e),
-            Err(e) => Round::Unanswered(e),
-        }
+        deliver(&mut self.sender, &self.target, &self.mib_root, p).await
     }
 
     /// Drops the oldest pending inform, on disk too.
@@ -912,15 +916,106 @@ impl Worker {
         let rest: Option<Vec<Pending>> = store
             .wants_rewrite(self.pending.len())
             .then(|| self.pending.iter().cloned().collect());
-        let r = self
-            .with_store(move |s| match rest {
-                Some(rest) => s.rewrite(&rest),
-                None => s.ack(p.id),
-            })
-            .await;
+        let r = with_store(&mut self.store, &self.label, move |s| match rest {
+            Some(rest) => s.rewrite(&rest),
+            None => s.ack(p.id),
+        })
+        .await;
         if let Some(Err(e)) = r {
             tracing::error!(target = %self.label, cause = %e, "pending informs file not updated");
         }
+    }
+}
+
+/// `jobs` and every job already queued after them, and whether the queue
+/// is closed.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, mut jobs: Vec<Job>) -> (Vec<Job>, bool) {
+    loop {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(mpsc::error::TryRecvError::Empty) => return (jobs, false),
+            Err(mpsc::error::TryRecvError::Disconnected) => return (jobs, true),
+        }
+    }
+}
+
+/// Stores informs for `jobs` (one write and fsync) and queues them; without
+/// a store, or when storing fails, they are still queued (sent, only not
+/// durable). Returns whether any was queued.
+async fn spool(
+    store: &mut Option<InformStore>,
+    pending: &mut VecDeque<Pending>,
+    label: &str,
+    jobs: Vec<Job>,
+) -> bool {
+    if jobs.is_empty() {
+        return false;
+    }
+    let items: Vec<(u32, Event)> = jobs
+        .iter()
+        .map(|(e, uptime)| (*uptime, Event::clone(e)))
+        .collect();
+    match with_store(store, label, move |s| s.add_all(items)).await {
+        Some(Ok(added)) => pending.extend(added),
+        failed => {
+            if let Some(Err(e)) = failed {
+                tracing::error!(target = %label, cause = %e, "informs not stored on disk");
+            }
+            for (event, uptime) in jobs {
+                let id = pending.back().map_or(u64::MAX / 2, |p| p.id + 1);
+                pending.push_back(Pending {
+                    id,
+                    uptime,
+                    event: Event::clone(&event),
+                });
+            }
+        }
+    }
+    true
+}
+
+/// Runs `f` on the inform store off the async threads (it fsyncs).
+/// `None` without a store, or when `f` panicked: the store is then gone
+/// and informs to this target are no longer kept on disk.
+async fn with_store<T: Send + 'static>(
+    store: &mut Option<InformStore>,
+    label: &str,
+    f: impl FnOnce(&mut InformStore) -> io::Result<T> + Send + 'static,
+) -> Option<io::Result<T>> {
+    let mut taken = store.take()?;
+    match tokio::task::spawn_blocking(move || {
+        let r = f(&mut taken);
+        (taken, r)
+    })
+    .await
+    {
+        Ok((taken, r)) => {
+            *store = Some(taken);
+            Some(r)
+        }
+        Err(e) => {
+            tracing::error!(
+                target = %label,
+                cause = %e,
+                "inform store failed; informs to this target are no longer kept on disk"
+            );
+            None
+        }
+    }
+}
+
+/// One delivery round of `p` to `target`.
+async fn deliver(sender: &mut Sender, target: &Target, mib_root: &[u32], p: &Pending) -> Round {
+    let Some(n) = notification(mib_root, &p.event, p.uptime) else {
+        return Round::Refused(NotifyError::Config(
+            target.address.clone(),
+            format!("no notification for event `{}`", p.event.event),
+        ));
+    };
+    match sender.send(target, &n).await {
+        Ok(()) => Round::Acknowledged,
+        Err(e @ (NotifyError::Refused { .. } | NotifyError::Config(..))) => Round::Refused(e),
+        Err(e) => Round::Unanswered(e),
     }
 }
 
@@ -1312,6 +1407,46 @@ mod tests {
                 fs::read_dir(dir.path().join("informs")).unwrap().count() == 0
             }
         );
+        rx.task.abort();
+    }
+
+    #[tokio::test]
+    async fn informs_that_come_during_a_round_are_stored_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::start().await; // never answers
+        let mut target = conf_target(&rx.addr.to_string(), NotifyType::Inform, None);
+        target.timeout = Duration::from_secs(6);
+        let bus = Bus::new("lab-a");
+        let traps = Traps::start(&[target], ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        publish(&bus, "a", "died");
+        // Its round (one attempt of 6 s) has begun...
+        assert_eq!(rx.next().await, (encode::TAG_INFORM, oid(&[0, 3])));
+        publish(&bus, "a", "restarting");
+        publish(&bus, "a", "ready");
+        // ...and the next two are on disk long before it ends (a kill -9
+        // now would not lose them).
+        let dir_of = dir.path().join("informs");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let text: String = fs::read_dir(&dir_of)
+                .unwrap()
+                .map(|e| fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+                .collect();
+            if text.contains("\"event\":\"restarting\"") && text.contains("\"event\":\"ready\"") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not stored during the round: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
         rx.task.abort();
     }
 
