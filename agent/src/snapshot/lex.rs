@@ -58,8 +58,30 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// The first `b` in `s`, eight bytes at a time.
 pub(super) fn find_byte(s: &[u8], b: u8) -> Option<usize> {
-    s.iter().position(|&c| c == b)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(b);
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // The lowest flagged byte is the first zero byte of `x` (a borrow
+        // only ever flags bytes above a zero one).
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(at + zero.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b)
+        .map(|i| at + i)
 }
 
 pub(super) fn find_seq(s: &[u8], pat: &[u8]) -> Option<usize> {
@@ -141,7 +163,7 @@ pub(super) fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
+pub(super) fn hex_digit(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::store::Part;
 use crate::value::{DisplayOid, Oid, Value};
 
 mod lex;
@@ -196,6 +197,46 @@ fn snmprec_in_halves(data: &[u8], sink: &mut Sink) {
     }));
     sink.errors.extend(tail.errors.into_iter().map(shift));
     sink.warnings.extend(tail.warnings.into_iter().map(shift));
+}
+
+/// `.snmprec` text cut at line ends into pieces of about `piece` bytes (the
+/// last may be shorter; a piece holds at least one line).
+pub(crate) fn snmprec_pieces(data: &[u8], piece: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::with_capacity(data.len() / piece.max(1) + 1);
+    let mut start = 0;
+    while start < data.len() {
+        let from = start.saturating_add(piece.max(1) - 1);
+        let end = match data.get(from..) {
+            Some(rest) => lex::find_byte(rest, b'\n').map_or(data.len(), |i| from + i + 1),
+            None => data.len(),
+        };
+        pieces.push(&data[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+/// One piece of `.snmprec` text compiled by [`compile_snmprec_piece`]:
+/// messages as `(line, text)` with lines counted within the piece, and how
+/// many lines it had.
+pub(crate) struct PieceParse {
+    pub(crate) errors: Vec<(usize, String)>,
+    pub(crate) warnings: Vec<(usize, String)>,
+    pub(crate) lines: usize,
+}
+
+/// Compiles a piece of `.snmprec` text straight into a store part (no
+/// [`Record`] per line): exactly the records [`parse`] reads, in source
+/// order, before sorting; the warnings are the parser's own (the store adds
+/// those about duplicates).
+pub(crate) fn compile_snmprec_piece(text: &[u8], part: &mut Part) -> PieceParse {
+    let mut out = PieceParse {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        lines: 0,
+    };
+    snmprec::compile(text, part, &mut out);
+    out
 }
 
 /// Sorts records by OID and drops duplicates, keeping the one read last.

@@ -21,9 +21,11 @@
 //! with no type) is refused, as agentcluster serves instances only.
 
 use super::lex::{
-    decode_hex, find_byte, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
+    decode_hex, find_byte, hex_digit, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
 };
 use super::{Record, Sink, Variation};
+use crate::ber;
+use crate::store::{Part, push_base128};
 use crate::value::Value;
 
 /// How a value's text is encoded: the tag's suffix.
@@ -60,6 +62,142 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
             Err(msg) => sink.errors.push((line_no, msg)),
         }
     }
+}
+
+/// Compiles a piece of `.snmprec` text into store sections: the records
+/// [`parse`] reads, each encoded as the store holds it. The common records
+/// (plain and hex strings, numbers) are read straight into the part; any
+/// other line goes through the same [`parse_record`] as [`parse`], so both
+/// read every line alike.
+pub(super) fn compile(data: &[u8], part: &mut Part, out: &mut super::PieceParse) {
+    let mut lines = super::lex::Lines::new(data);
+    let mut value = Vec::with_capacity(256);
+    let mut oid = Vec::with_capacity(256);
+    while let Some((line_no, raw)) = lines.next_line() {
+        let line = raw.trim_ascii();
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        let start = part.arcs.len();
+        if common_record(line, &mut part.arcs, &mut oid, &mut value).is_some() {
+            part.push_record(start, &oid, &value, None, line_no);
+            continue;
+        }
+        part.arcs.truncate(start);
+        match parse_record(line) {
+            Ok(((oid, v, variation), warning)) => {
+                value.clear();
+                ber::push_value(&mut value, &v);
+                part.push(&oid, &value, variation.as_ref(), line_no);
+                if let Some(w) = warning {
+                    out.warnings.push((line_no, w));
+                }
+            }
+            Err(msg) => out.errors.push((line_no, msg)),
+        }
+    }
+    out.lines = lines.mark().1;
+}
+
+/// A record of the common kinds, read without allocating: a plain dotted
+/// OID (its arcs appended to `arcs`, their BER encoding put in `oid`), a tag
+/// of digits with an optional `x`, and a value that [`parse_record`] would
+/// read without a warning; the value's TLV goes to `value`. `None` for
+/// anything else (with arcs possibly appended: the caller drops them), left
+/// to [`parse_record`].
+fn common_record(
+    line: &[u8],
+    arcs: &mut Vec<u32>,
+    oid: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Option<()> {
+    let mut i = 0;
+    let mut arc: u64 = 0;
+    let mut digits = 0;
+    let mut first = None;
+    oid.clear();
+    loop {
+        let c = *line.get(i)?;
+        i += 1;
+        match c {
+            b'0'..=b'9' if digits < 10 => {
+                arc = arc * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' | b'|' if digits > 0 => {
+                arcs.push(u32::try_from(arc).ok()?);
+                // BER puts the first two arcs in one sub-identifier.
+                match first {
+                    None if oid.is_empty() => first = Some(arc),
+                    None => push_base128(oid, arc),
+                    Some(f) => {
+                        push_base128(oid, f * 40 + arc);
+                        first = None;
+                        // `oid` is not empty from here on.
+                    }
+                }
+                (arc, digits) = (0, 0);
+                if c == b'|' {
+                    break;
+                }
+            }
+            _ => return None,
+        }
+    }
+    // A one-arc OID is encoded as if its second arc were 0.
+    if let Some(f) = first {
+        push_base128(oid, f * 40);
+    }
+    let tag_start = i;
+    let mut tag = 0u32;
+    while let Some(c) = line.get(i).filter(|c| c.is_ascii_digit())
+        && i - tag_start < 3
+    {
+        tag = tag * 10 + u32::from(c - b'0');
+        i += 1;
+    }
+    let hex = i > tag_start && line.get(i) == Some(&b'x');
+    i += usize::from(hex);
+    if i == tag_start || line.get(i) != Some(&b'|') {
+        return None;
+    }
+    let tag = u8::try_from(tag).ok().filter(|&t| is_known_tag(t))?;
+    let text = &line[i + 1..];
+    value.clear();
+    let hex_into = |value: &mut Vec<u8>, t: &[u8]| -> Option<()> {
+        for pair in t.chunks_exact(2) {
+            value.push(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?);
+        }
+        Some(())
+    };
+    match (tag, hex) {
+        (4, false) => {
+            value.push(ber::TAG_OCTET_STRING);
+            ber::push_len(value, text.len());
+            value.extend_from_slice(text);
+        }
+        (4, true) => {
+            // Odd or not hex: an error or a warning, said by parse_record.
+            let t = text.trim_ascii();
+            if !t.len().is_multiple_of(2) {
+                return None;
+            }
+            value.push(ber::TAG_OCTET_STRING);
+            ber::push_len(value, t.len() / 2);
+            hex_into(value, t)?;
+        }
+        (64, true) => {
+            let t = text.trim_ascii();
+            if t.len() != 8 {
+                return None;
+            }
+            value.extend_from_slice(&[ber::TAG_IP_ADDRESS, 4]);
+            hex_into(value, t)?;
+        }
+        (_, false) => ber::push_value(value, &decode(tag, Encoding::Plain, text).ok()?),
+        (_, true) => return None,
+    }
+    Some(())
 }
 
 type Parsed = (crate::value::Oid, Value, Option<Variation>);
