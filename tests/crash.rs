@@ -388,6 +388,10 @@ struct PoolState {
     duplicates: usize,
     /// Records with an empty key: a slot a killed writer was rewriting.
     emptied: usize,
+    /// Keys of ours present more than once (not as copies of one record):
+    /// a restarted supervisor must not number its records over those of
+    /// an earlier run of the boot.
+    repeated_keys: usize,
     ours: usize,
     foreign_intact: bool,
     /// Our events, decoded.
@@ -400,6 +404,7 @@ fn inspect_pool(bytes: &[u8]) -> PoolState {
         ..PoolState::default()
     };
     let mut seen = HashSet::new();
+    let mut keys: HashMap<String, Vec<u8>> = HashMap::new();
     let mut foreign = 0;
     for (i, r) in bytes.chunks_exact(RECORD).enumerate() {
         if r[0] == 0 {
@@ -427,6 +432,11 @@ fn inspect_pool(bytes: &[u8]) -> PoolState {
             continue;
         }
         state.ours += 1;
+        if let Some(other) = keys.insert(key.clone(), r.to_vec())
+            && other != r
+        {
+            state.repeated_keys += 1;
+        }
         match ours(&key, &value) {
             Ok(v) => state.events.push(v),
             Err(e) => state.torn.push(format!("record {i}: {e}")),
@@ -473,6 +483,7 @@ fn assert_clean_after_restart(pool: &Path, pid: u32, max_records: usize, what: &
             );
             assert_eq!(state.duplicates, 0, "{what}: duplicated records");
             assert_eq!(state.emptied, 0, "{what}: records with an empty key");
+            assert_eq!(state.repeated_keys, 0, "{what}: keys used twice");
             assert!(state.foreign_intact, "{what}: the planted records are gone");
             assert!(
                 state.ours <= max_records,
@@ -929,12 +940,24 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
+/// An event told apart from every other: node, time stamp, kind, agent.
+type Ident = (String, String, String, String);
+
+fn ident(e: &Json) -> Ident {
+    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+    (s("node"), s("ts"), s("event"), s("agent"))
+}
+
 /// What the inform spool holds: the events of its `add` lines, as
 /// (node, seq); how many `ack` lines; how many lines are damaged (a torn
 /// last line), and whether a temporary file was left.
 #[derive(Debug, Default)]
 struct Spool {
     adds: Vec<(String, u64)>,
+    /// The same events as (node, ts, event, agent): how the KVP pool's
+    /// records of them are found (the pool numbers a boot's runs on, so its
+    /// seq is not the run's).
+    idents: Vec<Ident>,
     acks: usize,
     damaged: usize,
     /// Damaged lines that are not the last of their file.
@@ -973,6 +996,7 @@ fn read_spool(state: &Path) -> Spool {
                         e["node"].as_str().unwrap_or_default().to_string(),
                         e["seq"].as_u64().unwrap_or(0),
                     ));
+                    spool.idents.push(ident(e));
                 }
                 Some(j) if j["op"] == "ack" => spool.acks += 1,
                 _ if i + 1 < lines.len() => spool.damaged_inside += 1,
@@ -1062,6 +1086,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
     let control = control_of(dir.path());
 
     let mut spooled: HashSet<(String, u64)> = HashSet::new();
+    let mut spooled_ids: HashSet<Ident> = HashSet::new();
     let begun = Instant::now();
     let (mut runs, mut early, mut aimed, mut damaged, mut tmp_left, mut published) =
         (0, 0, 0, 0, 0, 0);
@@ -1107,6 +1132,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
         damaged += spool.damaged;
         tmp_left += usize::from(!tmp_stamps(&spool.tmp).is_subset(&old_tmp));
         spooled.extend(spool.adds);
+        spooled_ids.extend(spool.idents);
         // What this run published (as far as the pool knows): spooled
         // unless it was published in the last moment.
         let killed_ms = killed_at
@@ -1116,8 +1142,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
         let state = inspect_pool(&std::fs::read(&pool).unwrap_or_default());
         for e in state.events.iter().filter(|e| e["node"] == node.as_str()) {
             published += 1;
-            let seq = e["seq"].as_u64().unwrap_or(0);
-            if spooled.contains(&(node.clone(), seq)) {
+            if spooled_ids.contains(&ident(e)) {
                 continue;
             }
             unspooled += 1;

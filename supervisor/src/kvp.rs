@@ -12,7 +12,9 @@
 //! Key `AGENTCLUSTER|<incarnation>|<event>|<agent>|<seq>` ([`event_key`]),
 //! value the compact JSON of the [`Event`]. The incarnation is the boot time
 //! in whole seconds, computed as cloud-init does (`now - /proc/uptime`,
-//! truncated; see [`Boot`]).
+//! truncated; see [`Boot`]). A supervisor restarted within one boot numbers
+//! its events from 1 again: in the pool its seqs go on after the highest
+//! one earlier runs left there, so keys never repeat.
 //!
 //! Although a record holds 2047 bytes, the kernel driver (`hv_kvp.c`) hands
 //! the host at most `2048/2 - 2` = 1022 UTF-16 units of a value and
@@ -532,6 +534,11 @@ pub struct Writer {
     mended: bool,
     /// Our record count as of the file's stamp after our last write.
     known: Option<(Stamp, usize)>,
+    /// Added to each event's seq (in its key and its value): the highest
+    /// seq that earlier runs of this boot (same incarnation) left in the
+    /// pool, so a restarted supervisor, whose events count from 1 again,
+    /// never repeats a key. Known after the first write has read the pool.
+    seq_base: Option<u64>,
 }
 
 impl Writer {
@@ -543,6 +550,7 @@ impl Writer {
             truncate_checked: false,
             mended: false,
             known: None,
+            seq_base: None,
         }
     }
 
@@ -553,8 +561,31 @@ impl Writer {
     /// Appends `events` in one locked write, dropping our oldest records if
     /// the cap requires it.
     pub fn write(&mut self, events: &[Arc<Event>]) -> Result<Written, WriteError> {
+        let file = self.open()?;
+        match with_locks(file, |f| self.write_locked(f, events)) {
+            Ok(written) => Ok(written),
+            Err(cause) => Err(WriteError::Io {
+                path: self.path.clone(),
+                cause,
+            }),
+        }
+    }
+
+    /// The records of `events`, each event's records together.
+    fn encode(&self, events: &[Arc<Event>]) -> Vec<Vec<u8>> {
+        let base = self.seq_base.unwrap_or(0);
         let mut groups = Vec::with_capacity(events.len());
         for e in events {
+            let renumbered;
+            let e = if base == 0 {
+                &**e
+            } else {
+                renumbered = Event {
+                    seq: base + e.seq,
+                    ..(**e).clone()
+                };
+                &renumbered
+            };
             match encode_event(self.boot.incarnation, e) {
                 Ok(parts) => {
                     let mut buf = Vec::with_capacity(parts.len() * RECORD_SIZE);
@@ -566,7 +597,11 @@ impl Writer {
                 Err(cause) => tracing::warn!(seq = e.seq, %cause, "cannot encode event for KVP"),
             }
         }
-        let file = match OpenOptions::new()
+        groups
+    }
+
+    fn open(&self) -> Result<File, WriteError> {
+        match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -574,19 +609,10 @@ impl Writer {
             .mode(0o644)
             .open(&self.path)
         {
-            Ok(f) => f,
+            Ok(f) => Ok(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.dir_missing() => {
-                return Err(WriteError::NoDirectory(self.path.clone()));
+                Err(WriteError::NoDirectory(self.path.clone()))
             }
-            Err(cause) => {
-                return Err(WriteError::Io {
-                    path: self.path.clone(),
-                    cause,
-                });
-            }
-        };
-        match with_locks(file, |f| self.write_locked(f, &groups)) {
-            Ok(written) => Ok(written),
             Err(cause) => Err(WriteError::Io {
                 path: self.path.clone(),
                 cause,
@@ -600,7 +626,7 @@ impl Writer {
             .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
     }
 
-    fn write_locked(&mut self, f: &File, groups: &[Vec<u8>]) -> io::Result<Written> {
+    fn write_locked(&mut self, f: &File, events: &[Arc<Event>]) -> io::Result<Written> {
         let mut written = Written::default();
         if !self.truncate_checked {
             // Once per run, even if it fails, like cloud-init.
@@ -637,6 +663,14 @@ impl Writer {
                 None => old,
             });
         }
+        if self.seq_base.is_none() {
+            let base = match &pool {
+                Some(p) => last_seq(p, self.boot.incarnation),
+                None => last_seq(&read_all(f, len)?, self.boot.incarnation),
+            };
+            self.seq_base = Some(base);
+        }
+        let groups = &self.encode(events);
         let stamp = Stamp::of(&f.metadata()?);
         let ours = match (self.known, &pool) {
             (Some((s, n)), _) if s == stamp => n,
@@ -801,6 +835,24 @@ fn base_key(record: &[u8]) -> &[u8] {
         return &key[..at];
     }
     key
+}
+
+/// The highest `<seq>` in the keys of our records of `incarnation` (0 if
+/// none).
+fn last_seq(pool: &[u8], incarnation: u64) -> u64 {
+    let head = format!("{PREFIX}|{incarnation}|");
+    pool.chunks_exact(RECORD_SIZE)
+        .filter(|r| r.starts_with(head.as_bytes()))
+        .filter_map(|r| {
+            let key = base_key(r);
+            let at = key.iter().rposition(|&b| b == b'|')?;
+            std::str::from_utf8(&key[at + 1..])
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The pool rewritten to hold at most `max` of our records.
@@ -1531,6 +1583,50 @@ mod tests {
         assert_eq!(e, *ready(3));
     }
 
+    /// A supervisor restarted within one boot numbers its events from 1
+    /// again; in the pool they go on after the highest seq its earlier runs
+    /// left, so no key repeats (the host keeps one value per key); the
+    /// value's seq is the key's.
+    #[test]
+    fn keys_never_repeat_across_runs_of_one_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        let mut first = Writer::new(path.clone(), 100, old_boot());
+        first.write(&[ready(1), ready(2)]).unwrap();
+        let mut long = (*ready(3)).clone();
+        long.reason = "x".repeat(3000);
+        first.write(&[Arc::new(long)]).unwrap();
+        let mut second = Writer::new(path.clone(), 100, old_boot());
+        second.write(&[ready(1)]).unwrap();
+        second.write(&[ready(2)]).unwrap();
+        let p = decode(&std::fs::read(&path).unwrap());
+        let keys: Vec<&str> = p.records.iter().map(|r| r.key.as_str()).collect();
+        let n = keys.len();
+        assert_eq!(
+            &keys[n - 2..],
+            &[
+                "AGENTCLUSTER|1000000000|ready|dev-1|4",
+                "AGENTCLUSTER|1000000000|ready|dev-2|5"
+            ],
+            "{keys:?}"
+        );
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), n, "{keys:?}");
+        let e: Event = serde_json::from_str(&p.records[n - 1].value).unwrap();
+        assert_eq!(e.seq, 5);
+        // Another boot starts again from 1.
+        let later = Boot::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_100_000_000));
+        let mut third = Writer::new(path.clone(), 100, later);
+        third.write(&[ready(1)]).unwrap();
+        let p = decode(&std::fs::read(&path).unwrap());
+        assert_eq!(
+            p.records.last().unwrap().key,
+            "AGENTCLUSTER|1100000000|ready|dev-1|1"
+        );
+    }
+
     #[test]
     fn a_missing_directory_is_reported_as_such() {
         let dir = tempfile::tempdir().unwrap();
@@ -1584,19 +1680,27 @@ mod tests {
             [
                 "CLOUD_INIT|a",
                 "CLOUD_INIT|b",
-                "AGENTCLUSTER|1000000000|died|dev-5|5",
+                // A new writer (a new run): its keys go on after the "4".
+                "AGENTCLUSTER|1000000000|died|dev-5|9",
                 "CLOUD_INIT|c",
-                "AGENTCLUSTER|1000000000|ready|dev-6|6"
+                "AGENTCLUSTER|1000000000|ready|dev-6|10"
             ]
         );
-        assert_eq!(entries[2].value, serde_json::to_string(&*big).unwrap());
+        let renumbered = Event {
+            seq: 9,
+            ..(*big).clone()
+        };
+        assert_eq!(
+            entries[2].value,
+            serde_json::to_string(&renumbered).unwrap()
+        );
 
         // Now the sliced event is the oldest: one more ready drops it whole.
         let done = w.write(&[ready(7)]).unwrap();
         assert_eq!(done.dropped, n);
         assert_eq!(
             seqs(&path),
-            ["CLOUD_INIT|a", "CLOUD_INIT|b", "CLOUD_INIT|c", "6", "7"]
+            ["CLOUD_INIT|a", "CLOUD_INIT|b", "CLOUD_INIT|c", "10", "11"]
         );
     }
 
@@ -1655,7 +1759,8 @@ mod tests {
         w.write(&[ready(2)]).unwrap();
         io::Write::write_all(&mut f, &torn[..4]).unwrap();
         w.write(&[ready(3)]).unwrap();
-        assert_eq!(seqs(&path), ["other", "1", "2", "3"]);
+        // This writer's keys go on after the "1" of the one before it.
+        assert_eq!(seqs(&path), ["other", "1", "3", "4"]);
     }
 
     /// A pool in memory whose writer is killed: after `ops` calls, the
@@ -1822,7 +1927,8 @@ mod tests {
         let mut w = Writer::new(path.clone(), 10, Boot::at(boot));
         set_mtime(&path, boot + Duration::from_secs(1));
         assert!(!w.write(&[ready(3)]).unwrap().truncated);
-        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "3"]);
+        // A new run's keys go on after the earlier run's "2".
+        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "5"]);
 
         // Boot time unknown: never truncated.
         set_mtime(&path, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
@@ -1938,7 +2044,8 @@ mod tests {
             drop(holder);
             assert_eq!(writer.join().unwrap().unwrap(), 1);
         }
-        assert_eq!(seqs(&path), ["other", "1", "1"]);
+        // The second writer's key goes on after the first one's.
+        assert_eq!(seqs(&path), ["other", "1", "2"]);
     }
 
     #[test]
