@@ -25,7 +25,7 @@ use super::lex::{
 };
 use super::{Record, Sink, Variation};
 use crate::ber;
-use crate::store::{Part, push_base128};
+use crate::store::Part;
 use crate::value::Value;
 
 /// How a value's text is encoded: the tag's suffix.
@@ -72,18 +72,17 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
 pub(super) fn compile(data: &[u8], part: &mut Part, out: &mut super::PieceParse) {
     let mut lines = super::lex::Lines::new(data);
     let mut value = Vec::with_capacity(256);
-    let mut oid = Vec::with_capacity(256);
+    let mut oid = [0u8; COMMON_OID_BYTES];
     while let Some((line_no, raw)) = lines.next_line() {
         let line = raw.trim_ascii();
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
         let start = part.arcs.len();
-        if common_record(line, &mut part.arcs, &mut oid, &mut value).is_some() {
-            part.push_record(start, &oid, &value, None, line_no);
+        if let Some(n) = common_record(line, &mut part.arcs, &mut oid, &mut value) {
+            part.push_record(start, &oid[..n], &value, None, line_no);
             continue;
         }
-        part.arcs.truncate(start);
         match parse_record(line) {
             Ok(((oid, v, variation), warning)) => {
                 value.clear();
@@ -99,23 +98,47 @@ pub(super) fn compile(data: &[u8], part: &mut Part, out: &mut super::PieceParse)
     out.lines = lines.mark().1;
 }
 
+/// Longest OID read by [`common_record`]; longer ones go the general way.
+const COMMON_ARCS: usize = 128;
+/// The longest BER encoding of such an OID: up to 5 bytes an arc, 6 for
+/// the first two together.
+const COMMON_OID_BYTES: usize = COMMON_ARCS * 5 + 6;
+
+/// Puts `v` in base 128 at `out[at..]`, as BER writes an OID's
+/// sub-identifiers; where it ends.
+#[inline]
+fn put_base128(out: &mut [u8; COMMON_OID_BYTES], mut at: usize, v: u64) -> Option<usize> {
+    if v < 0x80 {
+        *out.get_mut(at)? = v as u8;
+        return Some(at + 1);
+    }
+    let mut shift = (63 - v.leading_zeros()) / 7 * 7;
+    while shift > 0 {
+        *out.get_mut(at)? = 0x80 | ((v >> shift) & 0x7f) as u8;
+        at += 1;
+        shift -= 7;
+    }
+    *out.get_mut(at)? = (v & 0x7f) as u8;
+    Some(at + 1)
+}
+
 /// A record of the common kinds, read without allocating: a plain dotted
-/// OID (its arcs appended to `arcs`, their BER encoding put in `oid`), a tag
-/// of digits with an optional `x`, and a value that [`parse_record`] would
-/// read without a warning; the value's TLV goes to `value`. `None` for
-/// anything else (with arcs possibly appended: the caller drops them), left
-/// to [`parse_record`].
+/// OID of up to [`COMMON_ARCS`] arcs (appended to `arcs`, their BER encoding
+/// put in `oid`: its length is returned), a tag of digits with an optional
+/// `x`, and a value that [`parse_record`] would read without a warning; the
+/// value's TLV goes to `value`. `None` for anything else, left to
+/// [`parse_record`] (`arcs` as it was, `oid` and `value` scribbled on).
 fn common_record(
     line: &[u8],
     arcs: &mut Vec<u32>,
-    oid: &mut Vec<u8>,
+    oid: &mut [u8; COMMON_OID_BYTES],
     value: &mut Vec<u8>,
-) -> Option<()> {
+) -> Option<usize> {
+    let mut read = [0u32; COMMON_ARCS];
+    let mut n = 0;
     let mut i = 0;
     let mut arc: u64 = 0;
     let mut digits = 0;
-    let mut first = None;
-    oid.clear();
     loop {
         let c = *line.get(i)?;
         i += 1;
@@ -125,17 +148,8 @@ fn common_record(
                 digits += 1;
             }
             b'.' | b'|' if digits > 0 => {
-                arcs.push(u32::try_from(arc).ok()?);
-                // BER puts the first two arcs in one sub-identifier.
-                match first {
-                    None if oid.is_empty() => first = Some(arc),
-                    None => push_base128(oid, arc),
-                    Some(f) => {
-                        push_base128(oid, f * 40 + arc);
-                        first = None;
-                        // `oid` is not empty from here on.
-                    }
-                }
+                *read.get_mut(n)? = u32::try_from(arc).ok()?;
+                n += 1;
                 (arc, digits) = (0, 0);
                 if c == b'|' {
                     break;
@@ -144,9 +158,13 @@ fn common_record(
             _ => return None,
         }
     }
-    // A one-arc OID is encoded as if its second arc were 0.
-    if let Some(f) = first {
-        push_base128(oid, f * 40);
+    let read = &read[..n];
+    // BER puts the first two arcs in one sub-identifier (a missing second
+    // arc counts as 0).
+    let first = u64::from(read[0]) * 40 + read.get(1).map_or(0, |&a| u64::from(a));
+    let mut oid_len = put_base128(oid, 0, first)?;
+    for &a in read.iter().skip(2) {
+        oid_len = put_base128(oid, oid_len, u64::from(a))?;
     }
     let tag_start = i;
     let mut tag = 0u32;
@@ -165,8 +183,10 @@ fn common_record(
     let text = &line[i + 1..];
     value.clear();
     let hex_into = |value: &mut Vec<u8>, t: &[u8]| -> Option<()> {
-        for pair in t.chunks_exact(2) {
-            value.push(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?);
+        let start = value.len();
+        value.resize(start + t.len() / 2, 0);
+        for (byte, pair) in value[start..].iter_mut().zip(t.chunks_exact(2)) {
+            *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
         }
         Some(())
     };
@@ -197,7 +217,8 @@ fn common_record(
         (_, false) => ber::push_value(value, &decode(tag, Encoding::Plain, text).ok()?),
         (_, true) => return None,
     }
-    Some(())
+    arcs.extend_from_slice(read);
+    Some(oid_len)
 }
 
 type Parsed = (crate::value::Oid, Value, Option<Variation>);
@@ -526,5 +547,28 @@ fn zero(tag: u8) -> Value {
         128 => Value::NoSuchObject,
         129 => Value::NoSuchInstance,
         _ => Value::EndOfMibView,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base128_is_what_ber_writes() {
+        let mut out = [0u8; COMMON_OID_BYTES];
+        for v in [0u32, 1, 127, 128, 16383, 16384, 2_097_152, u32::MAX] {
+            let n = put_base128(&mut out, 1, u64::from(v)).unwrap();
+            // ber writes `0.0` as one zero byte, then the arc.
+            let mut b = Vec::new();
+            ber::push_oid_content(&mut b, &[0, 0, v]);
+            assert_eq!(out[1..n], b[1..], "{v}");
+        }
+        // The first two arcs together can pass 32 bits.
+        let n = put_base128(&mut out, 0, 2 * 40 + u64::from(u32::MAX)).unwrap();
+        let mut b = Vec::new();
+        ber::push_oid_content(&mut b, &[2, u32::MAX]);
+        assert_eq!(out[..n], b[..]);
+        assert_eq!(put_base128(&mut out, COMMON_OID_BYTES, 1), None);
     }
 }
