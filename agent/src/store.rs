@@ -40,7 +40,7 @@ use crate::value::{DisplayOid, Oid};
 const MAGIC: [u8; 8] = *b"ACSTORE\0";
 /// Bumped whenever the layout or the encoding of any section changes, or
 /// the way the source hash is computed.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 const ENDIAN_MARK: u32 = 0x0102_0304;
 const HEADER_LEN: usize = 128;
 
@@ -79,10 +79,9 @@ struct Entry {
     arcs_start: u32,
     arcs_len: u16,
     flags: u16,
+    /// The whole VarBind TLV; the value TLV is found after its OID.
     vb_off: u32,
     vb_len: u32,
-    /// Offset of the value TLV inside the VarBind TLV.
-    value_rel: u32,
 }
 
 #[repr(C)]
@@ -215,7 +214,6 @@ struct Rec {
     arcs_start: u32,
     vb_off: u32,
     vb_len: u32,
-    value_rel: u32,
     /// Line within the piece of source (1-based), for duplicate warnings.
     line: u32,
     arcs_len: u16,
@@ -326,7 +324,6 @@ impl Part {
                 arcs_start: u32::try_from(arcs_start).ok()?,
                 vb_off: u32::try_from(vb_off).ok()?,
                 vb_len: u32::try_from(vb_len).ok()?,
-                value_rel: u32::try_from(vb_len - value.len()).ok()?,
                 line: u32::try_from(line).unwrap_or(u32::MAX),
                 arcs_len: u16::try_from(oid.len()).ok()?,
                 flags,
@@ -338,7 +335,6 @@ impl Part {
                 arcs_start: 0,
                 vb_off: 0,
                 vb_len: 0,
-                value_rel: 0,
                 line: 0,
                 arcs_len: 0,
                 flags,
@@ -425,7 +421,6 @@ impl Part {
                 flags: r.flags,
                 vb_off: blob_base + r.vb_off,
                 vb_len: r.vb_len,
-                value_rel: r.value_rel,
             });
             lines.push(r.line);
         }
@@ -1050,6 +1045,33 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Where the value TLV starts in a VarBind TLV (`SEQUENCE { OID, value }`):
+/// after the sequence's header and the whole OID TLV.
+#[inline]
+fn value_start(varbind: &[u8]) -> Option<usize> {
+    let (oid_at, _) = tlv_content(varbind, 0)?;
+    let (oid_content, oid_len) = tlv_content(varbind, oid_at)?;
+    oid_content.checked_add(oid_len)
+}
+
+/// Where the content of the TLV at `at` starts, and its length.
+#[inline]
+fn tlv_content(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let first = *b.get(at.checked_add(1)?)?;
+    if first < 0x80 {
+        return Some((at + 2, usize::from(first)));
+    }
+    let n = usize::from(first & 0x7f);
+    if n > size_of::<usize>() {
+        return None;
+    }
+    let len = b
+        .get(at + 2..at + 2 + n)?
+        .iter()
+        .fold(0usize, |len, &byte| len << 8 | usize::from(byte));
+    Some((at + 2 + n, len))
+}
+
 /// One record of a store, borrowed from the mapping.
 #[derive(Debug, Clone, Copy)]
 pub struct Item<'a> {
@@ -1157,7 +1179,7 @@ impl Store {
         let oid = arcs.get(s..s + usize::from(e.arcs_len))?;
         let vb_off = e.vb_off as usize;
         let varbind = self.blob().get(vb_off..vb_off + e.vb_len as usize)?;
-        let value = varbind.get(e.value_rel as usize..)?;
+        let value = varbind.get(value_start(varbind)?..)?;
         Some(Item {
             index,
             oid,
@@ -1584,6 +1606,32 @@ mod tests {
         assert_eq!(s.variation(4), Some(("writecache", "value=x")));
         assert_eq!(s.variation(0), None);
         assert_eq!(s.variations().count(), 1);
+    }
+
+    #[test]
+    fn values_are_found_behind_long_lengths() {
+        let long_oid: Vec<u32> = std::iter::once(1)
+            .chain(std::iter::repeat_n(16384, 100))
+            .collect();
+        let mut records = vec![
+            rec(&[1, 3, 6, 1, 1], Value::OctetString(vec![b'a'; 200])),
+            rec(&[1, 3, 6, 1, 2], Value::OctetString(vec![b'b'; 70_000])),
+            rec(&long_oid, Value::Integer(-5)),
+        ];
+        records.sort_by(|a, b| a.oid.cmp(&b.oid));
+        let s = Store::from_records(&records).unwrap();
+        for (i, r) in records.iter().enumerate() {
+            let it = s.item(i).unwrap();
+            let mut value = Vec::new();
+            ber::push_value(&mut value, &r.value);
+            assert_eq!(it.value, value, "{i}");
+            let mut varbind = Vec::new();
+            ber::push_varbind(&mut varbind, &r.oid, &value);
+            assert_eq!(it.varbind, varbind, "{i}");
+            assert_eq!(it.oid, r.oid);
+        }
+        assert_eq!(value_start(&[0x30, 0x84, 0xff]), None);
+        assert_eq!(value_start(&[0x30, 0x89, 0, 0, 0, 0, 0, 0, 0, 0, 1]), None);
     }
 
     #[test]
