@@ -2,12 +2,13 @@
 //! request already queued on a socket in one system call, `sendmmsg` sends
 //! their answers in one.
 //!
-//! A batch starts with one slot and doubles (up to [`MAX_SLOTS`]) each time
-//! a receive fills it, so an agent that sees one request at a time — most
-//! agents of a large fleet — keeps one receive buffer. Receive buffers are
-//! full-size (no request is ever truncated) but zero-filled on allocation
-//! and never cleared, so only the pages datagrams were written to become
-//! resident.
+//! A batch starts with one slot and doubles (up to [`MAX_SLOTS`]) when a
+//! receive fills it while more was already queued (the receive before it,
+//! with no wait between, also got something), so an agent that sees one
+//! request at a time — most agents of a large fleet — keeps its one receive
+//! buffer and never reallocates it. Receive buffers are full-size (no
+//! request is ever truncated) but zero-filled on allocation and never
+//! cleared, so only the pages datagrams were written to become resident.
 //!
 //! The system call headers hold pointers into the buffers; they are built
 //! on the stack for each call and never stored, so a batch is `Send` and
@@ -30,13 +31,20 @@ pub struct Batch {
     rx: Vec<u8>,
     slots: usize,
     /// Length and sender of each datagram of the last receive.
-    len: [usize; MAX_SLOTS],
-    from: [libc::sockaddr_storage; MAX_SLOTS],
-    from_len: [libc::socklen_t; MAX_SLOTS],
+    /// (Each per-slot vector holds `slots` entries: a one-slot batch stays
+    /// a few hundred bytes, which matters with thousands of agents.)
+    len: Vec<usize>,
+    from: Vec<libc::sockaddr_storage>,
+    from_len: Vec<libc::socklen_t>,
     received: usize,
+    /// Receives in a row that got something (reset by one that found
+    /// nothing).
+    streak: u32,
+    /// The last receive filled every slot in a streak: double them first.
+    grow: bool,
     /// One answer per slot; `reply[i]`: slot `i` has one to send.
     pub frames: Vec<Frame>,
-    reply: [bool; MAX_SLOTS],
+    reply: Vec<bool>,
 }
 
 impl Default for Batch {
@@ -51,13 +59,15 @@ impl Batch {
         Batch {
             rx: vec![0u8; slots * SLOT_BYTES],
             slots,
-            len: [0; MAX_SLOTS],
+            len: vec![0; slots],
             // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
-            from: unsafe { zeroed() },
-            from_len: [0; MAX_SLOTS],
+            from: vec![unsafe { zeroed() }; slots],
+            from_len: vec![0; slots],
             received: 0,
+            streak: 0,
+            grow: false,
             frames: (0..slots).map(|_| Frame::default()).collect(),
-            reply: [false; MAX_SLOTS],
+            reply: vec![false; slots],
         }
     }
 
@@ -66,9 +76,20 @@ impl Batch {
     }
 
     /// Takes up to `slots` queued datagrams without waiting. Returns how
-    /// many; `WouldBlock` when none is queued. A receive that fills every
-    /// slot doubles them for the next one.
+    /// many; `WouldBlock` when none is queued. The datagrams and answers of
+    /// the receive before are gone.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        if self.grow && self.slots < MAX_SLOTS {
+            self.slots *= 2;
+            self.rx = vec![0u8; self.slots * SLOT_BYTES];
+            self.frames.resize_with(self.slots, Frame::default);
+            self.len.resize(self.slots, 0);
+            // SAFETY: as in `with_slots`.
+            self.from.resize(self.slots, unsafe { zeroed() });
+            self.from_len.resize(self.slots, 0);
+            self.reply.resize(self.slots, false);
+        }
+        self.grow = false;
         self.received = 0;
         let n = self.slots;
         // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
@@ -98,38 +119,19 @@ impl Batch {
             )
         };
         if r < 0 {
+            self.streak = 0;
             return Err(io::Error::last_os_error());
         }
         let got = r as usize;
+        self.streak = self.streak.saturating_add(1);
+        self.grow = got == n && self.streak >= 2;
         for (i, h) in hdr[..got].iter().enumerate() {
             self.len[i] = h.msg_len as usize;
             self.from_len[i] = h.msg_hdr.msg_namelen;
             self.reply[i] = false;
         }
         self.received = got;
-        if got == n && n < MAX_SLOTS {
-            *self = Batch::with_slots(n * 2).keep_frames(std::mem::take(&mut self.frames), self);
-        }
         Ok(got)
-    }
-
-    /// Moves the datagrams of the last receive into a grown batch.
-    fn keep_frames(mut self, mut frames: Vec<Frame>, old: &Batch) -> Batch {
-        let got = old.received;
-        // Only the datagrams' bytes: copying whole slots would make every
-        // page of the new buffer resident.
-        for i in 0..got {
-            let at = i * SLOT_BYTES;
-            let len = old.len[i].min(SLOT_BYTES);
-            self.rx[at..at + len].copy_from_slice(&old.rx[at..at + len]);
-        }
-        self.len[..got].copy_from_slice(&old.len[..got]);
-        self.from[..got].copy_from_slice(&old.from[..got]);
-        self.from_len[..got].copy_from_slice(&old.from_len[..got]);
-        self.received = got;
-        frames.resize_with(self.slots, Frame::default);
-        self.frames = frames;
-        self
     }
 
     /// Datagram `i` of the last receive.
@@ -251,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_receive_doubles_the_slots_and_keeps_its_datagrams() {
+    fn a_burst_doubles_the_slots_and_keeps_every_datagram() {
         let (server, client) = pair("127.0.0.1").unwrap();
         let mut b = Batch::default();
         assert_eq!(b.slots(), 1);
@@ -279,10 +281,41 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        // 1 (grows to 2), 2 (to 4), then the 4 left fill it (to 8).
-        assert_eq!(sizes, vec![(1, 2), (2, 4), (4, 8)]);
+        // 1 of 1, 1 of 1 (more was queued: grow), 2 of 2 (grow), the 3
+        // left of 4.
+        assert_eq!(sizes, vec![(1, 1), (1, 1), (2, 2), (3, 4)]);
         let expected: Vec<(u8, usize)> = (0..7u8).map(|i| (i, 100 + usize::from(i))).collect();
         assert_eq!(seen, expected);
+    }
+
+    /// Requests one at a time, each answered before the next: one slot
+    /// for ever, its buffer never replaced.
+    #[test]
+    fn one_request_at_a_time_keeps_one_buffer() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let mut b = Batch::default();
+        let first = b.rx.as_ptr();
+        for i in 0..20u8 {
+            client.send(&[i]).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let n = loop {
+                match b.recv(server.as_raw_fd()) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < deadline);
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            assert_eq!((n, b.datagram(0)), (1, &[i][..]));
+            assert_eq!(
+                b.recv(server.as_raw_fd()).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+        }
+        assert_eq!(b.slots(), 1);
+        assert_eq!(b.rx.as_ptr(), first);
     }
 
     #[test]
