@@ -31,6 +31,8 @@ pub struct Job {
 pub struct Spawner {
     threads: std::sync::Arc<Vec<mpsc::Sender<Job>>>,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The program every agent process runs.
+    program: std::sync::Arc<PathBuf>,
 }
 
 /// Spawner threads: fork+exec waits for the child's exec, so a few threads
@@ -70,7 +72,13 @@ impl Spawner {
         Ok(Spawner {
             threads: std::sync::Arc::new(threads),
             next: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            program: std::sync::Arc::new(exe),
         })
+    }
+
+    /// The program every agent process runs.
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
     }
 
     /// Creates an agent process.

@@ -111,3 +111,86 @@ pub fn async_inotify(
     }?;
     Ok(fd)
 }
+
+/// Why the account `creds` cannot execute `program`, judged by the mode
+/// bits of the program and of every directory above it (owner, group,
+/// others; supplementary groups and ACLs are not looked at, so this only
+/// explains a refusal the kernel already made). `None` if the bits allow it.
+pub fn exec_denied(program: &std::path::Path, creds: Credentials) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |m: &std::fs::Metadata| {
+        let bits = if m.uid() == creds.uid {
+            0o100
+        } else if m.gid() == creds.gid {
+            0o010
+        } else {
+            0o001
+        };
+        m.mode() & bits != 0
+    };
+    let mut dirs: Vec<&std::path::Path> = program.ancestors().skip(1).collect();
+    dirs.reverse();
+    for dir in dirs.into_iter().filter(|d| !d.as_os_str().is_empty()) {
+        let m = std::fs::metadata(dir).ok()?;
+        if !allows(&m) {
+            return Some(format!(
+                "uid {} cannot enter {} (mode {:o}, owner uid {})",
+                creds.uid,
+                dir.display(),
+                m.mode() & 0o7777,
+                m.uid()
+            ));
+        }
+    }
+    let m = std::fs::metadata(program).ok()?;
+    (!allows(&m)).then(|| {
+        format!(
+            "uid {} cannot execute {} (mode {:o}, owner uid {})",
+            creds.uid,
+            program.display(),
+            m.mode() & 0o7777,
+            m.uid()
+        )
+    })
+}
+
+#[cfg(test)]
+mod exec_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_closed_directory_on_the_way_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("bin");
+        std::fs::create_dir(&inner).unwrap();
+        let prog = inner.join("agent");
+        std::fs::write(&prog, "").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        // An account that owns none of it and is in none of its groups.
+        let other = Credentials {
+            uid: 65_534,
+            gid: 65_534,
+        };
+        let why = exec_denied(&prog, other).expect("denied");
+        assert!(
+            why.contains(&format!("cannot enter {}", dir.path().display()))
+                && why.contains("mode 700"),
+            "{why}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(exec_denied(&prog, other), None);
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let why = exec_denied(&prog, other).expect("denied");
+        assert!(why.contains("cannot execute"), "{why}");
+        // Its owner may.
+        let me = Credentials {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: 65_534,
+        };
+        assert_eq!(exec_denied(&prog, me), None);
+    }
+}

@@ -571,7 +571,17 @@ async fn spawn(
         .spawner
         .spawn(title, fds, shared.settings.creds)
         .await
-        .map_err(|e| format!("cannot create the agent process: {e}"))?;
+        .map_err(|e| {
+            let why = match shared.settings.creds {
+                Some(c) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    crate::sys::exec_denied(shared.spawner.program(), c)
+                        .map(|w| format!(" ({w}: agents run as that account; install agentcluster where it can reach it)"))
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            format!("cannot create the agent process: {e}{why}")
+        })?;
     ours.set_nonblocking(true).map_err(|e| e.to_string())?;
     let stream = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
     let (mut reader, mut writer) = stream.into_split();
