@@ -27,9 +27,8 @@ pub const SLOT_BYTES: usize = 65_536;
 pub const MAX_SLOTS: usize = 32;
 
 pub struct Batch {
-    /// `slots` receive buffers of [`SLOT_BYTES`], back to back.
+    /// One receive buffer of [`SLOT_BYTES`] per slot, back to back.
     rx: Vec<u8>,
-    slots: usize,
     /// Length and sender of each datagram of the last receive.
     /// (Each per-slot vector holds `slots` entries: a one-slot batch stays
     /// a few hundred bytes, which matters with thousands of agents.)
@@ -43,7 +42,7 @@ pub struct Batch {
     /// The last receive filled every slot in a streak: double them first.
     grow: bool,
     /// One answer per slot; `reply[i]`: slot `i` has one to send.
-    pub frames: Vec<Frame>,
+    frames: Vec<Frame>,
     reply: Vec<bool>,
 }
 
@@ -58,7 +57,6 @@ impl Batch {
         let slots = slots.clamp(1, MAX_SLOTS);
         Batch {
             rx: vec![0u8; slots * SLOT_BYTES],
-            slots,
             len: vec![0; slots],
             // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
             from: vec![unsafe { zeroed() }; slots],
@@ -72,26 +70,22 @@ impl Batch {
     }
 
     pub fn slots(&self) -> usize {
-        self.slots
+        self.len.len()
     }
 
     /// Takes up to `slots` queued datagrams without waiting. Returns how
     /// many; `WouldBlock` when none is queued. The datagrams and answers of
     /// the receive before are gone.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        if self.grow && self.slots < MAX_SLOTS {
-            self.slots *= 2;
-            self.rx = vec![0u8; self.slots * SLOT_BYTES];
-            self.frames.resize_with(self.slots, Frame::default);
-            self.len.resize(self.slots, 0);
-            // SAFETY: as in `with_slots`.
-            self.from.resize(self.slots, unsafe { zeroed() });
-            self.from_len.resize(self.slots, 0);
-            self.reply.resize(self.slots, false);
+        if self.grow && self.slots() < MAX_SLOTS {
+            *self = Batch {
+                streak: self.streak,
+                ..Batch::with_slots(self.slots() * 2)
+            };
         }
         self.grow = false;
         self.received = 0;
-        let n = self.slots;
+        let n = self.slots();
         // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
         let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { zeroed() };
         let mut hdr: [libc::mmsghdr; MAX_SLOTS] = unsafe { zeroed() };
