@@ -191,14 +191,11 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for w in &loaded.warnings {
                 println!("{w}");
             }
-            use agentcluster_supervisor::capacity;
-            let demand = capacity::Demand::of(&loaded.fleet);
-            let host = capacity::Host::probe();
-            let problems = capacity::assess(&demand, &host);
+            let (problems, summary) = agentcluster_supervisor::capacity::check(&loaded.fleet);
             for p in &problems {
                 println!("{}: {p}", path.display());
             }
-            println!("{}", capacity::summary(&demand, &host));
+            println!("{summary}");
             if !problems.is_empty() {
                 return Ok(ExitCode::from(EXIT_USER));
             }

@@ -222,12 +222,12 @@ impl View {
         self
     }
 
-    /// The engine this view serves, if it serves SNMPv3 objects.
     /// Serves another engine description (a changed msgMaxSize).
     pub fn set_engine(&mut self, engine: Arc<EngineInfo>) {
         self.engine = Some(engine);
     }
 
+    /// The engine this view serves, if it serves SNMPv3 objects.
     pub fn engine(&self) -> Option<&Arc<EngineInfo>> {
         self.engine.as_ref()
     }

@@ -217,6 +217,14 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     out
 }
 
+/// `fleet` against this host: every way it does not fit (see [`assess`]),
+/// and the [`summary`] line.
+pub fn check(fleet: &Fleet) -> (Vec<String>, String) {
+    let demand = Demand::of(fleet);
+    let host = Host::probe();
+    (assess(&demand, &host), summary(&demand, &host))
+}
+
 /// One line for `check`: what the fleet needs against what the host has.
 pub fn summary(d: &Demand, host: &Host) -> String {
     let room = |v: u64| {

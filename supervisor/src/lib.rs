@@ -129,7 +129,8 @@ struct Manager {
     source: PathBuf,
     cache_dir: PathBuf,
     per_process: usize,
-    /// `cluster` as started (or as last reloaded, for what reload applies).
+    /// `cluster` as started: reload names the keys that changed since and
+    /// that only a new supervisor applies.
     cluster: agentcluster_conf::Cluster,
     /// The limits every agent process applies, changed by reload.
     limits: watch::Sender<agentcluster_agent::channel::Limits>,
@@ -505,13 +506,11 @@ fn unapplied_cluster_keys(
 /// Fails with the arithmetic when this host cannot carry the fleet
 /// (memory, tasks, open files), before anything is started.
 fn check_capacity(fleet: &Fleet) -> Result<(), Error> {
-    let demand = capacity::Demand::of(fleet);
-    let host = capacity::Host::probe();
-    let problems = capacity::assess(&demand, &host);
+    let (problems, summary) = capacity::check(fleet);
     if !problems.is_empty() {
         return Err(Error::Capacity(problems));
     }
-    tracing::debug!("{}", capacity::summary(&demand, &host));
+    tracing::debug!("{summary}");
     Ok(())
 }
 
@@ -764,8 +763,6 @@ impl Manager {
                 "changed cluster settings take effect when the supervisor restarts"
             );
         }
-        self.cluster.max_response_bytes = fleet.cluster.max_response_bytes;
-        self.cluster.rate_limit = fleet.cluster.rate_limit;
         let wanted = group(&fleet.agents, self.per_process);
         let mut keep = vec![false; self.units.len()];
         let mut new_groups = Vec::new();
