@@ -371,11 +371,7 @@ fn the_response_size_limit_and_the_per_source_rate_limit_reach_the_agents() {
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     // GETBULK for 200 repetitions of the whole tree: cut to 1200 bytes.
-    let bulk: Vec<u8> = vec![
-        0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa5, 0x1a,
-        0x02, 0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0xc8, 0x30, 0x0e, 0x30, 0x0c, 0x06,
-        0x08, 0x2b, 6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
-    ];
+    let bulk = common::GETBULK_200;
     sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 65_536];
     let (n, _) = sock.recv_from(&mut buf).expect("an answer");

@@ -954,12 +954,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    // GETBULK, 200 repetitions from sysDescr.0.
-    let bulk: Vec<u8> = vec![
-        0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa5, 0x1a,
-        0x02, 0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0xc8, 0x30, 0x0e, 0x30, 0x0c, 0x06,
-        0x08, 0x2b, 6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
-    ];
+    let bulk = common::GETBULK_200;
     // (size of one answer, answers to a burst of 40)
     let probe = || {
         let mut buf = [0u8; 65_536];

@@ -247,3 +247,12 @@ pub fn agentcluster(args: &[&str]) -> Output {
         .output()
         .expect("run agentcluster")
 }
+
+/// A v2c GETBULK (community `public`, request-id 7, non-repeaters 0,
+/// max-repetitions 200) from sysDescr.0: an answer as large as the agent
+/// allows.
+pub const GETBULK_200: [u8; 41] = [
+    0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa5, 0x1a, 0x02,
+    0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0xc8, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b,
+    6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
+];
