@@ -98,6 +98,9 @@ enum Command {
     /// Internal: an agent process, started by the supervisor only.
     #[command(hide = true)]
     Agent,
+    /// Internal: the supervisor's spawn helper, started by it only.
+    #[command(hide = true)]
+    Spawner { program: PathBuf, parent: i32 },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +131,11 @@ fn main() -> ExitCode {
         Command::Events(args) => ctl::events(cli.control.as_deref(), &args),
         Command::Agent => {
             return ExitCode::from(agentcluster_agent::process::main().clamp(0, 255) as u8);
+        }
+        Command::Spawner { program, parent } => {
+            return ExitCode::from(
+                agentcluster_supervisor::spawner::helper_main(&program, parent).clamp(0, 255) as u8,
+            );
         }
     };
     match result {

@@ -155,6 +155,11 @@ fn as_root_agents_serve_privileged_ports_as_nobody() {
         caps.ends_with("0000000000000000"),
         "no capabilities: {caps}"
     );
+    sys_name_ok(port);
+}
+
+/// An snmpget of sysName.0 on 127.0.0.1:`port` succeeds.
+fn sys_name_ok(port: u16) {
     snmp_ok(
         "snmpget",
         &[
@@ -178,6 +183,38 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Children of `parent`: pid, argv joined by spaces, run state.
+fn children(parent: i32) -> Vec<(i32, String, char)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields resume after the last ')': state, ppid, …
+        let mut rest = stat[stat.rfind(')').unwrap() + 2..].split(' ');
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if rest.next().and_then(|p| p.parse::<i32>().ok()) != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        out.push((pid, cmdline, state));
+    }
+    out
+}
+
+/// The supervisor's spawn helpers.
+fn helpers(supervisor: i32) -> Vec<i32> {
+    children(supervisor)
+        .into_iter()
+        .filter(|(_, cmd, _)| cmd.starts_with("agentcluster: spawner"))
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
 #[test]
 fn killing_the_supervisor_leaves_no_agent_behind() {
     let ports: Vec<u16> = free_ports(3);
@@ -192,14 +229,70 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
         .map(|n| pid_of(&s, n))
         .collect();
     assert!(pids.iter().all(|p| alive(*p)));
-    kill(fleet.pid() as i32, "KILL");
+    // Agents are the supervisor's own children (it reaps them), though a
+    // spawn helper creates them; the helpers die with it too.
+    let supervisor = fleet.pid() as i32;
+    let kids: Vec<i32> = children(supervisor).iter().map(|c| c.0).collect();
+    assert!(pids.iter().all(|p| kids.contains(p)), "{pids:?} {kids:?}");
+    let helpers = helpers(supervisor);
+    assert!(!helpers.is_empty(), "{:?}", children(supervisor));
+    kill(supervisor, "KILL");
     let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().any(|p| alive(*p)) {
+    while pids.iter().chain(&helpers).any(|p| alive(*p)) {
         assert!(
             Instant::now() < deadline,
-            "agents still alive 1 s after the supervisor died: {pids:?}"
+            "agents or spawn helpers still alive 1 s after the supervisor died: {pids:?} {helpers:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
+    let ports: Vec<u16> = free_ports(2);
+    let fleet = Fleet::start(&agents_yaml(&[("h-1", ports[0]), ("h-2", ports[1])]));
+    let supervisor = fleet.pid() as i32;
+    let before = status(&fleet);
+    let old = helpers(supervisor);
+    assert!(!old.is_empty());
+    for h in &old {
+        kill(*h, "KILL");
+    }
+    // Agents do not depend on the helper that created them.
+    for (name, port) in [("h-1", ports[0]), ("h-2", ports[1])] {
+        assert!(alive(pid_of(&before, name)), "{name}");
+        sys_name_ok(port);
+    }
+    // Starts after the helpers died succeed at the first try.
+    for name in ["h-1", "h-2"] {
+        let out = agentcluster(&["restart", name, "--control", &control(&fleet)]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let s = wait_status(&fleet, "both restarted", |s| {
+        ["h-1", "h-2"].iter().all(|n| {
+            let a = agent(s, n);
+            a["state"] == "running" && a["pid"] != agent(&before, n)["pid"]
+        })
+    });
+    let kinds: Vec<String> = events(&fleet)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!kinds.iter().any(|k| k == "start-failed"), "{kinds:?}");
+    let new = helpers(supervisor);
+    assert!(
+        !new.is_empty() && new.iter().all(|h| !old.contains(h)),
+        "{old:?} {new:?}"
+    );
+    // The dead helpers were reaped.
+    let zombies: Vec<_> = children(supervisor)
+        .into_iter()
+        .filter(|c| c.2 == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "{zombies:?}");
+    for (name, port) in [("h-1", ports[0]), ("h-2", ports[1])] {
+        assert!(alive(pid_of(&s, name)));
+        sys_name_ok(port);
     }
 }
 
@@ -219,16 +312,7 @@ fn a_stopped_agent_is_found_unresponsive_and_replaced() {
     });
     assert_eq!(agent(&s, "frozen")["restarts"], 1);
     assert!(!alive(old), "the stopped process was killed");
-    snmp_ok(
-        "snmpget",
-        &[
-            "-v2c",
-            "-c",
-            "public",
-            &format!("127.0.0.1:{port}"),
-            ".1.3.6.1.2.1.1.5.0",
-        ],
-    );
+    sys_name_ok(port);
 }
 
 #[test]
@@ -363,16 +447,7 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
     let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     assert!(title.starts_with("agentcluster: agent g-0+1"), "{title}");
     for p in &ports {
-        snmp_ok(
-            "snmpget",
-            &[
-                "-v2c",
-                "-c",
-                "public",
-                &format!("127.0.0.1:{p}"),
-                ".1.3.6.1.2.1.1.5.0",
-            ],
-        );
+        sys_name_ok(*p);
     }
     // no secret on any command line
     for pid in pids {
@@ -505,16 +580,7 @@ fn start_tokens_bound_how_many_agents_start_at_once() {
     assert!(most >= 2, "tokens were used in parallel ({most})");
     // and every one answers
     for p in ports.iter().step_by(20) {
-        snmp_ok(
-            "snmpget",
-            &[
-                "-v2c",
-                "-c",
-                "public",
-                &format!("127.0.0.1:{p}"),
-                ".1.3.6.1.2.1.1.5.0",
-            ],
-        );
+        sys_name_ok(*p);
     }
 }
 
@@ -606,6 +672,34 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
         "{failed}"
     );
     assert_eq!(agent(&status(&fleet), "crasher")["state"], "failed");
+}
+
+#[test]
+fn an_agent_program_that_cannot_run_fails_its_start_and_is_reaped() {
+    use std::os::unix::fs::PermissionsExt;
+    let scripts = common::tempdir();
+    let exe = fake_agent(scripts.path(), "not-executable", "exit 0");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port();
+    let fleet = start_with_agent_exe(&agents_yaml(&[("noexec", port)]), &exe);
+    let e = wait_events(&fleet, "noexec start-failed", |e| {
+        kinds_for(e, "noexec").contains(&"start-failed")
+    });
+    let failed = e
+        .iter()
+        .find(|x| x["agent"] == "noexec" && x["event"] == "start-failed")
+        .unwrap();
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot create the agent process") && reason.contains("os error 13"),
+        "{failed}"
+    );
+    // The child that failed before its exec is the supervisor's, and reaped.
+    let zombies: Vec<_> = children(fleet.pid() as i32)
+        .into_iter()
+        .filter(|c| c.2 == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "{zombies:?}");
 }
 
 /// Rust's Debug form of a Duration: `0ns`, `20ms`, `1.5s`, `35.2µs`.
@@ -818,29 +912,10 @@ fn free_block(n: u16) -> u16 {
     panic!("no block of {n} free ports");
 }
 
-#[test]
-fn a_thousand_agent_processes_start_and_all_answer() {
-    let n = 1000u16;
-    let base = free_block(n);
-    let yaml = format!(
-        "agents:\n  - name: \"k-{{i}}\"\n    count: {n}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
-        mib("cisco-c3750.snmprec").display()
-    );
-    let fleet = Fleet::start(&yaml);
-    assert!(
-        fleet.banner[0].contains("1000 agents ready"),
-        "{:?}",
-        fleet.banner
-    );
-    let s = status(&fleet);
-    assert_eq!(s.len(), 1000);
-    assert!(s.iter().all(|a| a["state"] == "running"));
-    let mut pids: Vec<i64> = s.iter().filter_map(|a| a["pid"].as_i64()).collect();
-    pids.sort();
-    pids.dedup();
-    assert_eq!(pids.len(), 1000, "one process per agent");
-    // Every one answers: one GET per agent, 100 in flight at a time (the
-    // client's receive buffer holds a few hundred answers).
+/// Agents on ports `base..base + n` each answer a GET: one per agent, 100
+/// in flight at a time (the client's receive buffer holds a few hundred
+/// answers), in up to three rounds.
+fn every_one_answers(base: u16, n: u16) {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answered = std::collections::HashSet::new();
@@ -871,6 +946,57 @@ fn a_thousand_agent_processes_start_and_all_answer() {
         eprintln!("round {round}: {} answered", answered.len());
     }
     assert_eq!(answered.len(), n as usize, "every agent answers a GET");
+}
+
+/// Starts `n` agents `NAME-i` on a block of free ports (after the cluster
+/// keys `cluster`), all running; returns the fleet, the first port and the
+/// distinct pids of their processes.
+fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16, Vec<i64>) {
+    let base = free_block(n);
+    let yaml = format!(
+        "{cluster}agents:\n  - name: \"{name}-{{i}}\"\n    count: {n}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        mib(snapshot).display()
+    );
+    let fleet = Fleet::start(&yaml);
+    let s = status(&fleet);
+    assert_eq!(s.len(), usize::from(n));
+    assert!(s.iter().all(|a| a["state"] == "running"));
+    let mut pids: Vec<i64> = s.iter().filter_map(|a| a["pid"].as_i64()).collect();
+    pids.sort();
+    pids.dedup();
+    (fleet, base, pids)
+}
+
+#[test]
+fn a_process_gets_more_sockets_than_one_message_carries() {
+    // 300 agents in one process: 301 descriptors reach the spawn helper in
+    // two messages (one carries at most 253).
+    let n = 300u16;
+    let (_fleet, base, pids) = start_block(
+        &format!("  agents_per_process: {n}\n"),
+        "m",
+        n,
+        "linux-host.snmprec",
+    );
+    assert_eq!(pids.len(), 1, "one process");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", pids[0]))
+        .unwrap()
+        .count();
+    assert!(fds > usize::from(n), "{fds} descriptors");
+    every_one_answers(base, n);
+}
+
+#[test]
+fn a_thousand_agent_processes_start_and_all_answer() {
+    let n = 1000u16;
+    let (fleet, base, pids) = start_block("", "k", n, "cisco-c3750.snmprec");
+    assert!(
+        fleet.banner[0].contains("1000 agents ready"),
+        "{:?}",
+        fleet.banner
+    );
+    assert_eq!(pids.len(), 1000, "one process per agent");
+    every_one_answers(base, n);
     let (code, _) = fleet.stop();
     assert!(code.success());
     assert!(pids.iter().all(|p| !alive(*p as i32)), "no orphans");

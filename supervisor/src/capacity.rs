@@ -22,7 +22,7 @@ use agentcluster_conf::Fleet;
 pub const PROCESS_BYTES: u64 = 768 << 10;
 /// Memory of each agent: its state in its process and in the supervisor.
 pub const AGENT_BYTES: u64 = 64 << 10;
-/// The supervisor itself.
+/// The supervisor itself, with its spawn helpers (about 1 MiB each).
 pub const SUPERVISOR_BYTES: u64 = 32 << 20;
 /// A compiled store against the size of its source text (a store holds
 /// the sorted index and the encoded values).
@@ -31,13 +31,13 @@ pub const STORE_PER_SOURCE_BYTE: u64 = 2;
 /// for blocking work.
 pub const TASKS_PER_PROCESS: u64 = 2;
 /// Tasks of the supervisor: the runtime's workers, spawner threads and
-/// blocking pool headroom.
+/// their spawn helper processes, blocking pool headroom.
 pub const SUPERVISOR_TASKS: u64 = 64;
 /// Open files beyond the endpoints' sockets and the processes' channels:
 /// the runtime, the control socket and its clients, sinks.
 pub const SPARE_FILES: u64 = 256;
 /// Open files the supervisor holds per agent process: the control channel,
-/// the child's pipe or pidfd, and a socket duplicated while spawning.
+/// the child's pidfd, and a socket duplicated while spawning.
 pub const FILES_PER_PROCESS: u64 = 3;
 
 /// What a fleet asks of the host.

@@ -207,7 +207,7 @@ pub async fn run(
     raise_nofile_limit()?;
     let bus = Bus::new(&c.node);
     let shared = Shared {
-        spawner: spawner::Spawner::start(tokio::runtime::Handle::current())?,
+        spawner: spawner::Spawner::start()?,
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),
         bus: bus.clone(),
         settings,

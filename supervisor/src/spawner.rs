@@ -1,49 +1,75 @@
-//! The spawner: a few long-lived threads that create every agent process.
-//! PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so
-//! spawning from short-lived runtime threads would kill agents at random;
-//! dedicated threads that live as long as the supervisor make it mean "the
-//! supervisor died".
+//! The spawner: creates every agent process.
+//!
+//! Forking the supervisor costs in proportion to what it holds: the fork
+//! copies its page tables and its descriptor table (about three descriptors
+//! per agent process), and the exec then closes each close-on-exec
+//! descriptor again in the child, so starting N processes that way costs
+//! O(N²). Instead, each spawner lane forks the supervisor once, early, to
+//! run a *spawn helper* (this binary as `agentcluster spawner`), which holds
+//! only its socket to the lane. For each agent process the lane sends the
+//! helper the descriptors, and the helper forks itself with CLONE_PARENT
+//! (see [`sys::spawn_agent`]): the new process is the supervisor's child,
+//! which the supervisor watches through a pidfd and reaps ([`Child`]).
+//!
+//! PR_SET_PDEATHSIG fires when the *thread* that created a process's parent
+//! exits. With CLONE_PARENT, an agent's parent is the helper's parent: the
+//! lane thread that started the helper, which lives as long as the
+//! supervisor. So the parent-death signal still means "the supervisor
+//! died"; the helper has it too.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::{Arc, atomic};
 
-use tokio::process::Child;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 use crate::sys::{self, Credentials};
 
 /// What to start.
 #[derive(Debug)]
-pub struct Job {
+struct Job {
     /// argv[0], shown by `ps`: `agentcluster: agent NAME`.
-    pub title: String,
+    title: String,
     /// Descriptors for the child, placed at 3, 4, … in this order.
-    pub fds: Vec<OwnedFd>,
-    pub creds: Option<Credentials>,
-    pub reply: oneshot::Sender<io::Result<Child>>,
+    fds: Vec<OwnedFd>,
+    creds: Option<Credentials>,
+    reply: oneshot::Sender<io::Result<(libc::pid_t, OwnedFd)>>,
 }
 
-/// A handle to the spawner thread.
+/// A handle to the spawner lanes.
 #[derive(Debug, Clone)]
 pub struct Spawner {
-    threads: std::sync::Arc<Vec<mpsc::Sender<Job>>>,
-    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    lanes: Arc<Vec<mpsc::Sender<Job>>>,
+    next: Arc<atomic::AtomicUsize>,
     /// The program every agent process runs.
-    program: std::sync::Arc<PathBuf>,
+    program: Arc<PathBuf>,
 }
 
-/// Spawner threads: fork+exec waits for the child's exec, so a few threads
-/// in parallel start a large fleet faster. Each lives as long as the
-/// supervisor, which is what PR_SET_PDEATHSIG needs.
-const THREADS: usize = 4;
+/// Lanes: each has a thread and a helper, and a spawn waits for the child's
+/// exec, so two in parallel keep both cores of a small machine busy.
+const LANES: usize = 2;
+
+/// Descriptors per message: SCM_RIGHTS carries at most 253.
+const FD_CHUNK: usize = 200;
+
+/// How long a lane waits for its helper's answer: a fork and an exec.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Longest title passed on (`ps` shows far less).
+const MAX_TITLE: usize = 4096;
+
+/// The request header: descriptor count, flags, uid, gid (u32 each), then
+/// the title.
+const HEADER: usize = 16;
 
 impl Spawner {
-    /// Starts the thread. `runtime` is the runtime that will reap the
-    /// children (tokio's child reaping is per runtime).
-    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
+    /// Starts the lanes, each of which starts its helper.
+    pub fn start() -> io::Result<Spawner> {
         // AGENTCLUSTER_AGENT_EXE runs another program as the agent (a
         // wrapper such as valgrind or strace, or a test double); it gets the
         // same arguments and descriptors.
@@ -51,37 +77,30 @@ impl Spawner {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => std::env::current_exe()?,
         };
-        let mut threads = Vec::with_capacity(THREADS);
-        for i in 0..THREADS {
+        let helper_exe = std::env::current_exe()?;
+        let mut lanes = Vec::with_capacity(LANES);
+        for i in 0..LANES {
             let (tx, rx) = mpsc::channel::<Job>();
-            let runtime = runtime.clone();
-            let exe = exe.clone();
+            let (exe, helper_exe) = (exe.clone(), helper_exe.clone());
             std::thread::Builder::new()
                 .name(format!("agentcluster-spawner-{i}"))
-                .spawn(move || {
-                    let _guard = runtime.enter();
-                    while let Ok(job) = rx.recv() {
-                        let result = spawn(&exe, job.title, &job.fds, job.creds);
-                        // The descriptors' duplicates in the parent close here.
-                        drop(job.fds);
-                        let _ = job.reply.send(result);
-                    }
-                })?;
-            threads.push(tx);
+                .spawn(move || lane(&helper_exe, &exe, rx))?;
+            lanes.push(tx);
         }
         Ok(Spawner {
-            threads: std::sync::Arc::new(threads),
-            next: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            program: std::sync::Arc::new(exe),
+            lanes: Arc::new(lanes),
+            next: Arc::new(atomic::AtomicUsize::new(0)),
+            program: Arc::new(exe),
         })
     }
 
     /// The program every agent process runs.
-    pub fn program(&self) -> &std::path::Path {
+    pub fn program(&self) -> &Path {
         &self.program
     }
 
-    /// Creates an agent process.
+    /// Creates an agent process: `fds` become its descriptors 3, 4, …,
+    /// `title` its argv[0]; it runs as `creds` if given.
     pub async fn spawn(
         &self,
         title: String,
@@ -89,8 +108,8 @@ impl Spawner {
         creds: Option<Credentials>,
     ) -> io::Result<Child> {
         let (reply, rx) = oneshot::channel();
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.threads.len();
-        self.threads[i]
+        let i = self.next.fetch_add(1, atomic::Ordering::Relaxed) % self.lanes.len();
+        self.lanes[i]
             .send(Job {
                 title,
                 fds,
@@ -98,31 +117,483 @@ impl Spawner {
                 reply,
             })
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-        rx.await
-            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+        let (pid, pidfd) = rx
+            .await
+            .map_err(|_| io::Error::other("the spawner thread is gone"))??;
+        Child::watch(pid, pidfd)
     }
 }
 
-fn spawn(
-    exe: &PathBuf,
-    title: String,
-    fds: &[OwnedFd],
+/// A lane's thread: owns the helper (restarted after a failure) and lives
+/// as long as the supervisor.
+fn lane(helper_exe: &Path, program: &Path, jobs: mpsc::Receiver<Job>) {
+    let start = || {
+        Helper::start(helper_exe, program)
+            .inspect_err(|e| tracing::error!(cause = %e, "cannot start the spawn helper"))
+            .ok()
+    };
+    let mut helper = start();
+    while let Ok(job) = jobs.recv() {
+        // A helper that died (killed by someone, or by the OOM killer) is
+        // reaped and replaced before it gets the job.
+        if helper.as_mut().is_some_and(|h| !h.alive()) {
+            tracing::warn!("the spawn helper died; starting another");
+            helper = None;
+        }
+        let mut result = None;
+        for _attempt in 0..2 {
+            if helper.is_none() {
+                helper = start();
+            }
+            let Some(h) = helper.as_mut() else {
+                break;
+            };
+            match h.spawn(&job) {
+                Ok(answer) => {
+                    result = Some(Ok(answer));
+                    break;
+                }
+                Err(Failure::Unsent(e)) => {
+                    // It never saw the request: another helper may retry it.
+                    tracing::warn!(cause = %e, "the spawn helper is gone; starting another");
+                    helper = None;
+                    result = Some(Err(e));
+                }
+                Err(Failure::Unanswered(e)) => {
+                    // It may have created the process: no second try.
+                    tracing::error!(cause = %e, "the spawn helper failed; starting another");
+                    helper = None;
+                    result = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let result = match result {
+            None => Err(io::Error::other("no spawn helper")),
+            Some(Err(e)) => Err(e),
+            Some(Ok(answer)) => settle(answer),
+        };
+        // The descriptors' duplicates in the supervisor close here.
+        drop(job.fds);
+        let _ = job.reply.send(result);
+    }
+}
+
+/// How a request to a helper failed.
+#[derive(Debug)]
+enum Failure {
+    /// Before the helper had the whole request.
+    Unsent(io::Error),
+    /// After: it may have acted on it.
+    Unanswered(io::Error),
+}
+
+/// The supervisor's side of a helper's answer: a pidfd for a process that
+/// runs, or the error of one that could not (reaped here).
+fn settle(answer: Answer) -> io::Result<(libc::pid_t, OwnedFd)> {
+    match answer {
+        Answer::Created(pid) => match sys::pidfd_open(pid) {
+            Ok(fd) => Ok((pid, fd)),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = sys::reap(pid, true);
+                Err(e)
+            }
+        },
+        Answer::Failed(pid, errno) => {
+            if let Some(pid) = pid {
+                // It has exited, or is about to, with status 127.
+                let _ = sys::reap(pid, true);
+            }
+            Err(io::Error::from_raw_os_error(errno))
+        }
+    }
+}
+
+/// What a helper says about one request.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// The process runs the program.
+    Created(libc::pid_t),
+    /// `errno` of the step that failed; the pid of a process that failed
+    /// before exec (it exits with status 127 and needs reaping).
+    Failed(Option<libc::pid_t>, i32),
+}
+
+impl Answer {
+    fn encode(&self) -> [u8; 8] {
+        let (pid, errno) = match *self {
+            Answer::Created(pid) => (pid, 0),
+            Answer::Failed(pid, errno) => (pid.unwrap_or(0), errno),
+        };
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&pid.to_le_bytes());
+        b[4..].copy_from_slice(&errno.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Answer> {
+        if b.len() != 8 {
+            return Err(io::Error::other("malformed answer from the spawn helper"));
+        }
+        let pid = i32::from_le_bytes(b[..4].try_into().unwrap_or_default());
+        let errno = i32::from_le_bytes(b[4..].try_into().unwrap_or_default());
+        Ok(match (pid, errno) {
+            (pid, 0) if pid > 0 => Answer::Created(pid),
+            (_, 0) => return Err(io::Error::other("the spawn helper gave no pid")),
+            (pid, errno) => Answer::Failed((pid > 0).then_some(pid), errno),
+        })
+    }
+}
+
+/// A running spawn helper, seen from its lane.
+struct Helper {
+    process: std::process::Child,
+    sock: OwnedFd,
+}
+
+impl Helper {
+    fn start(helper_exe: &Path, program: &Path) -> io::Result<Helper> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::os::unix::process::CommandExt;
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        // A helper that hangs (an exec stuck on a dead network file system)
+        // must not hang its lane, and with it the supervisor's shutdown.
+        nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0),
+        )?;
+        let parent = std::process::id() as libc::pid_t;
+        let mut cmd = std::process::Command::new(helper_exe);
+        cmd.arg0("agentcluster: spawner")
+            .arg("spawner")
+            .arg(program)
+            .arg(parent.to_string())
+            .stdin(std::process::Stdio::null());
+        sys::prepare_helper(&mut cmd, theirs.as_raw_fd(), parent);
+        let process = cmd.spawn()?;
+        drop(theirs);
+        Ok(Helper {
+            process,
+            sock: ours,
+        })
+    }
+
+    /// Whether the helper process still runs (reaps it if not).
+    fn alive(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+
+    /// Sends one request and reads the answer.
+    fn spawn(&mut self, job: &Job) -> Result<Answer, Failure> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let mut header = Vec::with_capacity(HEADER + job.title.len());
+        let (flags, uid, gid) = match job.creds {
+            Some(c) => (1u32, c.uid, c.gid),
+            None => (0, 0, 0),
+        };
+        for v in [job.fds.len() as u32, flags, uid, gid] {
+            header.extend_from_slice(&v.to_le_bytes());
+        }
+        let title = job.title.as_bytes();
+        header.extend_from_slice(&title[..title.len().min(MAX_TITLE)]);
+        let raw: Vec<i32> = job.fds.iter().map(|f| f.as_raw_fd()).collect();
+        let mut chunks = raw.chunks(FD_CHUNK);
+        let first = chunks.next().unwrap_or(&[]);
+        let send = |data: &[u8], fds: &[i32]| -> io::Result<()> {
+            let rights = [ControlMessage::ScmRights(fds)];
+            let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+            loop {
+                match sendmsg::<()>(
+                    self.sock.as_raw_fd(),
+                    &[io::IoSlice::new(data)],
+                    cmsgs,
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => return r.map(|_| ()).map_err(io::Error::from),
+                }
+            }
+        };
+        send(&header, first).map_err(Failure::Unsent)?;
+        for chunk in chunks {
+            send(&[0], chunk).map_err(Failure::Unsent)?;
+        }
+        let mut buf = [0u8; 16];
+        let (n, stray) = sys::recv_with_fds(self.sock.as_raw_fd(), &mut buf).map_err(|e| {
+            Failure::Unanswered(if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the spawn helper did not answer within {ANSWER_TIMEOUT:?}"),
+                )
+            } else {
+                e
+            })
+        })?;
+        drop(stray);
+        if n == 0 {
+            return Err(Failure::Unanswered(io::Error::other(
+                "the spawn helper exited",
+            )));
+        }
+        Answer::decode(&buf[..n]).map_err(Failure::Unanswered)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Closing the socket ends the helper; SIGKILL in case it is stuck.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The spawn helper (`agentcluster spawner PROGRAM PARENT`): serves the
+/// socket on descriptor 3 until the supervisor closes it. Returns the exit
+/// code.
+pub fn helper_main(program: &Path, parent: libc::pid_t) -> i32 {
+    match serve_helper(program, parent) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("agentcluster spawner: {e}");
+            1
+        }
+    }
+}
+
+fn serve_helper(program: &Path, parent: libc::pid_t) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use nix::sys::socket::{MsgFlags, send};
+    let sock = agentcluster_agent::sys::adopt_fd(3)?;
+    // Not for the agents.
+    fcntl(&sock, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let c_program = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("the program's path contains NUL"))?;
+    // The environment, as execve wants it, built once.
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv: OsString = k;
+            kv.push("=");
+            kv.push(v);
+            CString::new(kv.into_vec()).ok()
+        })
+        .collect();
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let agent_arg = c"agent";
+    let mut buf = vec![0u8; HEADER + MAX_TITLE];
+    loop {
+        let (n, mut fds) = sys::recv_with_fds(sock.as_raw_fd(), &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let answer = match parse_request(&buf[..n]) {
+            Err(e) => Answer::Failed(None, e),
+            Ok(request) => {
+                while fds.len() < request.nfds {
+                    let mut one = [0u8; 1];
+                    let (n, more) = sys::recv_with_fds(sock.as_raw_fd(), &mut one)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    fds.extend(more);
+                }
+                create(&request, &fds, &c_program, &envp, agent_arg, parent)
+            }
+        };
+        drop(fds);
+        loop {
+            match send(sock.as_raw_fd(), &answer.encode(), MsgFlags::MSG_NOSIGNAL) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.map(|_| ()).map_err(io::Error::from)?,
+            };
+        }
+    }
+}
+
+struct Request {
+    nfds: usize,
     creds: Option<Credentials>,
-) -> io::Result<Child> {
+    title: CString,
+}
+
+/// Reads a request header; an errno for a malformed one.
+fn parse_request(b: &[u8]) -> Result<Request, i32> {
+    if b.len() < HEADER {
+        return Err(libc::EINVAL);
+    }
+    let word = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+    let title = CString::new(&b[HEADER..]).map_err(|_| libc::EINVAL)?;
+    Ok(Request {
+        nfds: word(0) as usize,
+        creds: (word(1) & 1 != 0).then(|| Credentials {
+            uid: word(2),
+            gid: word(3),
+        }),
+        title,
+    })
+}
+
+fn create(
+    request: &Request,
+    fds: &[OwnedFd],
+    program: &CString,
+    envp: &[*const libc::c_char],
+    agent_arg: &std::ffi::CStr,
+    parent: libc::pid_t,
+) -> Answer {
+    if fds.len() != request.nfds {
+        return Answer::Failed(None, libc::EINVAL);
+    }
     // Move every source above the target range first.
-    let floor = 3 + fds.len() as i32 + 1;
-    let high: Vec<OwnedFd> = fds
-        .iter()
-        .map(|fd| sys::dup_above(fd, floor))
-        .collect::<io::Result<_>>()?;
+    let floor = 3 + fds.len() as i32;
+    let high: Vec<OwnedFd> = match fds.iter().map(|fd| sys::dup_above(fd, floor)).collect() {
+        Ok(h) => h,
+        Err(e) => return Answer::Failed(None, e.raw_os_error().unwrap_or(libc::EIO)),
+    };
     let raw: Vec<i32> = high.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg0(OsString::from(title))
-        .arg("agent")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    sys::prepare_child(&mut cmd, raw, std::process::id() as libc::pid_t, creds);
-    let child = cmd.spawn();
-    drop(high);
-    child
+    let argv = [request.title.as_ptr(), agent_arg.as_ptr(), std::ptr::null()];
+    let exec = sys::Exec {
+        program,
+        argv: &argv,
+        envp,
+        fds: &raw,
+        parent,
+        creds: request.creds,
+    };
+    match sys::spawn_agent(&exec) {
+        Ok((pid, 0)) => Answer::Created(pid),
+        Ok((pid, errno)) => Answer::Failed(Some(pid), errno),
+        Err(e) => Answer::Failed(None, e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// An agent process: a child of the supervisor, watched through a pidfd.
+/// Dropped before it was reaped, it is killed and reaped in the background.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Child {
+    fn watch(pid: libc::pid_t, pidfd: OwnedFd) -> io::Result<Child> {
+        let mut child = Child {
+            pid,
+            pidfd: None,
+            status: None,
+        };
+        // On failure, the drop kills and reaps it.
+        child.pidfd = Some(sys::async_pidfd(pidfd)?);
+        Ok(child)
+    }
+
+    /// The pid, until the process has been reaped.
+    pub fn id(&self) -> Option<u32> {
+        self.status.is_none().then_some(self.pid as u32)
+    }
+
+    /// Waits for the process to exit and reaps it. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let Some(fd) = self.pidfd.as_ref() else {
+            return Err(io::Error::other("the process is not watched"));
+        };
+        loop {
+            let mut ready = fd.readable().await?;
+            if let Some(s) = sys::reap(self.pid, false)? {
+                self.status = Some(s);
+                self.pidfd = None;
+                return Ok(s);
+            }
+            ready.clear_ready();
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        // Not reaped: the pid is still this process's.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let pid = self.pid;
+        match (self.pidfd.take(), tokio::runtime::Handle::try_current()) {
+            (Some(fd), Ok(runtime)) => {
+                runtime.spawn(async move {
+                    loop {
+                        let Ok(mut ready) = fd.readable().await else {
+                            return;
+                        };
+                        if !matches!(sys::reap(pid, false), Ok(None)) {
+                            return;
+                        }
+                        ready.clear_ready();
+                    }
+                });
+            }
+            // No runtime (or no watch): SIGKILL ends it promptly.
+            _ => {
+                let _ = sys::reap(pid, true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_round_trip() {
+        for a in [
+            Answer::Created(4242),
+            Answer::Failed(Some(17), libc::EACCES),
+            Answer::Failed(None, libc::EAGAIN),
+        ] {
+            assert_eq!(Answer::decode(&a.encode()).unwrap(), a);
+        }
+        assert!(Answer::decode(&Answer::Created(0).encode()).is_err());
+        assert!(Answer::decode(&[0; 7]).is_err());
+    }
+
+    #[test]
+    fn requests_parse() {
+        let mut b = Vec::new();
+        for v in [3u32, 1, 65534, 65533] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"agentcluster: agent x");
+        let r = parse_request(&b).unwrap();
+        assert_eq!(r.nfds, 3);
+        assert_eq!(
+            r.creds,
+            Some(Credentials {
+                uid: 65534,
+                gid: 65533
+            })
+        );
+        assert_eq!(r.title.as_bytes(), b"agentcluster: agent x");
+        assert_eq!(parse_request(&b[..15]).err(), Some(libc::EINVAL));
+        b.push(0);
+        b.extend_from_slice(b"y");
+        assert_eq!(parse_request(&b).err(), Some(libc::EINVAL));
+    }
 }

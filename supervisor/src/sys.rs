@@ -1,6 +1,7 @@
-//! The supervisor's only `unsafe`: what must run in the child between fork
+//! The supervisor's only `unsafe`: what must run in a child between fork
 //! and exec (placing inherited descriptors, the parent-death signal,
-//! dropping privileges). Only async-signal-safe calls are made there.
+//! dropping privileges; only async-signal-safe calls are made there), the
+//! spawn helper's fork, and watching and reaping agent processes.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -20,43 +21,24 @@ pub fn dup_above(fd: &impl AsRawFd, min: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// Privileges the child drops to before exec.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
 }
 
-/// Installs the between-fork-and-exec step on `cmd`: descriptors `fds[i]`
-/// become `3 + i` (without close-on-exec), PR_SET_PDEATHSIG(SIGKILL) ties the
-/// child to the spawning thread, the child gets a process group of its
-/// own, the parent is re-checked (it may have died
-/// before the prctl), and privileges are dropped if asked.
-pub fn prepare_child(
-    cmd: &mut tokio::process::Command,
-    fds: Vec<RawFd>,
-    parent: libc::pid_t,
-    creds: Option<Credentials>,
-) {
+/// Installs the between-fork-and-exec step of the spawn helper on `cmd`:
+/// `sock` becomes descriptor 3 (without close-on-exec),
+/// PR_SET_PDEATHSIG(SIGKILL) ties the helper to the spawning thread, the
+/// helper gets a process group of its own, and the parent is re-checked (it
+/// may have died before the prctl).
+pub fn prepare_helper(cmd: &mut std::process::Command, sock: RawFd, parent: libc::pid_t) {
+    use std::os::unix::process::CommandExt;
     let closure = move || -> io::Result<()> {
-        for (i, &fd) in fds.iter().enumerate() {
-            let target = 3 + i as RawFd;
-            // dup2 clears FD_CLOEXEC on the target: it survives exec.
-            if unsafe { libc::dup2(fd, target) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
+        // dup2 clears FD_CLOEXEC on the target: it survives exec.
+        if unsafe { libc::dup2(sock, 3) } < 0 {
+            return Err(io::Error::last_os_error());
         }
-        // Agents need no capability (their sockets come bound): drop any
-        // ambient ones the supervisor got (CAP_NET_BIND_SERVICE under
-        // systemd). EINVAL on kernels without ambient capabilities is fine.
-        unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
         if unsafe {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -69,33 +51,243 @@ pub fn prepare_child(
         {
             return Err(io::Error::last_os_error());
         }
-        // A process group of its own: a terminal's Ctrl-C or a group-wide
-        // SIGTERM reaches the supervisor, which stops agents in order.
         if unsafe { libc::setpgid(0, 0) } < 0 {
             return Err(io::Error::last_os_error());
         }
         if unsafe { libc::getppid() } != parent {
-            // The parent died before the prctl took effect. (No message:
-            // nothing may allocate between fork and exec.)
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        if let Some(c) = creds {
-            let groups = [c.gid];
-            if unsafe { libc::setgroups(1, groups.as_ptr()) } < 0
-                || unsafe { libc::setgid(c.gid) } < 0
-                || unsafe { libc::setuid(c.uid) } < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
         }
         Ok(())
     };
     // SAFETY: the closure only calls async-signal-safe functions (dup2,
-    // prctl (ambient capabilities, parent-death signal), setpgid, getppid, setgroups, setgid, setuid) and allocates nothing: the
-    // descriptor list was built before the fork and is only read here.
+    // prctl, setpgid, getppid) and allocates nothing.
     unsafe {
         cmd.pre_exec(closure);
     }
+}
+
+/// What the spawn helper's child needs, all built before the fork: nothing
+/// may allocate between fork and exec.
+pub struct Exec<'a> {
+    pub program: &'a std::ffi::CStr,
+    /// NULL-terminated.
+    pub argv: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub envp: &'a [*const libc::c_char],
+    /// Become 3, 4, … in the child, in this order; each must be numbered
+    /// at least `3 + fds.len()` (see [`dup_above`]).
+    pub fds: &'a [RawFd],
+    /// The supervisor: the child's parent, re-checked after the prctl.
+    pub parent: libc::pid_t,
+    pub creds: Option<Credentials>,
+}
+
+/// Creates an agent process from the (single-threaded) spawn helper: a fork
+/// with CLONE_PARENT, so the new process is the supervisor's child (its
+/// parent-death signal follows the supervisor's thread that started the
+/// helper, and the supervisor reaps it), whose child places the descriptors,
+/// clears ambient capabilities, sets PR_SET_PDEATHSIG(SIGKILL), takes a
+/// process group of its own, re-checks its parent, drops privileges if
+/// asked, restores SIGPIPE's default action and execs.
+///
+/// Returns the pid and 0, or the pid and the errno of the step that failed
+/// in the child (which then has exited with status 127 and still needs
+/// reaping by the supervisor), or an error if no process was created.
+pub fn spawn_agent(exec: &Exec<'_>) -> io::Result<(libc::pid_t, i32)> {
+    assert_eq!(exec.argv.last(), Some(&std::ptr::null()));
+    assert_eq!(exec.envp.last(), Some(&std::ptr::null()));
+    let floor = 3 + exec.fds.len() as RawFd;
+    assert!(exec.fds.iter().all(|&fd| fd >= floor));
+    // The child reports a failure before exec through this pipe; a
+    // successful exec closes it (close-on-exec) without a word.
+    let mut pipe = [0 as RawFd; 2];
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    let (read_end, low_write_end) =
+        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    // Above the descriptors' targets, or placing them would close it.
+    let write_end = dup_above(&low_write_end, floor)?;
+    drop(low_write_end);
+    // SAFETY: a fork (no new stack, no shared memory) of a single-threaded
+    // process: the child runs on its own copy of this stack and only makes
+    // raw system calls until execve or _exit, so no lock or allocator state
+    // matters. CLONE_PARENT is refused only to init processes, which the
+    // helper never is.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let errno = unsafe { child_steps(exec) };
+        // Only reached on failure.
+        let bytes = errno.to_ne_bytes();
+        unsafe {
+            libc::write(write_end.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127);
+        }
+    }
+    drop(write_end);
+    let mut bytes = [0u8; 4];
+    let mut got = 0;
+    while got < bytes.len() {
+        let r = unsafe {
+            libc::read(
+                read_end.as_raw_fd(),
+                bytes[got..].as_mut_ptr().cast(),
+                bytes.len() - got,
+            )
+        };
+        match r {
+            0 => break,
+            r if r > 0 => got += r as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+    let errno = if got == bytes.len() {
+        i32::from_ne_bytes(bytes).max(1)
+    } else {
+        0
+    };
+    Ok((pid as libc::pid_t, errno))
+}
+
+/// The child's side of [`spawn_agent`]; returns the errno of the step that
+/// failed (execve returns only on failure).
+///
+/// # Safety
+/// Only in the child of a fork; makes raw system calls only.
+unsafe fn child_steps(exec: &Exec<'_>) -> i32 {
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    unsafe {
+        for (i, &fd) in exec.fds.iter().enumerate() {
+            // dup2 clears FD_CLOEXEC on the target: it survives exec.
+            if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                return errno();
+            }
+        }
+        // Agents need no capability (their sockets come bound): drop any
+        // ambient ones the supervisor got (CAP_NET_BIND_SERVICE under
+        // systemd). EINVAL on kernels without ambient capabilities is fine.
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            return errno();
+        }
+        // A process group of its own: a terminal's Ctrl-C or a group-wide
+        // SIGTERM reaches the supervisor, which stops agents in order.
+        if libc::setpgid(0, 0) < 0 {
+            return errno();
+        }
+        if libc::getppid() != exec.parent {
+            // The supervisor died before the prctl took effect.
+            return libc::ESRCH;
+        }
+        if let Some(c) = exec.creds {
+            // Raw system calls: the C library's wrappers coordinate with
+            // other threads, which a forked child must not rely on.
+            let groups = [c.gid];
+            if libc::syscall(libc::SYS_setgroups, 1usize, groups.as_ptr()) < 0
+                || libc::syscall(libc::SYS_setgid, c.gid as usize) < 0
+                || libc::syscall(libc::SYS_setuid, c.uid as usize) < 0
+            {
+                return errno();
+            }
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::execve(
+            exec.program.as_ptr(),
+            exec.argv.as_ptr(),
+            exec.envp.as_ptr(),
+        );
+        errno()
+    }
+}
+
+/// A descriptor that becomes readable when process `pid`, a child of this
+/// process, exits.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // pidfd_open only creates a descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Reaps child `pid` if it has exited (`block`: waits until it does).
+pub fn reap(pid: libc::pid_t, block: bool) -> io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    loop {
+        // waitpid only writes `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        return match r {
+            0 => Ok(None),
+            r if r == pid => Ok(Some(std::process::ExitStatus::from_raw(status))),
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => Err(io::Error::last_os_error()),
+        };
+    }
+}
+
+/// Receives one message with the descriptors it carries (close-on-exec).
+/// `Ok((0, _))` is the end of the stream.
+pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut space = nix::cmsg_space!([RawFd; 253]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let mut fds = Vec::new();
+    // SCM_RIGHTS carries at most 253 descriptors, which `space` holds: the
+    // control data is never truncated.
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these descriptors in this
+            // process for this message; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Registers an inotify instance with the runtime's reactor, for readiness.
@@ -110,6 +302,16 @@ pub fn async_inotify(
         tokio::io::unix::AsyncFd::register_with_interest(watcher, tokio::io::Interest::READABLE)
     }?;
     Ok(fd)
+}
+
+/// Registers a pidfd with the runtime's reactor, for readiness (exit).
+pub fn async_pidfd(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the descriptor, which stays open until the
+    // AsyncFd is dropped, and `as_raw_fd` always returns that descriptor.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
 }
 
 /// Why the account `creds` cannot execute `program`, judged by the mode

@@ -16,12 +16,11 @@ use agentcluster_agent::responder;
 use agentcluster_conf::Restart;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::process::Child;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::event::{Bus, NewEvent};
 use crate::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
-use crate::spawner::Spawner;
+use crate::spawner::{Child, Spawner};
 use crate::sys::Credentials;
 
 /// One agent as a process serves it.
