@@ -652,10 +652,11 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
     }
     if let Some(m) = &r.memory {
         line.push_str(&format!(
-            "; {} agent processes, PSS median {:.2} MiB, max {:.2} MiB, total with supervisor {:.1} MiB",
+            "; {} agent processes, PSS median {:.2} MiB, max {:.2} MiB, total with supervisor and {} helpers {:.1} MiB",
             m.processes,
             m.pss_median_kib as f64 / 1024.0,
             m.pss_max_kib as f64 / 1024.0,
+            m.helpers,
             m.total_pss_kib as f64 / 1024.0
         ));
     }

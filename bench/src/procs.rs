@@ -86,8 +86,14 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 /// Memory of a process tree.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct TreeMemory {
+    /// The root and its descendants that are not agent processes (the
+    /// supervisor's spawn helpers).
     pub root_pss_kib: u64,
+    /// Agent processes (`agentcluster: agent …`); the figures below are
+    /// theirs.
     pub processes: usize,
+    /// Descendants that are not agent processes.
+    pub helpers: usize,
     pub pss_total_kib: u64,
     pub pss_median_kib: u64,
     pub pss_max_kib: u64,
@@ -99,19 +105,30 @@ pub struct TreeMemory {
 pub fn tree_memory(root: u32) -> TreeMemory {
     let mut pss = Vec::new();
     let mut rss = Vec::new();
+    let mut root_pss = memory_kib(root).map(|m| m.0).unwrap_or(0);
+    let mut helpers = 0;
     for pid in descendants(root) {
-        if let Some((p, r)) = memory_kib(pid) {
-            pss.push(p);
-            rss.push(r);
+        let agent = fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"agentcluster: agent "));
+        match (memory_kib(pid), agent) {
+            (Some((p, r)), true) => {
+                pss.push(p);
+                rss.push(r);
+            }
+            (Some((p, _)), false) => {
+                helpers += 1;
+                root_pss += p;
+            }
+            (None, _) => {}
         }
     }
     pss.sort_unstable();
     rss.sort_unstable();
-    let root_pss = memory_kib(root).map(|m| m.0).unwrap_or(0);
     let total: u64 = pss.iter().sum();
     TreeMemory {
         root_pss_kib: root_pss,
         processes: pss.len(),
+        helpers,
         pss_total_kib: total,
         pss_median_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
         pss_max_kib: pss.last().copied().unwrap_or(0),

@@ -369,7 +369,7 @@ pub fn rows(r: &Records) -> Vec<Row> {
             b.info("  PSS per agent process, median (MiB)", one(pss));
         }
         let sup = r.med(tag, "/memory/root_pss_kib").map(|k| k / 1024.0);
-        b.info("  supervisor PSS (MiB)", one(sup));
+        b.info("  supervisor PSS, with its spawn helpers (MiB)", one(sup));
         let total = r.med(tag, "/memory/total_pss_kib").map(|k| k / 1024.0);
         let label = "  total PSS, supervisor + agents (MiB)";
         match mem_goal {
