@@ -74,7 +74,7 @@ impl Spawner {
         // wrapper such as valgrind or strace, or a test double); it gets the
         // same arguments and descriptors.
         let exe = match std::env::var_os("AGENTCLUSTER_AGENT_EXE") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
+            Some(p) if !p.is_empty() => on_path(PathBuf::from(p)),
             _ => std::env::current_exe()?,
         };
         let helper_exe = std::env::current_exe()?;
@@ -122,6 +122,22 @@ impl Spawner {
             .map_err(|_| io::Error::other("the spawner thread is gone"))??;
         Child::watch(pid, pidfd)
     }
+}
+
+/// A bare program name as a shell would find it on PATH (execve does not
+/// search); a path, or a name found nowhere, unchanged.
+fn on_path(program: PathBuf) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.components().count() != 1 || program.is_absolute() {
+        return program;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(&program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or(program)
 }
 
 /// A lane's thread: owns the helper (restarted after a failure) and lives
@@ -514,12 +530,24 @@ impl Child {
         };
         loop {
             let mut ready = fd.readable().await?;
-            if let Some(s) = sys::reap(self.pid, false)? {
-                self.status = Some(s);
-                self.pidfd = None;
-                return Ok(s);
+            match sys::reap(self.pid, false) {
+                Ok(Some(s)) => {
+                    self.status = Some(s);
+                    self.pidfd = None;
+                    return Ok(s);
+                }
+                Ok(None) => ready.clear_ready(),
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::ECHILD) {
+                        // Reaped elsewhere: the pid is no longer ours to
+                        // signal. Recorded as exit status 255.
+                        use std::os::unix::process::ExitStatusExt;
+                        self.status = Some(std::process::ExitStatus::from_raw(0xff00));
+                        self.pidfd = None;
+                    }
+                    return Err(e);
+                }
             }
-            ready.clear_ready();
         }
     }
 }
@@ -560,6 +588,15 @@ impl Drop for Child {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_names_are_found_on_path() {
+        let sh = on_path(PathBuf::from("sh"));
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        for kept in ["./sh", "/no/such/agent", "no-such-program-anywhere"] {
+            assert_eq!(on_path(PathBuf::from(kept)), PathBuf::from(kept));
+        }
+    }
 
     #[test]
     fn answers_round_trip() {
