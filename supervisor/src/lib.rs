@@ -122,15 +122,13 @@ struct Planned {
 }
 
 struct Manager {
-    node: String,
     /// `events` of the configuration (notification targets).
     events: agentcluster_conf::Events,
     /// The configuration file, re-read by `reload`.
     source: PathBuf,
-    cache_dir: PathBuf,
-    per_process: usize,
-    /// `cluster` as started: reload names the keys that changed since and
-    /// that only a new supervisor applies.
+    /// `cluster` as started (node, cache_dir, agents_per_process…): reload
+    /// names the keys that changed since and that only a new supervisor
+    /// applies.
     cluster: agentcluster_conf::Cluster,
     /// The limits every agent process applies, changed by reload.
     limits: watch::Sender<agentcluster_agent::channel::Limits>,
@@ -269,11 +267,8 @@ pub async fn run(
     let mut watcher = tokio::spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
     let (dead_tx, dead_rx) = mpsc::unbounded_channel();
     let mut manager = Manager {
-        node: c.node.clone(),
         events: fleet.events.clone(),
         source: fleet.source.clone(),
-        cache_dir: c.cache_dir.clone(),
-        per_process: c.agents_per_process.max(1) as usize,
         cluster: c.clone(),
         limits: limits_tx,
         shared,
@@ -283,7 +278,7 @@ pub async fn run(
         dead: dead_rx,
         dead_tx,
     };
-    for (agents, active) in group(&fleet.agents, manager.per_process) {
+    for (agents, active) in group(&fleet.agents, manager.per_process()) {
         manager.add_unit(agents, &compiled, active)?;
     }
     manager.update_watch();
@@ -558,6 +553,11 @@ async fn watch_snapshots(
 }
 
 impl Manager {
+    /// Agents per process, as started.
+    fn per_process(&self) -> usize {
+        self.cluster.agents_per_process.max(1) as usize
+    }
+
     /// Each agent's responder configuration, view sources and compiled
     /// stores.
     fn plan_all(
@@ -596,7 +596,7 @@ impl Manager {
         compiled: &HashMap<PathBuf, PathBuf>,
         active: bool,
     ) -> Result<(), Error> {
-        let plans = Self::plan_all(&self.node, &self.events, &agents, compiled)?;
+        let plans = Self::plan_all(&self.cluster.node, &self.events, &agents, compiled)?;
         let name = match agents.as_slice() {
             [one] => one.name.clone(),
             [first, rest @ ..] => format!("{}+{}", first.name, rest.len()),
@@ -711,7 +711,7 @@ impl Manager {
     async fn refresh_snapshots(&mut self, files: &[PathBuf]) -> usize {
         let mut compiled: HashMap<PathBuf, PathBuf> = HashMap::new();
         for f in files {
-            match store::compile(f, &self.cache_dir) {
+            match store::compile(f, &self.cluster.cache_dir) {
                 Ok(c) => {
                     compiled.insert(f.clone(), c.store_path);
                 }
@@ -763,7 +763,7 @@ impl Manager {
                 "changed cluster settings take effect when the supervisor restarts"
             );
         }
-        let wanted = group(&fleet.agents, self.per_process);
+        let wanted = group(&fleet.agents, self.per_process());
         let mut keep = vec![false; self.units.len()];
         let mut new_groups = Vec::new();
         for (agents, active) in wanted {
@@ -996,7 +996,7 @@ impl Manager {
             });
         }
         Response::Status {
-            node: self.node.clone(),
+            node: self.cluster.node.clone(),
             agents,
         }
     }
