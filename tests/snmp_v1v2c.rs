@@ -7,41 +7,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
-use std::path::Path;
 use std::time::Duration;
 
-use agentcluster_agent::snapshot::{self, Format};
 use agentcluster_agent::value::{Oid, Value};
+use common::walk::{snapshot_map, walk_map};
 use common::{Fleet, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok};
 
 /// Objects the agent serves live, whose values differ from any recording.
 fn is_live(oid: &[u32]) -> bool {
     oid == [1, 3, 6, 1, 2, 1, 1, 3, 0] || oid.starts_with(&[1, 3, 6, 1, 2, 1, 11])
-}
-
-fn snapshot_map(file: &str) -> BTreeMap<Oid, Value> {
-    let snap = snapshot::load(&mib(file)).expect("snapshot parses");
-    snap.records
-        .into_iter()
-        .filter(|r| {
-            !matches!(
-                r.value,
-                Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
-            )
-        })
-        .map(|r| (r.oid, r.value))
-        .collect()
-}
-
-fn walk_map(output: &str) -> Vec<(Oid, Value)> {
-    let snap = snapshot::parse(output.as_bytes(), Format::Snmpwalk, Path::new("walk"))
-        .unwrap_or_else(|e| panic!("net-snmp output parses: {e}"));
-    assert!(
-        snap.warnings.is_empty(),
-        "a walk never repeats an OID: {:?}",
-        snap.warnings
-    );
-    snap.records.into_iter().map(|r| (r.oid, r.value)).collect()
 }
 
 /// Compares a walk with a snapshot: same OIDs in the same order, same
@@ -87,7 +61,7 @@ fn bulkwalk_of_a_27k_object_switch_matches_the_snapshot() {
     let out = snmp_ok("snmpbulkwalk", &args);
     let walk = walk_map(&out);
     assert!(walk.len() > 20_000, "{} objects", walk.len());
-    assert_walk_matches(&walk, &snapshot_map("cisco-c3750.snmprec"), false);
+    assert_walk_matches(&walk, &snapshot_map(&mib("cisco-c3750.snmprec")), false);
 }
 
 #[test]
@@ -98,7 +72,7 @@ fn getnext_walks_in_v2c_and_v1_match_the_snapshot() {
         agent("host", port, "linux-host.snmprec")
     ));
     let target = format!("127.0.0.1:{port}");
-    let expected = snapshot_map("linux-host.snmprec");
+    let expected = snapshot_map(&mib("linux-host.snmprec"));
     for (version, v1) in [("-v2c", false), ("-v1", true)] {
         let mut args = vec![version, "-c", "public"];
         args.extend_from_slice(WALK_OPTS);

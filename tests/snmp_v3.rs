@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentcluster_agent::engine::derive_engine_id;
-use agentcluster_agent::snapshot::{self, Format};
 use agentcluster_agent::value::{Oid, Value};
+use common::walk::{snapshot_map, walk_map};
 use common::{Fleet, agentcluster, free_port, mib, snmp, snmp_ok};
 use serde_json::Value as Json;
 
@@ -57,27 +57,6 @@ fn is_live(oid: &[u32]) -> bool {
         || oid == [1, 3, 6, 1, 6, 3, 12, 1, 4, 0]
         || oid == [1, 3, 6, 1, 6, 3, 12, 1, 5, 0]
         || oid.starts_with(&[1, 3, 6, 1, 6, 3, 15, 1, 1])
-}
-
-fn snapshot_map(path: &Path) -> BTreeMap<Oid, Value> {
-    let snap = snapshot::load(path).expect("snapshot parses");
-    snap.records
-        .into_iter()
-        .filter(|r| {
-            !matches!(
-                r.value,
-                Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
-            )
-        })
-        .map(|r| (r.oid, r.value))
-        .collect()
-}
-
-fn walk_map(output: &str) -> Vec<(Oid, Value)> {
-    let snap = snapshot::parse(output.as_bytes(), Format::Snmpwalk, Path::new("walk"))
-        .unwrap_or_else(|e| panic!("net-snmp output parses: {e}"));
-    assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
-    snap.records.into_iter().map(|r| (r.oid, r.value)).collect()
 }
 
 /// Same OIDs in the same order and same values, live objects aside (those

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod trapd;
+pub mod walk;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
