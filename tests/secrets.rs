@@ -105,25 +105,13 @@ fn secrets_appear_in_no_log_event_status_argument_or_environment() {
     let ports = free_ports(3);
     let kvp_dir = common::tempdir();
     let kvp = kvp_dir.path().join("kvp_pool");
-    let mut cmd = Command::new(common::BIN);
-    let dir = common::tempdir();
-    let path = dir.path().join("fleet.yaml");
-    let control = dir.path().join("control.sock");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
-            dir.path().join("cache").display(),
-            dir.path().join("state").display(),
-            control.display(),
-            fleet_yaml(&ports, &kvp)
-        ),
-    )
-    .unwrap();
     // The most verbose logs, as JSON (every field).
-    cmd.args(["-vvv", "--log-format", "json", "run", "-c"])
-        .arg(&path);
-    let fleet = Fleet::spawn(cmd, dir);
+    let fleet = Fleet::start_args(
+        &["-vvv", "--log-format", "json"],
+        &fleet_yaml(&ports, &kvp),
+        &[],
+    );
+    let control = fleet.dir.path().join("control.sock");
     let control = control.to_str().unwrap().to_string();
     let target = format!("127.0.0.1:{}", ports[0]);
 

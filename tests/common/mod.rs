@@ -86,6 +86,12 @@ impl Fleet {
 
     /// [`Fleet::start`] with extra environment variables.
     pub fn start_with(yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Fleet {
+        Fleet::start_args(&[], yaml, env)
+    }
+
+    /// [`Fleet::start_with`] with global options before `run` (`-vvv`,
+    /// `--log-format json`).
+    pub fn start_args(args: &[&str], yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Fleet {
         let dir = tempdir();
         let text = format!(
             "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
@@ -97,7 +103,7 @@ impl Fleet {
         let path = dir.path().join("fleet.yaml");
         std::fs::write(&path, text).expect("write fleet");
         let mut cmd = Command::new(BIN);
-        cmd.arg("run").arg("-c").arg(&path);
+        cmd.args(args).arg("run").arg("-c").arg(&path);
         for (k, v) in env {
             cmd.env(k, v);
         }
