@@ -144,6 +144,25 @@ pub fn push_varbind(out: &mut Vec<u8>, arcs: &[u32], value_tlv: &[u8]) {
     out.extend_from_slice(value_tlv);
 }
 
+/// Appends a VarBind SEQUENCE of an OID and the value TLV that `value`
+/// appends, without a buffer of its own: the value is written at the end of
+/// `out`, then set behind the headers through the stack (values of live
+/// objects are small).
+pub fn push_varbind_with(out: &mut Vec<u8>, arcs: &[u32], value: impl FnOnce(&mut Vec<u8>)) {
+    let mark = out.len();
+    value(out);
+    let mut tmp = [0u8; 64];
+    let n = out.len() - mark;
+    if n <= tmp.len() {
+        tmp[..n].copy_from_slice(&out[mark..]);
+        out.truncate(mark);
+        push_varbind(out, arcs, &tmp[..n]);
+    } else {
+        let v = out.split_off(mark);
+        push_varbind(out, arcs, &v);
+    }
+}
+
 /// Bytes of base-128 encoding of `v`.
 fn base128_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
@@ -247,9 +266,17 @@ impl Frame {
 
     /// Prepends an INTEGER TLV.
     pub fn prepend_int(&mut self, v: i64) {
-        let mut tmp = Vec::with_capacity(10);
-        push_i64(&mut tmp, TAG_INTEGER, v);
-        self.prepend(&tmp);
+        // The shortest two's complement form, as push_i64 writes it: leading
+        // bytes that only repeat the sign go.
+        let bytes = v.to_be_bytes();
+        let mut skip = 0;
+        while skip < 7
+            && ((bytes[skip] == 0 && bytes[skip + 1] & 0x80 == 0)
+                || (bytes[skip] == 0xff && bytes[skip + 1] & 0x80 != 0))
+        {
+            skip += 1;
+        }
+        self.prepend_tlv(TAG_INTEGER, &bytes[skip..]);
     }
 
     /// The finished message.
@@ -297,12 +324,20 @@ pub fn peek_version(data: &[u8]) -> Option<i64> {
     if tag != TAG_INTEGER || vlen == 0 || vlen > 8 {
         return None;
     }
-    let bytes = &data[vstart..vstart + vlen];
-    let mut v: i64 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+    Some(int_from(&data[vstart..vstart + vlen]))
+}
+
+/// The value of INTEGER content octets (two's complement, at most 8).
+pub fn int_from(bytes: &[u8]) -> i64 {
+    let mut v: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        -1
+    } else {
+        0
+    };
     for b in bytes {
         v = (v << 8) | i64::from(*b);
     }
-    Some(v)
+    v
 }
 
 #[cfg(test)]
@@ -313,6 +348,27 @@ mod tests {
         let mut out = Vec::new();
         push_value(&mut out, v);
         out
+    }
+
+    #[test]
+    fn a_prepended_integer_is_the_appended_one() {
+        let mut values = vec![0, 1, -1, 127, 128, -128, -129, 255, 256, i64::MIN, i64::MAX];
+        for shift in 0..63 {
+            values.extend([
+                1i64 << shift,
+                (1i64 << shift) - 1,
+                -(1i64 << shift),
+                !(1i64 << shift),
+            ]);
+        }
+        for v in values {
+            let mut frame = Frame::default();
+            frame.reset(16);
+            frame.prepend_int(v);
+            let mut want = Vec::new();
+            push_i64(&mut want, TAG_INTEGER, v);
+            assert_eq!(frame.as_slice(), want, "{v}");
+        }
     }
 
     #[test]

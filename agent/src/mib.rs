@@ -331,11 +331,11 @@ impl View {
     pub fn push_varbind(&self, obj: Obj, now: &Now<'_>, out: &mut Vec<u8>) {
         match obj {
             Obj::Live(i) => {
-                let mut v = Vec::with_capacity(8);
-                if let Some((_, live)) = self.live.get(i) {
-                    push_live(*live, now, self.engine.as_deref(), &mut v);
-                }
-                ber::push_varbind(out, self.live_oid(i), &v);
+                ber::push_varbind_with(out, self.live_oid(i), |v| {
+                    if let Some((_, live)) = self.live.get(i) {
+                        push_live(*live, now, self.engine.as_deref(), v);
+                    }
+                });
             }
             Obj::Store(i) => {
                 let Some(item) = self.store.item(i) else {
@@ -344,13 +344,13 @@ impl View {
                 if let Some(v) = self.overlay.get(&i) {
                     ber::push_varbind(out, item.oid, v);
                 } else if let Some(Variation::Numeric(n)) = self.variations.get(&i) {
-                    let mut v = Vec::with_capacity(12);
-                    n.push_value(item.value.first().copied(), now.uptime, &mut v);
-                    ber::push_varbind(out, item.oid, &v);
+                    ber::push_varbind_with(out, item.oid, |v| {
+                        n.push_value(item.value.first().copied(), now.uptime, v);
+                    });
                 } else if item.flags & FLAG_UPTIME != 0 {
-                    let mut v = Vec::with_capacity(8);
-                    ber::push_u64(&mut v, ber::TAG_TIMETICKS, u64::from(now.ticks()));
-                    ber::push_varbind(out, item.oid, &v);
+                    ber::push_varbind_with(out, item.oid, |v| {
+                        ber::push_u64(v, ber::TAG_TIMETICKS, u64::from(now.ticks()));
+                    });
                 } else {
                     out.extend_from_slice(item.varbind);
                 }

@@ -228,6 +228,11 @@ pub fn run(data: &[u8]) {
         },
         _ => data.to_vec(),
     };
+    // The allocation-free decoder of the usual requests reads whatever it
+    // accepts exactly as rasn does.
+    if let Err(e) = agentcluster_agent::responder::check_fast_decoder(&datagram) {
+        panic!("{e}");
+    }
     for limit in LIMITS {
         let start = Instant::now();
         let now = start + Duration::from_secs(u64::from(TIME));

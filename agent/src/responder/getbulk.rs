@@ -6,6 +6,39 @@ use super::{Ctx, ErrorStatus, Failure, Kind, Request};
 use crate::ber;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
+    // The cursors are reused from request to request: no allocation once
+    // they have grown to fit.
+    let mut cursors = std::mem::take(ctx.cursors);
+    let mut ended = std::mem::take(ctx.ended);
+    let result = walk(ctx, req, out, &mut cursors, &mut ended);
+    *ctx.cursors = cursors;
+    *ctx.ended = ended;
+    result
+}
+
+/// Sets `cursors[..names.len()]` to `names`, reusing the vectors there.
+fn load<'n>(cursors: &mut Vec<Vec<u32>>, names: impl Iterator<Item = &'n [u32]>) -> usize {
+    let mut n = 0;
+    for name in names {
+        match cursors.get_mut(n) {
+            Some(c) => {
+                c.clear();
+                c.extend_from_slice(name);
+            }
+            None => cursors.push(name.to_vec()),
+        }
+        n += 1;
+    }
+    n
+}
+
+fn walk(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    out: &mut Vec<u8>,
+    cursors: &mut Vec<Vec<u32>>,
+    ended: &mut Vec<bool>,
+) -> Result<(), Failure> {
     let Kind::GetBulk {
         non_repeaters,
         max_repetitions,
@@ -42,21 +75,20 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
         count += 1;
         Some(at_end)
     };
-    let mut cursor = Vec::with_capacity(32);
-    for name in &req.names[..n] {
-        cursor.clear();
-        cursor.extend_from_slice(name);
-        if step(ctx, &mut cursor, out).is_none() {
+    for name in req.names.iter().take(n) {
+        load(cursors, std::iter::once(name));
+        if step(ctx, &mut cursors[0], out).is_none() {
             return full(count);
         }
     }
-    let mut cursors: Vec<Vec<u32>> = req.names[n..].iter().map(|o| o.to_vec()).collect();
-    let mut ended = vec![false; cursors.len()];
+    let m = load(cursors, req.names.iter().skip(n));
+    ended.clear();
+    ended.resize(m, false);
     for _ in 0..max_repetitions {
-        if cursors.is_empty() || ended.iter().all(|e| *e) {
+        if m == 0 || ended.iter().all(|e| *e) {
             break;
         }
-        for (cursor, ended) in cursors.iter_mut().zip(ended.iter_mut()) {
+        for (cursor, ended) in cursors[..m].iter_mut().zip(ended.iter_mut()) {
             // RFC 3416 lets us stop once every repeater has reached
             // endOfMibView.
             match step(ctx, cursor, out) {

@@ -1,10 +1,14 @@
 //! The command responder (SNMPv1, v2c and v3): a datagram in, a datagram (or
 //! a counted drop) out. No I/O and no clock of its own, so every path is
-//! testable with byte vectors. Requests are decoded with rasn; responses are
-//! framed by hand around the store's pre-encoded varbinds (see
-//! [`crate::ber::Frame`]). SNMPv3 messages go through [`crate::v3`] first and
+//! testable with byte vectors. The usual v1/v2c GET, GETNEXT and GETBULK
+//! requests are read straight from the datagram into reused buffers
+//! ([`fast`]), everything else is decoded with rasn; responses are framed by
+//! hand around the store's pre-encoded varbinds (see [`crate::ber::Frame`]).
+//! A v1/v2c GET, GETNEXT or GETBULK allocates nothing once the buffers have
+//! grown to fit. SNMPv3 messages go through [`crate::v3`] first and
 //! then reach the same handlers.
 
+mod fast;
 mod get;
 mod getbulk;
 mod getnext;
@@ -15,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rasn::types::{Integer, ObjectIdentifier};
+use rasn::types::Integer;
 use rasn_smi::{v1 as smi1, v2 as smi2};
 use rasn_snmp::{v1, v2, v2c};
 
@@ -152,9 +156,69 @@ pub(crate) struct Request {
     pub version: Version,
     pub kind: Kind,
     pub request_id: i32,
-    pub names: Vec<ObjectIdentifier>,
+    pub names: Names,
     /// SET values (`Null` for other requests).
     pub values: Vec<Value>,
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            version: Version::V1,
+            kind: Kind::Get,
+            request_id: 0,
+            names: Names::default(),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// The OIDs of a request's varbinds: every arc in one vector, so that a
+/// reused `Names` holds a request without allocating.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    arcs: Vec<u32>,
+    /// Where each OID ends in `arcs`.
+    ends: Vec<usize>,
+}
+
+impl Names {
+    pub fn clear(&mut self) {
+        self.arcs.clear();
+        self.ends.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&[u32]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.arcs[start..end])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    pub fn push(&mut self, oid: &[u32]) {
+        self.arcs.extend_from_slice(oid);
+        self.ends.push(self.arcs.len());
+    }
+
+    /// Drops arcs pushed since the last finished OID ([`Names::push_arc`]).
+    fn begin(&mut self) {
+        self.arcs.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    fn push_arc(&mut self, arc: u32) {
+        self.arcs.push(arc);
+    }
+
+    fn finish(&mut self) {
+        self.ends.push(self.arcs.len());
+    }
 }
 
 /// What a handler needs to answer.
@@ -167,6 +231,9 @@ pub(crate) struct Ctx<'a> {
     /// Limit for the length of the output buffer (headroom included) when
     /// the varbind list is as large as the message allows.
     pub budget: usize,
+    /// GETBULK's cursors and which of them ended, reused.
+    pub cursors: &'a mut Vec<Vec<u32>>,
+    pub ended: &'a mut Vec<bool>,
 }
 
 /// A handler's failure: error-status and 1-based error-index.
@@ -185,6 +252,11 @@ pub struct Responder {
     engine: Option<Arc<EngineInfo>>,
     /// The per-source rate limit, when one is set.
     limiter: Option<Limiter>,
+    /// Reused from request to request: the decoded v1/v2c request and
+    /// GETBULK's cursors.
+    request: Request,
+    cursors: Vec<Vec<u32>>,
+    ended: Vec<bool>,
 }
 
 impl Responder {
@@ -243,6 +315,9 @@ impl Responder {
             v3,
             engine,
             limiter: None,
+            request: Request::default(),
+            cursors: Vec::new(),
+            ended: Vec::new(),
         };
         r.views = stores.into_iter().map(|s| r.make_view(s)).collect();
         r
@@ -337,23 +412,53 @@ impl Responder {
     }
 
     fn answer(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
-        let (request, community) = match ber::peek_version(datagram) {
-            Some(0) => match decode_v1(datagram) {
-                Ok(r) => r,
-                Err(d) => return Outcome::Dropped(d),
-            },
-            Some(1) => match decode_v2c(datagram) {
-                Ok(r) => r,
-                Err(d) => return Outcome::Dropped(d),
-            },
-            Some(3) => return self.answer_v3(datagram, now, frame),
-            Some(_) => return Outcome::Dropped(Drop::BadVersion),
-            None => return Outcome::Dropped(Drop::Parse),
+        match ber::peek_version(datagram) {
+            Some(0 | 1) => {
+                let mut request = std::mem::take(&mut self.request);
+                let outcome = self.answer_community(datagram, &mut request, now, frame);
+                self.request = request;
+                outcome
+            }
+            Some(3) => self.answer_v3(datagram, now, frame),
+            Some(_) => Outcome::Dropped(Drop::BadVersion),
+            None => Outcome::Dropped(Drop::Parse),
+        }
+    }
+
+    /// Answers a v1 or v2c message, decoded into `request`.
+    fn answer_community(
+        &mut self,
+        datagram: &[u8],
+        request: &mut Request,
+        now: Instant,
+        frame: &mut Frame,
+    ) -> Outcome {
+        let slow_community;
+        let community: &[u8] = match fast::decode(datagram, request) {
+            Some(c) => c,
+            None => {
+                let decoded = match ber::peek_version(datagram) {
+                    Some(0) => decode_v1(datagram),
+                    _ => decode_v2c(datagram),
+                };
+                match decoded {
+                    Ok((r, c)) => {
+                        *request = r;
+                        slow_community = c;
+                        &slow_community
+                    }
+                    Err(d) => return Outcome::Dropped(d),
+                }
+            }
         };
+        let request = &*request;
         let v1 = request.version == Version::V1;
-        let Some(access) = self.config.communities.iter().find(|a| {
-            a.community.as_slice() == community.as_slice() && if v1 { a.v1 } else { a.v2c }
-        }) else {
+        let Some(access) = self
+            .config
+            .communities
+            .iter()
+            .find(|a| a.community.as_slice() == community && if v1 { a.v1 } else { a.v2c })
+        else {
             return Outcome::Dropped(Drop::BadCommunity);
         };
         let (view_index, write) = (access.view, access.write);
@@ -364,7 +469,7 @@ impl Responder {
         let headroom = overhead + 16;
         let budget = self.config.max_message_size.saturating_sub(overhead);
         let handler_failed =
-            match self.run_pdu(&request, view_index, write, budget, headroom, now, frame) {
+            match self.run_pdu(request, view_index, write, budget, headroom, now, frame) {
                 Ok(failed) => failed,
                 Err(d) => return Outcome::Dropped(d),
             };
@@ -372,7 +477,7 @@ impl Responder {
             self.counters.in_bad_community_uses =
                 self.counters.in_bad_community_uses.wrapping_add(1);
         }
-        frame.prepend_tlv(ber::TAG_OCTET_STRING, &community);
+        frame.prepend_tlv(ber::TAG_OCTET_STRING, community);
         frame.prepend_int(if v1 { 0 } else { 1 });
         frame.wrap(ber::TAG_SEQUENCE);
         Outcome::Reply
@@ -409,6 +514,8 @@ impl Responder {
             write,
             max_varbinds: self.config.max_varbinds.max(1),
             budget: budget + headroom,
+            cursors: &mut self.cursors,
+            ended: &mut self.ended,
         };
         frame.reset(headroom);
         let result = match request.kind {
@@ -466,13 +573,40 @@ fn finish_pdu(
     Ok(())
 }
 
+/// For the fuzzer: whether the allocation-free decoder ([`fast`]) reads
+/// `datagram` as rasn does wherever it accepts it (an error says how not).
+#[doc(hidden)]
+pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
+    let mut request = Request::default();
+    let Some(community) = fast::decode(datagram, &mut request) else {
+        return Ok(());
+    };
+    let slow = match ber::peek_version(datagram) {
+        Some(0) => decode_v1(datagram),
+        Some(1) => decode_v2c(datagram),
+        _ => Err(Drop::BadVersion),
+    };
+    let (want, want_community) =
+        slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
+    let same = request.version == want.version
+        && request.kind == want.kind
+        && request.request_id == want.request_id
+        && request.names.iter().eq(want.names.iter())
+        && request.values == want.values
+        && community == want_community.as_slice();
+    if same {
+        Ok(())
+    } else {
+        Err(format!("the fast path read {request:?}, rasn {want:?}"))
+    }
+}
+
 /// Appends the request's own varbinds (for error responses).
 fn echo_varbinds(request: &Request, out: &mut Vec<u8>) {
-    let mut value = Vec::with_capacity(16);
     for (i, name) in request.names.iter().enumerate() {
-        value.clear();
-        ber::push_value(&mut value, request.values.get(i).unwrap_or(&Value::Null));
-        ber::push_varbind(out, name, &value);
+        ber::push_varbind_with(out, name, |v| {
+            ber::push_value(v, request.values.get(i).unwrap_or(&Value::Null));
+        });
     }
 }
 
@@ -498,10 +632,10 @@ fn decode_v1(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
         v1::Pdus::GetResponse(_) | v1::Pdus::Trap(_) => return Err(Drop::NotARequest),
     };
     let request_id = int_i32(&pdu.request_id).ok_or(Drop::Parse)?;
-    let mut names = Vec::with_capacity(pdu.variable_bindings.len());
+    let mut names = Names::default();
     let mut values = Vec::with_capacity(pdu.variable_bindings.len());
     for vb in pdu.variable_bindings {
-        names.push(vb.name);
+        names.push(&vb.name);
         values.push(value_from_v1(vb.value).ok_or(Drop::Parse)?);
     }
     let request = Request {
@@ -539,10 +673,10 @@ pub(crate) fn request_from_pdus(pdus: v2::Pdus, version: Version) -> Result<Requ
         | v2::Pdus::Trap(_)
         | v2::Pdus::Report(_) => return Err(Drop::NotARequest),
     };
-    let mut names = Vec::with_capacity(bindings.len());
+    let mut names = Names::default();
     let mut values = Vec::with_capacity(bindings.len());
     for vb in bindings {
-        names.push(vb.name);
+        names.push(&vb.name);
         values.push(match vb.value {
             v2::VarBindValue::Value(v) => value_from_v2(v).ok_or(Drop::Parse)?,
             v2::VarBindValue::Unspecified => Value::Null,

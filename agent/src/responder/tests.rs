@@ -522,3 +522,62 @@ fn bad_input_is_dropped_and_counted() {
     .unwrap();
     assert_eq!(h.raw(&response), None);
 }
+
+#[test]
+fn v1_and_v2c_get_getnext_and_getbulk_allocate_nothing() {
+    use crate::sys::alloc_meter;
+    let mut h = Harness::new();
+    let table: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
+    let v2 = |data: v2::Pdus| {
+        rasn::ber::encode(&v2c::Message {
+            version: 1.into(),
+            community: b"public".to_vec().into(),
+            data,
+        })
+        .unwrap()
+    };
+    let v1 = |data: v1::Pdus| {
+        rasn::ber::encode(&v1::Message {
+            version: 0.into(),
+            community: b"public".to_vec().into(),
+            data,
+        })
+        .unwrap()
+    };
+    let requests = [
+        v2(v2::Pdus::GetRequest(v2::GetRequest(pdu(
+            1,
+            &[SYS_DESCR, SYS_NAME, IF_HC_IN],
+        )))),
+        v2(v2::Pdus::GetRequest(v2::GetRequest(pdu(
+            2,
+            &[&[1, 3, 6, 1, 9]],
+        )))),
+        v2(v2::Pdus::GetNextRequest(v2::GetNextRequest(pdu(
+            3,
+            &[SYS_UPTIME, table],
+        )))),
+        v2(bulk(1, 10, &[SYS_DESCR, table, table])),
+        v2(bulk(0, 50, &[&[1, 3, 6, 1, 4, 1, 318]])),
+        v1(v1::Pdus::GetRequest(v1::GetRequest(v1_pdu(
+            4,
+            &[SYS_DESCR, UPS_LOAD],
+        )))),
+        v1(v1::Pdus::GetNextRequest(v1::GetNextRequest(v1_pdu(
+            5,
+            &[table],
+        )))),
+        // An error response (noSuchName in v1) echoes the request's varbinds.
+        v1(v1::Pdus::GetRequest(v1::GetRequest(v1_pdu(6, &[IF_HC_IN])))),
+    ];
+    let now = h.start + Duration::from_secs(5);
+    // The first round grows the reused buffers to fit.
+    for r in &requests {
+        assert_eq!(h.responder.handle(r, now, &mut h.frame), Outcome::Reply);
+    }
+    for r in &requests {
+        let (bytes, outcome) = alloc_meter::peak(|| h.responder.handle(r, now, &mut h.frame));
+        assert_eq!(outcome, Outcome::Reply);
+        assert_eq!(bytes, 0, "allocated for {r:02x?}");
+    }
+}

@@ -1,0 +1,374 @@
+//! The hot path's decoder: SNMPv1/v2c GET, GETNEXT and GETBULK requests in
+//! their usual encoding, read straight from the datagram into a reused
+//! [`Request`] without allocating.
+//!
+//! It accepts a strict subset of BER: definite lengths in their shortest
+//! form, single-byte tags, minimal INTEGERs that fit the field, OID arcs
+//! without padding that fit `u32`, and NULL values. Whatever falls outside
+//! (and every other PDU) is left to rasn, so what is accepted and how it is
+//! read stays rasn's: the tests check that both agree wherever this decoder
+//! answers.
+
+use super::{Kind, Request, Version};
+use crate::ber::{TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
+
+const TAG_GET: u8 = 0xa0;
+const TAG_GET_NEXT: u8 = 0xa1;
+const TAG_GET_BULK: u8 = 0xa5;
+
+/// Decodes `datagram` into `request` and returns the community, or `None`
+/// when rasn must decide (`request` is then in an unspecified state).
+pub(crate) fn decode<'a>(datagram: &'a [u8], request: &mut Request) -> Option<&'a [u8]> {
+    let mut top = Reader::new(datagram);
+    let mut message = top.constructed(TAG_SEQUENCE)?;
+    top.end()?;
+    let version = match message.integer()? {
+        0 => Version::V1,
+        1 => Version::V2c,
+        _ => return None,
+    };
+    let community = message.primitive(TAG_OCTET_STRING)?;
+    let tag = message.peek()?;
+    let mut pdu = message.constructed(tag)?;
+    message.end()?;
+    let request_id = i32::try_from(pdu.integer()?).ok()?;
+    // error-status and error-index; non-repeaters and max-repetitions.
+    let (a, b) = (pdu.integer()?, pdu.integer()?);
+    let kind = match (tag, version) {
+        (TAG_GET, _) => Kind::Get,
+        (TAG_GET_NEXT, _) => Kind::GetNext,
+        (TAG_GET_BULK, Version::V2c) => Kind::GetBulk {
+            non_repeaters: u32::try_from(a).ok()?,
+            max_repetitions: u32::try_from(b).ok()?,
+        },
+        _ => return None,
+    };
+    if matches!(kind, Kind::Get | Kind::GetNext) && (a < 0 || b < 0) && version == Version::V2c {
+        // rasn reads v2 error-status and error-index as u32.
+        return None;
+    }
+    request.version = version;
+    request.kind = kind;
+    request.request_id = request_id;
+    request.names.clear();
+    request.values.clear();
+    let mut list = pdu.constructed(TAG_SEQUENCE)?;
+    pdu.end()?;
+    while !list.is_empty() {
+        let mut binding = list.constructed(TAG_SEQUENCE)?;
+        let oid = binding.primitive(TAG_OID)?;
+        if !binding.primitive(TAG_NULL)?.is_empty() {
+            return None;
+        }
+        binding.end()?;
+        push_oid(oid, request)?;
+        request.values.push(crate::value::Value::Null);
+    }
+    Some(community)
+}
+
+/// Appends the arcs of OID content `oid` to `request.names`.
+fn push_oid(oid: &[u8], request: &mut Request) -> Option<()> {
+    request.names.begin();
+    let mut first = true;
+    let mut arc: u64 = 0;
+    let mut fresh = true;
+    for &b in oid {
+        if fresh && b == 0x80 {
+            // Padding: not the shortest form.
+            return None;
+        }
+        fresh = false;
+        arc = (arc << 7) | u64::from(b & 0x7f);
+        if arc > u64::from(u32::MAX) {
+            return None;
+        }
+        if b & 0x80 == 0 {
+            if first {
+                let (x, y) = match arc {
+                    0..40 => (0, arc),
+                    40..80 => (1, arc - 40),
+                    _ => (2, arc - 80),
+                };
+                request.names.push_arc(x);
+                request.names.push_arc(y as u32);
+                first = false;
+            } else {
+                request.names.push_arc(arc as u32);
+            }
+            arc = 0;
+            fresh = true;
+        }
+    }
+    // Empty, or ending inside an arc.
+    (!first && fresh).then(|| request.names.finish())
+}
+
+/// A cursor over BER elements in `data`.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Reader<'a> {
+        Reader { data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn end(&self) -> Option<()> {
+        self.is_empty().then_some(())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.data.first().copied()
+    }
+
+    /// The next element, if its tag is `tag`: its content.
+    fn element(&mut self, tag: u8) -> Option<&'a [u8]> {
+        let (&t, rest) = self.data.split_first()?;
+        if t != tag || t & 0x1f == 0x1f {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 3 || rest.len() < n || rest[0] == 0 {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            // The shortest form only.
+            if len < 0x80 || (n > 1 && len < 1 << (8 * (n - 1))) {
+                return None;
+            }
+            (len, &rest[n..])
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (content, rest) = rest.split_at(len);
+        self.data = rest;
+        Some(content)
+    }
+
+    fn constructed(&mut self, tag: u8) -> Option<Reader<'a>> {
+        if tag & 0x20 == 0 {
+            return None;
+        }
+        self.element(tag).map(Reader::new)
+    }
+
+    fn primitive(&mut self, tag: u8) -> Option<&'a [u8]> {
+        if tag & 0x20 != 0 {
+            return None;
+        }
+        self.element(tag)
+    }
+
+    /// A minimal INTEGER of at most 4 content bytes.
+    fn integer(&mut self) -> Option<i64> {
+        let c = self.primitive(TAG_INTEGER)?;
+        if c.is_empty() || c.len() > 4 {
+            return None;
+        }
+        if c.len() > 1 && ((c[0] == 0 && c[1] & 0x80 == 0) || (c[0] == 0xff && c[1] & 0x80 != 0)) {
+            return None;
+        }
+        Some(crate::ber::int_from(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ber;
+
+    /// A request as a manager would encode it.
+    fn encode(
+        version: i64,
+        community: &[u8],
+        tag: u8,
+        id: i64,
+        a: i64,
+        b: i64,
+        oids: &[&[u32]],
+    ) -> Vec<u8> {
+        let mut list = Vec::new();
+        for oid in oids {
+            ber::push_varbind(&mut list, oid, &[TAG_NULL, 0]);
+        }
+        encode_list(version, community, tag, [id, a, b], &list)
+    }
+
+    /// A request around the varbind list's content `list`.
+    fn encode_list(
+        version: i64,
+        community: &[u8],
+        tag: u8,
+        ints: [i64; 3],
+        list: &[u8],
+    ) -> Vec<u8> {
+        let [id, a, b] = ints;
+        let mut pdu = Vec::new();
+        ber::push_i64(&mut pdu, TAG_INTEGER, id);
+        ber::push_i64(&mut pdu, TAG_INTEGER, a);
+        ber::push_i64(&mut pdu, TAG_INTEGER, b);
+        wrap(&mut pdu, TAG_SEQUENCE, list);
+        let mut msg = Vec::new();
+        ber::push_i64(&mut msg, TAG_INTEGER, version);
+        wrap(&mut msg, TAG_OCTET_STRING, community);
+        wrap(&mut msg, tag, &pdu);
+        let mut out = Vec::new();
+        wrap(&mut out, TAG_SEQUENCE, &msg);
+        out
+    }
+
+    fn wrap(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+        out.push(tag);
+        ber::push_len(out, content.len());
+        out.extend_from_slice(content);
+    }
+
+    use super::super::check_fast_decoder;
+
+    /// xorshift, seeded.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn random_request(rng: &mut Rng) -> Vec<u8> {
+        let version = rng.below(2) as i64;
+        let tag = [TAG_GET, TAG_GET_NEXT, TAG_GET_BULK][rng.below(3) as usize];
+        let int = |rng: &mut Rng| match rng.below(4) {
+            0 => 0,
+            1 => rng.below(128) as i64,
+            2 => rng.next() as i32 as i64,
+            _ => (rng.next() as i64) >> rng.below(64),
+        };
+        let (id, a, b) = (int(rng), int(rng), int(rng));
+        let mut oids: Vec<Vec<u32>> = Vec::new();
+        for _ in 0..rng.below(5) {
+            let mut oid = vec![rng.below(3) as u32, rng.below(40) as u32];
+            for _ in 0..rng.below(12) {
+                oid.push(match rng.below(3) {
+                    0 => rng.below(128) as u32,
+                    1 => rng.below(1 << 16) as u32,
+                    _ => rng.next() as u32,
+                });
+            }
+            oids.push(oid);
+        }
+        let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
+        let community: Vec<u8> = (0..rng.below(12)).map(|_| rng.next() as u8).collect();
+        encode(version, &community, tag, id, a, b, &refs)
+    }
+
+    #[test]
+    fn usual_requests_take_the_fast_path_and_read_as_rasn_reads_them() {
+        let mut request = Request::default();
+        for (version, tag) in [
+            (0, TAG_GET),
+            (1, TAG_GET),
+            (0, TAG_GET_NEXT),
+            (1, TAG_GET_NEXT),
+            (1, TAG_GET_BULK),
+        ] {
+            let oids: &[&[u32]] = &[
+                &[1, 3, 6, 1, 2, 1, 1, 5, 0],
+                &[1, 3, 6, 1, 4, 1, 9, 9, 4_000_000_000, 7],
+            ];
+            let d = encode(version, b"public", tag, 1_234_567, 0, 25, oids);
+            let community = decode(&d, &mut request).expect("fast path");
+            assert_eq!(community, b"public");
+            assert_eq!(request.names.len(), 2);
+            check_fast_decoder(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn wherever_the_fast_path_answers_rasn_agrees() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut request = Request::default();
+        let (mut fast, mut mutated_fast) = (0, 0);
+        for i in 0..40_000 {
+            let mut d = random_request(&mut rng);
+            let mutated = i % 2 == 1;
+            if mutated {
+                for _ in 0..=rng.below(3) {
+                    let at = rng.below(d.len() as u64) as usize;
+                    match rng.below(4) {
+                        0 => d[at] ^= 1 << rng.below(8),
+                        1 => d[at] = rng.next() as u8,
+                        2 => d.truncate(at),
+                        _ => d.insert(at, rng.next() as u8),
+                    }
+                    if d.is_empty() {
+                        break;
+                    }
+                }
+            }
+            if decode(&d, &mut request).is_none() {
+                continue;
+            }
+            if mutated {
+                mutated_fast += 1;
+            } else {
+                fast += 1;
+            }
+            if let Err(e) = check_fast_decoder(&d) {
+                panic!("{d:02x?}: {e}");
+            }
+        }
+        // Many well-formed requests take the fast path (the others have a
+        // request-id beyond 32 bits, a v1 GETBULK, or fields rasn reads as
+        // u32 out of the fast path's range); some mutants do too.
+        assert!(fast > 5_000, "{fast}");
+        assert!(mutated_fast > 100, "{mutated_fast}");
+    }
+
+    #[test]
+    fn what_it_leaves_to_rasn() {
+        let mut r = Request::default();
+        let get = |id: i64| encode(1, b"public", TAG_GET, id, 0, 0, &[&[1, 3, 6, 1]]);
+        assert!(decode(&get(1), &mut r).is_some());
+        // Trailing bytes, a request-id beyond i32, a v1 GETBULK, a SET.
+        let mut trailing = get(1);
+        trailing.push(0);
+        assert!(decode(&trailing, &mut r).is_none());
+        assert!(decode(&get(1 << 31), &mut r).is_none());
+        assert!(decode(&encode(0, b"p", TAG_GET_BULK, 1, 0, 0, &[]), &mut r).is_none());
+        assert!(decode(&encode(1, b"p", 0xa3, 1, 0, 0, &[]), &mut r).is_none());
+        // A long-form length that could be short.
+        let d = get(7);
+        let mut long = vec![d[0], 0x81, d[1]];
+        long.extend_from_slice(&d[2..]);
+        assert!(decode(&long, &mut r).is_none());
+        // A padded OID arc (0x80 first), and the same without the padding.
+        let binding = |oid: &[u8]| {
+            let mut b = Vec::new();
+            wrap(&mut b, TAG_OID, oid);
+            b.extend_from_slice(&[TAG_NULL, 0]);
+            let mut list = Vec::new();
+            wrap(&mut list, TAG_SEQUENCE, &b);
+            encode_list(1, b"public", TAG_GET, [1, 0, 0], &list)
+        };
+        assert!(decode(&binding(&[0x2b, 6, 1]), &mut r).is_some());
+        let padded = binding(&[0x2b, 0x80, 6, 1]);
+        assert!(decode(&padded, &mut r).is_none());
+    }
+}
