@@ -1,6 +1,7 @@
 //! The hot path's decoder: SNMPv1/v2c GET, GETNEXT and GETBULK requests in
 //! their usual encoding, read straight from the datagram into a reused
-//! [`Request`] without allocating.
+//! [`Request`] without allocating, and SNMPv3 messages read in place (their
+//! plaintext or decrypted scopedPDU likewise).
 //!
 //! It accepts a strict subset of BER: definite lengths in their shortest
 //! form, single-byte tags, minimal INTEGERs that fit the field, OID arcs
@@ -28,22 +29,127 @@ pub(crate) fn decode<'a>(datagram: &'a [u8], request: &mut Request) -> Option<&'
         _ => return None,
     };
     let community = message.primitive(TAG_OCTET_STRING)?;
-    let tag = message.peek()?;
-    let mut pdu = message.constructed(tag)?;
+    pdu(&mut message, version, request)?;
     message.end()?;
+    Some(community)
+}
+
+/// An SNMPv3 message, read without copying (see [`decode_v3`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct V3<'a> {
+    pub msg_id: i64,
+    pub max_size: i64,
+    pub flags: &'a [u8],
+    pub security_model: i64,
+    pub usm: Usm<'a>,
+    pub data: V3Data<'a>,
+}
+
+/// UsmSecurityParameters (RFC 3414 §2.4).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Usm<'a> {
+    pub engine_id: &'a [u8],
+    pub boots: i64,
+    pub time: i64,
+    pub user_name: &'a [u8],
+    pub auth: &'a [u8],
+    pub privacy: &'a [u8],
+}
+
+/// A scopedPDU's context; its PDU is in the request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Scoped<'a> {
+    pub engine_id: &'a [u8],
+    pub name: &'a [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum V3Data<'a> {
+    /// A plaintext scopedPDU whose PDU was read into the request.
+    Clear(Scoped<'a>),
+    /// encryptedPDU's content.
+    Encrypted(&'a [u8]),
+}
+
+/// Decodes an SNMPv3 message (a plaintext PDU into `request`), or `None`
+/// when rasn must decide.
+pub(crate) fn decode_v3<'a>(datagram: &'a [u8], request: &mut Request) -> Option<V3<'a>> {
+    let mut top = Reader::new(datagram);
+    let mut message = top.constructed(TAG_SEQUENCE)?;
+    top.end()?;
+    if message.integer()? != 3 {
+        return None;
+    }
+    let mut global = message.constructed(TAG_SEQUENCE)?;
+    let (msg_id, max_size) = (global.integer()?, global.integer()?);
+    let flags = global.primitive(TAG_OCTET_STRING)?;
+    let security_model = global.integer()?;
+    global.end()?;
+    let mut params = Reader::new(message.primitive(TAG_OCTET_STRING)?);
+    let mut u = params.constructed(TAG_SEQUENCE)?;
+    params.end()?;
+    let usm = Usm {
+        engine_id: u.primitive(TAG_OCTET_STRING)?,
+        boots: u.integer()?,
+        time: u.integer()?,
+        user_name: u.primitive(TAG_OCTET_STRING)?,
+        auth: u.primitive(TAG_OCTET_STRING)?,
+        privacy: u.primitive(TAG_OCTET_STRING)?,
+    };
+    u.end()?;
+    let data = match message.peek()? {
+        TAG_OCTET_STRING => V3Data::Encrypted(message.primitive(TAG_OCTET_STRING)?),
+        _ => V3Data::Clear(scoped(&mut message, request)?),
+    };
+    message.end()?;
+    Some(V3 {
+        msg_id,
+        max_size,
+        flags,
+        security_model,
+        usm,
+        data,
+    })
+}
+
+/// Decodes a decrypted scopedPDU followed by at most `max_pad` bytes of
+/// padding (its PDU into `request`), or `None` when rasn must decide.
+pub(crate) fn decode_scoped<'a>(
+    plaintext: &'a [u8],
+    max_pad: usize,
+    request: &mut Request,
+) -> Option<Scoped<'a>> {
+    let mut r = Reader::new(plaintext);
+    let s = scoped(&mut r, request)?;
+    (r.data.len() <= max_pad).then_some(s)
+}
+
+fn scoped<'a>(r: &mut Reader<'a>, request: &mut Request) -> Option<Scoped<'a>> {
+    let mut s = r.constructed(TAG_SEQUENCE)?;
+    let engine_id = s.primitive(TAG_OCTET_STRING)?;
+    let name = s.primitive(TAG_OCTET_STRING)?;
+    pdu(&mut s, Version::V3, request)?;
+    s.end()?;
+    Some(Scoped { engine_id, name })
+}
+
+/// Reads a GET, GETNEXT or GETBULK PDU from `r` into `request`.
+fn pdu(r: &mut Reader<'_>, version: Version, request: &mut Request) -> Option<()> {
+    let tag = r.peek()?;
+    let mut pdu = r.constructed(tag)?;
     let request_id = i32::try_from(pdu.integer()?).ok()?;
     // error-status and error-index; non-repeaters and max-repetitions.
     let (a, b) = (pdu.integer()?, pdu.integer()?);
     let kind = match (tag, version) {
         (TAG_GET, _) => Kind::Get,
         (TAG_GET_NEXT, _) => Kind::GetNext,
-        (TAG_GET_BULK, Version::V2c) => Kind::GetBulk {
+        (TAG_GET_BULK, Version::V2c | Version::V3) => Kind::GetBulk {
             non_repeaters: u32::try_from(a).ok()?,
             max_repetitions: u32::try_from(b).ok()?,
         },
         _ => return None,
     };
-    if matches!(kind, Kind::Get | Kind::GetNext) && (a < 0 || b < 0) && version == Version::V2c {
+    if version != Version::V1 && (a < 0 || b < 0) {
         // rasn reads v2 error-status and error-index as u32.
         return None;
     }
@@ -64,7 +170,7 @@ pub(crate) fn decode<'a>(datagram: &'a [u8], request: &mut Request) -> Option<&'
         push_oid(oid, request)?;
         request.values.push(crate::value::Value::Null);
     }
-    Some(community)
+    Some(())
 }
 
 /// Appends the arcs of OID content `oid` to `request.names`.
@@ -214,18 +320,24 @@ mod tests {
         ints: [i64; 3],
         list: &[u8],
     ) -> Vec<u8> {
-        let [id, a, b] = ints;
-        let mut pdu = Vec::new();
-        ber::push_i64(&mut pdu, TAG_INTEGER, id);
-        ber::push_i64(&mut pdu, TAG_INTEGER, a);
-        ber::push_i64(&mut pdu, TAG_INTEGER, b);
-        wrap(&mut pdu, TAG_SEQUENCE, list);
         let mut msg = Vec::new();
         ber::push_i64(&mut msg, TAG_INTEGER, version);
         wrap(&mut msg, TAG_OCTET_STRING, community);
-        wrap(&mut msg, tag, &pdu);
+        msg.extend_from_slice(&pdu_tlv(tag, ints, list));
         let mut out = Vec::new();
         wrap(&mut out, TAG_SEQUENCE, &msg);
+        out
+    }
+
+    /// A PDU TLV: request-id and two more INTEGERs, then the list.
+    fn pdu_tlv(tag: u8, ints: [i64; 3], list: &[u8]) -> Vec<u8> {
+        let mut pdu = Vec::new();
+        for i in ints {
+            ber::push_i64(&mut pdu, TAG_INTEGER, i);
+        }
+        wrap(&mut pdu, TAG_SEQUENCE, list);
+        let mut out = Vec::new();
+        wrap(&mut out, tag, &pdu);
         out
     }
 
@@ -251,17 +363,25 @@ mod tests {
         }
     }
 
-    fn random_request(rng: &mut Rng) -> Vec<u8> {
-        let version = rng.below(2) as i64;
-        let tag = [TAG_GET, TAG_GET_NEXT, TAG_GET_BULK][rng.below(3) as usize];
-        let int = |rng: &mut Rng| match rng.below(4) {
+    /// A random INTEGER value: small, 32-bit, or anything.
+    fn random_int(rng: &mut Rng) -> i64 {
+        match rng.below(4) {
             0 => 0,
             1 => rng.below(128) as i64,
             2 => rng.next() as i32 as i64,
             _ => (rng.next() as i64) >> rng.below(64),
-        };
-        let (id, a, b) = (int(rng), int(rng), int(rng));
-        let mut oids: Vec<Vec<u32>> = Vec::new();
+        }
+    }
+
+    fn random_bytes(rng: &mut Rng, most: u64) -> Vec<u8> {
+        (0..rng.below(most + 1)).map(|_| rng.next() as u8).collect()
+    }
+
+    /// A random GET, GETNEXT or GETBULK PDU TLV (SET now and then).
+    fn random_pdu(rng: &mut Rng) -> Vec<u8> {
+        let tag = [TAG_GET, TAG_GET_NEXT, TAG_GET_BULK, TAG_GET, 0xa3][rng.below(5) as usize];
+        let ints = [random_int(rng), random_int(rng), random_int(rng)];
+        let mut list = Vec::new();
         for _ in 0..rng.below(5) {
             let mut oid = vec![rng.below(3) as u32, rng.below(40) as u32];
             for _ in 0..rng.below(12) {
@@ -271,11 +391,90 @@ mod tests {
                     _ => rng.next() as u32,
                 });
             }
-            oids.push(oid);
+            ber::push_varbind(&mut list, &oid, &[TAG_NULL, 0]);
         }
-        let refs: Vec<&[u32]> = oids.iter().map(Vec::as_slice).collect();
-        let community: Vec<u8> = (0..rng.below(12)).map(|_| rng.next() as u8).collect();
-        encode(version, &community, tag, id, a, b, &refs)
+        pdu_tlv(tag, ints, &list)
+    }
+
+    fn random_request(rng: &mut Rng) -> Vec<u8> {
+        let mut msg = Vec::new();
+        ber::push_i64(&mut msg, TAG_INTEGER, rng.below(2) as i64);
+        wrap(&mut msg, TAG_OCTET_STRING, &random_bytes(rng, 12));
+        msg.extend_from_slice(&random_pdu(rng));
+        let mut out = Vec::new();
+        wrap(&mut out, TAG_SEQUENCE, &msg);
+        out
+    }
+
+    /// A scopedPDU TLV.
+    fn random_scoped(rng: &mut Rng) -> Vec<u8> {
+        let mut s = Vec::new();
+        wrap(&mut s, TAG_OCTET_STRING, &random_bytes(rng, 34));
+        wrap(&mut s, TAG_OCTET_STRING, &random_bytes(rng, 34));
+        s.extend_from_slice(&random_pdu(rng));
+        let mut out = Vec::new();
+        wrap(&mut out, TAG_SEQUENCE, &s);
+        out
+    }
+
+    /// A random SNMPv3 message, plaintext or encrypted.
+    fn random_v3(rng: &mut Rng) -> Vec<u8> {
+        let mut global = Vec::new();
+        for i in [random_int(rng), random_int(rng)] {
+            ber::push_i64(&mut global, TAG_INTEGER, i);
+        }
+        let flags = if rng.below(8) == 0 {
+            random_bytes(rng, 2)
+        } else {
+            vec![rng.below(8) as u8]
+        };
+        wrap(&mut global, TAG_OCTET_STRING, &flags);
+        ber::push_i64(
+            &mut global,
+            TAG_INTEGER,
+            if rng.below(4) == 0 {
+                random_int(rng)
+            } else {
+                3
+            },
+        );
+        let mut usm = Vec::new();
+        wrap(&mut usm, TAG_OCTET_STRING, &random_bytes(rng, 34));
+        ber::push_i64(&mut usm, TAG_INTEGER, random_int(rng));
+        ber::push_i64(&mut usm, TAG_INTEGER, random_int(rng));
+        wrap(&mut usm, TAG_OCTET_STRING, &random_bytes(rng, 34));
+        wrap(&mut usm, TAG_OCTET_STRING, &random_bytes(rng, 48));
+        wrap(&mut usm, TAG_OCTET_STRING, &random_bytes(rng, 8));
+        let mut params = Vec::new();
+        wrap(&mut params, TAG_SEQUENCE, &usm);
+        let mut msg = Vec::new();
+        ber::push_i64(&mut msg, TAG_INTEGER, 3);
+        wrap(&mut msg, TAG_SEQUENCE, &global);
+        wrap(&mut msg, TAG_OCTET_STRING, &params);
+        if rng.below(2) == 0 {
+            msg.extend_from_slice(&random_scoped(rng));
+        } else {
+            wrap(&mut msg, TAG_OCTET_STRING, &random_bytes(rng, 64));
+        }
+        let mut out = Vec::new();
+        wrap(&mut out, TAG_SEQUENCE, &msg);
+        out
+    }
+
+    /// One to four random changes: flips, overwrites, cuts, insertions.
+    fn mutate(rng: &mut Rng, d: &mut Vec<u8>) {
+        for _ in 0..=rng.below(3) {
+            if d.is_empty() {
+                return;
+            }
+            let at = rng.below(d.len() as u64) as usize;
+            match rng.below(4) {
+                0 => d[at] ^= 1 << rng.below(8),
+                1 => d[at] = rng.next() as u8,
+                2 => d.truncate(at),
+                _ => d.insert(at, rng.next() as u8),
+            }
+        }
     }
 
     #[test]
@@ -304,41 +503,40 @@ mod tests {
     fn wherever_the_fast_path_answers_rasn_agrees() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut request = Request::default();
-        let (mut fast, mut mutated_fast) = (0, 0);
-        for i in 0..40_000 {
-            let mut d = random_request(&mut rng);
-            let mutated = i % 2 == 1;
-            if mutated {
-                for _ in 0..=rng.below(3) {
-                    let at = rng.below(d.len() as u64) as usize;
-                    match rng.below(4) {
-                        0 => d[at] ^= 1 << rng.below(8),
-                        1 => d[at] = rng.next() as u8,
-                        2 => d.truncate(at),
-                        _ => d.insert(at, rng.next() as u8),
-                    }
-                    if d.is_empty() {
-                        break;
-                    }
+        // Per generator: well-formed inputs taken, mutants taken.
+        let mut taken = [[0u32; 2]; 3];
+        for i in 0..120_000 {
+            let kind = i % 3;
+            let mut d = match kind {
+                0 => random_request(&mut rng),
+                1 => random_v3(&mut rng),
+                _ => {
+                    let mut s = random_scoped(&mut rng);
+                    s.extend(random_bytes(&mut rng, 10));
+                    s
                 }
-            }
-            if decode(&d, &mut request).is_none() {
-                continue;
-            }
+            };
+            let mutated = (i / 3) % 2 == 1;
             if mutated {
-                mutated_fast += 1;
-            } else {
-                fast += 1;
+                mutate(&mut rng, &mut d);
             }
+            let fast = match kind {
+                0 => decode(&d, &mut request).is_some(),
+                1 => decode_v3(&d, &mut request).is_some(),
+                _ => decode_scoped(&d, 8, &mut request).is_some(),
+            };
+            taken[kind][usize::from(mutated)] += u32::from(fast);
             if let Err(e) = check_fast_decoder(&d) {
                 panic!("{d:02x?}: {e}");
             }
         }
-        // Many well-formed requests take the fast path (the others have a
-        // request-id beyond 32 bits, a v1 GETBULK, or fields rasn reads as
-        // u32 out of the fast path's range); some mutants do too.
-        assert!(fast > 5_000, "{fast}");
-        assert!(mutated_fast > 100, "{mutated_fast}");
+        // Many well-formed inputs take the fast path (the others have a
+        // request-id beyond 32 bits, a v1 GETBULK, a SET, fields rasn reads
+        // as u32 out of the fast path's range, or too much padding); some
+        // mutants do too.
+        for (kind, [whole, mutants]) in taken.iter().enumerate() {
+            assert!(*whole > 3_000 && *mutants > 50, "{kind}: {taken:?}");
+        }
     }
 
     #[test]

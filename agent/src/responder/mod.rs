@@ -8,7 +8,7 @@
 //! grown to fit. SNMPv3 messages go through [`crate::v3`] first and
 //! then reach the same handlers.
 
-mod fast;
+pub(crate) mod fast;
 mod get;
 mod getbulk;
 mod getnext;
@@ -573,31 +573,128 @@ fn finish_pdu(
     Ok(())
 }
 
-/// For the fuzzer: whether the allocation-free decoder ([`fast`]) reads
-/// `datagram` as rasn does wherever it accepts it (an error says how not).
+/// For the fuzzer and the tests: whether the in-place decoders ([`fast`])
+/// read `datagram` as rasn does wherever they accept it (an error says how
+/// not): as a v1/v2c or v3 message, and as a decrypted scopedPDU followed
+/// by up to 8 bytes of padding.
 #[doc(hidden)]
 pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
+    check_fast_message(datagram)?;
+    check_fast_scoped(datagram, 8)
+}
+
+fn same_request(a: &Request, b: &Request) -> bool {
+    a.version == b.version
+        && a.kind == b.kind
+        && a.request_id == b.request_id
+        && a.names.iter().eq(b.names.iter())
+        && a.values == b.values
+}
+
+fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
     let mut request = Request::default();
-    let Some(community) = fast::decode(datagram, &mut request) else {
+    match ber::peek_version(datagram) {
+        Some(0 | 1) => {
+            let Some(community) = fast::decode(datagram, &mut request) else {
+                return Ok(());
+            };
+            let slow = match ber::peek_version(datagram) {
+                Some(0) => decode_v1(datagram),
+                _ => decode_v2c(datagram),
+            };
+            let (want, want_community) =
+                slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
+            if same_request(&request, &want) && community == want_community.as_slice() {
+                Ok(())
+            } else {
+                Err(format!("the fast path read {request:?}, rasn {want:?}"))
+            }
+        }
+        Some(3) => {
+            let Some(m) = fast::decode_v3(datagram, &mut request) else {
+                return Ok(());
+            };
+            let slow = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::Message>(datagram) {
+                Ok((msg, [])) => msg,
+                _ => return Err("the fast path took a message rasn refuses".into()),
+            };
+            let usm = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::USMSecurityParameters>(
+                &slow.security_parameters,
+            ) {
+                Ok((u, [])) => u,
+                _ => return Err("the fast path took USM parameters rasn refuses".into()),
+            };
+            let int = |i: &Integer| i64::try_from(i).ok();
+            let g = &slow.global_data;
+            let header = (
+                int(&g.message_id),
+                int(&g.max_size),
+                &g.flags[..],
+                int(&g.security_model),
+            ) == (
+                Some(m.msg_id),
+                Some(m.max_size),
+                m.flags,
+                Some(m.security_model),
+            );
+            let usm_same = (
+                &usm.authoritative_engine_id[..],
+                int(&usm.authoritative_engine_boots),
+                int(&usm.authoritative_engine_time),
+                &usm.user_name[..],
+                &usm.authentication_parameters[..],
+                &usm.privacy_parameters[..],
+            ) == (
+                m.usm.engine_id,
+                Some(m.usm.boots),
+                Some(m.usm.time),
+                m.usm.user_name,
+                m.usm.auth,
+                m.usm.privacy,
+            );
+            let data_same = match (&slow.scoped_data, &m.data) {
+                (rasn_snmp::v3::ScopedPduData::EncryptedPdu(e), fast::V3Data::Encrypted(f)) => {
+                    &e[..] == *f
+                }
+                (rasn_snmp::v3::ScopedPduData::CleartextPdu(s), fast::V3Data::Clear(f)) => {
+                    &s.engine_id[..] == f.engine_id
+                        && &s.name[..] == f.name
+                        && request_from_pdus(s.data.clone(), Version::V3)
+                            .is_ok_and(|want| same_request(&request, &want))
+                }
+                _ => false,
+            };
+            if header && usm_same && data_same {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the fast path read {m:?} and {request:?}, rasn {slow:?} and {usm:?}"
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The same for a decrypted scopedPDU followed by up to `max_pad` bytes.
+fn check_fast_scoped(plaintext: &[u8], max_pad: usize) -> Result<(), String> {
+    let mut request = Request::default();
+    let Some(f) = fast::decode_scoped(plaintext, max_pad, &mut request) else {
         return Ok(());
     };
-    let slow = match ber::peek_version(datagram) {
-        Some(0) => decode_v1(datagram),
-        Some(1) => decode_v2c(datagram),
-        _ => Err(Drop::BadVersion),
-    };
-    let (want, want_community) =
-        slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
-    let same = request.version == want.version
-        && request.kind == want.kind
-        && request.request_id == want.request_id
-        && request.names.iter().eq(want.names.iter())
-        && request.values == want.values
-        && community == want_community.as_slice();
-    if same {
-        Ok(())
-    } else {
-        Err(format!("the fast path read {request:?}, rasn {want:?}"))
+    match rasn::ber::decode_with_remainder::<rasn_snmp::v3::ScopedPdu>(plaintext) {
+        Ok((s, rest))
+            if rest.len() <= max_pad
+                && &s.engine_id[..] == f.engine_id
+                && &s.name[..] == f.name
+                && request_from_pdus(s.data.clone(), Version::V3)
+                    .is_ok_and(|want| same_request(&request, &want)) =>
+        {
+            Ok(())
+        }
+        other => Err(format!(
+            "the fast path read {f:?} and {request:?}, rasn {other:?}"
+        )),
     }
 }
 

@@ -29,7 +29,24 @@ impl Responder {
         let Some(engine) = self.v3.as_mut() else {
             return Outcome::Dropped(Drop::BadVersion);
         };
-        let incoming = engine.incoming(datagram, time, &mut self.counters);
+        let mut request = std::mem::take(&mut self.request);
+        let incoming = engine.incoming(datagram, time, &mut self.counters, &mut request);
+        let outcome = self.answer_incoming(incoming, &request, now, time, frame);
+        self.request = request;
+        outcome
+    }
+
+    fn answer_incoming(
+        &mut self,
+        incoming: Incoming,
+        request: &super::Request,
+        now: Instant,
+        time: u32,
+        frame: &mut Frame,
+    ) -> Outcome {
+        let Some(engine) = self.v3.as_ref() else {
+            return Outcome::Dropped(Drop::BadVersion);
+        };
         let reply = match &incoming {
             Incoming::Drop(d) => return Outcome::Dropped(*d),
             Incoming::Request { reply, .. } | Incoming::Report { reply, .. } => reply,
@@ -53,7 +70,6 @@ impl Responder {
                 self.seal_v3(frame, &reply, time, limit)
             }
             Incoming::Request {
-                request,
                 reply,
                 view,
                 write,
@@ -62,11 +78,11 @@ impl Responder {
                 if denied {
                     frame.reset(headroom);
                     let status = ErrorStatus::AuthorizationError as u8;
-                    if let Err(d) = finish_pdu(frame, &request, status, 0, headroom, budget) {
+                    if let Err(d) = finish_pdu(frame, request, status, 0, headroom, budget) {
                         return Outcome::Dropped(d);
                     }
                 } else if let Err(d) =
-                    self.run_pdu(&request, view, write, budget, headroom, now, frame)
+                    self.run_pdu(request, view, write, budget, headroom, now, frame)
                 {
                     return Outcome::Dropped(d);
                 }

@@ -1,6 +1,7 @@
 //! SNMPv3 message processing for a command responder (RFC 3412 §7.2) with
 //! the User-based Security Model (RFC 3414 §3.2): a received datagram is
-//! decoded with rasn's v3 types, checked (security model, flags, engine ID,
+//! read in place by [`fast::decode_v3`] (or, when it leaves the message to
+//! rasn, decoded with rasn's v3 types), checked (security model, flags, engine ID,
 //! user, security level, HMAC, time window), decrypted, and either handed
 //! on as a [`Request`] for the same handlers as v1/v2c, answered with a
 //! Report, or dropped — each outcome counted in its SNMP-MPD-MIB,
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ber::Frame;
 use crate::engine::MAX_BOOTS;
 use crate::mib::Counters;
-use crate::responder::{Drop, Request, Version, request_from_pdus};
+use crate::responder::{Drop, Request, Version, fast, request_from_pdus};
 use crate::usm::{KeyError, SecurityLevel, User, UserConfig};
 
 /// The time window of RFC 3414 §2.2.3, in seconds.
@@ -112,9 +113,9 @@ pub struct Reply {
 /// What a received SNMPv3 datagram turned out to be.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    /// A request to answer from `view`.
+    /// A request (read into the caller's [`Request`]) to answer from
+    /// `view`.
     Request {
-        request: Request,
         reply: Reply,
         view: usize,
         /// The user may SET.
@@ -147,8 +148,48 @@ pub struct Engine {
     seal_buf: Vec<u8>,
 }
 
-fn int_in(i: &Integer, min: i64, max: i64) -> Option<i64> {
-    i64::try_from(i).ok().filter(|v| (min..=max).contains(v))
+/// An INTEGER as an i64; -1 for one beyond i64, which every range checked
+/// here (all from 0 up) refuses, just as it refuses -1.
+fn int_of(i: &Integer) -> i64 {
+    i64::try_from(i).unwrap_or(-1)
+}
+
+fn in_range(v: i64, min: i64, max: i64) -> Option<i64> {
+    (min..=max).contains(&v).then_some(v)
+}
+
+/// A received message as both decoders give it.
+struct View<'a> {
+    msg_id: i64,
+    max_size: i64,
+    flags: &'a [u8],
+    security_model: i64,
+    /// `None`: msgSecurityParameters is no UsmSecurityParameters.
+    usm: Option<fast::Usm<'a>>,
+    data: Data<'a>,
+}
+
+enum Data<'a> {
+    Clear(fast::Scoped<'a>, Pdu<'a>),
+    Encrypted(&'a [u8]),
+}
+
+/// Where a scopedPDU's PDU is.
+#[derive(Clone, Copy)]
+enum Pdu<'a> {
+    /// Already read into the request.
+    Read,
+    /// As rasn decoded it (any PDU type).
+    Rasn(&'a rasn_snmp::v2::Pdus),
+}
+
+impl Pdu<'_> {
+    fn request_id(&self, request: &Request) -> i32 {
+        match self {
+            Pdu::Read => request.request_id,
+            Pdu::Rasn(p) => pdu_request_id(p),
+        }
+    }
 }
 
 /// Longest contextEngineID and contextName (SnmpEngineID and
@@ -156,7 +197,7 @@ fn int_in(i: &Integer, min: i64, max: i64) -> Option<i64> {
 /// bound an unauthenticated request cannot make it large.
 const MAX_CONTEXT_LEN: usize = 32;
 
-fn scoped_sizes_ok(s: &v3::ScopedPdu) -> bool {
+fn scoped_sizes_ok(s: &fast::Scoped<'_>) -> bool {
     s.engine_id.len() <= MAX_CONTEXT_LEN && s.name.len() <= MAX_CONTEXT_LEN
 }
 
@@ -215,20 +256,80 @@ impl Engine {
     }
 
     /// Processes one received SNMPv3 datagram (RFC 3412 §7.2 steps 1–11,
-    /// RFC 3414 §3.2) at snmpEngineTime `time`.
-    pub(crate) fn incoming(&mut self, datagram: &[u8], time: u32, c: &mut Counters) -> Incoming {
-        let Ok((msg, [])) = rasn::ber::decode_with_remainder::<v3::Message>(datagram) else {
-            return Incoming::Drop(Drop::Parse);
+    /// RFC 3414 §3.2) at snmpEngineTime `time`. The PDU of a request goes
+    /// into `request`.
+    ///
+    /// The usual message is read in place ([`fast::decode_v3`]); rasn
+    /// decodes whatever that leaves to it, and both are seen through the
+    /// same borrowed view, so every check below is made once.
+    pub(crate) fn incoming(
+        &mut self,
+        datagram: &[u8],
+        time: u32,
+        c: &mut Counters,
+        request: &mut Request,
+    ) -> Incoming {
+        // rasn's reading, when needed; the view borrows from it.
+        let slow: v3::Message;
+        let slow_usm: Option<v3::USMSecurityParameters>;
+        let msg = match fast::decode_v3(datagram, request) {
+            Some(m) => View {
+                msg_id: m.msg_id,
+                max_size: m.max_size,
+                flags: m.flags,
+                security_model: m.security_model,
+                usm: Some(m.usm),
+                data: match m.data {
+                    fast::V3Data::Clear(s) => Data::Clear(s, Pdu::Read),
+                    fast::V3Data::Encrypted(e) => Data::Encrypted(e),
+                },
+            },
+            None => {
+                let Ok((m, [])) = rasn::ber::decode_with_remainder::<v3::Message>(datagram) else {
+                    return Incoming::Drop(Drop::Parse);
+                };
+                slow = m;
+                slow_usm = match rasn::ber::decode_with_remainder::<v3::USMSecurityParameters>(
+                    &slow.security_parameters,
+                ) {
+                    Ok((u, [])) => Some(u),
+                    _ => None,
+                };
+                let g = &slow.global_data;
+                View {
+                    msg_id: int_of(&g.message_id),
+                    max_size: int_of(&g.max_size),
+                    flags: &g.flags,
+                    security_model: int_of(&g.security_model),
+                    usm: slow_usm.as_ref().map(|u| fast::Usm {
+                        engine_id: &u.authoritative_engine_id,
+                        boots: int_of(&u.authoritative_engine_boots),
+                        time: int_of(&u.authoritative_engine_time),
+                        user_name: &u.user_name,
+                        auth: &u.authentication_parameters,
+                        privacy: &u.privacy_parameters,
+                    }),
+                    data: match &slow.scoped_data {
+                        v3::ScopedPduData::CleartextPdu(s) => Data::Clear(
+                            fast::Scoped {
+                                engine_id: &s.engine_id,
+                                name: &s.name,
+                            },
+                            Pdu::Rasn(&s.data),
+                        ),
+                        v3::ScopedPduData::EncryptedPdu(e) => Data::Encrypted(e),
+                    },
+                }
+            }
         };
-        let g = &msg.global_data;
         let (Some(msg_id), Some(max_size), &[flags]) = (
-            int_in(&g.message_id, 0, i64::from(i32::MAX)),
-            int_in(&g.max_size, 484, i64::from(i32::MAX)),
-            &g.flags[..],
+            in_range(msg.msg_id, 0, i64::from(i32::MAX)),
+            in_range(msg.max_size, 484, i64::from(i32::MAX)),
+            msg.flags,
         ) else {
             return Incoming::Drop(Drop::Parse);
         };
-        if int_in(&g.security_model, 1, i64::from(i32::MAX)) != Some(wire::USM) {
+        if in_range(msg.security_model, 1, i64::from(i32::MAX)) != Some(wire::USM) {
             c.unknown_security_models = c.unknown_security_models.wrapping_add(1);
             return Incoming::Drop(Drop::UnknownSecurityModel);
         }
@@ -243,19 +344,17 @@ impl Engine {
             (true, false) => SecurityLevel::AuthNoPriv,
             (true, true) => SecurityLevel::AuthPriv,
         };
-        let Ok((usm, [])) =
-            rasn::ber::decode_with_remainder::<v3::USMSecurityParameters>(&msg.security_parameters)
-        else {
+        let Some(usm) = &msg.usm else {
             return Incoming::Drop(Drop::Parse);
         };
         let (Some(msg_boots), Some(msg_time)) = (
-            int_in(&usm.authoritative_engine_boots, 0, i64::from(i32::MAX)),
-            int_in(&usm.authoritative_engine_time, 0, i64::from(i32::MAX)),
+            in_range(usm.boots, 0, i64::from(i32::MAX)),
+            in_range(usm.time, 0, i64::from(i32::MAX)),
         ) else {
             return Incoming::Drop(Drop::Parse);
         };
         let (msg_boots, msg_time) = (msg_boots as u32, msg_time as u32);
-        if usm.authoritative_engine_id.len() > 32 || usm.user_name.len() > 32 {
+        if usm.engine_id.len() > 32 || usm.user_name.len() > 32 {
             return Incoming::Drop(Drop::Parse);
         }
         let mut reply = Reply {
@@ -267,11 +366,11 @@ impl Engine {
             request_id: 0,
             context_name: Vec::new(),
         };
-        if let v3::ScopedPduData::CleartextPdu(s) = &msg.scoped_data {
+        if let Data::Clear(s, pdu) = &msg.data {
             if !scoped_sizes_ok(s) {
                 return Incoming::Drop(Drop::Parse);
             }
-            reply.request_id = pdu_request_id(&s.data);
+            reply.request_id = pdu.request_id(request);
             reply.context_name = s.name.to_vec();
         }
         let report = |kind: ReportKind, c: &mut Counters, reply: Reply| {
@@ -283,15 +382,11 @@ impl Engine {
             }
         };
         // RFC 3414 §3.2 step 3: we are the authoritative engine.
-        if usm.authoritative_engine_id[..] != self.engine_id[..] {
+        if usm.engine_id != &self.engine_id[..] {
             return report(ReportKind::UnknownEngineId, c, reply);
         }
         // Step 4.
-        let Some(ui) = self
-            .users
-            .iter()
-            .position(|u| u.name[..] == usm.user_name[..])
-        else {
+        let Some(ui) = self.users.iter().position(|u| u.name[..] == *usm.user_name) else {
             return report(ReportKind::UnknownUserName, c, reply);
         };
         let user = &self.users[ui];
@@ -301,7 +396,7 @@ impl Engine {
         }
         // Step 6: the HMAC, on the received bytes.
         if let Some(key) = user.auth.as_ref().filter(|_| auth) {
-            let ok = usm.authentication_parameters.len() == key.mac_len()
+            let ok = usm.auth.len() == key.mac_len()
                 && wire::auth_params_range(datagram)
                     .is_some_and(|(at, len)| len == key.mac_len() && key.verify(datagram, at));
             if !ok {
@@ -319,63 +414,76 @@ impl Engine {
             }
         }
         // Step 8: privacy.
-        let scoped = match (msg.scoped_data, user.privacy.as_ref().filter(|_| privacy)) {
-            (v3::ScopedPduData::CleartextPdu(s), None) => s,
-            (v3::ScopedPduData::EncryptedPdu(data), Some(key)) => {
+        let slow_scoped: v3::ScopedPdu;
+        let (scoped, pdu) = match (msg.data, user.privacy.as_ref().filter(|_| privacy)) {
+            (Data::Clear(s, pdu), None) => (s, pdu),
+            (Data::Encrypted(data), Some(key)) => {
                 self.scratch.clear();
-                self.scratch.extend_from_slice(&data);
+                self.scratch.extend_from_slice(data);
                 let decrypted = key
-                    .decrypt(
-                        &mut self.scratch,
-                        &usm.privacy_parameters,
-                        msg_boots,
-                        msg_time,
-                    )
+                    .decrypt(&mut self.scratch, usm.privacy, msg_boots, msg_time)
                     .is_ok();
+                if !decrypted {
+                    return report(ReportKind::DecryptionError, c, reply);
+                }
                 // CBC plaintext is padded to whole blocks: up to 8 bytes may
                 // follow the scopedPDU.
                 let max_pad = if key.is_cbc() { 8 } else { 0 };
-                match rasn::ber::decode_with_remainder::<v3::ScopedPdu>(&self.scratch) {
-                    Ok((s, rest)) if decrypted && rest.len() <= max_pad => {
-                        if !scoped_sizes_ok(&s) {
-                            return Incoming::Drop(Drop::Parse);
+                let (s, pdu) = match fast::decode_scoped(&self.scratch, max_pad, request) {
+                    Some(s) => (s, Pdu::Read),
+                    None => {
+                        match rasn::ber::decode_with_remainder::<v3::ScopedPdu>(&self.scratch) {
+                            Ok((s, rest)) if rest.len() <= max_pad => {
+                                slow_scoped = s;
+                                (
+                                    fast::Scoped {
+                                        engine_id: &slow_scoped.engine_id,
+                                        name: &slow_scoped.name,
+                                    },
+                                    Pdu::Rasn(&slow_scoped.data),
+                                )
+                            }
+                            _ => return report(ReportKind::DecryptionError, c, reply),
                         }
-                        s
                     }
-                    _ => return report(ReportKind::DecryptionError, c, reply),
+                };
+                if !scoped_sizes_ok(&s) {
+                    return Incoming::Drop(Drop::Parse);
                 }
+                (s, pdu)
             }
-            (v3::ScopedPduData::CleartextPdu(_), Some(_)) => {
+            (Data::Clear(..), Some(_)) => {
                 return report(ReportKind::DecryptionError, c, reply);
             }
-            (v3::ScopedPduData::EncryptedPdu(_), None) => return Incoming::Drop(Drop::Parse),
+            (Data::Encrypted(_), None) => return Incoming::Drop(Drop::Parse),
         };
         // From here on the answer goes back at the request's level.
         reply.user = Some(ui);
         reply.level = level;
-        reply.request_id = pdu_request_id(&scoped.data);
+        reply.request_id = pdu.request_id(request);
         reply.context_name = scoped.name.to_vec();
         let (write, denied) = (user.write, level < user.min_level);
-        let request = match request_from_pdus(scoped.data, Version::V3) {
-            Ok(r) => r,
-            Err(d) => return Incoming::Drop(d),
-        };
+        if let Pdu::Rasn(pdus) = pdu {
+            match request_from_pdus(pdus.clone(), Version::V3) {
+                Ok(r) => *request = r,
+                Err(d) => return Incoming::Drop(d),
+            }
+        }
         // RFC 3412 §4.2.2.1: only our own engine's contexts have a handler
         // here (an empty contextEngineID is taken as ours).
-        if !scoped.engine_id.is_empty() && scoped.engine_id[..] != self.engine_id[..] {
+        if !scoped.engine_id.is_empty() && scoped.engine_id != &self.engine_id[..] {
             return report(ReportKind::UnknownPduHandler, c, reply);
         }
         // RFC 3413 §3.2 step 3.
         let Some(view) = self
             .contexts
             .iter()
-            .find(|x| x.name[..] == scoped.name[..])
+            .find(|x| x.name[..] == *scoped.name)
             .map(|x| x.view)
         else {
             return report(ReportKind::UnknownContext, c, reply);
         };
         Incoming::Request {
-            request,
             reply,
             view,
             write,
