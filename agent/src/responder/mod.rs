@@ -4,8 +4,8 @@
 //! requests are read straight from the datagram into reused buffers
 //! ([`fast`]), everything else is decoded with rasn; responses are framed by
 //! hand around the store's pre-encoded varbinds (see [`crate::ber::Frame`]).
-//! A v1/v2c GET, GETNEXT or GETBULK allocates nothing once the buffers have
-//! grown to fit. SNMPv3 messages go through [`crate::v3`] first and
+//! A GET, GETNEXT or GETBULK, in any version and at any SNMPv3 security
+//! level, allocates nothing once the buffers have grown to fit. SNMPv3 messages go through [`crate::v3`] first and
 //! then reach the same handlers.
 
 pub(crate) mod fast;

@@ -100,14 +100,41 @@ pub struct Reply {
     pub msg_id: i32,
     /// The sender's msgMaxSize.
     pub max_size: usize,
-    pub user_name: Vec<u8>,
+    pub user_name: ShortName,
     /// Index of the user, once known.
     pub user: Option<usize>,
     /// The security level of the answer.
     pub level: SecurityLevel,
     /// The request's request-id, when it could be read (else 0).
     pub request_id: i32,
-    pub context_name: Vec<u8>,
+    pub context_name: ShortName,
+}
+
+/// A user or context name, at most 32 bytes (both are bounded so before a
+/// reply is made), kept inline: a reply allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShortName {
+    len: u8,
+    bytes: [u8; 32],
+}
+
+impl ShortName {
+    /// The first 32 bytes of `name`.
+    pub fn new(name: &[u8]) -> ShortName {
+        let mut n = ShortName::default();
+        let len = name.len().min(n.bytes.len());
+        n.bytes[..len].copy_from_slice(&name[..len]);
+        n.len = len as u8;
+        n
+    }
+}
+
+impl std::ops::Deref for ShortName {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// What a received SNMPv3 datagram turned out to be.
@@ -360,18 +387,18 @@ impl Engine {
         let mut reply = Reply {
             msg_id: msg_id as i32,
             max_size: max_size as usize,
-            user_name: usm.user_name.to_vec(),
+            user_name: ShortName::new(usm.user_name),
             user: None,
             level: SecurityLevel::NoAuthNoPriv,
             request_id: 0,
-            context_name: Vec::new(),
+            context_name: ShortName::default(),
         };
         if let Data::Clear(s, pdu) = &msg.data {
             if !scoped_sizes_ok(s) {
                 return Incoming::Drop(Drop::Parse);
             }
             reply.request_id = pdu.request_id(request);
-            reply.context_name = s.name.to_vec();
+            reply.context_name = ShortName::new(s.name);
         }
         let report = |kind: ReportKind, c: &mut Counters, reply: Reply| {
             let value = kind.count(c);
@@ -461,7 +488,7 @@ impl Engine {
         reply.user = Some(ui);
         reply.level = level;
         reply.request_id = pdu.request_id(request);
-        reply.context_name = scoped.name.to_vec();
+        reply.context_name = ShortName::new(scoped.name);
         let (write, denied) = (user.write, level < user.min_level);
         if let Pdu::Rasn(pdus) = pdu {
             match request_from_pdus(pdus.clone(), Version::V3) {

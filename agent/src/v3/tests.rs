@@ -1001,3 +1001,32 @@ fn udp_v3_vs_v2c_get_throughput() {
     token.cancel();
     let _ = server_thread.join();
 }
+
+#[test]
+fn a_v3_get_at_every_level_allocates_nothing() {
+    use crate::sys::alloc_meter;
+    let mut agent = Agent::new();
+    let mut managers = vec![Manager::user("plain", None, None)];
+    for (i, a) in AUTHS.iter().enumerate() {
+        managers.push(Manager::user(&format!("a{i}"), Some(*a), None));
+        for (j, p) in PRIVS.iter().enumerate() {
+            managers.push(Manager::user(&format!("a{i}p{j}"), Some(*a), Some(*p)));
+        }
+    }
+    let mut vlan = managers[managers.len() - 1].clone();
+    vlan.context = b"vlan10".to_vec();
+    managers.push(vlan);
+    let now = agent.start + Duration::from_secs(agent.at);
+    for m in &managers {
+        let d = m.encode(&get(7, &[SYS_DESCR, SYS_NAME]));
+        // The first answer grows the reused buffers to fit.
+        assert_eq!(
+            agent.responder.handle(&d, now, &mut agent.frame),
+            Outcome::Reply
+        );
+        let (bytes, outcome) =
+            alloc_meter::peak(|| agent.responder.handle(&d, now, &mut agent.frame));
+        assert_eq!(outcome, Outcome::Reply);
+        assert_eq!(bytes, 0, "user {:?}", String::from_utf8_lossy(&m.user));
+    }
+}
