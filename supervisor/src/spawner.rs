@@ -156,43 +156,44 @@ fn lane(helper_exe: &Path, program: &Path, jobs: mpsc::Receiver<Job>) {
             tracing::warn!("the spawn helper died; starting another");
             helper = None;
         }
-        let mut result = None;
-        for _attempt in 0..2 {
-            if helper.is_none() {
-                helper = start();
-            }
-            let Some(h) = helper.as_mut() else {
-                break;
-            };
-            match h.spawn(&job) {
-                Ok(answer) => {
-                    result = Some(Ok(answer));
-                    break;
-                }
-                Err(Failure::Unsent(e)) => {
-                    // It never saw the request: another helper may retry it.
-                    tracing::warn!(cause = %e, "the spawn helper is gone; starting another");
-                    helper = None;
-                    result = Some(Err(e));
-                }
-                Err(Failure::Unanswered(e)) => {
-                    // It may have created the process: no second try.
-                    tracing::error!(cause = %e, "the spawn helper failed; starting another");
-                    helper = None;
-                    result = Some(Err(e));
-                    break;
-                }
-            }
-        }
-        let result = match result {
-            None => Err(io::Error::other("no spawn helper")),
-            Some(Err(e)) => Err(e),
-            Some(Ok(answer)) => settle(answer),
-        };
+        let result = ask(&mut helper, &start, &job).and_then(settle);
         // The descriptors' duplicates in the supervisor close here.
         drop(job.fds);
         let _ = job.reply.send(result);
     }
+}
+
+/// Sends `job` to the helper (started by `start` when there is none) and
+/// returns its answer. A request the helper never saw is tried once more
+/// with a new helper; one it may have acted on is not.
+fn ask(
+    helper: &mut Option<Helper>,
+    start: &impl Fn() -> Option<Helper>,
+    job: &Job,
+) -> io::Result<Answer> {
+    let mut failure = io::Error::other("no spawn helper");
+    for _attempt in 0..2 {
+        if helper.is_none() {
+            *helper = start();
+        }
+        let Some(h) = helper.as_mut() else {
+            break;
+        };
+        match h.spawn(job) {
+            Ok(answer) => return Ok(answer),
+            Err(Failure::Unsent(e)) => {
+                tracing::warn!(cause = %e, "the spawn helper is gone; starting another");
+                *helper = None;
+                failure = e;
+            }
+            Err(Failure::Unanswered(e)) => {
+                tracing::error!(cause = %e, "the spawn helper failed; starting another");
+                *helper = None;
+                return Err(e);
+            }
+        }
+    }
+    Err(failure)
 }
 
 /// How a request to a helper failed.
@@ -211,10 +212,7 @@ fn settle(answer: Answer) -> io::Result<(libc::pid_t, OwnedFd)> {
         Answer::Created(pid) => match sys::pidfd_open(pid) {
             Ok(fd) => Ok((pid, fd)),
             Err(e) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                sigkill(pid);
                 let _ = sys::reap(pid, true);
                 Err(e)
             }
@@ -227,6 +225,15 @@ fn settle(answer: Answer) -> io::Result<(libc::pid_t, OwnedFd)> {
             Err(io::Error::from_raw_os_error(errno))
         }
     }
+}
+
+/// SIGKILL to child `pid`, which has not been reaped (so the pid is still
+/// this process's child).
+fn sigkill(pid: libc::pid_t) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// What a helper says about one request.
@@ -558,11 +565,8 @@ impl Drop for Child {
             return;
         }
         // Not reaped: the pid is still this process's.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
         let pid = self.pid;
+        sigkill(pid);
         match (self.pidfd.take(), tokio::runtime::Handle::try_current()) {
             (Some(fd), Ok(runtime)) => {
                 runtime.spawn(async move {
