@@ -270,10 +270,7 @@ impl Frame {
         // bytes that only repeat the sign go.
         let bytes = v.to_be_bytes();
         let mut skip = 0;
-        while skip < 7
-            && ((bytes[skip] == 0 && bytes[skip + 1] & 0x80 == 0)
-                || (bytes[skip] == 0xff && bytes[skip + 1] & 0x80 != 0))
-        {
+        while skip < 7 && redundant_sign_byte(bytes[skip], bytes[skip + 1]) {
             skip += 1;
         }
         self.prepend_tlv(TAG_INTEGER, &bytes[skip..]);
@@ -325,6 +322,12 @@ pub fn peek_version(data: &[u8]) -> Option<i64> {
         return None;
     }
     Some(int_from(&data[vstart..vstart + vlen]))
+}
+
+/// Whether INTEGER content octets `first`, `next`, … could drop `first`:
+/// it only repeats the sign of `next` (not the shortest form).
+pub fn redundant_sign_byte(first: u8, next: u8) -> bool {
+    (first == 0 && next & 0x80 == 0) || (first == 0xff && next & 0x80 != 0)
 }
 
 /// The value of INTEGER content octets (two's complement, at most 8).

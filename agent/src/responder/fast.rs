@@ -283,7 +283,7 @@ impl<'a> Reader<'a> {
         if c.is_empty() || c.len() > 4 {
             return None;
         }
-        if c.len() > 1 && ((c[0] == 0 && c[1] & 0x80 == 0) || (c[0] == 0xff && c[1] & 0x80 != 0)) {
+        if c.len() > 1 && crate::ber::redundant_sign_byte(c[0], c[1]) {
             return None;
         }
         Some(crate::ber::int_from(c))
@@ -320,13 +320,16 @@ mod tests {
         ints: [i64; 3],
         list: &[u8],
     ) -> Vec<u8> {
+        message(version, community, &pdu_tlv(tag, ints, list))
+    }
+
+    /// A v1/v2c message around the PDU TLV `pdu`.
+    fn message(version: i64, community: &[u8], pdu: &[u8]) -> Vec<u8> {
         let mut msg = Vec::new();
         ber::push_i64(&mut msg, TAG_INTEGER, version);
         wrap(&mut msg, TAG_OCTET_STRING, community);
-        msg.extend_from_slice(&pdu_tlv(tag, ints, list));
-        let mut out = Vec::new();
-        wrap(&mut out, TAG_SEQUENCE, &msg);
-        out
+        msg.extend_from_slice(pdu);
+        tlv(TAG_SEQUENCE, &msg)
     }
 
     /// A PDU TLV: request-id and two more INTEGERs, then the list.
@@ -336,8 +339,13 @@ mod tests {
             ber::push_i64(&mut pdu, TAG_INTEGER, i);
         }
         wrap(&mut pdu, TAG_SEQUENCE, list);
+        tlv(tag, &pdu)
+    }
+
+    /// A whole TLV.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        wrap(&mut out, tag, &pdu);
+        wrap(&mut out, tag, content);
         out
     }
 
@@ -397,13 +405,9 @@ mod tests {
     }
 
     fn random_request(rng: &mut Rng) -> Vec<u8> {
-        let mut msg = Vec::new();
-        ber::push_i64(&mut msg, TAG_INTEGER, rng.below(2) as i64);
-        wrap(&mut msg, TAG_OCTET_STRING, &random_bytes(rng, 12));
-        msg.extend_from_slice(&random_pdu(rng));
-        let mut out = Vec::new();
-        wrap(&mut out, TAG_SEQUENCE, &msg);
-        out
+        let version = rng.below(2) as i64;
+        let community = random_bytes(rng, 12);
+        message(version, &community, &random_pdu(rng))
     }
 
     /// A scopedPDU TLV.
@@ -412,9 +416,7 @@ mod tests {
         wrap(&mut s, TAG_OCTET_STRING, &random_bytes(rng, 34));
         wrap(&mut s, TAG_OCTET_STRING, &random_bytes(rng, 34));
         s.extend_from_slice(&random_pdu(rng));
-        let mut out = Vec::new();
-        wrap(&mut out, TAG_SEQUENCE, &s);
-        out
+        tlv(TAG_SEQUENCE, &s)
     }
 
     /// A random SNMPv3 message, plaintext or encrypted.
@@ -456,9 +458,7 @@ mod tests {
         } else {
             wrap(&mut msg, TAG_OCTET_STRING, &random_bytes(rng, 64));
         }
-        let mut out = Vec::new();
-        wrap(&mut out, TAG_SEQUENCE, &msg);
-        out
+        tlv(TAG_SEQUENCE, &msg)
     }
 
     /// One to four random changes: flips, overwrites, cuts, insertions.

@@ -151,7 +151,7 @@ pub(crate) enum Kind {
 }
 
 /// A decoded request, independent of the message version.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Request {
     pub version: Version,
     pub kind: Kind,
@@ -175,7 +175,7 @@ impl Default for Request {
 
 /// The OIDs of a request's varbinds: every arc in one vector, so that a
 /// reused `Names` holds a request without allocating.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Names {
     arcs: Vec<u32>,
     /// Where each OID ends in `arcs`.
@@ -583,14 +583,6 @@ pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
     check_fast_scoped(datagram, 8)
 }
 
-fn same_request(a: &Request, b: &Request) -> bool {
-    a.version == b.version
-        && a.kind == b.kind
-        && a.request_id == b.request_id
-        && a.names.iter().eq(b.names.iter())
-        && a.values == b.values
-}
-
 fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
     let mut request = Request::default();
     match ber::peek_version(datagram) {
@@ -604,7 +596,7 @@ fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
             };
             let (want, want_community) =
                 slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
-            if same_request(&request, &want) && community == want_community.as_slice() {
+            if request == want && community == want_community.as_slice() {
                 Ok(())
             } else {
                 Err(format!("the fast path read {request:?}, rasn {want:?}"))
@@ -660,7 +652,7 @@ fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
                     &s.engine_id[..] == f.engine_id
                         && &s.name[..] == f.name
                         && request_from_pdus(s.data.clone(), Version::V3)
-                            .is_ok_and(|want| same_request(&request, &want))
+                            .is_ok_and(|want| request == want)
                 }
                 _ => false,
             };
@@ -688,7 +680,7 @@ fn check_fast_scoped(plaintext: &[u8], max_pad: usize) -> Result<(), String> {
                 && &s.engine_id[..] == f.engine_id
                 && &s.name[..] == f.name
                 && request_from_pdus(s.data.clone(), Version::V3)
-                    .is_ok_and(|want| same_request(&request, &want)) =>
+                    .is_ok_and(|want| request == want) =>
         {
             Ok(())
         }
