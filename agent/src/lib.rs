@@ -20,3 +20,4 @@ pub mod usm;
 pub mod v3;
 pub mod value;
 pub mod variation;
+pub mod xorshift;

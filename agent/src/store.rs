@@ -1775,14 +1775,9 @@ mod tests {
 
     #[test]
     fn snmprec_in_any_order_compiled_in_any_pieces_is_the_store_of_its_records() {
-        // xorshift: the same cases every run
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        // The same cases every run.
+        let mut rng = crate::xorshift::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut rand = move |n: u64| rng.below(n);
         for case in 0..40 {
             let lines = 1 + rand(300);
             let spread = 1 + rand(if case % 2 == 0 { 20 } else { 2000 });

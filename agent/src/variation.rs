@@ -139,10 +139,9 @@ impl Numeric {
         v = v * self.scale + self.offset;
         if self.deviation > 0.0 {
             // A cheap, stateless noise: the same second gives the same value.
-            let mut s = self.seed ^ elapsed.as_secs().wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
+            let s = crate::xorshift::step(
+                self.seed ^ elapsed.as_secs().wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
             let unit = (s % 2_000_001) as f64 / 1_000_000.0 - 1.0;
             v += if self.increasing {
                 unit.abs() * self.deviation

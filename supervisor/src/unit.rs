@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, Swap, ToAgent};
 use agentcluster_agent::responder;
+use agentcluster_agent::xorshift::Rng;
 use agentcluster_conf::Restart;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
@@ -134,7 +135,7 @@ pub async fn run(
         settings.stop_timeout,
         spec.active,
     );
-    let mut rng = Rng::new();
+    let mut rng = jitter_rng();
     let mut process: Option<Process> = None;
     let (chan_tx, mut chan_rx) = mpsc::channel::<(u64, FromChannel)>(64);
     let mut generation = 0u64;
@@ -652,21 +653,9 @@ fn start_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Jitter source (xorshift, seeded from the OS).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
-        Rng(u64::from_le_bytes(b) | 1)
-    }
-
-    /// A number in [0, 1).
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// Jitter source, seeded from the OS.
+fn jitter_rng() -> Rng {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    Rng::new(u64::from_le_bytes(b))
 }

@@ -357,32 +357,22 @@ mod tests {
 
     use super::super::check_fast_decoder;
 
-    /// xorshift, seeded.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::xorshift::Rng;
 
     /// A random INTEGER value: small, 32-bit, or anything.
     fn random_int(rng: &mut Rng) -> i64 {
         match rng.below(4) {
             0 => 0,
             1 => rng.below(128) as i64,
-            2 => rng.next() as i32 as i64,
-            _ => (rng.next() as i64) >> rng.below(64),
+            2 => rng.next_u64() as i32 as i64,
+            _ => (rng.next_u64() as i64) >> rng.below(64),
         }
     }
 
     fn random_bytes(rng: &mut Rng, most: u64) -> Vec<u8> {
-        (0..rng.below(most + 1)).map(|_| rng.next() as u8).collect()
+        (0..rng.below(most + 1))
+            .map(|_| rng.next_u64() as u8)
+            .collect()
     }
 
     /// A random GET, GETNEXT or GETBULK PDU TLV (SET now and then).
@@ -396,7 +386,7 @@ mod tests {
                 oid.push(match rng.below(3) {
                     0 => rng.below(128) as u32,
                     1 => rng.below(1 << 16) as u32,
-                    _ => rng.next() as u32,
+                    _ => rng.next_u64() as u32,
                 });
             }
             ber::push_varbind(&mut list, &oid, &[TAG_NULL, 0]);
@@ -470,9 +460,9 @@ mod tests {
             let at = rng.below(d.len() as u64) as usize;
             match rng.below(4) {
                 0 => d[at] ^= 1 << rng.below(8),
-                1 => d[at] = rng.next() as u8,
+                1 => d[at] = rng.next_u64() as u8,
                 2 => d.truncate(at),
-                _ => d.insert(at, rng.next() as u8),
+                _ => d.insert(at, rng.next_u64() as u8),
             }
         }
     }
@@ -501,7 +491,7 @@ mod tests {
 
     #[test]
     fn wherever_the_fast_path_answers_rasn_agrees() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut request = Request::default();
         // Per generator: well-formed inputs taken, mutants taken.
         let mut taken = [[0u32; 2]; 3];
