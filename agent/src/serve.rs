@@ -184,6 +184,30 @@ mod tests {
         Responder::new(config, vec![Arc::new(store)], Instant::now())
     }
 
+    /// `responder` served on a loopback socket by a thread of its own:
+    /// the address, the shared responder, the token that stops it, and the
+    /// thread to join.
+    fn serving(
+        responder: Responder,
+    ) -> (
+        std::net::SocketAddr,
+        Shared,
+        CancellationToken,
+        std::thread::JoinHandle<io::Result<()>>,
+    ) {
+        let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let shared: Shared = Arc::new(Mutex::new(responder));
+        let token = CancellationToken::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s2, t2) = (shared.clone(), token.clone());
+        let thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        (addr, shared, token, thread)
+    }
+
     #[test]
     fn the_rate_limit_drops_and_counts_per_source() {
         let mut r = responder();
@@ -191,16 +215,7 @@ mod tests {
             per_second: 1,
             burst: 3,
         }));
-        let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let shared: Shared = Arc::new(Mutex::new(r));
-        let token = CancellationToken::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (s2, t2) = (shared.clone(), token.clone());
-        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let (addr, shared, token, server_thread) = serving(r);
         let client = |ip: &str| {
             let c = StdUdpSocket::bind((ip, 0)).unwrap();
             c.connect(addr).unwrap();
@@ -234,16 +249,7 @@ mod tests {
     /// every request answered once, the garbage dropped and counted.
     #[test]
     fn a_burst_is_answered_in_batches_with_garbage_in_between() {
-        let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let shared: Shared = Arc::new(Mutex::new(responder()));
-        let token = CancellationToken::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (s2, t2) = (shared.clone(), token.clone());
-        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let (addr, shared, token, server_thread) = serving(responder());
         let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
         client.connect(addr).unwrap();
         client

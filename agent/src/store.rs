@@ -1745,17 +1745,24 @@ mod tests {
         assert!(a.variations().eq(b.variations()));
     }
 
-    #[test]
-    fn snmprec_compiled_in_pieces_is_the_store_of_its_records() {
-        let text = mixed_snmprec();
+    /// `.snmprec` text as the general parser reads it: the snapshot, its
+    /// store and its warnings.
+    fn by_the_general_parser(text: &str) -> (Snapshot, Store, Vec<String>) {
         let snap = snapshot::parse(
             text.as_bytes(),
             snapshot::Format::Snmprec,
             Path::new("t.snmprec"),
         )
         .unwrap();
-        let expect = Store::from_records(&snap.records).unwrap();
-        let expect_warnings: Vec<String> = snap.warnings.iter().map(|w| w.to_string()).collect();
+        let store = Store::from_records(&snap.records).unwrap();
+        let warnings = snap.warnings.iter().map(|w| w.to_string()).collect();
+        (snap, store, warnings)
+    }
+
+    #[test]
+    fn snmprec_compiled_in_pieces_is_the_store_of_its_records() {
+        let text = mixed_snmprec();
+        let (snap, expect, expect_warnings) = by_the_general_parser(&text);
         assert!(expect_warnings.len() > 40, "{expect_warnings:?}");
         for piece in [1, 7, 64, 500, 4096, usize::MAX] {
             let (store, warnings) = compiled_in_pieces(&text, piece);
@@ -1788,15 +1795,7 @@ mod tests {
                 run = if rand(8) == 0 { rand(spread) } else { run + 1 };
                 text.push_str(&format!("1.3.6.1.{}.{}|2|{n}\n", run % 7, run));
             }
-            let snap = snapshot::parse(
-                text.as_bytes(),
-                snapshot::Format::Snmprec,
-                Path::new("t.snmprec"),
-            )
-            .unwrap();
-            let expect = Store::from_records(&snap.records).unwrap();
-            let expect_warnings: Vec<String> =
-                snap.warnings.iter().map(|w| w.to_string()).collect();
+            let (_, expect, expect_warnings) = by_the_general_parser(&text);
             for _ in 0..4 {
                 let piece = 1 + rand(text.len() as u64 / 3 + 1) as usize;
                 let (store, warnings) = compiled_in_pieces(&text, piece);
