@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use agentcluster_bench::procs;
 use common::{Fleet, agentcluster, free_port, free_ports, mib, snmp, snmp_ok};
 use serde_json::Value as Json;
 
@@ -185,25 +186,16 @@ fn nix_is_root() -> bool {
 
 /// Children of `parent`: pid, argv joined by spaces, run state.
 fn children(parent: i32) -> Vec<(i32, String, char)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields resume after the last ')': state, ppid, …
-        let mut rest = stat[stat.rfind(')').unwrap() + 2..].split(' ');
-        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if rest.next().and_then(|p| p.parse::<i32>().ok()) != Some(parent) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        out.push((pid, cmdline, state));
-    }
-    out
+    procs::children(parent as u32)
+        .into_iter()
+        .map(|pid| {
+            (
+                pid as i32,
+                procs::cmdline(pid),
+                procs::state(pid).unwrap_or('?'),
+            )
+        })
+        .collect()
 }
 
 /// The supervisor's spawn helpers.

@@ -5,8 +5,8 @@ use std::fs;
 
 use serde::Serialize;
 
-/// Children of every process, from one scan of /proc.
-pub fn descendants(root: u32) -> Vec<u32> {
+/// (pid, parent pid) of every process, from one scan of /proc.
+fn parents() -> Vec<(u32, u32)> {
     let mut parent_of = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -18,6 +18,21 @@ pub fn descendants(root: u32) -> Vec<u32> {
             }
         }
     }
+    parent_of
+}
+
+/// The children of `parent`.
+pub fn children(parent: u32) -> Vec<u32> {
+    parents()
+        .into_iter()
+        .filter(|(_, ppid)| *ppid == parent)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Children, grandchildren… of `root`, from one scan of /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let parent_of = parents();
     let mut out = Vec::new();
     let mut frontier = vec![root];
     // Bounded: a process tree cannot be deeper than the number of processes.
@@ -39,6 +54,17 @@ pub fn stat_field(pid: u32, n: usize) -> Option<String> {
     // comm may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     rest.split(' ').nth(n.checked_sub(3)?).map(str::to_owned)
+}
+
+/// The arguments of a process joined by spaces (argv[0] is its title, as
+/// `ps` shows it); empty once it is gone.
+pub fn cmdline(pid: u32) -> String {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The run state letter (R, S, Z, …), `None` once the process is gone.
@@ -108,8 +134,7 @@ pub fn tree_memory(root: u32) -> TreeMemory {
     let mut root_pss = memory_kib(root).map(|m| m.0).unwrap_or(0);
     let mut helpers = 0;
     for pid in descendants(root) {
-        let agent = fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.starts_with(b"agentcluster: agent "));
+        let agent = cmdline(pid).starts_with("agentcluster: agent ");
         match (memory_kib(pid), agent) {
             (Some((p, r)), true) => {
                 pss.push(p);
