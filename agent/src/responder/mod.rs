@@ -413,9 +413,9 @@ impl Responder {
 
     fn answer(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
         match ber::peek_version(datagram) {
-            Some(0 | 1) => {
+            Some(version @ (0 | 1)) => {
                 let mut request = std::mem::take(&mut self.request);
-                let outcome = self.answer_community(datagram, &mut request, now, frame);
+                let outcome = self.answer_community(datagram, version, &mut request, now, frame);
                 self.request = request;
                 outcome
             }
@@ -425,10 +425,12 @@ impl Responder {
         }
     }
 
-    /// Answers a v1 or v2c message, decoded into `request`.
+    /// Answers a v1 (`version` 0) or v2c (1) message, decoded into
+    /// `request`.
     fn answer_community(
         &mut self,
         datagram: &[u8],
+        version: i64,
         request: &mut Request,
         now: Instant,
         frame: &mut Frame,
@@ -437,8 +439,8 @@ impl Responder {
         let community: &[u8] = match fast::decode(datagram, request) {
             Some(c) => c,
             None => {
-                let decoded = match ber::peek_version(datagram) {
-                    Some(0) => decode_v1(datagram),
+                let decoded = match version {
+                    0 => decode_v1(datagram),
                     _ => decode_v2c(datagram),
                 };
                 match decoded {
@@ -586,12 +588,12 @@ pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
 fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
     let mut request = Request::default();
     match ber::peek_version(datagram) {
-        Some(0 | 1) => {
+        Some(version @ (0 | 1)) => {
             let Some(community) = fast::decode(datagram, &mut request) else {
                 return Ok(());
             };
-            let slow = match ber::peek_version(datagram) {
-                Some(0) => decode_v1(datagram),
+            let slow = match version {
+                0 => decode_v1(datagram),
                 _ => decode_v2c(datagram),
             };
             let (want, want_community) =
