@@ -44,27 +44,35 @@ pub fn header_len(len: usize) -> usize {
 /// Appends a two's-complement INTEGER (or an application integer type when
 /// `tag` says so) in the minimal number of bytes.
 pub fn push_i64(out: &mut Vec<u8>, tag: u8, v: i64) {
-    let bytes = v.to_be_bytes();
-    let mut skip = 0;
-    while skip < 7 {
-        let (b, next) = (bytes[skip], bytes[skip + 1]);
-        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
-            skip += 1;
-        } else {
-            break;
-        }
-    }
+    let (bytes, skip) = int_content(v);
     out.push(tag);
     push_len(out, 8 - skip);
     out.extend_from_slice(&bytes[skip..]);
 }
 
+/// The content octets of `v` as a minimal two's-complement INTEGER:
+/// `bytes[skip..]` (leading bytes that only repeat the sign are skipped).
+pub fn int_content(v: i64) -> ([u8; 8], usize) {
+    let bytes = v.to_be_bytes();
+    let mut skip = 0;
+    while skip < 7 && redundant_sign_byte(bytes[skip], bytes[skip + 1]) {
+        skip += 1;
+    }
+    (bytes, skip)
+}
+
+/// The content octets of unsigned `v`: a zero byte when `pad` (the top bit
+/// of the first byte is set), then `bytes[skip..]`.
+pub fn uint_content(v: u64) -> ([u8; 8], usize, bool) {
+    let bytes = v.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+    (bytes, skip, bytes[skip] & 0x80 != 0)
+}
+
 /// Appends an unsigned application integer (Counter32, Gauge32, TimeTicks,
 /// Counter64): a leading zero byte is added when the top bit is set.
 pub fn push_u64(out: &mut Vec<u8>, tag: u8, v: u64) {
-    let bytes = v.to_be_bytes();
-    let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
-    let pad = bytes[skip] & 0x80 != 0;
+    let (bytes, skip, pad) = uint_content(v);
     out.push(tag);
     push_len(out, 8 - skip + usize::from(pad));
     if pad {
@@ -266,13 +274,7 @@ impl Frame {
 
     /// Prepends an INTEGER TLV.
     pub fn prepend_int(&mut self, v: i64) {
-        // The shortest two's complement form, as push_i64 writes it: leading
-        // bytes that only repeat the sign go.
-        let bytes = v.to_be_bytes();
-        let mut skip = 0;
-        while skip < 7 && redundant_sign_byte(bytes[skip], bytes[skip + 1]) {
-            skip += 1;
-        }
+        let (bytes, skip) = int_content(v);
         self.prepend_tlv(TAG_INTEGER, &bytes[skip..]);
     }
 

@@ -438,27 +438,19 @@ fn opaque_int(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// Minimal BER INTEGER content of an unsigned number.
 fn ber_unsigned(v: u64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let skip = b.iter().take_while(|&&c| c == 0).count().min(7);
+    let (bytes, skip, pad) = crate::ber::uint_content(v);
     let mut out = Vec::with_capacity(9);
-    if b[skip] & 0x80 != 0 {
+    if pad {
         out.push(0);
     }
-    out.extend_from_slice(&b[skip..]);
+    out.extend_from_slice(&bytes[skip..]);
     out
 }
 
 /// Minimal BER INTEGER content of a signed number.
 fn ber_signed(v: i64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let mut start = 0;
-    while start < 7
-        && ((b[start] == 0 && b[start + 1] & 0x80 == 0)
-            || (b[start] == 0xff && b[start + 1] & 0x80 != 0))
-    {
-        start += 1;
-    }
-    b[start..].to_vec()
+    let (bytes, skip) = crate::ber::int_content(v);
+    bytes[skip..].to_vec()
 }
 
 #[cfg(test)]
