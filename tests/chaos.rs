@@ -34,7 +34,7 @@ use agentcluster_bench::client::Client;
 use agentcluster_bench::procs::{self, Signal};
 use agentcluster_bench::snmp::{self, Expect, Op, Request, Security};
 use agentcluster_bench::{ber, load};
-use common::{Fleet, agentcluster, free_ports};
+use common::{Fleet, Rng, agentcluster, free_ports};
 use serde_json::Value as Json;
 
 const AGENTS: usize = 100;
@@ -55,23 +55,6 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 const RETRIES: u32 = 3;
 /// New requests per second over the whole fleet (20 per agent).
 const RATE: f64 = 2000.0;
-
-/// splitmix64: small, seedable, good enough to pick victims.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

@@ -21,17 +21,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use agentcluster_conf::DEFAULT_MIB_ROOT;
+use agentcluster_supervisor::traps::crc32;
 use common::trapd::Trapd;
-use common::{BIN, agentcluster, free_port, free_ports, mib, snmp, tempdir};
+use common::{BIN, Rng, agentcluster, free_port, free_ports, mib, snmp, tempdir};
 use serde_json::Value as Json;
 
 /// How long a (re)started supervisor may take to print its ready line.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 // ---- randomness --------------------------------------------------------------
-
-/// splitmix64: small, seedable, good enough to pick moments.
-struct Rng(u64);
 
 impl Rng {
     /// Seeded from `CRASH_SEED`, else from the clock; prints the seed.
@@ -47,18 +45,6 @@ impl Rng {
             });
         eprintln!("{test}: seed {seed} (repeat with CRASH_SEED={seed})");
         Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 
     /// A duration in `[lo, hi)` milliseconds.
@@ -927,18 +913,6 @@ fn engine_boots_only_grow_across_kill9() {
 }
 
 // ---- informs -------------------------------------------------------------------
-
-/// CRC-32 (IEEE), as the spool's lines carry it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for b in bytes {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
 
 /// An event told apart from every other: node, time stamp, kind, agent.
 type Ident = (String, String, String, String);

@@ -242,7 +242,7 @@ fn store_names(targets: &[Target]) -> Vec<String> {
 
 /// CRC-32 (IEEE 802.3, the zlib one) of a record line, so a torn or
 /// damaged line is recognized and skipped.
-fn crc32(bytes: &[u8]) -> u32 {
+pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for b in bytes {
         crc ^= u32::from(*b);

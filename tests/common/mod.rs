@@ -263,3 +263,22 @@ pub const GETBULK_200: [u8; 41] = [
     0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0xc8, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b,
     6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
 ];
+
+/// splitmix64: small and seedable, so a chaos or crash run can be repeated
+/// from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in [0, n) (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
