@@ -34,7 +34,7 @@ use agentcluster_bench::client::Client;
 use agentcluster_bench::procs::{self, Signal};
 use agentcluster_bench::snmp::{self, Expect, Op, Request, Security};
 use agentcluster_bench::{ber, load};
-use common::{Fleet, Rng, agentcluster, free_ports};
+use common::{Fleet, Rng, free_ports};
 use serde_json::Value as Json;
 
 const AGENTS: usize = 100;
@@ -116,16 +116,6 @@ struct Tally {
     idle: u64,
 }
 
-fn control(fleet: &Fleet) -> String {
-    fleet.dir.path().join("control.sock").display().to_string()
-}
-
-fn status(fleet: &Fleet) -> Vec<Json> {
-    let out = agentcluster(&["status", "--json", "--control", &control(fleet)]);
-    assert!(out.status.success(), "status failed: {out:?}");
-    serde_json::from_slice(&out.stdout).expect("status --json is a JSON array")
-}
-
 fn by_name(s: &[Json]) -> HashMap<String, &Json> {
     s.iter()
         .filter_map(|a| Some((a["name"].as_str()?.to_string(), a)))
@@ -134,20 +124,7 @@ fn by_name(s: &[Json]) -> HashMap<String, &Json> {
 
 /// Every event in the supervisor's ring, in order.
 fn events(fleet: &Fleet) -> Vec<Json> {
-    let out = agentcluster(&[
-        "events",
-        "--since",
-        "1",
-        "--json",
-        "--control",
-        &control(fleet),
-    ]);
-    assert!(out.status.success(), "events failed: {out:?}");
-    let all: Vec<Json> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<Json>(l).expect("one JSON record per line"))
-        .collect();
+    let all = fleet.event_records();
     assert!(
         all.iter().all(|e| e.get("gap").is_none()),
         "the event ring lost events: the checks below need all of them"
@@ -299,7 +276,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
                 // Kill or stop an agent that has run stably since its last
                 // fault (so its restart is immediate) and is not stopped.
                 let fault = if roll < 7 { Fault::Kill } else { Fault::Stop };
-                let s = status(&fleet);
+                let s = fleet.status();
                 let s = by_name(&s);
                 let eligible: Vec<(usize, u32)> = (0..AGENTS)
                     .filter(|i| chaos[*i].stopped.is_none())
@@ -398,7 +375,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
     // --- the fleet settles: every agent running again ----------------------
     let deadline = Instant::now() + Duration::from_secs(30);
     let (s, e) = loop {
-        let s = status(&fleet);
+        let s = fleet.status();
         let e = events(&fleet);
         let ready = |agent: &str| {
             e.iter()

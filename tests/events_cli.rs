@@ -24,13 +24,9 @@ fn fleet(names: &[&str]) -> Fleet {
     Fleet::start(&y)
 }
 
-fn control(fleet: &Fleet) -> String {
-    fleet.dir.path().join("control.sock").display().to_string()
-}
-
 /// `events --json` with extra arguments: the events, one JSON object each.
 fn events_json(fleet: &Fleet, extra: &[&str]) -> Vec<Json> {
-    let sock = control(fleet);
+    let sock = fleet.control();
     let mut args = vec!["events", "--json", "--control", &sock];
     args.extend_from_slice(extra);
     let out = agentcluster(&args);
@@ -73,7 +69,7 @@ fn events_are_replayed_filtered_and_printed() {
     assert_eq!(later[0], all[2]);
 
     // The text form: one line per event, the agent and kind in it.
-    let sock = control(&fleet);
+    let sock = fleet.control();
     let out = agentcluster(&["events", "--control", &sock]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -114,7 +110,7 @@ impl Drop for Follower {
 #[test]
 fn follow_prints_a_restart_as_it_happens() {
     let fleet = fleet(&["dev-a", "dev-b"]);
-    let sock = control(&fleet);
+    let sock = fleet.control();
     let last = events_json(&fleet, &[])
         .last()
         .and_then(|e| e["seq"].as_u64())

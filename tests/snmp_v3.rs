@@ -279,18 +279,12 @@ fn bulkwalk_of_the_27k_object_switch_over_sha_aes() {
     assert_walk_matches("cisco over SHA/AES", &walk, &snapshot_map(&data));
 }
 
-fn control(fleet: &Fleet) -> String {
-    fleet.dir.path().join("control.sock").display().to_string()
-}
-
 /// Polls `status` until agent `name` has restarted `restarts` times and
 /// runs (bounded: 20 s).
 fn wait_restarted(fleet: &Fleet, name: &str, restarts: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = agentcluster(&["status", "--json", "--control", &control(fleet)]);
-        assert!(out.status.success(), "status failed: {out:?}");
-        let s: Vec<Json> = serde_json::from_slice(&out.stdout).expect("status --json");
+        let s = fleet.status();
         if s.iter()
             .any(|a| a["name"] == name && a["state"] == "running" && a["restarts"] == restarts)
         {
@@ -375,7 +369,7 @@ fn engine_ids_discovery_and_boots_across_a_restart() {
     let out = run("snmpget", &base, &["-r", "0", &t2, "1.3.6.1.2.1.1.5.0"]);
     assert!(!out.status.success());
     // Restart: one boot more, the same engine ID.
-    let out = agentcluster(&["restart", "--control", &control(&fleet), "derived"]);
+    let out = agentcluster(&["restart", "--control", &fleet.control(), "derived"]);
     assert!(out.status.success(), "{out:?}");
     wait_restarted(&fleet, "derived", 1);
     assert_eq!(engine_of(&t1), (derived, 2));

@@ -23,16 +23,6 @@ fn agents_yaml(names: &[(&str, u16)]) -> String {
     y
 }
 
-fn control(fleet: &Fleet) -> String {
-    fleet.dir.path().join("control.sock").display().to_string()
-}
-
-fn status(fleet: &Fleet) -> Vec<Json> {
-    let out = agentcluster(&["status", "--json", "--control", &control(fleet)]);
-    assert!(out.status.success(), "status failed: {out:?}");
-    serde_json::from_slice::<Vec<Json>>(&out.stdout).expect("status --json is a JSON array")
-}
-
 fn agent<'a>(s: &'a [Json], name: &str) -> &'a Json {
     s.iter()
         .find(|a| a["name"] == name)
@@ -43,7 +33,7 @@ fn agent<'a>(s: &'a [Json], name: &str) -> &'a Json {
 fn wait_status(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec<Json> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let s = status(fleet);
+        let s = fleet.status();
         if pred(&s) {
             return s;
         }
@@ -83,7 +73,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
         unreachable!()
     };
     let fleet = Fleet::start(&agents_yaml(&[("dev-a", a), ("dev-b", b)]));
-    let s = status(&fleet);
+    let s = fleet.status();
     assert_eq!(agent(&s, "dev-a")["state"], "running");
     let old = pid_of(&s, "dev-a");
     let other = pid_of(&s, "dev-b");
@@ -144,7 +134,7 @@ fn as_root_agents_serve_privileged_ports_as_nobody() {
         .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
         .expect("a free privileged port");
     let fleet = Fleet::start(&agents_yaml(&[("priv", port)]));
-    let pid = pid_of(&status(&fleet), "priv");
+    let pid = pid_of(&fleet.status(), "priv");
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert!(
@@ -215,7 +205,7 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
         ("o-2", ports[1]),
         ("o-3", ports[2]),
     ]));
-    let s = status(&fleet);
+    let s = fleet.status();
     let pids: Vec<i32> = ["o-1", "o-2", "o-3"]
         .iter()
         .map(|n| pid_of(&s, n))
@@ -244,7 +234,7 @@ fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
     let ports: Vec<u16> = free_ports(2);
     let fleet = Fleet::start(&agents_yaml(&[("h-1", ports[0]), ("h-2", ports[1])]));
     let supervisor = fleet.pid() as i32;
-    let before = status(&fleet);
+    let before = fleet.status();
     let old = helpers(supervisor);
     assert!(!old.is_empty());
     for h in &old {
@@ -257,7 +247,7 @@ fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
     }
     // Starts after the helpers died succeed at the first try.
     for name in ["h-1", "h-2"] {
-        let out = agentcluster(&["restart", name, "--control", &control(&fleet)]);
+        let out = agentcluster(&["restart", name, "--control", &fleet.control()]);
         assert!(out.status.success(), "{out:?}");
     }
     let s = wait_status(&fleet, "both restarted", |s| {
@@ -296,7 +286,7 @@ fn a_stopped_agent_is_found_unresponsive_and_replaced() {
         agents_yaml(&[("frozen", port)])
     );
     let fleet = Fleet::start(&yaml);
-    let old = pid_of(&status(&fleet), "frozen");
+    let old = pid_of(&fleet.status(), "frozen");
     kill(old, "STOP");
     let s = wait_status(&fleet, "frozen replaced", |s| {
         let a = agent(s, "frozen");
@@ -315,7 +305,7 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
         ("lab-sw-2", ports[1]),
         ("core", ports[2]),
     ]));
-    let sock = control(&fleet);
+    let sock = fleet.control();
     let out = agentcluster(&["stop", "--control", &sock, "lab-sw-*"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -341,7 +331,7 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
         ],
     );
     assert!(!out.status.success(), "a stopped agent does not answer");
-    let core_pid = pid_of(&status(&fleet), "core");
+    let core_pid = pid_of(&fleet.status(), "core");
 
     let out = agentcluster(&["start", "--control", &sock, "lab-sw-1"]);
     assert!(out.status.success(), "{out:?}");
@@ -416,7 +406,7 @@ fn too_many_restarts_fail_until_an_operator_starts_it() {
         agent(s, "flaky")["state"] == "failed"
     });
     assert!(agent(&s, "flaky")["pid"].is_null());
-    let out = agentcluster(&["start", "--control", &control(&fleet), "flaky"]);
+    let out = agentcluster(&["start", "--control", &fleet.control(), "flaky"]);
     assert!(out.status.success(), "{out:?}");
     wait_status(&fleet, "flaky back", |s| {
         agent(s, "flaky")["state"] == "running"
@@ -429,7 +419,7 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
     let names = ["g-0", "g-1", "g-2", "g-3", "g-4"];
     let list: Vec<(&str, u16)> = names.iter().copied().zip(ports.iter().copied()).collect();
     let fleet = Fleet::start(&format!("  agents_per_process: 2\n{}", agents_yaml(&list)));
-    let s = status(&fleet);
+    let s = fleet.status();
     let pids: Vec<i32> = names.iter().map(|n| pid_of(&s, n)).collect();
     assert_eq!(pids[0], pids[1]);
     assert_eq!(pids[2], pids[3]);
@@ -452,7 +442,7 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
 fn sigterm_stops_every_agent_and_exits_zero() {
     let ports: Vec<u16> = free_ports(2);
     let fleet = Fleet::start(&agents_yaml(&[("t-1", ports[0]), ("t-2", ports[1])]));
-    let s = status(&fleet);
+    let s = fleet.status();
     let pids = [pid_of(&s, "t-1"), pid_of(&s, "t-2")];
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{code:?} {stderr}");
@@ -464,19 +454,9 @@ fn sigterm_stops_every_agent_and_exits_zero() {
 
 /// Every event so far, from `events --since 1 --json`.
 fn events(fleet: &Fleet) -> Vec<Json> {
-    let out = agentcluster(&[
-        "events",
-        "--since",
-        "1",
-        "--json",
-        "--control",
-        &control(fleet),
-    ]);
-    assert!(out.status.success(), "events failed: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<Json>(l).expect("one JSON event per line"))
+    fleet
+        .event_records()
+        .into_iter()
         .filter(|e| e.get("seq").is_some())
         .collect()
 }
@@ -509,7 +489,7 @@ fn kinds_for<'a>(events: &'a [Json], agent: &str) -> Vec<&'a str> {
 fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
     let port = free_port();
     let fleet = Fleet::start(&agents_yaml(&[("ev", port)]));
-    let old = pid_of(&status(&fleet), "ev");
+    let old = pid_of(&fleet.status(), "ev");
     kill(old, "KILL");
     let e = wait_events(&fleet, "ev ready again", |e| {
         kinds_for(e, "ev").iter().filter(|k| **k == "ready").count() == 2
@@ -608,7 +588,7 @@ fn the_handshake_rejects_garbage_early_close_and_silence() {
         let exe = fake_agent(scripts.path(), name, body);
         let port = free_port();
         let fleet = start_with_agent_exe(&agents_yaml(&[(name, port)]), &exe);
-        let s = status(&fleet);
+        let s = fleet.status();
         assert_eq!(agent(&s, name)["state"], "failed", "{name}: {s:?}");
         let e = events(&fleet);
         let kinds = kinds_for(&e, name);
@@ -663,7 +643,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
         failed["reason"].as_str().unwrap().contains("max_restarts"),
         "{failed}"
     );
-    assert_eq!(agent(&status(&fleet), "crasher")["state"], "failed");
+    assert_eq!(agent(&fleet.status(), "crasher")["state"], "failed");
 }
 
 #[test]
@@ -715,7 +695,7 @@ fn reload_changes_only_what_changed() {
         ("remove", ports[3]),
     ]);
     let fleet = Fleet::start(&first);
-    let before = status(&fleet);
+    let before = fleet.status();
     // `change` moves to another snapshot, `remove` goes, `add` comes
     let second = first
         .replace(
@@ -732,7 +712,7 @@ fn reload_changes_only_what_changed() {
     let path = fleet.dir.path().join("fleet.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace(&first, &second)).unwrap();
-    let out = agentcluster(&["reload", "--control", &control(&fleet)]);
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
     assert!(out.status.success(), "{out:?}");
     let msg = String::from_utf8_lossy(&out.stdout);
     assert!(msg.contains("1 changed, 1 added, 1 removed"), "{msg}");
@@ -811,7 +791,7 @@ fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     );
     let fleet = Fleet::start(&yaml);
     let target = format!("127.0.0.1:{port}");
-    let pid = pid_of(&status(&fleet), "hot");
+    let pid = pid_of(&fleet.status(), "hot");
     let out = snmp_ok(
         "snmpget",
         &["-v2c", "-c", "public", &target, ".1.3.6.1.2.1.1.1.0"],
@@ -833,7 +813,7 @@ fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
         &["-v2c", "-c", "public", &target, ".1.3.6.1.2.1.1.1.0"],
     );
     assert!(out.contains("second version"), "{out}");
-    assert_eq!(pid_of(&status(&fleet), "hot"), pid, "no restart");
+    assert_eq!(pid_of(&fleet.status(), "hot"), pid, "no restart");
 }
 
 #[test]
@@ -950,7 +930,7 @@ fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16
         mib(snapshot).display()
     );
     let fleet = Fleet::start(&yaml);
-    let s = status(&fleet);
+    let s = fleet.status();
     assert_eq!(s.len(), usize::from(n));
     assert!(s.iter().all(|a| a["state"] == "running"));
     let mut pids: Vec<i64> = s.iter().filter_map(|a| a["pid"].as_i64()).collect();
@@ -1051,7 +1031,7 @@ fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
         line.starts_with("UDP: [127.0.0.1]"),
         "sent from the device's address: {line}"
     );
-    kill(pid_of(&status(&fleet), "booting"), "KILL");
+    kill(pid_of(&fleet.status(), "booting"), "KILL");
     // warmStart (snmpTraps.2) once it is back
     trapd.expect(".1.3.6.1.6.3.1.1.5.2");
 }
@@ -1065,7 +1045,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     let port = free_port();
     let agents = agents_yaml(&[("lim", port)]);
     let fleet = Fleet::start(&agents);
-    let pid = pid_of(&status(&fleet), "lim");
+    let pid = pid_of(&fleet.status(), "lim");
     let path = fleet.dir.path().join("fleet.yaml");
     let original = std::fs::read_to_string(&path).unwrap();
 
@@ -1093,7 +1073,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
 
     let reload = |text: &str| {
         std::fs::write(&path, text).unwrap();
-        let out = agentcluster(&["reload", "--control", &control(&fleet)]);
+        let out = agentcluster(&["reload", "--control", &fleet.control()]);
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -1123,7 +1103,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
         );
         std::thread::sleep(Duration::from_millis(1100));
     }
-    assert_eq!(pid_of(&status(&fleet), "lim"), pid, "no restart for limits");
+    assert_eq!(pid_of(&fleet.status(), "lim"), pid, "no restart for limits");
 
     let msg = reload(&original);
     assert!(msg.contains("applied to every agent"), "{msg}");
@@ -1140,5 +1120,5 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(pid_of(&status(&fleet), "lim"), pid);
+    assert_eq!(pid_of(&fleet.status(), "lim"), pid);
 }

@@ -177,6 +177,36 @@ impl Fleet {
         fleet
     }
 
+    /// The control socket's path, for `--control`.
+    pub fn control(&self) -> String {
+        self.dir.path().join("control.sock").display().to_string()
+    }
+
+    /// `status --json`: one object per agent.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let out = agentcluster(&["status", "--json", "--control", &self.control()]);
+        assert!(out.status.success(), "status failed: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("status --json is a JSON array")
+    }
+
+    /// Every record of `events --since 1 --json`, gap markers included.
+    pub fn event_records(&self) -> Vec<serde_json::Value> {
+        let out = agentcluster(&[
+            "events",
+            "--since",
+            "1",
+            "--json",
+            "--control",
+            &self.control(),
+        ]);
+        assert!(out.status.success(), "events failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+            .collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
