@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agentcluster_supervisor::api::{AgentStatus, ErrorKind, Request, Response};
+use agentcluster_supervisor::control::api::{AgentStatus, ErrorKind, Request, Response};
+use agentcluster_supervisor::control::filter::Filter;
 use agentcluster_supervisor::control::{WireRequest, default_control_socket};
-use agentcluster_supervisor::event::{Event, RING};
-use agentcluster_supervisor::filter::Filter;
+use agentcluster_supervisor::events::{Event, bus::RING};
 
 use crate::{EXIT_RUNTIME, EXIT_USER, UserError};
 

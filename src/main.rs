@@ -134,7 +134,8 @@ fn main() -> ExitCode {
         }
         Command::Spawner { program, parent } => {
             return ExitCode::from(
-                agentcluster_supervisor::spawner::helper_main(&program, parent).clamp(0, 255) as u8,
+                agentcluster_supervisor::process::spawner::helper_main(&program, parent)
+                    .clamp(0, 255) as u8,
             );
         }
     };
@@ -161,8 +162,8 @@ fn init_logging(cli: &Cli) {
     };
     // Under systemd, lifecycle events go to the journal as structured
     // entries of their own; the plain log line would repeat them.
-    let level = if agentcluster_supervisor::journal::available().is_some() {
-        format!("{level},agentcluster_supervisor::event=warn")
+    let level = if agentcluster_supervisor::events::sinks::journal::available().is_some() {
+        format!("{level},agentcluster_supervisor::events::bus=warn")
     } else {
         level.to_string()
     };
@@ -199,7 +200,8 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for w in &loaded.warnings {
                 println!("{w}");
             }
-            let (problems, summary) = agentcluster_supervisor::capacity::check(&loaded.fleet);
+            let (problems, summary) =
+                agentcluster_supervisor::fleet::capacity::check(&loaded.fleet);
             for p in &problems {
                 println!("{}: {p}", path.display());
             }

@@ -19,10 +19,10 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::event::{Bus, NewEvent};
-use crate::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
-use crate::spawner::{Child, Spawner};
-use crate::sys::Credentials;
+use crate::events::{Bus, NewEvent};
+use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
+use crate::process::spawner::{Child, Spawner};
+use crate::process::sys::Credentials;
 
 /// One agent as a process serves it.
 #[derive(Debug, Clone)]
@@ -574,7 +574,7 @@ async fn spawn(
         .map_err(|e| {
             let why = match shared.settings.creds {
                 Some(c) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    crate::sys::exec_denied(shared.spawner.program(), c)
+                    crate::process::sys::exec_denied(shared.spawner.program(), c)
                         .map(|w| format!(" ({w}: agents run as that account; install agentcluster where it can reach it)"))
                         .unwrap_or_default()
                 }
@@ -610,7 +610,7 @@ async fn spawn(
             .map(|a| {
                 // Every start is one snmpEngineBoots more (SNMPv3 agents).
                 let mut config = a.config.clone();
-                crate::v3conf::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
+                crate::fleet::v3::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
                 config.max_message_size = limits.max_response_bytes;
                 Ok(AgentSpec {
                     name: a.name.clone(),

@@ -290,13 +290,23 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owne
     Ok((msg.bytes, fds))
 }
 
+/// An inotify instance, as tokio's readiness machinery wants it.
+pub struct InotifyFd(pub nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
 /// Registers an inotify instance with the runtime's reactor, for readiness.
 pub fn async_inotify(
     inotify: nix::sys::inotify::Inotify,
-) -> io::Result<tokio::io::unix::AsyncFd<crate::watcher::Watcher>> {
-    let watcher = crate::watcher::Watcher(inotify);
-    // SAFETY: `Watcher` owns the inotify descriptor, which stays open until
-    // the AsyncFd (and with it the Watcher) is dropped, and `as_raw_fd`
+) -> io::Result<tokio::io::unix::AsyncFd<InotifyFd>> {
+    let watcher = InotifyFd(inotify);
+    // SAFETY: `InotifyFd` owns the inotify descriptor, which stays open until
+    // the AsyncFd (and with it the InotifyFd) is dropped, and `as_raw_fd`
     // always returns that same descriptor.
     let fd = unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(watcher, tokio::io::Interest::READABLE)

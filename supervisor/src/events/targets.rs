@@ -4,7 +4,7 @@
 use agentcluster_agent::notify::{Kind, NotifyUser, Target, Version};
 use agentcluster_conf::{Agent, AgentNotify, Events, NotifyTarget, NotifyType, SnmpVersion};
 
-use crate::v3conf::{auth_protocol, priv_protocol};
+use crate::fleet::v3::{auth_protocol, priv_protocol};
 
 /// One configured target.
 pub fn target(t: &NotifyTarget) -> Target {

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::api::{ErrorKind, Response};
-use crate::event::{Bus, Event};
+use crate::control::api::{ErrorKind, Response};
+use crate::events::{Bus, Event};
 
 /// The component of an agent's events (their `agent` is non-empty).
 pub const AGENT: &str = "agent";
@@ -168,7 +168,7 @@ fn glob_match(pattern: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::NewEvent;
+    use crate::events::NewEvent;
 
     fn event(node: &str, agent: &str, kind: &str) -> Event {
         Event {
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn events_response_reports_a_gap_when_since_is_gone() {
         let bus = Bus::new("lab-a");
-        for i in 0..crate::event::RING + 5 {
+        for i in 0..crate::events::bus::RING + 5 {
             publish(&bus, &format!("a{i}"), "ready");
         }
         let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1")));
@@ -375,18 +375,18 @@ mod tests {
         assert!(events.is_empty());
         let (events, gap) = answer(events_response(&bus, Some(6), None));
         assert!(!gap);
-        assert_eq!(events.len(), crate::event::RING);
+        assert_eq!(events.len(), crate::events::bus::RING);
         assert_eq!(events[0].0, 6);
         // without `since` the caller asked for whatever is kept
         let (events, gap) = answer(events_response(&bus, None, None));
         assert!(!gap);
-        assert_eq!(events.len(), crate::event::RING);
+        assert_eq!(events.len(), crate::events::bus::RING);
     }
 
     #[test]
     fn events_requests_travel_as_json_lines() {
-        use crate::api::Request;
         use crate::control::WireRequest;
+        use crate::control::api::Request;
         let request = Request::Events {
             since: Some(5),
             filter: Some("lab-a|agent|died|*".into()),

@@ -1,7 +1,10 @@
 //! The control socket: the Unix stream socket on which `agentcluster status`,
 //! `restart`, `reload`, … reach the running supervisor. One JSON request per
 //! line in, one JSON response per line out, in the serde form of
-//! [`crate::api`]; only our own user (or root) may talk to it.
+//! [`crate::control::api`]; only our own user (or root) may talk to it.
+
+pub mod api;
+pub mod filter;
 
 use std::ffi::OsString;
 use std::io;
@@ -18,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ErrorKind, Request, Response};
+use api::{ErrorKind, Request, Response};
 
 /// Longest request line accepted; a longer one is answered with an error and
 /// the connection closed, so a client cannot make us buffer without bound.
@@ -548,12 +551,15 @@ impl Outbox {
 /// it never slows the supervisor.
 async fn stream_events(
     wr: &mut OwnedWriteHalf,
-    bus: &crate::event::Bus,
+    bus: &crate::events::Bus,
     since: Option<u64>,
     filter: Option<&str>,
     shutdown: &CancellationToken,
 ) {
-    let filter = match filter.map(crate::filter::Filter::parse).transpose() {
+    let filter = match filter
+        .map(crate::control::filter::Filter::parse)
+        .transpose()
+    {
         Ok(f) => f,
         Err(e) => {
             send(wr, &error(ErrorKind::BadRequest, e.to_string()), shutdown).await;
@@ -612,7 +618,7 @@ async fn stream_events(
             () = tokio::time::sleep_until(ping_at) => {
                 idle = tokio::time::Instant::now();
                 out.push(&serde_json::json!({
-                    "ping": crate::event::rfc3339_millis(std::time::SystemTime::now()),
+                    "ping": crate::events::bus::rfc3339_millis(std::time::SystemTime::now()),
                     "last_seq": last,
                 }));
             }
@@ -744,7 +750,7 @@ async fn send(wr: &mut OwnedWriteHalf, response: &Response, shutdown: &Cancellat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::AgentStatus;
+    use crate::control::api::AgentStatus;
     use tokio::io::AsyncReadExt;
     use tokio::sync::mpsc;
     use tokio::task::JoinHandle;
@@ -1195,7 +1201,7 @@ mod tests {
 #[cfg(test)]
 mod stream_tests {
     use super::*;
-    use crate::event::{Bus, NewEvent};
+    use crate::events::{Bus, NewEvent};
     use tokio::io::AsyncBufReadExt;
 
     fn publish(bus: &Bus, agent: &str, event: &str) {
@@ -1259,7 +1265,7 @@ mod stream_tests {
     #[tokio::test]
     async fn a_gap_is_announced_when_the_ring_no_longer_has_since() {
         let bus = Bus::new("lab-a");
-        for _ in 0..crate::event::RING + 10 {
+        for _ in 0..crate::events::bus::RING + 10 {
             publish(&bus, "a", "ready");
         }
         let (client, _task, stop) = stream(&bus, Some(1), None);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Bus, Event};
+use crate::events::{Bus, Event};
 
 /// Where journald listens for native entries.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -147,7 +147,7 @@ fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::NewEvent;
+    use crate::events::NewEvent;
 
     fn parse(entry: &[u8]) -> Vec<(String, String)> {
         let mut out = Vec::new();

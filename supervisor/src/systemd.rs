@@ -128,7 +128,7 @@ mod tests {
             .unwrap();
         let p = path.to_str().unwrap();
 
-        run_child("notify::tests::child_ready", &[("NOTIFY_SOCKET", p)], false);
+        run_child("systemd::tests::child_ready", &[("NOTIFY_SOCKET", p)], false);
         let msg = recv(&sock);
         let lines: Vec<&str> = msg.lines().collect();
         assert_eq!(lines, ["READY=1", "STATUS=3/3 agents running"], "{msg:?}");
@@ -138,12 +138,12 @@ mod tests {
 
         // The watchdog: half of WATCHDOG_USEC, for our pid only.
         run_child(
-            "notify::tests::child_watchdog",
+            "systemd::tests::child_watchdog",
             &[("NOTIFY_SOCKET", p), ("WATCHDOG_USEC", "30000000")],
             true,
         );
         run_child(
-            "notify::tests::child_no_watchdog",
+            "systemd::tests::child_no_watchdog",
             &[
                 ("NOTIFY_SOCKET", p),
                 ("WATCHDOG_USEC", "30000000"),
@@ -152,18 +152,18 @@ mod tests {
             false,
         );
         run_child(
-            "notify::tests::child_no_watchdog",
+            "systemd::tests::child_no_watchdog",
             &[("WATCHDOG_USEC", "30000000")],
             false,
         );
 
         // Without NOTIFY_SOCKET nothing is sent and nothing fails.
-        run_child("notify::tests::child_ready", &[], false);
+        run_child("systemd::tests::child_ready", &[], false);
         // A socket nobody listens on any more: logged, not fatal.
         let gone = dir.path().join("gone.sock");
         drop(UnixDatagram::bind(&gone).unwrap());
         run_child(
-            "notify::tests::child_ready",
+            "systemd::tests::child_ready",
             &[("NOTIFY_SOCKET", gone.to_str().unwrap())],
             false,
         );

@@ -28,7 +28,7 @@ use std::sync::{Arc, atomic};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
-use crate::sys::{self, Credentials};
+use crate::process::sys::{self, Credentials};
 
 /// What to start.
 #[derive(Debug)]

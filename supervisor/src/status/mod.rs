@@ -22,9 +22,9 @@ use agentcluster_agent::value::{Oid, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AgentStatus;
-use crate::bind::{BindError, bind_udp};
-use crate::traps::{cut, state_number};
+use crate::control::api::AgentStatus;
+use crate::events::sinks::traps::{cut, state_number};
+use crate::process::bind::{BindError, bind_udp};
 
 /// The shortest time between two rebuilds of the served table.
 pub const REBUILD_EVERY: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! The supervision decisions for one agent process, as a pure state machine:
 //! `(state, input, now) -> actions`. No processes, no clock, no randomness
-//! of its own: the shell ([`crate::unit`]) feeds it inputs and carries out
+//! of its own: the shell ([`crate::process::unit`]) feeds it inputs and carries out
 //! the actions, and the tests drive it with a fake clock.
 
 use std::collections::VecDeque;

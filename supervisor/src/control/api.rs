@@ -29,7 +29,7 @@ pub enum Request {
         /// Only events with `seq >= since`; absent: every event still kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
-        /// A `node|component|event|agent` pattern (see [`crate::filter`]);
+        /// A `node|component|event|agent` pattern (see [`crate::control::filter`]);
         /// absent: every event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
@@ -75,7 +75,7 @@ pub enum Response {
     },
     /// The answer to `events`.
     Events {
-        events: Vec<crate::event::Event>,
+        events: Vec<crate::events::Event>,
         /// Events at or after the requested `since` were already dropped
         /// from the ring, so the client has missed some.
         gap: bool,
@@ -111,7 +111,7 @@ pub type Envelope = (Request, oneshot::Sender<Response>);
 pub struct Handle {
     tx: mpsc::Sender<Envelope>,
     /// For event streams, which bypass the request channel.
-    bus: Option<crate::event::Bus>,
+    bus: Option<crate::events::Bus>,
 }
 
 impl Handle {
@@ -120,11 +120,11 @@ impl Handle {
     }
 
     /// A handle that can also serve `events --follow` streams from `bus`.
-    pub fn with_events(tx: mpsc::Sender<Envelope>, bus: crate::event::Bus) -> Handle {
+    pub fn with_events(tx: mpsc::Sender<Envelope>, bus: crate::events::Bus) -> Handle {
         Handle { tx, bus: Some(bus) }
     }
 
-    pub fn bus(&self) -> Option<&crate::event::Bus> {
+    pub fn bus(&self) -> Option<&crate::events::Bus> {
         self.bus.as_ref()
     }
 

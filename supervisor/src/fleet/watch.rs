@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch as channel};
 use tokio_util::sync::CancellationToken;
 
 /// Changes closer together than this are reported once.
@@ -43,7 +42,7 @@ pub async fn watch(
             }
         }
     }
-    let fd = crate::sys::async_inotify(inotify)?;
+    let fd = crate::process::sys::async_inotify(inotify)?;
     let mut pending: HashSet<PathBuf> = HashSet::new();
     loop {
         let quiet = async {
@@ -84,11 +83,33 @@ pub async fn watch(
     }
 }
 
-/// The inotify instance, as tokio's readiness machinery wants it.
-pub struct Watcher(pub Inotify);
-
-impl AsRawFd for Watcher {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
+/// Runs the snapshot watcher, restarting it whenever the set of files
+/// changes (after a reload).
+pub async fn watch_snapshots(
+    mut files: channel::Receiver<Vec<PathBuf>>,
+    changed: mpsc::Sender<Vec<PathBuf>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let list = files.borrow_and_update().clone();
+        let round = shutdown.child_token();
+        let task = tokio::spawn(watch(list, changed.clone(), round.clone()));
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            r = files.changed() => {
+                if r.is_err() {
+                    round.cancel();
+                    let _ = task.await;
+                    return;
+                }
+            }
+        }
+        round.cancel();
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(cause = %e, "snapshot watcher stopped");
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
     }
 }

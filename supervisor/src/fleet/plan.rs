@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use agentcluster_agent::responder::{CommunityAccess, Config};
 use agentcluster_conf::Agent;
 
+use crate::error::Error;
+use crate::process::sys::Credentials;
+
 /// Largest response datagram over UDP/IPv4 (65535 − 8 − 20).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -43,7 +46,7 @@ pub fn plan(agent: &Agent, node: &str) -> Result<(Config, Vec<PathBuf>), String>
             }
         }
     }
-    let v3 = crate::v3conf::v3_config(agent, node, &mut |p: &PathBuf| match paths
+    let v3 = crate::fleet::v3::v3_config(agent, node, &mut |p: &PathBuf| match paths
         .iter()
         .position(|x| x == p)
     {
@@ -80,4 +83,57 @@ pub fn store_files(
                 .ok_or_else(|| format!("agent {agent}: snapshot {} was not compiled", p.display()))
         })
         .collect()
+}
+/// The account agent processes run as: `cluster.user`/`group`; as root with
+/// none configured, `nobody` (agents never run as root).
+pub fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Option<Credentials>, Error> {
+    let root = nix::unistd::geteuid().is_root();
+    let user = match (user, root) {
+        (Some(u), _) => Some(u),
+        (None, true) => Some("nobody"),
+        (None, false) => None,
+    };
+    let Some(user) = user else {
+        if group.is_some() {
+            tracing::warn!(
+                "cluster.group without cluster.user is ignored when not running as root"
+            );
+        }
+        return Ok(None);
+    };
+    let (uid, primary) = agentcluster_conf::resolve_user(user).ok_or_else(|| Error::Agent {
+        agent: String::new(),
+        cause: format!("cluster.user {user:?}: no such user"),
+    })?;
+    let gid = match group {
+        Some(g) => agentcluster_conf::resolve_group(g).ok_or_else(|| Error::Agent {
+            agent: String::new(),
+            cause: format!("cluster.group {g:?}: no such group"),
+        })?,
+        None => primary,
+    };
+    if !root {
+        if uid == nix::unistd::getuid().as_raw() {
+            return Ok(None);
+        }
+        return Err(Error::Agent {
+            agent: String::new(),
+            cause: format!("cluster.user {user:?} needs the supervisor to run as root"),
+        });
+    }
+    tracing::info!(user, uid, gid, "agent processes drop to this account");
+    Ok(Some(Credentials { uid, gid }))
+}
+
+/// The limits of `cluster` as agent processes apply them.
+pub fn limits(cluster: &agentcluster_conf::Cluster) -> agentcluster_agent::channel::Limits {
+    agentcluster_agent::channel::Limits {
+        max_response_bytes: cluster.max_response_bytes as usize,
+        rate_limit: cluster
+            .rate_limit
+            .map(|r| agentcluster_agent::ratelimit::RateLimit {
+                per_second: r.per_source,
+                burst: r.burst,
+            }),
+    }
 }

@@ -84,7 +84,7 @@ use nix::fcntl::{FcntlArg, Flock, FlockArg, fcntl};
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Bus, Event};
+use crate::events::{Bus, Event};
 
 /// Size of a record's key field.
 pub const KEY_SIZE: usize = 512;
@@ -2070,7 +2070,7 @@ mod tests {
     }
 
     fn publish(bus: &Bus, agent: &str, kind: &str, reason: &str) {
-        bus.publish(crate::event::NewEvent {
+        bus.publish(crate::events::NewEvent {
             agent: agent.into(),
             event: kind.into(),
             reason: reason.into(),
@@ -2141,7 +2141,7 @@ mod tests {
         );
         // More than the channel holds before the sink reads anything; the
         // ring (replayed at the start) does not have the first ones either.
-        for i in 0..crate::event::RING + 5000 {
+        for i in 0..crate::events::bus::RING + 5000 {
             publish(&bus, &format!("d{i}"), "ready", "");
         }
         shutdown.cancel();
@@ -2150,7 +2150,7 @@ mod tests {
         assert!(c.lost > 0, "{c:?}");
         assert_eq!(
             c.events + c.lost,
-            (crate::event::RING + 5000) as u64,
+            (crate::events::bus::RING + 5000) as u64,
             "{c:?}"
         );
     }

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Bus, Event};
+use crate::events::{Bus, Event};
 
 /// The name the supervisor's SNMPv3 engine ID is derived from and its
 /// snmpEngineBoots is kept under (`state_dir/engine/%7Csupervisor.boots`).
@@ -515,7 +515,7 @@ impl Traps {
     ) -> Result<Traps, TrapsError> {
         let events = bus.subscribe();
         let started = Instant::now();
-        let converted: Vec<Target> = targets.iter().map(crate::notifyconf::target).collect();
+        let converted: Vec<Target> = targets.iter().map(crate::events::targets::target).collect();
         let boots = if converted.iter().any(|t| t.version == Version::V3) {
             engine::next_boots(state_dir, ENGINE_NAME).map_err(|cause| TrapsError::Boots {
                 dir: state_dir.to_path_buf(),
@@ -1029,7 +1029,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::NewEvent;
+    use crate::events::NewEvent;
     use agentcluster_agent::ber::{self, Frame};
     use agentcluster_agent::notify::encode;
     use agentcluster_conf::{DEFAULT_MIB_ROOT, NotifyType, Secret, SnmpVersion};
@@ -1178,7 +1178,7 @@ mod tests {
         assert!(!wanted(&all, "node-joined"), "no notification for it");
         assert!(wanted(&some, "died") && !wanted(&some, "ready"));
 
-        let t = |addr: &str, kind| crate::notifyconf::target(&conf_target(addr, kind, None));
+        let t = |addr: &str, kind| crate::events::targets::target(&conf_target(addr, kind, None));
         let names = store_names(&[
             t("127.0.0.1:162", NotifyType::Inform),
             t("127.0.0.1:163", NotifyType::Inform),
@@ -1195,7 +1195,7 @@ mod tests {
         let mut other = conf_target("127.0.0.1:162", NotifyType::Inform, None);
         other.community = Some(Secret::new("another"));
         assert_eq!(
-            store_names(&[crate::notifyconf::target(&other)])[0],
+            store_names(&[crate::events::targets::target(&other)])[0],
             names[0]
         );
     }

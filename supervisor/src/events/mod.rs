@@ -1,0 +1,14 @@
+//! Lifecycle events and where they go. Every state change is one
+//! [`Event`], published once on the [`Bus`]; the sinks in [`sinks`] (the
+//! journal, the Hyper-V KVP pool, SNMP notifications) subscribe, and the
+//! control socket streams them.
+//!
+//! Depends on nothing else of the supervisor: process management, the
+//! fleet manager and the control plane publish into it; the sinks depend
+//! on it, never the reverse.
+
+pub mod bus;
+pub mod sinks;
+pub mod targets;
+
+pub use bus::{Bus, Event, NewEvent};

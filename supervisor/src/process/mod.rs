@@ -1,0 +1,13 @@
+//! Agent processes: binding their endpoints, spawning them through the
+//! spawn helpers, and supervising each one — a pure state machine
+//! ([`machine`]) inside an async shell ([`unit`]) that turns child exits,
+//! channel messages, timers and operator commands into its inputs.
+//!
+//! Depends only on [`crate::events`] (units publish their lifecycle); every
+//! `unsafe` of the supervisor lives in [`sys`].
+
+pub mod bind;
+pub mod machine;
+pub mod spawner;
+pub mod sys;
+pub mod unit;
