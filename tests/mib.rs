@@ -198,9 +198,9 @@ fn snmptranslate_resolves_every_notification_and_object() {
     }
     // The mapping the supervisor sends is the MIB's.
     for (name, n) in NOTIFICATIONS {
-        let kind = agentcluster_conf::EVENT_KINDS.iter().find(|k| {
-            agentcluster_supervisor::events::sinks::traps::notification_number(k) == Some(*n)
-        });
+        let kind = agentcluster_conf::EventKind::ALL
+            .iter()
+            .find(|k| k.notification_number() == *n);
         assert!(kind.is_some(), "{name}: no event kind sends it");
     }
 }

@@ -27,6 +27,7 @@ pub mod model;
 mod account;
 mod duration;
 mod endpoint;
+mod event_kind;
 mod host;
 mod legacy;
 mod loader;
@@ -41,30 +42,10 @@ use std::path::{Path, PathBuf};
 
 pub use account::{resolve_group, resolve_user};
 pub use duration::parse_duration;
+pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use problem::{Problem, Severity};
 pub use size::parse_size;
-
-/// Every lifecycle event kind (the names `events.notify[].events` accepts).
-pub const EVENT_KINDS: &[&str] = &[
-    "starting",
-    "ready",
-    "start-failed",
-    "died",
-    "unresponsive",
-    "restarting",
-    "failed",
-    "stopped",
-    "config-changed",
-    "data-reloaded",
-    "supervisor-started",
-    "supervisor-stopping",
-    "events-dropped",
-    "node-joined",
-    "node-left",
-    "assigned",
-    "released",
-];
 
 /// A fleet that passed validation, and what was worth a warning.
 #[derive(Debug, Clone)]

@@ -154,7 +154,7 @@ pub struct NotifyTarget {
     pub community: Option<Secret>,
     pub kind: NotifyType,
     /// Event kinds to send; `None` = all.
-    pub events: Option<Vec<String>>,
+    pub events: Option<Vec<crate::EventKind>>,
     /// v3 only.
     pub user: Option<V3User>,
     pub retries: u32,

@@ -465,7 +465,10 @@ agents:
     );
     assert_eq!(
         n[1].events,
-        Some(vec!["died".to_string(), "failed".to_string()])
+        Some(vec![
+            agentcluster_conf::EventKind::Died,
+            agentcluster_conf::EventKind::Failed
+        ])
     );
     assert_eq!(
         (n[1].retries, n[1].timeout),

@@ -128,7 +128,11 @@ mod tests {
             .unwrap();
         let p = path.to_str().unwrap();
 
-        run_child("systemd::tests::child_ready", &[("NOTIFY_SOCKET", p)], false);
+        run_child(
+            "systemd::tests::child_ready",
+            &[("NOTIFY_SOCKET", p)],
+            false,
+        );
         let msg = recv(&sock);
         let lines: Vec<&str> = msg.lines().collect();
         assert_eq!(lines, ["READY=1", "STATUS=3/3 agents running"], "{msg:?}");

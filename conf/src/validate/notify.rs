@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_saphyr::Spanned;
 
 use super::{MAIN, MIN_PASSWORD, Validator, default};
-use crate::EVENT_KINDS;
+use crate::EventKind;
 use crate::endpoint::check_target;
 use crate::model::*;
 use crate::problem::{FileId, Pos, did_you_mean};
@@ -126,10 +126,11 @@ impl Validator<'_> {
             }
             let mut out = Vec::new();
             for e in &list.value {
-                if EVENT_KINDS.contains(&e.value.as_str()) {
-                    out.push(e.value.clone());
+                if let Ok(kind) = e.value.parse::<EventKind>() {
+                    out.push(kind);
                 } else {
-                    let hint = did_you_mean(&e.value, EVENT_KINDS)
+                    let names: Vec<&str> = EventKind::names().collect();
+                    let hint = did_you_mean(&e.value, &names)
                         .map(|k| format!(" (did you mean `{k}`?)"))
                         .unwrap_or_default();
                     self.err(

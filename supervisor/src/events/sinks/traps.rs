@@ -82,24 +82,12 @@ impl From<TrapsError> for io::Error {
 }
 
 /// The notification number (`mib_root.0.N`) of an event kind, `None` for
-/// kinds the MIB has no notification for (the etcd ones).
+/// a name that is no kind.
 pub fn notification_number(event: &str) -> Option<u32> {
-    Some(match event {
-        "ready" => 1,
-        "stopped" => 2,
-        "died" => 3,
-        "unresponsive" => 4,
-        "restarting" => 5,
-        "failed" => 6,
-        "config-changed" => 7,
-        "supervisor-started" => 8,
-        "supervisor-stopping" => 9,
-        "start-failed" => 10,
-        "data-reloaded" => 11,
-        "starting" => 12,
-        "events-dropped" => 13,
-        _ => return None,
-    })
+    event
+        .parse::<agentcluster_conf::EventKind>()
+        .ok()
+        .map(agentcluster_conf::EventKind::notification_number)
 }
 
 /// The AcSupervisionState value of a state name.
@@ -180,11 +168,13 @@ pub fn notification(mib_root: &[u32], e: &Event, uptime: u32) -> Option<Notifica
 
 /// Whether `target` wants events of this kind.
 fn wanted(target: &NotifyTarget, event: &str) -> bool {
-    notification_number(event).is_some()
-        && target
-            .events
-            .as_ref()
-            .is_none_or(|kinds| kinds.iter().any(|k| k == event))
+    let Ok(kind) = event.parse::<agentcluster_conf::EventKind>() else {
+        return false;
+    };
+    target
+        .events
+        .as_ref()
+        .is_none_or(|kinds| kinds.contains(&kind))
 }
 
 /// How a target is named in logs (never with its community or keys).
@@ -1106,9 +1096,9 @@ mod tests {
         for (kind, n) in kinds {
             assert_eq!(notification_number(kind), Some(n), "{kind}");
         }
-        for kind in agentcluster_conf::EVENT_KINDS {
-            let mapped = kinds.iter().any(|(k, _)| k == kind);
-            assert_eq!(notification_number(kind).is_some(), mapped, "{kind}");
+        for kind in agentcluster_conf::EventKind::names() {
+            let mapped = kinds.iter().any(|(k, _)| *k == kind);
+            assert!(mapped, "{kind} has no notification");
         }
         assert_eq!(notification_number("node-joined"), None);
         let e = Event {
@@ -1163,7 +1153,7 @@ mod tests {
             version: SnmpVersion::V2c,
             community: Some(Secret::new("public")),
             kind,
-            events: events.map(|e| e.iter().map(|s| s.to_string()).collect()),
+            events: events.map(|e| e.iter().map(|s| s.parse().unwrap()).collect()),
             user: None,
             retries: 0,
             timeout: Duration::from_millis(100),

@@ -1,0 +1,203 @@
+//! The closed set of lifecycle event kinds, and every spelling the outside
+//! world knows each one by: its name (events, the stream, KVP keys, the
+//! `events.notify[].events` filter), its journal `MESSAGE_ID` and syslog
+//! priority, and its AGENTCLUSTER-MIB notification number. No other table
+//! of kinds exists; a kind is listed here once it is emitted.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// An agent process is being created.
+    Starting,
+    /// An agent process answered its start token: it serves.
+    Ready,
+    /// An agent process failed its start (error, timeout, exit).
+    StartFailed,
+    /// A running agent process exited or was killed.
+    Died,
+    /// A running agent process stopped answering (heartbeat, /proc state,
+    /// memory, probe).
+    Unresponsive,
+    /// An agent process is restarted after a failure (after its backoff).
+    Restarting,
+    /// Too many restarts within the window: no more restarts.
+    Failed,
+    /// An agent process was stopped on request (operator, reload, shutdown).
+    Stopped,
+    /// A reload changed, added or removed an agent.
+    ConfigChanged,
+    /// New snapshot data was swapped into a running agent process.
+    DataReloaded,
+    /// The supervisor started.
+    SupervisorStarted,
+    /// The supervisor is shutting down.
+    SupervisorStopping,
+    /// A sink could not deliver some events.
+    EventsDropped,
+}
+
+impl EventKind {
+    /// Every kind, in the order of their notification numbers' first use.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::Starting,
+        EventKind::Ready,
+        EventKind::StartFailed,
+        EventKind::Died,
+        EventKind::Unresponsive,
+        EventKind::Restarting,
+        EventKind::Failed,
+        EventKind::Stopped,
+        EventKind::ConfigChanged,
+        EventKind::DataReloaded,
+        EventKind::SupervisorStarted,
+        EventKind::SupervisorStopping,
+        EventKind::EventsDropped,
+    ];
+
+    /// The kind's name, as events carry it (`start-failed`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Starting => "starting",
+            EventKind::Ready => "ready",
+            EventKind::StartFailed => "start-failed",
+            EventKind::Died => "died",
+            EventKind::Unresponsive => "unresponsive",
+            EventKind::Restarting => "restarting",
+            EventKind::Failed => "failed",
+            EventKind::Stopped => "stopped",
+            EventKind::ConfigChanged => "config-changed",
+            EventKind::DataReloaded => "data-reloaded",
+            EventKind::SupervisorStarted => "supervisor-started",
+            EventKind::SupervisorStopping => "supervisor-stopping",
+            EventKind::EventsDropped => "events-dropped",
+        }
+    }
+
+    /// Every kind's name.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        EventKind::ALL.into_iter().map(EventKind::as_str)
+    }
+
+    /// The journal's `MESSAGE_ID` of the kind (stable: users filter on it
+    /// with `journalctl MESSAGE_ID=…`).
+    pub const fn message_id(self) -> &'static str {
+        match self {
+            EventKind::Starting => "8d3c5b8e0b2f4f7e9a3e1f0c7d6b5a41",
+            EventKind::Ready => "2f6a1c0e9d8b4c7a8e5f3b2a1d0c9e42",
+            EventKind::StartFailed => "b7e4d2c1a0f94e8d9c6b5a4f3e2d1c43",
+            EventKind::Died => "c1d2e3f4a5b64c7d8e9fa0b1c2d3e444",
+            EventKind::Unresponsive => "d4c3b2a1f0e94d8c7b6a5f4e3d2c1b45",
+            EventKind::Restarting => "e5f6a7b8c9d04e1f2a3b4c5d6e7f8a46",
+            EventKind::Failed => "f0e1d2c3b4a54968778695a4b3c2d147",
+            EventKind::Stopped => "0a1b2c3d4e5f46a7b8c9d0e1f2a3b448",
+            EventKind::ConfigChanged => "1b2c3d4e5f6a47b8c9d0e1f2a3b4c549",
+            EventKind::DataReloaded => "2c3d4e5f6a7b48c9d0e1f2a3b4c5d64a",
+            EventKind::SupervisorStarted => "3d4e5f6a7b8c49d0e1f2a3b4c5d6e74b",
+            EventKind::SupervisorStopping => "4e5f6a7b8c9d40e1f2a3b4c5d6e7f84c",
+            EventKind::EventsDropped => "6a7b8c9d0e1f42a3b4c5d6e7f8a9b04e",
+        }
+    }
+
+    /// The syslog priority of the kind (3 err, 4 warning, 5 notice, 6 info).
+    pub const fn priority(self) -> u8 {
+        match self {
+            EventKind::Died | EventKind::Failed | EventKind::StartFailed => 3,
+            EventKind::Unresponsive | EventKind::EventsDropped => 4,
+            EventKind::Restarting
+            | EventKind::ConfigChanged
+            | EventKind::Stopped
+            | EventKind::SupervisorStopping => 5,
+            EventKind::Starting
+            | EventKind::Ready
+            | EventKind::DataReloaded
+            | EventKind::SupervisorStarted => 6,
+        }
+    }
+
+    /// The AGENTCLUSTER-MIB notification number: the notification is
+    /// `mib_root.0.N` (see `mibs/AGENTCLUSTER-MIB.txt`).
+    pub const fn notification_number(self) -> u32 {
+        match self {
+            EventKind::Ready => 1,
+            EventKind::Stopped => 2,
+            EventKind::Died => 3,
+            EventKind::Unresponsive => 4,
+            EventKind::Restarting => 5,
+            EventKind::Failed => 6,
+            EventKind::ConfigChanged => 7,
+            EventKind::SupervisorStarted => 8,
+            EventKind::SupervisorStopping => 9,
+            EventKind::StartFailed => 10,
+            EventKind::DataReloaded => 11,
+            EventKind::Starting => 12,
+            EventKind::EventsDropped => 13,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no event kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind `{0}`")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    fn from_str(s: &str) -> Result<EventKind, UnknownEventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownEventKind(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_parse_back_and_serialize_as_themselves() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+        assert!("dide".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn every_spelling_is_distinct_per_kind() {
+        let n = EventKind::ALL.len();
+        let names: HashSet<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        let ids: HashSet<_> = EventKind::ALL.iter().map(|k| k.message_id()).collect();
+        let numbers: HashSet<_> = EventKind::ALL
+            .iter()
+            .map(|k| k.notification_number())
+            .collect();
+        assert_eq!((names.len(), ids.len(), numbers.len()), (n, n, n));
+        // MESSAGE_IDs are 128-bit ids in lowercase hex, as journald wants.
+        assert!(ids.iter().all(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+        // Notification numbers are dense from 1, as the MIB defines them.
+        assert_eq!(numbers, (1..=n as u32).collect());
+    }
+}
