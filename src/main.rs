@@ -5,6 +5,7 @@
 mod ctl;
 mod default_fleet;
 mod kvp_cmd;
+mod signals;
 mod snapshot_cmd;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
 
 /// Exit codes of INTERFACE.md.
 const EXIT_USER: u8 = 1;
@@ -237,14 +237,13 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
+        let triggers = signals::install()?;
         let node = fleet.cluster.node.clone();
         let control = control
             .map(Path::to_path_buf)
             .or_else(|| fleet.cluster.control_socket.clone())
             .unwrap_or_else(agentcluster_supervisor::control::default_control_socket);
-        agentcluster_supervisor::run(fleet, control, shutdown, |ready| {
+        agentcluster_supervisor::run(fleet, control, triggers, |ready| {
             print_ready(&node, ready, default);
         })
         .await
@@ -295,30 +294,4 @@ fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool
     }
     let _ = writeln!(out, "Stop with Ctrl-C.");
     let _ = out.flush();
-}
-
-/// SIGTERM or SIGINT starts the shutdown; a second one ends the process at
-/// once (agents die with it: PR_SET_PDEATHSIG). SIGHUP (reload) is the
-/// supervisor's own.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("shutting down (a second signal exits at once)");
-    shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::warn!("second signal: exiting now");
-    std::process::exit(i32::from(EXIT_RUNTIME));
 }

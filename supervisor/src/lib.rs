@@ -42,4 +42,4 @@ pub mod status;
 pub mod systemd;
 
 pub use error::Error;
-pub use run::{Ready, ReadyAgent, run};
+pub use run::{Ready, ReadyAgent, Triggers, run};

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use agentcluster_conf::{Agent, Fleet};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::control::api::Response;
 use crate::control::{self, api};
 use crate::error::Error;
 use crate::events::sinks::{journal, kvp, traps};
 use crate::events::{Bus, NewEvent};
 use crate::fleet::capacity;
-use crate::fleet::manager::{Manager, compile_stores};
+use crate::fleet::manager::{Asker, Manager, Reports};
 use crate::fleet::plan::{credentials, limits};
+use crate::fleet::stores::compile_stores;
 use crate::fleet::watch::watch_snapshots;
 use crate::process::bind;
 use crate::process::spawner;
@@ -39,19 +40,46 @@ pub struct ReadyAgent {
     pub endpoints: Vec<SocketAddr>,
 }
 
-/// Runs the fleet until `shutdown` is cancelled. `on_ready` is called once,
-/// when every active agent has either answered ready or failed for good.
-/// Operator requests arrive on the control socket at `control`.
+/// What the world outside the supervisor asks of it while it runs, besides
+/// the requests that come over the control socket. The binary turns
+/// signals into these (SIGTERM/SIGINT: `shutdown`; SIGHUP: `reload`).
+#[derive(Debug)]
+pub struct Triggers {
+    /// Cancelled to stop the fleet and return.
+    pub shutdown: CancellationToken,
+    /// Each message asks for one reload of the configuration.
+    pub reload: mpsc::Receiver<()>,
+}
+
+/// Runs the fleet until `triggers.shutdown` is cancelled. `on_ready` is
+/// called once, when every active agent has either answered ready or
+/// failed for good. Operator requests arrive on the control socket at
+/// `control`.
+///
+/// Shutdown has one owner, this function: once the token is cancelled the
+/// loop ends, `supervisor-stopping` is published, every agent process is
+/// stopped, the event bus is closed, and the sinks deliver what it still
+/// holds before their tasks end.
 pub async fn run(
     fleet: Fleet,
     control: PathBuf,
-    shutdown: CancellationToken,
+    triggers: Triggers,
     on_ready: impl FnOnce(&Ready),
 ) -> Result<(), Error> {
+    let Triggers {
+        shutdown,
+        reload: mut reload_requests,
+    } = triggers;
     // First what can fail because of the setup, before any agent starts.
     check_capacity(&fleet)?;
     let listener = control::bind(&control)?;
-    let compiled = compile_stores(&fleet)?;
+    let (fleet, compiled) = tokio::task::spawn_blocking(move || {
+        let compiled = compile_stores(&fleet);
+        (fleet, compiled)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let compiled = compiled?;
     let active: Vec<&Agent> = fleet.agents.iter().filter(|a| a.active).collect();
     let bound = bind::bind_all(&active).map_err(Error::Bind)?;
     let snmp_sockets = match &fleet.cluster.snmp {
@@ -63,6 +91,7 @@ pub async fn run(
         .zip(bound)
         .flat_map(|(a, s)| a.listen.iter().copied().zip(s.into_iter().map(Arc::new)))
         .collect();
+    let active = active.len();
 
     let c = &fleet.cluster;
     let (limits_tx, limits_rx) = watch::channel(limits(c));
@@ -85,14 +114,14 @@ pub async fn run(
         bus: bus.clone(),
         settings,
     };
-    // Sinks outlive the shutdown of the agents, so the last events reach them.
-    let sinks = CancellationToken::new();
-    let mut sink_tasks = Vec::new();
+    // The sinks (and the status agent) outlive the agents: they end once
+    // the bus is closed, after the last event.
+    let services = TaskTracker::new();
     if let Some(path) = journal::available() {
-        sink_tasks.push(tokio::spawn(journal::run(path, bus.clone(), sinks.clone())));
+        services.spawn(journal::run(path, bus.clone(), bus.closed()));
     }
     if let Some(k) = fleet.events.kvp.clone() {
-        sink_tasks.push(tokio::spawn(kvp::run(k, bus.clone(), sinks.clone())));
+        services.spawn(kvp::run(k, bus.clone(), bus.closed()));
     }
     let traps = traps::Traps::start(
         &fleet.events.notify,
@@ -103,50 +132,54 @@ pub async fn run(
     )
     .await
     .map_err(std::io::Error::from)?;
-    sink_tasks.push(tokio::spawn(traps.run(sinks.clone())));
+    services.spawn(traps.run(bus.closed()));
     let (snmp_status, snmp_status_rx) = watch::channel(Vec::new());
-    let mut snmp_task = None;
+    let snmp_on = snmp_sockets.is_some();
     if let (Some(sockets), Some(snmp)) = (snmp_sockets, &fleet.cluster.snmp) {
         let settings = status::Settings {
             community: snmp.community.expose().to_string(),
             mib_root: fleet.events.mib_root.clone(),
             node: c.node.clone(),
         };
-        snmp_task = Some(tokio::spawn(status::run(
-            sockets,
-            settings,
-            snmp_status_rx,
-            sinks.clone(),
-        )));
+        let task = status::run(sockets, settings, snmp_status_rx, bus.closed());
+        services.spawn(async move {
+            if let Err(e) = task.await {
+                tracing::warn!(cause = %e, "cluster.snmp");
+            }
+        });
     }
     bus.publish(NewEvent {
         event: "supervisor-started".into(),
         pid: Some(std::process::id()),
         state: "running".into(),
-        reason: format!(
-            "{} agents configured, {} active",
-            fleet.agents.len(),
-            active.len()
-        ),
+        reason: format!("{} agents configured, {active} active", fleet.agents.len(),),
         ..NewEvent::default()
     });
 
     let (requests_tx, mut requests) = mpsc::channel::<api::Envelope>(64);
-    let mut control_task = tokio::spawn(control::serve(
+    let mut control_task = services.spawn(control::serve(
         listener,
         api::Handle::with_events(requests_tx, bus.clone()),
         shutdown.clone(),
     ));
     let (watch_tx, watch_rx) = watch::channel(Vec::new());
     let (changed_tx, mut changed) = mpsc::channel(4);
-    let mut watcher = tokio::spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
-    let mut manager = Manager::start(&fleet, &compiled, shared, sockets, limits_tx, watch_tx)?;
+    let mut watcher = services.spawn(watch_snapshots(watch_rx, changed_tx, shutdown.clone()));
+    let (dead_tx, mut dead) = mpsc::unbounded_channel();
+    let (work_tx, mut work) = mpsc::unbounded_channel();
+    let reports = Reports {
+        dead: dead_tx,
+        work: work_tx,
+    };
+    let mut manager = Manager::start(
+        &fleet, &compiled, shared, sockets, limits_tx, watch_tx, reports,
+    )?;
+    drop((fleet, compiled));
 
     // The initial start is over when every active unit is running or failed.
-    let started = manager.started();
     tokio::select! {
-        _ = started => {}
-        _ = shutdown.cancelled() => {}
+        () = manager.started() => {}
+        () = shutdown.cancelled() => {}
     }
     if !shutdown.is_cancelled() {
         on_ready(&manager.ready());
@@ -158,18 +191,19 @@ pub async fn run(
         systemd::watchdog_interval().unwrap_or(std::time::Duration::from_secs(10)),
     );
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut snmp_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     snmp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let snmp_on = snmp_task.is_some();
     let mut failure = None;
+    let mut control_ended = false;
+    // The loop only reacts: whatever is slow (reading the configuration,
+    // compiling snapshots, waiting for processes to stop) runs elsewhere
+    // and comes back as `work`.
     loop {
         tokio::select! {
             // Shutdown first: the control and watcher tasks end with it, and
             // that is not a failure.
             biased;
-            _ = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break,
             _ = beat.tick() => {
                 systemd::watchdog_ping();
                 systemd::status(&manager.summary());
@@ -180,32 +214,21 @@ pub async fn run(
                     if *cur == now { false } else { *cur = now; true }
                 });
             }
-            _ = hup.recv() => {
-                match manager.reload().await {
-                    Response::Done { message, .. } => tracing::info!("SIGHUP: {message}"),
-                    Response::Error { message, .. } => tracing::error!("SIGHUP: {message}"),
-                    _ => {}
-                }
-            }
-            Some(name) = manager.next_dead() => {
+            Some(name) = dead.recv() => {
                 // A supervision task died: a bug. Stop everything and exit
                 // with an error, so an outer supervisor (systemd) restarts us.
                 tracing::error!(unit = %name, "supervision task died; shutting down");
                 failure = Some(Error::Agent { agent: name, cause: "supervision task died".into() });
-                shutdown.cancel();
                 break;
             }
-            Some((request, reply)) = requests.recv() => {
-                let response = manager.handle(request).await;
-                let _ = reply.send(response);
-            }
-            Some(files) = changed.recv() => {
-                let n = manager.refresh_snapshots(&files).await;
-                tracing::info!(files = files.len(), processes = n, "snapshots changed");
-            }
+            Some(w) = work.recv() => manager.on_work(w).await,
+            Some(()) = reload_requests.recv() => manager.reload(Asker::Signal),
+            Some((request, reply)) = requests.recv() => manager.handle(request, reply).await,
+            Some(files) = changed.recv() => manager.snapshots_changed(files),
             // Our own long-lived tasks end only at shutdown; one that ends
             // earlier is a failure, never silence.
             r = &mut control_task => {
+                control_ended = true;
                 let cause = match r {
                     Ok(Ok(())) => "ended".to_string(),
                     Ok(Err(e)) => e.to_string(),
@@ -213,18 +236,18 @@ pub async fn run(
                 };
                 tracing::error!(%cause, "control socket task stopped; shutting down");
                 failure = Some(Error::Io(std::io::Error::other(format!("control socket: {cause}"))));
-                shutdown.cancel();
                 break;
             }
             r = &mut watcher => {
                 tracing::error!(cause = ?r.err(), "snapshot watcher stopped; shutting down");
                 failure = Some(Error::Io(std::io::Error::other("the snapshot watcher stopped")));
-                shutdown.cancel();
                 break;
             }
         }
     }
-
+    // The services that end with the token (control socket, watcher) end
+    // now, whatever ended the loop.
+    shutdown.cancel();
     systemd::stopping();
     bus.publish(NewEvent {
         event: "supervisor-stopping".into(),
@@ -234,25 +257,14 @@ pub async fn run(
         ..NewEvent::default()
     });
     manager.shutdown().await;
-    if !control_task.is_finished() || failure.is_none() {
+    bus.close();
+    services.close();
+    services.wait().await;
+    if !control_ended {
         match control_task.await {
             Ok(Err(e)) => tracing::warn!(cause = %e, "control socket"),
-            Err(e) if !e.is_cancelled() => tracing::warn!(cause = %e, "control socket task"),
-            _ => {}
-        }
-    }
-    if !watcher.is_finished() {
-        let _ = watcher.await;
-    }
-    sinks.cancel();
-    for t in sink_tasks {
-        let _ = t.await;
-    }
-    if let Some(t) = snmp_task {
-        match t.await {
-            Ok(Err(e)) => tracing::warn!(cause = %e, "cluster.snmp"),
-            Err(e) => tracing::warn!(cause = %e, "cluster.snmp task"),
-            _ => {}
+            Err(e) => tracing::warn!(cause = %e, "control socket task"),
+            Ok(Ok(())) => {}
         }
     }
     match failure {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// One lifecycle event, in the JSON form of DESIGN.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub struct Bus {
     node: String,
     inner: Arc<Mutex<Inner>>,
     tx: broadcast::Sender<Arc<Event>>,
+    /// Cancelled once the last event is published: sinks deliver what they
+    /// still hold, then end.
+    closed: CancellationToken,
 }
 
 impl std::fmt::Debug for Bus {
@@ -80,7 +84,18 @@ impl Bus {
                 drops: std::collections::HashMap::new(),
             })),
             tx,
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// Says that no event follows: the sinks deliver what they hold and end.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Cancelled when the bus is closed (see [`Bus::close`]).
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
     }
 
     /// Publishes an event: numbered, kept in the ring, sent to subscribers

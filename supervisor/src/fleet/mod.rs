@@ -10,5 +10,7 @@
 pub mod capacity;
 pub mod manager;
 pub mod plan;
+pub mod reload;
+pub mod stores;
 pub mod v3;
 pub mod watch;

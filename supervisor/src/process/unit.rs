@@ -18,6 +18,7 @@ use agentcluster_conf::Restart;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, NewEvent};
 use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
@@ -88,8 +89,6 @@ pub enum Command {
     Restart,
     /// Serve these stores from now on (snapshots recompiled).
     Swap(Vec<Swap>),
-    /// Stop for good and end the task.
-    Shutdown,
 }
 
 /// What `status` shows of a unit.
@@ -120,12 +119,13 @@ struct Process {
     generation: u64,
 }
 
-/// Runs one unit until `Command::Shutdown` (or its sender is dropped) and
-/// its process is gone.
+/// Runs one unit until `stop` is cancelled (or the command sender is
+/// dropped) and its process is gone.
 pub async fn run(
     mut spec: UnitSpec,
     shared: Shared,
     mut commands: mpsc::Receiver<Command>,
+    stop: CancellationToken,
     status: watch::Sender<Status>,
 ) {
     let settings = shared.settings.clone();
@@ -176,7 +176,11 @@ pub async fn run(
             .min_by_key(|(_, at)| **at)
             .map(|(t, at)| (*t, *at));
         let input: Option<Input> = tokio::select! {
-            cmd = commands.recv() => match cmd {
+            () = stop.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                Some(Input::Stop)
+            }
+            cmd = commands.recv(), if !shutting_down => match cmd {
                 Some(Command::Start) => Some(Input::Start),
                 Some(Command::Stop) => Some(Input::Stop),
                 Some(Command::Restart) => Some(Input::Restart),
@@ -201,7 +205,7 @@ pub async fn run(
                     }
                     None
                 }
-                Some(Command::Shutdown) | None => {
+                None => {
                     shutting_down = true;
                     Some(Input::Stop)
                 }

@@ -1,0 +1,376 @@
+//! The manager: the running units (agent processes) of the fleet, kept in
+//! line with the configuration — the initial start, operator requests
+//! ([`requests`]), reloads and snapshot swaps ([`changes`]), and the stop
+//! of every unit at shutdown.
+//!
+//! It runs on the supervisor's loop and never blocks it: reading the
+//! configuration and compiling stores run on the blocking pool, and units
+//! that stop are waited for by a task of their own; each sends its result
+//! back as [`Work`].
+
+mod changes;
+mod requests;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentcluster_agent::responder;
+use agentcluster_conf::{Agent, Fleet};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::control::api::AgentStatus;
+use crate::error::Error;
+use crate::events::targets;
+use crate::fleet::plan;
+use crate::fleet::reload::group;
+use crate::fleet::v3;
+use crate::process::bind;
+use crate::process::machine::State;
+use crate::process::unit::{self, AgentPlan, Shared, UnitSpec};
+use crate::run::{Ready, ReadyAgent};
+
+pub use changes::{Asker, Work};
+
+/// One agent process under supervision, as the manager sees it.
+struct Unit {
+    name: String,
+    agents: Vec<Agent>,
+    active: bool,
+    /// Snapshot source of each view, per agent.
+    sources: Vec<Vec<PathBuf>>,
+    /// Compiled store served for each view, per agent.
+    stores: Vec<Vec<PathBuf>>,
+    tx: mpsc::Sender<unit::Command>,
+    status: watch::Receiver<unit::Status>,
+    /// Cancelled to stop the unit for good (its process, then its task).
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What one agent's process is given, with the snapshot sources behind it.
+struct Planned {
+    config: responder::Config,
+    sources: Vec<PathBuf>,
+    stores: Vec<PathBuf>,
+    notify: Vec<agentcluster_agent::notify::Target>,
+    engine_id: Vec<u8>,
+}
+
+/// Where the manager reports what happens outside the loop.
+#[derive(Clone)]
+pub struct Reports {
+    /// Names of units whose supervision task ended by a panic (a bug).
+    pub dead: mpsc::UnboundedSender<String>,
+    /// Results of work done off the loop.
+    pub work: mpsc::UnboundedSender<Work>,
+}
+
+/// The units of the fleet and what they need.
+pub struct Manager {
+    /// `events` of the configuration (notification targets).
+    events: agentcluster_conf::Events,
+    /// The configuration file, re-read by a reload.
+    source: PathBuf,
+    /// `cluster` as started (node, cache_dir, agents_per_process…): a reload
+    /// names the keys that changed since and that only a new supervisor
+    /// applies.
+    cluster: agentcluster_conf::Cluster,
+    /// The limits every agent process applies, changed by reload.
+    limits: watch::Sender<agentcluster_agent::channel::Limits>,
+    shared: Shared,
+    units: Vec<Unit>,
+    /// Every bound endpoint. Sockets outlive agent restarts and reloads
+    /// that keep the endpoint.
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// Tells the snapshot watcher what to watch.
+    watch_files: watch::Sender<Vec<PathBuf>>,
+    reports: Reports,
+    /// Parent of every unit's stop token: cancelled once, at shutdown.
+    units_stop: CancellationToken,
+    /// Every unit task, and the waits for units a reload stops.
+    tasks: TaskTracker,
+    /// The reload in progress and the requests waiting for the next one.
+    reload: changes::ReloadState,
+}
+
+impl Manager {
+    /// Starts a unit for every agent process of `fleet` (each starts its
+    /// process in the background) and tells the watcher what to watch.
+    pub fn start(
+        fleet: &Fleet,
+        compiled: &HashMap<PathBuf, PathBuf>,
+        shared: Shared,
+        sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+        limits: watch::Sender<agentcluster_agent::channel::Limits>,
+        watch_files: watch::Sender<Vec<PathBuf>>,
+        reports: Reports,
+    ) -> Result<Manager, Error> {
+        let mut manager = Manager {
+            events: fleet.events.clone(),
+            source: fleet.source.clone(),
+            cluster: fleet.cluster.clone(),
+            limits,
+            shared,
+            units: Vec::new(),
+            sockets,
+            watch_files,
+            reports,
+            units_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            reload: changes::ReloadState::default(),
+        };
+        for (agents, active) in group(&fleet.agents, manager.per_process()) {
+            manager.add_unit(agents, compiled, active)?;
+        }
+        manager.update_watch();
+        Ok(manager)
+    }
+
+    /// Resolves when every active unit is running or has failed for good:
+    /// the end of the initial start.
+    pub async fn started(&mut self) {
+        for u in &mut self.units {
+            let _ = u
+                .status
+                .wait_for(|s| matches!(s.state, State::Running | State::Failed | State::Inactive))
+                .await;
+        }
+    }
+
+    /// Stops every agent process in parallel and waits for all of them
+    /// (and for the units a reload was still stopping).
+    pub async fn shutdown(self) {
+        self.units_stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Agents per process, as started.
+    fn per_process(&self) -> usize {
+        self.cluster.agents_per_process.max(1) as usize
+    }
+
+    /// Each agent's responder configuration, view sources and compiled
+    /// stores.
+    fn plan_all(
+        node: &str,
+        events: &agentcluster_conf::Events,
+        agents: &[Agent],
+        compiled: &HashMap<PathBuf, PathBuf>,
+    ) -> Result<Vec<Planned>, Error> {
+        agents
+            .iter()
+            .map(|a| {
+                let (config, sources) = plan::plan(a, node).map_err(|cause| Error::Agent {
+                    agent: a.name.clone(),
+                    cause,
+                })?;
+                let stores = plan::store_files(&a.name, &sources, compiled).map_err(|cause| {
+                    Error::Agent {
+                        agent: a.name.clone(),
+                        cause,
+                    }
+                })?;
+                Ok(Planned {
+                    config,
+                    sources,
+                    stores,
+                    notify: targets::agent_targets(a, events),
+                    engine_id: v3::engine_id(a, node),
+                })
+            })
+            .collect()
+    }
+
+    fn add_unit(
+        &mut self,
+        agents: Vec<Agent>,
+        compiled: &HashMap<PathBuf, PathBuf>,
+        active: bool,
+    ) -> Result<(), Error> {
+        let plans = Self::plan_all(&self.cluster.node, &self.events, &agents, compiled)?;
+        let name = match agents.as_slice() {
+            [one] => one.name.clone(),
+            [first, rest @ ..] => format!("{}+{}", first.name, rest.len()),
+            [] => return Ok(()),
+        };
+        let spec = UnitSpec {
+            name: name.clone(),
+            agents: agents
+                .iter()
+                .zip(&plans)
+                .map(|(a, p)| AgentPlan {
+                    name: a.name.clone(),
+                    endpoints: a.listen.clone(),
+                    sockets: a
+                        .listen
+                        .iter()
+                        .filter_map(|e| self.sockets.get(e).cloned())
+                        .collect(),
+                    stores: p.stores.clone(),
+                    config: p.config.clone(),
+                    notify: p.notify.clone(),
+                    engine_id: p.engine_id.clone(),
+                })
+                .collect(),
+            active,
+            memory_max: agents.iter().filter_map(|a| a.memory_max).min(),
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let (status_tx, status_rx) = watch::channel(unit::Status {
+            state: if active {
+                State::Stopped
+            } else {
+                State::Inactive
+            },
+            pid: None,
+            restarts: 0,
+            running_since: None,
+            requests: vec![0; agents.len()],
+        });
+        let stop = self.units_stop.child_token();
+        let inner = tokio::spawn(unit::run(
+            spec,
+            self.shared.clone(),
+            rx,
+            stop.clone(),
+            status_tx,
+        ));
+        let dead = self.reports.dead.clone();
+        let unit_name = name.clone();
+        // Watches the supervision task itself: one that dies is noticed.
+        let task = self.tasks.spawn(async move {
+            if let Err(e) = inner.await
+                && e.is_panic()
+            {
+                let _ = dead.send(unit_name);
+            }
+        });
+        self.units.push(Unit {
+            name,
+            sources: plans.iter().map(|p| p.sources.clone()).collect(),
+            stores: plans.into_iter().map(|p| p.stores).collect(),
+            agents,
+            active,
+            tx,
+            status: status_rx,
+            stop,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Tells the watcher about the snapshot files in use now.
+    fn update_watch(&self) {
+        let mut files: Vec<PathBuf> = self
+            .units
+            .iter()
+            .flat_map(|u| u.sources.iter().flatten().cloned())
+            .collect();
+        files.sort();
+        files.dedup();
+        self.watch_files.send_if_modified(|old| {
+            if *old == files {
+                false
+            } else {
+                *old = files;
+                true
+            }
+        });
+    }
+
+    /// Binds the endpoints of `agents` that are not bound yet.
+    fn bind_missing(&mut self, agents: &[Agent]) -> Result<(), Vec<bind::BindError>> {
+        let mut errors = Vec::new();
+        for a in agents {
+            for &e in &a.listen {
+                if self.sockets.contains_key(&e) {
+                    continue;
+                }
+                match bind::bind_udp(e) {
+                    Ok(s) => {
+                        self.sockets.insert(e, Arc::new(s));
+                    }
+                    Err(cause) => errors.push(bind::BindError {
+                        agent: a.name.clone(),
+                        endpoint: e,
+                        cause,
+                    }),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// "N/M agents running, K failed", for systemd's status line.
+    pub fn summary(&self) -> String {
+        let (mut running, mut total, mut failed) = (0, 0, 0);
+        for u in &self.units {
+            let state = u.status.borrow().state;
+            let n = u.agents.len();
+            total += n;
+            match state {
+                State::Running => running += n,
+                State::Failed => failed += n,
+                _ => {}
+            }
+        }
+        format!("{running}/{total} agents running, {failed} failed")
+    }
+
+    pub fn ready(&self) -> Ready {
+        let mut ready = Ready {
+            agents: Vec::new(),
+            failed: Vec::new(),
+        };
+        for u in &self.units {
+            let state = u.status.borrow().state;
+            for a in &u.agents {
+                match state {
+                    State::Running => ready.agents.push(ReadyAgent {
+                        name: a.name.clone(),
+                        endpoints: a.listen.clone(),
+                    }),
+                    State::Inactive => {}
+                    _ => ready.failed.push(a.name.clone()),
+                }
+            }
+        }
+        ready
+    }
+
+    /// The agents as `status` shows them, without RSS (no /proc reads).
+    pub fn status_list(&self) -> Vec<AgentStatus> {
+        let now = Instant::now();
+        let mut agents = Vec::new();
+        for u in &self.units {
+            let s = u.status.borrow().clone();
+            for (i, a) in u.agents.iter().enumerate() {
+                agents.push(AgentStatus {
+                    name: a.name.clone(),
+                    state: s.state.as_str().into(),
+                    pid: s.pid,
+                    endpoints: a.listen.iter().map(|e| e.to_string()).collect(),
+                    restarts: s.restarts,
+                    uptime_ms: s
+                        .running_since
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    rss_bytes: None,
+                    requests: s.requests.get(i).copied().unwrap_or(0),
+                    process: u.name.clone(),
+                });
+            }
+        }
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        agents
+    }
+}
