@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
@@ -21,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use api::WireRequest;
 use api::{ErrorKind, Request, Response};
 
 /// Longest request line accepted; a longer one is answered with an error and
@@ -43,26 +43,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 const SOCKET_NAME: &str = "control.sock";
-
-/// One request line as it travels: the request, plus the protocol version the
-/// client speaks (absent means [`api::PROTOCOL`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<u32>,
-    #[serde(flatten)]
-    pub request: Request,
-}
-
-impl WireRequest {
-    /// A request tagged with our protocol version, as a client sends it.
-    pub fn new(request: Request) -> WireRequest {
-        WireRequest {
-            protocol: Some(api::PROTOCOL),
-            request,
-        }
-    }
-}
 
 /// Where the control socket lives when the configuration does not say:
 /// `$XDG_RUNTIME_DIR/agentcluster/control.sock`, else
@@ -286,18 +266,6 @@ fn probe(path: &Path) -> Result<Probe, ControlError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Probe::Absent),
         Err(e) => Err(io_error("connect to", path)(e)),
     }
-}
-
-/// Binds `path` and serves it until `shutdown`; see [`bind`] and [`serve`].
-pub async fn bind_and_serve(
-    path: &Path,
-    handle: api::Handle,
-    shutdown: CancellationToken,
-) -> Result<(), ControlError> {
-    let listener = bind(path)?;
-    serve(listener, handle, shutdown)
-        .await
-        .map_err(io_error("serve", path))
 }
 
 /// Answers requests on `listener` through `handle` until `shutdown` is
