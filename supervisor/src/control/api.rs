@@ -41,6 +41,26 @@ pub enum Request {
     },
 }
 
+/// One request line as it travels: the request, plus the protocol version the
+/// client speaks (absent means [`PROTOCOL`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+impl WireRequest {
+    /// A request tagged with our protocol version, as a client sends it.
+    pub fn new(request: Request) -> WireRequest {
+        WireRequest {
+            protocol: Some(PROTOCOL),
+            request,
+        }
+    }
+}
+
 /// One agent's line in `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {

@@ -385,8 +385,7 @@ mod tests {
 
     #[test]
     fn events_requests_travel_as_json_lines() {
-        use crate::control::WireRequest;
-        use crate::control::api::Request;
+        use crate::control::api::{Request, WireRequest};
         let request = Request::Events {
             since: Some(5),
             filter: Some("lab-a|agent|died|*".into()),

@@ -1,0 +1,63 @@
+//! The Hyper-V KVP sink: every lifecycle event appended to the guest→host
+//! pool file that `hv_kvp_daemon` serves to the host, in the layout
+//! cloud-init's `HyperVKvpReportingHandler` uses, so both coexist in one pool.
+//!
+//! # The pool file
+//! A sequence of fixed records, a 512-byte key then a 2048-byte value, each a
+//! NUL-padded C string (`struct kvp_record` of `hv_kvp_daemon`). We always
+//! keep at least one NUL, so at most 511 and 2047 bytes of UTF-8, cut on a
+//! character boundary ([`encode_record`]).
+//!
+//! # Our records
+//! Key `AGENTCLUSTER|<incarnation>|<event>|<agent>|<seq>` ([`event_key`]),
+//! value the compact JSON of the [`Event`](crate::events::Event). The
+//! incarnation is the boot time in whole seconds, computed as cloud-init
+//! does (`now - /proc/uptime`, truncated; see [`Boot`]). A supervisor
+//! restarted within one boot numbers its events from 1 again: in the pool
+//! its seqs go on after the highest one earlier runs left there, so keys
+//! never repeat. A value too long for the host is sliced as cloud-init
+//! slices one ([`encode_event`], [`reassemble`]).
+//!
+//! # Layout
+//! One concern per file, each using only those above it:
+//! - `lock`: the OFD `fcntl` lock and the `flock` that readers and writers
+//!   of the pool take;
+//! - `record`: the record codec, [`decode`] and [`read_pool`], for any pool
+//!   file;
+//! - `boot`: the boot incarnation ([`Boot`]);
+//! - `slices`: an event as keys and values, sliced when too long for the
+//!   host, and [`reassemble`];
+//! - `pool`: the pool's bytes: which records are ours, the cap, the
+//!   crash-safe rewrite in place and the mending of what a killed writer
+//!   left;
+//! - `writer`: the [`Writer`], one locked, fsync'ed write per batch;
+//! - `sink`: the task ([`run`]) that takes events from the bus to the
+//!   writer's thread.
+//!
+//! It depends on [`crate::events`] (the event and the bus) and on the
+//! `events.kvp` configuration; `agentcluster kvp dump` reads pools with
+//! [`read_pool`], [`decode`] and [`reassemble`].
+
+mod boot;
+mod lock;
+mod pool;
+mod record;
+mod sink;
+mod slices;
+#[cfg(test)]
+mod testutil;
+mod writer;
+
+pub use boot::Boot;
+pub use record::{
+    KEY_MAX, KEY_SIZE, Pool, RECORD_SIZE, Record, VALUE_MAX, VALUE_SIZE, decode, encode_record,
+    push_record, read_pool,
+};
+pub use sink::{Counts, Stats, run, run_with_stats};
+pub use slices::{
+    Entry, HOST_KEY_MAX, HOST_VALUE_MAX, PREFIX, encode_event, event_key, reassemble,
+};
+pub use writer::{WriteError, Writer, Written};
+
+/// The guest→host pool `hv_kvp_daemon` serves.
+pub const DEFAULT_POOL: &str = "/var/lib/hyperv/.kvp_pool_1";

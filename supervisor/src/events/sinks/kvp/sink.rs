@@ -1,0 +1,487 @@
+//! The sink task: every event of the bus, in batches, to the writer on a
+//! thread of its own; the bus is never waited on, and what was written,
+//! lost or not written is counted.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::boot::Boot;
+use super::writer::{WriteError, Writer, Written};
+use crate::events::{Bus, Event};
+
+/// How long the last batch may take at shutdown before it is given up.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counters of the sink, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    events: AtomicU64,
+    records: AtomicU64,
+    dropped: AtomicU64,
+    lost: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events written.
+    pub events: u64,
+    /// Records written (an event may take several).
+    pub records: u64,
+    /// Our records removed to stay within `max_records` (`kvp-dropped`).
+    pub dropped: u64,
+    /// Events missed because the sink fell behind the bus.
+    pub lost: u64,
+    /// Events not written because of an I/O error.
+    pub failed: u64,
+}
+
+impl Stats {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            events: self.events.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: usize) -> u64 {
+        counter.fetch_add(n as u64, Ordering::Relaxed) + n as u64
+    }
+}
+
+/// Writes every event of `bus` to the pool of `cfg` until `shutdown`, then
+/// writes what is left in the channel and returns.
+///
+/// It subscribes when called (not when first polled) and starts with the
+/// events still in the bus's ring, so nothing published before the task
+/// runs is missed; call it once per bus. Cancel `shutdown` after the last
+/// event (`supervisor-stopping`, the agents' `stopped`) has been published:
+/// the final batch gets 5 s, then is given up. Writes happen on a thread of
+/// their own; the bus is never waited on (a sink that falls behind counts
+/// the events it missed). If the pool's directory does not exist the sink
+/// logs it once and idles until `shutdown`.
+pub fn run(
+    cfg: agentcluster_conf::Kvp,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    run_with_stats(cfg, bus, shutdown, Arc::new(Stats::default()))
+}
+
+/// [`run`], with counters the caller can read.
+pub fn run_with_stats(
+    cfg: agentcluster_conf::Kvp,
+    bus: Bus,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let rx = bus.subscribe();
+    let (backlog, _) = bus.replay(0);
+    let writer = Writer::new(cfg.path, cfg.max_records as usize, Boot::current());
+    sink(writer, rx, backlog, shutdown, stats, bus)
+}
+
+/// A batch handed to the writer thread, and where its outcome goes.
+type Job = (
+    Vec<Arc<Event>>,
+    oneshot::Sender<Result<Written, WriteError>>,
+);
+
+/// Starts the thread that owns the writer.
+fn start_worker(mut writer: Writer) -> io::Result<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("kvp-writer".into())
+        .spawn(move || {
+            while let Ok((events, reply)) = rx.recv() {
+                let _ = reply.send(writer.write(&events));
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Events taken from the bus for the next batch, in seq order without
+/// duplicates (the ring replayed at the start overlaps the channel), and
+/// how many were missed: the seqs skipped, which is exact where the
+/// channel's own count (`Lagged`) would include events the ring gave us.
+struct Intake {
+    batch: Vec<Arc<Event>>,
+    last: Option<u64>,
+    /// Lagged before any event arrived: nothing to compare seqs with.
+    early_lag: u64,
+    lost: u64,
+}
+
+impl Intake {
+    fn new(backlog: Vec<Arc<Event>>) -> Intake {
+        let mut intake = Intake {
+            batch: Vec::with_capacity(backlog.len()),
+            last: None,
+            early_lag: 0,
+            lost: 0,
+        };
+        for e in backlog {
+            intake.push(e);
+        }
+        intake
+    }
+
+    fn push(&mut self, e: Arc<Event>) {
+        match self.last {
+            None => self.lost += std::mem::take(&mut self.early_lag),
+            Some(last) if e.seq <= last => return,
+            Some(last) => self.lost += e.seq - last - 1,
+        }
+        self.last = Some(e.seq);
+        self.batch.push(e);
+    }
+
+    fn lagged(&mut self, n: u64) {
+        if self.last.is_none() {
+            self.early_lag += n;
+        }
+    }
+}
+
+/// Logs and counts what the writer thread reports.
+struct Report {
+    pool: PathBuf,
+    stats: Arc<Stats>,
+    /// Where lost events are reported (as `events-dropped`).
+    bus: Bus,
+    /// The last write failed (the next failures are logged at debug).
+    failing: bool,
+    /// The cap has been reached before (later drops are logged at debug).
+    dropping: bool,
+}
+
+impl Report {
+    fn lost(&self, n: u64) {
+        let total = Stats::add(&self.stats.lost, n as usize);
+        tracing::warn!(
+            lost = n,
+            total,
+            "KVP sink fell behind the bus: events not written"
+        );
+        self.bus.report_dropped("kvp", n);
+    }
+
+    /// What a batch of `n` events came to; false when the sink must stop.
+    fn outcome(&mut self, n: usize, outcome: Option<Result<Written, WriteError>>) -> bool {
+        let pool = self.pool.display();
+        match outcome {
+            Some(Ok(w)) => {
+                Stats::add(&self.stats.events, w.events);
+                Stats::add(&self.stats.records, w.records);
+                if w.dropped > 0 {
+                    let total = Stats::add(&self.stats.dropped, w.dropped);
+                    if self.dropping {
+                        tracing::debug!(
+                            note = "kvp-dropped",
+                            dropped = w.dropped,
+                            total,
+                            "oldest KVP records dropped"
+                        );
+                    } else {
+                        self.dropping = true;
+                        tracing::info!(note = "kvp-dropped", dropped = w.dropped, total, pool = %pool, "KVP pool holds max_records of ours: dropping the oldest");
+                    }
+                }
+                if self.failing {
+                    self.failing = false;
+                    tracing::info!(pool = %pool, "KVP pool writable again");
+                }
+                true
+            }
+            Some(Err(WriteError::NoDirectory(_))) => {
+                Stats::add(&self.stats.failed, n);
+                tracing::warn!(pool = %pool, "KVP sink disabled: its directory is gone");
+                false
+            }
+            Some(Err(e)) => {
+                let total = Stats::add(&self.stats.failed, n);
+                if self.failing {
+                    tracing::debug!(events = n, total, cause = %e, "KVP write failed");
+                } else {
+                    self.failing = true;
+                    tracing::warn!(events = n, total, cause = %e, "KVP write failed: events not written");
+                }
+                true
+            }
+            None => {
+                Stats::add(&self.stats.failed, n);
+                tracing::error!("KVP writer thread is gone: sink disabled");
+                false
+            }
+        }
+    }
+}
+
+/// Waits for the writer's answer; once `shutdown` is (or gets) cancelled,
+/// for [`FLUSH_TIMEOUT`] at most (`Err` then). `None` in the answer: the
+/// thread is gone.
+async fn answer(
+    reply: oneshot::Receiver<Result<Written, WriteError>>,
+    shutdown: &CancellationToken,
+    done: &mut bool,
+) -> Result<Option<Result<Written, WriteError>>, tokio::time::error::Elapsed> {
+    let mut reply = reply;
+    if !*done {
+        tokio::select! {
+            r = &mut reply => return Ok(r.ok()),
+            _ = shutdown.cancelled() => *done = true,
+        }
+    }
+    tokio::time::timeout(FLUSH_TIMEOUT, reply)
+        .await
+        .map(Result::ok)
+}
+
+async fn sink(
+    writer: Writer,
+    mut rx: broadcast::Receiver<Arc<Event>>,
+    backlog: Vec<Arc<Event>>,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+    bus: Bus,
+) {
+    let mut report = Report {
+        pool: writer.path().to_path_buf(),
+        stats,
+        bus,
+        failing: false,
+        dropping: false,
+    };
+    let worker = if writer.dir_missing() {
+        tracing::warn!(pool = %report.pool.display(), "KVP sink disabled: its directory does not exist");
+        None
+    } else {
+        start_worker(writer)
+            .inspect_err(|cause| {
+                tracing::error!(%cause, "KVP sink disabled: cannot start its thread");
+            })
+            .ok()
+    };
+    let Some(worker) = worker else {
+        drop(rx);
+        shutdown.cancelled().await;
+        return;
+    };
+    let mut intake = Intake::new(backlog);
+    let mut done = false;
+    loop {
+        if intake.batch.is_empty() && !done {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => done = true,
+                r = rx.recv() => match r {
+                    Ok(e) => intake.push(e),
+                    Err(broadcast::error::RecvError::Lagged(n)) => intake.lagged(n),
+                    Err(broadcast::error::RecvError::Closed) => done = true,
+                },
+            }
+        }
+        // Everything already published goes into this batch.
+        loop {
+            match rx.try_recv() {
+                Ok(e) => intake.push(e),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => intake.lagged(n),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if intake.lost > 0 {
+            report.lost(std::mem::take(&mut intake.lost));
+        }
+        if !intake.batch.is_empty() {
+            let events = std::mem::take(&mut intake.batch);
+            let n = events.len();
+            let (reply_tx, reply) = oneshot::channel();
+            let outcome = match worker.send((events, reply_tx)) {
+                Err(_) => None,
+                Ok(()) => match answer(reply, &shutdown, &mut done).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        Stats::add(&report.stats.failed, n);
+                        tracing::warn!(events = n, pool = %report.pool.display(), "KVP pool still locked or slow at shutdown: last events not written");
+                        return;
+                    }
+                },
+            };
+            if !report.outcome(n, outcome) {
+                drop(rx);
+                if !done {
+                    shutdown.cancelled().await;
+                }
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::path::Path;
+
+    use nix::fcntl::{Flock, FlockArg};
+
+    use super::*;
+    use crate::events::sinks::kvp::testutil::long_reason;
+    use crate::events::sinks::kvp::{decode, reassemble};
+
+    // ----- the sink task
+
+    fn kvp(path: &Path, max: u32) -> agentcluster_conf::Kvp {
+        agentcluster_conf::Kvp {
+            path: path.to_path_buf(),
+            max_records: max,
+        }
+    }
+
+    fn publish(bus: &Bus, agent: &str, kind: &str, reason: &str) {
+        bus.publish(crate::events::NewEvent {
+            agent: agent.into(),
+            event: kind.into(),
+            reason: reason.into(),
+            ..Default::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn the_sink_writes_earlier_and_later_events_and_flushes_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        let bus = Bus::new("lab-a");
+        // Published before the sink exists: found in the ring.
+        publish(&bus, "", "supervisor-started", "2 agents");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        // Published after the call but before the task runs: not duplicated.
+        publish(&bus, "dev-a", "ready", "ready");
+        publish(&bus, "dev-b", "ready", &long_reason());
+        publish(&bus, "", "supervisor-stopping", "SIGTERM");
+        shutdown.cancel();
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let got: Vec<(u64, String, String)> = entries
+            .iter()
+            .map(|e| {
+                let ev: Event = serde_json::from_str(&e.value).unwrap();
+                assert!(
+                    e.key
+                        .ends_with(&format!("|{}|{}|{}", ev.event, ev.agent, ev.seq))
+                );
+                (ev.seq, ev.event, ev.agent)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "supervisor-started".into(), "".into()),
+                (2, "ready".into(), "dev-a".into()),
+                (3, "ready".into(), "dev-b".into()),
+                (4, "supervisor-stopping".into(), "".into()),
+            ]
+        );
+        let c = stats.counts();
+        assert_eq!(c.events, 4);
+        assert!(c.records > 4);
+        assert_eq!((c.dropped, c.lost, c.failed), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_sink_counts_events_it_fell_behind_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let fut = run_with_stats(
+            kvp(&path, 10_000),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        );
+        // More than the channel holds before the sink reads anything; the
+        // ring (replayed at the start) does not have the first ones either.
+        for i in 0..crate::events::bus::RING + 5000 {
+            publish(&bus, &format!("d{i}"), "ready", "");
+        }
+        shutdown.cancel();
+        fut.await;
+        let c = stats.counts();
+        assert!(c.lost > 0, "{c:?}");
+        assert_eq!(
+            c.events + c.lost,
+            (crate::events::bus::RING + 5000) as u64,
+            "{c:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_locked_forever_does_not_hold_up_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, b"").unwrap();
+        let holder = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let bus = Bus::new("lab-a");
+        publish(&bus, "a", "ready", "");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 10),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        shutdown.cancel();
+        // The clock is paused: the flush timeout passes as soon as the
+        // runtime has nothing else to do.
+        task.await.unwrap();
+        assert_eq!(stats.counts().failed, 1);
+        drop(holder);
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_disables_the_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&dir.path().join("missing/pool"), 10),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "a", "ready", "");
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(stats.counts(), Counts::default());
+        assert!(!dir.path().join("missing").exists());
+    }
+}
