@@ -280,16 +280,12 @@ fn event_line(e: &Event) -> String {
         } else {
             one_line(&e.agent)
         },
-        one_line(&e.event),
+        e.event,
         e.pid.map_or_else(dash, |p| p.to_string()),
         e.exit_code.map_or_else(dash, |c| c.to_string()),
         e.signal.as_deref().map_or_else(dash, one_line),
         e.restarts,
-        if e.state.is_empty() {
-            dash()
-        } else {
-            one_line(&e.state)
-        },
+        e.state,
         e.seq
     );
     if !e.reason.is_empty() {
@@ -510,7 +506,7 @@ fn table(agents: &[AgentStatus]) -> String {
         .map(|a| {
             [
                 a.name.clone(),
-                a.state.clone(),
+                a.state.to_string(),
                 a.pid.map_or_else(dash, |p| p.to_string()),
                 if a.endpoints.is_empty() {
                     dash()
@@ -632,11 +628,12 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentcluster_supervisor::events::{EventKind, State};
 
     fn agent(name: &str) -> AgentStatus {
         AgentStatus {
             name: name.into(),
-            state: "running".into(),
+            state: State::Running,
             pid: Some(4242),
             endpoints: vec!["127.0.0.1:10161".into(), "[::1]:10161".into()],
             restarts: 0,
@@ -653,12 +650,12 @@ mod tests {
             ts: "2026-11-22T12:00:00.123Z".into(),
             node: "lab-a".into(),
             agent: "core-sw-1".into(),
-            event: "died".into(),
+            event: EventKind::Died,
             pid: Some(4242),
             exit_code: None,
             signal: Some("SIGKILL".into()),
             restarts: 3,
-            state: "backoff".into(),
+            state: State::Backoff,
             reason: "killed by SIGKILL".into(),
         }
     }
@@ -673,19 +670,19 @@ mod tests {
         let started = Event {
             seq: 1,
             agent: String::new(),
-            event: "supervisor-started".into(),
+            event: EventKind::SupervisorStarted,
             pid: None,
             exit_code: Some(0),
             signal: None,
             restarts: 0,
-            state: String::new(),
+            state: State::Running,
             reason: String::new(),
             ..died()
         };
         assert_eq!(
             event_line(&started),
             "2026-11-22T12:00:00.123Z lab-a - supervisor-started pid=- exit=0 signal=- \
-             restarts=0 state=- seq=1"
+             restarts=0 state=running seq=1"
         );
         let mut multi = died();
         multi.reason = "bad data\nline 2\r\x1b[31m".into();
@@ -772,7 +769,7 @@ mod tests {
     #[test]
     fn status_table_is_aligned_and_sorted() {
         let mut idle = agent("printer-10");
-        idle.state = "backoff".into();
+        idle.state = State::Backoff;
         idle.pid = None;
         idle.uptime_ms = None;
         idle.rss_bytes = None;

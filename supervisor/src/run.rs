@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::control::{self, api};
 use crate::error::Error;
 use crate::events::sinks::{journal, kvp, traps};
-use crate::events::{Bus, NewEvent};
+use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
 use crate::fleet::manager::{Asker, Manager, Reports};
 use crate::fleet::plan::{credentials, limits};
@@ -149,11 +149,9 @@ pub async fn run(
         });
     }
     bus.publish(NewEvent {
-        event: "supervisor-started".into(),
         pid: Some(std::process::id()),
-        state: "running".into(),
         reason: format!("{} agents configured, {active} active", fleet.agents.len(),),
-        ..NewEvent::default()
+        ..NewEvent::new(EventKind::SupervisorStarted, State::Running)
     });
 
     let (requests_tx, mut requests) = mpsc::channel::<api::Envelope>(64);
@@ -250,11 +248,9 @@ pub async fn run(
     shutdown.cancel();
     systemd::stopping();
     bus.publish(NewEvent {
-        event: "supervisor-stopping".into(),
         pid: Some(std::process::id()),
-        state: "stopping".into(),
         reason: "shutdown requested".into(),
-        ..NewEvent::default()
+        ..NewEvent::new(EventKind::SupervisorStopping, State::Stopping)
     });
     manager.shutdown().await;
     bus.close();

@@ -65,7 +65,7 @@ impl WireRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
     pub name: String,
-    pub state: String,
+    pub state: crate::events::State,
     pub pid: Option<u32>,
     pub endpoints: Vec<String>,
     pub restarts: u32,

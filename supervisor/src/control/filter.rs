@@ -168,7 +168,7 @@ fn glob_match(pattern: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::NewEvent;
+    use crate::events::{NewEvent, State};
 
     fn event(node: &str, agent: &str, kind: &str) -> Event {
         Event {
@@ -176,12 +176,12 @@ mod tests {
             ts: "2026-11-22T12:00:00.123Z".into(),
             node: node.into(),
             agent: agent.into(),
-            event: kind.into(),
+            event: kind.parse().unwrap(),
             pid: None,
             exit_code: None,
             signal: None,
             restarts: 0,
-            state: "running".into(),
+            state: State::Running,
             reason: String::new(),
         }
     }
@@ -301,9 +301,7 @@ mod tests {
     fn publish(bus: &Bus, agent: &str, kind: &str) {
         bus.publish(NewEvent {
             agent: agent.into(),
-            event: kind.into(),
-            state: "running".into(),
-            ..NewEvent::default()
+            ..NewEvent::new(kind.parse().unwrap(), State::Running)
         });
     }
 

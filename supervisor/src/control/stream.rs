@@ -164,18 +164,11 @@ pub(super) async fn stream_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::NewEvent;
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::UnixStream;
 
     fn publish(bus: &Bus, agent: &str, event: &str) {
-        bus.publish(NewEvent {
-            agent: agent.into(),
-            event: event.into(),
-            state: "running".into(),
-            reason: "test".into(),
-            ..NewEvent::default()
-        });
+        crate::events::testutil::publish(bus, agent, event, "test");
     }
 
     /// Runs `stream_events` on one end of a socketpair; returns the other.

@@ -18,7 +18,7 @@ use super::{bind, serve};
 pub(super) fn agent(name: &str) -> AgentStatus {
     AgentStatus {
         name: name.into(),
-        state: "running".into(),
+        state: crate::events::State::Running,
         pid: Some(4242),
         endpoints: vec!["127.0.0.1:10161".into()],
         restarts: 1,

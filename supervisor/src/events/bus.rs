@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+use crate::events::{EventKind, State};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -19,26 +21,43 @@ pub struct Event {
     pub node: String,
     /// The agent, or `""` for supervisor events.
     pub agent: String,
-    pub event: String,
+    pub event: EventKind,
     pub pid: Option<u32>,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
     pub restarts: u32,
-    pub state: String,
+    pub state: State,
     pub reason: String,
 }
 
 /// What a publisher fills in; the bus adds `seq`, `ts` and `node`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     pub agent: String,
-    pub event: String,
+    pub event: EventKind,
     pub pid: Option<u32>,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
     pub restarts: u32,
-    pub state: String,
+    pub state: State,
     pub reason: String,
+}
+
+impl NewEvent {
+    /// An event of `kind` that leaves its agent (or the supervisor) in
+    /// `state`; the other fields are empty until set.
+    pub fn new(event: EventKind, state: State) -> NewEvent {
+        NewEvent {
+            agent: String::new(),
+            event,
+            pid: None,
+            exit_code: None,
+            signal: None,
+            restarts: 0,
+            state,
+            reason: String::new(),
+        }
+    }
 }
 
 /// How many past events are kept for replay.
@@ -160,10 +179,8 @@ impl Bus {
         };
         if let Some(total) = due {
             self.publish(NewEvent {
-                event: "events-dropped".into(),
-                state: "running".into(),
                 reason: format!("{sink}: {total} events not delivered (the sink fell behind)"),
-                ..NewEvent::default()
+                ..NewEvent::new(EventKind::EventsDropped, State::Running)
             });
         }
     }
@@ -248,7 +265,7 @@ mod tests {
                 "notify 127.0.0.1:162: 1 events not delivered (the sink fell behind)"
             ]
         );
-        assert!(events.iter().all(|e| e.event == "events-dropped"));
+        assert!(events.iter().all(|e| e.event == EventKind::EventsDropped));
     }
 
     #[test]
@@ -258,8 +275,7 @@ mod tests {
         for i in 0..3 {
             bus.publish(NewEvent {
                 agent: format!("a{i}"),
-                event: "ready".into(),
-                ..NewEvent::default()
+                ..NewEvent::new(EventKind::Ready, State::Running)
             });
         }
         let seqs: Vec<u64> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();

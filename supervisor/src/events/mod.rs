@@ -8,7 +8,12 @@
 //! on it, never the reverse.
 
 pub mod bus;
+pub mod kind;
+pub mod mib;
 pub mod sinks;
 pub mod targets;
+#[cfg(test)]
+pub mod testutil;
 
 pub use bus::{Bus, Event, NewEvent};
+pub use kind::{EventKind, State};

@@ -8,42 +8,7 @@ use std::time::{Duration, Instant};
 
 use agentcluster_conf::{Restart, RestartPolicy};
 
-/// The states of DESIGN.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Inactive,
-    Starting,
-    Running,
-    Unresponsive,
-    Stopping,
-    Backoff,
-    Failed,
-    Stopped,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Inactive => "inactive",
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Unresponsive => "unresponsive",
-            State::Stopping => "stopping",
-            State::Backoff => "backoff",
-            State::Failed => "failed",
-            State::Stopped => "stopped",
-        }
-    }
-
-    /// A process exists (or is being created) in this state.
-    pub fn has_process(self) -> bool {
-        matches!(
-            self,
-            State::Starting | State::Running | State::Unresponsive | State::Stopping
-        )
-    }
-}
+pub use crate::events::{EventKind, State};
 
 /// How a process ended: never an invented exit code for a signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,34 +102,6 @@ pub enum Timer {
 pub enum Sig {
     Term,
     Kill,
-}
-
-/// Lifecycle event kinds of DESIGN.md emitted by the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Starting,
-    Ready,
-    StartFailed,
-    Died,
-    Unresponsive,
-    Restarting,
-    Failed,
-    Stopped,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Starting => "starting",
-            EventKind::Ready => "ready",
-            EventKind::StartFailed => "start-failed",
-            EventKind::Died => "died",
-            EventKind::Unresponsive => "unresponsive",
-            EventKind::Restarting => "restarting",
-            EventKind::Failed => "failed",
-            EventKind::Stopped => "stopped",
-        }
-    }
 }
 
 /// What the shell must do, in order.

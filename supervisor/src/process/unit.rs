@@ -454,16 +454,14 @@ fn on_channel(
             for plan in &spec.agents {
                 shared.bus.publish(NewEvent {
                     agent: plan.name.clone(),
-                    event: "data-reloaded".into(),
                     pid: machine.pid(),
                     restarts: machine.restarts(),
-                    state: machine.state().as_str().into(),
                     reason: if ok {
                         "snapshot recompiled and swapped in".into()
                     } else {
                         format!("snapshot swap failed: {reason}")
                     },
-                    ..NewEvent::default()
+                    ..NewEvent::new(EventKind::DataReloaded, machine.state())
                 });
             }
             None
@@ -520,12 +518,12 @@ fn apply(
                 for plan in &spec.agents {
                     shared.bus.publish(NewEvent {
                         agent: plan.name.clone(),
-                        event: kind.as_str().into(),
+                        event: kind,
                         pid,
                         exit_code,
                         signal: signal.clone(),
                         restarts: machine.restarts(),
-                        state: machine.state().as_str().into(),
+                        state: machine.state(),
                         reason: reason.clone(),
                     });
                 }

@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::api::AgentStatus;
-use crate::events::sinks::traps::{cut, state_number};
+use crate::events::State;
+use crate::events::mib::cut;
 use crate::process::bind::{BindError, bind_udp};
 
 /// The shortest time between two rebuilds of the served table.
@@ -89,7 +90,7 @@ pub struct Table {
     index: HashMap<String, u32>,
     next_index: u32,
     /// (state, pid) last seen, and sysUpTime (ticks) when it changed.
-    seen: HashMap<String, (String, Option<u32>, u32)>,
+    seen: HashMap<String, (State, Option<u32>, u32)>,
 }
 
 impl Table {
@@ -116,14 +117,13 @@ impl Table {
             match self.seen.get_mut(&a.name) {
                 Some((state, pid, when)) => {
                     if *state != a.state || *pid != a.pid {
-                        *state = a.state.clone();
+                        *state = a.state;
                         *pid = a.pid;
                         *when = ticks;
                     }
                 }
                 None => {
-                    self.seen
-                        .insert(a.name.clone(), (a.state.clone(), a.pid, at));
+                    self.seen.insert(a.name.clone(), (a.state, a.pid, at));
                 }
             }
         }
@@ -166,9 +166,7 @@ impl Table {
             let changed = self.seen.get(&a.name).map_or(0, |s| s.2);
             let mut col = |c: u32, v: Value| values.push((at(&[1, 2, 1, c, i]), v));
             col(2, text(&a.name));
-            if let Some(state) = state_number(&a.state) {
-                col(3, Value::Integer(state));
-            }
+            col(3, Value::Integer(a.state.number()));
             col(4, Value::Gauge32(a.pid.unwrap_or(0)));
             col(5, Value::Counter32(a.restarts));
             col(6, Value::TimeTicks(changed));
@@ -381,7 +379,7 @@ mod tests {
     fn agent(name: &str, state: &str, pid: Option<u32>) -> AgentStatus {
         AgentStatus {
             name: name.into(),
-            state: state.into(),
+            state: state.parse().unwrap(),
             pid,
             endpoints: vec!["127.0.0.1:10161".into(), "[::1]:10161".into()],
             restarts: 2,

@@ -24,37 +24,6 @@ pub fn available() -> Option<PathBuf> {
     (under_systemd && path.exists()).then_some(path)
 }
 
-/// The stable MESSAGE_ID of each event kind (random 128-bit IDs, fixed
-/// forever, as journal catalogs expect).
-pub fn message_id(event: &str) -> &'static str {
-    match event {
-        "starting" => "8d3c5b8e0b2f4f7e9a3e1f0c7d6b5a41",
-        "ready" => "2f6a1c0e9d8b4c7a8e5f3b2a1d0c9e42",
-        "start-failed" => "b7e4d2c1a0f94e8d9c6b5a4f3e2d1c43",
-        "died" => "c1d2e3f4a5b64c7d8e9fa0b1c2d3e444",
-        "unresponsive" => "d4c3b2a1f0e94d8c7b6a5f4e3d2c1b45",
-        "restarting" => "e5f6a7b8c9d04e1f2a3b4c5d6e7f8a46",
-        "failed" => "f0e1d2c3b4a54968778695a4b3c2d147",
-        "stopped" => "0a1b2c3d4e5f46a7b8c9d0e1f2a3b448",
-        "config-changed" => "1b2c3d4e5f6a47b8c9d0e1f2a3b4c549",
-        "data-reloaded" => "2c3d4e5f6a7b48c9d0e1f2a3b4c5d64a",
-        "supervisor-started" => "3d4e5f6a7b8c49d0e1f2a3b4c5d6e74b",
-        "supervisor-stopping" => "4e5f6a7b8c9d40e1f2a3b4c5d6e7f84c",
-        "events-dropped" => "6a7b8c9d0e1f42a3b4c5d6e7f8a9b04e",
-        _ => "5f6a7b8c9d0e41f2a3b4c5d6e7f8a94d",
-    }
-}
-
-/// syslog priority of an event kind.
-fn priority(event: &str) -> u8 {
-    match event {
-        "died" | "failed" | "start-failed" => 3,
-        "unresponsive" | "events-dropped" => 4,
-        "restarting" | "config-changed" | "stopped" | "supervisor-stopping" => 5,
-        _ => 6,
-    }
-}
-
 /// Appends one field in the native protocol: `KEY=value\n`, or the binary
 /// form (`KEY\n`, little-endian length, value, `\n`) when the value holds a
 /// newline.
@@ -84,13 +53,13 @@ pub fn entry(e: &Event) -> Vec<u8> {
         format!("{who}: {} ({})", e.event, e.reason)
     };
     field(&mut out, "MESSAGE", &message);
-    field(&mut out, "MESSAGE_ID", message_id(&e.event));
-    field(&mut out, "PRIORITY", &priority(&e.event).to_string());
+    field(&mut out, "MESSAGE_ID", e.event.message_id());
+    field(&mut out, "PRIORITY", &e.event.priority().to_string());
     field(&mut out, "SYSLOG_IDENTIFIER", "agentcluster");
-    field(&mut out, "AGENTCLUSTER_EVENT", &e.event);
+    field(&mut out, "AGENTCLUSTER_EVENT", e.event.as_str());
     field(&mut out, "AGENTCLUSTER_NODE", &e.node);
     field(&mut out, "AGENTCLUSTER_SEQ", &e.seq.to_string());
-    field(&mut out, "AGENTCLUSTER_STATE", &e.state);
+    field(&mut out, "AGENTCLUSTER_STATE", e.state.as_str());
     field(&mut out, "AGENTCLUSTER_RESTARTS", &e.restarts.to_string());
     if !e.agent.is_empty() {
         field(&mut out, "AGENTCLUSTER_AGENT", &e.agent);
@@ -147,7 +116,7 @@ fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::NewEvent;
+    use crate::events::{EventKind, NewEvent, State};
 
     fn parse(entry: &[u8]) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -183,13 +152,11 @@ mod tests {
         tokio::task::yield_now().await;
         bus.publish(NewEvent {
             agent: "core-sw-1".into(),
-            event: "died".into(),
             pid: Some(4242),
             signal: Some("SIGKILL".into()),
             restarts: 3,
-            state: "backoff".into(),
             reason: "killed by SIGKILL\nsecond line".into(),
-            ..NewEvent::default()
+            ..NewEvent::new(EventKind::Died, State::Backoff)
         });
         let mut buf = vec![0u8; 4096];
         journal
@@ -211,7 +178,7 @@ mod tests {
         assert_eq!(get("AGENTCLUSTER_EVENT"), Some("died"));
         assert_eq!(get("AGENTCLUSTER_PID"), Some("4242"));
         assert_eq!(get("AGENTCLUSTER_SIGNAL"), Some("SIGKILL"));
-        assert_eq!(get("MESSAGE_ID"), Some(message_id("died")));
+        assert_eq!(get("MESSAGE_ID"), Some(EventKind::Died.message_id()));
         assert_eq!(get("PRIORITY"), Some("3"));
         assert_eq!(
             get("MESSAGE"),
@@ -219,32 +186,5 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
-    }
-
-    #[test]
-    fn message_ids_are_distinct_per_kind() {
-        let kinds = [
-            "starting",
-            "ready",
-            "start-failed",
-            "died",
-            "unresponsive",
-            "restarting",
-            "failed",
-            "stopped",
-            "config-changed",
-            "data-reloaded",
-            "supervisor-started",
-            "supervisor-stopping",
-            "events-dropped",
-        ];
-        let mut ids: Vec<&str> = kinds.iter().map(|k| message_id(k)).collect();
-        assert!(
-            ids.iter()
-                .all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
-        );
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), kinds.len());
     }
 }

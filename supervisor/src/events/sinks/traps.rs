@@ -34,16 +34,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentcluster_agent::engine;
-use agentcluster_agent::notify::{
-    Kind, LocalEngine, Notification, NotifyError, Sender, Target, Version,
-};
-use agentcluster_agent::value::{Oid, Value};
+use agentcluster_agent::notify::{Kind, LocalEngine, NotifyError, Sender, Target, Version};
 use agentcluster_conf::NotifyTarget;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Bus, Event};
+use crate::events::mib::notification;
+use crate::events::{Bus, Event, EventKind};
 
 /// The name the supervisor's SNMPv3 engine ID is derived from and its
 /// snmpEngineBoots is kept under (`state_dir/engine/%7Csupervisor.boots`).
@@ -60,8 +58,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long the informs still pending at shutdown may take to go out to a
 /// target that answered its last round; what is left stays on disk.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// DisplayString's limit, in octets.
-const TEXT_MAX: usize = 255;
 
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,96 +77,8 @@ impl From<TrapsError> for io::Error {
     }
 }
 
-/// The notification number (`mib_root.0.N`) of an event kind, `None` for
-/// a name that is no kind.
-pub fn notification_number(event: &str) -> Option<u32> {
-    event
-        .parse::<agentcluster_conf::EventKind>()
-        .ok()
-        .map(agentcluster_conf::EventKind::notification_number)
-}
-
-/// The AcSupervisionState value of a state name.
-pub fn state_number(state: &str) -> Option<i64> {
-    Some(match state {
-        "inactive" => 1,
-        "starting" => 2,
-        "running" => 3,
-        "unresponsive" => 4,
-        "stopping" => 5,
-        "backoff" => 6,
-        "failed" => 7,
-        "stopped" => 8,
-        _ => return None,
-    })
-}
-
-/// `s` cut to at most `max` bytes on a character boundary.
-pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// The OID of instance `.0` of acNotify object `n` (1 = name … 9 = seq).
-pub fn notify_object(mib_root: &[u32], n: u32) -> Oid {
-    let mut oid = mib_root.to_vec();
-    oid.extend_from_slice(&[1, 1, n, 0]);
-    oid
-}
-
-/// The notification for `e`, `None` when its kind has none. `uptime` is
-/// the supervisor's sysUpTime when the event happened.
-pub fn notification(mib_root: &[u32], e: &Event, uptime: u32) -> Option<Notification> {
-    let number = notification_number(&e.event)?;
-    let mut trap_oid = mib_root.to_vec();
-    trap_oid.extend_from_slice(&[0, number]);
-    let text = |s: &str| Value::OctetString(cut(s, TEXT_MAX).as_bytes().to_vec());
-    let mut varbinds = vec![
-        (notify_object(mib_root, 1), text(&e.agent)),
-        (
-            notify_object(mib_root, 2),
-            Value::Gauge32(e.pid.unwrap_or(0)),
-        ),
-    ];
-    if let Some(state) = state_number(&e.state) {
-        varbinds.push((notify_object(mib_root, 3), Value::Integer(state)));
-    }
-    varbinds.extend([
-        (notify_object(mib_root, 4), Value::Gauge32(e.restarts)),
-        (
-            notify_object(mib_root, 5),
-            Value::Integer(e.exit_code.map_or(-1, i64::from)),
-        ),
-        (
-            notify_object(mib_root, 6),
-            text(e.signal.as_deref().unwrap_or("")),
-        ),
-        (notify_object(mib_root, 7), text(&e.reason)),
-        (notify_object(mib_root, 8), text(&e.node)),
-        (
-            notify_object(mib_root, 9),
-            Value::Gauge32((e.seq & u64::from(u32::MAX)) as u32),
-        ),
-    ]);
-    Some(Notification {
-        trap_oid,
-        uptime,
-        varbinds,
-        agent_addr: [0, 0, 0, 0],
-    })
-}
-
 /// Whether `target` wants events of this kind.
-fn wanted(target: &NotifyTarget, event: &str) -> bool {
-    let Ok(kind) = event.parse::<agentcluster_conf::EventKind>() else {
-        return false;
-    };
+fn wanted(target: &NotifyTarget, kind: EventKind) -> bool {
     target
         .events
         .as_ref()
@@ -652,7 +560,7 @@ struct Queue {
 
 fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32, bus: &Bus) {
     for q in queues.iter_mut() {
-        if !wanted(&q.conf, &e.event) {
+        if !wanted(&q.conf, e.event) {
             continue;
         }
         match q.tx.try_send((e.clone(), uptime)) {
@@ -860,9 +768,7 @@ impl Worker {
     async fn accept(&mut self, jobs: Vec<Job>) -> bool {
         if self.target.kind == Kind::Trap {
             for (event, uptime) in jobs {
-                let Some(mut n) = notification(&self.mib_root, &event, uptime) else {
-                    continue;
-                };
+                let mut n = notification(&self.mib_root, &event, uptime);
                 n.agent_addr = self.agent_addr;
                 if let Err(e) = self.sender.send(&self.target, &n).await {
                     tracing::warn!(target = %self.label, seq = event.seq, cause = %e, "trap not sent");
@@ -996,12 +902,7 @@ async fn with_store<T: Send + 'static>(
 
 /// One delivery round of `p` to `target`.
 async fn deliver(sender: &mut Sender, target: &Target, mib_root: &[u32], p: &Pending) -> Round {
-    let Some(n) = notification(mib_root, &p.event, p.uptime) else {
-        return Round::Refused(NotifyError::Config(
-            target.address.clone(),
-            format!("no notification for event `{}`", p.event.event),
-        ));
-    };
+    let n = notification(mib_root, &p.event, p.uptime);
     match sender.send(target, &n).await {
         Ok(()) => Round::Acknowledged,
         Err(e @ (NotifyError::Refused { .. } | NotifyError::Config(..))) => Round::Refused(e),
@@ -1019,126 +920,21 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::NewEvent;
+    use crate::events::testutil::died;
+    use crate::events::{NewEvent, State};
     use agentcluster_agent::ber::{self, Frame};
+    use agentcluster_agent::notify::Notification;
     use agentcluster_agent::notify::encode;
+    use agentcluster_agent::value::Oid;
     use agentcluster_conf::{DEFAULT_MIB_ROOT, NotifyType, Secret, SnmpVersion};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     const ROOT: &[u32] = DEFAULT_MIB_ROOT;
 
-    fn died() -> Event {
-        Event {
-            seq: 42,
-            ts: "2026-11-22T12:00:00.123Z".into(),
-            node: "lab-a".into(),
-            agent: "core-sw-1".into(),
-            event: "died".into(),
-            pid: Some(4242),
-            exit_code: None,
-            signal: Some("SIGKILL".into()),
-            restarts: 3,
-            state: "backoff".into(),
-            reason: "killed by SIGKILL".into(),
-        }
-    }
-
     fn oid(tail: &[u32]) -> Oid {
         let mut o = ROOT.to_vec();
         o.extend_from_slice(tail);
         o
-    }
-
-    #[test]
-    fn a_died_event_is_agent_died_with_every_object() {
-        let n = notification(ROOT, &died(), 777).unwrap();
-        assert_eq!(n.trap_oid, oid(&[0, 3]));
-        assert_eq!(n.uptime, 777);
-        let text = |s: &str| Value::OctetString(s.as_bytes().to_vec());
-        assert_eq!(
-            n.varbinds,
-            vec![
-                (oid(&[1, 1, 1, 0]), text("core-sw-1")),
-                (oid(&[1, 1, 2, 0]), Value::Gauge32(4242)),
-                (oid(&[1, 1, 3, 0]), Value::Integer(6)),
-                (oid(&[1, 1, 4, 0]), Value::Gauge32(3)),
-                (oid(&[1, 1, 5, 0]), Value::Integer(-1)),
-                (oid(&[1, 1, 6, 0]), text("SIGKILL")),
-                (oid(&[1, 1, 7, 0]), text("killed by SIGKILL")),
-                (oid(&[1, 1, 8, 0]), text("lab-a")),
-                (oid(&[1, 1, 9, 0]), Value::Gauge32(42)),
-            ]
-        );
-        // An SNMPv1 Trap of it: enterprise = the MIB root, specific 3.
-        assert_eq!(
-            agentcluster_agent::notify::v1_trap_fields(&n),
-            (ROOT.to_vec(), 6, 3)
-        );
-    }
-
-    #[test]
-    fn every_event_kind_has_its_number_and_absent_values_their_none() {
-        let kinds = [
-            ("ready", 1),
-            ("stopped", 2),
-            ("died", 3),
-            ("unresponsive", 4),
-            ("restarting", 5),
-            ("failed", 6),
-            ("config-changed", 7),
-            ("supervisor-started", 8),
-            ("supervisor-stopping", 9),
-            ("start-failed", 10),
-            ("data-reloaded", 11),
-            ("starting", 12),
-            ("events-dropped", 13),
-        ];
-        for (kind, n) in kinds {
-            assert_eq!(notification_number(kind), Some(n), "{kind}");
-        }
-        for kind in agentcluster_conf::EventKind::names() {
-            let mapped = kinds.iter().any(|(k, _)| *k == kind);
-            assert!(mapped, "{kind} has no notification");
-        }
-        assert_eq!(notification_number("node-joined"), None);
-        let e = Event {
-            pid: None,
-            exit_code: Some(3),
-            signal: None,
-            state: "no-such-state".into(),
-            seq: u64::from(u32::MAX) + 5,
-            ..died()
-        };
-        let n = notification(ROOT, &e, 0).unwrap();
-        let get = |i: u32| n.varbinds.iter().find(|(o, _)| *o == oid(&[1, 1, i, 0]));
-        assert_eq!(get(2).map(|v| &v.1), Some(&Value::Gauge32(0)));
-        assert_eq!(get(3), None, "an unknown state is left out");
-        assert_eq!(get(5).map(|v| &v.1), Some(&Value::Integer(3)));
-        assert_eq!(get(6).map(|v| &v.1), Some(&Value::OctetString(vec![])));
-        assert_eq!(get(9).map(|v| &v.1), Some(&Value::Gauge32(4)));
-        let other_root = [1, 3, 6, 1, 4, 1, 99999];
-        let n = notification(&other_root, &died(), 0).unwrap();
-        assert_eq!(n.trap_oid, [1, 3, 6, 1, 4, 1, 99999, 0, 3]);
-        assert!(n.varbinds.iter().all(|(o, _)| o.starts_with(&other_root)));
-    }
-
-    #[test]
-    fn long_texts_are_cut_on_character_boundaries() {
-        let reason = "é".repeat(200); // 400 bytes
-        let e = Event {
-            reason: reason.clone(),
-            ..died()
-        };
-        let n = notification(ROOT, &e, 0).unwrap();
-        let Some((_, Value::OctetString(sent))) =
-            n.varbinds.iter().find(|(o, _)| *o == oid(&[1, 1, 7, 0]))
-        else {
-            panic!("no reason")
-        };
-        assert_eq!(sent.len(), 254);
-        assert_eq!(std::str::from_utf8(sent).unwrap(), "é".repeat(127));
-        assert_eq!(cut("abc", 5), "abc");
-        assert_eq!(cut("aé", 2), "a");
     }
 
     #[test]
@@ -1164,9 +960,8 @@ mod tests {
     fn filters_and_store_names() {
         let all = conf_target("127.0.0.1:162", NotifyType::Trap, None);
         let some = conf_target("127.0.0.1:162", NotifyType::Trap, Some(&["died"]));
-        assert!(wanted(&all, "ready") && wanted(&all, "died"));
-        assert!(!wanted(&all, "node-joined"), "no notification for it");
-        assert!(wanted(&some, "died") && !wanted(&some, "ready"));
+        assert!(wanted(&all, EventKind::Ready) && wanted(&all, EventKind::Died));
+        assert!(wanted(&some, EventKind::Died) && !wanted(&some, EventKind::Ready));
 
         let t = |addr: &str, kind| crate::events::targets::target(&conf_target(addr, kind, None));
         let names = store_names(&[
@@ -1359,9 +1154,7 @@ mod tests {
     fn publish(bus: &Bus, agent: &str, event: &str) {
         bus.publish(NewEvent {
             agent: agent.into(),
-            event: event.into(),
-            state: "running".into(),
-            ..NewEvent::default()
+            ..NewEvent::new(event.parse().unwrap(), State::Running)
         });
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::Manager;
 use crate::control::api::{ErrorKind, Response};
-use crate::events::NewEvent;
+use crate::events::{EventKind, NewEvent, State};
 use crate::fleet::plan::limits;
 use crate::fleet::reload::{self, Group, group, unapplied_cluster_keys};
 use crate::fleet::stores::compile_stores;
@@ -314,14 +314,15 @@ impl Manager {
             for name in names {
                 self.shared.bus.publish(NewEvent {
                     agent: name.clone(),
-                    event: "config-changed".into(),
-                    state: if why == "removed" {
-                        "stopped".into()
-                    } else {
-                        "starting".into()
-                    },
                     reason: format!("reload: agent {why}"),
-                    ..NewEvent::default()
+                    ..NewEvent::new(
+                        EventKind::ConfigChanged,
+                        if why == "removed" {
+                            State::Stopped
+                        } else {
+                            State::Starting
+                        },
+                    )
                 });
             }
         }

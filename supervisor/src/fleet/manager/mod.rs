@@ -357,7 +357,7 @@ impl Manager {
             for (i, a) in u.agents.iter().enumerate() {
                 agents.push(AgentStatus {
                     name: a.name.clone(),
-                    state: s.state.as_str().into(),
+                    state: s.state,
                     pid: s.pid,
                     endpoints: a.listen.iter().map(|e| e.to_string()).collect(),
                     restarts: s.restarts,

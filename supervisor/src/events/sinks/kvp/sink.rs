@@ -356,14 +356,7 @@ mod tests {
         }
     }
 
-    fn publish(bus: &Bus, agent: &str, kind: &str, reason: &str) {
-        bus.publish(crate::events::NewEvent {
-            agent: agent.into(),
-            event: kind.into(),
-            reason: reason.into(),
-            ..Default::default()
-        });
-    }
+    use crate::events::testutil::publish;
 
     #[tokio::test]
     async fn the_sink_writes_earlier_and_later_events_and_flushes_at_shutdown() {
@@ -395,7 +388,7 @@ mod tests {
                     e.key
                         .ends_with(&format!("|{}|{}|{}", ev.event, ev.agent, ev.seq))
                 );
-                (ev.seq, ev.event, ev.agent)
+                (ev.seq, ev.event.to_string(), ev.agent)
             })
             .collect();
         assert_eq!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{Boot, Record, decode};
-use crate::events::Event;
+use crate::events::{Event, State};
 
 pub(super) fn event(seq: u64, agent: &str, kind: &str, reason: &str) -> Event {
     Event {
@@ -14,12 +14,12 @@ pub(super) fn event(seq: u64, agent: &str, kind: &str, reason: &str) -> Event {
         ts: "2026-11-22T12:00:00.123Z".into(),
         node: "lab-a".into(),
         agent: agent.into(),
-        event: kind.into(),
+        event: kind.parse().unwrap(),
         pid: Some(4242),
         exit_code: None,
         signal: Some("SIGKILL".into()),
         restarts: 3,
-        state: "backoff".into(),
+        state: State::Backoff,
         reason: reason.into(),
     }
 }
