@@ -22,6 +22,7 @@ use crate::fleet::plan::{credentials, limits};
 use crate::fleet::stores::compile_stores;
 use crate::fleet::watch::watch_snapshots;
 use crate::process::bind;
+use crate::process::launch::Agents;
 use crate::process::spawner;
 use crate::process::unit::{Settings, Shared};
 use crate::{status, systemd};
@@ -109,7 +110,7 @@ pub async fn run(
     raise_nofile_limit()?;
     let bus = Bus::new(&c.node);
     let shared = Shared {
-        spawner: spawner::Spawner::start()?,
+        launcher: Arc::new(Agents::new(spawner::Spawner::start()?, settings.clone())),
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),
         bus: bus.clone(),
         settings,

@@ -7,7 +7,10 @@
 //! `unsafe` of the supervisor lives in [`sys`].
 
 pub mod bind;
+pub mod launch;
 pub mod machine;
 pub mod spawner;
 pub mod sys;
+#[cfg(test)]
+pub mod testutil;
 pub mod unit;

@@ -374,3 +374,6 @@ impl Manager {
         agents
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,24 +5,20 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, Swap, ToAgent};
+use agentcluster_agent::channel::{self, FromAgent, Swap, ToAgent};
 use agentcluster_agent::responder;
 use agentcluster_agent::xorshift::Rng;
 use agentcluster_conf::Restart;
-use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, NewEvent};
-use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, Sig, State, Timer};
-use crate::process::spawner::{Child, Spawner};
+use crate::process::launch::{FromChannel, Launch, Proc};
+use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, State, Timer};
 use crate::process::sys::Credentials;
 
 /// One agent as a process serves it.
@@ -75,7 +71,8 @@ pub struct Settings {
 /// What every unit shares.
 #[derive(Clone)]
 pub struct Shared {
-    pub spawner: Spawner,
+    /// Creates the units' processes.
+    pub launcher: Arc<dyn Launch>,
     pub tokens: Arc<Semaphore>,
     pub bus: Bus,
     pub settings: Arc<Settings>,
@@ -102,17 +99,13 @@ pub struct Status {
     pub requests: Vec<u64>,
 }
 
-/// A message from the process's channel reader, tagged with the spawn it
-/// belongs to.
-enum FromChannel {
-    Msg(FromAgent),
-    Closed,
-    Broken(String),
+/// The clock: tokio's, so that tests can pause and advance it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 struct Process {
-    child: Child,
-    writer: OwnedWriteHalf,
+    proc: Box<dyn Proc>,
     token: String,
     /// Channel messages carry the generation of the process they came from;
     /// those of an earlier process are ignored.
@@ -142,7 +135,7 @@ pub async fn run(
     let mut timers: HashMap<Timer, Instant> = HashMap::new();
     let mut waiting_for_token = false;
     let mut permit: Option<OwnedSemaphorePermit> = None;
-    let mut last_heartbeat = Instant::now();
+    let mut last_heartbeat = now();
     let mut requests = vec![0u64; spec.agents.len()];
     let mut shutting_down = false;
     let mut watchdog = tokio::time::interval(settings.heartbeat);
@@ -163,7 +156,7 @@ pub async fn run(
     });
 
     if spec.active {
-        let actions = machine.handle(Input::Start, Instant::now(), rng.unit());
+        let actions = machine.handle(Input::Start, now(), rng.unit());
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
     }
     loop {
@@ -199,7 +192,7 @@ pub async fn run(
                     // its start message, which named the old stores.
                     if let Some(p) = process.as_mut() {
                         let msg = ToAgent::Swap { swaps };
-                        if let Err(e) = channel::write_frame(&mut p.writer, &msg).await {
+                        if let Err(e) = p.proc.send(&msg).await {
                             tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
                         }
                     }
@@ -213,7 +206,7 @@ pub async fn run(
             Ok(()) = limits.changed() => {
                 let msg = ToAgent::Limits(*limits.borrow_and_update());
                 if let Some(p) = process.as_mut()
-                    && let Err(e) = channel::write_frame(&mut p.writer, &msg).await
+                    && let Err(e) = p.proc.send(&msg).await
                 {
                     tracing::warn!(unit = %spec.name, cause = %e, "cannot send limits");
                 }
@@ -239,25 +232,25 @@ pub async fn run(
                 waiting_for_token = false;
                 permit = p.ok();
                 generation += 1;
-                last_heartbeat = Instant::now();
+                last_heartbeat = now();
                 requests.iter_mut().for_each(|r| *r = 0);
                 Some(match spawn(&spec, &shared, generation, chan_tx.clone()).await {
                     Ok(p) => {
-                        let pid = p.child.id().unwrap_or(0);
+                        let pid = p.proc.id().unwrap_or(0);
                         process = Some(p);
                         Input::Spawned { pid }
                     }
                     Err(e) => Input::SpawnFailed(e),
                 })
             }
-            _ = watchdog.tick() => check(&machine, last_heartbeat, &settings, spec.memory_max),
+            _ = watchdog.tick() => check(&machine, process.as_ref(), last_heartbeat, &settings, spec.memory_max),
             Some((pid, why)) = probe_rx.recv() => {
                 (machine.state() == State::Running && machine.pid() == Some(pid))
                     .then_some(Input::Fault(Fault::ProbeFailed(why)))
             }
         };
         let Some(input) = input else { continue };
-        let actions = machine.handle(input, Instant::now(), rng.unit());
+        let actions = machine.handle(input, now(), rng.unit());
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
         if machine.state() != State::Starting {
             // The start token returns to the pool on ready, failure or stop.
@@ -359,35 +352,16 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 async fn wait(process: &mut Option<Process>) -> Exit {
-    let Some(p) = process.as_mut() else {
-        return std::future::pending().await;
-    };
-    match p.child.wait().await {
-        Ok(status) => exit_of(status),
-        Err(e) => {
-            tracing::error!(cause = %e, "cannot wait for an agent process");
-            Exit::Code(-1)
-        }
-    }
-}
-
-/// How a process ended, from its wait status.
-pub fn exit_of(status: std::process::ExitStatus) -> Exit {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Exit::Code(c),
-        (None, Some(s)) => Exit::Signal(
-            nix::sys::signal::Signal::try_from(s)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {s}")),
-        ),
-        (None, None) => Exit::Code(-1),
+    match process.as_mut() {
+        Some(p) => p.proc.wait().await,
+        None => std::future::pending().await,
     }
 }
 
 /// The watchdog check, every `heartbeat`.
 fn check(
     machine: &Machine,
+    process: Option<&Process>,
     last_heartbeat: Instant,
     settings: &Settings,
     memory_max: Option<u64>,
@@ -395,25 +369,18 @@ fn check(
     if machine.state() != State::Running {
         return None;
     }
-    if last_heartbeat.elapsed() > settings.inactive_after {
+    if now().saturating_duration_since(last_heartbeat) > settings.inactive_after {
         return Some(Input::Fault(Fault::NoHeartbeat));
     }
-    let pid = machine.pid()?;
-    let proc = procfs::process::Process::new(pid as i32).ok()?;
-    if let Ok(stat) = proc.stat()
-        && matches!(stat.state, 'T' | 't')
-    {
+    let seen = process?.proc.inspect()?;
+    if seen.stopped {
         return Some(Input::Fault(Fault::ProcessStopped));
     }
     if let Some(limit) = memory_max
-        && let Ok(st) = proc.status()
-        && let Some(kb) = st.vmrss
-        && kb * 1024 > limit
+        && let Some(rss) = seen.rss
+        && rss > limit
     {
-        return Some(Input::Fault(Fault::MemoryOver {
-            rss: kb * 1024,
-            limit,
-        }));
+        return Some(Input::Fault(Fault::MemoryOver { rss, limit }));
     }
     None
 }
@@ -432,7 +399,7 @@ fn on_channel(
         FromChannel::Msg(FromAgent::Ready { token }) if starting => {
             // Fail closed: only the token of this start counts.
             if process.as_ref().is_some_and(|p| p.token == token) {
-                *last_heartbeat = Instant::now();
+                *last_heartbeat = now();
                 Some(Input::Ready)
             } else {
                 Some(Input::StartFailed("ready with a wrong start token".into()))
@@ -442,7 +409,7 @@ fn on_channel(
             Some(Input::StartFailed(reason))
         }
         FromChannel::Msg(FromAgent::Heartbeat { agents }) => {
-            *last_heartbeat = Instant::now();
+            *last_heartbeat = now();
             for (slot, plan) in requests.iter_mut().zip(&spec.agents) {
                 if let Some(s) = agents.iter().find(|s| s.name == plan.name) {
                     *slot = s.requests;
@@ -492,8 +459,8 @@ fn apply(
         match action {
             Action::Spawn => spawn = true,
             Action::Signal(sig) => {
-                if let Some(pid) = process.as_ref().and_then(|p| p.child.id()) {
-                    signal(pid, sig);
+                if let Some(p) = process.as_ref() {
+                    p.proc.signal(sig);
                 }
             }
             Action::SetTimer(t, at) => {
@@ -511,7 +478,7 @@ fn apply(
                 let pid = match kind {
                     EventKind::Died | EventKind::StartFailed => machine
                         .pid()
-                        .or(process.as_ref().and_then(|p| p.child.id()))
+                        .or(process.as_ref().and_then(|p| p.proc.id()))
                         .or(machine.last_pid()),
                     _ => machine.pid(),
                 };
@@ -533,109 +500,20 @@ fn apply(
     spawn
 }
 
-fn signal(pid: u32, sig: Sig) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    let pid = Pid::from_raw(pid as i32);
-    match sig {
-        Sig::Term => {
-            let _ = kill(pid, Signal::SIGTERM);
-            // A stopped process acts on SIGTERM only once continued.
-            let _ = kill(pid, Signal::SIGCONT);
-        }
-        Sig::Kill => {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-    }
-}
-
-/// Creates the process, starts its channel reader and sends the start
-/// message. The handshake completes when `ready` arrives.
+/// Creates the process through the launcher, with a fresh start token.
 async fn spawn(
     spec: &UnitSpec,
     shared: &Shared,
     generation: u64,
     chan_tx: mpsc::Sender<(u64, FromChannel)>,
 ) -> Result<Process, String> {
-    let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    let mut fds: Vec<OwnedFd> = vec![theirs.into()];
-    for plan in &spec.agents {
-        for s in &plan.sockets {
-            fds.push(
-                s.try_clone()
-                    .map_err(|e| format!("cannot pass a socket: {e}"))?
-                    .into(),
-            );
-        }
-    }
-    let title = format!("agentcluster: agent {}", spec.name);
-    let child = shared
-        .spawner
-        .spawn(title, fds, shared.settings.creds)
-        .await
-        .map_err(|e| {
-            let why = match shared.settings.creds {
-                Some(c) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    crate::process::sys::exec_denied(shared.spawner.program(), c)
-                        .map(|w| format!(" ({w}: agents run as that account; install agentcluster where it can reach it)"))
-                        .unwrap_or_default()
-                }
-                _ => String::new(),
-            };
-            format!("cannot create the agent process: {e}{why}")
-        })?;
-    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let stream = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
-    let (mut reader, mut writer) = stream.into_split();
-    tokio::spawn(async move {
-        loop {
-            let msg = match channel::read_frame::<_, FromAgent>(&mut reader).await {
-                Ok(Some(m)) => FromChannel::Msg(m),
-                Ok(None) => FromChannel::Closed,
-                Err(e) => FromChannel::Broken(e.to_string()),
-            };
-            let last = !matches!(msg, FromChannel::Msg(_));
-            if chan_tx.send((generation, msg)).await.is_err() || last {
-                break;
-            }
-        }
-    });
     let token = start_token();
-    let limits = *shared.settings.limits.borrow();
-    let start = ToAgent::Start(Start {
-        protocol: PROTOCOL,
-        token: token.clone(),
-        heartbeat_ms: shared.settings.heartbeat.as_millis() as u64,
-        agents: spec
-            .agents
-            .iter()
-            .map(|a| {
-                // Every start is one snmpEngineBoots more (SNMPv3 agents).
-                let mut config = a.config.clone();
-                crate::fleet::v3::set_boots(&mut config, &shared.settings.state_dir, &a.name)?;
-                config.max_message_size = limits.max_response_bytes;
-                Ok(AgentSpec {
-                    name: a.name.clone(),
-                    sockets: a.sockets.len(),
-                    stores: a.stores.clone(),
-                    config,
-                    notify: a.notify.clone(),
-                    // The first process of this unit is the device's boot.
-                    cold: generation == 1,
-                    engine_id: a.engine_id.clone(),
-                    endpoints: a.endpoints.clone(),
-                    rate_limit: limits.rate_limit,
-                })
-            })
-            .collect::<Result<_, String>>()?,
-    });
-    // A failure here is a failed start; the child is killed on drop.
-    if let Err(e) = channel::write_frame(&mut writer, &start).await {
-        return Err(format!("cannot send the start message: {e}"));
-    }
+    let proc = shared
+        .launcher
+        .launch(spec, generation, &token, chan_tx)
+        .await?;
     Ok(Process {
-        child,
-        writer,
+        proc,
         token,
         generation,
     })
@@ -661,3 +539,6 @@ fn jitter_rng() -> Rng {
     let _ = getrandom::fill(&mut b);
     Rng::new(u64::from_le_bytes(b))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+//! The manager with the fake launcher on tokio's paused clock: the test is
+//! the supervisor's loop (it feeds `Work` back) and plays every process.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::{Asker, Manager, Reports, Work};
+use crate::control::api::{ErrorKind, Request, Response};
+use crate::events::{Bus, Event, EventKind, State};
+use crate::fleet::stores::compile_stores;
+use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// A fleet file in a directory of its own, with one snapshot.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("d.snmprec"), "1.3.6.1.2.1.1.5.0|4|x\n").unwrap();
+        Files { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("fleet.yaml")
+    }
+
+    /// Writes a fleet of `(name, port)` agents.
+    fn write(&self, agents: &[(&str, u16)]) {
+        let d = self.dir.path().display();
+        let mut text =
+            format!("cluster: {{ cache_dir: {d}/cache, state_dir: {d}/state }}\nagents:\n");
+        for (name, port) in agents {
+            text += &format!(
+                "  - {{ name: {name}, listen: [\"127.0.0.1:{port}\"], data: {d}/d.snmprec, snmpv2c: {{ communities: [public] }} }}\n"
+            );
+        }
+        std::fs::write(self.path(), text).unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Harness {
+    manager: Manager,
+    work: mpsc::UnboundedReceiver<Work>,
+    launches: mpsc::UnboundedReceiver<Launched>,
+    /// Every process launched so far, by unit name (the latest).
+    procs: HashMap<String, Launched>,
+    events: broadcast::Receiver<Arc<Event>>,
+    _watch: watch::Receiver<Vec<PathBuf>>,
+}
+
+impl Harness {
+    async fn start(path: &Path, on_term: OnTerm) -> Harness {
+        let fleet = agentcluster_conf::load(path).unwrap().fleet;
+        let compiled = compile_stores(&fleet).unwrap();
+        let bus = Bus::new("lab-a");
+        let events = bus.subscribe();
+        let (fake, launches) = Fake::new(on_term);
+        let (limits, _) = watch::channel(crate::fleet::plan::limits(&fleet.cluster));
+        let (watch_files, watch_rx) = watch::channel(Vec::new());
+        let (dead, _) = mpsc::unbounded_channel();
+        let (work_tx, work) = mpsc::unbounded_channel();
+        let reports = Reports {
+            dead,
+            work: work_tx,
+        };
+        let manager = Manager::start(
+            &fleet,
+            &compiled,
+            shared(fake, 8, &bus),
+            HashMap::new(),
+            limits,
+            watch_files,
+            reports,
+        )
+        .unwrap();
+        Harness {
+            manager,
+            work,
+            launches,
+            procs: HashMap::new(),
+            events,
+            _watch: watch_rx,
+        }
+    }
+
+    /// Takes the next `n` launches and answers each one ready.
+    async fn ready(&mut self, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..n {
+            let p = tokio::time::timeout(PATIENCE, self.launches.recv())
+                .await
+                .expect("a launch")
+                .unwrap();
+            p.ready().await;
+            names.push(p.unit.clone());
+            self.procs.insert(p.unit.clone(), p);
+        }
+        names.sort();
+        names
+    }
+
+    /// The next piece of off-loop work, not applied yet.
+    async fn next_work(&mut self) -> Work {
+        tokio::time::timeout(PATIENCE, self.work.recv())
+            .await
+            .expect("work comes back")
+            .unwrap()
+    }
+
+    /// Feeds the next piece of off-loop work back, as the loop does.
+    async fn turn(&mut self) -> &'static str {
+        let w = self.next_work().await;
+        self.apply(w).await
+    }
+
+    async fn apply(&mut self, w: Work) -> &'static str {
+        let what = match &w {
+            Work::Prepared(_) => "prepared",
+            Work::Stopped => "stopped",
+            Work::Compiled { .. } => "compiled",
+        };
+        self.manager.on_work(w).await;
+        what
+    }
+
+    async fn ask(&mut self, request: Request) -> Response {
+        let (tx, rx) = oneshot::channel();
+        self.manager.handle(request, tx).await;
+        rx.await.expect("an answer")
+    }
+
+    fn running(&mut self) -> Vec<(String, State, Option<u32>)> {
+        self.manager
+            .status_list()
+            .into_iter()
+            .map(|a| (a.name, a.state, a.pid))
+            .collect()
+    }
+
+    /// The `config-changed` events published so far: (agent, reason).
+    fn config_changes(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            if e.event == EventKind::ConfigChanged {
+                out.push((e.agent.clone(), e.reason.clone()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+async fn all_running(h: &mut Harness, names: &[&str]) {
+    tokio::time::timeout(PATIENCE, h.manager.started())
+        .await
+        .expect("started");
+    let got: Vec<String> = h.running().into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(got, names);
+    assert!(h.running().iter().all(|(_, s, _)| *s == State::Running));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_restarts_only_what_changed_and_requests_are_answered_meanwhile() {
+    let files = Files::new();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    files.write(&[("a", pa), ("b", pb), ("c", pc)]);
+    // Processes that ignore SIGTERM: a reload waits stop_timeout for them.
+    let mut h = Harness::start(&files.path(), OnTerm::Ignore).await;
+    assert_eq!(h.ready(3).await, ["a", "b", "c"]);
+    all_running(&mut h, &["a", "b", "c"]).await;
+    let pid_a = h.running()[0].2;
+
+    // b moves to another port, c goes, d comes.
+    let (pb2, pd) = (free_port(), free_port());
+    files.write(&[("a", pa), ("b", pb2), ("d", pd)]);
+    let (tx, mut reply) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx));
+    assert_eq!(h.turn().await, "prepared");
+    // b and c are being stopped (they ignore SIGTERM for 5 s): the reload
+    // is not answered yet, and other requests are.
+    assert!(reply.try_recv().is_err(), "answered before the stops");
+    let Response::Status { agents, .. } = h.ask(Request::Status).await else {
+        panic!("not a status")
+    };
+    let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["a"], "b and c are no longer the fleet's");
+    let stop = h
+        .ask(Request::Stop {
+            names: vec!["b".into()],
+        })
+        .await;
+    assert!(
+        matches!(
+            stop,
+            Response::Error {
+                kind: ErrorKind::UnknownAgent,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+
+    // SIGKILL after stop_timeout ends them; then the new units start.
+    assert_eq!(h.turn().await, "stopped");
+    let Response::Done { agents, message } = reply.await.unwrap() else {
+        panic!("reload not done")
+    };
+    assert_eq!(agents, ["b", "d", "c"]);
+    assert!(
+        message.starts_with("reloaded: 1 changed, 1 added, 1 removed"),
+        "{message}"
+    );
+    assert_eq!(h.ready(2).await, ["b", "d"]);
+    all_running(&mut h, &["a", "b", "d"]).await;
+    assert_eq!(h.running()[0].2, pid_a, "a kept its process");
+    assert_eq!(
+        h.config_changes(),
+        [
+            ("b".to_string(), "reload: agent changed".to_string()),
+            ("c".to_string(), "reload: agent removed".to_string()),
+            ("d".to_string(), "reload: agent added".to_string()),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_configuration_changes_nothing_and_reloads_queue_up() {
+    let files = Files::new();
+    let pa = free_port();
+    files.write(&[("a", pa)]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(1).await;
+    all_running(&mut h, &["a"]).await;
+    let before = h.running();
+
+    std::fs::write(files.path(), "agents: [ { name: a, lisen: [] } ]\n").unwrap();
+    let (tx1, r1) = oneshot::channel();
+    let (tx2, r2) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx1));
+    // Asked while the first runs: served by a second reload.
+    h.manager.reload(Asker::Control(tx2));
+    let first = h.next_work().await;
+    // The second reads the file again once the first is done: fixed by then.
+    files.write(&[("a", pa)]);
+    assert_eq!(h.apply(first).await, "prepared");
+    let Response::Error { kind, message } = r1.await.unwrap() else {
+        panic!("not refused")
+    };
+    assert_eq!(kind, ErrorKind::Config);
+    assert!(message.contains("configuration not reloaded"), "{message}");
+    assert_eq!(h.turn().await, "prepared");
+    assert_eq!(h.turn().await, "stopped");
+    let Response::Done { agents, .. } = r2.await.unwrap() else {
+        panic!("second reload not done")
+    };
+    assert!(agents.is_empty(), "nothing changed: {agents:?}");
+    assert_eq!(h.running(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_requests_name_agents_by_glob() {
+    let files = Files::new();
+    files.write(&[
+        ("core-1", free_port()),
+        ("core-2", free_port()),
+        ("edge", free_port()),
+    ]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(3).await;
+    all_running(&mut h, &["core-1", "core-2", "edge"]).await;
+
+    let r = h
+        .ask(Request::Stop {
+            names: vec!["core-[12]".into()],
+        })
+        .await;
+    let Response::Done { agents, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(agents, ["core-1", "core-2"]);
+    let r = h
+        .ask(Request::Restart {
+            names: vec!["nothing*".into(), "edge".into()],
+        })
+        .await;
+    let Response::Error { kind, message } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(kind, ErrorKind::UnknownAgent);
+    assert!(message.contains("nothing*"), "{message}");
+    let r = h
+        .ask(Request::Stop {
+            names: vec!["[".into()],
+        })
+        .await;
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: ErrorKind::BadRequest,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}

@@ -1,0 +1,268 @@
+//! How a unit gets its process: [`Launch`] creates it and [`Proc`] is what
+//! the unit holds of it — its pid, its exit, its channel, signals and its
+//! /proc state. [`Agents`] is the real one (spawn helpers, our own binary,
+//! the start message); the unit tests drive units with a fake.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, ToAgent};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::process::machine::{Exit, Sig};
+use crate::process::spawner::{Child, Spawner};
+use crate::process::unit::{Settings, UnitSpec};
+
+/// A boxed future, as the object-safe traits below return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the channel of a process says, as its reader passes it on, tagged
+/// with the generation of the process it came from.
+#[derive(Debug)]
+pub enum FromChannel {
+    /// A message.
+    Msg(FromAgent),
+    /// The channel ended.
+    Closed,
+    /// The channel broke (a bad frame, an I/O error).
+    Broken(String),
+}
+
+/// Creates the processes of units.
+pub trait Launch: Send + Sync {
+    /// Creates the process of `spec` (its `generation`-th start, with start
+    /// token `token`), forwards what its channel says to `chan` tagged with
+    /// `generation`, and sends it its start message. The handshake is over
+    /// when a `ready` with `token` comes back on `chan`.
+    fn launch<'a>(
+        &'a self,
+        spec: &'a UnitSpec,
+        generation: u64,
+        token: &'a str,
+        chan: mpsc::Sender<(u64, FromChannel)>,
+    ) -> BoxFuture<'a, Result<Box<dyn Proc>, String>>;
+}
+
+/// What /proc says of a process, for the watchdog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// Stopped by a signal or a tracer (state `T` or `t`).
+    pub stopped: bool,
+    /// Resident memory, in bytes.
+    pub rss: Option<u64>,
+}
+
+/// A process a unit holds.
+pub trait Proc: Send {
+    /// Its pid, while it is not reaped.
+    fn id(&self) -> Option<u32>;
+    /// Resolves when it has exited (and is reaped).
+    fn wait(&mut self) -> BoxFuture<'_, Exit>;
+    /// Sends a message on its channel.
+    fn send<'a>(&'a mut self, msg: &'a ToAgent) -> BoxFuture<'a, io::Result<()>>;
+    /// Signals it.
+    fn signal(&self, sig: Sig);
+    /// Its state in /proc, when it can be read.
+    fn inspect(&self) -> Option<Inspection>;
+}
+
+/// The real launcher: agent processes of our own binary, created by the
+/// spawn helpers, told their configuration in the start message.
+pub struct Agents {
+    spawner: Spawner,
+    settings: Arc<Settings>,
+}
+
+impl Agents {
+    /// A launcher that creates processes through `spawner`.
+    pub fn new(spawner: Spawner, settings: Arc<Settings>) -> Agents {
+        Agents { spawner, settings }
+    }
+}
+
+impl Launch for Agents {
+    fn launch<'a>(
+        &'a self,
+        spec: &'a UnitSpec,
+        generation: u64,
+        token: &'a str,
+        chan: mpsc::Sender<(u64, FromChannel)>,
+    ) -> BoxFuture<'a, Result<Box<dyn Proc>, String>> {
+        Box::pin(async move {
+            let p = self.spawn(spec, generation, token, chan).await?;
+            Ok(Box::new(p) as Box<dyn Proc>)
+        })
+    }
+}
+
+impl Agents {
+    /// Creates the process, starts its channel reader and sends the start
+    /// message.
+    async fn spawn(
+        &self,
+        spec: &UnitSpec,
+        generation: u64,
+        token: &str,
+        chan_tx: mpsc::Sender<(u64, FromChannel)>,
+    ) -> Result<AgentProcess, String> {
+        let settings = &self.settings;
+        let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let mut fds: Vec<OwnedFd> = vec![theirs.into()];
+        for plan in &spec.agents {
+            for s in &plan.sockets {
+                fds.push(
+                    s.try_clone()
+                        .map_err(|e| format!("cannot pass a socket: {e}"))?
+                        .into(),
+                );
+            }
+        }
+        let title = format!("agentcluster: agent {}", spec.name);
+        let child = self
+            .spawner
+            .spawn(title, fds, settings.creds)
+            .await
+            .map_err(|e| {
+                let why = match settings.creds {
+                    Some(c) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        crate::process::sys::exec_denied(self.spawner.program(), c)
+                            .map(|w| format!(" ({w}: agents run as that account; install agentcluster where it can reach it)"))
+                            .unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                format!("cannot create the agent process: {e}{why}")
+            })?;
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stream = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+        let (mut reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            loop {
+                let msg = match channel::read_frame::<_, FromAgent>(&mut reader).await {
+                    Ok(Some(m)) => FromChannel::Msg(m),
+                    Ok(None) => FromChannel::Closed,
+                    Err(e) => FromChannel::Broken(e.to_string()),
+                };
+                let last = !matches!(msg, FromChannel::Msg(_));
+                if chan_tx.send((generation, msg)).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let limits = *settings.limits.borrow();
+        let start = ToAgent::Start(Start {
+            protocol: PROTOCOL,
+            token: token.to_string(),
+            heartbeat_ms: settings.heartbeat.as_millis() as u64,
+            agents: spec
+                .agents
+                .iter()
+                .map(|a| {
+                    // Every start is one snmpEngineBoots more (SNMPv3 agents).
+                    let mut config = a.config.clone();
+                    crate::fleet::v3::set_boots(&mut config, &settings.state_dir, &a.name)?;
+                    config.max_message_size = limits.max_response_bytes;
+                    Ok(AgentSpec {
+                        name: a.name.clone(),
+                        sockets: a.sockets.len(),
+                        stores: a.stores.clone(),
+                        config,
+                        notify: a.notify.clone(),
+                        // The first process of this unit is the device's boot.
+                        cold: generation == 1,
+                        engine_id: a.engine_id.clone(),
+                        endpoints: a.endpoints.clone(),
+                        rate_limit: limits.rate_limit,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        });
+        // A failure here is a failed start; the child is killed on drop.
+        if let Err(e) = channel::write_frame(&mut writer, &start).await {
+            return Err(format!("cannot send the start message: {e}"));
+        }
+        Ok(AgentProcess { child, writer })
+    }
+}
+
+/// A real agent process: watched through its pidfd, killed and reaped if
+/// dropped while alive.
+struct AgentProcess {
+    child: Child,
+    writer: OwnedWriteHalf,
+}
+
+impl Proc for AgentProcess {
+    fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Exit> {
+        Box::pin(async move {
+            match self.child.wait().await {
+                Ok(status) => exit_of(status),
+                Err(e) => {
+                    tracing::error!(cause = %e, "cannot wait for an agent process");
+                    Exit::Code(-1)
+                }
+            }
+        })
+    }
+
+    fn send<'a>(&'a mut self, msg: &'a ToAgent) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            channel::write_frame(&mut self.writer, msg)
+                .await
+                .map_err(io::Error::other)
+        })
+    }
+
+    fn signal(&self, sig: Sig) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let pid = Pid::from_raw(pid as i32);
+        match sig {
+            Sig::Term => {
+                let _ = kill(pid, Signal::SIGTERM);
+                // A stopped process acts on SIGTERM only once continued.
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+            Sig::Kill => {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn inspect(&self) -> Option<Inspection> {
+        let proc = procfs::process::Process::new(self.child.id()? as i32).ok()?;
+        Some(Inspection {
+            stopped: proc
+                .stat()
+                .is_ok_and(|stat| matches!(stat.state, 'T' | 't')),
+            rss: proc.status().ok().and_then(|s| s.vmrss).map(|kb| kb * 1024),
+        })
+    }
+}
+
+/// How a process ended, from its wait status.
+pub fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(
+            nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {s}")),
+        ),
+        (None, None) => Exit::Code(-1),
+    }
+}

@@ -1,0 +1,361 @@
+//! The unit shell, driven through the fake launcher on tokio's paused
+//! clock: the test plays the process (ready, heartbeats, exits) and checks
+//! the events the unit publishes and the signals and messages it sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentcluster_agent::channel::{Swap, ToAgent};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{AgentPlan, Command, Status, UnitSpec, run};
+use crate::events::{Bus, Event, EventKind, State};
+use crate::process::launch::Inspection;
+use crate::process::machine::{Exit, Sig};
+use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+
+/// Long enough for anything the paused clock can reach.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+fn spec(name: &str) -> UnitSpec {
+    UnitSpec {
+        name: name.into(),
+        agents: vec![AgentPlan {
+            name: name.into(),
+            endpoints: vec![],
+            sockets: vec![],
+            stores: vec![],
+            config: agentcluster_agent::responder::Config {
+                communities: vec![],
+                max_varbinds: 1000,
+                max_message_size: 1472,
+                v3: None,
+            },
+            notify: vec![],
+            engine_id: vec![],
+        }],
+        active: true,
+        memory_max: None,
+    }
+}
+
+/// A unit under test.
+struct Harness {
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+    status: watch::Receiver<Status>,
+    events: broadcast::Receiver<Arc<Event>>,
+    launches: mpsc::UnboundedReceiver<Launched>,
+    task: JoinHandle<()>,
+}
+
+fn start(spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
+    start_on(&Bus::new("lab-a"), spec, on_term, tokens)
+}
+
+fn start_on(bus: &Bus, spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
+    let (fake, launches) = Fake::new(on_term);
+    let events = bus.subscribe();
+    let (commands, rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let (status_tx, status) = watch::channel(Status {
+        state: State::Stopped,
+        pid: None,
+        restarts: 0,
+        running_since: None,
+        requests: vec![0],
+    });
+    let task = tokio::spawn(run(
+        spec,
+        shared(fake, tokens, bus),
+        rx,
+        stop.clone(),
+        status_tx,
+    ));
+    Harness {
+        commands,
+        stop,
+        status,
+        events,
+        launches,
+        task,
+    }
+}
+
+impl Harness {
+    async fn launched(&mut self) -> Launched {
+        tokio::time::timeout(PATIENCE, self.launches.recv())
+            .await
+            .expect("a launch")
+            .expect("the unit is alive")
+    }
+
+    /// The next event's kind, with the state it left.
+    async fn next(&mut self) -> (EventKind, State) {
+        let e = tokio::time::timeout(PATIENCE, self.events.recv())
+            .await
+            .expect("an event")
+            .expect("the bus is open");
+        (e.event, e.state)
+    }
+
+    /// The kinds of the next `n` events.
+    async fn kinds(&mut self, n: usize) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.next().await.0);
+        }
+        out
+    }
+
+    async fn state(&mut self, want: State) {
+        tokio::time::timeout(PATIENCE, self.status.wait_for(|s| s.state == want))
+            .await
+            .expect("the state")
+            .expect("the unit is alive");
+    }
+}
+
+async fn signal(p: &mut Launched) -> Sig {
+    tokio::time::timeout(PATIENCE, p.signals.recv())
+        .await
+        .expect("a signal")
+        .expect("the process is held")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_starts_serves_and_stops_on_its_token() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let p = h.launched().await;
+    assert_eq!((p.unit.as_str(), p.generation), ("a", 1));
+    assert_eq!(h.next().await, (EventKind::Starting, State::Starting));
+    p.ready().await;
+    assert_eq!(h.next().await, (EventKind::Ready, State::Running));
+    h.state(State::Running).await;
+    assert_eq!(h.status.borrow().pid, Some(p.pid));
+
+    h.stop.cancel();
+    let mut p = p;
+    assert_eq!(signal(&mut p).await, Sig::Term);
+    assert_eq!(h.next().await, (EventKind::Stopped, State::Stopped));
+    tokio::time::timeout(PATIENCE, h.task)
+        .await
+        .expect("the unit ends")
+        .expect("no panic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_dies_is_restarted_as_a_new_generation() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    h.state(State::Running).await;
+
+    p.exit(Exit::Signal("SIGKILL".into()));
+    let died = tokio::time::timeout(PATIENCE, h.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(died.event, EventKind::Died);
+    assert_eq!(died.pid, Some(p.pid), "died names the process that died");
+    assert_eq!(died.signal.as_deref(), Some("SIGKILL"));
+    // A first failure after a stable run restarts at once.
+    assert_eq!(
+        h.kinds(2).await,
+        [EventKind::Restarting, EventKind::Starting]
+    );
+    let q = h.launched().await;
+    assert_eq!(q.generation, 2);
+    assert_ne!(q.pid, p.pid);
+    // A ready from the old generation counts for nothing.
+    p.ready().await;
+    q.ready().await;
+    assert_eq!(h.next().await, (EventKind::Ready, State::Running));
+    assert_eq!(h.status.borrow().restarts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_heartbeat_makes_the_unit_unresponsive_and_restarts_it() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    let ready_at = tokio::time::Instant::now();
+    // Heartbeats keep it running for a while…
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.heartbeat().await;
+    }
+    let beat_until = tokio::time::Instant::now();
+    // …then they stop, and after inactive_after (5 s) it is unresponsive.
+    assert_eq!(
+        h.next().await,
+        (EventKind::Unresponsive, State::Unresponsive)
+    );
+    let silent = tokio::time::Instant::now() - beat_until;
+    assert!(
+        silent >= Duration::from_secs(5) && silent <= Duration::from_secs(7),
+        "unresponsive after {silent:?} of silence"
+    );
+    assert!(beat_until - ready_at >= Duration::from_secs(8));
+    assert_eq!(signal(&mut p).await, Sig::Term);
+    assert_eq!(h.next().await.0, EventKind::Died);
+    assert_eq!(h.next().await.0, EventKind::Restarting);
+    assert_eq!(h.launched().await.generation, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
+    let mut h = start(spec("a"), OnTerm::Ignore, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    h.commands.send(Command::Stop).await.unwrap();
+    assert_eq!(signal(&mut p).await, Sig::Term);
+    let termed = tokio::time::Instant::now();
+    assert_eq!(signal(&mut p).await, Sig::Kill);
+    assert_eq!(termed.elapsed(), Duration::from_secs(5), "stop_timeout");
+    h.state(State::Stopped).await;
+    // Stopped on request: no restart follows.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(120), h.launches.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_ready_fails_after_the_start_timeout_and_is_retried() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    let launched_at = tokio::time::Instant::now();
+    assert_eq!(h.next().await.0, EventKind::Starting);
+    assert_eq!(h.next().await.0, EventKind::StartFailed);
+    assert_eq!(
+        launched_at.elapsed(),
+        Duration::from_secs(10),
+        "start_timeout"
+    );
+    assert_eq!(signal(&mut p).await, Sig::Kill);
+    assert_eq!(h.kinds(2).await, [EventKind::Died, EventKind::Restarting]);
+    assert_eq!(h.launched().await.generation, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_with_a_wrong_token_fails_closed() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let p = h.launched().await;
+    p.ready_with("not-the-token").await;
+    assert_eq!(
+        h.kinds(2).await,
+        [EventKind::Starting, EventKind::StartFailed]
+    );
+    assert_ne!(h.status.borrow().state, State::Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_tokens_bound_how_many_processes_start_at_once() {
+    let bus = Bus::new("lab-a");
+    let (fake, mut launches) = Fake::new(OnTerm::Exit);
+    let shared = shared(fake, 1, &bus);
+    let mut tasks = Vec::new();
+    let mut stops = Vec::new();
+    for name in ["a", "b"] {
+        let (_tx, rx) = mpsc::channel(16);
+        let (status_tx, _status) = watch::channel(Status {
+            state: State::Stopped,
+            pid: None,
+            restarts: 0,
+            running_since: None,
+            requests: vec![0],
+        });
+        let stop = CancellationToken::new();
+        stops.push((stop.clone(), _tx, _status));
+        tasks.push(tokio::spawn(run(
+            spec(name),
+            shared.clone(),
+            rx,
+            stop,
+            status_tx,
+        )));
+    }
+    let first = launches.recv().await.unwrap();
+    // One token: the second process waits for the first to be ready.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), launches.recv())
+            .await
+            .is_err(),
+        "a second start while the only token is taken"
+    );
+    first.ready().await;
+    let second = tokio::time::timeout(PATIENCE, launches.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(second.unit, first.unit);
+}
+
+#[tokio::test(start_paused = true)]
+async fn swaps_and_limits_reach_the_running_process() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    let swap = Swap {
+        agent: 0,
+        view: 0,
+        store: "/cache/new.store".into(),
+    };
+    h.commands.send(Command::Swap(vec![swap])).await.unwrap();
+    let msg = tokio::time::timeout(PATIENCE, p.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let ToAgent::Swap { swaps } = msg else {
+        panic!("not a swap: {msg:?}")
+    };
+    assert_eq!(swaps[0].store, std::path::Path::new("/cache/new.store"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_or_oversized_process_is_unresponsive() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    *p.proc_state.lock().unwrap() = Inspection {
+        stopped: true,
+        rss: None,
+    };
+    let (kind, _) = loop {
+        let e = h.next().await;
+        if e.0 != EventKind::Starting && e.0 != EventKind::Ready {
+            break e;
+        }
+    };
+    assert_eq!(kind, EventKind::Unresponsive);
+
+    let mut big = spec("b");
+    big.memory_max = Some(1 << 20);
+    let mut h = start(big, OnTerm::Exit, 1);
+    let p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    *p.proc_state.lock().unwrap() = Inspection {
+        stopped: false,
+        rss: Some(2 << 20),
+    };
+    loop {
+        let e = tokio::time::timeout(PATIENCE, h.events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if e.event == EventKind::Unresponsive {
+            assert!(e.reason.contains("memory"), "{}", e.reason);
+            break;
+        }
+    }
+}
