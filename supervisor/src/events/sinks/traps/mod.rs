@@ -1177,7 +1177,7 @@ mod tests {
         let task = tokio::spawn(traps.run(shutdown.clone()));
         publish(&bus, "a", "restarting");
         publish(&bus, "a", "ready");
-        publish(&bus, "", "node-joined");
+        publish(&bus, "", "config-changed");
         publish(&bus, "b", "died");
         assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 3])));
         assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 1])));
