@@ -918,42 +918,21 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 #[cfg(test)]
+mod testutil;
+
+#[cfg(test)]
 mod tests {
+    use super::testutil::{ROOT, Receiver, conf_target, oid};
     use super::*;
-    use crate::events::testutil::died;
-    use crate::events::{NewEvent, State};
-    use agentcluster_agent::ber::{self, Frame};
-    use agentcluster_agent::notify::Notification;
+    use crate::events::testutil::{died, publish};
     use agentcluster_agent::notify::encode;
-    use agentcluster_agent::value::Oid;
-    use agentcluster_conf::{DEFAULT_MIB_ROOT, NotifyType, Secret, SnmpVersion};
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    const ROOT: &[u32] = DEFAULT_MIB_ROOT;
-
-    fn oid(tail: &[u32]) -> Oid {
-        let mut o = ROOT.to_vec();
-        o.extend_from_slice(tail);
-        o
-    }
+    use agentcluster_conf::{NotifyType, Secret};
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn crc32_is_the_zlib_one() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
-    }
-
-    fn conf_target(address: &str, kind: NotifyType, events: Option<&[&str]>) -> NotifyTarget {
-        NotifyTarget {
-            target: address.into(),
-            version: SnmpVersion::V2c,
-            community: Some(Secret::new("public")),
-            kind,
-            events: events.map(|e| e.iter().map(|s| s.parse().unwrap()).collect()),
-            user: None,
-            retries: 0,
-            timeout: Duration::from_millis(100),
-        }
     }
 
     #[test]
@@ -1061,103 +1040,6 @@ mod tests {
         assert_eq!(kept, pending.into_iter().collect::<Vec<_>>());
     }
 
-    /// A v2c notification receiver on loopback: hands each datagram's PDU
-    /// tag and snmpTrapOID to `seen`, and answers informs while `answer`.
-    struct Receiver {
-        addr: SocketAddr,
-        answer: Arc<AtomicBool>,
-        seen: mpsc::UnboundedReceiver<(u8, Oid)>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    /// (pdu tag, request-id, snmpTrapOID) of a v2c Trap or Inform.
-    fn open_v2c(msg: &[u8]) -> Option<(u8, i32, Oid)> {
-        let (_, start, _) = ber::read_header(msg, 0)?; // Message
-        let (_, s, l) = ber::read_header(msg, start)?; // version
-        let (_, s, l) = ber::read_header(msg, s + l)?; // community
-        let (tag, pdu, _) = ber::read_header(msg, s + l)?;
-        let (_, s, l) = ber::read_header(msg, pdu)?; // request-id
-        let id = msg[s..s + l]
-            .iter()
-            .fold(0i64, |acc, b| (acc << 8) | i64::from(*b)) as i32;
-        let (_, s, l) = ber::read_header(msg, s + l)?; // error-status
-        let (_, s, l) = ber::read_header(msg, s + l)?; // error-index
-        let (_, vbs, _) = ber::read_header(msg, s + l)?;
-        let (_, first, len) = ber::read_header(msg, vbs)?; // sysUpTime.0
-        let (_, second, _) = ber::read_header(msg, first + len)?; // snmpTrapOID.0
-        let (_, s, l) = ber::read_header(msg, second)?;
-        let (_, s, l) = ber::read_header(msg, s + l)?;
-        let mut arcs = Vec::new();
-        let bytes = &msg[s..s + l];
-        let mut v: u32 = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            v = (v << 7) | u32::from(b & 0x7f);
-            if b & 0x80 == 0 {
-                if arcs.is_empty() && i < bytes.len() {
-                    arcs.push(v / 40);
-                    arcs.push(v % 40);
-                } else {
-                    arcs.push(v);
-                }
-                v = 0;
-            }
-        }
-        Some((tag, id, arcs))
-    }
-
-    impl Receiver {
-        async fn start() -> Receiver {
-            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = socket.local_addr().unwrap();
-            let answer = Arc::new(AtomicBool::new(false));
-            let (tx, seen) = mpsc::unbounded_channel();
-            let flag = answer.clone();
-            let task = tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_535];
-                let mut frame = Frame::default();
-                loop {
-                    let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
-                        return;
-                    };
-                    let Some((tag, id, trap)) = open_v2c(&buf[..len]) else {
-                        continue;
-                    };
-                    if tag == encode::TAG_INFORM && flag.load(Ordering::SeqCst) {
-                        let empty = Notification {
-                            trap_oid: trap.clone(),
-                            uptime: 0,
-                            varbinds: vec![],
-                            agent_addr: [0; 4],
-                        };
-                        encode::v2c(&mut frame, b"public", 0xa2, id, &empty);
-                        let _ = socket.send_to(frame.as_slice(), peer).await;
-                    }
-                    let _ = tx.send((tag, trap));
-                }
-            });
-            Receiver {
-                addr,
-                answer,
-                seen,
-                task,
-            }
-        }
-
-        async fn next(&mut self) -> (u8, Oid) {
-            tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
-                .await
-                .expect("a notification within 10 s")
-                .expect("receiver running")
-        }
-    }
-
-    fn publish(bus: &Bus, agent: &str, event: &str) {
-        bus.publish(NewEvent {
-            agent: agent.into(),
-            ..NewEvent::new(event.parse().unwrap(), State::Running)
-        });
-    }
-
     #[tokio::test]
     async fn traps_follow_the_filter_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -1172,13 +1054,13 @@ mod tests {
             .await
             .unwrap();
         // Subscribed at start: what is published before run() still goes.
-        publish(&bus, "a", "died");
+        publish(&bus, "a", "died", "");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
-        publish(&bus, "a", "restarting");
-        publish(&bus, "a", "ready");
-        publish(&bus, "", "config-changed");
-        publish(&bus, "b", "died");
+        publish(&bus, "a", "restarting", "");
+        publish(&bus, "a", "ready", "");
+        publish(&bus, "", "config-changed", "");
+        publish(&bus, "b", "died", "");
         assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 3])));
         assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 1])));
         assert_eq!(rx.next().await, (encode::TAG_V2_TRAP, oid(&[0, 3])));
@@ -1205,11 +1087,11 @@ mod tests {
             .unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
-        publish(&bus, "a", "died");
+        publish(&bus, "a", "died", "");
         // Its round (one attempt of 6 s) has begun...
         assert_eq!(rx.next().await, (encode::TAG_INFORM, oid(&[0, 3])));
-        publish(&bus, "a", "restarting");
-        publish(&bus, "a", "ready");
+        publish(&bus, "a", "restarting", "");
+        publish(&bus, "a", "ready", "");
         // ...and the next two are on disk long before it ends (a kill -9
         // now would not lose them).
         let dir_of = dir.path().join("informs");
@@ -1246,8 +1128,8 @@ mod tests {
             .unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
-        publish(&bus, "a", "died");
-        publish(&bus, "a", "restarting");
+        publish(&bus, "a", "died", "");
+        publish(&bus, "a", "restarting", "");
         // The first inform is tried (it is stored before): the second may
         // still be queued when we stop; it is stored at shutdown.
         assert_eq!(rx.next().await, (encode::TAG_INFORM, oid(&[0, 3])));
@@ -1277,7 +1159,7 @@ mod tests {
         assert_eq!(traps.workers[0].pending.len(), 2);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
-        publish(&bus, "a", "ready");
+        publish(&bus, "a", "ready", "");
         let mut got = Vec::new();
         while got.last() != Some(&oid(&[0, 1])) {
             let (tag, trap) = rx.next().await;
