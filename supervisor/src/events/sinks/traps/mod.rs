@@ -1,29 +1,33 @@
 //! The SNMP notification sink: every lifecycle event becomes an
 //! AGENTCLUSTER-MIB notification (`mib_root.0.N`, see
 //! `mibs/AGENTCLUSTER-MIB.txt`) sent to each `events.notify` target whose
-//! `events` filter lets it through.
+//! `events` filter lets it through. Traps are fired and forgotten. Informs
+//! are spooled on disk before they are sent and retried until acknowledged
+//! (or refused, or dropped as the oldest beyond 10,000 pending), so they
+//! survive a supervisor restart, even a `kill -9`.
 //!
-//! One task per target, each with its own socket and a bounded queue, so a
-//! dead or slow target never delays another; what does not fit a queue is
-//! dropped, counted and logged. Traps are sent once. Informs are kept on
-//! disk until acknowledged, in `state_dir/informs/<target-hash>.jsonl` (an
-//! append-only log of checksummed lines, fsynced, compacted by
-//! write-then-rename), so they survive a supervisor restart, even a
-//! `kill -9`: an inform is stored as soon as its event reaches the
-//! target's task (all that came together in one write and fsync), also
-//! while a delivery round to that target is in progress. Each delivery
-//! round makes `1 + retries` attempts of `timeout` each (retransmissions
-//! with one request-id); a round that is not acknowledged leaves the inform
-//! pending and the target is tried again after a backoff (1 s doubling to
-//! 30 s, cut short by the next event for that target), in order, oldest
-//! first. A receiver that refuses an inform (an error-status, or a USM
-//! report such as an unknown user) cannot be helped by resending: that
-//! inform is dropped and logged.
+//! [`Traps`] subscribes to the bus and hands each event to one task per
+//! target, each with its own socket and a bounded queue, so a dead or slow
+//! target never delays another; what does not fit a queue is dropped,
+//! counted and logged.
 //!
 //! Every notification carries the nine `acNotify*` objects in the order of
 //! the MIB's OBJECTS clause; absent values are sent as their documented
-//! "none": pid 0, exit code -1, signal "". Only the state of an unknown
-//! state name (none today) is left out.
+//! "none": pid 0, exit code -1, signal "".
+//!
+//! # Layout
+//! - here: [`Traps`], its start (the supervisor's SNMPv3 engine, one socket
+//!   per target, the informs left by the previous run), the dispatch of
+//!   events to the targets' queues, and shutdown;
+//! - `worker`: one target's task: traps sent at once, informs spooled and
+//!   delivered oldest first in rounds, retried with a backoff;
+//! - `spool`: the inform spool, a log of checksummed lines ([`crc32`]) per
+//!   target, and its file names.
+//!
+//! It depends on [`crate::events`] (the bus, an event's notification in
+//! `mib`, the configured targets in `targets`) and on the agent crate's
+//! notification originator (`agentcluster_agent::notify`, with `engine`
+//! for the SNMPv3 engine ID and boots).
 
 use std::collections::VecDeque;
 use std::io;
@@ -74,30 +78,6 @@ impl From<TrapsError> for io::Error {
         io::Error::other(e.to_string())
     }
 }
-
-/// Whether `target` wants events of this kind.
-fn wanted(target: &NotifyTarget, kind: EventKind) -> bool {
-    target
-        .events
-        .as_ref()
-        .is_none_or(|kinds| kinds.contains(&kind))
-}
-
-/// How a target is named in logs (never with its community or keys).
-fn label(t: &Target) -> String {
-    let version = match t.version {
-        Version::V1 => "v1",
-        Version::V2c => "v2c",
-        Version::V3 => "v3",
-    };
-    let kind = match t.kind {
-        Kind::Trap => "trap",
-        Kind::Inform => "inform",
-    };
-    format!("{} ({version} {kind})", t.address)
-}
-
-// ---- the sink ----------------------------------------------------------------
 
 /// The notification sink, set up and subscribed; [`Traps::run`] runs it.
 pub struct Traps {
@@ -305,6 +285,28 @@ fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32, bus: &Bus) {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// Whether `target` wants events of this kind.
+fn wanted(target: &NotifyTarget, kind: EventKind) -> bool {
+    target
+        .events
+        .as_ref()
+        .is_none_or(|kinds| kinds.contains(&kind))
+}
+
+/// How a target is named in logs (never with its community or keys).
+fn label(t: &Target) -> String {
+    let version = match t.version {
+        Version::V1 => "v1",
+        Version::V2c => "v2c",
+        Version::V3 => "v3",
+    };
+    let kind = match t.kind {
+        Kind::Trap => "trap",
+        Kind::Inform => "inform",
+    };
+    format!("{} ({version} {kind})", t.address)
 }
 
 /// The IPv4 address we send to `address` from (an SNMPv1 Trap's

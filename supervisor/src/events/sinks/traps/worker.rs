@@ -1,9 +1,17 @@
-//! One target's worker: takes in the events dispatched to it, sends a
-//! trap at once, or spools an inform (on disk before anything else) and
-//! delivers the pending ones oldest first, one round of `1 + retries`
-//! attempts at a time, backing off from a target that does not answer,
-//! dropping the oldest beyond a limit, and giving what is left a short
-//! grace at shutdown.
+//! One target's worker: takes in the events dispatched to it. A trap is
+//! sent at once, once. An inform is stored in the target's spool as soon
+//! as its event reaches the worker (all that came together in one write
+//! and fsync), also while a delivery round is in progress, so a supervisor
+//! killed at any moment loses none. Pending informs go out in order,
+//! oldest first, one delivery round at a time: `1 + retries` attempts of
+//! `timeout` each (retransmissions with one request-id). A round that is
+//! not acknowledged leaves the inform pending, and the target is tried
+//! again after a backoff (1 s doubling to 30 s, cut short by the next
+//! event for that target). A receiver that refuses an inform (an
+//! error-status, or a USM report such as an unknown user) cannot be helped
+//! by resending: that inform is dropped and logged. Beyond
+//! [`MAX_PENDING`] the oldest is dropped; at shutdown the pending informs
+//! get a short grace, and what is left stays on disk for the next run.
 
 use std::collections::VecDeque;
 use std::io;
