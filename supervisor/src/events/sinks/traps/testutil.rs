@@ -68,10 +68,10 @@ fn open_v2c(msg: &[u8]) -> Option<(u8, i32, Oid)> {
     let mut arcs = Vec::new();
     let bytes = &msg[s..s + l];
     let mut v: u32 = 0;
-    for (i, b) in bytes.iter().enumerate() {
+    for b in bytes {
         v = (v << 7) | u32::from(b & 0x7f);
         if b & 0x80 == 0 {
-            if arcs.is_empty() && i < bytes.len() {
+            if arcs.is_empty() {
                 arcs.push(v / 40);
                 arcs.push(v % 40);
             } else {
