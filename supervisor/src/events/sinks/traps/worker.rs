@@ -48,6 +48,7 @@ pub(super) struct Worker {
     pub(super) target: Target,
     pub(super) sender: Sender,
     pub(super) mib_root: Vec<u32>,
+    /// An SNMPv1 Trap's agent-addr: our IPv4 address towards the target.
     pub(super) agent_addr: [u8; 4],
     /// Informs only.
     pub(super) store: Option<InformStore>,
