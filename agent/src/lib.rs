@@ -2,7 +2,6 @@
 //! the command responder. Pure where it can be; the serving loop is the only
 //! I/O.
 
-pub mod ber;
 pub mod channel;
 pub mod engine;
 pub mod mib;
@@ -18,6 +17,9 @@ pub mod store;
 pub mod sys;
 pub mod usm;
 pub mod v3;
-pub mod value;
 pub mod variation;
 pub mod xorshift;
+
+mod wire;
+
+pub use wire::{ber, value};

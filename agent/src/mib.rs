@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ber;
 use crate::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
 use crate::variation::{Numeric, Variation};
+use crate::wire::ber;
 
 /// Counters of the SNMPv2-MIB `snmp` group (RFC 3418) and our own request
 /// tallies. Plain integers: one agent is served by one thread.
@@ -440,7 +440,7 @@ pub type NumericVariation = Numeric;
 mod tests {
     use super::*;
     use crate::snapshot::Record;
-    use crate::value::Value;
+    use crate::wire::value::Value;
 
     fn view(oids: &[&[u32]]) -> View {
         let records: Vec<Record> = oids

@@ -19,7 +19,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
-use crate::ber::Frame;
+use crate::wire::ber::Frame;
 
 /// Largest UDP payload; a datagram can never be larger.
 pub const SLOT_BYTES: usize = 65_536;

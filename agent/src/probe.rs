@@ -3,7 +3,7 @@
 
 use rasn_snmp::{v1, v2, v2c};
 
-use crate::ber::{self, Frame};
+use crate::wire::ber::{self, Frame};
 
 const SYS_UPTIME_0: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
 

@@ -152,7 +152,7 @@ mod tests {
     use crate::responder::{CommunityAccess, Config};
     use crate::snapshot::Record;
     use crate::store::Store;
-    use crate::value::Value;
+    use crate::wire::value::Value;
 
     /// v2c GET sysDescr.0, community `public`, as snmpget sends it.
     const GET: [u8; 43] = [

@@ -33,9 +33,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use bytemuck::{Pod, Zeroable};
 use sha2::{Digest, Sha256};
 
-use crate::ber;
 use crate::snapshot::{self, Record, Snapshot, SnapshotError, Variation};
-use crate::value::{DisplayOid, Oid};
+use crate::wire::ber;
+use crate::wire::value::{DisplayOid, Oid};
 
 const MAGIC: [u8; 8] = *b"ACSTORE\0";
 /// Bumped whenever the layout or the encoding of any section changes, or
@@ -1538,7 +1538,7 @@ pub fn oids(store: &Store) -> Vec<Oid> {
 mod tests {
     use super::*;
     use crate::snapshot::Variation;
-    use crate::value::Value;
+    use crate::wire::value::Value;
 
     fn rec(oid: &[u32], value: Value) -> Record {
         Record {

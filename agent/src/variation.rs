@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ber;
+use crate::wire::ber;
 
 /// A variation as the responder uses it.
 #[derive(Debug, Clone, PartialEq)]

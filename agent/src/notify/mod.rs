@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::usm::{AuthProtocol, PrivProtocol};
-use crate::value::{Oid, Value};
+use crate::wire::value::{Oid, Value};
 
 pub use sender::{LocalEngine, Sender};
 

@@ -14,9 +14,9 @@ use tokio::net::UdpSocket;
 
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
-use crate::ber::{Frame, TAG_SEQUENCE};
 use crate::usm::{AuthKey, PrivKey, SecurityLevel, keys};
 use crate::v3::{ReportKind, wire};
+use crate::wire::ber::{Frame, TAG_SEQUENCE};
 
 /// The sending engine: what an SNMPv3 trap is authenticated as.
 #[derive(Debug, Clone)]
@@ -441,7 +441,7 @@ impl Sender {
 mod tests {
     use super::*;
     use crate::notify::COLD_START;
-    use crate::value::Value;
+    use crate::wire::value::Value;
     use std::time::Duration;
 
     fn note() -> Notification {

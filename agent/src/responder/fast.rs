@@ -11,7 +11,7 @@
 //! answers.
 
 use super::{Kind, Request, Version};
-use crate::ber::{TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
+use crate::wire::ber::{TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
 
 const TAG_GET: u8 = 0xa0;
 const TAG_GET_NEXT: u8 = 0xa1;
@@ -168,7 +168,7 @@ fn pdu(r: &mut Reader<'_>, version: Version, request: &mut Request) -> Option<()
         }
         binding.end()?;
         push_oid(oid, request)?;
-        request.values.push(crate::value::Value::Null);
+        request.values.push(crate::wire::value::Value::Null);
     }
     Some(())
 }
@@ -283,17 +283,17 @@ impl<'a> Reader<'a> {
         if c.is_empty() || c.len() > 4 {
             return None;
         }
-        if c.len() > 1 && crate::ber::redundant_sign_byte(c[0], c[1]) {
+        if c.len() > 1 && crate::wire::ber::redundant_sign_byte(c[0], c[1]) {
             return None;
         }
-        Some(crate::ber::int_from(c))
+        Some(crate::wire::ber::int_from(c))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ber;
+    use crate::wire::ber;
 
     /// A request as a manager would encode it.
     fn encode(

@@ -3,7 +3,7 @@
 //! testable with byte vectors. The usual v1/v2c GET, GETNEXT and GETBULK
 //! requests are read straight from the datagram into reused buffers
 //! ([`fast`]), everything else is decoded with rasn; responses are framed by
-//! hand around the store's pre-encoded varbinds (see [`crate::ber::Frame`]).
+//! hand around the store's pre-encoded varbinds (see [`crate::wire::ber::Frame`]).
 //! A GET, GETNEXT or GETBULK, in any version and at any SNMPv3 security
 //! level, allocates nothing once the buffers have grown to fit. SNMPv3 messages go through [`crate::v3`] first and
 //! then reach the same handlers.
@@ -23,11 +23,11 @@ use rasn::types::Integer;
 use rasn_smi::{v1 as smi1, v2 as smi2};
 use rasn_snmp::{v1, v2, v2c};
 
-use crate::ber::{self, Frame};
 use crate::mib::{Counters, EngineInfo, Now, View};
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::store::Store;
-use crate::value::Value;
+use crate::wire::ber::{self, Frame};
+use crate::wire::value::Value;
 
 /// The error-status values of RFC 3416 that the responder produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

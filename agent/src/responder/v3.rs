@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use super::{Drop, ErrorStatus, Outcome, Responder, finish_pdu};
-use crate::ber::{self, Frame};
 use crate::v3::{Incoming, Reply};
+use crate::wire::ber::{self, Frame};
 
 /// The Report PDU tag (RFC 3416: [8]).
 const TAG_REPORT: u8 = 0xa8;

@@ -2,7 +2,7 @@
 //! OID, number and hex scanning. Everything works on `&[u8]` so that a
 //! snapshot is parsed without per-line `String`s.
 
-use crate::value::Oid;
+use crate::wire::value::Oid;
 
 /// Walks a byte buffer line by line, counting lines from 1. A line is the
 /// bytes up to (not including) `\n`; a final line without `\n` counts too.

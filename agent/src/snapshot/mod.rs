@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::store::Part;
-use crate::value::{DisplayOid, Oid, Value};
+use crate::wire::value::{DisplayOid, Oid, Value};
 
 mod lex;
 mod sapwalk;

@@ -13,7 +13,7 @@ use super::lex::{
     Lines, find_byte, hex_byte, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
 };
 use super::{Record, Sink};
-use crate::value::Value;
+use crate::wire::value::Value;
 
 /// Parses a whole `.sapwalk` buffer; records in file order, errors as
 /// `(line, message)`.
@@ -36,7 +36,7 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
     }
 }
 
-fn parse_record(line: &[u8]) -> Result<(crate::value::Oid, Value), String> {
+fn parse_record(line: &[u8]) -> Result<(crate::wire::value::Oid, Value), String> {
     let malformed = || format!("expected `OID, Type, Value`, got {}", show(line));
     let c1 = find_byte(line, b',').ok_or_else(malformed)?;
     let rest = &line[c1 + 1..];

@@ -24,9 +24,9 @@ use super::lex::{
     decode_hex, find_byte, hex_digit, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
 };
 use super::{Record, Sink, Variation};
-use crate::ber;
 use crate::store::Part;
-use crate::value::Value;
+use crate::wire::ber;
+use crate::wire::value::Value;
 
 /// How a value's text is encoded: the tag's suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ fn common_record(
     Some(oid_len)
 }
 
-type Parsed = (crate::value::Oid, Value, Option<Variation>);
+type Parsed = (crate::wire::value::Oid, Value, Option<Variation>);
 
 /// One record, and a warning when a mistake in it was read leniently.
 fn parse_record(line: &[u8]) -> Result<(Parsed, Option<String>), String> {

@@ -43,7 +43,7 @@ use super::lex::{
     show, strip_prefix_ci, tokens,
 };
 use super::{Record, Sink};
-use crate::value::{Oid, Value};
+use crate::wire::value::{Oid, Value};
 
 /// Parses a whole walk; records in file order, errors as `(line, message)`.
 pub(super) fn parse(data: &[u8], sink: &mut Sink) {
@@ -438,7 +438,7 @@ fn opaque_int(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// Minimal BER INTEGER content of an unsigned number.
 fn ber_unsigned(v: u64) -> Vec<u8> {
-    let (bytes, skip, pad) = crate::ber::uint_content(v);
+    let (bytes, skip, pad) = crate::wire::ber::uint_content(v);
     let mut out = Vec::with_capacity(9);
     if pad {
         out.push(0);
@@ -449,7 +449,7 @@ fn ber_unsigned(v: u64) -> Vec<u8> {
 
 /// Minimal BER INTEGER content of a signed number.
 fn ber_signed(v: i64) -> Vec<u8> {
-    let (bytes, skip) = crate::ber::int_content(v);
+    let (bytes, skip) = crate::wire::ber::int_content(v);
     bytes[skip..].to_vec()
 }
 

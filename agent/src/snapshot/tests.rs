@@ -52,7 +52,7 @@ fn error_at(text: &str, format: Format, line: usize, needle: &str) {
 }
 
 fn oid(s: &str) -> Oid {
-    crate::value::parse_oid(s).unwrap()
+    crate::wire::value::parse_oid(s).unwrap()
 }
 
 fn os(b: &[u8]) -> Value {

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 use super::snmprec::{Encoding, variation_value};
 use super::{Format, Record};
-use crate::value::{DisplayOid, Value};
+use crate::wire::value::{DisplayOid, Value};
 
 /// Flush to the caller's writer in chunks of about this size.
 const CHUNK: usize = 64 * 1024;

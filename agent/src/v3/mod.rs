@@ -16,11 +16,11 @@ use rasn::types::Integer;
 use rasn_snmp::v3;
 use serde::{Deserialize, Serialize};
 
-use crate::ber::Frame;
 use crate::engine::MAX_BOOTS;
 use crate::mib::Counters;
 use crate::responder::{Drop, Request, Version, fast, request_from_pdus};
 use crate::usm::{KeyError, SecurityLevel, User, UserConfig};
+use crate::wire::ber::Frame;
 
 /// The time window of RFC 3414 §2.2.3, in seconds.
 pub const TIME_WINDOW: u32 = 150;

@@ -17,7 +17,7 @@ use crate::snapshot::Record;
 use crate::store::Store;
 use crate::usm::keys::{localized_auth_key, localized_priv_key};
 use crate::usm::{AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol};
-use crate::value::Value;
+use crate::wire::value::Value;
 
 const ENGINE: &[u8] = &[0x80, 0x00, 0x1f, 0x88, 0x05, 1, 2, 3, 4, 5, 6, 7, 8];
 const BOOTS: u32 = 7;
@@ -577,13 +577,13 @@ fn garbled_encrypted_pdus_are_decryption_errors() {
     let good = m.encode(&get(1, &[SYS_DESCR]));
     let (enc_at, enc_len) = {
         // the encrypted PDU is the last TLV of the message
-        let (_, start, len) = crate::ber::read_header(&good, 0).unwrap();
+        let (_, start, len) = crate::wire::ber::read_header(&good, 0).unwrap();
         let mut pos = start;
         for _ in 0..3 {
-            let (_, s, l) = crate::ber::read_header(&good, pos).unwrap();
+            let (_, s, l) = crate::wire::ber::read_header(&good, pos).unwrap();
             pos = s + l;
         }
-        let (_, s, l) = crate::ber::read_header(&good, pos).unwrap();
+        let (_, s, l) = crate::wire::ber::read_header(&good, pos).unwrap();
         assert_eq!(s + l, start + len);
         (s, l)
     };

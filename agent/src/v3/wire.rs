@@ -5,8 +5,8 @@
 //! scopedPDU, encryption in place, USM parameters with a zeroed MAC field
 //! that is then patched with the HMAC of the finished message.
 
-use crate::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
 use crate::usm::{AuthKey, PrivKey};
+use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
 
 /// The User-based Security Model's msgSecurityModel.
 pub const USM: i64 = 3;

@@ -3,7 +3,7 @@
 //! value is ever decoded and re-encoded to answer a request. Decoding of
 //! requests goes through rasn; [`peek_version`] only looks at the first bytes.
 
-use crate::value::Value;
+use crate::wire::value::Value;
 
 pub const TAG_INTEGER: u8 = 0x02;
 pub const TAG_OCTET_STRING: u8 = 0x04;
