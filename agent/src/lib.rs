@@ -18,8 +18,9 @@ pub mod sys;
 pub mod usm;
 pub mod v3;
 pub mod variation;
-pub mod xorshift;
 
+mod util;
 mod wire;
 
+pub use util::xorshift;
 pub use wire::{ber, value};

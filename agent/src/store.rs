@@ -1783,7 +1783,7 @@ mod tests {
     #[test]
     fn snmprec_in_any_order_compiled_in_any_pieces_is_the_store_of_its_records() {
         // The same cases every run.
-        let mut rng = crate::xorshift::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::util::xorshift::Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut rand = move |n: u64| rng.below(n);
         for case in 0..40 {
             let lines = 1 + rand(300);

@@ -139,7 +139,7 @@ impl Numeric {
         v = v * self.scale + self.offset;
         if self.deviation > 0.0 {
             // A cheap, stateless noise: the same second gives the same value.
-            let s = crate::xorshift::step(
+            let s = crate::util::xorshift::step(
                 self.seed ^ elapsed.as_secs().wrapping_mul(0x9e37_79b9_7f4a_7c15),
             );
             let unit = (s % 2_000_001) as f64 / 1_000_000.0 - 1.0;

@@ -357,7 +357,7 @@ mod tests {
 
     use super::super::check_fast_decoder;
 
-    use crate::xorshift::Rng;
+    use crate::util::xorshift::Rng;
 
     /// A random INTEGER value: small, 32-bit, or anything.
     fn random_int(rng: &mut Rng) -> i64 {

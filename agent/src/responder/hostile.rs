@@ -320,7 +320,7 @@ fn v3_pdus(user: usize, answer: &[u8]) -> v2::Pdus {
 fn oversized_datagrams_of_garbage() {
     let mut agent = Agent::new(65_507);
     // xorshift noise, then the same behind a plausible SEQUENCE header
-    let mut rng = crate::xorshift::Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut rng = crate::util::xorshift::Rng::new(0x2545_f491_4f6c_dd1d);
     let noise: Vec<u8> = (0..65_507).map(|_| rng.next_u64() as u8).collect();
     agent.parse_error(&noise);
     let mut framed = vec![0x30, 0x83, 0x00, 0xff, 0xde];
