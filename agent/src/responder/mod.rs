@@ -2,13 +2,14 @@
 //! a counted drop) out. No I/O and no clock of its own, so every path is
 //! testable with byte vectors. The usual v1/v2c GET, GETNEXT and GETBULK
 //! requests are read straight from the datagram into reused buffers
-//! ([`fast`]), everything else is decoded with rasn; responses are framed by
-//! hand around the store's pre-encoded varbinds (see [`crate::wire::ber::Frame`]).
+//! ([`crate::wire::fast`]), everything else is decoded with rasn
+//! ([`crate::wire::decode`]); responses are framed by hand around the
+//! store's pre-encoded varbinds (see [`crate::wire::ber::Frame`]).
 //! A GET, GETNEXT or GETBULK, in any version and at any SNMPv3 security
-//! level, allocates nothing once the buffers have grown to fit. SNMPv3 messages go through [`crate::v3`] first and
-//! then reach the same handlers.
+//! level, allocates nothing once the buffers have grown to fit. SNMPv3
+//! messages go through [`crate::v3`] first and then reach the same
+//! handlers.
 
-pub(crate) mod fast;
 mod get;
 mod getbulk;
 mod getnext;
@@ -19,14 +20,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rasn::types::Integer;
-use rasn_smi::{v1 as smi1, v2 as smi2};
-use rasn_snmp::{v1, v2, v2c};
-
 use crate::mib::{Counters, EngineInfo, Now, View};
 use crate::ratelimit::{Limiter, RateLimit};
 use crate::store::Store;
 use crate::wire::ber::{self, Frame};
+#[doc(hidden)]
+pub use crate::wire::decode::check_fast_decoder;
+use crate::wire::decode::{decode_v1, decode_v2c};
+use crate::wire::fast;
+pub use crate::wire::pdu::Drop;
+use crate::wire::pdu::{Kind, Request, Version};
 use crate::wire::value::Value;
 
 /// The error-status values of RFC 3416 that the responder produces.
@@ -59,14 +62,6 @@ impl ErrorStatus {
             WrongType | WrongLength | WrongValue | InconsistentValue => BadValue,
         }
     }
-}
-
-/// The message version a request came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    V1,
-    V2c,
-    V3,
 }
 
 /// What a community may do, and which snapshot it sees.
@@ -105,120 +100,12 @@ pub enum ConfigError {
     },
 }
 
-/// Why a datagram got no answer. Each is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
-    /// Not a decodable SNMP message (snmpInASNParseErrs).
-    Parse,
-    /// A version we do not speak (snmpInBadVersions).
-    BadVersion,
-    /// Unknown community, or not allowed in this version
-    /// (snmpInBadCommunityNames).
-    BadCommunity,
-    /// A PDU a command responder does not answer (Response, Trap, Report…).
-    NotARequest,
-    /// Even an error response would not fit the size limit.
-    TooBig,
-    /// SNMPv3 with a security model other than USM
-    /// (snmpUnknownSecurityModels, counted by [`crate::v3`]).
-    UnknownSecurityModel,
-    /// SNMPv3 with privacy but no authentication (snmpInvalidMsgs, counted
-    /// by [`crate::v3`]).
-    InvalidMsg,
-    /// An SNMPv3 check failed on a message without the reportable flag; its
-    /// usmStats/snmp counter was counted by [`crate::v3`].
-    Unreported,
-}
-
 /// The outcome of one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The frame holds the response.
     Reply,
     Dropped(Drop),
-}
-
-/// The kind of request, with GETBULK's parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Get,
-    GetNext,
-    GetBulk {
-        non_repeaters: u32,
-        max_repetitions: u32,
-    },
-    Set,
-}
-
-/// A decoded request, independent of the message version.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Request {
-    pub version: Version,
-    pub kind: Kind,
-    pub request_id: i32,
-    pub names: Names,
-    /// SET values (`Null` for other requests).
-    pub values: Vec<Value>,
-}
-
-impl Default for Request {
-    fn default() -> Request {
-        Request {
-            version: Version::V1,
-            kind: Kind::Get,
-            request_id: 0,
-            names: Names::default(),
-            values: Vec::new(),
-        }
-    }
-}
-
-/// The OIDs of a request's varbinds: every arc in one vector, so that a
-/// reused `Names` holds a request without allocating.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Names {
-    arcs: Vec<u32>,
-    /// Where each OID ends in `arcs`.
-    ends: Vec<usize>,
-}
-
-impl Names {
-    pub fn clear(&mut self) {
-        self.arcs.clear();
-        self.ends.clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn get(&self, i: usize) -> Option<&[u32]> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.arcs[start..end])
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
-    }
-
-    pub fn push(&mut self, oid: &[u32]) {
-        self.arcs.extend_from_slice(oid);
-        self.ends.push(self.arcs.len());
-    }
-
-    /// Drops arcs pushed since the last finished OID ([`Names::push_arc`]).
-    fn begin(&mut self) {
-        self.arcs.truncate(self.ends.last().copied().unwrap_or(0));
-    }
-
-    fn push_arc(&mut self, arc: u32) {
-        self.arcs.push(arc);
-    }
-
-    fn finish(&mut self) {
-        self.ends.push(self.arcs.len());
-    }
 }
 
 /// What a handler needs to answer.
@@ -575,123 +462,6 @@ fn finish_pdu(
     Ok(())
 }
 
-/// For the fuzzer and the tests: whether the in-place decoders ([`fast`])
-/// read `datagram` as rasn does wherever they accept it (an error says how
-/// not): as a v1/v2c or v3 message, and as a decrypted scopedPDU followed
-/// by up to 8 bytes of padding.
-#[doc(hidden)]
-pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
-    check_fast_message(datagram)?;
-    check_fast_scoped(datagram, 8)
-}
-
-fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
-    let mut request = Request::default();
-    match ber::peek_version(datagram) {
-        Some(version @ (0 | 1)) => {
-            let Some(community) = fast::decode(datagram, &mut request) else {
-                return Ok(());
-            };
-            let slow = match version {
-                0 => decode_v1(datagram),
-                _ => decode_v2c(datagram),
-            };
-            let (want, want_community) =
-                slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
-            if request == want && community == want_community.as_slice() {
-                Ok(())
-            } else {
-                Err(format!("the fast path read {request:?}, rasn {want:?}"))
-            }
-        }
-        Some(3) => {
-            let Some(m) = fast::decode_v3(datagram, &mut request) else {
-                return Ok(());
-            };
-            let slow = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::Message>(datagram) {
-                Ok((msg, [])) => msg,
-                _ => return Err("the fast path took a message rasn refuses".into()),
-            };
-            let usm = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::USMSecurityParameters>(
-                &slow.security_parameters,
-            ) {
-                Ok((u, [])) => u,
-                _ => return Err("the fast path took USM parameters rasn refuses".into()),
-            };
-            let int = |i: &Integer| i64::try_from(i).ok();
-            let g = &slow.global_data;
-            let header = (
-                int(&g.message_id),
-                int(&g.max_size),
-                &g.flags[..],
-                int(&g.security_model),
-            ) == (
-                Some(m.msg_id),
-                Some(m.max_size),
-                m.flags,
-                Some(m.security_model),
-            );
-            let usm_same = (
-                &usm.authoritative_engine_id[..],
-                int(&usm.authoritative_engine_boots),
-                int(&usm.authoritative_engine_time),
-                &usm.user_name[..],
-                &usm.authentication_parameters[..],
-                &usm.privacy_parameters[..],
-            ) == (
-                m.usm.engine_id,
-                Some(m.usm.boots),
-                Some(m.usm.time),
-                m.usm.user_name,
-                m.usm.auth,
-                m.usm.privacy,
-            );
-            let data_same = match (&slow.scoped_data, &m.data) {
-                (rasn_snmp::v3::ScopedPduData::EncryptedPdu(e), fast::V3Data::Encrypted(f)) => {
-                    &e[..] == *f
-                }
-                (rasn_snmp::v3::ScopedPduData::CleartextPdu(s), fast::V3Data::Clear(f)) => {
-                    &s.engine_id[..] == f.engine_id
-                        && &s.name[..] == f.name
-                        && request_from_pdus(s.data.clone(), Version::V3)
-                            .is_ok_and(|want| request == want)
-                }
-                _ => false,
-            };
-            if header && usm_same && data_same {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the fast path read {m:?} and {request:?}, rasn {slow:?} and {usm:?}"
-                ))
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The same for a decrypted scopedPDU followed by up to `max_pad` bytes.
-fn check_fast_scoped(plaintext: &[u8], max_pad: usize) -> Result<(), String> {
-    let mut request = Request::default();
-    let Some(f) = fast::decode_scoped(plaintext, max_pad, &mut request) else {
-        return Ok(());
-    };
-    match rasn::ber::decode_with_remainder::<rasn_snmp::v3::ScopedPdu>(plaintext) {
-        Ok((s, rest))
-            if rest.len() <= max_pad
-                && &s.engine_id[..] == f.engine_id
-                && &s.name[..] == f.name
-                && request_from_pdus(s.data.clone(), Version::V3)
-                    .is_ok_and(|want| request == want) =>
-        {
-            Ok(())
-        }
-        other => Err(format!(
-            "the fast path read {f:?} and {request:?}, rasn {other:?}"
-        )),
-    }
-}
-
 /// Appends the request's own varbinds (for error responses).
 fn echo_varbinds(request: &Request, out: &mut Vec<u8>) {
     for (i, name) in request.names.iter().enumerate() {
@@ -699,120 +469,6 @@ fn echo_varbinds(request: &Request, out: &mut Vec<u8>) {
             ber::push_value(v, request.values.get(i).unwrap_or(&Value::Null));
         });
     }
-}
-
-fn decode_all<T: rasn::Decode>(datagram: &[u8]) -> Result<T, Drop> {
-    match rasn::ber::decode_with_remainder::<T>(datagram) {
-        Ok((msg, [])) => Ok(msg),
-        _ => Err(Drop::Parse),
-    }
-}
-
-fn int_i32(i: &Integer) -> Option<i32> {
-    i64::try_from(i.clone())
-        .ok()
-        .and_then(|v| i32::try_from(v).ok())
-}
-
-fn decode_v1(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
-    let msg: v1::Message<v1::Pdus> = decode_all(datagram)?;
-    let (kind, pdu) = match msg.data {
-        v1::Pdus::GetRequest(p) => (Kind::Get, p.0),
-        v1::Pdus::GetNextRequest(p) => (Kind::GetNext, p.0),
-        v1::Pdus::SetRequest(p) => (Kind::Set, p.0),
-        v1::Pdus::GetResponse(_) | v1::Pdus::Trap(_) => return Err(Drop::NotARequest),
-    };
-    let request_id = int_i32(&pdu.request_id).ok_or(Drop::Parse)?;
-    let mut names = Names::default();
-    let mut values = Vec::with_capacity(pdu.variable_bindings.len());
-    for vb in pdu.variable_bindings {
-        names.push(&vb.name);
-        values.push(value_from_v1(vb.value).ok_or(Drop::Parse)?);
-    }
-    let request = Request {
-        version: Version::V1,
-        kind,
-        request_id,
-        names,
-        values,
-    };
-    Ok((request, msg.community.to_vec()))
-}
-
-fn decode_v2c(datagram: &[u8]) -> Result<(Request, Vec<u8>), Drop> {
-    let msg: v2c::Message<v2::Pdus> = decode_all(datagram)?;
-    let request = request_from_pdus(msg.data, Version::V2c)?;
-    Ok((request, msg.community.to_vec()))
-}
-
-/// A request from SNMPv2 PDUs (those of v2c and of a v3 scopedPDU).
-pub(crate) fn request_from_pdus(pdus: v2::Pdus, version: Version) -> Result<Request, Drop> {
-    let (kind, request_id, bindings) = match pdus {
-        v2::Pdus::GetRequest(p) => (Kind::Get, p.0.request_id, p.0.variable_bindings),
-        v2::Pdus::GetNextRequest(p) => (Kind::GetNext, p.0.request_id, p.0.variable_bindings),
-        v2::Pdus::SetRequest(p) => (Kind::Set, p.0.request_id, p.0.variable_bindings),
-        v2::Pdus::GetBulkRequest(p) => (
-            Kind::GetBulk {
-                non_repeaters: p.0.non_repeaters,
-                max_repetitions: p.0.max_repetitions,
-            },
-            p.0.request_id,
-            p.0.variable_bindings,
-        ),
-        v2::Pdus::Response(_)
-        | v2::Pdus::InformRequest(_)
-        | v2::Pdus::Trap(_)
-        | v2::Pdus::Report(_) => return Err(Drop::NotARequest),
-    };
-    let mut names = Names::default();
-    let mut values = Vec::with_capacity(bindings.len());
-    for vb in bindings {
-        names.push(&vb.name);
-        values.push(match vb.value {
-            v2::VarBindValue::Value(v) => value_from_v2(v).ok_or(Drop::Parse)?,
-            v2::VarBindValue::Unspecified => Value::Null,
-            v2::VarBindValue::NoSuchObject => Value::NoSuchObject,
-            v2::VarBindValue::NoSuchInstance => Value::NoSuchInstance,
-            v2::VarBindValue::EndOfMibView => Value::EndOfMibView,
-        });
-    }
-    Ok(Request {
-        version,
-        kind,
-        request_id,
-        names,
-        values,
-    })
-}
-
-fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {
-    use smi1::{ApplicationSyntax as A, NetworkAddress, ObjectSyntax as O, SimpleSyntax as S};
-    Some(match v {
-        O::Simple(S::Number(i)) => Value::Integer(i64::try_from(i).ok()?),
-        O::Simple(S::String(s)) => Value::OctetString(s.to_vec()),
-        O::Simple(S::Object(o)) => Value::ObjectId(o.to_vec()),
-        O::Simple(S::Empty) => Value::Null,
-        O::ApplicationWide(A::Address(NetworkAddress::Internet(a))) => Value::IpAddress(*a.0),
-        O::ApplicationWide(A::Counter(c)) => Value::Counter32(c.0),
-        O::ApplicationWide(A::Gauge(g)) => Value::Gauge32(g.0),
-        O::ApplicationWide(A::Ticks(t)) => Value::TimeTicks(t.0),
-        O::ApplicationWide(A::Arbitrary(o)) => Value::Opaque(o.as_ref().to_vec()),
-    })
-}
-
-fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
-    use smi2::{ApplicationSyntax as A, ObjectSyntax as O, SimpleSyntax as S};
-    Some(match v {
-        O::Simple(S::Integer(i)) => Value::Integer(i64::try_from(i).ok()?),
-        O::Simple(S::String(s)) => Value::OctetString(s.to_vec()),
-        O::Simple(S::ObjectId(o)) => Value::ObjectId(o.to_vec()),
-        O::ApplicationWide(A::Address(a)) => Value::IpAddress(*a.0),
-        O::ApplicationWide(A::Counter(c)) => Value::Counter32(c.0),
-        O::ApplicationWide(A::Ticks(t)) => Value::TimeTicks(t.0),
-        O::ApplicationWide(A::Arbitrary(o)) => Value::Opaque(o.as_ref().to_vec()),
-        O::ApplicationWide(A::BigCounter(c)) => Value::Counter64(c.0),
-        O::ApplicationWide(A::Unsigned(g)) => Value::Gauge32(g.0),
-    })
 }
 
 #[cfg(test)]

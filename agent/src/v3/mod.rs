@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::MAX_BOOTS;
 use crate::mib::Counters;
-use crate::responder::{Drop, Request, Version, fast, request_from_pdus};
 use crate::usm::{KeyError, SecurityLevel, User, UserConfig};
 use crate::wire::ber::Frame;
+use crate::wire::decode::request_from_pdus;
+use crate::wire::fast;
+use crate::wire::pdu::{Drop, Request, Version};
 
 /// The time window of RFC 3414 §2.2.3, in seconds.
 pub const TIME_WINDOW: u32 = 150;

@@ -1,8 +1,14 @@
 //! What goes over the wire: BER as the hot path writes it by hand
-//! ([`ber`]) and the typed values and OIDs of SNMP ([`value`]). Pure
-//! encoding and decoding over byte slices: no I/O, no clock, no keys.
+//! ([`ber`]), the typed values and OIDs of SNMP ([`value`]), requests as
+//! the handlers see them ([`pdu`]), read in place from a datagram
+//! ([`fast`]) or through rasn ([`decode`]). Pure encoding and decoding over
+//! byte slices: no I/O, no clock, no keys.
 //!
-//! Depends on nothing else in the crate: every other layer builds on it.
+//! Depends on nothing else in the crate but [`crate::util`]: every other
+//! layer builds on it.
 
 pub mod ber;
+pub(crate) mod decode;
+pub(crate) mod fast;
+pub(crate) mod pdu;
 pub mod value;

@@ -10,7 +10,7 @@
 //! read stays rasn's: the tests check that both agree wherever this decoder
 //! answers.
 
-use super::{Kind, Request, Version};
+use super::pdu::{Kind, Request, Version};
 use crate::wire::ber::{TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
 
 const TAG_GET: u8 = 0xa0;
@@ -355,7 +355,7 @@ mod tests {
         out.extend_from_slice(content);
     }
 
-    use super::super::check_fast_decoder;
+    use crate::wire::decode::check_fast_decoder;
 
     use crate::util::xorshift::Rng;
 
