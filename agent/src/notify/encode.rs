@@ -6,8 +6,8 @@ use rasn_snmp::{v2, v2c, v3};
 
 use super::{Notification, SNMP_TRAP_OID, SYS_UPTIME, v1_trap_fields};
 use crate::usm::{AuthKey, PrivKey};
-use crate::v3::wire;
 use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
+use crate::wire::v3 as wire;
 use crate::wire::value::Value;
 
 /// PDU tags (RFC 1157, RFC 3416).

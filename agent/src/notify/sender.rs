@@ -15,8 +15,9 @@ use tokio::net::UdpSocket;
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
 use crate::usm::{AuthKey, PrivKey, SecurityLevel, keys};
-use crate::v3::{ReportKind, wire};
+use crate::v3::ReportKind;
 use crate::wire::ber::{Frame, TAG_SEQUENCE};
+use crate::wire::v3 as wire;
 
 /// The sending engine: what an SNMPv3 trap is authenticated as.
 #[derive(Debug, Clone)]

@@ -141,6 +141,18 @@ impl AuthKey {
     }
 }
 
+impl crate::wire::v3::Authenticate for AuthKey {
+    #[inline]
+    fn mac_len(&self) -> usize {
+        AuthKey::mac_len(self)
+    }
+
+    #[inline]
+    fn sign(&self, msg: &mut [u8], at: usize) -> bool {
+        AuthKey::sign(self, msg, at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

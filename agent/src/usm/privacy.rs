@@ -241,6 +241,13 @@ impl PrivKey {
     }
 }
 
+impl crate::wire::v3::Encrypt for PrivKey {
+    #[inline]
+    fn encrypt(&self, buf: &mut Vec<u8>, from: usize, boots: u32, time: u32, salt: u64) -> [u8; 8] {
+        PrivKey::encrypt(self, buf, from, boots, time, salt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

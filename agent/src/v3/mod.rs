@@ -8,7 +8,9 @@
 //! SNMP-TARGET-MIB or usmStats counter. Outgoing messages are encoded by
 //! [`wire::seal`]. Pure: the clock comes in as snmpEngineTime.
 
-pub mod wire;
+/// The SNMPv3 message format, which lives with the rest of the wire
+/// format; here too because it is SNMPv3's.
+pub use crate::wire::v3 as wire;
 
 use std::hash::{BuildHasher, Hasher};
 

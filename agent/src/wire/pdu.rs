@@ -111,12 +111,13 @@ pub enum Drop {
     /// Even an error response would not fit the size limit.
     TooBig,
     /// SNMPv3 with a security model other than USM
-    /// (snmpUnknownSecurityModels, counted by [`crate::v3`]).
+    /// (snmpUnknownSecurityModels, counted by SNMPv3 message
+    /// processing).
     UnknownSecurityModel,
     /// SNMPv3 with privacy but no authentication (snmpInvalidMsgs, counted
-    /// by [`crate::v3`]).
+    /// by SNMPv3 message processing).
     InvalidMsg,
     /// An SNMPv3 check failed on a message without the reportable flag; its
-    /// usmStats/snmp counter was counted by [`crate::v3`].
+    /// usmStats/snmp counter was counted by SNMPv3 message processing.
     Unreported,
 }

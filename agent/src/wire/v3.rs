@@ -4,8 +4,11 @@
 //! of an outgoing message around a PDU already framed in a [`Frame`] —
 //! scopedPDU, encryption in place, USM parameters with a zeroed MAC field
 //! that is then patched with the HMAC of the finished message.
+//!
+//! The keys are USM's; this module only says what it needs of them
+//! ([`Authenticate`], [`Encrypt`]), so the message format does not depend
+//! on the security layer that uses it.
 
-use crate::usm::{AuthKey, PrivKey};
 use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
 
 /// The User-based Security Model's msgSecurityModel.
@@ -48,8 +51,25 @@ pub fn auth_params_range(msg: &[u8]) -> Option<(usize, usize)> {
     (tag == TAG_OCTET_STRING).then_some((at, len))
 }
 
+/// What sealing needs of an authentication key.
+pub trait Authenticate {
+    /// Length of msgAuthenticationParameters: the truncated HMAC.
+    fn mac_len(&self) -> usize;
+    /// Writes the MAC of the whole message `msg` into its field at `at`
+    /// (whose bytes are taken as zeros); `false` when the field does not
+    /// fit in `msg`.
+    fn sign(&self, msg: &mut [u8], at: usize) -> bool;
+}
+
+/// What sealing needs of a privacy key.
+pub trait Encrypt {
+    /// Encrypts `buf[from..]` in place with the sender's `boots`/`time`
+    /// and a fresh `salt`; returns msgPrivacyParameters.
+    fn encrypt(&self, buf: &mut Vec<u8>, from: usize, boots: u32, time: u32, salt: u64) -> [u8; 8];
+}
+
 /// Everything an outgoing message needs besides its PDU.
-pub struct Seal<'a> {
+pub struct Seal<'a, A, P> {
     pub msg_id: i32,
     /// Our msgMaxSize.
     pub max_size: i32,
@@ -61,9 +81,9 @@ pub struct Seal<'a> {
     pub boots: u32,
     pub time: u32,
     pub user_name: &'a [u8],
-    pub auth: Option<&'a AuthKey>,
+    pub auth: Option<&'a A>,
     /// The privacy key and a fresh salt.
-    pub privacy: Option<(&'a PrivKey, u64)>,
+    pub privacy: Option<(&'a P, u64)>,
     pub context_engine_id: &'a [u8],
     pub context_name: &'a [u8],
 }
@@ -78,7 +98,11 @@ fn push_octets(out: &mut Vec<u8>, bytes: &[u8]) {
 /// scopedPDU, encrypted when `privacy` is given, then the headers, then the
 /// HMAC when `auth` is given. `scratch` is working space, reused between
 /// calls.
-pub fn seal(frame: &mut Frame, s: &Seal<'_>, scratch: &mut Vec<u8>) {
+pub fn seal<A: Authenticate, P: Encrypt>(
+    frame: &mut Frame,
+    s: &Seal<'_, A, P>,
+    scratch: &mut Vec<u8>,
+) {
     frame.prepend_tlv(TAG_OCTET_STRING, s.context_name);
     frame.prepend_tlv(TAG_OCTET_STRING, s.context_engine_id);
     frame.wrap(TAG_SEQUENCE);
@@ -92,7 +116,7 @@ pub fn seal(frame: &mut Frame, s: &Seal<'_>, scratch: &mut Vec<u8>) {
         frame.wrap(TAG_OCTET_STRING);
     }
     // UsmSecurityParameters, with the MAC field zeroed.
-    let mac_len = s.auth.map_or(0, AuthKey::mac_len);
+    let mac_len = s.auth.map_or(0, A::mac_len);
     let usm = scratch;
     usm.clear();
     push_octets(usm, s.engine_id);
