@@ -3,7 +3,6 @@
 //! I/O.
 
 pub mod channel;
-pub mod engine;
 pub mod mib;
 pub mod mmsg;
 pub mod notify;
@@ -15,12 +14,12 @@ pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod sys;
-pub mod usm;
-pub mod v3;
 pub mod variation;
 
+mod security;
 mod util;
 mod wire;
 
+pub use security::{engine, usm, v3};
 pub use util::xorshift;
 pub use wire::{ber, value};

@@ -317,4 +317,62 @@ mod tests {
         r.set_rate_limit(None);
         assert!(r.admit(ip, now));
     }
+
+    /// End to end over UDP on loopback: the serve loop answering a client that
+    /// keeps 64 requests in flight, v2c against SNMPv3 authPriv SHA/AES-128.
+    /// `cargo test --release -p agentcluster-agent udp_v3_vs_v2c -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement; run in release"]
+    fn udp_v3_vs_v2c_get_throughput() {
+        use crate::responder::tests::v3::{Agent, Manager, SYS_DESCR, get};
+        use crate::security::usm::{AuthProtocol, PrivProtocol};
+        use std::net::UdpSocket;
+        let agent = Agent::new();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let shared: Shared = Arc::new(Mutex::new(agent.responder));
+        let token = tokio_util::sync::CancellationToken::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s2, t2) = (shared.clone(), token.clone());
+        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
+        let v3 = m.encode(&get(1, &[SYS_DESCR]));
+        let v2 = rasn::ber::encode(&rasn_snmp::v2c::Message {
+            version: 1.into(),
+            community: b"public".to_vec().into(),
+            data: get(1, &[SYS_DESCR]),
+        })
+        .unwrap();
+        let rate = |msg: &[u8]| {
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 2048];
+            let n = 100_000;
+            let t = Instant::now();
+            for _ in 0..64 {
+                c.send(msg).unwrap();
+            }
+            for i in 0..n {
+                c.recv(&mut buf).unwrap();
+                if i + 64 < n {
+                    c.send(msg).unwrap();
+                }
+            }
+            f64::from(n) / t.elapsed().as_secs_f64()
+        };
+        // Warm up, then measure.
+        rate(&v2);
+        rate(&v3);
+        let (r2, r3) = (rate(&v2), rate(&v3));
+        eprintln!(
+            "UDP: v2c {r2:.0}/s, v3 authPriv SHA/AES {r3:.0}/s, ratio {:.2}",
+            r3 / r2
+        );
+        token.cancel();
+        let _ = server_thread.join();
+    }
 }

@@ -5,7 +5,7 @@
 use rasn_snmp::{v2, v2c, v3};
 
 use super::{Notification, SNMP_TRAP_OID, SYS_UPTIME, v1_trap_fields};
-use crate::usm::{AuthKey, PrivKey};
+use crate::security::usm::{AuthKey, PrivKey};
 use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
 use crate::wire::v3 as wire;
 use crate::wire::value::Value;
@@ -242,8 +242,8 @@ mod tests {
 
     #[test]
     fn v3_messages_open_only_with_the_right_keys() {
-        use crate::usm::keys::{localized_auth_key, localized_priv_key};
-        use crate::usm::{AuthProtocol, PrivProtocol};
+        use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
+        use crate::security::usm::{AuthProtocol, PrivProtocol};
         let engine = [0x80, 0, 0x1f, 0x88, 5, 9, 9, 9];
         let auth = AuthKey::new(
             AuthProtocol::Sha256,

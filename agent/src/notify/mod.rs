@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::usm::{AuthProtocol, PrivProtocol};
+use crate::security::usm::{AuthProtocol, PrivProtocol};
 use crate::wire::value::{Oid, Value};
 
 pub use sender::{LocalEngine, Sender};
@@ -68,7 +68,7 @@ pub enum Kind {
 
 /// A USM user for notifications. Passwords, because an inform's keys are
 /// localized to the receiver's engine ID, learnt only by discovery (Ku is
-/// computed once per password, see [`crate::usm::keys::ku`]). `Debug`
+/// computed once per password, see [`crate::security::usm::keys::ku`]). `Debug`
 /// never shows them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyUser {

@@ -14,8 +14,8 @@ use tokio::net::UdpSocket;
 
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
-use crate::usm::{AuthKey, PrivKey, SecurityLevel, keys};
-use crate::v3::ReportKind;
+use crate::security::usm::{AuthKey, PrivKey, SecurityLevel, keys};
+use crate::security::v3::ReportKind;
 use crate::wire::ber::{Frame, TAG_SEQUENCE};
 use crate::wire::v3 as wire;
 
@@ -513,7 +513,7 @@ mod tests {
             communities: vec![],
             max_varbinds: 10,
             max_message_size: 1500,
-            v3: Some(crate::v3::V3Config {
+            v3: Some(crate::security::v3::V3Config {
                 engine_id: engine.clone(),
                 engine_boots: 4,
                 users: vec![],
@@ -550,7 +550,7 @@ mod tests {
             community: vec![],
             user: Some(NotifyUser {
                 name: b"ops".to_vec(),
-                auth: Some((crate::usm::AuthProtocol::Sha1, "authpass1".into())),
+                auth: Some((crate::security::usm::AuthProtocol::Sha1, "authpass1".into())),
                 privacy: None,
             }),
             retries: 1,

@@ -7,7 +7,7 @@
 //! store's pre-encoded varbinds (see [`crate::wire::ber::Frame`]).
 //! A GET, GETNEXT or GETBULK, in any version and at any SNMPv3 security
 //! level, allocates nothing once the buffers have grown to fit. SNMPv3
-//! messages go through [`crate::v3`] first and then reach the same
+//! messages go through [`crate::security::v3`] first and then reach the same
 //! handlers.
 
 mod get;
@@ -86,7 +86,7 @@ pub struct Config {
     /// SNMPv3: engine, users, contexts. `None`: v3 messages are bad
     /// versions.
     #[serde(default)]
-    pub v3: Option<crate::v3::V3Config>,
+    pub v3: Option<crate::security::v3::V3Config>,
 }
 
 /// A responder configuration that cannot be served.
@@ -96,7 +96,7 @@ pub enum ConfigError {
     #[error("SNMPv3 user {user:?}: {cause}")]
     User {
         user: String,
-        cause: crate::usm::KeyError,
+        cause: crate::security::usm::KeyError,
     },
 }
 
@@ -134,7 +134,7 @@ pub struct Responder {
     counters: Counters,
     start: Instant,
     /// The SNMPv3 engine, when `config.v3` is set and its keys are usable.
-    v3: Option<crate::v3::Engine>,
+    v3: Option<crate::security::v3::Engine>,
     /// What SNMPv3 agents serve in the snmpEngine group.
     engine: Option<Arc<EngineInfo>>,
     /// The per-source rate limit, when one is set.
@@ -152,7 +152,7 @@ impl Responder {
     /// name and reason, never key material) and SNMPv3 is then off; use
     /// [`Responder::try_new`] to get that as an error instead.
     pub fn new(mut config: Config, stores: Vec<Arc<Store>>, start: Instant) -> Responder {
-        let v3 = match config.v3.as_ref().map(crate::v3::Engine::new) {
+        let v3 = match config.v3.as_ref().map(crate::security::v3::Engine::new) {
             Some(Ok(engine)) => Some(engine),
             Some(Err((user, cause))) => {
                 let e = ConfigError::User { user, cause };
@@ -173,7 +173,7 @@ impl Responder {
     ) -> Result<Responder, ConfigError> {
         let v3 = match &config.v3 {
             Some(c) => Some(
-                crate::v3::Engine::new(c)
+                crate::security::v3::Engine::new(c)
                     .map_err(|(user, cause)| ConfigError::User { user, cause })?,
             ),
             None => None,
@@ -185,7 +185,7 @@ impl Responder {
         config: Config,
         stores: Vec<Arc<Store>>,
         start: Instant,
-        v3: Option<crate::v3::Engine>,
+        v3: Option<crate::security::v3::Engine>,
     ) -> Responder {
         let engine = config.v3.as_ref().map(|c| {
             Arc::new(EngineInfo {
@@ -472,6 +472,4 @@ fn echo_varbinds(request: &Request, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod hostile;
-#[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,17 +11,22 @@ use rasn::types::ObjectIdentifier;
 use rasn_smi::v2::{ObjectSyntax, SimpleSyntax};
 use rasn_snmp::{v2, v3};
 
-use super::*;
-use crate::responder::{CommunityAccess, Config, Outcome, Responder};
+use crate::mib::Counters;
+use crate::responder::{CommunityAccess, Config, Drop, Outcome, Responder};
+use crate::security::engine::MAX_BOOTS;
+use crate::security::usm::SecurityLevel;
+use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
+use crate::security::usm::{AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol};
+use crate::security::v3::{ContextConfig, ReportKind, V3Config};
 use crate::snapshot::Record;
 use crate::store::Store;
-use crate::usm::keys::{localized_auth_key, localized_priv_key};
-use crate::usm::{AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol};
+use crate::wire::ber::Frame;
+use crate::wire::v3 as wire;
 use crate::wire::value::Value;
 
 const ENGINE: &[u8] = &[0x80, 0x00, 0x1f, 0x88, 0x05, 1, 2, 3, 4, 5, 6, 7, 8];
 const BOOTS: u32 = 7;
-const SYS_DESCR: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
+pub(crate) const SYS_DESCR: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
 const SYS_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 5, 0];
 const ENGINE_BOOTS: &[u32] = &[1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0];
 
@@ -65,7 +70,7 @@ fn user(
     auth: Option<AuthProtocol>,
     privacy: Option<PrivProtocol>,
     write: bool,
-) -> crate::usm::UserConfig {
+) -> crate::security::usm::UserConfig {
     let a = auth.map(|p| {
         (
             p,
@@ -84,7 +89,7 @@ fn user(
         (Some(_), None) => SecurityLevel::AuthNoPriv,
         _ => SecurityLevel::NoAuthNoPriv,
     };
-    crate::usm::UserConfig {
+    crate::security::usm::UserConfig {
         name: name.as_bytes().to_vec(),
         auth: a,
         privacy: pr,
@@ -95,7 +100,7 @@ fn user(
 
 /// The users of the default agent: one per auth × priv pair named
 /// `a<i>p<j>`, one per auth only `a<i>`, `plain`, and `ops` (SHA/AES, write).
-fn users() -> Vec<crate::usm::UserConfig> {
+fn users() -> Vec<crate::security::usm::UserConfig> {
     let mut u = vec![
         user("plain", None, None, false),
         user(
@@ -114,8 +119,10 @@ fn users() -> Vec<crate::usm::UserConfig> {
     u
 }
 
-struct Agent {
-    responder: Responder,
+/// An SNMPv3 agent (a responder with every user) and the time its
+/// datagrams arrive.
+pub(crate) struct Agent {
+    pub(crate) responder: Responder,
     start: Instant,
     /// Seconds since start at which the next datagram arrives.
     at: u64,
@@ -123,11 +130,11 @@ struct Agent {
 }
 
 impl Agent {
-    fn new() -> Agent {
+    pub(crate) fn new() -> Agent {
         Agent::with(users(), BOOTS)
     }
 
-    fn with(users: Vec<crate::usm::UserConfig>, boots: u32) -> Agent {
+    fn with(users: Vec<crate::security::usm::UserConfig>, boots: u32) -> Agent {
         let config = Config {
             communities: vec![CommunityAccess {
                 community: b"public".to_vec(),
@@ -179,7 +186,7 @@ impl Agent {
 
 /// A manager: what it believes about the agent, and its credentials.
 #[derive(Clone)]
-struct Manager {
+pub(crate) struct Manager {
     engine_id: Vec<u8>,
     boots: u32,
     time: u32,
@@ -213,7 +220,11 @@ impl Manager {
     }
 
     /// A synchronized manager for user `name` with the given protocols.
-    fn user(name: &str, auth: Option<AuthProtocol>, privacy: Option<PrivProtocol>) -> Manager {
+    pub(crate) fn user(
+        name: &str,
+        auth: Option<AuthProtocol>,
+        privacy: Option<PrivProtocol>,
+    ) -> Manager {
         let a = auth.map(|p| {
             AuthKey::new(p, &localized_auth_key(p, b"authpass1", ENGINE).unwrap()).unwrap()
         });
@@ -242,7 +253,7 @@ impl Manager {
         }
     }
 
-    fn encode(&self, pdus: &v2::Pdus) -> Vec<u8> {
+    pub(crate) fn encode(&self, pdus: &v2::Pdus) -> Vec<u8> {
         let mut frame = Frame::default();
         frame.reset(256);
         frame
@@ -359,7 +370,7 @@ fn oid(a: &[u32]) -> ObjectIdentifier {
     ObjectIdentifier::new(a.to_vec()).unwrap()
 }
 
-fn get(id: i32, oids: &[&[u32]]) -> v2::Pdus {
+pub(crate) fn get(id: i32, oids: &[&[u32]]) -> v2::Pdus {
     v2::Pdus::GetRequest(v2::GetRequest(v2::Pdu {
         request_id: id,
         error_status: 0,
@@ -943,63 +954,6 @@ fn v3_vs_v2c_get_throughput() {
         "v2c {r2:.0}/s, v3 authPriv SHA/AES {r3:.0}/s, ratio {:.2}",
         r3 / r2
     );
-}
-
-/// End to end over UDP on loopback: the serve loop answering a client that
-/// keeps 64 requests in flight, v2c against SNMPv3 authPriv SHA/AES-128.
-/// `cargo test --release -p agentcluster-agent udp_v3_vs_v2c -- --ignored --nocapture`
-#[test]
-#[ignore = "a measurement; run in release"]
-fn udp_v3_vs_v2c_get_throughput() {
-    use std::net::UdpSocket;
-    let agent = Agent::new();
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr().unwrap();
-    let shared = Arc::new(std::sync::Mutex::new(agent.responder));
-    let token = tokio_util::sync::CancellationToken::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (s2, t2) = (shared.clone(), token.clone());
-    let server_thread =
-        std::thread::spawn(move || rt.block_on(crate::serve::serve(vec![server], s2, t2)));
-    let m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
-    let v3 = m.encode(&get(1, &[SYS_DESCR]));
-    let v2 = rasn::ber::encode(&rasn_snmp::v2c::Message {
-        version: 1.into(),
-        community: b"public".to_vec().into(),
-        data: get(1, &[SYS_DESCR]),
-    })
-    .unwrap();
-    let rate = |msg: &[u8]| {
-        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-        c.connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut buf = [0u8; 2048];
-        let n = 100_000;
-        let t = Instant::now();
-        for _ in 0..64 {
-            c.send(msg).unwrap();
-        }
-        for i in 0..n {
-            c.recv(&mut buf).unwrap();
-            if i + 64 < n {
-                c.send(msg).unwrap();
-            }
-        }
-        f64::from(n) / t.elapsed().as_secs_f64()
-    };
-    // Warm up, then measure.
-    rate(&v2);
-    rate(&v3);
-    let (r2, r3) = (rate(&v2), rate(&v3));
-    eprintln!(
-        "UDP: v2c {r2:.0}/s, v3 authPriv SHA/AES {r3:.0}/s, ratio {:.2}",
-        r3 / r2
-    );
-    token.cancel();
-    let _ = server_thread.join();
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! ours) and responses decoded with rasn, so both directions are checked
 //! against a second implementation of BER.
 
+mod hostile;
+pub(crate) mod v3;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

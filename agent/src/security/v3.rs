@@ -18,9 +18,9 @@ use rasn::types::Integer;
 use rasn_snmp::v3;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::MAX_BOOTS;
 use crate::mib::Counters;
-use crate::usm::{KeyError, SecurityLevel, User, UserConfig};
+use crate::security::engine::MAX_BOOTS;
+use crate::security::usm::{KeyError, SecurityLevel, User, UserConfig};
 use crate::wire::ber::Frame;
 use crate::wire::decode::request_from_pdus;
 use crate::wire::fast;
@@ -36,7 +36,7 @@ pub struct V3Config {
     /// snmpEngineID (5..=32 bytes).
     pub engine_id: Vec<u8>,
     /// snmpEngineBoots of this run (persisted and incremented by the
-    /// caller, see [`crate::engine::next_boots`]).
+    /// caller, see [`crate::security::engine::next_boots`]).
     pub engine_boots: u32,
     #[serde(default)]
     pub users: Vec<UserConfig>,
@@ -564,6 +564,3 @@ impl Engine {
         true
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use rasn_snmp::{v2, v2c, v3};
 
 use super::*;
+use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
+use crate::security::usm::{
+    AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol, SecurityLevel,
+};
+use crate::security::v3::{ContextConfig, V3Config, wire};
 use crate::snapshot::{self, Format};
 use crate::sys::alloc_meter;
-use crate::usm::keys::{localized_auth_key, localized_priv_key};
-use crate::usm::{AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol, SecurityLevel};
-use crate::v3::{ContextConfig, V3Config, wire};
 
 const ENGINE: &[u8] = &[
     0x80, 0x00, 0x1f, 0x88, 0x05, b'h', b'o', b's', b't', 1, 2, 3, 4,
@@ -32,7 +34,7 @@ fn store() -> Arc<Store> {
     static STORE: OnceLock<Arc<Store>> = OnceLock::new();
     STORE
         .get_or_init(|| {
-            let data = include_bytes!("../../../mibs/linux-host.snmprec");
+            let data = include_bytes!("../../../../mibs/linux-host.snmprec");
             let snap = snapshot::parse(data, Format::Snmprec, Path::new("linux-host.snmprec"))
                 .expect("the sample snapshot parses");
             Arc::new(Store::from_records(&snap.records).expect("and compiles"))
@@ -42,7 +44,7 @@ fn store() -> Arc<Store> {
 
 /// A user: its configuration and its keys, localized once for every test.
 struct UserKeys {
-    config: crate::usm::UserConfig,
+    config: crate::security::usm::UserConfig,
     auth: Option<AuthKey>,
     privacy: Option<PrivKey>,
 }
@@ -59,7 +61,7 @@ fn keys() -> &'static [UserKeys] {
             UserKeys {
                 auth: a.as_ref().map(|(p, k)| AuthKey::new(*p, k).unwrap()),
                 privacy: pr.as_ref().map(|(p, k)| PrivKey::new(*p, k).unwrap()),
-                config: crate::usm::UserConfig {
+                config: crate::security::usm::UserConfig {
                     name: name.as_bytes().to_vec(),
                     auth: a.map(|(p, k)| (p, KeyMaterial::Localized(k))),
                     privacy: pr.map(|(p, k)| (p, KeyMaterial::Localized(k))),

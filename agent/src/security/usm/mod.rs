@@ -1,7 +1,7 @@
 //! The User-based Security Model (RFC 3414, RFC 7860, RFC 3826 and the
 //! 3DES/AES-192/256 drafts): protocols, keys, message authentication and
 //! privacy. Pure functions over bytes; message processing lives in
-//! [`crate::v3`].
+//! [`crate::security::v3`].
 
 pub mod auth;
 pub mod keys;
