@@ -3,7 +3,6 @@
 //! I/O.
 
 pub mod channel;
-pub mod mib;
 pub mod mmsg;
 pub mod notify;
 pub mod probe;
@@ -11,15 +10,14 @@ pub mod process;
 pub mod ratelimit;
 pub mod responder;
 pub mod serve;
-pub mod snapshot;
-pub mod store;
 pub mod sys;
-pub mod variation;
 
+mod data;
 mod security;
 mod util;
 mod wire;
 
+pub use data::{snapshot, store};
 pub use security::{engine, usm, v3};
 pub use util::xorshift;
 pub use wire::{ber, value};

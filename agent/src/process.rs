@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{
     self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
 };
+use crate::data::store::Store;
 use crate::responder::Responder;
 use crate::serve::{self, Shared};
-use crate::store::Store;
 use crate::sys::adopt_fd;
 
 /// Runs the agent process; returns the process exit code.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::mib::Counters;
+use crate::data::mib::Counters;
 use crate::mmsg::Batch;
 use crate::responder::{Outcome, Responder};
 
@@ -148,10 +148,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::data::snapshot::Record;
+    use crate::data::store::Store;
     use crate::ratelimit::RateLimit;
     use crate::responder::{CommunityAccess, Config};
-    use crate::snapshot::Record;
-    use crate::store::Store;
     use crate::wire::value::Value;
 
     /// v2c GET sysDescr.0, community `public`, as snmpget sends it.

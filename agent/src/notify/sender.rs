@@ -520,13 +520,14 @@ mod tests {
                 contexts: vec![],
             }),
         };
-        let record = crate::snapshot::Record {
+        let record = crate::data::snapshot::Record {
             oid: vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
             value: Value::OctetString(b"x".to_vec()),
             variation: None,
             line: 1,
         };
-        let store = std::sync::Arc::new(crate::store::Store::from_records(&[record]).unwrap());
+        let store =
+            std::sync::Arc::new(crate::data::store::Store::from_records(&[record]).unwrap());
         let mut responder = Responder::new(config, vec![store], Instant::now());
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = server.local_addr().unwrap();

@@ -20,9 +20,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::mib::{Counters, EngineInfo, Now, View};
+use crate::data::mib::{Counters, EngineInfo, Now, View};
+use crate::data::store::Store;
 use crate::ratelimit::{Limiter, RateLimit};
-use crate::store::Store;
 use crate::wire::ber::{self, Frame};
 #[doc(hidden)]
 pub use crate::wire::decode::check_fast_decoder;

@@ -4,7 +4,7 @@
 //! `write: true`. New objects are never created.
 
 use super::{Ctx, ErrorStatus, Failure, Request};
-use crate::mib::Obj;
+use crate::data::mib::Obj;
 use crate::wire::ber;
 use crate::wire::value::Value;
 

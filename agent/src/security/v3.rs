@@ -18,7 +18,7 @@ use rasn::types::Integer;
 use rasn_snmp::v3;
 use serde::{Deserialize, Serialize};
 
-use crate::mib::Counters;
+use crate::data::mib::Counters;
 use crate::security::engine::MAX_BOOTS;
 use crate::security::usm::{KeyError, SecurityLevel, User, UserConfig};
 use crate::wire::ber::Frame;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use rasn_snmp::{v2, v2c, v3};
 
 use super::*;
+use crate::data::snapshot::{self, Format};
 use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
 use crate::security::usm::{
     AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol, SecurityLevel,
 };
 use crate::security::v3::{ContextConfig, V3Config, wire};
-use crate::snapshot::{self, Format};
 use crate::sys::alloc_meter;
 
 const ENGINE: &[u8] = &[

@@ -13,7 +13,7 @@ use rasn_smi::v2::{ObjectSyntax, SimpleSyntax};
 use rasn_snmp::{v1, v2, v2c};
 
 use super::*;
-use crate::snapshot::{Record, Variation};
+use crate::data::snapshot::{Record, Variation};
 
 const SYS_DESCR: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
 const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];

@@ -11,15 +11,15 @@ use rasn::types::ObjectIdentifier;
 use rasn_smi::v2::{ObjectSyntax, SimpleSyntax};
 use rasn_snmp::{v2, v3};
 
-use crate::mib::Counters;
+use crate::data::mib::Counters;
+use crate::data::snapshot::Record;
+use crate::data::store::Store;
 use crate::responder::{CommunityAccess, Config, Drop, Outcome, Responder};
 use crate::security::engine::MAX_BOOTS;
 use crate::security::usm::SecurityLevel;
 use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
 use crate::security::usm::{AuthKey, AuthProtocol, KeyMaterial, PrivKey, PrivProtocol};
 use crate::security::v3::{ContextConfig, ReportKind, V3Config};
-use crate::snapshot::Record;
-use crate::store::Store;
 use crate::wire::ber::Frame;
 use crate::wire::v3 as wire;
 use crate::wire::value::Value;

@@ -24,7 +24,7 @@ use super::lex::{
     decode_hex, find_byte, hex_digit, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
 };
 use super::{Record, Sink, Variation};
-use crate::store::Part;
+use crate::data::store::Part;
 use crate::wire::ber;
 use crate::wire::value::Value;
 

@@ -90,7 +90,7 @@ fn round_trip(records: &[Record], format: Format) {
 
 fn testdata(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/snapshot/testdata")
+        .join("src/data/snapshot/testdata")
         .join(name);
     std::fs::read(&path).unwrap()
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::store::Part;
+use crate::data::store::Part;
 use crate::wire::value::{DisplayOid, Oid, Value};
 
 mod lex;

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
-use crate::variation::{Numeric, Variation};
+use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
+use crate::data::variation::{Numeric, Variation};
 use crate::wire::ber;
 
 /// Counters of the SNMPv2-MIB `snmp` group (RFC 3418) and our own request
@@ -439,7 +439,7 @@ pub type NumericVariation = Numeric;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Record;
+    use crate::data::snapshot::Record;
     use crate::wire::value::Value;
 
     fn view(oids: &[&[u32]]) -> View {

@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use bytemuck::{Pod, Zeroable};
 use sha2::{Digest, Sha256};
 
-use crate::snapshot::{self, Record, Snapshot, SnapshotError, Variation};
+use crate::data::snapshot::{self, Record, Snapshot, SnapshotError, Variation};
 use crate::wire::ber;
 use crate::wire::value::{DisplayOid, Oid};
 
@@ -1537,7 +1537,7 @@ pub fn oids(store: &Store) -> Vec<Oid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Variation;
+    use crate::data::snapshot::Variation;
     use crate::wire::value::Value;
 
     fn rec(oid: &[u32], value: Value) -> Record {
