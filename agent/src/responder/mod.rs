@@ -13,6 +13,7 @@
 mod get;
 mod getbulk;
 mod getnext;
+pub mod ratelimit;
 mod set;
 mod v3;
 
@@ -22,7 +23,7 @@ use std::time::Instant;
 
 use crate::data::mib::{Counters, EngineInfo, Now, View};
 use crate::data::store::Store;
-use crate::ratelimit::{Limiter, RateLimit};
+use crate::responder::ratelimit::{Limiter, RateLimit};
 use crate::wire::ber::{self, Frame};
 #[doc(hidden)]
 pub use crate::wire::decode::check_fast_decoder;

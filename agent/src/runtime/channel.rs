@@ -74,7 +74,7 @@ pub struct AgentSpec {
     /// Requests per second and burst allowed per source address; `None`:
     /// no limit.
     #[serde(default)]
-    pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    pub rate_limit: Option<crate::responder::ratelimit::RateLimit>,
 }
 
 /// Limits set for the whole cluster, changeable without a restart.
@@ -84,7 +84,7 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Requests per second and burst allowed per source address; `None`:
     /// no limit.
-    pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    pub rate_limit: Option<crate::responder::ratelimit::RateLimit>,
 }
 
 /// A view of an agent now served from another compiled store.

@@ -13,12 +13,12 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{
-    self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
-};
 use crate::data::store::Store;
 use crate::responder::Responder;
-use crate::serve::{self, Shared};
+use crate::runtime::channel::{
+    self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
+};
+use crate::runtime::serve::{self, Shared};
 use crate::sys::adopt_fd;
 
 /// Runs the agent process; returns the process exit code.

@@ -11,8 +11,8 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::data::mib::Counters;
-use crate::mmsg::Batch;
 use crate::responder::{Outcome, Responder};
+use crate::runtime::mmsg::Batch;
 
 /// A responder shared by the loops of one agent's sockets.
 pub type Shared = Arc<Mutex<Responder>>;
@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use crate::data::snapshot::Record;
     use crate::data::store::Store;
-    use crate::ratelimit::RateLimit;
+    use crate::responder::ratelimit::RateLimit;
     use crate::responder::{CommunityAccess, Config};
     use crate::wire::value::Value;
 
