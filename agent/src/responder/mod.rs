@@ -25,10 +25,10 @@ use crate::data::mib::{Counters, EngineInfo, Now, View};
 use crate::data::store::Store;
 use crate::responder::ratelimit::{Limiter, RateLimit};
 use crate::wire::ber::{self, Frame};
-#[doc(hidden)]
-pub use crate::wire::decode::check_fast_decoder;
 use crate::wire::decode::{decode_v1, decode_v2c};
 use crate::wire::fast;
+#[doc(hidden)]
+pub use crate::wire::fast::check_fast_decoder;
 pub use crate::wire::pdu::Drop;
 use crate::wire::pdu::{Kind, Request, Version};
 use crate::wire::value::Value;

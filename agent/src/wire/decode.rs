@@ -1,14 +1,12 @@
 //! Requests decoded with rasn: every v1/v2c message and SNMPv2 PDU the
-//! in-place decoder ([`super::fast`]) leaves to it, and the check that
-//! both read alike wherever the in-place decoder answers.
+//! in-place decoder ([`super::fast`]) leaves to it, and the reference that
+//! decoder is checked against.
 
 use rasn::types::Integer;
 use rasn_smi::{v1 as smi1, v2 as smi2};
 use rasn_snmp::{v1, v2, v2c};
 
-use super::fast;
 use super::pdu::{Drop, Kind, Names, Request, Version};
-use crate::wire::ber;
 use crate::wire::value::Value;
 
 fn decode_all<T: rasn::Decode>(datagram: &[u8]) -> Result<T, Drop> {
@@ -123,121 +121,4 @@ fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
         O::ApplicationWide(A::BigCounter(c)) => Value::Counter64(c.0),
         O::ApplicationWide(A::Unsigned(g)) => Value::Gauge32(g.0),
     })
-}
-
-/// For the fuzzer and the tests: whether the in-place decoders ([`fast`])
-/// read `datagram` as rasn does wherever they accept it (an error says how
-/// not): as a v1/v2c or v3 message, and as a decrypted scopedPDU followed
-/// by up to 8 bytes of padding.
-#[doc(hidden)]
-pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
-    check_fast_message(datagram)?;
-    check_fast_scoped(datagram, 8)
-}
-
-fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
-    let mut request = Request::default();
-    match ber::peek_version(datagram) {
-        Some(version @ (0 | 1)) => {
-            let Some(community) = fast::decode(datagram, &mut request) else {
-                return Ok(());
-            };
-            let slow = match version {
-                0 => decode_v1(datagram),
-                _ => decode_v2c(datagram),
-            };
-            let (want, want_community) =
-                slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
-            if request == want && community == want_community.as_slice() {
-                Ok(())
-            } else {
-                Err(format!("the fast path read {request:?}, rasn {want:?}"))
-            }
-        }
-        Some(3) => {
-            let Some(m) = fast::decode_v3(datagram, &mut request) else {
-                return Ok(());
-            };
-            let slow = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::Message>(datagram) {
-                Ok((msg, [])) => msg,
-                _ => return Err("the fast path took a message rasn refuses".into()),
-            };
-            let usm = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::USMSecurityParameters>(
-                &slow.security_parameters,
-            ) {
-                Ok((u, [])) => u,
-                _ => return Err("the fast path took USM parameters rasn refuses".into()),
-            };
-            let int = |i: &Integer| i64::try_from(i).ok();
-            let g = &slow.global_data;
-            let header = (
-                int(&g.message_id),
-                int(&g.max_size),
-                &g.flags[..],
-                int(&g.security_model),
-            ) == (
-                Some(m.msg_id),
-                Some(m.max_size),
-                m.flags,
-                Some(m.security_model),
-            );
-            let usm_same = (
-                &usm.authoritative_engine_id[..],
-                int(&usm.authoritative_engine_boots),
-                int(&usm.authoritative_engine_time),
-                &usm.user_name[..],
-                &usm.authentication_parameters[..],
-                &usm.privacy_parameters[..],
-            ) == (
-                m.usm.engine_id,
-                Some(m.usm.boots),
-                Some(m.usm.time),
-                m.usm.user_name,
-                m.usm.auth,
-                m.usm.privacy,
-            );
-            let data_same = match (&slow.scoped_data, &m.data) {
-                (rasn_snmp::v3::ScopedPduData::EncryptedPdu(e), fast::V3Data::Encrypted(f)) => {
-                    &e[..] == *f
-                }
-                (rasn_snmp::v3::ScopedPduData::CleartextPdu(s), fast::V3Data::Clear(f)) => {
-                    &s.engine_id[..] == f.engine_id
-                        && &s.name[..] == f.name
-                        && request_from_pdus(s.data.clone(), Version::V3)
-                            .is_ok_and(|want| request == want)
-                }
-                _ => false,
-            };
-            if header && usm_same && data_same {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the fast path read {m:?} and {request:?}, rasn {slow:?} and {usm:?}"
-                ))
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The same for a decrypted scopedPDU followed by up to `max_pad` bytes.
-fn check_fast_scoped(plaintext: &[u8], max_pad: usize) -> Result<(), String> {
-    let mut request = Request::default();
-    let Some(f) = fast::decode_scoped(plaintext, max_pad, &mut request) else {
-        return Ok(());
-    };
-    match rasn::ber::decode_with_remainder::<rasn_snmp::v3::ScopedPdu>(plaintext) {
-        Ok((s, rest))
-            if rest.len() <= max_pad
-                && &s.engine_id[..] == f.engine_id
-                && &s.name[..] == f.name
-                && request_from_pdus(s.data.clone(), Version::V3)
-                    .is_ok_and(|want| request == want) =>
-        {
-            Ok(())
-        }
-        other => Err(format!(
-            "the fast path read {f:?} and {request:?}, rasn {other:?}"
-        )),
-    }
 }

@@ -7,11 +7,14 @@
 //! form, single-byte tags, minimal INTEGERs that fit the field, OID arcs
 //! without padding that fit `u32`, and NULL values. Whatever falls outside
 //! (and every other PDU) is left to rasn, so what is accepted and how it is
-//! read stays rasn's: the tests check that both agree wherever this decoder
-//! answers.
+//! read stays rasn's: [`check_fast_decoder`] (run by the tests and the
+//! fuzzer) checks that both agree wherever this decoder answers.
 
+use rasn::types::Integer;
+
+use super::decode::{decode_v1, decode_v2c, request_from_pdus};
 use super::pdu::{Kind, Request, Version};
-use crate::wire::ber::{TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
+use crate::wire::ber::{self, TAG_INTEGER, TAG_NULL, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE};
 
 const TAG_GET: u8 = 0xa0;
 const TAG_GET_NEXT: u8 = 0xa1;
@@ -290,6 +293,123 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// For the fuzzer and the tests: whether the in-place decoders of this module
+/// read `datagram` as rasn does wherever they accept it (an error says how
+/// not): as a v1/v2c or v3 message, and as a decrypted scopedPDU followed
+/// by up to 8 bytes of padding.
+#[doc(hidden)]
+pub fn check_fast_decoder(datagram: &[u8]) -> Result<(), String> {
+    check_fast_message(datagram)?;
+    check_fast_scoped(datagram, 8)
+}
+
+fn check_fast_message(datagram: &[u8]) -> Result<(), String> {
+    let mut request = Request::default();
+    match ber::peek_version(datagram) {
+        Some(version @ (0 | 1)) => {
+            let Some(community) = decode(datagram, &mut request) else {
+                return Ok(());
+            };
+            let slow = match version {
+                0 => decode_v1(datagram),
+                _ => decode_v2c(datagram),
+            };
+            let (want, want_community) =
+                slow.map_err(|d| format!("the fast path took what rasn drops ({d:?})"))?;
+            if request == want && community == want_community.as_slice() {
+                Ok(())
+            } else {
+                Err(format!("the fast path read {request:?}, rasn {want:?}"))
+            }
+        }
+        Some(3) => {
+            let Some(m) = decode_v3(datagram, &mut request) else {
+                return Ok(());
+            };
+            let slow = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::Message>(datagram) {
+                Ok((msg, [])) => msg,
+                _ => return Err("the fast path took a message rasn refuses".into()),
+            };
+            let usm = match rasn::ber::decode_with_remainder::<rasn_snmp::v3::USMSecurityParameters>(
+                &slow.security_parameters,
+            ) {
+                Ok((u, [])) => u,
+                _ => return Err("the fast path took USM parameters rasn refuses".into()),
+            };
+            let int = |i: &Integer| i64::try_from(i).ok();
+            let g = &slow.global_data;
+            let header = (
+                int(&g.message_id),
+                int(&g.max_size),
+                &g.flags[..],
+                int(&g.security_model),
+            ) == (
+                Some(m.msg_id),
+                Some(m.max_size),
+                m.flags,
+                Some(m.security_model),
+            );
+            let usm_same = (
+                &usm.authoritative_engine_id[..],
+                int(&usm.authoritative_engine_boots),
+                int(&usm.authoritative_engine_time),
+                &usm.user_name[..],
+                &usm.authentication_parameters[..],
+                &usm.privacy_parameters[..],
+            ) == (
+                m.usm.engine_id,
+                Some(m.usm.boots),
+                Some(m.usm.time),
+                m.usm.user_name,
+                m.usm.auth,
+                m.usm.privacy,
+            );
+            let data_same = match (&slow.scoped_data, &m.data) {
+                (rasn_snmp::v3::ScopedPduData::EncryptedPdu(e), V3Data::Encrypted(f)) => {
+                    &e[..] == *f
+                }
+                (rasn_snmp::v3::ScopedPduData::CleartextPdu(s), V3Data::Clear(f)) => {
+                    &s.engine_id[..] == f.engine_id
+                        && &s.name[..] == f.name
+                        && request_from_pdus(s.data.clone(), Version::V3)
+                            .is_ok_and(|want| request == want)
+                }
+                _ => false,
+            };
+            if header && usm_same && data_same {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the fast path read {m:?} and {request:?}, rasn {slow:?} and {usm:?}"
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The same for a decrypted scopedPDU followed by up to `max_pad` bytes.
+fn check_fast_scoped(plaintext: &[u8], max_pad: usize) -> Result<(), String> {
+    let mut request = Request::default();
+    let Some(f) = decode_scoped(plaintext, max_pad, &mut request) else {
+        return Ok(());
+    };
+    match rasn::ber::decode_with_remainder::<rasn_snmp::v3::ScopedPdu>(plaintext) {
+        Ok((s, rest))
+            if rest.len() <= max_pad
+                && &s.engine_id[..] == f.engine_id
+                && &s.name[..] == f.name
+                && request_from_pdus(s.data.clone(), Version::V3)
+                    .is_ok_and(|want| request == want) =>
+        {
+            Ok(())
+        }
+        other => Err(format!(
+            "the fast path read {f:?} and {request:?}, rasn {other:?}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,8 +474,6 @@ mod tests {
         ber::push_len(out, content.len());
         out.extend_from_slice(content);
     }
-
-    use crate::wire::decode::check_fast_decoder;
 
     use crate::util::xorshift::Rng;
 
