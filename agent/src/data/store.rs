@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use bytemuck::{Pod, Zeroable};
 use sha2::{Digest, Sha256};
 
-use crate::data::snapshot::{self, Record, Snapshot, SnapshotError, Variation};
+use crate::data::snapshot::{self, EncodedSink, Record, Snapshot, SnapshotError, Variation};
 use crate::wire::ber;
 use crate::wire::value::{DisplayOid, Oid};
 
@@ -180,8 +180,8 @@ impl Out for Mutex<Vec<u8>> {
 #[derive(Debug)]
 pub(crate) struct Part {
     /// Every record's arcs, back to back. A parser appends a record's arcs
-    /// here itself, then calls [`Part::push_record`].
-    pub(crate) arcs: Vec<u32>,
+    /// here itself, then calls [`EncodedSink::push_record`].
+    arcs: Vec<u32>,
     blob: Vec<u8>,
     recs: Vec<Rec>,
     vars: Vec<VarText>,
@@ -260,103 +260,6 @@ impl Part {
         self.vars.clear();
         self.in_order = true;
         self.too_large = false;
-    }
-
-    /// Appends a record whose arcs are already at `arcs[arcs_start..]`;
-    /// `oid_content` is their BER encoding (the OID TLV's content), `value`
-    /// the value TLV, `line` the record's line within the piece.
-    pub(crate) fn push_record(
-        &mut self,
-        arcs_start: usize,
-        oid_content: &[u8],
-        value: &[u8],
-        variation: Option<&Variation>,
-        line: usize,
-    ) {
-        let oid = self.arcs.get(arcs_start..).unwrap_or_default();
-        if self.in_order
-            && let Some(prev) = self.recs.last()
-        {
-            let s = prev.arcs_start as usize;
-            self.in_order = self.arcs.get(s..s + usize::from(prev.arcs_len)) < Some(oid);
-        }
-        let vb_off = self.blob.len();
-        let oid_tlv = ber::header_len(oid_content.len()) + oid_content.len();
-        let content = oid_tlv + value.len();
-        self.blob.reserve(ber::header_len(content) + content);
-        push_header(&mut self.blob, ber::TAG_SEQUENCE, content);
-        push_header(&mut self.blob, ber::TAG_OID, oid_content.len());
-        self.blob.extend_from_slice(oid_content);
-        self.blob.extend_from_slice(value);
-        let vb_len = self.blob.len() - vb_off;
-        let mut flags = 0;
-        if oid == SYS_UPTIME_0 {
-            flags |= FLAG_UPTIME;
-        }
-        match value.first() {
-            Some(&ber::TAG_COUNTER64) => flags |= FLAG_COUNTER64,
-            Some(0x80..=0x82) => flags |= FLAG_EXCEPTION,
-            _ => {}
-        }
-        let rec_index = self.recs.len();
-        if let Some(v) = variation {
-            flags |= FLAG_VARIATION;
-            let name_off = self.blob.len();
-            self.blob.extend_from_slice(v.name.as_bytes());
-            let params_off = self.blob.len();
-            self.blob.extend_from_slice(v.params.as_bytes());
-            let text = (|| {
-                Some(VarText {
-                    rec: u32::try_from(rec_index).ok()?,
-                    name_off: u32::try_from(name_off).ok()?,
-                    name_len: u32::try_from(v.name.len()).ok()?,
-                    params_off: u32::try_from(params_off).ok()?,
-                    params_len: u32::try_from(v.params.len()).ok()?,
-                })
-            })();
-            match text {
-                Some(t) => self.vars.push(t),
-                None => self.too_large = true,
-            }
-        }
-        let rec = (|| {
-            Some(Rec {
-                arcs_start: u32::try_from(arcs_start).ok()?,
-                vb_off: u32::try_from(vb_off).ok()?,
-                vb_len: u32::try_from(vb_len).ok()?,
-                line: u32::try_from(line).unwrap_or(u32::MAX),
-                arcs_len: u16::try_from(oid.len()).ok()?,
-                flags,
-            })
-        })();
-        self.recs.push(rec.unwrap_or_else(|| {
-            self.too_large = true;
-            Rec {
-                arcs_start: 0,
-                vb_off: 0,
-                vb_len: 0,
-                line: 0,
-                arcs_len: 0,
-                flags,
-            }
-        }));
-    }
-
-    /// Appends a record: its OID, value TLV and variation.
-    pub(crate) fn push(
-        &mut self,
-        oid: &[u32],
-        value: &[u8],
-        variation: Option<&Variation>,
-        line: usize,
-    ) {
-        let start = self.arcs.len();
-        self.arcs.extend_from_slice(oid);
-        let mut content = std::mem::take(&mut self.scratch);
-        content.clear();
-        ber::push_oid_content(&mut content, oid);
-        self.push_record(start, &content, value, variation, line);
-        self.scratch = content;
     }
 
     fn oid(&self, i: u32) -> &[u32] {
@@ -449,6 +352,104 @@ impl Part {
             arcs_n: self.arcs.len(),
             line_base: 0,
         })
+    }
+}
+
+impl EncodedSink for Part {
+    #[inline]
+    fn arcs(&mut self) -> &mut Vec<u32> {
+        &mut self.arcs
+    }
+
+    /// Appends a record whose arcs are already at `arcs[arcs_start..]`;
+    /// `oid_content` is their BER encoding (the OID TLV's content), `value`
+    /// the value TLV, `line` the record's line within the piece.
+    fn push_record(
+        &mut self,
+        arcs_start: usize,
+        oid_content: &[u8],
+        value: &[u8],
+        variation: Option<&Variation>,
+        line: usize,
+    ) {
+        let oid = self.arcs.get(arcs_start..).unwrap_or_default();
+        if self.in_order
+            && let Some(prev) = self.recs.last()
+        {
+            let s = prev.arcs_start as usize;
+            self.in_order = self.arcs.get(s..s + usize::from(prev.arcs_len)) < Some(oid);
+        }
+        let vb_off = self.blob.len();
+        let oid_tlv = ber::header_len(oid_content.len()) + oid_content.len();
+        let content = oid_tlv + value.len();
+        self.blob.reserve(ber::header_len(content) + content);
+        push_header(&mut self.blob, ber::TAG_SEQUENCE, content);
+        push_header(&mut self.blob, ber::TAG_OID, oid_content.len());
+        self.blob.extend_from_slice(oid_content);
+        self.blob.extend_from_slice(value);
+        let vb_len = self.blob.len() - vb_off;
+        let mut flags = 0;
+        if oid == SYS_UPTIME_0 {
+            flags |= FLAG_UPTIME;
+        }
+        match value.first() {
+            Some(&ber::TAG_COUNTER64) => flags |= FLAG_COUNTER64,
+            Some(0x80..=0x82) => flags |= FLAG_EXCEPTION,
+            _ => {}
+        }
+        let rec_index = self.recs.len();
+        if let Some(v) = variation {
+            flags |= FLAG_VARIATION;
+            let name_off = self.blob.len();
+            self.blob.extend_from_slice(v.name.as_bytes());
+            let params_off = self.blob.len();
+            self.blob.extend_from_slice(v.params.as_bytes());
+            let text = (|| {
+                Some(VarText {
+                    rec: u32::try_from(rec_index).ok()?,
+                    name_off: u32::try_from(name_off).ok()?,
+                    name_len: u32::try_from(v.name.len()).ok()?,
+                    params_off: u32::try_from(params_off).ok()?,
+                    params_len: u32::try_from(v.params.len()).ok()?,
+                })
+            })();
+            match text {
+                Some(t) => self.vars.push(t),
+                None => self.too_large = true,
+            }
+        }
+        let rec = (|| {
+            Some(Rec {
+                arcs_start: u32::try_from(arcs_start).ok()?,
+                vb_off: u32::try_from(vb_off).ok()?,
+                vb_len: u32::try_from(vb_len).ok()?,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                arcs_len: u16::try_from(oid.len()).ok()?,
+                flags,
+            })
+        })();
+        self.recs.push(rec.unwrap_or_else(|| {
+            self.too_large = true;
+            Rec {
+                arcs_start: 0,
+                vb_off: 0,
+                vb_len: 0,
+                line: 0,
+                arcs_len: 0,
+                flags,
+            }
+        }));
+    }
+
+    /// Appends a record: its OID, value TLV and variation.
+    fn push(&mut self, oid: &[u32], value: &[u8], variation: Option<&Variation>, line: usize) {
+        let start = self.arcs.len();
+        self.arcs.extend_from_slice(oid);
+        let mut content = std::mem::take(&mut self.scratch);
+        content.clear();
+        ber::push_oid_content(&mut content, oid);
+        self.push_record(start, &content, value, variation, line);
+        self.scratch = content;
     }
 }
 

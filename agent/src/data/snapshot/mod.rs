@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::store::Part;
 use crate::wire::value::{DisplayOid, Oid, Value};
 
 mod lex;
@@ -216,6 +215,32 @@ pub(crate) fn snmprec_pieces(data: &[u8], piece: usize) -> Vec<&[u8]> {
     pieces
 }
 
+/// Where `.snmprec` text compiled straight into encoded records goes (the
+/// store's builder implements it, so the formats here need not know the
+/// store). A parser appends a record's OID arcs to [`EncodedSink::arcs`]
+/// itself and then calls [`EncodedSink::push_record`], or hands over the
+/// whole record with [`EncodedSink::push`].
+pub(crate) trait EncodedSink {
+    /// Every record's arcs so far, back to back; a parser appends the next
+    /// record's arcs here.
+    fn arcs(&mut self) -> &mut Vec<u32>;
+
+    /// Adds a record whose arcs are already at `arcs()[arcs_start..]`;
+    /// `oid_content` is their BER encoding (the OID TLV's content), `value`
+    /// the value TLV, `line` the record's line within the piece.
+    fn push_record(
+        &mut self,
+        arcs_start: usize,
+        oid_content: &[u8],
+        value: &[u8],
+        variation: Option<&Variation>,
+        line: usize,
+    );
+
+    /// Adds a record: its OID, value TLV and variation.
+    fn push(&mut self, oid: &[u32], value: &[u8], variation: Option<&Variation>, line: usize);
+}
+
 /// One piece of `.snmprec` text compiled by [`compile_snmprec_piece`]:
 /// messages as `(line, text)` with lines counted within the piece, and how
 /// many lines it had.
@@ -225,11 +250,11 @@ pub(crate) struct PieceParse {
     pub(crate) lines: usize,
 }
 
-/// Compiles a piece of `.snmprec` text straight into a store part (no
+/// Compiles a piece of `.snmprec` text straight into encoded records (no
 /// [`Record`] per line): exactly the records [`parse`] reads, in source
 /// order, before sorting; the warnings are the parser's own (the store adds
 /// those about duplicates).
-pub(crate) fn compile_snmprec_piece(text: &[u8], part: &mut Part) -> PieceParse {
+pub(crate) fn compile_snmprec_piece(text: &[u8], part: &mut impl EncodedSink) -> PieceParse {
     let mut out = PieceParse {
         errors: Vec::new(),
         warnings: Vec::new(),

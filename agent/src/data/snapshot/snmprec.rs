@@ -23,8 +23,7 @@
 use super::lex::{
     decode_hex, find_byte, hex_digit, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
 };
-use super::{Record, Sink, Variation};
-use crate::data::store::Part;
+use super::{EncodedSink, Record, Sink, Variation};
 use crate::wire::ber;
 use crate::wire::value::Value;
 
@@ -69,7 +68,7 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
 /// (plain and hex strings, numbers) are read straight into the part; any
 /// other line goes through the same [`parse_record`] as [`parse`], so both
 /// read every line alike.
-pub(super) fn compile(data: &[u8], part: &mut Part, out: &mut super::PieceParse) {
+pub(super) fn compile(data: &[u8], part: &mut impl EncodedSink, out: &mut super::PieceParse) {
     let mut lines = super::lex::Lines::new(data);
     let mut value = Vec::with_capacity(256);
     let mut oid = [0u8; COMMON_OID_BYTES];
@@ -78,8 +77,8 @@ pub(super) fn compile(data: &[u8], part: &mut Part, out: &mut super::PieceParse)
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
-        let start = part.arcs.len();
-        if let Some(n) = common_record(line, &mut part.arcs, &mut oid, &mut value) {
+        let start = part.arcs().len();
+        if let Some(n) = common_record(line, part.arcs(), &mut oid, &mut value) {
             part.push_record(start, &oid[..n], &value, None, line_no);
             continue;
         }
