@@ -10,15 +10,16 @@
 //! request is ever truncated) but zero-filled on allocation and never
 //! cleared, so only the pages datagrams were written to become resident.
 //!
-//! The system call headers hold pointers into the buffers; they are built
-//! on the stack for each call and never stored, so a batch is `Send` and
-//! can live in a task across awaits.
+//! The system calls themselves are in [`crate::sys`]: their headers hold
+//! pointers into the buffers, built on the stack for each call and never
+//! stored, so a batch is `Send` and can live in a task across awaits.
 
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::mem::size_of;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+use crate::sys;
 use crate::wire::ber::Frame;
 
 /// Largest UDP payload; a datagram can never be larger.
@@ -59,7 +60,7 @@ impl Batch {
             rx: vec![0u8; slots * SLOT_BYTES],
             len: vec![0; slots],
             // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
-            from: vec![unsafe { zeroed() }; slots],
+            from: vec![sys::zeroed_sockaddr(); slots],
             from_len: vec![0; slots],
             received: 0,
             streak: 0,
@@ -86,43 +87,28 @@ impl Batch {
         self.grow = false;
         self.received = 0;
         let n = self.slots();
-        // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
-        let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { zeroed() };
-        let mut hdr: [libc::mmsghdr; MAX_SLOTS] = unsafe { zeroed() };
-        let base = self.rx.as_mut_ptr();
-        for i in 0..n {
-            // SAFETY: slot i lies inside `rx` (slots × SLOT_BYTES long).
-            iov[i].iov_base = unsafe { base.add(i * SLOT_BYTES) }.cast();
-            iov[i].iov_len = SLOT_BYTES;
-            self.from_len[i] = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let h = &mut hdr[i].msg_hdr;
-            h.msg_name = (&raw mut self.from[i]).cast();
-            h.msg_namelen = self.from_len[i];
-            h.msg_iov = &raw mut iov[i];
-            h.msg_iovlen = 1;
+        for l in &mut self.from_len[..n] {
+            *l = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
-        // SAFETY: every header points at live buffers of the lengths given,
-        // which outlive the call.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdr.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let r = sys::recv_batch::<MAX_SLOTS>(
+            fd,
+            &mut self.rx,
+            SLOT_BYTES,
+            &mut self.from[..n],
+            &mut self.from_len[..n],
+            &mut self.len[..n],
+        );
+        let got = match r {
+            Ok(got) => got,
+            Err(e) => {
+                self.streak = 0;
+                return Err(e);
+            }
         };
-        if r < 0 {
-            self.streak = 0;
-            return Err(io::Error::last_os_error());
-        }
-        let got = r as usize;
         self.streak = self.streak.saturating_add(1);
         self.grow = got == n && self.streak >= 2;
-        for (i, h) in hdr[..got].iter().enumerate() {
-            self.len[i] = h.msg_len as usize;
-            self.from_len[i] = h.msg_hdr.msg_namelen;
-            self.reply[i] = false;
+        for r in &mut self.reply[..got] {
+            *r = false;
         }
         self.received = got;
         Ok(got)
@@ -143,7 +129,7 @@ impl Batch {
 
     /// The sender of datagram `i`.
     pub fn peer(&self, i: usize) -> Option<SocketAddr> {
-        socket_addr(&self.from[i], self.from_len[i])
+        sys::socket_addr(&self.from[i], self.from_len[i])
     }
 
     /// Marks slot `i`'s frame as an answer to send back to its sender.
@@ -171,64 +157,38 @@ impl Batch {
             if n == 0 {
                 return Ok(());
             }
-            // SAFETY: as in `recv`.
-            let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { zeroed() };
-            let mut hdr: [libc::mmsghdr; MAX_SLOTS] = unsafe { zeroed() };
-            for k in 0..n {
-                let i = idx[k];
-                let bytes = self.frames[i].as_slice();
-                iov[k].iov_base = bytes.as_ptr() as *mut libc::c_void;
-                iov[k].iov_len = bytes.len();
-                let h = &mut hdr[k].msg_hdr;
-                h.msg_name = (&raw mut self.from[i]).cast();
-                h.msg_namelen = self.from_len[i];
-                h.msg_iov = &raw mut iov[k];
-                h.msg_iovlen = 1;
-            }
-            // SAFETY: every header points at live buffers that outlive the
-            // call; the kernel only reads them.
-            let r = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), n as libc::c_uint, 0) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+            let (frames, from, from_len) = (&self.frames, &self.from, &self.from_len);
+            let r = sys::send_batch::<MAX_SLOTS>(
+                fd,
+                idx[..n]
+                    .iter()
+                    .map(|&i| (frames[i].as_slice(), &from[i], from_len[i])),
+            );
+            let sent = match r {
+                Ok(sent) => sent,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
                     return Err(e);
                 }
-                // The first answer failed (a refused or unreachable peer):
-                // drop it and go on with the others.
-                let i = idx[0];
-                self.reply[i] = false;
-                if let Some(peer) = self.peer(i) {
-                    failed(peer, e);
+                Err(e) => {
+                    // The first answer failed (a refused or unreachable
+                    // peer): drop it and go on with the others.
+                    let i = idx[0];
+                    self.reply[i] = false;
+                    if let Some(peer) = self.peer(i) {
+                        failed(peer, e);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for &i in &idx[..r as usize] {
+            };
+            for &i in &idx[..sent] {
                 self.reply[i] = false;
             }
         }
-    }
-}
-
-fn socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    match i32::from(s.ss_family) {
-        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says it is a sockaddr_in, and it is long
-            // enough.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
-                u16::from_be(a.sin_port),
-            ))
-        }
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)),
-                u16::from_be(a.sin6_port),
-            ))
-        }
-        _ => None,
     }
 }
 

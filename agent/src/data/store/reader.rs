@@ -246,10 +246,7 @@ impl Store {
     /// Opens a compiled store file (read-only mapping).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let file = fs::File::open(path).map_err(io_err(path))?;
-        // SAFETY: the mapping is read-only and the file is only ever replaced
-        // by rename (never written in place), so its bytes do not change
-        // under us; every access is bounds-checked.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?;
+        let map = crate::sys::map_read_only(&file).map_err(io_err(path))?;
         Store::with_backing(Backing::Mapped(map), Some(path.to_owned())).ok_or_else(|| {
             StoreError::Format {
                 path: path.to_owned(),
