@@ -5,9 +5,9 @@
 //! of compiled store files, and (test builds only) an allocator that
 //! measures what handling hostile input allocates.
 //!
-//! The lowest layer with [`crate::util`]: it knows nothing of SNMP and
-//! depends on nothing else in the crate; [`crate::data`] (the mapping) and
-//! [`crate::runtime`] (descriptors, datagrams) use it.
+//! The lowest layer with `crate::util`: it knows nothing of SNMP and
+//! depends on nothing else in the crate; `crate::data` (the mapping) and
+//! `crate::runtime` (descriptors, datagrams) use it.
 
 use std::fs::File;
 use std::io;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
-use crate::data::variation::{Numeric, Variation};
+use crate::data::variation::Variation;
 use crate::wire::ber;
 
 /// Counters of the SNMPv2-MIB `snmp` group (RFC 3418) and our own request
@@ -227,15 +227,6 @@ impl View {
         self.engine = Some(engine);
     }
 
-    /// The engine this view serves, if it serves SNMPv3 objects.
-    pub fn engine(&self) -> Option<&Arc<EngineInfo>> {
-        self.engine.as_ref()
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn live_oid(&self, i: usize) -> &'static [u32] {
         self.live.get(i).map(|(o, _)| *o).unwrap_or_default()
     }
@@ -432,9 +423,6 @@ fn push_live(live: Live, now: &Now<'_>, engine: Option<&EngineInfo>, out: &mut V
         ber::push_u64(out, tag, v);
     }
 }
-
-/// Re-export for handlers that only need the numeric type.
-pub type NumericVariation = Numeric;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 //! Depends on [`crate::wire`] (BER, values) and [`crate::util`]; nothing
 //! here knows of requests, security or sockets.
 
-pub mod mib;
+pub(crate) mod mib;
 pub mod snapshot;
 pub mod store;
-pub mod variation;
+pub(crate) mod variation;

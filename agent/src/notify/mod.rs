@@ -5,6 +5,10 @@
 //!
 //! A notification is described the SNMPv2 way (snmpTrapOID.0 and varbinds,
 //! RFC 3416 §4.2.6); an SNMPv1 Trap is derived from it per RFC 3584 §3.2.
+//!
+//! Depends on `crate::security` (USM keys, Report kinds) and `crate::wire`
+//! (BER, the SNMPv3 message format); the supervisor and the agent process
+//! (a device's own coldStart/warmStart) use it.
 
 pub mod encode;
 pub mod sender;
@@ -20,23 +24,17 @@ use crate::wire::value::{Oid, Value};
 pub use sender::{LocalEngine, Sender};
 
 /// sysUpTime.0
-pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
+pub(crate) const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
 /// snmpTrapOID.0
-pub const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+pub(crate) const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
 /// snmpTrapEnterprise.0
-pub const SNMP_TRAP_ENTERPRISE: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 3, 0];
+pub(crate) const SNMP_TRAP_ENTERPRISE: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 3, 0];
 /// snmpTraps: the generic traps are its children 1..=6 (RFC 3418).
-pub const SNMP_TRAPS: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5];
+pub(crate) const SNMP_TRAPS: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5];
 /// coldStart: sent on an agent's first start.
 pub const COLD_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 1];
 /// warmStart: sent when an agent restarts.
 pub const WARM_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 2];
-
-/// The notification a device sends at start: coldStart on its first boot,
-/// warmStart after (`boots` is its snmpEngineBoots).
-pub fn start_trap(boots: u32) -> &'static [u32] {
-    if boots <= 1 { COLD_START } else { WARM_START }
-}
 
 /// One notification, SNMPv2 style.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +66,7 @@ pub enum Kind {
 
 /// A USM user for notifications. Passwords, because an inform's keys are
 /// localized to the receiver's engine ID, learnt only by discovery (Ku is
-/// computed once per password, see [`crate::security::usm::keys::ku`]). `Debug`
+/// computed once per password, see `crate::security::usm::keys::ku`). `Debug`
 /// never shows them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyUser {
@@ -212,8 +210,6 @@ mod tests {
             v1_trap_fields(&n(&[1, 3, 6, 1, 4, 1, 8072, 4, 2], vec![])),
             (vec![1, 3, 6, 1, 4, 1, 8072, 4], 6, 2)
         );
-        assert_eq!(start_trap(1), COLD_START);
-        assert_eq!(start_trap(2), WARM_START);
     }
 
     #[test]

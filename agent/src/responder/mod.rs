@@ -2,13 +2,18 @@
 //! a counted drop) out. No I/O and no clock of its own, so every path is
 //! testable with byte vectors. The usual v1/v2c GET, GETNEXT and GETBULK
 //! requests are read straight from the datagram into reused buffers
-//! ([`crate::wire::fast`]), everything else is decoded with rasn
-//! ([`crate::wire::decode`]); responses are framed by hand around the
+//! (`crate::wire::fast`), everything else is decoded with rasn
+//! (`crate::wire::decode`); responses are framed by hand around the
 //! store's pre-encoded varbinds (see [`crate::wire::ber::Frame`]).
 //! A GET, GETNEXT or GETBULK, in any version and at any SNMPv3 security
 //! level, allocates nothing once the buffers have grown to fit. SNMPv3
 //! messages go through [`crate::security::v3`] first and then reach the same
-//! handlers.
+//! handlers: one file per PDU type (`get`, `getnext`, `getbulk`, `set`),
+//! the SNMPv3 glue (`v3`) and the per-source rate limit ([`ratelimit`]).
+//!
+//! Depends on `crate::security` (SNMPv3 processing), `crate::data` (the
+//! MIB view and its stores) and `crate::wire` (requests, framing); the
+//! agent process (`crate::runtime`) and the supervisor use it.
 
 mod get;
 mod getbulk;
@@ -21,9 +26,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::mib::{Counters, EngineInfo, Now, View};
+pub use crate::data::mib::Counters;
+use crate::data::mib::{EngineInfo, Now, View};
 use crate::data::store::Store;
-use crate::responder::ratelimit::{Limiter, RateLimit};
 use crate::wire::ber::{self, Frame};
 use crate::wire::decode::{decode_v1, decode_v2c};
 use crate::wire::fast;
@@ -32,22 +37,17 @@ pub use crate::wire::fast::check_fast_decoder;
 pub use crate::wire::pdu::Drop;
 use crate::wire::pdu::{Kind, Request, Version};
 use crate::wire::value::Value;
+use ratelimit::{Limiter, RateLimit};
 
 /// The error-status values of RFC 3416 that the responder produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum ErrorStatus {
+pub(crate) enum ErrorStatus {
     TooBig = 1,
     NoSuchName = 2,
     BadValue = 3,
-    ReadOnly = 4,
-    GenErr = 5,
-    NoAccess = 6,
     WrongType = 7,
-    WrongLength = 8,
-    WrongValue = 10,
     NoCreation = 11,
-    InconsistentValue = 12,
     /// SNMPv3 only: the request is below the user's security level.
     AuthorizationError = 16,
     NotWritable = 17,
@@ -58,9 +58,9 @@ impl ErrorStatus {
     pub fn to_v1(self) -> ErrorStatus {
         use ErrorStatus::*;
         match self {
-            TooBig | NoSuchName | BadValue | ReadOnly | GenErr => self,
-            NoAccess | NotWritable | NoCreation | AuthorizationError => NoSuchName,
-            WrongType | WrongLength | WrongValue | InconsistentValue => BadValue,
+            TooBig | NoSuchName | BadValue => self,
+            NotWritable | NoCreation | AuthorizationError => NoSuchName,
+            WrongType => BadValue,
         }
     }
 }
@@ -226,7 +226,7 @@ impl Responder {
     /// Largest message sent from now on (`cluster.max_response_bytes`
     /// changed on reload); also the msgMaxSize and snmpEngineMaxMessageSize
     /// an SNMPv3 agent announces.
-    pub fn set_max_message_size(&mut self, size: usize) {
+    pub(crate) fn set_max_message_size(&mut self, size: usize) {
         self.config.max_message_size = size;
         if let Some(e) = &self.engine {
             let engine = Arc::new(EngineInfo {
@@ -242,13 +242,13 @@ impl Responder {
 
     /// Limits the requests each source address may send (`None`: no
     /// limit). Buckets of an earlier limit are forgotten.
-    pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
+    pub(crate) fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
         self.limiter = limit.map(Limiter::new);
     }
 
     /// Whether a datagram from `source` at `now` may be handled: always
     /// without a rate limit. One that may not is counted as dropped.
-    pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
         let Some(limiter) = self.limiter.as_mut() else {
             return true;
         };

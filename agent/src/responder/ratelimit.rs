@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Sources tracked at once. A flood from more (spoofed) addresses than this
 /// cannot grow the map: see [`Limiter::admit`].
-pub const MAX_SOURCES: usize = 4096;
+pub(crate) const MAX_SOURCES: usize = 4096;
 
 /// The limit: `per_second` requests a second from one source address,
 /// sustained, and up to `burst` at once after a quiet spell.
@@ -28,7 +28,7 @@ struct Bucket {
 
 /// The buckets of one agent.
 #[derive(Debug)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     rate: f64,
     burst: f64,
     buckets: HashMap<IpAddr, Bucket>,
@@ -89,7 +89,8 @@ impl Limiter {
     }
 
     /// Sources tracked now.
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    fn sources(&self) -> usize {
         self.buckets.len()
     }
 }

@@ -8,7 +8,7 @@ use super::{Drop, ErrorStatus, Outcome, Responder, finish_pdu};
 use crate::security::v3::{Incoming, Reply};
 use crate::wire::ber::{self, Frame};
 
-/// The Report PDU tag (RFC 3416: [8]).
+/// The Report PDU tag (RFC 3416: `[8]`).
 const TAG_REPORT: u8 = 0xa8;
 
 impl Responder {

@@ -16,11 +16,11 @@ use crate::responder;
 /// Version of the channel protocol.
 pub const PROTOCOL: u32 = 1;
 /// The fd the channel is inherited on.
-pub const CHANNEL_FD: i32 = 3;
+pub(crate) const CHANNEL_FD: i32 = 3;
 /// The first inherited UDP socket; the rest follow in order.
-pub const FIRST_SOCKET_FD: i32 = 4;
+pub(crate) const FIRST_SOCKET_FD: i32 = 4;
 /// Largest frame accepted (a start message for hundreds of agents fits).
-pub const MAX_FRAME: usize = 64 << 20;
+pub(crate) const MAX_FRAME: usize = 64 << 20;
 /// Most of a frame's body allocated before its bytes arrive.
 const READ_AHEAD: usize = 64 << 10;
 

@@ -115,7 +115,8 @@ impl Batch {
     }
 
     /// Datagram `i` of the last receive.
-    pub fn datagram(&self, i: usize) -> &[u8] {
+    #[cfg(test)]
+    fn datagram(&self, i: usize) -> &[u8] {
         let start = i * SLOT_BYTES;
         &self.rx[start..start + self.len[i].min(SLOT_BYTES)]
     }

@@ -9,7 +9,7 @@
 //! nothing depends on it.
 
 pub mod channel;
-pub mod mmsg;
+pub(crate) mod mmsg;
 pub mod probe;
 pub mod process;
-pub mod serve;
+pub(crate) mod serve;

@@ -319,3 +319,96 @@ fn apply_swaps(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::notify::{
+        COLD_START, Kind, LocalEngine, Notification, NotifyUser, Sender, Target, Version,
+    };
+    use crate::responder::{Config, Outcome};
+    use crate::wire::ber::Frame;
+    use crate::wire::value::Value;
+
+    fn note() -> Notification {
+        Notification {
+            trap_oid: COLD_START.to_vec(),
+            uptime: 1,
+            varbinds: vec![(
+                vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
+                Value::OctetString(b"x".to_vec()),
+            )],
+            agent_addr: [127, 0, 0, 1],
+        }
+    }
+
+    fn local() -> LocalEngine {
+        LocalEngine {
+            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
+            boots: 1,
+            start: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_v3_inform_discovers_the_receiver_and_reports_a_refusal() {
+        // Our responder is a fine receiver for the USM part: it answers the
+        // discovery probe and reports unknown users, so a v3 inform to it
+        // is refused with usmStatsUnknownUserNames after discovery.
+        let engine = vec![0x80, 0, 0x1f, 0x88, 5, 7, 7, 7];
+        let config = Config {
+            communities: vec![],
+            max_varbinds: 10,
+            max_message_size: 1500,
+            v3: Some(crate::security::v3::V3Config {
+                engine_id: engine.clone(),
+                engine_boots: 4,
+                users: vec![],
+                contexts: vec![],
+            }),
+        };
+        let record = crate::data::snapshot::Record {
+            oid: vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
+            value: Value::OctetString(b"x".to_vec()),
+            variation: None,
+            line: 1,
+        };
+        let store =
+            std::sync::Arc::new(crate::data::store::Store::from_records(&[record]).unwrap());
+        let mut responder = Responder::new(config, vec![store], Instant::now());
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            let mut frame = Frame::default();
+            loop {
+                let (len, peer) = server.recv_from(&mut buf).await.unwrap();
+                if responder.handle(&buf[..len], Instant::now(), &mut frame) == Outcome::Reply {
+                    server.send_to(frame.as_slice(), peer).await.unwrap();
+                }
+            }
+        });
+        let mut s = Sender::bind("127.0.0.1:0".parse().unwrap(), local())
+            .await
+            .unwrap();
+        let t = Target {
+            address: addr.to_string(),
+            version: Version::V3,
+            kind: Kind::Inform,
+            community: vec![],
+            user: Some(NotifyUser {
+                name: b"ops".to_vec(),
+                auth: Some((crate::security::usm::AuthProtocol::Sha1, "authpass1".into())),
+                privacy: None,
+            }),
+            retries: 1,
+            timeout: Duration::from_millis(500),
+        };
+        let e = s.send(&t, &note()).await.unwrap_err();
+        assert!(e.to_string().contains("usmStatsUnknownUserNames"), "{e}");
+        assert_eq!(s.peer(&addr), Some((&engine[..], 4)));
+        serve.abort();
+    }
+}

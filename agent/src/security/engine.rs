@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 
 /// The IANA enterprise number in derived engine IDs: net-snmp's (8072), as
 /// the engine IDs in the example configuration.
-pub const ENTERPRISE: u32 = 8072;
+pub(crate) const ENTERPRISE: u32 = 8072;
 
 /// RFC 3411 SnmpEngineID format 5: administratively assigned octets.
 const FORMAT_OCTETS: u8 = 5;
 
 /// The largest snmpEngineBoots (RFC 3414 §2.2.2): once reached it stays,
 /// and every authenticated request is outside the time window.
-pub const MAX_BOOTS: u32 = 2_147_483_647;
+pub(crate) const MAX_BOOTS: u32 = 2_147_483_647;
 
 /// A stable engine ID for `agent` on `node`: `80 00 1f 88 05` (RFC 3411
 /// enterprise format, octets) followed by 12 bytes of SHA-256 over the two
@@ -54,7 +54,7 @@ pub fn boots_path(state_dir: &Path, agent: &str) -> PathBuf {
     state_dir.join("engine").join(file)
 }
 
-/// Reads `agent`'s snmpEngineBoots, adds one (up to [`MAX_BOOTS`]), writes
+/// Reads `agent`'s snmpEngineBoots, adds one (up to `MAX_BOOTS`), writes
 /// it durably (temporary file, fsync, rename, fsync of the directory) and
 /// returns the new value. The first boot is 1. An unreadable or corrupt
 /// counter is an error naming the file: guessing could make boots go

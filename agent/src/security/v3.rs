@@ -1,9 +1,9 @@
 //! SNMPv3 message processing for a command responder (RFC 3412 §7.2) with
 //! the User-based Security Model (RFC 3414 §3.2): a received datagram is
-//! read in place by [`fast::decode_v3`] (or, when it leaves the message to
+//! read in place by `fast::decode_v3` (or, when it leaves the message to
 //! rasn, decoded with rasn's v3 types), checked (security model, flags, engine ID,
 //! user, security level, HMAC, time window), decrypted, and either handed
-//! on as a [`Request`] for the same handlers as v1/v2c, answered with a
+//! on as a `Request` for the same handlers as v1/v2c, answered with a
 //! Report, or dropped — each outcome counted in its SNMP-MPD-MIB,
 //! SNMP-TARGET-MIB or usmStats counter. Outgoing messages are encoded by
 //! [`wire::seal`]. Pure: the clock comes in as snmpEngineTime.
@@ -27,7 +27,7 @@ use crate::wire::fast;
 use crate::wire::pdu::{Drop, Request, Version};
 
 /// The time window of RFC 3414 §2.2.3, in seconds.
-pub const TIME_WINDOW: u32 = 150;
+pub(crate) const TIME_WINDOW: u32 = 150;
 
 /// The SNMPv3 part of a responder's configuration. Plain data, so it can be
 /// sent to an agent process.
@@ -55,7 +55,7 @@ pub struct ContextConfig {
 
 /// The Report a failed check produces (RFC 3414 §3.2, RFC 3413 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportKind {
+pub(crate) enum ReportKind {
     UnsupportedSecLevel,
     NotInTimeWindow,
     UnknownUserName,
@@ -100,7 +100,7 @@ impl ReportKind {
 
 /// Where and how an answer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub msg_id: i32,
     /// The sender's msgMaxSize.
     pub max_size: usize,
@@ -117,7 +117,7 @@ pub struct Reply {
 /// A user or context name, at most 32 bytes (both are bounded so before a
 /// reply is made), kept inline: a reply allocates nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShortName {
+pub(crate) struct ShortName {
     len: u8,
     bytes: [u8; 32],
 }
@@ -166,7 +166,7 @@ pub(crate) enum Incoming {
 /// An agent's SNMPv3 engine: identity, users with their key schedules,
 /// contexts.
 #[derive(Debug)]
-pub struct Engine {
+pub(crate) struct Engine {
     engine_id: Vec<u8>,
     boots: u32,
     users: Vec<User>,
@@ -271,14 +271,6 @@ impl Engine {
             scratch: Vec::new(),
             seal_buf: Vec::with_capacity(256),
         })
-    }
-
-    pub fn engine_id(&self) -> &[u8] {
-        &self.engine_id
-    }
-
-    pub fn boots(&self) -> u32 {
-        self.boots
     }
 
     /// An upper bound of everything in a response but its varbind list.

@@ -3,7 +3,7 @@
 //! anything secret.
 
 /// One step of the generator; `x` must not be 0.
-pub fn step(mut x: u64) -> u64 {
+pub(crate) fn step(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
@@ -20,7 +20,7 @@ impl Rng {
         Rng(seed | 1)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = step(self.0);
         self.0
     }

@@ -21,7 +21,7 @@ pub const TAG_NO_SUCH_INSTANCE: u8 = 0x81;
 pub const TAG_END_OF_MIB_VIEW: u8 = 0x82;
 
 /// Appends a BER definite length.
-pub fn push_len(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn push_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -33,7 +33,7 @@ pub fn push_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// How many bytes a tag + length header takes for content of `len` bytes.
-pub fn header_len(len: usize) -> usize {
+pub(crate) fn header_len(len: usize) -> usize {
     1 + if len < 0x80 {
         1
     } else {
@@ -43,7 +43,7 @@ pub fn header_len(len: usize) -> usize {
 
 /// Appends a two's-complement INTEGER (or an application integer type when
 /// `tag` says so) in the minimal number of bytes.
-pub fn push_i64(out: &mut Vec<u8>, tag: u8, v: i64) {
+pub(crate) fn push_i64(out: &mut Vec<u8>, tag: u8, v: i64) {
     let (bytes, skip) = int_content(v);
     out.push(tag);
     push_len(out, 8 - skip);
@@ -52,7 +52,7 @@ pub fn push_i64(out: &mut Vec<u8>, tag: u8, v: i64) {
 
 /// The content octets of `v` as a minimal two's-complement INTEGER:
 /// `bytes[skip..]` (leading bytes that only repeat the sign are skipped).
-pub fn int_content(v: i64) -> ([u8; 8], usize) {
+pub(crate) fn int_content(v: i64) -> ([u8; 8], usize) {
     let bytes = v.to_be_bytes();
     let mut skip = 0;
     while skip < 7 && redundant_sign_byte(bytes[skip], bytes[skip + 1]) {
@@ -63,7 +63,7 @@ pub fn int_content(v: i64) -> ([u8; 8], usize) {
 
 /// The content octets of unsigned `v`: a zero byte when `pad` (the top bit
 /// of the first byte is set), then `bytes[skip..]`.
-pub fn uint_content(v: u64) -> ([u8; 8], usize, bool) {
+pub(crate) fn uint_content(v: u64) -> ([u8; 8], usize, bool) {
     let bytes = v.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
     (bytes, skip, bytes[skip] & 0x80 != 0)
@@ -71,7 +71,7 @@ pub fn uint_content(v: u64) -> ([u8; 8], usize, bool) {
 
 /// Appends an unsigned application integer (Counter32, Gauge32, TimeTicks,
 /// Counter64): a leading zero byte is added when the top bit is set.
-pub fn push_u64(out: &mut Vec<u8>, tag: u8, v: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, tag: u8, v: u64) {
     let (bytes, skip, pad) = uint_content(v);
     out.push(tag);
     push_len(out, 8 - skip + usize::from(pad));
@@ -94,7 +94,7 @@ fn push_base128(out: &mut Vec<u8>, v: u64) {
 /// Appends the content octets of an OID (no tag, no length). OIDs of fewer
 /// than two arcs are encoded as if the missing arc were 0, which is what
 /// net-snmp does for `0`-style OIDs.
-pub fn push_oid_content(out: &mut Vec<u8>, arcs: &[u32]) {
+pub(crate) fn push_oid_content(out: &mut Vec<u8>, arcs: &[u32]) {
     let first = u64::from(arcs.first().copied().unwrap_or(0));
     let second = u64::from(arcs.get(1).copied().unwrap_or(0));
     push_base128(out, first * 40 + second);
@@ -104,7 +104,7 @@ pub fn push_oid_content(out: &mut Vec<u8>, arcs: &[u32]) {
 }
 
 /// Appends a whole OID TLV.
-pub fn push_oid(out: &mut Vec<u8>, arcs: &[u32]) {
+pub(crate) fn push_oid(out: &mut Vec<u8>, arcs: &[u32]) {
     let mut content = Vec::with_capacity(arcs.len() + 4);
     push_oid_content(&mut content, arcs);
     out.push(TAG_OID);
@@ -119,7 +119,7 @@ fn push_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
 }
 
 /// Appends the TLV of a value.
-pub fn push_value(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn push_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Integer(i) => push_i64(out, TAG_INTEGER, *i),
         Value::OctetString(b) => push_bytes(out, TAG_OCTET_STRING, b),
@@ -156,7 +156,7 @@ pub fn push_varbind(out: &mut Vec<u8>, arcs: &[u32], value_tlv: &[u8]) {
 /// appends, without a buffer of its own: the value is written at the end of
 /// `out`, then set behind the headers through the stack (values of live
 /// objects are small).
-pub fn push_varbind_with(out: &mut Vec<u8>, arcs: &[u32], value: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn push_varbind_with(out: &mut Vec<u8>, arcs: &[u32], value: impl FnOnce(&mut Vec<u8>)) {
     let mark = out.len();
     value(out);
     let mut tmp = [0u8; 64];
@@ -178,7 +178,7 @@ fn base128_len(v: u64) -> usize {
 
 /// The length of an OID's content octets, as [`push_oid_content`] writes
 /// them.
-pub fn oid_content_len(arcs: &[u32]) -> usize {
+pub(crate) fn oid_content_len(arcs: &[u32]) -> usize {
     let first = u64::from(arcs.first().copied().unwrap_or(0));
     let second = u64::from(arcs.get(1).copied().unwrap_or(0));
     base128_len(first * 40 + second)
@@ -213,27 +213,17 @@ impl Frame {
     }
 
     /// Bytes from the current front to the end.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len() - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Drops everything after `len` bytes of the current body's front, used
-    /// to undo a varbind that made the message too big.
-    pub fn truncate_to(&mut self, total_len: usize) {
-        self.buf.truncate(total_len);
-    }
-
-    /// Total length of the underlying buffer, for `truncate_to`.
-    pub fn end(&self) -> usize {
+    /// Total length of the underlying buffer: where the body ends.
+    pub(crate) fn end(&self) -> usize {
         self.buf.len()
     }
 
     /// Prepends raw bytes.
-    pub fn prepend(&mut self, bytes: &[u8]) {
+    pub(crate) fn prepend(&mut self, bytes: &[u8]) {
         if bytes.len() > self.start {
             let grow = bytes.len() - self.start + 64;
             self.buf.splice(0..0, std::iter::repeat_n(0, grow));
@@ -244,7 +234,7 @@ impl Frame {
     }
 
     /// Prepends a tag and a length.
-    pub fn prepend_header(&mut self, tag: u8, len: usize) {
+    pub(crate) fn prepend_header(&mut self, tag: u8, len: usize) {
         let mut h = [0u8; 10];
         h[0] = tag;
         let n = if len < 0x80 {
@@ -328,12 +318,12 @@ pub fn peek_version(data: &[u8]) -> Option<i64> {
 
 /// Whether INTEGER content octets `first`, `next`, … could drop `first`:
 /// it only repeats the sign of `next` (not the shortest form).
-pub fn redundant_sign_byte(first: u8, next: u8) -> bool {
+pub(crate) fn redundant_sign_byte(first: u8, next: u8) -> bool {
     (first == 0 && next & 0x80 == 0) || (first == 0xff && next & 0x80 != 0)
 }
 
 /// The value of INTEGER content octets (two's complement, at most 8).
-pub fn int_from(bytes: &[u8]) -> i64 {
+pub(crate) fn int_from(bytes: &[u8]) -> i64 {
     let mut v: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
         -1
     } else {

@@ -12,7 +12,7 @@
 use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
 
 /// The User-based Security Model's msgSecurityModel.
-pub const USM: i64 = 3;
+pub(crate) const USM: i64 = 3;
 
 /// msgFlags bits (RFC 3412 §6.4).
 pub const FLAG_AUTH: u8 = 1;

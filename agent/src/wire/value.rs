@@ -29,7 +29,7 @@ pub enum Value {
 
 impl Value {
     /// The snmprec tag number (snmpsim's convention: the BER tag as decimal).
-    pub fn snmprec_tag(&self) -> u8 {
+    pub(crate) fn snmprec_tag(&self) -> u8 {
         match self {
             Value::Integer(_) => 2,
             Value::OctetString(_) => 4,
@@ -49,7 +49,7 @@ impl Value {
 }
 
 /// Formats an OID in dotted form without a leading dot: `1.3.6.1.2.1.1.1.0`.
-pub struct DisplayOid<'a>(pub &'a [u32]);
+pub(crate) struct DisplayOid<'a>(pub &'a [u32]);
 
 impl fmt::Display for DisplayOid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,14 +61,4 @@ impl fmt::Display for DisplayOid<'_> {
         }
         Ok(())
     }
-}
-
-/// Parses a dotted OID (`1.3.6.1` or `.1.3.6.1`). Returns `None` on an empty
-/// string, an empty arc or an arc that does not fit in 32 bits.
-pub fn parse_oid(s: &str) -> Option<Oid> {
-    let s = s.strip_prefix('.').unwrap_or(s);
-    if s.is_empty() {
-        return None;
-    }
-    s.split('.').map(|a| a.parse::<u32>().ok()).collect()
 }

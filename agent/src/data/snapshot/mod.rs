@@ -1,5 +1,9 @@
 //! Device snapshots: `.snmprec`, `.snmpwalk` and `.sapwalk` files parsed into
-//! sorted, de-duplicated records, and written back in any of the formats.
+//! sorted, de-duplicated records, and written back in any of the formats;
+//! `.snmprec` also compiled straight into encoded records for the store
+//! (`EncodedSink`), without knowing the store.
+//!
+//! Depends on `crate::wire` (values, BER) only.
 
 use std::path::{Path, PathBuf};
 

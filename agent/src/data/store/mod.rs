@@ -2,22 +2,21 @@
 //! file in the cache directory and memory-mapped read-only by every agent
 //! process that serves it, so the page cache holds one copy for all of them.
 //!
-//! - [`format`]: the file's layout (header, data region, entries, variations);
-//! - [`part`]: records of a piece of source being compiled, and their placing;
-//! - [`build`]: the parallel builder, which writes a store file or buffer;
-//! - [`merge`]: the index, merged into OID order on every core;
-//! - [`reader`]: the read-only mapping agents answer from;
-//! - [`cache`]: stores named by their source's content in the cache directory.
+//! - `format`: the file's layout (header, data region, entries, variations);
+//! - `part`: records of a piece of source being compiled, and their placing;
+//! - `build`: the parallel builder, which writes a store file or buffer;
+//! - `merge`: the index, merged into OID order on every core;
+//! - `reader`: the read-only mapping agents answer from;
+//! - `cache`: stores named by their source's content in the cache directory.
 //!
 //! GET is a binary search over the entries; GETNEXT/GETBULK walk them.
 //!
-//! Depends on [`crate::data::snapshot`] (records, parsing), [`crate::wire`]
-//! (BER), [`crate::util`] (threads) and [`crate::sys`] (the mapping).
+//! Depends on [`crate::data::snapshot`] (records, parsing), `crate::wire`
+//! (BER), `crate::util` (threads) and [`crate::sys`] (the mapping).
 
 use std::path::{Path, PathBuf};
 
 use crate::data::snapshot::SnapshotError;
-use crate::wire::value::Oid;
 
 mod build;
 mod cache;
@@ -30,7 +29,7 @@ mod reader;
 mod tests;
 
 pub use cache::{Compiled, compile, load};
-pub use format::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, FLAG_VARIATION};
+pub(crate) use format::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME};
 pub use reader::{Item, Store};
 
 /// Why a store could not be built or opened.
@@ -55,11 +54,4 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError +
         path: path.to_owned(),
         source,
     }
-}
-
-/// Sorted records → OIDs, for tests and tools.
-pub fn oids(store: &Store) -> Vec<Oid> {
-    (0..store.len())
-        .filter_map(|i| store.item(i).map(|it| it.oid.to_vec()))
-        .collect()
 }

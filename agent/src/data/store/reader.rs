@@ -75,13 +75,12 @@ fn tlv_content(b: &[u8], at: usize) -> Option<(usize, usize)> {
 /// One record of a store, borrowed from the mapping.
 #[derive(Debug, Clone, Copy)]
 pub struct Item<'a> {
-    pub index: usize,
     pub oid: &'a [u32],
     /// The whole pre-encoded VarBind TLV.
-    pub varbind: &'a [u8],
+    pub(crate) varbind: &'a [u8],
     /// The value TLV alone.
     pub value: &'a [u8],
-    pub flags: u16,
+    pub(crate) flags: u16,
 }
 
 impl Store {
@@ -150,11 +149,6 @@ impl Store {
         self.count == 0
     }
 
-    /// The cache file this store was mapped from.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
     fn oid_at<'a>(&self, entries: &[Entry], arcs: &'a [u32], i: usize) -> &'a [u32] {
         entries
             .get(i)
@@ -175,7 +169,6 @@ impl Store {
         let varbind = self.blob().get(vb_off..vb_off + e.vb_len as usize)?;
         let value = varbind.get(value_start(varbind)?..)?;
         Some(Item {
-            index,
             oid,
             varbind,
             value,
@@ -202,7 +195,7 @@ impl Store {
     }
 
     /// Index of the first record strictly after `oid`.
-    pub fn next_after(&self, oid: &[u32]) -> usize {
+    pub(crate) fn next_after(&self, oid: &[u32]) -> usize {
         let i = self.lower_bound(oid);
         match self.find_at(i, oid) {
             true => i + 1,
@@ -218,7 +211,7 @@ impl Store {
     }
 
     /// The variation (module name, raw parameters) of a record, if any.
-    pub fn variation(&self, index: usize) -> Option<(&str, &str)> {
+    pub(crate) fn variation(&self, index: usize) -> Option<(&str, &str)> {
         let vars = self.var_slice()?;
         let k = vars
             .binary_search_by_key(&u32::try_from(index).ok()?, |v| v.entry)
@@ -236,7 +229,7 @@ impl Store {
     }
 
     /// Every record that carries a variation, as (index, name, params).
-    pub fn variations(&self) -> impl Iterator<Item = (usize, &str, &str)> + '_ {
+    pub(crate) fn variations(&self) -> impl Iterator<Item = (usize, &str, &str)> + '_ {
         self.var_slice().unwrap_or_default().iter().filter_map(|v| {
             let (name, params) = self.variation(v.entry as usize)?;
             Some((v.entry as usize, name, params))

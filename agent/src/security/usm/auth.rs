@@ -40,13 +40,13 @@ impl fmt::Debug for AuthKey {
 
 /// A computed MAC, truncated to the protocol's length.
 #[derive(Clone, Copy)]
-pub struct Digest {
+pub(crate) struct Digest {
     bytes: [u8; 64],
     len: usize,
 }
 
 impl Digest {
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }
@@ -88,7 +88,7 @@ impl AuthKey {
         })
     }
 
-    pub fn protocol(&self) -> AuthProtocol {
+    pub(crate) fn protocol(&self) -> AuthProtocol {
         match self {
             AuthKey::Md5(_) => AuthProtocol::Md5,
             AuthKey::Sha1(_) => AuthProtocol::Sha1,
@@ -105,7 +105,7 @@ impl AuthKey {
 
     /// The MAC of `msg` with its `mac_len()` bytes at `at` taken as zeros.
     /// `None` when the field does not fit in `msg`.
-    pub fn mac(&self, msg: &[u8], at: usize) -> Option<Digest> {
+    pub(crate) fn mac(&self, msg: &[u8], at: usize) -> Option<Digest> {
         let len = self.mac_len();
         if at.checked_add(len)? > msg.len() {
             return None;
@@ -132,7 +132,7 @@ impl AuthKey {
 
     /// Computes the MAC of `msg` (whose field at `at` holds zeros or
     /// anything) and writes it there.
-    pub fn sign(&self, msg: &mut [u8], at: usize) -> bool {
+    pub(crate) fn sign(&self, msg: &mut [u8], at: usize) -> bool {
         let Some(d) = self.mac(msg, at) else {
             return false;
         };

@@ -25,7 +25,7 @@ use super::{AuthProtocol, KeyError, PrivProtocol};
 const KU_STREAM: usize = 1 << 20;
 
 /// H(parts…) with the protocol's hash.
-pub fn hash(proto: AuthProtocol, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hash(proto: AuthProtocol, parts: &[&[u8]]) -> Vec<u8> {
     fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
         let mut d = D::new();
         for p in parts {
@@ -45,7 +45,7 @@ pub fn hash(proto: AuthProtocol, parts: &[&[u8]]) -> Vec<u8> {
 
 /// Ku: the hash of the password repeated over 1 MiB, uncached. An empty
 /// password has no key.
-pub fn password_to_ku(proto: AuthProtocol, password: &[u8]) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn password_to_ku(proto: AuthProtocol, password: &[u8]) -> Result<Vec<u8>, KeyError> {
     if password.is_empty() {
         return Err(KeyError::EmptyPassword);
     }
@@ -77,7 +77,7 @@ type KuCache = Mutex<HashMap<(AuthProtocol, [u8; 32]), Arc<[u8]>>>;
 
 /// Ku, computed once per (password, hash) in this process. The cache is
 /// keyed by a SHA-256 of the password, so the password itself is not kept.
-pub fn ku(proto: AuthProtocol, password: &[u8]) -> Result<Arc<[u8]>, KeyError> {
+pub(crate) fn ku(proto: AuthProtocol, password: &[u8]) -> Result<Arc<[u8]>, KeyError> {
     static CACHE: OnceLock<KuCache> = OnceLock::new();
     let id: [u8; 32] = Sha256::digest(password).into();
     let cache = CACHE.get_or_init(Default::default);
@@ -99,12 +99,12 @@ pub fn ku(proto: AuthProtocol, password: &[u8]) -> Result<Arc<[u8]>, KeyError> {
 }
 
 /// Kul = H(Ku ‖ engineID ‖ Ku) (RFC 3414 §2.6).
-pub fn localize(proto: AuthProtocol, ku: &[u8], engine_id: &[u8]) -> Vec<u8> {
+pub(crate) fn localize(proto: AuthProtocol, ku: &[u8], engine_id: &[u8]) -> Vec<u8> {
     hash(proto, &[ku, engine_id, ku])
 }
 
 /// Blumenthal: Kul ‖ H(Kul) ‖ H(Kul ‖ H(Kul)) … cut to `len`.
-pub fn extend_blumenthal(proto: AuthProtocol, mut kul: Vec<u8>, len: usize) -> Vec<u8> {
+pub(crate) fn extend_blumenthal(proto: AuthProtocol, mut kul: Vec<u8>, len: usize) -> Vec<u8> {
     while kul.len() < len {
         let more = hash(proto, &[&kul]);
         kul.extend_from_slice(&more);
@@ -115,7 +115,7 @@ pub fn extend_blumenthal(proto: AuthProtocol, mut kul: Vec<u8>, len: usize) -> V
 
 /// Reeder: Kul ‖ localize(Ku(Kul)) … (the key so far used as a password),
 /// cut to `len`.
-pub fn extend_reeder(
+pub(crate) fn extend_reeder(
     proto: AuthProtocol,
     mut kul: Vec<u8>,
     engine_id: &[u8],
@@ -141,7 +141,7 @@ pub fn localized_auth_key(
 
 /// The localized privacy key of `password` for `engine_id`, hashed with the
 /// user's authentication protocol and extended to exactly
-/// [`PrivProtocol::key_len`] bytes.
+/// `PrivProtocol::key_len` bytes.
 pub fn localized_priv_key(
     auth: AuthProtocol,
     privacy: PrivProtocol,

@@ -3,9 +3,9 @@
 //! privacy. Pure functions over bytes; message processing lives in
 //! [`crate::security::v3`].
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod keys;
-pub mod privacy;
+pub(crate) mod privacy;
 #[cfg(test)]
 mod vectors;
 
@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use auth::AuthKey;
-pub use privacy::PrivKey;
+pub use privacy::{DecryptError, PrivKey};
 
 /// An authentication protocol: HMAC-MD5-96, HMAC-SHA-96 (RFC 3414) and the
 /// HMAC-SHA-2 family of RFC 7860.
@@ -30,7 +30,7 @@ pub enum AuthProtocol {
 
 impl AuthProtocol {
     /// Length of the hash output, which is also the key length.
-    pub fn digest_len(self) -> usize {
+    pub(crate) fn digest_len(self) -> usize {
         match self {
             AuthProtocol::Md5 => 16,
             AuthProtocol::Sha1 => 20,
@@ -42,7 +42,7 @@ impl AuthProtocol {
     }
 
     /// Length of msgAuthenticationParameters: the truncated HMAC.
-    pub fn mac_len(self) -> usize {
+    pub(crate) fn mac_len(self) -> usize {
         match self {
             AuthProtocol::Md5 | AuthProtocol::Sha1 => 12,
             AuthProtocol::Sha224 => 16,
@@ -75,7 +75,7 @@ pub enum PrivProtocol {
 impl PrivProtocol {
     /// Length of the localized privacy key this protocol uses (DES and 3DES
     /// include their pre-IV).
-    pub fn key_len(self) -> usize {
+    pub(crate) fn key_len(self) -> usize {
         match self {
             PrivProtocol::Des | PrivProtocol::Aes128 => 16,
             PrivProtocol::Aes192 | PrivProtocol::Aes192C => 24,
@@ -97,7 +97,7 @@ pub enum SecurityLevel {
 
 impl SecurityLevel {
     /// The authFlag/privFlag bits of msgFlags.
-    pub fn flags(self) -> u8 {
+    pub(crate) fn flags(self) -> u8 {
         match self {
             SecurityLevel::NoAuthNoPriv => 0,
             SecurityLevel::AuthNoPriv => 1,
@@ -128,7 +128,7 @@ pub enum KeyError {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyMaterial {
     /// Already localized to the agent's engine ID (and extended, for
-    /// privacy keys, to [`PrivProtocol::key_len`]).
+    /// privacy keys, to `PrivProtocol::key_len`).
     Localized(Vec<u8>),
     Password(String),
 }
@@ -161,7 +161,7 @@ pub struct UserConfig {
 
 /// A user ready to process messages: key schedules precomputed.
 #[derive(Debug, Clone)]
-pub struct User {
+pub(crate) struct User {
     pub name: Vec<u8>,
     pub auth: Option<AuthKey>,
     pub privacy: Option<PrivKey>,
@@ -172,7 +172,7 @@ pub struct User {
 impl User {
     /// Builds the user's keys for `engine_id` (passwords are localized
     /// here; localized keys are only checked).
-    pub fn new(config: &UserConfig, engine_id: &[u8]) -> Result<User, KeyError> {
+    pub(crate) fn new(config: &UserConfig, engine_id: &[u8]) -> Result<User, KeyError> {
         let auth = match &config.auth {
             None => None,
             Some((proto, KeyMaterial::Localized(k))) => Some(AuthKey::new(*proto, k)?),
@@ -200,7 +200,7 @@ impl User {
     }
 
     /// The highest level this user's keys allow.
-    pub fn max_level(&self) -> SecurityLevel {
+    pub(crate) fn max_level(&self) -> SecurityLevel {
         match (&self.auth, &self.privacy) {
             (Some(_), Some(_)) => SecurityLevel::AuthPriv,
             (Some(_), None) => SecurityLevel::AuthNoPriv,

@@ -121,7 +121,7 @@ where
 
 impl PrivKey {
     /// `key` is the localized (and extended) key of exactly
-    /// [`PrivProtocol::key_len`] bytes.
+    /// `PrivProtocol::key_len` bytes.
     pub fn new(protocol: PrivProtocol, key: &[u8]) -> Result<PrivKey, KeyError> {
         let want = protocol.key_len();
         let bad = || KeyError::Length {
@@ -153,7 +153,7 @@ impl PrivKey {
         })
     }
 
-    pub fn protocol(&self) -> PrivProtocol {
+    pub(crate) fn protocol(&self) -> PrivProtocol {
         match self {
             PrivKey::Des { .. } => PrivProtocol::Des,
             PrivKey::TripleDes { .. } => PrivProtocol::TripleDes,
@@ -163,14 +163,14 @@ impl PrivKey {
 
     /// Whether this is a block (CBC) cipher: the plaintext is padded, so a
     /// decrypted scopedPDU may be followed by up to 7 bytes of padding.
-    pub fn is_cbc(&self) -> bool {
+    pub(crate) fn is_cbc(&self) -> bool {
         matches!(self, PrivKey::Des { .. } | PrivKey::TripleDes { .. })
     }
 
     /// Encrypts `buf[from..]` in place (CBC ciphers first pad `buf` with
     /// zeros to whole blocks) with the sender's `boots`/`time` and a fresh
     /// `salt`, and returns msgPrivacyParameters.
-    pub fn encrypt(
+    pub(crate) fn encrypt(
         &self,
         buf: &mut Vec<u8>,
         from: usize,
