@@ -14,31 +14,48 @@ use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
 use crate::data::variation::Variation;
 use crate::wire::ber;
 
-/// Counters of the SNMPv2-MIB `snmp` group (RFC 3418) and our own request
-/// tallies. Plain integers: one agent is served by one thread.
+/// Counters of the SNMPv2-MIB `snmp` group (RFC 3418), of SNMPv3 message
+/// processing, and our own request tallies. Plain integers: one agent is
+/// served by one thread. Each field is the MIB object it is served as.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
+    /// snmpInPkts.
     pub in_pkts: u32,
+    /// snmpOutPkts.
     pub out_pkts: u32,
+    /// snmpInBadVersions.
     pub in_bad_versions: u32,
+    /// snmpInBadCommunityNames.
     pub in_bad_community_names: u32,
+    /// snmpInBadCommunityUses.
     pub in_bad_community_uses: u32,
+    /// snmpInASNParseErrs.
     pub in_asn_parse_errs: u32,
+    /// snmpSilentDrops.
     pub silent_drops: u32,
+    /// snmpProxyDrops.
     pub proxy_drops: u32,
-    /// SNMP-MPD-MIB (RFC 3412 §5).
+    /// snmpUnknownSecurityModels (SNMP-MPD-MIB, RFC 3412 §5).
     pub unknown_security_models: u32,
+    /// snmpInvalidMsgs (SNMP-MPD-MIB).
     pub invalid_msgs: u32,
+    /// snmpUnknownPDUHandlers (SNMP-MPD-MIB).
     pub unknown_pdu_handlers: u32,
-    /// SNMP-TARGET-MIB (RFC 3413 §4.1.1).
+    /// snmpUnavailableContexts (SNMP-TARGET-MIB, RFC 3413 §4.1.1).
     pub unavailable_contexts: u32,
+    /// snmpUnknownContexts (SNMP-TARGET-MIB).
     pub unknown_contexts: u32,
-    /// SNMP-USER-BASED-SM-MIB usmStats (RFC 3414 §5).
+    /// usmStatsUnsupportedSecLevels (SNMP-USER-BASED-SM-MIB, RFC 3414 §5).
     pub usm_unsupported_sec_levels: u32,
+    /// usmStatsNotInTimeWindows.
     pub usm_not_in_time_windows: u32,
+    /// usmStatsUnknownUserNames.
     pub usm_unknown_user_names: u32,
+    /// usmStatsUnknownEngineIDs.
     pub usm_unknown_engine_ids: u32,
+    /// usmStatsWrongDigests.
     pub usm_wrong_digests: u32,
+    /// usmStatsDecryptionErrors.
     pub usm_decryption_errors: u32,
     /// Requests answered (any PDU type).
     pub requests: u64,

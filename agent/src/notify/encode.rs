@@ -10,10 +10,13 @@ use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE}
 use crate::wire::v3 as wire;
 use crate::wire::value::Value;
 
-/// PDU tags (RFC 1157, RFC 3416).
+/// The SNMPv1 Trap-PDU tag (RFC 1157).
 pub(crate) const TAG_V1_TRAP: u8 = 0xa4;
+/// The GetRequest-PDU tag (of an engine discovery probe).
 pub(crate) const TAG_GET: u8 = 0xa0;
+/// The InformRequest-PDU tag (RFC 3416).
 pub const TAG_INFORM: u8 = 0xa6;
+/// The SNMPv2-Trap-PDU tag (RFC 3416).
 pub const TAG_V2_TRAP: u8 = 0xa7;
 
 /// Room in front of the varbinds for every header.

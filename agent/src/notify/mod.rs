@@ -52,15 +52,20 @@ pub struct Notification {
 /// SNMP version of a notification target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Version {
+    /// SNMPv1: a Trap-PDU derived per RFC 3584.
     V1,
+    /// SNMPv2c: community-based.
     V2c,
+    /// SNMPv3 with USM.
     V3,
 }
 
 /// Trap (unconfirmed) or Inform (acknowledged, retried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
+    /// Sent once, never acknowledged.
     Trap,
+    /// Acknowledged by a Response; retried until then.
     Inform,
 }
 
@@ -70,9 +75,12 @@ pub enum Kind {
 /// never shows them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyUser {
+    /// usmUserName.
     pub name: Vec<u8>,
+    /// The authentication protocol and password; `None`: noAuthNoPriv.
     #[serde(default)]
     pub auth: Option<(AuthProtocol, String)>,
+    /// The privacy protocol and password; needs `auth`.
     #[serde(default)]
     pub privacy: Option<(PrivProtocol, String)>,
 }
@@ -92,7 +100,9 @@ impl fmt::Debug for NotifyUser {
 pub struct Target {
     /// `host:port`, resolved at send time.
     pub address: String,
+    /// The SNMP version the target speaks.
     pub version: Version,
+    /// Trap or Inform.
     pub kind: Kind,
     /// SNMPv1/v2c.
     #[serde(default)]
@@ -130,14 +140,31 @@ impl fmt::Debug for Target {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
+    /// The target's address does not resolve (to an address of the
+    /// socket's family).
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// Sending or receiving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An inform was not acknowledged.
     #[error("no acknowledgement from {target} after {attempts} attempts")]
-    Timeout { target: String, attempts: u32 },
+    Timeout {
+        /// The target's address.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The receiver answered with an error or a Report: resending cannot
+    /// help.
     #[error("{target} refused the notification: {reason}")]
-    Refused { target: String, reason: String },
+    Refused {
+        /// The target's address.
+        target: String,
+        /// The error-status or the Report's counter.
+        reason: String,
+    },
+    /// The target cannot be served as configured (the address, and why).
     #[error("target {0}: {1}")]
     Config(String, String),
 }

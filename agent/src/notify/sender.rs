@@ -22,7 +22,9 @@ use crate::wire::v3 as wire;
 /// The sending engine: what an SNMPv3 trap is authenticated as.
 #[derive(Debug, Clone)]
 pub struct LocalEngine {
+    /// Our snmpEngineID.
     pub engine_id: Vec<u8>,
+    /// Our snmpEngineBoots.
     pub boots: u32,
     /// snmpEngineTime counts from here.
     pub start: Instant,
@@ -141,6 +143,7 @@ impl Sender {
         }
     }
 
+    /// The address notifications leave from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }

@@ -68,17 +68,22 @@ impl ErrorStatus {
 /// What a community may do, and which snapshot it sees.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CommunityAccess {
+    /// The community string.
     pub community: Vec<u8>,
+    /// Accepted in SNMPv1 messages.
     pub v1: bool,
+    /// Accepted in SNMPv2c messages.
     pub v2c: bool,
     /// Index into the responder's views.
     pub view: usize,
+    /// SET may change any existing object (else only `writecache` ones).
     pub write: bool,
 }
 
 /// The fixed parameters of a responder.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Config {
+    /// The communities v1/v2c requests may use.
     pub communities: Vec<CommunityAccess>,
     /// Most varbinds in one response (GETBULK is cut here).
     pub max_varbinds: usize,
@@ -94,9 +99,12 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A user's keys are unusable.
     #[error("SNMPv3 user {user:?}: {cause}")]
     User {
+        /// The user's name (never its keys).
         user: String,
+        /// What is wrong with its keys.
         cause: crate::security::usm::KeyError,
     },
 }
@@ -106,6 +114,7 @@ pub enum ConfigError {
 pub enum Outcome {
     /// The frame holds the response.
     Reply,
+    /// No answer; counted.
     Dropped(Drop),
 }
 
@@ -219,6 +228,7 @@ impl Responder {
         }
     }
 
+    /// The agent's counters (the `snmp` group, SNMPv3 statistics, tallies).
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

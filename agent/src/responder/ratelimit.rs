@@ -16,7 +16,9 @@ pub(crate) const MAX_SOURCES: usize = 4096;
 /// sustained, and up to `burst` at once after a quiet spell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
+    /// Requests a second, sustained (at least 1).
     pub per_second: u32,
+    /// Requests at once after a quiet spell (at least 1).
     pub burst: u32,
 }
 

@@ -31,7 +31,10 @@ pub enum ToAgent {
     /// The start token and everything the process serves.
     Start(Start),
     /// Snapshots changed: serve these stores from now on.
-    Swap { swaps: Vec<Swap> },
+    Swap {
+        /// The views that change, each with its new store.
+        swaps: Vec<Swap>,
+    },
     /// The cluster's limits changed on reload: apply them to every agent
     /// of the process from now on.
     Limits(Limits),
@@ -39,23 +42,29 @@ pub enum ToAgent {
     Stop,
 }
 
+/// The start message: what the process serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Start {
+    /// The supervisor's [`PROTOCOL`]; an agent that speaks another fails.
     pub protocol: u32,
     /// Echoed in `ready`/`failed`: proves the answer belongs to this start.
     pub token: String,
+    /// How often the process sends its heartbeat.
     pub heartbeat_ms: u64,
+    /// The agents the process serves, their sockets in this order.
     pub agents: Vec<AgentSpec>,
 }
 
 /// One agent served by the process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentSpec {
+    /// The agent's name (for logs and heartbeats).
     pub name: String,
     /// How many inherited sockets belong to this agent (taken in order).
     pub sockets: usize,
     /// Compiled store files, one per view of `config`.
     pub stores: Vec<PathBuf>,
+    /// Communities, limits and SNMPv3 of the agent's responder.
     pub config: responder::Config,
     /// Where the device sends its own coldStart/warmStart once ready.
     #[serde(default)]
@@ -90,8 +99,11 @@ pub struct Limits {
 /// A view of an agent now served from another compiled store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Swap {
+    /// Index of the agent in the start message.
     pub agent: usize,
+    /// Index of the view in the agent's configuration.
     pub view: usize,
+    /// The compiled store to serve it from.
     pub store: PathBuf,
 }
 
@@ -99,28 +111,40 @@ pub struct Swap {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum FromAgent {
+    /// Every agent is served: the start succeeded.
     Ready {
+        /// The start's token.
         token: String,
     },
+    /// The start failed; the process exits.
     Failed {
+        /// The start's token.
         token: String,
+        /// What went wrong.
         reason: String,
     },
     /// Sent every `heartbeat_ms`: proof of life, with the counters.
     Heartbeat {
+        /// One entry per agent, in the start message's order.
         agents: Vec<AgentStats>,
     },
     /// The result of a `swap`.
     Swapped {
+        /// Every swap was applied.
         ok: bool,
+        /// Why not, when not (the first swap that failed).
         reason: String,
     },
 }
 
+/// One agent's counters in a heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStats {
+    /// The agent's name.
     pub name: String,
+    /// Requests answered so far.
     pub requests: u64,
+    /// Datagrams dropped so far.
     pub dropped: u64,
 }
 

@@ -38,6 +38,7 @@ pub struct V3Config {
     /// snmpEngineBoots of this run (persisted and incremented by the
     /// caller, see [`crate::security::engine::next_boots`]).
     pub engine_boots: u32,
+    /// The USM users the agent knows.
     #[serde(default)]
     pub users: Vec<UserConfig>,
     /// contextName → index of the responder's view; `""` is the default
@@ -49,7 +50,9 @@ pub struct V3Config {
 /// One context: its name and the view (snapshot) it selects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContextConfig {
+    /// contextName.
     pub name: Vec<u8>,
+    /// Index of the responder's view (its store) the context selects.
     pub view: usize,
 }
 

@@ -5,19 +5,33 @@
 
 use crate::wire::value::Value;
 
+/// INTEGER (and Integer32).
 pub const TAG_INTEGER: u8 = 0x02;
+/// OCTET STRING.
 pub const TAG_OCTET_STRING: u8 = 0x04;
+/// NULL.
 pub const TAG_NULL: u8 = 0x05;
+/// OBJECT IDENTIFIER.
 pub const TAG_OID: u8 = 0x06;
+/// SEQUENCE (messages, PDUs' varbind lists, varbinds).
 pub const TAG_SEQUENCE: u8 = 0x30;
+/// IpAddress (RFC 2578, `[APPLICATION 0]`).
 pub const TAG_IP_ADDRESS: u8 = 0x40;
+/// Counter32 (`[APPLICATION 1]`).
 pub const TAG_COUNTER32: u8 = 0x41;
+/// Gauge32 and Unsigned32 (`[APPLICATION 2]`).
 pub const TAG_GAUGE32: u8 = 0x42;
+/// TimeTicks (`[APPLICATION 3]`).
 pub const TAG_TIMETICKS: u8 = 0x43;
+/// Opaque (`[APPLICATION 4]`).
 pub const TAG_OPAQUE: u8 = 0x44;
+/// Counter64 (`[APPLICATION 6]`).
 pub const TAG_COUNTER64: u8 = 0x46;
+/// The noSuchObject exception of a varbind (RFC 3416, `[0]`).
 pub const TAG_NO_SUCH_OBJECT: u8 = 0x80;
+/// The noSuchInstance exception (`[1]`).
 pub const TAG_NO_SUCH_INSTANCE: u8 = 0x81;
+/// The endOfMibView exception (`[2]`).
 pub const TAG_END_OF_MIB_VIEW: u8 = 0x82;
 
 /// Appends a BER definite length.

@@ -14,9 +14,11 @@ use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE}
 /// The User-based Security Model's msgSecurityModel.
 pub(crate) const USM: i64 = 3;
 
-/// msgFlags bits (RFC 3412 §6.4).
+/// msgFlags bit (RFC 3412 §6.4): the message is authenticated.
 pub const FLAG_AUTH: u8 = 1;
+/// msgFlags bit: the scopedPDU is encrypted.
 pub const FLAG_PRIV: u8 = 2;
+/// msgFlags bit: a failed check may be answered with a Report.
 pub const FLAG_REPORTABLE: u8 = 4;
 
 fn skip(msg: &[u8], pos: usize) -> Option<usize> {
@@ -70,6 +72,7 @@ pub trait Encrypt {
 
 /// Everything an outgoing message needs besides its PDU.
 pub struct Seal<'a, A, P> {
+    /// msgID: the request's, in an answer.
     pub msg_id: i32,
     /// Our msgMaxSize.
     pub max_size: i32,
@@ -78,13 +81,19 @@ pub struct Seal<'a, A, P> {
     /// The authoritative engine (ours for responses, reports and traps;
     /// the receiver's for informs).
     pub engine_id: &'a [u8],
+    /// msgAuthoritativeEngineBoots of that engine.
     pub boots: u32,
+    /// msgAuthoritativeEngineTime of that engine.
     pub time: u32,
+    /// msgUserName.
     pub user_name: &'a [u8],
+    /// The authentication key, when the message is authenticated.
     pub auth: Option<&'a A>,
     /// The privacy key and a fresh salt.
     pub privacy: Option<(&'a P, u64)>,
+    /// The scopedPDU's contextEngineID.
     pub context_engine_id: &'a [u8],
+    /// The scopedPDU's contextName.
     pub context_name: &'a [u8],
 }
 

@@ -12,18 +12,31 @@ pub type Oid = Vec<u32>;
 /// out-of-range number is served as recorded instead of refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
+    /// INTEGER, Integer32 (and any recorded value beyond it).
     Integer(i64),
+    /// OCTET STRING.
     OctetString(Vec<u8>),
+    /// NULL (the value of a request's varbinds).
     Null,
+    /// OBJECT IDENTIFIER.
     ObjectId(Oid),
+    /// IpAddress: an IPv4 address.
     IpAddress([u8; 4]),
+    /// Counter32.
     Counter32(u32),
+    /// Gauge32 (Unsigned32).
     Gauge32(u32),
+    /// TimeTicks: hundredths of a second.
     TimeTicks(u32),
+    /// Opaque: the BER of another value, as bytes.
     Opaque(Vec<u8>),
+    /// Counter64 (not in SNMPv1).
     Counter64(u64),
+    /// The noSuchObject exception.
     NoSuchObject,
+    /// The noSuchInstance exception.
     NoSuchInstance,
+    /// The endOfMibView exception.
     EndOfMibView,
 }
 

@@ -30,10 +30,12 @@ pub struct Variation {
 /// One managed object instance of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The instance's OID.
     pub oid: Oid,
     /// The static value: the recorded value, or for a variation the value it
     /// starts from (`value=` of writecache, `initial` of numeric).
     pub value: Value,
+    /// The variation that computes the value, if any.
     pub variation: Option<Variation>,
     /// 1-based line in the source file, for messages.
     pub line: usize,
@@ -42,8 +44,11 @@ pub struct Record {
 /// A message about one place in a snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The snapshot file.
     pub file: PathBuf,
+    /// 1-based line in it.
     pub line: usize,
+    /// What is wrong there.
     pub message: String,
 }
 
@@ -56,8 +61,11 @@ impl std::fmt::Display for Diagnostic {
 /// The file formats we read and write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// snmpsim's `.snmprec`: `OID|TAG|VALUE` lines.
     Snmprec,
+    /// `snmpwalk` output (net-snmp), in any of its usual output options.
     Snmpwalk,
+    /// SAP's `.sapwalk`.
     Sapwalk,
 }
 
@@ -77,7 +85,9 @@ impl Format {
 /// one in the file wins, and each duplicate is reported in `warnings`).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The records, sorted by OID, each OID once.
     pub records: Vec<Record>,
+    /// What was read but is worth a look (duplicates, lenient reads).
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -85,13 +95,20 @@ pub struct Snapshot {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SnapshotError {
+    /// The file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file's extension names no format we read.
     #[error("{}: unknown snapshot format (expected .snmprec, .snmpwalk or .sapwalk)", path.display())]
-    UnknownFormat { path: PathBuf },
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
     /// Every broken record of the file, each naming its line.
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),

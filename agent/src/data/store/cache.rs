@@ -123,9 +123,11 @@ fn read_source(path: &Path) -> std::io::Result<(Vec<u8>, [u8; 32])> {
 /// The result of [`compile`]: where the store is and what parsing said.
 #[derive(Debug)]
 pub struct Compiled {
+    /// The store file in the cache directory.
     pub store_path: PathBuf,
     /// Warnings from parsing (duplicates); empty when the cache was reused.
     pub warnings: Vec<snapshot::Diagnostic>,
+    /// Records in the store.
     pub records: usize,
     /// `false` when an existing cache file was reused.
     pub built: bool,

@@ -36,17 +36,29 @@ pub use reader::{Item, Store};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The snapshot could not be read or parsed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file (the source, the store or the cache directory).
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is no store of this format version.
     #[error("{}: not a store of this version (recompile it)", path.display())]
-    Format { path: PathBuf },
+    Format {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// An offset or a length outgrew the format's integers.
     #[error("{}: too large for the store format", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The snapshot source.
+        path: PathBuf,
+    },
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

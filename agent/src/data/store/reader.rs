@@ -75,6 +75,7 @@ fn tlv_content(b: &[u8], at: usize) -> Option<(usize, usize)> {
 /// One record of a store, borrowed from the mapping.
 #[derive(Debug, Clone, Copy)]
 pub struct Item<'a> {
+    /// The record's OID.
     pub oid: &'a [u32],
     /// The whole pre-encoded VarBind TLV.
     pub(crate) varbind: &'a [u8],
@@ -145,6 +146,7 @@ impl Store {
         self.count
     }
 
+    /// Whether the store has no record.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

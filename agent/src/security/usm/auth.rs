@@ -24,11 +24,17 @@ const ZEROS: [u8; 64] = [0; 64];
 /// A localized authentication key with its HMAC pads precomputed.
 #[derive(Clone)]
 pub enum AuthKey {
+    /// HMAC-MD5-96.
     Md5(Hmac<Md5>),
+    /// HMAC-SHA-96.
     Sha1(Hmac<Sha1>),
+    /// HMAC-SHA-224 (RFC 7860).
     Sha224(Hmac<Sha224>),
+    /// HMAC-SHA-256 (RFC 7860).
     Sha256(Hmac<Sha256>),
+    /// HMAC-SHA-384 (RFC 7860).
     Sha384(Hmac<Sha384>),
+    /// HMAC-SHA-512 (RFC 7860).
     Sha512(Hmac<Sha512>),
 }
 
@@ -99,6 +105,7 @@ impl AuthKey {
         }
     }
 
+    /// Length of msgAuthenticationParameters under this key.
     pub fn mac_len(&self) -> usize {
         self.protocol().mac_len()
     }

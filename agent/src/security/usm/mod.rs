@@ -20,11 +20,17 @@ pub use privacy::{DecryptError, PrivKey};
 /// HMAC-SHA-2 family of RFC 7860.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AuthProtocol {
+    /// HMAC-MD5-96 (usmHMACMD5AuthProtocol).
     Md5,
+    /// HMAC-SHA-96 (usmHMACSHAAuthProtocol).
     Sha1,
+    /// HMAC-SHA-224 truncated to 128 bits (usmHMAC128SHA224AuthProtocol).
     Sha224,
+    /// HMAC-SHA-256 truncated to 192 bits (usmHMAC192SHA256AuthProtocol).
     Sha256,
+    /// HMAC-SHA-384 truncated to 256 bits (usmHMAC256SHA384AuthProtocol).
     Sha384,
+    /// HMAC-SHA-512 truncated to 384 bits (usmHMAC384SHA512AuthProtocol).
     Sha512,
 }
 
@@ -65,10 +71,12 @@ pub enum PrivProtocol {
     /// AES-192/256 CFB with the Blumenthal key extension (net-snmp's
     /// AES-192/AES-256).
     Aes192,
+    /// AES-256 in CFB mode, Blumenthal key extension.
     Aes256,
     /// AES-192/256 CFB with the Reeder key extension (Cisco's, net-snmp's
     /// AES-192-C/AES-256-C).
     Aes192C,
+    /// AES-256 in CFB mode, Reeder key extension.
     Aes256C,
 }
 
@@ -89,9 +97,12 @@ impl PrivProtocol {
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 pub enum SecurityLevel {
+    /// Neither authenticated nor encrypted.
     #[default]
     NoAuthNoPriv,
+    /// Authenticated, not encrypted.
     AuthNoPriv,
+    /// Authenticated and encrypted.
     AuthPriv,
 }
 
@@ -110,14 +121,20 @@ impl SecurityLevel {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// A password to localize is empty.
     #[error("empty password")]
     EmptyPassword,
+    /// A localized key has the wrong length for its protocol.
     #[error("{protocol} key must be {want} bytes, not {got}")]
     Length {
+        /// The protocol's name.
         protocol: &'static str,
+        /// The length the protocol needs.
         want: usize,
+        /// The length given.
         got: usize,
     },
+    /// A privacy key without an authentication key (USM forbids it).
     #[error("privacy without authentication")]
     PrivWithoutAuth,
 }
@@ -130,6 +147,7 @@ pub enum KeyMaterial {
     /// Already localized to the agent's engine ID (and extended, for
     /// privacy keys, to `PrivProtocol::key_len`).
     Localized(Vec<u8>),
+    /// A password, localized to the engine ID when the keys are built.
     Password(String),
 }
 
@@ -145,9 +163,12 @@ impl fmt::Debug for KeyMaterial {
 /// A configured USM user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserConfig {
+    /// usmUserName.
     pub name: Vec<u8>,
+    /// The authentication protocol and key; `None`: noAuthNoPriv only.
     #[serde(default)]
     pub auth: Option<(AuthProtocol, KeyMaterial)>,
+    /// The privacy protocol and key; needs `auth`.
     #[serde(default)]
     pub privacy: Option<(PrivProtocol, KeyMaterial)>,
     /// Requests below this level get authorizationError (VACM's

@@ -21,10 +21,25 @@ use super::{KeyError, PrivProtocol};
 /// A localized privacy key, ready to use.
 #[derive(Clone)]
 pub enum PrivKey {
-    Des { cipher: Des, pre_iv: [u8; 8] },
-    TripleDes { cipher: TdesEde3, pre_iv: [u8; 8] },
+    /// CBC-DES.
+    Des {
+        /// The key schedule.
+        cipher: Des,
+        /// The pre-IV: the localized key's second half.
+        pre_iv: [u8; 8],
+    },
+    /// 3DES-EDE in CBC mode.
+    TripleDes {
+        /// The key schedule.
+        cipher: TdesEde3,
+        /// The pre-IV: the localized key's last 8 bytes.
+        pre_iv: [u8; 8],
+    },
+    /// AES-128 in CFB mode, and the protocol it was made for.
     Aes128(Aes128, PrivProtocol),
+    /// AES-192 in CFB mode, and the protocol (Blumenthal or Reeder).
     Aes192(Aes192, PrivProtocol),
+    /// AES-256 in CFB mode, and the protocol (Blumenthal or Reeder).
     Aes256(Aes256, PrivProtocol),
 }
 
