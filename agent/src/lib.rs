@@ -25,19 +25,23 @@
 //!
 //! What the `agentcluster` binary, the supervisor, the bench, the fuzz
 //! targets and the integration tests use, as modules named after their
-//! concepts; everything else is private to the crate:
+//! concepts (each re-exported from the folder it lives in); everything else
+//! is private to the crate:
 //!
-//! - [`ber`], [`value`]: hand-written BER ([`ber::Frame`]) and SNMP values;
-//! - [`engine`], [`usm`], [`v3`]: engine IDs and boots, USM users and
-//!   keys, SNMPv3 configuration and the message format ([`v3::wire`]);
-//! - [`snapshot`], [`store`]: snapshot files, and their compiled stores;
-//! - [`responder`]: the command responder, one datagram at a time;
-//!   [`ratelimit`]: its per-source limit;
-//! - [`notify`]: traps and informs;
-//! - [`channel`], [`process`], [`probe`]: the agent process's control
-//!   channel, its entry point, and the supervisor's liveness probe;
-//! - [`sys`]: taking over an inherited descriptor;
-//! - [`xorshift`]: reproducible pseudo-random numbers.
+//! - [`ber`], [`value`] (`wire/`): hand-written BER ([`ber::Frame`]) and
+//!   SNMP values;
+//! - [`engine`], [`usm`], [`v3`] (`security/`): engine IDs and boots, USM
+//!   users and keys, SNMPv3 configuration, and the message format
+//!   ([`v3::wire`], from `wire/v3.rs`);
+//! - [`snapshot`], [`store`] (`data/`): snapshot files, and their compiled
+//!   stores;
+//! - [`responder`] (`responder/`): the command responder, one datagram at a
+//!   time, and [`ratelimit`], its per-source limit;
+//! - [`notify`] (`notify/`): traps and informs;
+//! - [`channel`], [`process`], [`probe`] (`runtime/`): the agent process's
+//!   control channel, its entry point, and the supervisor's liveness probe;
+//! - [`sys`] (`sys.rs`): taking over an inherited descriptor;
+//! - [`xorshift`] (`util/`): reproducible pseudo-random numbers.
 
 mod data;
 pub mod notify;

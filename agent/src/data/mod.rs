@@ -4,8 +4,9 @@
 //! view one agent serves ([`mib`]: a store, the values SETs wrote over it,
 //! and the objects served live, with the counters behind them).
 //!
-//! Depends on [`crate::wire`] (BER, values) and [`crate::util`]; nothing
-//! here knows of requests, security or sockets.
+//! Depends on [`crate::wire`] (BER, values), [`crate::util`] (threads)
+//! and [`crate::sys`] (the store's mapping); nothing here knows of
+//! requests, security or sockets.
 
 pub(crate) mod mib;
 pub mod snapshot;

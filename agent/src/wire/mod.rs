@@ -5,8 +5,7 @@
 //! ([`v3`]). Pure encoding and decoding over byte slices: no I/O, no
 //! clock, no keys of its own.
 //!
-//! Depends on nothing else in the crate but [`crate::util`]: every other
-//! layer builds on it.
+//! Depends on nothing else in the crate: every other layer builds on it.
 
 pub mod ber;
 pub(crate) mod decode;

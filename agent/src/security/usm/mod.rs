@@ -2,6 +2,8 @@
 //! 3DES/AES-192/256 drafts): protocols, keys, message authentication and
 //! privacy. Pure functions over bytes; message processing lives in
 //! [`crate::security::v3`].
+//!
+//! Depends only on `crate::wire::v3`, whose key traits its keys implement.
 
 pub(crate) mod auth;
 pub mod keys;
