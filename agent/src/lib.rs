@@ -1,23 +1,61 @@
-//! The SNMP engine of agentcluster: values, snapshots, the compiled store and
-//! the command responder. Pure where it can be; the serving loop is the only
-//! I/O.
+//! The SNMP engine of agentcluster: the wire format, USM and SNMPv3 message
+//! processing, device snapshots and the compiled store, the command
+//! responder, the notification originator, and the agent process that
+//! serves them. Pure where it can be; the agent process is the I/O.
+//!
+//! # Layers
+//!
+//! Each folder is one concern. A layer uses only the layers below it, never
+//! one above it or beside it; a helper two layers need moves down:
+//!
+//! ```text
+//! runtime     the agent process: control channel, start-up, serving loop, liveness probe
+//! responder   the command responder      notify   the notification originator
+//! security    engine identity, USM, SNMPv3 message processing
+//! data        snapshots, the compiled store, variations, the MIB view and its counters
+//! wire        BER, values, requests, the in-place decoder, the SNMPv3 message format
+//! util, sys   no SNMP: small helpers, and the crate's only `unsafe`; any layer uses them
+//! ```
+//!
+//! `responder` and `notify` share a layer and do not use each other;
+//! `security` uses `data` only for the counters it increments. Tests may
+//! reach further down, never up.
+//!
+//! # The public surface
+//!
+//! What the `agentcluster` binary, the supervisor, the bench, the fuzz
+//! targets and the integration tests use, as modules named after their
+//! concepts (each re-exported from the folder it lives in); everything else
+//! is private to the crate:
+//!
+//! - [`ber`], [`value`] (`wire/`): hand-written BER ([`ber::Frame`]) and
+//!   SNMP values;
+//! - [`engine`], [`usm`], [`v3`] (`security/`): engine IDs and boots, USM
+//!   users and keys, SNMPv3 configuration, and the message format
+//!   ([`v3::wire`], from `wire/v3.rs`);
+//! - [`snapshot`], [`store`] (`data/`): snapshot files, and their compiled
+//!   stores;
+//! - [`responder`] (`responder/`): the command responder, one datagram at a
+//!   time, and [`ratelimit`], its per-source limit;
+//! - [`notify`] (`notify/`): traps and informs;
+//! - [`channel`], [`process`], [`probe`] (`runtime/`): the agent process's
+//!   control channel, its entry point, and the supervisor's liveness probe;
+//! - [`sys`] (`sys.rs`): taking over an inherited descriptor;
+//! - [`xorshift`] (`util/`): reproducible pseudo-random numbers.
 
-pub mod ber;
-pub mod channel;
-pub mod engine;
-pub mod mib;
-pub mod mmsg;
+mod data;
 pub mod notify;
-pub mod probe;
-pub mod process;
-pub mod ratelimit;
 pub mod responder;
-pub mod serve;
-pub mod snapshot;
-pub mod store;
+mod runtime;
+mod security;
+#[allow(unsafe_code)] // The crate's only unsafe, each use with its reason: see the module.
 pub mod sys;
-pub mod usm;
-pub mod v3;
-pub mod value;
-pub mod variation;
-pub mod xorshift;
+mod util;
+mod wire;
+
+pub use data::{snapshot, store};
+pub use responder::ratelimit;
+pub use runtime::{channel, probe, process};
+pub use security::{engine, usm, v3};
+pub use util::xorshift;
+pub use wire::{ber, value};

@@ -5,15 +5,18 @@
 use rasn_snmp::{v2, v2c, v3};
 
 use super::{Notification, SNMP_TRAP_OID, SYS_UPTIME, v1_trap_fields};
-use crate::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
-use crate::usm::{AuthKey, PrivKey};
-use crate::v3::wire;
-use crate::value::Value;
+use crate::security::usm::{AuthKey, PrivKey};
+use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
+use crate::wire::v3 as wire;
+use crate::wire::value::Value;
 
-/// PDU tags (RFC 1157, RFC 3416).
-pub const TAG_V1_TRAP: u8 = 0xa4;
-pub const TAG_GET: u8 = 0xa0;
+/// The SNMPv1 Trap-PDU tag (RFC 1157).
+pub(crate) const TAG_V1_TRAP: u8 = 0xa4;
+/// The GetRequest-PDU tag (of an engine discovery probe).
+pub(crate) const TAG_GET: u8 = 0xa0;
+/// The InformRequest-PDU tag (RFC 3416).
 pub const TAG_INFORM: u8 = 0xa6;
+/// The SNMPv2-Trap-PDU tag (RFC 3416).
 pub const TAG_V2_TRAP: u8 = 0xa7;
 
 /// Room in front of the varbinds for every header.
@@ -31,7 +34,7 @@ fn push_varbinds(frame: &mut Frame, vbs: &[(&[u32], &Value)]) {
 
 /// Leaves an SNMPv2 notification PDU (`tag`: Trap or Inform) in `frame`:
 /// sysUpTime.0, snmpTrapOID.0, then the notification's varbinds.
-pub fn v2_pdu(frame: &mut Frame, tag: u8, request_id: i32, n: &Notification) {
+pub(crate) fn v2_pdu(frame: &mut Frame, tag: u8, request_id: i32, n: &Notification) {
     frame.reset(HEADROOM);
     let uptime = Value::TimeTicks(n.uptime);
     let trap = Value::ObjectId(n.trap_oid.clone());
@@ -53,7 +56,7 @@ pub fn v2c(frame: &mut Frame, community: &[u8], tag: u8, request_id: i32, n: &No
 }
 
 /// An SNMPv1 Trap (RFC 1157 §4.1.6), its fields derived per RFC 3584.
-pub fn v1(frame: &mut Frame, community: &[u8], n: &Notification) {
+pub(crate) fn v1(frame: &mut Frame, community: &[u8], n: &Notification) {
     frame.reset(HEADROOM);
     let vbs: Vec<(&[u32], &Value)> = n
         .varbinds
@@ -79,7 +82,7 @@ pub fn v1(frame: &mut Frame, community: &[u8], n: &Notification) {
 
 /// A received SNMPv3 message, checked and opened.
 #[derive(Debug)]
-pub struct Opened {
+pub(crate) struct Opened {
     pub msg_id: i32,
     pub flags: u8,
     pub engine_id: Vec<u8>,
@@ -91,7 +94,11 @@ pub struct Opened {
 /// Opens an SNMPv3 message sent to us. An authenticated one must carry a
 /// right HMAC under `auth` and, if encrypted, decrypt under `privacy`;
 /// anything else is `None`.
-pub fn open_v3(bytes: &[u8], auth: Option<&AuthKey>, privacy: Option<&PrivKey>) -> Option<Opened> {
+pub(crate) fn open_v3(
+    bytes: &[u8],
+    auth: Option<&AuthKey>,
+    privacy: Option<&PrivKey>,
+) -> Option<Opened> {
     let Ok((msg, [])) = rasn::ber::decode_with_remainder::<v3::Message>(bytes) else {
         return None;
     };
@@ -140,7 +147,7 @@ pub fn open_v3(bytes: &[u8], auth: Option<&AuthKey>, privacy: Option<&PrivKey>) 
 
 /// The request-id and error-status of an SNMPv2c Response from
 /// `community`.
-pub fn open_v2c_response(bytes: &[u8], community: &[u8]) -> Option<(i32, u32)> {
+pub(crate) fn open_v2c_response(bytes: &[u8], community: &[u8]) -> Option<(i32, u32)> {
     let Ok((msg, [])) = rasn::ber::decode_with_remainder::<v2c::Message<v2::Pdus>>(bytes) else {
         return None;
     };
@@ -154,7 +161,7 @@ pub fn open_v2c_response(bytes: &[u8], community: &[u8]) -> Option<(i32, u32)> {
 }
 
 /// The first varbind name of a Report PDU (which counter it carries).
-pub fn report_oid(pdus: &v2::Pdus) -> Option<Vec<u32>> {
+pub(crate) fn report_oid(pdus: &v2::Pdus) -> Option<Vec<u32>> {
     match pdus {
         v2::Pdus::Report(r) => r.0.variable_bindings.first().map(|vb| vb.name.to_vec()),
         _ => None,
@@ -242,8 +249,8 @@ mod tests {
 
     #[test]
     fn v3_messages_open_only_with_the_right_keys() {
-        use crate::usm::keys::{localized_auth_key, localized_priv_key};
-        use crate::usm::{AuthProtocol, PrivProtocol};
+        use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
+        use crate::security::usm::{AuthProtocol, PrivProtocol};
         let engine = [0x80, 0, 0x1f, 0x88, 5, 9, 9, 9];
         let auth = AuthKey::new(
             AuthProtocol::Sha256,

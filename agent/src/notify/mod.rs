@@ -5,6 +5,10 @@
 //!
 //! A notification is described the SNMPv2 way (snmpTrapOID.0 and varbinds,
 //! RFC 3416 §4.2.6); an SNMPv1 Trap is derived from it per RFC 3584 §3.2.
+//!
+//! Depends on `crate::security` (USM keys, Report kinds) and `crate::wire`
+//! (BER, the SNMPv3 message format); the supervisor and the agent process
+//! (a device's own coldStart/warmStart) use it.
 
 pub mod encode;
 pub mod sender;
@@ -14,29 +18,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::usm::{AuthProtocol, PrivProtocol};
-use crate::value::{Oid, Value};
+use crate::security::usm::{AuthProtocol, PrivProtocol};
+use crate::wire::value::{Oid, Value};
 
 pub use sender::{LocalEngine, Sender};
 
 /// sysUpTime.0
-pub const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
+pub(crate) const SYS_UPTIME: &[u32] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
 /// snmpTrapOID.0
-pub const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+pub(crate) const SNMP_TRAP_OID: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
 /// snmpTrapEnterprise.0
-pub const SNMP_TRAP_ENTERPRISE: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 3, 0];
+pub(crate) const SNMP_TRAP_ENTERPRISE: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 4, 3, 0];
 /// snmpTraps: the generic traps are its children 1..=6 (RFC 3418).
-pub const SNMP_TRAPS: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5];
+pub(crate) const SNMP_TRAPS: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5];
 /// coldStart: sent on an agent's first start.
 pub const COLD_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 1];
 /// warmStart: sent when an agent restarts.
 pub const WARM_START: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 2];
-
-/// The notification a device sends at start: coldStart on its first boot,
-/// warmStart after (`boots` is its snmpEngineBoots).
-pub fn start_trap(boots: u32) -> &'static [u32] {
-    if boots <= 1 { COLD_START } else { WARM_START }
-}
 
 /// One notification, SNMPv2 style.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,27 +52,35 @@ pub struct Notification {
 /// SNMP version of a notification target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Version {
+    /// SNMPv1: a Trap-PDU derived per RFC 3584.
     V1,
+    /// SNMPv2c: community-based.
     V2c,
+    /// SNMPv3 with USM.
     V3,
 }
 
 /// Trap (unconfirmed) or Inform (acknowledged, retried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
+    /// Sent once, never acknowledged.
     Trap,
+    /// Acknowledged by a Response; retried until then.
     Inform,
 }
 
 /// A USM user for notifications. Passwords, because an inform's keys are
 /// localized to the receiver's engine ID, learnt only by discovery (Ku is
-/// computed once per password, see [`crate::usm::keys::ku`]). `Debug`
+/// computed once per password, see `crate::security::usm::keys::ku`). `Debug`
 /// never shows them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyUser {
+    /// usmUserName.
     pub name: Vec<u8>,
+    /// The authentication protocol and password; `None`: noAuthNoPriv.
     #[serde(default)]
     pub auth: Option<(AuthProtocol, String)>,
+    /// The privacy protocol and password; needs `auth`.
     #[serde(default)]
     pub privacy: Option<(PrivProtocol, String)>,
 }
@@ -94,7 +100,9 @@ impl fmt::Debug for NotifyUser {
 pub struct Target {
     /// `host:port`, resolved at send time.
     pub address: String,
+    /// The SNMP version the target speaks.
     pub version: Version,
+    /// Trap or Inform.
     pub kind: Kind,
     /// SNMPv1/v2c.
     #[serde(default)]
@@ -132,14 +140,31 @@ impl fmt::Debug for Target {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
+    /// The target's address does not resolve (to an address of the
+    /// socket's family).
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// Sending or receiving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An inform was not acknowledged.
     #[error("no acknowledgement from {target} after {attempts} attempts")]
-    Timeout { target: String, attempts: u32 },
+    Timeout {
+        /// The target's address.
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The receiver answered with an error or a Report: resending cannot
+    /// help.
     #[error("{target} refused the notification: {reason}")]
-    Refused { target: String, reason: String },
+    Refused {
+        /// The target's address.
+        target: String,
+        /// The error-status or the Report's counter.
+        reason: String,
+    },
+    /// The target cannot be served as configured (the address, and why).
     #[error("target {0}: {1}")]
     Config(String, String),
 }
@@ -212,8 +237,6 @@ mod tests {
             v1_trap_fields(&n(&[1, 3, 6, 1, 4, 1, 8072, 4, 2], vec![])),
             (vec![1, 3, 6, 1, 4, 1, 8072, 4], 6, 2)
         );
-        assert_eq!(start_trap(1), COLD_START);
-        assert_eq!(start_trap(2), WARM_START);
     }
 
     #[test]

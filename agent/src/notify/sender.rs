@@ -14,14 +14,17 @@ use tokio::net::UdpSocket;
 
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
-use crate::ber::{Frame, TAG_SEQUENCE};
-use crate::usm::{AuthKey, PrivKey, SecurityLevel, keys};
-use crate::v3::{ReportKind, wire};
+use crate::security::usm::{AuthKey, PrivKey, SecurityLevel, keys};
+use crate::security::v3::ReportKind;
+use crate::wire::ber::{Frame, TAG_SEQUENCE};
+use crate::wire::v3 as wire;
 
 /// The sending engine: what an SNMPv3 trap is authenticated as.
 #[derive(Debug, Clone)]
 pub struct LocalEngine {
+    /// Our snmpEngineID.
     pub engine_id: Vec<u8>,
+    /// Our snmpEngineBoots.
     pub boots: u32,
     /// snmpEngineTime counts from here.
     pub start: Instant,
@@ -123,7 +126,7 @@ impl Sender {
         Ok(Sender::from_socket(UdpSocket::bind(addr).await?, local))
     }
 
-    pub fn from_socket(socket: UdpSocket, local: LocalEngine) -> Sender {
+    pub(crate) fn from_socket(socket: UdpSocket, local: LocalEngine) -> Sender {
         use std::hash::{BuildHasher, Hasher};
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -140,6 +143,7 @@ impl Sender {
         }
     }
 
+    /// The address notifications leave from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
@@ -438,10 +442,19 @@ impl Sender {
 }
 
 #[cfg(test)]
+impl Sender {
+    /// What discovery learnt of the receiver at `addr`: its engine ID and
+    /// boots.
+    pub(crate) fn peer(&self, addr: &SocketAddr) -> Option<(&[u8], u32)> {
+        self.peers.get(addr).map(|p| (&p.engine_id[..], p.boots))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::notify::COLD_START;
-    use crate::value::Value;
+    use crate::wire::value::Value;
     use std::time::Duration;
 
     fn note() -> Notification {
@@ -499,69 +512,5 @@ mod tests {
             s.send(&v1, &note()).await,
             Err(NotifyError::Config(..))
         ));
-    }
-
-    #[tokio::test]
-    async fn a_v3_inform_discovers_the_receiver_and_reports_a_refusal() {
-        // Our responder is a fine receiver for the USM part: it answers the
-        // discovery probe and reports unknown users, so a v3 inform to it
-        // is refused with usmStatsUnknownUserNames after discovery.
-        use crate::responder::{Config, Outcome, Responder};
-        let engine = vec![0x80, 0, 0x1f, 0x88, 5, 7, 7, 7];
-        let config = Config {
-            communities: vec![],
-            max_varbinds: 10,
-            max_message_size: 1500,
-            v3: Some(crate::v3::V3Config {
-                engine_id: engine.clone(),
-                engine_boots: 4,
-                users: vec![],
-                contexts: vec![],
-            }),
-        };
-        let record = crate::snapshot::Record {
-            oid: vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
-            value: Value::OctetString(b"x".to_vec()),
-            variation: None,
-            line: 1,
-        };
-        let store = std::sync::Arc::new(crate::store::Store::from_records(&[record]).unwrap());
-        let mut responder = Responder::new(config, vec![store], Instant::now());
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr().unwrap();
-        let serve = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65535];
-            let mut frame = Frame::default();
-            loop {
-                let (len, peer) = server.recv_from(&mut buf).await.unwrap();
-                if responder.handle(&buf[..len], Instant::now(), &mut frame) == Outcome::Reply {
-                    server.send_to(frame.as_slice(), peer).await.unwrap();
-                }
-            }
-        });
-        let mut s = Sender::bind("127.0.0.1:0".parse().unwrap(), local())
-            .await
-            .unwrap();
-        let t = Target {
-            address: addr.to_string(),
-            version: Version::V3,
-            kind: Kind::Inform,
-            community: vec![],
-            user: Some(NotifyUser {
-                name: b"ops".to_vec(),
-                auth: Some((crate::usm::AuthProtocol::Sha1, "authpass1".into())),
-                privacy: None,
-            }),
-            retries: 1,
-            timeout: Duration::from_millis(500),
-        };
-        let e = s.send(&t, &note()).await.unwrap_err();
-        assert!(e.to_string().contains("usmStatsUnknownUserNames"), "{e}");
-        assert_eq!(
-            s.peers.get(&addr).map(|p| p.engine_id.clone()),
-            Some(engine)
-        );
-        assert_eq!(s.peers.get(&addr).map(|p| p.boots), Some(4));
-        serve.abort();
     }
 }

@@ -1,8 +1,8 @@
 //! GetRequest (RFC 3416 §4.2.1; RFC 1157 §4.1.2 for v1).
 
 use super::{Ctx, ErrorStatus, Failure, Request};
-use crate::ber;
-use crate::mib::Missing;
+use crate::data::mib::Missing;
+use crate::wire::ber;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
     for (i, name) in req.names.iter().enumerate() {

@@ -3,7 +3,7 @@
 //! limit and by the message size (whole varbinds are dropped from the end).
 
 use super::{Ctx, ErrorStatus, Failure, Kind, Request};
-use crate::ber;
+use crate::wire::ber;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
     // The cursors are reused from request to request: no allocation once

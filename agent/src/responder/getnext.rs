@@ -1,7 +1,7 @@
 //! GetNextRequest (RFC 3416 §4.2.2; RFC 1157 §4.1.3 for v1).
 
 use super::{Ctx, ErrorStatus, Failure, Request};
-use crate::ber;
+use crate::wire::ber;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
     for (i, name) in req.names.iter().enumerate() {

@@ -4,9 +4,9 @@
 //! `write: true`. New objects are never created.
 
 use super::{Ctx, ErrorStatus, Failure, Request};
-use crate::ber;
-use crate::mib::Obj;
-use crate::value::Value;
+use crate::data::mib::Obj;
+use crate::wire::ber;
+use crate::wire::value::Value;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
     let mut plan: Vec<(Obj, Vec<u8>)> = Vec::with_capacity(req.names.len());

@@ -1,14 +1,14 @@
-//! The SNMPv3 path: [`crate::v3`] checks and opens the message, the same
-//! handlers as v1/v2c answer the scoped PDU, and [`crate::v3::Engine::seal`]
+//! The SNMPv3 path: [`crate::security::v3`] checks and opens the message, the same
+//! handlers as v1/v2c answer the scoped PDU, and [`crate::security::v3::Engine::seal`]
 //! encrypts and authenticates the response. Reports are built here.
 
 use std::time::Instant;
 
 use super::{Drop, ErrorStatus, Outcome, Responder, finish_pdu};
-use crate::ber::{self, Frame};
-use crate::v3::{Incoming, Reply};
+use crate::security::v3::{Incoming, Reply};
+use crate::wire::ber::{self, Frame};
 
-/// The Report PDU tag (RFC 3416: [8]).
+/// The Report PDU tag (RFC 3416: `[8]`).
 const TAG_REPORT: u8 = 0xa8;
 
 impl Responder {

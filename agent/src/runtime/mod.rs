@@ -1,0 +1,15 @@
+//! The agent process (`agentcluster agent`): its control channel with the
+//! supervisor ([`channel`]), start-up and the loop that answers the
+//! supervisor ([`process`]), the serving loop over inherited UDP sockets
+//! ([`serve`]) with batched datagram I/O ([`mmsg`]), and the supervisor's
+//! liveness probe of an agent ([`probe`]).
+//!
+//! The top layer: depends on every other ([`crate::responder`],
+//! [`crate::notify`], [`crate::data`], [`crate::wire`], [`crate::sys`]);
+//! nothing depends on it.
+
+pub mod channel;
+pub(crate) mod mmsg;
+pub mod probe;
+pub mod process;
+pub(crate) mod serve;

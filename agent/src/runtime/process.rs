@@ -1,0 +1,414 @@
+//! The agent process (`agentcluster agent`): takes its control channel and
+//! sockets from inherited descriptors, completes the start handshake, serves
+//! until told to stop, and exits at once when the supervisor goes away.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::data::store::Store;
+use crate::responder::Responder;
+use crate::runtime::channel::{
+    self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
+};
+use crate::runtime::serve::{self, Shared};
+use crate::sys::adopt_fd;
+
+/// Runs the agent process; returns the process exit code.
+pub fn main() -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentcluster agent: cannot start the runtime: {e}");
+            return 2;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(cause = %e, "agent process failed");
+            1
+        }
+    }
+}
+
+struct Served {
+    name: String,
+    responder: Shared,
+}
+
+async fn run() -> Result<(), String> {
+    let fd = adopt_fd(CHANNEL_FD).map_err(|e| format!("no control channel on fd 3: {e}"))?;
+    let std_stream = StdUnixStream::from(fd);
+    std_stream
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let stream = UnixStream::from_std(std_stream).map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
+
+    let start = match channel::read_frame::<_, ToAgent>(&mut reader).await {
+        Ok(Some(ToAgent::Start(s))) => s,
+        Ok(Some(_)) => return Err("the first message was not a start".into()),
+        Ok(None) => return Err("the supervisor closed the channel before the start".into()),
+        Err(e) => return Err(format!("bad start message: {e}")),
+    };
+    let token = start.token.clone();
+    let begun = Instant::now();
+    let served = match build(&start, begun) {
+        Ok(s) => s,
+        Err(reason) => {
+            let msg = FromAgent::Failed {
+                token,
+                reason: reason.clone(),
+            };
+            let _ = channel::write_frame(&mut writer, &msg).await;
+            return Err(reason);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sockets_by_agent = take_sockets(&start)?;
+    for (s, sockets) in served.iter().zip(sockets_by_agent.drain(..)) {
+        tasks.spawn(serve::serve(sockets, s.responder.clone(), shutdown.clone()));
+    }
+    channel::write_frame(&mut writer, &FromAgent::Ready { token })
+        .await
+        .map_err(|e| format!("cannot answer ready: {e}"))?;
+    for spec in &start.agents {
+        if !spec.notify.is_empty() {
+            tokio::spawn(send_start_notifications(spec.clone(), begun));
+        }
+    }
+    tracing::debug!(elapsed = ?begun.elapsed(), "ready");
+
+    // One writer: heartbeats and swap results go through this queue.
+    let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(16);
+    let writer_task = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if channel::write_frame(&mut writer, &msg).await.is_err() {
+                    // The supervisor is gone.
+                    shutdown.cancel();
+                    break;
+                }
+            }
+        })
+    };
+    let heartbeat = Duration::from_millis(start.heartbeat_ms.max(10));
+    let stats: Vec<(String, Shared)> = served
+        .iter()
+        .map(|s| (s.name.clone(), s.responder.clone()))
+        .collect();
+    {
+        let out_tx = out_tx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let agents = stats
+                    .iter()
+                    .map(|(name, r)| {
+                        let c = serve::counters(r);
+                        AgentStats {
+                            name: name.clone(),
+                            requests: c.requests,
+                            dropped: c.dropped,
+                        }
+                    })
+                    .collect();
+                if out_tx.send(FromAgent::Heartbeat { agents }).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    // Ctrl-C in a terminal reaches the whole process group: the supervisor
+    // decides when agents stop, so SIGINT and SIGHUP are only noted.
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| e.to_string())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| e.to_string())?;
+    let mut stores = StoreCache::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = term.recv() => break,
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+            msg = channel::read_frame::<_, ToAgent>(&mut reader) => match msg {
+                Ok(Some(ToAgent::Stop)) => break,
+                Ok(Some(ToAgent::Swap { swaps })) => {
+                    let result = apply_swaps(&served, &swaps, &mut stores);
+                    let msg = match result {
+                        Ok(()) => FromAgent::Swapped { ok: true, reason: String::new() },
+                        Err(reason) => FromAgent::Swapped { ok: false, reason },
+                    };
+                    let _ = out_tx.send(msg).await;
+                }
+                Ok(Some(ToAgent::Limits(limits))) => {
+                    for s in &served {
+                        let mut r = s.responder.lock().unwrap_or_else(PoisonError::into_inner);
+                        r.set_max_message_size(limits.max_response_bytes);
+                        r.set_rate_limit(limits.rate_limit);
+                    }
+                    tracing::debug!(?limits, "limits changed");
+                }
+                Ok(Some(ToAgent::Start(_))) => {
+                    tracing::warn!("ignoring a second start message");
+                }
+                // EOF or a broken channel: the supervisor is gone. Exit at
+                // once; PR_SET_PDEATHSIG is the backstop for this.
+                Ok(None) | Err(_) => std::process::exit(0),
+            },
+        }
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    writer_task.abort();
+    Ok(())
+}
+
+/// The device's own coldStart or warmStart, to each of its targets, sent
+/// from its own address (an ephemeral port on its first endpoint's IP), as a
+/// real device does after booting.
+async fn send_start_notifications(spec: channel::AgentSpec, begun: Instant) {
+    use crate::notify::{COLD_START, LocalEngine, Notification, Sender, WARM_START};
+    let boots = spec
+        .config
+        .v3
+        .as_ref()
+        .map_or(1, |v3| v3.engine_boots.max(1));
+    let local = LocalEngine {
+        engine_id: spec.engine_id.clone(),
+        boots,
+        start: begun,
+    };
+    // The device's first endpoint gives the source address; a v4 trap needs
+    // a v4 socket and a v6 one a v6 socket.
+    let endpoints = &spec.endpoints;
+    for target in &spec.notify {
+        let v6 = target.address.starts_with('[');
+        let ip = endpoints
+            .iter()
+            .find(|e| e.is_ipv6() == v6)
+            .map(|e| e.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(if v6 {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            });
+        let agent_addr = match ip {
+            std::net::IpAddr::V4(a) => a.octets(),
+            std::net::IpAddr::V6(_) => [0; 4],
+        };
+        let n = Notification {
+            trap_oid: if spec.cold { COLD_START } else { WARM_START }.to_vec(),
+            uptime: (begun.elapsed().as_millis() / 10) as u32,
+            varbinds: Vec::new(),
+            agent_addr,
+        };
+        let result = match Sender::bind(std::net::SocketAddr::new(ip, 0), local.clone()).await {
+            Ok(mut sender) => sender.send(target, &n).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "start notification not delivered");
+        }
+    }
+}
+
+#[derive(Default)]
+struct StoreCache {
+    stores: HashMap<PathBuf, Arc<Store>>,
+}
+
+impl StoreCache {
+    fn open(&mut self, path: &PathBuf) -> Result<Arc<Store>, String> {
+        if let Some(s) = self.stores.get(path) {
+            return Ok(s.clone());
+        }
+        let store = Arc::new(Store::open(path).map_err(|e| e.to_string())?);
+        self.stores.insert(path.clone(), store.clone());
+        Ok(store)
+    }
+}
+
+fn build(start: &Start, begun: Instant) -> Result<Vec<Served>, String> {
+    if start.protocol != PROTOCOL {
+        return Err(format!(
+            "control protocol {} is not supported (this agent speaks {PROTOCOL})",
+            start.protocol
+        ));
+    }
+    let mut cache = StoreCache::default();
+    let mut served = Vec::with_capacity(start.agents.len());
+    for spec in &start.agents {
+        let stores = spec
+            .stores
+            .iter()
+            .map(|p| cache.open(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("agent {}: {e}", spec.name))?;
+        let mut responder = Responder::new(spec.config.clone(), stores, begun);
+        responder.set_rate_limit(spec.rate_limit);
+        served.push(Served {
+            name: spec.name.clone(),
+            responder: Arc::new(Mutex::new(responder)),
+        });
+    }
+    Ok(served)
+}
+
+fn take_sockets(start: &Start) -> Result<Vec<Vec<UdpSocket>>, String> {
+    let mut fd = FIRST_SOCKET_FD;
+    let mut out = Vec::with_capacity(start.agents.len());
+    for spec in &start.agents {
+        let mut sockets = Vec::with_capacity(spec.sockets);
+        for _ in 0..spec.sockets {
+            let owned =
+                adopt_fd(fd).map_err(|e| format!("agent {}: socket fd {fd}: {e}", spec.name))?;
+            sockets.push(UdpSocket::from(owned));
+            fd += 1;
+        }
+        out.push(sockets);
+    }
+    Ok(out)
+}
+
+fn apply_swaps(
+    served: &[Served],
+    swaps: &[channel::Swap],
+    cache: &mut StoreCache,
+) -> Result<(), String> {
+    // Open everything first, so a bad store changes nothing.
+    let mut opened = Vec::with_capacity(swaps.len());
+    for s in swaps {
+        let agent = served
+            .get(s.agent)
+            .ok_or_else(|| format!("no agent #{}", s.agent))?;
+        opened.push((agent, s.view, cache.open(&s.store)?));
+    }
+    for (agent, view, store) in opened {
+        let mut r = agent
+            .responder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !r.swap_store(view, store) {
+            return Err(format!("agent {} has no view #{view}", agent.name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::notify::{
+        COLD_START, Kind, LocalEngine, Notification, NotifyUser, Sender, Target, Version,
+    };
+    use crate::responder::{Config, Outcome};
+    use crate::wire::ber::Frame;
+    use crate::wire::value::Value;
+
+    fn note() -> Notification {
+        Notification {
+            trap_oid: COLD_START.to_vec(),
+            uptime: 1,
+            varbinds: vec![(
+                vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
+                Value::OctetString(b"x".to_vec()),
+            )],
+            agent_addr: [127, 0, 0, 1],
+        }
+    }
+
+    fn local() -> LocalEngine {
+        LocalEngine {
+            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
+            boots: 1,
+            start: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_v3_inform_discovers_the_receiver_and_reports_a_refusal() {
+        // Our responder is a fine receiver for the USM part: it answers the
+        // discovery probe and reports unknown users, so a v3 inform to it
+        // is refused with usmStatsUnknownUserNames after discovery.
+        let engine = vec![0x80, 0, 0x1f, 0x88, 5, 7, 7, 7];
+        let config = Config {
+            communities: vec![],
+            max_varbinds: 10,
+            max_message_size: 1500,
+            v3: Some(crate::security::v3::V3Config {
+                engine_id: engine.clone(),
+                engine_boots: 4,
+                users: vec![],
+                contexts: vec![],
+            }),
+        };
+        let record = crate::data::snapshot::Record {
+            oid: vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
+            value: Value::OctetString(b"x".to_vec()),
+            variation: None,
+            line: 1,
+        };
+        let store =
+            std::sync::Arc::new(crate::data::store::Store::from_records(&[record]).unwrap());
+        let mut responder = Responder::new(config, vec![store], Instant::now());
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            let mut frame = Frame::default();
+            loop {
+                let (len, peer) = server.recv_from(&mut buf).await.unwrap();
+                if responder.handle(&buf[..len], Instant::now(), &mut frame) == Outcome::Reply {
+                    server.send_to(frame.as_slice(), peer).await.unwrap();
+                }
+            }
+        });
+        let mut s = Sender::bind("127.0.0.1:0".parse().unwrap(), local())
+            .await
+            .unwrap();
+        let t = Target {
+            address: addr.to_string(),
+            version: Version::V3,
+            kind: Kind::Inform,
+            community: vec![],
+            user: Some(NotifyUser {
+                name: b"ops".to_vec(),
+                auth: Some((crate::security::usm::AuthProtocol::Sha1, "authpass1".into())),
+                privacy: None,
+            }),
+            retries: 1,
+            timeout: Duration::from_millis(500),
+        };
+        let e = s.send(&t, &note()).await.unwrap_err();
+        assert!(e.to_string().contains("usmStatsUnknownUserNames"), "{e}");
+        assert_eq!(s.peer(&addr), Some((&engine[..], 4)));
+        serve.abort();
+    }
+}
