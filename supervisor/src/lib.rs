@@ -42,4 +42,5 @@ pub mod status;
 pub mod systemd;
 
 pub use error::Error;
-pub use run::{Ready, ReadyAgent, Triggers, run};
+pub use fleet::manager::{Ready, ReadyAgent};
+pub use run::{Triggers, run};

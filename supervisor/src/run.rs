@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::events::sinks::{journal, kvp, traps};
 use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
-use crate::fleet::manager::{Asker, Manager, Reports};
+use crate::fleet::manager::{Asker, Manager, Ready, Reports};
 use crate::fleet::plan::{credentials, limits};
 use crate::fleet::stores::compile_stores;
 use crate::fleet::watch::watch_snapshots;
@@ -26,20 +26,6 @@ use crate::process::launch::Agents;
 use crate::process::spawner;
 use crate::process::unit::{Settings, Shared};
 use crate::{status, systemd};
-
-/// What `run` tells its caller once the initial start is over.
-#[derive(Debug, Clone)]
-pub struct Ready {
-    pub agents: Vec<ReadyAgent>,
-    /// Active agents that could not be started.
-    pub failed: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ReadyAgent {
-    pub name: String,
-    pub endpoints: Vec<SocketAddr>,
-}
 
 /// What the world outside the supervisor asks of it while it runs, besides
 /// the requests that come over the control socket. The binary turns

@@ -2,39 +2,18 @@
 //! the engine ID (configured, or derived from node and agent name), the
 //! users' keys localized to that engine ID once here — Ku is computed once
 //! per password for the whole fleet — and the contexts as view indexes.
-//! snmpEngineBoots is set per start by [`set_boots`], from the counter
+//! snmpEngineBoots is set per start by
+//! [`set_boots`](crate::process::launch::set_boots), from the counter
 //! persisted in the state directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use agentcluster_agent::engine;
-use agentcluster_agent::responder::Config;
 use agentcluster_agent::usm::{self, KeyMaterial, SecurityLevel, UserConfig, keys};
 use agentcluster_agent::v3::{ContextConfig, V3Config};
-use agentcluster_conf::{Agent, AuthProtocol, PrivProtocol};
+use agentcluster_conf::Agent;
 
-pub(crate) fn auth_protocol(p: AuthProtocol) -> usm::AuthProtocol {
-    match p {
-        AuthProtocol::Md5 => usm::AuthProtocol::Md5,
-        AuthProtocol::Sha1 => usm::AuthProtocol::Sha1,
-        AuthProtocol::Sha224 => usm::AuthProtocol::Sha224,
-        AuthProtocol::Sha256 => usm::AuthProtocol::Sha256,
-        AuthProtocol::Sha384 => usm::AuthProtocol::Sha384,
-        AuthProtocol::Sha512 => usm::AuthProtocol::Sha512,
-    }
-}
-
-pub(crate) fn priv_protocol(p: PrivProtocol) -> usm::PrivProtocol {
-    match p {
-        PrivProtocol::Des => usm::PrivProtocol::Des,
-        PrivProtocol::TripleDes => usm::PrivProtocol::TripleDes,
-        PrivProtocol::Aes128 => usm::PrivProtocol::Aes128,
-        PrivProtocol::Aes192 => usm::PrivProtocol::Aes192,
-        PrivProtocol::Aes256 => usm::PrivProtocol::Aes256,
-        PrivProtocol::Aes192C => usm::PrivProtocol::Aes192C,
-        PrivProtocol::Aes256C => usm::PrivProtocol::Aes256C,
-    }
-}
+use crate::events::targets::{auth_protocol, priv_protocol};
 
 /// The engine ID `agent` uses: its `engine_id`, else derived from `node`
 /// and its name.
@@ -46,7 +25,7 @@ pub fn engine_id(agent: &Agent, node: &str) -> Vec<u8> {
 }
 
 /// The SNMPv3 configuration of `agent` (`None` without `snmpv3`), with
-/// `engine_boots` 0 until [`set_boots`]. `view_of` gives the view index of
+/// `engine_boots` 0 until [`set_boots`](crate::process::launch::set_boots). `view_of` gives the view index of
 /// a snapshot file, adding a view when it is new.
 pub fn v3_config(
     agent: &Agent,
@@ -111,20 +90,12 @@ pub fn v3_config(
     }))
 }
 
-/// Before each start of `agent`: one boot more, persisted in `state_dir`
-/// (nothing to do for an agent without SNMPv3).
-pub fn set_boots(config: &mut Config, state_dir: &Path, agent: &str) -> Result<(), String> {
-    if let Some(v3) = &mut config.v3 {
-        v3.engine_boots = engine::next_boots(state_dir, agent)
-            .map_err(|e| format!("agent {agent}: cannot count snmpEngineBoots: {e}"))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentcluster_conf::{Secret, V3, V3User};
+    use crate::process::launch::set_boots;
+    use agentcluster_agent::responder::Config;
+    use agentcluster_conf::{AuthProtocol, PrivProtocol, Secret, V3, V3User};
 
     fn agent(engine_id: Option<Vec<u8>>) -> Agent {
         Agent {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::process::machine::{Exit, Sig};
 use crate::process::spawner::{Child, Spawner};
-use crate::process::unit::{Settings, UnitSpec};
+use crate::process::spec::{Settings, UnitSpec};
 
 /// A boxed future, as the object-safe traits below return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -166,7 +166,7 @@ impl Agents {
                 .map(|a| {
                     // Every start is one snmpEngineBoots more (SNMPv3 agents).
                     let mut config = a.config.clone();
-                    crate::fleet::v3::set_boots(&mut config, &settings.state_dir, &a.name)?;
+                    set_boots(&mut config, &settings.state_dir, &a.name)?;
                     config.max_message_size = limits.max_response_bytes;
                     Ok(AgentSpec {
                         name: a.name.clone(),
@@ -251,6 +251,20 @@ impl Proc for AgentProcess {
             rss: proc.status().ok().and_then(|s| s.vmrss).map(|kb| kb * 1024),
         })
     }
+}
+
+/// Before each start of `agent`: one boot more, persisted in `state_dir`
+/// (nothing to do for an agent without SNMPv3).
+pub fn set_boots(
+    config: &mut agentcluster_agent::responder::Config,
+    state_dir: &std::path::Path,
+    agent: &str,
+) -> Result<(), String> {
+    if let Some(v3) = &mut config.v3 {
+        v3.engine_boots = agentcluster_agent::engine::next_boots(state_dir, agent)
+            .map_err(|e| format!("agent {agent}: cannot count snmpEngineBoots: {e}"))?;
+    }
+    Ok(())
 }
 
 /// How a process ended, from its wait status.

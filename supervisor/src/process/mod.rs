@@ -10,6 +10,7 @@ pub mod bind;
 pub mod launch;
 pub mod machine;
 pub mod spawner;
+pub mod spec;
 pub mod sys;
 #[cfg(test)]
 pub mod testutil;

@@ -32,9 +32,22 @@ use crate::fleet::v3;
 use crate::process::bind;
 use crate::process::machine::State;
 use crate::process::unit::{self, AgentPlan, Shared, UnitSpec};
-use crate::run::{Ready, ReadyAgent};
 
 pub use changes::{Asker, Work};
+
+/// What `run` tells its caller once the initial start is over.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub agents: Vec<ReadyAgent>,
+    /// Active agents that could not be started.
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadyAgent {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+}
 
 /// One agent process under supervision, as the manager sees it.
 struct Unit {

@@ -4,69 +4,20 @@
 //! events; the only periodic work is the watchdog check every `heartbeat`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use agentcluster_agent::channel::{self, FromAgent, Swap, ToAgent};
-use agentcluster_agent::responder;
+use agentcluster_agent::channel::{FromAgent, Swap, ToAgent};
 use agentcluster_agent::xorshift::Rng;
-use agentcluster_conf::Restart;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, NewEvent};
 use crate::process::launch::{FromChannel, Launch, Proc};
 use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, State, Timer};
-use crate::process::sys::Credentials;
 
-/// One agent as a process serves it.
-#[derive(Debug, Clone)]
-pub struct AgentPlan {
-    pub name: String,
-    pub endpoints: Vec<SocketAddr>,
-    /// Bound once by the supervisor and kept across restarts, so requests
-    /// wait in the kernel buffer while the agent restarts.
-    pub sockets: Vec<Arc<UdpSocket>>,
-    /// Compiled store files, one per view.
-    pub stores: Vec<PathBuf>,
-    pub config: responder::Config,
-    /// Where the device sends its own coldStart/warmStart.
-    pub notify: Vec<agentcluster_agent::notify::Target>,
-    /// The device's snmpEngineID (for SNMPv3 notifications).
-    pub engine_id: Vec<u8>,
-}
-
-/// One agent process: one agent, or several with `agents_per_process`.
-#[derive(Debug, Clone)]
-pub struct UnitSpec {
-    pub name: String,
-    pub agents: Vec<AgentPlan>,
-    pub active: bool,
-    /// Resident memory above this is a fault (the smallest limit of the
-    /// process's agents).
-    pub memory_max: Option<u64>,
-}
-
-/// Cluster settings every unit uses.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub heartbeat: Duration,
-    pub inactive_after: Duration,
-    pub start_timeout: Duration,
-    pub stop_timeout: Duration,
-    pub restart: Restart,
-    pub creds: Option<Credentials>,
-    /// `cluster.max_response_bytes` and `cluster.rate_limit`: the manager
-    /// changes them on reload; running processes are told, later ones
-    /// start with them.
-    pub limits: watch::Receiver<channel::Limits>,
-    /// The optional end-to-end SNMP probe.
-    pub probe: Option<agentcluster_conf::Probe>,
-    /// Where each agent's snmpEngineBoots is kept.
-    pub state_dir: std::path::PathBuf,
-}
+pub use crate::process::spec::{AgentPlan, Settings, UnitSpec};
 
 /// What every unit shares.
 #[derive(Clone)]

@@ -1,0 +1,63 @@
+//! What an agent process is: the agents it serves with their sockets,
+//! stores and configuration ([`UnitSpec`]), and the cluster settings every
+//! process is supervised and started with ([`Settings`]). The launcher
+//! reads them to create a process; the unit, to supervise it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentcluster_agent::channel;
+use agentcluster_agent::responder;
+use agentcluster_conf::Restart;
+use tokio::sync::watch;
+
+use crate::process::sys::Credentials;
+
+/// One agent as a process serves it.
+#[derive(Debug, Clone)]
+pub struct AgentPlan {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+    /// Bound once by the supervisor and kept across restarts, so requests
+    /// wait in the kernel buffer while the agent restarts.
+    pub sockets: Vec<Arc<UdpSocket>>,
+    /// Compiled store files, one per view.
+    pub stores: Vec<PathBuf>,
+    pub config: responder::Config,
+    /// Where the device sends its own coldStart/warmStart.
+    pub notify: Vec<agentcluster_agent::notify::Target>,
+    /// The device's snmpEngineID (for SNMPv3 notifications).
+    pub engine_id: Vec<u8>,
+}
+
+/// One agent process: one agent, or several with `agents_per_process`.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub name: String,
+    pub agents: Vec<AgentPlan>,
+    pub active: bool,
+    /// Resident memory above this is a fault (the smallest limit of the
+    /// process's agents).
+    pub memory_max: Option<u64>,
+}
+
+/// Cluster settings every unit uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub heartbeat: Duration,
+    pub inactive_after: Duration,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub restart: Restart,
+    pub creds: Option<Credentials>,
+    /// `cluster.max_response_bytes` and `cluster.rate_limit`: the manager
+    /// changes them on reload; running processes are told, later ones
+    /// start with them.
+    pub limits: watch::Receiver<channel::Limits>,
+    /// The optional end-to-end SNMP probe.
+    pub probe: Option<agentcluster_conf::Probe>,
+    /// Where each agent's snmpEngineBoots is kept.
+    pub state_dir: std::path::PathBuf,
+}
