@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agentcluster_supervisor::control::api::{AgentStatus, ErrorKind, Request, Response};
-use agentcluster_supervisor::control::filter::Filter;
-use agentcluster_supervisor::control::{WireRequest, default_control_socket};
-use agentcluster_supervisor::events::{Event, bus::RING};
+use agentcluster_supervisor::protocol::{
+    AgentStatus, ErrorKind, Event, Filter, RING, Request, Response, WireRequest,
+    default_control_socket,
+};
 
 use crate::{EXIT_RUNTIME, EXIT_USER, UserError};
 
@@ -628,7 +628,7 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentcluster_supervisor::events::{EventKind, State};
+    use agentcluster_supervisor::protocol::{EventKind, State};
 
     fn agent(name: &str) -> AgentStatus {
         AgentStatus {

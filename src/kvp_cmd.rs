@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agentcluster_supervisor::events::sinks::kvp;
+use agentcluster_supervisor::kvp;
 use clap::{Args, Subcommand};
 
 use crate::UserError;

@@ -134,8 +134,7 @@ fn main() -> ExitCode {
         }
         Command::Spawner { program, parent } => {
             return ExitCode::from(
-                agentcluster_supervisor::process::spawner::helper_main(&program, parent)
-                    .clamp(0, 255) as u8,
+                agentcluster_supervisor::spawn_helper_main(&program, parent).clamp(0, 255) as u8,
             );
         }
     };
@@ -162,7 +161,7 @@ fn init_logging(cli: &Cli) {
     };
     // Under systemd, lifecycle events go to the journal as structured
     // entries of their own; the plain log line would repeat them.
-    let level = if agentcluster_supervisor::events::sinks::journal::available().is_some() {
+    let level = if agentcluster_supervisor::journal_socket().is_some() {
         format!("{level},agentcluster_supervisor::events::bus=warn")
     } else {
         level.to_string()
@@ -200,8 +199,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for w in &loaded.warnings {
                 println!("{w}");
             }
-            let (problems, summary) =
-                agentcluster_supervisor::fleet::capacity::check(&loaded.fleet);
+            let (problems, summary) = agentcluster_supervisor::check_capacity(&loaded.fleet);
             for p in &problems {
                 println!("{}: {p}", path.display());
             }
@@ -242,7 +240,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         let control = control
             .map(Path::to_path_buf)
             .or_else(|| fleet.cluster.control_socket.clone())
-            .unwrap_or_else(agentcluster_supervisor::control::default_control_socket);
+            .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
         agentcluster_supervisor::run(fleet, control, triggers, |ready| {
             print_ready(&node, ready, default);
         })

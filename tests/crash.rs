@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use agentcluster_conf::DEFAULT_MIB_ROOT;
-use agentcluster_supervisor::events::sinks::traps::crc32;
+use agentcluster_supervisor::spool_crc32 as crc32;
 use common::trapd::Trapd;
 use common::{BIN, Rng, agentcluster, free_port, free_ports, mib, snmp, tempdir};
 use serde_json::Value as Json;

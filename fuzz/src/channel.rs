@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use agentcluster_agent::channel::{self, FromAgent, ToAgent};
-use agentcluster_supervisor::control;
+use agentcluster_supervisor::protocol as control;
 
 /// Runs one fuzz input: the bytes as a channel stream read by the agent
 /// (frames to it) and by the supervisor (frames from it), then as lines

@@ -12,41 +12,50 @@ pub const PROTOCOL: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
+    /// Every agent with its state ([`Response::Status`]).
     Status,
-    /// `names` are agent names or globs (`*`, `?`, `[...]`).
+    /// Start stopped or failed agents (an inactive one becomes active).
     Start {
+        /// Agent names or globs (`*`, `?`, `[...]`).
         names: Vec<String>,
     },
+    /// Stop agents; they stay stopped until started.
     Stop {
+        /// Agent names or globs.
         names: Vec<String>,
     },
+    /// Stop and start agents.
     Restart {
+        /// Agent names or globs.
         names: Vec<String>,
     },
+    /// Re-read the configuration; answered once the reload is done.
     Reload,
     /// Lifecycle events kept by the supervisor, oldest first.
     Events {
         /// Only events with `seq >= since`; absent: every event still kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
-        /// A `node|component|event|agent` pattern (see [`crate::control::filter`]);
+        /// A `node|component|event|agent` pattern (see `Filter`);
         /// absent: every event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
         /// Keep the connection open and stream new events as JSON lines
         /// (with `gap`, `ping` and a final `overflow` record); see
-        /// [`crate::control`].
+        /// docs/cli.md.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         follow: bool,
     },
 }
 
 /// One request line as it travels: the request, plus the protocol version the
-/// client speaks (absent means [`PROTOCOL`]).
+/// client speaks (absent means the current version, 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireRequest {
+    /// The protocol version the client speaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u32>,
+    /// What it asks.
     #[serde(flatten)]
     pub request: Request,
 }
@@ -64,10 +73,15 @@ impl WireRequest {
 /// One agent's line in `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
+    /// The agent's name.
     pub name: String,
+    /// Its supervision state.
     pub state: crate::events::State,
+    /// The pid of its process, while it has one.
     pub pid: Option<u32>,
+    /// The endpoints it answers on (`address:port`).
     pub endpoints: Vec<String>,
+    /// Restarts after failures so far.
     pub restarts: u32,
     /// Time in the running state, in milliseconds.
     pub uptime_ms: Option<u64>,
@@ -84,24 +98,33 @@ pub struct AgentStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
+    /// The answer to `status`.
     Status {
+        /// The node this supervisor runs as.
         node: String,
+        /// Every agent, sorted by name.
         agents: Vec<AgentStatus>,
     },
     /// An operator action was carried out on these agents.
     Done {
+        /// The agents it concerned.
         agents: Vec<String>,
+        /// What was done, for people.
         message: String,
     },
     /// The answer to `events`.
     Events {
+        /// The events, oldest first.
         events: Vec<crate::events::Event>,
         /// Events at or after the requested `since` were already dropped
         /// from the ring, so the client has missed some.
         gap: bool,
     },
+    /// The request failed.
     Error {
+        /// Its class (the client's exit code follows from it).
         kind: ErrorKind,
+        /// Why, for people.
         message: String,
     },
 }
@@ -135,6 +158,8 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A handle without an event bus (tests of plain requests).
+    #[cfg(test)]
     pub fn new(tx: mpsc::Sender<Envelope>) -> Handle {
         Handle { tx, bus: None }
     }

@@ -17,13 +17,25 @@ pub const SUPERVISOR: &str = "supervisor";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FilterError {
+    /// Not four `|`-separated fields.
     #[error(
         "filter `{pattern}` has {found} field(s); expected 4: node|component|event|agent \
          (use `*` for any, e.g. `*|agent|died|*`)"
     )]
-    Fields { pattern: String, found: usize },
+    Fields {
+        /// The pattern as given.
+        pattern: String,
+        /// How many fields it has.
+        found: usize,
+    },
+    /// A component field that can match neither component.
     #[error("filter `{pattern}`: component `{component}` matches neither `agent` nor `supervisor`")]
-    Component { pattern: String, component: String },
+    Component {
+        /// The pattern as given.
+        pattern: String,
+        /// Its component field.
+        component: String,
+    },
 }
 
 /// A parsed subscription pattern. Each field is a glob: `*` matches any run
@@ -95,7 +107,8 @@ pub fn component(event: &Event) -> &'static str {
     }
 }
 
-/// The event id of DESIGN.md: `node|component|event|agent`.
+/// The event id: `node|component|event|agent`.
+#[cfg(test)]
 pub fn event_id(event: &Event) -> String {
     format!(
         "{}|{}|{}|{}",

@@ -28,9 +28,5 @@ mod stream;
 #[cfg(test)]
 mod testutil;
 
-pub use api::WireRequest;
-pub use server::{
-    IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_LINE, WRITE_TIMEOUT, parse_request_line, serve,
-};
-pub use socket::{ControlError, ControlListener, bind, default_control_socket};
-pub use stream::{DRAIN_TIMEOUT, MAX_BEHIND, PING_EVERY};
+pub use server::{MAX_LINE, parse_request_line, serve};
+pub use socket::{ControlError, bind, default_control_socket};

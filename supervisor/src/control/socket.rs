@@ -71,12 +71,6 @@ pub struct ControlListener {
     pub(super) file: SocketFile,
 }
 
-impl ControlListener {
-    pub fn path(&self) -> &Path {
-        &self.file.path
-    }
-}
-
 /// The socket file we created; removed on drop, unless it has since been
 /// replaced by someone else's.
 #[derive(Debug)]

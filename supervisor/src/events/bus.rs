@@ -12,21 +12,30 @@ use crate::events::{EventKind, State};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-/// One lifecycle event, in the JSON form of DESIGN.md.
+/// One lifecycle event, in its JSON form (docs/events.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// Its number: one more than the event before.
     pub seq: u64,
     /// RFC 3339 UTC with milliseconds.
     pub ts: String,
+    /// The node of the supervisor that published it.
     pub node: String,
     /// The agent, or `""` for supervisor events.
     pub agent: String,
+    /// What happened.
     pub event: EventKind,
+    /// The process concerned, where there is one.
     pub pid: Option<u32>,
+    /// The exit status of a process that exited.
     pub exit_code: Option<i32>,
+    /// The signal that ended a process (`SIGKILL`).
     pub signal: Option<String>,
+    /// The agent's restarts so far.
     pub restarts: u32,
+    /// The state it left the agent (or the supervisor) in.
     pub state: State,
+    /// Why, for people.
     pub reason: String,
 }
 
@@ -202,10 +211,6 @@ impl Bus {
             .cloned()
             .collect();
         (events, gap)
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
     }
 }
 

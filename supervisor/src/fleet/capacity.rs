@@ -217,8 +217,8 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     out
 }
 
-/// `fleet` against this host: every way it does not fit (see [`assess`]),
-/// and the [`summary`] line.
+/// `fleet` against this host: every way it does not fit (see `assess`),
+/// and the `summary` line.
 pub fn check(fleet: &Fleet) -> (Vec<String>, String) {
     let demand = Demand::of(fleet);
     let host = Host::probe();

@@ -138,7 +138,6 @@ pub struct Machine {
     stopping_for_fault: bool,
     pid: Option<u32>,
     running_since: Option<Instant>,
-    last_exit: Option<Exit>,
     /// Why the pending start happens, for its `starting` event.
     start_reason: String,
     /// The pid of the process that ended last (for `died` events).
@@ -174,7 +173,6 @@ impl Machine {
             stopping_for_fault: false,
             pid: None,
             running_since: None,
-            last_exit: None,
             start_reason: String::new(),
             last_pid: None,
         }
@@ -194,10 +192,6 @@ impl Machine {
 
     pub fn running_since(&self) -> Option<Instant> {
         self.running_since
-    }
-
-    pub fn last_exit(&self) -> Option<&Exit> {
-        self.last_exit.as_ref()
     }
 
     /// The pid of the process that ended last.
@@ -309,7 +303,6 @@ impl Machine {
                 }
                 self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
-                self.last_exit = Some(exit.clone());
                 let reason = exit.to_string();
                 out.push(Action::Emit {
                     kind: if was_starting {
@@ -345,7 +338,6 @@ impl Machine {
                 });
                 self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
-                self.last_exit = Some(exit.clone());
                 if self.stopping_for_fault {
                     self.stopping_for_fault = false;
                     self.restart_after_stop = false;

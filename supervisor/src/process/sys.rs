@@ -2,6 +2,10 @@
 //! and exec (placing inherited descriptors, the parent-death signal,
 //! dropping privileges; only async-signal-safe calls are made there), the
 //! spawn helper's fork, and watching and reaping agent processes.
+//!
+//! `unsafe` is allowed here and nowhere else in the crate: every block says
+//! why it is sound.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -38,14 +38,18 @@ pub use changes::{Asker, Work};
 /// What `run` tells its caller once the initial start is over.
 #[derive(Debug, Clone)]
 pub struct Ready {
+    /// Agents that serve.
     pub agents: Vec<ReadyAgent>,
     /// Active agents that could not be started.
     pub failed: Vec<String>,
 }
 
+/// An agent that serves, and where.
 #[derive(Debug, Clone)]
 pub struct ReadyAgent {
+    /// Its name.
     pub name: String,
+    /// The endpoints it answers on.
     pub endpoints: Vec<SocketAddr>,
 }
 

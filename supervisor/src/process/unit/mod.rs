@@ -175,9 +175,10 @@ pub async fn run(
                 }
             }
             _ = sleep_until(next_timer.map(|(_, at)| at)) => {
-                let (t, _) = next_timer.expect("a timer was pending");
-                timers.remove(&t);
-                Some(Input::Timer(t))
+                next_timer.map(|(t, _)| {
+                    timers.remove(&t);
+                    Input::Timer(t)
+                })
             }
             p = shared.tokens.clone().acquire_owned(), if waiting_for_token => {
                 waiting_for_token = false;

@@ -55,8 +55,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::events::sinks::kvp::record::encode_record;
     use crate::events::sinks::kvp::testutil::{keys, old_boot, ready, seqs};
-    use crate::events::sinks::kvp::{Writer, encode_record};
+    use crate::events::sinks::kvp::writer::Writer;
 
     /// Whether another open file description of `path` sees a conflicting
     /// OFD lock, a classic POSIX lock (what `hv_kvp_daemon` takes) and

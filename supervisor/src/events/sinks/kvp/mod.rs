@@ -48,16 +48,11 @@ mod slices;
 mod testutil;
 mod writer;
 
-pub use boot::Boot;
-pub use record::{
-    KEY_MAX, KEY_SIZE, Pool, RECORD_SIZE, Record, VALUE_MAX, VALUE_SIZE, decode, encode_record,
-    push_record, read_pool,
-};
-pub use sink::{Counts, Stats, run, run_with_stats};
-pub use slices::{
-    Entry, HOST_KEY_MAX, HOST_VALUE_MAX, PREFIX, encode_event, event_key, reassemble,
-};
-pub use writer::{WriteError, Writer, Written};
+#[cfg(test)]
+use boot::Boot;
+pub use record::{Pool, RECORD_SIZE, Record, decode, read_pool};
+pub use sink::run;
+pub use slices::{Entry, reassemble};
 
 /// The guest→host pool `hv_kvp_daemon` serves.
 pub const DEFAULT_POOL: &str = "/var/lib/hyperv/.kvp_pool_1";

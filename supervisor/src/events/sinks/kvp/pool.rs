@@ -246,7 +246,7 @@ pub(super) fn cap(pool: &[u8], new: &[Vec<u8>], max: usize) -> Capped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::sinks::kvp::encode_record;
+    use crate::events::sinks::kvp::record::encode_record;
 
     /// A pool in memory whose writer is killed: after `ops` calls, the
     /// next write leaves only its first `cut` bytes and fails, like the

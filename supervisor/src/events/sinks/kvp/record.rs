@@ -44,6 +44,7 @@ pub fn push_record(buf: &mut Vec<u8>, key: &str, value: &str) {
 }
 
 /// One record, [`RECORD_SIZE`] bytes.
+#[cfg(test)]
 pub fn encode_record(key: &str, value: &str) -> Vec<u8> {
     let mut buf = Vec::with_capacity(RECORD_SIZE);
     push_record(&mut buf, key, value);
@@ -53,13 +54,16 @@ pub fn encode_record(key: &str, value: &str) -> Vec<u8> {
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The key, up to its first NUL.
     pub key: String,
+    /// The value, up to its first NUL.
     pub value: String,
 }
 
 /// A decoded pool file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pool {
+    /// Every whole record, in file order.
     pub records: Vec<Record>,
     /// Bytes after the last whole record: a write cut short, or not a pool.
     pub trailing: usize,

@@ -120,7 +120,9 @@ pub fn encode_event(
 /// A record of the pool after [`reassemble`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key (of the first slice, for a sliced value).
     pub key: String,
+    /// The whole value.
     pub value: String,
     /// How many records it was made of.
     pub parts: usize,
@@ -215,8 +217,8 @@ pub fn reassemble(records: &[Record]) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::sinks::kvp::record::{decode, push_record};
     use crate::events::sinks::kvp::testutil::{event, long_reason, record};
-    use crate::events::sinks::kvp::{decode, push_record};
 
     #[test]
     fn keys_name_incarnation_event_agent_and_seq() {

@@ -266,10 +266,11 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::events::sinks::kvp::record::{KEY_SIZE, decode, encode_record};
+    use crate::events::sinks::kvp::slices::reassemble;
     use crate::events::sinks::kvp::testutil::{
         arc, event, keys, long_reason, old_boot, ready, seqs,
     };
-    use crate::events::sinks::kvp::{KEY_SIZE, decode, encode_record, reassemble};
 
     #[test]
     fn writes_batches_and_creates_the_file_0644() {
