@@ -35,12 +35,6 @@ pub struct Problem {
     pub message: String,
 }
 
-impl Problem {
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
-}
-
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
