@@ -49,7 +49,10 @@ pub use size::parse_size;
 /// A fleet that passed validation, and what was worth a warning.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The checked fleet.
     pub fleet: Fleet,
+    /// Problems that did not stop the load, sorted by file, line and
+    /// column; the caller shows them.
     pub warnings: Vec<Problem>,
 }
 
