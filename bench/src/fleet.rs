@@ -92,6 +92,13 @@ pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
 }
 
 pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
+    if u32::from(spec.base_port) + spec.count > 65_536 {
+        bail!(
+            "{} agents from port {} run past port 65535",
+            spec.count,
+            spec.base_port
+        );
+    }
     let snapshot = spec
         .snapshot
         .canonicalize()
@@ -142,11 +149,17 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     let targets: Vec<SocketAddr> = (0..spec.count)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], spec.base_port + i as u16)))
         .collect();
+    let first = || {
+        targets
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("the sweep and the kills need at least one agent"))
+    };
     let req = Request::new(Op::Get, std::slice::from_ref(&spec.oid));
 
     let sweep = if spec.sweep {
         let mut sec = Security::community(1, "public");
-        let expect = reference(targets[0], &req)?;
+        let expect = reference(first()?, &req)?;
         Some(sweep::sweep(
             &targets,
             &mut sec,
@@ -161,7 +174,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     };
     let memory = spec.memory.then(|| procs::tree_memory(pid));
     let restart = if spec.kills > 0 {
-        Some(restarts(spec, &control, targets[0], &req)?)
+        Some(restarts(spec, &control, first()?, &req)?)
     } else {
         None
     };
