@@ -52,7 +52,7 @@ impl From<io::Error> for CallError {
 /// A connected socket to one agent.
 pub struct Client {
     sock: UdpSocket,
-    pub sec: Security,
+    sec: Security,
     scratch: Scratch,
     buf: Vec<u8>,
     msg: Vec<u8>,

@@ -9,12 +9,12 @@ pub mod compile;
 pub mod echo;
 pub mod fleet;
 pub mod load;
-pub mod mmsg;
+mod mmsg;
 pub mod procs;
 pub mod report;
 pub mod snmp;
 pub mod sweep;
-pub mod sys;
+mod sys;
 pub mod usm;
 
 use std::net::{SocketAddr, ToSocketAddrs};
