@@ -14,6 +14,9 @@ pub mod procs;
 pub mod report;
 pub mod snmp;
 pub mod sweep;
+// The one `unsafe`: prctl(PR_SET_PDEATHSIG) in a `pre_exec` hook, so the
+// supervisor a benchmark starts dies with it.
+#[allow(unsafe_code)]
 mod sys;
 pub mod usm;
 
