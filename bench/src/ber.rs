@@ -6,18 +6,31 @@
 
 use std::fmt;
 
+/// Tag of an INTEGER (also request-id, error-status, msgID…).
 pub const INTEGER: u8 = 0x02;
+/// Tag of an OCTET STRING.
 pub const OCTET_STRING: u8 = 0x04;
+/// Tag of NULL, the value of a varbind in a request.
 pub const NULL: u8 = 0x05;
+/// Tag of an OBJECT IDENTIFIER.
 pub const OID: u8 = 0x06;
+/// Tag of a SEQUENCE (messages, varbind lists, varbinds).
 pub const SEQUENCE: u8 = 0x30;
+/// Tag of a GetRequest-PDU.
 pub const GET: u8 = 0xa0;
+/// Tag of a GetNextRequest-PDU.
 pub const GET_NEXT: u8 = 0xa1;
+/// Tag of a Response-PDU.
 pub const RESPONSE: u8 = 0xa2;
+/// Tag of a GetBulkRequest-PDU.
 pub const GET_BULK: u8 = 0xa5;
+/// Tag of a Report-PDU (SNMPv3 discovery and USM errors).
 pub const REPORT: u8 = 0xa8;
+/// Tag of the `noSuchObject` exception value.
 pub const NO_SUCH_OBJECT: u8 = 0x80;
+/// Tag of the `noSuchInstance` exception value.
 pub const NO_SUCH_INSTANCE: u8 = 0x81;
+/// Tag of the `endOfMibView` exception value.
 pub const END_OF_MIB_VIEW: u8 = 0x82;
 
 /// Why a datagram could not be read.
@@ -35,8 +48,12 @@ impl std::error::Error for Malformed {}
 /// One TLV; `start` is the absolute offset of `value` in the datagram.
 #[derive(Debug, Clone, Copy)]
 pub struct Tlv<'a> {
+    /// The (single-byte) tag.
     pub tag: u8,
+    /// The contents, without tag and length.
     pub value: &'a [u8],
+    /// Where `value` starts in the whole datagram: how USM finds the
+    /// authentication parameters it must zero and check.
     pub start: usize,
     /// The whole TLV (tag, length and value).
     pub raw: &'a [u8],
@@ -51,6 +68,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over all of `buf`.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
         Reader {
             buf,
@@ -59,6 +77,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Nothing left to read.
     pub fn is_empty(&self) -> bool {
         self.pos >= self.end
     }
@@ -127,11 +146,13 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Reads an INTEGER; `what` names it in the error.
     pub fn integer(&mut self, what: &'static str) -> Result<i64, Malformed> {
         let t = self.expect(INTEGER, what)?;
         decode_int(t.value).ok_or(Malformed(what))
     }
 
+    /// Reads an OCTET STRING; `what` names it in the error.
     pub fn octets(&mut self, what: &'static str) -> Result<Tlv<'a>, Malformed> {
         self.expect(OCTET_STRING, what)
     }
@@ -172,6 +193,7 @@ pub fn len_len(len: usize) -> usize {
     }
 }
 
+/// Appends a whole TLV.
 pub fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     out.push(tag);
     push_len(out, value.len());
@@ -193,6 +215,7 @@ pub fn int_bytes(v: i64, buf: &mut [u8; 8]) -> &[u8] {
     &buf[skip..]
 }
 
+/// Appends `v` under `tag` in its minimal two's complement encoding.
 pub fn push_int(out: &mut Vec<u8>, tag: u8, v: i64) {
     let mut b = [0u8; 8];
     push_tlv(out, tag, int_bytes(v, &mut b));

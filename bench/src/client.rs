@@ -14,16 +14,22 @@ use crate::usm;
 /// A decoded answer, owned.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// request-id (of this call's first or a later attempt).
     pub rid: i64,
+    /// error-status (0: noError).
     pub error_status: i64,
+    /// error-index.
     pub error_index: i64,
+    /// The contents of the variable-bindings SEQUENCE.
     pub varbinds: Vec<u8>,
+    /// Response, or Report (v3).
     pub tag: u8,
 }
 
 /// Why a call produced no acceptable answer.
 #[derive(Debug)]
 pub enum CallError {
+    /// The socket failed.
     Io(io::Error),
     /// No answer after every retry.
     Timeout,
@@ -52,7 +58,7 @@ impl From<io::Error> for CallError {
 /// A connected socket to one agent.
 pub struct Client {
     sock: UdpSocket,
-    pub sec: Security,
+    sec: Security,
     scratch: Scratch,
     buf: Vec<u8>,
     msg: Vec<u8>,
@@ -62,6 +68,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// A socket connected to `target`, wrapping messages with `sec`.
     pub fn new(target: SocketAddr, sec: Security) -> io::Result<Client> {
         Ok(Client {
             sock: socket_for(&[target])?,
@@ -153,22 +160,31 @@ pub fn discover(
     Err(CallError::Timeout)
 }
 
-/// The result of [`walk`].
+/// The result of [`walk`]; the body of a `walk` record, so its field
+/// names are keys the report reads.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Walk {
+    /// OIDs inside the subtree.
     pub oids: u64,
+    /// GETBULK requests it took.
     pub requests: u64,
+    /// Requests the client has sent again after a timeout, this walk
+    /// included.
     pub retries: u64,
+    /// Wall time of the walk.
     pub seconds: f64,
+    /// `seconds` per OID, in microseconds (0 for an empty walk).
     pub per_oid_us: f64,
+    /// The first OID, dotted (empty for an empty walk).
     pub first: String,
+    /// The last OID, dotted.
     pub last: String,
 }
 
 /// A GETBULK walk of the subtree `root` (net-snmp's `snmpbulkwalk -Cr`):
 /// one request at a time, each answer checked (error-status 0, every OID
 /// inside the subtree and strictly increasing), until endOfMibView or the
-/// first OID past the subtree.
+/// first OID past the subtree, or `limit` requests.
 pub fn walk(
     client: &mut Client,
     root: &[u32],

@@ -7,13 +7,19 @@ use std::time::Instant;
 use agentcluster_agent::store::{self, Store};
 use serde::Serialize;
 
+/// One snapshot's compile and open times; the body of a `compile` record,
+/// so its field names are keys the report reads.
 #[derive(Debug, Clone, Serialize)]
 pub struct Compile {
+    /// Records in the snapshot.
     pub records: usize,
+    /// Size of the snapshot file.
     pub source_bytes: u64,
+    /// Size of the compiled store.
     pub store_bytes: u64,
     /// Parse, sort, encode and write (with fsync) from an empty cache.
     pub cold_s: f64,
+    /// `records` over `cold_s`.
     pub records_per_s: f64,
     /// `compile` again with the store already cached (reads and hashes the
     /// source, opens the store): the supervisor's per-snapshot start cost.
@@ -21,9 +27,12 @@ pub struct Compile {
     /// Opening (mapping) the compiled store and one lookup: the agent's
     /// part of a warm start. Median of `opens`.
     pub open_ms: f64,
+    /// How many opens `open_ms` is the median of.
     pub opens: usize,
 }
 
+/// Compiles `source` into `cache` (emptied first), compiles it again from
+/// the cache, then opens the store `opens` times (at least once).
 pub fn run(source: &Path, cache: &Path, opens: usize) -> anyhow::Result<Compile> {
     if cache.exists() {
         std::fs::remove_dir_all(cache)?;

@@ -22,38 +22,68 @@ use crate::sweep::{self, Sweep};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// The `agentcluster` binary to run.
     pub agentcluster: PathBuf,
+    /// Work directory: fleet.yaml, cache, state, control socket and the
+    /// supervisor's log (agents must be able to read it).
     pub dir: PathBuf,
+    /// The snapshot every agent serves.
     pub snapshot: PathBuf,
+    /// Agents in the fleet, `a-0`, `a-1`… (the sweep and the kills need at
+    /// least one).
     pub count: u32,
+    /// `cluster.agents_per_process` (0 is taken as 1).
     pub per_process: u32,
+    /// Agent `i` listens on 127.0.0.1, port `base_port + i`.
     pub base_port: u16,
     /// `cluster.start_tokens`; `None`: the default.
     pub start_tokens: Option<u32>,
+    /// How long the supervisor may take to print its ready block.
     pub ready_timeout: Duration,
+    /// Send one checked GET to every agent.
     pub sweep: bool,
+    /// Measure the memory of the supervisor and every agent process.
     pub memory: bool,
+    /// SIGKILL agent `a-0` this many times, timing each until its next
+    /// answer.
     pub kills: u32,
+    /// What the sweep and the restart probe GET.
     pub oid: Vec<u32>,
 }
 
+/// Restart latencies: SIGKILL of `a-0` to its next correct answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Restart {
+    /// How many kills were timed.
     pub kills: usize,
+    /// Median latency, in milliseconds.
     pub median_ms: f64,
+    /// Shortest latency.
     pub min_ms: f64,
+    /// Longest latency.
     pub max_ms: f64,
+    /// Every latency, in kill order.
     pub samples_ms: Vec<f64>,
 }
 
+/// What one fleet scenario measured; the body of a `fleet` record, so its
+/// field names are keys the report reads.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetResult {
+    /// Agents in the fleet.
     pub agents: u32,
+    /// Agents per process.
     pub agents_per_process: u32,
+    /// Seconds from spawning `agentcluster run` to its ready block.
     pub ready_s: f64,
+    /// With [`Spec::sweep`]: whether every agent answered.
     pub sweep: Option<Sweep>,
+    /// With [`Spec::memory`]: the process tree's memory.
     pub memory: Option<TreeMemory>,
+    /// With [`Spec::kills`]: restart latencies.
     pub restart: Option<Restart>,
+    /// Seconds from SIGTERM to the supervisor's exit (NaN: not within
+    /// 60 s).
     pub stop_s: f64,
 }
 
@@ -91,7 +121,16 @@ pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
     y
 }
 
+/// Runs the scenario: starts the fleet, measures what `spec` asks, stops
+/// it.
 pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
+    if u32::from(spec.base_port) + spec.count > 65_536 {
+        bail!(
+            "{} agents from port {} run past port 65535",
+            spec.count,
+            spec.base_port
+        );
+    }
     let snapshot = spec
         .snapshot
         .canonicalize()
@@ -142,11 +181,17 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     let targets: Vec<SocketAddr> = (0..spec.count)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], spec.base_port + i as u16)))
         .collect();
+    let first = || {
+        targets
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("the sweep and the kills need at least one agent"))
+    };
     let req = Request::new(Op::Get, std::slice::from_ref(&spec.oid));
 
     let sweep = if spec.sweep {
         let mut sec = Security::community(1, "public");
-        let expect = reference(targets[0], &req)?;
+        let expect = reference(first()?, &req)?;
         Some(sweep::sweep(
             &targets,
             &mut sec,
@@ -161,7 +206,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     };
     let memory = spec.memory.then(|| procs::tree_memory(pid));
     let restart = if spec.kills > 0 {
-        Some(restarts(spec, &control, targets[0], &req)?)
+        Some(restarts(spec, &control, first()?, &req)?)
     } else {
         None
     };

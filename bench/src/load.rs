@@ -51,12 +51,16 @@ fn unscramble(rid: i64) -> Option<u32> {
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Agents to load, in turn (one address family).
     pub targets: Vec<SocketAddr>,
+    /// Requests in flight at once (1..=65536).
     pub inflight: usize,
     /// Most requests sent after the warm-up.
     pub count: Option<u64>,
     /// Longest sending time after the warm-up.
     pub duration: Option<Duration>,
+    /// Sending before measuring starts: answers to requests sent in it are
+    /// not counted.
     pub warmup: Duration,
     /// How long each try of a request waits for its answer.
     pub timeout: Duration,
@@ -87,13 +91,19 @@ struct Slot {
     tries: u32,
 }
 
-/// The measurements of one run.
+/// The measurements of one run; the body of a `load` record, so its field
+/// names are keys the report reads.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Outcome {
+    /// Requests sent, warm-up included (retransmissions not counted).
     pub sent: u64,
+    /// Measured requests answered correctly.
     pub ok: u64,
+    /// Measured answers that failed a check.
     pub failed: u64,
+    /// `failed` by [`Failure::kind`].
     pub failures: BTreeMap<&'static str, u64>,
+    /// The first few failures, described.
     pub samples: Vec<String>,
     /// Requests left unanswered after every try.
     pub timeouts: u64,
@@ -103,12 +113,19 @@ pub struct Outcome {
     pub answered_after_retry: u64,
     /// Answers to requests that had already timed out (or duplicates).
     pub late: u64,
+    /// Variable-bindings in the `ok` answers.
     pub varbinds: u64,
+    /// From the end of the warm-up to the last good answer.
     pub seconds: f64,
+    /// `ok` over `seconds`.
     pub requests_per_s: f64,
+    /// `varbinds` over `seconds`.
     pub varbinds_per_s: f64,
+    /// Median latency of good answers, from the first try, in µs.
     pub p50_us: f64,
+    /// 99th percentile latency, in µs.
     pub p99_us: f64,
+    /// Longest latency, in µs.
     pub max_us: f64,
     /// CPU time of this process (user + system) over wall time, in percent.
     pub client_cpu_pct: f64,

@@ -12,6 +12,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 /// Largest answer kept; a longer datagram is truncated and fails its check.
 const RX_SIZE: usize = 65_536;
 
+/// Buffers for one socket's batched sends and receives.
 pub struct Batch {
     rx: Vec<Vec<u8>>,
     rx_headers: MultiHeaders<SockaddrStorage>,
@@ -25,6 +26,7 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Room for `size` datagrams each way (at least 1).
     pub fn new(size: usize) -> Batch {
         let size = size.max(1);
         Batch {

@@ -56,7 +56,7 @@ pub fn stat_field(pid: u32, n: usize) -> Option<String> {
     rest.split(' ').nth(n.checked_sub(3)?).map(str::to_owned)
 }
 
-/// The arguments of a process joined by spaces (argv[0] is its title, as
+/// The arguments of a process joined by spaces (`argv[0]` is its title, as
 /// `ps` shows it); empty once it is gone.
 pub fn cmdline(pid: u32) -> String {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -120,14 +120,20 @@ pub struct TreeMemory {
     pub processes: usize,
     /// Descendants that are not agent processes.
     pub helpers: usize,
+    /// PSS of all agent processes together, in KiB.
     pub pss_total_kib: u64,
+    /// Median PSS of one agent process.
     pub pss_median_kib: u64,
+    /// Largest PSS of one agent process.
     pub pss_max_kib: u64,
+    /// Median RSS of one agent process (shared pages counted in full).
     pub rss_median_kib: u64,
     /// Root plus every descendant.
     pub total_pss_kib: u64,
 }
 
+/// The memory of `root` and its descendants; processes that are gone (or
+/// unreadable) are left out.
 pub fn tree_memory(root: u32) -> TreeMemory {
     let mut pss = Vec::new();
     let mut rss = Vec::new();
@@ -201,13 +207,19 @@ pub fn loadavg1() -> f64 {
 /// The machine, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
+    /// Online CPUs.
     pub nproc: usize,
+    /// CPU model name (`unknown` when /proc/cpuinfo has none).
     pub cpu: String,
+    /// MemTotal.
     pub mem_total_kib: u64,
+    /// Kernel release.
     pub kernel: String,
+    /// The 1, 5 and 15 minute load averages.
     pub loadavg: String,
 }
 
+/// Reads [`Machine`] from /proc; what cannot be read is left empty or 0.
 pub fn machine() -> Machine {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo

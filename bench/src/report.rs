@@ -15,6 +15,8 @@ pub struct Records {
 }
 
 impl Records {
+    /// Reads JSON lines (blank lines skipped); a record without `tag` is
+    /// `untagged`.
     pub fn parse(text: &str) -> anyhow::Result<Records> {
         let mut by_tag: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -87,13 +89,19 @@ impl Records {
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// The row's label, with the unit where the values have one.
     pub measure: String,
+    /// agentcluster's value (`None`: not measured).
     pub agentcluster: Option<f64>,
+    /// net-snmp snmpd's value.
     pub snmpd: Option<f64>,
+    /// snmpsim's value.
     pub snmpsim: Option<f64>,
+    /// The UDP echo responder's value: the machine's ceiling.
     pub echo: Option<f64>,
     /// The figure the target is about (a ratio or an absolute value).
     pub figure: Option<f64>,
+    /// The target, in words (empty: none).
     pub target: String,
     /// `met`, `MISSED`, `n/a` (not measured) or empty (no target).
     pub verdict: String,

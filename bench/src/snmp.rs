@@ -12,16 +12,21 @@ use crate::usm::{self, Session, V3Error};
 /// The operation a request performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// GetRequest.
     Get,
+    /// GetNextRequest.
     GetNext,
     /// GETBULK with non-repeaters and max-repetitions.
     GetBulk {
+        /// Leading varbinds answered once, like GETNEXT.
         non_repeaters: u32,
+        /// Successors asked for each of the other varbinds.
         max_repetitions: u32,
     },
 }
 
 impl Op {
+    /// The PDU tag.
     pub fn tag(self) -> u8 {
         match self {
             Op::Get => ber::GET,
@@ -30,6 +35,7 @@ impl Op {
         }
     }
 
+    /// The name records and summaries use (`get`, `getnext`, `getbulk`).
     pub fn name(self) -> &'static str {
         match self {
             Op::Get => "get",
@@ -42,6 +48,7 @@ impl Op {
 /// A request without its request-id: everything after it, pre-encoded.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// What the request does.
     pub op: Op,
     /// The OIDs asked for, as contents octets.
     pub oids: Vec<Vec<u8>>,
@@ -50,6 +57,7 @@ pub struct Request {
 }
 
 impl Request {
+    /// Pre-encodes a request for `oids` (each a list of arcs).
     pub fn new(op: Op, oids: &[Vec<u32>]) -> Request {
         let enc: Vec<Vec<u8>> = oids.iter().map(|o| ber::encode_oid(o)).collect();
         let (a, b) = match op {
@@ -93,20 +101,27 @@ impl Request {
 
 /// How messages are wrapped: a community (v1/v2c) or a USM user (v3).
 pub enum Security {
+    /// SNMPv1 or v2c; build it with [`Security::community`].
     Community {
         /// 0 = v1, 1 = v2c.
         version: i64,
+        /// Sent in each request and required in each answer.
         community: Vec<u8>,
         /// version and community TLVs, pre-encoded.
         head: Vec<u8>,
     },
+    /// SNMPv3; build it with [`Security::usm`].
     Usm {
+        /// The user's keys and the discovered engine.
         session: Box<Session>,
+        /// When the session began: requests add the time since to the
+        /// engine time learned at discovery.
         start: std::time::Instant,
     },
 }
 
 impl Security {
+    /// SNMPv1 (`version` 0) or v2c (1) with `community`.
     pub fn community(version: i64, community: &str) -> Security {
         let mut head = Vec::new();
         ber::push_int(&mut head, ber::INTEGER, version);
@@ -118,6 +133,7 @@ impl Security {
         }
     }
 
+    /// SNMPv3 through a discovered USM session.
     pub fn usm(session: Session) -> Security {
         Security::Usm {
             session: Box::new(session),
@@ -132,6 +148,7 @@ impl Security {
 pub struct Scratch {
     pdu: Vec<u8>,
     a: Vec<u8>,
+    /// v3: the decrypted scoped PDU of the last answer.
     pub plain: Vec<u8>,
 }
 
@@ -160,9 +177,13 @@ pub fn encode(sec: &mut Security, req: &Request, rid: i32, out: &mut Vec<u8>, s:
 /// decryption buffer.
 #[derive(Debug, Clone)]
 pub struct Pdu<'a> {
+    /// Response or Report.
     pub tag: u8,
+    /// request-id.
     pub rid: i64,
+    /// error-status (0: noError).
     pub error_status: i64,
+    /// error-index (1-based varbind the error is about).
     pub error_index: i64,
     /// The contents of the variable-bindings SEQUENCE.
     pub varbinds: &'a [u8],
@@ -171,6 +192,8 @@ pub struct Pdu<'a> {
 /// Why a datagram is not an acceptable answer. Every one is a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
+    /// Not a well-formed answer to what was sent (BER, version, community,
+    /// PDU type, trailing bytes).
     Malformed(String),
     /// v3: HMAC wrong or missing, or privacy missing or undecryptable.
     Auth(String),
@@ -180,7 +203,9 @@ pub enum Failure {
     RequestId(i64),
     /// error-status ≠ 0.
     ErrorStatus {
+        /// The error-status.
         status: i64,
+        /// The error-index.
         index: i64,
     },
     /// Wrong names, an exception value, a different value than expected.
@@ -343,6 +368,7 @@ pub struct VarBinds<'a> {
 }
 
 impl<'a> VarBinds<'a> {
+    /// Over the contents of a variable-bindings SEQUENCE.
     pub fn new(contents: &'a [u8]) -> VarBinds<'a> {
         VarBinds {
             r: Reader::new(contents),

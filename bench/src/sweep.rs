@@ -10,14 +10,20 @@ use serde::Serialize;
 use crate::load::{socket_for, transient};
 use crate::snmp::{self, Expect, Failure, Request, Scratch, Security};
 
+/// Who answered a sweep; the body of a `sweep` record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// Endpoints asked.
     pub targets: usize,
+    /// Endpoints that answered correctly.
     pub answered: usize,
     /// Endpoints whose answer failed a check (each counted once).
     pub wrong: usize,
+    /// Requests sent, resends included.
     pub sends: u64,
+    /// Wall time of the sweep.
     pub seconds: f64,
+    /// The first few failed answers, described.
     pub samples: Vec<String>,
     /// A few endpoints that never answered.
     pub silent: Vec<String>,

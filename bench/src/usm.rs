@@ -44,15 +44,22 @@ pub fn localize(ku: &[u8; 20], engine_id: &[u8]) -> [u8; 20] {
 /// What discovery learned about the agent's engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
+    /// snmpEngineID, the keys are localized to it.
     pub id: Vec<u8>,
+    /// snmpEngineBoots, sent back in every request.
     pub boots: i64,
+    /// snmpEngineTime at discovery, in seconds; requests add the time
+    /// since, to stay inside the agent's 150 s window.
     pub time: i64,
 }
 
 /// A user's localized keys and what every message carries.
 pub struct Session {
+    /// The agent's engine, as discovered.
     pub engine: Engine,
+    /// msgUserName.
     pub user: Vec<u8>,
+    /// contextName of every request.
     pub context: Vec<u8>,
     mac: HmacSha1,
     cipher: Option<Aes128>,
@@ -63,13 +70,19 @@ pub struct Session {
 
 /// The security parameters of a received message.
 pub struct Received<'a> {
+    /// msgID (the generator sends its request-id here).
     pub msg_id: i64,
+    /// msgFlags: auth (1), priv (2), reportable (4).
     pub flags: u8,
+    /// msgAuthoritativeEngineID.
     pub engine_id: &'a [u8],
+    /// msgAuthoritativeEngineBoots.
     pub boots: i64,
+    /// msgAuthoritativeEngineTime.
     pub time: i64,
     /// Offset of the 12 authentication bytes in the datagram.
     pub auth_at: Option<usize>,
+    /// msgPrivacyParameters: the salt of the AES IV.
     pub priv_params: &'a [u8],
     /// msgData: the encrypted scoped PDU or the plaintext scoped PDU TLV.
     pub data: ber::Tlv<'a>,
@@ -78,6 +91,7 @@ pub struct Received<'a> {
 /// Why a v3 message was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum V3Error {
+    /// Not a readable SNMPv3 message.
     Malformed(Malformed),
     /// The HMAC does not match, or a message that should be authenticated is not.
     Auth,

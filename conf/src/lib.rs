@@ -1,6 +1,6 @@
 //! agentcluster fleet configuration: the YAML of INTERFACE.md parsed into raw
-//! serde structs, then validated into the checked [`model`], reporting every
-//! problem at once with file:line:column.
+//! serde structs, then validated into the checked model (a [`Fleet`]),
+//! reporting every problem at once with file:line:column.
 //!
 //! The way through: `loader` reads the main file and its `include`s (YAML, or
 //! legacy `.agent` JSON through `legacy`); `recover` deserializes each YAML
@@ -22,8 +22,6 @@
 //! }
 //! ```
 
-pub mod model;
-
 mod account;
 mod duration;
 mod endpoint;
@@ -31,6 +29,7 @@ mod event_kind;
 mod host;
 mod legacy;
 mod loader;
+mod model;
 mod problem;
 mod raw;
 mod recover;
@@ -50,7 +49,10 @@ pub use size::parse_size;
 /// A fleet that passed validation, and what was worth a warning.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The checked fleet.
     pub fleet: Fleet,
+    /// Problems that did not stop the load, sorted by file, line and
+    /// column; the caller shows them.
     pub warnings: Vec<Problem>,
 }
 

@@ -12,35 +12,68 @@ use std::time::Duration;
 pub struct Fleet {
     /// The main configuration file (or a placeholder name for embedded text).
     pub source: PathBuf,
+    /// How the supervisor runs and watches agent processes (`cluster`).
     pub cluster: Cluster,
+    /// Where lifecycle events go besides the journal and the stream
+    /// (`events`).
     pub events: Events,
     /// Every agent, templates expanded, in file order (includes after the
     /// main file's own agents, in glob order).
     pub agents: Vec<Agent>,
 }
 
+/// The `cluster` section: the supervisor's own settings, and the limits
+/// every agent process gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
+    /// This host's name in events (`node|component|event|agent` ids) and in
+    /// derived SNMPv3 engine IDs. Default: the host name.
     pub node: String,
+    /// State that must outlive a run: snmpEngineBoots, unacknowledged
+    /// informs. Default: `/var/lib/agentcluster` as root, else
+    /// `$XDG_STATE_HOME/agentcluster` or `~/.local/state/agentcluster`.
     pub state_dir: PathBuf,
+    /// Compiled snapshot stores. Default: `/var/cache/agentcluster` as root,
+    /// else `$XDG_CACHE_HOME/agentcluster` or `~/.cache/agentcluster`.
     pub cache_dir: PathBuf,
-    /// `None`: the CLI picks the per-user default.
+    /// The Unix socket of `agentcluster status`, `reload`, `events`…
+    /// `None`: the supervisor and the CLI both use the default
+    /// (`$XDG_RUNTIME_DIR/agentcluster/control.sock`, …).
     pub control_socket: Option<PathBuf>,
+    /// Most processes between spawn and ready at the same time, so that
+    /// starting a big fleet does not swamp the host (default 8, at least 1).
     pub start_tokens: u32,
+    /// How long a process has to answer `ready` before its start counts as
+    /// failed (default 10 s).
     pub start_timeout: Duration,
+    /// How often agent processes report that they live (default 1 s).
     pub heartbeat: Duration,
+    /// No heartbeat for this long and a process is unresponsive, stopped
+    /// and restarted (default 5 s; longer than `heartbeat`).
     pub inactive_after: Duration,
+    /// How long a process may take to exit after SIGTERM before SIGKILL
+    /// (default 5 s; 0 allowed).
     pub stop_timeout: Duration,
+    /// Agents that share one process (default 1, at least 1): fewer
+    /// processes for big fleets, at the cost of restarting them together.
     pub agents_per_process: u32,
+    /// When and how fast failed processes are restarted.
     pub restart: Restart,
+    /// An end-to-end SNMP check of each running process; `None`: off.
     pub probe: Option<Probe>,
+    /// The supervisor's own SNMP agent (AGENTCLUSTER-MIB's agent table);
+    /// `None`: off.
     pub snmp: Option<ClusterSnmp>,
+    /// Reserved for etcd scale-out, which is not built yet: checked, and a
+    /// reload notes a change, but nothing else reads it.
     pub etcd: Option<Etcd>,
-    /// Most varbinds one response may carry (GETBULK is cut here).
+    /// Most varbinds one response may carry (GETBULK is cut here); default
+    /// 1000, at least 1. Each agent may override it.
     pub max_varbinds: u32,
-    /// The account agent processes run as (`None`: the supervisor's own). A
-    /// name that was found in /etc/passwd, or a numeric uid; turn it into ids
-    /// with [`crate::resolve_user`].
+    /// The account agent processes run as (`None`: the supervisor's own,
+    /// or `nobody` when it runs as root). A name that was found in
+    /// /etc/passwd, or a numeric uid; turn it into ids with
+    /// [`crate::resolve_user`].
     pub user: Option<String>,
     /// The group agent processes run as (`None`: `user`'s primary group, or
     /// the supervisor's own). A name found in /etc/group, or a numeric gid;
@@ -49,8 +82,9 @@ pub struct Cluster {
     /// Memory limit of each agent process, in bytes (`None`: no limit); each
     /// agent may override it, see [`Agent::memory_max`].
     pub memory_max: Option<u64>,
-    /// Largest response datagram an agent sends (484..=65507): bounds what
-    /// a small, possibly spoofed request can make an agent send.
+    /// Largest response datagram an agent sends (484..=65507, default
+    /// 65507): bounds what a small, possibly spoofed request can make an
+    /// agent send.
     pub max_response_bytes: u32,
     /// Per-source request limit of each agent; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
@@ -61,48 +95,84 @@ pub struct Cluster {
 /// counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Requests per second, sustained (at least 1).
     pub per_source: u32,
+    /// Requests at once after a quiet spell (at least 1; default
+    /// `per_source`).
     pub burst: u32,
 }
 
+/// Which process exits lead to a restart (`restart.policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
+    /// Every exit, clean or not (the default).
     Always,
+    /// Exits with a failure, and processes stopped for a fault (no
+    /// heartbeat, failed probe, over `memory_max`).
     OnFailure,
+    /// None: a process that ends stays down (stopped or failed) until an
+    /// operator starts it.
     Never,
 }
 
+/// The `restart` section: when to restart, how fast, and when to give up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restart {
+    /// Which exits are restarted.
     pub policy: RestartPolicy,
+    /// First delay of the exponential backoff (default 100 ms; `backoff:
+    /// MIN..MAX`).
     pub backoff_min: Duration,
+    /// Longest backoff delay (default 30 s).
     pub backoff_max: Duration,
+    /// More restarts than this within `window` and the agent is left
+    /// `failed` (default 10; 0 allowed).
     pub max_restarts: u32,
+    /// The span `max_restarts` counts over (default 60 s).
     pub window: Duration,
 }
 
+/// The `probe` section: a GET of sysUpTime.0 to each running process's
+/// first endpoint with its first v1/v2c community (agents that speak only
+/// SNMPv3 are not probed), so a process that heartbeats but no longer
+/// answers SNMP is caught.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
+    /// Time between probes (default 10 s).
     pub interval: Duration,
+    /// How long an answer may take before the probe fails (default 2 s).
     pub timeout: Duration,
 }
 
+/// `cluster.snmp`: where the supervisor answers AGENTCLUSTER-MIB queries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSnmp {
+    /// Endpoints bound by the supervisor (at least one); checked against
+    /// the agents' for clashes.
     pub listen: Vec<SocketAddr>,
+    /// The read-only community (default `public`).
     pub community: Secret,
 }
 
+/// `cluster.etcd`, for the etcd scale-out that is not built yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Etcd {
+    /// Endpoint URLs (default `http://127.0.0.1:2379`).
     pub endpoints: Vec<String>,
+    /// Key prefix, starting with `/` (default `/agentcluster`).
     pub prefix: String,
+    /// Lease lifetime (default 10 s, at least 1 s: etcd counts in seconds).
     pub lease_ttl: Duration,
 }
 
+/// The `events` section: the event sinks that need settings, and where
+/// AGENTCLUSTER-MIB sits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Events {
+    /// Hyper-V KVP records of each event; `None`: off.
     pub kvp: Option<Kvp>,
+    /// Where AGENTCLUSTER-MIB notifications of events go (and, through
+    /// [`AgentNotify::Inherit`], the devices' own coldStart/warmStart).
     pub notify: Vec<NotifyTarget>,
     /// Where AGENTCLUSTER-MIB is rooted (`events.mib_root`): the
     /// notifications are `mib_root.0.N`, the objects `mib_root.1…`. No PEN is
@@ -126,38 +196,58 @@ impl Default for Events {
     }
 }
 
+/// `events.kvp`: events as Hyper-V KVP records, so the host sees them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kvp {
+    /// The pool file hv_kvp_daemon reads (default
+    /// `/var/lib/hyperv/.kvp_pool_1`).
     pub path: PathBuf,
+    /// Most of our records kept in the pool, oldest dropped first (default
+    /// 4096, at least 1): the pool is shared with other writers.
     pub max_records: u32,
 }
 
+/// The SNMP version of a notification target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnmpVersion {
+    /// SNMPv1 (traps only).
     V1,
+    /// SNMPv2c (the default).
     V2c,
+    /// SNMPv3 with a USM user.
     V3,
 }
 
+/// How a notification is sent (`type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyType {
+    /// Sent once, never acknowledged (the default).
     Trap,
+    /// Acknowledged by the receiver; kept and resent until it is (v2c and
+    /// v3).
     Inform,
 }
 
+/// One receiver of SNMP notifications.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotifyTarget {
     /// `host:port`; kept as text so a host name resolves at send time.
     pub target: String,
+    /// Default v2c.
     pub version: SnmpVersion,
-    /// v1/v2c only.
+    /// v1/v2c only (default `public`).
     pub community: Option<Secret>,
+    /// Trap or inform (`type`, default trap; v1 has no inform).
     pub kind: NotifyType,
     /// Event kinds to send; `None` = all.
     pub events: Option<Vec<crate::EventKind>>,
-    /// v3 only.
+    /// v3 only; its `write` is unused (always false).
     pub user: Option<V3User>,
+    /// Resends of an unanswered inform within one delivery round (default
+    /// 3; 0 allowed).
     pub retries: u32,
+    /// How long each inform attempt waits for its acknowledgement (default
+    /// 2 s).
     pub timeout: Duration,
 }
 
@@ -167,24 +257,38 @@ pub enum AgentNotify {
     /// Use `events.notify`.
     #[default]
     Inherit,
+    /// These targets only; empty for `notify: none`.
     Targets(Vec<NotifyTarget>),
 }
 
 /// One simulated SNMP device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
+    /// Unique in the fleet; no `| / * ? [ ]` or control characters, since
+    /// it appears in event ids, file names and command-line globs.
     pub name: String,
+    /// `false`: configured but neither bound nor started until an operator
+    /// starts it, so it may share endpoints with an active agent (default
+    /// `true`).
     pub active: bool,
+    /// UDP endpoints, bound by the supervisor and handed to the process so
+    /// a restart never loses the port (at least one).
     pub listen: Vec<SocketAddr>,
-    /// Raw engine ID bytes (validated: 5..=32 bytes). `None`: derived.
+    /// Raw engine ID bytes (validated: 5..=32 bytes). `None`: derived from
+    /// the node and agent name, so it is stable across restarts and hosts.
     pub engine_id: Option<Vec<u8>>,
     /// The default snapshot for every community and context.
     pub data: Option<PathBuf>,
+    /// SNMPv1 communities; `None`: v1 is not served.
     pub snmpv1: Option<Communities>,
+    /// SNMPv2c communities; `None`: v2c is not served.
     pub snmpv2c: Option<Communities>,
+    /// SNMPv3 users and contexts; `None`: v3 is not served.
     pub snmpv3: Option<V3>,
+    /// Where the device sends its own coldStart/warmStart.
     pub notify: AgentNotify,
-    /// Per-agent override of `cluster.max_varbinds`.
+    /// Most varbinds in one response: the agent's own `max_varbinds`, else
+    /// `cluster.max_varbinds`.
     pub max_varbinds: u32,
     /// Memory limit in bytes, resolved: the agent's own `memory_max`, else
     /// `cluster.memory_max`; `None`: no limit.
@@ -212,54 +316,82 @@ impl Agent {
     }
 }
 
+/// The communities of one version (`snmpv1` or `snmpv2c`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Communities {
+    /// In file order, no name twice.
     pub entries: Vec<Community>,
 }
 
+/// One community string and the snapshot it sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Community {
+    /// The community string.
     pub name: Secret,
     /// Resolved: the community's own `data`, else the agent's `data`.
     pub data: PathBuf,
+    /// SET may change every existing object (default `false`: only
+    /// `writecache` objects).
     pub write: bool,
 }
 
+/// The `snmpv3` section of an agent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct V3 {
+    /// USM users, no name twice.
     pub users: Vec<V3User>,
     /// contextName → snapshot; `""` is the default context (the agent's
     /// `data` when not listed).
     pub contexts: Vec<(String, PathBuf)>,
 }
 
+/// USM authentication protocol (RFC 3414; SHA-2 from RFC 7860).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthProtocol {
+    /// HMAC-MD5-96 (`MD5`).
     Md5,
+    /// HMAC-SHA-96 (`SHA`, `SHA1`).
     Sha1,
+    /// HMAC-SHA-224 (`SHA224`).
     Sha224,
+    /// HMAC-SHA-256 (`SHA256`).
     Sha256,
+    /// HMAC-SHA-384 (`SHA384`).
     Sha384,
+    /// HMAC-SHA-512 (`SHA512`).
     Sha512,
 }
 
+/// USM privacy protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrivProtocol {
+    /// CBC-DES (`DES`, RFC 3414).
     Des,
+    /// 3DES-EDE (`3DES`).
     TripleDes,
+    /// AES-128 in CFB mode (`AES`, `AES128`, RFC 3826).
     Aes128,
+    /// AES-192, key extended as net-snmp does (Blumenthal).
     Aes192,
+    /// AES-256, key extended as net-snmp does (Blumenthal).
     Aes256,
-    /// Reeder key extension (Cisco's variant).
+    /// AES-192 with the Reeder key extension (Cisco's variant).
     Aes192C,
+    /// AES-256 with the Reeder key extension (Cisco's variant).
     Aes256C,
 }
 
+/// An SNMPv3 USM user (an agent's, or a notification target's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct V3User {
+    /// 1 to 32 characters.
     pub name: String,
+    /// Protocol and password (at least 8 characters); `None`: noAuthNoPriv.
     pub auth: Option<(AuthProtocol, Secret)>,
+    /// Protocol and password (at least 8 characters); only with `auth`.
+    /// `None`: no privacy.
     pub privacy: Option<(PrivProtocol, Secret)>,
+    /// SET may change every existing object (default `false`).
     pub write: bool,
 }
 
@@ -268,6 +400,7 @@ pub struct V3User {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a community or password read from the configuration.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }

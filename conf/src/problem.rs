@@ -10,7 +10,11 @@ use serde_saphyr::{Location, Spanned};
 /// How bad a [`Problem`] is: errors stop the fleet from loading, warnings don't.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// The configuration cannot be used as it is.
     Error,
+    /// Loaded, but probably not what was meant (secrets in a file every
+    /// user can read, a snapshot of unknown format, a community list that
+    /// serves nobody).
     Warning,
 }
 
@@ -28,17 +32,17 @@ impl fmt::Display for Severity {
 /// `line` and `column` are 1-based; 0 means unknown (then `Display` omits them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file that holds the offending text: the main file or an
+    /// included one.
     pub file: PathBuf,
+    /// 1-based; 0: unknown.
     pub line: usize,
+    /// 1-based; 0: unknown.
     pub column: usize,
+    /// Whether the fleet still loads.
     pub severity: Severity,
+    /// What is wrong and, where it helps, what to write instead.
     pub message: String,
-}
-
-impl Problem {
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
 }
 
 impl fmt::Display for Problem {
