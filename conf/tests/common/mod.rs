@@ -2,6 +2,8 @@
 //! it, and helpers to look for problems.
 
 #![allow(dead_code)]
+// Fixtures may panic: a failed setup is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
