@@ -1,7 +1,7 @@
 //! `agentcluster status|start|stop|restart|reload|events`: the operator's
 //! side of the control socket. Finds the socket, sends one request, prints
 //! the answer for a person (or as JSON) and picks the exit code of
-//! INTERFACE.md.
+//! docs/cli.md.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -18,7 +18,7 @@ use agentcluster_supervisor::protocol::{
 
 use crate::{EXIT_RUNTIME, EXIT_USER, UserError};
 
-/// Exit code when the supervisor cannot be reached (INTERFACE.md).
+/// Exit code when the supervisor cannot be reached (docs/cli.md).
 const EXIT_UNREACHABLE: u8 = 3;
 
 /// How long to wait for an answer; a reload recompiles snapshots, so this

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit codes of INTERFACE.md.
+/// Exit codes (docs/cli.md).
 const EXIT_USER: u8 = 1;
 const EXIT_RUNTIME: u8 = 2;
 

@@ -1,4 +1,4 @@
-//! agentcluster fleet configuration: the YAML of INTERFACE.md parsed into raw
+//! agentcluster fleet configuration: the YAML of docs/configuration.md parsed into raw
 //! serde structs, then validated into the checked model (a [`Fleet`]),
 //! reporting every problem at once with file:line:column.
 //!

@@ -38,25 +38,25 @@ pub(crate) struct RawCluster {
     pub probe: Option<Spanned<RawProbe>>,
     pub snmp: Option<Spanned<RawClusterSnmp>>,
     pub etcd: Option<Spanned<RawEtcd>>,
-    /// `cluster.max_varbinds` (an addition to INTERFACE.md): most varbinds
+    /// `cluster.max_varbinds`: most varbinds
     /// one response may carry, GETBULK is cut there. Default 1000, at least
     /// 1; each agent may override it with its own `max_varbinds`.
     pub max_varbinds: Option<Spanned<UInt>>,
-    /// `cluster.user` and `cluster.group` (additions to INTERFACE.md): the
+    /// `cluster.user` and `cluster.group`: the
     /// account agent processes run as, a name or a numeric id. Checked to
     /// exist in /etc/passwd and /etc/group.
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
-    /// `cluster.memory_max` (an addition to INTERFACE.md): memory limit of
+    /// `cluster.memory_max`: memory limit of
     /// each agent process, a size (`64M`, `1.5GiB`, bytes); more than 0. No
     /// default (no limit); each agent may override it with its own
     /// `memory_max`.
     pub memory_max: Option<Spanned<String>>,
-    /// `cluster.max_response_bytes` (an addition to INTERFACE.md): the
+    /// `cluster.max_response_bytes`: the
     /// largest response datagram an agent sends, the amplification guard
     /// (a GETBULK is cut, tooBig past it). 484..=65507, default 65507.
     pub max_response_bytes: Option<Spanned<UInt>>,
-    /// `cluster.rate_limit` (an addition to INTERFACE.md): requests per
+    /// `cluster.rate_limit`: requests per
     /// second each agent accepts from one source address; off when absent.
     pub rate_limit: Option<Spanned<RawRateLimit>>,
 }

@@ -1,6 +1,6 @@
 //! The harnesses behind the fuzz targets: each takes the fuzzer's bytes and
 //! panics only when one of agentcluster's promises about bad input breaks
-//! (see DESIGN.md, "What bad input gets"): no panic, no unbounded
+//! (see docs/design.md, "What bad input gets"): no panic, no unbounded
 //! allocation, and for the responder, every answer a well-formed SNMP
 //! message within the size limits.
 

@@ -27,7 +27,7 @@ use crate::size::parse_size;
 
 const MAIN: FileId = 0;
 
-/// Defaults (INTERFACE.md is the reference).
+/// Defaults (docs/configuration.md lists them).
 mod default {
     use std::time::Duration;
     pub const START_TOKENS: u32 = 8;
