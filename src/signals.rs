@@ -2,6 +2,8 @@
 //! supervisor's shutdown token, SIGHUP a reload request. What a second
 //! stop signal does is decided in this one place.
 
+use std::time::Duration;
+
 use agentcluster_supervisor::Triggers;
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -10,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit status of a supervisor ended by a second stop signal.
 const EXIT_FORCED: i32 = 2;
+
+/// A stop signal this soon after the first is the same request, not a
+/// second one: coreutils' `timeout`, for one, signals both the child and
+/// its process group, and a terminal's Ctrl-C can reach us twice.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// Installs the handlers and returns what they trigger. Must be called
 /// inside the runtime.
@@ -25,8 +32,9 @@ pub fn install() -> anyhow::Result<Triggers> {
     Ok(Triggers { shutdown, reload })
 }
 
-/// SIGTERM or SIGINT starts the shutdown; a second one ends the process at
-/// once (agents die with it: PR_SET_PDEATHSIG). SIGHUP asks for a reload.
+/// SIGTERM or SIGINT starts the shutdown; another one more than [`GRACE`]
+/// later ends the process at once (agents die with it: PR_SET_PDEATHSIG).
+/// SIGHUP asks for a reload.
 async fn watch(
     mut term: Signal,
     mut int: Signal,
@@ -45,9 +53,16 @@ async fn watch(
     }
     tracing::info!("shutting down (a second signal exits at once)");
     shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let first = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if first.elapsed() > GRACE {
+            break;
+        }
+        tracing::info!("stop signal again within {GRACE:?} of the first: the same request");
     }
     tracing::warn!("second signal: exiting now");
     std::process::exit(EXIT_FORCED);
