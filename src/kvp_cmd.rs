@@ -39,7 +39,36 @@ pub fn run(command: KvpCommand) -> anyhow::Result<ExitCode> {
 fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let bytes = kvp::read_pool(&args.path)
         .map_err(|e| UserError(format!("cannot read {}: {e}", args.path.display())))?;
-    let pool = kvp::decode(&bytes);
+    let mut pool = kvp::decode(&bytes);
+    let path = args.path.display();
+    // A file whose whole records all break the layout (or that has none)
+    // is something else: say so instead of "decoding" it.
+    if pool.malformed.len() == pool.records.len() && (pool.trailing > 0 || !pool.records.is_empty())
+    {
+        let why = match pool.malformed.first() {
+            Some((_, why)) => format!("its first record is not a KVP record: {why}"),
+            None => format!(
+                "{} bytes, less than one {}-byte record",
+                pool.trailing,
+                kvp::RECORD_SIZE
+            ),
+        };
+        return Err(UserError(format!("{path} is not a KVP pool: {why}")).into());
+    }
+    for (i, why) in &pool.malformed {
+        eprintln!(
+            "agentcluster: {path}: record {} (bytes {}..{}) is damaged and not shown: {why}",
+            i + 1,
+            i * kvp::RECORD_SIZE,
+            (i + 1) * kvp::RECORD_SIZE
+        );
+    }
+    let damaged: Vec<usize> = pool.malformed.iter().map(|(i, _)| *i).collect();
+    let mut index = 0;
+    pool.records.retain(|_| {
+        index += 1;
+        !damaged.contains(&(index - 1))
+    });
     let entries = if args.reassemble {
         kvp::reassemble(&pool.records)
     } else {
@@ -72,15 +101,13 @@ fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let _ = out.flush();
     for e in entries.iter().filter(|e| !e.complete) {
         eprintln!(
-            "agentcluster: {}: {}: a slice whose other parts are missing",
-            args.path.display(),
+            "agentcluster: {path}: {}: a slice whose other parts are missing",
             one_line(&e.key)
         );
     }
     if pool.trailing > 0 {
         eprintln!(
-            "agentcluster: {}: the last record is truncated ({} of {} bytes): a write cut short, or not a KVP pool",
-            args.path.display(),
+            "agentcluster: {path}: the last record is truncated ({} of {} bytes): a write cut short, or not a KVP pool",
             pool.trailing,
             kvp::RECORD_SIZE
         );

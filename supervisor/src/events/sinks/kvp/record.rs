@@ -67,6 +67,28 @@ pub struct Pool {
     pub records: Vec<Record>,
     /// Bytes after the last whole record: a write cut short, or not a pool.
     pub trailing: usize,
+    /// Records that break the layout, by index, with what is wrong: a file
+    /// with any is not a KVP pool (or a damaged one).
+    pub malformed: Vec<(usize, &'static str)>,
+}
+
+/// What is wrong with a record's layout, if anything: each field is text
+/// up to a NUL and NULs after it, and a record has a key.
+fn malformed(record: &[u8]) -> Option<&'static str> {
+    let (key, value) = record.split_at(KEY_SIZE);
+    let padded = |f: &[u8]| match f.iter().position(|&b| b == 0) {
+        Some(end) => f[end..].iter().all(|&b| b == 0),
+        None => false,
+    };
+    if !padded(key) {
+        Some("its key is not NUL-terminated text with NUL padding")
+    } else if !padded(value) {
+        Some("its value is not NUL-terminated text with NUL padding")
+    } else if key[0] == 0 && value[0] != 0 {
+        Some("it has a value but no key")
+    } else {
+        None
+    }
 }
 
 /// A NUL-padded field as text: up to the first NUL, invalid UTF-8 replaced.
@@ -79,13 +101,24 @@ fn field(bytes: &[u8]) -> String {
 pub fn decode(bytes: &[u8]) -> Pool {
     let chunks = bytes.chunks_exact(RECORD_SIZE);
     let trailing = chunks.remainder().len();
+    let mut malformed_records = Vec::new();
     let records = chunks
-        .map(|r| Record {
-            key: field(&r[..KEY_SIZE]),
-            value: field(&r[KEY_SIZE..]),
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some(why) = malformed(r) {
+                malformed_records.push((i, why));
+            }
+            Record {
+                key: field(&r[..KEY_SIZE]),
+                value: field(&r[KEY_SIZE..]),
+            }
         })
         .collect();
-    Pool { records, trailing }
+    Pool {
+        records,
+        trailing,
+        malformed: malformed_records,
+    }
 }
 
 /// Reads a pool file under shared locks (the same two the writers take), so
@@ -159,6 +192,35 @@ mod tests {
         let mut bad = encode_record("k", "");
         bad[KEY_SIZE] = 0xff;
         assert_eq!(decode(&bad).records[0].value, "\u{fffd}");
+        assert!(decode(&pool).malformed.is_empty());
+    }
+
+    #[test]
+    fn decode_names_records_that_break_the_layout() {
+        // Text is no pool: no NUL ends its "key".
+        let text = "1.3.6.1.2.1.1.1.0|4|a line of a snapshot\n".repeat(100);
+        let p = decode(text.as_bytes());
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(
+            p.malformed,
+            [(0, "its key is not NUL-terminated text with NUL padding")]
+        );
+        // Bytes after the end of a field.
+        let mut junk = encode_record("a", "1");
+        junk[KEY_SIZE + 100] = b'x';
+        let mut keyless = encode_record("", "orphan value");
+        keyless.extend(encode_record("b", "2"));
+        junk.extend(keyless);
+        let p = decode(&junk);
+        assert_eq!(
+            p.malformed,
+            [
+                (0, "its value is not NUL-terminated text with NUL padding"),
+                (1, "it has a value but no key")
+            ]
+        );
+        // An all-NUL record is an empty slot, not damage.
+        assert!(decode(&vec![0; RECORD_SIZE]).malformed.is_empty());
     }
 
     #[test]
