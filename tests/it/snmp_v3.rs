@@ -8,18 +8,16 @@
 //! every failure a manager can see, contexts, security levels and the
 //! per-user write flag.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::walk::{snapshot_map, walk_map};
+use crate::harness::{Fleet, agentcluster, free_port, mib, snmp, snmp_ok};
 use agentcluster_agent::engine::derive_engine_id;
 use agentcluster_agent::value::{Oid, Value};
-use common::walk::{snapshot_map, walk_map};
-use common::{Fleet, agentcluster, free_port, mib, snmp, snmp_ok};
 use serde_json::Value as Json;
 
 /// (YAML name, net-snmp `-a` name, pysnmp name).
@@ -188,7 +186,7 @@ fn agent_yaml(name: &str, port: u16, data: &Path, extra: &str, users: &str) -> S
 
 #[test]
 fn net_snmp_interop_matrix() {
-    let files = common::tempdir();
+    let files = crate::harness::tempdir();
     let small = small_snapshot(files.path());
     let port = free_port();
     let _fleet = Fleet::start(&format!(
@@ -332,7 +330,7 @@ fn engine_of(target: &str) -> (String, u32) {
 
 #[test]
 fn engine_ids_discovery_and_boots_across_a_restart() {
-    let files = common::tempdir();
+    let files = crate::harness::tempdir();
     let small = small_snapshot(files.path());
     let (p1, p2) = (free_port(), free_port());
     let users = user_yaml("plain", None, None, false)
@@ -392,7 +390,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn failures_seen_by_net_snmp_and_counted() {
-    let files = common::tempdir();
+    let files = crate::harness::tempdir();
     let small = small_snapshot(files.path());
     let ups = ups_snapshot(files.path());
     let port = free_port();
@@ -561,7 +559,7 @@ fn pysnmp_interop_matrix_with_3des_and_both_aes_extensions() {
         );
         return;
     };
-    let files = common::tempdir();
+    let files = crate::harness::tempdir();
     let small = small_snapshot(files.path());
     let port = free_port();
     let _fleet = Fleet::start(&format!(

@@ -9,15 +9,13 @@
 //! of the supervisor's agent (whose table follows the status within about a
 //! second), never on fixed sleeps.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::harness::trapd::Trapd;
+use crate::harness::{BIN, Fleet, agentcluster, free_port, mib, snmp_ok};
 use agentcluster_conf::DEFAULT_MIB_ROOT;
-use common::trapd::Trapd;
-use common::{BIN, Fleet, agentcluster, free_port, mib, snmp_ok};
 use serde_json::Value as Json;
 
 /// The default MIB root, dotted with a leading dot, as snmptrapd logs it.
@@ -156,7 +154,7 @@ agents:
 fn run_supervisor(config: &Path) -> Fleet {
     let mut cmd = Command::new(BIN);
     cmd.arg("run").arg("-c").arg(config);
-    Fleet::spawn(cmd, common::tempdir())
+    Fleet::spawn(cmd, crate::harness::tempdir())
 }
 
 /// (notification number, acNotifySeq, sysUpTime) of a logged line.
@@ -188,7 +186,7 @@ fn pending_files(state: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn informs_to_a_target_that_is_down_all_arrive_even_across_a_restart() {
-    let dir = common::tempdir();
+    let dir = crate::harness::tempdir();
     let state = dir.path().join("state");
     let control = dir.path().join("control.sock").display().to_string();
     let target_port = free_port();

@@ -4,13 +4,11 @@
 //! most verbose level), events, the KVP pool or `status`. A configuration
 //! file holding secrets that every user can read gets a warning.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Fleet, agentcluster, free_ports, mib, snmp_ok};
+use crate::harness::{Fleet, agentcluster, free_ports, mib, snmp_ok};
 use serde_json::Value as Json;
 
 const COMMUNITY: &str = "c0mmunity-Sekret";
@@ -65,7 +63,7 @@ agents:
 
 #[test]
 fn a_readable_file_with_secrets_gets_a_warning() {
-    let dir = common::tempdir();
+    let dir = crate::harness::tempdir();
     let ports = free_ports(3);
     let path = dir.path().join("fleet.yaml");
     std::fs::write(&path, fleet_yaml(&ports, &dir.path().join("kvp"))).unwrap();
@@ -103,7 +101,7 @@ fn a_readable_file_with_secrets_gets_a_warning() {
 #[test]
 fn secrets_appear_in_no_log_event_status_argument_or_environment() {
     let ports = free_ports(3);
-    let kvp_dir = common::tempdir();
+    let kvp_dir = crate::harness::tempdir();
     let kvp = kvp_dir.path().join("kvp_pool");
     // The most verbose logs, as JSON (every field).
     let fleet = Fleet::start_args(

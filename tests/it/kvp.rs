@@ -2,11 +2,9 @@
 //! of our own here (the layout cloud-init and hv_kvp_daemon use: records of
 //! a 512-byte key and a 2048-byte value, NUL-padded), not the library's.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Fleet, agentcluster, free_port, mib, tempdir};
+use crate::harness::{Fleet, agentcluster, free_port, mib, tempdir};
 use serde_json::Value as Json;
 
 const KEY: usize = 512;

@@ -3,13 +3,11 @@
 //! kernel holds until the restarted agent reads it) or bounded polls of
 //! `status`, never fixed sleeps.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::harness::{Fleet, agentcluster, free_port, free_ports, mib, snmp, snmp_ok};
 use agentcluster_bench::procs;
-use common::{Fleet, agentcluster, free_port, free_ports, mib, snmp, snmp_ok};
 use serde_json::Value as Json;
 
 fn agents_yaml(names: &[(&str, u16)]) -> String {
@@ -574,7 +572,7 @@ fn start_with_agent_exe(yaml: &str, exe: &str) -> Fleet {
 
 #[test]
 fn the_handshake_rejects_garbage_early_close_and_silence() {
-    let scripts = common::tempdir();
+    let scripts = crate::harness::tempdir();
     let cases = [
         ("garbage", "printf 'GARBAGE-GARBAGE-GARBAGE' >&3; sleep 30"),
         ("close", "exec 3>&-; sleep 30"),
@@ -607,7 +605,7 @@ fn the_handshake_rejects_garbage_early_close_and_silence() {
 
 #[test]
 fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
-    let scripts = common::tempdir();
+    let scripts = crate::harness::tempdir();
     let exe = fake_agent(scripts.path(), "crash", "exit 3");
     let port = free_port();
     let fleet = Fleet::start_with(
@@ -649,7 +647,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
 #[test]
 fn an_agent_program_that_cannot_run_fails_its_start_and_is_reaped() {
     use std::os::unix::fs::PermissionsExt;
-    let scripts = common::tempdir();
+    let scripts = crate::harness::tempdir();
     let exe = fake_agent(scripts.path(), "not-executable", "exit 0");
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
     let port = free_port();
@@ -778,7 +776,7 @@ fn reload_changes_only_what_changed() {
 #[test]
 fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     let port = free_port();
-    let dir = common::tempdir();
+    let dir = crate::harness::tempdir();
     let snap = dir.path().join("dev.snmprec");
     std::fs::write(
         &snap,
@@ -841,7 +839,7 @@ fn an_agent_over_its_memory_limit_is_replaced() {
 #[test]
 fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
     // Completes the handshake and heartbeats, but never reads its socket.
-    let scripts = common::tempdir();
+    let scripts = crate::harness::tempdir();
     let exe = fake_agent(
         scripts.path(),
         "mute.py",
@@ -978,7 +976,7 @@ fn a_thousand_agent_processes_start_and_all_answer() {
 fn systemd_hears_ready_status_watchdog_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let port = free_port();
-    let dir = common::tempdir();
+    let dir = crate::harness::tempdir();
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -1017,7 +1015,7 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
 
 #[test]
 fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
-    let trapd = common::trapd::Trapd::start("authCommunity log public\n");
+    let trapd = crate::harness::trapd::Trapd::start("authCommunity log public\n");
     let port = free_port();
     let yaml = format!(
         "events:\n  notify:\n    - {{ target: \"127.0.0.1:{}\", version: 2c, community: public, type: trap }}\n{}",
@@ -1052,7 +1050,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let bulk = common::GETBULK_200;
+    let bulk = crate::harness::GETBULK_200;
     // (size of one answer, answers to a burst of 40)
     let probe = || {
         let mut buf = [0u8; 65_536];

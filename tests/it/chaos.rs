@@ -23,18 +23,16 @@
 //! The pacing of the faults is the point of this test, so the chaos loop
 //! sleeps between them; every wait for the fleet is a bounded poll.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::harness::{Fleet, Rng, free_ports};
 use agentcluster_bench::client::Client;
 use agentcluster_bench::procs::{self, Signal};
 use agentcluster_bench::snmp::{self, Expect, Op, Request, Security};
 use agentcluster_bench::{ber, load};
-use common::{Fleet, Rng, free_ports};
 use serde_json::Value as Json;
 
 const AGENTS: usize = 100;
@@ -172,7 +170,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
     let mut rng = Rng(seed);
 
     // --- the fleet: one snapshot file per agent --------------------------
-    let data = common::tempdir();
+    let data = crate::harness::tempdir();
     let ports = free_ports(AGENTS);
     let paths: Vec<PathBuf> = (0..AGENTS)
         .map(|i| data.path().join(format!("{}.snmprec", name(i))))

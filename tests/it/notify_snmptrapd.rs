@@ -14,9 +14,7 @@ use agentcluster_agent::notify::{
 use agentcluster_agent::usm::{AuthProtocol, PrivProtocol};
 use agentcluster_agent::value::Value;
 
-mod common;
-
-use common::trapd::Trapd;
+use crate::harness::trapd::Trapd;
 
 /// Our engine ID, as snmptrapd's `createUser -e` is told.
 const ENGINE: &str = "80001f880574726170746573";

@@ -8,8 +8,6 @@
 //! bounded polls of `status` and of the pool; the sleeps are the random
 //! moments of the kills themselves.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -20,10 +18,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::harness::trapd::Trapd;
+use crate::harness::{BIN, Rng, agentcluster, free_port, free_ports, mib, snmp, tempdir};
 use agentcluster_conf::DEFAULT_MIB_ROOT;
 use agentcluster_supervisor::traps::crc32;
-use common::trapd::Trapd;
-use common::{BIN, Rng, agentcluster, free_port, free_ports, mib, snmp, tempdir};
 use serde_json::Value as Json;
 
 /// How long a (re)started supervisor may take to print its ready line.

@@ -2,14 +2,12 @@
 //! `--filter`, `--json`, and `--follow` seeing a restart as it happens
 //! (waiting on the follower's lines, never on sleeps).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{BIN, Fleet, agentcluster, free_port, mib};
+use crate::harness::{BIN, Fleet, agentcluster, free_port, mib};
 use serde_json::Value as Json;
 
 fn fleet(names: &[&str]) -> Fleet {

@@ -1,12 +1,10 @@
 //! The command line: `check`, `snapshot …`, startup errors, the default
 //! fleet. Each test runs the real binary.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::process::Command;
 
-use common::{Fleet, agentcluster, free_port, mib, snmp_ok};
+use crate::harness::{Fleet, agentcluster, free_port, mib, snmp_ok};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -85,7 +83,13 @@ fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
     )
     .unwrap();
     let out = Command::new("timeout")
-        .args(["60", common::BIN, "run", "-c", path.to_str().unwrap()])
+        .args([
+            "60",
+            crate::harness::BIN,
+            "run",
+            "-c",
+            path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let t = text(&out);
@@ -156,7 +160,7 @@ fn snapshot_convert_round_trips_and_sort_dedups() {
 #[test]
 fn default_fleet_runs_and_prints_how_to_query_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = Command::new(crate::harness::BIN);
     cmd.arg("run")
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
         .env("XDG_STATE_HOME", dir.path().join("state"))
@@ -190,7 +194,7 @@ fn default_fleet_runs_and_prints_how_to_query_it() {
 /// the same agents packed 2,000 per process no longer need that memory.
 #[test]
 fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
-    let dir = common::tempdir();
+    let dir = crate::harness::tempdir();
     let snap = mib("linux-host.snmprec");
     let fleet = |per: u32| {
         let mut y = format!(

@@ -3,15 +3,13 @@
 //! the snapshot they serve (net-snmp's output is read back with our own
 //! `.snmpwalk` parser, an independent path from the `.snmprec` one).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use crate::harness::walk::{snapshot_map, walk_map};
+use crate::harness::{Fleet, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok};
 use agentcluster_agent::value::{Oid, Value};
-use common::walk::{snapshot_map, walk_map};
-use common::{Fleet, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok};
 
 /// Objects the agent serves live, whose values differ from any recording.
 fn is_live(oid: &[u32]) -> bool {
@@ -345,7 +343,7 @@ fn the_response_size_limit_and_the_per_source_rate_limit_reach_the_agents() {
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     // GETBULK for 200 repetitions of the whole tree: cut to 1200 bytes.
-    let bulk = common::GETBULK_200;
+    let bulk = crate::harness::GETBULK_200;
     sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 65_536];
     let (n, _) = sock.recv_from(&mut buf).expect("an answer");
