@@ -28,12 +28,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Fleet, Rng, free_ports};
-use agentcluster_bench::client::Client;
-use agentcluster_bench::procs::{self, Signal};
-use agentcluster_bench::snmp::{self, Expect, Op, Request, Security};
-use agentcluster_bench::{ber, load};
 use serde_json::Value as Json;
+
+use crate::harness::imports::snmp::{self, Expect, Op, Request, Security};
+use crate::harness::imports::{Client, Signal, ber, load, procs};
+use crate::harness::{Fleet, Rng, alone, free_ports, tempdir};
 
 const AGENTS: usize = 100;
 /// What the load asks every agent: sysName.0, the same in every snapshot
@@ -120,16 +119,6 @@ fn by_name(s: &[Json]) -> HashMap<String, &Json> {
         .collect()
 }
 
-/// Every event in the supervisor's ring, in order.
-fn events(fleet: &Fleet) -> Vec<Json> {
-    let all = fleet.event_records();
-    assert!(
-        all.iter().all(|e| e.get("gap").is_none()),
-        "the event ring lost events: the checks below need all of them"
-    );
-    all.into_iter().filter(|e| e.get("seq").is_some()).collect()
-}
-
 fn write_snapshot(path: &Path, text: &str, in_place: bool) {
     if in_place {
         std::fs::write(path, text).expect("rewrite snapshot in place");
@@ -157,20 +146,13 @@ fn strings(varbinds: &[u8]) -> Vec<String> {
 
 #[test]
 fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
-    let seed = env_u64("AGENTCLUSTER_CHAOS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(7)
-    });
+    let _alone = alone();
     let seconds = env_u64("AGENTCLUSTER_CHAOS_SECONDS").unwrap_or(60);
-    eprintln!(
-        "chaos: seed {seed}, {seconds} s (rerun with AGENTCLUSTER_CHAOS_SEED={seed} AGENTCLUSTER_CHAOS_SECONDS={seconds})"
-    );
-    let mut rng = Rng(seed);
+    eprintln!("chaos: {seconds} s (AGENTCLUSTER_CHAOS_SECONDS={seconds})");
+    let mut rng = Rng::from_env("AGENTCLUSTER_CHAOS_SEED", "chaos");
 
     // --- the fleet: one snapshot file per agent --------------------------
-    let data = crate::harness::tempdir();
+    let data = tempdir();
     let ports = free_ports(AGENTS);
     let paths: Vec<PathBuf> = (0..AGENTS)
         .map(|i| data.path().join(format!("{}.snmprec", name(i))))
@@ -374,7 +356,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (s, e) = loop {
         let s = fleet.status();
-        let e = events(&fleet);
+        let e = fleet.events();
         let ready = |agent: &str| {
             e.iter()
                 .filter(|x| x["agent"] == agent && x["event"] == "ready")

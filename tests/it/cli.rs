@@ -4,19 +4,12 @@
 use std::net::UdpSocket;
 use std::process::Command;
 
-use crate::harness::{Fleet, agentcluster, free_port, mib, snmp_ok};
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::harness::imports::snapshot;
+use crate::harness::{BIN, Fleet, agentcluster, free_port, mib, snmp_ok, tempdir, text};
 
 #[test]
 fn check_reports_every_problem_with_its_location() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let path = dir.path().join("bad.yaml");
     let snap = mib("linux-host.snmprec");
     std::fs::write(
@@ -70,7 +63,7 @@ fn check_reports_every_problem_with_its_location() {
 fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
     let port = free_port();
     let _holder = UdpSocket::bind(("127.0.0.1", port)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let path = dir.path().join("fleet.yaml");
     std::fs::write(
         &path,
@@ -83,13 +76,7 @@ fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
     )
     .unwrap();
     let out = Command::new("timeout")
-        .args([
-            "60",
-            crate::harness::BIN,
-            "run",
-            "-c",
-            path.to_str().unwrap(),
-        ])
+        .args(["60", BIN, "run", "-c", path.to_str().unwrap()])
         .output()
         .unwrap();
     let t = text(&out);
@@ -101,7 +88,7 @@ fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
 
 #[test]
 fn snapshot_convert_round_trips_and_sort_dedups() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let walk = dir.path().join("host.snmpwalk");
     let back = dir.path().join("host.snmprec");
     let src = mib("linux-host.snmprec");
@@ -115,8 +102,8 @@ fn snapshot_convert_round_trips_and_sort_dedups() {
         ]);
         assert!(out.status.success(), "{}", text(&out));
     }
-    let a = agentcluster_agent::snapshot::load(&src).unwrap();
-    let b = agentcluster_agent::snapshot::load(&back).unwrap();
+    let a = snapshot::load(&src).unwrap();
+    let b = snapshot::load(&back).unwrap();
     assert_eq!(a.records.len(), b.records.len());
     for (x, y) in a.records.iter().zip(&b.records) {
         assert_eq!((&x.oid, &x.value), (&y.oid, &y.value));
@@ -159,8 +146,8 @@ fn snapshot_convert_round_trips_and_sort_dedups() {
 /// that uses them.
 #[test]
 fn default_fleet_runs_and_prints_how_to_query_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(crate::harness::BIN);
+    let dir = tempdir();
+    let mut cmd = Command::new(BIN);
     cmd.arg("run")
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
         .env("XDG_STATE_HOME", dir.path().join("state"))
@@ -194,7 +181,7 @@ fn default_fleet_runs_and_prints_how_to_query_it() {
 /// the same agents packed 2,000 per process no longer need that memory.
 #[test]
 fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
-    let dir = crate::harness::tempdir();
+    let dir = tempdir();
     let snap = mib("linux-host.snmprec");
     let fleet = |per: u32| {
         let mut y = format!(

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentcluster");
+use crate::harness::{BIN, tempdir};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -26,7 +26,7 @@ fn status_without_a_supervisor_exits_3_naming_the_socket() {
 
 #[test]
 fn every_operator_command_exits_3_on_a_stale_socket() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = tempdir();
     let path = dir.path().join("control.sock");
     // a socket file nobody listens on: connection refused
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));

@@ -9,159 +9,21 @@
 //! moments of the kills themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::trapd::Trapd;
-use crate::harness::{BIN, Rng, agentcluster, free_port, free_ports, mib, snmp, tempdir};
-use agentcluster_conf::DEFAULT_MIB_ROOT;
-use agentcluster_supervisor::traps::crc32;
 use serde_json::Value as Json;
 
-/// How long a (re)started supervisor may take to print its ready line.
-const READY_WITHIN: Duration = Duration::from_secs(30);
-
-// ---- randomness --------------------------------------------------------------
-
-impl Rng {
-    /// Seeded from `CRASH_SEED`, else from the clock; prints the seed.
-    fn seeded(test: &str) -> Rng {
-        let seed = std::env::var("CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos() as u64
-            });
-        eprintln!("{test}: seed {seed} (repeat with CRASH_SEED={seed})");
-        Rng(seed)
-    }
-
-    /// A duration in `[lo, hi)` milliseconds.
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
-
-// ---- the supervisor as a process ---------------------------------------------
-
-/// `agentcluster run -c CONFIG`, killed (SIGKILL) when dropped.
-struct Supervisor {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Supervisor {
-    fn spawn(config: &Path) -> Supervisor {
-        let mut child = Command::new(BIN)
-            .arg("run")
-            .arg("-c")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn agentcluster");
-        let out = child.stdout.take().expect("stdout");
-        let err = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Supervisor {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the last line of the ready block; false when the process
-    /// ends or `within` passes first.
-    fn wait_ready(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line == "Stop with Ctrl-C." => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn assert_ready(&self, what: &str) {
-        assert!(
-            self.wait_ready(READY_WITHIN),
-            "{what}: the supervisor did not become ready; its log ends with:\n{}",
-            self.log_tail()
-        );
-    }
-
-    /// The last lines of its log, for failure messages.
-    fn log_tail(&self) -> String {
-        let s = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then its exit status (SIGKILL after 20 s).
-    fn stop(mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                self.kill9();
-                panic!("the supervisor did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal, crc32};
+use crate::harness::trapd::Trapd;
+use crate::harness::{
+    Process, Rng, agentcluster, alone, free_port, free_ports, kill, mib, snmp, status, tempdir,
+};
 
 /// Waits until every agent port can be bound again: the agent processes of
 /// a killed supervisor are gone (PR_SET_PDEATHSIG), so the next one can bind.
@@ -259,14 +121,6 @@ impl Drop for Churn {
             let _ = t.join();
         }
     }
-}
-
-fn status(control: &str) -> Option<Vec<Json>> {
-    let out = agentcluster(&["status", "--json", "--control", control]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 // ---- what a thread of the supervisor is doing ----------------------------------
@@ -542,11 +396,12 @@ fn wait_mid_rewrite(pool: &Path, limit: Duration) -> bool {
 /// clean stop.
 #[test]
 fn kvp_pool_is_whole_after_kill9_mid_write() {
+    let _alone = alone();
     const AGENTS: usize = 10;
     const MAX_RECORDS: usize = 800;
     const ITERATIONS: usize = 24;
     const BUDGET: Duration = Duration::from_secs(30);
-    let mut rng = Rng::seeded("kvp");
+    let mut rng = Rng::from_env("CRASH_SEED", "kvp");
     let dir = tempdir();
     let pool = dir.path().join("kvp_pool_1");
     let planted: Vec<u8> = FOREIGN
@@ -574,7 +429,7 @@ fn kvp_pool_is_whole_after_kill9_mid_write() {
     let mut restarts = 0;
     let mut max_len = 0;
     while kills < ITERATIONS && begun.elapsed() < BUDGET {
-        let mut sup = Supervisor::spawn(&config);
+        let mut sup = Process::run(&config);
         let what = format!("run {kills}");
         let mut churn = None;
         let writer;
@@ -582,13 +437,13 @@ fn kvp_pool_is_whole_after_kill9_mid_write() {
             // During the start: the first write of a run (which checks
             // the pool) and the starting/ready events.
             early += 1;
-            std::thread::sleep(rng.ms(0, 600));
+            std::thread::sleep(rng.millis(0, 600));
             writer = thread_of(sup.pid(), "kvp-writer");
         } else {
             sup.assert_ready(&what);
             assert_clean_after_restart(&pool, sup.pid(), MAX_RECORDS, &what);
             churn = Some(Churn::start(control.clone(), Duration::from_millis(150)));
-            std::thread::sleep(rng.ms(100, 700));
+            std::thread::sleep(rng.millis(100, 700));
             writer = thread_of(sup.pid(), "kvp-writer");
             if rng.below(3) > 0 {
                 aimed += 1;
@@ -596,7 +451,7 @@ fn kvp_pool_is_whole_after_kill9_mid_write() {
             }
         }
         let doing = writer.as_deref().map(syscall_of).unwrap_or_default();
-        sup.kill9();
+        sup.kill();
         kills += 1;
         match doing.as_str() {
             SYS_PWRITE64 => in_pwrite += 1,
@@ -636,10 +491,10 @@ fn kvp_pool_is_whole_after_kill9_mid_write() {
     }
 
     // The last start on the pool left by the last kill, then a clean stop.
-    let sup = Supervisor::spawn(&config);
+    let sup = Process::run(&config);
     sup.assert_ready("last run");
     assert_clean_after_restart(&pool, sup.pid(), MAX_RECORDS, "last run");
-    let status = sup.stop();
+    let (status, _) = sup.stop();
     assert!(status.success(), "last run: {status:?}");
     let state = inspect_pool(&std::fs::read(&pool).expect("read the pool"));
     assert_eq!(state.partial, 0, "{state:?}");
@@ -728,15 +583,15 @@ fn tmp_stamps(paths: &[PathBuf]) -> HashSet<(PathBuf, u64, i64, i64)> {
 
 /// (pid, snmpEngineBoots) of a running agent, the pid checked on both
 /// sides of the query (so both belong to one process).
-fn observe(control: &str, name: &str, port: u16) -> (i64, u32) {
+fn observe(control: &str, name: &str, port: u16) -> (u32, u32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let pid_now = || {
-            status(control).and_then(|s| {
-                s.iter()
-                    .find(|a| a["name"] == name && a["state"] == "running")
-                    .and_then(|a| a["pid"].as_i64())
-            })
+            status(control)
+                .iter()
+                .find(|a| a["name"] == name && a["state"] == "running")
+                .and_then(|a| a["pid"].as_u64())
+                .and_then(|p| u32::try_from(p).ok())
         };
         if let Some(pid) = pid_now()
             && let Some(boots) = engine_boots(port)
@@ -767,10 +622,11 @@ fn observe(control: &str, name: &str, port: u16) -> (i64, u32) {
 /// never go backwards and never repeat.
 #[test]
 fn engine_boots_only_grow_across_kill9() {
+    let _alone = alone();
     const AGENTS: usize = 12;
     const ITERATIONS: usize = 25;
     const BUDGET: Duration = Duration::from_secs(40);
-    let mut rng = Rng::seeded("boots");
+    let mut rng = Rng::from_env("CRASH_SEED", "boots");
     let dir = tempdir();
     let state_dir = dir.path().join("state");
     let ports = free_ports(AGENTS);
@@ -788,14 +644,14 @@ fn engine_boots_only_grow_across_kill9() {
     let name = |i: usize| format!("v3-{i}");
 
     // Per agent: the last process observed and its boots.
-    let mut last: HashMap<String, (i64, u32)> = HashMap::new();
+    let mut last: HashMap<String, (u32, u32)> = HashMap::new();
     let mut files: BTreeMap<String, u32> = BTreeMap::new();
     let begun = Instant::now();
     let (mut kills, mut early, mut aimed, mut tmp_left, mut agent_kills, mut observed) =
         (0, 0, 0, 0, 0, 0);
     // `before`: the boots files when this supervisor started; each of the
     // agent's processes until then had at most that.
-    let mut check = |name: &str, (pid, boots): (i64, u32), before: &BTreeMap<String, u32>| {
+    let mut check = |name: &str, (pid, boots): (u32, u32), before: &BTreeMap<String, u32>| {
         let floor = before.get(name).copied().unwrap_or(0);
         match last.get(name) {
             Some(&(p, b)) if p == pid => assert_eq!(b, boots, "{name} pid {pid}: boots changed"),
@@ -815,7 +671,7 @@ fn engine_boots_only_grow_across_kill9() {
         let what = format!("run {kills}");
         let (before, tmps) = boots_files(&state_dir, &what);
         let old_tmp = tmp_stamps(&tmps);
-        let mut sup = Supervisor::spawn(&config);
+        let mut sup = Process::run(&config);
         match rng.below(3) {
             0 => {
                 early += 1;
@@ -833,7 +689,7 @@ fn engine_boots_only_grow_across_kill9() {
                         std::thread::yield_now();
                     }
                 } else {
-                    std::thread::sleep(rng.ms(0, 500));
+                    std::thread::sleep(rng.millis(0, 500));
                 }
             }
             mode => {
@@ -849,13 +705,11 @@ fn engine_boots_only_grow_across_kill9() {
                     observed += 1;
                     check(&name(i), seen, &before);
                     let pid = seen.0;
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
+                    kill(pid, Signal::SIGKILL);
                     agent_kills += 1;
                     if mode == 1 {
                         // Kill the supervisor while it restarts that agent.
-                        std::thread::sleep(rng.ms(0, 30));
+                        std::thread::sleep(rng.millis(0, 30));
                         break;
                     }
                     let deadline = Instant::now() + Duration::from_secs(20);
@@ -871,11 +725,11 @@ fn engine_boots_only_grow_across_kill9() {
                     check(&name(i), seen, &before);
                 }
                 if mode == 2 {
-                    std::thread::sleep(rng.ms(0, 200));
+                    std::thread::sleep(rng.millis(0, 200));
                 }
             }
         }
-        sup.kill9();
+        sup.kill();
         kills += 1;
         let (after, tmps) = boots_files(&state_dir, &what);
         tmp_left += usize::from(tmp_stamps(&tmps).difference(&old_tmp).next().is_some());
@@ -891,13 +745,13 @@ fn engine_boots_only_grow_across_kill9() {
     }
 
     // A last start: every agent answers above everything before.
-    let sup = Supervisor::spawn(&config);
+    let sup = Process::run(&config);
     sup.assert_ready("last run");
     for (i, port) in ports.iter().enumerate() {
         observed += 1;
         check(&name(i), observe(&control, &name(i), *port), &files);
     }
-    let status = sup.stop();
+    let (status, _) = sup.stop();
     assert!(status.success(), "last run: {status:?}");
     let (after, _) = boots_files(&state_dir, "after the last run");
     eprintln!(
@@ -1041,10 +895,11 @@ fn notified(line: &str) -> Option<(String, u64)> {
 /// round nor behind the other sinks.
 #[test]
 fn spooled_informs_survive_kill9_and_all_arrive() {
+    let _alone = alone();
     const AGENTS: usize = 5;
     const RUNS: usize = 14;
     const BUDGET: Duration = Duration::from_secs(35);
-    let mut rng = Rng::seeded("informs");
+    let mut rng = Rng::from_env("CRASH_SEED", "informs");
     let dir = tempdir();
     let state_dir = dir.path().join("state");
     let pool = dir.path().join("kvp_pool_1");
@@ -1068,7 +923,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
         let node = format!("run-{runs}");
         let config = write_config(dir.path(), &node, "", &format!("{events}{agents}"));
         let old_tmp = tmp_stamps(&read_spool(&state_dir).tmp);
-        let mut sup = Supervisor::spawn(&config);
+        let mut sup = Process::run(&config);
         let mut churn = None;
         if rng.below(3) == 0 {
             early += 1;
@@ -1083,15 +938,15 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
                     std::thread::yield_now();
                 }
             } else {
-                std::thread::sleep(rng.ms(0, 800));
+                std::thread::sleep(rng.millis(0, 800));
             }
         } else {
             sup.assert_ready(&node);
             churn = Some(Churn::start(control.clone(), Duration::from_millis(300)));
-            std::thread::sleep(rng.ms(200, 1800));
+            std::thread::sleep(rng.millis(200, 1800));
         }
         let killed_at = SystemTime::now();
-        sup.kill9();
+        sup.kill();
         drop(churn);
         runs += 1;
 
@@ -1132,7 +987,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
     // The target comes up; the next supervisor sends what was kept.
     let trapd = Trapd::start_on("authCommunity log public\n", target);
     let config = write_config(dir.path(), "final", "", &format!("{events}{agents}"));
-    let sup = Supervisor::spawn(&config);
+    let sup = Process::run(&config);
     sup.assert_ready("final run");
     let mut arrived: HashMap<(String, u64), usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -1173,7 +1028,7 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = sup.stop();
+    let (status, _) = sup.stop();
     assert!(status.success(), "final run: {status:?}");
     let repeats: usize = arrived.values().map(|n| n - 1).sum();
     eprintln!(

@@ -2,13 +2,11 @@
 //! `--filter`, `--json`, and `--follow` seeing a restart as it happens
 //! (waiting on the follower's lines, never on sleeps).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use crate::harness::{BIN, Fleet, agentcluster, free_port, mib};
 use serde_json::Value as Json;
+
+use crate::harness::{BIN, Fleet, Process, WAIT, agentcluster, free_port, mib};
 
 fn fleet(names: &[&str]) -> Fleet {
     let mut y = String::from("agents:\n");
@@ -95,16 +93,6 @@ fn a_bad_filter_is_a_user_error_told_before_connecting() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 }
 
-/// A follower process, killed when the test ends.
-struct Follower(Child);
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn follow_prints_a_restart_as_it_happens() {
     let fleet = fleet(&["dev-a", "dev-b"]);
@@ -113,40 +101,31 @@ fn follow_prints_a_restart_as_it_happens() {
         .last()
         .and_then(|e| e["seq"].as_u64())
         .expect("some events");
-    let mut child = Command::new(BIN)
-        .args(["events", "--follow", "--json", "--control", &sock])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["events", "--follow", "--json", "--control", &sock])
         .args(["--filter", "*|agent|*|dev-a", "--since"])
-        .arg((last + 1).to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the follower");
-    let stdout = child.stdout.take().expect("stdout");
-    let _follower = Follower(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+        .arg((last + 1).to_string());
+    let follower = Process::spawn(cmd);
 
     let out = agentcluster(&["restart", "--control", &sock, "dev-*"]);
     assert!(out.status.success(), "{out:?}");
 
-    let mut seen: Vec<Json> = Vec::new();
-    while !seen
-        .iter()
-        .any(|e| e["event"] == "ready" && e["restarts"] == 1)
-    {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no ready after the restart; seen {seen:?}"));
-        seen.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")));
-    }
+    let parse = |line: &str| -> Json {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let ready = follower.stdout.wait_for(0, WAIT, |l| {
+        let e = parse(l);
+        e["event"] == "ready" && e["restarts"] == 1
+    });
+    let lines = follower
+        .stdout
+        .range(0, ready.map_or(usize::MAX, |i| i + 1));
+    let seen: Vec<Json> = lines.iter().map(|l| parse(l)).collect();
+    assert!(
+        ready.is_some(),
+        "the follower printed no ready after the restart within {WAIT:?}; it printed {seen:?}; its stderr: {}",
+        follower.stderr.text()
+    );
     assert!(seen.iter().all(|e| e["agent"] == "dev-a"), "{seen:?}");
     assert!(seen[0]["seq"].as_u64().unwrap() > last, "{seen:?}");
     let kinds: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal};
 use crate::harness::trapd::Trapd;
-use crate::harness::{BIN, Fleet, agentcluster, free_port, mib, snmp_ok};
-use agentcluster_conf::DEFAULT_MIB_ROOT;
-use serde_json::Value as Json;
+use crate::harness::{
+    BIN, Fleet, agent, alone, free_port, kill, mib, pid_of, snmp_ok, status, tempdir,
+};
 
 /// The default MIB root, dotted with a leading dot, as snmptrapd logs it.
 fn root() -> String {
@@ -38,44 +39,23 @@ fn agent_yaml(name: &str, port: u16) -> String {
     )
 }
 
-fn status(control: &str) -> Vec<Json> {
-    let out = agentcluster(&["status", "--json", "--control", control]);
-    assert!(out.status.success(), "status failed: {out:?}");
-    serde_json::from_slice::<Vec<Json>>(&out.stdout).expect("status --json is a JSON array")
-}
-
-fn pid_of(s: &[Json], name: &str) -> Option<i64> {
-    s.iter().find(|a| a["name"] == name)?["pid"].as_i64()
-}
-
 /// Polls `status` until `name` runs with a pid other than `old` (bounded).
-fn wait_new_pid(control: &str, name: &str, old: i64) -> i64 {
+fn wait_new_pid(control: &str, name: &str, old: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = status(control);
-        if let Some(pid) = pid_of(&s, name).filter(|p| *p != old)
-            && s.iter()
-                .any(|a| a["name"] == name && a["state"] == "running")
-        {
-            return pid;
+        let a = agent(&s, name);
+        if a["state"] == "running" && a["pid"] != old {
+            return pid_of(&s, name);
         }
         assert!(Instant::now() < deadline, "{name} never came back: {s:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn kill(pid: i64, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 /// The died, restarting and started notifications of `victim` (pid `old`),
 /// in that order, with the name and the signal in the varbinds.
-fn assert_kill_cycle(trapd: &Trapd, what: &str, victim: &str, old: i64) {
+fn assert_kill_cycle(trapd: &Trapd, what: &str, victim: &str, old: u32) {
     let r = root();
     let died = trapd.expect(&trap(3));
     for want in [
@@ -126,7 +106,7 @@ agents:
         agent_yaml("victim", free_port())
     );
     let fleet = Fleet::start(&yaml);
-    let control = fleet.dir.path().join("control.sock").display().to_string();
+    let control = fleet.control();
     // Everyone heard the first start before the kill.
     let line = v3.expect(&trap(8));
     assert!(line.contains("INFORM, SNMP v3, user opsuser"), "{line}");
@@ -138,8 +118,8 @@ agents:
         let line = t.expect(&trap(1));
         assert!(line.contains(kind), "{kind}: {line}");
     }
-    let old = pid_of(&status(&control), "victim").expect("victim runs");
-    kill(old, "KILL");
+    let old = pid_of(&status(&control), "victim");
+    kill(old, Signal::SIGKILL);
     assert_kill_cycle(&v2c, "v2c trap", "victim", old);
     assert_kill_cycle(&inform, "v2c inform", "victim", old);
     assert_kill_cycle(&v3, "v3 inform", "victim", old);
@@ -154,7 +134,7 @@ agents:
 fn run_supervisor(config: &Path) -> Fleet {
     let mut cmd = Command::new(BIN);
     cmd.arg("run").arg("-c").arg(config);
-    Fleet::spawn(cmd, crate::harness::tempdir())
+    Fleet::spawn(cmd, tempdir())
 }
 
 /// (notification number, acNotifySeq, sysUpTime) of a logged line.
@@ -186,7 +166,8 @@ fn pending_files(state: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn informs_to_a_target_that_is_down_all_arrive_even_across_a_restart() {
-    let dir = crate::harness::tempdir();
+    let _alone = alone();
+    let dir = tempdir();
     let state = dir.path().join("state");
     let control = dir.path().join("control.sock").display().to_string();
     let target_port = free_port();
@@ -216,8 +197,8 @@ agents:
 
     // First run: the target is down the whole time.
     let fleet = run_supervisor(&config);
-    let old = pid_of(&status(&control), "victim").expect("victim runs");
-    kill(old, "KILL");
+    let old = pid_of(&status(&control), "victim");
+    kill(old, Signal::SIGKILL);
     wait_new_pid(&control, "victim", old);
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{stderr}");
@@ -288,7 +269,7 @@ agents:
         mib("linux-host.snmprec").display()
     );
     let fleet = Fleet::start(&yaml);
-    let control = fleet.dir.path().join("control.sock").display().to_string();
+    let control = fleet.control();
     let endpoint = format!("127.0.0.1:{port}");
     let walk = || {
         snmp_ok(
@@ -309,8 +290,8 @@ agents:
         }
     };
     let s = status(&control);
-    let alpha = pid_of(&s, "alpha").expect("alpha runs");
-    let beta = pid_of(&s, "beta").expect("beta runs");
+    let alpha = pid_of(&s, "alpha");
+    let beta = pid_of(&s, "beta");
     let t = format!("{site_root}.1.2.1");
     let out = until("all running", &|out| {
         out.contains(&format!("{t}.4.1 = Gauge32: {alpha}\n"))
@@ -351,7 +332,7 @@ agents:
     );
 
     // alpha is killed: its row shows the new process and one restart.
-    kill(alpha, "KILL");
+    kill(alpha, Signal::SIGKILL);
     let new = wait_new_pid(&control, "alpha", alpha);
     let out = until("alpha restarted", &|out| {
         out.contains(&format!("{t}.4.1 = Gauge32: {new}\n"))

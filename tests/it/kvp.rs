@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use crate::harness::{Fleet, agentcluster, free_port, mib, tempdir};
 use serde_json::Value as Json;
+
+use crate::harness::{Fleet, agentcluster, free_port, mib, tempdir};
 
 const KEY: usize = 512;
 const VALUE: usize = 2048;

@@ -11,13 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use agentcluster_conf::DEFAULT_MIB_ROOT;
+use crate::harness::imports::{DEFAULT_MIB_ROOT, EVENT_KINDS, notification_number};
+use crate::harness::{repo_file, tempdir, text};
 
 const MODULE: &str = "AGENTCLUSTER-MIB";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// `(name, number)` of every notification, `mib_root.0.number`.
 const NOTIFICATIONS: &[(&str, u32)] = &[
@@ -74,7 +71,7 @@ fn ietf_mibs() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("AGENTCLUSTER_IETF_MIBS") {
         candidates.push(d.into());
     }
-    candidates.push(repo().join("target/ietf-mibs"));
+    candidates.push(repo_file("target/ietf-mibs"));
     candidates.push("/usr/share/snmp/mibs/ietf".into());
     candidates.push("/usr/share/mibs/ietf".into());
     candidates.into_iter().find(|d| {
@@ -119,40 +116,32 @@ fn smilint(file: &Path, ietf: &Path) -> Output {
         .unwrap_or_else(|e| panic!("cannot run smilint (Debian smitools installed?): {e}"))
 }
 
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn smilint_level_3_reports_nothing() {
     let Some(ietf) = base_modules("smilint_level_3_reports_nothing") else {
         return;
     };
-    let mib = repo().join("mibs/AGENTCLUSTER-MIB.txt");
+    let mib = repo_file("mibs/AGENTCLUSTER-MIB.txt");
     let out = smilint(&mib, &ietf);
-    let text = all_output(&out);
-    assert!(out.status.success() && text.is_empty(), "smilint:\n{text}");
+    let said = text(&out);
+    assert!(out.status.success() && said.is_empty(), "smilint:\n{said}");
 
     // The lint is not vacuous: a clash it must find in a broken copy.
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let broken = dir.path().join("AGENTCLUSTER-MIB.txt");
     let source = std::fs::read_to_string(&mib).expect("read the MIB");
     let clash = source.replace("::= { acNotifyObjects 9 }", "::= { acNotifyObjects 8 }");
     assert_ne!(clash, source);
     std::fs::write(&broken, clash).expect("write");
-    let text = all_output(&smilint(&broken, &ietf));
+    let said = text(&smilint(&broken, &ietf));
     assert!(
-        text.contains("acNotifySeq"),
-        "smilint missed a clash:\n{text}"
+        said.contains("acNotifySeq"),
+        "smilint missed a clash:\n{said}"
     );
 }
 
 fn snmptranslate(ietf: &Path, persist: &Path, name: &str) -> Output {
-    let path = format!("+{}:{}", ietf.display(), repo().join("mibs").display());
+    let path = format!("+{}:{}", ietf.display(), repo_file("mibs").display());
     Command::new("snmptranslate")
         .args(["-M", &path, "-m", &format!("+{MODULE}"), "-On"])
         .arg(format!("{MODULE}::{name}"))
@@ -170,7 +159,7 @@ fn snmptranslate_resolves_every_notification_and_object() {
     let Some(ietf) = base_modules("snmptranslate_resolves_every_notification_and_object") else {
         return;
     };
-    let persist = tempfile::tempdir().expect("tempdir");
+    let persist = tempdir();
     let root: Vec<String> = DEFAULT_MIB_ROOT.iter().map(u32::to_string).collect();
     let root = format!(".{}", root.join("."));
     assert_eq!(
@@ -198,9 +187,9 @@ fn snmptranslate_resolves_every_notification_and_object() {
     }
     // The mapping the supervisor sends is the MIB's.
     for (name, n) in NOTIFICATIONS {
-        let kind = agentcluster_conf::EVENT_KINDS
+        let kind = EVENT_KINDS
             .iter()
-            .find(|k| agentcluster_supervisor::traps::notification_number(k) == Some(*n));
+            .find(|k| notification_number(k) == Some(*n));
         assert!(kind.is_some(), "{name}: no event kind sends it");
     }
 }

@@ -7,13 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use agentcluster_agent::notify::{
-    COLD_START, Kind, LocalEngine, Notification, NotifyError, NotifyUser, Sender, Target, Version,
-    WARM_START,
+use crate::harness::imports::{
+    AuthProtocol, COLD_START, Kind, LocalEngine, Notification, NotifyError, NotifyUser,
+    PrivProtocol, Sender, Target, Value, Version, WARM_START,
 };
-use agentcluster_agent::usm::{AuthProtocol, PrivProtocol};
-use agentcluster_agent::value::Value;
-
 use crate::harness::trapd::Trapd;
 
 /// Our engine ID, as snmptrapd's `createUser -e` is told.

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Fleet, agentcluster, free_ports, mib, snmp_ok};
-use serde_json::Value as Json;
+use crate::harness::imports::Signal;
+use crate::harness::{Fleet, agentcluster, free_ports, kill, mib, pid_of, snmp_ok, tempdir};
 
 const COMMUNITY: &str = "c0mmunity-Sekret";
 const AUTH: &str = "authpass-Sekret";
@@ -63,7 +63,7 @@ agents:
 
 #[test]
 fn a_readable_file_with_secrets_gets_a_warning() {
-    let dir = crate::harness::tempdir();
+    let dir = tempdir();
     let ports = free_ports(3);
     let path = dir.path().join("fleet.yaml");
     std::fs::write(&path, fleet_yaml(&ports, &dir.path().join("kvp"))).unwrap();
@@ -101,7 +101,7 @@ fn a_readable_file_with_secrets_gets_a_warning() {
 #[test]
 fn secrets_appear_in_no_log_event_status_argument_or_environment() {
     let ports = free_ports(3);
-    let kvp_dir = crate::harness::tempdir();
+    let kvp_dir = tempdir();
     let kvp = kvp_dir.path().join("kvp_pool");
     // The most verbose logs, as JSON (every field).
     let fleet = Fleet::start_args(
@@ -109,8 +109,6 @@ fn secrets_appear_in_no_log_event_status_argument_or_environment() {
         &fleet_yaml(&ports, &kvp),
         &[],
     );
-    let control = fleet.dir.path().join("control.sock");
-    let control = control.to_str().unwrap().to_string();
     let target = format!("127.0.0.1:{}", ports[0]);
 
     // The agent serves with those secrets (so they did reach it).
@@ -163,16 +161,10 @@ fn secrets_appear_in_no_log_event_status_argument_or_environment() {
         ])
         .output();
 
-    let status = || -> Vec<Json> {
-        let out = agentcluster(&["status", "--json", "--control", &control]);
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let first = status();
-    let pid = first[0]["pid"].as_i64().expect("pid") as i32;
-    let sup = fleet.pid();
+    let control = fleet.control();
+    let pid = pid_of(&fleet.status(), "vault");
     let mut seen = Vec::new();
-    for p in [sup as i32, pid] {
+    for p in [fleet.pid(), pid] {
         for file in ["cmdline", "environ"] {
             let bytes = std::fs::read(format!("/proc/{p}/{file}")).unwrap();
             seen.extend(leaks(
@@ -182,19 +174,17 @@ fn secrets_appear_in_no_log_event_status_argument_or_environment() {
         }
     }
     // A restart: died/restarting/starting/ready events, informs that fail.
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
+    kill(pid, Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let s = status();
-        if s[0]["state"] == "running" && s[0]["pid"].as_i64() != Some(i64::from(pid)) {
+        let s = fleet.status();
+        if s[0]["state"] == "running" && s[0]["pid"] != pid {
             break;
         }
         assert!(Instant::now() < deadline, "no restart: {s:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let new_pid = status()[0]["pid"].as_i64().unwrap();
+    let new_pid = pid_of(&fleet.status(), "vault");
     for file in ["cmdline", "environ"] {
         let bytes = std::fs::read(format!("/proc/{new_pid}/{file}")).unwrap();
         seen.extend(leaks(
@@ -211,7 +201,7 @@ fn secrets_appear_in_no_log_event_status_argument_or_environment() {
     seen.extend(leaks("status", &status_text));
     seen.extend(leaks(
         "status --json",
-        &serde_json::to_string(&status()).unwrap(),
+        &serde_json::to_string(&fleet.status()).unwrap(),
     ));
     let events = agentcluster(&["events", "--json", "--control", &control]);
     let events_text = String::from_utf8_lossy(&events.stdout).into_owned();

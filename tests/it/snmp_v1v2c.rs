@@ -3,38 +3,13 @@
 //! the snapshot they serve (net-snmp's output is read back with our own
 //! `.snmpwalk` parser, an independent path from the `.snmprec` one).
 
-use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use crate::harness::walk::{snapshot_map, walk_map};
-use crate::harness::{Fleet, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok};
-use agentcluster_agent::value::{Oid, Value};
-
-/// Objects the agent serves live, whose values differ from any recording.
-fn is_live(oid: &[u32]) -> bool {
-    oid == [1, 3, 6, 1, 2, 1, 1, 3, 0] || oid.starts_with(&[1, 3, 6, 1, 2, 1, 11])
-}
-
-/// Compares a walk with a snapshot: same OIDs in the same order, same
-/// values, except live objects (present, with their own values) and, for
-/// SNMPv1, Counter64 objects (absent).
-fn assert_walk_matches(walk: &[(Oid, Value)], expected: &BTreeMap<Oid, Value>, v1: bool) {
-    let mut want: Vec<(&Oid, &Value)> = expected
-        .iter()
-        .filter(|(_, v)| !(v1 && matches!(v, Value::Counter64(_))))
-        .collect();
-    want.sort_by(|a, b| a.0.cmp(b.0));
-    let got: Vec<&(Oid, Value)> = walk.iter().filter(|(o, _)| !is_live(o)).collect();
-    let want: Vec<_> = want.into_iter().filter(|(o, _)| !is_live(o)).collect();
-    assert_eq!(got.len(), want.len(), "number of objects walked");
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(&g.0, w.0, "OID order");
-        assert_eq!(&g.1, w.1, "value of {:?}", g.0);
-    }
-    // sysUpTime is there and answered live
-    assert!(walk.iter().any(|(o, _)| o == &[1, 3, 6, 1, 2, 1, 1, 3, 0]));
-}
+use crate::harness::walk::{Walked, assert_walk_matches, snapshot_map, walk_map};
+use crate::harness::{
+    Fleet, GETBULK_200, alone, free_port, free_ports, ipv6_loopback, mib, snmp, snmp_ok,
+};
 
 fn agent(name: &str, port: u16, data: &str) -> String {
     format!(
@@ -47,6 +22,7 @@ const WALK_OPTS: &[&str] = &["-On", "-Oe", "-Ot", "-Ox", "-OU"];
 
 #[test]
 fn bulkwalk_of_a_27k_object_switch_matches_the_snapshot() {
+    let _alone = alone();
     let port = free_port();
     let _fleet = Fleet::start(&format!(
         "agents:\n{}",
@@ -59,7 +35,12 @@ fn bulkwalk_of_a_27k_object_switch_matches_the_snapshot() {
     let out = snmp_ok("snmpbulkwalk", &args);
     let walk = walk_map(&out);
     assert!(walk.len() > 20_000, "{} objects", walk.len());
-    assert_walk_matches(&walk, &snapshot_map(&mib("cisco-c3750.snmprec")), false);
+    assert_walk_matches(
+        "cisco",
+        Walked::V2c,
+        &walk,
+        &snapshot_map(&mib("cisco-c3750.snmprec")),
+    );
 }
 
 #[test]
@@ -71,12 +52,12 @@ fn getnext_walks_in_v2c_and_v1_match_the_snapshot() {
     ));
     let target = format!("127.0.0.1:{port}");
     let expected = snapshot_map(&mib("linux-host.snmprec"));
-    for (version, v1) in [("-v2c", false), ("-v1", true)] {
+    for (version, walked) in [("-v2c", Walked::V2c), ("-v1", Walked::V1)] {
         let mut args = vec![version, "-c", "public"];
         args.extend_from_slice(WALK_OPTS);
         args.extend_from_slice(&[&target, ".1"]);
         let walk = walk_map(&snmp_ok("snmpwalk", &args));
-        assert_walk_matches(&walk, &expected, v1);
+        assert_walk_matches(version, walked, &walk, &expected);
     }
 }
 
@@ -343,7 +324,7 @@ fn the_response_size_limit_and_the_per_source_rate_limit_reach_the_agents() {
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     // GETBULK for 200 repetitions of the whole tree: cut to 1200 bytes.
-    let bulk = crate::harness::GETBULK_200;
+    let bulk = GETBULK_200;
     sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 65_536];
     let (n, _) = sock.recv_from(&mut buf).expect("an answer");

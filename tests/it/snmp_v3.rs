@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::walk::{snapshot_map, walk_map};
-use crate::harness::{Fleet, agentcluster, free_port, mib, snmp, snmp_ok};
-use agentcluster_agent::engine::derive_engine_id;
-use agentcluster_agent::value::{Oid, Value};
 use serde_json::Value as Json;
+
+use crate::harness::imports::{Oid, Value, derive_engine_id};
+use crate::harness::walk::{Walked, assert_walk_matches, snapshot_map, walk_map};
+use crate::harness::{
+    Fleet, agentcluster, alone, free_port, mib, repo_file, snmp, snmp_ok, tempdir,
+};
 
 /// (YAML name, net-snmp `-a` name, pysnmp name).
 const AUTHS: [(&str, &str); 6] = [
@@ -44,37 +46,6 @@ const PRIVS: [(&str, Option<&str>); 7] = [
 const AUTH_PASS: &str = "auth-secret-1";
 const PRIV_PASS: &str = "priv-secret-1";
 const WALK_OPTS: &[&str] = &["-On", "-Oe", "-Ot", "-Ox", "-OU"];
-
-/// Objects the agent serves live: sysUpTime, the snmp group and, for an
-/// SNMPv3 agent, the engine, MPD, target and USM statistics objects.
-fn is_live(oid: &[u32]) -> bool {
-    oid == [1, 3, 6, 1, 2, 1, 1, 3, 0]
-        || oid.starts_with(&[1, 3, 6, 1, 2, 1, 11])
-        || oid.starts_with(&[1, 3, 6, 1, 6, 3, 10, 2, 1])
-        || oid.starts_with(&[1, 3, 6, 1, 6, 3, 11, 2, 1])
-        || oid == [1, 3, 6, 1, 6, 3, 12, 1, 4, 0]
-        || oid == [1, 3, 6, 1, 6, 3, 12, 1, 5, 0]
-        || oid.starts_with(&[1, 3, 6, 1, 6, 3, 15, 1, 1])
-}
-
-/// Same OIDs in the same order and same values, live objects aside (those
-/// must be there, with their own values).
-fn assert_walk_matches(what: &str, walk: &[(Oid, Value)], expected: &BTreeMap<Oid, Value>) {
-    let got: Vec<&(Oid, Value)> = walk.iter().filter(|(o, _)| !is_live(o)).collect();
-    let want: Vec<(&Oid, &Value)> = expected.iter().filter(|(o, _)| !is_live(o)).collect();
-    assert_eq!(got.len(), want.len(), "{what}: number of objects walked");
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(&g.0, w.0, "{what}: OID order");
-        assert_eq!(&g.1, w.1, "{what}: value of {:?}", g.0);
-    }
-    for live in [
-        &[1, 3, 6, 1, 2, 1, 1, 3, 0][..],
-        &[1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0],
-        &[1, 3, 6, 1, 6, 3, 15, 1, 1, 5, 0],
-    ] {
-        assert!(walk.iter().any(|(o, _)| o == live), "{what}: {live:?} live");
-    }
-}
 
 /// A small snapshot (system, interfaces, ifXTable of the Linux host) in a
 /// directory the agent processes can read.
@@ -186,7 +157,8 @@ fn agent_yaml(name: &str, port: u16, data: &Path, extra: &str, users: &str) -> S
 
 #[test]
 fn net_snmp_interop_matrix() {
-    let files = crate::harness::tempdir();
+    let _alone = alone();
+    let files = tempdir();
     let small = small_snapshot(files.path());
     let port = free_port();
     let _fleet = Fleet::start(&format!(
@@ -221,7 +193,7 @@ fn net_snmp_interop_matrix() {
                 rest.extend_from_slice(WALK_OPTS);
                 rest.extend_from_slice(&[target, ".1"]);
                 let walk = walk_map(&run_ok("snmpbulkwalk", &base, &rest));
-                assert_walk_matches(&what, &walk, expected);
+                assert_walk_matches(&what, Walked::V3, &walk, expected);
                 // A SET that leaves the value as it was (the other walks
                 // run at the same time).
                 let out = run_ok(
@@ -255,6 +227,7 @@ fn net_snmp_interop_matrix() {
 
 #[test]
 fn bulkwalk_of_the_27k_object_switch_over_sha_aes() {
+    let _alone = alone();
     let port = free_port();
     let data = mib("cisco-c3750.snmprec");
     let _fleet = Fleet::start(&format!(
@@ -274,7 +247,12 @@ fn bulkwalk_of_the_27k_object_switch_over_sha_aes() {
     rest.extend_from_slice(&[&target, ".1"]);
     let walk = walk_map(&run_ok("snmpbulkwalk", &base, &rest));
     assert!(walk.len() > 20_000, "{} objects", walk.len());
-    assert_walk_matches("cisco over SHA/AES", &walk, &snapshot_map(&data));
+    assert_walk_matches(
+        "cisco over SHA/AES",
+        Walked::V3,
+        &walk,
+        &snapshot_map(&data),
+    );
 }
 
 /// Polls `status` until agent `name` has restarted `restarts` times and
@@ -330,7 +308,7 @@ fn engine_of(target: &str) -> (String, u32) {
 
 #[test]
 fn engine_ids_discovery_and_boots_across_a_restart() {
-    let files = crate::harness::tempdir();
+    let files = tempdir();
     let small = small_snapshot(files.path());
     let (p1, p2) = (free_port(), free_port());
     let users = user_yaml("plain", None, None, false)
@@ -390,7 +368,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn failures_seen_by_net_snmp_and_counted() {
-    let files = crate::harness::tempdir();
+    let files = tempdir();
     let small = small_snapshot(files.path());
     let ups = ups_snapshot(files.path());
     let port = free_port();
@@ -541,7 +519,7 @@ fn pysnmp_python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AGENTCLUSTER_PYSNMP") {
         return Some(PathBuf::from(p));
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pysnmp-venv/bin/python");
+    let p = repo_file("target/pysnmp-venv/bin/python");
     let ok = Command::new(&p)
         .args(["-c", "import pysnmp, cryptography"])
         .stdout(Stdio::null())
@@ -553,13 +531,14 @@ fn pysnmp_python() -> Option<PathBuf> {
 
 #[test]
 fn pysnmp_interop_matrix_with_3des_and_both_aes_extensions() {
+    let _alone = alone();
     let Some(python) = pysnmp_python() else {
         eprintln!(
             "SKIPPED: pysnmp is not installed (scripts/test installs it into target/pysnmp-venv)"
         );
         return;
     };
-    let files = crate::harness::tempdir();
+    let files = tempdir();
     let small = small_snapshot(files.path());
     let port = free_port();
     let _fleet = Fleet::start(&format!(
@@ -583,7 +562,7 @@ fn pysnmp_interop_matrix_with_3des_and_both_aes_extensions() {
         }
     }
     let request = serde_json::json!({ "host": "127.0.0.1", "port": port, "jobs": jobs });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pysnmp/v3_client.py");
+    let script = repo_file("tests/pysnmp/v3_client.py");
     let mut child = Command::new("timeout")
         .arg("60")
         .arg(&python)
@@ -627,8 +606,14 @@ fn pysnmp_interop_matrix_with_3des_and_both_aes_extensions() {
             .filter(|(o, _)| o.starts_with(&[1, 3, 6, 1, 2, 1]))
             .map(|(o, v)| (o.clone(), v.clone()))
             .collect();
-        let got: Vec<_> = walk.iter().filter(|(o, _)| !is_live(o)).collect();
-        let want: Vec<_> = want.iter().filter(|(o, _)| !is_live(o)).collect();
+        let got: Vec<_> = walk
+            .iter()
+            .filter(|(o, _)| !Walked::V3.is_live(o))
+            .collect();
+        let want: Vec<_> = want
+            .iter()
+            .filter(|(o, _)| !Walked::V3.is_live(o))
+            .collect();
         assert_eq!(got.len(), want.len(), "{user}: objects walked");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!((&g.0, &g.1), (w.0, w.1), "{user}");

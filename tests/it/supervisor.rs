@@ -6,9 +6,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Fleet, agentcluster, free_port, free_ports, mib, snmp, snmp_ok};
-use agentcluster_bench::procs;
 use serde_json::Value as Json;
+
+use crate::harness::imports::{Signal, probe, procs};
+use crate::harness::{
+    Fleet, GETBULK_200, agent, agentcluster, alone, free_block, free_port, free_ports, is_alive,
+    kill, kinds_for, mib, pid_of, snmp, snmp_ok, sys_name_ok, tempdir,
+};
 
 fn agents_yaml(names: &[(&str, u16)]) -> String {
     let mut y = String::from("agents:\n");
@@ -19,12 +23,6 @@ fn agents_yaml(names: &[(&str, u16)]) -> String {
         );
     }
     y
-}
-
-fn agent<'a>(s: &'a [Json], name: &str) -> &'a Json {
-    s.iter()
-        .find(|a| a["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in status: {s:?}"))
 }
 
 /// Polls `status` until `pred` holds (bounded: 20 s).
@@ -43,28 +41,6 @@ fn wait_status(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec
     }
 }
 
-fn pid_of(s: &[Json], name: &str) -> i32 {
-    agent(s, name)["pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{name} has no pid: {s:?}")) as i32
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
-}
-
-fn kill(pid: i32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 #[test]
 fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     let [a, b] = free_ports(2)[..] else {
@@ -75,7 +51,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     assert_eq!(agent(&s, "dev-a")["state"], "running");
     let old = pid_of(&s, "dev-a");
     let other = pid_of(&s, "dev-b");
-    kill(old, "KILL");
+    kill(old, Signal::SIGKILL);
     // Sent at once: the socket stays bound in the supervisor, so requests
     // wait in the kernel buffer and the restarted agent answers every one,
     // without a single retransmission.
@@ -83,7 +59,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     for id in 1..=20 {
-        let req = agentcluster_agent::probe::request(b"public", false, id);
+        let req = probe::request(b"public", false, id);
         sock.send_to(&req, ("127.0.0.1", a)).unwrap();
     }
     let mut answered = std::collections::HashSet::new();
@@ -92,7 +68,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
         let (n, _) = sock
             .recv_from(&mut buf)
             .expect("every request sent during the restart is answered");
-        if let Some(id) = (1..=20).find(|id| agentcluster_agent::probe::answers(&buf[..n], *id)) {
+        if let Some(id) = (1..=20).find(|id| probe::answers(&buf[..n], *id)) {
             answered.insert(id);
         }
     }
@@ -147,20 +123,6 @@ fn as_root_agents_serve_privileged_ports_as_nobody() {
     sys_name_ok(port);
 }
 
-/// An snmpget of sysName.0 on 127.0.0.1:`port` succeeds.
-fn sys_name_ok(port: u16) {
-    snmp_ok(
-        "snmpget",
-        &[
-            "-v2c",
-            "-c",
-            "public",
-            &format!("127.0.0.1:{port}"),
-            ".1.3.6.1.2.1.1.5.0",
-        ],
-    );
-}
-
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -173,21 +135,15 @@ fn nix_is_root() -> bool {
 }
 
 /// Children of `parent`: pid, argv joined by spaces, run state.
-fn children(parent: i32) -> Vec<(i32, String, char)> {
-    procs::children(parent as u32)
+fn children(parent: u32) -> Vec<(u32, String, char)> {
+    procs::children(parent)
         .into_iter()
-        .map(|pid| {
-            (
-                pid as i32,
-                procs::cmdline(pid),
-                procs::state(pid).unwrap_or('?'),
-            )
-        })
+        .map(|pid| (pid, procs::cmdline(pid), procs::state(pid).unwrap_or('?')))
         .collect()
 }
 
 /// The supervisor's spawn helpers.
-fn helpers(supervisor: i32) -> Vec<i32> {
+fn helpers(supervisor: u32) -> Vec<u32> {
     children(supervisor)
         .into_iter()
         .filter(|(_, cmd, _)| cmd.starts_with("agentcluster: spawner"))
@@ -204,21 +160,21 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
         ("o-3", ports[2]),
     ]));
     let s = fleet.status();
-    let pids: Vec<i32> = ["o-1", "o-2", "o-3"]
+    let pids: Vec<u32> = ["o-1", "o-2", "o-3"]
         .iter()
         .map(|n| pid_of(&s, n))
         .collect();
-    assert!(pids.iter().all(|p| alive(*p)));
+    assert!(pids.iter().all(|p| is_alive(*p)));
     // Agents are the supervisor's own children (it reaps them), though a
     // spawn helper creates them; the helpers die with it too.
-    let supervisor = fleet.pid() as i32;
-    let kids: Vec<i32> = children(supervisor).iter().map(|c| c.0).collect();
+    let supervisor = fleet.pid();
+    let kids: Vec<u32> = children(supervisor).iter().map(|c| c.0).collect();
     assert!(pids.iter().all(|p| kids.contains(p)), "{pids:?} {kids:?}");
     let helpers = helpers(supervisor);
     assert!(!helpers.is_empty(), "{:?}", children(supervisor));
-    kill(supervisor, "KILL");
+    kill(supervisor, Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().chain(&helpers).any(|p| alive(*p)) {
+    while pids.iter().chain(&helpers).any(|p| is_alive(*p)) {
         assert!(
             Instant::now() < deadline,
             "agents or spawn helpers still alive 1 s after the supervisor died: {pids:?} {helpers:?}"
@@ -231,16 +187,16 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
 fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
     let ports: Vec<u16> = free_ports(2);
     let fleet = Fleet::start(&agents_yaml(&[("h-1", ports[0]), ("h-2", ports[1])]));
-    let supervisor = fleet.pid() as i32;
+    let supervisor = fleet.pid();
     let before = fleet.status();
     let old = helpers(supervisor);
     assert!(!old.is_empty());
     for h in &old {
-        kill(*h, "KILL");
+        kill(*h, Signal::SIGKILL);
     }
     // Agents do not depend on the helper that created them.
     for (name, port) in [("h-1", ports[0]), ("h-2", ports[1])] {
-        assert!(alive(pid_of(&before, name)), "{name}");
+        assert!(is_alive(pid_of(&before, name)), "{name}");
         sys_name_ok(port);
     }
     // Starts after the helpers died succeed at the first try.
@@ -254,7 +210,8 @@ fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
             a["state"] == "running" && a["pid"] != agent(&before, n)["pid"]
         })
     });
-    let kinds: Vec<String> = events(&fleet)
+    let kinds: Vec<String> = fleet
+        .events()
         .iter()
         .filter_map(|e| e["event"].as_str().map(str::to_owned))
         .collect();
@@ -271,7 +228,7 @@ fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
         .collect();
     assert!(zombies.is_empty(), "{zombies:?}");
     for (name, port) in [("h-1", ports[0]), ("h-2", ports[1])] {
-        assert!(alive(pid_of(&s, name)));
+        assert!(is_alive(pid_of(&s, name)));
         sys_name_ok(port);
     }
 }
@@ -285,13 +242,13 @@ fn a_stopped_agent_is_found_unresponsive_and_replaced() {
     );
     let fleet = Fleet::start(&yaml);
     let old = pid_of(&fleet.status(), "frozen");
-    kill(old, "STOP");
+    kill(old, Signal::SIGSTOP);
     let s = wait_status(&fleet, "frozen replaced", |s| {
         let a = agent(s, "frozen");
-        a["state"] == "running" && a["pid"].as_i64() != Some(i64::from(old))
+        a["state"] == "running" && a["pid"] != old
     });
     assert_eq!(agent(&s, "frozen")["restarts"], 1);
-    assert!(!alive(old), "the stopped process was killed");
+    assert!(!is_alive(old), "the stopped process was killed");
     sys_name_ok(port);
 }
 
@@ -349,8 +306,7 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
     let out = agentcluster(&["restart", "--control", &sock, "core"]);
     assert!(out.status.success(), "{out:?}");
     let s = wait_status(&fleet, "core restarted", |s| {
-        agent(s, "core")["state"] == "running"
-            && agent(s, "core")["pid"].as_i64() != Some(i64::from(core_pid))
+        agent(s, "core")["state"] == "running" && agent(s, "core")["pid"] != core_pid
     });
     assert_eq!(agent(&s, "lab-sw-2")["state"], "stopped");
     assert_eq!(agent(&s, "core")["restarts"], 1);
@@ -393,7 +349,7 @@ fn too_many_restarts_fail_until_an_operator_starts_it() {
             agent(s, "flaky")["state"] == "running"
         });
         assert_eq!(agent(&s, "flaky")["restarts"], round);
-        kill(pid_of(&s, "flaky"), "KILL");
+        kill(pid_of(&s, "flaky"), Signal::SIGKILL);
         if round < 2 {
             wait_status(&fleet, "flaky restarted", |s| {
                 agent(s, "flaky")["restarts"] == round + 1
@@ -418,7 +374,7 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
     let list: Vec<(&str, u16)> = names.iter().copied().zip(ports.iter().copied()).collect();
     let fleet = Fleet::start(&format!("  agents_per_process: 2\n{}", agents_yaml(&list)));
     let s = fleet.status();
-    let pids: Vec<i32> = names.iter().map(|n| pid_of(&s, n)).collect();
+    let pids: Vec<u32> = names.iter().map(|n| pid_of(&s, n)).collect();
     assert_eq!(pids[0], pids[1]);
     assert_eq!(pids[2], pids[3]);
     assert_ne!(pids[0], pids[2]);
@@ -444,26 +400,17 @@ fn sigterm_stops_every_agent_and_exits_zero() {
     let pids = [pid_of(&s, "t-1"), pid_of(&s, "t-2")];
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{code:?} {stderr}");
-    assert!(pids.iter().all(|p| !alive(*p)));
+    assert!(pids.iter().all(|p| !is_alive(*p)));
     for needle in ["supervisor-stopping", "stopped"] {
         assert!(stderr.contains(needle), "{stderr}");
     }
-}
-
-/// Every event so far, from `events --since 1 --json`.
-fn events(fleet: &Fleet) -> Vec<Json> {
-    fleet
-        .event_records()
-        .into_iter()
-        .filter(|e| e.get("seq").is_some())
-        .collect()
 }
 
 /// Polls the event log until `pred` holds (bounded: 30 s).
 fn wait_events(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec<Json> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let e = events(fleet);
+        let e = fleet.events();
         if pred(&e) {
             return e;
         }
@@ -475,20 +422,12 @@ fn wait_events(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec
     }
 }
 
-fn kinds_for<'a>(events: &'a [Json], agent: &str) -> Vec<&'a str> {
-    events
-        .iter()
-        .filter(|e| e["agent"] == agent)
-        .filter_map(|e| e["event"].as_str())
-        .collect()
-}
-
 #[test]
 fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
     let port = free_port();
     let fleet = Fleet::start(&agents_yaml(&[("ev", port)]));
     let old = pid_of(&fleet.status(), "ev");
-    kill(old, "KILL");
+    kill(old, Signal::SIGKILL);
     let e = wait_events(&fleet, "ev ready again", |e| {
         kinds_for(e, "ev").iter().filter(|k| **k == "ready").count() == 2
     });
@@ -521,6 +460,7 @@ fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
 
 #[test]
 fn start_tokens_bound_how_many_agents_start_at_once() {
+    let _alone = alone();
     let n: i32 = 200;
     let ports: Vec<u16> = free_ports(n as usize);
     let names: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
@@ -530,7 +470,7 @@ fn start_tokens_bound_how_many_agents_start_at_once() {
         .zip(ports.iter().copied())
         .collect();
     let fleet = Fleet::start(&format!("  start_tokens: 4\n{}", agents_yaml(&list)));
-    let e = events(&fleet);
+    let e = fleet.events();
     let mut starting = 0i32;
     let mut most = 0;
     let mut ready = 0;
@@ -572,7 +512,7 @@ fn start_with_agent_exe(yaml: &str, exe: &str) -> Fleet {
 
 #[test]
 fn the_handshake_rejects_garbage_early_close_and_silence() {
-    let scripts = crate::harness::tempdir();
+    let scripts = tempdir();
     let cases = [
         ("garbage", "printf 'GARBAGE-GARBAGE-GARBAGE' >&3; sleep 30"),
         ("close", "exec 3>&-; sleep 30"),
@@ -588,7 +528,7 @@ fn the_handshake_rejects_garbage_early_close_and_silence() {
         let fleet = start_with_agent_exe(&agents_yaml(&[(name, port)]), &exe);
         let s = fleet.status();
         assert_eq!(agent(&s, name)["state"], "failed", "{name}: {s:?}");
-        let e = events(&fleet);
+        let e = fleet.events();
         let kinds = kinds_for(&e, name);
         assert!(kinds.contains(&"start-failed"), "{name}: {kinds:?}");
         assert!(
@@ -605,7 +545,7 @@ fn the_handshake_rejects_garbage_early_close_and_silence() {
 
 #[test]
 fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
-    let scripts = crate::harness::tempdir();
+    let scripts = tempdir();
     let exe = fake_agent(scripts.path(), "crash", "exit 3");
     let port = free_port();
     let fleet = Fleet::start_with(
@@ -647,7 +587,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
 #[test]
 fn an_agent_program_that_cannot_run_fails_its_start_and_is_reaped() {
     use std::os::unix::fs::PermissionsExt;
-    let scripts = crate::harness::tempdir();
+    let scripts = tempdir();
     let exe = fake_agent(scripts.path(), "not-executable", "exit 0");
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
     let port = free_port();
@@ -665,7 +605,7 @@ fn an_agent_program_that_cannot_run_fails_its_start_and_is_reaped() {
         "{failed}"
     );
     // The child that failed before its exec is the supervisor's, and reaped.
-    let zombies: Vec<_> = children(fleet.pid() as i32)
+    let zombies: Vec<_> = children(fleet.pid())
         .into_iter()
         .filter(|c| c.2 == 'Z')
         .collect();
@@ -707,7 +647,7 @@ fn reload_changes_only_what_changed() {
         )
         + &agents_yaml(&[("add", ports[4])]).replace("agents:\n", "");
     assert_ne!(first, second);
-    let path = fleet.dir.path().join("fleet.yaml");
+    let path = fleet.config();
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace(&first, &second)).unwrap();
     let out = agentcluster(&["reload", "--control", &fleet.control()]);
@@ -764,7 +704,7 @@ fn reload_changes_only_what_changed() {
         ],
     );
     assert!(!out.status.success(), "the removed agent's port is closed");
-    let e = events(&fleet);
+    let e = fleet.events();
     let changed: Vec<&str> = e
         .iter()
         .filter(|x| x["event"] == "config-changed")
@@ -776,7 +716,7 @@ fn reload_changes_only_what_changed() {
 #[test]
 fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     let port = free_port();
-    let dir = crate::harness::tempdir();
+    let dir = tempdir();
     let snap = dir.path().join("dev.snmprec");
     std::fs::write(
         &snap,
@@ -839,7 +779,7 @@ fn an_agent_over_its_memory_limit_is_replaced() {
 #[test]
 fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
     // Completes the handshake and heartbeats, but never reads its socket.
-    let scripts = crate::harness::tempdir();
+    let scripts = tempdir();
     let exe = fake_agent(
         scripts.path(),
         "mute.py",
@@ -866,22 +806,6 @@ fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
     );
 }
 
-/// `n` consecutive UDP ports free on 127.0.0.1, below the ephemeral range
-/// (where `free_port` picks), so parallel tests do not collide.
-fn free_block(n: u16) -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 11_000 + (seed.wrapping_mul(7919).wrapping_add(attempt * 997)) % 20_000;
-        let held: Vec<_> = (base..base + n)
-            .map_while(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == n as usize {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
 /// Agents on ports `base..base + n` each answer a GET: one per agent, 100
 /// in flight at a time (the client's receive buffer holds a few hundred
 /// answers), in up to three rounds.
@@ -894,7 +818,7 @@ fn every_one_answers(base: u16, n: u16) {
         let missing: Vec<u16> = (0..n).filter(|i| !answered.contains(&(base + i))).collect();
         for batch in missing.chunks(100) {
             for &i in batch {
-                let req = agentcluster_agent::probe::request(b"public", false, i32::from(i) + 1);
+                let req = probe::request(b"public", false, i32::from(i) + 1);
                 sock.send_to(&req, ("127.0.0.1", base + i)).unwrap();
             }
             let mut got = 0;
@@ -903,9 +827,7 @@ fn every_one_answers(base: u16, n: u16) {
                     break;
                 };
                 let id = i32::from(from.port().wrapping_sub(base)) + 1;
-                if agentcluster_agent::probe::answers(&buf[..len], id)
-                    && answered.insert(from.port())
-                {
+                if probe::answers(&buf[..len], id) && answered.insert(from.port()) {
                     got += 1;
                 }
             }
@@ -921,7 +843,7 @@ fn every_one_answers(base: u16, n: u16) {
 /// Starts `n` agents `NAME-i` on a block of free ports (after the cluster
 /// keys `cluster`), all running; returns the fleet, the first port and the
 /// distinct pids of their processes.
-fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16, Vec<i64>) {
+fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16, Vec<u32>) {
     let base = free_block(n);
     let yaml = format!(
         "{cluster}agents:\n  - name: \"{name}-{{i}}\"\n    count: {n}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
@@ -931,7 +853,10 @@ fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16
     let s = fleet.status();
     assert_eq!(s.len(), usize::from(n));
     assert!(s.iter().all(|a| a["state"] == "running"));
-    let mut pids: Vec<i64> = s.iter().filter_map(|a| a["pid"].as_i64()).collect();
+    let mut pids: Vec<u32> = s
+        .iter()
+        .map(|a| pid_of(&s, a["name"].as_str().unwrap_or_default()))
+        .collect();
     pids.sort();
     pids.dedup();
     (fleet, base, pids)
@@ -939,6 +864,7 @@ fn start_block(cluster: &str, name: &str, n: u16, snapshot: &str) -> (Fleet, u16
 
 #[test]
 fn a_process_gets_more_sockets_than_one_message_carries() {
+    let _alone = alone();
     // 300 agents in one process: 301 descriptors reach the spawn helper in
     // two messages (one carries at most 253).
     let n = 300u16;
@@ -958,6 +884,7 @@ fn a_process_gets_more_sockets_than_one_message_carries() {
 
 #[test]
 fn a_thousand_agent_processes_start_and_all_answer() {
+    let _alone = alone();
     let n = 1000u16;
     let (fleet, base, pids) = start_block("", "k", n, "cisco-c3750.snmprec");
     assert!(
@@ -969,14 +896,14 @@ fn a_thousand_agent_processes_start_and_all_answer() {
     every_one_answers(base, n);
     let (code, _) = fleet.stop();
     assert!(code.success());
-    assert!(pids.iter().all(|p| !alive(*p as i32)), "no orphans");
+    assert!(pids.iter().all(|p| !is_alive(*p)), "no orphans");
 }
 
 #[test]
 fn systemd_hears_ready_status_watchdog_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let port = free_port();
-    let dir = crate::harness::tempdir();
+    let dir = tempdir();
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -1029,7 +956,7 @@ fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
         line.starts_with("UDP: [127.0.0.1]"),
         "sent from the device's address: {line}"
     );
-    kill(pid_of(&fleet.status(), "booting"), "KILL");
+    kill(pid_of(&fleet.status(), "booting"), Signal::SIGKILL);
     // warmStart (snmpTraps.2) once it is back
     trapd.expect(".1.3.6.1.6.3.1.1.5.2");
 }
@@ -1044,13 +971,13 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     let agents = agents_yaml(&[("lim", port)]);
     let fleet = Fleet::start(&agents);
     let pid = pid_of(&fleet.status(), "lim");
-    let path = fleet.dir.path().join("fleet.yaml");
+    let path = fleet.config();
     let original = std::fs::read_to_string(&path).unwrap();
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let bulk = crate::harness::GETBULK_200;
+    let bulk = GETBULK_200;
     // (size of one answer, answers to a burst of 40)
     let probe = || {
         let mut buf = [0u8; 65_536];

@@ -5,13 +5,13 @@
 //! `systemd-analyze verify` of the unit.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use crate::harness::{BIN, repo_file, tempdir};
+
 fn file(name: &str) -> (PathBuf, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("systemd")
-        .join(name);
+    let path = repo_file("systemd").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     (path, text)
@@ -219,13 +219,9 @@ fn systemd_analyze_verifies_the_unit() {
         return;
     }
     let (_, text) = file("agentcluster.service");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let unit = dir.path().join("agentcluster.service");
-    std::fs::write(
-        &unit,
-        text.replace("/usr/bin/agentcluster", env!("CARGO_BIN_EXE_agentcluster")),
-    )
-    .expect("write unit");
+    std::fs::write(&unit, text.replace("/usr/bin/agentcluster", BIN)).expect("write unit");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)

@@ -1,59 +1,39 @@
-//! Test harness: runs the real `agentcluster` binary on loopback with a
-//! fleet written into a temporary directory, waits for its ready line (never
-//! a sleep), and kills it when the test ends, pass or fail.
+//! What the integration tests share: the real `agentcluster` binary run on
+//! loopback, each test in its own temporary directory with its own ports
+//! ([`Fleet`], [`Process`], [`free_ports`]); the net-snmp tools; the library
+//! items the tests use ([`imports`]). Tests that load the machine run alone: see [`slot`].
 
-#![allow(dead_code)]
-
+pub mod events;
+pub mod fleet;
+pub mod imports;
+pub mod ports;
+pub mod process;
+pub mod slot;
 pub mod trapd;
 pub mod walk;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+pub use events::{WAIT, kinds_for};
+pub use fleet::{Fleet, agent, pid_of, status};
+pub use ports::{free_block, free_port, free_ports, ipv6_loopback};
+pub use process::Process;
+pub use slot::alone;
+
+use imports::{Signal, procs};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentcluster");
 
-/// The repository's sample snapshots.
+/// A file of the repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// One of the repository's sample snapshots (or MIB files).
 pub fn mib(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("mibs")
-        .join(name)
-}
-
-/// A UDP port that was free a moment ago on 127.0.0.1 (and, where IPv6
-/// loopback exists, on ::1 too).
-pub fn free_port() -> u16 {
-    loop {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = s.local_addr().expect("local addr").port();
-        if !ipv6_loopback() || UdpSocket::bind(("::1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// `n` distinct UDP ports that were free a moment ago (held together while
-/// choosing, so none is handed out twice).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let mut held = Vec::with_capacity(n);
-    while held.len() < n {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = s.local_addr().expect("local addr").port();
-        if !ipv6_loopback() || UdpSocket::bind(("::1", port)).is_ok() {
-            held.push(s);
-        }
-    }
-    held.iter()
-        .map(|s| s.local_addr().expect("local addr").port())
-        .collect()
-}
-
-/// Whether this machine has a usable ::1.
-pub fn ipv6_loopback() -> bool {
-    UdpSocket::bind("[::1]:0").is_ok()
+    repo_file("mibs").join(name)
 }
 
 /// A temporary directory that agent processes can read: run as root, the
@@ -66,187 +46,22 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// A running `agentcluster run`. Killed on drop.
-pub struct Fleet {
-    child: Child,
-    pub dir: tempfile::TempDir,
-    /// The stdout lines up to and including the ready line.
-    pub banner: Vec<String>,
-    stderr: mpsc::Receiver<String>,
+/// Runs `agentcluster` with arguments and returns its output.
+pub fn agentcluster(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agentcluster")
 }
 
-impl Fleet {
-    /// Starts `agentcluster run -c fleet.yaml` with `yaml` after `cluster:`
-    /// lines for the cache, state and control socket in the fleet's own
-    /// directory (so `yaml` may go on with more `  key: value` cluster
-    /// lines), and waits until it is ready.
-    pub fn start(yaml: &str) -> Fleet {
-        Fleet::start_with(yaml, &[])
-    }
-
-    /// [`Fleet::start`] with extra environment variables.
-    pub fn start_with(yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Fleet {
-        Fleet::start_args(&[], yaml, env)
-    }
-
-    /// [`Fleet::start_with`] with global options before `run` (`-vvv`,
-    /// `--log-format json`).
-    pub fn start_args(args: &[&str], yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Fleet {
-        let dir = tempdir();
-        let text = format!(
-            "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
-            dir.path().join("cache").display(),
-            dir.path().join("state").display(),
-            dir.path().join("control.sock").display(),
-            yaml
-        );
-        let path = dir.path().join("fleet.yaml");
-        std::fs::write(&path, text).expect("write fleet");
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).arg("run").arg("-c").arg(&path);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Fleet::spawn(cmd, dir)
-    }
-
-    /// Starts an arbitrary `agentcluster` command that prints a ready line.
-    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Fleet {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn agentcluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (etx, erx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            let _ = etx.send(s);
-        });
-        let mut fleet = Fleet {
-            child,
-            dir,
-            banner: Vec::new(),
-            stderr: erx,
-        };
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    // The ready block: "agentcluster: N agents ready …",
-                    // how to query them, and a closing line.
-                    let end = line == "Stop with Ctrl-C.";
-                    fleet.banner.push(line);
-                    if end {
-                        assert!(
-                            fleet
-                                .banner
-                                .iter()
-                                .any(|l| l.starts_with("agentcluster: ") && l.contains(" ready")),
-                            "{:?}",
-                            fleet.banner
-                        );
-                        break;
-                    }
-                }
-                Err(_) => {
-                    let _ = fleet.child.kill();
-                    let _ = fleet.child.wait();
-                    let err = fleet.stderr.recv_timeout(Duration::from_secs(5));
-                    panic!(
-                        "agentcluster did not become ready; stdout: {:?}; stderr: {}",
-                        fleet.banner,
-                        err.unwrap_or_default()
-                    );
-                }
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        fleet
-    }
-
-    /// The control socket's path, for `--control`.
-    pub fn control(&self) -> String {
-        self.dir.path().join("control.sock").display().to_string()
-    }
-
-    /// `status --json`: one object per agent.
-    pub fn status(&self) -> Vec<serde_json::Value> {
-        let out = agentcluster(&["status", "--json", "--control", &self.control()]);
-        assert!(out.status.success(), "status failed: {out:?}");
-        serde_json::from_slice(&out.stdout).expect("status --json is a JSON array")
-    }
-
-    /// Every record of `events --since 1 --json`, gap markers included.
-    pub fn event_records(&self) -> Vec<serde_json::Value> {
-        let out = agentcluster(&[
-            "events",
-            "--since",
-            "1",
-            "--json",
-            "--control",
-            &self.control(),
-        ]);
-        assert!(out.status.success(), "events failed: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
-            .collect()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Stops the fleet with SIGTERM and returns (exit status, stderr).
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = wait_timeout(&mut self.child, Duration::from_secs(20));
-        let err = self
-            .stderr
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_default();
-        (status, err)
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().expect("wait");
-        }
-        // Polling a child's exit with a short pause is the portable way
-        // without a reaper thread; it only runs while a test stops a fleet.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Both outputs of a command, stdout first.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Runs a net-snmp tool with MIB loading off (numeric output only) and a
@@ -276,13 +91,29 @@ pub fn snmp_ok(tool: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `agentcluster` with arguments and returns its output.
-pub fn agentcluster(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run agentcluster")
+/// An snmpget of sysName.0 (community `public`) on 127.0.0.1:`port`
+/// succeeds.
+pub fn sys_name_ok(port: u16) {
+    snmp_ok(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            &format!("127.0.0.1:{port}"),
+            ".1.3.6.1.2.1.1.5.0",
+        ],
+    );
+}
+
+/// Sends `sig` to process `pid`, which must exist.
+pub fn kill(pid: u32, sig: Signal) {
+    procs::signal(pid, sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+pub fn is_alive(pid: u32) -> bool {
+    procs::state(pid).is_some_and(|s| s != 'Z')
 }
 
 /// A v2c GETBULK (community `public`, request-id 7, non-repeaters 0,
@@ -299,6 +130,22 @@ pub const GETBULK_200: [u8; 41] = [
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// Seeded from the environment variable `var`, else from the clock;
+    /// says which seed `test` runs with and how to repeat it.
+    pub fn from_env(var: &str, test: &str) -> Rng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(7)
+            });
+        eprintln!("{test}: seed {seed} (repeat with {var}={seed})");
+        Rng(seed)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -310,5 +157,10 @@ impl Rng {
     /// A number in [0, n) (0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+
+    /// A duration in `[lo, hi)` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo))
     }
 }

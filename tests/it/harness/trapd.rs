@@ -1,39 +1,39 @@
 //! A real `snmptrapd` on a loopback port, in the foreground, logging each
 //! notification as one line on stdout; killed when dropped.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::cell::Cell;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::{Process, free_port, tempdir};
+
+/// How long [`Trapd::expect`] waits for a line.
+const EXPECT_WITHIN: Duration = Duration::from_secs(10);
+
 pub struct Trapd {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+    process: Process,
+    /// The next line [`Trapd::next`] or [`Trapd::expect`] looks at.
+    cursor: Cell<usize>,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Trapd {
     /// Starts snmptrapd with `conf` (its snmptrapd.conf) and waits until it
-    /// listens. Each notification is logged as
-    /// `%b|%P|%N|%w|%q|%v` (source address, security, enterprise, trap type, subtype, varbinds).
+    /// listens. Each notification is logged as `%b|%P|%N|%w|%q|%v` (source
+    /// address, security, enterprise, trap type, subtype, varbinds).
     pub fn start(conf: &str) -> Trapd {
-        let port = {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            s.local_addr().expect("addr").port()
-        };
-        Trapd::start_on(conf, port)
+        Trapd::start_on(conf, free_port())
     }
 
     /// Like [`Trapd::start`], on a port chosen before (a target that comes
     /// up late).
     pub fn start_on(conf: &str, port: u16) -> Trapd {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let conf_path = dir.path().join("snmptrapd.conf");
         std::fs::write(&conf_path, conf).expect("write snmptrapd.conf");
-        let mut child = Command::new("snmptrapd")
-            .args(["-f", "-Lo", "-C", "-c"])
+        let mut cmd = Command::new("snmptrapd");
+        cmd.args(["-f", "-Lo", "-C", "-c"])
             .arg(&conf_path)
             .args([
                 "-M",
@@ -46,25 +46,10 @@ impl Trapd {
             ])
             .arg(format!("udp:127.0.0.1:{port}"))
             .env("SNMP_PERSISTENT_DIR", dir.path().join("persist"))
-            .env("MIBS", "")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("snmptrapd (net-snmp) installed");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .env("MIBS", "");
         let trapd = Trapd {
-            child,
-            lines: rx,
+            process: Process::spawn(cmd),
+            cursor: Cell::new(0),
             port,
             _dir: dir,
         };
@@ -74,27 +59,31 @@ impl Trapd {
 
     /// The next logged line, if one comes `within`.
     pub fn next(&self, within: Duration) -> Option<String> {
-        self.lines.recv_timeout(within).ok()
+        let i = self
+            .process
+            .stdout
+            .wait_for(self.cursor.get(), within, |_| true)?;
+        self.cursor.set(i + 1);
+        self.process.stdout.get(i)
     }
 
-    /// The next line containing `needle` (bounded wait: 10 s).
+    /// The next line containing `needle` (bounded wait: 10 s); the lines
+    /// before it are passed over.
     pub fn expect(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("snmptrapd never logged {needle:?}; it logged {seen:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Trapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let from = self.cursor.get();
+        let begun = Instant::now();
+        let Some(i) = self
+            .process
+            .stdout
+            .wait_for(from, EXPECT_WITHIN, |l| l.contains(needle))
+        else {
+            panic!(
+                "snmptrapd never logged {needle:?} within {:?}; it logged {:?}",
+                begun.elapsed(),
+                self.process.stdout.range(from, usize::MAX)
+            );
+        };
+        self.cursor.set(i + 1);
+        self.process.stdout.get(i).unwrap_or_default()
     }
 }
