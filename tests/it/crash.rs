@@ -4,9 +4,11 @@
 //! it writes the KVP pool, persists snmpEngineBoots and spools informs, and
 //! is started again on the same files each time.
 //!
-//! Waits are on the supervisor's ready line, on snmptrapd's log and on
-//! bounded polls of `status` and of the pool; the sleeps are the random
-//! moments of the kills themselves.
+//! Waits are on the supervisor's ready line, its event stream, snmptrapd's
+//! log and process exits; on bounded polls only for what nothing announces
+//! (the pool and the spool as the supervisor writes them, ports the kernel
+//! frees). The sleeps, and the spins that aim a kill at a write in
+//! progress, are the random moments of the kills themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::UdpSocket;
@@ -22,27 +24,31 @@ use serde_json::Value as Json;
 use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal, crc32};
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    Process, Rng, agentcluster, alone, free_port, free_ports, kill, mib, snmp, status, tempdir,
+    EventStream, Process, Rng, agentcluster, alone, events, free_port, free_ports, is, kill, mib,
+    pid_in, pid_of, poll_until, snmp, status, tempdir,
 };
 
 /// Waits until every agent port can be bound again: the agent processes of
-/// a killed supervisor are gone (PR_SET_PDEATHSIG), so the next one can bind.
+/// a killed supervisor go (PR_SET_PDEATHSIG), so the next one can bind.
+/// Only a bind shows that the kernel let go of a port.
 fn wait_ports_free(ports: &[u16]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let held: Result<Vec<UdpSocket>, _> = ports
-            .iter()
-            .map(|p| UdpSocket::bind(("127.0.0.1", *p)))
-            .collect();
-        if held.is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent processes still hold their ports 10 s after their supervisor was killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(
+        "the agents of the killed supervisor to free their ports",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let held: Vec<u16> = ports
+                .iter()
+                .copied()
+                .filter(|p| UdpSocket::bind(("127.0.0.1", *p)).is_err())
+                .collect();
+            if held.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("ports still held: {held:?}"))
+            }
+        },
+    );
 }
 
 /// A fleet file in `dir` (state, cache and control socket there too).
@@ -300,42 +306,45 @@ fn read_pool_locked(pool: &Path) -> Vec<u8> {
 
 /// Once the supervisor `pid` has written its `supervisor-started` record:
 /// the pool it left is whole and clean (its first write repaired whatever
-/// the kill before left).
+/// the kill before left). Only reading the pool shows when the record is
+/// there.
 fn assert_clean_after_restart(pool: &Path, pid: u32, max_records: usize, what: &str) -> PoolState {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let state = inspect_pool(&read_pool_locked(pool));
-        let started = state
-            .events
-            .iter()
-            .any(|e| e["event"] == "supervisor-started" && e["pid"] == pid);
-        if started {
-            assert_eq!(
-                state.partial, 0,
-                "{what}: a partial record is left: {state:?}"
-            );
-            assert!(
-                state.torn.is_empty(),
-                "{what}: torn records: {:?}",
-                state.torn
-            );
-            assert_eq!(state.duplicates, 0, "{what}: duplicated records");
-            assert_eq!(state.emptied, 0, "{what}: records with an empty key");
-            assert_eq!(state.repeated_keys, 0, "{what}: keys used twice");
-            assert!(state.foreign_intact, "{what}: the planted records are gone");
-            assert!(
-                state.ours <= max_records,
-                "{what}: {} of ours, over max_records {max_records}",
-                state.ours
-            );
-            return state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: supervisor {pid} never wrote supervisor-started to the pool"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let state = poll_until(
+        &format!("{what}: supervisor {pid} to write supervisor-started to the pool"),
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || {
+            let state = inspect_pool(&read_pool_locked(pool));
+            let started = state
+                .events
+                .iter()
+                .any(|e| e["event"] == "supervisor-started" && e["pid"] == pid);
+            if started {
+                Ok(state)
+            } else {
+                Err(format!("{} records of ours", state.ours))
+            }
+        },
+    );
+    assert_eq!(
+        state.partial, 0,
+        "{what}: a partial record is left: {state:?}"
+    );
+    assert!(
+        state.torn.is_empty(),
+        "{what}: torn records: {:?}",
+        state.torn
+    );
+    assert_eq!(state.duplicates, 0, "{what}: duplicated records");
+    assert_eq!(state.emptied, 0, "{what}: records with an empty key");
+    assert_eq!(state.repeated_keys, 0, "{what}: keys used twice");
+    assert!(state.foreign_intact, "{what}: the planted records are gone");
+    assert!(
+        state.ours <= max_records,
+        "{what}: {} of ours, over max_records {max_records}",
+        state.ours
+    );
+    state
 }
 
 /// Waits (at most `limit`) until the pool is seen in the middle of a
@@ -581,30 +590,31 @@ fn tmp_stamps(paths: &[PathBuf]) -> HashSet<(PathBuf, u64, i64, i64)> {
         .collect()
 }
 
-/// (pid, snmpEngineBoots) of a running agent, the pid checked on both
-/// sides of the query (so both belong to one process).
-fn observe(control: &str, name: &str, port: u16) -> (u32, u32) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let pid_now = || {
-            status(control)
-                .iter()
-                .find(|a| a["name"] == name && a["state"] == "running")
-                .and_then(|a| a["pid"].as_u64())
-                .and_then(|p| u32::try_from(p).ok())
-        };
-        if let Some(pid) = pid_now()
-            && let Some(boots) = engine_boots(port)
-            && pid_now() == Some(pid)
-        {
-            return (pid, boots);
+/// (pid, snmpEngineBoots) of agent `name` once it runs a process other
+/// than `not`: its last event is `ready`, which names the process (waited
+/// for on the event stream if it is not yet); that process is still the
+/// one running after the query (so both belong to one process).
+fn observe(control: &str, name: &str, port: u16, not: Option<u32>) -> (u32, u32) {
+    let wanted = |e: &Json| is(e, name, "ready") && Some(pid_in(e)) != not;
+    let kept = events::events(control);
+    let pid = match kept.iter().rev().find(|e| e["agent"] == name) {
+        Some(e) if wanted(e) => pid_in(e),
+        _ => {
+            let since = kept
+                .last()
+                .and_then(|e| e["seq"].as_u64())
+                .map_or(1, |s| s + 1);
+            pid_in(&EventStream::follow(control, since).wait(&format!("{name} ready"), wanted))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never answered snmpEngineBoots while running"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let boots = engine_boots(port)
+        .unwrap_or_else(|| panic!("{name} (pid {pid}) does not answer snmpEngineBoots"));
+    assert_eq!(
+        pid_of(&status(control), name),
+        pid,
+        "{name} changed its process while it was asked"
+    );
+    (pid, boots)
 }
 
 /// Engine boots: 12 SNMPv3 agents. The supervisor is killed during its
@@ -697,11 +707,15 @@ fn engine_boots_only_grow_across_kill9() {
                 for _ in 0..2 {
                     let i = rng.below(AGENTS as u64) as usize;
                     observed += 1;
-                    check(&name(i), observe(&control, &name(i), ports[i]), &before);
+                    check(
+                        &name(i),
+                        observe(&control, &name(i), ports[i], None),
+                        &before,
+                    );
                 }
                 for _ in 0..1 + rng.below(3) {
                     let i = rng.below(AGENTS as u64) as usize;
-                    let seen = observe(&control, &name(i), ports[i]);
+                    let seen = observe(&control, &name(i), ports[i], None);
                     observed += 1;
                     check(&name(i), seen, &before);
                     let pid = seen.0;
@@ -712,15 +726,7 @@ fn engine_boots_only_grow_across_kill9() {
                         std::thread::sleep(rng.millis(0, 30));
                         break;
                     }
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    let seen = loop {
-                        let seen = observe(&control, &name(i), ports[i]);
-                        if seen.0 != pid {
-                            break seen;
-                        }
-                        assert!(Instant::now() < deadline, "{} never restarted", name(i));
-                        std::thread::sleep(Duration::from_millis(20));
-                    };
+                    let seen = observe(&control, &name(i), ports[i], Some(pid));
                     observed += 1;
                     check(&name(i), seen, &before);
                 }
@@ -749,7 +755,7 @@ fn engine_boots_only_grow_across_kill9() {
     sup.assert_ready("last run");
     for (i, port) in ports.iter().enumerate() {
         observed += 1;
-        check(&name(i), observe(&control, &name(i), *port), &files);
+        check(&name(i), observe(&control, &name(i), *port, None), &files);
     }
     let (status, _) = sup.stop();
     assert!(status.success(), "last run: {status:?}");
@@ -1015,19 +1021,16 @@ fn spooled_informs_survive_kill9_and_all_arrive() {
         }
     }
     // Acknowledged informs leave the spool: once the last run's own ones
-    // are out too, it is gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = read_spool(&state_dir).adds.len();
-        if left == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "every spooled inform arrived, yet the spool keeps {left}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // are out too, it is gone. Only reading the spool shows when.
+    poll_until(
+        "the spool to empty once every spooled inform arrived",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || match read_spool(&state_dir).adds.len() {
+            0 => Ok(()),
+            left => Err(format!("{left} informs in the spool")),
+        },
+    );
     let (status, _) = sup.stop();
     assert!(status.success(), "final run: {status:?}");
     let repeats: usize = arrived.values().map(|n| n - 1).sum();

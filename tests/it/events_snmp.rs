@@ -5,18 +5,19 @@
 //! every inform once it comes up; and the supervisor's own SNMP agent
 //! walked with `snmpwalk`.
 //!
-//! Waits are on snmptrapd's log lines and on bounded polls of `status` and
-//! of the supervisor's agent (whose table follows the status within about a
-//! second), never on fixed sleeps.
+//! Waits are on snmptrapd's log lines, on the event stream, and on a
+//! bounded poll of the supervisor's own agent (whose table follows the
+//! status within about a second, and says nothing when it does), never on
+//! sleeps.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal};
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    BIN, Fleet, agent, alone, free_port, kill, mib, pid_of, snmp_ok, status, tempdir,
+    EventStream, Fleet, alone, free_port, is, kill, mib, pid_in, pid_of, poll_until, snmp_ok,
+    status, tempdir,
 };
 
 /// The default MIB root, dotted with a leading dot, as snmptrapd logs it.
@@ -39,18 +40,12 @@ fn agent_yaml(name: &str, port: u16) -> String {
     )
 }
 
-/// Polls `status` until `name` runs with a pid other than `old` (bounded).
-fn wait_new_pid(control: &str, name: &str, old: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(control);
-        let a = agent(&s, name);
-        if a["state"] == "running" && a["pid"] != old {
-            return pid_of(&s, name);
-        }
-        assert!(Instant::now() < deadline, "{name} never came back: {s:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The new pid of agent `name` once it is ready again, as the events
+/// from `events`' start on tell.
+fn ready_again(events: &mut EventStream, name: &str) -> u32 {
+    pid_in(&events.wait(&format!("{name} ready again"), |e| {
+        is(e, name, "ready") && e["restarts"] == 1
+    }))
 }
 
 /// The died, restarting and started notifications of `victim` (pid `old`),
@@ -119,22 +114,15 @@ agents:
         assert!(line.contains(kind), "{kind}: {line}");
     }
     let old = pid_of(&status(&control), "victim");
+    let mut events = fleet.follow(fleet.next_seq());
     kill(old, Signal::SIGKILL);
     assert_kill_cycle(&v2c, "v2c trap", "victim", old);
     assert_kill_cycle(&inform, "v2c inform", "victim", old);
     assert_kill_cycle(&v3, "v3 inform", "victim", old);
-    wait_new_pid(&control, "victim", old);
+    ready_again(&mut events, "victim");
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{stderr}");
     assert!(!stderr.contains("ops-auth-pass") && !stderr.contains("ops-priv-pass"));
-}
-
-/// A running supervisor on a configuration and state directory of our own
-/// (so a second run finds what the first left).
-fn run_supervisor(config: &Path) -> Fleet {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run").arg("-c").arg(config);
-    Fleet::spawn(cmd, tempdir())
 }
 
 /// (notification number, acNotifySeq, sysUpTime) of a logged line.
@@ -196,10 +184,11 @@ agents:
     .expect("write the fleet");
 
     // First run: the target is down the whole time.
-    let fleet = run_supervisor(&config);
-    let old = pid_of(&status(&control), "victim");
+    let fleet = Fleet::run(&config, &control);
+    let old = pid_of(&fleet.status(), "victim");
+    let mut events = fleet.follow(fleet.next_seq());
     kill(old, Signal::SIGKILL);
-    wait_new_pid(&control, "victim", old);
+    ready_again(&mut events, "victim");
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{stderr}");
     let files = pending_files(&state);
@@ -210,7 +199,7 @@ agents:
     }
 
     // Second run, still down for a while; then the target comes up.
-    let fleet = run_supervisor(&config);
+    let fleet = Fleet::run(&config, &control);
     let trapd = Trapd::start_on("authCommunity log public\n", target_port);
     // First run: started, ready, died, restarting, ready, stopping;
     // second run: started, ready. In order, each once (a resend whose
@@ -277,17 +266,18 @@ agents:
             &["-v2c", "-c", "fleetview", "-On", &endpoint, site_root],
         )
     };
-    // The table follows the supervisor's status within about a second.
+    // The table follows the supervisor's status within about a second;
+    // only a walk shows when it has.
     let until = |what: &str, pred: &dyn Fn(&str) -> bool| -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let out = walk();
-            if pred(&out) {
-                return out;
-            }
-            assert!(Instant::now() < deadline, "never {what}:\n{out}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(
+            &format!("the agent table to show {what}"),
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || {
+                let out = walk();
+                if pred(&out) { Ok(out) } else { Err(out) }
+            },
+        )
     };
     let s = status(&control);
     let alpha = pid_of(&s, "alpha");
@@ -332,8 +322,9 @@ agents:
     );
 
     // alpha is killed: its row shows the new process and one restart.
+    let mut events = fleet.follow(fleet.next_seq());
     kill(alpha, Signal::SIGKILL);
-    let new = wait_new_pid(&control, "alpha", alpha);
+    let new = ready_again(&mut events, "alpha");
     let out = until("alpha restarted", &|out| {
         out.contains(&format!("{t}.4.1 = Gauge32: {new}\n"))
     });

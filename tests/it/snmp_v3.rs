@@ -12,14 +12,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
 use crate::harness::imports::{Oid, Value, derive_engine_id};
 use crate::harness::walk::{Walked, assert_walk_matches, snapshot_map, walk_map};
 use crate::harness::{
-    Fleet, agentcluster, alone, free_port, mib, repo_file, snmp, snmp_ok, tempdir,
+    Fleet, agentcluster, alone, free_port, is, mib, repo_file, snmp, snmp_ok, tempdir,
 };
 
 /// (YAML name, net-snmp `-a` name, pysnmp name).
@@ -255,22 +254,6 @@ fn bulkwalk_of_the_27k_object_switch_over_sha_aes() {
     );
 }
 
-/// Polls `status` until agent `name` has restarted `restarts` times and
-/// runs (bounded: 20 s).
-fn wait_restarted(fleet: &Fleet, name: &str, restarts: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = fleet.status();
-        if s.iter()
-            .any(|a| a["name"] == name && a["state"] == "running" && a["restarts"] == restarts)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} did not restart: {s:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// snmpEngineID (hex) and snmpEngineBoots as served to a noAuthNoPriv user.
 fn engine_of(target: &str) -> (String, u32) {
     let out = snmp_ok(
@@ -345,9 +328,11 @@ fn engine_ids_discovery_and_boots_across_a_restart() {
     let out = run("snmpget", &base, &["-r", "0", &t2, "1.3.6.1.2.1.1.5.0"]);
     assert!(!out.status.success());
     // Restart: one boot more, the same engine ID.
+    let since = fleet.next_seq();
     let out = agentcluster(&["restart", "--control", &fleet.control(), "derived"]);
     assert!(out.status.success(), "{out:?}");
-    wait_restarted(&fleet, "derived", 1);
+    let ready = fleet.wait_event(since, "derived restarted", |e| is(e, "derived", "ready"));
+    assert_eq!(ready["restarts"], 1, "{ready}");
     assert_eq!(engine_of(&t1), (derived, 2));
     assert_eq!(engine_of(&t2).1, 1, "the other agent did not restart");
     // The authenticated path resynchronizes to the new boots.

@@ -1,17 +1,15 @@
 //! Supervision end to end: real agent processes, real signals, the control
 //! socket, net-snmp clients. Waits are on answers (an SNMP request that the
-//! kernel holds until the restarted agent reads it) or bounded polls of
-//! `status`, never fixed sleeps.
+//! kernel holds until the restarted agent reads it), on the event stream,
+//! on log lines and on process exits, never on sleeps.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use serde_json::Value as Json;
+use std::time::Duration;
 
 use crate::harness::imports::{Signal, probe, procs};
 use crate::harness::{
-    Fleet, GETBULK_200, agent, agentcluster, alone, free_block, free_port, free_ports, is_alive,
-    kill, kinds_for, mib, pid_of, snmp, snmp_ok, sys_name_ok, tempdir,
+    Fleet, GETBULK_200, WAIT, agent, agentcluster, alone, free_block, free_port, free_ports, is,
+    is_alive, kill, kinds_for, mib, pid_in, pid_of, snmp, snmp_ok, sys_name_ok, tempdir, wait_gone,
 };
 
 fn agents_yaml(names: &[(&str, u16)]) -> String {
@@ -25,22 +23,6 @@ fn agents_yaml(names: &[(&str, u16)]) -> String {
     y
 }
 
-/// Polls `status` until `pred` holds (bounded: 20 s).
-fn wait_status(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec<Json> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = fleet.status();
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     let [a, b] = free_ports(2)[..] else {
@@ -51,6 +33,7 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
     assert_eq!(agent(&s, "dev-a")["state"], "running");
     let old = pid_of(&s, "dev-a");
     let other = pid_of(&s, "dev-b");
+    let since = fleet.next_seq();
     kill(old, Signal::SIGKILL);
     // Sent at once: the socket stays bound in the supervisor, so requests
     // wait in the kernel buffer and the restarted agent answers every one,
@@ -87,10 +70,11 @@ fn a_killed_agent_is_restarted_and_requests_wait_for_it() {
             ".1.3.6.1.2.1.1.5.0",
         ],
     );
-    let s = wait_status(&fleet, "dev-a restarted", |s| {
-        agent(s, "dev-a")["state"] == "running" && agent(s, "dev-a")["restarts"] == 1
-    });
-    assert_ne!(pid_of(&s, "dev-a"), old);
+    let ready = fleet.wait_event(since, "dev-a ready again", |e| is(e, "dev-a", "ready"));
+    assert_eq!(ready["restarts"], 1, "{ready}");
+    assert_ne!(ready["pid"], old, "{ready}");
+    let s = fleet.status();
+    assert_eq!(agent(&s, "dev-a")["pid"], ready["pid"]);
     // the other agent was not touched
     assert_eq!(pid_of(&s, "dev-b"), other);
     assert_eq!(agent(&s, "dev-b")["restarts"], 0);
@@ -173,14 +157,12 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
     let helpers = helpers(supervisor);
     assert!(!helpers.is_empty(), "{:?}", children(supervisor));
     kill(supervisor, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pids.iter().chain(&helpers).any(|p| is_alive(*p)) {
-        assert!(
-            Instant::now() < deadline,
-            "agents or spawn helpers still alive 1 s after the supervisor died: {pids:?} {helpers:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let all: Vec<u32> = pids.iter().chain(&helpers).copied().collect();
+    let left = wait_gone(&all, Duration::from_secs(1));
+    assert!(
+        left.is_empty(),
+        "agents or spawn helpers still alive 1 s after the supervisor died: {left:?} of agents {pids:?}, helpers {helpers:?}"
+    );
 }
 
 #[test]
@@ -200,16 +182,20 @@ fn a_dead_spawn_helper_is_replaced_and_its_agents_keep_running() {
         sys_name_ok(port);
     }
     // Starts after the helpers died succeed at the first try.
+    let since = fleet.next_seq();
     for name in ["h-1", "h-2"] {
         let out = agentcluster(&["restart", name, "--control", &fleet.control()]);
         assert!(out.status.success(), "{out:?}");
     }
-    let s = wait_status(&fleet, "both restarted", |s| {
-        ["h-1", "h-2"].iter().all(|n| {
-            let a = agent(s, n);
-            a["state"] == "running" && a["pid"] != agent(&before, n)["pid"]
-        })
-    });
+    fleet
+        .follow(since)
+        .wait_all("h-1 and h-2 ready again", |e| {
+            ["h-1", "h-2"].iter().all(|n| {
+                e.iter()
+                    .any(|x| is(x, n, "ready") && x["pid"] != agent(&before, n)["pid"])
+            })
+        });
+    let s = fleet.status();
     let kinds: Vec<String> = fleet
         .events()
         .iter()
@@ -242,12 +228,11 @@ fn a_stopped_agent_is_found_unresponsive_and_replaced() {
     );
     let fleet = Fleet::start(&yaml);
     let old = pid_of(&fleet.status(), "frozen");
+    let since = fleet.next_seq();
     kill(old, Signal::SIGSTOP);
-    let s = wait_status(&fleet, "frozen replaced", |s| {
-        let a = agent(s, "frozen");
-        a["state"] == "running" && a["pid"] != old
-    });
-    assert_eq!(agent(&s, "frozen")["restarts"], 1);
+    let ready = fleet.wait_event(since, "frozen replaced", |e| is(e, "frozen", "ready"));
+    assert_ne!(ready["pid"], old, "{ready}");
+    assert_eq!(ready["restarts"], 1, "{ready}");
     assert!(!is_alive(old), "the stopped process was killed");
     sys_name_ok(port);
 }
@@ -261,6 +246,7 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
         ("core", ports[2]),
     ]));
     let sock = fleet.control();
+    let mut events = fleet.follow(fleet.next_seq());
     let out = agentcluster(&["stop", "--control", &sock, "lab-sw-*"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -268,8 +254,10 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
         text.contains("lab-sw-1") && text.contains("lab-sw-2"),
         "{text}"
     );
-    wait_status(&fleet, "lab-sw-* stopped", |s| {
-        agent(s, "lab-sw-1")["state"] == "stopped" && agent(s, "lab-sw-2")["state"] == "stopped"
+    events.wait_all("lab-sw-* stopped", |e| {
+        ["lab-sw-1", "lab-sw-2"]
+            .iter()
+            .all(|n| e.iter().any(|x| is(x, n, "stopped")))
     });
     let out = snmp(
         "snmpget",
@@ -305,11 +293,10 @@ fn operators_stop_start_and_restart_by_name_and_glob() {
 
     let out = agentcluster(&["restart", "--control", &sock, "core"]);
     assert!(out.status.success(), "{out:?}");
-    let s = wait_status(&fleet, "core restarted", |s| {
-        agent(s, "core")["state"] == "running" && agent(s, "core")["pid"] != core_pid
-    });
-    assert_eq!(agent(&s, "lab-sw-2")["state"], "stopped");
-    assert_eq!(agent(&s, "core")["restarts"], 1);
+    let ready = events.wait("core restarted", |e| is(e, "core", "ready"));
+    assert_ne!(ready["pid"], core_pid, "{ready}");
+    assert_eq!(ready["restarts"], 1, "{ready}");
+    assert_eq!(agent(&fleet.status(), "lab-sw-2")["state"], "stopped");
 
     let out = agentcluster(&["restart", "--control", &sock, "no-such-agent"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -344,27 +331,19 @@ fn too_many_restarts_fail_until_an_operator_starts_it() {
         agents_yaml(&[("flaky", port)])
     );
     let fleet = Fleet::start(&yaml);
+    let mut events = fleet.follow(1);
     for round in 0..3 {
-        let s = wait_status(&fleet, "flaky running", |s| {
-            agent(s, "flaky")["state"] == "running"
+        let ready = events.wait(&format!("flaky running (round {round})"), |e| {
+            is(e, "flaky", "ready")
         });
-        assert_eq!(agent(&s, "flaky")["restarts"], round);
-        kill(pid_of(&s, "flaky"), Signal::SIGKILL);
-        if round < 2 {
-            wait_status(&fleet, "flaky restarted", |s| {
-                agent(s, "flaky")["restarts"] == round + 1
-            });
-        }
+        assert_eq!(ready["restarts"], round, "{ready}");
+        kill(pid_in(&ready), Signal::SIGKILL);
     }
-    let s = wait_status(&fleet, "flaky failed", |s| {
-        agent(s, "flaky")["state"] == "failed"
-    });
-    assert!(agent(&s, "flaky")["pid"].is_null());
+    events.wait("flaky failed", |e| is(e, "flaky", "failed"));
+    assert!(agent(&fleet.status(), "flaky")["pid"].is_null());
     let out = agentcluster(&["start", "--control", &fleet.control(), "flaky"]);
     assert!(out.status.success(), "{out:?}");
-    wait_status(&fleet, "flaky back", |s| {
-        agent(s, "flaky")["state"] == "running"
-    });
+    events.wait("flaky back", |e| is(e, "flaky", "ready"));
 }
 
 #[test]
@@ -406,29 +385,13 @@ fn sigterm_stops_every_agent_and_exits_zero() {
     }
 }
 
-/// Polls the event log until `pred` holds (bounded: 30 s).
-fn wait_events(fleet: &Fleet, what: &str, pred: impl Fn(&[Json]) -> bool) -> Vec<Json> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = fleet.events();
-        if pred(&e) {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {e:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_kill_is_reported_as_died_restarting_starting_ready_in_order() {
     let port = free_port();
     let fleet = Fleet::start(&agents_yaml(&[("ev", port)]));
     let old = pid_of(&fleet.status(), "ev");
     kill(old, Signal::SIGKILL);
-    let e = wait_events(&fleet, "ev ready again", |e| {
+    let e = fleet.wait_events("ev ready again", |e| {
         kinds_for(e, "ev").iter().filter(|k| **k == "ready").count() == 2
     });
     assert_eq!(
@@ -555,7 +518,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
         ),
         &[("AGENTCLUSTER_AGENT_EXE", exe.as_ref())],
     );
-    let e = wait_events(&fleet, "crasher failed", |e| {
+    let e = fleet.wait_events("crasher failed", |e| {
         kinds_for(e, "crasher").contains(&"failed")
     });
     let delays: Vec<f64> = e
@@ -592,7 +555,7 @@ fn an_agent_program_that_cannot_run_fails_its_start_and_is_reaped() {
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
     let port = free_port();
     let fleet = start_with_agent_exe(&agents_yaml(&[("noexec", port)]), &exe);
-    let e = wait_events(&fleet, "noexec start-failed", |e| {
+    let e = fleet.wait_events("noexec start-failed", |e| {
         kinds_for(e, "noexec").contains(&"start-failed")
     });
     let failed = e
@@ -650,13 +613,21 @@ fn reload_changes_only_what_changed() {
     let path = fleet.config();
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace(&first, &second)).unwrap();
+    let since = fleet.next_seq();
     let out = agentcluster(&["reload", "--control", &fleet.control()]);
     assert!(out.status.success(), "{out:?}");
     let msg = String::from_utf8_lossy(&out.stdout);
     assert!(msg.contains("1 changed, 1 added, 1 removed"), "{msg}");
-    let after = wait_status(&fleet, "reloaded agents running", |s| {
-        s.iter().all(|a| a["state"] == "running") && s.len() == 4
+    fleet.follow(since).wait_all("change and add running", |e| {
+        ["change", "add"]
+            .iter()
+            .all(|n| e.iter().any(|x| is(x, n, "ready")))
     });
+    let after = fleet.status();
+    assert!(
+        after.len() == 4 && after.iter().all(|a| a["state"] == "running"),
+        "{after:?}"
+    );
     for keep in ["keep-1", "keep-2"] {
         assert_eq!(
             pid_of(&after, keep),
@@ -743,7 +714,7 @@ fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     )
     .unwrap();
     std::fs::rename(&tmp, &snap).unwrap();
-    wait_events(&fleet, "data-reloaded", |e| {
+    fleet.wait_events("data-reloaded", |e| {
         kinds_for(e, "hot").contains(&"data-reloaded")
     });
     let out = snmp_ok(
@@ -762,7 +733,7 @@ fn an_agent_over_its_memory_limit_is_replaced() {
         agents_yaml(&[("fat", port)])
     );
     let fleet = Fleet::start(&yaml);
-    let e = wait_events(&fleet, "unresponsive for memory", |e| {
+    let e = fleet.wait_events("unresponsive for memory", |e| {
         e.iter()
             .any(|x| x["agent"] == "fat" && x["event"] == "unresponsive")
     });
@@ -771,7 +742,7 @@ fn an_agent_over_its_memory_limit_is_replaced() {
         .find(|x| x["agent"] == "fat" && x["event"] == "unresponsive")
         .unwrap();
     assert!(u["reason"].as_str().unwrap().contains("memory"), "{u}");
-    wait_events(&fleet, "restarted after the memory fault", |e| {
+    fleet.wait_events("restarted after the memory fault", |e| {
         kinds_for(e, "fat").contains(&"restarting")
     });
 }
@@ -793,7 +764,7 @@ fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
         ),
         &[("AGENTCLUSTER_AGENT_EXE", exe.as_ref())],
     );
-    let e = wait_events(&fleet, "probe failure", |e| {
+    let e = fleet.wait_events("probe failure", |e| {
         kinds_for(e, "mute").contains(&"failed")
     });
     let u = e
@@ -963,13 +934,17 @@ fn devices_send_their_own_cold_start_then_warm_start_after_a_restart() {
 
 /// `cluster.max_response_bytes` and `cluster.rate_limit` changed on reload
 /// reach the running agent without a restart (same pid), and go away the
-/// same way; a changed key that reload cannot apply is named.
+/// same way; a changed key that reload cannot apply is named. The agent
+/// says `limits changed` (at debug level) once it applies them.
 #[test]
 fn reload_applies_the_cluster_limits_to_running_agents() {
     use std::net::UdpSocket;
     let port = free_port();
     let agents = agents_yaml(&[("lim", port)]);
-    let fleet = Fleet::start(&agents);
+    let fleet = Fleet::start_with(
+        &agents,
+        &[("RUST_LOG", "info,agentcluster_agent=debug".as_ref())],
+    );
     let pid = pid_of(&fleet.status(), "lim");
     let path = fleet.config();
     let original = std::fs::read_to_string(&path).unwrap();
@@ -996,10 +971,19 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     assert!(big > 1200, "unlimited answer of {big} bytes");
     assert_eq!(all, 40);
 
+    // Reloads `text`; returns what reload said once the agent applied it.
     let reload = |text: &str| {
+        let log = fleet.stderr();
+        let mark = log.len();
         std::fs::write(&path, text).unwrap();
         let out = agentcluster(&["reload", "--control", &fleet.control()]);
         assert!(out.status.success(), "{out:?}");
+        assert!(
+            log.wait_for(mark, WAIT, |l| l.contains("limits changed"))
+                .is_some(),
+            "the agent did not log `limits changed` within {WAIT:?}; the log ends with:\n{}",
+            log.tail(20)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let limited = original.replace(
@@ -1013,37 +997,19 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
         "{msg}"
     );
     assert!(msg.contains("supervisor restarts: start_tokens"), "{msg}");
-    // The agent reads the new limits from its channel: the next burst may
-    // still catch it before; poll briefly.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (n, answered) = probe();
-        if n <= 1200 && answered <= 10 {
-            assert!(n > 200, "{n} bytes");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "limits not applied: {n} bytes, {answered} of 40"
-        );
-        std::thread::sleep(Duration::from_millis(1100));
-    }
+    let (n, answered) = probe();
+    assert!(
+        n <= 1200 && n > 200 && answered <= 10,
+        "limits not applied: {n} bytes, {answered} of 40"
+    );
     assert_eq!(pid_of(&fleet.status(), "lim"), pid, "no restart for limits");
 
     let msg = reload(&original);
     assert!(msg.contains("applied to every agent"), "{msg}");
-    std::thread::sleep(Duration::from_millis(1100));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (n, answered) = probe();
-        if n > 1200 && answered == 40 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "limits not lifted: {n} bytes, {answered} of 40"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (n, answered) = probe();
+    assert!(
+        n > 1200 && answered == 40,
+        "limits not lifted: {n} bytes, {answered} of 40"
+    );
     assert_eq!(pid_of(&fleet.status(), "lim"), pid);
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::events;
-use super::{BIN, Process, agentcluster, tempdir};
+use super::events::{self, EventStream};
+use super::{BIN, Lines, Process, agentcluster, tempdir};
 
 /// How long a supervisor may take to print its ready line.
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -61,6 +61,7 @@ impl Process {
 /// A running `agentcluster run` on a fleet in its own directory.
 pub struct Fleet {
     process: Process,
+    control: String,
     pub dir: tempfile::TempDir,
     /// The stdout lines up to and including the ready line.
     pub banner: Vec<String>,
@@ -104,10 +105,22 @@ impl Fleet {
     /// Starts an arbitrary `agentcluster` command that prints a ready line,
     /// with `dir` as its directory, and waits until it is ready.
     pub fn spawn(cmd: Command, dir: tempfile::TempDir) -> Fleet {
-        let process = Process::spawn(cmd);
+        let control = dir.path().join("control.sock").display().to_string();
+        Fleet::ready(Process::spawn(cmd), control, dir)
+    }
+
+    /// `agentcluster run -c CONFIG` on a fleet file of the test's own,
+    /// whose control socket is `control` (its state outlives this run),
+    /// waited for until it is ready.
+    pub fn run(config: &Path, control: &str) -> Fleet {
+        Fleet::ready(Process::run(config), control.to_string(), tempdir())
+    }
+
+    fn ready(process: Process, control: String, dir: tempfile::TempDir) -> Fleet {
         let banner = process.assert_ready("the fleet");
         Fleet {
             process,
+            control,
             dir,
             banner,
         }
@@ -120,7 +133,7 @@ impl Fleet {
 
     /// The control socket's path, for `--control`.
     pub fn control(&self) -> String {
-        self.dir.path().join("control.sock").display().to_string()
+        self.control.clone()
     }
 
     /// `status --json`: one object per agent.
@@ -131,6 +144,33 @@ impl Fleet {
     /// Every event the supervisor keeps.
     pub fn events(&self) -> Vec<Json> {
         events::events(&self.control())
+    }
+
+    /// The `seq` of the next event: take it before acting, follow from it.
+    pub fn next_seq(&self) -> u64 {
+        events::next_seq(&self.control())
+    }
+
+    /// The event stream from `since` on.
+    pub fn follow(&self, since: u64) -> EventStream {
+        EventStream::follow(&self.control(), since)
+    }
+
+    /// The first event from `since` on for which `pred` holds (see
+    /// [`EventStream::wait`]).
+    pub fn wait_event(&self, since: u64, what: &str, pred: impl FnMut(&Json) -> bool) -> Json {
+        self.follow(since).wait(what, pred)
+    }
+
+    /// Every event from the first on, once `pred` holds of them (see
+    /// [`EventStream::wait_all`]).
+    pub fn wait_events(&self, what: &str, pred: impl FnMut(&[Json]) -> bool) -> Vec<Json> {
+        self.follow(1).wait_all(what, pred).to_vec()
+    }
+
+    /// The supervisor's log (its agents' too), as it comes.
+    pub fn stderr(&self) -> &Lines {
+        &self.process.stderr
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,11 +1,25 @@
 //! What the integration tests share: the real `agentcluster` binary run on
 //! loopback, each test in its own temporary directory with its own ports
 //! ([`Fleet`], [`Process`], [`free_ports`]); the net-snmp tools; the library
-//! items the tests use ([`imports`]). Tests that load the machine run alone: see [`slot`].
+//! items the tests use ([`imports`]); and the waits that prove a state, one
+//! helper each:
+//!
+//! - a lifecycle event: [`Fleet::wait_event`] and [`EventStream`], which
+//!   follow the supervisor's event stream from a `seq` taken before the
+//!   test acts, so nothing it causes is missed;
+//! - a line a process prints (a ready line, a log line, a notification
+//!   snmptrapd received): [`Lines::wait_for`];
+//! - a process's exit: [`Process::wait_exit`] and [`wait_gone`], on pidfds;
+//! - for the few states nothing announces, the one bounded poll,
+//!   [`poll_until`] (its module says which).
+//!
+//! Every wait is bounded and says, when it fails, what it waited for and
+//! what it saw. Tests that load the machine run alone: see [`slot`].
 
 pub mod events;
 pub mod fleet;
 pub mod imports;
+pub mod poll;
 pub mod ports;
 pub mod process;
 pub mod slot;
@@ -16,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-pub use events::{WAIT, kinds_for};
+pub use events::{EventStream, WAIT, is, kinds_for, pid_in};
 pub use fleet::{Fleet, agent, pid_of, status};
+pub use poll::poll_until;
 pub use ports::{free_block, free_port, free_ports, ipv6_loopback};
-pub use process::Process;
+pub use process::{Lines, Process, wait_gone};
 pub use slot::alone;
 
 use imports::{Signal, procs};

@@ -62,6 +62,11 @@ impl Lines {
         f(&self.0.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// How many lines came so far: where a wait for what comes next starts.
+    pub fn len(&self) -> usize {
+        self.read(|c| c.lines.len())
+    }
+
     /// Line `i`.
     pub fn get(&self, i: usize) -> Option<String> {
         self.read(|c| c.lines.get(i).cloned())
@@ -239,4 +244,37 @@ fn exited(pidfd: &OwnedFd, within: Duration) -> bool {
             Err(e) => panic!("poll of a pidfd: {e}"),
         }
     }
+}
+
+/// Waits until every process of `pids` (children or not) has exited;
+/// returns those still running after `within`. A pid already gone counts
+/// as exited.
+pub fn wait_gone(pids: &[u32], within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    let mut running: Vec<(u32, OwnedFd)> = pids
+        .iter()
+        .filter_map(|&p| Some((p, open_pidfd(p)?)))
+        .collect();
+    while !running.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec::try_from(left).expect("a short timeout");
+        let mut fds: Vec<PollFd> = running
+            .iter()
+            .map(|(_, fd)| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => break,
+            Ok(_) => {
+                let done: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+                let mut i = 0;
+                running.retain(|_| {
+                    i += 1;
+                    !done[i - 1]
+                });
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("poll of pidfds: {e}"),
+        }
+    }
+    running.into_iter().map(|(p, _)| p).collect()
 }
