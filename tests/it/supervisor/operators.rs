@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::harness::imports::probe;
 use crate::harness::{
     Fleet, GETBULK_200, WAIT, agent, agentcluster, free_port, free_ports, is, kinds_for, mib,
     pid_of, snmp, snmp_ok, tempdir,
@@ -215,14 +216,16 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let bulk = GETBULK_200;
-    // (size of one answer, answers to a burst of 40)
-    let probe = || {
+    // (size of the answer to a GETBULK as large as the agent allows,
+    // answers to a burst of 40 small GETs: large answers would overflow
+    // this socket's receive buffer whenever the test is slow to read)
+    let measure = || {
         let mut buf = [0u8; 65_536];
-        sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
+        sock.send_to(&GETBULK_200, ("127.0.0.1", port)).unwrap();
         let (n, _) = sock.recv_from(&mut buf).expect("an answer");
-        for _ in 0..40 {
-            sock.send_to(&bulk, ("127.0.0.1", port)).unwrap();
+        for id in 1..=40 {
+            let get = probe::request(b"public", false, id);
+            sock.send_to(&get, ("127.0.0.1", port)).unwrap();
         }
         let mut answered = 0;
         while sock.recv_from(&mut buf).is_ok() {
@@ -230,7 +233,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
         }
         (n, answered)
     };
-    let (big, all) = probe();
+    let (big, all) = measure();
     assert!(big > 1200, "unlimited answer of {big} bytes");
     assert_eq!(all, 40);
 
@@ -260,7 +263,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
         "{msg}"
     );
     assert!(msg.contains("supervisor restarts: start_tokens"), "{msg}");
-    let (n, answered) = probe();
+    let (n, answered) = measure();
     assert!(
         n <= 1200 && n > 200 && answered <= 10,
         "limits not applied: {n} bytes, {answered} of 40"
@@ -269,7 +272,7 @@ fn reload_applies_the_cluster_limits_to_running_agents() {
 
     let msg = reload(&original);
     assert!(msg.contains("applied to every agent"), "{msg}");
-    let (n, answered) = probe();
+    let (n, answered) = measure();
     assert!(
         n > 1200 && answered == 40,
         "limits not lifted: {n} bytes, {answered} of 40"
