@@ -1,8 +1,6 @@
 //! Test fixtures: a temp dir with snapshot files, config files written into
 //! it, and helpers to look for problems.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use agentcluster_conf::{Loaded, Problem, Severity, load};
