@@ -5,7 +5,9 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use crate::harness::imports::snapshot;
-use crate::harness::{BIN, Fleet, agentcluster, free_port, mib, snmp_ok, tempdir, text};
+use crate::harness::{
+    BIN, Fleet, agentcluster, free_port, light, mib, output, snmp_ok, tempdir, text,
+};
 
 #[test]
 fn check_reports_every_problem_with_its_location() {
@@ -75,10 +77,9 @@ fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
         ),
     )
     .unwrap();
-    let out = Command::new("timeout")
-        .args(["60", BIN, "run", "-c", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        output(Command::new("timeout").args(["60", BIN, "run", "-c", path.to_str().unwrap()]))
+            .unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("blocked-dev"), "{t}");
@@ -181,6 +182,8 @@ fn default_fleet_runs_and_prints_how_to_query_it() {
 /// the same agents packed 2,000 per process no longer need that memory.
 #[test]
 fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
+    // `check` works through 120,000 agents: seconds of a core.
+    let _slot = light();
     let dir = tempdir();
     let snap = mib("linux-host.snmprec");
     let fleet = |per: u32| {

@@ -4,14 +4,10 @@
 
 use std::process::{Command, Output};
 
-use crate::harness::{BIN, tempdir};
+use crate::harness::{BIN, output, tempdir};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .expect("run agentcluster")
+    output(Command::new(BIN).args(args).env_remove("XDG_RUNTIME_DIR")).expect("run agentcluster")
 }
 
 #[test]

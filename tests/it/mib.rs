@@ -9,10 +9,10 @@
 //! tests say so and skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::harness::imports::{DEFAULT_MIB_ROOT, EVENT_KINDS, notification_number};
-use crate::harness::{repo_file, tempdir, text};
+use crate::harness::{output, repo_file, tempdir, text};
 
 const MODULE: &str = "AGENTCLUSTER-MIB";
 
@@ -107,13 +107,13 @@ fn net_snmp_mibs() -> PathBuf {
 
 fn smilint(file: &Path, ietf: &Path) -> Output {
     let path = format!("{}:{}", ietf.display(), net_snmp_mibs().display());
-    Command::new("smilint")
-        .args(["-l", "3", "-s"])
-        .arg(file)
-        .env("SMIPATH", path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run smilint (Debian smitools installed?): {e}"))
+    output(
+        Command::new("smilint")
+            .args(["-l", "3", "-s"])
+            .arg(file)
+            .env("SMIPATH", path),
+    )
+    .unwrap_or_else(|e| panic!("cannot run smilint (Debian smitools installed?): {e}"))
 }
 
 #[test]
@@ -142,16 +142,16 @@ fn smilint_level_3_reports_nothing() {
 
 fn snmptranslate(ietf: &Path, persist: &Path, name: &str) -> Output {
     let path = format!("+{}:{}", ietf.display(), repo_file("mibs").display());
-    Command::new("snmptranslate")
-        .args(["-M", &path, "-m", &format!("+{MODULE}"), "-On"])
-        .arg(format!("{MODULE}::{name}"))
-        .env_remove("MIBS")
-        .env_remove("MIBDIRS")
-        .env("SNMPCONFPATH", "/dev/null")
-        .env("SNMP_PERSISTENT_DIR", persist)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run snmptranslate (net-snmp installed?): {e}"))
+    output(
+        Command::new("snmptranslate")
+            .args(["-M", &path, "-m", &format!("+{MODULE}"), "-On"])
+            .arg(format!("{MODULE}::{name}"))
+            .env_remove("MIBS")
+            .env_remove("MIBDIRS")
+            .env("SNMPCONFPATH", "/dev/null")
+            .env("SNMP_PERSISTENT_DIR", persist),
+    )
+    .unwrap_or_else(|e| panic!("cannot run snmptranslate (net-snmp installed?): {e}"))
 }
 
 #[test]

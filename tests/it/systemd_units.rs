@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::harness::{BIN, repo_file, tempdir};
+use crate::harness::{BIN, output, repo_file, tempdir};
 
 fn file(name: &str) -> (PathBuf, String) {
     let path = repo_file("systemd").join(name);
@@ -213,7 +213,7 @@ fn the_control_socket_lives_in_the_runtime_directory() {
 /// binary just built. Skipped (saying so) where systemd is not installed.
 #[test]
 fn systemd_analyze_verifies_the_unit() {
-    let probe = Command::new("systemd-analyze").arg("--version").output();
+    let probe = output(Command::new("systemd-analyze").arg("--version"));
     if !probe.is_ok_and(|o| o.status.success()) {
         eprintln!("systemd-analyze not installed: verify skipped");
         return;
@@ -222,10 +222,7 @@ fn systemd_analyze_verifies_the_unit() {
     let dir = tempdir();
     let unit = dir.path().join("agentcluster.service");
     std::fs::write(&unit, text.replace("/usr/bin/agentcluster", BIN)).expect("write unit");
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
+    let out = output(Command::new("systemd-analyze").arg("verify").arg(&unit))
         .expect("run systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {stderr}");

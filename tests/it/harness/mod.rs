@@ -27,15 +27,15 @@ pub mod trapd;
 pub mod walk;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 pub use events::{EventStream, WAIT, is, kinds_for, pid_in};
 pub use fleet::{Fleet, agent, pid_of, status};
 pub use poll::poll_until;
 pub use ports::{free_block, free_port, free_ports, ipv6_loopback};
-pub use process::{Lines, Process, wait_gone};
-pub use slot::alone;
+pub use process::{Lines, Process, output, wait_gone};
+pub use slot::{alone, light};
 
 use imports::{Signal, procs};
 
@@ -63,11 +63,7 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Runs `agentcluster` with arguments and returns its output.
 pub fn agentcluster(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run agentcluster")
+    output(Command::new(BIN).args(args)).expect("run agentcluster")
 }
 
 /// Both outputs of a command, stdout first.
@@ -82,16 +78,16 @@ pub fn text(out: &Output) -> String {
 /// Runs a net-snmp tool with MIB loading off (numeric output only) and a
 /// bounded time.
 pub fn snmp(tool: &str, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg(tool)
-        .args(["-m", "", "-M", "/dev/null", "-r", "2", "-t", "2"])
-        .args(args)
-        .env("MIBS", "")
-        .env("SNMPCONFPATH", "/dev/null")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (net-snmp tools installed?): {e}"))
+    output(
+        Command::new("timeout")
+            .arg("120")
+            .arg(tool)
+            .args(["-m", "", "-M", "/dev/null", "-r", "2", "-t", "2"])
+            .args(args)
+            .env("MIBS", "")
+            .env("SNMPCONFPATH", "/dev/null"),
+    )
+    .unwrap_or_else(|e| panic!("cannot run {tool} (net-snmp tools installed?): {e}"))
 }
 
 /// Runs a net-snmp tool and returns its stdout, failing on a non-zero exit.

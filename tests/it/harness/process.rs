@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,14 @@ impl Lines {
         }
         true
     }
+}
+
+/// Runs a one-shot command to its end, stdin from /dev/null, and returns
+/// its output. It takes no slot: the threads a test spawns run commands too
+/// (the SNMPv3 matrix, the crash tests' restart churn), and a slot taken on
+/// one of them while its test runs alone would wait for that test forever.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::null()).output()
 }
 
 /// A child process with its stdout and stderr captured. It holds a light

@@ -6,11 +6,14 @@
 //! dozens of clients at once — or whose timing cannot take a loaded machine
 //! (an inform that must be acknowledged within 200 ms) runs alone: it takes
 //! [`alone`] first thing. Every other test that starts a process holds a
-//! light slot while it runs ([`Process::spawn`] takes one by itself, so
-//! every fleet, supervisor, snmptrapd and follower holds one): light tests
-//! run beside each other, never beside one that runs alone, whose load would
-//! starve their timers (heartbeats of 100 ms, retries of 1 s); and the tests
-//! that run alone never run beside each other.
+//! light slot while it runs: [`Process::spawn`] takes one by itself, so
+//! every fleet, supervisor, snmptrapd and follower holds one, and a test
+//! that loads the machine with one-shot commands only (the capacity check
+//! of 120,000 agents) takes [`light`]. Light tests run beside each other,
+//! never beside one that runs alone, whose load would starve their timers
+//! (heartbeats of 100 ms, retries of 1 s); and the tests that run alone
+//! never run beside each other. Tests of a few milliseconds that start no
+//! process (parsers, `check` of a small file) need no slot.
 //!
 //! It is one process-wide `RwLock`: a light slot is a shared hold, [`alone`]
 //! an exclusive one. The standard library's lock prefers writers, so a test
@@ -18,9 +21,11 @@
 //! takes the lock once, on its own thread: further slots it takes (a fleet,
 //! then a snmptrapd) only count, so they cannot queue behind a test waiting
 //! to run alone, which would deadlock. That is also why [`alone`] comes
-//! before anything that takes a light slot.
+//! before anything that takes a light slot, and why the threads a test
+//! spawns take none (they start no [`Process`]).
 //!
 //! [`Process::spawn`]: super::Process::spawn
+//! [`Process`]: super::Process
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
