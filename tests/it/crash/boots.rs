@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 
 use crate::harness::imports::Signal;
 use crate::harness::{
-    EventStream, Process, Rng, alone, events, free_ports, is, kill, pid_in, pid_of, snmp, status,
-    tempdir,
+    EventStream, Process, Rng, alone_among, events, free_ports, is, kill, pid_in, pid_of, snmp,
+    status, tempdir,
 };
 
 use super::{agents_yaml, control_of, tmp_stamps, wait_ports_free, write_config};
@@ -104,7 +104,7 @@ fn observe(control: &str, name: &str, port: u16, not: Option<u32>) -> (u32, u32)
 /// never go backwards and never repeat.
 #[test]
 fn engine_boots_only_grow_across_kill9() {
-    let _alone = alone();
+    let _siblings = alone_among("crash");
     const AGENTS: usize = 12;
     const ITERATIONS: usize = 25;
     const BUDGET: Duration = Duration::from_secs(40);

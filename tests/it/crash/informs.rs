@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use crate::harness::imports::{DEFAULT_MIB_ROOT, crc32};
 use crate::harness::trapd::Trapd;
-use crate::harness::{Process, Rng, alone, free_port, free_ports, poll_until, tempdir};
+use crate::harness::{Process, Rng, alone_among, free_port, free_ports, poll_until, tempdir};
 
 use super::pool::inspect_pool;
 use super::{Churn, agents_yaml, control_of, tmp_stamps, wait_ports_free, write_config};
@@ -142,7 +142,7 @@ fn notified(line: &str) -> Option<(String, u64)> {
 /// round nor behind the other sinks.
 #[test]
 fn spooled_informs_survive_kill9_and_all_arrive() {
-    let _alone = alone();
+    let _siblings = alone_among("crash");
     const AGENTS: usize = 5;
     const RUNS: usize = 14;
     const BUDGET: Duration = Duration::from_secs(35);

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Process, Rng, alone, free_ports, poll_until, tempdir};
+use crate::harness::{Process, Rng, alone_among, free_ports, poll_until, tempdir};
 
 use super::pool::{FOREIGN, KEY, PoolState, RECORD, encode_record, inspect_pool, read_pool_locked};
 use super::{Churn, agents_yaml, control_of, wait_ports_free, write_config};
@@ -135,7 +135,7 @@ fn wait_mid_rewrite(pool: &Path, limit: Duration) -> bool {
 /// clean stop.
 #[test]
 fn kvp_pool_is_whole_after_kill9_mid_write() {
-    let _alone = alone();
+    let _siblings = alone_among("crash");
     const AGENTS: usize = 10;
     const MAX_RECORDS: usize = 800;
     const ITERATIONS: usize = 24;

@@ -35,7 +35,7 @@ pub use fleet::{Fleet, agent, pid_of, status};
 pub use poll::poll_until;
 pub use ports::{free_block, free_port, free_ports, ipv6_loopback};
 pub use process::{Lines, Process, output, wait_gone};
-pub use slot::{alone, light};
+pub use slot::{alone, alone_among, light};
 
 use imports::{Signal, procs};
 
