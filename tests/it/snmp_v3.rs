@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use crate::harness::imports::{Oid, Value, derive_engine_id};
 use crate::harness::walk::{Walked, assert_walk_matches, snapshot_map, walk_map};
 use crate::harness::{
-    Fleet, agentcluster, alone, free_port, is, mib, repo_file, snmp, snmp_ok, tempdir,
+    Fleet, agentcluster, alone_among, free_port, is, mib, repo_file, snmp, snmp_ok, tempdir,
 };
 
 /// (YAML name, net-snmp `-a` name, pysnmp name).
@@ -156,7 +156,7 @@ fn agent_yaml(name: &str, port: u16, data: &Path, extra: &str, users: &str) -> S
 
 #[test]
 fn net_snmp_interop_matrix() {
-    let _alone = alone();
+    let _siblings = alone_among("snmp_v3");
     let files = tempdir();
     let small = small_snapshot(files.path());
     let port = free_port();
@@ -226,7 +226,7 @@ fn net_snmp_interop_matrix() {
 
 #[test]
 fn bulkwalk_of_the_27k_object_switch_over_sha_aes() {
-    let _alone = alone();
+    let _siblings = alone_among("snmp_v3");
     let port = free_port();
     let data = mib("cisco-c3750.snmprec");
     let _fleet = Fleet::start(&format!(
@@ -516,7 +516,7 @@ fn pysnmp_python() -> Option<PathBuf> {
 
 #[test]
 fn pysnmp_interop_matrix_with_3des_and_both_aes_extensions() {
-    let _alone = alone();
+    let _siblings = alone_among("snmp_v3");
     let Some(python) = pysnmp_python() else {
         eprintln!(
             "SKIPPED: pysnmp is not installed (scripts/test installs it into target/pysnmp-venv)"

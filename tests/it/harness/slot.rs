@@ -3,14 +3,14 @@
 //!
 //! - A test that loads the machine — the chaos run under a 2,000 req/s load
 //!   that must lose no request, fleets of hundreds of agents, the
-//!   27,000-object walks and the SNMPv3 matrices of dozens of clients at
-//!   once — or whose timing cannot take a loaded machine (an inform that
-//!   must be acknowledged within 200 ms) runs alone: it takes [`alone`]
-//!   first thing.
-//! - The crash tests run beside each other only, as they always have (their
-//!   load is restart churn and pauses, their checks are about what survives
-//!   `kill -9`, not about time), and beside nothing else: they take
-//!   [`alone_among`]`("crash")`.
+//!   27,000-object walk — or whose timing cannot take a loaded machine (an
+//!   inform that must be acknowledged within 200 ms) runs alone: it takes
+//!   [`alone`] first thing.
+//! - Some groups of tests run beside each other only, as they did when each
+//!   group was a test binary of its own, and beside nothing else: they take
+//!   [`alone_among`] with the group's name. The crash tests (their load is
+//!   restart churn and pauses, their checks are about what survives
+//!   `kill -9`, not about time), and the SNMPv3 client matrices and walk.
 //! - Every other test that starts a process holds a light slot while it
 //!   runs: [`Process::spawn`] takes one by itself, so every fleet,
 //!   supervisor, snmptrapd and follower holds one; a test that loads the
