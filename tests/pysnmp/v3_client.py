@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A second, independent SNMPv3 client for tests/snmp_v3.rs: pysnmp.
+"""A second, independent SNMPv3 client for tests/it/snmp_v3.rs: pysnmp.
 
 Reads one JSON job list on stdin and prints one JSON result list on stdout:
 

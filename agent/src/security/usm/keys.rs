@@ -199,7 +199,7 @@ mod tests {
 
     /// RFC 7860 gives no key vectors; these ("maplesyrup", the RFC 3414
     /// engine ID) agree with pysnmp (`testdata/usm_vectors.txt`) and the
-    /// SHA-2 users interoperate with net-snmp 5.9 (tests/snmp_v3.rs).
+    /// SHA-2 users interoperate with net-snmp 5.9 (tests/it/snmp_v3.rs).
     #[test]
     fn sha2_localized_keys() {
         let e = h(ENGINE);

@@ -1,0 +1,245 @@
+//! The command line: `check`, `snapshot …`, startup errors, the default
+//! fleet. Each test runs the real binary.
+
+use std::net::UdpSocket;
+use std::process::Command;
+
+use crate::harness::imports::snapshot;
+use crate::harness::{
+    BIN, Fleet, agentcluster, free_port, light, mib, output, snmp_ok, tempdir, text,
+};
+
+#[test]
+fn check_reports_every_problem_with_its_location() {
+    let dir = tempdir();
+    let path = dir.path().join("bad.yaml");
+    let snap = mib("linux-host.snmprec");
+    std::fs::write(
+        &path,
+        format!(
+            "agents:\n  - name: a\n    listen: [\"127.0.0.1:20001\"]\n    data: {snap}\n    snmpv2c: {{ communities: [public] }}\n  - name: a\n    listen: [\"127.0.0.1:20001\"]\n    data: {missing}\n    engine_id: \"zz\"\n    snmpv2c: {{ communities: [public] }}\n",
+            snap = snap.display(),
+            missing = dir.path().join("missing.snmprec").display(),
+        ),
+    )
+    .unwrap();
+    let out = agentcluster(&["check", "-c", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let shown = path.display().to_string();
+    let problems: Vec<&str> = t.lines().filter(|l| l.starts_with(&shown)).collect();
+    // duplicate name, endpoint clash, missing snapshot, bad engine ID
+    assert!(problems.len() >= 4, "{t}");
+    for p in &problems {
+        let rest = &p[shown.len()..];
+        let mut parts = rest.splitn(4, ':');
+        assert_eq!(parts.next(), Some(""));
+        assert!(
+            parts.next().unwrap().parse::<u32>().is_ok(),
+            "line number in {p}"
+        );
+        assert!(
+            parts.next().unwrap().parse::<u32>().is_ok(),
+            "column number in {p}"
+        );
+    }
+    for needle in ["duplicate", "missing.snmprec", "engine"] {
+        assert!(t.to_lowercase().contains(needle), "no {needle:?} in {t}");
+    }
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "agents:\n  - name: \"p-{{i}}\"\n    count: 3\n    listen: [\"127.0.0.1:{{i+20010}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+            snap.display()
+        ),
+    )
+    .unwrap();
+    let out = agentcluster(&["check", "-c", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("3 agents"), "{}", text(&out));
+}
+
+#[test]
+fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
+    let port = free_port();
+    let _holder = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let dir = tempdir();
+    let path = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster:\n  cache_dir: {cache}\n  state_dir: {state}\nagents:\n  - name: blocked-dev\n    listen: [\"127.0.0.1:{port}\"]\n    data: {snap}\n    snmpv2c: {{ communities: [public] }}\n",
+            cache = dir.path().join("c").display(),
+            state = dir.path().join("s").display(),
+            snap = mib("linux-host.snmprec").display()
+        ),
+    )
+    .unwrap();
+    let out =
+        output(Command::new("timeout").args(["60", BIN, "run", "-c", path.to_str().unwrap()]))
+            .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("blocked-dev"), "{t}");
+    assert!(t.contains(&format!("127.0.0.1:{port}")), "{t}");
+    assert!(!t.contains(" ready"), "{t}");
+}
+
+#[test]
+fn snapshot_convert_round_trips_and_sort_dedups() {
+    let dir = tempdir();
+    let walk = dir.path().join("host.snmpwalk");
+    let back = dir.path().join("host.snmprec");
+    let src = mib("linux-host.snmprec");
+    for (i, o) in [(&src, &walk), (&walk, &back)] {
+        let out = agentcluster(&[
+            "snapshot",
+            "convert",
+            i.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let a = snapshot::load(&src).unwrap();
+    let b = snapshot::load(&back).unwrap();
+    assert_eq!(a.records.len(), b.records.len());
+    for (x, y) in a.records.iter().zip(&b.records) {
+        assert_eq!((&x.oid, &x.value), (&y.oid, &y.value));
+    }
+
+    let messy = dir.path().join("messy.snmprec");
+    std::fs::write(
+        &messy,
+        "1.3.6.1.2.1.1.5.0|4|second\n1.3.6.1.2.1.1.1.0|4|descr\n1.3.6.1.2.1.1.5.0|4|last wins\n",
+    )
+    .unwrap();
+    let out = agentcluster(&["snapshot", "check", messy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(":3"),
+        "duplicate reported with its line: {}",
+        text(&out)
+    );
+    let out = agentcluster(&["snapshot", "sort", messy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&messy).unwrap(),
+        "1.3.6.1.2.1.1.1.0|4|descr\n1.3.6.1.2.1.1.5.0|4|last wins\n"
+    );
+
+    let broken = dir.path().join("broken.snmprec");
+    std::fs::write(
+        &broken,
+        "1.3.6.1.2.1.1.1.0|4|ok\nnot a record\n1.3.6.1.2.1.1.2.0|99|x\n",
+    )
+    .unwrap();
+    let out = agentcluster(&["snapshot", "check", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("broken.snmprec:2"), "{t}");
+    assert!(t.contains("broken.snmprec:3"), "{t}");
+}
+
+/// The default fleet binds fixed ports (10161-10163); this is the only test
+/// that uses them.
+#[test]
+fn default_fleet_runs_and_prints_how_to_query_it() {
+    let dir = tempdir();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"));
+    let fleet = Fleet::spawn(cmd, dir);
+    let banner = fleet.banner.join("\n");
+    assert!(banner.contains("3 agents ready"), "{banner}");
+    let mut commands = 0;
+    for port in [10161, 10162, 10163] {
+        let target = format!("127.0.0.1:{port}");
+        assert!(
+            banner.contains(&format!("snmpwalk -v2c -c public {target}")),
+            "{banner}"
+        );
+        let out = snmp_ok(
+            "snmpget",
+            &["-v2c", "-c", "public", "-On", &target, ".1.3.6.1.2.1.1.1.0"],
+        );
+        assert!(out.starts_with(".1.3.6.1.2.1.1.1.0 = "), "{out}");
+        commands += 1;
+    }
+    assert_eq!(commands, 3);
+    let (status, stderr) = fleet.stop();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+}
+
+/// A fleet larger than the host can carry fails at `check` and at `run`
+/// with the arithmetic, before any agent starts. 120,000 agents, one
+/// process each, are estimated at about 95 GiB (more than any CI machine
+/// has available) and 240,000 tasks (beyond the default kernel.pid_max);
+/// the same agents packed 2,000 per process no longer need that memory.
+#[test]
+fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
+    // `check` works through 120,000 agents: seconds of a core.
+    let _slot = light();
+    let dir = tempdir();
+    let snap = mib("linux-host.snmprec");
+    let fleet = |per: u32| {
+        let mut y = format!(
+            "cluster:\n  cache_dir: {cache}\n  state_dir: {state}\n  control_socket: {sock}\n  agents_per_process: {per}\nagents:\n",
+            cache = dir.path().join("cache").display(),
+            state = dir.path().join("state").display(),
+            sock = dir.path().join("control.sock").display(),
+        );
+        for host in 1..=3 {
+            y.push_str(&format!(
+                "  - name: \"h{host}-{{i}}\"\n    count: 40000\n    listen: [\"127.0.0.{host}:{{i+20000}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+                snap.display()
+            ));
+        }
+        y
+    };
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, fleet(1)).unwrap();
+
+    let out = agentcluster(&["check", "-c", big.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let memory = t
+        .lines()
+        .find(|l| l.contains("of memory but"))
+        .unwrap_or_else(|| panic!("no memory problem in {t}"));
+    assert!(memory.starts_with(&big.display().to_string()), "{memory}");
+    assert!(
+        memory.contains("needs about 95.2 GiB")
+            && memory.contains("120000 processes × 768 KiB + 120000 agents × 64 KiB"),
+        "{memory}"
+    );
+    assert!(
+        t.contains("240064 tasks (120000 processes × 2 + 64 for the supervisor)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("capacity: 120000 agents in 120000 processes"),
+        "{t}"
+    );
+
+    // `run` refuses the same fleet at once: no control socket, no agent.
+    let started = std::time::Instant::now();
+    let out = agentcluster(&["run", "-c", big.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("of memory but"), "{t}");
+    assert!(!dir.path().join("control.sock").exists());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // Packed 2,000 agents per process, memory is no longer the problem.
+    let packed = dir.path().join("packed.yaml");
+    std::fs::write(&packed, fleet(2000)).unwrap();
+    let out = agentcluster(&["check", "-c", packed.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!t.contains("of memory but"), "{t}");
+    assert!(t.contains("capacity: 120000 agents in 60 processes"), "{t}");
+}

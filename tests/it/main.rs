@@ -1,0 +1,25 @@
+//! The integration tests, one binary: each module is one area of the
+//! product, run end to end with the real `agentcluster` binary and real
+//! clients on loopback; `harness` holds what they share.
+//!
+//! Run one area with `cargo test --test it supervisor::`.
+
+// Test code may panic: a failed setup or check is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod chaos;
+mod cli;
+mod cli_ctl;
+mod crash;
+mod events_cli;
+mod events_snmp;
+mod kvp;
+mod mib;
+mod notify_snmptrapd;
+mod secrets;
+mod snmp_v1v2c;
+mod snmp_v3;
+mod supervisor;
+mod systemd_units;
