@@ -65,6 +65,8 @@ pub(crate) fn parse_yaml(text: &str) -> ParsedYaml {
         return single;
     };
 
+    let inner = events(text).map(|e| map_entries(&e)).unwrap_or_default();
+    let lines = Lines::of(text);
     let mut errors = Vec::new();
     let mut patches: Vec<Patch> = Vec::new();
     let mut dropped_agents = Vec::new();
@@ -72,8 +74,14 @@ pub(crate) fn parse_yaml(text: &str) -> ParsedYaml {
         match (&entry.key[..], &entry.items) {
             ("agents", Some(items)) => {
                 for (idx, item) in items.iter().enumerate() {
-                    if let Err(e) = part::<Option<RawAgent>>(text, item) {
-                        errors.push(e);
+                    let found = part_all::<Option<RawAgent>>(text, &lines, item, &inner);
+                    if found.errors.is_empty() {
+                        continue;
+                    }
+                    errors.extend(found.errors);
+                    if found.fixed {
+                        patches.extend(found.patches);
+                    } else {
                         patches.push(Patch::new(item, "~"));
                         dropped_agents.push(idx);
                     }
@@ -86,8 +94,14 @@ pub(crate) fn parse_yaml(text: &str) -> ParsedYaml {
                     line: entry.key_range.line,
                     col: entry.key_range.col,
                 };
-                if let Err(e) = part::<RawFile>(text, &whole) {
-                    errors.push(e);
+                let found = part_all::<RawFile>(text, &lines, &whole, &inner);
+                if found.errors.is_empty() {
+                    continue;
+                }
+                errors.extend(found.errors);
+                if found.fixed {
+                    patches.extend(found.patches);
+                } else {
                     patches.push(match &entry.key[..] {
                         "cluster" | "events" | "include" => Patch::new(&entry.value, "~"),
                         "agents" => Patch::new(&entry.value, "[]"),
@@ -157,13 +171,10 @@ struct Entry {
     items: Option<Vec<Range>>,
 }
 
-/// Deserializes just `range` of `text` as a `T`, at its true line and column:
-/// the part is parsed on its own, indented by its column, and error lines
-/// are shifted back.
-fn part<T: DeserializeOwned>(text: &str, range: &Range) -> Result<(), (Pos, String)> {
-    let Some(slice) = text.get(range.start..range.end) else {
-        return Ok(());
-    };
+/// Deserializes `slice`, the text of `range` (perhaps patched), as a `T`,
+/// at its true line and column: the part is parsed on its own, indented by
+/// its column, and error lines are shifted back.
+fn part_of<T: DeserializeOwned>(slice: &str, range: &Range) -> Result<(), (Pos, String)> {
     let sub = format!("{}{}", " ".repeat(range.col), slice);
     match from_str::<T>(&sub) {
         Ok(_) => Ok(()),
@@ -172,6 +183,102 @@ fn part<T: DeserializeOwned>(text: &str, range: &Range) -> Result<(), (Pos, Stri
             yaml_message(&e),
         )),
     }
+}
+
+/// Every error of one part: what `part_all` found.
+struct Found {
+    errors: Vec<(Pos, String)>,
+    /// Blanked entries and values that make the part deserialize.
+    patches: Vec<Patch>,
+    /// Whether the patches do make it deserialize.
+    fixed: bool,
+}
+
+/// Like [`part`], but finds every error of the part: after each one inside
+/// an entry of a mapping, the entry is taken out (an unknown key) or its
+/// value blanked to `~` (anything else, which then reads as absent), and
+/// the part is tried again. `fixed` says whether that made it deserialize;
+/// if not, the caller blanks the whole part.
+fn part_all<T: DeserializeOwned>(
+    text: &str,
+    lines: &Lines,
+    range: &Range,
+    entries: &[MapEntry],
+) -> Found {
+    // The entries inside the part (they are in text order).
+    let first = entries.partition_point(|e| e.key.start < range.start);
+    let last = entries.partition_point(|e| e.key.start < range.end);
+    let entries = &entries[first..last];
+    let mut found = Found {
+        errors: Vec::new(),
+        patches: Vec::new(),
+        fixed: false,
+    };
+    let Some(slice) = text.get(range.start..range.end) else {
+        found.fixed = true;
+        return found;
+    };
+    // Each round patches one more entry; a part has fewer than this many.
+    for _ in 0..256 {
+        let shifted: Vec<Patch> = found
+            .patches
+            .iter()
+            .map(|p| Patch {
+                start: p.start - range.start,
+                end: p.end - range.start,
+                with: p.with,
+            })
+            .collect();
+        let patched = apply(slice, &shifted);
+        let (pos, message) = match part_of::<T>(&patched, range) {
+            Ok(()) => {
+                found.fixed = true;
+                return found;
+            }
+            Err(e) => e,
+        };
+        // The same place again: our patch did not help (a required value).
+        if found.errors.last().is_some_and(|(p, _)| *p == pos) {
+            return found;
+        }
+        let Some(at) = lines.offset(text, pos) else {
+            found.errors.push((pos, message));
+            return found;
+        };
+        found.errors.push((pos, message.clone()));
+        let patch = if let Ok(i) = entries.binary_search_by_key(&at, |e| e.key.start) {
+            let e = &entries[i];
+            // An unknown key (or a bad one): take the entry out, with the
+            // comma that separates it from the next in a flow mapping.
+            let mut end = e.value.end;
+            let rest = &text[end..];
+            let skip = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+            if rest[skip..].starts_with(',') {
+                end += skip + 1;
+            }
+            Patch {
+                start: e.key.start,
+                end,
+                with: "",
+            }
+        } else if let Some(e) = entries
+            .iter()
+            .filter(|e| e.value.start <= at && at < e.value.end.max(e.value.start + 1))
+            .min_by_key(|e| e.value.end - e.value.start)
+        {
+            Patch::new(&e.value, "~")
+        } else {
+            return found;
+        };
+        if patch.start < range.start || patch.end > range.end {
+            return found;
+        }
+        found
+            .patches
+            .retain(|p| !(patch.start <= p.start && p.end <= patch.end));
+        found.patches.push(patch);
+    }
+    found
 }
 
 struct Patch {
@@ -219,9 +326,10 @@ fn apply(text: &str, patches: &[Patch]) -> String {
     out
 }
 
-/// The top-level entries of a one-document file whose root is a mapping with
-/// plain keys, or `None` when the file is not of that simple shape.
-fn shape(text: &str) -> Option<Vec<Entry>> {
+/// The parser's events of `text` with their extents, or `None` for a text
+/// that uses anchors or aliases (parts parsed alone would lose them) or
+/// does not parse.
+fn events(text: &str) -> Option<Vec<(Event<'_>, Range)>> {
     let mut events = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
@@ -248,6 +356,99 @@ fn shape(text: &str) -> Option<Vec<Entry>> {
         };
         events.push((ev, range));
     }
+    Some(events)
+}
+
+/// One `key: value` of a mapping, anywhere in the document.
+#[derive(Debug, Clone, Copy)]
+struct MapEntry {
+    key: Range,
+    value: Range,
+}
+
+/// Every mapping entry of the document, at any depth, in text order.
+fn map_entries(events: &[(Event<'_>, Range)]) -> Vec<MapEntry> {
+    /// The node starting at event `i`: the index after it and its extent;
+    /// the entries of the mappings inside it go to `out`.
+    fn node(
+        events: &[(Event<'_>, Range)],
+        i: usize,
+        out: &mut Vec<MapEntry>,
+    ) -> Option<(usize, Range)> {
+        let (ev, start) = events.get(i)?;
+        match ev {
+            Event::Scalar(..) | Event::Alias(_) => Some((i + 1, *start)),
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                let mapping = matches!(ev, Event::MappingStart(..));
+                let mut j = i + 1;
+                loop {
+                    let (ev, end) = events.get(j)?;
+                    if matches!(ev, Event::SequenceEnd | Event::MappingEnd) {
+                        return Some((
+                            j + 1,
+                            Range {
+                                end: end.end,
+                                ..*start
+                            },
+                        ));
+                    }
+                    let (next, key) = node(events, j, out)?;
+                    j = next;
+                    if mapping {
+                        let (next, value) = node(events, j, out)?;
+                        out.push(MapEntry { key, value });
+                        j = next;
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < events.len() {
+        match events[i].0 {
+            Event::SequenceStart(..) | Event::MappingStart(..) | Event::Scalar(..) => {
+                match node(events, i, &mut out) {
+                    Some((next, _)) => i = next,
+                    None => break,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.sort_by_key(|e| e.key.start);
+    out
+}
+
+/// Where each line of a text starts.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(text: &str) -> Lines {
+        Lines(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+
+    /// The byte offset of a 1-based line and column in `text`.
+    fn offset(&self, text: &str, pos: Pos) -> Option<usize> {
+        if !pos.is_known() || pos.line == 0 {
+            return None;
+        }
+        let start = *self.0.get(pos.line - 1)?;
+        let line = text.get(start..)?;
+        let col = pos.column.saturating_sub(1);
+        Some(start + line.char_indices().nth(col).map_or(line.len(), |(b, _)| b))
+    }
+}
+
+/// The top-level entries of a one-document file whose root is a mapping with
+/// plain keys, or `None` when the file is not of that simple shape.
+fn shape(text: &str) -> Option<Vec<Entry>> {
+    let events = events(text)?;
     let mut it = events.into_iter().peekable();
     if !matches!(it.next(), Some((Event::StreamStart, _))) {
         return None;
@@ -343,11 +544,55 @@ mod tests {
         let file = p.file.expect("patched file parses");
         let agents = file.agents.expect("agents").value;
         assert_eq!(agents.len(), 3);
-        assert!(agents[0].value.is_none() && agents[2].value.is_none());
+        // Only the broken entries are taken out: the agents stay, to be
+        // validated like the others.
+        let names: Vec<&str> = agents
+            .iter()
+            .map(|a| a.value.as_ref().expect("kept").name.value.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
         let b = agents[1].value.as_ref().expect("b");
-        assert_eq!(b.name.value, "b");
         assert_eq!(Pos::of(&b.name), Pos::new(6, 11));
-        assert_eq!(p.dropped_agents, vec![0, 2]);
+        assert!(p.dropped_agents.is_empty());
+    }
+
+    #[test]
+    fn every_error_of_a_part_is_reported() {
+        let text = "cluster:\n  nodee: x\n  start_tokenz: 3\n  heartbeat: 1s\nagents:\n  - name: a\n    foo: 1\n    count: [1]\n    bar: 2\n  - {x: 1, name: b, y: 2}\n";
+        let p = parse_yaml(text);
+        let at: Vec<(usize, usize)> = p
+            .errors
+            .iter()
+            .map(|(pos, _)| (pos.line, pos.column))
+            .collect();
+        assert_eq!(
+            at,
+            [(2, 3), (3, 3), (7, 5), (8, 5), (9, 5), (10, 6), (10, 21)],
+            "{:?}",
+            p.errors
+        );
+        let file = p.file.expect("patched file parses");
+        assert_eq!(
+            file.cluster
+                .expect("cluster")
+                .value
+                .heartbeat
+                .map(|h| h.value),
+            Some("1s".into())
+        );
+        let agents = file.agents.expect("agents").value;
+        assert_eq!(agents.len(), 2);
+        assert!(p.dropped_agents.is_empty());
+    }
+
+    #[test]
+    fn a_part_that_patching_cannot_fix_is_dropped_with_its_errors() {
+        // `name` is required: blanking its bad value leaves it missing.
+        let p = parse_yaml("agents:\n  - name: [1]\n    foo: 1\n  - name: b\n");
+        assert_eq!(p.dropped_agents, vec![0], "{:?}", p.errors);
+        assert!(!p.errors.is_empty());
+        let agents = p.file.expect("parses").agents.expect("agents").value;
+        assert!(agents[0].value.is_none() && agents[1].value.is_some());
     }
 
     #[test]

@@ -325,8 +325,11 @@ agents:
     let mut events = fleet.follow(fleet.next_seq());
     kill(alpha, Signal::SIGKILL);
     let new = ready_again(&mut events, "alpha");
+    // The table is rebuilt from status once a second: wait for the row
+    // that shows the new process running.
     let out = until("alpha restarted", &|out| {
         out.contains(&format!("{t}.4.1 = Gauge32: {new}\n"))
+            && out.contains(&format!("{t}.3.1 = INTEGER: 3\n"))
     });
     assert!(out.contains(&format!("{t}.3.1 = INTEGER: 3")), "{out}");
     assert!(out.contains(&format!("{t}.5.1 = Counter32: 1")), "{out}");

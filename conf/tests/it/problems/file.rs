@@ -166,11 +166,16 @@ agents:
         vec![
             ("broken.yaml".to_string(), 3, 13),
             ("ok.yaml".to_string(), 3, 14),
+            ("fleet.yaml".to_string(), 2, 14),
             ("fleet.yaml".to_string(), 3, 3),
             ("fleet.yaml".to_string(), 8, 11),
+            ("fleet.yaml".to_string(), 12, 16),
+            ("fleet.yaml".to_string(), 13, 30),
             ("fleet.yaml".to_string(), 14, 5),
             ("fleet.yaml".to_string(), 15, 11),
             ("fleet.yaml".to_string(), 19, 61),
+            ("fleet.yaml".to_string(), 20, 5),
+            ("fleet.yaml".to_string(), 20, 5),
             ("fleet.yaml".to_string(), 21, 5),
         ],
         "\n{}",
@@ -182,4 +187,9 @@ agents:
     find(&ps, "duplicate agent name `a`");
     find(&ps, "password is shorter");
     find(&ps, "endpoint clash");
+    // What a first pass used to leave for a second one: the rest of a
+    // section or an agent with an unknown key or a bad value.
+    find(&ps, "`heartbeat`: `soon` is not a duration");
+    find(&ps, "engine ID `xyz` is not hex");
+    find(&ps, "agent `d` has no `listen`");
 }
