@@ -6,6 +6,7 @@
 mod faults;
 mod operators;
 mod processes;
+mod responsive;
 mod scale;
 mod start;
 
