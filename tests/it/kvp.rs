@@ -156,11 +156,17 @@ fn supervisor_events_reach_the_pool() {
     }
 }
 
+/// cloud-init's record that it appended after records of ours.
+const BEHIND_KEY: &str = "CLOUD_INIT|1769000000|finish|modules-final|9c2e";
+const BEHIND_VALUE: &str = r#"{"name":"modules-final","type":"finish","ts":"2026-01-01T00:00:09.000Z","result":"SUCCESS","msg":"late"}"#;
+
 #[test]
 fn dump_decodes_any_pool() {
     let dir = tempdir();
     let pool = dir.path().join("pool");
     let mut bytes = encode(FOREIGN_KEY, FOREIGN_VALUE);
+    // A free slot (all NULs): no record, not shown.
+    bytes.extend(vec![0u8; RECORD]);
     // cloud-init's slices: its escaped (ASCII) message cut anywhere, even
     // inside an escape, under `<key>|<i>` with msg_i.
     let head = r#"{"name":"init-local","type":"start","ts":"2026-01-01T00:00:00Z""#;
@@ -172,12 +178,15 @@ fn dump_decodes_any_pool() {
         "CLOUD_INIT|1769000000|start|init-local|ab|1",
         &format!(r#"{head},"msg_i":1,"msg":"e9 \"ok\""}}"#),
     ));
-    // Ours, sliced the same way (each slice whole characters).
+    // Ours, sliced the same way (each slice whole characters), with a
+    // record of another writer between two slices (a batch takes free
+    // slots where they are).
     let ours = r#"{"seq":9,"ts":"2026-11-22T12:00:00.123Z","node":"lab-a","agent":"dev-a","event":"died","pid":1,"exit_code":null,"signal":"SIGKILL","restarts":0,"state":"backoff""#;
     bytes.extend(encode(
         "AGENTCLUSTER|1769000000|died|dev-a|9|0",
         &format!(r#"{ours},"msg_i":0,"msg":"killed é "}}"#),
     ));
+    bytes.extend(encode(BEHIND_KEY, BEHIND_VALUE));
     bytes.extend(encode(
         "AGENTCLUSTER|1769000000|died|dev-a|9|1",
         &format!(r#"{ours},"msg_i":1,"msg":"by \"SIGKILL\"\n😀"}}"#),
@@ -186,13 +195,15 @@ fn dump_decodes_any_pool() {
     let path = pool.display().to_string();
 
     let (lines, stderr) = stdout_lines(&["kvp", "dump", &path]);
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
     assert_eq!(lines[0], format!("{FOREIGN_KEY} = {FOREIGN_VALUE}"));
     assert!(lines[3].starts_with("AGENTCLUSTER|1769000000|died|dev-a|9|0 = {\"seq\":9,"));
+    assert_eq!(lines[4], format!("{BEHIND_KEY} = {BEHIND_VALUE}"));
     assert!(stderr.is_empty(), "{stderr}");
 
+    // Joined: a value takes the place of its first slice.
     let (lines, _) = stdout_lines(&["kvp", "dump", "--reassemble", "--json", &path]);
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     let entries: Vec<Json> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -212,12 +223,13 @@ fn dump_decodes_any_pool() {
     );
     let event: Json = serde_json::from_str(value).unwrap();
     assert_eq!(event["reason"], "killed é by \"SIGKILL\"\n😀");
+    assert_eq!(entries[3]["key"], BEHIND_KEY);
 
     // A record cut short is reported, the whole ones still shown.
     bytes.extend_from_slice(&encode("cut", "short")[..700]);
     std::fs::write(&pool, &bytes).unwrap();
     let (lines, stderr) = stdout_lines(&["kvp", "dump", &path]);
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 6);
     assert!(stderr.contains("truncated (700 of 2560 bytes)"), "{stderr}");
 
     // An empty pool is no error; a missing one is (exit 1).
