@@ -1,4 +1,4 @@
-//! The Hyper-V KVP sink: every lifecycle event appended to the guest→host
+//! The Hyper-V KVP sink: every lifecycle event written to the guest→host
 //! pool file that `hv_kvp_daemon` serves to the host, in the layout
 //! cloud-init's `HyperVKvpReportingHandler` uses, so both coexist in one pool.
 //!
@@ -27,9 +27,10 @@
 //! - `boot`: the boot incarnation ([`Boot`]);
 //! - `slices`: an event as keys and values, sliced when too long for the
 //!   host, and [`reassemble`];
-//! - `pool`: the pool's bytes: which records are ours, the cap, the
-//!   crash-safe rewrite in place and the mending of what a killed writer
-//!   left;
+//! - `pool`: the pool's bytes: which records are ours and how old, where a
+//!   batch goes (free slots, the end, our oldest events' slots at the cap:
+//!   no record ever moves), the crash-safe slot rewrite and the mending of
+//!   what a killed writer left;
 //! - `writer`: the [`Writer`], one locked, fsync'ed write per batch;
 //! - `sink`: the task ([`run`]) that takes events from the bus to the
 //!   writer's thread.
