@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::harness::{Fleet, agentcluster, free_port, mib, tempdir};
+use crate::harness::{Fleet, agentcluster, free_port, is, mib, tempdir};
 
 const KEY: usize = 512;
 const VALUE: usize = 2048;
@@ -156,9 +156,140 @@ fn supervisor_events_reach_the_pool() {
     }
 }
 
-/// cloud-init's record that it appended after records of ours.
+/// cloud-init's record that it appended after an earlier run's records of
+/// ours.
 const BEHIND_KEY: &str = "CLOUD_INIT|1769000000|finish|modules-final|9c2e";
 const BEHIND_VALUE: &str = r#"{"name":"modules-final","type":"finish","ts":"2026-01-01T00:00:09.000Z","result":"SUCCESS","msg":"late"}"#;
+
+/// The host (hv_kvp_daemon) enumerates the pool by index, one request per
+/// record: a record that moves during an enumeration is missed. At the cap
+/// our oldest records give their slots to new ones in place, so another
+/// writer's record behind ours keeps its index, intact, however often our
+/// records wrap, and the pool ends with our newest events.
+#[test]
+fn at_the_cap_no_record_of_another_writer_moves() {
+    const MAX: usize = 8;
+    const PLANTED: u64 = 5;
+    let pool_dir = tempdir();
+    let pool = pool_dir.path().join("kvp_pool_1");
+    // cloud-init's record, an earlier run's records of ours, then
+    // cloud-init's record appended behind them (`push_record`: whole
+    // records at the end of the file).
+    let mut planted = encode(FOREIGN_KEY, FOREIGN_VALUE);
+    for seq in 1..=PLANTED {
+        let value = serde_json::json!({
+            "seq": seq, "ts": "2026-01-01T00:00:05.000Z", "node": "earlier",
+            "agent": format!("old-{seq}"), "event": "ready", "pid": 1,
+            "exit_code": null, "signal": null, "restarts": 0,
+            "state": "running", "reason": "ready",
+        });
+        let key = format!("AGENTCLUSTER|{}|ready|old-{seq}|{seq}", btime());
+        planted.extend(encode(&key, &value.to_string()));
+    }
+    let behind = 1 + PLANTED as usize;
+    planted.extend(encode(BEHIND_KEY, BEHIND_VALUE));
+    std::fs::write(&pool, &planted).unwrap();
+    // The key at each of the two places, if the record there is the one
+    // planted, whole; else what is there.
+    let others = |bytes: &[u8]| -> Vec<Result<(), String>> {
+        [0, behind]
+            .iter()
+            .map(|&i| match bytes.get(i * RECORD..(i + 1) * RECORD) {
+                Some(r) if r == &planted[i * RECORD..(i + 1) * RECORD] => Ok(()),
+                Some(r) => Err(format!(
+                    "record {i} is now {:?}",
+                    String::from_utf8_lossy(&r[..KEY]).trim_end_matches('\0')
+                )),
+                None => Err(format!("record {i} is gone")),
+            })
+            .collect()
+    };
+    let want = vec![Ok(()), Ok(())];
+
+    let yaml = format!(
+        "events:\n  kvp:\n    path: {}\n    max_records: {MAX}\nagents:\n  - name: dev-a\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        pool.display(),
+        free_port(),
+        mib("linux-host.snmprec").display()
+    );
+    let fleet = Fleet::start(&yaml);
+    let control = fleet.control();
+    let mut events = fleet.follow(1);
+    events.wait("dev-a ready", |e| is(e, "dev-a", "ready"));
+    // Each restart is three events (restarting, starting, ready): the cap
+    // is passed several times over.
+    for n in 1..=12 {
+        let out = agentcluster(&["restart", "--control", &control, "dev-a"]);
+        assert!(out.status.success(), "{out:?}");
+        events.wait(&format!("dev-a ready after restart {n}"), |e| {
+            is(e, "dev-a", "ready") && e["restarts"] == n
+        });
+        // Whatever the writer is doing now, those two never change.
+        assert_eq!(
+            others(&std::fs::read(&pool).unwrap()),
+            want,
+            "after restart {n}: another writer's record moved or changed"
+        );
+    }
+    let (status, stderr) = fleet.stop();
+    assert!(status.success(), "{status:?}: {stderr}");
+
+    let records = decode(&std::fs::read(&pool).unwrap());
+    assert_eq!(
+        records[0],
+        (FOREIGN_KEY.to_string(), FOREIGN_VALUE.to_string())
+    );
+    assert_eq!(
+        records[behind],
+        (BEHIND_KEY.to_string(), BEHIND_VALUE.to_string()),
+        "{records:#?}"
+    );
+    // Every other record is ours: the cap's worth, no more, no gaps (the
+    // file did not grow past them).
+    let ours: Vec<&(String, String)> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 0 && *i != behind)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(ours.len(), MAX, "{records:#?}");
+    assert!(
+        ours.iter().all(|(k, _)| k.starts_with("AGENTCLUSTER|")),
+        "{records:#?}"
+    );
+
+    // `kvp dump --reassemble`: the same records, in place, and ours are the
+    // newest events: consecutive seqs, the earlier run's gone, the last
+    // ones those of the stop.
+    let path = pool.display().to_string();
+    let (lines, _) = stdout_lines(&["kvp", "dump", "--reassemble", "--json", &path]);
+    let entries: Vec<Json> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), records.len(), "{lines:#?}");
+    assert_eq!(entries[behind]["key"], BEHIND_KEY);
+    let mut newest: Vec<Json> = entries
+        .iter()
+        .filter(|e| e["key"].as_str().unwrap().starts_with("AGENTCLUSTER|"))
+        .map(|e| serde_json::from_str(e["value"].as_str().unwrap()).unwrap())
+        .collect();
+    newest.sort_by_key(|e| e["seq"].as_u64().unwrap());
+    let seqs: Vec<u64> = newest.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "not the newest events: {seqs:?}"
+    );
+    assert!(newest.iter().all(|e| e["node"] != "earlier"), "{newest:#?}");
+    assert!(
+        newest.iter().all(|e| e["event"] != "supervisor-started"),
+        "the pool did not wrap: {newest:#?}"
+    );
+    assert!(
+        newest.iter().any(|e| e["event"] == "supervisor-stopping"),
+        "the last events are missing: {newest:#?}"
+    );
+}
 
 #[test]
 fn dump_decodes_any_pool() {
