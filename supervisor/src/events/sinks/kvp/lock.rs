@@ -50,13 +50,11 @@ pub(super) fn with_locks<R>(file: File, f: impl FnOnce(&File) -> io::Result<R>) 
 #[cfg(test)]
 mod tests {
     use std::fs::OpenOptions;
-    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
     use crate::events::sinks::kvp::record::encode_record;
-    use crate::events::sinks::kvp::testutil::{keys, old_boot, ready, seqs};
+    use crate::events::sinks::kvp::testutil::{keys, old_boot, ready, seqs, wait_for_waiter};
     use crate::events::sinks::kvp::writer::Writer;
 
     /// Whether another open file description of `path` sees a conflicting
@@ -106,28 +104,6 @@ mod tests {
         let inside = with_locks(file, |_| Ok(conflicts(&path))).unwrap();
         assert_eq!(inside, (true, true, true));
         assert_eq!(conflicts(&path), (false, false, false));
-    }
-
-    /// Waits until `/proc/locks` shows a blocked request of `kind` on the
-    /// file (a waiter, not a guess about timing).
-    fn wait_for_waiter(path: &Path, kind: &str) -> bool {
-        let ino = std::fs::metadata(path).unwrap().ino();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-                return false;
-            };
-            if locks.lines().any(|l| {
-                l.contains("->")
-                    && l.contains(kind)
-                    && l.split_whitespace()
-                        .any(|f| f.ends_with(&format!(":{ino}")))
-            }) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
     }
 
     #[test]

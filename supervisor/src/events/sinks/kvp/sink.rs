@@ -70,10 +70,11 @@ impl Stats {
 /// events still in the bus's ring, so nothing published before the task
 /// runs is missed; call it once per bus. Cancel `shutdown` after the last
 /// event (`supervisor-stopping`, the agents' `stopped`) has been published:
-/// the final batch gets 5 s, then is given up. Writes happen on a thread of
-/// their own; the bus is never waited on (a sink that falls behind counts
-/// the events it missed). If the pool's directory does not exist the sink
-/// logs it once and idles until `shutdown`.
+/// what is still to be written (a batch being written, then what came
+/// meanwhile) is written, each write getting 5 s, then given up. Writes
+/// happen on a thread of their own; the bus is never waited on (a sink that
+/// falls behind counts the events it missed). If the pool's directory does
+/// not exist the sink logs it once and idles until `shutdown`.
 pub fn run(
     cfg: agentcluster_conf::Kvp,
     bus: Bus,
@@ -310,7 +311,14 @@ async fn sink(
         if intake.lost > 0 {
             report.lost(std::mem::take(&mut intake.lost));
         }
-        if !intake.batch.is_empty() {
+        if intake.batch.is_empty() {
+            // After shutdown: nothing is left to write.
+            if done {
+                return;
+            }
+        } else {
+            // After shutdown, what was published while this batch was
+            // written makes the next one: the loop ends once none is left.
             let events = std::mem::take(&mut intake.batch);
             let n = events.len();
             let (reply_tx, reply) = oneshot::channel();
@@ -333,9 +341,6 @@ async fn sink(
                 return;
             }
         }
-        if done {
-            return;
-        }
     }
 }
 
@@ -347,7 +352,7 @@ mod tests {
     use nix::fcntl::{Flock, FlockArg};
 
     use super::*;
-    use crate::events::sinks::kvp::testutil::long_reason;
+    use crate::events::sinks::kvp::testutil::{long_reason, wait_for_waiter};
     use crate::events::sinks::kvp::{decode, reassemble};
 
     // ----- the sink task
@@ -431,11 +436,19 @@ mod tests {
         fut.await;
         let c = stats.counts();
         assert!(c.lost > 0, "{c:?}");
+        // Every event is written or counted lost: ours, and the
+        // `events-dropped` the sink published to report the loss, which
+        // it wrote too.
+        let published = bus.replay(0).0.last().map_or(0, |e| e.seq);
         assert_eq!(
-            c.events + c.lost,
-            (crate::events::bus::RING + 5000) as u64,
+            published,
+            (crate::events::bus::RING + 5000 + 1) as u64,
             "{c:?}"
         );
+        assert_eq!(c.events + c.lost, published, "{c:?}");
+        let last = decode(&std::fs::read(&path).unwrap()).records;
+        let last: Event = serde_json::from_str(&last.last().unwrap().value).unwrap();
+        assert_eq!(last.event.to_string(), "events-dropped", "{last:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -460,6 +473,62 @@ mod tests {
         task.await.unwrap();
         assert_eq!(stats.counts().failed, 1);
         drop(holder);
+    }
+
+    /// Shutdown while a batch is being written (here: held up by another
+    /// writer's lock): what was published meanwhile, the last events of a
+    /// run, is written after it, not dropped.
+    #[tokio::test]
+    async fn events_published_while_a_batch_is_written_at_shutdown_are_written_too() {
+        if std::fs::read_to_string("/proc/locks").is_err() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, b"").unwrap();
+        let holder = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "a", "ready", "");
+        // The batch of that one is at the writer, which waits for the lock.
+        let p = path.clone();
+        let waiting = tokio::task::spawn_blocking(move || wait_for_waiter(&p, "FLOCK"));
+        assert!(
+            waiting.await.unwrap(),
+            "the writer never waited for the lock"
+        );
+        publish(&bus, "b", "ready", "");
+        publish(&bus, "", "supervisor-stopping", "SIGTERM");
+        shutdown.cancel();
+        // The sink sees the shutdown while its batch is still held up.
+        tokio::task::yield_now().await;
+        drop(holder);
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let got: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| {
+                let ev: Event = serde_json::from_str(&e.value).unwrap();
+                (ev.event.to_string(), ev.agent)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ready".into(), "a".into()),
+                ("ready".into(), "b".into()),
+                ("supervisor-stopping".into(), "".into()),
+            ]
+        );
+        let c = stats.counts();
+        assert_eq!((c.events, c.lost, c.failed), (3, 0, 0));
     }
 
     #[tokio::test]
