@@ -7,10 +7,11 @@ use std::io;
 use std::time::Duration;
 
 use tokio::net::unix::OwnedWriteHalf;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::control::filter::Filter;
 use crate::events::Bus;
+use crate::events::bus::FLUSH_TIMEOUT;
 
 /// How long a stream stays silent before a keep-alive `ping` record.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -52,6 +53,16 @@ impl Outbox {
         self.records.truncate(usize::from(self.offset > 0));
     }
 
+    /// Writes everything, waiting for the socket to take it; `Err` when
+    /// the subscriber is gone.
+    async fn flush(&mut self, wr: &OwnedWriteHalf) -> io::Result<()> {
+        while !self.is_empty() {
+            wr.writable().await?;
+            self.write(wr)?;
+        }
+        Ok(())
+    }
+
     /// Writes what the socket takes now.
     fn write(&mut self, wr: &OwnedWriteHalf) -> io::Result<()> {
         while let Some(front) = self.records.front() {
@@ -79,13 +90,19 @@ impl Outbox {
 /// records behind, or that the bus itself left behind, gets a final
 /// `{"overflow":true,…}` record and is disconnected: it never slows the
 /// supervisor.
+///
+/// The stream lives as long as the bus, not the control socket: at
+/// shutdown it goes on through `supervisor-stopping` and the agents'
+/// `stopped` events, and once the bus is closed it writes what is left and
+/// ends (the subscriber sees the connection close after the last event),
+/// within [`FLUSH_TIMEOUT`].
 pub(super) async fn stream_events(
     wr: &mut OwnedWriteHalf,
     bus: &Bus,
     since: Option<u64>,
     filter: Option<Filter>,
-    shutdown: &CancellationToken,
 ) {
+    let closed = bus.closed();
     // Subscribe before replaying, so nothing falls between the two.
     let mut live = bus.subscribe();
     let (kept, gap) = bus.replay(since.unwrap_or(u64::MAX));
@@ -104,6 +121,8 @@ pub(super) async fn stream_events(
     let mut idle = tokio::time::Instant::now();
     // The replay itself may be long; the limit is on what piles up after.
     let limit = out.len() + MAX_BEHIND;
+    // Set once the bus is closed: everything published is in `out`.
+    let mut ending = false;
     loop {
         if cut.is_none() && out.len() > limit {
             cut = Some(format!(
@@ -114,22 +133,51 @@ pub(super) async fn stream_events(
             out.drop_unsent();
             out.push(&serde_json::json!({"overflow": true, "last_seq": last, "reason": why}));
             tracing::warn!(last_seq = last, "event subscriber cut: {why}");
-            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                while !out.is_empty() {
-                    if wr.writable().await.is_err() || out.write(wr).is_err() {
-                        return;
-                    }
-                }
-            });
+            // The rest gets DRAIN_TIMEOUT, or FLUSH_TIMEOUT once the bus is
+            // closed.
+            let until_closed = async {
+                closed.cancelled().await;
+                tokio::time::sleep(FLUSH_TIMEOUT).await;
+            };
             tokio::select! {
-                () = shutdown.cancelled() => {}
-                _ = drained => {}
+                () = until_closed => {}
+                _ = tokio::time::timeout(DRAIN_TIMEOUT, out.flush(wr)) => {}
+            }
+            return;
+        }
+        if ending {
+            match tokio::time::timeout(FLUSH_TIMEOUT, out.flush(wr)).await {
+                Ok(_) => {}
+                Err(_) => tracing::warn!(
+                    records = out.len(),
+                    "event subscriber did not read the last events within {FLUSH_TIMEOUT:?} of the shutdown: dropped"
+                ),
             }
             return;
         }
         let ping_at = idle + PING_EVERY;
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = closed.cancelled() => {
+                // Every event published before the close is in the channel.
+                loop {
+                    match live.try_recv() {
+                        Ok(e) => {
+                            if e.seq > last {
+                                last = e.seq;
+                                if filter.as_ref().is_none_or(|f| f.matches(&e)) {
+                                    out.push(e.as_ref());
+                                }
+                            }
+                        }
+                        Err(TryRecvError::Lagged(n)) => {
+                            cut = Some(format!("the subscriber fell {n} events behind the bus"));
+                            break;
+                        }
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                ending = true;
+            }
             r = wr.writable(), if !out.is_empty() => {
                 if r.is_err() || out.write(wr).is_err() {
                     return;
@@ -152,10 +200,10 @@ pub(super) async fn stream_events(
                         }
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Err(RecvError::Lagged(n)) => {
                     cut = Some(format!("the subscriber fell {n} events behind the bus"));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Closed) => ending = true,
             },
         }
     }
@@ -176,17 +224,16 @@ mod tests {
         bus: &Bus,
         since: Option<u64>,
         filter: Option<&str>,
-    ) -> (UnixStream, tokio::task::JoinHandle<()>, CancellationToken) {
+    ) -> (UnixStream, tokio::task::JoinHandle<()>, Bus) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let (_rd, mut wr) = ours.into_split();
         let bus = bus.clone();
         let filter = filter.map(|f| Filter::parse(f).unwrap());
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
+        let ours = bus.clone();
         let task = tokio::spawn(async move {
-            stream_events(&mut wr, &bus, since, filter, &token).await;
+            stream_events(&mut wr, &ours, since, filter).await;
         });
-        (theirs, task, shutdown)
+        (theirs, task, bus)
     }
 
     async fn next_json(
@@ -216,7 +263,7 @@ mod tests {
             (Some("a"), Some("died"))
         );
         assert_eq!(live["seq"], 4);
-        stop.cancel();
+        stop.close();
     }
 
     #[tokio::test]
@@ -232,7 +279,7 @@ mod tests {
         assert_eq!(first["oldest"], 11);
         let second = next_json(&mut lines).await.unwrap();
         assert_eq!(second["seq"], 11);
-        stop.cancel();
+        stop.close();
     }
 
     #[tokio::test]
@@ -270,6 +317,6 @@ mod tests {
         let mut lines = BufReader::new(client).lines();
         let ping = next_json(&mut lines).await.unwrap();
         assert!(ping.get("ping").is_some(), "{ping}");
-        stop.cancel();
+        stop.close();
     }
 }

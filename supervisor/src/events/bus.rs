@@ -84,6 +84,12 @@ struct Inner {
 /// that keeps losing events cannot flood the others.
 pub const DROP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a sink may take, once the bus is closed, to deliver what it
+/// still holds (the KVP pool's last writes, an event stream's last
+/// records); a sink that needs longer gives up and says so. A clean stop
+/// never waits longer than this for an event to go out.
+pub const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The one channel every event goes through.
 #[derive(Clone)]
 pub struct Bus {
@@ -196,6 +202,13 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    /// Events some subscriber has not received yet (tests wait on a sink
+    /// having taken what was published).
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.tx.len()
     }
 
     /// Events with `seq >= since` still in the ring, and whether some were
