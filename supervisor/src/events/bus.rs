@@ -211,10 +211,30 @@ impl Bus {
         self.tx.len()
     }
 
+    /// A subscription and the replay from `since`, taken at one instant:
+    /// every event is either in [`Follow::kept`] or comes on
+    /// [`Follow::live`], never both, never neither.
+    pub fn follow(&self, since: u64) -> Follow {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock `publish` sends under: no event in between.
+        let live = self.tx.subscribe();
+        let (kept, gap) = Self::replay_locked(&inner, since);
+        Follow {
+            live,
+            kept,
+            gap,
+            next: inner.next_seq,
+        }
+    }
+
     /// Events with `seq >= since` still in the ring, and whether some were
     /// already dropped from it.
     pub fn replay(&self, since: u64) -> (Vec<Arc<Event>>, bool) {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::replay_locked(&inner, since)
+    }
+
+    fn replay_locked(inner: &Inner, since: u64) -> (Vec<Arc<Event>>, bool) {
         let first = inner.ring.front().map(|e| e.seq).unwrap_or(inner.next_seq);
         let gap = since < first && since < inner.next_seq && first > 1;
         let events = inner
@@ -225,6 +245,20 @@ impl Bus {
             .collect();
         (events, gap)
     }
+}
+
+/// A subscription to the bus with the replay that precedes it
+/// ([`Bus::follow`]).
+#[derive(Debug)]
+pub struct Follow {
+    /// The events published from [`Follow::next`] on.
+    pub live: broadcast::Receiver<Arc<Event>>,
+    /// The events kept with `seq >= since` and below [`Follow::next`].
+    pub kept: Vec<Arc<Event>>,
+    /// Events at or after `since` already left the ring.
+    pub gap: bool,
+    /// The seq of the first event `live` brings.
+    pub next: u64,
 }
 
 /// `2026-11-22T12:00:00.123Z`
