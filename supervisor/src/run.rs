@@ -98,7 +98,14 @@ pub async fn run(
         limits: limits_rx,
     });
     raise_nofile_limit()?;
-    let bus = Bus::new(&c.node);
+    // Event numbers go on from the last run's, and above any a KVP pool
+    // holds, so no number (and no KVP key) is used twice.
+    let floor = fleet
+        .events
+        .kvp
+        .as_ref()
+        .map_or(0, |k| kvp::last_seq_in(&k.path).saturating_add(1));
+    let bus = Bus::persistent(&c.node, &c.state_dir, floor)?;
     let shared = Shared {
         launcher: Arc::new(Agents::new(spawner::Spawner::start()?, settings.clone())),
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),

@@ -1,7 +1,8 @@
 //! What a clean stop delivers: after SIGTERM every sink gets every event,
 //! `supervisor-stopping` and each agent's `stopped` included — the KVP
 //! pool (read back with `agentcluster kvp dump`) and an `events --follow`
-//! subscriber, whose stream then ends cleanly.
+//! subscriber, whose stream then ends cleanly; and the next run on the same
+//! state numbers its events on from there, alike in every sink.
 
 use std::fs::File;
 use std::process::Command;
@@ -11,6 +12,16 @@ use rustix::process::Signal;
 use serde_json::Value as Json;
 
 use crate::harness::{BIN, Fleet, Process, WAIT, agentcluster, free_block, mib, tempdir};
+
+/// The events a follower printed (as JSON lines).
+fn printed(follower: &Process) -> Vec<Json> {
+    follower
+        .stdout
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
 
 /// `n` agents `dev-0`… on a block of free ports, after `events:` lines.
 fn fleet_yaml(events: &str, n: u16) -> String {
@@ -96,12 +107,7 @@ fn a_clean_stop_delivers_every_event_to_the_pool_and_to_followers() {
     let (status, stderr) = fleet.finish();
     assert!(status.success(), "{status:?}: {stderr}");
 
-    let streamed: Vec<Json> = follower
-        .stdout
-        .text()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let streamed = printed(&follower);
     assert!(
         streamed.iter().all(|e| e.get("seq").is_some()),
         "only events, no gap or overflow: {streamed:?}"
@@ -136,5 +142,69 @@ fn a_clean_stop_delivers_every_event_to_the_pool_and_to_followers() {
     assert_eq!(
         pooled, streamed,
         "the pool and the stream hold the same events"
+    );
+}
+
+/// Three runs of a supervisor on one state directory and one KVP pool:
+/// each run's events go on from the seq where the last one ended (a clean
+/// stop skips none), so the stream and the pool number every event alike,
+/// and no KVP key repeats.
+#[test]
+fn event_numbers_go_on_across_restarts_alike_in_the_stream_and_the_pool() {
+    let dir = tempdir();
+    let pool = dir.path().join("kvp_pool_1");
+    let control = dir.path().join("control.sock").display().to_string();
+    let config = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {control}\n{}",
+            dir.path().join("cache").display(),
+            dir.path().join("state").display(),
+            fleet_yaml(
+                &format!("events:\n  kvp:\n    path: {}\n", pool.display()),
+                2
+            )
+        ),
+    )
+    .expect("write the fleet");
+
+    let mut streamed: Vec<Json> = Vec::new();
+    for run in 1..=3 {
+        let fleet = Fleet::run(&config, &control);
+        let mut follower = follower(&fleet);
+        let (status, stderr) = fleet.stop();
+        assert!(status.success(), "run {run}: {status:?}: {stderr}");
+        let exit = follower.wait_exit(WAIT);
+        assert!(exit.is_some_and(|s| s.success()), "run {run}: {exit:?}");
+        let events = printed(&follower);
+        assert_eq!(
+            events[0]["event"], "supervisor-started",
+            "run {run}: {events:?}"
+        );
+        if let Some(before) = streamed.last() {
+            assert_eq!(
+                events[0]["seq"].as_u64(),
+                before["seq"].as_u64().map(|s| s + 1),
+                "run {run} starts right after the last run's last event {before}"
+            );
+        }
+        streamed.extend(events);
+    }
+    let seqs: Vec<u64> = streamed.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, want, "one number per event, none twice, none skipped");
+
+    let pooled = pool_events(&pool);
+    for (key, event) in &pooled {
+        assert!(
+            key.ends_with(&format!("|{}", event["seq"])),
+            "the key names the value's seq: {key} = {event}"
+        );
+    }
+    let pooled: Vec<Json> = pooled.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        pooled, streamed,
+        "the pool holds what the stream showed, numbered alike"
     );
 }
