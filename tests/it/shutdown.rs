@@ -133,6 +133,22 @@ fn a_clean_stop_delivers_every_event_to_the_pool_and_to_followers() {
         let mut want: Vec<String> = (0..n).map(|i| format!("dev-{i}")).collect();
         want.sort();
         assert_eq!(stopped, want, "{what}: one stopped per agent: {events:?}");
+        // Each names the process that stopped and how, as its text does.
+        for e in events[stopping..]
+            .iter()
+            .filter(|e| e["event"] == "stopped")
+        {
+            let ready = events
+                .iter()
+                .rfind(|r| r["event"] == "ready" && r["agent"] == e["agent"])
+                .unwrap_or_else(|| panic!("{what}: no ready before {e}"));
+            assert_eq!(e["pid"], ready["pid"], "{what}: {e}");
+            assert_eq!(
+                (&e["exit_code"], &e["reason"]),
+                (&Json::from(0), &Json::from("exited with code 0")),
+                "{what}: {e}"
+            );
+        }
         assert_eq!(
             events.last().map(|e| &e["event"]),
             Some(&Json::from("stopped")),
