@@ -136,10 +136,11 @@ impl Numbers {
     }
 }
 
-/// Replaces `path` with `text`: a temporary file, fsynced, renamed over
-/// it, the directory fsynced.
+/// Replaces `path` with `text`: a temporary file (named after this
+/// process, so a second supervisor on the same directory cannot rename it
+/// away under us), fsynced, renamed over it, the directory fsynced.
 fn write_durably(path: &Path, text: &str) -> io::Result<()> {
-    let tmp = path.with_extension("seq.tmp");
+    let tmp = path.with_extension(format!("seq.{}.tmp", std::process::id()));
     {
         let mut f = OpenOptions::new()
             .write(true)
@@ -185,7 +186,12 @@ mod tests {
         drop(run);
         let mut run = Numbers::open(&state, 0).unwrap();
         assert_eq!(run.take(), 2 * BLOCK + 3);
-        assert!(!state.join("events.seq.tmp").exists());
+        let left: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, [FILE], "no temporary file is left");
     }
 
     #[test]
