@@ -223,8 +223,10 @@ agents:
     let numbers: Vec<u32> = got.iter().map(|g| g.0).collect();
     assert_eq!(numbers, want, "{got:?}");
     let seqs: Vec<u64> = got.iter().map(|g| g.1.parse().unwrap_or(0)).collect();
-    assert!(seqs[..6].windows(2).all(|w| w[0] < w[1]), "{got:?}");
-    assert!(seqs[6] < seqs[5], "the second run numbers anew: {got:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "the second run numbers on from the first: {got:?}"
+    );
 
     // Stopped with the target up: its last inform goes out, nothing is left.
     let (code, stderr) = fleet.stop();

@@ -94,10 +94,8 @@ struct Current {
 struct Pending {
     compiled: HashMap<PathBuf, PathBuf>,
     start: Vec<Group>,
-    /// Agent names that ran before the reload.
-    before: Vec<String>,
-    /// Agent names whose units it stopped.
-    stopped: Vec<String>,
+    /// The agents it changes, adds and removes (published already).
+    report: reload::Report,
     limits_changed: bool,
     unapplied: Vec<&'static str>,
 }
@@ -235,18 +233,63 @@ impl Manager {
             .iter()
             .flat_map(|u| u.agents.iter().map(|a| a.name.clone()))
             .collect();
-        // Stop what goes away or changes, all at once.
-        let mut stopped = Vec::new();
-        let mut waits = Vec::new();
-        let units = mem::take(&mut self.units);
-        for (u, keep) in units.into_iter().zip(diff.keep) {
-            if keep {
-                self.units.push(u);
-            } else {
-                u.stop.cancel();
-                stopped.extend(u.agents.iter().map(|a| a.name.clone()));
-                waits.push(u.task);
+        let (kept, going): (Vec<_>, Vec<_>) = mem::take(&mut self.units)
+            .into_iter()
+            .zip(diff.keep)
+            .partition(|(_, keep)| *keep);
+        self.units = kept.into_iter().map(|(u, _)| u).collect();
+        let going: Vec<_> = going.into_iter().map(|(u, _)| u).collect();
+        // Each agent the reload touches is told first: its `stopped` (if
+        // it has a process) and its new start follow.
+        let stopped: Vec<String> = going
+            .iter()
+            .flat_map(|u| u.agents.iter().map(|a| a.name.clone()))
+            .collect();
+        let starting: Vec<String> = diff
+            .start
+            .iter()
+            .flat_map(|(g, _)| g.iter().map(|a| a.name.clone()))
+            .collect();
+        let starts: HashMap<&str, bool> = diff
+            .start
+            .iter()
+            .flat_map(|(g, active)| g.iter().map(move |a| (a.name.as_str(), *active)))
+            .collect();
+        let report = reload::report(&before, &starting, &stopped);
+        let now: HashMap<&str, State> = going
+            .iter()
+            .flat_map(|u| {
+                let state = u.status.borrow().state;
+                u.agents.iter().map(move |a| (a.name.as_str(), state))
+            })
+            .collect();
+        for (names, why) in [
+            (&report.changed, "changed"),
+            (&report.added, "added"),
+            (&report.removed, "removed"),
+        ] {
+            for name in names {
+                let state = match (now.get(name.as_str()), starts.get(name.as_str())) {
+                    // A unit being stopped (it publishes `stopped`).
+                    (Some(s), _) if !matches!(s, State::Inactive | State::Stopped) => {
+                        State::Stopping
+                    }
+                    (_, Some(true)) => State::Starting,
+                    (_, Some(false)) => State::Inactive,
+                    (_, None) => State::Stopped,
+                };
+                self.shared.bus.publish(NewEvent {
+                    agent: name.clone(),
+                    reason: format!("reload: agent {why}"),
+                    ..NewEvent::new(EventKind::ConfigChanged, state)
+                });
             }
+        }
+        // Stop what goes away or changes, all at once.
+        let mut waits = Vec::new();
+        for u in going {
+            u.stop.cancel();
+            waits.push(u.task);
         }
         let work = self.reports.work.clone();
         self.tasks.spawn(async move {
@@ -259,8 +302,7 @@ impl Manager {
             current.stopping = Some(Pending {
                 compiled,
                 start: diff.start,
-                before,
-                stopped,
+                report,
                 limits_changed,
                 unapplied,
             });
@@ -292,40 +334,16 @@ impl Manager {
             .collect();
         self.sockets.retain(|e, _| used.contains(e));
         let mut problems = Vec::new();
-        let mut started = Vec::new();
         for (agents, active) in p.start {
             if active && let Err(errors) = self.bind_missing(&agents) {
                 problems.extend(errors.iter().map(|e| e.to_string()));
                 continue;
             }
-            let names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
             if let Err(e) = self.add_unit(agents, &p.compiled, active) {
                 problems.push(e.to_string());
-                continue;
-            }
-            started.extend(names);
-        }
-        let report = reload::report(&p.before, &started, &p.stopped);
-        for (names, why) in [
-            (&report.changed, "changed"),
-            (&report.added, "added"),
-            (&report.removed, "removed"),
-        ] {
-            for name in names {
-                self.shared.bus.publish(NewEvent {
-                    agent: name.clone(),
-                    reason: format!("reload: agent {why}"),
-                    ..NewEvent::new(
-                        EventKind::ConfigChanged,
-                        if why == "removed" {
-                            State::Stopped
-                        } else {
-                            State::Starting
-                        },
-                    )
-                });
             }
         }
+        let report = p.report;
         // Snapshots whose content changed under unchanged agents.
         let changed_files: Vec<PathBuf> = self
             .units

@@ -240,6 +240,63 @@ async fn a_reload_restarts_only_what_changed_and_requests_are_answered_meanwhile
     );
 }
 
+/// A reload says what it does to an agent before it does it: a changed or
+/// removed agent's `config-changed` comes before the `stopped` of its
+/// process (which names that process and how it ended), an added agent's
+/// before its `starting`.
+#[tokio::test(start_paused = true)]
+async fn a_reload_publishes_config_changed_before_it_stops_or_starts_an_agent() {
+    let files = Files::new();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    files.write(&[("a", pa), ("b", pb), ("c", pc)]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(3).await;
+    all_running(&mut h, &["a", "b", "c"]).await;
+    let pids: HashMap<String, Option<u32>> =
+        h.running().into_iter().map(|(n, _, p)| (n, p)).collect();
+    while h.events.try_recv().is_ok() {}
+
+    files.write(&[("a", pa), ("b", free_port()), ("d", free_port())]);
+    let (tx, reply) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx));
+    assert_eq!(h.turn().await, "prepared");
+    assert_eq!(h.turn().await, "stopped");
+    assert!(matches!(reply.await.unwrap(), Response::Done { .. }));
+    assert_eq!(h.ready(2).await, ["b", "d"]);
+    all_running(&mut h, &["a", "b", "d"]).await;
+
+    let mut events = Vec::new();
+    while let Ok(e) = h.events.try_recv() {
+        events.push(e);
+    }
+    let at = |agent: &str, kind: EventKind| {
+        events
+            .iter()
+            .position(|e| e.agent == agent && e.event == kind)
+            .unwrap_or_else(|| panic!("no {kind} of {agent}: {events:#?}"))
+    };
+    for (agent, why) in [("b", "changed"), ("c", "removed")] {
+        let told = &events[at(agent, EventKind::ConfigChanged)];
+        assert_eq!(told.reason, format!("reload: agent {why}"));
+        assert_eq!(told.state, State::Stopping, "{told:?}");
+        assert!(
+            at(agent, EventKind::ConfigChanged) < at(agent, EventKind::Stopped),
+            "{agent}: config-changed first: {events:#?}"
+        );
+        let stopped = &events[at(agent, EventKind::Stopped)];
+        assert_eq!(stopped.pid, pids[agent], "{stopped:?}");
+        assert_eq!(stopped.signal.as_deref(), Some("SIGTERM"), "{stopped:?}");
+    }
+    assert!(at("b", EventKind::Stopped) < at("b", EventKind::Starting));
+    let added = &events[at("d", EventKind::ConfigChanged)];
+    assert_eq!(
+        (added.reason.as_str(), added.state),
+        ("reload: agent added", State::Starting)
+    );
+    assert!(at("d", EventKind::ConfigChanged) < at("d", EventKind::Starting));
+    assert!(!events.iter().any(|e| e.agent == "a"), "a is untouched");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_refused_configuration_changes_nothing_and_reloads_queue_up() {
     let files = Files::new();

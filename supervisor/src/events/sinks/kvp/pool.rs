@@ -20,8 +20,9 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use super::record::{KEY_SIZE, RECORD_SIZE};
+use super::record::{KEY_SIZE, RECORD_SIZE, read_pool};
 use super::slices::PREFIX;
 
 /// Where [`rewrite_in_place`] writes: the pool, or memory in tests.
@@ -153,12 +154,19 @@ fn base_key(record: &[u8]) -> &[u8] {
     key
 }
 
-/// The highest `<seq>` in the keys of our records of `incarnation` (0 if
-/// none).
-pub(super) fn last_seq(pool: &[u8], incarnation: u64) -> u64 {
-    let head = format!("{PREFIX}|{incarnation}|");
+/// The highest seq that our records in the pool file at `path` carry, of
+/// any incarnation; 0 if there are none or the file cannot be read. The
+/// supervisor numbers its events after it, so no key repeats even if its
+/// own record of the sequence was lost.
+pub fn last_seq_in(path: &Path) -> u64 {
+    read_pool(path).map_or(0, |pool| last_seq(&pool))
+}
+
+/// The highest `<seq>` in the keys of our records, of any incarnation (0
+/// if none).
+pub(super) fn last_seq(pool: &[u8]) -> u64 {
     pool.chunks_exact(RECORD_SIZE)
-        .filter(|r| r.starts_with(head.as_bytes()))
+        .filter(|r| is_ours(r))
         .filter_map(|r| {
             let key = base_key(r);
             let at = key.iter().rposition(|&b| b == b'|')?;
@@ -247,6 +255,20 @@ pub(super) fn cap(pool: &[u8], new: &[Vec<u8>], max: usize) -> Capped {
 mod tests {
     use super::*;
     use crate::events::sinks::kvp::record::encode_record;
+
+    #[test]
+    fn the_last_seq_is_the_highest_of_ours_in_any_incarnation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        assert_eq!(last_seq_in(&path), 0, "no pool");
+        let mut bytes = encode_record("CLOUD_INIT|1|start|x|99999", "x");
+        bytes.extend(encode_record("AGENTCLUSTER|1000|ready|a|41", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|1000|died|a|1234|0", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|1000|died|a|1234|1", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|2000|ready||7", "{}"));
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(last_seq_in(&path), 1234);
+    }
 
     /// A pool in memory whose writer is killed: after `ops` calls, the
     /// next write leaves only its first `cut` bytes and fails, like the

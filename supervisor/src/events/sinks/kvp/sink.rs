@@ -7,17 +7,15 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::boot::Boot;
 use super::writer::{WriteError, Writer, Written};
+use crate::events::bus::FLUSH_TIMEOUT;
 use crate::events::{Bus, Event};
-
-/// How long the last batch may take at shutdown before it is given up.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counters of the sink, readable while it runs.
 #[derive(Debug, Default)]
@@ -231,24 +229,23 @@ impl Report {
     }
 }
 
-/// Waits for the writer's answer; once `shutdown` is (or gets) cancelled,
-/// for [`FLUSH_TIMEOUT`] at most (`Err` then). `None` in the answer: the
-/// thread is gone.
+/// Waits for the writer's answer. Until `shutdown` (the bus closing) it
+/// waits as long as the write takes; from then on only until the flush
+/// deadline, which is set when the shutdown is first seen (`Err` when it
+/// passes). `None` in the answer: the thread is gone.
 async fn answer(
-    reply: oneshot::Receiver<Result<Written, WriteError>>,
+    mut reply: oneshot::Receiver<Result<Written, WriteError>>,
     shutdown: &CancellationToken,
-    done: &mut bool,
+    deadline: &mut Option<Instant>,
 ) -> Result<Option<Result<Written, WriteError>>, tokio::time::error::Elapsed> {
-    let mut reply = reply;
-    if !*done {
+    if deadline.is_none() {
         tokio::select! {
             r = &mut reply => return Ok(r.ok()),
-            _ = shutdown.cancelled() => *done = true,
+            _ = shutdown.cancelled() => *deadline = Some(Instant::now() + FLUSH_TIMEOUT),
         }
     }
-    tokio::time::timeout(FLUSH_TIMEOUT, reply)
-        .await
-        .map(Result::ok)
+    let until = deadline.unwrap_or_else(|| Instant::now() + FLUSH_TIMEOUT);
+    tokio::time::timeout_at(until, reply).await.map(Result::ok)
 }
 
 async fn sink(
@@ -282,16 +279,21 @@ async fn sink(
         return;
     };
     let mut intake = Intake::new(backlog);
-    let mut done = false;
+    // Set once the bus is closed (or gone): from then on every event still
+    // in the channel is written, in as many batches as it takes, until the
+    // channel is empty or this deadline passes.
+    let mut deadline: Option<Instant> = None;
     loop {
-        if intake.batch.is_empty() && !done {
+        if intake.batch.is_empty() && deadline.is_none() {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => done = true,
+                _ = shutdown.cancelled() => deadline = Some(Instant::now() + FLUSH_TIMEOUT),
                 r = rx.recv() => match r {
                     Ok(e) => intake.push(e),
                     Err(broadcast::error::RecvError::Lagged(n)) => intake.lagged(n),
-                    Err(broadcast::error::RecvError::Closed) => done = true,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        deadline = Some(Instant::now() + FLUSH_TIMEOUT);
+                    }
                 },
             }
         }
@@ -302,7 +304,7 @@ async fn sink(
                 Err(broadcast::error::TryRecvError::Lagged(n)) => intake.lagged(n),
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Closed) => {
-                    done = true;
+                    deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
                     break;
                 }
             }
@@ -310,32 +312,42 @@ async fn sink(
         if intake.lost > 0 {
             report.lost(std::mem::take(&mut intake.lost));
         }
-        if !intake.batch.is_empty() {
-            let events = std::mem::take(&mut intake.batch);
-            let n = events.len();
-            let (reply_tx, reply) = oneshot::channel();
-            let outcome = match worker.send((events, reply_tx)) {
-                Err(_) => None,
-                Ok(()) => match answer(reply, &shutdown, &mut done).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        Stats::add(&report.stats.failed, n);
-                        tracing::warn!(events = n, pool = %report.pool.display(), "KVP pool still locked or slow at shutdown: last events not written");
-                        return;
-                    }
-                },
-            };
-            if !report.outcome(n, outcome) {
-                drop(rx);
-                if !done {
-                    shutdown.cancelled().await;
-                }
+        if intake.batch.is_empty() {
+            if deadline.is_some() {
+                // Closed, and nothing left: every event is in the pool.
                 return;
             }
+            continue;
         }
-        if done {
+        let events = std::mem::take(&mut intake.batch);
+        let n = events.len();
+        let (reply_tx, reply) = oneshot::channel();
+        let outcome = match worker.send((events, reply_tx)) {
+            Err(_) => None,
+            Ok(()) => match answer(reply, &shutdown, &mut deadline).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let left = n + rx.len();
+                    Stats::add(&report.stats.failed, left);
+                    tracing::warn!(
+                        events = left,
+                        pool = %report.pool.display(),
+                        "KVP pool still locked or slow {FLUSH_TIMEOUT:?} after the shutdown began: the last events are not written"
+                    );
+                    return;
+                }
+            },
+        };
+        if !report.outcome(n, outcome) {
+            drop(rx);
+            if deadline.is_none() {
+                shutdown.cancelled().await;
+            }
             return;
         }
+        // Events published while this batch was written (the agents'
+        // `stopped` at shutdown) are taken in by the next turn, closed
+        // or not.
     }
 }
 
@@ -409,6 +421,58 @@ mod tests {
         assert_eq!((c.dropped, c.lost, c.failed), (0, 0, 0));
     }
 
+    /// The agents' `stopped` events come while the sink writes the batch of
+    /// `supervisor-stopping`, and the bus is closed before that write is
+    /// done: they are written all the same.
+    #[tokio::test]
+    async fn events_published_during_the_last_write_are_written_after_the_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, b"").unwrap();
+        // The pool is locked by another writer: the first batch waits.
+        let holder = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "", "supervisor-stopping", "shutdown requested");
+        // The sink has taken it: its batch is with the writer, which waits
+        // for the lock.
+        while bus.queued() > 0 {
+            tokio::task::yield_now().await;
+        }
+        for agent in ["dev-a", "dev-b", "dev-c"] {
+            publish(&bus, agent, "stopped", "exited with code 0");
+        }
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        drop(holder);
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let got: Vec<(u64, String)> = entries
+            .iter()
+            .map(|e| {
+                let ev: Event = serde_json::from_str(&e.value).unwrap();
+                (ev.seq, ev.event.to_string())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "supervisor-stopping".into()),
+                (2, "stopped".into()),
+                (3, "stopped".into()),
+                (4, "stopped".into()),
+            ]
+        );
+        assert_eq!(stats.counts().failed, 0);
+    }
+
     #[tokio::test]
     async fn the_sink_counts_events_it_fell_behind_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -431,10 +495,26 @@ mod tests {
         fut.await;
         let c = stats.counts();
         assert!(c.lost > 0, "{c:?}");
+        // The loss is published as an `events-dropped`, which the sink
+        // writes too, as the last event.
         assert_eq!(
             c.events + c.lost,
-            (crate::events::bus::RING + 5000) as u64,
+            (crate::events::bus::RING + 5000 + 1) as u64,
             "{c:?}"
+        );
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let last: Event = serde_json::from_str(&entries.last().unwrap().value).unwrap();
+        assert_eq!(
+            last.event,
+            crate::events::EventKind::EventsDropped,
+            "{last:?}"
+        );
+        assert_eq!(
+            last.reason,
+            format!(
+                "kvp: {} events not delivered (the sink fell behind)",
+                c.lost
+            )
         );
     }
 
