@@ -88,6 +88,10 @@ pub struct Cluster {
     pub max_response_bytes: u32,
     /// Per-source request limit of each agent; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// The most a snapshot may shrink on a hot reload, in percent of the
+    /// records served now (0..=100, default 50; 100: no limit): a file cut
+    /// short by accident is refused instead of served.
+    pub snapshot_max_loss: u8,
 }
 
 /// A token bucket per source address: `per_source` requests a second

@@ -388,3 +388,41 @@ fn dump_defaults_to_the_hyperv_pool() {
         );
     }
 }
+
+/// A file that is not a pool is said to be one no more: a snapshot, a
+/// shorter text, and a pool with one damaged record among good ones.
+#[test]
+fn dump_says_when_a_file_is_not_a_pool() {
+    let snapshot = mib("linux-host.snmprec").display().to_string();
+    let out = agentcluster(&["kvp", "dump", &snapshot]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a KVP pool"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing decoded: {out:?}");
+
+    let dir = tempdir();
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"cluster:\n  node: x\n").unwrap();
+    let out = agentcluster(&["kvp", "dump", &short.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("less than one 2560-byte record"));
+
+    // A real pool with one record damaged: the others are shown.
+    let mut pool = Vec::new();
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        let mut r = vec![0u8; RECORD];
+        r[..k.len()].copy_from_slice(k.as_bytes());
+        r[KEY..KEY + v.len()].copy_from_slice(v.as_bytes());
+        pool.extend(r);
+    }
+    pool[RECORD + KEY + 10] = b'x'; // junk after b's value
+    let path = dir.path().join("pool");
+    std::fs::write(&path, &pool).unwrap();
+    let out = agentcluster(&["kvp", "dump", &path.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a = 1\nc = 3\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("record 2 (bytes 2560..5120) is damaged"),
+        "{out:?}"
+    );
+}

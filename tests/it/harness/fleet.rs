@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use rustix::process::Signal;
+
 use super::events::{self, EventStream};
 use super::{BIN, Lines, Process, agentcluster, tempdir};
 
@@ -180,6 +182,17 @@ impl Fleet {
     /// Stops the fleet with SIGTERM and returns (exit status, stderr).
     pub fn stop(self) -> (ExitStatus, String) {
         self.process.stop()
+    }
+
+    /// Sends `signal` to the supervisor (false once it has exited).
+    pub fn signal(&self, signal: Signal) -> bool {
+        self.process.signal(signal)
+    }
+
+    /// Waits for a supervisor already told to stop ([`Fleet::signal`]) to
+    /// exit, and returns (exit status, stderr).
+    pub fn finish(self) -> (ExitStatus, String) {
+        self.process.finish()
     }
 }
 

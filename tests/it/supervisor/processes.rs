@@ -184,6 +184,25 @@ fn sigterm_stops_every_agent_and_exits_zero() {
 }
 
 #[test]
+fn stop_signals_in_quick_succession_are_one_clean_stop() {
+    // coreutils' `timeout` signals the child and its process group: the
+    // supervisor gets SIGTERM twice at once, and that is one request.
+    let ports = free_ports(2);
+    let fleet = Fleet::start(&agents_yaml(&[("q-1", ports[0]), ("q-2", ports[1])]));
+    let s = fleet.status();
+    let pids = [pid_of(&s, "q-1"), pid_of(&s, "q-2")];
+    kill(fleet.pid(), Signal::SIGTERM);
+    kill(fleet.pid(), Signal::SIGINT);
+    // and a third, as `stop` sends one more
+    let (code, stderr) = fleet.stop();
+    assert!(code.success(), "{code:?} {stderr}");
+    assert!(stderr.contains("the same request"), "{stderr}");
+    assert!(!stderr.contains("exiting now"), "{stderr}");
+    assert!(pids.iter().all(|p| !is_alive(*p)));
+    assert!(stderr.matches("stopped").count() >= 2, "{stderr}");
+}
+
+#[test]
 fn systemd_hears_ready_status_watchdog_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let port = free_port();

@@ -421,18 +421,16 @@ fn apply(
             Action::CancelTimer(t) => {
                 timers.remove(&t);
             }
-            Action::Emit { kind, reason, exit } => {
+            Action::Emit {
+                kind,
+                reason,
+                pid,
+                exit,
+            } => {
                 let (exit_code, signal) = match &exit {
                     Some(Exit::Code(c)) => (Some(*c), None),
                     Some(Exit::Signal(s)) => (None, Some(s.clone())),
                     None => (None, None),
-                };
-                let pid = match kind {
-                    EventKind::Died | EventKind::StartFailed => machine
-                        .pid()
-                        .or(process.as_ref().and_then(|p| p.proc.id()))
-                        .or(machine.last_pid()),
-                    _ => machine.pid(),
                 };
                 for plan in &spec.agents {
                     shared.bus.publish(NewEvent {

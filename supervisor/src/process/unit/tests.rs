@@ -92,12 +92,17 @@ impl Harness {
             .expect("the unit is alive")
     }
 
-    /// The next event's kind, with the state it left.
-    async fn next(&mut self) -> (EventKind, State) {
-        let e = tokio::time::timeout(PATIENCE, self.events.recv())
+    /// The next event.
+    async fn event(&mut self) -> Arc<Event> {
+        tokio::time::timeout(PATIENCE, self.events.recv())
             .await
             .expect("an event")
-            .expect("the bus is open");
+            .expect("the bus is open")
+    }
+
+    /// The next event's kind, with the state it left.
+    async fn next(&mut self) -> (EventKind, State) {
+        let e = self.event().await;
         (e.event, e.state)
     }
 
@@ -139,7 +144,15 @@ async fn a_unit_starts_serves_and_stops_on_its_token() {
     h.stop.cancel();
     let mut p = p;
     assert_eq!(signal(&mut p).await, Sig::Term);
-    assert_eq!(h.next().await, (EventKind::Stopped, State::Stopped));
+    let stopped = h.event().await;
+    assert_eq!(
+        (stopped.event, stopped.state),
+        (EventKind::Stopped, State::Stopped)
+    );
+    // The text names the exit; so do the fields, with the process.
+    assert_eq!(stopped.reason, "killed by SIGTERM");
+    assert_eq!(stopped.pid, Some(p.pid));
+    assert_eq!(stopped.signal.as_deref(), Some("SIGTERM"));
     tokio::time::timeout(PATIENCE, h.task)
         .await
         .expect("the unit ends")
@@ -162,11 +175,13 @@ async fn a_process_that_dies_is_restarted_as_a_new_generation() {
     assert_eq!(died.event, EventKind::Died);
     assert_eq!(died.pid, Some(p.pid), "died names the process that died");
     assert_eq!(died.signal.as_deref(), Some("SIGKILL"));
-    // A first failure after a stable run restarts at once.
-    assert_eq!(
-        h.kinds(2).await,
-        [EventKind::Restarting, EventKind::Starting]
-    );
+    // A first failure after a stable run restarts at once; `restarting`
+    // names the process it replaces.
+    let restarting = h.event().await;
+    assert_eq!(restarting.event, EventKind::Restarting);
+    assert_eq!(restarting.pid, Some(p.pid));
+    assert_eq!(restarting.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(h.kinds(1).await, [EventKind::Starting]);
     let q = h.launched().await;
     assert_eq!(q.generation, 2);
     assert_ne!(q.pid, p.pid);

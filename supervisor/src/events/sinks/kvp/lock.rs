@@ -114,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         std::fs::write(&path, encode_record("other", "x")).unwrap();
-        for held in ["OFDLCK", "FLOCK"] {
+        for (seq, held) in [(1, "OFDLCK"), (2, "FLOCK")] {
             let holder = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -130,7 +130,7 @@ mod tests {
             let p = path.clone();
             let writer = std::thread::spawn(move || {
                 let mut w = Writer::new(p, 10, old_boot());
-                w.write(&[ready(1)]).map(|d| d.records)
+                w.write(&[ready(seq)]).map(|d| d.records)
             });
             assert!(wait_for_waiter(&path, held), "no waiter on {held}");
             assert_eq!(keys(&path), before, "wrote while {held} was held");
@@ -138,7 +138,6 @@ mod tests {
             drop(holder);
             assert_eq!(writer.join().unwrap().unwrap(), 1);
         }
-        // The second writer's key goes on after the first one's.
         assert_eq!(seqs(&path), ["other", "1", "2"]);
     }
 }

@@ -12,11 +12,11 @@
 //! Key `AGENTCLUSTER|<incarnation>|<event>|<agent>|<seq>` ([`event_key`]),
 //! value the compact JSON of the [`Event`](crate::events::Event). The
 //! incarnation is the boot time in whole seconds, computed as cloud-init
-//! does (`now - /proc/uptime`, truncated; see [`Boot`]). A supervisor
-//! restarted within one boot numbers its events from 1 again: in the pool
-//! its seqs go on after the highest one earlier runs left there, so keys
-//! never repeat. A value too long for the host is sliced as cloud-init
-//! slices one ([`encode_event`], [`reassemble`]).
+//! does (`now - /proc/uptime`, truncated; see [`Boot`]). The seq is the
+//! bus's, which goes on across supervisor runs and starts above the
+//! highest one in the pool ([`last_seq_in`]), so keys never repeat. A value
+//! too long for the host is sliced as cloud-init slices one
+//! ([`encode_event`], [`reassemble`]).
 //!
 //! # Layout
 //! One concern per file, each using only those above it:
@@ -51,6 +51,7 @@ mod writer;
 
 #[cfg(test)]
 use boot::Boot;
+pub use pool::last_seq_in;
 pub use record::{Pool, RECORD_SIZE, Record, decode, read_pool};
 pub use sink::run;
 pub use slices::{Entry, reassemble};

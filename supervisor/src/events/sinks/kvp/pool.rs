@@ -32,9 +32,11 @@
 //! batch appends first, then rewrites slots in the order of what they held,
 //! free ones first, then our oldest events', and empties slots without a
 //! key last: so the newest record of ours is the last to go, when a newer
-//! one is already there, and a restarted
-//! supervisor, which numbers its keys after the highest seq in the pool
-//! ([`last_seq`]), never reuses a key the host has seen.
+//! one is already there, and the highest seq of ours in the pool
+//! ([`last_seq`]) never goes down. The bus numbers its events above it
+//! (and above its own record of the sequence in `state_dir`, see
+//! [`crate::events::seq`]), so a key the host has seen is never given
+//! again, even when that record was lost.
 //!
 //! # A writer killed in the middle of a write
 //! A process killed (SIGKILL, the OOM killer) inside `pwrite` leaves a
@@ -44,19 +46,20 @@
 //! being written and the one slot being rewritten. A slot without a key is
 //! free: the next batch takes it like any free slot, or empties it once its
 //! own records are in (the rest of its key may be the only trace of our
-//! highest seq, see [`last_seq`]). The first write of each run, and any write that finds
-//! a partial last record, mends the rest ([`mend`]), in place: a partial
-//! last record is padded when only its padding was cut and dropped when
-//! its text was, and a record present twice byte for byte (left by an
-//! older version, which moved records) keeps its first copy, the second
-//! slot emptied.
+//! highest seq, see [`last_seq`]). The first write of each run, and any
+//! write that finds a partial last record, mends the rest ([`mend`]), in
+//! place: a partial last record is padded when only its padding was cut
+//! and dropped when its text was, and a record present twice byte for byte
+//! (left by an older version, which moved records) keeps its first copy,
+//! the second slot emptied.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use super::record::{KEY_SIZE, RECORD_SIZE};
+use super::record::{KEY_SIZE, RECORD_SIZE, read_pool};
 use super::slices::PREFIX;
 
 /// Where [`apply`] writes: the pool, or memory in tests.
@@ -231,12 +234,20 @@ fn seq_of(base: &[u8]) -> Option<u64> {
     number(base.rsplit(|&b| b == b'|').next()?)
 }
 
-/// The highest `<seq>` in the keys of our records of `incarnation` (0 if
-/// none), counting the slot a killed writer left without a key (the rest of
-/// its key is there, old or new, and the host may have seen the old one)
-/// and a partial last record whose key is whole.
-pub(super) fn last_seq(pool: &[u8], incarnation: u64) -> u64 {
-    let head = format!("{PREFIX}|{incarnation}|");
+/// The highest seq that our records in the pool file at `path` carry, of
+/// any incarnation (as [`last_seq`] counts them); 0 if there are none or
+/// the file cannot be read. The supervisor numbers its events after it, so
+/// no key repeats even if its own record of the sequence was lost.
+pub fn last_seq_in(path: &Path) -> u64 {
+    read_pool(path).map_or(0, |pool| last_seq(&pool))
+}
+
+/// The highest `<seq>` in the keys of our records, of any incarnation (0
+/// if none), counting the slot a killed writer left without a key (the rest
+/// of its key is there, old or new, and the host may have seen the old
+/// one) and a partial last record whose key is whole.
+pub(super) fn last_seq(pool: &[u8]) -> u64 {
+    let head = format!("{PREFIX}|");
     let head = head.as_bytes();
     pool.chunks(RECORD_SIZE)
         .filter_map(|r| {
@@ -459,6 +470,20 @@ mod tests {
 
     const INC: u64 = 1_000_000_000;
 
+    #[test]
+    fn the_last_seq_is_the_highest_of_ours_in_any_incarnation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        assert_eq!(last_seq_in(&path), 0, "no pool");
+        let mut bytes = encode_record("CLOUD_INIT|1|start|x|99999", "x");
+        bytes.extend(encode_record("AGENTCLUSTER|1000|ready|a|41", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|1000|died|a|1234|0", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|1000|died|a|1234|1", "{}"));
+        bytes.extend(encode_record("AGENTCLUSTER|2000|ready||7", "{}"));
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(last_seq_in(&path), 1234);
+    }
+
     /// A pool in memory whose writer is killed: after `ops` calls, the
     /// next write leaves only its first `cut` bytes and fails, like the
     /// kernel's write cut short by SIGKILL. With `pages`, the cut falls on
@@ -569,7 +594,7 @@ mod tests {
         };
         let before = others(old);
         // The highest seq the host may have seen: in whole records.
-        let top = last_seq(&old[..old_slots * RECORD_SIZE], INC);
+        let top = last_seq(&old[..old_slots * RECORD_SIZE]);
         let touched: HashSet<usize> = plan.puts.iter().map(|(s, _)| *s).collect();
         let mut cases = 0;
         for ops in 0.. {
@@ -624,10 +649,7 @@ mod tests {
                     }
                     assert_eq!(others(&left), before, "{at}: other writers' records");
                     if pages {
-                        assert!(
-                            last_seq(&left, INC) >= top,
-                            "{at}: our highest seq went down"
-                        );
+                        assert!(last_seq(&left) >= top, "{at}: our highest seq went down");
                     }
                     // What the next write mends: the same, without the
                     // slot without a key, and nothing left to mend.
@@ -956,19 +978,88 @@ mod tests {
     #[test]
     fn the_highest_seq_counts_a_slot_being_rewritten() {
         let mut pool = pool_of(&["CI|a", "7", "5"]);
-        assert_eq!(last_seq(&pool, INC), 7);
-        assert_eq!(last_seq(&pool, INC + 1), 0);
+        assert_eq!(last_seq(&pool), 7);
         // 7 lost its key's first byte: the rest says 7.
         pool[RECORD_SIZE] = 0;
-        assert_eq!(last_seq(&pool, INC), 7);
+        assert_eq!(last_seq(&pool), 7);
+        // So it does in a record of another incarnation, and through the
+        // file the bus's numbers are seeded from.
+        let mut other = encode_record("AGENTCLUSTER|1000|ready|a|9", "{}");
+        other[0] = 0;
+        pool.extend_from_slice(&other);
+        assert_eq!(last_seq(&pool), 9);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, &pool).unwrap();
+        assert_eq!(last_seq_in(&path), 9);
+        // Free slots and other writers' records, with or without their
+        // key, say nothing.
+        let mut free = pool_of(&["CI|a", "3"]);
+        free.extend_from_slice(&[0; RECORD_SIZE]);
+        free[0] = 0;
+        assert_eq!(last_seq(&free), 3);
         // A partial last record whose key is whole counts; one whose key
         // was cut does not.
         let mut cut = pool_of(&["5"]);
         cut.extend_from_slice(&pool_of(&["12"])[..KEY_SIZE]);
-        assert_eq!(last_seq(&cut, INC), 12);
+        assert_eq!(last_seq(&cut), 12);
         cut.truncate(RECORD_SIZE + 20);
-        assert_eq!(last_seq(&cut, INC), 5);
+        assert_eq!(last_seq(&cut), 5);
         // Sliced: the seq before the slice number.
-        assert_eq!(last_seq(&pool_of(&["CI|a", "9+"]), INC), 9);
+        assert_eq!(last_seq(&pool_of(&["CI|a", "9+"])), 9);
+    }
+
+    /// Slots reused in place at the cap: the highest seq is still that of
+    /// our newest event wherever its slot is, and a write killed at any
+    /// point leaves it readable (in a slot without a key, too), so a bus
+    /// seeded from the pool never gives a number the host may have seen.
+    #[test]
+    fn the_highest_seq_survives_slots_reused_in_place() {
+        /// Places one event after another (every fifth sliced when
+        /// `sliced`), checking the highest seq after each and after a kill
+        /// at every step of its write (cut on page boundaries).
+        fn events(pool: &mut Vec<u8>, seqs: std::ops::Range<u64>, max: usize, sliced: bool) {
+            let mut layout = Layout::of(pool, INC);
+            for seq in seqs {
+                let batch = [ours(seq, sliced && seq % 5 == 0)];
+                let placed = layout.place(&batch, max);
+                let before = std::mem::replace(pool, run(pool, &placed.plan));
+                assert_eq!(last_seq(pool), seq, "after {seq}");
+                'kills: for ops in 0.. {
+                    for cut in [0, 4096, 8192] {
+                        let mut killed = Killed {
+                            bytes: before.clone(),
+                            ops,
+                            cut,
+                            pages: true,
+                        };
+                        if apply(&mut killed, &placed.plan).is_ok() {
+                            break 'kills;
+                        }
+                        assert!(
+                            last_seq(&killed.bytes) >= seq - 1,
+                            "{seq}: killed after {ops} calls, cut at {cut}"
+                        );
+                    }
+                }
+            }
+        }
+        // Room for a sliced event and two more.
+        let max = ours(1, true).len() / RECORD_SIZE + 2;
+        let mut pool = pool_of(&["CI|a", "1", "2", "CI|b", "3"]);
+        events(&mut pool, 4..40, max, true);
+        // Slots were reused: our events are not in the order of their seqs.
+        let seqs: Vec<u64> = decode(&pool)
+            .records
+            .iter()
+            .filter_map(|r| r.key.strip_prefix("AGENTCLUSTER|"))
+            .filter_map(|k| k.split('|').nth(3)?.parse().ok())
+            .collect();
+        assert!(!seqs.is_sorted(), "{seqs:?}");
+        // One record of ours: each event takes the slot of the newest, so a
+        // kill may leave the highest seq only in a slot without a key.
+        let mut pool = pool_of(&["CI|a", "1", "CI|b"]);
+        events(&mut pool, 2..8, 1, false);
+        assert_eq!(layout_of(&pool), ["CI|a", "7", "CI|b"]);
     }
 }

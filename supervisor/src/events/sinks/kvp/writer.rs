@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use super::boot::Boot;
 use super::lock::with_locks;
-use super::pool::{Layout, apply, last_seq, mend};
+use super::pool::{Layout, apply, mend};
 use super::record::{RECORD_SIZE, push_record};
 use super::slices::encode_event;
 use crate::events::Event;
@@ -93,11 +93,6 @@ pub struct Writer {
     mended: bool,
     /// The pool's layout as of the file's stamp after our last write.
     known: Option<(Stamp, Layout)>,
-    /// Added to each event's seq (in its key and its value): the highest
-    /// seq that earlier runs of this boot (same incarnation) left in the
-    /// pool, so a restarted supervisor, whose events count from 1 again,
-    /// never repeats a key. Known after the first write has read the pool.
-    seq_base: Option<u64>,
 }
 
 impl Writer {
@@ -109,7 +104,6 @@ impl Writer {
             truncate_checked: false,
             mended: false,
             known: None,
-            seq_base: None,
         }
     }
 
@@ -136,21 +130,11 @@ impl Writer {
         }
     }
 
-    /// The records of `events`, each event's records together.
+    /// The records of `events`, each event's records together. Keys carry
+    /// the bus's seq, which no run repeats ([`crate::events::seq`]).
     fn encode(&self, events: &[Arc<Event>]) -> Vec<Vec<u8>> {
-        let base = self.seq_base.unwrap_or(0);
         let mut groups = Vec::with_capacity(events.len());
         for e in events {
-            let renumbered;
-            let e = if base == 0 {
-                &**e
-            } else {
-                renumbered = Event {
-                    seq: base + e.seq,
-                    ..(**e).clone()
-                };
-                &renumbered
-            };
             match encode_event(self.boot.incarnation, e) {
                 Ok(parts) => {
                     let mut buf = Vec::with_capacity(parts.len() * RECORD_SIZE);
@@ -212,9 +196,6 @@ impl Writer {
             Some((_, layout)) => layout,
             None => {
                 let mut pool = read_all(f, stamp.len)?;
-                if self.seq_base.is_none() {
-                    self.seq_base = Some(last_seq(&pool, incarnation));
-                }
                 let mut mended = None;
                 if !self.mended || pool.len() % RECORD_SIZE != 0 {
                     self.mended = true;
@@ -310,47 +291,37 @@ mod tests {
         assert_eq!(e, *ready(3));
     }
 
-    /// A supervisor restarted within one boot numbers its events from 1
-    /// again; in the pool they go on after the highest seq its earlier runs
-    /// left, so no key repeats (the host keeps one value per key); the
-    /// value's seq is the key's.
+    /// Keys and values carry the bus's seq as it is: the bus numbers on
+    /// across runs ([`crate::events::seq`]), so a second run of one boot
+    /// adds its keys after the first run's, none repeated; another boot
+    /// has keys of its own incarnation.
     #[test]
-    fn keys_never_repeat_across_runs_of_one_boot() {
+    fn keys_carry_the_seq_of_the_bus_across_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         let mut first = Writer::new(path.clone(), 100, old_boot());
         first.write(&[ready(1), ready(2)]).unwrap();
-        let mut long = (*ready(3)).clone();
-        long.reason = "x".repeat(3000);
-        first.write(&[Arc::new(long)]).unwrap();
         let mut second = Writer::new(path.clone(), 100, old_boot());
-        second.write(&[ready(1)]).unwrap();
-        second.write(&[ready(2)]).unwrap();
+        second.write(&[ready(1003)]).unwrap();
         let p = decode(&std::fs::read(&path).unwrap());
         let keys: Vec<&str> = p.records.iter().map(|r| r.key.as_str()).collect();
-        let n = keys.len();
         assert_eq!(
-            &keys[n - 2..],
-            &[
-                "AGENTCLUSTER|1000000000|ready|dev-1|4",
-                "AGENTCLUSTER|1000000000|ready|dev-2|5"
-            ],
-            "{keys:?}"
+            keys,
+            [
+                "AGENTCLUSTER|1000000000|ready|dev-1|1",
+                "AGENTCLUSTER|1000000000|ready|dev-2|2",
+                "AGENTCLUSTER|1000000000|ready|dev-1003|1003"
+            ]
         );
-        let mut unique = keys.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), n, "{keys:?}");
-        let e: Event = serde_json::from_str(&p.records[n - 1].value).unwrap();
-        assert_eq!(e.seq, 5);
-        // Another boot starts again from 1.
+        let e: Event = serde_json::from_str(&p.records[2].value).unwrap();
+        assert_eq!(e, *ready(1003));
         let later = Boot::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_100_000_000));
         let mut third = Writer::new(path.clone(), 100, later);
-        third.write(&[ready(1)]).unwrap();
+        third.write(&[ready(1004)]).unwrap();
         let p = decode(&std::fs::read(&path).unwrap());
         assert_eq!(
             p.records.last().unwrap().key,
-            "AGENTCLUSTER|1100000000|ready|dev-1|1"
+            "AGENTCLUSTER|1100000000|ready|dev-1004|1004"
         );
     }
 
@@ -391,24 +362,25 @@ mod tests {
         assert_eq!(done.dropped, 1);
         assert_eq!(seqs(&path), ["CLOUD_INIT|a", "4", "2", "CLOUD_INIT|b", "3"]);
 
-        // A sliced event counts all its records; the oldest by seq give
-        // way (2, then 3), its slices take their slots, lowest first, and
-        // the rest go at the end.
+        // A new writer (a new run, whose bus numbered on: 5). A sliced
+        // event counts all its records; the oldest by seq give way (2,
+        // then 3), its slices take their slots, lowest first, and the rest
+        // go at the end.
         let big = arc(event(5, "dev-5", "died", &long_reason()));
         let n = encode_event(1, &big).unwrap().len();
         assert!(n > 3);
         let mut w = Writer::new(path.clone(), n + 1, old_boot());
         let done = w.write(std::slice::from_ref(&big)).unwrap();
         assert_eq!(done.dropped, 2);
-        let slices = |from: usize, to: usize| (from..to).map(|i| format!("9|{i}"));
-        let mut want: Vec<String> = vec!["CLOUD_INIT|a".into(), "4".into(), "9|0".into()];
+        let slices = |from: usize, to: usize| (from..to).map(|i| format!("5|{i}"));
+        let mut want: Vec<String> = vec!["CLOUD_INIT|a".into(), "4".into(), "5|0".into()];
         want.push("CLOUD_INIT|b".into());
         want.extend(slices(1, n));
         assert_eq!(seqs_sliced(&path), want);
         append("CLOUD_INIT|c");
         let done = w.write(&[ready(6)]).unwrap();
         assert_eq!(done.dropped, 1); // 4
-        want[1] = "10".into();
+        want[1] = "6".into();
         want.push("CLOUD_INIT|c".into());
         assert_eq!(seqs_sliced(&path), want);
         let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
@@ -417,21 +389,13 @@ mod tests {
             keys,
             [
                 "CLOUD_INIT|a",
-                "AGENTCLUSTER|1000000000|ready|dev-6|10",
-                // A new writer (a new run): its keys go on after the "4".
-                "AGENTCLUSTER|1000000000|died|dev-5|9",
+                "AGENTCLUSTER|1000000000|ready|dev-6|6",
+                "AGENTCLUSTER|1000000000|died|dev-5|5",
                 "CLOUD_INIT|b",
                 "CLOUD_INIT|c",
             ]
         );
-        let renumbered = Event {
-            seq: 9,
-            ..(*big).clone()
-        };
-        assert_eq!(
-            entries[2].value,
-            serde_json::to_string(&renumbered).unwrap()
-        );
+        assert_eq!(entries[2].value, serde_json::to_string(&*big).unwrap());
         assert!(entries[2].complete);
 
         // Now the sliced event is the oldest: one more ready drops it whole,
@@ -439,7 +403,7 @@ mod tests {
         // events take first.
         let done = w.write(&[ready(7)]).unwrap();
         assert_eq!(done.dropped, n);
-        let mut want: Vec<String> = ["CLOUD_INIT|a", "10", "11", "CLOUD_INIT|b"]
+        let mut want: Vec<String> = ["CLOUD_INIT|a", "6", "7", "CLOUD_INIT|b"]
             .map(String::from)
             .to_vec();
         want.extend(std::iter::repeat_n(String::new(), n - 1));
@@ -447,7 +411,7 @@ mod tests {
         assert_eq!(seqs(&path), want);
         let done = w.write(&[ready(8)]).unwrap();
         assert_eq!(done.dropped, 0);
-        want[4] = "12".into();
+        want[4] = "8".into();
         assert_eq!(seqs(&path), want);
     }
 
@@ -506,8 +470,7 @@ mod tests {
         w.write(&[ready(2)]).unwrap();
         io::Write::write_all(&mut f, &torn[..4]).unwrap();
         w.write(&[ready(3)]).unwrap();
-        // This writer's keys go on after the "1" of the one before it.
-        assert_eq!(seqs(&path), ["other", "1", "3", "4"]);
+        assert_eq!(seqs(&path), ["other", "1", "2", "3"]);
     }
 
     fn set_mtime(path: &Path, t: SystemTime) {
@@ -536,8 +499,7 @@ mod tests {
         let mut w = Writer::new(path.clone(), 10, Boot::at(boot));
         set_mtime(&path, boot + Duration::from_secs(1));
         assert!(!w.write(&[ready(3)]).unwrap().truncated);
-        // A new run's keys go on after the earlier run's "2".
-        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "5"]);
+        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "3"]);
 
         // Boot time unknown: never truncated.
         set_mtime(&path, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
