@@ -356,3 +356,30 @@ pub fn exit_of(status: std::process::ExitStatus) -> Exit {
         (None, None) => Exit::Code(-1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_opened_once_per_message_however_many_views_serve_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.store"), dir.path().join("b.store"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let mut stores = Handover::default();
+        let views = [&a, &b, &a, &a].map(|p| stores.add(p).unwrap());
+        assert_eq!(views, [0, 1, 0, 0]);
+        assert_eq!(stores.paths, [a, b]);
+        assert_eq!(stores.fds().len(), 2);
+        let e = stores
+            .add(&dir.path().join("gone.store"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gone.store") && e.contains("No such file"),
+            "{e}"
+        );
+        assert_eq!(stores.fds().len(), 2);
+    }
+}
