@@ -39,6 +39,11 @@ pub const SPARE_FILES: u64 = 256;
 /// Open files the supervisor holds per agent process: the control channel,
 /// the child's pidfd, and a socket duplicated while spawning.
 pub const FILES_PER_PROCESS: u64 = 3;
+/// Open files the supervisor holds per agent process to hand it its
+/// compiled stores: each distinct store of the process, opened at its start
+/// and at each swap and closed once sent (one unless the process's agents
+/// serve several snapshots).
+pub const STORE_FILES_PER_PROCESS: u64 = 1;
 
 /// What a fleet asks of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +95,7 @@ impl Demand {
     }
 
     pub fn files(&self) -> u64 {
-        self.sockets + FILES_PER_PROCESS * self.processes + SPARE_FILES
+        self.sockets + (FILES_PER_PROCESS + STORE_FILES_PER_PROCESS) * self.processes + SPARE_FILES
     }
 }
 
@@ -210,7 +215,7 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     let files = d.files();
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {SPARE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn)",
+            "the fleet needs about {files} open files ({} sockets + ({FILES_PER_PROCESS} + {STORE_FILES_PER_PROCESS} for stores) × {} processes + {SPARE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn)",
             d.sockets, d.processes, host.files_max,
         ));
     }
@@ -400,7 +405,9 @@ mod tests {
         let problems = assess(&demand(1000, 1), &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].contains("4256 open files (1000 sockets + 3 × 1000 processes + 256)"),
+            problems[0].contains(
+                "5256 open files (1000 sockets + (3 + 1 for stores) × 1000 processes + 256)"
+            ),
             "{}",
             problems[0]
         );

@@ -86,7 +86,17 @@ impl Fleet {
     /// [`Fleet::start_with`] with global options before `run` (`-vvv`,
     /// `--log-format json`).
     pub fn start_args(args: &[&str], yaml: &str, env: &[(&str, &OsStr)]) -> Fleet {
-        let dir = tempdir();
+        Fleet::start_in(tempdir(), args, yaml, env)
+    }
+
+    /// [`Fleet::start_args`] in `dir`, a directory the test made (one that
+    /// agent processes cannot read, say).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        yaml: &str,
+        env: &[(&str, &OsStr)],
+    ) -> Fleet {
         let text = format!(
             "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
             dir.path().join("cache").display(),

@@ -541,7 +541,7 @@ impl Manager {
                         && new != cur
                     {
                         *cur = new.clone();
-                        swaps.push(agentcluster_agent::channel::Swap {
+                        swaps.push(unit::StoreSwap {
                             agent: ai,
                             view: vi,
                             store: new.clone(),

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentcluster_agent::channel::{Swap, ToAgent};
+use agentcluster_agent::channel::ToAgent;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentPlan, Command, Status, UnitSpec, run};
+use super::{AgentPlan, Command, Settings, Shared, Status, StoreSwap, UnitSpec, run};
 use crate::events::{Bus, Event, EventKind, State};
 use crate::process::launch::Inspection;
 use crate::process::machine::{Exit, Sig};
-use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+use crate::process::testutil::{Fake, Launched, OnTerm, Sent, settings, shared};
 
 /// Long enough for anything the paused clock can reach.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -56,6 +56,16 @@ fn start(spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
 }
 
 fn start_on(bus: &Bus, spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
+    start_with(bus, spec, on_term, tokens, settings())
+}
+
+fn start_with(
+    bus: &Bus,
+    spec: UnitSpec,
+    on_term: OnTerm,
+    tokens: usize,
+    settings: Settings,
+) -> Harness {
     let (fake, launches) = Fake::new(on_term);
     let events = bus.subscribe();
     let (commands, rx) = mpsc::channel(16);
@@ -69,7 +79,10 @@ fn start_on(bus: &Bus, spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harnes
     });
     let task = tokio::spawn(run(
         spec,
-        shared(fake, tokens, bus),
+        Shared {
+            settings: Arc::new(settings),
+            ..shared(fake, tokens, bus)
+        },
         rx,
         stop.clone(),
         status_tx,
@@ -315,24 +328,42 @@ async fn start_tokens_bound_how_many_processes_start_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn swaps_and_limits_reach_the_running_process() {
-    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let limits = |max_response_bytes| agentcluster_agent::channel::Limits {
+        max_response_bytes,
+        rate_limit: None,
+    };
+    let (limits_tx, limits_rx) = watch::channel(limits(1472));
+    let settings = Settings {
+        limits: limits_rx,
+        ..settings()
+    };
+    let mut h = start_with(&Bus::new("lab-a"), spec("a"), OnTerm::Exit, 1, settings);
     let mut p = h.launched().await;
     p.ready().await;
     h.state(State::Running).await;
-    let swap = Swap {
+    let swap = StoreSwap {
         agent: 0,
         view: 0,
         store: "/cache/new.store".into(),
     };
     h.commands.send(Command::Swap(vec![swap])).await.unwrap();
-    let msg = tokio::time::timeout(PATIENCE, p.sent.recv())
+    let sent = tokio::time::timeout(PATIENCE, p.sent.recv())
         .await
         .unwrap()
         .unwrap();
-    let ToAgent::Swap { swaps } = msg else {
-        panic!("not a swap: {msg:?}")
+    let Sent::Swap(swaps) = sent else {
+        panic!("not a swap: {sent:?}")
     };
     assert_eq!(swaps[0].store, std::path::Path::new("/cache/new.store"));
+    limits_tx.send(limits(1400)).unwrap();
+    let sent = tokio::time::timeout(PATIENCE, p.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(sent, Sent::Msg(ToAgent::Limits(l)) if l == limits(1400)),
+        "{sent:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
