@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use agentcluster_agent::channel::ToAgent;
-
 use super::{Asker, Manager, Reports, Work};
 use crate::control::api::{ErrorKind, Request, Response};
 use crate::events::{Bus, Event, EventKind, State};
 use crate::fleet::stores::compile_stores;
-use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+use crate::process::testutil::{Fake, Launched, OnTerm, Sent, shared};
 
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -185,7 +183,7 @@ impl Harness {
             .await
             .expect("a message")
             .expect("the unit is alive");
-        let ToAgent::Swap { swaps } = msg else {
+        let Sent::Swap(swaps) = msg else {
             panic!("not a swap: {msg:?}")
         };
         swaps.into_iter().map(|s| s.store).collect()
