@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use agentcluster_agent::engine;
-use agentcluster_agent::notify::{Kind, LocalEngine, Sender, Target, Version};
+use agentcluster_agent::notify::{Kind, LocalEngine, Sender, Target, Version, agent_addr};
 use agentcluster_conf::NotifyTarget;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -318,19 +318,9 @@ fn label(t: &Target) -> String {
 /// The IPv4 address we send to `address` from (an SNMPv1 Trap's
 /// agent-addr); 0.0.0.0 when it cannot be told.
 fn source_v4(address: &str) -> [u8; 4] {
-    let Ok(SocketAddr::V4(to)) = address.parse::<SocketAddr>() else {
-        return [0; 4];
-    };
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect(to)?;
-            s.local_addr()
-        })
-        .map(|a| match a {
-            SocketAddr::V4(a) => a.ip().octets(),
-            SocketAddr::V6(_) => [0; 4],
-        })
-        .unwrap_or([0; 4])
+    address.parse::<SocketAddr>().map_or([0; 4], |to| {
+        agent_addr(std::net::Ipv4Addr::UNSPECIFIED.into(), to)
+    })
 }
 
 #[cfg(test)]
