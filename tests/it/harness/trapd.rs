@@ -30,21 +30,23 @@ impl Trapd {
     /// Like [`Trapd::start`], on a port chosen before (a target that comes
     /// up late).
     pub fn start_on(conf: &str, port: u16) -> Trapd {
+        Trapd::start_logging(conf, port, "%b|%P|%N|%w|%q|%v\n")
+    }
+
+    /// Like [`Trapd::start`], logging each notification in `format`
+    /// (snmptrapd's `-F`; it must end in `\n`).
+    pub fn start_format(conf: &str, format: &str) -> Trapd {
+        Trapd::start_logging(conf, free_port(), format)
+    }
+
+    fn start_logging(conf: &str, port: u16, format: &str) -> Trapd {
         let dir = tempdir();
         let conf_path = dir.path().join("snmptrapd.conf");
         std::fs::write(&conf_path, conf).expect("write snmptrapd.conf");
         let mut cmd = Command::new("snmptrapd");
         cmd.args(["-f", "-Lo", "-C", "-c"])
             .arg(&conf_path)
-            .args([
-                "-M",
-                "/dev/null",
-                "-m",
-                "",
-                "-On",
-                "-F",
-                "%b|%P|%N|%w|%q|%v\n",
-            ])
+            .args(["-M", "/dev/null", "-m", "", "-On", "-F", format])
             .arg(format!("udp:127.0.0.1:{port}"))
             .env("SNMP_PERSISTENT_DIR", dir.path().join("persist"))
             .env("MIBS", "");
