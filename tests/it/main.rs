@@ -13,6 +13,8 @@ mod chaos;
 mod cli;
 mod cli_ctl;
 mod crash;
+mod devices_notify;
+mod events_burst;
 mod events_cli;
 mod events_snmp;
 mod kvp;

@@ -1,7 +1,9 @@
 //! The notification originator: SNMPv1 Trap, SNMPv2c Trap/Inform and
 //! SNMPv3 Trap/Inform with USM. [`encode`] builds and opens messages (pure,
 //! byte-tested); [`sender::Sender`] puts them on the wire, with engine
-//! discovery of an inform receiver, retries and a timeout per attempt.
+//! discovery of an inform receiver, retries and a timeout per attempt,
+//! from a socket of its own or from a device's serving socket, whose
+//! serving loop hands it the answers ([`replies`]).
 //!
 //! A notification is described the SNMPv2 way (snmpTrapOID.0 and varbinds,
 //! RFC 3416 §4.2.6); an SNMPv1 Trap is derived from it per RFC 3584 §3.2.
@@ -11,9 +13,11 @@
 //! (a device's own coldStart/warmStart) use it.
 
 pub mod encode;
+pub mod replies;
 pub mod sender;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::security::usm::{AuthProtocol, PrivProtocol};
 use crate::wire::value::{Oid, Value};
 
+pub use replies::Replies;
 pub use sender::{LocalEngine, Sender};
 
 /// sysUpTime.0
@@ -169,6 +174,29 @@ pub enum NotifyError {
     Config(String, String),
 }
 
+/// The agent-addr of an SNMPv1 Trap sent from `local` to `to` (RFC 1157
+/// §4.1.6: the address of the object that generates the trap): `local`'s
+/// IPv4 address; for an unspecified one (a socket bound to every address)
+/// the address the kernel sends to `to` from, learnt by connecting a
+/// throwaway UDP socket (nothing is sent); 0.0.0.0 when there is none (an
+/// IPv6 source or target, no route).
+pub fn agent_addr(local: IpAddr, to: SocketAddr) -> [u8; 4] {
+    match (local, to) {
+        (IpAddr::V4(ip), _) if !ip.is_unspecified() => ip.octets(),
+        (IpAddr::V4(_), SocketAddr::V4(to)) => std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                s.connect(to)?;
+                s.local_addr()
+            })
+            .map(|a| match a.ip() {
+                IpAddr::V4(ip) => ip.octets(),
+                IpAddr::V6(_) => [0; 4],
+            })
+            .unwrap_or([0; 4]),
+        _ => [0; 4],
+    }
+}
+
 /// The SNMPv1 Trap-PDU fields of a notification (RFC 3584 §3.2):
 /// (enterprise, generic-trap, specific-trap).
 pub fn v1_trap_fields(n: &Notification) -> (Oid, i64, i64) {
@@ -236,6 +264,19 @@ mod tests {
         assert_eq!(
             v1_trap_fields(&n(&[1, 3, 6, 1, 4, 1, 8072, 4, 2], vec![])),
             (vec![1, 3, 6, 1, 4, 1, 8072, 4], 6, 2)
+        );
+    }
+
+    #[test]
+    fn the_agent_addr_is_the_source_or_what_the_kernel_would_send_from() {
+        let to: SocketAddr = "127.0.0.1:162".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(agent_addr(ip("192.0.2.7"), to), [192, 0, 2, 7]);
+        assert_eq!(agent_addr(ip("0.0.0.0"), to), [127, 0, 0, 1]);
+        assert_eq!(agent_addr(ip("::1"), to), [0; 4]);
+        assert_eq!(
+            agent_addr(ip("0.0.0.0"), "[::1]:162".parse().unwrap()),
+            [0; 4]
         );
     }
 

@@ -1,18 +1,22 @@
-//! Puts notifications on the wire from one UDP socket. Traps are sent once;
-//! informs wait `timeout` per attempt for their acknowledgement, `retries`
-//! more times. An SNMPv3 inform goes to the receiver's engine (it is the
-//! authoritative one): its engine ID, boots and time are discovered first
-//! (RFC 3414 §4) and kept per receiver; a notInTimeWindow Report
+//! Puts notifications on the wire from one UDP socket: one of its own
+//! ([`Sender::bind`]), or a device's serving socket ([`Sender::over`]),
+//! whose serving loop hands the answers over ([`Replies`]). Traps are sent
+//! once; informs wait `timeout` per attempt for their acknowledgement,
+//! `retries` more times. An SNMPv3 inform goes to the receiver's engine (it
+//! is the authoritative one): its engine ID, boots and time are discovered
+//! first (RFC 3414 §4) and kept per receiver; a notInTimeWindow Report
 //! resynchronizes them, an unknownEngineID Report rediscovers them.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
+use super::replies::{Inbox, Replies};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
 use crate::security::usm::{AuthKey, PrivKey, SecurityLevel, keys};
 use crate::security::v3::ReportKind;
@@ -46,10 +50,80 @@ impl Peer {
     }
 }
 
+/// The socket notifications leave from, and where their answers come.
+#[derive(Debug)]
+enum Link {
+    /// A socket of the sender's own: answers come to it.
+    Own(UdpSocket),
+    /// A device's serving socket: its serving loop hands the answers from
+    /// the peer in `inbox` over (the inbox exists while an exchange waits).
+    Shared {
+        socket: Arc<UdpSocket>,
+        replies: Arc<Replies>,
+        inbox: Option<Inbox>,
+    },
+}
+
+impl Link {
+    fn socket(&self) -> &UdpSocket {
+        match self {
+            Link::Own(s) => s,
+            Link::Shared { socket, .. } => socket,
+        }
+    }
+
+    /// Answers from `peer` are wanted until [`Link::done`].
+    fn listen(&mut self, peer: SocketAddr) {
+        if let Link::Shared { replies, inbox, .. } = self {
+            *inbox = Some(replies.expect(peer));
+        }
+    }
+
+    fn done(&mut self) {
+        if let Link::Shared { inbox, .. } = self {
+            *inbox = None;
+        }
+    }
+
+    /// Waits until `deadline` for a datagram from `from` into `buf`; its
+    /// length.
+    async fn recv_from(
+        &mut self,
+        buf: &mut [u8],
+        from: SocketAddr,
+        deadline: Instant,
+    ) -> Option<usize> {
+        match self {
+            Link::Own(socket) => loop {
+                let r = tokio::time::timeout_at(deadline.into(), socket.recv_from(buf));
+                match r.await {
+                    Err(_) => return None,
+                    Ok(Ok((len, peer))) if peer == from => return Some(len),
+                    // Someone else, or an ICMP error of an earlier send.
+                    Ok(_) => continue,
+                }
+            },
+            Link::Shared {
+                inbox: Some(inbox), ..
+            } => {
+                let got = tokio::time::timeout_at(deadline.into(), inbox.rx.recv()).await;
+                let datagram = got.ok().flatten()?;
+                let len = datagram.len().min(buf.len());
+                buf[..len].copy_from_slice(&datagram[..len]);
+                Some(len)
+            }
+            Link::Shared { inbox: None, .. } => {
+                tokio::time::sleep_until(deadline.into()).await;
+                None
+            }
+        }
+    }
+}
+
 /// A notification originator bound to one UDP socket.
 #[derive(Debug)]
 pub struct Sender {
-    socket: UdpSocket,
+    link: Link,
     local: LocalEngine,
     next_id: i32,
     salt: u64,
@@ -123,16 +197,35 @@ fn report_name(oid: &[u32]) -> String {
 impl Sender {
     /// Binds the sending socket (`0.0.0.0:0` or `[::]:0` for any).
     pub async fn bind(addr: SocketAddr, local: LocalEngine) -> io::Result<Sender> {
-        Ok(Sender::from_socket(UdpSocket::bind(addr).await?, local))
+        Ok(Sender::with_link(
+            Link::Own(UdpSocket::bind(addr).await?),
+            local,
+        ))
     }
 
-    pub(crate) fn from_socket(socket: UdpSocket, local: LocalEngine) -> Sender {
+    /// Sends from a device's serving `socket`, so that the notifications'
+    /// source is the device's endpoint; `replies` is where that socket's
+    /// serving loop hands over the answers (an inform's acknowledgement, an
+    /// engine discovery's Report), which it would otherwise take for
+    /// requests.
+    pub fn over(socket: Arc<UdpSocket>, replies: Arc<Replies>, local: LocalEngine) -> Sender {
+        Sender::with_link(
+            Link::Shared {
+                socket,
+                replies,
+                inbox: None,
+            },
+            local,
+        )
+    }
+
+    fn with_link(link: Link, local: LocalEngine) -> Sender {
         use std::hash::{BuildHasher, Hasher};
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
         Sender {
-            socket,
+            link,
             local,
             next_id: (seed as i32 & 0x3fff_ffff) + 1,
             salt: seed,
@@ -145,7 +238,7 @@ impl Sender {
 
     /// The address notifications leave from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.link.socket().local_addr()
     }
 
     fn next_id(&mut self) -> i32 {
@@ -165,7 +258,7 @@ impl Sender {
     }
 
     async fn resolve(&self, target: &Target) -> Result<SocketAddr, NotifyError> {
-        let v6 = self.socket.local_addr()?.is_ipv6();
+        let v6 = self.local_addr()?.is_ipv6();
         tokio::net::lookup_host(&target.address)
             .await
             .map_err(|_| NotifyError::Resolve(target.address.clone()))?
@@ -180,7 +273,7 @@ impl Sender {
         match (target.version, target.kind) {
             (Version::V1, Kind::Trap) => {
                 encode::v1(&mut self.frame, &target.community, n);
-                self.socket.send_to(self.frame.as_slice(), addr).await?;
+                self.send_to(addr).await?;
                 Ok(())
             }
             (Version::V1, Kind::Inform) => Err(NotifyError::Config(
@@ -190,17 +283,27 @@ impl Sender {
             (Version::V2c, Kind::Trap) => {
                 let id = self.next_id();
                 encode::v2c(&mut self.frame, &target.community, TAG_V2_TRAP, id, n);
-                self.socket.send_to(self.frame.as_slice(), addr).await?;
+                self.send_to(addr).await?;
                 Ok(())
             }
-            (Version::V2c, Kind::Inform) => self.inform_v2c(target, addr, n).await,
+            (Version::V2c, Kind::Inform) => {
+                self.link.listen(addr);
+                let r = self.inform_v2c(target, addr, n).await;
+                self.link.done();
+                r
+            }
             (Version::V3, kind) => {
                 let user = target.user.as_ref().ok_or_else(|| {
                     NotifyError::Config(target.address.clone(), "SNMPv3 without a user".into())
                 })?;
                 match kind {
                     Kind::Trap => self.trap_v3(target, user, addr, n).await,
-                    Kind::Inform => self.inform_v3(target, user, addr, n).await,
+                    Kind::Inform => {
+                        self.link.listen(addr);
+                        let r = self.inform_v3(target, user, addr, n).await;
+                        self.link.done();
+                        r
+                    }
                 }
             }
         }
@@ -208,15 +311,15 @@ impl Sender {
 
     /// Waits until `deadline` for a datagram from `from`; its length.
     async fn recv_from(&mut self, from: SocketAddr, deadline: Instant) -> Option<usize> {
-        loop {
-            let r = tokio::time::timeout_at(deadline.into(), self.socket.recv_from(&mut self.buf));
-            match r.await {
-                Err(_) => return None,
-                Ok(Ok((len, peer))) if peer == from => return Some(len),
-                // Someone else, or an ICMP error of an earlier send.
-                Ok(_) => continue,
-            }
-        }
+        self.link.recv_from(&mut self.buf, from, deadline).await
+    }
+
+    async fn send_to(&self, addr: SocketAddr) -> io::Result<()> {
+        self.link
+            .socket()
+            .send_to(self.frame.as_slice(), addr)
+            .await
+            .map(|_| ())
     }
 
     async fn inform_v2c(
@@ -227,10 +330,9 @@ impl Sender {
     ) -> Result<(), NotifyError> {
         let id = self.next_id();
         encode::v2c(&mut self.frame, &target.community, TAG_INFORM, id, n);
-        let msg = self.frame.as_slice().to_vec();
         let attempts = target.retries.saturating_add(1);
         for _ in 0..attempts {
-            self.socket.send_to(&msg, addr).await?;
+            self.send_to(addr).await?;
             let deadline = Instant::now() + target.timeout;
             while let Some(len) = self.recv_from(addr, deadline).await {
                 match encode::open_v2c_response(&self.buf[..len], &target.community) {
@@ -307,7 +409,7 @@ impl Sender {
         );
         encode::v2_pdu(&mut self.frame, TAG_V2_TRAP, id, n);
         self.seal(msg_id, 0, (&engine, boots, time), &user.name, &keys);
-        self.socket.send_to(self.frame.as_slice(), addr).await?;
+        self.send_to(addr).await?;
         Ok(())
     }
 
@@ -329,7 +431,7 @@ impl Sender {
             self.frame.prepend_int(i64::from(id));
             self.frame.wrap(TAG_GET);
             self.seal(msg_id, wire::FLAG_REPORTABLE, (&[][..], 0, 0), b"", &none);
-            self.socket.send_to(self.frame.as_slice(), addr).await?;
+            self.send_to(addr).await?;
             let deadline = Instant::now() + target.timeout;
             while let Some(len) = self.recv_from(addr, deadline).await {
                 let Some(o) = encode::open_v3(&self.buf[..len], None, None) else {
@@ -385,7 +487,7 @@ impl Sender {
                 &user.name,
                 &keys,
             );
-            self.socket.send_to(self.frame.as_slice(), addr).await?;
+            self.send_to(addr).await?;
             let deadline = Instant::now() + target.timeout;
             while let Some(len) = self.recv_from(addr, deadline).await {
                 let Some(o) =

@@ -99,8 +99,8 @@ pub struct AgentSpec {
     /// The device's snmpEngineID, for SNMPv3 notifications.
     #[serde(default)]
     pub engine_id: Vec<u8>,
-    /// The endpoints of the inherited sockets (notifications leave from
-    /// the first one's address).
+    /// The endpoints of the inherited sockets, in order (the device's
+    /// notifications leave from the sockets themselves).
     #[serde(default)]
     pub endpoints: Vec<std::net::SocketAddr>,
     /// Requests per second and burst allowed per source address; `None`:

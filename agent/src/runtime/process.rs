@@ -80,16 +80,20 @@ async fn run() -> Result<(), String> {
     };
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut sockets_by_agent = take_sockets(&start)?;
-    for (s, sockets) in served.iter().zip(sockets_by_agent.drain(..)) {
-        tasks.spawn(serve::serve(sockets, s.responder.clone(), shutdown.clone()));
+    let endpoints_by_agent = take_sockets(&start)?;
+    for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
+        tasks.spawn(serve::serve(
+            endpoints.clone(),
+            s.responder.clone(),
+            shutdown.clone(),
+        ));
     }
     channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await
         .map_err(|e| format!("cannot answer ready: {e}"))?;
-    for spec in &start.agents {
+    for (spec, endpoints) in start.agents.iter().zip(endpoints_by_agent) {
         if !spec.notify.is_empty() {
-            tokio::spawn(send_start_notifications(spec.clone(), begun));
+            tokio::spawn(send_start_notifications(spec.clone(), endpoints, begun));
         }
     }
     tracing::debug!(elapsed = ?begun.elapsed(), "ready");
@@ -191,10 +195,21 @@ async fn run() -> Result<(), String> {
 }
 
 /// The device's own coldStart or warmStart, to each of its targets, sent
-/// from its own address (an ephemeral port on its first endpoint's IP), as a
-/// real device does after booting.
-async fn send_start_notifications(spec: channel::AgentSpec, begun: Instant) {
-    use crate::notify::{COLD_START, LocalEngine, Notification, Sender, WARM_START};
+/// as a real device sends it after booting: from the device's own endpoint
+/// (its first one of the target's address family — the socket it serves
+/// on, so the source address and port are the device's), with an SNMPv1
+/// Trap's agent-addr that endpoint's address (for one bound to 0.0.0.0,
+/// the address the kernel sends to the target from). The serving loop
+/// hands an inform's acknowledgement (and an SNMPv3 receiver's discovery
+/// Report) to the sender. A device with no endpoint of the target's family
+/// sends from an ephemeral port of that family instead.
+async fn send_start_notifications(
+    spec: channel::AgentSpec,
+    endpoints: Vec<serve::Endpoint>,
+    begun: Instant,
+) {
+    use crate::notify::{COLD_START, Kind, LocalEngine, Notification, Sender, WARM_START};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let boots = spec
         .config
         .v3
@@ -205,37 +220,62 @@ async fn send_start_notifications(spec: channel::AgentSpec, begun: Instant) {
         boots,
         start: begun,
     };
-    // The device's first endpoint gives the source address; a v4 trap needs
-    // a v4 socket and a v6 one a v6 socket.
-    let endpoints = &spec.endpoints;
+    let what = if spec.cold { "coldStart" } else { "warmStart" };
     for target in &spec.notify {
-        let v6 = target.address.starts_with('[');
-        let ip = endpoints
-            .iter()
-            .find(|e| e.is_ipv6() == v6)
-            .map(|e| e.ip())
-            .filter(|ip| !ip.is_unspecified())
-            .unwrap_or(if v6 {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            });
-        let agent_addr = match ip {
-            std::net::IpAddr::V4(a) => a.octets(),
-            std::net::IpAddr::V6(_) => [0; 4],
+        let v6 = target.address.starts_with('[')
+            || target
+                .address
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a.is_ipv6());
+        let endpoint = endpoints.iter().find_map(|e| {
+            let at = e.socket.local_addr().ok()?;
+            (at.is_ipv6() == v6).then_some((e, at.ip()))
+        });
+        let (sender, ip) = match endpoint {
+            Some((e, ip)) => (
+                Ok(Sender::over(
+                    e.socket.clone(),
+                    e.replies.clone(),
+                    local.clone(),
+                )),
+                ip,
+            ),
+            None => {
+                let any: IpAddr = if v6 {
+                    Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    Ipv4Addr::UNSPECIFIED.into()
+                };
+                (
+                    Sender::bind(SocketAddr::new(any, 0), local.clone()).await,
+                    any,
+                )
+            }
         };
+        let to = tokio::net::lookup_host(&target.address)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.find(|a| a.is_ipv6() == v6));
         let n = Notification {
             trap_oid: if spec.cold { COLD_START } else { WARM_START }.to_vec(),
             uptime: (begun.elapsed().as_millis() / 10) as u32,
             varbinds: Vec::new(),
-            agent_addr,
+            agent_addr: to.map_or([0; 4], |to| crate::notify::agent_addr(ip, to)),
         };
-        let result = match Sender::bind(std::net::SocketAddr::new(ip, 0), local.clone()).await {
+        let result = match sender {
             Ok(mut sender) => sender.send(target, &n).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = result {
-            tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "start notification not delivered");
+        match result {
+            Ok(()) if target.kind == Kind::Inform => {
+                tracing::debug!(agent = %spec.name, target = %target.address, "{what} inform acknowledged");
+            }
+            Ok(()) => {
+                tracing::debug!(agent = %spec.name, target = %target.address, "{what} trap sent");
+            }
+            Err(e) => {
+                tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "start notification not delivered");
+            }
         }
     }
 }
@@ -286,18 +326,21 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
     Ok(served)
 }
 
-fn take_sockets(start: &Start) -> Result<Vec<Vec<UdpSocket>>, String> {
+/// Each agent's inherited sockets, in order, as served endpoints.
+fn take_sockets(start: &Start) -> Result<Vec<Vec<serve::Endpoint>>, String> {
     let mut fd = FIRST_SOCKET_FD;
     let mut out = Vec::with_capacity(start.agents.len());
     for spec in &start.agents {
-        let mut sockets = Vec::with_capacity(spec.sockets);
+        let mut endpoints = Vec::with_capacity(spec.sockets);
         for _ in 0..spec.sockets {
-            let owned =
-                adopt_fd(fd).map_err(|e| format!("agent {}: socket fd {fd}: {e}", spec.name))?;
-            sockets.push(UdpSocket::from(owned));
+            let socket = adopt_fd(fd)
+                .map(UdpSocket::from)
+                .and_then(serve::Endpoint::new)
+                .map_err(|e| format!("agent {}: socket fd {fd}: {e}", spec.name))?;
+            endpoints.push(socket);
             fd += 1;
         }
-        out.push(sockets);
+        out.push(endpoints);
     }
     Ok(out)
 }

@@ -1,6 +1,9 @@
 //! The agent's serving loop: datagrams from already-bound UDP sockets go
 //! through the [`Responder`] and back to their sender. The sockets are bound
-//! by the supervisor, so this loop never binds anything itself.
+//! by the supervisor, so this loop never binds anything itself. The device's
+//! own notifications leave from the same sockets ([`Endpoint`]): while one
+//! waits for an answer, the loop hands answers from its peer over to it
+//! ([`Replies`]) instead of to the responder.
 
 use std::io;
 use std::net::UdpSocket as StdUdpSocket;
@@ -11,25 +14,46 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::data::mib::Counters;
+use crate::notify::Replies;
 use crate::responder::{Outcome, Responder};
 use crate::runtime::mmsg::Batch;
 
 /// A responder shared by the loops of one agent's sockets.
 pub type Shared = Arc<Mutex<Responder>>;
 
-/// Serves every socket until `shutdown` is cancelled. One task per socket;
-/// the responder is shared (uncontended in practice: one agent's sockets
-/// rarely receive at the same instant).
+/// One served socket: the serving loop reads it; the device's
+/// notifications are sent from it, their answers handed over in `replies`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The bound socket, registered with the agent's runtime.
+    pub socket: Arc<UdpSocket>,
+    /// Where its serving loop hands answers to the device's notifications.
+    pub replies: Arc<Replies>,
+}
+
+impl Endpoint {
+    /// An inherited, bound socket, made non-blocking and registered with
+    /// the runtime (call it within one).
+    pub fn new(socket: StdUdpSocket) -> io::Result<Endpoint> {
+        socket.set_nonblocking(true)?;
+        Ok(Endpoint {
+            socket: Arc::new(UdpSocket::from_std(socket)?),
+            replies: Replies::new(),
+        })
+    }
+}
+
+/// Serves every endpoint until `shutdown` is cancelled. One task per
+/// socket; the responder is shared (uncontended in practice: one agent's
+/// sockets rarely receive at the same instant).
 pub async fn serve(
-    sockets: Vec<StdUdpSocket>,
+    endpoints: Vec<Endpoint>,
     responder: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    for socket in sockets {
-        socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(socket)?;
-        tasks.spawn(serve_one(socket, responder.clone(), shutdown.clone()));
+    for endpoint in endpoints {
+        tasks.spawn(serve_one(endpoint, responder.clone(), shutdown.clone()));
     }
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -48,12 +72,13 @@ pub async fn serve(
 }
 
 async fn serve_one(
-    socket: UdpSocket,
+    endpoint: Endpoint,
     responder: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
+    let Endpoint { socket, replies } = endpoint;
     let fd = socket.as_raw_fd();
     let mut batch = Batch::default();
     loop {
@@ -71,12 +96,22 @@ async fn serve_one(
                 Err(e) if transient(&e) => continue,
                 Err(e) => return Err(e),
             };
-            let mut replies = 0;
+            // Answers to the device's own notifications are looked for only
+            // while one waits for them.
+            let answers = replies.waiting();
+            let mut replied = 0;
             {
                 let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 for i in 0..got {
-                    if let Some(peer) = batch.peer(i)
+                    let peer = batch.peer(i);
+                    if answers
+                        && let Some(peer) = peer
+                        && replies.offer(peer, batch.slot(i).0)
+                    {
+                        continue;
+                    }
+                    if let Some(peer) = peer
                         && !r.admit(peer.ip(), now)
                     {
                         continue;
@@ -84,11 +119,11 @@ async fn serve_one(
                     let (datagram, frame) = batch.slot(i);
                     if r.handle(datagram, now, frame) == Outcome::Reply {
                         batch.reply(i);
-                        replies += 1;
+                        replied += 1;
                     }
                 }
             }
-            if replies > 0 {
+            if replied > 0 {
                 send_all(&socket, fd, &mut batch).await;
             }
         }
@@ -161,7 +196,8 @@ mod tests {
         0x0c, 0x06, 0x08, 0x2b, 6, 1, 2, 1, 1, 1, 0, 0x05, 0x00,
     ];
 
-    fn responder() -> Responder {
+    /// sysDescr.0 only.
+    fn store() -> Arc<Store> {
         let store = Store::from_records(&[Record {
             oid: vec![1, 3, 6, 1, 2, 1, 1, 1, 0],
             value: Value::OctetString(b"box".to_vec()),
@@ -169,6 +205,10 @@ mod tests {
             line: 1,
         }])
         .unwrap();
+        Arc::new(store)
+    }
+
+    fn responder() -> Responder {
         let config = Config {
             communities: vec![CommunityAccess {
                 community: b"public".to_vec(),
@@ -181,7 +221,7 @@ mod tests {
             max_message_size: 1500,
             v3: None,
         };
-        Responder::new(config, vec![Arc::new(store)], Instant::now())
+        Responder::new(config, vec![store()], Instant::now())
     }
 
     /// `responder` served on a loopback socket by a thread of its own:
@@ -204,7 +244,9 @@ mod tests {
             .build()
             .unwrap();
         let (s2, t2) = (shared.clone(), token.clone());
-        let thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move { serve(vec![Endpoint::new(server)?], s2, t2).await })
+        });
         (addr, shared, token, thread)
     }
 
@@ -302,6 +344,151 @@ mod tests {
         server_thread.join().unwrap().unwrap();
     }
 
+    /// A notification receiver on loopback, in the test's runtime: it
+    /// answers each v2c inform (a Response with its request-id) and hands
+    /// the source of each to the channel.
+    async fn inform_receiver() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<std::net::SocketAddr>,
+    ) {
+        use crate::notify::{Notification, encode};
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            let mut frame = crate::wire::ber::Frame::default();
+            loop {
+                let (len, peer) = socket.recv_from(&mut buf).await.unwrap();
+                type Message = rasn_snmp::v2c::Message<rasn_snmp::v2::Pdus>;
+                let Ok(msg) = rasn::ber::decode::<Message>(&buf[..len]) else {
+                    continue;
+                };
+                let rasn_snmp::v2::Pdus::InformRequest(inform) = msg.data else {
+                    continue;
+                };
+                let empty = Notification {
+                    trap_oid: vec![1, 3],
+                    uptime: 0,
+                    varbinds: vec![],
+                    agent_addr: [0; 4],
+                };
+                encode::v2c(&mut frame, b"public", 0xa2, inform.0.request_id, &empty);
+                socket.send_to(frame.as_slice(), peer).await.unwrap();
+                let _ = tx.send(peer);
+            }
+        });
+        (addr, rx)
+    }
+
+    /// A device's notifications leave from the socket it serves on, and
+    /// the answers come back through its serving loop: a v2c inform is
+    /// acknowledged at its only attempt, and an SNMPv3 inform discovers the
+    /// receiver's engine (whose Reports come back the same way) before the
+    /// receiver refuses its unknown user; meanwhile and after, the socket
+    /// still answers requests.
+    #[tokio::test]
+    async fn informs_from_the_serving_socket_get_their_answers() {
+        use crate::notify::{
+            COLD_START, Kind, LocalEngine, Notification, NotifyError, NotifyUser, Sender, Target,
+            Version,
+        };
+        let endpoint = Endpoint::new(StdUdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let device = endpoint.socket.local_addr().unwrap();
+        let shared: Shared = Arc::new(Mutex::new(responder()));
+        let token = CancellationToken::new();
+        let serving = tokio::spawn(serve(vec![endpoint.clone()], shared.clone(), token.clone()));
+        let local = LocalEngine {
+            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
+            boots: 1,
+            start: Instant::now(),
+        };
+        let mut sender = Sender::over(endpoint.socket.clone(), endpoint.replies.clone(), local);
+        let note = Notification {
+            trap_oid: COLD_START.to_vec(),
+            uptime: 1,
+            varbinds: vec![],
+            agent_addr: [127, 0, 0, 1],
+        };
+
+        let (manager, mut sources) = inform_receiver().await;
+        let v2c = Target {
+            address: manager.to_string(),
+            version: Version::V2c,
+            kind: Kind::Inform,
+            community: b"public".to_vec(),
+            user: None,
+            retries: 0,
+            timeout: Duration::from_secs(5),
+        };
+        sender.send(&v2c, &note).await.unwrap();
+        assert_eq!(sources.recv().await, Some(device), "sent from the device");
+        assert!(!endpoint.replies.waiting());
+        assert_eq!(counters(&shared).requests, 0, "the answer was no request");
+
+        // An SNMPv3 receiver: a responder of ours, which knows no user.
+        let engine = vec![0x80, 0, 0x1f, 0x88, 5, 7, 7, 7];
+        let mut r = Responder::new(
+            Config {
+                communities: vec![],
+                max_varbinds: 10,
+                max_message_size: 1500,
+                v3: Some(crate::security::v3::V3Config {
+                    engine_id: engine.clone(),
+                    engine_boots: 4,
+                    users: vec![],
+                    contexts: vec![],
+                }),
+            },
+            vec![store()],
+            Instant::now(),
+        );
+        let v3_addr = {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = socket.local_addr().unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_535];
+                let mut frame = crate::wire::ber::Frame::default();
+                loop {
+                    let (len, peer) = socket.recv_from(&mut buf).await.unwrap();
+                    if r.handle(&buf[..len], Instant::now(), &mut frame) == Outcome::Reply {
+                        socket.send_to(frame.as_slice(), peer).await.unwrap();
+                    }
+                }
+            });
+            addr
+        };
+        let v3 = Target {
+            address: v3_addr.to_string(),
+            version: Version::V3,
+            user: Some(NotifyUser {
+                name: b"nobody-knows".to_vec(),
+                auth: Some((crate::security::usm::AuthProtocol::Sha1, "authpass1".into())),
+                privacy: None,
+            }),
+            ..v2c
+        };
+        let e = sender.send(&v3, &note).await.unwrap_err();
+        assert!(
+            matches!(&e, NotifyError::Refused { reason, .. } if reason == "usmStatsUnknownUserNames"),
+            "{e}"
+        );
+        assert_eq!(
+            sender.peer(&v3_addr).map(|(id, _)| id.to_vec()),
+            Some(engine)
+        );
+
+        // Requests are still the responder's.
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(&GET, device).await.unwrap();
+        let mut buf = [0u8; 1500];
+        let (_, from) = client.recv_from(&mut buf).await.unwrap();
+        assert_eq!(from, device);
+        assert_eq!(counters(&shared).requests, 1);
+        token.cancel();
+        serving.await.unwrap().unwrap();
+    }
+
     #[test]
     fn without_a_limit_everything_is_admitted() {
         let mut r = responder();
@@ -337,7 +524,9 @@ mod tests {
             .build()
             .unwrap();
         let (s2, t2) = (shared.clone(), token.clone());
-        let server_thread = std::thread::spawn(move || rt.block_on(serve(vec![server], s2, t2)));
+        let server_thread = std::thread::spawn(move || {
+            rt.block_on(async move { serve(vec![Endpoint::new(server)?], s2, t2).await })
+        });
         let m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
         let v3 = m.encode(&get(1, &[SYS_DESCR]));
         let v2 = rasn::ber::encode(&rasn_snmp::v2c::Message {

@@ -1,7 +1,9 @@
 //! Lifecycle events: every state change is one [`Event`], published once on
 //! the [`Bus`], which numbers it ([`crate::events::seq`]); the sinks (the
-//! journal, KVP, notifications, the event stream) subscribe. A bounded ring
-//! keeps the recent ones for replay.
+//! journal, KVP, the event stream) subscribe, and a sink that wants few of
+//! the events (notifications) taps the bus instead ([`Bus::tap`]), so it
+//! never queues, nor loses, what it does not want. A bounded ring keeps the
+//! recent ones for replay.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,7 +86,15 @@ struct Inner {
     /// Per sink: when its last `events-dropped` went out, and what it has
     /// dropped since.
     drops: std::collections::HashMap<String, (Option<std::time::Instant>, u64)>,
+    /// Hooks called with every event as it is published ([`Bus::tap`]).
+    taps: Vec<Tap>,
 }
+
+/// A sink's hook into [`Bus::publish`]: called with every event, in `seq`
+/// order, as it is published, under the bus's lock — so it must be quick,
+/// must never wait, and must not call the bus. Returns whether it wants
+/// more events (`false`: the bus forgets it).
+pub type Tap = Box<dyn FnMut(&Arc<Event>) -> bool + Send>;
 
 /// `events-dropped` events are at most this frequent per sink, so a sink
 /// that keeps losing events cannot flood the others.
@@ -136,6 +146,7 @@ impl Bus {
                 numbers,
                 ring: VecDeque::with_capacity(1024),
                 drops: std::collections::HashMap::new(),
+                taps: Vec::new(),
             })),
             tx,
             closed: CancellationToken::new(),
@@ -180,7 +191,8 @@ impl Bus {
                 inner.ring.pop_front();
             }
             inner.ring.push_back(event.clone());
-            // Sent under the lock so subscribers see seq order.
+            // Sent under the lock so subscribers (and taps) see seq order.
+            inner.taps.retain_mut(|tap| tap(&event));
             let _ = self.tx.send(event.clone());
             event
         };
@@ -225,6 +237,21 @@ impl Bus {
         }
     }
 
+    /// Hands every event published from now on to `tap`, at once and in
+    /// order, with no queue in between: a sink that filters and counts in
+    /// its tap queues only what it keeps, so a burst of events it does not
+    /// want can neither fill its queue nor make it lag (see [`Tap`]).
+    pub fn tap(&self, tap: Tap) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .taps
+            .push(tap);
+    }
+
+    /// A queue of every event published from now on (4,096 deep: a
+    /// subscriber that falls further behind loses the oldest and is told
+    /// how many).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
@@ -374,6 +401,22 @@ mod tests {
         let fourth = run(5000);
         let e = fourth.publish(NewEvent::new(EventKind::SupervisorStarted, State::Running));
         assert_eq!(e.seq, 5000);
+    }
+
+    #[test]
+    fn a_tap_sees_every_event_in_order_until_it_lets_go() {
+        let bus = Bus::new("lab-a");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        bus.tap(Box::new(move |e| {
+            let mut log = log.lock().unwrap();
+            log.push(e.seq);
+            log.len() < 3
+        }));
+        for _ in 0..5 {
+            bus.publish(NewEvent::new(EventKind::Ready, State::Running));
+        }
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! (or refused, or dropped as the oldest beyond 10,000 pending), so they
 //! survive a supervisor restart, even a `kill -9`.
 //!
-//! [`Traps`] subscribes to the bus and hands each event to one task per
-//! target, each with its own socket and a bounded queue, so a dead or slow
-//! target never delays another; what does not fit a queue is dropped,
-//! counted and logged.
+//! [`Traps`] taps the bus (with no target it does nothing at all): each
+//! event is filtered per target and spared in a burst (`coalesce`: beyond
+//! 100 events of a routine kind per 10 s, one summary per kind per 10 s)
+//! as it is published, and what is left goes to one task per target, each
+//! with its own socket and a bounded queue, so a dead or slow target never
+//! delays another; what does not fit a queue is dropped, counted, logged
+//! and published as `events-dropped`.
 //!
 //! Every notification carries the nine `acNotify*` objects in the order of
 //! the MIB's OBJECTS clause; absent values are sent as their documented
@@ -17,8 +20,13 @@
 //!
 //! # Layout
 //! - here: [`Traps`], its start (the supervisor's SNMPv3 engine, one socket
-//!   per target, the informs left by the previous run), the dispatch of
-//!   events to the targets' queues, and shutdown;
+//!   per target, the informs left by the previous run, the tap), its task
+//!   (the summaries when their windows end, the losses reported), and
+//!   shutdown;
+//! - `dispatch`: the tap's side: each event filtered, coalesced and queued
+//!   per target, without waiting;
+//! - `coalesce`: the bursts: which events go out one by one and the
+//!   summaries of the rest (pure, with the clock passed in);
 //! - `worker`: one target's task: traps sent at once, informs spooled and
 //!   delivered oldest first in rounds, retried with a backoff;
 //! - `spool`: the inform spool, a log of checksummed lines ([`crc32`]) per
@@ -33,22 +41,26 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use agentcluster_agent::engine;
-use agentcluster_agent::notify::{Kind, LocalEngine, Sender, Target, Version};
+use agentcluster_agent::notify::{Kind, LocalEngine, Sender, Target, Version, agent_addr};
 use agentcluster_conf::NotifyTarget;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Bus, Event, EventKind};
+use crate::events::Bus;
 
+mod coalesce;
+mod dispatch;
 mod spool;
 #[cfg(test)]
 mod testutil;
 mod worker;
 
+use coalesce::{POLICY, Policy};
+use dispatch::{Dispatch, Route};
 pub use spool::crc32;
 use spool::{InformStore, store_names, warn_orphans};
 use worker::{Job, Worker};
@@ -79,18 +91,23 @@ impl From<TrapsError> for io::Error {
     }
 }
 
-/// The notification sink, set up and subscribed; [`Traps::run`] runs it.
+/// The notification sink, set up and tapping the bus; [`Traps::run`] runs
+/// it.
 pub struct Traps {
-    events: broadcast::Receiver<Arc<Event>>,
-    workers: Vec<Worker>,
-    started: Instant,
+    /// Each target's worker and the queue the tap fills for it; none
+    /// without targets.
+    workers: Vec<(Worker, mpsc::Receiver<Job>)>,
+    /// Shared with the tap.
+    dispatch: Arc<Mutex<Dispatch>>,
+    /// Rung by the tap when a window opened or an event was lost.
+    wake: Arc<Notify>,
     /// Where lost events are reported.
     bus: Bus,
 }
 
 impl std::fmt::Debug for Traps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let targets: Vec<&str> = self.workers.iter().map(|w| w.label.as_str()).collect();
+        let targets: Vec<&str> = self.workers.iter().map(|(w, _)| w.label.as_str()).collect();
         f.debug_struct("Traps").field("targets", &targets).finish()
     }
 }
@@ -99,8 +116,9 @@ impl Traps {
     /// Everything that can fail at startup: the supervisor's SNMPv3 engine
     /// (boots persisted under [`ENGINE_NAME`], only with a v3 target), one
     /// UDP socket per target, the pending informs left by the previous run.
-    /// Subscribes to `bus` before returning, so call it before the first
-    /// event that must go out (`supervisor-started`) is published.
+    /// Taps `bus` before returning (when there is a target), so call it
+    /// before the first event that must go out (`supervisor-started`) is
+    /// published.
     pub async fn start(
         targets: &[NotifyTarget],
         mib_root: &[u32],
@@ -108,7 +126,17 @@ impl Traps {
         state_dir: &Path,
         bus: &Bus,
     ) -> Result<Traps, TrapsError> {
-        let events = bus.subscribe();
+        Traps::start_with(targets, mib_root, node, state_dir, bus, POLICY).await
+    }
+
+    async fn start_with(
+        targets: &[NotifyTarget],
+        mib_root: &[u32],
+        node: &str,
+        state_dir: &Path,
+        bus: &Bus,
+        policy: Policy,
+    ) -> Result<Traps, TrapsError> {
         let started = Instant::now();
         let converted: Vec<Target> = targets.iter().map(crate::events::targets::target).collect();
         let boots = if converted.iter().any(|t| t.version == Version::V3) {
@@ -135,6 +163,7 @@ impl Traps {
         let informs_dir = state_dir.join("informs");
         let names = store_names(&converted);
         let mut workers = Vec::with_capacity(targets.len());
+        let mut routes = Vec::with_capacity(targets.len());
         for ((conf, target), name) in targets.iter().zip(converted).zip(&names) {
             let label = label(&target);
             let v6 = target.address.starts_with('[')
@@ -169,83 +198,80 @@ impl Traps {
             } else {
                 (None, VecDeque::new())
             };
-            workers.push(Worker {
+            let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+            routes.push(Route::new(conf, label.clone(), policy, tx));
+            let worker = Worker {
                 agent_addr: source_v4(&target.address),
                 label,
-                conf: conf.clone(),
                 target,
                 sender,
                 mib_root: mib_root.to_vec(),
                 store,
                 pending,
-            });
+            };
+            workers.push((worker, rx));
         }
         warn_orphans(&informs_dir, &names);
+        let dispatch = Arc::new(Mutex::new(Dispatch::new(routes, started)));
+        let wake = Arc::new(Notify::new());
+        if !workers.is_empty() {
+            // With no target there is nothing to deliver, so nothing to
+            // take from the bus, nor to lose.
+            let (dispatch, wake) = (dispatch.clone(), wake.clone());
+            bus.tap(Box::new(move |e| {
+                let mut d = dispatch.lock().unwrap_or_else(PoisonError::into_inner);
+                if !d.is_open() {
+                    return false;
+                }
+                if d.offer(e, Instant::now()) {
+                    wake.notify_one();
+                }
+                true
+            }));
+        }
         Ok(Traps {
-            events,
             workers,
-            started,
+            dispatch,
+            wake,
             bus: bus.clone(),
         })
     }
 
-    /// Sends notifications until `shutdown` is cancelled; then sends what
-    /// was published before, gives pending informs a short grace (2 s) to
-    /// be acknowledged by targets that answer, and returns (what is left
-    /// stays on disk for the next run).
+    /// Sends notifications until `shutdown` is cancelled (the bus is
+    /// closed: every event is in the targets' queues by then); then sends
+    /// the summaries of what was counted, lets each worker send what is
+    /// queued, gives pending informs a short grace (2 s) to be acknowledged
+    /// by targets that answer, and returns (what is left stays on disk for
+    /// the next run). Returns at once without targets.
     pub async fn run(self, shutdown: CancellationToken) {
         let Traps {
-            mut events,
             workers,
-            started,
+            dispatch,
+            wake,
             bus,
         } = self;
-        // Workers are stopped only once everything was handed to them.
+        if workers.is_empty() {
+            return;
+        }
         let stop = CancellationToken::new();
-        let mut queues = Vec::with_capacity(workers.len());
         let mut tasks = tokio::task::JoinSet::new();
-        for w in workers {
-            let (tx, rx) = mpsc::channel::<Job>(QUEUE);
-            queues.push(Queue {
-                label: w.label.clone(),
-                conf: w.conf.clone(),
-                tx,
-                dropped: 0,
-            });
+        for (w, rx) in workers {
             tasks.spawn(w.run(rx, stop.clone()));
         }
-        let uptime = || (started.elapsed().as_millis() / 10) as u32;
+        let lock = || dispatch.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let e = tokio::select! {
+            let (next, dropped) = lock().flush(Instant::now());
+            report(&bus, dropped);
+            tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    // What was published before the bus closed still goes
-                    // out.
-                    loop {
-                        match events.try_recv() {
-                            Ok(e) => dispatch(&mut queues, &e, uptime(), &bus),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                                tracing::warn!(lost = n, "notifications: events lost (sink too slow)");
-                                bus.report_dropped("notifications", n);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    break;
-                }
-                r = events.recv() => match r {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(lost = n, "notifications: events lost (sink too slow)");
-                        bus.report_dropped("notifications", n);
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-            };
-            dispatch(&mut queues, &e, uptime(), &bus);
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = sleep_until(next) => {}
+            }
         }
-        drop(queues);
+        let dropped = lock().finish(Instant::now());
+        report(&bus, dropped);
+        // Workers are stopped only once everything was handed to them.
         stop.cancel();
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
@@ -255,52 +281,24 @@ impl Traps {
     }
 }
 
-/// A target as the dispatcher sees it.
-struct Queue {
-    label: String,
-    conf: NotifyTarget,
-    tx: mpsc::Sender<Job>,
-    dropped: u64,
-}
-
-fn dispatch(queues: &mut [Queue], e: &Arc<Event>, uptime: u32, bus: &Bus) {
-    for q in queues.iter_mut() {
-        if !wanted(&q.conf, e.event) {
-            continue;
-        }
-        match q.tx.try_send((e.clone(), uptime)) {
-            Ok(()) => {
-                if q.dropped > 0 {
-                    tracing::warn!(
-                        target = %q.label,
-                        dropped = q.dropped,
-                        "notifications dropped: the target's queue was full"
-                    );
-                    bus.report_dropped(&format!("notifications to {}", q.label), q.dropped);
-                    q.dropped = 0;
-                }
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if q.dropped == 0 {
-                    tracing::warn!(
-                        target = %q.label,
-                        queue = QUEUE,
-                        "notification queue full; dropping until it drains"
-                    );
-                }
-                q.dropped += 1;
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+/// Logs and publishes (as `events-dropped`) what full queues lost.
+fn report(bus: &Bus, dropped: Vec<(String, u64)>) {
+    for (label, n) in dropped {
+        tracing::warn!(
+            target = %label,
+            dropped = n,
+            queue = QUEUE,
+            "notifications dropped: the target's queue was full"
+        );
+        bus.report_dropped(&format!("notifications to {label}"), n);
     }
 }
 
-/// Whether `target` wants events of this kind.
-fn wanted(target: &NotifyTarget, kind: EventKind) -> bool {
-    target
-        .events
-        .as_ref()
-        .is_none_or(|kinds| kinds.contains(&kind))
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How a target is named in logs (never with its community or keys).
@@ -320,36 +318,32 @@ fn label(t: &Target) -> String {
 /// The IPv4 address we send to `address` from (an SNMPv1 Trap's
 /// agent-addr); 0.0.0.0 when it cannot be told.
 fn source_v4(address: &str) -> [u8; 4] {
-    let Ok(SocketAddr::V4(to)) = address.parse::<SocketAddr>() else {
-        return [0; 4];
-    };
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect(to)?;
-            s.local_addr()
-        })
-        .map(|a| match a {
-            SocketAddr::V4(a) => a.ip().octets(),
-            SocketAddr::V6(_) => [0; 4],
-        })
-        .unwrap_or([0; 4])
+    address.parse::<SocketAddr>().map_or([0; 4], |to| {
+        agent_addr(std::net::Ipv4Addr::UNSPECIFIED.into(), to)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::testutil::{ROOT, Receiver, conf_target, oid};
     use super::*;
+    use crate::events::EventKind;
     use crate::events::testutil::publish;
     use agentcluster_agent::notify::encode;
     use agentcluster_conf::NotifyType;
     use std::fs;
+    use std::time::Duration;
 
-    #[test]
-    fn filters() {
-        let all = conf_target("127.0.0.1:162", NotifyType::Trap, None);
-        let some = conf_target("127.0.0.1:162", NotifyType::Trap, Some(&["died"]));
-        assert!(wanted(&all, EventKind::Ready) && wanted(&all, EventKind::Died));
-        assert!(wanted(&some, EventKind::Died) && !wanted(&some, EventKind::Ready));
+    /// More events than a bus subscriber's queue holds.
+    const BURST: usize = 5000;
+
+    fn dropped_reports(bus: &Bus) -> Vec<String> {
+        let (events, _) = bus.replay(1);
+        events
+            .iter()
+            .filter(|e| e.event == EventKind::EventsDropped)
+            .map(|e| e.reason.clone())
+            .collect()
     }
 
     #[tokio::test]
@@ -365,7 +359,7 @@ mod tests {
         let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
             .await
             .unwrap();
-        // Subscribed at start: what is published before run() still goes.
+        // Tapped at start: what is published before run() still goes.
         publish(&bus, "a", "died", "");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
@@ -384,6 +378,114 @@ mod tests {
                 fs::read_dir(dir.path().join("informs")).unwrap().count() == 0
             }
         );
+        rx.task.abort();
+    }
+
+    /// With no target the sink takes nothing from the bus: a burst it
+    /// never looks at loses nothing and is reported as nothing.
+    #[tokio::test]
+    async fn without_targets_a_burst_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new("lab-a");
+        let traps = Traps::start(&[], ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        for i in 0..BURST {
+            publish(&bus, &format!("a{i}"), "starting", "");
+        }
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        traps.run(shutdown).await;
+        assert_eq!(dropped_reports(&bus), Vec::<String>::new());
+    }
+
+    /// A target that wants `died` only is never handed the burst of other
+    /// kinds, even while its task is not running: nothing is lost, nothing
+    /// reported, and the one `died` goes out.
+    #[tokio::test]
+    async fn a_target_is_handed_only_what_it_wants() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::start().await;
+        let bus = Bus::new("lab-a");
+        let targets = [conf_target(
+            &rx.addr.to_string(),
+            NotifyType::Trap,
+            Some(&["died"]),
+        )];
+        let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
+            .await
+            .unwrap();
+        for i in 0..BURST {
+            publish(&bus, &format!("a{i}"), "ready", "");
+        }
+        publish(&bus, "victim", "died", "");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        let (_, trap, text) = rx.next_text().await;
+        assert_eq!(trap, oid(&[0, 3]));
+        assert!(text.contains("victim"), "{text}");
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(rx.seen.try_recv().is_err(), "nothing else was sent");
+        assert_eq!(dropped_reports(&bus), Vec::<String>::new());
+        rx.task.abort();
+    }
+
+    /// A burst of one kind to a target that wants everything: the first
+    /// events one by one, then one summary that counts the rest; a failure
+    /// in the middle of it still goes out on its own, and what is counted
+    /// when the sink stops is said then.
+    #[tokio::test]
+    async fn a_burst_is_summarized_and_failures_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rx = Receiver::start().await;
+        let bus = Bus::new("lab-a");
+        let targets = [conf_target(&rx.addr.to_string(), NotifyType::Trap, None)];
+        let policy = Policy {
+            singles: 3,
+            every: Duration::from_millis(300),
+        };
+        let traps = Traps::start_with(&targets, ROOT, "lab-a", dir.path(), &bus, policy)
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(traps.run(shutdown.clone()));
+        for i in 1..=10 {
+            publish(&bus, &format!("a{i}"), "ready", "");
+        }
+        publish(&bus, "victim", "died", "");
+        for i in 1..=3 {
+            let (tag, trap, text) = rx.next_text().await;
+            assert_eq!((tag, trap), (encode::TAG_V2_TRAP, oid(&[0, 1])));
+            assert!(text.contains(&format!("a{i}")), "{text}");
+        }
+        let (_, trap, text) = rx.next_text().await;
+        assert_eq!(trap, oid(&[0, 3]));
+        assert!(text.contains("victim"), "{text}");
+        // The window ends: one summary for the seven others (seq 4 to 10).
+        let (_, trap, text) = rx.next_text().await;
+        assert_eq!(trap, oid(&[0, 1]));
+        assert!(
+            text.contains("summary: 7 more ready events since ")
+                && text.contains("(seq 4 to 10), not sent one by one"),
+            "{text}"
+        );
+        // A burst of stops cut short by the shutdown: its summary goes out.
+        for i in 1..=5 {
+            publish(&bus, &format!("a{i}"), "stopped", "");
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        for _ in 1..=3 {
+            let (_, trap, text) = rx.next_text().await;
+            assert_eq!(trap, oid(&[0, 2]), "{text}");
+            assert!(!text.contains("summary"), "{text}");
+        }
+        let (_, trap, text) = rx.next_text().await;
+        assert_eq!(trap, oid(&[0, 2]));
+        assert!(text.contains("summary: 2 more stopped events"), "{text}");
+        assert!(rx.seen.try_recv().is_err(), "nothing else was sent");
+        assert_eq!(dropped_reports(&bus), Vec::<String>::new());
         rx.task.abort();
     }
 }

@@ -40,11 +40,13 @@ pub(super) fn conf_target(
 }
 
 /// A v2c notification receiver on loopback: hands each datagram's PDU
-/// tag and snmpTrapOID to `seen`, and answers informs while `answer`.
+/// tag and snmpTrapOID to `seen` (and the datagram itself to `raw`), and
+/// answers informs while `answer`.
 pub(super) struct Receiver {
     pub(super) addr: SocketAddr,
     pub(super) answer: Arc<AtomicBool>,
     pub(super) seen: mpsc::UnboundedReceiver<(u8, Oid)>,
+    pub(super) raw: mpsc::UnboundedReceiver<Vec<u8>>,
     pub(super) task: tokio::task::JoinHandle<()>,
 }
 
@@ -89,6 +91,7 @@ impl Receiver {
         let addr = socket.local_addr().unwrap();
         let answer = Arc::new(AtomicBool::new(false));
         let (tx, seen) = mpsc::unbounded_channel();
+        let (raw_tx, raw) = mpsc::unbounded_channel();
         let flag = answer.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_535];
@@ -111,14 +114,24 @@ impl Receiver {
                     let _ = socket.send_to(frame.as_slice(), peer).await;
                 }
                 let _ = tx.send((tag, trap));
+                let _ = raw_tx.send(buf[..len].to_vec());
             }
         });
         Receiver {
             addr,
             answer,
             seen,
+            raw,
             task,
         }
+    }
+
+    /// The next notification seen (its PDU tag, snmpTrapOID and the
+    /// datagram, read as text where it is text), within 10 s.
+    pub(super) async fn next_text(&mut self) -> (u8, Oid, String) {
+        let (tag, trap) = self.next().await;
+        let raw = self.raw.recv().await.expect("receiver running");
+        (tag, trap, String::from_utf8_lossy(&raw).into_owned())
     }
 
     /// The next notification seen, within 10 s.

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentcluster_agent::notify::{Kind, NotifyError, Sender, Target};
-use agentcluster_conf::NotifyTarget;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +42,6 @@ pub(super) type Job = (Arc<Event>, u32);
 /// delays another.
 pub(super) struct Worker {
     pub(super) label: String,
-    /// The target as configured: the dispatcher filters by its `events`.
-    pub(super) conf: NotifyTarget,
     pub(super) target: Target,
     pub(super) sender: Sender,
     pub(super) mib_root: Vec<u32>,
@@ -448,7 +445,7 @@ mod tests {
         let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
             .await
             .unwrap();
-        assert_eq!(traps.workers[0].pending.len(), 2);
+        assert_eq!(traps.workers[0].0.pending.len(), 2);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(traps.run(shutdown.clone()));
         publish(&bus, "a", "ready", "");
