@@ -51,6 +51,7 @@ pub(super) fn summarized(kind: EventKind) -> bool {
         | EventKind::Died
         | EventKind::Unresponsive
         | EventKind::Failed
+        | EventKind::ReloadFailed
         | EventKind::SupervisorStarted
         | EventKind::SupervisorStopping
         | EventKind::EventsDropped => false,
@@ -365,7 +366,8 @@ mod tests {
                 "failed",
                 "supervisor-started",
                 "supervisor-stopping",
-                "events-dropped"
+                "events-dropped",
+                "reload-failed"
             ]
         );
     }
