@@ -143,6 +143,56 @@ fn snapshot_convert_round_trips_and_sort_dedups() {
     assert!(t.contains("broken.snmprec:3"), "{t}");
 }
 
+/// An empty snapshot serves nothing, a hex value that is not hex is no
+/// data: both are errors (exit 1), and a broken file's warnings are shown
+/// beside its errors, in line order.
+#[test]
+fn snapshot_check_refuses_empty_files_and_bad_hex_and_keeps_the_warnings() {
+    let dir = tempdir();
+    let empty = dir.path().join("empty.snmprec");
+    std::fs::write(&empty, "").unwrap();
+    let out = agentcluster(&["snapshot", "check", empty.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("empty.snmprec: no records"), "{t}");
+    assert!(!t.contains("ok, 0 records"), "{t}");
+
+    let hex = dir.path().join("hex.snmprec");
+    std::fs::write(
+        &hex,
+        concat!(
+            "1.3.6.1.2.1.1.1.0|4x|zz\n",
+            "1.3.6.1.2.1.1.5.0|4|first\n",
+            "1.3.6.1.2.1.1.2.0|4x|abc\n",
+            "1.3.6.1.2.1.1.5.0|4|last wins\n",
+            "1.3.6.1.2.1.1.3.0|64x|zz\n",
+        ),
+    )
+    .unwrap();
+    let out = agentcluster(&["snapshot", "check", hex.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    let at = |n: usize| format!("{}:{n}: ", hex.display());
+    for n in [1, 3, 5] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&at(n)))
+            .unwrap_or_else(|| panic!("no error on line {n}: {t}"));
+        assert!(line.contains("bad hex value"), "{line}");
+        assert!(!line.ends_with("(warning)"), "{line}");
+    }
+    let duplicate = lines
+        .iter()
+        .position(|l| l.starts_with(&at(4)))
+        .unwrap_or_else(|| panic!("the duplicate is not shown: {t}"));
+    assert!(lines[duplicate].contains("duplicate OID"), "{t}");
+    assert!(lines[duplicate].ends_with("(warning)"), "{t}");
+    // In line order: after the error of line 3, before that of line 5.
+    assert!(lines[duplicate - 1].starts_with(&at(3)), "{t}");
+    assert!(lines[duplicate + 1].starts_with(&at(5)), "{t}");
+}
+
 /// The default fleet binds fixed ports (10161-10163); this is the only test
 /// that uses them.
 #[test]
