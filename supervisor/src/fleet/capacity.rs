@@ -1,5 +1,6 @@
 //! Whether this host can carry a fleet: memory, tasks (pids and threads)
-//! and open files, worked out before any agent starts so that a fleet too
+//! and open files, worked out from the fleet's counts before any agent
+//! starts — before its templates are even expanded — so that a fleet too
 //! large fails at `check` or at startup with the arithmetic, not halfway
 //! through its start.
 //!
@@ -52,23 +53,19 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// The demand of `fleet`, from its counts (its agents need not be
+    /// expanded yet).
     pub fn of(fleet: &Fleet) -> Demand {
+        let c = &fleet.counts;
         let per = u64::from(fleet.cluster.agents_per_process.max(1));
-        let agents = fleet.agents.len() as u64;
-        let sockets = fleet.agents.iter().map(|a| a.listen.len() as u64).sum();
-        let mut files: Vec<&PathBuf> = fleet.agents.iter().flat_map(|a| a.snapshots()).collect();
-        files.sort_unstable();
-        files.dedup();
-        let snapshot_bytes = files
-            .iter()
-            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        // Active agents share processes; inactive ones get one each.
+        let active = c.agents.saturating_sub(c.inactive);
         Demand {
-            agents,
-            processes: agents.div_ceil(per),
-            sockets,
-            snapshots: files.len() as u64,
-            snapshot_bytes,
+            agents: c.agents,
+            processes: active.div_ceil(per) + c.inactive,
+            sockets: c.endpoints,
+            snapshots: c.snapshots,
+            snapshot_bytes: c.snapshot_bytes,
         }
     }
 

@@ -211,7 +211,10 @@ pub(super) fn compile_snmprec(
 }
 
 /// `(line, message)` pairs of `source` as diagnostics.
-fn diagnostics(source: &Path, messages: Vec<(usize, String)>) -> Vec<snapshot::Diagnostic> {
+pub(super) fn diagnostics(
+    source: &Path,
+    messages: Vec<(usize, String)>,
+) -> Vec<snapshot::Diagnostic> {
     messages
         .into_iter()
         .map(|(line, message)| snapshot::Diagnostic {
@@ -278,7 +281,7 @@ pub(super) fn encode(records: &[Record], source_hash: [u8; 32]) -> Option<Vec<u8
 
 /// A `.snmprec` file is compiled in pieces of about this size, as many at
 /// once as there are cores.
-const COMPILE_PIECE: usize = 1 << 20;
+pub(super) const COMPILE_PIECE: usize = 1 << 20;
 
 /// Compiles snapshot text into `file` (at `path`, a new file) and syncs it
 /// to the disk: the number of records and the warnings.

@@ -466,3 +466,55 @@ fn compile_reuses_the_cache_by_content() {
         &[0x04, 7, b'c', b'h', b'a', b'n', b'g', b'e', b'd']
     );
 }
+
+#[test]
+fn check_says_what_compile_would_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let good = dir.path().join("good.snmprec");
+    fs::write(&good, mixed_snmprec()).unwrap();
+    let walk = dir.path().join("good.snmpwalk");
+    fs::write(
+        &walk,
+        ".1.3.6.1.2.1.1.5.0 = STRING: \"a\"\n.1.3.6.1.2.1.1.1.0 = STRING: \"b\"\n.1.3.6.1.2.1.1.5.0 = STRING: \"c\"\n",
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.snmprec");
+    fs::write(
+        &broken,
+        "1.3.6.1.2.1.1.5.0|4|a\nbroken\n1.3.6.1.2.1.1.5.0|4|c\n1.3.6.1.2.1.1.6.0|4x|zz\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.snmprec");
+    let sources = [
+        good.as_path(),
+        walk.as_path(),
+        broken.as_path(),
+        missing.as_path(),
+    ];
+    let checked = check(&sources);
+    assert_eq!(checked.len(), 4);
+    assert!(!cache.exists());
+    for (source, c) in sources.iter().zip(&checked).take(2) {
+        let c = c.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        let compiled = compile(source, &cache).unwrap();
+        assert_eq!(c.records, compiled.records, "{}", source.display());
+        assert_eq!(c.warnings, compiled.warnings, "{}", source.display());
+        assert!(!c.warnings.is_empty());
+    }
+    let (Err(StoreError::Snapshot(SnapshotError::Invalid { errors, warnings })), Err(expect)) =
+        (&checked[2], compile(&broken, &cache))
+    else {
+        panic!("{:?}", checked[2]);
+    };
+    assert_eq!(
+        errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        checked[2].as_ref().unwrap_err().to_string(),
+        expect.to_string()
+    );
+    assert!(matches!(&checked[3], Err(StoreError::Io { path, .. }) if *path == missing));
+}
