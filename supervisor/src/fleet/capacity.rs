@@ -13,10 +13,22 @@
 //! structures), which no user-space figure shows. Compiled stores are
 //! mapped read-only and shared by every process that serves them: they
 //! count once, as page cache.
+//!
+//! The open files are what the supervisor holds at the peak of a start,
+//! counted descriptor by descriptor (and measured against /proc by the
+//! tests): every endpoint's socket; per agent process its end of the
+//! control channel and its pidfd; per spawn under way (at most
+//! `start_tokens`) the process's end of the channel and a duplicate of each
+//! of its sockets, held until the spawn helper has them; a probe's socket
+//! per process; the notification targets' sockets and spools, the
+//! `cluster.snmp` sockets; the control socket and its clients; and the
+//! fixed rest.
 
 use std::path::{Path, PathBuf};
 
 use agentcluster_conf::Fleet;
+
+use crate::control::MAX_CONNECTIONS;
 
 /// Memory of one agent process before its agents: runtime, stacks, heap,
 /// the kernel's structures.
@@ -34,12 +46,23 @@ pub const TASKS_PER_PROCESS: u64 = 2;
 /// Tasks of the supervisor: the runtime's workers, spawner threads and
 /// their spawn helper processes, blocking pool headroom.
 pub const SUPERVISOR_TASKS: u64 = 64;
-/// Open files beyond the endpoints' sockets and the processes' channels:
-/// the runtime, the control socket and its clients, sinks.
-pub const SPARE_FILES: u64 = 256;
-/// Open files the supervisor holds per agent process: the control channel,
-/// the child's pidfd, and a socket duplicated while spawning.
-pub const FILES_PER_PROCESS: u64 = 3;
+/// Open files the supervisor holds per agent process while it runs: its
+/// end of the control channel and the process's pidfd.
+pub const FILES_PER_PROCESS: u64 = 2;
+/// Open files a spawn under way holds besides the copies of its sockets:
+/// the process's end of the control channel, until the spawn helper has it.
+pub const FILES_PER_SPAWN: u64 = 1;
+/// Open files per notification target: its socket, and the spool of its
+/// pending informs.
+pub const FILES_PER_TARGET: u64 = 2;
+/// The control socket and the most clients it serves at once.
+pub const CONTROL_FILES: u64 = 1 + MAX_CONNECTIONS as u64;
+/// Open files whatever the fleet: stdin, stdout and stderr; the runtime's
+/// epoll, waker and signal pipes; the spawn helpers' sockets (and one being
+/// replaced); inotify; the journal's socket; the KVP pool and its lock; a
+/// snapshot being compiled (source, store, directory); the boots file being
+/// written; and a spare. The supervisor of a small fleet holds 15 of them.
+pub const BASE_FILES: u64 = 32;
 
 /// What a fleet asks of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +73,14 @@ pub struct Demand {
     /// Distinct snapshot files and their total size in bytes.
     pub snapshots: u64,
     pub snapshot_bytes: u64,
+    /// Spawns under way at once: `start_tokens`, or fewer processes.
+    pub spawning: u64,
+    /// The copies of their sockets those spawns hold at most: as many
+    /// processes' sockets, at most every socket.
+    pub spawning_sockets: u64,
+    /// Open files of probes (one per process while its probe waits), of
+    /// notification targets and of `cluster.snmp`.
+    pub service_files: u64,
 }
 
 impl Demand {
@@ -57,15 +88,29 @@ impl Demand {
     /// expanded yet).
     pub fn of(fleet: &Fleet) -> Demand {
         let c = &fleet.counts;
-        let per = u64::from(fleet.cluster.agents_per_process.max(1));
+        let cluster = &fleet.cluster;
+        let per = u64::from(cluster.agents_per_process.max(1));
         // Active agents share processes; inactive ones get one each.
         let active = c.agents.saturating_sub(c.inactive);
+        let processes = active.div_ceil(per) + c.inactive;
+        let sockets = c.endpoints;
+        let spawning = u64::from(cluster.start_tokens.max(1)).min(processes);
+        let process_sockets = per.min(c.agents) * c.max_endpoints;
+        let probes = if cluster.probe.is_some() {
+            processes
+        } else {
+            0
+        };
+        let snmp = cluster.snmp.as_ref().map_or(0, |s| s.listen.len() as u64);
         Demand {
             agents: c.agents,
-            processes: active.div_ceil(per) + c.inactive,
-            sockets: c.endpoints,
+            processes,
+            sockets,
             snapshots: c.snapshots,
             snapshot_bytes: c.snapshot_bytes,
+            spawning,
+            spawning_sockets: sockets.min(spawning * process_sockets),
+            service_files: probes + FILES_PER_TARGET * fleet.events.notify.len() as u64 + snmp,
         }
     }
 
@@ -86,8 +131,19 @@ impl Demand {
         self.processes * TASKS_PER_PROCESS + SUPERVISOR_TASKS
     }
 
+    /// The supervisor's open files at the peak of a start.
     pub fn files(&self) -> u64 {
-        self.sockets + FILES_PER_PROCESS * self.processes + SPARE_FILES
+        self.sockets
+            + FILES_PER_PROCESS * self.processes
+            + self.starting_files()
+            + self.service_files
+            + CONTROL_FILES
+            + BASE_FILES
+    }
+
+    /// What the spawns under way hold: channel ends and socket copies.
+    fn starting_files(&self) -> u64 {
+        FILES_PER_SPAWN * self.spawning + self.spawning_sockets
     }
 }
 
@@ -207,8 +263,15 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     let files = d.files();
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {SPARE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn)",
-            d.sockets, d.processes, host.files_max,
+            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), or lower cluster.start_tokens",
+            d.sockets,
+            d.processes,
+            d.starting_files(),
+            d.spawning,
+            FILES_PER_SPAWN * d.spawning,
+            d.spawning_sockets,
+            d.service_files,
+            host.files_max,
         ));
     }
     out
@@ -350,13 +413,27 @@ mod tests {
     }
 
     fn demand(agents: u64, per: u64) -> Demand {
+        let processes = agents.div_ceil(per);
         Demand {
             agents,
-            processes: agents.div_ceil(per),
+            processes,
             sockets: agents,
             snapshots: 1,
             snapshot_bytes: 3 << 20,
+            spawning: processes.min(8),
+            spawning_sockets: agents.min(processes.min(8) * per),
+            service_files: 0,
         }
+    }
+
+    /// A fleet of `yaml` (agents after `cluster:` with the keys of `cluster`).
+    fn fleet(cluster: &str, agents: &str) -> Fleet {
+        let snap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mibs/linux-host.snmprec");
+        let text = format!("cluster:\n{cluster}agents:\n{agents}")
+            .replace("SNAP", &snap.display().to_string());
+        agentcluster_conf::load_str(&text, Path::new("/tmp/f.yaml"))
+            .unwrap_or_else(|p| panic!("{p:?}"))
+            .fleet
     }
 
     #[test]
@@ -397,10 +474,60 @@ mod tests {
         let problems = assess(&demand(1000, 1), &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].contains("4256 open files (1000 sockets + 3 × 1000 processes + 256)"),
+            problems[0].contains(
+                "3113 open files (1000 sockets + 2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 0 for probes, notification targets and cluster.snmp + 65 for the control socket and its clients + 32)"
+            ),
             "{}",
             problems[0]
         );
+    }
+
+    /// 19,000 agents, 500 a process, under a limit of 20,000: the sockets
+    /// and processes alone fit, but 8 processes starting at once hold a
+    /// copy of each of their 500 sockets until the spawn helper has them.
+    #[test]
+    fn the_sockets_copied_for_starting_processes_count() {
+        let f = fleet(
+            "  agents_per_process: 500\n",
+            "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 4000));
+        assert_eq!(d.files(), 19_000 + 2 * 38 + 8 + 4000 + 65 + 32);
+        let mut h = host();
+        h.files_max = 20_000;
+        let problems = assess(&d, &h);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("23181 open files"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("4000 socket copies"),
+            "{}",
+            problems[0]
+        );
+        // One process at a time holds only its own 500.
+        let f = fleet(
+            "  agents_per_process: 500\n  start_tokens: 1\n",
+            "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        assert_eq!(Demand::of(&f).files(), 19_000 + 2 * 38 + 1 + 500 + 65 + 32);
+    }
+
+    /// Probes, notification targets and `cluster.snmp` hold sockets too;
+    /// inactive agents get a process each.
+    #[test]
+    fn services_and_inactive_agents_count() {
+        let f = fleet(
+            "  agents_per_process: 10\n  probe: {}\n  snmp: { listen: [\"127.0.0.1:1161\", \"127.0.0.2:1161\"] }\n",
+            "  - name: \"on-{i}\"\n    count: 30\n    listen: [\"127.0.0.1:{i+20000}\", \"127.0.0.2:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n  - name: \"off-{i}\"\n    count: 5\n    active: false\n    listen: [\"127.0.0.3:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65));
+        // 8 processes of at most 10 agents with 2 endpoints each, but
+        // only 65 sockets in all.
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 65));
+        assert_eq!(d.service_files, 8 + 2);
+        assert_eq!(d.snapshots, 1);
     }
 
     #[test]
