@@ -4,6 +4,7 @@
 //! (compiled as the start compiles it, each distinct file once, on every
 //! core, nothing written to the cache), and the control socket's path.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -45,10 +46,11 @@ pub fn check(path: &Path, control: Option<&Path>) -> ExitCode {
 /// the configuration's own checks refused (missing, a directory, an
 /// unknown format) are left to those.
 fn snapshot_problems(fleet: &Fleet) -> Vec<Problem> {
+    let mut seen: HashSet<&PathBuf> = HashSet::new();
     let mut files: Vec<&PathBuf> = Vec::new();
     for agent in &fleet.agents {
         for p in agent.snapshots() {
-            if !files.contains(&p) {
+            if seen.insert(p) {
                 files.push(p);
             }
         }
