@@ -65,9 +65,11 @@ fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     }
     let damaged: Vec<usize> = pool.malformed.iter().map(|(i, _)| *i).collect();
     let mut index = 0;
-    pool.records.retain(|_| {
+    pool.records.retain(|r| {
         index += 1;
-        !damaged.contains(&(index - 1))
+        // A free slot (all NULs) holds no record.
+        let free = r.key.is_empty() && r.value.is_empty();
+        !free && !damaged.contains(&(index - 1))
     });
     let entries = if args.reassemble {
         kvp::reassemble(&pool.records)

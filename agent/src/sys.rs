@@ -1,9 +1,10 @@
 //! The agent crate's only `unsafe`, each use with the reason it is sound:
 //! taking ownership of file descriptors the supervisor passed at exec time,
-//! the batched datagram system calls of the serving loop (`recvmmsg`,
-//! `sendmmsg`) and the socket addresses they fill in, the read-only mapping
-//! of compiled store files, and (test builds only) an allocator that
-//! measures what handling hostile input allocates.
+//! sending and receiving descriptors on the control channel (`sendmsg`,
+//! `recvmsg` with SCM_RIGHTS), the batched datagram system calls of the
+//! serving loop (`recvmmsg`, `sendmmsg`) and the socket addresses they fill
+//! in, the read-only mapping of compiled store files, and (test builds
+//! only) an allocator that measures what handling hostile input allocates.
 //!
 //! The lowest layer with `crate::util`: it knows nothing of SNMP and
 //! depends on nothing else in the crate; `crate::data` (the mapping) and
@@ -27,6 +28,142 @@ pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // this process alone; nothing else in the process owns it, and this is
     // called at most once per descriptor by the start-up code.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Most descriptors one `sendmsg` carries: the kernel's SCM_MAX_FD.
+pub(crate) const MAX_FDS_PER_SEND: usize = 253;
+
+/// Room for the control data of [`MAX_FDS_PER_SEND`] descriptors, aligned
+/// for `cmsghdr`: 16 bytes of header and 4 per descriptor, rounded up.
+type ControlBuf = [u64; 136];
+
+/// `sendmsg(2)` of `bytes` on stream socket `fd`, with `fds` (at most
+/// [`MAX_FDS_PER_SEND`]) as SCM_RIGHTS, without waiting and without
+/// SIGPIPE. Returns how many bytes were sent; the descriptors went with the
+/// first of them (none go when nothing is sent).
+pub(crate) fn send_with_fds(fd: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_SEND || bytes.is_empty() && !fds.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptors must go with at least one byte, at most 253 at a time",
+        ));
+    }
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let mut control: ControlBuf = [0; 136];
+    // SAFETY: msghdr is plain data; all zeroes is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = std::ptr::from_mut(&mut iov);
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data = size_of_val(fds);
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(data as libc::c_uint) as usize,
+                libc::CMSG_LEN(data as libc::c_uint),
+            )
+        };
+        if space > size_of::<ControlBuf>() {
+            return Err(io::Error::other("control buffer too small"));
+        }
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` zeroed bytes of `control`,
+        // aligned for cmsghdr (u64), which hold one header and `data` bytes
+        // (CMSG_SPACE says so), so CMSG_FIRSTHDR is not null and the header
+        // and its data lie inside `control`; `fds` has `data` bytes.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if cmsg.is_null() {
+                return Err(io::Error::other("no room for control data"));
+            }
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = len as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), data);
+        }
+    }
+    loop {
+        // SAFETY: `msg` points at `iov` (which points at `bytes`) and at
+        // `control`, all alive and unchanged during the call; the kernel
+        // only reads them.
+        let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// What one [`recv_with_fds`] got.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes read into the buffer; 0 at the end of the stream.
+    pub(crate) len: usize,
+    /// The descriptors that came with them (close-on-exec), owned here.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// Descriptors were sent but did not fit (the kernel closed them).
+    pub(crate) truncated: bool,
+}
+
+/// `recvmsg(2)` on stream socket `fd` into `buf`, without waiting, taking
+/// the descriptors sent with the bytes (as the kernel hands them over: all
+/// of one `sendmsg`, with the read that reaches that message's first
+/// byte). `WouldBlock` when nothing is queued.
+pub(crate) fn recv_with_fds(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control: ControlBuf = [0; 136];
+    // SAFETY: msghdr is plain data; all zeroes is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = std::ptr::from_mut(&mut iov);
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<ControlBuf>() as _;
+    let len = loop {
+        // SAFETY: `msg` points at `iov` (which points at `buf`) and at
+        // `control`, with their true lengths, all alive during the call.
+        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `msg_controllen` bytes of `control` with
+    // well-formed control messages; CMSG_FIRSTHDR/CMSG_NXTHDR walk them
+    // within that length. Each SCM_RIGHTS message holds descriptors the
+    // kernel just installed in this process for us alone: each is owned
+    // once, here (read unaligned: the data need not be aligned for i32).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let first = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..data / size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(first.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Received {
+        len,
+        fds,
+        truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+    })
 }
 
 /// Maps `file` read-only. Only for files that are never written in place

@@ -40,11 +40,15 @@ pub enum EventKind {
     SupervisorStopping,
     /// A sink could not deliver some events.
     EventsDropped,
+    /// A reload was refused and changed nothing: a snapshot that does not
+    /// parse, is empty or lost too many records (the old data stays
+    /// served), or a configuration that does not load.
+    ReloadFailed,
 }
 
 impl EventKind {
     /// Every kind, in the order of their notification numbers' first use.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Starting,
         EventKind::Ready,
         EventKind::StartFailed,
@@ -58,6 +62,7 @@ impl EventKind {
         EventKind::SupervisorStarted,
         EventKind::SupervisorStopping,
         EventKind::EventsDropped,
+        EventKind::ReloadFailed,
     ];
 
     /// The kind's name, as events carry it (`start-failed`).
@@ -76,6 +81,7 @@ impl EventKind {
             EventKind::SupervisorStarted => "supervisor-started",
             EventKind::SupervisorStopping => "supervisor-stopping",
             EventKind::EventsDropped => "events-dropped",
+            EventKind::ReloadFailed => "reload-failed",
         }
     }
 
@@ -101,13 +107,17 @@ impl EventKind {
             EventKind::SupervisorStarted => "3d4e5f6a7b8c49d0e1f2a3b4c5d6e74b",
             EventKind::SupervisorStopping => "4e5f6a7b8c9d40e1f2a3b4c5d6e7f84c",
             EventKind::EventsDropped => "6a7b8c9d0e1f42a3b4c5d6e7f8a9b04e",
+            EventKind::ReloadFailed => "a2219cfa2c7f4afd92db9c606e0764d3",
         }
     }
 
     /// The syslog priority of the kind (3 err, 4 warning, 5 notice, 6 info).
     pub const fn priority(self) -> u8 {
         match self {
-            EventKind::Died | EventKind::Failed | EventKind::StartFailed => 3,
+            EventKind::Died
+            | EventKind::Failed
+            | EventKind::StartFailed
+            | EventKind::ReloadFailed => 3,
             EventKind::Unresponsive | EventKind::EventsDropped => 4,
             EventKind::Restarting
             | EventKind::ConfigChanged
@@ -137,6 +147,7 @@ impl EventKind {
             EventKind::DataReloaded => 11,
             EventKind::Starting => 12,
             EventKind::EventsDropped => 13,
+            EventKind::ReloadFailed => 14,
         }
     }
 }

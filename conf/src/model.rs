@@ -45,6 +45,10 @@ pub struct Counts {
     /// Their size in bytes (missing files count 0). For a path with a
     /// placeholder, the size of copy 0's file per copy: an estimate.
     pub snapshot_bytes: u64,
+    /// The most snapshot files one agent serves (its `data`, its
+    /// communities' and contexts' own): the stores an agent process is
+    /// handed are at most this many per agent.
+    pub max_snapshots: u64,
 }
 
 /// The `cluster` section: the supervisor's own settings, and the limits
@@ -113,6 +117,10 @@ pub struct Cluster {
     pub max_response_bytes: u32,
     /// Per-source request limit of each agent; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// The most a snapshot may shrink on a hot reload, in percent of the
+    /// records served now (0..=100, default 50; 100: no limit): a file cut
+    /// short by accident is refused instead of served.
+    pub snapshot_max_loss: u8,
 }
 
 /// A token bucket per source address: `per_source` requests a second

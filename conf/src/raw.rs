@@ -59,6 +59,10 @@ pub(crate) struct RawCluster {
     /// `cluster.rate_limit`: requests per
     /// second each agent accepts from one source address; off when absent.
     pub rate_limit: Option<Spanned<RawRateLimit>>,
+    /// `cluster.snapshot_max_loss`: the
+    /// share of its records a reloaded snapshot may lose before it is
+    /// refused, a percentage (`50%`).
+    pub snapshot_max_loss: Option<Spanned<String>>,
 }
 
 /// `rate_limit: { per_source: 1000, burst: 2000 }`.

@@ -2,11 +2,7 @@
 //! the agent's control channel (either direction) and request lines of the
 //! supervisor's control socket.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
-use agentcluster_agent::channel::{self, FromAgent, ToAgent};
+use agentcluster_agent::channel::{self, FromAgent, Message, ToAgent};
 use agentcluster_supervisor::protocol as control;
 
 /// Runs one fuzz input: the bytes as a channel stream read by the agent
@@ -22,24 +18,24 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// Reads frames until the end, an error, or a bounded count.
-fn frames<T: serde::de::DeserializeOwned>(data: &[u8]) {
-    let mut reader = data;
-    // Every frame takes at least its 4-byte length.
-    for _ in 0..=data.len() / 4 {
-        match now(channel::read_frame::<_, T>(&mut reader)) {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => return,
+/// Reads frames until the end or an error, each read as large as the
+/// framing allows (no descriptor comes from memory: a message that names
+/// some is refused).
+fn frames<T: Message>(mut data: &[u8]) {
+    let mut frames = channel::Frames::default();
+    while !data.is_empty() {
+        let space = frames.space();
+        assert!(!space.is_empty(), "the framing asked for no bytes");
+        let n = space.len().min(data.len());
+        space[..n].copy_from_slice(&data[..n]);
+        data = &data[n..];
+        match frames.filled(n, Vec::new()) {
+            Ok(Some(frame)) => {
+                let _ = frame.into_message::<T>();
+            }
+            Ok(None) => {}
+            Err(_) => return,
         }
     }
-    panic!("more frames than the input holds");
-}
-
-/// Polls a future that never waits (it reads from memory) to its end.
-fn now<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("reading from memory waited"),
-    }
+    let _ = frames.end();
 }

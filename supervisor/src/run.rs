@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::control::{self, api};
 use crate::error::Error;
+use crate::events::bus::FLUSH_TIMEOUT;
 use crate::events::sinks::{journal, kvp, traps};
 use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
@@ -44,9 +45,12 @@ pub struct Triggers {
 /// `control`.
 ///
 /// Shutdown has one owner, this function: once the token is cancelled the
-/// loop ends, `supervisor-stopping` is published, every agent process is
-/// stopped, the event bus is closed, and the sinks deliver what it still
-/// holds before their tasks end.
+/// loop ends, the control socket stops answering (its event streams go on),
+/// `supervisor-stopping` is published, every agent process is stopped
+/// (each publishing `stopped`), the event bus is closed, and every sink —
+/// KVP, notifications, journal, event streams — delivers every event it
+/// still holds before its task ends, within [`FLUSH_TIMEOUT`] (a sink that
+/// runs out of time says so in the log).
 pub async fn run(
     fleet: Fleet,
     control: PathBuf,
@@ -94,7 +98,14 @@ pub async fn run(
         limits: limits_rx,
     });
     raise_nofile_limit()?;
-    let bus = Bus::new(&c.node);
+    // Event numbers go on from the last run's, and above any a KVP pool
+    // holds, so no number (and no KVP key) is used twice.
+    let floor = fleet
+        .events
+        .kvp
+        .as_ref()
+        .map_or(0, |k| kvp::last_seq_in(&k.path).saturating_add(1));
+    let bus = Bus::persistent(&c.node, &c.state_dir, floor)?;
     let shared = Shared {
         launcher: Arc::new(Agents::new(spawner::Spawner::start()?, settings.clone())),
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),
@@ -240,9 +251,18 @@ pub async fn run(
         ..NewEvent::new(EventKind::SupervisorStopping, State::Stopping)
     });
     manager.shutdown().await;
+    // Every event is published: the sinks deliver what they hold (each
+    // within FLUSH_TIMEOUT, informs within their grace) and end; this
+    // bound only catches a sink that would not.
     bus.close();
     services.close();
-    services.wait().await;
+    let bound = 2 * FLUSH_TIMEOUT;
+    if tokio::time::timeout(bound, services.wait()).await.is_err() {
+        tracing::warn!(
+            "the event sinks did not finish within {bound:?} of the shutdown: events they still held are lost"
+        );
+        control_ended = true;
+    }
     if !control_ended {
         match control_task.await {
             Ok(Err(e)) => tracing::warn!(cause = %e, "control socket"),

@@ -64,15 +64,17 @@ fn name(i: usize) -> String {
 }
 
 /// Snapshot generation `generation` of agent `i`: the load's object never
-/// changes, the marker does, and the rest (sysDescr, a table of 1–30 random
-/// integers) changes shape and values.
+/// changes, the marker does, and the rest (sysDescr, a table of 15–30
+/// random integers) changes shape and values. No generation has less than
+/// half the records of another (18 to 33), so the default
+/// `cluster.snapshot_max_loss` (50%) lets every rewrite in.
 fn snapshot(i: usize, generation: u32, rng: &mut Rng) -> String {
     let mut s = format!(
         "1.3.6.1.2.1.1.1.0|4|chaos device {i}, generation {generation}\n\
          {LOAD_OID}|4|{LOAD_VALUE}\n\
          {MARKER_OID}|4|gen-{generation}\n"
     );
-    for k in 0..1 + rng.below(30) {
+    for k in 0..15 + rng.below(16) {
         s += &format!("1.3.6.1.4.1.99999.2.{k}|2|{}\n", rng.below(1 << 31));
     }
     s
@@ -130,6 +132,15 @@ fn write_snapshot(path: &Path, text: &str, in_place: bool) {
         std::fs::write(&tmp, text).expect("write new snapshot");
         std::fs::rename(&tmp, path).expect("rename snapshot");
     }
+}
+
+/// Whether an event kind is about an agent's data, not its process. A
+/// rewrite in place can be compiled while it is half written: that store
+/// is refused (`reload-failed`, too few records) or swapped in, and the
+/// rewrite's own change is compiled right after, so what each agent
+/// serves in the end is the check that counts.
+fn is_data(kind: &str) -> bool {
+    kind == "data-reloaded" || kind == "reload-failed"
 }
 
 /// Reads a GET answer's values as strings (OCTET STRING contents).
@@ -366,7 +377,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
             for x in &e[looked..] {
                 if let (Some(a), Some(k)) = (x["agent"].as_str(), x["event"].as_str())
                     && !a.is_empty()
-                    && k != "data-reloaded"
+                    && !is_data(k)
                 {
                     last.insert(a.to_string(), k.to_string());
                 }
@@ -395,7 +406,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
         let n = name(i);
         let mine: Vec<&Json> = e
             .iter()
-            .filter(|x| x["agent"] == n.as_str() && x["event"] != "data-reloaded")
+            .filter(|x| x["agent"] == n.as_str() && !x["event"].as_str().is_some_and(is_data))
             .collect();
         let kinds: Vec<&str> = mine.iter().filter_map(|x| x["event"].as_str()).collect();
         let ctx = || format!("{n}: faults {:?}, events {kinds:?}", c.faults);

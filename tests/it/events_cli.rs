@@ -2,11 +2,13 @@
 //! `--filter`, `--json`, and `--follow` seeing a restart as it happens
 //! (waiting on the follower's lines, never on sleeps).
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::process::Command;
 
 use serde_json::Value as Json;
 
-use crate::harness::{BIN, Fleet, Process, WAIT, agentcluster, free_port, mib};
+use crate::harness::{BIN, Fleet, Process, WAIT, agentcluster, free_block, free_port, mib};
 
 fn fleet(names: &[&str]) -> Fleet {
     let mut y = String::from("agents:\n");
@@ -134,4 +136,88 @@ fn follow_prints_a_restart_as_it_happens() {
         starting.is_some_and(|i| i < kinds.len() - 1),
         "starting before ready: {kinds:?}"
     );
+}
+
+/// A subscriber that stops reading is cut with an `overflow` record whose
+/// `last_seq` is the last event it got (not the last the supervisor took
+/// for it); `events --since last_seq+1` then gives every event after it:
+/// between the two, nothing is missing. The events: restarts of one
+/// process of 200 agents (each agent gets its own `restarting`,
+/// `starting`, `ready`), far more than a subscriber may fall behind.
+#[test]
+fn a_cut_subscriber_resumes_after_its_last_event_without_a_hole() {
+    let n = 200;
+    let base = free_block(n);
+    let fleet = Fleet::start(&format!(
+        "  agents_per_process: {n}\nagents:\n  - name: \"dev-{{i}}\"\n    count: {n}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n    notify: none\n",
+        mib("linux-host.snmprec").display()
+    ));
+    let since = fleet.next_seq();
+    let mut events = fleet.follow(since);
+    let mut slow = UnixStream::connect(fleet.control()).expect("connect");
+    slow.write_all(
+        format!("{{\"protocol\":1,\"cmd\":\"events\",\"since\":{since},\"follow\":true}}\n")
+            .as_bytes(),
+    )
+    .expect("subscribe");
+    slow.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    let mut slow = BufReader::new(slow);
+    let mut lines = Vec::new();
+    let sock = fleet.control();
+    for round in 1..=4 {
+        let out = agentcluster(&["restart", "--control", &sock, "dev-*"]);
+        assert!(out.status.success(), "{out:?}");
+        if round == 1 {
+            // The subscriber is streaming once it has a line; from now on
+            // it reads nothing.
+            let mut line = String::new();
+            slow.read_line(&mut line).expect("a first record");
+            lines.push(line);
+        }
+        for i in 0..n {
+            let name = format!("dev-{i}");
+            events.wait(&format!("{name} ready after restart {round}"), |e| {
+                e["agent"] == name.as_str() && e["event"] == "ready" && e["restarts"] == round
+            });
+        }
+    }
+    let end = fleet.next_seq();
+
+    // Now it reads, to the end of the stream.
+    loop {
+        let mut line = String::new();
+        if slow.read_line(&mut line).expect("read the stream") == 0 {
+            break;
+        }
+        lines.push(line);
+    }
+    let records: Vec<Json> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let (overflow, events) = records.split_last().expect("records");
+    assert_eq!(
+        overflow["overflow"], true,
+        "the stream ends with the cut: {overflow}"
+    );
+    let got: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            e["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("not an event: {e}"))
+        })
+        .collect();
+    let last_seq = overflow["last_seq"].as_u64().expect("last_seq");
+    assert_eq!(got.last(), Some(&last_seq), "{overflow}");
+    assert!(last_seq + 1 < end, "cut before the end ({end}): {overflow}");
+
+    let resumed = events_json(&fleet, &["--since", &(last_seq + 1).to_string()]);
+    let all: Vec<u64> = got
+        .into_iter()
+        .chain(resumed.iter().filter_map(|e| e["seq"].as_u64()))
+        .filter(|s| *s < end)
+        .collect();
+    let want: Vec<u64> = (since..end).collect();
+    assert_eq!(all, want, "every event from {since} to {end}, once");
 }

@@ -2,8 +2,8 @@
 //! AGENTCLUSTER-MIB notifications received by real `snmptrapd`s (v2c trap,
 //! v2c inform, v3 authPriv inform) for an agent killed with SIGKILL; an
 //! inform target that is down, across a supervisor restart, that receives
-//! every inform once it comes up; and the supervisor's own SNMP agent
-//! walked with `snmpwalk`.
+//! every inform once it comes up; refused reloads (`reloadFailed`); and the
+//! supervisor's own SNMP agent walked with `snmpwalk`.
 //!
 //! Waits are on snmptrapd's log lines, on the event stream, and on a
 //! bounded poll of the supervisor's own agent (whose table follows the
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal};
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    EventStream, Fleet, alone, free_port, is, kill, mib, pid_in, pid_of, poll_until, snmp_ok,
-    status, tempdir,
+    EventStream, Fleet, agentcluster, alone, free_port, is, kill, mib, pid_in, pid_of, poll_until,
+    snmp_ok, status, tempdir,
 };
 
 /// The default MIB root, dotted with a leading dot, as snmptrapd logs it.
@@ -223,14 +223,82 @@ agents:
     let numbers: Vec<u32> = got.iter().map(|g| g.0).collect();
     assert_eq!(numbers, want, "{got:?}");
     let seqs: Vec<u64> = got.iter().map(|g| g.1.parse().unwrap_or(0)).collect();
-    assert!(seqs[..6].windows(2).all(|w| w[0] < w[1]), "{got:?}");
-    assert!(seqs[6] < seqs[5], "the second run numbers anew: {got:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "the second run numbers on from the first: {got:?}"
+    );
 
     // Stopped with the target up: its last inform goes out, nothing is left.
     let (code, stderr) = fleet.stop();
     assert!(code.success(), "{stderr}");
     trapd.expect(&trap(9));
     assert_eq!(pending_files(&state), Vec::<PathBuf>::new());
+}
+
+/// A refused snapshot reload is a `reloadFailed` (ROOT.0.14) per agent
+/// serving the file, a refused configuration reload one about the
+/// supervisor; a target that asks for `reload-failed` only gets these.
+#[test]
+fn refused_reloads_are_reload_failed_notifications() {
+    let trapd = Trapd::start("authCommunity log public\n");
+    let dir = tempdir();
+    let snap = dir.path().join("dev.snmprec");
+    std::fs::write(&snap, "1.3.6.1.2.1.1.5.0|4|dev\n").unwrap();
+    let yaml = format!(
+        "events:
+  notify:
+    - {{ target: \"127.0.0.1:{}\", version: 2c, community: public, type: trap, events: [reload-failed] }}
+agents:
+  - name: hot
+    listen: [\"127.0.0.1:{}\"]
+    data: {}
+    snmpv2c: {{ communities: [public] }}
+    notify: none
+",
+        trapd.port,
+        free_port(),
+        snap.display()
+    );
+    let fleet = Fleet::start(&yaml);
+    let pid = pid_of(&fleet.status(), "hot");
+    let r = root();
+
+    std::fs::File::create(&snap).unwrap();
+    let line = trapd.expect(&trap(14));
+    for want in [
+        format!("{r}.1.1.1.0 = STRING: \"hot\""),
+        format!("{r}.1.1.2.0 = Gauge32: {pid}"),
+        format!("{r}.1.1.3.0 = INTEGER: 3"),
+        format!(
+            "{r}.1.1.7.0 = STRING: \"snapshot {} not reloaded: {}: no records: the file is empty or holds only blank lines and comments; the old data stays served\"",
+            snap.display(),
+            snap.display()
+        ),
+    ] {
+        assert!(line.contains(&want), "{want} in {line}");
+    }
+
+    let config = fleet.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("  - name: hot", "  - nme: hot")).unwrap();
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = trapd.expect(&trap(14));
+    for want in [
+        // (snmptrapd shows an empty string without its type)
+        format!("{r}.1.1.1.0 = \"\"\t"),
+        format!("{r}.1.1.2.0 = Gauge32: {}", fleet.pid()),
+        format!(
+            "{r}.1.1.7.0 = STRING: \"configuration {} not reloaded: ",
+            config.display()
+        ),
+    ] {
+        assert!(line.contains(&want), "{want} in {line}");
+    }
+    let (code, stderr) = fleet.stop();
+    assert!(code.success(), "{stderr}");
+    // Nothing but the two refusals went to this target.
+    assert!(trapd.next(Duration::ZERO).is_none());
 }
 
 #[test]

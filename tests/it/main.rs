@@ -19,6 +19,7 @@ mod kvp;
 mod mib;
 mod notify_snmptrapd;
 mod secrets;
+mod shutdown;
 mod snmp_v1v2c;
 mod snmp_v3;
 mod supervisor;

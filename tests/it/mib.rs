@@ -31,6 +31,7 @@ const NOTIFICATIONS: &[(&str, u32)] = &[
     ("agentDataReloaded", 11),
     ("agentStarting", 12),
     ("eventsDropped", 13),
+    ("reloadFailed", 14),
 ];
 
 /// Objects and where they are under the root.

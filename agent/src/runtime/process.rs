@@ -1,9 +1,11 @@
 //! The agent process (`agentcluster agent`): takes its control channel and
-//! sockets from inherited descriptors, completes the start handshake, serves
-//! until told to stop, and exits at once when the supervisor goes away.
+//! sockets from inherited descriptors, completes the start handshake (its
+//! stores come as descriptors with the start message, and with each swap:
+//! it opens no file by path), serves until told to stop, and exits at once
+//! when the supervisor goes away.
 
-use std::collections::HashMap;
 use std::net::UdpSocket;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -54,24 +56,25 @@ async fn run() -> Result<(), String> {
         .set_nonblocking(true)
         .map_err(|e| e.to_string())?;
     let stream = UnixStream::from_std(std_stream).map_err(|e| e.to_string())?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = channel::Receiver::new(reader);
 
-    let start = match channel::read_frame::<_, ToAgent>(&mut reader).await {
-        Ok(Some(ToAgent::Start(s))) => s,
+    let (start, store_fds) = match reader.recv::<ToAgent>().await {
+        Ok(Some((ToAgent::Start(s), fds))) => (s, fds),
         Ok(Some(_)) => return Err("the first message was not a start".into()),
         Ok(None) => return Err("the supervisor closed the channel before the start".into()),
         Err(e) => return Err(format!("bad start message: {e}")),
     };
     let token = start.token.clone();
     let begun = Instant::now();
-    let served = match build(&start, begun) {
+    let served = match build(&start, store_fds, begun) {
         Ok(s) => s,
         Err(reason) => {
             let msg = FromAgent::Failed {
                 token,
                 reason: reason.clone(),
             };
-            let _ = channel::write_frame(&mut writer, &msg).await;
+            let _ = channel::send(writer.as_ref(), &msg, &[]).await;
             return Err(reason);
         }
     };
@@ -81,7 +84,7 @@ async fn run() -> Result<(), String> {
     for (s, sockets) in served.iter().zip(sockets_by_agent.drain(..)) {
         tasks.spawn(serve::serve(sockets, s.responder.clone(), shutdown.clone()));
     }
-    channel::write_frame(&mut writer, &FromAgent::Ready { token })
+    channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await
         .map_err(|e| format!("cannot answer ready: {e}"))?;
     for spec in &start.agents {
@@ -97,7 +100,7 @@ async fn run() -> Result<(), String> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             while let Some(msg) = out_rx.recv().await {
-                if channel::write_frame(&mut writer, &msg).await.is_err() {
+                if channel::send(writer.as_ref(), &msg, &[]).await.is_err() {
                     // The supervisor is gone.
                     shutdown.cancel();
                     break;
@@ -147,24 +150,24 @@ async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| e.to_string())?;
-    let mut stores = StoreCache::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = term.recv() => break,
             _ = int.recv() => {}
             _ = hup.recv() => {}
-            msg = channel::read_frame::<_, ToAgent>(&mut reader) => match msg {
-                Ok(Some(ToAgent::Stop)) => break,
-                Ok(Some(ToAgent::Swap { swaps })) => {
-                    let result = apply_swaps(&served, &swaps, &mut stores);
+            // Cancel-safe: a frame partly read stays for the next turn.
+            msg = reader.recv::<ToAgent>() => match msg {
+                Ok(Some((ToAgent::Stop, _))) => break,
+                Ok(Some((ToAgent::Swap { stores, swaps }, fds))) => {
+                    let result = apply_swaps(&served, &stores, fds, &swaps);
                     let msg = match result {
                         Ok(()) => FromAgent::Swapped { ok: true, reason: String::new() },
                         Err(reason) => FromAgent::Swapped { ok: false, reason },
                     };
                     let _ = out_tx.send(msg).await;
                 }
-                Ok(Some(ToAgent::Limits(limits))) => {
+                Ok(Some((ToAgent::Limits(limits), _))) => {
                     for s in &served {
                         let mut r = s.responder.lock().unwrap_or_else(PoisonError::into_inner);
                         r.set_max_message_size(limits.max_response_bytes);
@@ -172,7 +175,7 @@ async fn run() -> Result<(), String> {
                     }
                     tracing::debug!(?limits, "limits changed");
                 }
-                Ok(Some(ToAgent::Start(_))) => {
+                Ok(Some((ToAgent::Start(_), _))) => {
                     tracing::warn!("ignoring a second start message");
                 }
                 // EOF or a broken channel: the supervisor is gone. Exit at
@@ -237,39 +240,43 @@ async fn send_start_notifications(spec: channel::AgentSpec, begun: Instant) {
     }
 }
 
-#[derive(Default)]
-struct StoreCache {
-    stores: HashMap<PathBuf, Arc<Store>>,
+/// Maps the stores a message named from the descriptors that came with it
+/// (the channel has checked that one came per store), then closes the
+/// descriptors: the mappings stay. The paths only name the stores in
+/// errors.
+fn map_stores(names: &[PathBuf], fds: Vec<OwnedFd>) -> Result<Vec<Arc<Store>>, String> {
+    names
+        .iter()
+        .zip(fds)
+        .map(|(name, fd)| {
+            Store::from_file(&std::fs::File::from(fd), name)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
-impl StoreCache {
-    fn open(&mut self, path: &PathBuf) -> Result<Arc<Store>, String> {
-        if let Some(s) = self.stores.get(path) {
-            return Ok(s.clone());
-        }
-        let store = Arc::new(Store::open(path).map_err(|e| e.to_string())?);
-        self.stores.insert(path.clone(), store.clone());
-        Ok(store)
-    }
-}
-
-fn build(start: &Start, begun: Instant) -> Result<Vec<Served>, String> {
+fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>, String> {
     if start.protocol != PROTOCOL {
         return Err(format!(
             "control protocol {} is not supported (this agent speaks {PROTOCOL})",
             start.protocol
         ));
     }
-    let mut cache = StoreCache::default();
+    let stores = map_stores(&start.stores, fds)?;
     let mut served = Vec::with_capacity(start.agents.len());
     for spec in &start.agents {
-        let stores = spec
+        let views = spec
             .stores
             .iter()
-            .map(|p| cache.open(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("agent {}: {e}", spec.name))?;
-        let mut responder = Responder::new(spec.config.clone(), stores, begun);
+            .map(|&i| {
+                stores
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("agent {}: no store #{i}", spec.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut responder = Responder::new(spec.config.clone(), views, begun);
         responder.set_rate_limit(spec.rate_limit);
         served.push(Served {
             name: spec.name.clone(),
@@ -297,18 +304,23 @@ fn take_sockets(start: &Start) -> Result<Vec<Vec<UdpSocket>>, String> {
 
 fn apply_swaps(
     served: &[Served],
+    names: &[PathBuf],
+    fds: Vec<OwnedFd>,
     swaps: &[channel::Swap],
-    cache: &mut StoreCache,
 ) -> Result<(), String> {
-    // Open everything first, so a bad store changes nothing.
-    let mut opened = Vec::with_capacity(swaps.len());
+    // Map everything first, so a bad store changes nothing.
+    let stores = map_stores(names, fds)?;
+    let mut mapped = Vec::with_capacity(swaps.len());
     for s in swaps {
         let agent = served
             .get(s.agent)
             .ok_or_else(|| format!("no agent #{}", s.agent))?;
-        opened.push((agent, s.view, cache.open(&s.store)?));
+        let store = stores
+            .get(s.store)
+            .ok_or_else(|| format!("no store #{}", s.store))?;
+        mapped.push((agent, s.view, store.clone()));
     }
-    for (agent, view, store) in opened {
+    for (agent, view, store) in mapped {
         let mut r = agent
             .responder
             .lock()

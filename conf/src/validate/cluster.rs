@@ -134,6 +134,7 @@ impl Validator<'_> {
         let memory_max = self.size(f, c.memory_max.as_ref(), None, "memory_max");
         let max_response_bytes = self.max_response_bytes(c.max_response_bytes.as_ref());
         let rate_limit = c.rate_limit.as_ref().map(|r| self.rate_limit(r));
+        let snapshot_max_loss = self.snapshot_max_loss(c.snapshot_max_loss.as_ref());
         Cluster {
             node,
             state_dir,
@@ -155,6 +156,36 @@ impl Validator<'_> {
             memory_max,
             max_response_bytes,
             rate_limit,
+            snapshot_max_loss,
+        }
+    }
+
+    /// `cluster.snapshot_max_loss`: a whole percentage, `0%` to `100%`.
+    fn snapshot_max_loss(&mut self, v: Option<&Spanned<String>>) -> u8 {
+        let Some(v) = v else {
+            return default::SNAPSHOT_MAX_LOSS;
+        };
+        match parse_percent(&v.value) {
+            Some(p) if p <= 100 => u8::try_from(p).unwrap_or(100),
+            Some(_) => {
+                self.err(
+                    MAIN,
+                    Pos::of(v),
+                    "`snapshot_max_loss` must be at most 100% (100% turns the check off)",
+                );
+                default::SNAPSHOT_MAX_LOSS
+            }
+            None => {
+                self.err(
+                    MAIN,
+                    Pos::of(v),
+                    format!(
+                        "`snapshot_max_loss`: `{}` is not a percentage (write e.g. 50%, or 100% to turn the check off)",
+                        v.value
+                    ),
+                );
+                default::SNAPSHOT_MAX_LOSS
+            }
         }
     }
 
@@ -428,4 +459,13 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// A whole percentage: digits, then `%` (blanks allowed before it).
+fn parse_percent(s: &str) -> Option<u32> {
+    let digits = s.trim().strip_suffix('%')?.trim_end();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().or(Some(u32::MAX))
 }

@@ -39,8 +39,9 @@ impl Validator<'_> {
             let listen = raw.listen.as_ref().map_or(0, |l| l.value.0.len() as u64);
             counts.endpoints += n * listen;
             counts.max_endpoints = counts.max_endpoints.max(listen);
+            let mut named: HashSet<&str> = HashSet::new();
             for s in snapshot_strings(raw) {
-                if s.value.trim().is_empty() {
+                if s.value.trim().is_empty() || !named.insert(&s.value) {
                     continue;
                 }
                 let copies = raw.count.is_some() && template::has_placeholder(&s.value);
@@ -58,6 +59,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            counts.max_snapshots = counts.max_snapshots.max(named.len() as u64);
         }
         counts
     }

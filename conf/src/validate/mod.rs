@@ -56,6 +56,7 @@ mod default {
     pub const ETCD_PREFIX: &str = "/agentcluster";
     pub const LEASE_TTL: Duration = Duration::from_secs(10);
     pub const MAX_VARBINDS: u32 = 1000;
+    pub const SNAPSHOT_MAX_LOSS: u8 = 50;
     pub const KVP_PATH: &str = "/var/lib/hyperv/.kvp_pool_1";
     pub const KVP_MAX_RECORDS: u32 = 4096;
     pub const NOTIFY_RETRIES: u32 = 3;

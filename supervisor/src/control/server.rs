@@ -38,9 +38,11 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Answers requests on `listener` through `handle` until `shutdown` is
-/// cancelled, then closes every connection, removes the socket file and
-/// returns. Each connection runs in its own task, so a slow or idle client
-/// never holds up the supervisor or other clients.
+/// cancelled, then removes the socket file, closes every connection but
+/// the event streams, which go on until the event bus is closed and has
+/// delivered its last events, and returns once they are done. Each
+/// connection runs in its own task, so a slow or idle client never holds
+/// up the supervisor or other clients.
 pub async fn serve(
     listener: ControlListener,
     handle: api::Handle,
@@ -209,7 +211,7 @@ async fn connection(stream: UnixStream, handle: api::Handle, shutdown: Cancellat
                         }
                     };
                     // A stream is the connection's last request.
-                    stream_events(&mut wr, bus, since, filter, &shutdown).await;
+                    stream_events(&mut wr, bus, since, filter).await;
                     return;
                 }
                 Some(Ok(request)) => {
@@ -336,7 +338,7 @@ async fn send(wr: &mut OwnedWriteHalf, response: &Response, shutdown: &Cancellat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::testutil::{Client, agent, kind, start};
+    use crate::control::testutil::{Client, agent, kind, start, start_with_events};
     use tokio::io::AsyncReadExt;
 
     #[test]
@@ -514,6 +516,60 @@ mod tests {
             Response::Status { .. }
         ));
         server.stop().await;
+    }
+
+    /// At shutdown the socket stops answering, but a subscriber that
+    /// follows the events gets `supervisor-stopping`, every agent's
+    /// `stopped` and then the end of the stream, once the bus is closed.
+    #[tokio::test]
+    async fn an_event_stream_outlives_the_shutdown_until_the_bus_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = crate::events::Bus::new("lab-a");
+        let publish = |agent: &str, kind: &str| {
+            crate::events::testutil::publish(&bus, agent, kind, "test");
+        };
+        let server = start_with_events(&dir.path().join("control.sock"), &bus);
+        let mut c = Client::connect(&server.path).await;
+        publish("a", "ready");
+        c.wr.write_all(b"{\"cmd\":\"events\",\"since\":1,\"follow\":true}\n")
+            .await
+            .unwrap();
+        // The stream is set up once it has replayed the event.
+        let mut line = String::new();
+        c.rd.read_line(&mut line).await.unwrap();
+        assert!(line.contains("\"ready\""), "{line}");
+
+        server.begin_stop();
+        // The socket is gone once the server acted on the shutdown; the
+        // stream task gets its turns too.
+        while server.path.exists() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        publish("", "supervisor-stopping");
+        publish("a", "stopped");
+        publish("b", "stopped");
+        bus.close();
+        let mut rest = String::new();
+        c.rd.read_to_string(&mut rest).await.unwrap();
+        let kinds: Vec<(String, String)> = rest
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["event"].to_string(), v["agent"].to_string())
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("\"supervisor-stopping\"".into(), "\"\"".into()),
+                ("\"stopped\"".into(), "\"a\"".into()),
+                ("\"stopped\"".into(), "\"b\"".into()),
+            ]
+        );
+        server.finish().await;
     }
 
     #[tokio::test]

@@ -7,10 +7,11 @@ use std::io;
 use std::time::Duration;
 
 use tokio::net::unix::OwnedWriteHalf;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::control::filter::Filter;
 use crate::events::Bus;
+use crate::events::bus::{FLUSH_TIMEOUT, Follow};
 
 /// How long a stream stays silent before a keep-alive `ping` record.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -24,18 +25,55 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// block the stream task: it keeps receiving while the socket is full, and
 /// cuts the subscriber once [`MAX_BEHIND`] records wait. Whole records only
 /// are ever dropped, so the stream stays valid JSON lines.
+///
+/// It also knows how far the subscriber has got: each record carries the
+/// seq up to which the subscriber has every event it asked for once that
+/// record is written (events the filter leaves out count as had as soon as
+/// the records before them are written), so a cut subscriber is told where
+/// to resume without a hole.
 #[derive(Default)]
 struct Outbox {
-    records: std::collections::VecDeque<Vec<u8>>,
+    records: std::collections::VecDeque<(Vec<u8>, u64)>,
     /// Bytes of the first record already written.
     offset: usize,
+    /// The subscriber has every event it asked for up to this seq.
+    delivered: u64,
 }
 
 impl Outbox {
-    fn push<T: serde::Serialize>(&mut self, record: &T) {
+    /// Nothing queued; the subscriber has what it asked for up to
+    /// `delivered`.
+    fn new(delivered: u64) -> Outbox {
+        Outbox {
+            delivered,
+            ..Outbox::default()
+        }
+    }
+
+    /// Queues event `seq`.
+    fn event(&mut self, e: &crate::events::Event) {
+        self.push(e, e.seq);
+    }
+
+    /// Event `seq` is not for this subscriber: it has it once what is
+    /// queued before it is written.
+    fn pass(&mut self, seq: u64) {
+        match self.records.back_mut() {
+            Some((_, upto)) => *upto = seq,
+            None => self.delivered = self.delivered.max(seq),
+        }
+    }
+
+    /// Queues a record that is no event (a ping, a gap, the overflow).
+    fn note<T: serde::Serialize>(&mut self, record: &T) {
+        let upto = self.records.back().map_or(self.delivered, |(_, u)| *u);
+        self.push(record, upto);
+    }
+
+    fn push<T: serde::Serialize>(&mut self, record: &T, upto: u64) {
         if let Ok(mut line) = serde_json::to_vec(record) {
             line.push(b'\n');
-            self.records.push_back(line);
+            self.records.push_back((line, upto));
         }
     }
 
@@ -47,19 +85,35 @@ impl Outbox {
         self.records.is_empty()
     }
 
-    /// Drops every record not started yet.
-    fn drop_unsent(&mut self) {
+    /// Drops every record not started yet; returns the seq up to which the
+    /// subscriber has every event once the rest is written (what it resumes
+    /// after).
+    fn drop_unsent(&mut self) -> u64 {
         self.records.truncate(usize::from(self.offset > 0));
+        self.records
+            .front()
+            .map_or(self.delivered, |(_, upto)| (*upto).max(self.delivered))
+    }
+
+    /// Writes everything, waiting for the socket to take it; `Err` when
+    /// the subscriber is gone.
+    async fn flush(&mut self, wr: &OwnedWriteHalf) -> io::Result<()> {
+        while !self.is_empty() {
+            wr.writable().await?;
+            self.write(wr)?;
+        }
+        Ok(())
     }
 
     /// Writes what the socket takes now.
     fn write(&mut self, wr: &OwnedWriteHalf) -> io::Result<()> {
-        while let Some(front) = self.records.front() {
+        while let Some((front, upto)) = self.records.front() {
             match wr.try_write(&front[self.offset..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.offset += n;
                     if self.offset == front.len() {
+                        self.delivered = self.delivered.max(*upto);
                         self.records.pop_front();
                         self.offset = 0;
                     }
@@ -77,33 +131,55 @@ impl Outbox {
 /// if some are gone), then each new one, with a `{"ping":…}` record after
 /// [`PING_EVERY`] of silence. A subscriber that falls [`MAX_BEHIND`]
 /// records behind, or that the bus itself left behind, gets a final
-/// `{"overflow":true,…}` record and is disconnected: it never slows the
-/// supervisor.
+/// `{"overflow":true,"last_seq":N,…}` record and is disconnected: it never
+/// slows the supervisor. N is the last event it got, so it resumes with
+/// `since` N + 1 without a hole.
+///
+/// The stream lives as long as the bus, not the control socket: at
+/// shutdown it goes on through `supervisor-stopping` and the agents'
+/// `stopped` events, and once the bus is closed it writes what is left and
+/// ends (the subscriber sees the connection close after the last event),
+/// within [`FLUSH_TIMEOUT`].
 pub(super) async fn stream_events(
     wr: &mut OwnedWriteHalf,
     bus: &Bus,
     since: Option<u64>,
     filter: Option<Filter>,
-    shutdown: &CancellationToken,
 ) {
-    // Subscribe before replaying, so nothing falls between the two.
-    let mut live = bus.subscribe();
-    let (kept, gap) = bus.replay(since.unwrap_or(u64::MAX));
-    let mut out = Outbox::default();
-    let mut last = 0u64;
+    let closed = bus.closed();
+    let Follow {
+        mut live,
+        kept,
+        gap,
+        next,
+    } = bus.follow(since.unwrap_or(u64::MAX));
+    // Without `since`: the events from now on; with it, those from `since`.
+    let since = since.unwrap_or(next);
+    let wanted =
+        |e: &crate::events::Event| e.seq >= since && filter.as_ref().is_none_or(|f| f.matches(e));
+    let mut out = Outbox::new(since.min(next).saturating_sub(1));
+    // The last seq the stream has seen, sent or not.
+    let mut last = next.saturating_sub(1);
     if gap {
-        out.push(&serde_json::json!({"gap": true, "oldest": kept.first().map(|e| e.seq)}));
+        let oldest = kept.first().map(|e| e.seq);
+        out.push(
+            &serde_json::json!({"gap": true, "oldest": oldest}),
+            oldest.unwrap_or(next).saturating_sub(1),
+        );
     }
     for e in &kept {
-        last = e.seq;
-        if filter.as_ref().is_none_or(|f| f.matches(e)) {
-            out.push(e.as_ref());
+        if wanted(e) {
+            out.event(e);
+        } else {
+            out.pass(e.seq);
         }
     }
     let mut cut: Option<String> = None;
     let mut idle = tokio::time::Instant::now();
     // The replay itself may be long; the limit is on what piles up after.
     let limit = out.len() + MAX_BEHIND;
+    // Set once the bus is closed: everything published is in `out`.
+    let mut ending = false;
     loop {
         if cut.is_none() && out.len() > limit {
             cut = Some(format!(
@@ -111,25 +187,58 @@ pub(super) async fn stream_events(
             ));
         }
         if let Some(why) = &cut {
-            out.drop_unsent();
-            out.push(&serde_json::json!({"overflow": true, "last_seq": last, "reason": why}));
-            tracing::warn!(last_seq = last, "event subscriber cut: {why}");
-            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                while !out.is_empty() {
-                    if wr.writable().await.is_err() || out.write(wr).is_err() {
-                        return;
-                    }
-                }
-            });
+            // The subscriber resumes after what it got, not after what the
+            // stream took off the bus: the rest is still in the ring.
+            let resume_after = out.drop_unsent();
+            out.note(
+                &serde_json::json!({"overflow": true, "last_seq": resume_after, "reason": why}),
+            );
+            tracing::warn!(last_seq = resume_after, "event subscriber cut: {why}");
+            // The rest gets DRAIN_TIMEOUT, or FLUSH_TIMEOUT once the bus is
+            // closed.
+            let until_closed = async {
+                closed.cancelled().await;
+                tokio::time::sleep(FLUSH_TIMEOUT).await;
+            };
             tokio::select! {
-                () = shutdown.cancelled() => {}
-                _ = drained => {}
+                () = until_closed => {}
+                _ = tokio::time::timeout(DRAIN_TIMEOUT, out.flush(wr)) => {}
+            }
+            return;
+        }
+        if ending {
+            match tokio::time::timeout(FLUSH_TIMEOUT, out.flush(wr)).await {
+                Ok(_) => {}
+                Err(_) => tracing::warn!(
+                    records = out.len(),
+                    "event subscriber did not read the last events within {FLUSH_TIMEOUT:?} of the shutdown: dropped"
+                ),
             }
             return;
         }
         let ping_at = idle + PING_EVERY;
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = closed.cancelled() => {
+                // Every event published before the close is in the channel.
+                loop {
+                    match live.try_recv() {
+                        Ok(e) => {
+                            last = e.seq;
+                            if wanted(&e) {
+                                out.event(&e);
+                            } else {
+                                out.pass(e.seq);
+                            }
+                        }
+                        Err(TryRecvError::Lagged(n)) => {
+                            cut = Some(format!("the subscriber fell {n} events behind the bus"));
+                            break;
+                        }
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                ending = true;
+            }
             r = wr.writable(), if !out.is_empty() => {
                 if r.is_err() || out.write(wr).is_err() {
                     return;
@@ -137,25 +246,25 @@ pub(super) async fn stream_events(
             }
             () = tokio::time::sleep_until(ping_at) => {
                 idle = tokio::time::Instant::now();
-                out.push(&serde_json::json!({
+                out.note(&serde_json::json!({
                     "ping": crate::events::bus::rfc3339_millis(std::time::SystemTime::now()),
                     "last_seq": last,
                 }));
             }
             r = live.recv() => match r {
                 Ok(e) => {
-                    if e.seq > last {
-                        last = e.seq;
-                        if filter.as_ref().is_none_or(|f| f.matches(&e)) {
-                            idle = tokio::time::Instant::now();
-                            out.push(e.as_ref());
-                        }
+                    last = e.seq;
+                    if wanted(&e) {
+                        idle = tokio::time::Instant::now();
+                        out.event(&e);
+                    } else {
+                        out.pass(e.seq);
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Err(RecvError::Lagged(n)) => {
                     cut = Some(format!("the subscriber fell {n} events behind the bus"));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Closed) => ending = true,
             },
         }
     }
@@ -176,17 +285,16 @@ mod tests {
         bus: &Bus,
         since: Option<u64>,
         filter: Option<&str>,
-    ) -> (UnixStream, tokio::task::JoinHandle<()>, CancellationToken) {
+    ) -> (UnixStream, tokio::task::JoinHandle<()>, Bus) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let (_rd, mut wr) = ours.into_split();
         let bus = bus.clone();
         let filter = filter.map(|f| Filter::parse(f).unwrap());
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
+        let ours = bus.clone();
         let task = tokio::spawn(async move {
-            stream_events(&mut wr, &bus, since, filter, &token).await;
+            stream_events(&mut wr, &ours, since, filter).await;
         });
-        (theirs, task, shutdown)
+        (theirs, task, bus)
     }
 
     async fn next_json(
@@ -216,7 +324,7 @@ mod tests {
             (Some("a"), Some("died"))
         );
         assert_eq!(live["seq"], 4);
-        stop.cancel();
+        stop.close();
     }
 
     #[tokio::test]
@@ -232,7 +340,7 @@ mod tests {
         assert_eq!(first["oldest"], 11);
         let second = next_json(&mut lines).await.unwrap();
         assert_eq!(second["seq"], 11);
-        stop.cancel();
+        stop.close();
     }
 
     #[tokio::test]
@@ -251,16 +359,73 @@ mod tests {
         // Now read everything: whole records, then the overflow record, then EOF.
         let mut lines = BufReader::new(client).lines();
         let mut last = None;
+        let mut last_event = 0;
         let mut count = 0;
         while let Some(v) = next_json(&mut lines).await {
             count += 1;
+            if let Some(seq) = v["seq"].as_u64() {
+                last_event = seq;
+            }
             last = Some(v);
         }
         let last = last.unwrap();
         assert_eq!(last["overflow"], true, "{last}");
-        assert!(last["last_seq"].as_u64().unwrap() > 1000);
+        // Where to resume: after the last event written, not the last taken
+        // off the bus.
+        assert_eq!(last["last_seq"].as_u64(), Some(last_event), "{last}");
+        assert!(last_event > 0);
         assert!(count < 5000, "{count} records: the cut dropped the backlog");
         task.await.unwrap();
+    }
+
+    /// The events of `client`'s stream until it ends: their seqs, and the
+    /// `last_seq` of the overflow record that ends it, if one does.
+    async fn read_all(client: UnixStream) -> (Vec<u64>, Option<u64>) {
+        let mut lines = BufReader::new(client).lines();
+        let (mut seqs, mut overflow) = (Vec::new(), None);
+        while let Some(v) = next_json(&mut lines).await {
+            if let Some(seq) = v["seq"].as_u64() {
+                assert!(overflow.is_none(), "an event after the overflow: {v}");
+                seqs.push(seq);
+            } else if v["overflow"] == true {
+                overflow = v["last_seq"].as_u64();
+            }
+        }
+        (seqs, overflow)
+    }
+
+    /// A filtered subscriber that is cut resumes with `since` = `last_seq`
+    /// + 1 and, between the two streams, gets every event it asked for,
+    /// once each, in order: nothing between what it got and `last_seq` is
+    /// skipped.
+    #[tokio::test]
+    async fn a_cut_subscriber_resumes_after_what_it_got_without_a_hole() {
+        let bus = Bus::new("lab-a");
+        let (client, task, stop) = stream(&bus, Some(1), Some("*|agent|*|a"));
+        let total = 6000u64;
+        for i in 0..total {
+            publish(&bus, if i % 3 == 0 { "a" } else { "b" }, "ready");
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let (first, resume_after) = read_all(client).await;
+        task.await.unwrap();
+        let resume_after = resume_after.expect("the subscriber was cut");
+        assert!(resume_after < total, "cut before the end: {resume_after}");
+        assert!(
+            first.last().is_some_and(|l| *l <= resume_after),
+            "{first:?} then {resume_after}"
+        );
+
+        let (client, task, _) = stream(&bus, Some(resume_after + 1), Some("*|agent|*|a"));
+        stop.close();
+        let (rest, cut) = read_all(client).await;
+        task.await.unwrap();
+        assert_eq!(cut, None);
+        let got: Vec<u64> = first.into_iter().chain(rest).collect();
+        let want: Vec<u64> = (1..=total).filter(|s| (s - 1) % 3 == 0).collect();
+        assert_eq!(got, want);
     }
 
     #[tokio::test(start_paused = true)]
@@ -270,6 +435,6 @@ mod tests {
         let mut lines = BufReader::new(client).lines();
         let ping = next_json(&mut lines).await.unwrap();
         assert!(ping.get("ping").is_some(), "{ping}");
-        stop.cancel();
+        stop.close();
     }
 }

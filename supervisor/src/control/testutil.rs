@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{self, AgentStatus, ErrorKind, Request, Response};
 use super::server::error;
 use super::{bind, serve};
+use crate::events::Bus;
 
 pub(super) fn agent(name: &str) -> AgentStatus {
     AgentStatus {
@@ -32,6 +33,11 @@ pub(super) fn agent(name: &str) -> AgentStatus {
 /// A supervisor stand-in: answers `status` with one agent, knows agents
 /// `a` and `b`.
 pub(super) fn fake_supervisor() -> api::Handle {
+    api::Handle::new(fake_requests())
+}
+
+/// The requests channel of [`fake_supervisor`].
+fn fake_requests() -> mpsc::Sender<api::Envelope> {
     let (tx, mut rx) = mpsc::channel::<api::Envelope>(8);
     tokio::spawn(async move {
         while let Some((request, reply)) = rx.recv().await {
@@ -62,7 +68,7 @@ pub(super) fn fake_supervisor() -> api::Handle {
             let _ = reply.send(response);
         }
     });
-    api::Handle::new(tx)
+    tx
 }
 
 pub(super) struct Server {
@@ -72,12 +78,21 @@ pub(super) struct Server {
 }
 
 pub(super) fn start(path: &Path) -> Server {
+    start_with(path, fake_supervisor())
+}
+
+/// [`start`], streaming the events of `bus`.
+pub(super) fn start_with_events(path: &Path, bus: &Bus) -> Server {
+    start_with(path, api::Handle::with_events(fake_requests(), bus.clone()))
+}
+
+fn start_with(path: &Path, handle: api::Handle) -> Server {
     let listener = match bind(path) {
         Ok(l) => l,
         Err(e) => panic!("bind {}: {e}", path.display()),
     };
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, fake_supervisor(), shutdown.clone()));
+    let task = tokio::spawn(serve(listener, handle, shutdown.clone()));
     Server {
         path: path.to_path_buf(),
         shutdown,
@@ -88,6 +103,16 @@ pub(super) fn start(path: &Path) -> Server {
 impl Server {
     pub(super) async fn stop(self) {
         self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Cancels the shutdown token only; the server ends once its event
+    /// streams do ([`Server::finish`]).
+    pub(super) fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub(super) async fn finish(self) {
         self.task.await.unwrap().unwrap();
     }
 }

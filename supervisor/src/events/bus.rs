@@ -1,6 +1,7 @@
 //! Lifecycle events: every state change is one [`Event`], published once on
-//! the [`Bus`]; sinks (the journal today; KVP, notifications and the event
-//! stream next) subscribe. A bounded ring keeps the recent ones for replay.
+//! the [`Bus`], which numbers it ([`crate::events::seq`]); the sinks (the
+//! journal, KVP, notifications, the event stream) subscribe. A bounded ring
+//! keeps the recent ones for replay.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,6 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::seq::Numbers;
 use crate::events::{EventKind, State};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// One lifecycle event, in its JSON form (docs/events.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Its number: one more than the event before.
+    /// Its number: one more than the event before, across supervisor
+    /// restarts (a crash skips some numbers, never repeats one).
     pub seq: u64,
     /// RFC 3339 UTC with milliseconds.
     pub ts: String,
@@ -73,7 +76,10 @@ impl NewEvent {
 pub const RING: usize = 10_000;
 
 struct Inner {
-    next_seq: u64,
+    numbers: Numbers,
+    /// The seq of this run's first event: events before it belong to
+    /// earlier runs, which the ring never held.
+    first_seq: u64,
     ring: VecDeque<Arc<Event>>,
     /// Per sink: when its last `events-dropped` went out, and what it has
     /// dropped since.
@@ -83,6 +89,12 @@ struct Inner {
 /// `events-dropped` events are at most this frequent per sink, so a sink
 /// that keeps losing events cannot flood the others.
 pub const DROP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a sink may take, once the bus is closed, to deliver what it
+/// still holds (the KVP pool's last writes, an event stream's last
+/// records); a sink that needs longer gives up and says so. A clean stop
+/// never waits longer than this for an event to go out.
+pub const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The one channel every event goes through.
 #[derive(Clone)]
@@ -102,12 +114,26 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
+    /// A bus whose events are numbered from 1, kept nowhere.
+    #[cfg(test)]
     pub fn new(node: &str) -> Bus {
+        Bus::with_numbers(node, Numbers::in_memory())
+    }
+
+    /// The supervisor's bus: its numbers go on from the last run's, kept
+    /// in `state_dir` ([`crate::events::seq`]), and start at `floor` at
+    /// least.
+    pub fn persistent(node: &str, state_dir: &std::path::Path, floor: u64) -> std::io::Result<Bus> {
+        Ok(Bus::with_numbers(node, Numbers::open(state_dir, floor)?))
+    }
+
+    fn with_numbers(node: &str, numbers: Numbers) -> Bus {
         let (tx, _) = broadcast::channel(4096);
         Bus {
             node: node.to_string(),
             inner: Arc::new(Mutex::new(Inner {
-                next_seq: 1,
+                first_seq: numbers.next(),
+                numbers,
                 ring: VecDeque::with_capacity(1024),
                 drops: std::collections::HashMap::new(),
             })),
@@ -116,8 +142,14 @@ impl Bus {
         }
     }
 
-    /// Says that no event follows: the sinks deliver what they hold and end.
+    /// Says that no event follows: the next run's numbers start right
+    /// after the last one, and the sinks deliver what they hold and end.
     pub fn close(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .numbers
+            .close();
         self.closed.cancel();
     }
 
@@ -132,7 +164,7 @@ impl Bus {
         let event = {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let event = Arc::new(Event {
-                seq: inner.next_seq,
+                seq: inner.numbers.take(),
                 ts: rfc3339_millis(SystemTime::now()),
                 node: self.node.clone(),
                 agent: e.agent,
@@ -144,7 +176,6 @@ impl Bus {
                 state: e.state,
                 reason: e.reason,
             });
-            inner.next_seq += 1;
             if inner.ring.len() == RING {
                 inner.ring.pop_front();
             }
@@ -198,12 +229,40 @@ impl Bus {
         self.tx.subscribe()
     }
 
-    /// Events with `seq >= since` still in the ring, and whether some were
-    /// already dropped from it.
+    /// Events some subscriber has not received yet (tests wait on a sink
+    /// having taken what was published).
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// A subscription and the replay from `since`, taken at one instant:
+    /// every event is either in [`Follow::kept`] or comes on
+    /// [`Follow::live`], never both, never neither.
+    pub fn follow(&self, since: u64) -> Follow {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock `publish` sends under: no event in between.
+        let live = self.tx.subscribe();
+        let (kept, gap) = Self::replay_locked(&inner, since);
+        Follow {
+            live,
+            kept,
+            gap,
+            next: inner.numbers.next(),
+        }
+    }
+
+    /// Events with `seq >= since` still in the ring, and whether some of
+    /// this run's events at or after `since` were already dropped from it
+    /// (events of earlier runs were never in it: no gap for those).
     pub fn replay(&self, since: u64) -> (Vec<Arc<Event>>, bool) {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = inner.ring.front().map(|e| e.seq).unwrap_or(inner.next_seq);
-        let gap = since < first && since < inner.next_seq && first > 1;
+        Self::replay_locked(&inner, since)
+    }
+
+    fn replay_locked(inner: &Inner, since: u64) -> (Vec<Arc<Event>>, bool) {
+        let first = inner.ring.front().map_or(inner.numbers.next(), |e| e.seq);
+        let gap = since < first && first > inner.first_seq;
         let events = inner
             .ring
             .iter()
@@ -212,6 +271,20 @@ impl Bus {
             .collect();
         (events, gap)
     }
+}
+
+/// A subscription to the bus with the replay that precedes it
+/// ([`Bus::follow`]).
+#[derive(Debug)]
+pub struct Follow {
+    /// The events published from [`Follow::next`] on.
+    pub live: broadcast::Receiver<Arc<Event>>,
+    /// The events kept with `seq >= since` and below [`Follow::next`].
+    pub kept: Vec<Arc<Event>>,
+    /// Events at or after `since` already left the ring.
+    pub gap: bool,
+    /// The seq of the first event `live` brings.
+    pub next: u64,
 }
 
 /// `2026-11-22T12:00:00.123Z`
@@ -271,6 +344,36 @@ mod tests {
             ]
         );
         assert!(events.iter().all(|e| e.event == EventKind::EventsDropped));
+    }
+
+    /// A supervisor restarted on the same state directory numbers on: after
+    /// a clean stop from the next number, after a crash from past the
+    /// reserved block; events of earlier runs are no gap in the replay.
+    #[test]
+    fn numbers_go_on_across_runs_of_a_persistent_bus() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |floor: u64| Bus::persistent("lab-a", dir.path(), floor).unwrap();
+        let first = run(0);
+        for _ in 0..3 {
+            first.publish(NewEvent::new(EventKind::Ready, State::Running));
+        }
+        first.close();
+        let second = run(0);
+        let e = second.publish(NewEvent::new(EventKind::SupervisorStarted, State::Running));
+        assert_eq!(e.seq, 4);
+        let (events, gap) = second.replay(1);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+        assert!(!gap, "earlier runs' events are not a gap");
+        // Killed: the next run starts past the block it had reserved.
+        drop(second);
+        let third = run(0);
+        let e = third.publish(NewEvent::new(EventKind::SupervisorStarted, State::Running));
+        assert_eq!(e.seq, 4 + crate::events::seq::BLOCK);
+        // A higher floor (a KVP pool's) wins.
+        third.close();
+        let fourth = run(5000);
+        let e = fourth.publish(NewEvent::new(EventKind::SupervisorStarted, State::Running));
+        assert_eq!(e.seq, 5000);
     }
 
     #[test]

@@ -129,6 +129,7 @@ mod tests {
             ("data-reloaded", 11),
             ("starting", 12),
             ("events-dropped", 13),
+            ("reload-failed", 14),
         ];
         for (kind, n) in kinds {
             let e = Event {

@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod kind;
 pub mod mib;
+pub mod seq;
 pub mod sinks;
 pub mod targets;
 #[cfg(test)]

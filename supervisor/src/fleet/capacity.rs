@@ -19,8 +19,10 @@
 //! tests): every endpoint's socket; per agent process its end of the
 //! control channel and its pidfd; per spawn under way (at most
 //! `start_tokens`) the process's end of the channel and a duplicate of each
-//! of its sockets, held until the spawn helper has them; a probe's socket
-//! per process; the notification targets' sockets and spools, the
+//! of its sockets, held until the spawn helper has them, and its distinct
+//! stores, opened before the spawn and held until the start message has
+//! carried them; the stores of the swaps being sent; a probe's socket per
+//! process; the notification targets' sockets and spools, the
 //! `cluster.snmp` sockets; the control socket and its clients; and the
 //! fixed rest.
 
@@ -49,8 +51,9 @@ pub const SUPERVISOR_TASKS: u64 = 64;
 /// Open files the supervisor holds per agent process while it runs: its
 /// end of the control channel and the process's pidfd.
 pub const FILES_PER_PROCESS: u64 = 2;
-/// Open files a spawn under way holds besides the copies of its sockets:
-/// the process's end of the control channel, until the spawn helper has it.
+/// Open files a spawn under way holds besides the copies of its sockets and
+/// its stores: the process's end of the control channel, until the spawn
+/// helper has it.
 pub const FILES_PER_SPAWN: u64 = 1;
 /// Open files per notification target: its socket, and the spool of its
 /// pending informs.
@@ -78,6 +81,13 @@ pub struct Demand {
     /// The copies of their sockets those spawns hold at most: as many
     /// processes' sockets, at most every socket.
     pub spawning_sockets: u64,
+    /// The most distinct stores one agent process is handed: its agents'
+    /// snapshot files, at most every snapshot file.
+    pub process_stores: u64,
+    /// Swaps whose stores are open at once: a swap opens its process's new
+    /// stores and closes them once its message is written, which is at once
+    /// (the channel has room), so one per runtime worker thread at most.
+    pub swapping: u64,
     /// Open files of probes (one per process while its probe waits), of
     /// notification targets and of `cluster.snmp`.
     pub service_files: u64,
@@ -102,6 +112,7 @@ impl Demand {
             0
         };
         let snmp = cluster.snmp.as_ref().map_or(0, |s| s.listen.len() as u64);
+        let process_stores = c.snapshots.min(per.min(c.agents) * c.max_snapshots);
         Demand {
             agents: c.agents,
             processes,
@@ -110,6 +121,8 @@ impl Demand {
             snapshot_bytes: c.snapshot_bytes,
             spawning,
             spawning_sockets: sockets.min(spawning * process_sockets),
+            process_stores,
+            swapping: runtime_workers().min(processes),
             service_files: probes + FILES_PER_TARGET * fleet.events.notify.len() as u64 + snmp,
         }
     }
@@ -136,6 +149,7 @@ impl Demand {
         self.sockets
             + FILES_PER_PROCESS * self.processes
             + self.starting_files()
+            + self.store_files()
             + self.service_files
             + CONTROL_FILES
             + BASE_FILES
@@ -145,6 +159,27 @@ impl Demand {
     fn starting_files(&self) -> u64 {
         FILES_PER_SPAWN * self.spawning + self.spawning_sockets
     }
+
+    /// The stores opened to be handed over: those of each spawn under way,
+    /// and of each swap being sent.
+    fn store_files(&self) -> u64 {
+        (self.spawning + self.swapping) * self.process_stores
+    }
+}
+
+/// The supervisor runtime's worker threads, as tokio counts them:
+/// `TOKIO_WORKER_THREADS`, or one per CPU this process may run on.
+fn runtime_workers() -> u64 {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u64)
+        })
+        .unwrap_or(1)
 }
 
 /// What the host offers, as read from /proc, the cgroup and the limits.
@@ -263,13 +298,17 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     let files = d.files();
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), or lower cluster.start_tokens",
+            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), or lower cluster.start_tokens",
             d.sockets,
             d.processes,
             d.starting_files(),
             d.spawning,
             FILES_PER_SPAWN * d.spawning,
             d.spawning_sockets,
+            d.store_files(),
+            d.process_stores,
+            d.spawning,
+            d.swapping,
             d.service_files,
             host.files_max,
         ));
@@ -422,6 +461,8 @@ mod tests {
             snapshot_bytes: 3 << 20,
             spawning: processes.min(8),
             spawning_sockets: agents.min(processes.min(8) * per),
+            process_stores: 1,
+            swapping: processes.min(8),
             service_files: 0,
         }
     }
@@ -475,7 +516,7 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains(
-                "3113 open files (1000 sockets + 2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 0 for probes, notification targets and cluster.snmp + 65 for the control socket and its clients + 32)"
+                "3129 open files (1000 sockets + 2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 65 for the control socket and its clients + 32)"
             ),
             "{}",
             problems[0]
@@ -491,15 +532,21 @@ mod tests {
             "  agents_per_process: 500\n",
             "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
         );
-        let d = Demand::of(&f);
+        let mut d = Demand::of(&f);
         assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
         assert_eq!((d.spawning, d.spawning_sockets), (8, 4000));
-        assert_eq!(d.files(), 19_000 + 2 * 38 + 8 + 4000 + 65 + 32);
+        assert_eq!(
+            (d.process_stores, d.swapping),
+            (1, runtime_workers().min(38))
+        );
+        // As on a host of two cores.
+        d.swapping = 2;
+        assert_eq!(d.files(), 19_000 + 2 * 38 + 8 + 4000 + (8 + 2) + 65 + 32);
         let mut h = host();
         h.files_max = 20_000;
         let problems = assess(&d, &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("23181 open files"), "{}", problems[0]);
+        assert!(problems[0].contains("23191 open files"), "{}", problems[0]);
         assert!(
             problems[0].contains("4000 socket copies"),
             "{}",
@@ -510,7 +557,45 @@ mod tests {
             "  agents_per_process: 500\n  start_tokens: 1\n",
             "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
         );
-        assert_eq!(Demand::of(&f).files(), 19_000 + 2 * 38 + 1 + 500 + 65 + 32);
+        let d = Demand::of(&f);
+        assert_eq!(
+            d.files(),
+            19_000 + 2 * 38 + 1 + 500 + (1 + d.swapping) + 65 + 32
+        );
+    }
+
+    /// A process is handed each distinct store of its agents, opened before
+    /// its spawn and held until its start message is sent: as many as its
+    /// agents serve snapshot files, at most every file of the fleet.
+    #[test]
+    fn the_stores_handed_over_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            std::fs::write(
+                dir.path().join(format!("d-{i}.snmprec")),
+                "1.3.6.1.2.1.1.5.0|4|d\n",
+            )
+            .unwrap();
+        }
+        let f = fleet(
+            "  agents_per_process: 10\n  start_tokens: 4\n",
+            &format!(
+                "  - name: \"d-{{i}}\"\n    count: 100\n    listen: [\"127.0.0.1:{{i+20000}}\"]\n    data: SNAP\n    snmpv2c:\n      communities: {{ public: {{}}, other: {{ data: \"{}/d-{{i}}.snmprec\" }} }}\n",
+                dir.path().display()
+            ),
+        );
+        let d = Demand::of(&f);
+        // Each agent serves 2 files, 10 agents a process: up to 20 stores.
+        assert_eq!((d.snapshots, d.process_stores), (1 + 100, 20));
+        assert_eq!(d.swapping, runtime_workers().min(10));
+        assert_eq!(d.store_files(), (4 + d.swapping) * 20);
+        // Every agent on one file, twice: never more stores than files.
+        let f = fleet(
+            "  agents_per_process: 10\n",
+            "  - name: \"e-{i}\"\n    count: 100\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c:\n      communities: { public: {}, other: { data: SNAP } }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }
 
     /// Probes, notification targets and `cluster.snmp` hold sockets too;
@@ -527,7 +612,7 @@ mod tests {
         // only 65 sockets in all.
         assert_eq!((d.spawning, d.spawning_sockets), (8, 65));
         assert_eq!(d.service_files, 8 + 2);
-        assert_eq!(d.snapshots, 1);
+        assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }
 
     #[test]

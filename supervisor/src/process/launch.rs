@@ -1,23 +1,28 @@
 //! How a unit gets its process: [`Launch`] creates it and [`Proc`] is what
 //! the unit holds of it — its pid, its exit, its channel, signals and its
 //! /proc state. [`Agents`] is the real one (spawn helpers, our own binary,
-//! the start message); the unit tests drive units with a fake.
+//! the start message, and the stores opened here and handed over as
+//! descriptors, at the start and with each swap); the unit tests drive
+//! units with a fake.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, ToAgent};
+use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, Swap, ToAgent};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use crate::process::machine::{Exit, Sig};
 use crate::process::spawner::{Child, Spawner};
-use crate::process::spec::{Settings, UnitSpec};
+use crate::process::spec::{Settings, StoreSwap, UnitSpec};
 
 /// A boxed future, as the object-safe traits below return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,8 +69,11 @@ pub trait Proc: Send {
     fn id(&self) -> Option<u32>;
     /// Resolves when it has exited (and is reaped).
     fn wait(&mut self) -> BoxFuture<'_, Exit>;
-    /// Sends a message on its channel.
+    /// Sends a message that names no descriptor on its channel.
     fn send<'a>(&'a mut self, msg: &'a ToAgent) -> BoxFuture<'a, io::Result<()>>;
+    /// Hands it new stores for some of its views: opens them and sends
+    /// their descriptors with the swap. Its answer comes on the channel.
+    fn swap<'a>(&'a mut self, swaps: &'a [StoreSwap]) -> BoxFuture<'a, io::Result<()>>;
     /// Signals it.
     fn signal(&self, sig: Sig);
     /// Its state in /proc, when it can be read.
@@ -112,6 +120,20 @@ impl Agents {
         chan_tx: mpsc::Sender<(u64, FromChannel)>,
     ) -> Result<AgentProcess, String> {
         let settings = &self.settings;
+        // The stores first: one that cannot be opened fails the start
+        // before a process exists.
+        let mut stores = Handover::default();
+        let views = spec
+            .agents
+            .iter()
+            .map(|a| {
+                a.stores
+                    .iter()
+                    .map(|p| stores.add(p))
+                    .collect::<io::Result<Vec<usize>>>()
+                    .map_err(|e| format!("agent {}: cannot open its store {e}", a.name))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let mut fds: Vec<OwnedFd> = vec![theirs.into()];
         for plan in &spec.agents {
@@ -141,11 +163,12 @@ impl Agents {
             })?;
         ours.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stream = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, writer) = stream.into_split();
+        let mut reader = channel::Receiver::new(reader);
         tokio::spawn(async move {
             loop {
-                let msg = match channel::read_frame::<_, FromAgent>(&mut reader).await {
-                    Ok(Some(m)) => FromChannel::Msg(m),
+                let msg = match reader.recv::<FromAgent>().await {
+                    Ok(Some((m, _))) => FromChannel::Msg(m),
                     Ok(None) => FromChannel::Closed,
                     Err(e) => FromChannel::Broken(e.to_string()),
                 };
@@ -160,10 +183,12 @@ impl Agents {
             protocol: PROTOCOL,
             token: token.to_string(),
             heartbeat_ms: settings.heartbeat.as_millis() as u64,
+            stores: stores.paths.clone(),
             agents: spec
                 .agents
                 .iter()
-                .map(|a| {
+                .zip(views)
+                .map(|(a, stores)| {
                     // Every start is one snmpEngineBoots more (SNMPv3 agents).
                     let mut config = a.config.clone();
                     set_boots(&mut config, &settings.state_dir, &a.name)?;
@@ -171,7 +196,7 @@ impl Agents {
                     Ok(AgentSpec {
                         name: a.name.clone(),
                         sockets: a.sockets.len(),
-                        stores: a.stores.clone(),
+                        stores,
                         config,
                         notify: a.notify.clone(),
                         // The first process of this unit is the device's boot.
@@ -184,10 +209,44 @@ impl Agents {
                 .collect::<Result<_, String>>()?,
         });
         // A failure here is a failed start; the child is killed on drop.
-        if let Err(e) = channel::write_frame(&mut writer, &start).await {
+        if let Err(e) = channel::send(writer.as_ref(), &start, &stores.fds()).await {
             return Err(format!("cannot send the start message: {e}"));
         }
+        // Our copies of the store descriptors close here; the process has
+        // its own.
         Ok(AgentProcess { child, writer })
+    }
+}
+
+/// The compiled stores a message hands over: each distinct file opened once
+/// (read-only, close-on-exec) however many views serve it, in the order the
+/// message names them.
+#[derive(Debug, Default)]
+struct Handover {
+    paths: Vec<PathBuf>,
+    files: Vec<File>,
+    index: HashMap<PathBuf, usize>,
+}
+
+impl Handover {
+    /// The index of store `path` in the message, opening it if it is new.
+    /// The error names the path.
+    fn add(&mut self, path: &Path) -> io::Result<usize> {
+        if let Some(&i) = self.index.get(path) {
+            return Ok(i);
+        }
+        let file = File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let i = self.files.len();
+        self.paths.push(path.to_owned());
+        self.files.push(file);
+        self.index.insert(path.to_owned(), i);
+        Ok(i)
+    }
+
+    /// The descriptors to send, in the message's order.
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.files.iter().map(AsFd::as_fd).collect()
     }
 }
 
@@ -216,10 +275,27 @@ impl Proc for AgentProcess {
     }
 
     fn send<'a>(&'a mut self, msg: &'a ToAgent) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { channel::send(self.writer.as_ref(), msg, &[]).await })
+    }
+
+    fn swap<'a>(&'a mut self, swaps: &'a [StoreSwap]) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
-            channel::write_frame(&mut self.writer, msg)
-                .await
-                .map_err(io::Error::other)
+            let mut stores = Handover::default();
+            let swaps = swaps
+                .iter()
+                .map(|s| {
+                    Ok(Swap {
+                        agent: s.agent,
+                        view: s.view,
+                        store: stores.add(&s.store)?,
+                    })
+                })
+                .collect::<io::Result<Vec<Swap>>>()?;
+            let msg = ToAgent::Swap {
+                stores: stores.paths.clone(),
+                swaps,
+            };
+            channel::send(self.writer.as_ref(), &msg, &stores.fds()).await
         })
     }
 
@@ -278,5 +354,32 @@ pub fn exit_of(status: std::process::ExitStatus) -> Exit {
                 .unwrap_or_else(|_| format!("signal {s}")),
         ),
         (None, None) => Exit::Code(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_opened_once_per_message_however_many_views_serve_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.store"), dir.path().join("b.store"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let mut stores = Handover::default();
+        let views = [&a, &b, &a, &a].map(|p| stores.add(p).unwrap());
+        assert_eq!(views, [0, 1, 0, 0]);
+        assert_eq!(stores.paths, [a, b]);
+        assert_eq!(stores.fds().len(), 2);
+        let e = stores
+            .add(&dir.path().join("gone.store"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gone.store") && e.contains("No such file"),
+            "{e}"
+        );
+        assert_eq!(stores.fds().len(), 2);
     }
 }

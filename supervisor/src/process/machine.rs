@@ -112,9 +112,16 @@ pub enum Action {
     Signal(Sig),
     SetTimer(Timer, Instant),
     CancelTimer(Timer),
+    /// Publish an event about the agent process.
     Emit {
         kind: EventKind,
         reason: String,
+        /// The process it concerns: the new one (`starting`, `ready`), the
+        /// one being stopped for a fault or a failed start, the one that
+        /// ended (`died`, and what follows from its end in the same step:
+        /// `restarting`, `failed`, `stopped`); `None` when there is none.
+        pid: Option<u32>,
+        /// How that process ended, when the event follows from its end.
         exit: Option<Exit>,
     },
 }
@@ -194,11 +201,6 @@ impl Machine {
         self.running_since
     }
 
-    /// The pid of the process that ended last.
-    pub fn last_pid(&self) -> Option<u32> {
-        self.last_pid
-    }
-
     /// Feeds one input. `jitter` in `[0, 1)` spreads backoff delays (the
     /// shell passes a random number; tests pass a constant).
     pub fn handle(&mut self, input: Input, now: Instant, jitter: f64) -> Vec<Action> {
@@ -222,7 +224,7 @@ impl Machine {
             (State::Starting, Input::Restart) if self.pid.is_none() => {}
             (State::Starting, Input::Stop) if self.pid.is_none() => {
                 out.push(Action::CancelTimer(Timer::StartTimeout));
-                self.enter_stopped(&mut out, "stop requested");
+                self.enter_stopped(&mut out, "stop requested", None);
             }
             (State::Starting | State::Running | State::Unresponsive, Input::Restart) => {
                 self.restart_after_stop = true;
@@ -238,9 +240,9 @@ impl Machine {
             (State::Stopping, Input::Stop) => self.restart_after_stop = false,
             (State::Backoff, Input::Stop) => {
                 out.push(Action::CancelTimer(Timer::Backoff));
-                self.enter_stopped(&mut out, "stop requested");
+                self.enter_stopped(&mut out, "stop requested", None);
             }
-            (State::Failed, Input::Stop) => self.enter_stopped(&mut out, "stop requested"),
+            (State::Failed, Input::Stop) => self.enter_stopped(&mut out, "stop requested", None),
             (State::Inactive | State::Stopped, Input::Stop) => {}
 
             // --- the process ---
@@ -248,7 +250,7 @@ impl Machine {
             // a start token.
             (State::Starting, Input::Spawned { pid }) => {
                 self.pid = Some(pid);
-                out.push(emit(EventKind::Starting, &self.start_reason));
+                out.push(emit(EventKind::Starting, &self.start_reason, self.pid));
                 out.push(Action::SetTimer(
                     Timer::StartTimeout,
                     now + self.start_timeout,
@@ -256,26 +258,26 @@ impl Machine {
             }
             (State::Starting, Input::SpawnFailed(why)) => {
                 out.push(Action::CancelTimer(Timer::StartTimeout));
-                out.push(emit(EventKind::StartFailed, &why));
+                out.push(emit(EventKind::StartFailed, &why, None));
                 self.pid = None;
-                self.after_failure(now, jitter, &mut out, why);
+                self.after_failure(now, jitter, &mut out, why, None);
             }
             (State::Starting, Input::Ready) => {
                 out.push(Action::CancelTimer(Timer::StartTimeout));
                 self.state = State::Running;
                 self.running_since = Some(now);
-                out.push(emit(EventKind::Ready, "handshake complete"));
+                out.push(emit(EventKind::Ready, "handshake complete", self.pid));
             }
             (State::Starting, Input::StartFailed(why)) => {
                 out.push(Action::CancelTimer(Timer::StartTimeout));
-                out.push(emit(EventKind::StartFailed, &why));
+                out.push(emit(EventKind::StartFailed, &why, self.pid));
                 self.stopping_for_fault = true;
                 self.restart_after_stop = true;
                 self.begin_stop(now, &mut out);
             }
             (State::Starting, Input::Timer(Timer::StartTimeout)) => {
                 let why = format!("no ready within {:?}", self.start_timeout);
-                out.push(emit(EventKind::StartFailed, &why));
+                out.push(emit(EventKind::StartFailed, &why, self.pid));
                 // A process that cannot finish its handshake gets no grace.
                 self.state = State::Stopping;
                 self.stopping_for_fault = true;
@@ -284,7 +286,7 @@ impl Machine {
             }
             (State::Running | State::Unresponsive, Input::Fault(fault)) => {
                 if self.state == State::Running {
-                    out.push(emit(EventKind::Unresponsive, &fault.to_string()));
+                    out.push(emit(EventKind::Unresponsive, &fault.to_string(), self.pid));
                 }
                 self.stopping_for_fault = true;
                 self.restart_after_stop = true;
@@ -304,15 +306,16 @@ impl Machine {
                 self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
                 let reason = exit.to_string();
-                out.push(Action::Emit {
-                    kind: if was_starting {
+                let ended = Some((self.last_pid, &exit));
+                out.push(emit_ended(
+                    if was_starting {
                         EventKind::StartFailed
                     } else {
                         EventKind::Died
                     },
-                    reason: reason.clone(),
-                    exit: Some(exit.clone()),
-                });
+                    &reason,
+                    ended,
+                ));
                 let wanted = match self.policy.policy {
                     RestartPolicy::Always => true,
                     RestartPolicy::OnFailure => !exit.success() || self.stopping_for_fault,
@@ -320,11 +323,11 @@ impl Machine {
                 };
                 self.stopping_for_fault = false;
                 if wanted {
-                    self.after_failure(now, jitter, &mut out, reason);
+                    self.after_failure(now, jitter, &mut out, reason, ended);
                 } else if exit.success() {
-                    self.enter_stopped(&mut out, &reason);
+                    self.enter_stopped(&mut out, &reason, ended);
                 } else {
-                    self.enter_failed(&mut out, &reason);
+                    self.enter_failed(&mut out, &reason, ended);
                 }
             }
             // Unresponsive is a stop for a fault, shown as such.
@@ -338,31 +341,32 @@ impl Machine {
                 });
                 self.last_pid = self.pid.take().or(self.last_pid);
                 self.running_since = None;
+                let reason = exit.to_string();
+                let ended = Some((self.last_pid, &exit));
                 if self.stopping_for_fault {
                     self.stopping_for_fault = false;
                     self.restart_after_stop = false;
                     if stable {
                         self.consecutive_failures = 0;
                     }
-                    out.push(Action::Emit {
-                        kind: EventKind::Died,
-                        reason: exit.to_string(),
-                        exit: Some(exit.clone()),
-                    });
-                    let reason = exit.to_string();
+                    out.push(emit_ended(EventKind::Died, &reason, ended));
                     if self.policy.policy == RestartPolicy::Never {
-                        self.enter_failed(&mut out, &reason);
+                        self.enter_failed(&mut out, &reason, ended);
                     } else {
-                        self.after_failure(now, jitter, &mut out, reason);
+                        self.after_failure(now, jitter, &mut out, reason, ended);
                     }
                 } else if self.restart_after_stop {
                     self.restart_after_stop = false;
                     self.consecutive_failures = 0;
                     self.count_restart(now);
-                    out.push(emit(EventKind::Restarting, "restart requested"));
+                    out.push(emit_ended(
+                        EventKind::Restarting,
+                        "restart requested",
+                        ended,
+                    ));
                     self.spawn(now, &mut out, "restart requested");
                 } else {
-                    self.enter_stopped(&mut out, &exit.to_string());
+                    self.enter_stopped(&mut out, &reason, ended);
                 }
             }
             (State::Backoff, Input::Timer(Timer::Backoff)) => {
@@ -409,10 +413,18 @@ impl Machine {
 
     /// After a failure that the policy wants restarted: at once the first
     /// time after a stable run, then exponential backoff with jitter; more
-    /// than `max_restarts` within `window` → failed.
-    fn after_failure(&mut self, now: Instant, jitter: f64, out: &mut Vec<Action>, reason: String) {
+    /// than `max_restarts` within `window` → failed. `ended`: the process
+    /// whose end this is, and how it ended (none for a spawn that failed).
+    fn after_failure(
+        &mut self,
+        now: Instant,
+        jitter: f64,
+        out: &mut Vec<Action>,
+        reason: String,
+        ended: Ended,
+    ) {
         if self.policy.policy == RestartPolicy::Never {
-            self.enter_failed(out, &reason);
+            self.enter_failed(out, &reason, ended);
             return;
         }
         self.count_restart(now);
@@ -423,14 +435,15 @@ impl Machine {
                 self.policy.window,
                 self.policy.max_restarts
             );
-            self.enter_failed(out, &why);
+            self.enter_failed(out, &why, ended);
             return;
         }
         self.consecutive_failures += 1;
         let delay = self.backoff(jitter);
-        out.push(emit(
+        out.push(emit_ended(
             EventKind::Restarting,
             &format!("{reason}; restarting in {delay:?}"),
+            ended,
         ));
         if delay.is_zero() {
             self.spawn(now, out, "restart after failure");
@@ -457,23 +470,39 @@ impl Machine {
             .max(self.policy.backoff_min)
     }
 
-    fn enter_failed(&mut self, out: &mut Vec<Action>, why: &str) {
+    fn enter_failed(&mut self, out: &mut Vec<Action>, why: &str, ended: Ended) {
         self.state = State::Failed;
-        out.push(emit(EventKind::Failed, why));
+        out.push(emit_ended(EventKind::Failed, why, ended));
     }
 
-    fn enter_stopped(&mut self, out: &mut Vec<Action>, why: &str) {
+    fn enter_stopped(&mut self, out: &mut Vec<Action>, why: &str, ended: Ended) {
         self.state = State::Stopped;
         self.restart_after_stop = false;
-        out.push(emit(EventKind::Stopped, why));
+        out.push(emit_ended(EventKind::Stopped, why, ended));
     }
 }
 
-fn emit(kind: EventKind, reason: &str) -> Action {
+/// The process whose end a step follows from, and how it ended.
+type Ended<'a> = Option<(Option<u32>, &'a Exit)>;
+
+/// An event about process `pid` (if any) that did not end.
+fn emit(kind: EventKind, reason: &str, pid: Option<u32>) -> Action {
     Action::Emit {
         kind,
         reason: reason.to_string(),
+        pid,
         exit: None,
+    }
+}
+
+/// An event that follows from the end of a process (`ended`), or from no
+/// process at all (`None`).
+fn emit_ended(kind: EventKind, reason: &str, ended: Ended) -> Action {
+    Action::Emit {
+        kind,
+        reason: reason.to_string(),
+        pid: ended.and_then(|(pid, _)| pid),
+        exit: ended.map(|(_, exit)| exit.clone()),
     }
 }
 
@@ -544,7 +573,7 @@ mod tests {
         assert_eq!(
             a,
             [
-                emit(EventKind::Starting, "start requested"),
+                emit(EventKind::Starting, "start requested", Some(7)),
                 Action::SetTimer(Timer::StartTimeout, c.at(10_001))
             ]
         );
@@ -752,6 +781,88 @@ mod tests {
             m.handle(Input::Timer(Timer::Backoff), c.at(300), 0.0)
                 .is_empty()
         );
+    }
+
+    /// Each event's process and exit: (kind, pid, exit).
+    fn emitted(actions: &[Action]) -> Vec<(EventKind, Option<u32>, Option<Exit>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit {
+                    kind, pid, exit, ..
+                } => Some((*kind, *pid, exit.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An event that follows from a process's end names that process and
+    /// how it ended, as its text does: `died`, and the `restarting`,
+    /// `failed` or `stopped` of the same step.
+    #[test]
+    fn events_after_an_exit_carry_its_pid_and_exit() {
+        let c = Clock(Instant::now());
+        let sigterm = Exit::Signal("SIGTERM".into());
+        let mut m = machine(RestartPolicy::Always);
+        start_running(&mut m, &c, 0);
+        // Stopped by an operator: `stopped` names the process and its end.
+        m.handle(Input::Stop, c.at(10), 0.0);
+        let a = m.handle(Input::Exited(sigterm.clone()), c.at(20), 0.0);
+        assert_eq!(
+            emitted(&a),
+            [(EventKind::Stopped, Some(42), Some(sigterm.clone()))]
+        );
+        // Restarted by an operator: `restarting` names the old process.
+        start_running(&mut m, &c, 30);
+        m.handle(Input::Restart, c.at(40), 0.0);
+        let a = m.handle(Input::Exited(Exit::Code(0)), c.at(50), 0.0);
+        assert_eq!(
+            emitted(&a),
+            [(EventKind::Restarting, Some(42), Some(Exit::Code(0)))]
+        );
+        // Dead: `died` and `restarting` both name it.
+        let a = m.handle(Input::Spawned { pid: 43 }, c.at(60), 0.0);
+        assert_eq!(emitted(&a), [(EventKind::Starting, Some(43), None)]);
+        m.handle(Input::Ready, c.at(61), 0.0);
+        let killed = Exit::Signal("SIGKILL".into());
+        let a = m.handle(Input::Exited(killed.clone()), c.at(70), 0.0);
+        assert_eq!(
+            emitted(&a),
+            [
+                (EventKind::Died, Some(43), Some(killed.clone())),
+                (EventKind::Restarting, Some(43), Some(killed.clone()))
+            ]
+        );
+        // A process that could not be created: no pid, no exit.
+        let a = m.handle(Input::SpawnFailed("ENOMEM".into()), c.at(80), 0.0);
+        assert_eq!(
+            emitted(&a),
+            [
+                (EventKind::StartFailed, None, None),
+                (EventKind::Restarting, None, None)
+            ]
+        );
+        // Exit 0 under on-failure: `stopped` names it; `failed` under never.
+        let mut m = machine(RestartPolicy::OnFailure);
+        start_running(&mut m, &c, 0);
+        let a = m.handle(Input::Exited(Exit::Code(0)), c.at(10), 0.0);
+        assert_eq!(
+            emitted(&a),
+            [
+                (EventKind::Died, Some(42), Some(Exit::Code(0))),
+                (EventKind::Stopped, Some(42), Some(Exit::Code(0)))
+            ]
+        );
+        let mut m = machine(RestartPolicy::Never);
+        start_running(&mut m, &c, 0);
+        let a = m.handle(Input::Exited(Exit::Code(3)), c.at(10), 0.0);
+        assert_eq!(
+            emitted(&a)[1],
+            (EventKind::Failed, Some(42), Some(Exit::Code(3)))
+        );
+        // Stopped with no process: nothing to name.
+        let a = m.handle(Input::Stop, c.at(20), 0.0);
+        assert_eq!(emitted(&a), [(EventKind::Stopped, None, None)]);
     }
 
     #[test]

@@ -23,13 +23,26 @@ pub struct AgentPlan {
     /// Bound once by the supervisor and kept across restarts, so requests
     /// wait in the kernel buffer while the agent restarts.
     pub sockets: Vec<Arc<UdpSocket>>,
-    /// Compiled store files, one per view.
+    /// Compiled store files, one per view. The launcher opens them and
+    /// hands the process their descriptors: agents never open a path.
     pub stores: Vec<PathBuf>,
     pub config: responder::Config,
     /// Where the device sends its own coldStart/warmStart.
     pub notify: Vec<agentcluster_agent::notify::Target>,
     /// The device's snmpEngineID (for SNMPv3 notifications).
     pub engine_id: Vec<u8>,
+}
+
+/// A view of an agent of a process, to be served from another compiled
+/// store (its snapshot was recompiled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSwap {
+    /// Index of the agent in the process.
+    pub agent: usize,
+    /// Index of the view in the agent's configuration.
+    pub view: usize,
+    /// The compiled store file.
+    pub store: PathBuf,
 }
 
 /// One agent process: one agent, or several with `agents_per_process`.

@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::events::Bus;
 use crate::process::launch::{BoxFuture, FromChannel, Inspection, Launch, Proc};
 use crate::process::machine::{Exit, Sig};
-use crate::process::unit::{Settings, Shared, UnitSpec};
+use crate::process::unit::{Settings, Shared, StoreSwap, UnitSpec};
 
 /// What a fake process does when it is sent SIGTERM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +38,8 @@ pub struct Launched {
     exit: mpsc::UnboundedSender<Exit>,
     /// Signals the unit sent, in order.
     pub signals: mpsc::UnboundedReceiver<Sig>,
-    /// Messages the unit sent on the channel (after the start), in order.
-    pub sent: mpsc::UnboundedReceiver<ToAgent>,
+    /// What the unit sent on the channel (after the start), in order.
+    pub sent: mpsc::UnboundedReceiver<Sent>,
     /// What /proc says of it.
     pub proc_state: Arc<Mutex<Inspection>>,
 }
@@ -74,6 +74,15 @@ impl Launched {
     }
 }
 
+/// What a unit sent a fake process.
+#[derive(Debug)]
+pub enum Sent {
+    /// A message without descriptors.
+    Msg(ToAgent),
+    /// New stores for some views.
+    Swap(Vec<StoreSwap>),
+}
+
 /// The fake launcher: every launch goes to the receiver [`Fake::new`]
 /// returns.
 pub struct Fake {
@@ -102,7 +111,7 @@ struct FakeProc {
     exit_tx: mpsc::UnboundedSender<Exit>,
     exit: mpsc::UnboundedReceiver<Exit>,
     signals: mpsc::UnboundedSender<Sig>,
-    sent: mpsc::UnboundedSender<ToAgent>,
+    sent: mpsc::UnboundedSender<Sent>,
     proc_state: Arc<Mutex<Inspection>>,
 }
 
@@ -167,7 +176,15 @@ impl Proc for FakeProc {
     fn send<'a>(&'a mut self, msg: &'a ToAgent) -> BoxFuture<'a, io::Result<()>> {
         let r = self
             .sent
-            .send(msg.clone())
+            .send(Sent::Msg(msg.clone()))
+            .map_err(|_| io::Error::other("nobody reads"));
+        Box::pin(async move { r })
+    }
+
+    fn swap<'a>(&'a mut self, swaps: &'a [StoreSwap]) -> BoxFuture<'a, io::Result<()>> {
+        let r = self
+            .sent
+            .send(Sent::Swap(swaps.to_vec()))
             .map_err(|_| io::Error::other("nobody reads"));
         Box::pin(async move { r })
     }

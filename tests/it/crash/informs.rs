@@ -28,8 +28,7 @@ fn ident(e: &Json) -> Ident {
 struct Spool {
     adds: Vec<(String, u64)>,
     /// The same events as (node, ts, event, agent): how the KVP pool's
-    /// records of them are found (the pool numbers a boot's runs on, so its
-    /// seq is not the run's).
+    /// records of them are found.
     idents: Vec<Ident>,
     acks: usize,
     damaged: usize,

@@ -12,7 +12,7 @@ pub(super) const VALUE: usize = 2048;
 pub(super) const RECORD: usize = KEY + VALUE;
 
 /// Another writer's records (cloud-init's layout), planted before the
-/// first run: they must stay, first and intact.
+/// first run, first in the pool: they must stay, intact, at their index.
 pub(super) const FOREIGN: [(&str, &str); 3] = [
     (
         "CLOUD_INIT|1769000000|start|init-local|0a1b",
@@ -27,6 +27,41 @@ pub(super) const FOREIGN: [(&str, &str); 3] = [
         "result=success|agent=cloud-init|pps_type=None",
     ),
 ];
+
+/// Records of ours that an earlier boot's run left after [`FOREIGN`].
+pub(super) const EARLIER: usize = 20;
+
+/// Another writer's record appended after [`EARLIER`]: the host enumerates
+/// the pool by index, so it must stay at its index, intact, whatever our
+/// records do in front of it.
+pub(super) const BEHIND: (&str, &str) = (
+    "CLOUD_INIT|1769000000|finish|modules-final|0a1d",
+    r#"{"name":"modules-final","type":"finish","ts":"2026-01-01T00:00:09.000Z","result":"SUCCESS"}"#,
+);
+
+/// The index of [`BEHIND`].
+pub(super) const BEHIND_AT: usize = FOREIGN.len() + EARLIER;
+
+/// The pool the crash tests start from: [`FOREIGN`], [`EARLIER`] records
+/// of ours (an earlier boot's: the first our cap drops), [`BEHIND`].
+pub(super) fn planted_pool() -> Vec<u8> {
+    let mut pool: Vec<u8> = FOREIGN
+        .iter()
+        .flat_map(|(k, v)| encode_record(k, v))
+        .collect();
+    for seq in 1..=EARLIER {
+        let value = serde_json::json!({
+            "seq": seq, "ts": "2026-01-01T00:00:05.000Z", "node": "earlier",
+            "agent": format!("earlier-{seq}"), "event": "ready", "pid": 1,
+            "exit_code": null, "signal": null, "restarts": 0,
+            "state": "running", "reason": "ready",
+        });
+        let key = format!("AGENTCLUSTER|1769000000|ready|earlier-{seq}|{seq}");
+        pool.extend(encode_record(&key, &value.to_string()));
+    }
+    pool.extend(encode_record(BEHIND.0, BEHIND.1));
+    pool
+}
 
 pub(super) fn encode_record(key: &str, value: &str) -> Vec<u8> {
     let mut r = vec![0u8; RECORD];
@@ -81,11 +116,16 @@ pub(super) struct PoolState {
     pub(super) duplicates: usize,
     /// Records with an empty key: a slot a killed writer was rewriting.
     pub(super) emptied: usize,
+    /// Free slots (all NULs): where a sliced event gave way to a shorter
+    /// one, or a slot a killed writer left without a key was emptied.
+    pub(super) free: usize,
     /// Keys of ours present more than once (not as copies of one record):
     /// a restarted supervisor must not number its records over those of
     /// an earlier run of the boot.
     pub(super) repeated_keys: usize,
     pub(super) ours: usize,
+    /// Every planted record of another writer is at its index, intact
+    /// ([`FOREIGN`], [`BEHIND`]), and no other record is another writer's.
     pub(super) foreign_intact: bool,
     /// Our events, decoded.
     pub(super) events: Vec<Json>,
@@ -100,6 +140,10 @@ pub(super) fn inspect_pool(bytes: &[u8]) -> PoolState {
     let mut keys: HashMap<String, Vec<u8>> = HashMap::new();
     let mut foreign = 0;
     for (i, r) in bytes.chunks_exact(RECORD).enumerate() {
+        if r.iter().all(|&b| b == 0) {
+            state.free += 1;
+            continue;
+        }
         if r[0] == 0 {
             state.emptied += 1;
             continue;
@@ -114,7 +158,12 @@ pub(super) fn inspect_pool(bytes: &[u8]) -> PoolState {
         if !seen.insert(r.to_vec()) {
             state.duplicates += 1;
         }
-        if i < FOREIGN.len() && (key.as_str(), value.as_str()) == FOREIGN[i] {
+        let planted = match i {
+            i if i < FOREIGN.len() => Some(FOREIGN[i]),
+            BEHIND_AT => Some(BEHIND),
+            _ => None,
+        };
+        if planted == Some((key.as_str(), value.as_str())) {
             foreign += 1;
             continue;
         }
@@ -135,7 +184,7 @@ pub(super) fn inspect_pool(bytes: &[u8]) -> PoolState {
             Err(e) => state.torn.push(format!("record {i}: {e}")),
         }
     }
-    state.foreign_intact = foreign == FOREIGN.len();
+    state.foreign_intact = foreign == FOREIGN.len() + 1;
     state
 }
 

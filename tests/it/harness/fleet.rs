@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use rustix::process::Signal;
+
 use super::events::{self, EventStream};
 use super::{BIN, Lines, Process, agentcluster, tempdir};
 
@@ -84,7 +86,17 @@ impl Fleet {
     /// [`Fleet::start_with`] with global options before `run` (`-vvv`,
     /// `--log-format json`).
     pub fn start_args(args: &[&str], yaml: &str, env: &[(&str, &OsStr)]) -> Fleet {
-        let dir = tempdir();
+        Fleet::start_in(tempdir(), args, yaml, env)
+    }
+
+    /// [`Fleet::start_args`] in `dir`, a directory the test made (one that
+    /// agent processes cannot read, say).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        yaml: &str,
+        env: &[(&str, &OsStr)],
+    ) -> Fleet {
         let text = format!(
             "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\n{}",
             dir.path().join("cache").display(),
@@ -180,6 +192,17 @@ impl Fleet {
     /// Stops the fleet with SIGTERM and returns (exit status, stderr).
     pub fn stop(self) -> (ExitStatus, String) {
         self.process.stop()
+    }
+
+    /// Sends `signal` to the supervisor (false once it has exited).
+    pub fn signal(&self, signal: Signal) -> bool {
+        self.process.signal(signal)
+    }
+
+    /// Waits for a supervisor already told to stop ([`Fleet::signal`]) to
+    /// exit, and returns (exit status, stderr).
+    pub fn finish(self) -> (ExitStatus, String) {
+        self.process.finish()
     }
 }
 

@@ -207,12 +207,19 @@ impl Process {
     /// SIGTERM, then its exit status once it exits (within
     /// [`STOP_WITHIN`], else it is killed and the test fails) and its whole
     /// stderr.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub fn stop(self) -> (ExitStatus, String) {
         self.signal(Signal::TERM);
+        self.finish()
+    }
+
+    /// Its exit status once it exits (within [`STOP_WITHIN`], else it is
+    /// killed and the test fails) and its whole stderr: for a process
+    /// already told to stop.
+    pub fn finish(mut self) -> (ExitStatus, String) {
         let Some(status) = self.wait_exit(STOP_WITHIN) else {
             self.kill();
             panic!(
-                "process {} did not exit within {STOP_WITHIN:?} of SIGTERM; its stderr ends with:\n{}",
+                "process {} did not exit within {STOP_WITHIN:?} of being stopped; its stderr ends with:\n{}",
                 self.pid(),
                 self.stderr.tail(30)
             );

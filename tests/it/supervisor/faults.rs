@@ -149,11 +149,13 @@ fn an_agent_over_its_memory_limit_is_replaced() {
 #[test]
 fn the_snmp_probe_replaces_an_agent_that_heartbeats_but_does_not_answer() {
     // Completes the handshake and heartbeats, but never reads its socket.
+    // Frames: body length and descriptor count (big-endian u32 each), then
+    // JSON; a plain read drops the store descriptors of the start.
     let scripts = tempdir();
     let exe = fake_agent(
         scripts.path(),
         "mute.py",
-        "exec python3 - <<'EOF'\nimport json, os, struct, time\ndef read():\n    h = b''\n    while len(h) < 4:\n        h += os.read(3, 4 - len(h))\n    n = struct.unpack('>I', h)[0]\n    b = b''\n    while len(b) < n:\n        b += os.read(3, n - len(b))\n    return json.loads(b)\ndef send(m):\n    b = json.dumps(m).encode()\n    os.write(3, struct.pack('>I', len(b)) + b)\nstart = read()\nsend({'type': 'ready', 'token': start['token']})\nwhile True:\n    send({'type': 'heartbeat', 'agents': []})\n    time.sleep(0.05)\nEOF",
+        "exec python3 - <<'EOF'\nimport json, os, struct, time\ndef read():\n    h = b''\n    while len(h) < 8:\n        h += os.read(3, 8 - len(h))\n    n = struct.unpack('>II', h)[0]\n    b = b''\n    while len(b) < n:\n        b += os.read(3, n - len(b))\n    return json.loads(b)\ndef send(m):\n    b = json.dumps(m).encode()\n    os.write(3, struct.pack('>II', len(b), 0) + b)\nstart = read()\nsend({'type': 'ready', 'token': start['token']})\nwhile True:\n    send({'type': 'heartbeat', 'agents': []})\n    time.sleep(0.05)\nEOF",
     );
     let port = free_port();
     let fleet = Fleet::start_with(

@@ -1,12 +1,16 @@
 //! What an operator does to a running fleet: stop, start and restart by
 //! name and glob, `status`, reload (only what changed is touched; cluster
-//! limits reach running agents), and snapshots rewritten under an agent.
+//! limits reach running agents), and snapshots rewritten under an agent:
+//! swapped in, or refused (emptied, cut short, broken) with the old data
+//! still served; refused configuration reloads, however asked.
 
 use std::time::Duration;
 
-use crate::harness::imports::probe;
+use serde_json::Value as Json;
+
+use crate::harness::imports::{Signal, probe};
 use crate::harness::{
-    Fleet, GETBULK_200, WAIT, agent, agentcluster, free_port, free_ports, is, kinds_for, mib,
+    Fleet, GETBULK_200, WAIT, agent, agentcluster, free_port, free_ports, is, kill, kinds_for, mib,
     pid_of, snmp, snmp_ok, tempdir,
 };
 
@@ -319,4 +323,169 @@ fn a_rewritten_snapshot_is_swapped_in_without_a_restart() {
     );
     assert!(out.contains("second version"), "{out}");
     assert_eq!(pid_of(&fleet.status(), "hot"), pid, "no restart");
+}
+
+/// A served snapshot emptied (`: > file`), cut to less than half its
+/// records, or broken is refused: the agent keeps answering from the old
+/// data, a `reload-failed` event of the agent names the file and why, and
+/// the supervisor logs it as an error. A good rewrite afterwards is
+/// swapped in.
+#[test]
+fn an_emptied_shrunk_or_broken_snapshot_is_refused_and_the_old_data_served() {
+    let port = free_port();
+    let dir = tempdir();
+    let snap = dir.path().join("dev.snmprec");
+    std::fs::write(
+        &snap,
+        "1.3.6.1.2.1.1.1.0|4|first version\n1.3.6.1.2.1.1.4.0|4|ops\n\
+         1.3.6.1.2.1.1.5.0|4|dev\n1.3.6.1.2.1.1.6.0|4|lab\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "agents:\n  - name: hot\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        snap.display()
+    );
+    let fleet = Fleet::start(&yaml);
+    let target = format!("127.0.0.1:{port}");
+    let pid = pid_of(&fleet.status(), "hot");
+    let sys_descr = || {
+        snmp_ok(
+            "snmpget",
+            &["-v2c", "-c", "public", &target, ".1.3.6.1.2.1.1.1.0"],
+        )
+    };
+    assert!(sys_descr().contains("first version"));
+
+    let named = format!("snapshot {} not reloaded: ", snap.display());
+    // A file without records does not compile: the error names the file.
+    let empty = format!(
+        "{}: no records: the file is empty or holds only blank lines and comments",
+        snap.display()
+    );
+    let cases: [(&str, &dyn Fn(), &str); 3] = [
+        (
+            "emptied",
+            &|| drop(std::fs::File::create(&snap).unwrap()),
+            &empty,
+        ),
+        (
+            "cut to one record of four",
+            &|| std::fs::write(&snap, "1.3.6.1.2.1.1.5.0|4|dev\n").unwrap(),
+            "it has 1 records where 4 are served: 75.0% lost",
+        ),
+        (
+            "broken",
+            &|| std::fs::write(&snap, "1.3.6.1.2.1.1.1.0|4|x\nnot a record\n").unwrap(),
+            "dev.snmprec:2",
+        ),
+    ];
+    for (what, damage, why) in cases {
+        let since = fleet.next_seq();
+        let mark = fleet.stderr().len();
+        damage();
+        let e = fleet.wait_event(since, &format!("reload-failed: {what}"), |e| {
+            is(e, "hot", "reload-failed") && e["reason"].as_str().is_some_and(|r| r.contains(why))
+        });
+        let reason = e["reason"].as_str().unwrap();
+        assert!(reason.starts_with(&named), "{what}: {reason}");
+        assert_eq!(e["pid"], pid, "{what}: {e}");
+        assert_eq!(e["state"], "running", "{what}: {e}");
+        assert!(
+            fleet
+                .stderr()
+                .wait_for(mark, WAIT, |l| l.contains("ERROR") && l.contains(why))
+                .is_some(),
+            "{what}: no error logged; the log ends with:\n{}",
+            fleet.stderr().tail(20)
+        );
+        assert!(
+            sys_descr().contains("first version"),
+            "{what}: the old data is still served"
+        );
+    }
+    let refused: Vec<Json> = fleet
+        .events()
+        .into_iter()
+        .filter(|e| is(e, "hot", "data-reloaded"))
+        .collect();
+    assert!(refused.is_empty(), "nothing was swapped: {refused:?}");
+
+    let since = fleet.next_seq();
+    std::fs::write(
+        &snap,
+        "1.3.6.1.2.1.1.1.0|4|second version\n1.3.6.1.2.1.1.5.0|4|dev\n",
+    )
+    .unwrap();
+    fleet.wait_event(since, "data-reloaded", |e| is(e, "hot", "data-reloaded"));
+    assert!(sys_descr().contains("second version"));
+    assert_eq!(pid_of(&fleet.status(), "hot"), pid, "no restart");
+}
+
+/// A configuration that does not load, reloaded by `agentcluster reload`
+/// or by SIGHUP, changes nothing: each time a `reload-failed` event of the
+/// supervisor names the file and the problem, the supervisor logs it as
+/// an error (saying who asked), and the event reaches the KVP pool too.
+#[test]
+fn a_refused_configuration_reload_is_published_and_logged_however_asked() {
+    let pool_dir = tempdir();
+    let pool = pool_dir.path().join("kvp_pool_1");
+    let port = free_port();
+    let yaml = format!(
+        "events:\n  kvp:\n    path: {}\n{}",
+        pool.display(),
+        agents_yaml(&[("steady", port)])
+    );
+    let fleet = Fleet::start(&yaml);
+    let pid = pid_of(&fleet.status(), "steady");
+    let path = fleet.config();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("  - name: steady", "  - nme: steady")).unwrap();
+    let config = path.display().to_string();
+
+    let asks: [(&str, &dyn Fn()); 2] = [
+        ("agentcluster reload", &|| {
+            let out = agentcluster(&["reload", "--control", &fleet.control()]);
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("unknown field `nme`"),
+                "{out:?}"
+            );
+        }),
+        ("SIGHUP", &|| kill(fleet.pid(), Signal::SIGHUP)),
+    ];
+    for (by, ask) in asks {
+        let since = fleet.next_seq();
+        let mark = fleet.stderr().len();
+        ask();
+        let e = fleet.wait_event(since, &format!("reload-failed by {by}"), |e| {
+            is(e, "", "reload-failed")
+        });
+        let reason = e["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("configuration {config} not reloaded: "))
+                && reason.contains("unknown field `nme`"),
+            "{by}: {reason}"
+        );
+        assert_eq!(e["pid"], fleet.pid(), "{by}: {e}");
+        assert!(
+            fleet
+                .stderr()
+                .wait_for(mark, WAIT, |l| l.contains("ERROR")
+                    && l.contains("configuration not reloaded")
+                    && l.contains(by))
+                .is_some(),
+            "{by}: no error logged; the log ends with:\n{}",
+            fleet.stderr().tail(20)
+        );
+    }
+    assert_eq!(pid_of(&fleet.status(), "steady"), pid, "nothing changed");
+    let (status, stderr) = fleet.stop();
+    assert!(status.success(), "{status:?}: {stderr}");
+    let dump = agentcluster(&["kvp", "dump", &pool.display().to_string()]);
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let kvp: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("|reload-failed||"))
+        .collect();
+    assert_eq!(kvp.len(), 2, "{text}");
 }

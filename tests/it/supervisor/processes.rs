@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use crate::harness::events::show;
 use crate::harness::imports::Signal;
 use crate::harness::{
-    Fleet, agent, agentcluster, free_port, free_ports, is, is_alive, kill, pid_of, sys_name_ok,
-    tempdir, wait_gone,
+    Fleet, agent, agentcluster, free_port, free_ports, is, is_alive, kill, pid_of, snmp_ok,
+    sys_name_ok, tempdir, wait_gone,
 };
 
 use super::{agents_yaml, children};
@@ -38,6 +39,144 @@ fn as_root_agents_serve_privileged_ports_as_nobody() {
         "no capabilities: {caps}"
     );
     sys_name_ok(port);
+}
+
+#[test]
+fn as_root_agents_serve_stores_kept_in_a_directory_they_cannot_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix_is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // 0700, as `mktemp -d` and home directories are: `nobody` cannot enter
+    // it. The snapshot, the cache and the state directory are all inside.
+    let dir = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "a private directory");
+    let snap = dir.path().join("dev.snmprec");
+    std::fs::write(
+        &snap,
+        "1.3.6.1.2.1.1.1.0|4|first version\n1.3.6.1.2.1.1.5.0|4|dev\n",
+    )
+    .unwrap();
+    // pv-0 and pv-1 share a process (and its one store); pv-2, alone, has an
+    // SNMPv3 user, so its snmpEngineBoots is kept in the state directory.
+    // A start that fails is final, not a restart loop.
+    let ports = free_ports(3);
+    let names = ["pv-0", "pv-1", "pv-2"];
+    let mut yaml = String::from("  agents_per_process: 2\n  restart: { policy: never }\nagents:\n");
+    for (name, port) in names.iter().zip(&ports) {
+        yaml += &format!(
+            "  - name: {name}\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+            snap.display()
+        );
+    }
+    yaml += "    snmpv3:\n      users:\n        - name: ops\n";
+    let fleet = Fleet::start_in(dir, &[], &yaml, &[]);
+    let dir = fleet.dir.path().to_path_buf();
+    let status = fleet.status();
+    for name in names {
+        assert_eq!(
+            agent(&status, name)["state"],
+            "running",
+            "{name} does not run: {:?}",
+            fleet.events().iter().map(show).collect::<Vec<_>>()
+        );
+    }
+    let pids: Vec<u32> = names.iter().map(|n| pid_of(&status, n)).collect();
+    assert_eq!(pids[0], pids[1]);
+    let get = |port: u16, oid: &str| {
+        let target = format!("127.0.0.1:{port}");
+        snmp_ok("snmpget", &["-v2c", "-c", "public", &target, oid])
+    };
+    for port in &ports {
+        let out = get(*port, ".1.3.6.1.2.1.1.1.0");
+        assert!(out.contains("first version"), "{out}");
+    }
+    let v3 = snmp_ok(
+        "snmpget",
+        &[
+            "-v3",
+            "-l",
+            "noAuthNoPriv",
+            "-u",
+            "ops",
+            &format!("127.0.0.1:{}", ports[2]),
+            ".1.3.6.1.2.1.1.5.0",
+        ],
+    );
+    assert!(v3.contains("dev"), "{v3}");
+    for pid in &pids {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+            "runs as nobody: {uid_line}"
+        );
+        maps_a_store_and_holds_nothing_under(*pid, &dir.join("cache"), &dir);
+    }
+
+    // A hot swap, as an editor saves: a new file renamed over the old one.
+    let since = fleet.next_seq();
+    let tmp = dir.join(".dev.snmprec.new");
+    std::fs::write(
+        &tmp,
+        "1.3.6.1.2.1.1.1.0|4|second version\n1.3.6.1.2.1.1.5.0|4|dev\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &snap).unwrap();
+    let events = fleet
+        .follow(since)
+        .wait_all("data-reloaded for every agent", |e| {
+            names
+                .iter()
+                .all(|n| e.iter().any(|x| is(x, n, "data-reloaded")))
+        })
+        .to_vec();
+    for e in events.iter().filter(|e| e["event"] == "data-reloaded") {
+        assert_eq!(
+            e["reason"],
+            "snapshot recompiled and swapped in",
+            "{}",
+            show(e)
+        );
+    }
+    for port in &ports {
+        let out = get(*port, ".1.3.6.1.2.1.1.1.0");
+        assert!(out.contains("second version"), "{out}");
+    }
+    let after = fleet.status();
+    for (name, pid) in names.iter().zip(&pids) {
+        assert_eq!(pid_of(&after, name), *pid, "{name} was not restarted");
+        maps_a_store_and_holds_nothing_under(*pid, &dir.join("cache"), &dir);
+    }
+}
+
+/// Process `pid` maps a compiled store of `cache` (its own mapping, made
+/// from a descriptor it was given) and has no descriptor open on anything
+/// under `dir` (those descriptors are closed once mapped).
+fn maps_a_store_and_holds_nothing_under(pid: u32, cache: &std::path::Path, dir: &std::path::Path) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        maps.lines()
+            .any(|l| l.contains(&*cache.to_string_lossy()) && l.ends_with(".store")),
+        "agent {pid} maps no store of {}:\n{maps}",
+        cache.display()
+    );
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let fd = fd.unwrap().path();
+        if let Ok(target) = std::fs::read_link(&fd) {
+            assert!(
+                !target.starts_with(dir),
+                "agent {pid} holds {} open as {}",
+                target.display(),
+                fd.display()
+            );
+        }
+    }
 }
 
 fn nix_is_root() -> bool {
@@ -181,6 +320,25 @@ fn sigterm_stops_every_agent_and_exits_zero() {
     for needle in ["supervisor-stopping", "stopped"] {
         assert!(stderr.contains(needle), "{stderr}");
     }
+}
+
+#[test]
+fn stop_signals_in_quick_succession_are_one_clean_stop() {
+    // coreutils' `timeout` signals the child and its process group: the
+    // supervisor gets SIGTERM twice at once, and that is one request.
+    let ports = free_ports(2);
+    let fleet = Fleet::start(&agents_yaml(&[("q-1", ports[0]), ("q-2", ports[1])]));
+    let s = fleet.status();
+    let pids = [pid_of(&s, "q-1"), pid_of(&s, "q-2")];
+    kill(fleet.pid(), Signal::SIGTERM);
+    kill(fleet.pid(), Signal::SIGINT);
+    // and a third, as `stop` sends one more
+    let (code, stderr) = fleet.stop();
+    assert!(code.success(), "{code:?} {stderr}");
+    assert!(stderr.contains("the same request"), "{stderr}");
+    assert!(!stderr.contains("exiting now"), "{stderr}");
+    assert!(pids.iter().all(|p| !is_alive(*p)));
+    assert!(stderr.matches("stopped").count() >= 2, "{stderr}");
 }
 
 #[test]

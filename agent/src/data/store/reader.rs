@@ -241,7 +241,15 @@ impl Store {
     /// Opens a compiled store file (read-only mapping).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let file = fs::File::open(path).map_err(io_err(path))?;
-        let map = crate::sys::map_read_only(&file).map_err(io_err(path))?;
+        Store::from_file(&file, path)
+    }
+
+    /// Maps a compiled store from a file already open for reading: an
+    /// agent process's way, given the descriptor by the supervisor, so its
+    /// account needs no access to the cache directory. `path` only names
+    /// the store in errors. The file may be closed once this returns.
+    pub fn from_file(file: &fs::File, path: &Path) -> Result<Store, StoreError> {
+        let map = crate::sys::map_read_only(file).map_err(io_err(path))?;
         Store::with_backing(Backing::Mapped(map), Some(path.to_owned())).ok_or_else(|| {
             StoreError::Format {
                 path: path.to_owned(),

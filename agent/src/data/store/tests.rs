@@ -439,6 +439,31 @@ fn corpus_compiles_as_its_records() {
     }
 }
 
+/// A cache written before a file without records was an error may hold
+/// the empty store of such a file: it is an error all the same, at start
+/// and on reload alike.
+#[test]
+fn an_empty_store_left_in_the_cache_is_no_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("d.snmprec");
+    fs::write(&src, "").unwrap();
+    let cache = dir.path().join("cache");
+    fs::create_dir(&cache).unwrap();
+    let hash = super::cache::source_hash(b"", &src);
+    let old = cache.join(format!("{}.store", hex::encode(&hash[..16])));
+    fs::write(&old, encode(&[], hash).unwrap()).unwrap();
+    assert!(Store::open(&old).unwrap().is_empty());
+    match compile(&src, &cache) {
+        Err(StoreError::Snapshot(SnapshotError::Invalid { errors, warnings })) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].line, 0);
+            assert!(errors[0].message.starts_with("no records"), "{errors:?}");
+            assert!(warnings.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn compile_reuses_the_cache_by_content() {
     let dir = tempfile::tempdir().unwrap();

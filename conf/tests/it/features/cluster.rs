@@ -1,6 +1,6 @@
 //! The cluster section: defaults, explicit values, relative paths, users
 //! and groups, memory limits, durations and sizes, the MIB root, response
-//! size and rate limits.
+//! size and rate limits, the snapshot loss limit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,7 @@ fn defaults() {
     assert_eq!(c.user, None);
     assert_eq!(c.group, None);
     assert_eq!(c.memory_max, None);
+    assert_eq!(c.snapshot_max_loss, 50);
     assert_eq!(f.events, Events::default());
 
     let a = &f.agents[0];
@@ -362,4 +363,15 @@ agents: []
             burst: 200
         })
     );
+}
+
+#[test]
+fn snapshot_max_loss_is_a_percentage() {
+    let d = Dir::new();
+    for (written, percent) in [("0%", 0), ("10%", 10), ("\"25 %\"", 25), ("100%", 100)] {
+        let l = d.ok(&format!(
+            "cluster:\n  snapshot_max_loss: {written}\nagents: []\n"
+        ));
+        assert_eq!(l.fleet.cluster.snapshot_max_loss, percent, "{written}");
+    }
 }

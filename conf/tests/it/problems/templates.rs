@@ -182,6 +182,8 @@ agents:
     // dev-0's size (22 bytes; a.snmprec and c.snmpwalk are empty).
     assert_eq!(counts.snapshots, 2 + 25);
     assert_eq!(counts.snapshot_bytes, 25 * 22);
+    // A copy of t-{i} serves a.snmprec and its dev-{i}.
+    assert_eq!(counts.max_snapshots, 2);
     let p = find(&checked.problems, "too big for this host");
     assert_eq!(p.severity, agentcluster_conf::Severity::Error);
     assert_eq!((p.line, p.column), (0, 0));

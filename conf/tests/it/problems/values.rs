@@ -1,5 +1,6 @@
 //! Values out of range: durations, backoff, numbers, users and groups,
-//! memory limits, the MIB root, response size and rate limits.
+//! memory limits, the MIB root, response size and rate limits, the
+//! snapshot loss limit.
 
 use crate::common::{Dir, error_at, errors, show};
 
@@ -270,4 +271,27 @@ fn control_socket_path_too_long() {
     d.ok(&format!(
         "cluster:\n  control_socket: {fits}\nagents:\n  - name: a\n    listen: [\"127.0.0.1:10161\"]\n    data: mibs/a.snmprec\n    snmpv2c: {{ communities: [public] }}\n"
     ));
+}
+
+#[test]
+fn bad_snapshot_max_loss() {
+    let d = Dir::new();
+    for (written, message) in [
+        (
+            "50",
+            "`snapshot_max_loss`: `50` is not a percentage (write e.g. 50%",
+        ),
+        ("0.5", "`snapshot_max_loss`: `0.5` is not a percentage"),
+        ("12.5%", "`snapshot_max_loss`: `12.5%` is not a percentage"),
+        ("-5%", "`snapshot_max_loss`: `-5%` is not a percentage"),
+        ("\"%\"", "`snapshot_max_loss`: `%` is not a percentage"),
+        ("101%", "`snapshot_max_loss` must be at most 100%"),
+        ("99999999999%", "`snapshot_max_loss` must be at most 100%"),
+    ] {
+        let ps = d.fails(&format!(
+            "cluster:\n  snapshot_max_loss: {written}\nagents: []\n"
+        ));
+        assert_eq!(errors(&ps).len(), 1, "{written}: {}", show(&ps));
+        error_at(&ps, "fleet.yaml", 2, 22, message);
+    }
 }

@@ -4,11 +4,13 @@
 //! `journalctl MESSAGE_ID=… ` or `journalctl AGENTCLUSTER_AGENT=core-sw-1`
 //! find them. Never a secret in it: events carry none.
 
+use std::future::Future;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, Event};
@@ -76,28 +78,38 @@ pub fn entry(e: &Event) -> Vec<u8> {
     out
 }
 
-/// Writes every event to the journal at `socket` until `shutdown`. A lost
-/// entry (journal busy) is logged, never retried in a loop.
-pub async fn run(socket: PathBuf, bus: Bus, shutdown: CancellationToken) {
-    let mut events = bus.subscribe();
+/// Writes every event to the journal at `socket` until `shutdown` (the bus
+/// closing), then what was published before it, and returns. It subscribes
+/// when called, not when first polled, so no event published in between
+/// is missed. A lost entry (journal busy) is logged, never retried in a
+/// loop.
+pub fn run(
+    socket: PathBuf,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let events = bus.subscribe();
+    deliver(socket, bus, events, shutdown)
+}
+
+async fn deliver(
+    socket: PathBuf,
+    bus: Bus,
+    mut events: broadcast::Receiver<Arc<Event>>,
+    shutdown: CancellationToken,
+) {
     let Ok(sock) = UnixDatagram::unbound() else {
         tracing::warn!("journal: cannot create a socket; events go to stderr only");
         return;
     };
     loop {
         let e: Arc<Event> = tokio::select! {
-            () = shutdown.cancelled() => {
-                // What was published before the shutdown still goes out.
-                match events.try_recv() {
-                    Ok(e) => e,
-                    Err(_) => return,
-                }
-            }
+            biased;
+            () = shutdown.cancelled() => break,
             r = events.recv() => match r {
                 Ok(e) => e,
                 Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(lost = n, "journal: events lost (journal too slow)");
-                    bus.report_dropped("journal", n);
+                    lagged(&bus, n);
                     continue;
                 }
                 Err(RecvError::Closed) => return,
@@ -105,6 +117,19 @@ pub async fn run(socket: PathBuf, bus: Bus, shutdown: CancellationToken) {
         };
         send(&sock, &socket, &entry(&e));
     }
+    // The bus is closed: what was published before it still goes out.
+    loop {
+        match events.try_recv() {
+            Ok(e) => send(&sock, &socket, &entry(&e)),
+            Err(TryRecvError::Lagged(n)) => lagged(&bus, n),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+        }
+    }
+}
+
+fn lagged(bus: &Bus, n: u64) {
+    tracing::warn!(lost = n, "journal: events lost (journal too slow)");
+    bus.report_dropped("journal", n);
 }
 
 fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {
@@ -186,5 +211,46 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
+    }
+
+    /// The last events (published before the task ever ran, and up to the
+    /// bus's close) all reach the journal.
+    #[tokio::test]
+    async fn every_event_up_to_the_close_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sock");
+        let journal = UnixDatagram::bind(&path).unwrap();
+        let bus = Bus::new("lab-a");
+        let sink = run(path.clone(), bus.clone(), bus.closed());
+        crate::events::testutil::publish(&bus, "", "supervisor-stopping", "shutdown requested");
+        for agent in ["a", "b", "c"] {
+            crate::events::testutil::publish(&bus, agent, "stopped", "exited with code 0");
+        }
+        bus.close();
+        sink.await;
+        journal.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while let Ok(n) = journal.recv(&mut buf) {
+            let fields = parse(&buf[..n]);
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            got.push((get("AGENTCLUSTER_SEQ"), get("AGENTCLUSTER_EVENT")));
+        }
+        let want: Vec<(String, String)> = [
+            ("1", "supervisor-stopping"),
+            ("2", "stopped"),
+            ("3", "stopped"),
+            ("4", "stopped"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

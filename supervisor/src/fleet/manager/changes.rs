@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agentcluster_agent::store;
 use agentcluster_conf::Fleet;
@@ -22,7 +22,7 @@ use crate::control::api::{ErrorKind, Response};
 use crate::events::{EventKind, NewEvent, State};
 use crate::fleet::plan::limits;
 use crate::fleet::reload::{self, Group, group, unapplied_cluster_keys};
-use crate::fleet::stores::compile_stores;
+use crate::fleet::stores::{self, compile_stores};
 use crate::process::unit;
 
 /// Who asked for a reload, and hears how it went.
@@ -35,16 +35,26 @@ pub enum Asker {
 }
 
 impl Asker {
+    /// How the asker is named in the log.
+    fn name(&self) -> &'static str {
+        match self {
+            Asker::Signal => "SIGHUP",
+            Asker::Control(_) => "agentcluster reload",
+        }
+    }
+
+    /// Tells the asker how the reload went. A refused reload is logged
+    /// (and published) once, by [`Manager::on_work`], whoever asked.
     fn answer(self, response: Response) {
         match self {
             Asker::Control(reply) => {
                 let _ = reply.send(response);
             }
-            Asker::Signal => match response {
-                Response::Error { message, .. } => tracing::error!("SIGHUP: {message}"),
-                Response::Done { message, .. } => tracing::info!("SIGHUP: {message}"),
-                _ => {}
-            },
+            Asker::Signal => {
+                if let Response::Done { message, .. } = response {
+                    tracing::info!("SIGHUP: {message}");
+                }
+            }
         }
     }
 }
@@ -53,17 +63,22 @@ impl Asker {
 #[derive(Debug)]
 pub enum Work {
     /// A reload read the configuration and compiled its stores, or could
-    /// not (the answer to give).
-    Prepared(Box<Result<Prepared, Response>>),
+    /// not (its problems, one a line).
+    Prepared(Box<Result<Prepared, Vec<String>>>),
     /// The units a reload stopped are gone.
     Stopped,
-    /// Snapshot files were recompiled: each source file that compiled, with
-    /// its store.
+    /// Snapshot files were recompiled: each source file that compiled and
+    /// may be swapped in, with its store; each one refused, with why.
     Compiled {
         files: Vec<PathBuf>,
         compiled: HashMap<PathBuf, PathBuf>,
+        refused: Vec<(PathBuf, String)>,
     },
 }
+
+/// The compiled stores each snapshot source is served from now (one, but
+/// for a moment during a reload).
+type Served = HashMap<PathBuf, Vec<PathBuf>>;
 
 /// A configuration that was read and checked, with its compiled stores.
 #[derive(Debug)]
@@ -94,31 +109,47 @@ struct Current {
 struct Pending {
     compiled: HashMap<PathBuf, PathBuf>,
     start: Vec<Group>,
-    /// Agent names that ran before the reload.
-    before: Vec<String>,
-    /// Agent names whose units it stopped.
-    stopped: Vec<String>,
+    /// The agents it changes, adds and removes (published already).
+    report: reload::Report,
     limits_changed: bool,
     unapplied: Vec<&'static str>,
 }
 
 /// Reads and checks the configuration at `source` and compiles its
-/// stores. Blocking.
-fn prepare(source: &std::path::Path) -> Result<Prepared, Response> {
+/// stores; a snapshot served now (`served`) whose new store is refused
+/// (see [`stores::check_swap`]) refuses the whole reload. Blocking.
+fn prepare(source: &Path, served: &Served) -> Result<Prepared, Vec<String>> {
     let fleet = match agentcluster_conf::load(source) {
         Ok(l) => l.fleet,
-        Err(problems) => {
-            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return Err(Response::Error {
-                kind: ErrorKind::Config,
-                message: format!("configuration not reloaded:\n{}", text.join("\n")),
-            });
-        }
+        Err(problems) => return Err(problems.iter().map(|p| p.to_string()).collect()),
     };
-    let compiled = compile_stores(&fleet).map_err(|e| Response::Error {
-        kind: ErrorKind::Config,
-        message: format!("configuration not reloaded: {e}"),
-    })?;
+    let compiled = compile_stores(&fleet)
+        .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
+    let mut refused: Vec<String> = compiled
+        .iter()
+        .filter_map(|(src, store)| {
+            let records = stores::records_in(store);
+            let check = match records {
+                Some(n) => stores::check_swap(
+                    src,
+                    store,
+                    n,
+                    served.get(src).map_or(&[][..], Vec::as_slice),
+                    fleet.cluster.snapshot_max_loss,
+                ),
+                None => Err(format!(
+                    "snapshot {} not reloaded: its compiled store {} cannot be read",
+                    src.display(),
+                    store.display()
+                )),
+            };
+            check.err()
+        })
+        .collect();
+    if !refused.is_empty() {
+        refused.sort();
+        return Err(refused);
+    }
     Ok(Prepared { fleet, compiled })
 }
 
@@ -138,18 +169,37 @@ impl Manager {
     fn begin_reload(&mut self, askers: Vec<Asker>) {
         let source = self.source.clone();
         let work = self.reports.work.clone();
+        let served = self.served();
         self.reload.current = Some(Current {
             askers,
             stopping: None,
         });
         self.tasks.spawn_blocking(move || {
-            let _ = work.send(Work::Prepared(Box::new(prepare(&source))));
+            let _ = work.send(Work::Prepared(Box::new(prepare(&source, &served))));
         });
+    }
+
+    /// The stores each snapshot source is served from now.
+    fn served(&self) -> Served {
+        let mut served = Served::new();
+        for u in &self.units {
+            for (sources, stores) in u.sources.iter().zip(&u.stores) {
+                for (src, store) in sources.iter().zip(stores) {
+                    let list = served.entry(src.clone()).or_default();
+                    if !list.contains(store) {
+                        list.push(store.clone());
+                    }
+                }
+            }
+        }
+        served
     }
 
     /// Recompiles `files` (snapshots that changed on disk) off the loop;
     /// the new stores are swapped into the agents that serve them when the
-    /// compile is done.
+    /// compile is done, unless they are refused: a snapshot that does not
+    /// parse, has no records, or lost more than `cluster.snapshot_max_loss`
+    /// of the records served now.
     pub fn snapshots_changed(&mut self, files: Vec<PathBuf>) {
         self.reload.queued_files.extend(files);
         if self.reload.compiling {
@@ -163,21 +213,39 @@ impl Manager {
         }
         self.reload.compiling = true;
         let cache_dir = self.cluster.cache_dir.clone();
+        let max_loss = self.snapshot_max_loss;
+        let served = self.served();
         let work = self.reports.work.clone();
         self.tasks.spawn_blocking(move || {
             let mut compiled = HashMap::new();
+            let mut refused = Vec::new();
             for f in &files {
-                match store::compile(f, &cache_dir) {
-                    Ok(c) => {
-                        compiled.insert(f.clone(), c.store_path);
+                let checked = store::compile(f, &cache_dir)
+                    .map_err(|e| {
+                        format!(
+                            "snapshot {} not reloaded: {}",
+                            f.display(),
+                            stores::brief(&e)
+                        )
+                    })
+                    .and_then(|c| {
+                        let on = served.get(f).map_or(&[][..], Vec::as_slice);
+                        stores::check_swap(f, &c.store_path, c.records, on, max_loss)
+                            .map(|()| c.store_path)
+                    });
+                match checked {
+                    Ok(store) => {
+                        compiled.insert(f.clone(), store);
                     }
-                    Err(e) => {
-                        // A broken edit keeps the old data served.
-                        tracing::error!(snapshot = %f.display(), cause = %e, "snapshot not reloaded");
-                    }
+                    // The old data stays served.
+                    Err(why) => refused.push((f.clone(), why)),
                 }
             }
-            let _ = work.send(Work::Compiled { files, compiled });
+            let _ = work.send(Work::Compiled {
+                files,
+                compiled,
+                refused,
+            });
         });
     }
 
@@ -186,17 +254,33 @@ impl Manager {
         match work {
             Work::Prepared(result) => match *result {
                 Ok(prepared) => self.stop_for_reload(prepared),
-                Err(response) => {
-                    if let Some(current) = self.reload.current.take() {
-                        for a in current.askers {
-                            a.answer(response.clone());
-                        }
+                Err(problems) => {
+                    let askers = self
+                        .reload
+                        .current
+                        .take()
+                        .map(|c| c.askers)
+                        .unwrap_or_default();
+                    self.reload_refused(&askers, &problems);
+                    let response = Response::Error {
+                        kind: ErrorKind::Config,
+                        message: format!("configuration not reloaded:\n{}", problems.join("\n")),
+                    };
+                    for a in askers {
+                        a.answer(response.clone());
                     }
                     self.next_reload();
                 }
             },
             Work::Stopped => self.finish_reload().await,
-            Work::Compiled { files, compiled } => {
+            Work::Compiled {
+                files,
+                compiled,
+                refused,
+            } => {
+                for (file, why) in &refused {
+                    self.snapshot_refused(file, why);
+                }
                 let n = self.refresh_with(&compiled, &files).await;
                 tracing::info!(files = files.len(), processes = n, "snapshots changed");
                 self.reload.compiling = false;
@@ -211,6 +295,7 @@ impl Manager {
     fn stop_for_reload(&mut self, prepared: Prepared) {
         let Prepared { fleet, compiled } = prepared;
         self.events = fleet.events.clone();
+        self.snapshot_max_loss = fleet.cluster.snapshot_max_loss;
         // The limits apply to running agents at once; other cluster keys
         // only to a new supervisor.
         let new_limits = limits(&fleet.cluster);
@@ -235,18 +320,63 @@ impl Manager {
             .iter()
             .flat_map(|u| u.agents.iter().map(|a| a.name.clone()))
             .collect();
-        // Stop what goes away or changes, all at once.
-        let mut stopped = Vec::new();
-        let mut waits = Vec::new();
-        let units = mem::take(&mut self.units);
-        for (u, keep) in units.into_iter().zip(diff.keep) {
-            if keep {
-                self.units.push(u);
-            } else {
-                u.stop.cancel();
-                stopped.extend(u.agents.iter().map(|a| a.name.clone()));
-                waits.push(u.task);
+        let (kept, going): (Vec<_>, Vec<_>) = mem::take(&mut self.units)
+            .into_iter()
+            .zip(diff.keep)
+            .partition(|(_, keep)| *keep);
+        self.units = kept.into_iter().map(|(u, _)| u).collect();
+        let going: Vec<_> = going.into_iter().map(|(u, _)| u).collect();
+        // Each agent the reload touches is told first: its `stopped` (if
+        // it has a process) and its new start follow.
+        let stopped: Vec<String> = going
+            .iter()
+            .flat_map(|u| u.agents.iter().map(|a| a.name.clone()))
+            .collect();
+        let starting: Vec<String> = diff
+            .start
+            .iter()
+            .flat_map(|(g, _)| g.iter().map(|a| a.name.clone()))
+            .collect();
+        let starts: HashMap<&str, bool> = diff
+            .start
+            .iter()
+            .flat_map(|(g, active)| g.iter().map(move |a| (a.name.as_str(), *active)))
+            .collect();
+        let report = reload::report(&before, &starting, &stopped);
+        let now: HashMap<&str, State> = going
+            .iter()
+            .flat_map(|u| {
+                let state = u.status.borrow().state;
+                u.agents.iter().map(move |a| (a.name.as_str(), state))
+            })
+            .collect();
+        for (names, why) in [
+            (&report.changed, "changed"),
+            (&report.added, "added"),
+            (&report.removed, "removed"),
+        ] {
+            for name in names {
+                let state = match (now.get(name.as_str()), starts.get(name.as_str())) {
+                    // A unit being stopped (it publishes `stopped`).
+                    (Some(s), _) if !matches!(s, State::Inactive | State::Stopped) => {
+                        State::Stopping
+                    }
+                    (_, Some(true)) => State::Starting,
+                    (_, Some(false)) => State::Inactive,
+                    (_, None) => State::Stopped,
+                };
+                self.shared.bus.publish(NewEvent {
+                    agent: name.clone(),
+                    reason: format!("reload: agent {why}"),
+                    ..NewEvent::new(EventKind::ConfigChanged, state)
+                });
             }
+        }
+        // Stop what goes away or changes, all at once.
+        let mut waits = Vec::new();
+        for u in going {
+            u.stop.cancel();
+            waits.push(u.task);
         }
         let work = self.reports.work.clone();
         self.tasks.spawn(async move {
@@ -259,8 +389,7 @@ impl Manager {
             current.stopping = Some(Pending {
                 compiled,
                 start: diff.start,
-                before,
-                stopped,
+                report,
                 limits_changed,
                 unapplied,
             });
@@ -292,40 +421,16 @@ impl Manager {
             .collect();
         self.sockets.retain(|e, _| used.contains(e));
         let mut problems = Vec::new();
-        let mut started = Vec::new();
         for (agents, active) in p.start {
             if active && let Err(errors) = self.bind_missing(&agents) {
                 problems.extend(errors.iter().map(|e| e.to_string()));
                 continue;
             }
-            let names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
             if let Err(e) = self.add_unit(agents, &p.compiled, active) {
                 problems.push(e.to_string());
-                continue;
-            }
-            started.extend(names);
-        }
-        let report = reload::report(&p.before, &started, &p.stopped);
-        for (names, why) in [
-            (&report.changed, "changed"),
-            (&report.added, "added"),
-            (&report.removed, "removed"),
-        ] {
-            for name in names {
-                self.shared.bus.publish(NewEvent {
-                    agent: name.clone(),
-                    reason: format!("reload: agent {why}"),
-                    ..NewEvent::new(
-                        EventKind::ConfigChanged,
-                        if why == "removed" {
-                            State::Stopped
-                        } else {
-                            State::Starting
-                        },
-                    )
-                });
             }
         }
+        let report = p.report;
         // Snapshots whose content changed under unchanged agents.
         let changed_files: Vec<PathBuf> = self
             .units
@@ -365,6 +470,51 @@ impl Manager {
         self.next_reload();
     }
 
+    /// A configuration reload that changed nothing: logged, and published
+    /// as a supervisor event.
+    fn reload_refused(&self, askers: &[Asker], problems: &[String]) {
+        let by: Vec<&str> = askers.iter().map(Asker::name).collect();
+        tracing::error!(
+            config = %self.source.display(),
+            asked_by = %by.join(", "),
+            "configuration not reloaded: {}",
+            problems.join("; ")
+        );
+        self.shared.bus.publish(NewEvent {
+            pid: Some(std::process::id()),
+            reason: format!(
+                "configuration {} not reloaded: {}",
+                self.source.display(),
+                problems.join("; ")
+            ),
+            ..NewEvent::new(EventKind::ReloadFailed, State::Running)
+        });
+    }
+
+    /// A recompiled snapshot that is not swapped in: logged, and published
+    /// for each agent that serves it (and keeps its old data).
+    fn snapshot_refused(&self, file: &Path, why: &str) {
+        tracing::error!(snapshot = %file.display(), "{why}; the old data stays served");
+        for u in &self.units {
+            let (pid, restarts, state) = {
+                let s = u.status.borrow();
+                (s.pid, s.restarts, s.state)
+            };
+            for (agent, sources) in u.agents.iter().zip(&u.sources) {
+                if !sources.iter().any(|s| s == file) {
+                    continue;
+                }
+                self.shared.bus.publish(NewEvent {
+                    agent: agent.name.clone(),
+                    pid,
+                    restarts,
+                    reason: format!("{why}; the old data stays served"),
+                    ..NewEvent::new(EventKind::ReloadFailed, state)
+                });
+            }
+        }
+    }
+
     /// Starts the reload that requests made during the last one wait for.
     fn next_reload(&mut self) {
         let next = mem::take(&mut self.reload.next);
@@ -391,7 +541,7 @@ impl Manager {
                         && new != cur
                     {
                         *cur = new.clone();
-                        swaps.push(agentcluster_agent::channel::Swap {
+                        swaps.push(unit::StoreSwap {
                             agent: ai,
                             view: vi,
                             store: new.clone(),

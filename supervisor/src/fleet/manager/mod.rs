@@ -113,6 +113,9 @@ pub struct Manager {
     tasks: TaskTracker,
     /// The reload in progress and the requests waiting for the next one.
     reload: changes::ReloadState,
+    /// `cluster.snapshot_max_loss` of the configuration loaded last (a
+    /// reload applies it).
+    snapshot_max_loss: u8,
 }
 
 impl Manager {
@@ -140,6 +143,7 @@ impl Manager {
             units_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             reload: changes::ReloadState::default(),
+            snapshot_max_loss: fleet.cluster.snapshot_max_loss,
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;

@@ -13,7 +13,7 @@ use super::{Asker, Manager, Reports, Work};
 use crate::control::api::{ErrorKind, Request, Response};
 use crate::events::{Bus, Event, EventKind, State};
 use crate::fleet::stores::compile_stores;
-use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+use crate::process::testutil::{Fake, Launched, OnTerm, Sent, shared};
 
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -35,9 +35,21 @@ impl Files {
 
     /// Writes a fleet of `(name, port)` agents.
     fn write(&self, agents: &[(&str, u16)]) {
+        self.write_with("", agents);
+    }
+
+    /// The snapshot every agent serves.
+    fn snapshot(&self) -> PathBuf {
+        self.dir.path().join("d.snmprec")
+    }
+
+    /// Writes a fleet of `(name, port)` agents with more `cluster` keys
+    /// (`, key: value`).
+    fn write_with(&self, cluster: &str, agents: &[(&str, u16)]) {
         let d = self.dir.path().display();
-        let mut text =
-            format!("cluster: {{ cache_dir: {d}/cache, state_dir: {d}/state }}\nagents:\n");
+        let mut text = format!(
+            "cluster: {{ cache_dir: {d}/cache, state_dir: {d}/state {cluster} }}\nagents:\n"
+        );
         for (name, port) in agents {
             text += &format!(
                 "  - {{ name: {name}, listen: [\"127.0.0.1:{port}\"], data: {d}/d.snmprec, snmpv2c: {{ communities: [public] }} }}\n"
@@ -154,6 +166,29 @@ impl Harness {
             .collect()
     }
 
+    /// The events published since the last look: (agent, kind, reason).
+    fn published(&mut self) -> Vec<(String, EventKind, String)> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push((e.agent.clone(), e.event, e.reason.clone()));
+        }
+        out.sort();
+        out
+    }
+
+    /// The store the next message to unit `unit`'s process swaps in.
+    async fn next_swap(&mut self, unit: &str) -> Vec<PathBuf> {
+        let p = self.procs.get_mut(unit).expect("a process");
+        let msg = tokio::time::timeout(PATIENCE, p.sent.recv())
+            .await
+            .expect("a message")
+            .expect("the unit is alive");
+        let Sent::Swap(swaps) = msg else {
+            panic!("not a swap: {msg:?}")
+        };
+        swaps.into_iter().map(|s| s.store).collect()
+    }
+
     /// The `config-changed` events published so far: (agent, reason).
     fn config_changes(&mut self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -240,6 +275,63 @@ async fn a_reload_restarts_only_what_changed_and_requests_are_answered_meanwhile
     );
 }
 
+/// A reload says what it does to an agent before it does it: a changed or
+/// removed agent's `config-changed` comes before the `stopped` of its
+/// process (which names that process and how it ended), an added agent's
+/// before its `starting`.
+#[tokio::test(start_paused = true)]
+async fn a_reload_publishes_config_changed_before_it_stops_or_starts_an_agent() {
+    let files = Files::new();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    files.write(&[("a", pa), ("b", pb), ("c", pc)]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(3).await;
+    all_running(&mut h, &["a", "b", "c"]).await;
+    let pids: HashMap<String, Option<u32>> =
+        h.running().into_iter().map(|(n, _, p)| (n, p)).collect();
+    while h.events.try_recv().is_ok() {}
+
+    files.write(&[("a", pa), ("b", free_port()), ("d", free_port())]);
+    let (tx, reply) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx));
+    assert_eq!(h.turn().await, "prepared");
+    assert_eq!(h.turn().await, "stopped");
+    assert!(matches!(reply.await.unwrap(), Response::Done { .. }));
+    assert_eq!(h.ready(2).await, ["b", "d"]);
+    all_running(&mut h, &["a", "b", "d"]).await;
+
+    let mut events = Vec::new();
+    while let Ok(e) = h.events.try_recv() {
+        events.push(e);
+    }
+    let at = |agent: &str, kind: EventKind| {
+        events
+            .iter()
+            .position(|e| e.agent == agent && e.event == kind)
+            .unwrap_or_else(|| panic!("no {kind} of {agent}: {events:#?}"))
+    };
+    for (agent, why) in [("b", "changed"), ("c", "removed")] {
+        let told = &events[at(agent, EventKind::ConfigChanged)];
+        assert_eq!(told.reason, format!("reload: agent {why}"));
+        assert_eq!(told.state, State::Stopping, "{told:?}");
+        assert!(
+            at(agent, EventKind::ConfigChanged) < at(agent, EventKind::Stopped),
+            "{agent}: config-changed first: {events:#?}"
+        );
+        let stopped = &events[at(agent, EventKind::Stopped)];
+        assert_eq!(stopped.pid, pids[agent], "{stopped:?}");
+        assert_eq!(stopped.signal.as_deref(), Some("SIGTERM"), "{stopped:?}");
+    }
+    assert!(at("b", EventKind::Stopped) < at("b", EventKind::Starting));
+    let added = &events[at("d", EventKind::ConfigChanged)];
+    assert_eq!(
+        (added.reason.as_str(), added.state),
+        ("reload: agent added", State::Starting)
+    );
+    assert!(at("d", EventKind::ConfigChanged) < at("d", EventKind::Starting));
+    assert!(!events.iter().any(|e| e.agent == "a"), "a is untouched");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_refused_configuration_changes_nothing_and_reloads_queue_up() {
     let files = Files::new();
@@ -320,4 +412,149 @@ async fn operator_requests_name_agents_by_glob() {
         ),
         "{r:?}"
     );
+}
+
+/// Four records, then the snapshot rewritten as tools and people do it.
+const FOUR: &str = "1.3.6.1.2.1.1.1.0|4|four\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.8072\n\
+                    1.3.6.1.2.1.1.5.0|4|x\n1.3.6.1.2.1.1.6.0|4|lab\n";
+
+/// The `reload-failed` events among `events`: (agent, reason).
+fn refusals(events: &[(String, EventKind, String)]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|(_, k, _)| *k == EventKind::ReloadFailed)
+        .map(|(a, _, r)| (a.clone(), r.clone()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_emptied_shrunk_or_broken_snapshot_is_refused_and_a_good_one_swapped_in() {
+    let files = Files::new();
+    let snap = files.snapshot();
+    std::fs::write(&snap, FOUR).unwrap();
+    files.write(&[("a", free_port()), ("b", free_port())]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(2).await;
+    all_running(&mut h, &["a", "b"]).await;
+    h.published();
+
+    let cases = [
+        // A file without records does not compile: its one error names it.
+        (
+            "",
+            format!(
+                "{}: no records: the file is empty or holds only blank lines and comments; ",
+                snap.display()
+            ),
+        ),
+        (
+            "# cut short\n\n",
+            format!("{}: no records: ", snap.display()),
+        ),
+        (
+            "1.3.6.1.2.1.1.5.0|4|x\n",
+            "it has 1 records where 4 are served: 75.0% lost, more than cluster.snapshot_max_loss (50%)".into(),
+        ),
+        // Each broken record is not repeated in every agent's event.
+        (
+            "1.3.6.1.2.1.1.5.0|4\nx\n1.3.6.1.2.1.1.6.0|4|y\ny\n",
+            "d.snmprec:1: ".into(),
+        ),
+        ("x\ny\nz\n", " (and 2 more broken records); ".into()),
+    ];
+    for (text, why) in cases {
+        std::fs::write(&snap, text).unwrap();
+        h.manager.snapshots_changed(vec![snap.clone()]);
+        assert_eq!(h.turn().await, "compiled");
+        let got = refusals(&h.published());
+        assert_eq!(got.len(), 2, "{text:?}: one per agent: {got:?}");
+        for ((agent, reason), want) in got.iter().zip(["a", "b"]) {
+            assert_eq!(agent, want);
+            assert!(
+                reason.starts_with(&format!("snapshot {} not reloaded: ", snap.display()))
+                    && reason.contains(&why)
+                    && reason.ends_with("; the old data stays served"),
+                "{text:?}: {reason}"
+            );
+        }
+    }
+    // Half of the records may go: swapped in, and the next message each
+    // process gets is that swap (none came for the refused ones).
+    std::fs::write(&snap, "1.3.6.1.2.1.1.1.0|4|two\n1.3.6.1.2.1.1.5.0|4|x\n").unwrap();
+    h.manager.snapshots_changed(vec![snap.clone()]);
+    assert_eq!(h.turn().await, "compiled");
+    let new_store = compile_stores(&agentcluster_conf::load(&files.path()).unwrap().fleet)
+        .unwrap()
+        .remove(&snap)
+        .unwrap();
+    for unit in ["a", "b"] {
+        assert_eq!(
+            h.next_swap(unit).await,
+            std::slice::from_ref(&new_store),
+            "{unit}"
+        );
+    }
+    assert!(refusals(&h.published()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_would_shrink_a_served_snapshot_too_much_is_refused() {
+    let files = Files::new();
+    let snap = files.snapshot();
+    std::fs::write(&snap, FOUR).unwrap();
+    let port = free_port();
+    files.write(&[("a", port)]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(1).await;
+    all_running(&mut h, &["a"]).await;
+    h.published();
+
+    // One record of four: the whole reload is refused, with one supervisor
+    // event naming the configuration and the snapshot.
+    std::fs::write(&snap, "1.3.6.1.2.1.1.5.0|4|x\n").unwrap();
+    let (tx, mut reply) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx));
+    assert_eq!(h.turn().await, "prepared");
+    // Refused at once: no unit is stopped for it.
+    let Ok(Response::Error { kind, message }) = reply.try_recv() else {
+        panic!("not refused")
+    };
+    assert_eq!(kind, ErrorKind::Config);
+    let why = format!(
+        "snapshot {} not reloaded: it has 1 records where 4 are served",
+        snap.display()
+    );
+    assert!(message.contains(&why), "{message}");
+    let got = refusals(&h.published());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "", "a supervisor event");
+    assert!(
+        got[0].1.starts_with(&format!(
+            "configuration {} not reloaded: ",
+            files.path().display()
+        )) && got[0].1.contains(&why),
+        "{}",
+        got[0].1
+    );
+
+    // The same file with the check turned off: reloaded and swapped in.
+    files.write_with(", snapshot_max_loss: 100%", &[("a", port)]);
+    let (tx, reply) = oneshot::channel();
+    h.manager.reload(Asker::Control(tx));
+    assert_eq!(h.turn().await, "prepared");
+    assert_eq!(h.turn().await, "stopped");
+    let Response::Done { message, .. } = reply.await.unwrap() else {
+        panic!("not reloaded")
+    };
+    assert!(
+        message.contains("1 swapped to new snapshot data"),
+        "{message}"
+    );
+    assert_eq!(h.next_swap("a").await.len(), 1);
+    // And the watcher's swaps take the reloaded limit too.
+    std::fs::write(&snap, "1.3.6.1.2.1.1.6.0|4|y\n").unwrap();
+    h.manager.snapshots_changed(vec![snap.clone()]);
+    assert_eq!(h.turn().await, "compiled");
+    assert!(refusals(&h.published()).is_empty());
+    assert_eq!(h.next_swap("a").await.len(), 1);
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentcluster_agent::channel::{FromAgent, Swap, ToAgent};
+use agentcluster_agent::channel::{FromAgent, ToAgent};
 use agentcluster_agent::xorshift::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use crate::events::{Bus, NewEvent};
 use crate::process::launch::{FromChannel, Launch, Proc};
 use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, State, Timer};
 
-pub use crate::process::spec::{AgentPlan, Settings, UnitSpec};
+pub use crate::process::spec::{AgentPlan, Settings, StoreSwap, UnitSpec};
 
 /// What every unit shares.
 #[derive(Clone)]
@@ -36,7 +36,7 @@ pub enum Command {
     Stop,
     Restart,
     /// Serve these stores from now on (snapshots recompiled).
-    Swap(Vec<Swap>),
+    Swap(Vec<StoreSwap>),
 }
 
 /// What `status` shows of a unit.
@@ -141,11 +141,11 @@ pub async fn run(
                     }
                     // A process that is still starting reads this after
                     // its start message, which named the old stores.
-                    if let Some(p) = process.as_mut() {
-                        let msg = ToAgent::Swap { swaps };
-                        if let Err(e) = p.proc.send(&msg).await {
-                            tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
-                        }
+                    if let Some(p) = process.as_mut()
+                        && let Err(e) = p.proc.swap(&swaps).await
+                    {
+                        tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
+                        swapped(&spec, &shared, &machine, Err(e.to_string()));
                     }
                     None
                 }
@@ -370,19 +370,7 @@ fn on_channel(
             None
         }
         FromChannel::Msg(FromAgent::Swapped { ok, reason }) => {
-            for plan in &spec.agents {
-                shared.bus.publish(NewEvent {
-                    agent: plan.name.clone(),
-                    pid: machine.pid(),
-                    restarts: machine.restarts(),
-                    reason: if ok {
-                        "snapshot recompiled and swapped in".into()
-                    } else {
-                        format!("snapshot swap failed: {reason}")
-                    },
-                    ..NewEvent::new(EventKind::DataReloaded, machine.state())
-                });
-            }
+            swapped(spec, shared, machine, if ok { Ok(()) } else { Err(reason) });
             None
         }
         FromChannel::Msg(_) => None,
@@ -394,6 +382,23 @@ fn on_channel(
         }
         // A running agent's channel ends with its process; the exit follows.
         FromChannel::Closed | FromChannel::Broken(_) => None,
+    }
+}
+
+/// The end of a swap: one `data-reloaded` per agent of the process, saying
+/// whether its process serves the new stores.
+fn swapped(spec: &UnitSpec, shared: &Shared, machine: &Machine, result: Result<(), String>) {
+    for plan in &spec.agents {
+        shared.bus.publish(NewEvent {
+            agent: plan.name.clone(),
+            pid: machine.pid(),
+            restarts: machine.restarts(),
+            reason: match &result {
+                Ok(()) => "snapshot recompiled and swapped in".into(),
+                Err(why) => format!("snapshot swap failed: {why}"),
+            },
+            ..NewEvent::new(EventKind::DataReloaded, machine.state())
+        });
     }
 }
 
@@ -421,18 +426,16 @@ fn apply(
             Action::CancelTimer(t) => {
                 timers.remove(&t);
             }
-            Action::Emit { kind, reason, exit } => {
+            Action::Emit {
+                kind,
+                reason,
+                pid,
+                exit,
+            } => {
                 let (exit_code, signal) = match &exit {
                     Some(Exit::Code(c)) => (Some(*c), None),
                     Some(Exit::Signal(s)) => (None, Some(s.clone())),
                     None => (None, None),
-                };
-                let pid = match kind {
-                    EventKind::Died | EventKind::StartFailed => machine
-                        .pid()
-                        .or(process.as_ref().and_then(|p| p.proc.id()))
-                        .or(machine.last_pid()),
-                    _ => machine.pid(),
                 };
                 for plan in &spec.agents {
                     shared.bus.publish(NewEvent {

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentcluster_agent::channel::{Swap, ToAgent};
+use agentcluster_agent::channel::ToAgent;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentPlan, Command, Status, UnitSpec, run};
+use super::{AgentPlan, Command, Settings, Shared, Status, StoreSwap, UnitSpec, run};
 use crate::events::{Bus, Event, EventKind, State};
 use crate::process::launch::Inspection;
 use crate::process::machine::{Exit, Sig};
-use crate::process::testutil::{Fake, Launched, OnTerm, shared};
+use crate::process::testutil::{Fake, Launched, OnTerm, Sent, settings, shared};
 
 /// Long enough for anything the paused clock can reach.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -56,6 +56,16 @@ fn start(spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
 }
 
 fn start_on(bus: &Bus, spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harness {
+    start_with(bus, spec, on_term, tokens, settings())
+}
+
+fn start_with(
+    bus: &Bus,
+    spec: UnitSpec,
+    on_term: OnTerm,
+    tokens: usize,
+    settings: Settings,
+) -> Harness {
     let (fake, launches) = Fake::new(on_term);
     let events = bus.subscribe();
     let (commands, rx) = mpsc::channel(16);
@@ -69,7 +79,10 @@ fn start_on(bus: &Bus, spec: UnitSpec, on_term: OnTerm, tokens: usize) -> Harnes
     });
     let task = tokio::spawn(run(
         spec,
-        shared(fake, tokens, bus),
+        Shared {
+            settings: Arc::new(settings),
+            ..shared(fake, tokens, bus)
+        },
         rx,
         stop.clone(),
         status_tx,
@@ -92,12 +105,17 @@ impl Harness {
             .expect("the unit is alive")
     }
 
-    /// The next event's kind, with the state it left.
-    async fn next(&mut self) -> (EventKind, State) {
-        let e = tokio::time::timeout(PATIENCE, self.events.recv())
+    /// The next event.
+    async fn event(&mut self) -> Arc<Event> {
+        tokio::time::timeout(PATIENCE, self.events.recv())
             .await
             .expect("an event")
-            .expect("the bus is open");
+            .expect("the bus is open")
+    }
+
+    /// The next event's kind, with the state it left.
+    async fn next(&mut self) -> (EventKind, State) {
+        let e = self.event().await;
         (e.event, e.state)
     }
 
@@ -139,7 +157,15 @@ async fn a_unit_starts_serves_and_stops_on_its_token() {
     h.stop.cancel();
     let mut p = p;
     assert_eq!(signal(&mut p).await, Sig::Term);
-    assert_eq!(h.next().await, (EventKind::Stopped, State::Stopped));
+    let stopped = h.event().await;
+    assert_eq!(
+        (stopped.event, stopped.state),
+        (EventKind::Stopped, State::Stopped)
+    );
+    // The text names the exit; so do the fields, with the process.
+    assert_eq!(stopped.reason, "killed by SIGTERM");
+    assert_eq!(stopped.pid, Some(p.pid));
+    assert_eq!(stopped.signal.as_deref(), Some("SIGTERM"));
     tokio::time::timeout(PATIENCE, h.task)
         .await
         .expect("the unit ends")
@@ -162,11 +188,13 @@ async fn a_process_that_dies_is_restarted_as_a_new_generation() {
     assert_eq!(died.event, EventKind::Died);
     assert_eq!(died.pid, Some(p.pid), "died names the process that died");
     assert_eq!(died.signal.as_deref(), Some("SIGKILL"));
-    // A first failure after a stable run restarts at once.
-    assert_eq!(
-        h.kinds(2).await,
-        [EventKind::Restarting, EventKind::Starting]
-    );
+    // A first failure after a stable run restarts at once; `restarting`
+    // names the process it replaces.
+    let restarting = h.event().await;
+    assert_eq!(restarting.event, EventKind::Restarting);
+    assert_eq!(restarting.pid, Some(p.pid));
+    assert_eq!(restarting.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(h.kinds(1).await, [EventKind::Starting]);
     let q = h.launched().await;
     assert_eq!(q.generation, 2);
     assert_ne!(q.pid, p.pid);
@@ -300,24 +328,42 @@ async fn start_tokens_bound_how_many_processes_start_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn swaps_and_limits_reach_the_running_process() {
-    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let limits = |max_response_bytes| agentcluster_agent::channel::Limits {
+        max_response_bytes,
+        rate_limit: None,
+    };
+    let (limits_tx, limits_rx) = watch::channel(limits(1472));
+    let settings = Settings {
+        limits: limits_rx,
+        ..settings()
+    };
+    let mut h = start_with(&Bus::new("lab-a"), spec("a"), OnTerm::Exit, 1, settings);
     let mut p = h.launched().await;
     p.ready().await;
     h.state(State::Running).await;
-    let swap = Swap {
+    let swap = StoreSwap {
         agent: 0,
         view: 0,
         store: "/cache/new.store".into(),
     };
     h.commands.send(Command::Swap(vec![swap])).await.unwrap();
-    let msg = tokio::time::timeout(PATIENCE, p.sent.recv())
+    let sent = tokio::time::timeout(PATIENCE, p.sent.recv())
         .await
         .unwrap()
         .unwrap();
-    let ToAgent::Swap { swaps } = msg else {
-        panic!("not a swap: {msg:?}")
+    let Sent::Swap(swaps) = sent else {
+        panic!("not a swap: {sent:?}")
     };
     assert_eq!(swaps[0].store, std::path::Path::new("/cache/new.store"));
+    limits_tx.send(limits(1400)).unwrap();
+    let sent = tokio::time::timeout(PATIENCE, p.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(sent, Sent::Msg(ToAgent::Limits(l)) if l == limits(1400)),
+        "{sent:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

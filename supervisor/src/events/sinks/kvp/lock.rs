@@ -50,13 +50,11 @@ pub(super) fn with_locks<R>(file: File, f: impl FnOnce(&File) -> io::Result<R>) 
 #[cfg(test)]
 mod tests {
     use std::fs::OpenOptions;
-    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
     use crate::events::sinks::kvp::record::encode_record;
-    use crate::events::sinks::kvp::testutil::{keys, old_boot, ready, seqs};
+    use crate::events::sinks::kvp::testutil::{keys, old_boot, ready, seqs, wait_for_waiter};
     use crate::events::sinks::kvp::writer::Writer;
 
     /// Whether another open file description of `path` sees a conflicting
@@ -108,28 +106,6 @@ mod tests {
         assert_eq!(conflicts(&path), (false, false, false));
     }
 
-    /// Waits until `/proc/locks` shows a blocked request of `kind` on the
-    /// file (a waiter, not a guess about timing).
-    fn wait_for_waiter(path: &Path, kind: &str) -> bool {
-        let ino = std::fs::metadata(path).unwrap().ino();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-                return false;
-            };
-            if locks.lines().any(|l| {
-                l.contains("->")
-                    && l.contains(kind)
-                    && l.split_whitespace()
-                        .any(|f| f.ends_with(&format!(":{ino}")))
-            }) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
-
     #[test]
     fn a_writer_waits_for_each_lock() {
         if std::fs::read_to_string("/proc/locks").is_err() {
@@ -138,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         std::fs::write(&path, encode_record("other", "x")).unwrap();
-        for held in ["OFDLCK", "FLOCK"] {
+        for (seq, held) in [(1, "OFDLCK"), (2, "FLOCK")] {
             let holder = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -154,7 +130,7 @@ mod tests {
             let p = path.clone();
             let writer = std::thread::spawn(move || {
                 let mut w = Writer::new(p, 10, old_boot());
-                w.write(&[ready(1)]).map(|d| d.records)
+                w.write(&[ready(seq)]).map(|d| d.records)
             });
             assert!(wait_for_waiter(&path, held), "no waiter on {held}");
             assert_eq!(keys(&path), before, "wrote while {held} was held");
@@ -162,7 +138,6 @@ mod tests {
             drop(holder);
             assert_eq!(writer.join().unwrap().unwrap(), 1);
         }
-        // The second writer's key goes on after the first one's.
         assert_eq!(seqs(&path), ["other", "1", "2"]);
     }
 }

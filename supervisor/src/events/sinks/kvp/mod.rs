@@ -1,4 +1,4 @@
-//! The Hyper-V KVP sink: every lifecycle event appended to the guest→host
+//! The Hyper-V KVP sink: every lifecycle event written to the guest→host
 //! pool file that `hv_kvp_daemon` serves to the host, in the layout
 //! cloud-init's `HyperVKvpReportingHandler` uses, so both coexist in one pool.
 //!
@@ -12,11 +12,11 @@
 //! Key `AGENTCLUSTER|<incarnation>|<event>|<agent>|<seq>` ([`event_key`]),
 //! value the compact JSON of the [`Event`](crate::events::Event). The
 //! incarnation is the boot time in whole seconds, computed as cloud-init
-//! does (`now - /proc/uptime`, truncated; see [`Boot`]). A supervisor
-//! restarted within one boot numbers its events from 1 again: in the pool
-//! its seqs go on after the highest one earlier runs left there, so keys
-//! never repeat. A value too long for the host is sliced as cloud-init
-//! slices one ([`encode_event`], [`reassemble`]).
+//! does (`now - /proc/uptime`, truncated; see [`Boot`]). The seq is the
+//! bus's, which goes on across supervisor runs and starts above the
+//! highest one in the pool ([`last_seq_in`]), so keys never repeat. A value
+//! too long for the host is sliced as cloud-init slices one
+//! ([`encode_event`], [`reassemble`]).
 //!
 //! # Layout
 //! One concern per file, each using only those above it:
@@ -27,9 +27,10 @@
 //! - `boot`: the boot incarnation ([`Boot`]);
 //! - `slices`: an event as keys and values, sliced when too long for the
 //!   host, and [`reassemble`];
-//! - `pool`: the pool's bytes: which records are ours, the cap, the
-//!   crash-safe rewrite in place and the mending of what a killed writer
-//!   left;
+//! - `pool`: the pool's bytes: which records are ours and how old, where a
+//!   batch goes (free slots, the end, our oldest events' slots at the cap:
+//!   no record ever moves), the crash-safe slot rewrite and the mending of
+//!   what a killed writer left;
 //! - `writer`: the [`Writer`], one locked, fsync'ed write per batch;
 //! - `sink`: the task ([`run`]) that takes events from the bus to the
 //!   writer's thread.
@@ -50,6 +51,7 @@ mod writer;
 
 #[cfg(test)]
 use boot::Boot;
+pub use pool::last_seq_in;
 pub use record::{Pool, RECORD_SIZE, Record, decode, read_pool};
 pub use sink::run;
 pub use slices::{Entry, reassemble};

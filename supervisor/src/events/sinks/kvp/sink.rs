@@ -7,17 +7,15 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::boot::Boot;
 use super::writer::{WriteError, Writer, Written};
+use crate::events::bus::FLUSH_TIMEOUT;
 use crate::events::{Bus, Event};
-
-/// How long the last batch may take at shutdown before it is given up.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counters of the sink, readable while it runs.
 #[derive(Debug, Default)]
@@ -70,10 +68,12 @@ impl Stats {
 /// events still in the bus's ring, so nothing published before the task
 /// runs is missed; call it once per bus. Cancel `shutdown` after the last
 /// event (`supervisor-stopping`, the agents' `stopped`) has been published:
-/// the final batch gets 5 s, then is given up. Writes happen on a thread of
-/// their own; the bus is never waited on (a sink that falls behind counts
-/// the events it missed). If the pool's directory does not exist the sink
-/// logs it once and idles until `shutdown`.
+/// what is still to be written (a batch being written, then what came
+/// meanwhile, until the channel is empty) is written within
+/// [`FLUSH_TIMEOUT`] of the shutdown, then given up. Writes happen on a
+/// thread of their own; the bus is never waited on (a sink that falls
+/// behind counts the events it missed). If the pool's directory does not
+/// exist the sink logs it once and idles until `shutdown`.
 pub fn run(
     cfg: agentcluster_conf::Kvp,
     bus: Bus,
@@ -231,24 +231,23 @@ impl Report {
     }
 }
 
-/// Waits for the writer's answer; once `shutdown` is (or gets) cancelled,
-/// for [`FLUSH_TIMEOUT`] at most (`Err` then). `None` in the answer: the
-/// thread is gone.
+/// Waits for the writer's answer. Until `shutdown` (the bus closing) it
+/// waits as long as the write takes; from then on only until the flush
+/// deadline, which is set when the shutdown is first seen (`Err` when it
+/// passes). `None` in the answer: the thread is gone.
 async fn answer(
-    reply: oneshot::Receiver<Result<Written, WriteError>>,
+    mut reply: oneshot::Receiver<Result<Written, WriteError>>,
     shutdown: &CancellationToken,
-    done: &mut bool,
+    deadline: &mut Option<Instant>,
 ) -> Result<Option<Result<Written, WriteError>>, tokio::time::error::Elapsed> {
-    let mut reply = reply;
-    if !*done {
+    if deadline.is_none() {
         tokio::select! {
             r = &mut reply => return Ok(r.ok()),
-            _ = shutdown.cancelled() => *done = true,
+            _ = shutdown.cancelled() => *deadline = Some(Instant::now() + FLUSH_TIMEOUT),
         }
     }
-    tokio::time::timeout(FLUSH_TIMEOUT, reply)
-        .await
-        .map(Result::ok)
+    let until = deadline.unwrap_or_else(|| Instant::now() + FLUSH_TIMEOUT);
+    tokio::time::timeout_at(until, reply).await.map(Result::ok)
 }
 
 async fn sink(
@@ -282,16 +281,21 @@ async fn sink(
         return;
     };
     let mut intake = Intake::new(backlog);
-    let mut done = false;
+    // Set once the bus is closed (or gone): from then on every event still
+    // in the channel is written, in as many batches as it takes, until the
+    // channel is empty or this deadline passes.
+    let mut deadline: Option<Instant> = None;
     loop {
-        if intake.batch.is_empty() && !done {
+        if intake.batch.is_empty() && deadline.is_none() {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => done = true,
+                _ = shutdown.cancelled() => deadline = Some(Instant::now() + FLUSH_TIMEOUT),
                 r = rx.recv() => match r {
                     Ok(e) => intake.push(e),
                     Err(broadcast::error::RecvError::Lagged(n)) => intake.lagged(n),
-                    Err(broadcast::error::RecvError::Closed) => done = true,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        deadline = Some(Instant::now() + FLUSH_TIMEOUT);
+                    }
                 },
             }
         }
@@ -302,7 +306,7 @@ async fn sink(
                 Err(broadcast::error::TryRecvError::Lagged(n)) => intake.lagged(n),
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Closed) => {
-                    done = true;
+                    deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
                     break;
                 }
             }
@@ -310,32 +314,42 @@ async fn sink(
         if intake.lost > 0 {
             report.lost(std::mem::take(&mut intake.lost));
         }
-        if !intake.batch.is_empty() {
-            let events = std::mem::take(&mut intake.batch);
-            let n = events.len();
-            let (reply_tx, reply) = oneshot::channel();
-            let outcome = match worker.send((events, reply_tx)) {
-                Err(_) => None,
-                Ok(()) => match answer(reply, &shutdown, &mut done).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        Stats::add(&report.stats.failed, n);
-                        tracing::warn!(events = n, pool = %report.pool.display(), "KVP pool still locked or slow at shutdown: last events not written");
-                        return;
-                    }
-                },
-            };
-            if !report.outcome(n, outcome) {
-                drop(rx);
-                if !done {
-                    shutdown.cancelled().await;
-                }
+        if intake.batch.is_empty() {
+            if deadline.is_some() {
+                // Closed, and nothing left: every event is in the pool.
                 return;
             }
+            continue;
         }
-        if done {
+        let events = std::mem::take(&mut intake.batch);
+        let n = events.len();
+        let (reply_tx, reply) = oneshot::channel();
+        let outcome = match worker.send((events, reply_tx)) {
+            Err(_) => None,
+            Ok(()) => match answer(reply, &shutdown, &mut deadline).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let left = n + rx.len();
+                    Stats::add(&report.stats.failed, left);
+                    tracing::warn!(
+                        events = left,
+                        pool = %report.pool.display(),
+                        "KVP pool still locked or slow {FLUSH_TIMEOUT:?} after the shutdown began: the last events are not written"
+                    );
+                    return;
+                }
+            },
+        };
+        if !report.outcome(n, outcome) {
+            drop(rx);
+            if deadline.is_none() {
+                shutdown.cancelled().await;
+            }
             return;
         }
+        // Events published while this batch was written (the agents'
+        // `stopped` at shutdown) are taken in by the next turn, closed
+        // or not.
     }
 }
 
@@ -347,7 +361,7 @@ mod tests {
     use nix::fcntl::{Flock, FlockArg};
 
     use super::*;
-    use crate::events::sinks::kvp::testutil::long_reason;
+    use crate::events::sinks::kvp::testutil::{long_reason, wait_for_waiter};
     use crate::events::sinks::kvp::{decode, reassemble};
 
     // ----- the sink task
@@ -409,6 +423,58 @@ mod tests {
         assert_eq!((c.dropped, c.lost, c.failed), (0, 0, 0));
     }
 
+    /// The agents' `stopped` events come while the sink writes the batch of
+    /// `supervisor-stopping`, and the bus is closed before that write is
+    /// done: they are written all the same.
+    #[tokio::test]
+    async fn events_published_during_the_last_write_are_written_after_the_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, b"").unwrap();
+        // The pool is locked by another writer: the first batch waits.
+        let holder = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "", "supervisor-stopping", "shutdown requested");
+        // The sink has taken it: its batch is with the writer, which waits
+        // for the lock.
+        while bus.queued() > 0 {
+            tokio::task::yield_now().await;
+        }
+        for agent in ["dev-a", "dev-b", "dev-c"] {
+            publish(&bus, agent, "stopped", "exited with code 0");
+        }
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        drop(holder);
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let got: Vec<(u64, String)> = entries
+            .iter()
+            .map(|e| {
+                let ev: Event = serde_json::from_str(&e.value).unwrap();
+                (ev.seq, ev.event.to_string())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "supervisor-stopping".into()),
+                (2, "stopped".into()),
+                (3, "stopped".into()),
+                (4, "stopped".into()),
+            ]
+        );
+        assert_eq!(stats.counts().failed, 0);
+    }
+
     #[tokio::test]
     async fn the_sink_counts_events_it_fell_behind_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -431,10 +497,29 @@ mod tests {
         fut.await;
         let c = stats.counts();
         assert!(c.lost > 0, "{c:?}");
+        // Every event is written or counted lost: ours, and the
+        // `events-dropped` the sink published to report the loss, which
+        // it wrote too, as the last event.
+        let published = bus.replay(0).0.last().map_or(0, |e| e.seq);
         assert_eq!(
-            c.events + c.lost,
-            (crate::events::bus::RING + 5000) as u64,
+            published,
+            (crate::events::bus::RING + 5000 + 1) as u64,
             "{c:?}"
+        );
+        assert_eq!(c.events + c.lost, published, "{c:?}");
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let last: Event = serde_json::from_str(&entries.last().unwrap().value).unwrap();
+        assert_eq!(
+            last.event,
+            crate::events::EventKind::EventsDropped,
+            "{last:?}"
+        );
+        assert_eq!(
+            last.reason,
+            format!(
+                "kvp: {} events not delivered (the sink fell behind)",
+                c.lost
+            )
         );
     }
 
@@ -460,6 +545,67 @@ mod tests {
         task.await.unwrap();
         assert_eq!(stats.counts().failed, 1);
         drop(holder);
+    }
+
+    /// Shutdown while a batch is being written (here: held up by another
+    /// writer's lock): what was published meanwhile, the last events of a
+    /// run, is written after it, not dropped. Beyond
+    /// `events_published_during_the_last_write_are_written_after_the_close`:
+    /// the writer is seen blocked on the lock in `/proc/locks` (the write is
+    /// under way, not only taken off the bus) before anything else is
+    /// published, and the counters show every event written, none lost or
+    /// failed.
+    #[tokio::test]
+    async fn events_published_while_a_batch_is_written_at_shutdown_are_written_too() {
+        if std::fs::read_to_string("/proc/locks").is_err() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        std::fs::write(&path, b"").unwrap();
+        let holder = Flock::lock(File::open(&path).unwrap(), FlockArg::LockExclusive).unwrap();
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "a", "ready", "");
+        // The batch of that one is at the writer, which waits for the lock.
+        let p = path.clone();
+        let waiting = tokio::task::spawn_blocking(move || wait_for_waiter(&p, "FLOCK"));
+        assert!(
+            waiting.await.unwrap(),
+            "the writer never waited for the lock"
+        );
+        publish(&bus, "b", "ready", "");
+        publish(&bus, "", "supervisor-stopping", "SIGTERM");
+        shutdown.cancel();
+        // The sink sees the shutdown while its batch is still held up.
+        tokio::task::yield_now().await;
+        drop(holder);
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let got: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| {
+                let ev: Event = serde_json::from_str(&e.value).unwrap();
+                (ev.event.to_string(), ev.agent)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ready".into(), "a".into()),
+                ("ready".into(), "b".into()),
+                ("supervisor-stopping".into(), "".into()),
+            ]
+        );
+        let c = stats.counts();
+        assert_eq!((c.events, c.lost, c.failed), (3, 0, 0));
     }
 
     #[tokio::test]

@@ -21,11 +21,14 @@
 //! own and its `msg` is a substring of the reason.
 //!
 //! Reassembly ([`reassemble`]) works for both: take the records `<base>|0`,
-//! `<base>|1`, … in order, concatenate the raw (still escaped) text of their
-//! `msg` strings, and put it back where the slices carried `msg_i`/`msg`,
-//! under `reason` for our keys and `msg` for cloud-init's. Both writers put
-//! that member last, so the result is byte for byte the value that was too
-//! long.
+//! `<base>|1`, … in the pool's order, concatenate the raw (still escaped)
+//! text of their `msg` strings, and put it back where the slices carried
+//! `msg_i`/`msg`, under `reason` for our keys and `msg` for cloud-init's.
+//! Both writers put that member last, so the result is byte for byte the
+//! value that was too long. cloud-init writes an event's slices one after
+//! the other; ours may have other records between them, since a batch
+//! takes free slots where they are and no record is moved to make room
+//! (see `pool`).
 
 use super::record::{KEY_SIZE, Record, VALUE_SIZE, fit};
 use crate::events::Event;
@@ -172,44 +175,72 @@ fn slice(r: &Record) -> Option<Slice<'_>> {
 }
 
 /// Joins sliced values (ours and cloud-init's) back into whole ones; other
-/// records pass through. Slices belong together when they follow each other
-/// with the same base key and indices 0, 1, 2, …
+/// records pass through. The slices of a value are the records `<base>|0`,
+/// `<base>|1`, `<base>|2`, … that come in this order, with or without other
+/// records between them (a slice of the same base out of order ends the
+/// value); the whole value takes the place of its first slice. A slice that
+/// does not continue one is shown as stored, marked incomplete.
 pub fn reassemble(records: &[Record]) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(records.len());
-    let mut i = 0;
-    while i < records.len() {
-        let Some(first) = slice(&records[i]).filter(|s| s.index == 0) else {
-            out.push(Entry {
-                key: records[i].key.clone(),
-                value: records[i].value.clone(),
-                parts: 1,
-                complete: slice(&records[i]).is_none(),
-            });
-            i += 1;
+    /// A value being joined: its first slice, the raw text so far, parts.
+    struct Joined<'a> {
+        first: Slice<'a>,
+        raw: String,
+        parts: usize,
+    }
+    let mut joined: Vec<Joined<'_>> = Vec::new();
+    // Per base, the value its next slice would continue.
+    let mut open: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Per record: the value it starts, or that it continues (`None`).
+    let mut role: Vec<Option<Option<usize>>> = vec![None; records.len()];
+    for (i, r) in records.iter().enumerate() {
+        let Some(s) = slice(r) else {
             continue;
         };
-        let mut raw = String::from(first.raw);
-        let mut n = 1;
-        while let Some(s) = records.get(i + n).and_then(slice) {
-            if s.base != first.base || s.index != n as u64 {
-                break;
+        if s.index == 0 {
+            open.insert(s.base, joined.len());
+            role[i] = Some(Some(joined.len()));
+            joined.push(Joined {
+                raw: s.raw.to_string(),
+                first: s,
+                parts: 1,
+            });
+        } else if let Some(&j) = open.get(s.base) {
+            if joined[j].parts as u64 == s.index {
+                joined[j].raw.push_str(s.raw);
+                joined[j].parts += 1;
+                role[i] = Some(None);
+            } else {
+                // Out of order: the value ends here, without this slice.
+                open.remove(s.base);
             }
-            raw.push_str(s.raw);
-            n += 1;
         }
-        let member = if first.base.starts_with(&format!("{PREFIX}|")) {
-            "reason"
-        } else {
-            "msg"
-        };
-        let sep = if first.head == "{" { "" } else { "," };
-        out.push(Entry {
-            key: first.base.to_string(),
-            value: format!("{}{sep}\"{member}\":\"{raw}\"}}", first.head),
-            parts: n,
-            complete: true,
-        });
-        i += n;
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for (r, role) in records.iter().zip(role) {
+        match role {
+            Some(None) => {}
+            Some(Some(j)) => {
+                let Joined { first, raw, parts } = &joined[j];
+                let member = if first.base.starts_with(&format!("{PREFIX}|")) {
+                    "reason"
+                } else {
+                    "msg"
+                };
+                let sep = if first.head == "{" { "" } else { "," };
+                out.push(Entry {
+                    key: first.base.to_string(),
+                    value: format!("{}{sep}\"{member}\":\"{raw}\"}}", first.head),
+                    parts: *parts,
+                    complete: true,
+                });
+            }
+            None => out.push(Entry {
+                key: r.key.clone(),
+                value: r.value.clone(),
+                parts: 1,
+                complete: slice(r).is_none(),
+            }),
+        }
     }
     out
 }
@@ -373,6 +404,41 @@ mod tests {
         assert_eq!(j["msg"], desc.as_str());
         assert_eq!(j["name"], "init-network");
         assert!(j.get("msg_i").is_none());
+    }
+
+    /// A batch takes free slots where they are: an event's slices come in
+    /// order, other records (another writer's, ours) between them.
+    #[test]
+    fn slices_with_other_records_between_them_reassemble() {
+        let e = event(5, "a", "died", &long_reason());
+        let parts = encode_event(1, &e).unwrap();
+        assert!(parts.len() >= 3);
+        let other = record("CLOUD_INIT|1|start|x|u", "{\"msg\":\"other\"}");
+        let short = event(6, "b", "ready", "ready");
+        let (short_key, short_value) = encode_event(1, &short).unwrap().remove(0);
+        let mut records = vec![record(&parts[0].0, &parts[0].1), other.clone()];
+        records.push(record(&short_key, &short_value));
+        records.extend(parts[1..].iter().map(|(k, v)| record(k, v)));
+        let entries = reassemble(&records);
+        let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "AGENTCLUSTER|1|died|a|5",
+                "CLOUD_INIT|1|start|x|u",
+                "AGENTCLUSTER|1|ready|b|6"
+            ]
+        );
+        assert_eq!(entries[0].parts, parts.len());
+        assert!(entries.iter().all(|e| e.complete));
+        assert_eq!(entries[0].value, serde_json::to_string(&e).unwrap());
+        // Out of order, a slice does not continue the value: 0 alone, the
+        // others shown as stored.
+        let mut swapped: Vec<Record> = parts.iter().map(|(k, v)| record(k, v)).collect();
+        swapped.swap(1, 2);
+        let entries = reassemble(&swapped);
+        assert_eq!(entries[0].parts, 1);
+        assert!(!entries[1].complete);
     }
 
     #[test]

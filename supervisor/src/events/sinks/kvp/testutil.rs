@@ -1,6 +1,7 @@
-//! What the KVP tests share: made-up events and records, and a pool file
-//! read back as keys.
+//! What the KVP tests share: made-up events and records, a pool file read
+//! back as keys, and a wait for a writer blocked on a lock.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,4 +73,26 @@ pub(super) fn seqs(path: &Path) -> Vec<String> {
             None => k,
         })
         .collect()
+}
+
+/// Waits until `/proc/locks` shows a blocked request of `kind` (`FLOCK`,
+/// `OFDLCK`) on the file (a waiter, not a guess about timing).
+pub(super) fn wait_for_waiter(path: &Path, kind: &str) -> bool {
+    let ino = std::fs::metadata(path).unwrap().ino();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+            return false;
+        };
+        if locks.lines().any(|l| {
+            l.contains("->")
+                && l.contains(kind)
+                && l.split_whitespace()
+                    .any(|f| f.ends_with(&format!(":{ino}")))
+        }) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }

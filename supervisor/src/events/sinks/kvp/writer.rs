@@ -1,19 +1,24 @@
-//! The writer: batches of events appended to one pool file, each in one
+//! The writer: batches of events written to one pool file, each in one
 //! locked, fsync'ed write.
 //!
 //! # Writing
 //! Each batch is written with the file opened (created 0644 if missing),
 //! locked with an OFD `fcntl` write lock (it conflicts with the classic
 //! POSIX lock `hv_kvp_daemon` takes) and `flock(LOCK_EX)` (what cloud-init
-//! takes), appended, fsync'ed, unlocked and closed. The pool is truncated
+//! takes), placed, fsync'ed, unlocked and closed. The pool is truncated
 //! once per run if it was last modified before this boot (cloud-init's
-//! rule). At most `max_records` of *our* records are kept: when a batch
-//! would pass that, the file is rewritten without our oldest events (whole
-//! events, all their slices), other writers' records untouched and in
-//! order. The rewrite is in place, under the same locks: `hv_kvp_daemon`
-//! keeps its pool open and locks through that descriptor, and rewrites the
-//! file in place itself, so a rename would leave it locking a file nobody
-//! uses (and the service user may write the pool, not its directory).
+//! rule). At most `max_records` of *our* records are kept: a batch takes
+//! free slots and goes at the end of the file while under that, and the
+//! slots of our oldest events (whole events, all their slices) at it; no
+//! record ever moves, so the host, which enumerates the pool by index,
+//! never misses one (see `pool`). The writes are in place, under the same
+//! locks: `hv_kvp_daemon` keeps its pool open and locks through that
+//! descriptor, so a rename would leave it locking a file nobody uses (and
+//! the service user may write the pool, not its directory).
+//!
+//! Where our records and the free slots are is read from the pool, and
+//! kept while the file is as this writer left it (same inode, length and
+//! mtime), so a batch does not read the pool again.
 //!
 //! A writer killed in the middle of a write leaves nothing that the next
 //! one cannot mend (see `pool`).
@@ -26,7 +31,7 @@ use std::sync::Arc;
 
 use super::boot::Boot;
 use super::lock::with_locks;
-use super::pool::{cap, count_ours, last_seq, mend, rewrite_in_place};
+use super::pool::{Layout, apply, mend};
 use super::record::{RECORD_SIZE, push_record};
 use super::slices::encode_event;
 use crate::events::Event;
@@ -48,13 +53,14 @@ pub struct Written {
     /// Events now in the pool (a batch over the cap loses its oldest).
     pub events: usize,
     pub records: usize,
-    /// Our older records removed to stay within `max_records`.
+    /// Our records removed to stay within `max_records` (older ones given
+    /// way, and the oldest of a batch bigger than the cap).
     pub dropped: usize,
     /// The pool predated this boot and was emptied first.
     pub truncated: bool,
 }
 
-/// What identifies the file as we last left it, so our record count can be
+/// What identifies the file as we last left it, so its layout can be
 /// trusted without reading it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -82,15 +88,11 @@ pub struct Writer {
     max_records: usize,
     boot: Boot,
     truncate_checked: bool,
-    /// What a writer killed mid-write may have left was mended this run.
+    /// What a writer killed mid-write may have left was mended this run
+    /// (and no write of ours failed since).
     mended: bool,
-    /// Our record count as of the file's stamp after our last write.
-    known: Option<(Stamp, usize)>,
-    /// Added to each event's seq (in its key and its value): the highest
-    /// seq that earlier runs of this boot (same incarnation) left in the
-    /// pool, so a restarted supervisor, whose events count from 1 again,
-    /// never repeats a key. Known after the first write has read the pool.
-    seq_base: Option<u64>,
+    /// The pool's layout as of the file's stamp after our last write.
+    known: Option<(Stamp, Layout)>,
 }
 
 impl Writer {
@@ -102,7 +104,6 @@ impl Writer {
             truncate_checked: false,
             mended: false,
             known: None,
-            seq_base: None,
         }
     }
 
@@ -110,34 +111,30 @@ impl Writer {
         &self.path
     }
 
-    /// Appends `events` in one locked write, dropping our oldest records if
-    /// the cap requires it.
+    /// Writes `events` in one locked write, in place of our oldest records
+    /// if the cap requires it.
     pub fn write(&mut self, events: &[Arc<Event>]) -> Result<Written, WriteError> {
         let file = self.open()?;
         match with_locks(file, |f| self.write_locked(f, events)) {
             Ok(written) => Ok(written),
-            Err(cause) => Err(WriteError::Io {
-                path: self.path.clone(),
-                cause,
-            }),
+            Err(cause) => {
+                // A write that failed half way may have left a slot
+                // without a key: the next one reads the pool and mends it.
+                self.known = None;
+                self.mended = false;
+                Err(WriteError::Io {
+                    path: self.path.clone(),
+                    cause,
+                })
+            }
         }
     }
 
-    /// The records of `events`, each event's records together.
+    /// The records of `events`, each event's records together. Keys carry
+    /// the bus's seq, which no run repeats ([`crate::events::seq`]).
     fn encode(&self, events: &[Arc<Event>]) -> Vec<Vec<u8>> {
-        let base = self.seq_base.unwrap_or(0);
         let mut groups = Vec::with_capacity(events.len());
         for e in events {
-            let renumbered;
-            let e = if base == 0 {
-                &**e
-            } else {
-                renumbered = Event {
-                    seq: base + e.seq,
-                    ..(**e).clone()
-                };
-                &renumbered
-            };
             match encode_event(self.boot.incarnation, e) {
                 Ok(parts) => {
                     let mut buf = Vec::with_capacity(parts.len() * RECORD_SIZE);
@@ -192,64 +189,46 @@ impl Writer {
             }
         }
         let mut slots = f;
-        let mut len = f.metadata()?.len();
-        // The pool as read, when it had to be.
-        let mut pool = None;
-        if !self.mended || len % RECORD_SIZE as u64 != 0 {
-            self.mended = true;
-            let old = read_all(f, len)?;
-            pool = Some(match mend(&old) {
-                Some((content, m)) => {
+        let stamp = Stamp::of(&f.metadata()?);
+        let incarnation = self.boot.incarnation;
+        let known = self.known.take().filter(|(s, _)| *s == stamp);
+        let mut layout = match known {
+            Some((_, layout)) => layout,
+            None => {
+                let mut pool = read_all(f, stamp.len)?;
+                let mut mended = None;
+                if !self.mended || pool.len() % RECORD_SIZE != 0 {
+                    self.mended = true;
+                    if let Some((plan, content, m)) = mend(&pool) {
+                        apply(&mut slots, &plan)?;
+                        pool = content;
+                        mended = Some(m);
+                    }
+                }
+                let layout = Layout::of(&pool, incarnation);
+                if mended.is_some() || layout.keyless() > 0 {
+                    let m = mended.unwrap_or_default();
                     tracing::warn!(
                         pool = %self.path.display(),
-                        emptied = m.emptied,
+                        keyless = layout.keyless(),
                         duplicates = m.duplicates,
                         cut = m.cut,
                         padded = m.padded,
                         "KVP pool as left by a writer killed in the middle of a write: mended"
                     );
-                    rewrite_in_place(&mut slots, &old, &content)?;
-                    len = content.len() as u64;
-                    content
                 }
-                None => old,
-            });
-        }
-        if self.seq_base.is_none() {
-            let base = match &pool {
-                Some(p) => last_seq(p, self.boot.incarnation),
-                None => last_seq(&read_all(f, len)?, self.boot.incarnation),
-            };
-            self.seq_base = Some(base);
-        }
+                layout
+            }
+        };
         let groups = &self.encode(events);
-        let stamp = Stamp::of(&f.metadata()?);
-        let ours = match (self.known, &pool) {
-            (Some((s, n)), _) if s == stamp => n,
-            (_, Some(p)) => count_ours(p),
-            (_, None) => count_ours(&read_all(f, len)?),
-        };
         let new: usize = groups.iter().map(|g| g.len() / RECORD_SIZE).sum();
-        written.records = new;
-        written.events = groups.len();
-        let ours_after = if ours + new <= self.max_records {
-            let batch = groups.concat();
-            f.write_all_at(&batch, len)?;
-            ours + new
-        } else {
-            let old = match pool {
-                Some(p) => p,
-                None => read_all(f, len)?,
-            };
-            let capped = cap(&old, groups, self.max_records);
-            rewrite_in_place(&mut slots, &old, &capped.content)?;
-            written.dropped = capped.dropped;
-            written.records = new - capped.dropped_new;
-            written.events = groups.len() - capped.dropped_new_events;
-            capped.ours
-        };
+        let placed = layout.place(groups, self.max_records);
+        apply(&mut slots, &placed.plan)?;
         f.sync_all()?;
-        self.known = Some((Stamp::of(&f.metadata()?), ours_after));
+        written.records = new - placed.dropped_new;
+        written.events = groups.len() - placed.dropped_new_events;
+        written.dropped = placed.dropped;
+        self.known = Some((Stamp::of(&f.metadata()?), layout));
         Ok(written)
     }
 }
@@ -271,6 +250,20 @@ mod tests {
     use crate::events::sinks::kvp::testutil::{
         arc, event, keys, long_reason, old_boot, ready, seqs,
     };
+
+    /// [`seqs`], slices as `<seq>|<i>`.
+    fn seqs_sliced(path: &Path) -> Vec<String> {
+        keys(path)
+            .into_iter()
+            .map(|k| match k.strip_prefix("AGENTCLUSTER|") {
+                Some(rest) => {
+                    let f: Vec<&str> = rest.split('|').collect();
+                    f[3..].join("|")
+                }
+                None => k,
+            })
+            .collect()
+    }
 
     #[test]
     fn writes_batches_and_creates_the_file_0644() {
@@ -298,47 +291,37 @@ mod tests {
         assert_eq!(e, *ready(3));
     }
 
-    /// A supervisor restarted within one boot numbers its events from 1
-    /// again; in the pool they go on after the highest seq its earlier runs
-    /// left, so no key repeats (the host keeps one value per key); the
-    /// value's seq is the key's.
+    /// Keys and values carry the bus's seq as it is: the bus numbers on
+    /// across runs ([`crate::events::seq`]), so a second run of one boot
+    /// adds its keys after the first run's, none repeated; another boot
+    /// has keys of its own incarnation.
     #[test]
-    fn keys_never_repeat_across_runs_of_one_boot() {
+    fn keys_carry_the_seq_of_the_bus_across_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         let mut first = Writer::new(path.clone(), 100, old_boot());
         first.write(&[ready(1), ready(2)]).unwrap();
-        let mut long = (*ready(3)).clone();
-        long.reason = "x".repeat(3000);
-        first.write(&[Arc::new(long)]).unwrap();
         let mut second = Writer::new(path.clone(), 100, old_boot());
-        second.write(&[ready(1)]).unwrap();
-        second.write(&[ready(2)]).unwrap();
+        second.write(&[ready(1003)]).unwrap();
         let p = decode(&std::fs::read(&path).unwrap());
         let keys: Vec<&str> = p.records.iter().map(|r| r.key.as_str()).collect();
-        let n = keys.len();
         assert_eq!(
-            &keys[n - 2..],
-            &[
-                "AGENTCLUSTER|1000000000|ready|dev-1|4",
-                "AGENTCLUSTER|1000000000|ready|dev-2|5"
-            ],
-            "{keys:?}"
+            keys,
+            [
+                "AGENTCLUSTER|1000000000|ready|dev-1|1",
+                "AGENTCLUSTER|1000000000|ready|dev-2|2",
+                "AGENTCLUSTER|1000000000|ready|dev-1003|1003"
+            ]
         );
-        let mut unique = keys.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), n, "{keys:?}");
-        let e: Event = serde_json::from_str(&p.records[n - 1].value).unwrap();
-        assert_eq!(e.seq, 5);
-        // Another boot starts again from 1.
+        let e: Event = serde_json::from_str(&p.records[2].value).unwrap();
+        assert_eq!(e, *ready(1003));
         let later = Boot::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_100_000_000));
         let mut third = Writer::new(path.clone(), 100, later);
-        third.write(&[ready(1)]).unwrap();
+        third.write(&[ready(1004)]).unwrap();
         let p = decode(&std::fs::read(&path).unwrap());
         assert_eq!(
             p.records.last().unwrap().key,
-            "AGENTCLUSTER|1100000000|ready|dev-1|1"
+            "AGENTCLUSTER|1100000000|ready|dev-1004|1004"
         );
     }
 
@@ -352,8 +335,11 @@ mod tests {
         ));
     }
 
+    /// At the cap our oldest events give way in place: no record moves (the
+    /// host enumerates the pool by index), other writers' records keep
+    /// theirs.
     #[test]
-    fn the_cap_drops_our_oldest_and_keeps_others_in_order() {
+    fn the_cap_reuses_our_oldest_slots_and_moves_no_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         let append = |key: &str| {
@@ -371,52 +357,62 @@ mod tests {
         w.write(&[ready(3)]).unwrap();
         assert_eq!(seqs(&path), ["CLOUD_INIT|a", "1", "2", "CLOUD_INIT|b", "3"]);
 
-        // One more: the oldest of ours goes, the others' stay where they were.
+        // One more: the oldest of ours gives its slot, nothing moves.
         let done = w.write(&[ready(4)]).unwrap();
         assert_eq!(done.dropped, 1);
-        assert_eq!(seqs(&path), ["CLOUD_INIT|a", "2", "CLOUD_INIT|b", "3", "4"]);
+        assert_eq!(seqs(&path), ["CLOUD_INIT|a", "4", "2", "CLOUD_INIT|b", "3"]);
 
-        // A sliced event counts all its records and is dropped whole.
+        // A new writer (a new run, whose bus numbered on: 5). A sliced
+        // event counts all its records; the oldest by seq give way (2,
+        // then 3), its slices take their slots, lowest first, and the rest
+        // go at the end.
         let big = arc(event(5, "dev-5", "died", &long_reason()));
         let n = encode_event(1, &big).unwrap().len();
         assert!(n > 3);
         let mut w = Writer::new(path.clone(), n + 1, old_boot());
         let done = w.write(std::slice::from_ref(&big)).unwrap();
-        assert_eq!(done.dropped, 2); // 2 then 3: 4 + n records fit
+        assert_eq!(done.dropped, 2);
+        let slices = |from: usize, to: usize| (from..to).map(|i| format!("5|{i}"));
+        let mut want: Vec<String> = vec!["CLOUD_INIT|a".into(), "4".into(), "5|0".into()];
+        want.push("CLOUD_INIT|b".into());
+        want.extend(slices(1, n));
+        assert_eq!(seqs_sliced(&path), want);
         append("CLOUD_INIT|c");
         let done = w.write(&[ready(6)]).unwrap();
         assert_eq!(done.dropped, 1); // 4
-        let s = seqs(&path);
-        assert_eq!(s[..2], ["CLOUD_INIT|a", "CLOUD_INIT|b"]);
+        want[1] = "6".into();
+        want.push("CLOUD_INIT|c".into());
+        assert_eq!(seqs_sliced(&path), want);
         let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
         let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
             [
                 "CLOUD_INIT|a",
+                "AGENTCLUSTER|1000000000|ready|dev-6|6",
+                "AGENTCLUSTER|1000000000|died|dev-5|5",
                 "CLOUD_INIT|b",
-                // A new writer (a new run): its keys go on after the "4".
-                "AGENTCLUSTER|1000000000|died|dev-5|9",
                 "CLOUD_INIT|c",
-                "AGENTCLUSTER|1000000000|ready|dev-6|10"
             ]
         );
-        let renumbered = Event {
-            seq: 9,
-            ..(*big).clone()
-        };
-        assert_eq!(
-            entries[2].value,
-            serde_json::to_string(&renumbered).unwrap()
-        );
+        assert_eq!(entries[2].value, serde_json::to_string(&*big).unwrap());
+        assert!(entries[2].complete);
 
-        // Now the sliced event is the oldest: one more ready drops it whole.
+        // Now the sliced event is the oldest: one more ready drops it whole,
+        // takes its first slot and empties the others, which the next
+        // events take first.
         let done = w.write(&[ready(7)]).unwrap();
         assert_eq!(done.dropped, n);
-        assert_eq!(
-            seqs(&path),
-            ["CLOUD_INIT|a", "CLOUD_INIT|b", "CLOUD_INIT|c", "10", "11"]
-        );
+        let mut want: Vec<String> = ["CLOUD_INIT|a", "6", "7", "CLOUD_INIT|b"]
+            .map(String::from)
+            .to_vec();
+        want.extend(std::iter::repeat_n(String::new(), n - 1));
+        want.push("CLOUD_INIT|c".into());
+        assert_eq!(seqs(&path), want);
+        let done = w.write(&[ready(8)]).unwrap();
+        assert_eq!(done.dropped, 0);
+        want[4] = "8".into();
+        assert_eq!(seqs(&path), want);
     }
 
     #[test]
@@ -474,8 +470,7 @@ mod tests {
         w.write(&[ready(2)]).unwrap();
         io::Write::write_all(&mut f, &torn[..4]).unwrap();
         w.write(&[ready(3)]).unwrap();
-        // This writer's keys go on after the "1" of the one before it.
-        assert_eq!(seqs(&path), ["other", "1", "3", "4"]);
+        assert_eq!(seqs(&path), ["other", "1", "2", "3"]);
     }
 
     fn set_mtime(path: &Path, t: SystemTime) {
@@ -504,8 +499,7 @@ mod tests {
         let mut w = Writer::new(path.clone(), 10, Boot::at(boot));
         set_mtime(&path, boot + Duration::from_secs(1));
         assert!(!w.write(&[ready(3)]).unwrap().truncated);
-        // A new run's keys go on after the earlier run's "2".
-        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "5"]);
+        assert_eq!(seqs(&path), ["CLOUD_INIT|x", "2", "3"]);
 
         // Boot time unknown: never truncated.
         set_mtime(&path, SystemTime::UNIX_EPOCH + Duration::from_secs(1));

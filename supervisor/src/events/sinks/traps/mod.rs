@@ -219,9 +219,17 @@ impl Traps {
             let e = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    // What was published before the shutdown still goes out.
-                    while let Ok(e) = events.try_recv() {
-                        dispatch(&mut queues, &e, uptime(), &bus);
+                    // What was published before the bus closed still goes
+                    // out.
+                    loop {
+                        match events.try_recv() {
+                            Ok(e) => dispatch(&mut queues, &e, uptime(), &bus),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                tracing::warn!(lost = n, "notifications: events lost (sink too slow)");
+                                bus.report_dropped("notifications", n);
+                            }
+                            Err(_) => break,
+                        }
                     }
                     break;
                 }
