@@ -2,6 +2,7 @@
 //! over to the library crates and maps their errors to exit codes. Nothing
 //! else lives here.
 
+mod check_cmd;
 mod ctl;
 mod default_fleet;
 mod kvp_cmd;
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let result = match cli.command {
         Command::Run { config } => run(config.as_deref(), cli.control.as_deref()),
-        Command::Check { config } => check(&config),
+        Command::Check { config } => Ok(check_cmd::check(&config, cli.control.as_deref())),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(args) => ctl::status(cli.control.as_deref(), &args),
@@ -178,8 +179,12 @@ fn init_logging(cli: &Cli) {
 }
 
 /// Loads a fleet, printing warnings; every error becomes one `UserError`.
+/// A fleet the host cannot carry is refused before its templates are
+/// expanded.
 fn load_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
-    match agentcluster_conf::load(path) {
+    let fits =
+        &mut |fleet: &agentcluster_conf::Fleet| agentcluster_supervisor::check_capacity(fleet).0;
+    match agentcluster_conf::load_within(path, fits) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 eprintln!("{w}");
@@ -189,37 +194,6 @@ fn load_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
         Err(problems) => {
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             Err(UserError(text.join("\n")).into())
-        }
-    }
-}
-
-fn check(path: &Path) -> anyhow::Result<ExitCode> {
-    match agentcluster_conf::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                println!("{w}");
-            }
-            let (problems, summary) = agentcluster_supervisor::check_capacity(&loaded.fleet);
-            for p in &problems {
-                println!("{}: {p}", path.display());
-            }
-            println!("{summary}");
-            if !problems.is_empty() {
-                return Ok(ExitCode::from(EXIT_USER));
-            }
-            let n = loaded.fleet.agents.len();
-            println!(
-                "{}: ok, {n} agent{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(problems) => {
-            for p in &problems {
-                println!("{p}");
-            }
-            Ok(ExitCode::from(EXIT_USER))
         }
     }
 }

@@ -79,6 +79,25 @@ fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     s.warnings.len()
                 );
             }
+            // A broken file's warnings too, every message in line order.
+            Err(snapshot::SnapshotError::Invalid { errors, warnings }) => {
+                failed = true;
+                let mut all: Vec<(&snapshot::Diagnostic, &str)> = errors
+                    .iter()
+                    .map(|e| (e, ""))
+                    .chain(warnings.iter().map(|w| (w, " (warning)")))
+                    .collect();
+                all.sort_by_key(|(d, _)| d.line);
+                for (d, suffix) in all {
+                    println!("{d}{suffix}");
+                }
+                println!(
+                    "{}: failed, {} errors, {} warnings",
+                    f.display(),
+                    errors.len(),
+                    warnings.len()
+                );
+            }
             Err(e) => {
                 failed = true;
                 println!("{e}");

@@ -45,6 +45,7 @@ pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use problem::{Problem, Severity};
 pub use size::parse_size;
+pub use validate::{MAX_SOCKET_PATH, check_socket_path};
 
 /// A fleet that passed validation, and what was worth a warning.
 #[derive(Debug, Clone)]
@@ -56,25 +57,86 @@ pub struct Loaded {
     pub warnings: Vec<Problem>,
 }
 
+/// Everything one reading of a configuration found, errors or not: what
+/// `agentcluster check` reports, and what it looks further into.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The fleet as far as it could be validated: complete when `problems`
+    /// holds no error; otherwise what was read (a bad value replaced by its
+    /// default, an agent that could not be read left out, templates not
+    /// expanded when the fleet was refused for its size).
+    pub fleet: Fleet,
+    /// Every error and warning, sorted by file, line and column.
+    pub problems: Vec<Problem>,
+}
+
+impl Checked {
+    /// Whether any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    fn into_loaded(self) -> Result<Loaded, Vec<Problem>> {
+        if self.has_errors() {
+            Err(self.problems)
+        } else {
+            Ok(Loaded {
+                fleet: self.fleet,
+                warnings: self.problems,
+            })
+        }
+    }
+}
+
 /// Reads and validates a config file and everything it includes.
 ///
 /// `Err` holds every error found (and the warnings too), sorted by file, line
 /// and column.
 pub fn load(path: &Path) -> Result<Loaded, Vec<Problem>> {
+    load_within(path, &mut |_| Vec::new())
+}
+
+/// [`load`], with `fits` asked before any template is expanded: see
+/// [`check`].
+pub fn load_within(
+    path: &Path,
+    fits: &mut dyn FnMut(&Fleet) -> Vec<String>,
+) -> Result<Loaded, Vec<Problem>> {
+    check(path, fits).into_loaded()
+}
+
+/// Reads and validates a config file and everything it includes, and
+/// returns the fleet with every problem found, errors or not.
+///
+/// Before any template is expanded, `fits` is shown the fleet as far as it
+/// is known then: its settings and [`Counts`], `agents` still empty. What it
+/// returns (a capacity check's shortfalls) are errors of the main file, and
+/// then no template is expanded; nor is any when the fleet has more than a
+/// million agents. So a fleet too big to run is refused in the time and
+/// memory of its entries, not of its copies.
+pub fn check(path: &Path, fits: &mut dyn FnMut(&Fleet) -> Vec<String>) -> Checked {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, path).map(|mut loaded| {
-            if let Some(w) = readable_secrets(path, &loaded.fleet) {
-                loaded.warnings.push(w);
+        Ok(text) => {
+            let mut checked = check_with(&text, path, &host::Host::detect(), fits);
+            if !checked.has_errors()
+                && let Some(w) = readable_secrets(path, &checked.fleet)
+            {
+                checked.problems.push(w);
             }
-            loaded
-        }),
-        Err(e) => Err(vec![Problem {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            severity: Severity::Error,
-            message: format!("cannot read the configuration: {e}"),
-        }]),
+            checked
+        }
+        Err(e) => Checked {
+            // Nothing was read: the fleet of an empty file, its problems
+            // replaced by the one that matters.
+            fleet: check_with("", path, &host::Host::detect(), &mut |_| Vec::new()).fleet,
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        },
     }
 }
 
@@ -123,19 +185,22 @@ pub(crate) fn load_with(
     source: &Path,
     host: &host::Host,
 ) -> Result<Loaded, Vec<Problem>> {
+    check_with(text, source, host, &mut |_| Vec::new()).into_loaded()
+}
+
+fn check_with(
+    text: &str,
+    source: &Path,
+    host: &host::Host,
+    fits: &mut dyn FnMut(&Fleet) -> Vec<String>,
+) -> Checked {
     let mut report = problem::Report::default();
     let tree = loader::load_tree(text, source, &mut report);
-    let fleet = validate::validate(&tree, host, &mut report);
+    let fleet = validate::validate(&tree, host, &mut report, fits);
     let paths: Vec<PathBuf> = tree.files.iter().map(|f| f.path.clone()).collect();
-    let failed = report.has_errors();
-    let problems = report.into_problems(&paths);
-    if failed {
-        Err(problems)
-    } else {
-        Ok(Loaded {
-            fleet,
-            warnings: problems,
-        })
+    Checked {
+        fleet,
+        problems: report.into_problems(&paths),
     }
 }
 

@@ -20,6 +20,35 @@ pub struct Fleet {
     /// Every agent, templates expanded, in file order (includes after the
     /// main file's own agents, in glob order).
     pub agents: Vec<Agent>,
+    /// How big the fleet is, counted before its templates were expanded.
+    pub counts: Counts,
+}
+
+/// How big a fleet is, counted from its entries before any template is
+/// expanded (a template counts as its `count` copies): what a capacity
+/// check works from, so that a fleet too big for the host is refused before
+/// its copies take any memory (see [`crate::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Agents, template copies included.
+    pub agents: u64,
+    /// Of these, the agents with `active: false` (each gets a process of
+    /// its own once started).
+    pub inactive: u64,
+    /// Endpoints of every agent.
+    pub endpoints: u64,
+    /// The most endpoints one agent has.
+    pub max_endpoints: u64,
+    /// Distinct snapshot files. A path with a placeholder counts as one
+    /// file per copy.
+    pub snapshots: u64,
+    /// Their size in bytes (missing files count 0). For a path with a
+    /// placeholder, the size of copy 0's file per copy: an estimate.
+    pub snapshot_bytes: u64,
+    /// The most snapshot files one agent serves (its `data`, its
+    /// communities' and contexts' own): the stores an agent process is
+    /// handed are at most this many per agent.
+    pub max_snapshots: u64,
 }
 
 /// The `cluster` section: the supervisor's own settings, and the limits

@@ -61,6 +61,155 @@ fn check_reports_every_problem_with_its_location() {
     assert!(text(&out).contains("3 agents"), "{}", text(&out));
 }
 
+/// `check` reports at once every problem `run` would stop at before its
+/// first agent: a broken snapshot line, a binary snapshot, an empty one, a
+/// snapshot of an unknown format, a control socket path too long to bind.
+#[test]
+fn check_reports_what_run_would_meet_in_snapshots_and_the_control_socket() {
+    let dir = tempdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("broken.snmprec"),
+        "1.3.6.1.2.1.1.1.0|4|ok\n1.3.6.1.2.1.1.2.0|4x|zz\n1.3.6.1.2.1.1.1.0|4|again\n",
+    )
+    .unwrap();
+    let mut binary = b"1.3.6.1.2.1.1.1.0|4|a\n\n".to_vec();
+    binary.extend_from_slice(&std::fs::read(BIN).unwrap()[..4096]);
+    std::fs::write(d.join("binary.snmpwalk"), binary).unwrap();
+    std::fs::write(d.join("empty.sapwalk"), "# nothing yet\n").unwrap();
+    std::fs::write(d.join("dump.txt"), "1.3.6.1.2.1.1.1.0|4|x\n").unwrap();
+    let socket = d.join(format!("{}.sock", "s".repeat(120)));
+    let snap = mib("linux-host.snmprec");
+    let agent = |name: &str, port: u16, data: &str| {
+        format!(
+            "  - name: {name}\n    listen: [\"127.0.0.1:{port}\"]\n    data: {data}\n    snmpv2c: {{ communities: [public] }}\n"
+        )
+    };
+    let yaml = format!(
+        "cluster:\n  cache_dir: {cache}\n  control_socket: {socket}\nagents:\n{}{}{}{}{}{}",
+        agent("good", 20001, &snap.display().to_string()),
+        agent("broken", 20002, "broken.snmprec"),
+        agent("binary", 20003, "binary.snmpwalk"),
+        agent("empty", 20004, "empty.sapwalk"),
+        agent("unknown", 20005, "dump.txt"),
+        // The same broken file again: parsed and reported once.
+        agent("broken-too", 20006, "broken.snmprec"),
+        cache = d.join("cache").display(),
+        socket = socket.display(),
+    );
+    let path = d.join("fleet.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = agentcluster(&["check", "-c", path.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = |prefix: String, needle: &str| {
+        let hits: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && l.contains(needle))
+            .collect();
+        assert_eq!(hits.len(), 1, "one {prefix}… {needle:?} in:\n{t}");
+    };
+    let fleet = path.display().to_string();
+    let at = |name: &str| d.join(name).display().to_string();
+    line(
+        format!("{fleet}:3:19: error: `control_socket`: "),
+        "a Unix socket's path has at most 107",
+    );
+    line(
+        format!("{fleet}:23:11: error: "),
+        "is not a known snapshot format",
+    );
+    line(
+        format!("{}:2: error: ", at("broken.snmprec")),
+        "bad hex value \"zz\"",
+    );
+    line(
+        format!("{}:3: warning: ", at("broken.snmprec")),
+        "duplicate OID 1.3.6.1.2.1.1.1.0",
+    );
+    line(
+        format!("{}:3: error: ", at("binary.snmpwalk")),
+        "binary data",
+    );
+    line(format!("{}: error: ", at("empty.sapwalk")), "no records");
+    assert!(!t.contains("ok, "), "{t}");
+    // Nothing written: no cache, no socket.
+    assert!(!d.join("cache").exists(), "{t}");
+
+    // The same snapshots fixed: the fleet passes.
+    std::fs::write(d.join("broken.snmprec"), "1.3.6.1.2.1.1.1.0|4|ok\n").unwrap();
+    std::fs::write(
+        d.join("binary.snmpwalk"),
+        ".1.3.6.1.2.1.1.1.0 = STRING: \"x\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("empty.sapwalk"),
+        "1.3.6.1.2.1.1.1.0, OctetString, x\n",
+    )
+    .unwrap();
+    std::fs::rename(d.join("dump.txt"), d.join("dump.snmprec")).unwrap();
+    let fixed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dump.txt", "dump.snmprec")
+        .replace(
+            &socket.display().to_string(),
+            &d.join("c.sock").display().to_string(),
+        );
+    std::fs::write(&path, fixed).unwrap();
+    let out = agentcluster(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("ok, 6 agents"), "{}", text(&out));
+}
+
+/// Three templates of a million copies each are refused from their counts,
+/// with the arithmetic, before a copy is made: under an address-space limit
+/// of 2.5 GB (the copies took more, and `check` aborted with SIGABRT), by
+/// `check` and by `run` alike.
+#[test]
+fn a_fleet_of_millions_is_refused_before_its_templates_are_expanded() {
+    let dir = tempdir();
+    let mut yaml = format!(
+        "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\nagents:\n",
+        dir.path().join("cache").display(),
+        dir.path().join("state").display(),
+        dir.path().join("control.sock").display(),
+    );
+    for host in 1..=3 {
+        yaml.push_str(&format!(
+            "  - name: \"h{host}-{{i}}\"\n    count: 1000000\n    listen: [\"127.0.0.{host}:{{i+1}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+            mib("linux-host.snmprec").display()
+        ));
+    }
+    let path = dir.path().join("huge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    for command in ["check", "run"] {
+        let out = output(Command::new("prlimit").args([
+            "--as=2500000000",
+            BIN,
+            command,
+            "-c",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{command}: {t}");
+        assert!(
+            t.contains("the fleet has 3000000 agents (count 1000000 at "),
+            "{command}: {t}"
+        );
+        assert!(
+            t.contains("3000000 processes × 768 KiB + 3000000 agents × 64 KiB"),
+            "{command}: {t}"
+        );
+        assert!(
+            t.contains("6000064 tasks (3000000 processes × 2 + 64 for the supervisor)"),
+            "{command}: {t}"
+        );
+    }
+    assert!(!dir.path().join("control.sock").exists());
+}
+
 #[test]
 fn a_port_in_use_is_a_startup_error_naming_agent_and_endpoint() {
     let port = free_port();
@@ -141,6 +290,56 @@ fn snapshot_convert_round_trips_and_sort_dedups() {
     let t = text(&out);
     assert!(t.contains("broken.snmprec:2"), "{t}");
     assert!(t.contains("broken.snmprec:3"), "{t}");
+}
+
+/// An empty snapshot serves nothing, a hex value that is not hex is no
+/// data: both are errors (exit 1), and a broken file's warnings are shown
+/// beside its errors, in line order.
+#[test]
+fn snapshot_check_refuses_empty_files_and_bad_hex_and_keeps_the_warnings() {
+    let dir = tempdir();
+    let empty = dir.path().join("empty.snmprec");
+    std::fs::write(&empty, "").unwrap();
+    let out = agentcluster(&["snapshot", "check", empty.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("empty.snmprec: no records"), "{t}");
+    assert!(!t.contains("ok, 0 records"), "{t}");
+
+    let hex = dir.path().join("hex.snmprec");
+    std::fs::write(
+        &hex,
+        concat!(
+            "1.3.6.1.2.1.1.1.0|4x|zz\n",
+            "1.3.6.1.2.1.1.5.0|4|first\n",
+            "1.3.6.1.2.1.1.2.0|4x|abc\n",
+            "1.3.6.1.2.1.1.5.0|4|last wins\n",
+            "1.3.6.1.2.1.1.3.0|64x|zz\n",
+        ),
+    )
+    .unwrap();
+    let out = agentcluster(&["snapshot", "check", hex.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    let at = |n: usize| format!("{}:{n}: ", hex.display());
+    for n in [1, 3, 5] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&at(n)))
+            .unwrap_or_else(|| panic!("no error on line {n}: {t}"));
+        assert!(line.contains("bad hex value"), "{line}");
+        assert!(!line.ends_with("(warning)"), "{line}");
+    }
+    let duplicate = lines
+        .iter()
+        .position(|l| l.starts_with(&at(4)))
+        .unwrap_or_else(|| panic!("the duplicate is not shown: {t}"));
+    assert!(lines[duplicate].contains("duplicate OID"), "{t}");
+    assert!(lines[duplicate].ends_with("(warning)"), "{t}");
+    // In line order: after the error of line 3, before that of line 5.
+    assert!(lines[duplicate - 1].starts_with(&at(3)), "{t}");
+    assert!(lines[duplicate + 1].starts_with(&at(5)), "{t}");
 }
 
 /// The default fleet binds fixed ports (10161-10163); this is the only test

@@ -270,7 +270,8 @@ agents:
         format!("{r}.1.1.2.0 = Gauge32: {pid}"),
         format!("{r}.1.1.3.0 = INTEGER: 3"),
         format!(
-            "{r}.1.1.7.0 = STRING: \"snapshot {} not reloaded: it has no records; the old data stays served\"",
+            "{r}.1.1.7.0 = STRING: \"snapshot {} not reloaded: {}: no records: the file is empty or holds only blank lines and comments; the old data stays served\"",
+            snap.display(),
             snap.display()
         ),
     ] {

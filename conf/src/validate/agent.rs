@@ -15,7 +15,10 @@ use crate::raw::*;
 use crate::template;
 
 impl Validator<'_> {
-    pub(super) fn agents(&mut self, tree: &Tree, cluster: &Cluster) -> Vec<Agent> {
+    /// The agents of every entry, checked. With `expand` false (the fleet
+    /// is refused for its size) a template's syntax is checked but no copy
+    /// is made.
+    pub(super) fn agents(&mut self, tree: &Tree, cluster: &Cluster, expand: bool) -> Vec<Agent> {
         let mut cross = Cross::default();
         if let Some(snmp) = tree
             .main
@@ -70,6 +73,9 @@ impl Validator<'_> {
                 for (p, msg) in syntax {
                     self.err(file, p, msg);
                 }
+                continue;
+            }
+            if !expand {
                 continue;
             }
             // Copies are made one at a time: a big `count` never holds all

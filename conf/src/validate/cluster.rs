@@ -19,6 +19,23 @@ const MAX_RESPONSE_BYTES: u32 = 65_507;
 /// The least message size an SNMP engine must accept (RFC 3417 §3.2).
 const MIN_RESPONSE_BYTES: u32 = 484;
 
+/// The longest path a Unix socket can be bound at: `sun_path` holds 108
+/// bytes with the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Whether a Unix socket can be created at `path` for its length: the
+/// control socket's path is checked before anything starts, and by `check`.
+pub fn check_socket_path(path: &std::path::Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{} is {len} bytes long, but a Unix socket's path has at most {MAX_SOCKET_PATH}: choose a shorter one",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 impl Validator<'_> {
     pub(super) fn cluster(&mut self, raw: Option<&Spanned<RawCluster>>) -> Cluster {
         let empty = RawCluster::default();
@@ -40,6 +57,11 @@ impl Validator<'_> {
             .dir_path(f, c.cache_dir.as_ref(), "cache_dir")
             .unwrap_or_else(|| self.host.cache_dir());
         let control_socket = self.dir_path(f, c.control_socket.as_ref(), "control_socket");
+        if let (Some(path), Some(raw)) = (&control_socket, &c.control_socket)
+            && let Err(e) = check_socket_path(path)
+        {
+            self.err(f, Pos::of(raw), format!("`control_socket`: {e}"));
+        }
         let start_tokens = self.uint(
             f,
             c.start_tokens.as_ref(),

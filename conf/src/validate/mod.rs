@@ -4,12 +4,21 @@
 //! first: the result is only used when the report holds no error.
 //!
 //! `cluster` checks the `cluster` section, `notify` the notification targets
-//! (and USM users, shared with agents), `agent` the agents and what must be
-//! unique across them.
+//! (and USM users, shared with agents), `counts` sizes the fleet before any
+//! template is expanded, `agent` the agents and what must be unique across
+//! them.
+//!
+//! Templates are expanded only when the fleet is within [`MAX_AGENTS`] and
+//! the caller's `fits` (a capacity check) accepts its counts: a fleet that
+//! cannot run is refused in the time of its entries, not of its copies.
 
 mod agent;
 mod cluster;
+mod counts;
 mod notify;
+
+pub use cluster::{MAX_SOCKET_PATH, check_socket_path};
+pub(crate) use counts::MAX_AGENTS;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,7 +66,16 @@ mod default {
 /// Shortest USM password net-snmp accepts (RFC 3414 §11.2 recommends ≥ 8).
 const MIN_PASSWORD: usize = 8;
 
-pub(crate) fn validate(tree: &Tree, host: &Host, report: &mut Report) -> Fleet {
+/// Validates `tree` into a fleet, every problem into `report`. `fits` is
+/// shown the fleet before its templates are expanded (`agents` still
+/// empty, `counts` known); what it returns are errors, and then no template
+/// is expanded.
+pub(crate) fn validate(
+    tree: &Tree,
+    host: &Host,
+    report: &mut Report,
+    fits: &mut dyn FnMut(&Fleet) -> Vec<String>,
+) -> Fleet {
     let mut v = Validator {
         files: &tree.files,
         host,
@@ -66,8 +84,8 @@ pub(crate) fn validate(tree: &Tree, host: &Host, report: &mut Report) -> Fleet {
     };
     let cluster = v.cluster(tree.main.cluster.as_ref());
     let events = v.events(tree.main.events.as_ref());
-    let agents = v.agents(tree, &cluster);
-    Fleet {
+    let counts = v.counts(tree);
+    let mut fleet = Fleet {
         source: tree
             .files
             .first()
@@ -75,8 +93,29 @@ pub(crate) fn validate(tree: &Tree, host: &Host, report: &mut Report) -> Fleet {
             .unwrap_or_default(),
         cluster,
         events,
-        agents,
+        agents: Vec::new(),
+        counts,
+    };
+    let agents_pos = tree.main.agents.as_ref().map_or(Pos::UNKNOWN, Pos::of);
+    let mut expand = true;
+    if counts.agents > MAX_AGENTS {
+        let templates = v.template_counts(tree);
+        v.err(
+            MAIN,
+            agents_pos,
+            format!(
+                "the fleet has {} agents ({templates}), more than the {MAX_AGENTS} one supervisor takes; no template was expanded: lower the counts or spread the fleet over several hosts",
+                counts.agents
+            ),
+        );
+        expand = false;
     }
+    for problem in fits(&fleet) {
+        v.err(MAIN, Pos::UNKNOWN, problem);
+        expand = false;
+    }
+    fleet.agents = v.agents(tree, &fleet.cluster, expand);
+    fleet
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,8 +302,9 @@ impl Validator<'_> {
             ),
             Kind::File => {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                // `run` cannot compile it: an error here, not at the start.
                 if !matches!(ext, "snmprec" | "snmpwalk" | "sapwalk") {
-                    self.warn(
+                    self.err(
                         file,
                         pos,
                         format!(

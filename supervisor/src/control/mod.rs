@@ -28,5 +28,5 @@ mod stream;
 #[cfg(test)]
 mod testutil;
 
-pub use server::{MAX_LINE, parse_request_line, serve};
+pub use server::{MAX_CONNECTIONS, MAX_LINE, parse_request_line, serve};
 pub use socket::{ControlError, bind, default_control_socket};

@@ -1,5 +1,6 @@
 //! Whether this host can carry a fleet: memory, tasks (pids and threads)
-//! and open files, worked out before any agent starts so that a fleet too
+//! and open files, worked out from the fleet's counts before any agent
+//! starts — before its templates are even expanded — so that a fleet too
 //! large fails at `check` or at startup with the arithmetic, not halfway
 //! through its start.
 //!
@@ -12,10 +13,24 @@
 //! structures), which no user-space figure shows. Compiled stores are
 //! mapped read-only and shared by every process that serves them: they
 //! count once, as page cache.
+//!
+//! The open files are what the supervisor holds at the peak of a start,
+//! counted descriptor by descriptor (and measured against /proc by the
+//! tests): every endpoint's socket; per agent process its end of the
+//! control channel and its pidfd; per spawn under way (at most
+//! `start_tokens`) the process's end of the channel and a duplicate of each
+//! of its sockets, held until the spawn helper has them, and its distinct
+//! stores, opened before the spawn and held until the start message has
+//! carried them; the stores of the swaps being sent; a probe's socket per
+//! process; the notification targets' sockets and spools, the
+//! `cluster.snmp` sockets; the control socket and its clients; and the
+//! fixed rest.
 
 use std::path::{Path, PathBuf};
 
 use agentcluster_conf::Fleet;
+
+use crate::control::MAX_CONNECTIONS;
 
 /// Memory of one agent process before its agents: runtime, stacks, heap,
 /// the kernel's structures.
@@ -33,17 +48,24 @@ pub const TASKS_PER_PROCESS: u64 = 2;
 /// Tasks of the supervisor: the runtime's workers, spawner threads and
 /// their spawn helper processes, blocking pool headroom.
 pub const SUPERVISOR_TASKS: u64 = 64;
-/// Open files beyond the endpoints' sockets and the processes' channels:
-/// the runtime, the control socket and its clients, sinks.
-pub const SPARE_FILES: u64 = 256;
-/// Open files the supervisor holds per agent process: the control channel,
-/// the child's pidfd, and a socket duplicated while spawning.
-pub const FILES_PER_PROCESS: u64 = 3;
-/// Open files the supervisor holds per agent process to hand it its
-/// compiled stores: each distinct store of the process, opened at its start
-/// and at each swap and closed once sent (one unless the process's agents
-/// serve several snapshots).
-pub const STORE_FILES_PER_PROCESS: u64 = 1;
+/// Open files the supervisor holds per agent process while it runs: its
+/// end of the control channel and the process's pidfd.
+pub const FILES_PER_PROCESS: u64 = 2;
+/// Open files a spawn under way holds besides the copies of its sockets and
+/// its stores: the process's end of the control channel, until the spawn
+/// helper has it.
+pub const FILES_PER_SPAWN: u64 = 1;
+/// Open files per notification target: its socket, and the spool of its
+/// pending informs.
+pub const FILES_PER_TARGET: u64 = 2;
+/// The control socket and the most clients it serves at once.
+pub const CONTROL_FILES: u64 = 1 + MAX_CONNECTIONS as u64;
+/// Open files whatever the fleet: stdin, stdout and stderr; the runtime's
+/// epoll, waker and signal pipes; the spawn helpers' sockets (and one being
+/// replaced); inotify; the journal's socket; the KVP pool and its lock; a
+/// snapshot being compiled (source, store, directory); the boots file being
+/// written; and a spare. The supervisor of a small fleet holds 15 of them.
+pub const BASE_FILES: u64 = 32;
 
 /// What a fleet asks of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,26 +76,54 @@ pub struct Demand {
     /// Distinct snapshot files and their total size in bytes.
     pub snapshots: u64,
     pub snapshot_bytes: u64,
+    /// Spawns under way at once: `start_tokens`, or fewer processes.
+    pub spawning: u64,
+    /// The copies of their sockets those spawns hold at most: as many
+    /// processes' sockets, at most every socket.
+    pub spawning_sockets: u64,
+    /// The most distinct stores one agent process is handed: its agents'
+    /// snapshot files, at most every snapshot file.
+    pub process_stores: u64,
+    /// Swaps whose stores are open at once: a swap opens its process's new
+    /// stores and closes them once its message is written, which is at once
+    /// (the channel has room), so one per runtime worker thread at most.
+    pub swapping: u64,
+    /// Open files of probes (one per process while its probe waits), of
+    /// notification targets and of `cluster.snmp`.
+    pub service_files: u64,
 }
 
 impl Demand {
+    /// The demand of `fleet`, from its counts (its agents need not be
+    /// expanded yet).
     pub fn of(fleet: &Fleet) -> Demand {
-        let per = u64::from(fleet.cluster.agents_per_process.max(1));
-        let agents = fleet.agents.len() as u64;
-        let sockets = fleet.agents.iter().map(|a| a.listen.len() as u64).sum();
-        let mut files: Vec<&PathBuf> = fleet.agents.iter().flat_map(|a| a.snapshots()).collect();
-        files.sort_unstable();
-        files.dedup();
-        let snapshot_bytes = files
-            .iter()
-            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        let c = &fleet.counts;
+        let cluster = &fleet.cluster;
+        let per = u64::from(cluster.agents_per_process.max(1));
+        // Active agents share processes; inactive ones get one each.
+        let active = c.agents.saturating_sub(c.inactive);
+        let processes = active.div_ceil(per) + c.inactive;
+        let sockets = c.endpoints;
+        let spawning = u64::from(cluster.start_tokens.max(1)).min(processes);
+        let process_sockets = per.min(c.agents) * c.max_endpoints;
+        let probes = if cluster.probe.is_some() {
+            processes
+        } else {
+            0
+        };
+        let snmp = cluster.snmp.as_ref().map_or(0, |s| s.listen.len() as u64);
+        let process_stores = c.snapshots.min(per.min(c.agents) * c.max_snapshots);
         Demand {
-            agents,
-            processes: agents.div_ceil(per),
+            agents: c.agents,
+            processes,
             sockets,
-            snapshots: files.len() as u64,
-            snapshot_bytes,
+            snapshots: c.snapshots,
+            snapshot_bytes: c.snapshot_bytes,
+            spawning,
+            spawning_sockets: sockets.min(spawning * process_sockets),
+            process_stores,
+            swapping: runtime_workers().min(processes),
+            service_files: probes + FILES_PER_TARGET * fleet.events.notify.len() as u64 + snmp,
         }
     }
 
@@ -94,9 +144,42 @@ impl Demand {
         self.processes * TASKS_PER_PROCESS + SUPERVISOR_TASKS
     }
 
+    /// The supervisor's open files at the peak of a start.
     pub fn files(&self) -> u64 {
-        self.sockets + (FILES_PER_PROCESS + STORE_FILES_PER_PROCESS) * self.processes + SPARE_FILES
+        self.sockets
+            + FILES_PER_PROCESS * self.processes
+            + self.starting_files()
+            + self.store_files()
+            + self.service_files
+            + CONTROL_FILES
+            + BASE_FILES
     }
+
+    /// What the spawns under way hold: channel ends and socket copies.
+    fn starting_files(&self) -> u64 {
+        FILES_PER_SPAWN * self.spawning + self.spawning_sockets
+    }
+
+    /// The stores opened to be handed over: those of each spawn under way,
+    /// and of each swap being sent.
+    fn store_files(&self) -> u64 {
+        (self.spawning + self.swapping) * self.process_stores
+    }
+}
+
+/// The supervisor runtime's worker threads, as tokio counts them:
+/// `TOKIO_WORKER_THREADS`, or one per CPU this process may run on.
+fn runtime_workers() -> u64 {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u64)
+        })
+        .unwrap_or(1)
 }
 
 /// What the host offers, as read from /proc, the cgroup and the limits.
@@ -215,8 +298,19 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     let files = d.files();
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + ({FILES_PER_PROCESS} + {STORE_FILES_PER_PROCESS} for stores) × {} processes + {SPARE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn)",
-            d.sockets, d.processes, host.files_max,
+            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), or lower cluster.start_tokens",
+            d.sockets,
+            d.processes,
+            d.starting_files(),
+            d.spawning,
+            FILES_PER_SPAWN * d.spawning,
+            d.spawning_sockets,
+            d.store_files(),
+            d.process_stores,
+            d.spawning,
+            d.swapping,
+            d.service_files,
+            host.files_max,
         ));
     }
     out
@@ -358,13 +452,29 @@ mod tests {
     }
 
     fn demand(agents: u64, per: u64) -> Demand {
+        let processes = agents.div_ceil(per);
         Demand {
             agents,
-            processes: agents.div_ceil(per),
+            processes,
             sockets: agents,
             snapshots: 1,
             snapshot_bytes: 3 << 20,
+            spawning: processes.min(8),
+            spawning_sockets: agents.min(processes.min(8) * per),
+            process_stores: 1,
+            swapping: processes.min(8),
+            service_files: 0,
         }
+    }
+
+    /// A fleet of `yaml` (agents after `cluster:` with the keys of `cluster`).
+    fn fleet(cluster: &str, agents: &str) -> Fleet {
+        let snap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mibs/linux-host.snmprec");
+        let text = format!("cluster:\n{cluster}agents:\n{agents}")
+            .replace("SNAP", &snap.display().to_string());
+        agentcluster_conf::load_str(&text, Path::new("/tmp/f.yaml"))
+            .unwrap_or_else(|p| panic!("{p:?}"))
+            .fleet
     }
 
     #[test]
@@ -406,11 +516,103 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains(
-                "5256 open files (1000 sockets + (3 + 1 for stores) × 1000 processes + 256)"
+                "3129 open files (1000 sockets + 2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 65 for the control socket and its clients + 32)"
             ),
             "{}",
             problems[0]
         );
+    }
+
+    /// 19,000 agents, 500 a process, under a limit of 20,000: the sockets
+    /// and processes alone fit, but 8 processes starting at once hold a
+    /// copy of each of their 500 sockets until the spawn helper has them.
+    #[test]
+    fn the_sockets_copied_for_starting_processes_count() {
+        let f = fleet(
+            "  agents_per_process: 500\n",
+            "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let mut d = Demand::of(&f);
+        assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 4000));
+        assert_eq!(
+            (d.process_stores, d.swapping),
+            (1, runtime_workers().min(38))
+        );
+        // As on a host of two cores.
+        d.swapping = 2;
+        assert_eq!(d.files(), 19_000 + 2 * 38 + 8 + 4000 + (8 + 2) + 65 + 32);
+        let mut h = host();
+        h.files_max = 20_000;
+        let problems = assess(&d, &h);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("23191 open files"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("4000 socket copies"),
+            "{}",
+            problems[0]
+        );
+        // One process at a time holds only its own 500.
+        let f = fleet(
+            "  agents_per_process: 500\n  start_tokens: 1\n",
+            "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!(
+            d.files(),
+            19_000 + 2 * 38 + 1 + 500 + (1 + d.swapping) + 65 + 32
+        );
+    }
+
+    /// A process is handed each distinct store of its agents, opened before
+    /// its spawn and held until its start message is sent: as many as its
+    /// agents serve snapshot files, at most every file of the fleet.
+    #[test]
+    fn the_stores_handed_over_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            std::fs::write(
+                dir.path().join(format!("d-{i}.snmprec")),
+                "1.3.6.1.2.1.1.5.0|4|d\n",
+            )
+            .unwrap();
+        }
+        let f = fleet(
+            "  agents_per_process: 10\n  start_tokens: 4\n",
+            &format!(
+                "  - name: \"d-{{i}}\"\n    count: 100\n    listen: [\"127.0.0.1:{{i+20000}}\"]\n    data: SNAP\n    snmpv2c:\n      communities: {{ public: {{}}, other: {{ data: \"{}/d-{{i}}.snmprec\" }} }}\n",
+                dir.path().display()
+            ),
+        );
+        let d = Demand::of(&f);
+        // Each agent serves 2 files, 10 agents a process: up to 20 stores.
+        assert_eq!((d.snapshots, d.process_stores), (1 + 100, 20));
+        assert_eq!(d.swapping, runtime_workers().min(10));
+        assert_eq!(d.store_files(), (4 + d.swapping) * 20);
+        // Every agent on one file, twice: never more stores than files.
+        let f = fleet(
+            "  agents_per_process: 10\n",
+            "  - name: \"e-{i}\"\n    count: 100\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c:\n      communities: { public: {}, other: { data: SNAP } }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!((d.snapshots, d.process_stores), (1, 1));
+    }
+
+    /// Probes, notification targets and `cluster.snmp` hold sockets too;
+    /// inactive agents get a process each.
+    #[test]
+    fn services_and_inactive_agents_count() {
+        let f = fleet(
+            "  agents_per_process: 10\n  probe: {}\n  snmp: { listen: [\"127.0.0.1:1161\", \"127.0.0.2:1161\"] }\n",
+            "  - name: \"on-{i}\"\n    count: 30\n    listen: [\"127.0.0.1:{i+20000}\", \"127.0.0.2:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n  - name: \"off-{i}\"\n    count: 5\n    active: false\n    listen: [\"127.0.0.3:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let d = Demand::of(&f);
+        assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65));
+        // 8 processes of at most 10 agents with 2 endpoints each, but
+        // only 65 sockets in all.
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 65));
+        assert_eq!(d.service_files, 8 + 2);
+        assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub fn compile_stores(fleet: &Fleet) -> Result<HashMap<PathBuf, PathBuf>, Error>
 /// `max_loss` percent of the records may go (`cluster.snapshot_max_loss`;
 /// 100: any share). An empty snapshot is always refused: that is what a
 /// file truncated by accident, or caught in the middle of a rewrite in
-/// place, looks like. `None`: it may replace it.
+/// place, looks like (a file without records does not even compile, so
+/// this only keeps an empty store from ever being swapped in). `None`: it
+/// may replace it.
 pub fn refusal(records: usize, served: Option<usize>, max_loss: u8) -> Option<String> {
     if records == 0 {
         return Some("it has no records".to_string());
@@ -82,12 +84,14 @@ pub fn check_swap(
 
 /// `e` in one line: of a snapshot with broken records, the first one and
 /// how many more there are (a file overwritten with something else can
-/// have thousands, and the reason is repeated for every agent).
+/// have thousands, and the reason is repeated for every agent); its
+/// warnings are left out. A file without records is its one error
+/// (`FILE: no records: …`).
 pub fn brief(e: &store::StoreError) -> String {
     match e {
-        store::StoreError::Snapshot(SnapshotError::Invalid(broken)) if broken.len() > 1 => {
-            let first = broken.first().map(ToString::to_string).unwrap_or_default();
-            format!("{first} (and {} more broken records)", broken.len() - 1)
+        store::StoreError::Snapshot(SnapshotError::Invalid { errors, .. }) if errors.len() > 1 => {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            format!("{first} (and {} more broken records)", errors.len() - 1)
         }
         e => e.to_string(),
     }

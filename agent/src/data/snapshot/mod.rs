@@ -41,12 +41,13 @@ pub struct Record {
     pub line: usize,
 }
 
-/// A message about one place in a snapshot file.
+/// A message about one place in a snapshot file, or about the whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     /// The snapshot file.
     pub file: PathBuf,
-    /// 1-based line in it.
+    /// 1-based line in it; 0 when the message is about the whole file (it
+    /// holds no record).
     pub line: usize,
     /// What is wrong there.
     pub message: String,
@@ -54,7 +55,10 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+        }
     }
 }
 
@@ -87,7 +91,7 @@ impl Format {
 pub struct Snapshot {
     /// The records, sorted by OID, each OID once.
     pub records: Vec<Record>,
-    /// What was read but is worth a look (duplicates, lenient reads).
+    /// What was read but is worth a look (repeated OIDs).
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -109,9 +113,16 @@ pub enum SnapshotError {
         /// The file.
         path: PathBuf,
     },
-    /// Every broken record of the file, each naming its line.
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Diagnostic>),
+    /// Every broken record of the file, each naming its line (or the whole
+    /// file: binary data, no record at all), and the warnings about the
+    /// records that were read, as a good file would have them.
+    #[error("{}", .errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// What makes the file unusable; never empty.
+        errors: Vec<Diagnostic>,
+        /// What is worth a look besides (repeated OIDs).
+        warnings: Vec<Diagnostic>,
+    },
 }
 
 /// Reads and parses a snapshot file, the format chosen by its extension.
@@ -130,16 +141,17 @@ pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
 ///
 /// The records come back sorted by OID (arc by arc, numerically). When an OID
 /// occurs more than once the last record wins and a warning names both
-/// lines; a record read leniently (text under snmprec's hex tag) is warned
-/// about too. Any broken record fails the whole parse with
-/// [`SnapshotError::Invalid`], which lists every broken record with its line.
+/// lines. Any broken record fails the whole parse with
+/// [`SnapshotError::Invalid`], which lists every broken record with its line
+/// and the warnings about the others; so does a file of binary data (a NUL
+/// byte: one error, naming its line) and a file without any record.
 pub fn parse(data: &[u8], format: Format, file: &Path) -> Result<Snapshot, SnapshotError> {
+    refuse_binary(data, file)?;
     // Most snapshots are one record a line; a cheap count saves regrowth.
     let estimate = data.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut sink = Sink {
         records: Vec::with_capacity(estimate),
         errors: Vec::new(),
-        warnings: Vec::new(),
     };
     match format {
         // One record a line: a large file is parsed in two halves at once.
@@ -153,29 +165,67 @@ pub fn parse(data: &[u8], format: Format, file: &Path) -> Result<Snapshot, Snaps
     let Sink {
         mut records,
         errors,
-        mut warnings,
     } = sink;
     let diagnostic = |(line, message): (usize, String)| Diagnostic {
         file: file.to_path_buf(),
         line,
         message,
     };
+    // Repeats are looked for among the good records of a broken file too,
+    // so that every message comes at once.
+    let warnings = sort_dedup(&mut records)
+        .into_iter()
+        .map(diagnostic)
+        .collect();
     if !errors.is_empty() {
-        return Err(SnapshotError::Invalid(
-            errors.into_iter().map(diagnostic).collect(),
-        ));
+        return Err(SnapshotError::Invalid {
+            errors: errors.into_iter().map(diagnostic).collect(),
+            warnings,
+        });
     }
-    warnings.extend(sort_dedup(&mut records));
-    let warnings = warnings.into_iter().map(diagnostic).collect();
+    if records.is_empty() {
+        return Err(no_records(file));
+    }
     Ok(Snapshot { records, warnings })
 }
 
-/// What a format parser produces: records in file order, and messages as
+/// Fails on binary data: text never holds a NUL byte, and a binary file
+/// read line by line would only give a heap of garbage errors. The one
+/// error names the line of the first NUL.
+pub(crate) fn refuse_binary(data: &[u8], file: &Path) -> Result<(), SnapshotError> {
+    let Some(at) = lex::find_byte(data, 0) else {
+        return Ok(());
+    };
+    let line = data[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    Err(SnapshotError::Invalid {
+        errors: vec![Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            message: "binary data (a NUL byte): a snapshot is a text file (write such values in hex: 4x|00ff…)".into(),
+        }],
+        warnings: Vec::new(),
+    })
+}
+
+/// The error of a file without records (empty, or only blank lines and
+/// comments): it would serve nothing, and is more likely a file cut short
+/// or the wrong file than a device without data.
+pub(crate) fn no_records(file: &Path) -> SnapshotError {
+    SnapshotError::Invalid {
+        errors: vec![Diagnostic {
+            file: file.to_path_buf(),
+            line: 0,
+            message: "no records: the file is empty or holds only blank lines and comments".into(),
+        }],
+        warnings: Vec::new(),
+    }
+}
+
+/// What a format parser produces: records in file order, and errors as
 /// `(line, text)`.
 struct Sink {
     records: Vec<Record>,
     errors: Vec<(usize, String)>,
-    warnings: Vec<(usize, String)>,
 }
 
 /// From this size on, a `.snmprec` file is parsed by two threads.
@@ -198,7 +248,6 @@ fn snmprec_in_halves(data: &[u8], sink: &mut Sink) {
         let mut tail = Sink {
             records: Vec::with_capacity(capacity),
             errors: Vec::new(),
-            warnings: Vec::new(),
         };
         snmprec::parse(second, &mut tail);
         tail
@@ -216,7 +265,6 @@ fn snmprec_in_halves(data: &[u8], sink: &mut Sink) {
         r
     }));
     sink.errors.extend(tail.errors.into_iter().map(shift));
-    sink.warnings.extend(tail.warnings.into_iter().map(shift));
 }
 
 /// `.snmprec` text cut at line ends into pieces of about `piece` bytes (the
@@ -263,22 +311,20 @@ pub(crate) trait EncodedSink {
 }
 
 /// One piece of `.snmprec` text compiled by [`compile_snmprec_piece`]:
-/// messages as `(line, text)` with lines counted within the piece, and how
+/// errors as `(line, text)` with lines counted within the piece, and how
 /// many lines it had.
 pub(crate) struct PieceParse {
     pub(crate) errors: Vec<(usize, String)>,
-    pub(crate) warnings: Vec<(usize, String)>,
     pub(crate) lines: usize,
 }
 
 /// Compiles a piece of `.snmprec` text straight into encoded records (no
 /// [`Record`] per line): exactly the records [`parse`] reads, in source
-/// order, before sorting; the warnings are the parser's own (the store adds
-/// those about duplicates).
+/// order, before sorting (the store finds the repeated OIDs, and refuses
+/// binary data and a file without records, as [`parse`] does).
 pub(crate) fn compile_snmprec_piece(text: &[u8], part: &mut impl EncodedSink) -> PieceParse {
     let mut out = PieceParse {
         errors: Vec::new(),
-        warnings: Vec::new(),
         lines: 0,
     };
     snmprec::compile(text, part, &mut out);

@@ -47,16 +47,13 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
             continue;
         }
         match parse_record(line) {
-            Ok(((oid, value, variation), warning)) => {
+            Ok((oid, value, variation)) => {
                 sink.records.push(Record {
                     oid,
                     value,
                     variation,
                     line: line_no,
                 });
-                if let Some(w) = warning {
-                    sink.warnings.push((line_no, w));
-                }
             }
             Err(msg) => sink.errors.push((line_no, msg)),
         }
@@ -83,13 +80,10 @@ pub(super) fn compile(data: &[u8], part: &mut impl EncodedSink, out: &mut super:
             continue;
         }
         match parse_record(line) {
-            Ok(((oid, v, variation), warning)) => {
+            Ok((oid, v, variation)) => {
                 value.clear();
                 ber::push_value(&mut value, &v);
                 part.push(&oid, &value, variation.as_ref(), line_no);
-                if let Some(w) = warning {
-                    out.warnings.push((line_no, w));
-                }
             }
             Err(msg) => out.errors.push((line_no, msg)),
         }
@@ -124,8 +118,8 @@ fn put_base128(out: &mut [u8; COMMON_OID_BYTES], mut at: usize, v: u64) -> Optio
 /// A record of the common kinds, read without allocating: a plain dotted
 /// OID of up to [`COMMON_ARCS`] arcs (appended to `arcs`, their BER encoding
 /// put in `oid`: its length is returned), a tag of digits with an optional
-/// `x`, and a value that [`parse_record`] would read without a warning; the
-/// value's TLV goes to `value`. `None` for anything else, left to
+/// `x`, and a value that [`parse_record`] would read; the value's TLV goes
+/// to `value`. `None` for anything else, left to
 /// [`parse_record`] (`arcs` as it was, `oid` and `value` scribbled on).
 fn common_record(
     line: &[u8],
@@ -196,7 +190,7 @@ fn common_record(
             value.extend_from_slice(text);
         }
         (4, true) => {
-            // Odd or not hex: an error or a warning, said by parse_record.
+            // Odd or not hex: an error, said by parse_record.
             let t = text.trim_ascii();
             if !t.len().is_multiple_of(2) {
                 return None;
@@ -222,8 +216,8 @@ fn common_record(
 
 type Parsed = (crate::wire::value::Oid, Value, Option<Variation>);
 
-/// One record, and a warning when a mistake in it was read leniently.
-fn parse_record(line: &[u8]) -> Result<(Parsed, Option<String>), String> {
+/// One record.
+fn parse_record(line: &[u8]) -> Result<Parsed, String> {
     let Some(p1) = find_byte(line, b'|') else {
         return Err(format!("expected OID|TAG|VALUE, got {}", show(line)));
     };
@@ -271,21 +265,11 @@ fn parse_record(line: &[u8]) -> Result<(Parsed, Option<String>), String> {
         })?;
 
     match module {
-        // Seen in real recordings (`1.3.6.1.2.1.1.1.0|4x|Juniper`): text under
-        // a hex tag. When the value cannot be hex at all, text is the only
-        // reading; snmpsim would fail that OID at query time instead.
-        None if encoding == Encoding::Hex
-            && matches!(tag, 4 | 68)
-            && !value_text.trim_ascii().iter().all(u8::is_ascii_hexdigit) =>
-        {
-            let warning = format!(
-                "value {} under tag {} is not hex; taken as text",
-                show(value_text),
-                show(tag_text)
-            );
-            Ok(((oid, from_text(tag, value_text)?, None), Some(warning)))
-        }
-        None => Ok(((oid, decode(tag, encoding, value_text)?, None), None)),
+        // A hex value that is not hex (`4x|zz`, `4x|abc`, `64x|zz`; seen in
+        // real recordings: `1.3.6.1.2.1.1.1.0|4x|Juniper`) is an error like
+        // any value that cannot be decoded: snmpsim fails that OID at query
+        // time, and a guess at what was meant is not data.
+        None => Ok((oid, decode(tag, encoding, value_text)?, None)),
         Some(module) => {
             let name = std::str::from_utf8(module)
                 .map_err(|_| format!("variation module name {} is not UTF-8", show(module)))?;
@@ -296,7 +280,7 @@ fn parse_record(line: &[u8]) -> Result<(Parsed, Option<String>), String> {
                 name: name.to_string(),
                 params: params.to_string(),
             };
-            Ok(((oid, value, Some(variation)), None))
+            Ok((oid, value, Some(variation)))
         }
     }
 }

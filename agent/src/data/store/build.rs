@@ -113,14 +113,16 @@ pub(super) struct Built {
 /// Compiles `.snmprec` text into the data region of `out`: in pieces of
 /// about `piece` bytes on every core, each piece parsed into a part that is
 /// placed in source order as soon as the sizes of the pieces before it are
-/// known, then reused. Fails as [`snapshot::parse`] does, naming every
-/// broken line.
+/// known, then reused. Fails as [`snapshot::parse`] does: naming every
+/// broken line, with the repeated OIDs among the other lines as warnings;
+/// on binary data; on a file without records.
 pub(super) fn compile_snmprec(
     data: &[u8],
     source: &Path,
     out: &dyn Out,
     piece: usize,
 ) -> Result<Built, StoreError> {
+    snapshot::refuse_binary(data, source)?;
     let pieces = snapshot::snmprec_pieces(data, piece);
     let n = pieces.len();
     let placement = Placement::new(n);
@@ -155,17 +157,20 @@ pub(super) fn compile_snmprec(
     .collect();
     done.sort_by_key(|(k, ..)| *k);
     let mut placed = Vec::with_capacity(done.len());
-    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let mut errors = Vec::new();
     let mut failed = None;
     let mut line_base = 0;
     for (_, parsed, p) in done {
-        let shift = |(line, message): (usize, String)| snapshot::Diagnostic {
-            file: source.to_path_buf(),
-            line: line + line_base,
-            message,
-        };
-        errors.extend(parsed.errors.into_iter().map(shift));
-        warnings.extend(parsed.warnings.into_iter().map(shift));
+        errors.extend(
+            parsed
+                .errors
+                .into_iter()
+                .map(|(line, message)| snapshot::Diagnostic {
+                    file: source.to_path_buf(),
+                    line: line + line_base,
+                    message,
+                }),
+        );
         match p {
             Ok(mut p) => {
                 p.line_base = line_base;
@@ -176,7 +181,15 @@ pub(super) fn compile_snmprec(
         line_base += parsed.lines;
     }
     if !errors.is_empty() {
-        return Err(SnapshotError::Invalid(errors).into());
+        // The repeats among the good lines, as the parser reports them
+        // (when every part was placed: else there is no telling).
+        let warnings = match failed {
+            None => index(&placed, out, true)
+                .map(|index| diagnostics(source, index.warnings))
+                .unwrap_or_default(),
+            Some(_) => Vec::new(),
+        };
+        return Err(SnapshotError::Invalid { errors, warnings }.into());
     }
     match failed {
         Some(Fail::Io(e)) => Err(StoreError::Io {
@@ -186,12 +199,30 @@ pub(super) fn compile_snmprec(
         Some(Fail::TooLarge) => Err(StoreError::TooLarge {
             path: source.to_owned(),
         }),
+        None if placed.iter().all(|p| p.entries.is_empty()) => {
+            Err(snapshot::no_records(source).into())
+        }
         None => Ok(Built {
             placed,
             data_len: placement.end(),
-            warnings,
+            warnings: Vec::new(),
         }),
     }
+}
+
+/// `(line, message)` pairs of `source` as diagnostics.
+pub(super) fn diagnostics(
+    source: &Path,
+    messages: Vec<(usize, String)>,
+) -> Vec<snapshot::Diagnostic> {
+    messages
+        .into_iter()
+        .map(|(line, message)| snapshot::Diagnostic {
+            file: source.to_owned(),
+            line,
+            message,
+        })
+        .collect()
 }
 
 /// Records, sorted and unique already, into the data region of `out`.
@@ -250,7 +281,7 @@ pub(super) fn encode(records: &[Record], source_hash: [u8; 32]) -> Option<Vec<u8
 
 /// A `.snmprec` file is compiled in pieces of about this size, as many at
 /// once as there are cores.
-const COMPILE_PIECE: usize = 1 << 20;
+pub(super) const COMPILE_PIECE: usize = 1 << 20;
 
 /// Compiles snapshot text into `file` (at `path`, a new file) and syncs it
 /// to the disk: the number of records and the warnings.
@@ -298,16 +329,7 @@ pub(super) fn write_store(
         .and_then(|()| file.sync_data())
         .map_err(io_err(path))?;
     let mut warnings = built.warnings;
-    warnings.extend(
-        index
-            .warnings
-            .into_iter()
-            .map(|(line, message)| snapshot::Diagnostic {
-                file: source.to_owned(),
-                line,
-                message,
-            }),
-    );
+    warnings.extend(diagnostics(source, index.warnings));
     Ok((index.count, warnings))
 }
 

@@ -67,7 +67,7 @@ fn digests<'a>(pieces: impl Iterator<Item = (usize, &'a [u8])>, count: usize) ->
 }
 
 /// The content hash that names a compiled store.
-fn source_hash(data: &[u8], path: &Path) -> [u8; 32] {
+pub(super) fn source_hash(data: &[u8], path: &Path) -> [u8; 32] {
     let count = data.len().div_ceil(HASH_PIECE);
     key(
         data.len(),
@@ -140,6 +140,11 @@ pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> 
     let (data, hash) = read_source(source).map_err(io_err(source))?;
     let store_path = cache_dir.join(format!("{}.store", hex::encode(&hash[..16])));
     if let Ok(existing) = Store::open(&store_path) {
+        // Compiled before a file without records was an error (an empty
+        // store of an earlier run in the cache): still an error.
+        if existing.is_empty() {
+            return Err(snapshot::no_records(source).into());
+        }
         return Ok(Compiled {
             store_path,
             warnings: Vec::new(),

@@ -7,7 +7,8 @@
 //! - `build`: the parallel builder, which writes a store file or buffer;
 //! - `merge`: the index, merged into OID order on every core;
 //! - `reader`: the read-only mapping agents answer from;
-//! - `cache`: stores named by their source's content in the cache directory.
+//! - `cache`: stores named by their source's content in the cache directory;
+//! - `check`: a store compiled in memory and dropped, for `agentcluster check`.
 //!
 //! GET is a binary search over the entries; GETNEXT/GETBULK walk them.
 //!
@@ -20,6 +21,7 @@ use crate::data::snapshot::SnapshotError;
 
 mod build;
 mod cache;
+mod check;
 mod format;
 mod merge;
 mod out;
@@ -29,6 +31,7 @@ mod reader;
 mod tests;
 
 pub use cache::{Compiled, compile, load};
+pub use check::{Checked, check};
 pub(crate) use format::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME};
 pub use reader::{Item, Store};
 

@@ -155,7 +155,7 @@ fn mixed_snmprec() -> String {
         "1.3.6.1.2.1.1.3.0|67|6257926\n",
         "1.3.6.1.2.1.1.1.0|4| leading space kept\r\n",
         "  1.3.6.1.2.1.1.4.0|4x|52 \n",
-        "1.3.6.1.2.1.1.5.0|4x|Juniper\n",
+        "1.3.6.1.2.1.1.5.0|4x|4A756e69706572\n",
         "1.3.6.1.2.1.1.6.0|4e|a\\x41\\n\n",
         "1.3.6.1.2.1.1.7.0|2:numeric|min=1,max=9\n",
         "1.3.6.1.2.1.1.8.0|4:writecache|value=abc\n",
@@ -284,20 +284,81 @@ fn snmprec_compiled_in_pieces_names_broken_lines_as_parse_does() {
     let mut text = mixed_snmprec();
     text.push_str("\n1.3.6.1.9|2|x\nnot a record\n1.3.6.1.10|99|1\n");
     text.insert_str(0, "1.3..6|2|1\n");
-    let Err(SnapshotError::Invalid(expect)) = snapshot::parse(
+    // A repeat among the good lines: a warning beside the errors.
+    text.push_str("1.3.6.1.2.1.1.1.0|4|again\n");
+    let Err(SnapshotError::Invalid {
+        errors: expect,
+        warnings: expect_warnings,
+    }) = snapshot::parse(
         text.as_bytes(),
         snapshot::Format::Snmprec,
         Path::new("t.snmprec"),
-    ) else {
+    )
+    else {
         panic!("parses");
     };
     assert_eq!(expect.len(), 4);
+    assert!(!expect_warnings.is_empty());
     for piece in [1, 50, usize::MAX] {
         let out = Mutex::new(Vec::new());
         match compile_snmprec(text.as_bytes(), Path::new("t.snmprec"), &out, piece) {
-            Err(StoreError::Snapshot(SnapshotError::Invalid(got))) => assert_eq!(got, expect),
+            Err(StoreError::Snapshot(SnapshotError::Invalid { errors, warnings })) => {
+                assert_eq!(errors, expect, "pieces of {piece}");
+                assert_eq!(warnings, expect_warnings, "pieces of {piece}");
+            }
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("compiles"),
+        }
+    }
+}
+
+#[test]
+fn the_store_refuses_what_parse_refuses_as_a_whole() {
+    // No records, binary data, hex that is not hex: compiled in pieces or
+    // through the records, the store fails as the parser does.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cases: [(&str, &[u8]); 6] = [
+        ("empty.snmprec", b""),
+        ("comments.snmprec", b"# only a comment\n\n"),
+        ("empty.snmpwalk", b""),
+        (
+            "binary.snmprec",
+            b"1.3.6.1.2.1.1.1.0|4|a\n\x7fELF\x02\x01\x00\x00\n",
+        ),
+        ("binary.sapwalk", b"\x00\x01"),
+        (
+            "hex.snmprec",
+            b"1.3.6.1.2.1.1.1.0|4x|Juniper\n1.3.6.1.2.1.1.2.0|64x|zz\n",
+        ),
+    ];
+    for (name, data) in cases {
+        let src = dir.path().join(name);
+        fs::write(&src, data).unwrap();
+        let format = snapshot::Format::from_path(&src).unwrap();
+        let Err(SnapshotError::Invalid { errors: expect, .. }) =
+            snapshot::parse(data, format, &src)
+        else {
+            panic!("{name} parses");
+        };
+        for piece in [1, usize::MAX] {
+            let out = Mutex::new(Vec::new());
+            if format == snapshot::Format::Snmprec {
+                match compile_snmprec(data, &src, &out, piece) {
+                    Err(StoreError::Snapshot(SnapshotError::Invalid { errors, .. })) => {
+                        assert_eq!(errors, expect, "{name}, pieces of {piece}");
+                    }
+                    Err(e) => panic!("{name}: {e}"),
+                    Ok(_) => panic!("{name} compiles"),
+                }
+            }
+        }
+        match compile(&src, &cache) {
+            Err(StoreError::Snapshot(SnapshotError::Invalid { errors, .. })) => {
+                assert_eq!(errors, expect, "{name}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name} compiles"),
         }
     }
 }
@@ -378,6 +439,31 @@ fn corpus_compiles_as_its_records() {
     }
 }
 
+/// A cache written before a file without records was an error may hold
+/// the empty store of such a file: it is an error all the same, at start
+/// and on reload alike.
+#[test]
+fn an_empty_store_left_in_the_cache_is_no_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("d.snmprec");
+    fs::write(&src, "").unwrap();
+    let cache = dir.path().join("cache");
+    fs::create_dir(&cache).unwrap();
+    let hash = super::cache::source_hash(b"", &src);
+    let old = cache.join(format!("{}.store", hex::encode(&hash[..16])));
+    fs::write(&old, encode(&[], hash).unwrap()).unwrap();
+    assert!(Store::open(&old).unwrap().is_empty());
+    match compile(&src, &cache) {
+        Err(StoreError::Snapshot(SnapshotError::Invalid { errors, warnings })) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].line, 0);
+            assert!(errors[0].message.starts_with("no records"), "{errors:?}");
+            assert!(warnings.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn compile_reuses_the_cache_by_content() {
     let dir = tempfile::tempdir().unwrap();
@@ -404,4 +490,56 @@ fn compile_reuses_the_cache_by_content() {
         s.item(0).unwrap().value,
         &[0x04, 7, b'c', b'h', b'a', b'n', b'g', b'e', b'd']
     );
+}
+
+#[test]
+fn check_says_what_compile_would_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let good = dir.path().join("good.snmprec");
+    fs::write(&good, mixed_snmprec()).unwrap();
+    let walk = dir.path().join("good.snmpwalk");
+    fs::write(
+        &walk,
+        ".1.3.6.1.2.1.1.5.0 = STRING: \"a\"\n.1.3.6.1.2.1.1.1.0 = STRING: \"b\"\n.1.3.6.1.2.1.1.5.0 = STRING: \"c\"\n",
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.snmprec");
+    fs::write(
+        &broken,
+        "1.3.6.1.2.1.1.5.0|4|a\nbroken\n1.3.6.1.2.1.1.5.0|4|c\n1.3.6.1.2.1.1.6.0|4x|zz\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.snmprec");
+    let sources = [
+        good.as_path(),
+        walk.as_path(),
+        broken.as_path(),
+        missing.as_path(),
+    ];
+    let checked = check(&sources);
+    assert_eq!(checked.len(), 4);
+    assert!(!cache.exists());
+    for (source, c) in sources.iter().zip(&checked).take(2) {
+        let c = c.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        let compiled = compile(source, &cache).unwrap();
+        assert_eq!(c.records, compiled.records, "{}", source.display());
+        assert_eq!(c.warnings, compiled.warnings, "{}", source.display());
+        assert!(!c.warnings.is_empty());
+    }
+    let (Err(StoreError::Snapshot(SnapshotError::Invalid { errors, warnings })), Err(expect)) =
+        (&checked[2], compile(&broken, &cache))
+    else {
+        panic!("{:?}", checked[2]);
+    };
+    assert_eq!(
+        errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        checked[2].as_ref().unwrap_err().to_string(),
+        expect.to_string()
+    );
+    assert!(matches!(&checked[3], Err(StoreError::Io { path, .. }) if *path == missing));
 }

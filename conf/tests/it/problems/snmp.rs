@@ -47,6 +47,24 @@ fn snapshot_that_is_a_directory() {
     error_at(&ps, "fleet.yaml", 4, 11, "is a directory");
 }
 
+/// `run` cannot compile a snapshot of an unknown format: an error at the
+/// path, not a warning that passes `check`.
+#[test]
+fn snapshot_of_an_unknown_format() {
+    let d = Dir::new();
+    d.write("mibs/dump.txt", "1.3.6.1.2.1.1.1.0|4|x\n");
+    let ps = d.fails(
+        "agents:
+  - name: a
+    listen: [\"127.0.0.1:10161\"]
+    data: mibs/dump.txt
+    snmpv2c: { communities: [public] }
+",
+    );
+    error_at(&ps, "fleet.yaml", 4, 11, "is not a known snapshot format");
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+}
+
 #[test]
 fn bad_engine_ids() {
     let d = Dir::new();

@@ -104,3 +104,102 @@ fn huge_count() {
     let ps = d.fails("agents:\n  - name: \"a{i}\"\n    count: 2000000\n");
     error_at(&ps, "fleet.yaml", 3, 12, "`count` is at most 1000000");
 }
+
+/// Three templates of a million copies each: refused from their counts, in
+/// the time and memory of three entries (expanding them took gigabytes).
+#[test]
+fn a_fleet_of_more_than_a_million_agents_is_refused_unexpanded() {
+    let d = Dir::new();
+    let mut text = "agents:\n".to_string();
+    for host in 1..=3 {
+        text.push_str(&format!(
+            "  - name: \"h{host}-{{i}}\"\n    count: 1000000\n    listen: [\"127.0.0.{host}:{{i+1}}\"]\n    data: mibs/a.snmprec\n    snmpv2c: {{ communities: [public] }}\n"
+        ));
+    }
+    text.push_str("  - name: one\n    listen: [\"127.0.0.9:161\"]\n    data: mibs/a.snmprec\n    snmpv2c: { communities: [public] }\n");
+    let started = std::time::Instant::now();
+    let ps = d.fails(&text);
+    let p = find(&ps, "more than the 1000000 one supervisor takes");
+    assert_eq!((p.line, p.column), (0, 0), "{p}");
+    assert!(
+        p.message
+            .starts_with("the fleet has 3000001 agents (count 1000000 at "),
+        "{p}"
+    );
+    assert!(p.message.contains("fleet.yaml:8:12"), "{p}");
+    assert!(p.message.contains(", 1 other agents)"), "{p}");
+    // Nothing else: the copies were never made (their ports would clash).
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+    // A million copies take seconds; the refusal takes the entries' time.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// What `check` asks of a fleet before expanding it: its counts, taken
+/// from the entries; a refusal keeps every template unexpanded while the
+/// other agents are still checked.
+#[test]
+fn a_fleet_refused_by_fits_is_counted_but_not_expanded() {
+    let d = Dir::new();
+    d.write("mibs/dev-0.snmprec", "1.3.6.1.2.1.1.1.0|4|x\n");
+    let path = d.write(
+        "fleet.yaml",
+        "cluster: { agents_per_process: 10 }
+agents:
+  - name: \"t-{i}\"
+    count: 25
+    listen: [\"127.0.0.1:{i+20000}\", \"127.0.0.2:{i+20000}\"]
+    data: mibs/a.snmprec
+    snmpv2c:
+      communities: { public: {}, other: { data: \"mibs/dev-{i}.snmprec\" } }
+  - name: off
+    active: false
+    listen: [\"127.0.0.3:161\"]
+    data: mibs/c.snmpwalk
+    snmpv2c: { communities: [public] }
+  - name: twice
+    listen: [\"127.0.0.4:161\"]
+    data: mibs/a.snmprec
+    engine_id: \"zz\"
+    snmpv2c: { communities: [public] }
+",
+    );
+    let mut seen = None;
+    let checked = agentcluster_conf::check(&path, &mut |fleet| {
+        seen = Some((
+            fleet.counts,
+            fleet.agents.len(),
+            fleet.cluster.agents_per_process,
+        ));
+        vec!["too big for this host".to_string()]
+    });
+    let (counts, agents, per) = seen.expect("fits was asked");
+    assert_eq!((agents, per), (0, 10));
+    assert_eq!(counts.agents, 27);
+    assert_eq!(counts.inactive, 1);
+    assert_eq!(counts.endpoints, 25 * 2 + 2);
+    assert_eq!(counts.max_endpoints, 2);
+    // a.snmprec and c.snmpwalk once each; dev-{i} one per copy, each of
+    // dev-0's size (22 bytes; a.snmprec and c.snmpwalk are empty).
+    assert_eq!(counts.snapshots, 2 + 25);
+    assert_eq!(counts.snapshot_bytes, 25 * 22);
+    // A copy of t-{i} serves a.snmprec and its dev-{i}.
+    assert_eq!(counts.max_snapshots, 2);
+    let p = find(&checked.problems, "too big for this host");
+    assert_eq!(p.severity, agentcluster_conf::Severity::Error);
+    assert_eq!((p.line, p.column), (0, 0));
+    find(&checked.problems, "engine ID `zz` is not hex");
+    let names: Vec<&str> = checked
+        .fleet
+        .agents
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["off", "twice"]);
+    assert_eq!(checked.fleet.counts, counts);
+    // Without a refusal, the copies: dev-1 … dev-24 are missing.
+    let loaded = agentcluster_conf::load_within(&path, &mut |_| Vec::new());
+    let ps = loaded.expect_err("the engine ID");
+    assert_eq!(errors(&ps).len(), 2, "{}", show(&ps));
+    let p = find(&ps, "snapshot file not found");
+    assert!(p.message.contains("i=1, 2, 3 and 21 more"), "{p}");
+}

@@ -249,6 +249,30 @@ agents: []
     assert!(show(&ps).contains("per_second"), "{}", show(&ps));
 }
 
+/// A Unix socket's path holds at most 107 bytes: a longer
+/// `control_socket` could never be bound.
+#[test]
+fn control_socket_path_too_long() {
+    let d = Dir::new();
+    let long = format!("run/{}.sock", "s".repeat(120));
+    let ps = d.fails(&format!(
+        "cluster:\n  control_socket: {long}\nagents:\n  - name: a\n    listen: [\"127.0.0.1:10161\"]\n    data: mibs/a.snmprec\n    snmpv2c: {{ communities: [public] }}\n"
+    ));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        2,
+        19,
+        "a Unix socket's path has at most 107",
+    );
+    // Up to the limit is fine.
+    let base = d.path("run/").display().to_string().len();
+    let fits = format!("run/{}", "s".repeat(107 - base));
+    d.ok(&format!(
+        "cluster:\n  control_socket: {fits}\nagents:\n  - name: a\n    listen: [\"127.0.0.1:10161\"]\n    data: mibs/a.snmprec\n    snmpv2c: {{ communities: [public] }}\n"
+    ));
+}
+
 #[test]
 fn bad_snapshot_max_loss() {
     let d = Dir::new();

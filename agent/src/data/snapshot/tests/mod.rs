@@ -36,13 +36,26 @@ fn value(text: &str, format: Format) -> Value {
 
 /// The `(line, message)` pairs of a parse that must fail.
 fn errors(text: &str, format: Format) -> Vec<(usize, String)> {
+    failed(text, format).0
+}
+
+/// The errors and the warnings of a parse that must fail, as `(line,
+/// message)` pairs.
+type Messages = Vec<(usize, String)>;
+fn failed(text: &str, format: Format) -> (Messages, Messages) {
     match parse(text.as_bytes(), format, file()) {
         Ok(s) => panic!("expected errors, got {:?}", s.records),
-        Err(SnapshotError::Invalid(d)) => {
-            for x in &d {
-                assert_eq!(x.file, file());
-            }
-            d.into_iter().map(|d| (d.line, d.message)).collect()
+        Err(SnapshotError::Invalid { errors, warnings }) => {
+            assert!(!errors.is_empty());
+            let pairs = |d: Vec<Diagnostic>| -> Messages {
+                d.into_iter()
+                    .map(|d| {
+                        assert_eq!(d.file, file());
+                        (d.line, d.message)
+                    })
+                    .collect()
+            };
+            (pairs(errors), pairs(warnings))
         }
         Err(e) => panic!("unexpected error kind: {e}"),
     }
@@ -232,10 +245,55 @@ fn load_picks_the_format_by_extension() {
         Err(SnapshotError::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("{other:?}"),
     }
-    // An empty file is an empty snapshot.
-    let p = dir.path().join("empty.snmprec");
-    std::fs::write(&p, "").unwrap();
-    assert!(load(&p).unwrap().records.is_empty());
+}
+
+#[test]
+fn a_snapshot_without_records_is_an_error() {
+    // Empty, blank, or comments only: in every format, one error about the
+    // whole file (line 0, which the message leaves out).
+    for format in [Format::Snmprec, Format::Snmpwalk, Format::Sapwalk] {
+        for text in ["", "\n\n", "# nothing here\n\n"] {
+            let e = errors(text, format);
+            assert_eq!(e.len(), 1, "{format:?} {text:?}: {e:?}");
+            assert_eq!(e[0].0, 0, "{e:?}");
+            assert!(e[0].1.starts_with("no records"), "{e:?}");
+        }
+    }
+    let err = parse(b"", Format::Snmprec, file()).unwrap_err().to_string();
+    assert!(err.starts_with("t.snap: no records"), "{err}");
+}
+
+#[test]
+fn binary_data_is_one_error_at_its_first_nul() {
+    let mut data = b"1.3.6.1.2.1.1.1.0|4|ok\n1.3.6.1.2.1.1.2.0|4|a".to_vec();
+    data.extend_from_slice(&[0, 1, 2, 0xff, b'\n']);
+    data.extend_from_slice(b"garbage\n\x7fELF\0\0\n");
+    for format in [Format::Snmprec, Format::Snmpwalk, Format::Sapwalk] {
+        match parse(&data, format, file()) {
+            Err(SnapshotError::Invalid { errors, warnings }) => {
+                assert_eq!(errors.len(), 1, "{format:?}: {errors:?}");
+                assert_eq!(errors[0].line, 2);
+                assert!(errors[0].message.starts_with("binary data"), "{errors:?}");
+                assert!(warnings.is_empty());
+            }
+            other => panic!("{format:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_warnings_of_a_broken_file_come_with_its_errors() {
+    let text = "1.3.6.1.2.1.1.5.0|4|a\n1.3.6.1.2.1.1.1.0|4|b\nbroken\n1.3.6.1.2.1.1.5.0|4|c\n";
+    let (errors, warnings) = failed(text, Format::Snmprec);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 3);
+    assert_eq!(
+        warnings,
+        vec![(
+            4,
+            "duplicate OID 1.3.6.1.2.1.1.5.0: line 4 replaces line 1".to_string()
+        )]
+    );
 }
 
 #[test]
@@ -269,7 +327,6 @@ fn a_large_snmprec_parsed_in_halves_equals_one_pass() {
     let mut sink = super::Sink {
         records: Vec::new(),
         errors: Vec::new(),
-        warnings: Vec::new(),
     };
     super::snmprec::parse(data, &mut sink);
     let mut one = sink.records;
@@ -281,7 +338,11 @@ fn a_large_snmprec_parsed_in_halves_equals_one_pass() {
     let mut broken = text.clone();
     broken.push_str("not a record\n");
     match super::parse(broken.as_bytes(), Format::Snmprec, Path::new("big.snmprec")) {
-        Err(SnapshotError::Invalid(d)) => assert_eq!(d[0].line, 120_002),
+        Err(SnapshotError::Invalid { errors, warnings }) => {
+            assert_eq!(errors[0].line, 120_002);
+            // The repeats of the good lines, as for the good file.
+            assert_eq!(warnings, whole.warnings);
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -162,11 +162,24 @@ fn snmprec_errors_name_their_line() {
 }
 
 #[test]
-fn snmprec_text_under_hex_tag_is_a_warning() {
-    // snmpsim-data's UPS/juniper-ac.snmprec line 2.
-    let s = ok("#Juniper AC\n1.3.6.1.2.1.1.1.0|4x|Juniper\n", REC);
-    assert_eq!(s.records[0].value, os(b"Juniper"));
-    assert_eq!(s.warnings.len(), 1);
-    assert_eq!(s.warnings[0].line, 2);
-    assert!(s.warnings[0].message.contains("not hex"));
+fn snmprec_hex_that_is_not_hex_is_an_error_under_every_tag() {
+    // Not hex at all, an odd count of digits, too few bytes: under each hex
+    // tag, on the common path and the general one alike.
+    for (text, needle) in [
+        ("1.3|4x|zz", "bad hex value"),
+        ("1.3|4x|abc", "bad hex value"),
+        ("1.3|4x|4g", "bad hex value"),
+        ("1.3|68x|zz", "bad hex value"),
+        ("1.3|64x|zz", "bad hex value"),
+        ("1.3|64x|7f0000zz", "bad hex value"),
+        ("1.3|64x|7f00", "needs 4 bytes"),
+        // snmpsim-data's UPS/juniper-ac.snmprec line 2: text under a hex
+        // tag is not taken for text.
+        ("#Juniper AC\n1.3.6.1.2.1.1.1.0|4x|Juniper", "bad hex value"),
+    ] {
+        let line = text.lines().count();
+        error_at(text, REC, line, needle);
+    }
+    // Good hex, in either case, with blanks around it.
+    assert_eq!(value("1.3|4x| 4a4B ", REC), os(b"JK"));
 }

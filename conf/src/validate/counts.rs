@@ -1,0 +1,126 @@
+//! How big the fleet is, counted from the `agents` entries before any
+//! template is expanded: agents, endpoints and snapshot files, in time and
+//! memory of the entries, never of their copies.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde_saphyr::Spanned;
+
+use super::Validator;
+use crate::loader::Tree;
+use crate::model::Counts;
+use crate::problem::Pos;
+use crate::raw::*;
+use crate::template;
+
+/// The most agents one fleet may have, template copies counted. A fleet
+/// over it is refused before any template is expanded: a few typos such as
+/// three `count: 1000000` never cost the gigabytes of their copies.
+pub(crate) const MAX_AGENTS: u64 = 1_000_000;
+
+impl Validator<'_> {
+    /// The fleet's [`Counts`]. An entry whose `count` is refused (0, over
+    /// [`template::MAX_COUNT`]) counts nothing: it is not expanded either.
+    pub(super) fn counts(&mut self, tree: &Tree) -> Counts {
+        let mut counts = Counts::default();
+        let mut files: HashSet<PathBuf> = HashSet::new();
+        for entry in &tree.agents {
+            let raw = &entry.raw.value;
+            let n = match &raw.count {
+                None => 1,
+                Some(c) if (1..=template::MAX_COUNT).contains(&c.value.0) => c.value.0,
+                Some(_) => continue,
+            };
+            counts.agents += n;
+            if raw.active.as_ref().is_some_and(|a| !a.value) {
+                counts.inactive += n;
+            }
+            let listen = raw.listen.as_ref().map_or(0, |l| l.value.0.len() as u64);
+            counts.endpoints += n * listen;
+            counts.max_endpoints = counts.max_endpoints.max(listen);
+            let mut named: HashSet<&str> = HashSet::new();
+            for s in snapshot_strings(raw) {
+                if s.value.trim().is_empty() || !named.insert(&s.value) {
+                    continue;
+                }
+                let copies = raw.count.is_some() && template::has_placeholder(&s.value);
+                if copies {
+                    // One file per copy, each taken to be the size of copy 0's.
+                    let first = template::render(&s.value, 0).unwrap_or_else(|_| s.value.clone());
+                    counts.snapshots += n;
+                    counts.snapshot_bytes += n * file_len(&self.path(entry.file, &first));
+                } else {
+                    let path = self.path(entry.file, &s.value);
+                    if !files.contains(&path) {
+                        counts.snapshots += 1;
+                        counts.snapshot_bytes += file_len(&path);
+                        files.insert(path);
+                    }
+                }
+            }
+            counts.max_snapshots = counts.max_snapshots.max(named.len() as u64);
+        }
+        counts
+    }
+}
+
+impl Validator<'_> {
+    /// The templates of a fleet over [`MAX_AGENTS`], for its message:
+    /// `count 1000000 at fleet.yaml:4:12, … and 2 more templates, 3 other
+    /// agents`.
+    pub(super) fn template_counts(&self, tree: &Tree) -> String {
+        const SHOWN: usize = 3;
+        let mut templates = Vec::new();
+        let mut others = 0u64;
+        for entry in &tree.agents {
+            match &entry.raw.value.count {
+                Some(c) if (1..=template::MAX_COUNT).contains(&c.value.0) => templates.push(
+                    format!("count {} at {}", c.value.0, self.at(entry.file, Pos::of(c))),
+                ),
+                Some(_) => {}
+                None => others += 1,
+            }
+        }
+        let mut text = templates
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if templates.len() > SHOWN {
+            text.push_str(&format!(" and {} more templates", templates.len() - SHOWN));
+        }
+        if others > 0 {
+            text.push_str(&format!(", {others} other agents"));
+        }
+        text
+    }
+}
+
+/// Every snapshot path an entry names: its `data`, its communities' own
+/// `data`, its SNMPv3 contexts.
+fn snapshot_strings(raw: &RawAgent) -> Vec<&Spanned<String>> {
+    let mut out: Vec<&Spanned<String>> = raw.data.iter().collect();
+    for section in [&raw.snmpv1, &raw.snmpv2c].into_iter().flatten() {
+        if let RawCommunities::Map(entries) = &section.value.communities.value {
+            out.extend(
+                entries
+                    .iter()
+                    .filter_map(|(_, opts)| opts.as_ref().and_then(|o| o.data.as_ref())),
+            );
+        }
+    }
+    if let Some(contexts) = raw
+        .snmpv3
+        .as_ref()
+        .and_then(|v3| v3.value.contexts.as_ref())
+    {
+        out.extend(contexts.value.0.iter().map(|(_, data)| data));
+    }
+    out
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
