@@ -79,10 +79,10 @@ impl Worker {
             let due = !self.pending.is_empty()
                 && retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
             if due {
-                let (round, came) = tokio::select! {
-                    biased;
-                    () = stop.cancelled() => break,
-                    r = self.round(&mut rx, closed) => r,
+                // The round watches `stop` itself: dropping it halfway
+                // could lose the events it was storing.
+                let Some((round, came)) = self.round(&mut rx, closed, &stop).await else {
+                    break;
                 };
                 match round {
                     Round::Acknowledged => {
@@ -169,10 +169,16 @@ impl Worker {
     /// events that come meanwhile: they are on disk at once, not after a
     /// round that can last `timeout × (1 + retries)`, so a supervisor
     /// killed during it loses none of them. Returns the round and whether
-    /// events came.
-    async fn round(&mut self, rx: &mut mpsc::Receiver<Job>, closed: bool) -> (Round, bool) {
+    /// events came, or `None` once `stop` is cancelled (the inform stays
+    /// pending; events taken in are stored first).
+    async fn round(
+        &mut self,
+        rx: &mut mpsc::Receiver<Job>,
+        closed: bool,
+        stop: &CancellationToken,
+    ) -> Option<(Round, bool)> {
         let Some(first) = self.pending.front().cloned() else {
-            return (Round::Acknowledged, false);
+            return Some((Round::Acknowledged, false));
         };
         let mut open = !closed;
         let mut came = false;
@@ -181,7 +187,8 @@ impl Worker {
         loop {
             tokio::select! {
                 biased;
-                r = &mut delivery => return (r, came),
+                () = stop.cancelled() => return None,
+                r = &mut delivery => return Some((r, came)),
                 job = rx.recv(), if open => match job {
                     Some(job) => {
                         let (jobs, _) = take_queued(rx, vec![job]);
@@ -401,6 +408,47 @@ mod tests {
         }
         shutdown.cancel();
         task.await.unwrap();
+        rx.task.abort();
+    }
+
+    /// An event taken in during a delivery round is stored even when the
+    /// stop comes while it is being stored: the round is never dropped
+    /// halfway (that lost the event, and the store with it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_taken_in_during_a_round_are_stored_whenever_the_stop_comes() {
+        let mut rx = Receiver::start().await;
+        let targets = [conf_target(&rx.addr.to_string(), NotifyType::Inform, None)];
+        for i in 0..60u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let bus = Bus::new("lab-a");
+            let traps = Traps::start(&targets, ROOT, "lab-a", dir.path(), &bus)
+                .await
+                .unwrap();
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(traps.run(shutdown.clone()));
+            publish(&bus, "a", "died", "");
+            // The round for it is under way (the receiver never answers).
+            assert_eq!(rx.next().await, (encode::TAG_INFORM, oid(&[0, 3])));
+            publish(&bus, "a", "restarting", "");
+            // The stop comes at a different moment of the storing each time.
+            std::thread::sleep(Duration::from_micros(i * 37));
+            shutdown.cancel();
+            task.await.unwrap();
+            let files: Vec<PathBuf> = fs::read_dir(dir.path().join("informs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "{files:?}");
+            let (_, kept) = InformStore::open(&files[0], "t").unwrap();
+            assert_eq!(
+                kept.iter()
+                    .map(|p| p.event.event.as_str())
+                    .collect::<Vec<_>>(),
+                ["died", "restarting"],
+                "round {i}"
+            );
+            while rx.seen.try_recv().is_ok() {}
+        }
         rx.task.abort();
     }
 
