@@ -15,6 +15,8 @@
 pub mod encode;
 pub mod replies;
 pub mod sender;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

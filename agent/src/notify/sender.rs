@@ -555,29 +555,8 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::COLD_START;
-    use crate::wire::value::Value;
+    use crate::notify::testutil::{local, note};
     use std::time::Duration;
-
-    fn note() -> Notification {
-        Notification {
-            trap_oid: COLD_START.to_vec(),
-            uptime: 1,
-            varbinds: vec![(
-                vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
-                Value::OctetString(b"x".to_vec()),
-            )],
-            agent_addr: [127, 0, 0, 1],
-        }
-    }
-
-    fn local() -> LocalEngine {
-        LocalEngine {
-            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
-            boots: 1,
-            start: Instant::now(),
-        }
-    }
 
     #[tokio::test]
     async fn an_unanswered_inform_times_out_after_its_retries() {

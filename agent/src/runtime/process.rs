@@ -380,32 +380,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::notify::{
-        COLD_START, Kind, LocalEngine, Notification, NotifyUser, Sender, Target, Version,
-    };
+    use crate::notify::testutil::{local, note};
+    use crate::notify::{Kind, NotifyUser, Sender, Target, Version};
     use crate::responder::{Config, Outcome};
     use crate::wire::ber::Frame;
     use crate::wire::value::Value;
-
-    fn note() -> Notification {
-        Notification {
-            trap_oid: COLD_START.to_vec(),
-            uptime: 1,
-            varbinds: vec![(
-                vec![1, 3, 6, 1, 2, 1, 1, 5, 0],
-                Value::OctetString(b"x".to_vec()),
-            )],
-            agent_addr: [127, 0, 0, 1],
-        }
-    }
-
-    fn local() -> LocalEngine {
-        LocalEngine {
-            engine_id: vec![0x80, 0, 0x1f, 0x88, 5, 1, 2, 3],
-            boots: 1,
-            start: Instant::now(),
-        }
-    }
 
     #[tokio::test]
     async fn a_v3_inform_discovers_the_receiver_and_reports_a_refusal() {
