@@ -12,3 +12,4 @@ mod common;
 mod examples;
 mod features;
 mod problems;
+mod reference;
