@@ -298,7 +298,7 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     let files = d.files();
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), or lower cluster.start_tokens",
+            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), pack agents into fewer processes (cluster.agents_per_process: each process costs {FILES_PER_PROCESS}), or lower cluster.start_tokens",
             d.sockets,
             d.processes,
             d.starting_files(),

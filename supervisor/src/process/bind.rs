@@ -9,11 +9,32 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// An endpoint that could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("agent {agent}: cannot listen on udp {endpoint}: {cause}")]
+#[error(
+    "agent {agent}: cannot listen on udp {endpoint}: {cause}{}",
+    hint(cause, endpoint)
+)]
 pub struct BindError {
     pub agent: String,
     pub endpoint: SocketAddr,
     pub cause: std::io::Error,
+}
+
+/// What to do about the usual bind failures (docs/troubleshooting.md).
+fn hint(cause: &std::io::Error, endpoint: &SocketAddr) -> String {
+    use std::io::ErrorKind;
+    match cause.kind() {
+        ErrorKind::AddrInUse => format!(
+            "; another process holds this port (see which with `ss -ulpn 'sport = :{}'`; \
+             on port 161 it is often snmpd: `systemctl stop snmpd`)",
+            endpoint.port()
+        ),
+        ErrorKind::PermissionDenied if endpoint.port() < 1024 => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE \
+             (run the systemd unit, or choose a port of 1024 or more)"
+                .to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 /// Binds one UDP endpoint. IPv6 sockets are v6-only, so `[::]:161` and
