@@ -182,6 +182,13 @@ impl Drops {
         *n = n.wrapping_add(1);
     }
 
+    /// Adds every count of `other` (the drops of an earlier process).
+    pub fn add_all(&mut self, other: &Drops) {
+        for (n, m) in self.0.iter_mut().zip(other.0) {
+            *n = n.wrapping_add(m);
+        }
+    }
+
     /// The drops counted for `why`.
     pub fn get(&self, why: Drop) -> u64 {
         self.0[why.index()]
