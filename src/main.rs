@@ -223,7 +223,8 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
             agentcluster_supervisor::Error::Bind(_)
             | agentcluster_supervisor::Error::Store(_)
             | agentcluster_supervisor::Error::Capacity(_)
-            | agentcluster_supervisor::Error::Control(_) => {
+            | agentcluster_supervisor::Error::Control(_)
+            | agentcluster_supervisor::Error::Metrics { .. } => {
                 anyhow::Error::new(UserError(e.to_string()))
             }
             other => anyhow::Error::new(other),

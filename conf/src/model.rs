@@ -93,6 +93,8 @@ pub struct Cluster {
     /// The supervisor's own SNMP agent (AGENTCLUSTER-MIB's agent table);
     /// `None`: off.
     pub snmp: Option<ClusterSnmp>,
+    /// Prometheus metrics over HTTP (`GET /metrics`); `None`: off.
+    pub metrics: Option<ClusterMetrics>,
     /// Reserved for etcd scale-out, which is not built yet: checked, and a
     /// reload notes a change, but nothing else reads it.
     pub etcd: Option<Etcd>,
@@ -185,6 +187,14 @@ pub struct ClusterSnmp {
     pub listen: Vec<SocketAddr>,
     /// The read-only community (default `public`).
     pub community: Secret,
+}
+
+/// `cluster.metrics`: where the supervisor serves its Prometheus metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterMetrics {
+    /// The TCP endpoint of the HTTP server (`GET /metrics`), bound by the
+    /// supervisor at start; a port other than 0.
+    pub listen: SocketAddr,
 }
 
 /// `cluster.etcd`, for the etcd scale-out that is not built yet.

@@ -37,6 +37,8 @@ pub(crate) struct RawCluster {
     pub restart: Option<Spanned<RawRestart>>,
     pub probe: Option<Spanned<RawProbe>>,
     pub snmp: Option<Spanned<RawClusterSnmp>>,
+    /// `cluster.metrics`: where the supervisor serves Prometheus metrics.
+    pub metrics: Option<Spanned<RawClusterMetrics>>,
     pub etcd: Option<Spanned<RawEtcd>>,
     /// `cluster.max_varbinds`: most varbinds
     /// one response may carry, GETBULK is cut there. Default 1000, at least
@@ -97,6 +99,13 @@ pub(crate) struct RawProbe {
 pub(crate) struct RawClusterSnmp {
     pub listen: Option<Spanned<OneOrMany<Spanned<String>>>>,
     pub community: Option<Spanned<String>>,
+}
+
+/// `metrics: { listen: 127.0.0.1:9464 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterMetrics {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,14 @@ pub enum Error {
     /// Endpoints that could not be bound, each with its agent.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Bind(Vec<bind::BindError>),
+    /// The metrics endpoint (`cluster.metrics`) could not be bound.
+    #[error("cluster.metrics: cannot listen on tcp {listen}: {cause}")]
+    Metrics {
+        /// The endpoint.
+        listen: std::net::SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
     /// An agent that cannot be run as configured (or a supervision task
     /// that died: a bug).
     #[error("agent {agent}: {cause}")]

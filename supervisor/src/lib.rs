@@ -16,6 +16,7 @@
 //!   │       └──> control::api     │
 //!   ├──> control ─────────────────┘
 //!   ├──> status ──> control::api, events, process::bind
+//!   ├──> metrics ──> fleet::manager, process::unit, events
 //!   └──> systemd
 //! ```
 //!
@@ -28,6 +29,8 @@
 //! - `fleet`: what should run and the manager that makes it so; it uses
 //!   `process`, publishes `events` and answers `control` requests.
 //! - `status`: the supervisor's own SNMP agent, fed status snapshots.
+//! - `metrics`: Prometheus metrics over HTTP, read at each scrape from the
+//!   units' status, the bus, the start tokens and the notification sink.
 //! - `run`: wires everything together; `systemd` speaks sd_notify.
 //!
 //! A helper two layers need moves down; it is never imported sideways.
@@ -36,6 +39,7 @@ mod control;
 mod error;
 mod events;
 mod fleet;
+mod metrics;
 mod process;
 mod run;
 mod status;

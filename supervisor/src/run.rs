@@ -26,7 +26,7 @@ use crate::process::bind;
 use crate::process::launch::Agents;
 use crate::process::spawner;
 use crate::process::unit::{Settings, Shared};
-use crate::{status, systemd};
+use crate::{metrics, status, systemd};
 
 /// What the world outside the supervisor asks of it while it runs, besides
 /// the requests that come over the control socket. The binary turns
@@ -77,6 +77,13 @@ pub async fn run(
         Some(snmp) => Some(status::bind(&snmp.listen).map_err(Error::Bind)?),
         None => None,
     };
+    let metrics_listener = match &fleet.cluster.metrics {
+        Some(m) => Some(metrics::bind(m.listen).map_err(|cause| Error::Metrics {
+            listen: m.listen,
+            cause,
+        })?),
+        None => None,
+    };
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = active
         .iter()
         .zip(bound)
@@ -121,6 +128,8 @@ pub async fn run(
     if let Some(k) = fleet.events.kvp.clone() {
         services.spawn(kvp::run(k, bus.clone(), bus.closed()));
     }
+    let token_count = c.start_tokens.max(1) as usize;
+    let tokens = shared.tokens.clone();
     let traps = traps::Traps::start(
         &fleet.events.notify,
         &fleet.events.mib_root,
@@ -130,6 +139,7 @@ pub async fn run(
     )
     .await
     .map_err(std::io::Error::from)?;
+    let informs_pending = traps.informs_pending();
     services.spawn(traps.run(bus.closed()));
     let (snmp_status, snmp_status_rx) = watch::channel(Vec::new());
     let snmp_on = snmp_sockets.is_some();
@@ -171,6 +181,21 @@ pub async fn run(
         &fleet, &compiled, shared, sockets, limits_tx, watch_tx, reports,
     )?;
     drop((fleet, compiled));
+    if let Some(listener) = metrics_listener {
+        let sources = metrics::Sources {
+            roster: manager.roster(),
+            bus: bus.clone(),
+            tokens,
+            token_count,
+            informs: informs_pending,
+        };
+        let task = metrics::serve(listener, sources, bus.closed());
+        services.spawn(async move {
+            if let Err(e) = task.await {
+                tracing::warn!(cause = %e, "cluster.metrics");
+            }
+        });
+    }
 
     // The initial start is over when every active unit is running or failed.
     tokio::select! {

@@ -18,6 +18,7 @@ mod events_burst;
 mod events_cli;
 mod events_snmp;
 mod kvp;
+mod metrics;
 mod mib;
 mod notify_snmptrapd;
 mod secrets;

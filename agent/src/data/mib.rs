@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
 use crate::data::variation::Variation;
 use crate::wire::ber;
+use crate::wire::pdu::Drops;
 
 /// Counters of the SNMPv2-MIB `snmp` group (RFC 3418), of SNMPv3 message
 /// processing, and our own request tallies. Plain integers: one agent is
@@ -63,6 +64,8 @@ pub struct Counters {
     pub dropped: u64,
     /// Datagrams dropped by the per-source rate limit (also in `dropped`).
     pub rate_limited: u64,
+    /// Datagrams dropped, by reason (their sum is `dropped`).
+    pub drops: Drops,
 }
 
 /// An object the agent computes itself instead of reading the snapshot.

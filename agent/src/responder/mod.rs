@@ -34,7 +34,7 @@ use crate::wire::decode::{decode_v1, decode_v2c};
 use crate::wire::fast;
 #[doc(hidden)]
 pub use crate::wire::fast::check_fast_decoder;
-pub use crate::wire::pdu::Drop;
+pub use crate::wire::pdu::{Drop, Drops};
 use crate::wire::pdu::{Kind, Request, Version};
 use crate::wire::value::Value;
 use ratelimit::{Limiter, RateLimit};
@@ -267,6 +267,7 @@ impl Responder {
         }
         self.counters.dropped += 1;
         self.counters.rate_limited += 1;
+        self.counters.drops.add(Drop::RateLimited);
         false
     }
 
@@ -293,6 +294,7 @@ impl Responder {
             Outcome::Dropped(why) => {
                 self.counters.dropped += 1;
                 let c = &mut self.counters;
+                c.drops.add(why);
                 match why {
                     Drop::Parse => c.in_asn_parse_errs = c.in_asn_parse_errs.wrapping_add(1),
                     Drop::BadVersion => c.in_bad_versions = c.in_bad_versions.wrapping_add(1),
@@ -303,6 +305,8 @@ impl Responder {
                     Drop::TooBig => c.silent_drops = c.silent_drops.wrapping_add(1),
                     // Counted where they were found.
                     Drop::UnknownSecurityModel | Drop::InvalidMsg | Drop::Unreported => {}
+                    // Counted where it is decided (`admit`).
+                    Drop::RateLimited => {}
                 }
             }
         }

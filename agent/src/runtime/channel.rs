@@ -19,8 +19,9 @@ pub mod frame;
 pub use frame::{Frame, Frames, Receiver, send};
 
 /// Version of the channel protocol. 2: frames carry descriptors, and
-/// stores are passed as descriptors instead of paths.
-pub const PROTOCOL: u32 = 2;
+/// stores are passed as descriptors instead of paths. 3: heartbeats carry
+/// the drops by reason.
+pub const PROTOCOL: u32 = 3;
 /// The fd the channel is inherited on.
 pub(crate) const CHANNEL_FD: i32 = 3;
 /// The first inherited UDP socket; the rest follow in order.
@@ -170,6 +171,8 @@ pub struct AgentStats {
     pub requests: u64,
     /// Datagrams dropped so far.
     pub dropped: u64,
+    /// Those drops by reason.
+    pub drops: crate::responder::Drops,
 }
 
 impl Message for ToAgent {

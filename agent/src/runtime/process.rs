@@ -136,6 +136,7 @@ async fn run() -> Result<(), String> {
                             name: name.clone(),
                             requests: c.requests,
                             dropped: c.dropped,
+                            drops: c.drops,
                         }
                     })
                     .collect();

@@ -120,4 +120,82 @@ pub enum Drop {
     /// An SNMPv3 check failed on a message without the reportable flag; its
     /// usmStats/snmp counter was counted by SNMPv3 message processing.
     Unreported,
+    /// Over the per-source rate limit (`cluster.rate_limit`): never looked
+    /// at.
+    RateLimited,
+}
+
+impl Drop {
+    /// Every reason, in the order [`Drops`] keeps them.
+    pub const ALL: [Drop; 9] = [
+        Drop::Parse,
+        Drop::BadVersion,
+        Drop::BadCommunity,
+        Drop::NotARequest,
+        Drop::TooBig,
+        Drop::UnknownSecurityModel,
+        Drop::InvalidMsg,
+        Drop::Unreported,
+        Drop::RateLimited,
+    ];
+
+    /// The reason's name where operators read it (the `reason` label of
+    /// the supervisor's metrics).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Drop::Parse => "parse",
+            Drop::BadVersion => "bad_version",
+            Drop::BadCommunity => "bad_community",
+            Drop::NotARequest => "not_a_request",
+            Drop::TooBig => "too_big",
+            Drop::UnknownSecurityModel => "unknown_security_model",
+            Drop::InvalidMsg => "invalid_msg",
+            Drop::Unreported => "usm",
+            Drop::RateLimited => "rate_limited",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Drop::Parse => 0,
+            Drop::BadVersion => 1,
+            Drop::BadCommunity => 2,
+            Drop::NotARequest => 3,
+            Drop::TooBig => 4,
+            Drop::UnknownSecurityModel => 5,
+            Drop::InvalidMsg => 6,
+            Drop::Unreported => 7,
+            Drop::RateLimited => 8,
+        }
+    }
+}
+
+/// Datagrams dropped so far, by [`Drop`] reason. Travels in heartbeats as
+/// an array in the order of [`Drop::ALL`] (both ends are one build).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Drops([u64; Drop::ALL.len()]);
+
+impl Drops {
+    /// Counts one drop for `why`.
+    pub fn add(&mut self, why: Drop) {
+        let n = &mut self.0[why.index()];
+        *n = n.wrapping_add(1);
+    }
+
+    /// Adds every count of `other` (the drops of an earlier process).
+    pub fn add_all(&mut self, other: &Drops) {
+        for (n, m) in self.0.iter_mut().zip(other.0) {
+            *n = n.wrapping_add(m);
+        }
+    }
+
+    /// The drops counted for `why`.
+    pub fn get(&self, why: Drop) -> u64 {
+        self.0[why.index()]
+    }
+
+    /// Every reason with its count, in the order of [`Drop::ALL`].
+    pub fn iter(&self) -> impl Iterator<Item = (Drop, u64)> + '_ {
+        Drop::ALL.into_iter().map(|d| (d, self.get(d)))
+    }
 }

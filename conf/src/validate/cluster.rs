@@ -121,6 +121,7 @@ impl Validator<'_> {
         let restart = self.restart(c.restart.as_ref());
         let probe = c.probe.as_ref().map(|p| self.probe(p));
         let snmp = c.snmp.as_ref().map(|s| self.cluster_snmp(s));
+        let metrics = c.metrics.as_ref().and_then(|m| self.cluster_metrics(m));
         let etcd = c.etcd.as_ref().map(|e| self.etcd(e));
         let max_varbinds = self.uint(
             f,
@@ -149,6 +150,7 @@ impl Validator<'_> {
             restart,
             probe,
             snmp,
+            metrics,
             etcd,
             max_varbinds,
             user,
@@ -379,6 +381,37 @@ impl Validator<'_> {
         ClusterSnmp {
             listen: listen.into_iter().map(|(a, _)| a).collect(),
             community,
+        }
+    }
+
+    /// `cluster.metrics`: one TCP endpoint, an IP and a port other than 0
+    /// (a scraper must know where to ask).
+    fn cluster_metrics(&mut self, m: &Spanned<RawClusterMetrics>) -> Option<ClusterMetrics> {
+        let Some(raw) = &m.value.listen else {
+            self.err(
+                MAIN,
+                Pos::of(m),
+                "cluster.metrics has no `listen`: give the endpoint to serve /metrics on (`127.0.0.1:9464`)",
+            );
+            return None;
+        };
+        match parse_listen(&raw.value) {
+            Ok(a) if a.port() == 0 => {
+                self.err(
+                    MAIN,
+                    Pos::of(raw),
+                    format!(
+                        "`metrics.listen`: `{}` has port 0; give the port Prometheus scrapes (`127.0.0.1:9464`)",
+                        raw.value
+                    ),
+                );
+                None
+            }
+            Ok(listen) => Some(ClusterMetrics { listen }),
+            Err(e) => {
+                self.err(MAIN, Pos::of(raw), format!("`metrics.listen`: {e}"));
+                None
+            }
         }
     }
 

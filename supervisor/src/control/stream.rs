@@ -194,6 +194,7 @@ pub(super) async fn stream_events(
                 &serde_json::json!({"overflow": true, "last_seq": resume_after, "reason": why}),
             );
             tracing::warn!(last_seq = resume_after, "event subscriber cut: {why}");
+            bus.count_stream_cut();
             // The rest gets DRAIN_TIMEOUT, or FLUSH_TIMEOUT once the bus is
             // closed.
             let until_closed = async {

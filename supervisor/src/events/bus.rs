@@ -88,6 +88,52 @@ struct Inner {
     drops: std::collections::HashMap<String, (Option<std::time::Instant>, u64)>,
     /// Hooks called with every event as it is published ([`Bus::tap`]).
     taps: Vec<Tap>,
+    /// What the metrics show of the bus.
+    tallies: Tallies,
+}
+
+/// A sink that can lose events, as the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The Hyper-V KVP pool: events it fell behind on, or could not write.
+    Kvp,
+    /// The journal: events it fell behind on.
+    Journal,
+    /// SNMP notifications: events that did not fit a target's queue.
+    Notify,
+}
+
+impl Sink {
+    /// Every sink, in the order of [`Tallies::lost`].
+    pub const ALL: [Sink; 3] = [Sink::Kvp, Sink::Journal, Sink::Notify];
+
+    /// Its name (the `sink` label of the metrics).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Sink::Kvp => "kvp",
+            Sink::Journal => "journal",
+            Sink::Notify => "notify",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Sink::Kvp => 0,
+            Sink::Journal => 1,
+            Sink::Notify => 2,
+        }
+    }
+}
+
+/// What the bus has counted since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tallies {
+    /// Events published, by kind, in the order of [`EventKind::ALL`].
+    pub published: [u64; EventKind::ALL.len()],
+    /// Events a sink lost, in the order of [`Sink::ALL`].
+    pub lost: [u64; Sink::ALL.len()],
+    /// Event streams cut because their subscriber fell behind.
+    pub streams_cut: u64,
 }
 
 /// A sink's hook into [`Bus::publish`]: called with every event, in `seq`
@@ -147,6 +193,7 @@ impl Bus {
                 ring: VecDeque::with_capacity(1024),
                 drops: std::collections::HashMap::new(),
                 taps: Vec::new(),
+                tallies: Tallies::default(),
             })),
             tx,
             closed: CancellationToken::new(),
@@ -187,6 +234,9 @@ impl Bus {
                 state: e.state,
                 reason: e.reason,
             });
+            if let Some(i) = EventKind::ALL.iter().position(|k| *k == event.event) {
+                inner.tallies.published[i] += 1;
+            }
             if inner.ring.len() == RING {
                 inner.ring.pop_front();
             }
@@ -209,15 +259,17 @@ impl Bus {
         event
     }
 
-    /// A sink lost `n` events (it fell behind, or its queue was full):
-    /// counted, and published as an `events-dropped` event of its own, at
-    /// most once per [`DROP_REPORT_EVERY`] per sink (what is dropped in
-    /// between is added to the next one).
-    pub fn report_dropped(&self, sink: &str, n: u64) {
+    /// `sink` (named `name` for people) lost `n` events (it fell behind,
+    /// or its queue was full): counted, and published as an
+    /// `events-dropped` event of its own, at most once per
+    /// [`DROP_REPORT_EVERY`] per name (what is dropped in between is added
+    /// to the next one).
+    pub fn report_dropped(&self, sink: Sink, name: &str, n: u64) {
         let now = std::time::Instant::now();
         let due = {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = inner.drops.entry(sink.to_string()).or_insert((None, 0));
+            inner.tallies.lost[sink.index()] += n;
+            let entry = inner.drops.entry(name.to_string()).or_insert((None, 0));
             entry.1 += n;
             if entry
                 .0
@@ -231,10 +283,37 @@ impl Bus {
         };
         if let Some(total) = due {
             self.publish(NewEvent {
-                reason: format!("{sink}: {total} events not delivered (the sink fell behind)"),
+                reason: format!("{name}: {total} events not delivered (the sink fell behind)"),
                 ..NewEvent::new(EventKind::EventsDropped, State::Running)
             });
         }
+    }
+
+    /// `sink` lost `n` events that it reports otherwise (a KVP write that
+    /// failed is logged): counted only.
+    pub fn count_lost(&self, sink: Sink, n: u64) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tallies
+            .lost[sink.index()] += n;
+    }
+
+    /// An event stream was cut because its subscriber fell behind.
+    pub fn count_stream_cut(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tallies
+            .streams_cut += 1;
+    }
+
+    /// What the bus has counted so far.
+    pub fn tallies(&self) -> Tallies {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tallies
     }
 
     /// Hands every event published from now on to `tap`, at once and in
@@ -358,9 +437,9 @@ mod tests {
     #[test]
     fn dropped_events_are_reported_at_most_every_ten_seconds_per_sink() {
         let bus = Bus::new("lab-a");
-        bus.report_dropped("kvp", 3);
-        bus.report_dropped("kvp", 4);
-        bus.report_dropped("notify 127.0.0.1:162", 1);
+        bus.report_dropped(Sink::Kvp, "kvp", 3);
+        bus.report_dropped(Sink::Kvp, "kvp", 4);
+        bus.report_dropped(Sink::Notify, "notify 127.0.0.1:162", 1);
         let (events, _) = bus.replay(1);
         let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
         assert_eq!(
@@ -371,6 +450,18 @@ mod tests {
             ]
         );
         assert!(events.iter().all(|e| e.event == EventKind::EventsDropped));
+        // Every loss is counted, reported or not; so is each event by kind.
+        bus.count_lost(Sink::Kvp, 2);
+        bus.count_stream_cut();
+        let t = bus.tallies();
+        assert_eq!(t.lost, [9, 0, 1]);
+        assert_eq!(t.streams_cut, 1);
+        let dropped = EventKind::ALL
+            .iter()
+            .position(|k| *k == EventKind::EventsDropped)
+            .unwrap();
+        assert_eq!(t.published[dropped], 2);
+        assert_eq!(t.published.iter().sum::<u64>(), 2);
     }
 
     /// A supervisor restarted on the same state directory numbers on: after

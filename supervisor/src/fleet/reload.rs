@@ -114,6 +114,7 @@ pub fn unapplied_cluster_keys(old: &Cluster, new: &Cluster) -> Vec<&'static str>
     note(old.restart != new.restart, "restart");
     note(old.probe != new.probe, "probe");
     note(old.snmp != new.snmp, "snmp");
+    note(old.metrics != new.metrics, "metrics");
     note(old.etcd != new.etcd, "etcd");
     note(old.user != new.user, "user");
     note(old.group != new.group, "group");
@@ -275,5 +276,13 @@ mod tests {
         assert!(unapplied_cluster_keys(&old, &same).is_empty());
         // max_response_bytes is applied by a reload, so it is not named.
         assert_eq!(unapplied_cluster_keys(&old, &new), ["node", "start_tokens"]);
+        // The metrics endpoint stays where it was bound.
+        let moved = load(
+            dir,
+            ", node: lab-a, start_tokens: 4, metrics: { listen: \"127.0.0.1:9464\" }",
+            &agent("a", 20001),
+        )
+        .cluster;
+        assert_eq!(unapplied_cluster_keys(&old, &moved), ["metrics"]);
     }
 }

@@ -526,6 +526,66 @@ fn bad_input_is_dropped_and_counted() {
     assert_eq!(h.raw(&response), None);
 }
 
+/// Every drop is counted under its reason, and the reasons add up to
+/// `dropped` (the supervisor's metrics show them by reason).
+#[test]
+fn drops_are_counted_by_reason() {
+    let mut h = Harness::new();
+    let get = |community: &[u8]| {
+        rasn::ber::encode(&v2c::Message {
+            version: 1.into(),
+            community: community.to_vec().into(),
+            data: v2::Pdus::GetRequest(v2::GetRequest(pdu(9, &[SYS_DESCR]))),
+        })
+        .unwrap()
+    };
+    let good = get(b"public");
+    let mut bad_version = good.clone();
+    bad_version[4] = 2;
+    let response = rasn::ber::encode(&v2c::Message {
+        version: 1.into(),
+        community: b"public".to_vec().into(),
+        data: v2::Pdus::Response(v2::Response(pdu(9, &[SYS_DESCR]))),
+    })
+    .unwrap();
+    for bad in [
+        &get(b"nope"),
+        &get(b"other"),
+        &bad_version,
+        &response,
+        &good[..3],
+    ] {
+        assert_eq!(h.raw(bad), None, "{bad:02x?}");
+    }
+    assert!(h.raw(&good).is_some());
+    h.responder.set_rate_limit(Some(RateLimit {
+        per_second: 1,
+        burst: 1,
+    }));
+    let ip = "192.0.2.1".parse().unwrap();
+    let now = h.start;
+    assert_eq!((0..4).filter(|_| h.responder.admit(ip, now)).count(), 1);
+    let c = h.responder.counters().clone();
+    let by_reason: Vec<(&str, u64)> = c
+        .drops
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(d, n)| (d.name(), n))
+        .collect();
+    assert_eq!(
+        by_reason,
+        [
+            ("parse", 1),
+            ("bad_version", 1),
+            ("bad_community", 2),
+            ("not_a_request", 1),
+            ("rate_limited", 3),
+        ]
+    );
+    assert_eq!(c.drops.iter().map(|(_, n)| n).sum::<u64>(), c.dropped);
+    assert_eq!(c.drops.get(Drop::RateLimited), c.rate_limited);
+}
+
 #[test]
 fn v1_and_v2c_get_getnext_and_getbulk_allocate_nothing() {
     use crate::sys::alloc_meter;

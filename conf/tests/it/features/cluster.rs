@@ -46,6 +46,7 @@ fn defaults() {
     );
     assert_eq!(c.probe, None);
     assert_eq!(c.snmp, None);
+    assert_eq!(c.metrics, None);
     assert_eq!(c.etcd, None);
     assert_eq!(c.max_varbinds, 1000);
     assert_eq!(c.user, None);
@@ -374,4 +375,49 @@ fn snapshot_max_loss_is_a_percentage() {
         ));
         assert_eq!(l.fleet.cluster.snapshot_max_loss, percent, "{written}");
     }
+}
+
+#[test]
+fn metrics_endpoint() {
+    let d = Dir::new();
+    for (written, want) in [
+        ("127.0.0.1:9464", "127.0.0.1:9464"),
+        ("\"[::1]:9464\"", "[::1]:9464"),
+        ("0.0.0.0:9100", "0.0.0.0:9100"),
+    ] {
+        let l = d.ok(&format!(
+            "cluster:\n  metrics: {{ listen: {written} }}\nagents: []\n"
+        ));
+        assert_eq!(
+            l.fleet.cluster.metrics,
+            Some(ClusterMetrics { listen: addr(want) }),
+            "{written}"
+        );
+    }
+    // Every problem at once, each where it is.
+    let ps = d.fails(
+        "cluster:
+  metrics: {}
+agents:
+  - name: a
+    listen: [\"127.0.0.1:10161\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+",
+    );
+    crate::common::error_at(&ps, "fleet.yaml", 2, 12, "cluster.metrics has no `listen`");
+    for (written, needle) in [
+        ("127.0.0.1:0", "has port 0"),
+        ("localhost:9464", "is not an IP address with a port"),
+        ("127.0.0.1", "has no port"),
+    ] {
+        let ps = d.fails(&format!(
+            "cluster:\n  metrics: {{ listen: {written} }}\nagents: []\n"
+        ));
+        let p = find(&ps, needle);
+        assert!(p.message.contains("`metrics.listen`"), "{p}");
+        assert_eq!((p.line, p.column), (2, 22), "{p}");
+    }
+    let ps = d.fails("cluster:\n  metrics: { listen: 127.0.0.1:9464, path: /m }\nagents: []\n");
+    assert!(!ps.is_empty());
 }

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::bus::Sink;
 use crate::events::{Bus, Event};
 
 /// Where journald listens for native entries.
@@ -129,7 +130,7 @@ async fn deliver(
 
 fn lagged(bus: &Bus, n: u64) {
     tracing::warn!(lost = n, "journal: events lost (journal too slow)");
-    bus.report_dropped("journal", n);
+    bus.report_dropped(Sink::Journal, "journal", n);
 }
 
 fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {

@@ -325,6 +325,7 @@ impl Manager {
             .zip(diff.keep)
             .partition(|(_, keep)| *keep);
         self.units = kept.into_iter().map(|(u, _)| u).collect();
+        self.update_roster();
         let going: Vec<_> = going.into_iter().map(|(u, _)| u).collect();
         // Each agent the reload touches is told first: its `stopped` (if
         // it has a process) and its new start follow.
@@ -441,6 +442,7 @@ impl Manager {
             .collect();
         let swapped = self.refresh_with(&p.compiled, &changed_files).await;
         self.update_watch();
+        self.update_roster();
         let mut message = format!(
             "reloaded: {} changed, {} added, {} removed, {} swapped to new snapshot data",
             report.changed.len(),

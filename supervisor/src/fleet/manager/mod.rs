@@ -53,9 +53,26 @@ pub struct ReadyAgent {
     pub endpoints: Vec<SocketAddr>,
 }
 
+/// One agent process as the metrics read it: its agents' names and its
+/// live status.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The names of its agents, in the order of the status's vectors.
+    pub names: Arc<[String]>,
+    /// Its status, as its unit last published it.
+    pub status: watch::Receiver<unit::Status>,
+}
+
+/// Every agent process of the fleet; replaced whenever the set of units
+/// changes (start, reload, an inactive agent started), so a reader takes
+/// each unit's status when it reads, without asking the loop.
+pub type Roster = Arc<Vec<Member>>;
+
 /// One agent process under supervision, as the manager sees it.
 struct Unit {
     name: String,
+    /// Its agents' names, shared with the [`Roster`].
+    names: Arc<[String]>,
     agents: Vec<Agent>,
     active: bool,
     /// Snapshot source of each view, per agent.
@@ -116,6 +133,8 @@ pub struct Manager {
     /// `cluster.snapshot_max_loss` of the configuration loaded last (a
     /// reload applies it).
     snapshot_max_loss: u8,
+    /// The units as the metrics read them.
+    roster: watch::Sender<Roster>,
 }
 
 impl Manager {
@@ -144,11 +163,13 @@ impl Manager {
             tasks: TaskTracker::new(),
             reload: changes::ReloadState::default(),
             snapshot_max_loss: fleet.cluster.snapshot_max_loss,
+            roster: watch::Sender::new(Roster::default()),
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;
         }
         manager.update_watch();
+        manager.update_roster();
         Ok(manager)
     }
 
@@ -243,17 +264,14 @@ impl Manager {
             memory_max: agents.iter().filter_map(|a| a.memory_max).min(),
         };
         let (tx, rx) = mpsc::channel(16);
-        let (status_tx, status_rx) = watch::channel(unit::Status {
-            state: if active {
+        let (status_tx, status_rx) = watch::channel(unit::Status::new(
+            if active {
                 State::Stopped
             } else {
                 State::Inactive
             },
-            pid: None,
-            restarts: 0,
-            running_since: None,
-            requests: vec![0; agents.len()],
-        });
+            agents.len(),
+        ));
         let stop = self.units_stop.child_token();
         let inner = tokio::spawn(unit::run(
             spec,
@@ -274,6 +292,7 @@ impl Manager {
         });
         self.units.push(Unit {
             name,
+            names: agents.iter().map(|a| a.name.clone()).collect(),
             sources: plans.iter().map(|p| p.sources.clone()).collect(),
             stores: plans.into_iter().map(|p| p.stores).collect(),
             agents,
@@ -284,6 +303,24 @@ impl Manager {
             task,
         });
         Ok(())
+    }
+
+    /// The units as they are now and each time they change.
+    pub fn roster(&self) -> watch::Receiver<Roster> {
+        self.roster.subscribe()
+    }
+
+    /// Tells the metrics which units there are now.
+    fn update_roster(&self) {
+        let members = self
+            .units
+            .iter()
+            .map(|u| Member {
+                names: u.names.clone(),
+                status: u.status.clone(),
+            })
+            .collect();
+        self.roster.send_replace(Arc::new(members));
     }
 
     /// Tells the watcher about the snapshot files in use now.

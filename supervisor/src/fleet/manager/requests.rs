@@ -163,6 +163,7 @@ impl Manager {
             u.active = true;
             self.units.insert(i, u);
         }
+        self.update_roster();
         Ok(())
     }
 }

@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use agentcluster_agent::channel::{FromAgent, ToAgent};
+use agentcluster_agent::responder::Drops;
 use agentcluster_agent::xorshift::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,8 @@ pub use crate::process::spec::{AgentPlan, Settings, StoreSwap, UnitSpec};
 pub struct Shared {
     /// Creates the units' processes.
     pub launcher: Arc<dyn Launch>,
+    /// The start tokens: a process holds one from its spawn to its ready
+    /// (or failure, or stop).
     pub tokens: Arc<Semaphore>,
     pub bus: Bus,
     pub settings: Arc<Settings>,
@@ -48,6 +51,79 @@ pub struct Status {
     pub running_since: Option<Instant>,
     /// Requests answered per agent, from the last heartbeat.
     pub requests: Vec<u64>,
+    /// What each agent served over every process of the unit (the metrics'
+    /// counters, which an agent's restart does not reset).
+    pub totals: Vec<Tally>,
+    /// From the last spawn to its ready, once a process was ready.
+    pub start_latency: Option<Duration>,
+}
+
+impl Status {
+    /// A unit of `agents` agents in `state`, before its first process.
+    pub fn new(state: State, agents: usize) -> Status {
+        Status {
+            state,
+            pid: None,
+            restarts: 0,
+            running_since: None,
+            requests: vec![0; agents],
+            totals: vec![Tally::default(); agents],
+            start_latency: None,
+        }
+    }
+}
+
+/// What one agent has served, from heartbeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests answered.
+    pub requests: u64,
+    /// Datagrams dropped, by reason.
+    pub drops: Drops,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.requests = self.requests.wrapping_add(other.requests);
+        self.drops.add_all(&other.drops);
+    }
+}
+
+/// Per agent of a unit: what its current process has served (from its
+/// last heartbeat), and what the unit's earlier processes had.
+#[derive(Debug)]
+struct Served {
+    now: Vec<Tally>,
+    before: Vec<Tally>,
+}
+
+impl Served {
+    fn new(agents: usize) -> Served {
+        Served {
+            now: vec![Tally::default(); agents],
+            before: vec![Tally::default(); agents],
+        }
+    }
+
+    /// A new process starts from zero; what the last one had is kept.
+    fn new_process(&mut self) {
+        for (before, now) in self.before.iter_mut().zip(&mut self.now) {
+            before.add(now);
+            *now = Tally::default();
+        }
+    }
+
+    fn totals(&self) -> Vec<Tally> {
+        self.before
+            .iter()
+            .zip(&self.now)
+            .map(|(b, n)| {
+                let mut t = *b;
+                t.add(n);
+                t
+            })
+            .collect()
+    }
 }
 
 /// The clock: tokio's, so that tests can pause and advance it.
@@ -87,7 +163,9 @@ pub async fn run(
     let mut waiting_for_token = false;
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut last_heartbeat = now();
-    let mut requests = vec![0u64; spec.agents.len()];
+    let mut served = Served::new(spec.agents.len());
+    let mut spawned_at: Option<Instant> = None;
+    let mut start_latency: Option<Duration> = None;
     let mut shutting_down = false;
     let mut watchdog = tokio::time::interval(settings.heartbeat);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,7 +189,7 @@ pub async fn run(
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
     }
     loop {
-        publish_status(&status, &machine, &requests);
+        publish_status(&status, &machine, &served, start_latency);
         if shutting_down && !machine.state().has_process() && process.is_none() {
             break;
         }
@@ -171,7 +249,7 @@ pub async fn run(
                 if process.as_ref().map(|p| p.generation) != Some(g) {
                     None
                 } else {
-                    on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut requests, &spec, &shared)
+                    on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec, &shared)
                 }
             }
             _ = sleep_until(next_timer.map(|(_, at)| at)) => {
@@ -185,7 +263,8 @@ pub async fn run(
                 permit = p.ok();
                 generation += 1;
                 last_heartbeat = now();
-                requests.iter_mut().for_each(|r| *r = 0);
+                served.new_process();
+                spawned_at = Some(now());
                 Some(match spawn(&spec, &shared, generation, chan_tx.clone()).await {
                     Ok(p) => {
                         let pid = p.proc.id().unwrap_or(0);
@@ -202,7 +281,11 @@ pub async fn run(
             }
         };
         let Some(input) = input else { continue };
+        let ready = matches!(input, Input::Ready);
         let actions = machine.handle(input, now(), rng.unit());
+        if ready && machine.state() == State::Running {
+            start_latency = spawned_at.map(|t| now().saturating_duration_since(t));
+        }
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
         if machine.state() != State::Starting {
             // The start token returns to the pool on ready, failure or stop.
@@ -213,7 +296,7 @@ pub async fn run(
     if let Some(p) = prober {
         p.abort();
     }
-    publish_status(&status, &machine, &requests);
+    publish_status(&status, &machine, &served, start_latency);
 }
 
 /// Where and how to probe a unit: its first agent's first endpoint (an
@@ -286,13 +369,20 @@ async fn probe_loop(
     }
 }
 
-fn publish_status(status: &watch::Sender<Status>, machine: &Machine, requests: &[u64]) {
+fn publish_status(
+    status: &watch::Sender<Status>,
+    machine: &Machine,
+    served: &Served,
+    start_latency: Option<Duration>,
+) {
     status.send_replace(Status {
         state: machine.state(),
         pid: machine.pid(),
         restarts: machine.restarts(),
         running_since: machine.running_since(),
-        requests: requests.to_vec(),
+        requests: served.now.iter().map(|t| t.requests).collect(),
+        totals: served.totals(),
+        start_latency,
     });
 }
 
@@ -342,7 +432,7 @@ fn on_channel(
     process: &mut Option<Process>,
     machine: &Machine,
     last_heartbeat: &mut Instant,
-    requests: &mut [u64],
+    served: &mut Served,
     spec: &UnitSpec,
     shared: &Shared,
 ) -> Option<Input> {
@@ -362,9 +452,12 @@ fn on_channel(
         }
         FromChannel::Msg(FromAgent::Heartbeat { agents }) => {
             *last_heartbeat = now();
-            for (slot, plan) in requests.iter_mut().zip(&spec.agents) {
+            for (slot, plan) in served.now.iter_mut().zip(&spec.agents) {
                 if let Some(s) = agents.iter().find(|s| s.name == plan.name) {
-                    *slot = s.requests;
+                    *slot = Tally {
+                        requests: s.requests,
+                        drops: s.drops,
+                    };
                 }
             }
             None

@@ -70,13 +70,7 @@ fn start_with(
     let events = bus.subscribe();
     let (commands, rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
-    let (status_tx, status) = watch::channel(Status {
-        state: State::Stopped,
-        pid: None,
-        restarts: 0,
-        running_since: None,
-        requests: vec![0],
-    });
+    let (status_tx, status) = watch::channel(Status::new(State::Stopped, 1));
     let task = tokio::spawn(run(
         spec,
         Shared {
@@ -293,13 +287,7 @@ async fn start_tokens_bound_how_many_processes_start_at_once() {
     let mut stops = Vec::new();
     for name in ["a", "b"] {
         let (_tx, rx) = mpsc::channel(16);
-        let (status_tx, _status) = watch::channel(Status {
-            state: State::Stopped,
-            pid: None,
-            restarts: 0,
-            running_since: None,
-            requests: vec![0],
-        });
+        let (status_tx, _status) = watch::channel(Status::new(State::Stopped, 1));
         let stop = CancellationToken::new();
         stops.push((stop.clone(), _tx, _status));
         tasks.push(tokio::spawn(run(

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::boot::Boot;
 use super::writer::{WriteError, Writer, Written};
-use crate::events::bus::FLUSH_TIMEOUT;
+use crate::events::bus::{FLUSH_TIMEOUT, Sink};
 use crate::events::{Bus, Event};
 
 /// Counters of the sink, readable while it runs.
@@ -170,6 +170,12 @@ struct Report {
 }
 
 impl Report {
+    /// `n` events could not be written; returns how many so far.
+    fn failed(&self, n: usize) -> u64 {
+        self.bus.count_lost(Sink::Kvp, n as u64);
+        Stats::add(&self.stats.failed, n)
+    }
+
     fn lost(&self, n: u64) {
         let total = Stats::add(&self.stats.lost, n as usize);
         tracing::warn!(
@@ -177,7 +183,7 @@ impl Report {
             total,
             "KVP sink fell behind the bus: events not written"
         );
-        self.bus.report_dropped("kvp", n);
+        self.bus.report_dropped(Sink::Kvp, "kvp", n);
     }
 
     /// What a batch of `n` events came to; false when the sink must stop.
@@ -208,12 +214,12 @@ impl Report {
                 true
             }
             Some(Err(WriteError::NoDirectory(_))) => {
-                Stats::add(&self.stats.failed, n);
+                self.failed(n);
                 tracing::warn!(pool = %pool, "KVP sink disabled: its directory is gone");
                 false
             }
             Some(Err(e)) => {
-                let total = Stats::add(&self.stats.failed, n);
+                let total = self.failed(n);
                 if self.failing {
                     tracing::debug!(events = n, total, cause = %e, "KVP write failed");
                 } else {
@@ -223,7 +229,7 @@ impl Report {
                 true
             }
             None => {
-                Stats::add(&self.stats.failed, n);
+                self.failed(n);
                 tracing::error!("KVP writer thread is gone: sink disabled");
                 false
             }
@@ -330,7 +336,7 @@ async fn sink(
                 Ok(outcome) => outcome,
                 Err(_) => {
                     let left = n + rx.len();
-                    Stats::add(&report.stats.failed, left);
+                    report.failed(left);
                     tracing::warn!(
                         events = left,
                         pool = %report.pool.display(),

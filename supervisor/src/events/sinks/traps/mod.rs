@@ -41,6 +41,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -51,6 +52,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Bus;
+use crate::events::bus::Sink;
 
 mod coalesce;
 mod dispatch;
@@ -201,6 +203,7 @@ impl Traps {
             let (tx, rx) = mpsc::channel::<Job>(QUEUE);
             routes.push(Route::new(conf, label.clone(), policy, tx));
             let worker = Worker {
+                pending_count: Arc::new(AtomicU64::new(pending.len() as u64)),
                 agent_addr: source_v4(&target.address),
                 label,
                 target,
@@ -235,6 +238,16 @@ impl Traps {
             wake,
             bus: bus.clone(),
         })
+    }
+
+    /// Each inform target's label and its count of informs not yet
+    /// acknowledged (the metrics read it as the sink goes).
+    pub fn informs_pending(&self) -> Vec<(String, Arc<AtomicU64>)> {
+        self.workers
+            .iter()
+            .filter(|(w, _)| w.target.kind == Kind::Inform)
+            .map(|(w, _)| (w.label.clone(), w.pending_count.clone()))
+            .collect()
     }
 
     /// Sends notifications until `shutdown` is cancelled (the bus is
@@ -290,7 +303,7 @@ fn report(bus: &Bus, dropped: Vec<(String, u64)>) {
             queue = QUEUE,
             "notifications dropped: the target's queue was full"
         );
-        bus.report_dropped(&format!("notifications to {label}"), n);
+        bus.report_dropped(Sink::Notify, &format!("notifications to {label}"), n);
     }
 }
 

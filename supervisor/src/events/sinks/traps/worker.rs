@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agentcluster_agent::notify::{Kind, NotifyError, Sender, Target};
@@ -50,6 +51,8 @@ pub(super) struct Worker {
     /// Informs only.
     pub(super) store: Option<InformStore>,
     pub(super) pending: VecDeque<Pending>,
+    /// `pending.len()` for the metrics, set as the worker goes.
+    pub(super) pending_count: Arc<AtomicU64>,
 }
 
 /// How one delivery round of an inform ended.
@@ -76,6 +79,7 @@ impl Worker {
                 // A new event: try a target that was down now.
                 retry_at = None;
             }
+            self.count_pending();
             let due = !self.pending.is_empty()
                 && retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
             if due {
@@ -156,6 +160,7 @@ impl Worker {
                 }
             }
         }
+        self.count_pending();
         if !self.pending.is_empty() {
             tracing::info!(
                 target = %self.label,
@@ -163,6 +168,11 @@ impl Worker {
                 "unacknowledged informs kept for the next run"
             );
         }
+    }
+
+    fn count_pending(&self) {
+        self.pending_count
+            .store(self.pending.len() as u64, Ordering::Relaxed);
     }
 
     /// One delivery round of the oldest pending inform, taking in the
