@@ -26,3 +26,4 @@ mod snmp_v1v2c;
 mod snmp_v3;
 mod supervisor;
 mod systemd_units;
+mod templates;
