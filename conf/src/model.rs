@@ -39,11 +39,12 @@ pub struct Counts {
     pub endpoints: u64,
     /// The most endpoints one agent has.
     pub max_endpoints: u64,
-    /// Distinct snapshot files. A path with a placeholder counts as one
-    /// file per copy.
+    /// Distinct snapshot files. A path with a placeholder counts each
+    /// distinct file its copies name (`model-{i%3}`: three), or one file
+    /// per copy when they name more than 1,024.
     pub snapshots: u64,
     /// Their size in bytes (missing files count 0). For a path with a
-    /// placeholder, the size of copy 0's file per copy: an estimate.
+    /// placeholder, the size of copy 0's file per file: an estimate.
     pub snapshot_bytes: u64,
     /// The most snapshot files one agent serves (its `data`, its
     /// communities' and contexts' own): the stores an agent process is

@@ -27,4 +27,5 @@ mod snmp_v1v2c;
 mod snmp_v3;
 mod supervisor;
 mod systemd_units;
+mod templates;
 mod troubleshooting;

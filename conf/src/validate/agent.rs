@@ -68,20 +68,22 @@ impl Validator<'_> {
                 continue;
             }
             let text = self.files.get(file).map_or("", |f| f.text.as_str());
-            let syntax = template::check_agent(raw, text);
-            if !syntax.is_empty() {
-                for (p, msg) in syntax {
-                    self.err(file, p, msg);
+            let compiled = match template::compile(raw, text) {
+                Ok(c) => c,
+                Err(syntax) => {
+                    for (p, msg) in syntax {
+                        self.err(file, p, msg);
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             if !expand {
                 continue;
             }
             // Copies are made one at a time: a big `count` never holds all
             // its raw copies at once.
             for i in 0..n {
-                let copy = match template::instance(raw, i, text) {
+                let copy = match compiled.instance(raw, i, text) {
                     Ok(c) => c,
                     Err((p, msg)) => {
                         // Reported for the first failing copy only.

@@ -12,12 +12,16 @@ use crate::loader::Tree;
 use crate::model::Counts;
 use crate::problem::Pos;
 use crate::raw::*;
-use crate::template;
+use crate::template::{self, Template};
 
 /// The most agents one fleet may have, template copies counted. A fleet
 /// over it is refused before any template is expanded: a few typos such as
 /// three `count: 1000000` never cost the gigabytes of their copies.
 pub(crate) const MAX_AGENTS: u64 = 1_000_000;
+
+/// The most distinct files a templated snapshot path is counted as; a path
+/// whose copies name more (`dev-{i}`) counts one file per copy.
+const DISTINCT_FILES: usize = 1024;
 
 impl Validator<'_> {
     /// The fleet's [`Counts`]. An entry whose `count` is refused (0, over
@@ -44,18 +48,33 @@ impl Validator<'_> {
                 if s.value.trim().is_empty() || !named.insert(&s.value) {
                     continue;
                 }
-                let copies = raw.count.is_some() && template::has_placeholder(&s.value);
-                if copies {
-                    // One file per copy, each taken to be the size of copy 0's.
-                    let first = template::render(&s.value, 0).unwrap_or_else(|_| s.value.clone());
-                    counts.snapshots += n;
-                    counts.snapshot_bytes += n * file_len(&self.path(entry.file, &first));
-                } else {
-                    let path = self.path(entry.file, &s.value);
-                    if !files.contains(&path) {
-                        counts.snapshots += 1;
-                        counts.snapshot_bytes += file_len(&path);
-                        files.insert(path);
+                let per_copy = match Template::parse(&s.value) {
+                    Ok(t) if raw.count.is_some() && !t.is_verbatim() => t,
+                    _ => {
+                        let path = self.path(entry.file, &s.value);
+                        if !files.contains(&path) {
+                            counts.snapshots += 1;
+                            counts.snapshot_bytes += file_len(&path);
+                            files.insert(path);
+                        }
+                        continue;
+                    }
+                };
+                // The copies' files, each taken to be the size of copy 0's.
+                let first = per_copy.render(0).unwrap_or_else(|_| s.value.clone());
+                let size = file_len(&self.path(entry.file, &first));
+                match distinct_renders(&per_copy, n) {
+                    Some(names) => {
+                        for name in names {
+                            if files.insert(self.path(entry.file, &name)) {
+                                counts.snapshots += 1;
+                                counts.snapshot_bytes += size;
+                            }
+                        }
+                    }
+                    None => {
+                        counts.snapshots += n;
+                        counts.snapshot_bytes += n * size;
                     }
                 }
             }
@@ -119,6 +138,26 @@ fn snapshot_strings(raw: &RawAgent) -> Vec<&Spanned<String>> {
         out.extend(contexts.value.0.iter().map(|(_, data)| data));
     }
     out
+}
+
+/// The distinct strings `t` renders for copies 0..n (copies without a
+/// value are left to validation), or `None` past [`DISTINCT_FILES`]: a
+/// path such as `model-{i%3}.snmprec` names three files whatever the
+/// count, and is counted as three.
+fn distinct_renders(t: &Template, n: u64) -> Option<HashSet<String>> {
+    let mut seen = HashSet::new();
+    let mut buf = String::new();
+    for i in 0..n {
+        buf.clear();
+        if t.render_into(i, &mut buf).is_err() || seen.contains(&buf) {
+            continue;
+        }
+        if seen.len() == DISTINCT_FILES {
+            return None;
+        }
+        seen.insert(buf.clone());
+    }
+    Some(seen)
 }
 
 fn file_len(path: &std::path::Path) -> u64 {

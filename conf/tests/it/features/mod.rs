@@ -4,6 +4,7 @@
 mod cluster;
 mod files;
 mod snmp;
+mod templates;
 
 use std::net::SocketAddr;
 

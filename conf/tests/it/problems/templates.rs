@@ -1,5 +1,6 @@
 //! Templates: placeholders that produce bad ports or addresses, malformed
-//! or negative placeholders, bad counts.
+//! placeholders, placeholders without a value for some copy (negative, a
+//! division by zero, an overflow), bad counts.
 
 use crate::common::{Dir, error_at, errors, find, show};
 
@@ -74,6 +75,131 @@ fn negative_placeholder() {
         15,
         "out of range (negative or too large) for i=0",
     );
+}
+
+/// An expression without a value for some copy: reported once, at the
+/// placeholder, naming the first copy that fails.
+#[test]
+fn expression_without_a_value_names_the_copy() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "agents:
+  - name: \"sw-{i}\"
+    count: 10
+    listen: [\"127.0.0.1:{20000+100/(i-3)}\"]
+    engine_id: \"80001f8804{i-5:04x}\"
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [\"c{i*4611686018427387904}\"] }
+",
+    );
+    // Copy 0's engine ID is the first failure (the division and the
+    // overflow come in later copies).
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        5,
+        27,
+        "placeholder `{i-5:04x}` is out of range (negative or too large) for i=0: it is -5",
+    );
+    let ps = d.fails(
+        "agents:
+  - name: \"sw-{i}\"
+    count: 10
+    listen: [\"127.0.0.1:{20000+100/(i-3)}\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+",
+    );
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        4,
+        25,
+        "placeholder `{20000+100/(i-3)}` divides by zero for i=3",
+    );
+    let ps = d.fails(
+        "agents:
+  - name: \"sw-{i}\"
+    count: 10
+    listen: [\"127.0.0.1:{i+20000}\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [\"c{i*4611686018427387904}\"] }
+",
+    );
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        6,
+        32,
+        "for i=2: the arithmetic overflows 64-bit integers",
+    );
+}
+
+/// A port below 0: the placeholder and the copy, not a bad address.
+#[test]
+fn negative_port() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "agents:
+  - name: \"sw-{i}\"
+    count: 200
+    listen: [\"127.0.0.{i%250+1}:{161-i}\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+",
+    );
+    assert_eq!(errors(&ps).len(), 1, "{}", show(&ps));
+    error_at(
+        &ps,
+        "fleet.yaml",
+        4,
+        33,
+        "placeholder `{161-i}` is out of range (negative or too large) for i=162: it is -1",
+    );
+}
+
+/// A syntax error is the template's, found once whatever the count.
+#[test]
+fn expression_syntax_is_reported_once_per_template() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "agents:
+  - name: \"sw-{i:z}\"
+    count: 1000
+    listen: [\"127.0.{i/250}.{i%250+1}:{161*}\"]
+    engine_id: \"80001f8804{i:8x}\"
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [\"c{(i+1}\", \"d{i k}\", \"e{2i}\"] }
+",
+    );
+    assert_eq!(errors(&ps).len(), 6, "{}", show(&ps));
+    error_at(&ps, "fleet.yaml", 2, 15, "`{i:z}`: unknown format `z`");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        4,
+        39,
+        "`{161*}`: the expression ends where a value was expected",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        5,
+        27,
+        "`{i:8x}`: a width pads with zeros and starts with one: write `08x`",
+    );
+    error_at(&ps, "fleet.yaml", 7, 32, "`{(i+1}`: missing `)`");
+    error_at(
+        &ps,
+        "fleet.yaml",
+        7,
+        43,
+        "`{i k}`: expected an operator (`+ - * / %`) before `k`",
+    );
+    error_at(&ps, "fleet.yaml", 7, 53, "`{2i}`: `2i` is not a number");
 }
 
 #[test]
