@@ -265,28 +265,35 @@ fn render_events(events: &[&Event], gap: bool, json: bool) -> Result<String, Fai
 }
 
 /// One event for a person, on one line:
-/// `2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=-
-/// signal=SIGKILL restarts=3 state=backoff seq=42: killed by SIGKILL`
-/// (one line; `-` for what is absent, the agent too for the supervisor's
-/// own events; no `: …` without a reason).
+/// `2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 signal=SIGKILL
+/// restarts=3 state=backoff seq=42: killed by SIGKILL` (one line; a pid,
+/// exit code or signal only when the event has one; `-` for the agent of
+/// the supervisor's own events; no `: …` without a reason).
 fn event_line(e: &Event) -> String {
-    let dash = || "-".to_string();
     let mut line = format!(
-        "{} {} {} {} pid={} exit={} signal={} restarts={} state={} seq={}",
+        "{} {} {} {}",
         one_line(&e.ts),
         one_line(&e.node),
         if e.agent.is_empty() {
-            dash()
+            "-".to_string()
         } else {
             one_line(&e.agent)
         },
         e.event,
-        e.pid.map_or_else(dash, |p| p.to_string()),
-        e.exit_code.map_or_else(dash, |c| c.to_string()),
-        e.signal.as_deref().map_or_else(dash, one_line),
-        e.restarts,
-        e.state,
-        e.seq
+    );
+    if let Some(pid) = e.pid {
+        let _ = write!(line, " pid={pid}");
+    }
+    if let Some(code) = e.exit_code {
+        let _ = write!(line, " exit={code}");
+    }
+    if let Some(signal) = &e.signal {
+        let _ = write!(line, " signal={}", one_line(signal));
+    }
+    let _ = write!(
+        line,
+        " restarts={} state={} seq={}",
+        e.restarts, e.state, e.seq
     );
     if !e.reason.is_empty() {
         line.push_str(": ");
@@ -664,7 +671,7 @@ mod tests {
     fn an_event_is_one_human_line() {
         assert_eq!(
             event_line(&died()),
-            "2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=- signal=SIGKILL \
+            "2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 signal=SIGKILL \
              restarts=3 state=backoff seq=42: killed by SIGKILL"
         );
         let started = Event {
@@ -681,7 +688,7 @@ mod tests {
         };
         assert_eq!(
             event_line(&started),
-            "2026-11-22T12:00:00.123Z lab-a - supervisor-started pid=- exit=0 signal=- \
+            "2026-11-22T12:00:00.123Z lab-a - supervisor-started exit=0 \
              restarts=0 state=running seq=1"
         );
         let mut multi = died();
