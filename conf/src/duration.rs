@@ -206,7 +206,10 @@ mod tests {
             assert_eq!(shown, want, "{d:?}");
             let back = parse_duration(&shown).unwrap_or_else(|| panic!("{shown} reads back"));
             let diff = back.abs_diff(d);
-            assert!(diff <= d / 200 + Duration::from_micros(1), "{d:?} → {shown} → {back:?}");
+            assert!(
+                diff <= d / 200 + Duration::from_micros(1),
+                "{d:?} → {shown} → {back:?}"
+            );
         }
     }
 

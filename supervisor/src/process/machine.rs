@@ -651,7 +651,10 @@ mod tests {
         let delay = spawn_delay(&a, c.at(60_104)).unwrap();
         assert_eq!(
             shown[0],
-            format!("exited with code 3; restarting in {}", format_duration(delay))
+            format!(
+                "exited with code 3; restarting in {}",
+                format_duration(delay)
+            )
         );
         assert_eq!(shown[0], "exited with code 3; restarting in 188ms");
     }

@@ -101,9 +101,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
     let delays: Vec<f64> = e
         .iter()
         .filter(|x| x["agent"] == "crasher" && x["event"] == "restarting")
-        .map(|x| {
-            parse_delay(x["reason"].as_str().unwrap())
-        })
+        .map(|x| parse_delay(x["reason"].as_str().unwrap()))
         .collect();
     assert_eq!(delays.len(), 4, "{e:#?}");
     assert_eq!(delays[0], 0.0, "first restart at once");
