@@ -154,6 +154,9 @@ pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> R
         }
     };
     let (kept, gap) = bus.replay(since.unwrap_or(0));
+    let gap = gap && since.is_some();
+    // With a gap the replay is the whole ring.
+    let oldest = kept.first().map(|e| e.seq).filter(|_| gap);
     let events = kept
         .iter()
         .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
@@ -161,7 +164,8 @@ pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> R
         .collect();
     Response::Events {
         events,
-        gap: gap && since.is_some(),
+        gap,
+        oldest,
     }
 }
 
@@ -335,7 +339,7 @@ mod tests {
 
     fn answer(r: Response) -> (Vec<(u64, String)>, bool) {
         match r {
-            Response::Events { events, gap } => (
+            Response::Events { events, gap, .. } => (
                 events.into_iter().map(|e| (e.seq, event_id(&e))).collect(),
                 gap,
             ),
@@ -399,6 +403,10 @@ mod tests {
         let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1")));
         assert!(gap);
         assert!(events.is_empty());
+        match events_response(&bus, Some(2), Some("*|*|*|a1")) {
+            Response::Events { oldest, .. } => assert_eq!(oldest, Some(6)),
+            other => panic!("{other:?}"),
+        }
         let (events, gap) = answer(events_response(&bus, Some(6), None));
         assert!(!gap);
         assert_eq!(events.len(), crate::events::bus::RING);
