@@ -19,8 +19,9 @@ pub const SUPERVISOR: &str = "supervisor";
 pub enum FilterError {
     /// Not four `|`-separated fields.
     #[error(
-        "filter `{pattern}` has {found} field(s); expected 4: node|component|event|agent \
-         (use `*` for any, e.g. `*|agent|died|*`)"
+        "filter `{pattern}` has {found} field{}; expected 4: node|component|event|agent \
+         (use `*` for any, e.g. `*|agent|died|*`)",
+        if *found == 1 { "" } else { "s" }
     )]
     Fields {
         /// The pattern as given.
@@ -255,6 +256,18 @@ mod tests {
             assert!(matches!(err, FilterError::Fields { .. }), "{bad}: {err}");
             assert!(err.to_string().contains("node|component|event|agent"));
         }
+        assert!(
+            Filter::parse("lab-a")
+                .unwrap_err()
+                .to_string()
+                .starts_with("filter `lab-a` has 1 field; expected 4")
+        );
+        assert!(
+            Filter::parse("a|b")
+                .unwrap_err()
+                .to_string()
+                .starts_with("filter `a|b` has 2 fields; expected 4")
+        );
         assert_eq!(
             Filter::parse("lab-a").unwrap_err(),
             FilterError::Fields {
