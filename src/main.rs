@@ -177,11 +177,14 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USER);
     }
     init_logging(&cli);
+    // What the commands print on stdout is their output; `run`'s failures
+    // are the supervisor's, whatever their cause.
+    let prints = !matches!(cli.command, Command::Run(_));
     let result = dispatch(cli);
     match result {
         Ok(code) => code,
         // A reader that went away (`| head`) wants no more: not an error.
-        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if prints && broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agentcluster: {e:#}");
             if e.downcast_ref::<UserError>().is_some() {
