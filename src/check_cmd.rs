@@ -5,6 +5,7 @@
 //! core, nothing written to the cache), and the control socket's path.
 
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,8 +14,9 @@ use agentcluster_agent::store::{self, StoreError};
 use agentcluster_conf::{Fleet, Problem, Severity};
 
 use crate::EXIT_USER;
+use crate::ready::plural;
 
-pub fn check(path: &Path, control: Option<&Path>) -> ExitCode {
+pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut capacity = None;
     let checked = agentcluster_conf::check(path, &mut |fleet| {
         let (problems, summary) = agentcluster_supervisor::check_capacity(fleet);
@@ -24,22 +26,23 @@ pub fn check(path: &Path, control: Option<&Path>) -> ExitCode {
     let mut problems = checked.problems;
     problems.extend(snapshot_problems(&checked.fleet));
     problems.extend(control_socket_problem(path, &checked.fleet, control));
+    let mut out = std::io::stdout().lock();
     for p in &problems {
-        println!("{p}");
+        writeln!(out, "{p}")?;
     }
     if let Some(summary) = capacity {
-        println!("{summary}");
+        writeln!(out, "{summary}")?;
     }
     if problems.iter().any(|p| p.severity == Severity::Error) {
-        return ExitCode::from(EXIT_USER);
+        return Ok(ExitCode::from(EXIT_USER));
     }
-    let n = checked.fleet.agents.len();
-    println!(
-        "{}: ok, {n} agent{}",
+    writeln!(
+        out,
+        "{}: ok, {}",
         path.display(),
-        if n == 1 { "" } else { "s" }
-    );
-    ExitCode::SUCCESS
+        plural(checked.fleet.agents.len(), "agent")
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Every problem of the fleet's snapshots that the start would meet. Files

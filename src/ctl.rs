@@ -26,13 +26,35 @@ const EXIT_UNREACHABLE: u8 = 3;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to find the supervisor, besides the global `--control`.
-#[derive(Debug, clap::Args)]
+/// Where to find the supervisor (also accepted before the command, see
+/// `crate::Cli`).
+#[derive(Debug, Default, clap::Args)]
 pub struct Target {
     /// Fleet configuration whose `cluster.control_socket` to use
     /// (`--control` wins over it).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Control socket of the supervisor (default: the `-c` file's
+    /// `cluster.control_socket`, else a per-user runtime path).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+impl Target {
+    /// Fills in what was given before the command, where nothing was given
+    /// after it.
+    pub fn or(&mut self, config: Option<&Path>, control: Option<&Path>) {
+        if self.config.is_none() {
+            self.config = config.map(Path::to_path_buf);
+        }
+        if self.control.is_none() {
+            self.control = control.map(Path::to_path_buf);
+        }
+    }
+
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        socket_path(self.control.as_deref(), self.config.as_deref())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,14 +86,20 @@ pub struct EventsArgs {
     /// event the supervisor still keeps.
     #[arg(long, value_name = "SEQ")]
     pub since: Option<u64>,
-    /// Only events whose id `node|component|event|agent` matches; `*` and
-    /// `?` per field, component `agent` or `supervisor` (e.g.
-    /// `'*|agent|died|core-*'`).
+    /// Only events whose id `node|component|event|agent` matches: a glob
+    /// per field with the rules of `stop` names (`*`, `?`, `[...]`),
+    /// component `agent` or `supervisor` (e.g. `'*|agent|died|core-*'`).
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
-    /// One JSON object per event and line instead of text.
+    /// Each record as the supervisor sends it, one JSON object a line:
+    /// events, the `gap` record, the final `overflow` record (and `ping`
+    /// records with `--pings`).
     #[arg(long)]
     pub json: bool,
+    /// With `--follow --json`: also print the supervisor's keep-alive
+    /// `ping` records.
+    #[arg(long, requires_all = ["follow", "json"])]
+    pub pings: bool,
 }
 
 /// An operator action on named agents.
@@ -83,8 +111,8 @@ pub enum Action {
 }
 
 /// `agentcluster status [--json]`.
-pub fn status(control: Option<&Path>, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let path = socket_path(control, args.target.config.as_deref())?;
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let path = args.target.socket()?;
     let outcome = exchange(&path, Request::Status).and_then(|r| match r {
         Response::Status { agents, .. } => {
             let text = if args.json {
@@ -105,8 +133,8 @@ pub fn status(control: Option<&Path>, args: &StatusArgs) -> anyhow::Result<ExitC
 }
 
 /// `agentcluster start|stop|restart NAME…`.
-pub fn act(control: Option<&Path>, action: Action, args: NamesArgs) -> anyhow::Result<ExitCode> {
-    let path = socket_path(control, args.target.config.as_deref())?;
+pub fn act(action: Action, args: NamesArgs) -> anyhow::Result<ExitCode> {
+    let path = args.target.socket()?;
     let names = args.names;
     let request = match action {
         Action::Start => Request::Start { names },
@@ -121,8 +149,8 @@ pub fn act(control: Option<&Path>, action: Action, args: NamesArgs) -> anyhow::R
 }
 
 /// `agentcluster reload`.
-pub fn reload(control: Option<&Path>, target: &Target) -> anyhow::Result<ExitCode> {
-    let path = socket_path(control, target.config.as_deref())?;
+pub fn reload(target: &Target) -> anyhow::Result<ExitCode> {
+    let path = target.socket()?;
     let outcome = exchange(&path, Request::Reload).and_then(|r| match r {
         Response::Done { message, .. } => print(&format!("{message}\n")),
         other => Err(failure(&path, other)),
@@ -130,13 +158,14 @@ pub fn reload(control: Option<&Path>, target: &Target) -> anyhow::Result<ExitCod
     Ok(finish(outcome))
 }
 
-/// `agentcluster events [--follow] [--since SEQ] [--filter PATTERN] [--json]`.
-pub fn events(control: Option<&Path>, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+/// `agentcluster events [--follow] [--since SEQ] [--filter PATTERN] [--json
+/// [--pings]]`.
+pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
     // A bad pattern is the user's mistake, told before anything is asked.
     if let Some(pattern) = args.filter.as_deref() {
         Filter::parse(pattern).map_err(|e| UserError(e.to_string()))?;
     }
-    let path = socket_path(control, args.target.config.as_deref())?;
+    let path = args.target.socket()?;
     let outcome = if args.follow {
         follow(&path, args)
     } else {
@@ -145,21 +174,63 @@ pub fn events(control: Option<&Path>, args: &EventsArgs) -> anyhow::Result<ExitC
             filter: args.filter.clone(),
             follow: false,
         };
-        exchange(&path, request).and_then(|r| match r {
-            Response::Events { events, gap } => {
-                let all: Vec<&Event> = events.iter().collect();
-                print(&render_events(&all, gap, args.json)?)
+        exchange_bytes(&path, request).and_then(|answer| {
+            if args.json {
+                // The events as the supervisor wrote them, not re-encoded.
+                if let Ok(raw) = serde_json::from_slice::<RawEvents>(&answer)
+                    && raw.result == "events"
+                {
+                    return print(&render_raw(&raw));
+                }
             }
-            other => Err(failure(&path, other)),
+            match decode(&path, &answer)? {
+                Response::Events { events, gap, .. } => {
+                    let all: Vec<&Event> = events.iter().collect();
+                    print(&render_events(&all, gap))
+                }
+                other => Err(failure(&path, other)),
+            }
         })
     };
     Ok(finish(outcome))
 }
 
+/// The `events` answer with each event left as the supervisor wrote it.
+#[derive(serde::Deserialize)]
+struct RawEvents<'a> {
+    result: &'a str,
+    #[serde(borrow)]
+    events: Vec<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    gap: bool,
+    #[serde(default)]
+    oldest: Option<u64>,
+}
+
+/// `events --json` of a one-shot answer: the stream's records, a `gap`
+/// record first (`{"gap":true,"oldest":N}`, as `--follow` gets it), then
+/// one event a line, byte for byte.
+fn render_raw(raw: &RawEvents<'_>) -> String {
+    let mut out = String::new();
+    if raw.gap {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"gap": true, "oldest": raw.oldest})
+        );
+    }
+    for e in &raw.events {
+        out.push_str(e.get());
+        out.push('\n');
+    }
+    out
+}
+
 /// `events --follow`: one connection on which the supervisor streams the
 /// events (after replaying those from `--since`), keep-alive `ping`
 /// records when idle, and a final `overflow` record if we fell behind. Ends
-/// when the supervisor stops, or when stdout is closed.
+/// when the supervisor stops, or when stdout is closed. With `--json` each
+/// record is printed as it came (pings only with `--pings`).
 fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
     let mut stream = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
     let runtime = |e: io::Error| Failure {
@@ -190,13 +261,17 @@ fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
             code: EXIT_RUNTIME,
             message: format!("unreadable record from the supervisor: {e}"),
         })?;
+        let raw = format!("{}\n", record.trim_end());
         if value.get("ping").is_some() {
+            if args.pings && !print_open(&raw)? {
+                return Ok(());
+            }
             continue;
         }
         if value.get("overflow").is_some() {
             let last = value.get("last_seq").and_then(|v| v.as_u64()).unwrap_or(0);
             if args.json {
-                print_open(&format!("{record}\n"))?;
+                print_open(&raw)?;
             }
             return Err(Failure {
                 code: EXIT_RUNTIME,
@@ -211,7 +286,12 @@ fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
             });
         }
         if value.get("gap").is_some() {
-            if !print_open(&render_events(&[], true, args.json)?)? {
+            let text = if args.json {
+                raw
+            } else {
+                render_events(&[], true)
+            };
+            if !print_open(&text)? {
                 return Ok(());
             }
             continue;
@@ -224,69 +304,69 @@ fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
             })?;
             return Err(failure(path, response));
         }
-        let event: Event = serde_json::from_value(value).map_err(|e| Failure {
-            code: EXIT_RUNTIME,
-            message: format!("unreadable event from the supervisor: {e}"),
-        })?;
-        if !print_open(&render_events(&[&event], false, args.json)?)? {
+        let text = if args.json {
+            raw
+        } else {
+            let event: Event = serde_json::from_value(value).map_err(|e| Failure {
+                code: EXIT_RUNTIME,
+                message: format!("unreadable event from the supervisor: {e}"),
+            })?;
+            render_events(&[&event], false)
+        };
+        if !print_open(&text)? {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Events as text (or JSON lines), after a gap notice when some were lost.
-fn render_events(events: &[&Event], gap: bool, json: bool) -> Result<String, Failure> {
+/// Events as text, after a gap notice when some were lost.
+fn render_events(events: &[&Event], gap: bool) -> String {
     let mut out = String::new();
     if gap {
-        if json {
-            out.push_str("{\"gap\":true}\n");
-        } else {
-            let _ = writeln!(
-                out,
-                "-- events were dropped: the supervisor keeps only the last {RING}, \
-                 and the ones asked for are gone --"
-            );
-        }
+        let _ = writeln!(
+            out,
+            "-- events were dropped: the supervisor keeps only the last {RING}, \
+             and the ones asked for are gone --"
+        );
     }
     for e in events {
-        if json {
-            let line = serde_json::to_string(e).map_err(|err| Failure {
-                code: EXIT_RUNTIME,
-                message: format!("cannot encode event {} as JSON: {err}", e.seq),
-            })?;
-            out.push_str(&line);
-        } else {
-            out.push_str(&event_line(e));
-        }
+        out.push_str(&event_line(e));
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 /// One event for a person, on one line:
-/// `2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=-
-/// signal=SIGKILL restarts=3 state=backoff seq=42: killed by SIGKILL`
-/// (one line; `-` for what is absent, the agent too for the supervisor's
-/// own events; no `: …` without a reason).
+/// `2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 signal=SIGKILL
+/// restarts=3 state=backoff seq=42: killed by SIGKILL` (one line; a pid,
+/// exit code or signal only when the event has one; `-` for the agent of
+/// the supervisor's own events; no `: …` without a reason).
 fn event_line(e: &Event) -> String {
-    let dash = || "-".to_string();
     let mut line = format!(
-        "{} {} {} {} pid={} exit={} signal={} restarts={} state={} seq={}",
+        "{} {} {} {}",
         one_line(&e.ts),
         one_line(&e.node),
         if e.agent.is_empty() {
-            dash()
+            "-".to_string()
         } else {
             one_line(&e.agent)
         },
         e.event,
-        e.pid.map_or_else(dash, |p| p.to_string()),
-        e.exit_code.map_or_else(dash, |c| c.to_string()),
-        e.signal.as_deref().map_or_else(dash, one_line),
-        e.restarts,
-        e.state,
-        e.seq
+    );
+    if let Some(pid) = e.pid {
+        let _ = write!(line, " pid={pid}");
+    }
+    if let Some(code) = e.exit_code {
+        let _ = write!(line, " exit={code}");
+    }
+    if let Some(signal) = &e.signal {
+        let _ = write!(line, " signal={}", one_line(signal));
+    }
+    let _ = write!(
+        line,
+        " restarts={} state={} seq={}",
+        e.restarts, e.state, e.seq
     );
     if !e.reason.is_empty() {
         line.push_str(": ");
@@ -374,6 +454,22 @@ fn failure(path: &Path, response: Response) -> Failure {
 
 /// Sends one request and reads its answer.
 fn exchange(path: &Path, request: Request) -> Result<Response, Failure> {
+    let answer = exchange_bytes(path, request)?;
+    decode(path, &answer)
+}
+
+fn decode(path: &Path, answer: &[u8]) -> Result<Response, Failure> {
+    serde_json::from_slice(answer).map_err(|e| Failure {
+        code: EXIT_RUNTIME,
+        message: format!(
+            "unreadable answer from the supervisor at {}: {e}",
+            path.display()
+        ),
+    })
+}
+
+/// Sends one request and reads its answer line, undecoded.
+fn exchange_bytes(path: &Path, request: Request) -> Result<Vec<u8>, Failure> {
     let mut stream = UnixStream::connect(path).map_err(|e| unreachable(path, &e))?;
     let runtime = |e: io::Error| Failure {
         code: EXIT_RUNTIME,
@@ -422,13 +518,7 @@ fn exchange(path: &Path, request: Request) -> Result<Response, Failure> {
             message,
         });
     }
-    serde_json::from_slice(&answer).map_err(|e| Failure {
-        code: EXIT_RUNTIME,
-        message: format!(
-            "unreadable answer from the supervisor at {}: {e}",
-            path.display()
-        ),
-    })
+    Ok(answer)
 }
 
 fn unreachable(path: &Path, e: &io::Error) -> Failure {
@@ -664,7 +754,7 @@ mod tests {
     fn an_event_is_one_human_line() {
         assert_eq!(
             event_line(&died()),
-            "2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 exit=- signal=SIGKILL \
+            "2026-11-22T12:00:00.123Z lab-a core-sw-1 died pid=4242 signal=SIGKILL \
              restarts=3 state=backoff seq=42: killed by SIGKILL"
         );
         let started = Event {
@@ -681,7 +771,7 @@ mod tests {
         };
         assert_eq!(
             event_line(&started),
-            "2026-11-22T12:00:00.123Z lab-a - supervisor-started pid=- exit=0 signal=- \
+            "2026-11-22T12:00:00.123Z lab-a - supervisor-started exit=0 \
              restarts=0 state=running seq=1"
         );
         let mut multi = died();
@@ -694,24 +784,30 @@ mod tests {
     #[test]
     fn events_render_as_text_or_json_lines_with_a_gap_notice_first() {
         let e = died();
-        let text = render_events(&[&e, &e], false, false).unwrap();
+        let text = render_events(&[&e, &e], false);
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with('\n'));
-        let text = render_events(&[&e], true, false).unwrap();
+        let text = render_events(&[&e], true);
         let first = text.lines().next().unwrap();
         assert!(first.contains("dropped"), "{first}");
         assert!(text.lines().nth(1).unwrap().contains("core-sw-1 died"));
+        assert_eq!(render_events(&[], false), "");
+    }
 
-        let json = render_events(&[&e], true, true).unwrap();
-        let lines: Vec<&str> = json.lines().collect();
-        assert_eq!(lines[0], r#"{"gap":true}"#);
-        assert_eq!(
-            lines[1],
-            r#"{"seq":42,"ts":"2026-11-22T12:00:00.123Z","node":"lab-a","agent":"core-sw-1","event":"died","pid":4242,"exit_code":null,"signal":"SIGKILL","restarts":3,"state":"backoff","reason":"killed by SIGKILL"}"#
-        );
-        let back: Event = serde_json::from_str(lines[1]).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(render_events(&[], false, true).unwrap(), "");
+    /// `--json` prints the answer's events byte for byte (a field this
+    /// client does not know stays), after the stream's `gap` record.
+    #[test]
+    fn json_events_are_printed_as_the_supervisor_sent_them() {
+        let event = r#"{"seq":42,"ts":"2026-11-22T12:00:00.123Z","node":"lab-a","agent":"core-sw-1","event":"died","pid":4242,"exit_code":null,"signal":"SIGKILL","restarts":3,"state":"backoff","reason":"killed by SIGKILL","new_field":{"b":1,"a":2}}"#;
+        let answer =
+            format!(r#"{{"result":"events","events":[{event},{event}],"gap":true,"oldest":7}}"#);
+        let raw: RawEvents = serde_json::from_str(&answer).unwrap();
+        let text = render_raw(&raw);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, [r#"{"gap":true,"oldest":7}"#, event, event]);
+        let answer = format!(r#"{{"result":"events","events":[{event}],"gap":false}}"#);
+        let raw: RawEvents = serde_json::from_str(&answer).unwrap();
+        assert_eq!(render_raw(&raw), format!("{event}\n"));
     }
 
     #[test]

@@ -6,14 +6,18 @@ mod check_cmd;
 mod ctl;
 mod default_fleet;
 mod kvp_cmd;
+mod manual;
+mod ready;
 mod signals;
 mod snapshot_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// Exit codes (docs/cli.md).
 const EXIT_USER: u8 = 1;
@@ -31,10 +35,14 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// `--version`: the crate version and the git commit it was built from
+/// (build.rs; just the version when built outside git).
+const VERSION: &str = env!("AGENTCLUSTER_VERSION");
+
 #[derive(Parser)]
 #[command(
     name = "agentcluster",
-    version,
+    version = VERSION,
     about = "Run a fleet of simulated SNMP devices"
 )]
 struct Cli {
@@ -47,9 +55,15 @@ struct Cli {
     /// Less log output.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     quiet: u8,
-    /// Control socket of the supervisor (default: the config's
-    /// `cluster.control_socket`, else a per-user runtime path).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Fleet configuration file, for the commands that read one (run,
+    /// check, status, start, stop, restart, reload, events); the same as
+    /// `-c` after the command.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Control socket of the supervisor, for the commands that use one
+    /// (run, check, status, start, stop, restart, reload, events); the same
+    /// as `--control` after the command.
+    #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -61,19 +75,24 @@ enum LogFormat {
     Json,
 }
 
+/// `run`'s and `check`'s options.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Fleet configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Control socket of the supervisor (default: the configuration's
+    /// `cluster.control_socket`, else a per-user runtime path).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the supervisor in the foreground (without -c: the embedded default fleet).
-    Run {
-        /// Fleet configuration file.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-    },
-    /// Validate a configuration and print every problem.
-    Check {
-        #[arg(short, long)]
-        config: PathBuf,
-    },
+    Run(ConfigArgs),
+    /// Validate a configuration (-c FILE) and print every problem.
+    Check(ConfigArgs),
     /// Validate, convert and sort snapshot files.
     Snapshot {
         #[command(subcommand)]
@@ -96,12 +115,42 @@ enum Command {
     Reload(ctl::Target),
     /// Show lifecycle events of the running supervisor (follow with -f).
     Events(ctl::EventsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page agentcluster(1), or write it with one page per
+    /// command to a directory.
+    Man {
+        /// Write agentcluster.1 and agentcluster-COMMAND.1 pages into DIR
+        /// instead of printing agentcluster(1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Internal: an agent process, started by the supervisor only.
     #[command(hide = true)]
     Agent,
     /// Internal: the supervisor's spawn helper, started by it only.
     #[command(hide = true)]
     Spawner { program: PathBuf, parent: i32 },
+}
+
+impl Command {
+    /// The name of a command that reads neither a configuration nor a
+    /// control socket.
+    fn without_config(&self) -> Option<&'static str> {
+        match self {
+            Command::Snapshot { .. } => Some("snapshot"),
+            Command::Kvp { .. } => Some("kvp"),
+            Command::Completions { .. } => Some("completions"),
+            Command::Man { .. } => Some("man"),
+            Command::Agent => Some("agent"),
+            Command::Spawner { .. } => Some("spawner"),
+            _ => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -118,29 +167,24 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Command::Agent = cli.command
+        && !agentcluster_agent::process::started_by_supervisor()
+    {
+        eprintln!(
+            "agentcluster: `agentcluster agent` is internal: the supervisor starts it, with its \
+             control channel on fd 3. Run a fleet with `agentcluster run` instead."
+        );
+        return ExitCode::from(EXIT_USER);
+    }
     init_logging(&cli);
-    let result = match cli.command {
-        Command::Run { config } => run(config.as_deref(), cli.control.as_deref()),
-        Command::Check { config } => Ok(check_cmd::check(&config, cli.control.as_deref())),
-        Command::Snapshot { command } => snapshot_cmd::run(command),
-        Command::Kvp { command } => kvp_cmd::run(command),
-        Command::Status(args) => ctl::status(cli.control.as_deref(), &args),
-        Command::Restart(args) => ctl::act(cli.control.as_deref(), ctl::Action::Restart, args),
-        Command::Stop(args) => ctl::act(cli.control.as_deref(), ctl::Action::Stop, args),
-        Command::Start(args) => ctl::act(cli.control.as_deref(), ctl::Action::Start, args),
-        Command::Reload(target) => ctl::reload(cli.control.as_deref(), &target),
-        Command::Events(args) => ctl::events(cli.control.as_deref(), &args),
-        Command::Agent => {
-            return ExitCode::from(agentcluster_agent::process::main().clamp(0, 255) as u8);
-        }
-        Command::Spawner { program, parent } => {
-            return ExitCode::from(
-                agentcluster_supervisor::spawn_helper_main(&program, parent).clamp(0, 255) as u8,
-            );
-        }
-    };
+    // What the commands print on stdout is their output; `run`'s failures
+    // are the supervisor's, whatever their cause.
+    let prints = !matches!(cli.command, Command::Run(_));
+    let result = dispatch(cli);
     match result {
         Ok(code) => code,
+        // A reader that went away (`| head`) wants no more: not an error.
+        Err(e) if prints && broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agentcluster: {e:#}");
             if e.downcast_ref::<UserError>().is_some() {
@@ -150,6 +194,90 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs the command, with `-c`/`--control` given before it applied where
+/// none was given after it.
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, control) = (cli.config.as_deref(), cli.control.as_deref());
+    if let Some(name) = cli.command.without_config() {
+        let given = match (config, control) {
+            (Some(_), _) => Some("-c/--config"),
+            (None, Some(_)) => Some("--control"),
+            (None, None) => None,
+        };
+        if let Some(option) = given {
+            return Err(UserError(format!(
+                "{option} does not apply to `{name}`, which reads no fleet configuration"
+            ))
+            .into());
+        }
+    }
+    let with = |mut target: ctl::Target| {
+        target.or(config, control);
+        target
+    };
+    match cli.command {
+        Command::Run(args) => run(
+            args.config.as_deref().or(config),
+            args.control.as_deref().or(control),
+        ),
+        Command::Check(args) => {
+            let Some(file) = args.config.as_deref().or(config) else {
+                return Err(UserError(
+                    "check: name the configuration to check with -c FILE".into(),
+                )
+                .into());
+            };
+            check_cmd::check(file, args.control.as_deref().or(control))
+        }
+        Command::Snapshot { command } => snapshot_cmd::run(command),
+        Command::Kvp { command } => kvp_cmd::run(command),
+        Command::Status(mut args) => {
+            args.target = with(args.target);
+            ctl::status(&args)
+        }
+        Command::Restart(mut args) => {
+            args.target = with(args.target);
+            ctl::act(ctl::Action::Restart, args)
+        }
+        Command::Stop(mut args) => {
+            args.target = with(args.target);
+            ctl::act(ctl::Action::Stop, args)
+        }
+        Command::Start(mut args) => {
+            args.target = with(args.target);
+            ctl::act(ctl::Action::Start, args)
+        }
+        Command::Reload(target) => ctl::reload(&with(target)),
+        Command::Events(mut args) => {
+            args.target = with(args.target);
+            ctl::events(&args)
+        }
+        Command::Completions { shell } => {
+            manual::completions(Cli::command(), shell)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            manual::man(Cli::command(), dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent => Ok(ExitCode::from(
+            agentcluster_agent::process::main().clamp(0, 255) as u8,
+        )),
+        Command::Spawner { program, parent } => Ok(ExitCode::from(
+            agentcluster_supervisor::spawn_helper_main(&program, parent).clamp(0, 255) as u8,
+        )),
+    }
+}
+
+/// Whether writing to stdout failed because its reader went away.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(cli: &Cli) {
@@ -169,8 +297,13 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal, and not when NO_COLOR is set
+    // (https://no-color.org: present and not empty).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
@@ -215,8 +348,9 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
             .map(Path::to_path_buf)
             .or_else(|| fleet.cluster.control_socket.clone())
             .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
-        agentcluster_supervisor::run(fleet, control, triggers, |ready| {
-            print_ready(&node, ready, default);
+        let files = ready::Files::of(&fleet, &control);
+        agentcluster_supervisor::run(fleet, control, triggers, |up| {
+            ready::print(&node, up, default, &files);
         })
         .await
         .map_err(|e| match e {
@@ -231,40 +365,4 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         })
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool) {
-    use std::io::Write as _;
-    let n = ready.agents.len();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "agentcluster: {n} agent{} ready on node {node}",
-        if n == 1 { "" } else { "s" }
-    );
-    if !ready.failed.is_empty() {
-        let _ = writeln!(
-            out,
-            "agentcluster: {} agent(s) failed to start: {}",
-            ready.failed.len(),
-            ready.failed.join(", ")
-        );
-    }
-    if default {
-        let _ = writeln!(out, "Query them with net-snmp, for example:");
-    }
-    for a in ready
-        .agents
-        .iter()
-        .take(if default { usize::MAX } else { 10 })
-    {
-        for ep in &a.endpoints {
-            let _ = writeln!(out, "  snmpwalk -v2c -c public {ep} system    # {}", a.name);
-        }
-    }
-    if !default && n > 10 {
-        let _ = writeln!(out, "  … and {} more (agentcluster status)", n - 10);
-    }
-    let _ = writeln!(out, "Stop with Ctrl-C.");
-    let _ = out.flush();
 }

@@ -9,6 +9,7 @@ use agentcluster_agent::snapshot::{self, Format};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
+use crate::ready::plural;
 use crate::{EXIT_USER, UserError};
 
 #[derive(Subcommand)]
@@ -65,19 +66,21 @@ fn load(path: &Path) -> anyhow::Result<snapshot::Snapshot> {
 }
 
 fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let mut failed = false;
     for f in files {
         match snapshot::load(f) {
             Ok(s) => {
                 for w in &s.warnings {
-                    println!("{w} (warning)");
+                    writeln!(out, "{w} (warning)")?;
                 }
-                println!(
-                    "{}: ok, {} records, {} warnings",
+                writeln!(
+                    out,
+                    "{}: ok, {}, {}",
                     f.display(),
-                    s.records.len(),
-                    s.warnings.len()
-                );
+                    plural(s.records.len(), "record"),
+                    plural(s.warnings.len(), "warning")
+                )?;
             }
             // A broken file's warnings too, every message in line order.
             Err(snapshot::SnapshotError::Invalid { errors, warnings }) => {
@@ -89,18 +92,19 @@ fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     .collect();
                 all.sort_by_key(|(d, _)| d.line);
                 for (d, suffix) in all {
-                    println!("{d}{suffix}");
+                    writeln!(out, "{d}{suffix}")?;
                 }
-                println!(
-                    "{}: failed, {} errors, {} warnings",
+                writeln!(
+                    out,
+                    "{}: failed, {}, {}",
                     f.display(),
-                    errors.len(),
-                    warnings.len()
-                );
+                    plural(errors.len(), "error"),
+                    plural(warnings.len(), "warning")
+                )?;
             }
             Err(e) => {
                 failed = true;
-                println!("{e}");
+                writeln!(out, "{e}")?;
             }
         }
     }
@@ -147,7 +151,13 @@ fn sort(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             eprintln!("{w} (warning)");
         }
         write_atomically(f, |w| snapshot::write(&snap.records, format, w))?;
-        println!("{}: {} records", f.display(), snap.records.len());
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{}: {}",
+            f.display(),
+            plural(snap.records.len(), "record")
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

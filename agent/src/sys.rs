@@ -16,6 +16,30 @@ use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+/// Whether `fd` is open and a Unix stream socket: what the supervisor
+/// passes an agent process as its control channel. Only looks.
+pub fn is_unix_stream(fd: RawFd) -> bool {
+    let sockopt = |option: libc::c_int| -> Option<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`, a
+        // c_int of that size; a descriptor that is not an open socket is
+        // an error (EBADF, ENOTSOCK), nothing else.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&raw mut value).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(value)
+    };
+    sockopt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+        && sockopt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+}
+
 /// Takes ownership of an inherited descriptor, after checking it is open.
 pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // fcntl(F_GETFD) only reads the descriptor's flags: it tells whether the

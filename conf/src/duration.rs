@@ -81,6 +81,43 @@ fn to_duration(nanos: u128) -> Option<Duration> {
     Some(Duration::new(secs, sub))
 }
 
+/// A duration for people, in the form [`parse_duration`] reads back:
+/// `0s`, `250µs`, `20ms`, `1.5ms`, `1.234s`, `10s`, `1m30s`, `2h5m`. Never
+/// more than three decimals, never a unit smaller than the value needs
+/// (what Rust's `{:?}` prints, `1.234567891s` or `0ns`, is for programmers).
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    // Each unit as long as its rounded value stays below the next one.
+    let micros = (nanos + 500) / 1_000;
+    if micros < 1_000 {
+        return format!("{}µs", micros.max(1));
+    }
+    let tenth_millis = (nanos + 50_000) / 100_000;
+    if tenth_millis < 100 {
+        // `{}` of an f64 prints no trailing zeros: 1.5, 10, 2.346.
+        return format!("{}ms", tenth_millis as f64 / 10.0);
+    }
+    let millis = (nanos + 500_000) / 1_000_000;
+    if millis < 1_000 {
+        return format!("{millis}ms");
+    }
+    if millis < 60_000 {
+        return format!("{}s", millis as f64 / 1_000.0);
+    }
+    let secs = (nanos + NANOS_PER_SEC / 2) / NANOS_PER_SEC;
+    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
 /// Parses `MIN..MAX` (for `restart.backoff`), each side a duration.
 pub(crate) fn parse_range(s: &str) -> Option<(Duration, Duration)> {
     let (a, b) = s.split_once("..")?;
@@ -140,6 +177,39 @@ mod tests {
             "99999999999999999999999h",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_print_for_people_and_read_back() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1µs"),
+            (Duration::from_nanos(1_499), "1µs"),
+            (Duration::from_micros(250), "250µs"),
+            (Duration::from_nanos(999_600), "1ms"),
+            (Duration::from_micros(1_500), "1.5ms"),
+            (Duration::from_micros(9_999), "10ms"),
+            (Duration::from_millis(20), "20ms"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_nanos(1_234_567_891), "1.235s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_micros(59_999_600), "1m"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3_600), "1h"),
+            (Duration::from_secs(7_500), "2h5m"),
+            (Duration::from_secs(86_401), "24h1s"),
+        ];
+        for (d, want) in cases {
+            let shown = format_duration(d);
+            assert_eq!(shown, want, "{d:?}");
+            let back = parse_duration(&shown).unwrap_or_else(|| panic!("{shown} reads back"));
+            let diff = back.abs_diff(d);
+            assert!(
+                diff <= d / 200 + Duration::from_micros(1),
+                "{d:?} → {shown} → {back:?}"
+            );
         }
     }
 

@@ -40,7 +40,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use account::{resolve_group, resolve_user};
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use event_kind::{EventKind, UnknownEventKind};
 pub use model::*;
 pub use problem::{Problem, Severity};

@@ -158,7 +158,11 @@ pub async fn run(
     }
     bus.publish(NewEvent {
         pid: Some(std::process::id()),
-        reason: format!("{} agents configured, {active} active", fleet.agents.len(),),
+        reason: format!(
+            "{} agent{} configured, {active} active",
+            fleet.agents.len(),
+            if fleet.agents.len() == 1 { "" } else { "s" }
+        ),
         ..NewEvent::new(EventKind::SupervisorStarted, State::Running)
     });
 

@@ -1,13 +1,11 @@
-//! The command line: `check`, `snapshot …`, startup errors, the default
-//! fleet. Each test runs the real binary.
+//! The command line: `check`, `snapshot …`, startup errors (the default
+//! fleet is in `first_minute`). Each test runs the real binary.
 
 use std::net::UdpSocket;
 use std::process::Command;
 
 use crate::harness::imports::snapshot;
-use crate::harness::{
-    BIN, Fleet, agentcluster, free_port, light, mib, output, snmp_ok, tempdir, text,
-};
+use crate::harness::{BIN, agentcluster, free_port, light, mib, output, tempdir, text};
 
 #[test]
 fn check_reports_every_problem_with_its_location() {
@@ -340,38 +338,6 @@ fn snapshot_check_refuses_empty_files_and_bad_hex_and_keeps_the_warnings() {
     // In line order: after the error of line 3, before that of line 5.
     assert!(lines[duplicate - 1].starts_with(&at(3)), "{t}");
     assert!(lines[duplicate + 1].starts_with(&at(5)), "{t}");
-}
-
-/// The default fleet binds fixed ports (10161-10163); this is the only test
-/// that uses them.
-#[test]
-fn default_fleet_runs_and_prints_how_to_query_it() {
-    let dir = tempdir();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run")
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_RUNTIME_DIR", dir.path().join("run"));
-    let fleet = Fleet::spawn(cmd, dir);
-    let banner = fleet.banner.join("\n");
-    assert!(banner.contains("3 agents ready"), "{banner}");
-    let mut commands = 0;
-    for port in [10161, 10162, 10163] {
-        let target = format!("127.0.0.1:{port}");
-        assert!(
-            banner.contains(&format!("snmpwalk -v2c -c public {target}")),
-            "{banner}"
-        );
-        let out = snmp_ok(
-            "snmpget",
-            &["-v2c", "-c", "public", "-On", &target, ".1.3.6.1.2.1.1.1.0"],
-        );
-        assert!(out.starts_with(".1.3.6.1.2.1.1.1.0 = "), "{out}");
-        commands += 1;
-    }
-    assert_eq!(commands, 3);
-    let (status, stderr) = fleet.stop();
-    assert!(status.success(), "exit {status:?}: {stderr}");
 }
 
 /// A fleet larger than the host can carry fails at `check` and at `run`

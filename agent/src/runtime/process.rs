@@ -23,6 +23,13 @@ use crate::runtime::channel::{
 use crate::runtime::serve::{self, Shared};
 use crate::sys::adopt_fd;
 
+/// Whether this process was started as an agent process: its control
+/// channel, a Unix stream socket, is on fd 3. Someone who types
+/// `agentcluster agent` has none, and is told so instead of waiting.
+pub fn started_by_supervisor() -> bool {
+    crate::sys::is_unix_stream(CHANNEL_FD)
+}
+
 /// Runs the agent process; returns the process exit code.
 pub fn main() -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -119,6 +119,10 @@ pub enum Response {
         /// Events at or after the requested `since` were already dropped
         /// from the ring, so the client has missed some.
         gap: bool,
+        /// With a gap: the first seq the ring still holds (as in the
+        /// stream's `gap` record), so the client can say what it missed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oldest: Option<u64>,
     },
     /// The request failed.
     Error {

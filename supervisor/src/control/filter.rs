@@ -19,14 +19,25 @@ pub const SUPERVISOR: &str = "supervisor";
 pub enum FilterError {
     /// Not four `|`-separated fields.
     #[error(
-        "filter `{pattern}` has {found} field(s); expected 4: node|component|event|agent \
-         (use `*` for any, e.g. `*|agent|died|*`)"
+        "filter `{pattern}` has {found} field{}; expected 4: node|component|event|agent \
+         (use `*` for any, e.g. `*|agent|died|*`)",
+        if *found == 1 { "" } else { "s" }
     )]
     Fields {
         /// The pattern as given.
         pattern: String,
         /// How many fields it has.
         found: usize,
+    },
+    /// A field that is not a glob (an unclosed `[`, say).
+    #[error("filter `{pattern}`: field `{field}` is not a glob: {why}")]
+    Glob {
+        /// The pattern as given.
+        pattern: String,
+        /// The field in error.
+        field: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// A component field that can match neither component.
     #[error("filter `{pattern}`: component `{component}` matches neither `agent` nor `supervisor`")]
@@ -38,12 +49,14 @@ pub enum FilterError {
     },
 }
 
-/// A parsed subscription pattern. Each field is a glob: `*` matches any run
-/// of characters (also none), `?` exactly one; everything else matches
-/// itself, case-sensitively.
+/// A parsed subscription pattern. Each field is a glob with the rules of
+/// agent names in `start`/`stop`/`restart` ([`glob::Pattern`]): `*` matches
+/// any run of characters (also none), `?` exactly one, `[...]` one of a set
+/// or range (`[!...]` one not in it); everything else matches itself,
+/// case-sensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
-    fields: [String; 4],
+    fields: [glob::Pattern; 4],
 }
 
 impl Filter {
@@ -56,17 +69,23 @@ impl Filter {
                 found: parts.len(),
             });
         };
-        let component = fields[1];
+        let mut globs: [glob::Pattern; 4] = Default::default();
+        for (glob, field) in globs.iter_mut().zip(fields) {
+            *glob = glob::Pattern::new(field).map_err(|e| FilterError::Glob {
+                pattern: pattern.to_string(),
+                field: field.to_string(),
+                why: e.msg.to_string(),
+            })?;
+        }
+        let fields = globs;
         // A component nothing can have would silently match no event.
-        if !glob_match(component, AGENT) && !glob_match(component, SUPERVISOR) {
+        if !fields[1].matches(AGENT) && !fields[1].matches(SUPERVISOR) {
             return Err(FilterError::Component {
                 pattern: pattern.to_string(),
-                component: component.to_string(),
+                component: fields[1].as_str().to_string(),
             });
         }
-        Ok(Filter {
-            fields: fields.map(str::to_string),
-        })
+        Ok(Filter { fields })
     }
 
     /// Does `event`'s id (`node|component|event|agent`) match?
@@ -80,7 +99,7 @@ impl Filter {
         self.fields
             .iter()
             .zip(id)
-            .all(|(pattern, value)| glob_match(pattern, value))
+            .all(|(pattern, value)| pattern.matches(value))
     }
 }
 
@@ -94,7 +113,8 @@ impl FromStr for Filter {
 
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.fields.join("|"))
+        let fields: Vec<&str> = self.fields.iter().map(glob::Pattern::as_str).collect();
+        f.write_str(&fields.join("|"))
     }
 }
 
@@ -135,6 +155,9 @@ pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> R
         }
     };
     let (kept, gap) = bus.replay(since.unwrap_or(0));
+    let gap = gap && since.is_some();
+    // With a gap the replay is the whole ring.
+    let oldest = kept.first().map(|e| e.seq).filter(|_| gap);
     let events = kept
         .iter()
         .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
@@ -142,46 +165,22 @@ pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> R
         .collect();
     Response::Events {
         events,
-        gap: gap && since.is_some(),
+        gap,
+        oldest,
     }
-}
-
-/// Glob match of a whole `value` against `pattern` (`*` and `?` only)
-/// without exponential backtracking: on a mismatch, only the last `*` is
-/// stretched by one character (O(pattern × value) at worst).
-fn glob_match(pattern: &str, value: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let v: Vec<char> = value.chars().collect();
-    let (mut pi, mut vi) = (0, 0);
-    // Where the last `*` was, and the value position it stands for so far.
-    let mut star: Option<(usize, usize)> = None;
-    while vi < v.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, vi));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == v[vi] => {
-                pi += 1;
-                vi += 1;
-            }
-            _ => match star {
-                Some((sp, sv)) => {
-                    pi = sp + 1;
-                    vi = sv + 1;
-                    star = Some((sp, sv + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::{NewEvent, State};
+
+    /// Glob match of a whole `value` against `pattern`, by the rules of
+    /// `start`/`stop`/`restart` names ([`glob::Pattern`]: `*`, `?`, `[...]`,
+    /// `[!...]`); a pattern that is not a glob matches nothing.
+    fn glob_match(pattern: &str, value: &str) -> bool {
+        glob::Pattern::new(pattern).is_ok_and(|p| p.matches(value))
+    }
 
     fn event(node: &str, agent: &str, kind: &str) -> Event {
         Event {
@@ -216,10 +215,14 @@ mod tests {
             ("c*s*1", "core-sw-1"),
             ("core-sw-?", "core-sw-1"),
             ("??", "äö"),
-            ("a**b", "ab"),
+            ("a*b", "ab"),
             ("*a*", "banana"),
             ("", ""),
             ("died", "died"),
+            ("[dr]*", "died"),
+            ("[dr]*", "ready"),
+            ("core-sw-[0-9]", "core-sw-7"),
+            ("core-sw-[!0-4]", "core-sw-7"),
         ] {
             assert!(glob_match(p, v), "{p} should match {v}");
         }
@@ -232,6 +235,8 @@ mod tests {
             ("Died", "died"),
             ("*a", "banana-"),
             ("a*b*c", "abxbx"),
+            ("[dr]*", "starting"),
+            ("core-sw-[0-4]", "core-sw-7"),
         ] {
             assert!(!glob_match(p, v), "{p} should not match {v}");
         }
@@ -251,6 +256,18 @@ mod tests {
             assert!(matches!(err, FilterError::Fields { .. }), "{bad}: {err}");
             assert!(err.to_string().contains("node|component|event|agent"));
         }
+        assert!(
+            Filter::parse("lab-a")
+                .unwrap_err()
+                .to_string()
+                .starts_with("filter `lab-a` has 1 field; expected 4")
+        );
+        assert!(
+            Filter::parse("a|b")
+                .unwrap_err()
+                .to_string()
+                .starts_with("filter `a|b` has 2 fields; expected 4")
+        );
         assert_eq!(
             Filter::parse("lab-a").unwrap_err(),
             FilterError::Fields {
@@ -258,6 +275,17 @@ mod tests {
                 found: 1
             }
         );
+    }
+
+    #[test]
+    fn a_field_that_is_no_glob_is_an_error() {
+        let err = Filter::parse("*|agent|[dr*|*").unwrap_err();
+        assert!(
+            matches!(&err, FilterError::Glob { field, .. } if field == "[dr*"),
+            "{err}"
+        );
+        // `**` is a glob's whole-path wildcard, refused as `stop` refuses it.
+        assert!(Filter::parse("*|agent|d**d|*").is_err());
     }
 
     #[test]
@@ -287,6 +315,10 @@ mod tests {
         assert!(matches("*|*|*|*", &died));
         assert!(matches("lab-a|agent|died|core-*", &died));
         assert!(matches("lab-?|*|d*|*", &died));
+        // The same globs as agent names in `stop`/`start`: sets and ranges.
+        assert!(matches("*|agent|[dr]*|core-sw-[0-9]", &died));
+        assert!(matches("*|[a]gent|[!r]*|*", &died));
+        assert!(!matches("*|agent|[rs]*|*", &died));
         assert!(!matches("lab-b|agent|died|*", &died));
         assert!(!matches("lab-a|supervisor|died|*", &died));
         assert!(!matches("lab-a|agent|ready|*", &died));
@@ -320,7 +352,7 @@ mod tests {
 
     fn answer(r: Response) -> (Vec<(u64, String)>, bool) {
         match r {
-            Response::Events { events, gap } => (
+            Response::Events { events, gap, .. } => (
                 events.into_iter().map(|e| (e.seq, event_id(&e))).collect(),
                 gap,
             ),
@@ -384,6 +416,10 @@ mod tests {
         let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1")));
         assert!(gap);
         assert!(events.is_empty());
+        match events_response(&bus, Some(2), Some("*|*|*|a1")) {
+            Response::Events { oldest, .. } => assert_eq!(oldest, Some(6)),
+            other => panic!("{other:?}"),
+        }
         let (events, gap) = answer(events_response(&bus, Some(6), None));
         assert!(!gap);
         assert_eq!(events.len(), crate::events::bus::RING);

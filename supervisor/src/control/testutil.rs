@@ -63,6 +63,7 @@ fn fake_requests() -> mpsc::Sender<api::Envelope> {
                 Request::Events { .. } => Response::Events {
                     events: vec![],
                     gap: false,
+                    oldest: None,
                 },
             };
             let _ = reply.send(response);

@@ -334,9 +334,16 @@ pub fn summary(d: &Demand, host: &Host) -> String {
         }
     };
     format!(
-        "capacity: {} agents in {} processes need about {} of memory ({} available), {} tasks ({} available), {} open files (limit {})",
+        "capacity: {} agent{} in {} process{} need{} about {} of memory ({} available), {} tasks ({} available), {} open files (limit {})",
         d.agents,
+        if d.agents == 1 { "" } else { "s" },
         d.processes,
+        if d.processes == 1 { "" } else { "es" },
+        if d.agents == 1 && d.processes == 1 {
+            "s"
+        } else {
+            ""
+        },
         mib(d.memory()),
         if host.memory_available == u64::MAX {
             "no limit".to_string()
@@ -635,7 +642,15 @@ mod tests {
         assert!(h.tasks_available > 0);
         assert!(h.files_max > 0);
         let s = summary(&demand(1, 1), &h);
-        assert!(s.starts_with("capacity: 1 agents in 1 processes"), "{s}");
+        assert!(
+            s.starts_with("capacity: 1 agent in 1 process needs about"),
+            "{s}"
+        );
+        let s = summary(&demand(3, 1), &h);
+        assert!(
+            s.starts_with("capacity: 3 agents in 3 processes need about"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use agentcluster_conf::{Restart, RestartPolicy};
+use agentcluster_conf::{Restart, RestartPolicy, format_duration};
 
 pub use crate::events::{EventKind, State};
 
@@ -276,7 +276,7 @@ impl Machine {
                 self.begin_stop(now, &mut out);
             }
             (State::Starting, Input::Timer(Timer::StartTimeout)) => {
-                let why = format!("no ready within {:?}", self.start_timeout);
+                let why = format!("no ready within {}", format_duration(self.start_timeout));
                 out.push(emit(EventKind::StartFailed, &why, self.pid));
                 // A process that cannot finish its handshake gets no grace.
                 self.state = State::Stopping;
@@ -430,9 +430,9 @@ impl Machine {
         self.count_restart(now);
         if self.restart_times.len() > self.policy.max_restarts as usize {
             let why = format!(
-                "{} restarts within {:?} (max_restarts {}); last: {reason}",
+                "{} restarts within {} (max_restarts {}); last: {reason}",
                 self.restart_times.len(),
-                self.policy.window,
+                format_duration(self.policy.window),
                 self.policy.max_restarts
             );
             self.enter_failed(out, &why, ended);
@@ -442,7 +442,11 @@ impl Machine {
         let delay = self.backoff(jitter);
         out.push(emit_ended(
             EventKind::Restarting,
-            &format!("{reason}; restarting in {delay:?}"),
+            &if delay.is_zero() {
+                format!("{reason}; restarting at once")
+            } else {
+                format!("{reason}; restarting in {}", format_duration(delay))
+            },
             ended,
         ));
         if delay.is_zero() {
@@ -611,6 +615,48 @@ mod tests {
             m.handle(Input::Ready, c.at(now), 0.0);
         }
         assert_eq!(m.restarts(), 5);
+    }
+
+    /// What the `restarting` and `failed` reasons say, for people: an
+    /// immediate restart is `at once` (not `in 0ns`), a delay a humane
+    /// duration (not `1.234567891s`).
+    #[test]
+    fn restart_reasons_read_well() {
+        let reasons = |a: &[Action]| -> Vec<String> {
+            a.iter()
+                .filter_map(|x| match x {
+                    Action::Emit {
+                        kind: EventKind::Restarting | EventKind::Failed,
+                        reason,
+                        ..
+                    } => Some(reason.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let c = Clock(Instant::now());
+        let mut m = machine(RestartPolicy::Always);
+        start_running(&mut m, &c, 0);
+        let a = m.handle(Input::Exited(Exit::Code(3)), c.at(60_000), 0.0);
+        assert_eq!(reasons(&a), ["exited with code 3; restarting at once"]);
+        m.handle(Input::Ready, c.at(60_001), 0.0);
+        let a = m.handle(Input::Exited(Exit::Code(3)), c.at(60_002), 0.0);
+        assert_eq!(reasons(&a), ["exited with code 3; restarting in 100ms"]);
+        m.handle(Input::Timer(Timer::Backoff), c.at(60_102), 0.0);
+        m.handle(Input::Ready, c.at(60_103), 0.0);
+        // 200 ms less a jitter of 6.17 %: 187.654… ms.
+        let a = m.handle(Input::Exited(Exit::Code(3)), c.at(60_104), 0.123_456_7);
+        let shown = reasons(&a);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        let delay = spawn_delay(&a, c.at(60_104)).unwrap();
+        assert_eq!(
+            shown[0],
+            format!(
+                "exited with code 3; restarting in {}",
+                format_duration(delay)
+            )
+        );
+        assert_eq!(shown[0], "exited with code 3; restarting in 188ms");
     }
 
     #[test]

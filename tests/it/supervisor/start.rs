@@ -2,6 +2,7 @@
 //! that fails closed on garbage, early close, a wrong token or silence, and
 //! backoff for an agent that keeps crashing on start.
 
+use crate::harness::imports::parse_duration;
 use crate::harness::{Fleet, agent, alone, free_port, free_ports, kinds_for, sys_name_ok, tempdir};
 
 use super::{agents_yaml, children, fake_agent};
@@ -100,11 +101,7 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
     let delays: Vec<f64> = e
         .iter()
         .filter(|x| x["agent"] == "crasher" && x["event"] == "restarting")
-        .map(|x| {
-            let r = x["reason"].as_str().unwrap();
-            let d = r.rsplit("restarting in ").next().unwrap();
-            parse_delay(d)
-        })
+        .map(|x| parse_delay(x["reason"].as_str().unwrap()))
         .collect();
     assert_eq!(delays.len(), 4, "{e:#?}");
     assert_eq!(delays[0], 0.0, "first restart at once");
@@ -123,15 +120,21 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
     assert_eq!(agent(&fleet.status(), "crasher")["state"], "failed");
 }
 
-/// Rust's Debug form of a Duration: `0ns`, `20ms`, `1.5s`, `35.2µs`.
-fn parse_delay(s: &str) -> f64 {
-    let s = s.trim();
-    for (unit, scale) in [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)] {
-        if let Some(n) = s.strip_suffix(unit) {
-            return n.parse::<f64>().unwrap() * scale;
-        }
+/// The delay of a `restarting` reason, in seconds: `…; restarting at
+/// once` is 0, `…; restarting in 20ms` (a humane duration, never `0ns`)
+/// its duration.
+fn parse_delay(reason: &str) -> f64 {
+    if reason.ends_with("; restarting at once") {
+        return 0.0;
     }
-    panic!("not a delay: {s}")
+    let d = reason
+        .rsplit_once("; restarting in ")
+        .unwrap_or_else(|| panic!("no delay in {reason:?}"))
+        .1;
+    assert!(!d.ends_with("ns"), "{reason:?}");
+    parse_duration(d)
+        .unwrap_or_else(|| panic!("not a delay: {d:?}"))
+        .as_secs_f64()
 }
 
 #[test]

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::{Asker, Manager};
 use crate::control::api::{ErrorKind, Request, Response};
 use crate::control::filter;
+use crate::events::State;
 use crate::process::unit;
 
 impl Manager {
@@ -94,14 +95,30 @@ impl Manager {
         Ok((units, agents))
     }
 
-    /// Starts, stops or restarts the agents `names` matches.
+    /// Starts, stops or restarts the agents `names` matches. The answer
+    /// lists the agents the request changes; agents it leaves alone (a
+    /// `start` of a running agent, a `stop` of a stopped one) are named in
+    /// the message with their state, never as started or stopped.
     async fn act(&mut self, names: &[String], verb: Verb) -> Response {
-        let (units, agents) = match self.select(names) {
+        let (units, matched) = match self.select(names) {
             Ok(x) => x,
             Err(e) => return e,
         };
         let mut problems = Vec::new();
+        let mut changed = Vec::new();
+        let mut left = Vec::new();
         for i in units {
+            let state = self.units[i].status.borrow().state;
+            let names = self.units[i]
+                .agents
+                .iter()
+                .map(|a| a.name.clone())
+                .filter(|n| matched.contains(n));
+            if !verb.changes(state) {
+                left.extend(names.map(|n| format!("{n} ({state})")));
+                continue;
+            }
+            changed.extend(names);
             if matches!(verb, Verb::Start | Verb::Restart) && !self.units[i].active {
                 // An inactive agent has no sockets yet: bind them, and run
                 // it as an active one from now on.
@@ -125,10 +142,26 @@ impl Manager {
                 message: problems.join("\n"),
             };
         }
-        Response::Done {
-            message: format!("{} requested for {} agent(s)", verb.as_str(), agents.len()),
-            agents,
+        // In the order the agents were matched.
+        let agents: Vec<String> = matched
+            .into_iter()
+            .filter(|n| changed.contains(n))
+            .collect();
+        let mut message = if agents.is_empty() {
+            format!("nothing to {}", verb.as_str())
+        } else {
+            let n = agents.len();
+            format!(
+                "{} requested for {n} agent{}",
+                verb.as_str(),
+                if n == 1 { "" } else { "s" }
+            )
+        };
+        if !left.is_empty() {
+            left.sort();
+            message.push_str(&format!("; left alone: {}", left.join(", ")));
         }
+        Response::Done { message, agents }
     }
 
     /// Binds an inactive unit's endpoints and replaces its (idle) task with
@@ -176,6 +209,22 @@ enum Verb {
 }
 
 impl Verb {
+    /// Whether the request does something to a process in `state` (the
+    /// transitions of [`crate::process::machine`]): `start` acts on what
+    /// does not run, `stop` on what runs or would run again, `restart` on
+    /// everything.
+    fn changes(self, state: State) -> bool {
+        use State as S;
+        match self {
+            Verb::Start => matches!(state, S::Inactive | S::Stopped | S::Failed | S::Backoff),
+            Verb::Stop => matches!(
+                state,
+                S::Starting | S::Running | S::Unresponsive | S::Backoff | S::Failed
+            ),
+            Verb::Restart => true,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Verb::Start => "start",

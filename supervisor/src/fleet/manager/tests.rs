@@ -414,6 +414,67 @@ async fn operator_requests_name_agents_by_glob() {
     );
 }
 
+/// `start` and `stop` answer with the agents they change: a running agent
+/// is not reported as started, a stopped one not as stopped; the message
+/// names the ones left alone, with their state.
+#[tokio::test(start_paused = true)]
+async fn start_and_stop_report_only_the_agents_they_change() {
+    let files = Files::new();
+    files.write(&[("core-1", free_port()), ("core-2", free_port())]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(2).await;
+    all_running(&mut h, &["core-1", "core-2"]).await;
+
+    let r = h
+        .ask(Request::Start {
+            names: vec!["core-*".into()],
+        })
+        .await;
+    let Response::Done { agents, message } = r else {
+        panic!("{r:?}")
+    };
+    assert!(agents.is_empty(), "{agents:?}");
+    assert_eq!(
+        message,
+        "nothing to start; left alone: core-1 (running), core-2 (running)"
+    );
+
+    let r = h
+        .ask(Request::Stop {
+            names: vec!["core-1".into()],
+        })
+        .await;
+    let Response::Done { agents, message } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(agents, ["core-1"]);
+    assert_eq!(message, "stop requested for 1 agent");
+    // The unit publishes its state before it yields after the event.
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(e) = h.events.recv().await {
+            if e.agent == "core-1" && e.event == EventKind::Stopped {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("core-1 stopped");
+
+    let r = h
+        .ask(Request::Start {
+            names: vec!["core-[12]".into()],
+        })
+        .await;
+    let Response::Done { agents, message } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(agents, ["core-1"]);
+    assert_eq!(
+        message,
+        "start requested for 1 agent; left alone: core-2 (running)"
+    );
+}
+
 /// Four records, then the snapshot rewritten as tools and people do it.
 const FOUR: &str = "1.3.6.1.2.1.1.1.0|4|four\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.8072\n\
                     1.3.6.1.2.1.1.5.0|4|x\n1.3.6.1.2.1.1.6.0|4|lab\n";

@@ -361,7 +361,10 @@ async fn probe_loop(
         let why = match tokio::time::timeout(probe.timeout, result).await {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
-            Err(_) => format!("no answer from {target} within {:?}", probe.timeout),
+            Err(_) => format!(
+                "no answer from {target} within {}",
+                agentcluster_conf::format_duration(probe.timeout)
+            ),
         };
         if failed.send((pid, why)).await.is_err() {
             return;

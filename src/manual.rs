@@ -1,0 +1,43 @@
+//! `agentcluster completions SHELL` and `agentcluster man`: generated from
+//! the command-line definition itself (clap_complete, clap_mangen), so they
+//! cannot drift from what the binary accepts.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// Prints the completion script of `shell` on stdout.
+pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "agentcluster", &mut out);
+    write_stdout(&out)
+}
+
+/// Prints agentcluster(1) on stdout, or with `dir` writes it and one page
+/// per command (`agentcluster-status.1`, `agentcluster-snapshot-check.1`, …)
+/// there.
+pub fn man(cmd: clap::Command, dir: Option<&Path>) -> anyhow::Result<()> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))
+        }
+        None => {
+            let mut out = Vec::new();
+            let mut cmd = cmd.disable_help_subcommand(true);
+            cmd.build();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            write_stdout(&out)
+        }
+    }
+}
+
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}
