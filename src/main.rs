@@ -221,6 +221,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         .await
         .map_err(|e| match e {
             agentcluster_supervisor::Error::Bind(_)
+            | agentcluster_supervisor::Error::Addresses(_)
             | agentcluster_supervisor::Error::Store(_)
             | agentcluster_supervisor::Error::Capacity(_)
             | agentcluster_supervisor::Error::Control(_) => {
@@ -247,6 +248,17 @@ fn print_ready(node: &str, ready: &agentcluster_supervisor::Ready, default: bool
             "agentcluster: {} agent(s) failed to start: {}",
             ready.failed.len(),
             ready.failed.join(", ")
+        );
+    }
+    if let Some(interface) = &ready.interface
+        && !ready.added.is_empty()
+    {
+        let added: Vec<String> = ready.added.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "agentcluster: added {} listen address(es) to {interface} (removed at shutdown): {}",
+            added.len(),
+            added.join(", ")
         );
     }
     if default {
