@@ -159,6 +159,15 @@ fn expected_sys_name() -> String {
     format!("\"{value}\"")
 }
 
+/// The exit status and the whole stderr of a supervisor that stops on
+/// its own (a failed start).
+fn exit_of(run: &mut Process) -> (std::process::ExitStatus, String) {
+    let status = run.wait_exit(FAIL_WITHIN).expect("run exits");
+    // The pipe ends once every process that inherited it is gone.
+    assert!(run.stderr.wait_end(FAIL_WITHIN), "stderr still open");
+    (status, run.stderr.text())
+}
+
 fn has(addresses: &[String], a: &str) -> bool {
     addresses.iter().any(|x| x == a)
 }
@@ -310,8 +319,7 @@ fn an_address_not_on_the_host_without_cluster_addresses_is_a_clear_error() {
     // `run` stops before any agent starts, naming the agent and the
     // address, and saying what to do.
     let mut run = Process::run(&config);
-    let status = run.wait_exit(FAIL_WITHIN).expect("run exits");
-    let stderr = run.stderr.text();
+    let (status, stderr) = exit_of(&mut run);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -332,8 +340,7 @@ fn an_interface_that_is_absent_or_cannot_be_created_is_a_clear_error() {
         dir.path(),
         &format!("  addresses: {{ interface: acdummy0 }}\n{agents}"),
     );
-    let status = run.wait_exit(FAIL_WITHIN).expect("run exits");
-    let stderr = run.stderr.text();
+    let (status, stderr) = exit_of(&mut run);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
