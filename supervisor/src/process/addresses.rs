@@ -206,8 +206,14 @@ impl Inner {
 
     async fn connect(&self) -> Result<Link, AddressError> {
         let name = &self.interface;
-        let (connection, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| AddressError(format!("cannot open a netlink socket: {e}")))?;
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| {
+            let why = if e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+                " (under systemd, RestrictAddressFamilies= must allow AF_NETLINK)"
+            } else {
+                ""
+            };
+            AddressError(format!("cannot open a netlink socket: {e}{why}"))
+        })?;
         let connection = tokio::spawn(connection);
         let lookup = |e: rtnetlink::Error| {
             AddressError(format!(
