@@ -119,10 +119,15 @@ impl HostAddresses {
             return Ok(Vec::new());
         };
         let mut inner = inner.lock().await;
-        let missing: Vec<IpAddr> = missing(wanted)
+        // One bind per address: for a big fleet, off the caller's thread
+        // (a reload runs on the supervisor's loop).
+        let wanted: Vec<IpAddr> = wanted
             .into_iter()
             .filter(|ip| !inner.added.contains(ip))
             .collect();
+        let missing = tokio::task::spawn_blocking(move || missing(wanted))
+            .await
+            .map_err(|e| AddressError(format!("the address check failed: {e}")))?;
         if missing.is_empty() {
             return Ok(Vec::new());
         }
