@@ -2,7 +2,8 @@
 //! agent starts, found at once: the configuration's (with the host's
 //! capacity, worked out before any template is expanded), each snapshot's
 //! (compiled as the start compiles it, each distinct file once, on every
-//! core, nothing written to the cache), and the control socket's path.
+//! core, nothing written to the cache), the control socket's path, and
+//! the listen addresses the host lacks.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -26,12 +27,17 @@ pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut problems = checked.problems;
     problems.extend(snapshot_problems(&checked.fleet));
     problems.extend(control_socket_problem(path, &checked.fleet, control));
+    let (address_problem, address_note) = address_problem(path, &checked.fleet);
+    problems.extend(address_problem);
     let mut out = std::io::stdout().lock();
     for p in &problems {
         writeln!(out, "{p}")?;
     }
     if let Some(summary) = capacity {
         writeln!(out, "{summary}")?;
+    }
+    if let Some(note) = address_note {
+        writeln!(out, "{note}")?;
     }
     if problems.iter().any(|p| p.severity == Severity::Error) {
         return Ok(ExitCode::from(EXIT_USER));
@@ -129,4 +135,58 @@ fn control_socket_problem(config: &Path, fleet: &Fleet, control: Option<&Path>) 
         severity: Severity::Error,
         message: format!("{given}: {e}"),
     })
+}
+
+/// The listen addresses the host lacks: without `cluster.addresses` a
+/// warning (`run` would fail to bind them, unless they are added before it
+/// starts); with it, a note of what `run` would add, and a warning if the
+/// interface is absent and would not be created.
+fn address_problem(config: &Path, fleet: &Fleet) -> (Option<Problem>, Option<String>) {
+    let missing = agentcluster_supervisor::missing_addresses(fleet);
+    if missing.is_empty() {
+        return (None, None);
+    }
+    let shown: Vec<String> = missing
+        .iter()
+        .take(5)
+        .map(|(ip, agent)| format!("{ip} (agent {agent})"))
+        .collect();
+    let mut list = shown.join(", ");
+    if missing.len() > shown.len() {
+        list += &format!(" and {} more", missing.len() - shown.len());
+    }
+    let warning = |message: String| Problem {
+        file: config.to_path_buf(),
+        line: 0,
+        column: 0,
+        severity: Severity::Warning,
+        message,
+    };
+    match &fleet.cluster.addresses {
+        None => (
+            Some(warning(format!(
+                "{} not on this host: {list}: run would fail to bind {}; add {} to an interface, or set cluster.addresses to have {} added",
+                crate::ready::plural_es(missing.len(), "listen address"),
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" }
+            ))),
+            None,
+        ),
+        Some(a) => {
+            let absent = !Path::new("/sys/class/net").join(&a.interface).exists();
+            let problem = (absent && !a.create).then(|| {
+                warning(format!(
+                    "cluster.addresses: interface `{}` does not exist: create it, name an existing interface such as lo, or set `create: true`",
+                    a.interface
+                ))
+            });
+            let note = format!(
+                "addresses: {} not on this host will be added to {}: {list}",
+                crate::ready::plural_es(missing.len(), "listen address"),
+                a.interface
+            );
+            (problem, Some(note))
+        }
+    }
 }

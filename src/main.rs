@@ -355,6 +355,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         .await
         .map_err(|e| match e {
             agentcluster_supervisor::Error::Bind(_)
+            | agentcluster_supervisor::Error::Addresses(_)
             | agentcluster_supervisor::Error::Store(_)
             | agentcluster_supervisor::Error::Capacity(_)
             | agentcluster_supervisor::Error::Control(_)

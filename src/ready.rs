@@ -48,6 +48,11 @@ pub fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// `1 listen address`, `2 listen addresses`.
+pub fn plural_es(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "es" })
+}
+
 /// Prints the ready block on stdout; its last line is `Stop with Ctrl-C.`.
 pub fn print(node: &str, ready: &agentcluster_supervisor::Ready, default: bool, files: &Files) {
     let _ = std::io::stdout()
@@ -76,6 +81,17 @@ fn text(
             "agentcluster: {} failed to start: {}",
             plural(ready.failed.len(), "agent"),
             ready.failed.join(", ")
+        );
+    }
+    if let Some(interface) = &ready.interface
+        && !ready.added.is_empty()
+    {
+        let added: Vec<String> = ready.added.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "agentcluster: added {} to {interface} (removed at shutdown): {}",
+            plural_es(added.len(), "listen address"),
+            added.join(", ")
         );
     }
     if default {

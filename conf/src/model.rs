@@ -124,6 +124,23 @@ pub struct Cluster {
     /// records served now (0..=100, default 50; 100: no limit): a file cut
     /// short by accident is refused instead of served.
     pub snapshot_max_loss: u8,
+    /// Listen addresses missing on the host are added to an interface
+    /// before binding (and removed at shutdown); `None`: an address that
+    /// is not on the host is a startup error.
+    pub addresses: Option<Addresses>,
+}
+
+/// `cluster.addresses`: where the supervisor adds the listen addresses
+/// that are not on the host yet, so a fleet of devices at addresses of
+/// their own runs without setting them up by hand (needs CAP_NET_ADMIN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    /// The interface that gets them (`lo`, or a dummy interface): a valid
+    /// Linux interface name (1 to 15 bytes, no `/`, `:` or blanks).
+    pub interface: String,
+    /// Whether an absent `interface` is created as a dummy link (and
+    /// deleted at shutdown); default `false`: it must exist.
+    pub create: bool,
 }
 
 /// A token bucket per source address: `per_source` requests a second

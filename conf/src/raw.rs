@@ -65,6 +65,19 @@ pub(crate) struct RawCluster {
     /// share of its records a reloaded snapshot may lose before it is
     /// refused, a percentage (`50%`).
     pub snapshot_max_loss: Option<Spanned<String>>,
+    /// `cluster.addresses`: listen addresses
+    /// missing on the host are added to an interface.
+    pub addresses: Option<Spanned<RawAddresses>>,
+}
+
+/// `addresses: { interface: lo, create: true }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAddresses {
+    /// The interface the missing addresses are added to; required.
+    pub interface: Option<Spanned<String>>,
+    /// Whether an absent interface is created (as a dummy link).
+    pub create: Option<Spanned<bool>>,
 }
 
 /// `rate_limit: { per_source: 1000, burst: 2000 }`.

@@ -3,7 +3,7 @@
 use agentcluster_agent::store;
 
 use crate::control;
-use crate::process::bind;
+use crate::process::{addresses, bind};
 
 /// Why the supervisor could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,10 @@ pub enum Error {
         /// Why.
         cause: std::io::Error,
     },
+    /// Listen addresses missing on the host could not be added
+    /// (`cluster.addresses`).
+    #[error("{0}")]
+    Addresses(#[from] addresses::AddressError),
     /// An agent that cannot be run as configured (or a supervision task
     /// that died: a bug).
     #[error("agent {agent}: {cause}")]

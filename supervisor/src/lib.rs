@@ -48,6 +48,7 @@ mod systemd;
 pub use error::Error;
 pub use fleet::capacity::check as check_capacity;
 pub use fleet::manager::{Ready, ReadyAgent};
+pub use fleet::plan::missing_addresses;
 pub use run::{Triggers, run};
 
 /// What a client of the control socket needs: the socket's default path,

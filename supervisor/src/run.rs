@@ -3,7 +3,7 @@
 //! until shutdown.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,9 +19,10 @@ use crate::events::sinks::{journal, kvp, traps};
 use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
 use crate::fleet::manager::{Asker, Manager, Ready, Reports};
-use crate::fleet::plan::{credentials, limits};
+use crate::fleet::plan::{credentials, limits, listen_addresses};
 use crate::fleet::stores::compile_stores;
 use crate::fleet::watch::watch_snapshots;
+use crate::process::addresses::{self, HostAddresses};
 use crate::process::bind;
 use crate::process::launch::Agents;
 use crate::process::spawner;
@@ -57,10 +58,6 @@ pub async fn run(
     triggers: Triggers,
     on_ready: impl FnOnce(&Ready),
 ) -> Result<(), Error> {
-    let Triggers {
-        shutdown,
-        reload: mut reload_requests,
-    } = triggers;
     // First what can fail because of the setup, before any agent starts.
     check_capacity(&fleet)?;
     let listener = control::bind(&control)?;
@@ -71,6 +68,52 @@ pub async fn run(
     .await
     .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     let compiled = compiled?;
+    // Then the listen addresses the host lacks (`cluster.addresses`),
+    // before anything binds them; they are removed however the run ends.
+    let addresses = HostAddresses::new(
+        fleet
+            .cluster
+            .addresses
+            .as_ref()
+            .map(|a| (a.interface.as_str(), a.create)),
+    );
+    let wanted = listen_addresses(&fleet.agents, fleet.cluster.snmp.as_ref());
+    let result = match addresses.ensure(wanted).await {
+        Ok(added) => {
+            let added = Added {
+                addresses: addresses.clone(),
+                now: added,
+            };
+            serve(fleet, compiled, listener, triggers, on_ready, added).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    addresses.release().await;
+    result
+}
+
+/// The listen addresses added to the host at the start, and the handle
+/// that adds and removes more as reloads change the fleet.
+struct Added {
+    addresses: HostAddresses,
+    /// Added by the start, sorted.
+    now: Vec<IpAddr>,
+}
+
+/// [`run`] once the stores are compiled and the host has every listen
+/// address: binds, starts and supervises until shutdown.
+async fn serve(
+    fleet: Fleet,
+    compiled: HashMap<PathBuf, PathBuf>,
+    listener: control::ControlListener,
+    triggers: Triggers,
+    on_ready: impl FnOnce(&Ready),
+    added: Added,
+) -> Result<(), Error> {
+    let Triggers {
+        shutdown,
+        reload: mut reload_requests,
+    } = triggers;
     let active: Vec<&Agent> = fleet.agents.iter().filter(|a| a.active).collect();
     let bound = bind::bind_all(&active).map_err(Error::Bind)?;
     let snmp_sockets = match &fleet.cluster.snmp {
@@ -156,13 +199,24 @@ pub async fn run(
             }
         });
     }
+    let mut reason = format!(
+        "{} agent{} configured, {active} active",
+        fleet.agents.len(),
+        if fleet.agents.len() == 1 { "" } else { "s" }
+    );
+    if let Some(a) = &fleet.cluster.addresses
+        && !added.now.is_empty()
+    {
+        reason += &format!(
+            "; added {} to {}: {}",
+            addresses::counted(added.now.len(), "listen address"),
+            a.interface,
+            addresses::list(&added.now)
+        );
+    }
     bus.publish(NewEvent {
         pid: Some(std::process::id()),
-        reason: format!(
-            "{} agent{} configured, {active} active",
-            fleet.agents.len(),
-            if fleet.agents.len() == 1 { "" } else { "s" }
-        ),
+        reason,
         ..NewEvent::new(EventKind::SupervisorStarted, State::Running)
     });
 
@@ -184,6 +238,12 @@ pub async fn run(
     let mut manager = Manager::start(
         &fleet, &compiled, shared, sockets, limits_tx, watch_tx, reports,
     )?;
+    manager.adopt_addresses(added.addresses);
+    let fleet_interface = fleet
+        .cluster
+        .addresses
+        .as_ref()
+        .map(|a| a.interface.clone());
     drop((fleet, compiled));
     if let Some(listener) = metrics_listener {
         let sources = metrics::Sources {
@@ -207,7 +267,10 @@ pub async fn run(
         () = shutdown.cancelled() => {}
     }
     if !shutdown.is_cancelled() {
-        on_ready(&manager.ready());
+        let mut ready = manager.ready();
+        ready.added = added.now;
+        ready.interface = fleet_interface;
+        on_ready(&ready);
         systemd::ready(&manager.summary());
     }
     // systemd's watchdog is fed from this loop, so only while it turns; the

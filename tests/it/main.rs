@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod addresses;
 mod chaos;
 mod cli;
 mod cli_ctl;

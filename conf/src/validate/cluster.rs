@@ -23,6 +23,38 @@ const MIN_RESPONSE_BYTES: u32 = 484;
 /// bytes with the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
 
+/// The longest interface name Linux accepts: `IFNAMSIZ` (16) bytes with
+/// the terminating NUL.
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// Whether the kernel would accept `name` as an interface name (its
+/// `dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
+/// blank.
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the interface name is empty".into());
+    }
+    if name.len() > MAX_INTERFACE_NAME {
+        return Err(format!(
+            "`{name}` is {} bytes long, but an interface name has at most {MAX_INTERFACE_NAME}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{name}` is not a valid interface name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "`{}` is not a valid interface name: it holds {c:?}",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a Unix socket can be created at `path` for its length: the
 /// control socket's path is checked before anything starts, and by `check`.
 pub fn check_socket_path(path: &std::path::Path) -> Result<(), String> {
@@ -136,6 +168,7 @@ impl Validator<'_> {
         let max_response_bytes = self.max_response_bytes(c.max_response_bytes.as_ref());
         let rate_limit = c.rate_limit.as_ref().map(|r| self.rate_limit(r));
         let snapshot_max_loss = self.snapshot_max_loss(c.snapshot_max_loss.as_ref());
+        let addresses = c.addresses.as_ref().and_then(|a| self.addresses(a));
         Cluster {
             node,
             state_dir,
@@ -159,7 +192,34 @@ impl Validator<'_> {
             max_response_bytes,
             rate_limit,
             snapshot_max_loss,
+            addresses,
         }
+    }
+
+    /// `cluster.addresses`: an interface name the kernel would accept.
+    fn addresses(&mut self, raw: &Spanned<RawAddresses>) -> Option<Addresses> {
+        let a = &raw.value;
+        let create = a.create.as_ref().is_some_and(|c| c.value);
+        let Some(interface) = &a.interface else {
+            self.err(
+                MAIN,
+                Pos::of(raw),
+                "`addresses` needs `interface`: the interface the missing addresses are added to (lo, or a dummy interface)",
+            );
+            return None;
+        };
+        if let Err(e) = check_interface_name(&interface.value) {
+            self.err(
+                MAIN,
+                Pos::of(interface),
+                format!("`addresses.interface`: {e}"),
+            );
+            return None;
+        }
+        Some(Addresses {
+            interface: interface.value.clone(),
+            create,
+        })
     }
 
     /// `cluster.snapshot_max_loss`: a whole percentage, `0%` to `100%`.

@@ -29,4 +29,4 @@ mod stream;
 mod testutil;
 
 pub use server::{MAX_CONNECTIONS, MAX_LINE, parse_request_line, serve};
-pub use socket::{ControlError, bind, default_control_socket};
+pub use socket::{ControlError, ControlListener, bind, default_control_socket};

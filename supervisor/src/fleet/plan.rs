@@ -1,11 +1,12 @@
 //! From the checked config of one agent to what its process needs: the
 //! responder configuration and the compiled store of each view.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use agentcluster_agent::responder::{CommunityAccess, Config};
-use agentcluster_conf::Agent;
+use agentcluster_conf::{Agent, ClusterSnmp};
 
 use crate::error::Error;
 use crate::process::sys::Credentials;
@@ -66,6 +67,43 @@ pub fn plan(agent: &Agent, node: &str) -> Result<(Config, Vec<PathBuf>), String>
         v3,
     };
     Ok((config, paths))
+}
+
+/// Every address the fleet listens on: its agents' (active or not, so that
+/// an operator's `start` needs nothing more) and `cluster.snmp`'s. These
+/// are the addresses `cluster.addresses` makes sure the host has.
+pub fn listen_addresses<'a>(
+    agents: impl IntoIterator<Item = &'a Agent>,
+    snmp: Option<&ClusterSnmp>,
+) -> BTreeSet<IpAddr> {
+    agents
+        .into_iter()
+        .flat_map(|a| a.listen.iter())
+        .chain(snmp.iter().flat_map(|s| s.listen.iter()))
+        .map(|e| e.ip())
+        .collect()
+}
+
+/// The listen addresses of `fleet` that the host lacks and that
+/// `cluster.addresses` would add (what `run` would fail to bind without
+/// it), each with the first agent that listens on it (`cluster.snmp` for
+/// the supervisor's own).
+pub fn missing_addresses(fleet: &agentcluster_conf::Fleet) -> Vec<(IpAddr, String)> {
+    let missing = crate::process::addresses::missing(listen_addresses(
+        &fleet.agents,
+        fleet.cluster.snmp.as_ref(),
+    ));
+    missing
+        .into_iter()
+        .map(|ip| {
+            let owner = fleet
+                .agents
+                .iter()
+                .find(|a| a.listen.iter().any(|e| e.ip() == ip))
+                .map_or_else(|| "cluster.snmp".to_string(), |a| a.name.clone());
+            (ip, owner)
+        })
+        .collect()
 }
 
 /// The compiled store file of each view, from the fleet's compiled stores.

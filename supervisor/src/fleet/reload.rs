@@ -91,6 +91,9 @@ pub fn report(before: &[String], started: &[String], stopped: &[String]) -> Repo
 /// The `cluster` keys that changed between `old` and `new` and that a
 /// reload does not apply (the limits are applied; `max_varbinds` and
 /// `memory_max` are part of each agent's settings, which reload compares).
+/// `addresses` is among them: the interface stays the one of the start,
+/// though the addresses added to it follow the agents a reload adds and
+/// removes.
 pub fn unapplied_cluster_keys(old: &Cluster, new: &Cluster) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let mut note = |differs: bool, key: &'static str| {
@@ -118,6 +121,7 @@ pub fn unapplied_cluster_keys(old: &Cluster, new: &Cluster) -> Vec<&'static str>
     note(old.etcd != new.etcd, "etcd");
     note(old.user != new.user, "user");
     note(old.group != new.group, "group");
+    note(old.addresses != new.addresses, "addresses");
     keys
 }
 
@@ -284,5 +288,20 @@ mod tests {
         )
         .cluster;
         assert_eq!(unapplied_cluster_keys(&old, &moved), ["metrics"]);
+    }
+
+    #[test]
+    fn a_reload_cannot_change_the_addresses_interface() {
+        let dir = DIR.path();
+        let a = agent("a", 20001);
+        let none = load(dir, "", &a).cluster;
+        let lo = load(dir, ", addresses: { interface: lo }", &a).cluster;
+        let lo_created = load(dir, ", addresses: { interface: lo, create: true }", &a).cluster;
+        let dummy = load(dir, ", addresses: { interface: ac0 }", &a).cluster;
+        assert!(unapplied_cluster_keys(&lo, &lo).is_empty());
+        assert_eq!(unapplied_cluster_keys(&none, &lo), ["addresses"]);
+        assert_eq!(unapplied_cluster_keys(&lo, &none), ["addresses"]);
+        assert_eq!(unapplied_cluster_keys(&lo, &lo_created), ["addresses"]);
+        assert_eq!(unapplied_cluster_keys(&lo, &dummy), ["addresses"]);
     }
 }

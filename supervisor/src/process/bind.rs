@@ -9,14 +9,31 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// An endpoint that could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "agent {agent}: cannot listen on udp {endpoint}: {cause}{}",
-    hint(cause, endpoint)
-)]
 pub struct BindError {
     pub agent: String,
     pub endpoint: SocketAddr,
     pub cause: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let BindError {
+            agent,
+            endpoint,
+            cause,
+        } = self;
+        write!(f, "agent {agent}: cannot listen on udp {endpoint}: ")?;
+        if cause.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+            // The one bind error whose cure is outside the configuration.
+            write!(
+                f,
+                "{} is not an address of this host ({cause}): add it to an interface, or set cluster.addresses to have it added",
+                endpoint.ip()
+            )
+        } else {
+            write!(f, "{cause}{}", hint(cause, endpoint))
+        }
+    }
 }
 
 /// What to do about the usual bind failures (docs/troubleshooting.md).
@@ -73,5 +90,37 @@ pub fn bind_all(agents: &[&Agent]) -> Result<Vec<Vec<UdpSocket>>, Vec<BindError>
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_not_on_the_host_says_what_to_do() {
+        // 192.0.2.0/24 is for documentation: on no host.
+        let endpoint: SocketAddr = "192.0.2.1:161".parse().unwrap();
+        let cause = bind_udp(endpoint).unwrap_err();
+        let e = BindError {
+            agent: "printer-3".into(),
+            endpoint,
+            cause,
+        };
+        assert_eq!(
+            e.to_string(),
+            "agent printer-3: cannot listen on udp 192.0.2.1:161: 192.0.2.1 is not an address of this host (Cannot assign requested address (os error 99)): add it to an interface, or set cluster.addresses to have it added"
+        );
+        let other = BindError {
+            agent: "a".into(),
+            endpoint,
+            cause: std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+        };
+        assert_eq!(
+            other.to_string(),
+            "agent a: cannot listen on udp 192.0.2.1:161: Address already in use (os error 98); \
+             another process holds this port (see which with `ss -ulpn 'sport = :161'`; \
+             on port 161 it is often snmpd: `systemctl stop snmpd`)"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Agent processes: binding their endpoints, spawning them through the
+//! Agent processes: adding their listen addresses to the host when asked
+//! ([`addresses`]), binding their endpoints, spawning them through the
 //! spawn helpers, and supervising each one — a pure state machine
 //! ([`machine`]) inside an async shell ([`unit`]) that turns child exits,
 //! channel messages, timers and operator commands into its inputs.
@@ -6,6 +7,7 @@
 //! Depends only on [`crate::events`] (units publish their lifecycle); every
 //! `unsafe` of the supervisor lives in [`sys`].
 
+pub mod addresses;
 pub mod bind;
 pub mod launch;
 pub mod machine;

@@ -1,6 +1,7 @@
 //! The cluster section: defaults, explicit values, relative paths, users
 //! and groups, memory limits, durations and sizes, the MIB root, response
-//! size and rate limits, the snapshot loss limit.
+//! size and rate limits, the snapshot loss limit, the interface that gets
+//! missing listen addresses.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +54,7 @@ fn defaults() {
     assert_eq!(c.group, None);
     assert_eq!(c.memory_max, None);
     assert_eq!(c.snapshot_max_loss, 50);
+    assert_eq!(c.addresses, None);
     assert_eq!(f.events, Events::default());
 
     let a = &f.agents[0];
@@ -420,4 +422,29 @@ agents:
     }
     let ps = d.fails("cluster:\n  metrics: { listen: 127.0.0.1:9464, path: /m }\nagents: []\n");
     assert!(!ps.is_empty());
+}
+
+#[test]
+fn addresses_name_an_interface() {
+    let d = Dir::new();
+    for (written, interface, create) in [
+        ("{ interface: lo, create: true }", "lo", true),
+        ("{ interface: lo }", "lo", false),
+        (
+            "{ interface: ac-dummy0, create: false }",
+            "ac-dummy0",
+            false,
+        ),
+        ("{ interface: abcdefghijklmno }", "abcdefghijklmno", false),
+    ] {
+        let l = d.ok(&format!("cluster:\n  addresses: {written}\nagents: []\n"));
+        assert_eq!(
+            l.fleet.cluster.addresses,
+            Some(Addresses {
+                interface: interface.into(),
+                create
+            }),
+            "{written}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Values out of range: durations, backoff, numbers, users and groups,
 //! memory limits, the MIB root, response size and rate limits, the
-//! snapshot loss limit.
+//! snapshot loss limit, the interface of `cluster.addresses`.
 
 use crate::common::{Dir, error_at, errors, show};
 
@@ -293,5 +293,59 @@ fn bad_snapshot_max_loss() {
         ));
         assert_eq!(errors(&ps).len(), 1, "{written}: {}", show(&ps));
         error_at(&ps, "fleet.yaml", 2, 22, message);
+    }
+}
+
+#[test]
+fn bad_addresses() {
+    let d = Dir::new();
+    for (written, column, message) in [
+        (
+            "{ create: true }",
+            14,
+            "`addresses` needs `interface`: the interface the missing addresses are added to",
+        ),
+        (
+            "{ interface: \"\" }",
+            27,
+            "`addresses.interface`: the interface name is empty",
+        ),
+        (
+            "{ interface: abcdefghijklmnop }",
+            27,
+            "`addresses.interface`: `abcdefghijklmnop` is 16 bytes long, but an interface name has at most 15",
+        ),
+        (
+            "{ interface: \"eth0:1\" }",
+            27,
+            "`addresses.interface`: `eth0:1` is not a valid interface name: it holds ':'",
+        ),
+        (
+            "{ interface: \"a b\" }",
+            27,
+            "`addresses.interface`: `a b` is not a valid interface name: it holds ' '",
+        ),
+        (
+            "{ interface: a/b }",
+            27,
+            "`addresses.interface`: `a/b` is not a valid interface name",
+        ),
+        (
+            "{ interface: \"..\" }",
+            27,
+            "`addresses.interface`: `..` is not a valid interface name",
+        ),
+    ] {
+        let ps = d.fails(&format!("cluster:\n  addresses: {written}\nagents: []\n"));
+        assert_eq!(errors(&ps).len(), 1, "{written}: {}", show(&ps));
+        error_at(&ps, "fleet.yaml", 2, column, message);
+    }
+    // `create` is a boolean, and no other key is known.
+    for written in [
+        "{ interface: lo, create: maybe }",
+        "{ interface: lo, dev: x }",
+    ] {
+        let ps = d.fails(&format!("cluster:\n  addresses: {written}\nagents: []\n"));
+        assert!(!errors(&ps).is_empty(), "{written}: {}", show(&ps));
     }
 }

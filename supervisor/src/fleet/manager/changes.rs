@@ -20,10 +20,10 @@ use tokio::sync::oneshot;
 use super::Manager;
 use crate::control::api::{ErrorKind, Response};
 use crate::events::{EventKind, NewEvent, State};
-use crate::fleet::plan::limits;
+use crate::fleet::plan::{limits, listen_addresses};
 use crate::fleet::reload::{self, Group, group, unapplied_cluster_keys};
 use crate::fleet::stores::{self, compile_stores};
-use crate::process::unit;
+use crate::process::{addresses, unit};
 
 /// Who asked for a reload, and hears how it went.
 #[derive(Debug)]
@@ -422,6 +422,24 @@ impl Manager {
             .collect();
         self.sockets.retain(|e, _| used.contains(e));
         let mut problems = Vec::new();
+        // The listen addresses follow the agents (`cluster.addresses`): the
+        // new ones are added before their binds, and those added for
+        // agents that are gone are removed.
+        let wanted = listen_addresses(
+            self.units
+                .iter()
+                .flat_map(|u| &u.agents)
+                .chain(p.start.iter().flat_map(|(g, _)| g)),
+            self.cluster.snmp.as_ref(),
+        );
+        let added = match self.addresses.ensure(wanted.iter().copied()).await {
+            Ok(added) => added,
+            Err(e) => {
+                problems.push(e.to_string());
+                Vec::new()
+            }
+        };
+        let removed = self.addresses.keep_only(&wanted).await;
         for (agents, active) in p.start {
             if active && let Err(errors) = self.bind_missing(&agents) {
                 problems.extend(errors.iter().map(|e| e.to_string()));
@@ -450,6 +468,17 @@ impl Manager {
             report.removed.len(),
             swapped
         );
+        if let Some(interface) = self.addresses.interface().await {
+            for (ips, done) in [(&added, "added to"), (&removed, "removed from")] {
+                if !ips.is_empty() {
+                    message += &format!(
+                        "; {} {done} {interface}: {}",
+                        addresses::counted(ips.len(), "listen address"),
+                        addresses::list(ips)
+                    );
+                }
+            }
+        }
         if p.limits_changed {
             message += "; cluster limits (max_response_bytes, rate_limit) applied to every agent";
         }

@@ -12,7 +12,7 @@ mod changes;
 mod requests;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +29,7 @@ use crate::events::targets;
 use crate::fleet::plan;
 use crate::fleet::reload::group;
 use crate::fleet::v3;
+use crate::process::addresses::HostAddresses;
 use crate::process::bind;
 use crate::process::machine::State;
 use crate::process::unit::{self, AgentPlan, Shared, UnitSpec};
@@ -42,6 +43,11 @@ pub struct Ready {
     pub agents: Vec<ReadyAgent>,
     /// Active agents that could not be started.
     pub failed: Vec<String>,
+    /// Listen addresses the host lacked and that the start added to
+    /// `interface` (`cluster.addresses`); they are removed at shutdown.
+    pub added: Vec<IpAddr>,
+    /// The interface of `cluster.addresses`, if set.
+    pub interface: Option<String>,
 }
 
 /// An agent that serves, and where.
@@ -135,6 +141,9 @@ pub struct Manager {
     snapshot_max_loss: u8,
     /// The units as the metrics read them.
     roster: watch::Sender<Roster>,
+    /// The listen addresses added to the host (`cluster.addresses`): a
+    /// reload adds those of new agents and removes those nobody uses.
+    addresses: HostAddresses,
 }
 
 impl Manager {
@@ -164,6 +173,7 @@ impl Manager {
             reload: changes::ReloadState::default(),
             snapshot_max_loss: fleet.cluster.snapshot_max_loss,
             roster: watch::Sender::new(Roster::default()),
+            addresses: HostAddresses::default(),
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;
@@ -323,6 +333,12 @@ impl Manager {
         self.roster.send_replace(Arc::new(members));
     }
 
+    /// Takes over the listen addresses the start added, so that reloads
+    /// keep them in line with the agents.
+    pub fn adopt_addresses(&mut self, addresses: HostAddresses) {
+        self.addresses = addresses;
+    }
+
     /// Tells the watcher about the snapshot files in use now.
     fn update_watch(&self) {
         let mut files: Vec<PathBuf> = self
@@ -389,6 +405,8 @@ impl Manager {
         let mut ready = Ready {
             agents: Vec::new(),
             failed: Vec::new(),
+            added: Vec::new(),
+            interface: None,
         };
         for u in &self.units {
             let state = u.status.borrow().state;
