@@ -5,7 +5,9 @@
 mod check_cmd;
 mod ctl;
 mod default_fleet;
+mod import_cmd;
 mod kvp_cmd;
+mod serve_cmd;
 mod signals;
 mod snapshot_cmd;
 
@@ -69,6 +71,14 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Serve snapshot files or snmpsim data directories, without a fleet file.
+    Serve(serve_cmd::ServeArgs),
+    /// Write a fleet YAML equivalent to an snmpsim data directory or a tree
+    /// of legacy `.agent` files.
+    Import {
+        #[command(subcommand)]
+        command: import_cmd::ImportCommand,
+    },
     /// Validate a configuration and print every problem.
     Check {
         #[arg(short, long)]
@@ -121,6 +131,8 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let result = match cli.command {
         Command::Run { config } => run(config.as_deref(), cli.control.as_deref()),
+        Command::Serve(args) => serve_cmd::serve(args, cli.control.as_deref()),
+        Command::Import { command } => import_cmd::run(command),
         Command::Check { config } => Ok(check_cmd::check(&config, cli.control.as_deref())),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
@@ -203,6 +215,18 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         Some(path) => (load_fleet(path)?, false),
         None => (default_fleet::load()?, true),
     };
+    supervise(fleet, control, move |node, ready| {
+        print_ready(node, ready, default);
+    })
+}
+
+/// Runs the supervisor on `fleet` until a signal stops it; `on_ready` is
+/// handed the node's name and what started.
+fn supervise(
+    fleet: agentcluster_conf::Fleet,
+    control: Option<&Path>,
+    on_ready: impl FnOnce(&str, &agentcluster_supervisor::Ready),
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentcluster")
@@ -216,7 +240,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
             .or_else(|| fleet.cluster.control_socket.clone())
             .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
         agentcluster_supervisor::run(fleet, control, triggers, |ready| {
-            print_ready(&node, ready, default);
+            on_ready(&node, ready);
         })
         .await
         .map_err(|e| match e {
