@@ -17,6 +17,7 @@ mod devices_notify;
 mod events_burst;
 mod events_cli;
 mod events_snmp;
+mod import;
 mod kvp;
 mod mib;
 mod notify_snmptrapd;
