@@ -638,3 +638,73 @@ fn import_agentcluster_tree_answers_as_its_include() {
     );
     assert_eq!(legacy_answers(ports), before);
 }
+
+/// A reload expands `data_dir` again: a file added since is served under
+/// its name, a removed one no longer is, and the agent (whose communities
+/// changed) restarts like any changed agent.
+#[test]
+fn reload_expands_data_dir_again() {
+    let port = free_port();
+    let files = tempdir();
+    let data = files.path().join("data");
+    std::fs::create_dir_all(data.join("rack")).unwrap();
+    std::fs::copy(mib("linux-host.snmprec"), data.join("rack/host.snmprec")).unwrap();
+    std::fs::copy(mib("apc-ups.snmprec"), data.join("ups.snmprec")).unwrap();
+    let fleet = Fleet::start(&format!(
+        "agents:\n  - {{ name: lab, listen: [\"127.0.0.1:{port}\"], data_dir: {} }}\n",
+        data.display()
+    ));
+    let descr = |community: &str| {
+        let out = snmp(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                community,
+                "-On",
+                &format!("127.0.0.1:{port}"),
+                "1.3.6.1.2.1.1.2.0",
+            ],
+        );
+        out.status.success().then(|| text(&out))
+    };
+    // An unknown community is dropped: one try is enough to see no answer.
+    let unknown = |community: &str| {
+        let target = format!("127.0.0.1:{port}");
+        let args = [
+            "-r",
+            "0",
+            "-t",
+            "1",
+            "-v2c",
+            "-c",
+            community,
+            &target,
+            "1.3.6.1.2.1.1.2.0",
+        ];
+        !snmp("snmpget", &args).status.success()
+    };
+    assert!(descr("rack/host").is_some());
+    assert!(descr("ups").is_some());
+    assert!(unknown("switch"));
+
+    std::fs::copy(mib("cisco-c3750.snmprec"), data.join("switch.snmprec")).unwrap();
+    std::fs::remove_file(data.join("ups.snmprec")).unwrap();
+    let since = fleet.next_seq();
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 changed"), "{}", text(&out));
+    fleet.wait_event(since, "lab ready again", |e| {
+        crate::harness::is(e, "lab", "ready")
+    });
+    let switch = descr("switch").expect("the added file is served");
+    assert!(
+        switch.contains(".1.3.6.1.4.1.9."),
+        "Cisco sysObjectID: {switch}"
+    );
+    assert!(descr("rack/host").is_some());
+    assert!(
+        descr("ups").is_none(),
+        "the removed file is no longer served"
+    );
+}
