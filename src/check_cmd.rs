@@ -39,6 +39,9 @@ pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(note) = address_note {
         writeln!(out, "{note}")?;
     }
+    for line in data_dir_lines(&checked.fleet) {
+        println!("{line}");
+    }
     if problems.iter().any(|p| p.severity == Severity::Error) {
         return Ok(ExitCode::from(EXIT_USER));
     }
@@ -49,6 +52,41 @@ pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
         plural(checked.fleet.agents.len(), "agent")
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What each agent's `data_dir` expanded to (the first ten agents that
+/// have one; a template's copies would say the same N times).
+fn data_dir_lines(fleet: &Fleet) -> Vec<String> {
+    const SHOWN: usize = 10;
+    let with_dir: Vec<_> = fleet
+        .agents
+        .iter()
+        .filter_map(|a| a.data_dir.as_ref().map(|d| (a, d)))
+        .collect();
+    let mut out: Vec<String> = with_dir
+        .iter()
+        .take(SHOWN)
+        .map(|(a, dir)| {
+            let files = a.snapshots().len();
+            let communities = a.snmpv2c.as_ref().map_or(0, |c| c.entries.len());
+            let contexts = a.snmpv3.as_ref().map_or(0, |v3| v3.contexts.len());
+            format!(
+                "agent `{}`: data_dir {} expands to {files} snapshot file{}: {communities} communit{} (v1 and v2c), {contexts} SNMPv3 context{}",
+                a.name,
+                dir.display(),
+                if files == 1 { "" } else { "s" },
+                if communities == 1 { "y" } else { "ies" },
+                if contexts == 1 { "" } else { "s" },
+            )
+        })
+        .collect();
+    if with_dir.len() > SHOWN {
+        out.push(format!(
+            "… and {} more agents with a data_dir",
+            with_dir.len() - SHOWN
+        ));
+    }
+    out
 }
 
 /// Every problem of the fleet's snapshots that the start would meet. Files

@@ -5,9 +5,11 @@
 mod check_cmd;
 mod ctl;
 mod default_fleet;
+mod import_cmd;
 mod kvp_cmd;
 mod manual;
 mod ready;
+mod serve_cmd;
 mod signals;
 mod snapshot_cmd;
 
@@ -91,6 +93,14 @@ struct ConfigArgs {
 enum Command {
     /// Run the supervisor in the foreground (without -c: the embedded default fleet).
     Run(ConfigArgs),
+    /// Serve snapshot files or snmpsim data directories, without a fleet file.
+    Serve(serve_cmd::ServeArgs),
+    /// Write a fleet YAML equivalent to an snmpsim data directory or a tree
+    /// of legacy `.agent` files.
+    Import {
+        #[command(subcommand)]
+        command: import_cmd::ImportCommand,
+    },
     /// Validate a configuration (-c FILE) and print every problem.
     Check(ConfigArgs),
     /// Validate, convert and sort snapshot files.
@@ -146,6 +156,7 @@ impl Command {
             Command::Kvp { .. } => Some("kvp"),
             Command::Completions { .. } => Some("completions"),
             Command::Man { .. } => Some("man"),
+            Command::Import { .. } => Some("import"),
             Command::Agent => Some("agent"),
             Command::Spawner { .. } => Some("spawner"),
             _ => None,
@@ -231,6 +242,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             check_cmd::check(file, args.control.as_deref().or(control))
         }
+        Command::Serve(args) => {
+            if config.is_some() {
+                return Err(UserError(
+                    "-c/--config does not apply to `serve`, which builds its own fleet".into(),
+                )
+                .into());
+            }
+            serve_cmd::serve(args, control)
+        }
+        Command::Import { command } => import_cmd::run(command),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(mut args) => {
@@ -336,6 +357,18 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
         Some(path) => (load_fleet(path)?, false),
         None => (default_fleet::load()?, true),
     };
+    supervise(fleet, control, move |node, up, files| {
+        ready::print(node, up, default, files);
+    })
+}
+
+/// Runs `fleet` until it is told to stop; `on_ready` prints what the start
+/// gave (with where its files are).
+fn supervise(
+    fleet: agentcluster_conf::Fleet,
+    control: Option<&Path>,
+    on_ready: impl FnOnce(&str, &agentcluster_supervisor::Ready, &ready::Files),
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentcluster")
@@ -350,7 +383,7 @@ fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode
             .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
         let files = ready::Files::of(&fleet, &control);
         agentcluster_supervisor::run(fleet, control, triggers, |up| {
-            ready::print(&node, up, default, &files);
+            on_ready(&node, up, &files);
         })
         .await
         .map_err(|e| match e {

@@ -119,16 +119,26 @@ fn text(
     if !default && n > 10 {
         let _ = writeln!(out, "  … and {} more ({})", n - 10, files.status);
     }
-    let _ = writeln!(out, "Files:");
-    let _ = writeln!(out, "  cache:          {}", files.cache.display());
-    let _ = writeln!(out, "  state:          {}", files.state.display());
-    let _ = writeln!(out, "  control socket: {}", files.control.display());
-    if let Some(kvp) = &files.kvp {
-        let _ = writeln!(out, "  KVP pool:       {}", kvp.display());
-    }
-    let _ = writeln!(out, "Status: {}", files.status);
+    out.push_str(&files.block());
     let _ = writeln!(out, "Stop with Ctrl-C.");
     out
+}
+
+impl Files {
+    /// The `Files:` lines and the `Status:` command line.
+    pub fn block(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "Files:");
+        let _ = writeln!(out, "  cache:          {}", self.cache.display());
+        let _ = writeln!(out, "  state:          {}", self.state.display());
+        let _ = writeln!(out, "  control socket: {}", self.control.display());
+        if let Some(kvp) = &self.kvp {
+            let _ = writeln!(out, "  KVP pool:       {}", kvp.display());
+        }
+        let _ = writeln!(out, "Status: {}", self.status);
+        out
+    }
 }
 
 /// `s` as one word for a POSIX shell: as it is when it needs no quoting,

@@ -210,6 +210,7 @@ impl Conv<'_> {
             listen: None,
             engine_id: None,
             data: None,
+            data_dir: None,
             snmpv1: None,
             snmpv2c: None,
             snmpv3: None,

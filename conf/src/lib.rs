@@ -23,6 +23,7 @@
 //! ```
 
 mod account;
+mod data_dir;
 mod duration;
 mod endpoint;
 mod event_kind;

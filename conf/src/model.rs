@@ -340,6 +340,11 @@ pub struct Agent {
     pub engine_id: Option<Vec<u8>>,
     /// The default snapshot for every community and context.
     pub data: Option<PathBuf>,
+    /// The snmpsim data directory the agent's communities and contexts were
+    /// expanded from (`data_dir`), resolved; `None` when it has none.
+    /// Kept so that `check` can say what the expansion gave and a reload
+    /// sees a moved directory as a change.
+    pub data_dir: Option<PathBuf>,
     /// SNMPv1 communities; `None`: v1 is not served.
     pub snmpv1: Option<Communities>,
     /// SNMPv2c communities; `None`: v2c is not served.
@@ -423,6 +428,20 @@ pub enum AuthProtocol {
     Sha512,
 }
 
+impl AuthProtocol {
+    /// The name the configuration spells it with (`MD5`, `SHA`, `SHA256`…).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthProtocol::Md5 => "MD5",
+            AuthProtocol::Sha1 => "SHA",
+            AuthProtocol::Sha224 => "SHA224",
+            AuthProtocol::Sha256 => "SHA256",
+            AuthProtocol::Sha384 => "SHA384",
+            AuthProtocol::Sha512 => "SHA512",
+        }
+    }
+}
+
 /// USM privacy protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrivProtocol {
@@ -440,6 +459,21 @@ pub enum PrivProtocol {
     Aes192C,
     /// AES-256 with the Reeder key extension (Cisco's variant).
     Aes256C,
+}
+
+impl PrivProtocol {
+    /// The name the configuration spells it with (`DES`, `AES`, `AES256C`…).
+    pub fn name(self) -> &'static str {
+        match self {
+            PrivProtocol::Des => "DES",
+            PrivProtocol::TripleDes => "3DES",
+            PrivProtocol::Aes128 => "AES",
+            PrivProtocol::Aes192 => "AES192",
+            PrivProtocol::Aes256 => "AES256",
+            PrivProtocol::Aes192C => "AES192C",
+            PrivProtocol::Aes256C => "AES256C",
+        }
+    }
 }
 
 /// An SNMPv3 USM user (an agent's, or a notification target's).

@@ -182,6 +182,9 @@ pub(crate) struct RawAgent {
     pub listen: Option<Spanned<OneOrMany<Spanned<String>>>>,
     pub engine_id: Option<Spanned<String>>,
     pub data: Option<Spanned<String>>,
+    /// `data_dir`: an snmpsim data directory, every snapshot file under it
+    /// served as the community (and v3 context) of its relative path.
+    pub data_dir: Option<Spanned<String>>,
     pub snmpv1: Option<Spanned<RawCommunitySection>>,
     pub snmpv2c: Option<Spanned<RawCommunitySection>>,
     pub snmpv3: Option<Spanned<RawV3>>,
@@ -402,6 +405,7 @@ impl TemplateStrings for RawAgent {
         }
         self.engine_id.iter_mut().for_each(&mut *f);
         self.data.iter_mut().for_each(&mut *f);
+        self.data_dir.iter_mut().for_each(&mut *f);
         for section in [&mut self.snmpv1, &mut self.snmpv2c].into_iter().flatten() {
             match &mut section.value.communities.value {
                 RawCommunities::List(names) => names.iter_mut().for_each(&mut *f),

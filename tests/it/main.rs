@@ -20,6 +20,7 @@ mod events_burst;
 mod events_cli;
 mod events_snmp;
 mod first_minute;
+mod import;
 mod kvp;
 mod metrics;
 mod mib;

@@ -249,15 +249,40 @@ impl Validator<'_> {
                 }
             });
         let data = raw.data.as_ref().map(|d| self.snapshot(file, d));
-        let snmpv1 = raw
-            .snmpv1
+        let dir = raw
+            .data_dir
             .as_ref()
-            .map(|s| self.communities(file, s, data.as_ref(), "snmpv1"));
-        let snmpv2c = raw
-            .snmpv2c
-            .as_ref()
-            .map(|s| self.communities(file, s, data.as_ref(), "snmpv2c"));
-        let snmpv3 = raw.snmpv3.as_ref().map(|s| self.v3(file, s, data.as_ref()));
+            .and_then(|d| self.data_dir(file, raw, d));
+        let (snmpv1, snmpv2c, snmpv3) = match &dir {
+            Some((_, scan)) => {
+                let communities = || Communities {
+                    entries: scan
+                        .communities()
+                        .map(|(name, path)| Community {
+                            name: Secret::new(name.clone()),
+                            data: path.clone(),
+                            write: false,
+                        })
+                        .collect(),
+                };
+                let v3 = raw
+                    .snmpv3
+                    .as_ref()
+                    .map(|s| self.v3(file, s, None, Some(scan.contexts())));
+                (Some(communities()), Some(communities()), v3)
+            }
+            None => (
+                raw.snmpv1
+                    .as_ref()
+                    .map(|s| self.communities(file, s, data.as_ref(), "snmpv1")),
+                raw.snmpv2c
+                    .as_ref()
+                    .map(|s| self.communities(file, s, data.as_ref(), "snmpv2c")),
+                raw.snmpv3
+                    .as_ref()
+                    .map(|s| self.v3(file, s, data.as_ref(), None)),
+            ),
+        };
         let notify = match &raw.notify {
             None => AgentNotify::Inherit,
             Some(n) => match &n.value {
@@ -305,7 +330,7 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|v3| v3.value.users.as_ref())
             .map_or(0, |u| u.value.len());
-        if communities == 0 && users == 0 {
+        if communities == 0 && users == 0 && raw.data_dir.is_none() {
             self.err(
                 file,
                 pos,
@@ -318,12 +343,67 @@ impl Validator<'_> {
             listen,
             engine_id,
             data,
+            data_dir: dir.map(|(path, _)| path),
             snmpv1,
             snmpv2c,
             snmpv3,
             notify,
             max_varbinds,
             memory_max,
+        }
+    }
+
+    /// An agent's `data_dir`, read (once per load); `None` when it cannot
+    /// be served, with the error reported. It excludes what it replaces:
+    /// `data`, the v1/v2c communities and the v3 contexts.
+    fn data_dir(
+        &mut self,
+        file: FileId,
+        raw: &RawAgent,
+        dir: &Spanned<String>,
+    ) -> Option<(PathBuf, std::rc::Rc<crate::data_dir::Scan>)> {
+        let pos = Pos::of(dir);
+        if dir.value.trim().is_empty() {
+            self.err(file, pos, "empty `data_dir`");
+            return None;
+        }
+        let contexts = raw
+            .snmpv3
+            .as_ref()
+            .and_then(|v3| v3.value.contexts.as_ref());
+        let clashes = [
+            ("data", raw.data.as_ref().map(Pos::of)),
+            ("snmpv1", raw.snmpv1.as_ref().map(Pos::of)),
+            ("snmpv2c", raw.snmpv2c.as_ref().map(Pos::of)),
+            ("snmpv3.contexts", contexts.map(Pos::of)),
+        ];
+        for (key, at) in clashes {
+            if let Some(at) = at {
+                self.err(
+                    file,
+                    if at.is_known() { at } else { pos },
+                    format!("`{key}` and `data_dir` exclude each other: `data_dir` gives the agent its snapshots, its v1/v2c communities and its v3 contexts"),
+                );
+            }
+        }
+        let path = self.path(file, &dir.value);
+        let scanned = self.scan_dir(&path);
+        let first = self.dirs_reported.insert(path.clone());
+        match scanned {
+            Ok(scan) => {
+                if first {
+                    for w in &scan.warnings {
+                        self.warn(file, pos, w.clone());
+                    }
+                }
+                Some((path, scan))
+            }
+            Err(msg) => {
+                if first {
+                    self.err(file, pos, msg);
+                }
+                None
+            }
         }
     }
 
@@ -382,7 +462,15 @@ impl Validator<'_> {
         Communities { entries }
     }
 
-    fn v3(&mut self, file: FileId, section: &Spanned<RawV3>, data: Option<&PathBuf>) -> V3 {
+    /// The `snmpv3` section; `from_dir`: the contexts a `data_dir` gives
+    /// (its own `contexts` were refused).
+    fn v3(
+        &mut self,
+        file: FileId,
+        section: &Spanned<RawV3>,
+        data: Option<&PathBuf>,
+        from_dir: Option<Vec<(String, PathBuf)>>,
+    ) -> V3 {
         let pos = Pos::of(section);
         let mut users: Vec<V3User> = Vec::new();
         if let Some(list) = &section.value.users {
@@ -407,7 +495,9 @@ impl Validator<'_> {
             }
         }
         let mut contexts: Vec<(String, PathBuf)> = Vec::new();
-        if let Some(map) = &section.value.contexts {
+        if let Some(given) = from_dir {
+            contexts = given;
+        } else if let Some(map) = &section.value.contexts {
             for (name, path) in &map.value.0 {
                 if name.value.chars().count() > 32 {
                     self.err(

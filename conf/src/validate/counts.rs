@@ -78,7 +78,32 @@ impl Validator<'_> {
                     }
                 }
             }
-            counts.max_snapshots = counts.max_snapshots.max(named.len() as u64);
+            let mut in_dir = 0;
+            if let Some(dir) = raw.data_dir.as_ref().filter(|d| !d.value.trim().is_empty()) {
+                let copies = raw.count.is_some() && template::has_placeholder(&dir.value);
+                let first = if copies {
+                    template::render(&dir.value, 0).unwrap_or_else(|_| dir.value.clone())
+                } else {
+                    dir.value.clone()
+                };
+                let path = self.path(entry.file, &first);
+                if let Ok(scan) = self.scan_dir(&path) {
+                    in_dir = scan.entries.len() as u64;
+                    if copies {
+                        // Each copy its own directory, taken to be like copy 0's.
+                        counts.snapshots += n * in_dir;
+                        counts.snapshot_bytes += n * scan.bytes;
+                    } else {
+                        for (_, file) in &scan.entries {
+                            if files.insert(file.clone()) {
+                                counts.snapshots += 1;
+                                counts.snapshot_bytes += file_len(file);
+                            }
+                        }
+                    }
+                }
+            }
+            counts.max_snapshots = counts.max_snapshots.max(named.len() as u64 + in_dir);
         }
         counts
     }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use crate::data_dir::{self, Scan};
 use crate::duration::parse_duration;
 use crate::host::Host;
 use crate::loader::{SourceFile, Tree};
@@ -81,6 +82,8 @@ pub(crate) fn validate(
         host,
         report,
         kinds: HashMap::new(),
+        dirs: HashMap::new(),
+        dirs_reported: std::collections::HashSet::new(),
     };
     let cluster = v.cluster(tree.main.cluster.as_ref());
     let events = v.events(tree.main.events.as_ref());
@@ -131,6 +134,12 @@ struct Validator<'a> {
     report: &'a mut Report,
     /// What each snapshot path is (templates name the same files N times).
     kinds: HashMap<PathBuf, Kind>,
+    /// What each `data_dir` holds, read once per load (templates and the
+    /// counts name the same directory many times).
+    dirs: HashMap<PathBuf, Result<std::rc::Rc<Scan>, String>>,
+    /// The `data_dir`s whose problems were reported: once per load, not
+    /// once per agent or template copy that names them.
+    dirs_reported: std::collections::HashSet<PathBuf>,
 }
 
 impl Validator<'_> {
@@ -270,6 +279,15 @@ impl Validator<'_> {
             return None;
         }
         Some(self.path(file, &v.value))
+    }
+
+    /// What the `data_dir` at `path` (resolved) holds, read on first use.
+    /// Its warnings are reported by the caller that expands it.
+    fn scan_dir(&mut self, path: &Path) -> Result<std::rc::Rc<Scan>, String> {
+        self.dirs
+            .entry(path.to_path_buf())
+            .or_insert_with(|| data_dir::scan(path).map(std::rc::Rc::new))
+            .clone()
     }
 
     /// A snapshot path, resolved and checked to be an existing file.

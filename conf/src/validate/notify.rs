@@ -379,4 +379,24 @@ mod tests {
         assert_eq!(parse_priv("3des"), Some(PrivProtocol::TripleDes));
         assert_eq!(parse_priv("blowfish"), None);
     }
+
+    #[test]
+    fn protocol_names_read_back() {
+        use AuthProtocol as A;
+        use PrivProtocol as P;
+        for a in [A::Md5, A::Sha1, A::Sha224, A::Sha256, A::Sha384, A::Sha512] {
+            assert_eq!(parse_auth(a.name()), Some(a));
+        }
+        for p in [
+            P::Des,
+            P::TripleDes,
+            P::Aes128,
+            P::Aes192,
+            P::Aes256,
+            P::Aes192C,
+            P::Aes256C,
+        ] {
+            assert_eq!(parse_priv(p.name()), Some(p));
+        }
+    }
 }

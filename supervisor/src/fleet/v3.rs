@@ -104,6 +104,7 @@ mod tests {
             listen: vec![],
             engine_id,
             data: Some("a.snmprec".into()),
+            data_dir: None,
             snmpv1: None,
             snmpv2c: None,
             snmpv3: Some(V3 {

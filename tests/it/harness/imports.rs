@@ -12,5 +12,5 @@ pub use agentcluster_agent::{probe, snapshot};
 pub use agentcluster_bench::client::Client;
 pub use agentcluster_bench::procs::{self, Signal};
 pub use agentcluster_bench::{ber, load, snmp};
-pub use agentcluster_conf::{DEFAULT_MIB_ROOT, EventKind, parse_duration};
+pub use agentcluster_conf::{DEFAULT_MIB_ROOT, EventKind, load as load_fleet_file, parse_duration};
 pub use agentcluster_supervisor::spool_crc32 as crc32;

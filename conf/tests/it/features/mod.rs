@@ -2,6 +2,7 @@
 //! templates, includes, legacy files.
 
 mod cluster;
+mod data_dir;
 mod files;
 mod snmp;
 mod templates;
