@@ -14,9 +14,10 @@ use crate::harness::{
 
 /// Every entry of the page, by the name in its `<!-- test: NAME -->`
 /// marker; each has a test of the same name below.
-const ENTRIES: [&str; 12] = [
+const ENTRIES: [&str; 13] = [
     "port_in_use",
     "privileged_port",
+    "address_not_on_host",
     "snapshot_not_found",
     "unknown_key",
     "open_files",
@@ -165,6 +166,19 @@ fn privileged_port() {
     let out = output(&mut cmd).unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     shows("privileged_port", &text(&out));
+}
+
+#[test]
+fn address_not_on_host() {
+    // 192.0.2.0/24 is for documentation: on no host.
+    let dir = tempdir();
+    let fleet = one_agent(dir.path(), "192.0.2.7:1161", &linux_host(), "");
+    let out = agentcluster(&["check", "-c", fleet.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "a warning only: {}", text(&out));
+    assert!(text(&out).contains("192.0.2.7"), "{}", text(&out));
+    let out = agentcluster(&["run", "-c", fleet.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    shows("address_not_on_host", &text(&out));
 }
 
 #[test]
