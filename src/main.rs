@@ -6,6 +6,7 @@ mod check_cmd;
 mod ctl;
 mod default_fleet;
 mod kvp_cmd;
+mod record_cmd;
 mod signals;
 mod snapshot_cmd;
 
@@ -84,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: kvp_cmd::KvpCommand,
     },
+    /// Walk a live SNMP device into a snapshot file (`record --help`: its options).
+    ///
+    /// Everything after `record` is its own: net-snmp's option letters
+    /// (`-v 2c -c public`), read by the command itself.
+    Record,
     /// Show the agents of the running supervisor.
     Status(ctl::StatusArgs),
     /// Restart agents of the running supervisor.
@@ -105,7 +111,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let (argv, record_args) = record_cmd::split_args(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors; bad arguments are user
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
         Command::Check { config } => Ok(check_cmd::check(&config, cli.control.as_deref())),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
+        Command::Record => record_cmd::run(record_args),
         Command::Status(args) => ctl::status(cli.control.as_deref(), &args),
         Command::Restart(args) => ctl::act(cli.control.as_deref(), ctl::Action::Restart, args),
         Command::Stop(args) => ctl::act(cli.control.as_deref(), ctl::Action::Stop, args),
