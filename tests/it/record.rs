@@ -228,7 +228,7 @@ fn recordings_of_an_agent_give_back_its_snapshot() {
     assert_eq!(kept, want);
     let in_system = want.iter().filter(|o| o.starts_with(&system)).count();
     assert!(
-        out.contains(&format!("1.3.6.1.2.1.1 ")) && out.contains(&format!(" {in_system}\n")),
+        out.contains("1.3.6.1.2.1.1 ") && out.contains(&format!(" {in_system}\n")),
         "per subtree counts: {out}"
     );
 }
