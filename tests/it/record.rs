@@ -448,7 +448,10 @@ fn a_walk_cut_by_a_timeout_keeps_its_part_and_resumes_from_there() {
     // Answers 4 requests, then nothing until `answering` is set again.
     let answering = Arc::new(AtomicBool::new(true));
     let on = answering.clone();
+    let asked_log = Arc::new(std::sync::Mutex::new(Vec::<Oid>::new()));
+    let log = asked_log.clone();
     let device = FakeDevice::start(move |asked, answered| {
+        log.lock().unwrap().push(asked.to_vec());
         if answered >= 4 && !on.load(Ordering::Relaxed) {
             return None;
         }
@@ -481,10 +484,15 @@ fn a_walk_cut_by_a_timeout_keeps_its_part_and_resumes_from_there() {
     let part = snapshot::load(&path).unwrap();
     assert_eq!(part.records.len(), 4, "{:?}", part.records);
 
+    let asked_before = asked_log.lock().unwrap().len();
     answering.store(true, Ordering::Relaxed);
     let mut resumed = args.to_vec();
     resumed.push("--resume");
     record_ok(&resumed);
+    // It went on from the last object kept, not from the start.
+    let mut last_kept = ENTERPRISE.to_vec();
+    last_kept.extend([4, 0]);
+    assert_eq!(asked_log.lock().unwrap()[asked_before], last_kept);
     let all = snapshot::load(&path).unwrap();
     let got: Vec<(Oid, Value)> = all.records.into_iter().map(|r| (r.oid, r.value)).collect();
     let want: Vec<(Oid, Value)> = (1..=10)
