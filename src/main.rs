@@ -9,6 +9,7 @@ mod import_cmd;
 mod kvp_cmd;
 mod manual;
 mod ready;
+mod record_cmd;
 mod serve_cmd;
 mod signals;
 mod snapshot_cmd;
@@ -113,6 +114,11 @@ enum Command {
         #[command(subcommand)]
         command: kvp_cmd::KvpCommand,
     },
+    /// Walk a live SNMP device into a snapshot file (`record --help`: its options).
+    ///
+    /// Everything after `record` is its own: net-snmp's option letters
+    /// (`-v 2c -c public`), read by the command itself.
+    Record,
     /// Show the agents of the running supervisor.
     Status(ctl::StatusArgs),
     /// Restart agents of the running supervisor.
@@ -157,6 +163,7 @@ impl Command {
             Command::Completions { .. } => Some("completions"),
             Command::Man { .. } => Some("man"),
             Command::Import { .. } => Some("import"),
+            Command::Record => Some("record"),
             Command::Agent => Some("agent"),
             Command::Spawner { .. } => Some("spawner"),
             _ => None,
@@ -165,7 +172,8 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let (argv, record_args) = record_cmd::split_args(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors; bad arguments are user
@@ -191,7 +199,7 @@ fn main() -> ExitCode {
     // What the commands print on stdout is their output; `run`'s failures
     // are the supervisor's, whatever their cause.
     let prints = !matches!(cli.command, Command::Run(_));
-    let result = dispatch(cli);
+    let result = dispatch(cli, record_args);
     match result {
         Ok(code) => code,
         // A reader that went away (`| head`) wants no more: not an error.
@@ -209,7 +217,7 @@ fn main() -> ExitCode {
 
 /// Runs the command, with `-c`/`--control` given before it applied where
 /// none was given after it.
-fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<ExitCode> {
     let (config, control) = (cli.config.as_deref(), cli.control.as_deref());
     if let Some(name) = cli.command.without_config() {
         let given = match (config, control) {
@@ -252,6 +260,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             serve_cmd::serve(args, control)
         }
         Command::Import { command } => import_cmd::run(command),
+        Command::Record => record_cmd::run(record_args),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(mut args) => {

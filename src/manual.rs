@@ -23,7 +23,14 @@ pub fn man(cmd: clap::Command, dir: Option<&Path>) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             clap_mangen::generate_to(cmd, dir)
-                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
+            // `record` parses its own arguments (net-snmp's letters clash
+            // with the global options): its page comes from its own parser.
+            let record = crate::record_cmd::command().name("agentcluster-record");
+            let path = dir.join("agentcluster-record.1");
+            let mut out = Vec::new();
+            clap_mangen::Man::new(record).render(&mut out)?;
+            std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
             let mut out = Vec::new();

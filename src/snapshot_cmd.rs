@@ -163,7 +163,7 @@ fn sort(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     body: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {

@@ -11,13 +11,14 @@
 //! ```text
 //! runtime     the agent process: control channel, start-up, serving loop, liveness probe
 //! responder   the command responder      notify   the notification originator
+//!                                          client   the command generator
 //! security    engine identity, USM, SNMPv3 message processing
 //! data        snapshots, the compiled store, variations, the MIB view and its counters
 //! wire        BER, values, requests, the in-place decoder, the SNMPv3 message format
 //! util, sys   no SNMP: small helpers, and the crate's only `unsafe`; any layer uses them
 //! ```
 //!
-//! `responder` and `notify` share a layer and do not use each other;
+//! `responder`, `notify` and `client` share a layer and do not use each other;
 //! `security` uses `data` only for the counters it increments. Tests may
 //! reach further down, never up.
 //!
@@ -38,11 +39,14 @@
 //! - [`responder`] (`responder/`): the command responder, one datagram at a
 //!   time, and [`ratelimit`], its per-source limit;
 //! - [`notify`] (`notify/`): traps and informs;
+//! - [`client`] (`client/`): the command generator `record` walks devices
+//!   with;
 //! - [`channel`], [`process`], [`probe`] (`runtime/`): the agent process's
 //!   control channel, its entry point, and the supervisor's liveness probe;
 //! - [`sys`] (`sys.rs`): taking over an inherited descriptor;
 //! - [`xorshift`] (`util/`): reproducible pseudo-random numbers.
 
+pub mod client;
 mod data;
 pub mod notify;
 pub mod responder;

@@ -25,6 +25,7 @@ mod kvp;
 mod metrics;
 mod mib;
 mod notify_snmptrapd;
+mod record;
 mod secrets;
 mod shutdown;
 mod snmp_v1v2c;

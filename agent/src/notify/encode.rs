@@ -2,12 +2,10 @@
 //! responder's answers, and the opening of what comes back (an inform's
 //! Response, a receiver's Report). Pure: no socket, no clock.
 
-use rasn_snmp::{v2, v2c, v3};
+use rasn_snmp::{v2, v2c};
 
 use super::{Notification, SNMP_TRAP_OID, SYS_UPTIME, v1_trap_fields};
-use crate::security::usm::{AuthKey, PrivKey};
 use crate::wire::ber::{self, Frame, TAG_INTEGER, TAG_OCTET_STRING, TAG_SEQUENCE};
-use crate::wire::v3 as wire;
 use crate::wire::value::Value;
 
 /// The SNMPv1 Trap-PDU tag (RFC 1157).
@@ -80,71 +78,6 @@ pub(crate) fn v1(frame: &mut Frame, community: &[u8], n: &Notification) {
     frame.wrap(TAG_SEQUENCE);
 }
 
-/// A received SNMPv3 message, checked and opened.
-#[derive(Debug)]
-pub(crate) struct Opened {
-    pub msg_id: i32,
-    pub flags: u8,
-    pub engine_id: Vec<u8>,
-    pub boots: u32,
-    pub time: u32,
-    pub pdus: v2::Pdus,
-}
-
-/// Opens an SNMPv3 message sent to us. An authenticated one must carry a
-/// right HMAC under `auth` and, if encrypted, decrypt under `privacy`;
-/// anything else is `None`.
-pub(crate) fn open_v3(
-    bytes: &[u8],
-    auth: Option<&AuthKey>,
-    privacy: Option<&PrivKey>,
-) -> Option<Opened> {
-    let Ok((msg, [])) = rasn::ber::decode_with_remainder::<v3::Message>(bytes) else {
-        return None;
-    };
-    let &[flags] = &msg.global_data.flags[..] else {
-        return None;
-    };
-    let msg_id = i32::try_from(&msg.global_data.message_id).ok()?;
-    let Ok((usm, [])) =
-        rasn::ber::decode_with_remainder::<v3::USMSecurityParameters>(&msg.security_parameters)
-    else {
-        return None;
-    };
-    let boots = u32::try_from(&usm.authoritative_engine_boots).ok()?;
-    let time = u32::try_from(&usm.authoritative_engine_time).ok()?;
-    if flags & wire::FLAG_AUTH != 0 {
-        let key = auth?;
-        let (at, len) = wire::auth_params_range(bytes)?;
-        if len != key.mac_len() || !key.verify(bytes, at) {
-            return None;
-        }
-    }
-    let scoped = match msg.scoped_data {
-        v3::ScopedPduData::CleartextPdu(s) if flags & wire::FLAG_PRIV == 0 => s,
-        v3::ScopedPduData::EncryptedPdu(data) if flags & wire::FLAG_PRIV != 0 => {
-            let key = privacy?;
-            let mut buf = data.to_vec();
-            key.decrypt(&mut buf, &usm.privacy_parameters, boots, time)
-                .ok()?;
-            let max_pad = if key.is_cbc() { 8 } else { 0 };
-            match rasn::ber::decode_with_remainder::<v3::ScopedPdu>(&buf) {
-                Ok((s, rest)) if rest.len() <= max_pad => s,
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    Some(Opened {
-        msg_id,
-        flags,
-        engine_id: usm.authoritative_engine_id.to_vec(),
-        boots,
-        time,
-        pdus: scoped.data,
-    })
-}
-
 /// The request-id and error-status of an SNMPv2c Response from
 /// `community`.
 pub(crate) fn open_v2c_response(bytes: &[u8], community: &[u8]) -> Option<(i32, u32)> {
@@ -160,18 +93,12 @@ pub(crate) fn open_v2c_response(bytes: &[u8], community: &[u8]) -> Option<(i32, 
     }
 }
 
-/// The first varbind name of a Report PDU (which counter it carries).
-pub(crate) fn report_oid(pdus: &v2::Pdus) -> Option<Vec<u32>> {
-    match pdus {
-        v2::Pdus::Report(r) => r.0.variable_bindings.first().map(|vb| vb.name.to_vec()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::notify::{COLD_START, SNMP_TRAPS};
+    use crate::security::peer::open_v3;
+    use crate::wire::v3 as wire;
     use rasn_smi::v2::{ApplicationSyntax, ObjectSyntax, SimpleSyntax};
     use rasn_snmp::v1 as r1;
 
@@ -250,7 +177,7 @@ mod tests {
     #[test]
     fn v3_messages_open_only_with_the_right_keys() {
         use crate::security::usm::keys::{localized_auth_key, localized_priv_key};
-        use crate::security::usm::{AuthProtocol, PrivProtocol};
+        use crate::security::usm::{AuthKey, AuthProtocol, PrivKey, PrivProtocol};
         let engine = [0x80, 0, 0x1f, 0x88, 5, 9, 9, 9];
         let auth = AuthKey::new(
             AuthProtocol::Sha256,

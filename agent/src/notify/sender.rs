@@ -18,7 +18,8 @@ use tokio::net::UdpSocket;
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::replies::{Inbox, Replies};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
-use crate::security::usm::{AuthKey, PrivKey, SecurityLevel, keys};
+use crate::security::peer::{PeerKeys as Keys, open_v3, peer_keys, report_name, report_oid};
+use crate::security::usm::SecurityLevel;
 use crate::security::v3::ReportKind;
 use crate::wire::ber::{Frame, TAG_SEQUENCE};
 use crate::wire::v3 as wire;
@@ -133,65 +134,13 @@ pub struct Sender {
     seal_buf: Vec<u8>,
 }
 
-/// A user's keys localized to one engine, and the level they allow.
-struct Keys {
-    level: SecurityLevel,
-    auth: Option<AuthKey>,
-    privacy: Option<PrivKey>,
-}
-
+/// The user's keys localized to `engine_id`.
 fn keys_for(user: &NotifyUser, engine_id: &[u8]) -> Result<Keys, String> {
-    let auth = match &user.auth {
-        Some((p, pw)) => Some(
-            keys::localized_auth_key(*p, pw.as_bytes(), engine_id)
-                .and_then(|k| AuthKey::new(*p, &k))
-                .map_err(|e| e.to_string())?,
-        ),
-        None => None,
-    };
-    let privacy = match (&user.privacy, &user.auth) {
-        (Some((p, pw)), Some((a, _))) => Some(
-            keys::localized_priv_key(*a, *p, pw.as_bytes(), engine_id)
-                .and_then(|k| PrivKey::new(*p, &k))
-                .map_err(|e| e.to_string())?,
-        ),
-        (Some(_), None) => return Err("privacy without authentication".into()),
-        (None, _) => None,
-    };
-    let level = match (&auth, &privacy) {
-        (Some(_), Some(_)) => SecurityLevel::AuthPriv,
-        (Some(_), None) => SecurityLevel::AuthNoPriv,
-        _ => SecurityLevel::NoAuthNoPriv,
-    };
-    Ok(Keys {
-        level,
-        auth,
-        privacy,
-    })
-}
-
-fn report_name(oid: &[u32]) -> String {
-    let kinds = [
-        (
-            ReportKind::UnsupportedSecLevel,
-            "usmStatsUnsupportedSecLevels",
-        ),
-        (ReportKind::NotInTimeWindow, "usmStatsNotInTimeWindows"),
-        (ReportKind::UnknownUserName, "usmStatsUnknownUserNames"),
-        (ReportKind::UnknownEngineId, "usmStatsUnknownEngineIDs"),
-        (ReportKind::WrongDigest, "usmStatsWrongDigests"),
-        (ReportKind::DecryptionError, "usmStatsDecryptionErrors"),
-        (ReportKind::UnknownContext, "snmpUnknownContexts"),
-        (ReportKind::UnknownPduHandler, "snmpUnknownPDUHandlers"),
-    ];
-    kinds
-        .iter()
-        .find(|(k, _)| k.oid() == oid)
-        .map(|(_, n)| n.to_string())
-        .unwrap_or_else(|| {
-            let arcs: Vec<String> = oid.iter().map(u32::to_string).collect();
-            format!("Report {}", arcs.join("."))
-        })
+    peer_keys(
+        user.auth.as_ref().map(|(p, pw)| (*p, pw.as_str())),
+        user.privacy.as_ref().map(|(p, pw)| (*p, pw.as_str())),
+        engine_id,
+    )
 }
 
 impl Sender {
@@ -417,11 +366,7 @@ impl Sender {
     /// noAuthNoPriv probe with an empty engine ID.
     async fn discover(&mut self, target: &Target, addr: SocketAddr) -> Result<Peer, NotifyError> {
         let attempts = target.retries.saturating_add(1);
-        let none = Keys {
-            level: SecurityLevel::NoAuthNoPriv,
-            auth: None,
-            privacy: None,
-        };
+        let none = Keys::none();
         for _ in 0..attempts {
             let (id, msg_id) = (self.next_id(), self.next_id());
             self.frame.reset(128);
@@ -434,7 +379,7 @@ impl Sender {
             self.send_to(addr).await?;
             let deadline = Instant::now() + target.timeout;
             while let Some(len) = self.recv_from(addr, deadline).await {
-                let Some(o) = encode::open_v3(&self.buf[..len], None, None) else {
+                let Some(o) = open_v3(&self.buf[..len], None, None) else {
                     continue;
                 };
                 if o.msg_id == msg_id && !o.engine_id.is_empty() {
@@ -490,8 +435,7 @@ impl Sender {
             self.send_to(addr).await?;
             let deadline = Instant::now() + target.timeout;
             while let Some(len) = self.recv_from(addr, deadline).await {
-                let Some(o) =
-                    encode::open_v3(&self.buf[..len], keys.auth.as_ref(), keys.privacy.as_ref())
+                let Some(o) = open_v3(&self.buf[..len], keys.auth.as_ref(), keys.privacy.as_ref())
                 else {
                     continue;
                 };
@@ -507,7 +451,7 @@ impl Sender {
                         };
                     }
                     rasn_snmp::v2::Pdus::Report(_) => {
-                        let oid = encode::report_oid(&o.pdus).unwrap_or_default();
+                        let oid = report_oid(&o.pdus).unwrap_or_default();
                         if oid == ReportKind::NotInTimeWindow.oid()
                             && o.flags & wire::FLAG_AUTH != 0
                             && !resynced

@@ -9,5 +9,6 @@
 //! [`engine`].
 
 pub mod engine;
+pub(crate) mod peer;
 pub mod usm;
 pub mod v3;

@@ -93,7 +93,7 @@ pub(crate) fn request_from_pdus(pdus: v2::Pdus, version: Version) -> Result<Requ
     })
 }
 
-fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {
+pub(crate) fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {
     use smi1::{ApplicationSyntax as A, NetworkAddress, ObjectSyntax as O, SimpleSyntax as S};
     Some(match v {
         O::Simple(S::Number(i)) => Value::Integer(i64::try_from(i).ok()?),
@@ -108,7 +108,7 @@ fn value_from_v1(v: smi1::ObjectSyntax) -> Option<Value> {
     })
 }
 
-fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
+pub(crate) fn value_from_v2(v: smi2::ObjectSyntax) -> Option<Value> {
     use smi2::{ApplicationSyntax as A, ObjectSyntax as O, SimpleSyntax as S};
     Some(match v {
         O::Simple(S::Integer(i)) => Value::Integer(i64::try_from(i).ok()?),

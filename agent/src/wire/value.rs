@@ -62,7 +62,7 @@ impl Value {
 }
 
 /// Formats an OID in dotted form without a leading dot: `1.3.6.1.2.1.1.1.0`.
-pub(crate) struct DisplayOid<'a>(pub &'a [u32]);
+pub struct DisplayOid<'a>(pub &'a [u32]);
 
 impl fmt::Display for DisplayOid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

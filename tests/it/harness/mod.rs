@@ -23,6 +23,7 @@ pub mod poll;
 pub mod ports;
 pub mod process;
 pub mod slot;
+pub mod snmpd;
 pub mod trapd;
 pub mod walk;
 
