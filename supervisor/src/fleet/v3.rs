@@ -129,6 +129,8 @@ mod tests {
             notify: Default::default(),
             max_varbinds: 100,
             memory_max: None,
+            values: Vec::new(),
+            identity: None,
         }
     }
 

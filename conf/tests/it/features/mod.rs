@@ -2,6 +2,7 @@
 //! templates, includes, legacy files.
 
 mod cluster;
+mod device_values;
 mod files;
 mod snmp;
 mod templates;
