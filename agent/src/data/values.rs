@@ -284,7 +284,6 @@ const IF_PHYS_ADDRESS: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 6];
 const IP_AD_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 4, 20, 1];
 /// ipAddressEntry (RFC 4293), indexed by type, length and address.
 const IP_ADDRESS_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 4, 34, 1];
-const IP_ADDRESS_IF_INDEX: u32 = 3;
 const IP_ADDRESS_PREFIX: u32 = 5;
 
 /// A table row's value TLVs, by column.
@@ -342,33 +341,57 @@ fn identity(store: &Store, id: &Identity, plan: &mut Plan) {
         }
         let first_if = if_indexes.first().copied().unwrap_or(1);
         ip_ad_entries(store, &addresses, first_if, map);
-        ip_address_entries(store, &addresses, first_if, map);
+        ip_address_entries(store, &addresses, map);
         // The recorded rows are another device's addresses.
         plan.hide.extend([IP_AD_ENTRY, IP_ADDRESS_ENTRY]);
     }
 }
 
-/// ipAdEntTable: the recorded rows hidden, one row per IPv4 address with
-/// the interface, mask and other columns of the first recorded row.
+/// The recorded rows of the table `entry`, by index.
+fn rows(store: &Store, entry: &[u32]) -> BTreeMap<Vec<u32>, Columns> {
+    let mut rows: BTreeMap<Vec<u32>, Columns> = BTreeMap::new();
+    for it in subtree(store, entry) {
+        if let (Some(&col), Some(index)) = (it.oid.get(entry.len()), it.oid.get(entry.len() + 1..))
+        {
+            rows.entry(index.to_vec())
+                .or_default()
+                .insert(col, it.value.to_vec());
+        }
+    }
+    rows
+}
+
+/// A test of a row's index.
+type RowTest<'t> = dyn Fn(&[u32]) -> bool + 't;
+
+/// The first row whose index passes the first test that any row passes.
+fn pick<'r>(
+    rows: &'r BTreeMap<Vec<u32>, Columns>,
+    tests: &[&RowTest],
+) -> Option<&'r Columns> {
+    tests
+        .iter()
+        .find_map(|t| rows.iter().find(|(index, _)| t(index)).map(|(_, c)| c))
+}
+
+/// ipAdEntTable: one row per IPv4 address, with the interface, mask and
+/// other columns of a recorded row (a loopback one for a loopback address,
+/// else another).
 fn ip_ad_entries(
     store: &Store,
     addresses: &[IpAddr],
     first_if: u32,
     map: &mut BTreeMap<Vec<u32>, Vec<u8>>,
 ) {
-    let column = IP_AD_ENTRY.len();
-    let mut template = Columns::new();
-    let mut row: Option<Vec<u32>> = None;
-    for it in subtree(store, IP_AD_ENTRY) {
-        let (Some(&col), Some(index)) = (it.oid.get(column), it.oid.get(column + 1..)) else {
-            continue;
-        };
-        if row.get_or_insert_with(|| index.to_vec()) == index {
-            template.insert(col, it.value.to_vec());
-        }
-    }
+    let recorded = rows(store, IP_AD_ENTRY);
     for a in addresses {
         let IpAddr::V4(v4) = a else { continue };
+        let loopback = v4.is_loopback();
+        let template = pick(
+            &recorded,
+            &[&|i| (i.first() == Some(&127)) == loopback, &|_| true],
+        );
+        let get = |col: u32| template.and_then(|t| t.get(&col)).cloned();
         let octets = v4.octets();
         let index = octets.map(u32::from);
         let mut put = |col: u32, value: Vec<u8>| {
@@ -377,50 +400,24 @@ fn ip_ad_entries(
         put(1, tlv(&Value::IpAddress(octets)));
         put(
             2,
-            template
-                .get(&2)
-                .cloned()
-                .unwrap_or_else(|| tlv(&Value::Integer(i64::from(first_if)))),
+            get(2).unwrap_or_else(|| tlv(&Value::Integer(i64::from(first_if)))),
         );
         put(
             3,
-            template
-                .get(&3)
-                .cloned()
-                .unwrap_or_else(|| tlv(&Value::IpAddress([255, 255, 255, 0]))),
+            get(3).unwrap_or_else(|| tlv(&Value::IpAddress([255, 255, 255, 0]))),
         );
-        for (col, value) in template.iter().filter(|(c, _)| **c > 3) {
+        for (col, value) in template.into_iter().flatten().filter(|(c, _)| **c > 3) {
             put(*col, value.clone());
         }
     }
 }
 
-/// ipAddressTable, where the snapshot has it: the recorded rows hidden,
-/// one row per address with the columns of the first recorded row of its
-/// type (of any type if none), on the first interface, without a prefix.
-fn ip_address_entries(
-    store: &Store,
-    addresses: &[IpAddr],
-    first_if: u32,
-    map: &mut BTreeMap<Vec<u32>, Vec<u8>>,
-) {
-    let column = IP_ADDRESS_ENTRY.len();
-    // The first recorded row of each address type (1 ipv4, 2 ipv6, …).
-    let mut rows: Vec<(Vec<u32>, Columns)> = Vec::new();
-    for it in subtree(store, IP_ADDRESS_ENTRY) {
-        let (Some(&col), Some(index)) = (it.oid.get(column), it.oid.get(column + 1..)) else {
-            continue;
-        };
-        let Some(&kind) = index.first() else { continue };
-        match rows.iter_mut().find(|(r, _)| r.first() == Some(&kind)) {
-            Some((r, cols)) if r == index => {
-                cols.insert(col, it.value.to_vec());
-            }
-            Some(_) => {}
-            None => rows.push((index.to_vec(), BTreeMap::from([(col, it.value.to_vec())]))),
-        }
-    }
-    if rows.is_empty() {
+/// ipAddressTable, where the snapshot has it: one row per address with the
+/// columns of a recorded row of its type (and loopback or not, as it is),
+/// without a prefix.
+fn ip_address_entries(store: &Store, addresses: &[IpAddr], map: &mut BTreeMap<Vec<u32>, Vec<u8>>) {
+    let recorded = rows(store, IP_ADDRESS_ENTRY);
+    if recorded.is_empty() {
         return;
     }
     for a in addresses {
@@ -428,18 +425,26 @@ fn ip_address_entries(
             IpAddr::V4(v) => (1, v.octets().to_vec()),
             IpAddr::V6(v) => (2, v.octets().to_vec()),
         };
-        let Some((_, cols)) = rows
-            .iter()
-            .find(|(r, _)| r.first() == Some(&kind))
-            .or_else(|| rows.first())
-        else {
-            continue;
-        };
         let mut index = vec![kind, octets.len() as u32];
         index.extend(octets.iter().map(|b| u32::from(*b)));
-        for (&col, value) in cols {
+        let loopback = a.is_loopback();
+        let is_loopback = |i: &[u32]| match i {
+            [1, 4, 127, ..] => true,
+            [2, 16, rest @ ..] => rest == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            _ => false,
+        };
+        let Some(template) = pick(
+            &recorded,
+            &[
+                &|i| i.first() == Some(&kind) && is_loopback(i) == loopback,
+                &|i| i.first() == Some(&kind),
+                &|_| true,
+            ],
+        ) else {
+            continue;
+        };
+        for (&col, value) in template {
             let value = match col {
-                IP_ADDRESS_IF_INDEX => tlv(&Value::Integer(i64::from(first_if))),
                 // zeroDotZero: no prefix known (RFC 4293).
                 IP_ADDRESS_PREFIX => tlv(&Value::ObjectId(vec![0, 0])),
                 _ => value.clone(),
