@@ -326,6 +326,11 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
             .collect::<Result<Vec<_>, _>>()?;
         let mut responder = Responder::new(spec.config.clone(), views, begun);
         responder.set_rate_limit(spec.rate_limit);
+        if !spec.values.is_empty() {
+            responder
+                .set_values(spec.values.clone())
+                .map_err(|e| format!("agent {}: {e}", spec.name))?;
+        }
         served.push(Served {
             name: spec.name.clone(),
             responder: Arc::new(Mutex::new(responder)),
