@@ -254,6 +254,12 @@ impl View {
         self.own = own;
     }
 
+    /// The device's own values, leaving none (for the view that replaces
+    /// this one).
+    pub fn take_own(&mut self) -> Own {
+        std::mem::take(&mut self.own)
+    }
+
     /// The store this view serves.
     pub fn store(&self) -> &Store {
         &self.store
@@ -301,7 +307,7 @@ impl View {
         if let Some(item) = self.store.item(i)
             && item.oid == oid
         {
-            if self.own.hides(i) {
+            if self.own.hides(item.oid) {
                 return Err(Missing::NoSuchInstance);
             }
             if item.flags & FLAG_EXCEPTION != 0 {
@@ -355,7 +361,7 @@ impl View {
             if let Some(it) = item
                 && (it.flags & FLAG_EXCEPTION != 0
                     || (v1 && it.flags & FLAG_COUNTER64 != 0)
-                    || self.own.hides(i))
+                    || self.own.hides(it.oid))
             {
                 i += 1;
                 continue;

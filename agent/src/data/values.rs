@@ -5,7 +5,7 @@
 //! [`Values`] is what travels to the agent process; [`Own`] is what a view
 //! serves from: one sorted, packed overlay per view, built against that
 //! view's store (a plain value takes the type the snapshot records for its
-//! OID): values BER-encoded once, here, and the ranges of store records not
+//! OID): values BER-encoded once, here, and the subtrees of the store not
 //! served (the recorded address rows that `identity` replaces).
 //!
 //! Pure: no I/O.
@@ -81,15 +81,16 @@ struct Entry {
 }
 
 /// A view's own values, sorted by OID, packed into three vectors, and the
-/// ranges of store records they hide: what one device costs beyond the
-/// shared store is its values and 16 bytes each.
+/// subtrees of the store they hide: what one device costs beyond the
+/// shared store is its values and 16 bytes each. Built against one store,
+/// it is kept when the view's store is swapped.
 #[derive(Debug, Default)]
 pub(crate) struct Own {
     arcs: Vec<u32>,
     blob: Vec<u8>,
     entries: Vec<Entry>,
-    /// Store indexes `start..end` that are not served, sorted, disjoint.
-    hidden: Vec<(u32, u32)>,
+    /// Subtrees of the store that are not served.
+    hidden: Vec<&'static [u32]>,
 }
 
 impl Own {
@@ -110,7 +111,7 @@ impl Own {
         self.arcs.capacity() * 4
             + self.blob.capacity()
             + self.entries.capacity() * size_of::<Entry>()
-            + self.hidden.capacity() * size_of::<(u32, u32)>()
+            + self.hidden.capacity() * size_of::<&[u32]>()
     }
 
     /// The OID of entry `i`.
@@ -160,22 +161,14 @@ impl Own {
         }
     }
 
-    /// Whether the store's record `index` is hidden.
+    /// Whether the store's record of `oid` is hidden.
     #[inline]
-    pub fn hides(&self, index: usize) -> bool {
-        if self.hidden.is_empty() {
-            return false;
-        }
-        let i = self
-            .hidden
-            .partition_point(|&(_, end)| end as usize <= index);
-        self.hidden
-            .get(i)
-            .is_some_and(|&(start, _)| start as usize <= index)
+    pub fn hides(&self, oid: &[u32]) -> bool {
+        !self.hidden.is_empty() && self.hidden.iter().any(|p| oid.starts_with(p))
     }
 
-    /// Packs `map` (OID → value TLV) and the hidden store ranges.
-    fn pack(map: BTreeMap<Vec<u32>, Vec<u8>>, mut hidden: Vec<(u32, u32)>) -> Own {
+    /// Packs `map` (OID → value TLV) and the hidden subtrees.
+    fn pack(map: BTreeMap<Vec<u32>, Vec<u8>>, hidden: Vec<&'static [u32]>) -> Own {
         let mut own = Own {
             arcs: Vec::with_capacity(map.keys().map(Vec::len).sum()),
             blob: Vec::new(),
@@ -196,13 +189,7 @@ impl Own {
             });
         }
         own.blob.shrink_to_fit();
-        hidden.sort_unstable();
-        for (start, end) in hidden {
-            match own.hidden.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => own.hidden.push((start, end)),
-            }
-        }
+        own.hidden = hidden;
         own.hidden.shrink_to_fit();
         own
     }
@@ -230,17 +217,7 @@ pub(crate) fn build(store: &Store, values: &Values) -> Result<Own, String> {
         let tlv = encode(store, v).map_err(|e| format!("value of {}: {e}", DisplayOid(&v.oid)))?;
         plan.values.insert(v.oid.clone(), tlv);
     }
-    let hidden = plan
-        .hide
-        .iter()
-        .map(|prefix| {
-            let start = store.lower_bound(prefix);
-            let end = start + subtree(store, prefix).count();
-            (start as u32, end as u32)
-        })
-        .filter(|(start, end)| start < end)
-        .collect();
-    Ok(Own::pack(plan.values, hidden))
+    Ok(Own::pack(plan.values, plan.hide))
 }
 
 /// The value TLV of one explicit value.
@@ -365,10 +342,7 @@ fn rows(store: &Store, entry: &[u32]) -> BTreeMap<Vec<u32>, Columns> {
 type RowTest<'t> = dyn Fn(&[u32]) -> bool + 't;
 
 /// The first row whose index passes the first test that any row passes.
-fn pick<'r>(
-    rows: &'r BTreeMap<Vec<u32>, Columns>,
-    tests: &[&RowTest],
-) -> Option<&'r Columns> {
+fn pick<'r>(rows: &'r BTreeMap<Vec<u32>, Columns>, tests: &[&RowTest]) -> Option<&'r Columns> {
     tests
         .iter()
         .find_map(|t| rows.iter().find(|(index, _)| t(index)).map(|(_, c)| c))

@@ -150,9 +150,6 @@ pub struct Responder {
     engine: Option<Arc<EngineInfo>>,
     /// The per-source rate limit, when one is set.
     limiter: Option<Limiter>,
-    /// The device's own values, served by every view (kept to rebuild a
-    /// view's overlay when its store is swapped).
-    values: Arc<Values>,
     /// Reused from request to request: the decoded v1/v2c request and
     /// GETBULK's cursors.
     request: Request,
@@ -216,7 +213,6 @@ impl Responder {
             v3,
             engine,
             limiter: None,
-            values: Arc::default(),
             request: Request::default(),
             cursors: Vec::new(),
             ended: Vec::new(),
@@ -279,18 +275,17 @@ impl Responder {
     /// Serves the device's own values over every view from now on; values
     /// SET before are dropped. `Err` names the first value that does not
     /// fit its type, and nothing changes.
-    pub fn set_values(&mut self, values: Values) -> Result<(), String> {
+    pub fn set_values(&mut self, values: &Values) -> Result<(), String> {
         let owns = self
             .views
             .iter()
-            .map(|v| values::build(v.store(), &values))
+            .map(|v| values::build(v.store(), values))
             .collect::<Result<Vec<_>, _>>()?;
         for (i, own) in owns.into_iter().enumerate() {
             let mut view = self.make_view(self.views[i].store_arc());
             view.set_own(own);
             self.views[i] = view;
         }
-        self.values = Arc::new(values);
         Ok(())
     }
 
@@ -301,18 +296,12 @@ impl Responder {
 
     /// Serves view `view` from another store from now on (a snapshot was
     /// recompiled). Values SET into the old store are dropped with it; the
-    /// device's own values are served over the new one.
+    /// device's own values stay, as they were encoded when they were set.
     pub fn swap_store(&mut self, view: usize, store: Arc<Store>) -> bool {
         if view >= self.views.len() {
             return false;
         }
-        let own = match values::build(&store, &self.values) {
-            Ok(own) => own,
-            Err(e) => {
-                tracing::error!(cause = %e, "own values do not fit the new snapshot");
-                return false;
-            }
-        };
+        let own = self.views[view].take_own();
         // make_view keeps the SNMPv3 engine objects live in the new view.
         let mut new = self.make_view(store);
         new.set_own(own);

@@ -35,7 +35,7 @@ fn values() -> Values {
 
 fn with_values(v: Values) -> Harness {
     let mut h = Harness::new();
-    h.responder.set_values(v).unwrap();
+    h.responder.set_values(&v).unwrap();
     h
 }
 
@@ -205,7 +205,7 @@ fn a_value_that_does_not_fit_its_type_is_refused_naming_the_oid() {
         entries: vec![value(IF_HC_IN, None, "lots")],
         identity: None,
     };
-    let e = h.responder.set_values(bad).unwrap_err();
+    let e = h.responder.set_values(&bad).unwrap_err();
     assert!(
         e.contains("1.3.6.1.2.1.31.1.1.1.6.1") && e.contains("Counter64"),
         "{e}"
@@ -216,7 +216,7 @@ fn a_value_that_does_not_fit_its_type_is_refused_naming_the_oid() {
     };
     assert!(
         h.responder
-            .set_values(bad)
+            .set_values(&bad)
             .unwrap_err()
             .contains("unknown tag")
     );
@@ -260,7 +260,7 @@ fn every_view_serves_the_values_over_its_own_store() {
         start,
         frame: Frame::default(),
     };
-    h.responder.set_values(values()).unwrap();
+    h.responder.set_values(&values()).unwrap();
     for c in ["public", "other"] {
         let r = h
             .v2(
@@ -367,7 +367,7 @@ fn identity_responder(name: &str, extra: Vec<ValueSpec>) -> Harness {
         frame: Frame::default(),
     };
     h.responder
-        .set_values(Values {
+        .set_values(&Values {
             entries: extra,
             identity: Some(Identity {
                 name: name.to_string(),
@@ -559,4 +559,45 @@ fn own_values_cost() {
         "GETNEXT to sysName: plain {n_plain:.0} ns, overridden {n_own:.0} ns ({:.2}x)",
         n_own / n_plain
     );
+}
+
+/// The memory figure: what a device's own values add beyond the
+/// shared store stays under 2 KiB for the usual per-device objects of a
+/// real host snapshot (identity on one address, and a few values).
+#[test]
+fn a_device_of_a_host_snapshot_adds_less_than_2_kib() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mibs/linux-host.snmprec");
+    let snap = crate::data::snapshot::load(&path).unwrap();
+    let store = Arc::new(Store::from_records(&snap.records).unwrap());
+    let config = Config {
+        communities: vec![CommunityAccess {
+            community: b"public".to_vec(),
+            v1: true,
+            v2c: true,
+            view: 0,
+            write: false,
+        }],
+        max_varbinds: 1000,
+        max_message_size: 65_507,
+        v3: None,
+    };
+    let mut r = Responder::new(config, vec![store], Instant::now());
+    r.set_values(&Values {
+        entries: vec![
+            value(SYS_LOCATION, None, "floor 2, desk 3417"),
+            value(&[1, 3, 6, 1, 4, 1, 99999, 1, 0], None, "SN0003417"),
+            value(&[1, 3, 6, 1, 4, 1, 99999, 2, 0], Some("2"), "3417"),
+        ],
+        identity: Some(Identity {
+            name: "printer-3417".into(),
+            addresses: vec!["10.13.166.18".parse().unwrap()],
+            sys_name: true,
+            ip_addresses: true,
+            phys_address: true,
+        }),
+    })
+    .unwrap();
+    let bytes = r.own_bytes();
+    eprintln!("linux-host, identity and 3 values: {bytes} bytes");
+    assert!(bytes < 2048, "{bytes} bytes");
 }

@@ -345,7 +345,7 @@ fn own_values_answer_in_every_context() {
     let mut agent = Agent::new();
     agent
         .responder
-        .set_values(crate::data::values::Values {
+        .set_values(&crate::data::values::Values {
             entries: vec![crate::data::values::ValueSpec {
                 oid: SYS_NAME.to_vec(),
                 kind: None,
