@@ -132,3 +132,35 @@ fn template_copies_answer_their_own_values_over_one_shared_store() {
         .collect();
     assert_eq!(stores.len(), 1, "{stores:?}");
 }
+
+#[test]
+fn a_plain_value_that_does_not_fit_the_snapshots_type_fails_the_start_naming_it() {
+    let port = free_port();
+    let fleet = Fleet::start(&format!(
+        "  restart: {{ max_restarts: 0 }}
+agents:
+  - name: misfit
+    listen: [\"127.0.0.1:{port}\"]
+    data: {}
+    snmpv2c: {{ communities: [public] }}
+    values:
+      1.3.6.1.2.1.2.2.1.1.1: eth0
+",
+        mib("linux-host.snmprec").display()
+    ));
+    let events = fleet.wait_events("misfit start-failed", |e| {
+        e.iter()
+            .any(|x| x["agent"] == "misfit" && x["event"] == "start-failed")
+    });
+    let failed = events
+        .iter()
+        .find(|x| x["agent"] == "misfit" && x["event"] == "start-failed")
+        .unwrap();
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("1.3.6.1.2.1.2.2.1.1.1")
+            && reason.contains("Integer32")
+            && reason.contains("give `type`"),
+        "{failed}"
+    );
+}
