@@ -533,9 +533,11 @@ fn own_values_cost() {
     };
     let get = |o: &[u32]| encode(v2::Pdus::GetRequest(v2::GetRequest(pdu(1, &[o]))));
     let next = |o: &[u32]| encode(v2::Pdus::GetNextRequest(v2::GetNextRequest(pdu(1, &[o]))));
-    let n = 500_000;
     let now = h.start + Duration::from_secs(5);
-    let rate = |h: &mut Harness, msg: &[u8]| {
+    // The fastest of 20 interleaved rounds each: noise from other work on
+    // the machine only ever slows a round down.
+    let n = 50_000;
+    let round = |h: &mut Harness, msg: &[u8]| {
         let t = Instant::now();
         for _ in 0..n {
             assert_eq!(h.responder.handle(msg, now, &mut h.frame), Outcome::Reply);
@@ -543,12 +545,21 @@ fn own_values_cost() {
         t.elapsed().as_nanos() as f64 / f64::from(n)
     };
     let mut plain = Harness::new();
+    let pair = |a: (&mut Harness, &[u8]), b: (&mut Harness, &[u8])| {
+        let (mut x, mut y) = (f64::MAX, f64::MAX);
+        for _ in 0..20 {
+            x = x.min(round(a.0, a.1));
+            y = y.min(round(b.0, b.1));
+        }
+        (x, y)
+    };
     // The same OID: recorded in the store, and overridden.
-    let g_plain = rate(&mut plain, &get(SYS_NAME));
-    let g_own = rate(&mut h, &get(SYS_NAME));
-    let g_near = rate(&mut h, &get(SYS_DESCR));
-    let n_plain = rate(&mut plain, &next(SYS_DESCR));
-    let n_own = rate(&mut h, &next(SYS_DESCR));
+    let (g_plain, g_own) = pair((&mut plain, &get(SYS_NAME)), (&mut h, &get(SYS_NAME)));
+    let (_, g_near) = pair((&mut plain, &get(SYS_DESCR)), (&mut h, &get(SYS_DESCR)));
+    // GETNEXT from sysUpTime.0 answers sysName.0.
+    let (n_plain, n_own) = pair((&mut plain, &next(SYS_UPTIME)), (&mut h, &next(SYS_UPTIME)));
+    let row: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 2, 12];
+    let (f_plain, f_own) = pair((&mut plain, &next(row)), (&mut h, &next(row)));
     eprintln!(
         "GET sysName: plain {g_plain:.0} ns, overridden {g_own:.0} ns ({:.2}x); \
          GET sysDescr beside overrides {g_near:.0} ns ({:.2}x)",
@@ -556,8 +567,10 @@ fn own_values_cost() {
         g_near / g_plain
     );
     eprintln!(
-        "GETNEXT to sysName: plain {n_plain:.0} ns, overridden {n_own:.0} ns ({:.2}x)",
-        n_own / n_plain
+        "GETNEXT to sysName: plain {n_plain:.0} ns, overridden {n_own:.0} ns ({:.2}x); \
+         GETNEXT in ifTable, away from the overrides: {f_plain:.0} ns, {f_own:.0} ns ({:.2}x)",
+        n_own / n_plain,
+        f_own / f_plain
     );
 }
 
