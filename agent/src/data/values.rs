@@ -203,6 +203,16 @@ struct Plan {
     hide: Vec<&'static [u32]>,
 }
 
+/// Whether `values` can be served over `store` (what the agent process
+/// checks at its start): `Err((oid, why))` for the first value that does
+/// not fit the type the store records for its OID.
+pub fn check(store: &Store, values: &Values) -> Result<(), (Vec<u32>, String)> {
+    for v in &values.entries {
+        encode(store, v).map_err(|e| (v.oid.clone(), e))?;
+    }
+    Ok(())
+}
+
 /// The overlay of `values` over `store`. The error names the OID whose
 /// value does not fit its type.
 pub(crate) fn build(store: &Store, values: &Values) -> Result<Own, String> {
