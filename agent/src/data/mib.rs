@@ -359,11 +359,14 @@ impl View {
         loop {
             let item = self.store.item(i);
             if let Some(it) = item
-                && (it.flags & FLAG_EXCEPTION != 0
-                    || (v1 && it.flags & FLAG_COUNTER64 != 0)
-                    || self.own.hides(it.oid))
+                && (it.flags & FLAG_EXCEPTION != 0 || (v1 && it.flags & FLAG_COUNTER64 != 0))
             {
                 i += 1;
+                continue;
+            }
+            if let Some(after) = item.and_then(|it| self.own.hidden_by(it.oid)) {
+                // Past the whole hidden subtree at once.
+                i = self.store.lower_bound(after).max(i + 1);
                 continue;
             }
             let mut found = item.map(|it| (Obj::Store(i), it.oid));

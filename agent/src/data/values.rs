@@ -90,7 +90,15 @@ pub(crate) struct Own {
     blob: Vec<u8>,
     entries: Vec<Entry>,
     /// Subtrees of the store that are not served.
-    hidden: Vec<&'static [u32]>,
+    hidden: Vec<Subtree>,
+}
+
+/// A subtree of the store: its prefix, and the first OID after it (where a
+/// walk resumes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subtree {
+    prefix: &'static [u32],
+    after: &'static [u32],
 }
 
 impl Own {
@@ -111,7 +119,7 @@ impl Own {
         self.arcs.capacity() * 4
             + self.blob.capacity()
             + self.entries.capacity() * size_of::<Entry>()
-            + self.hidden.capacity() * size_of::<&[u32]>()
+            + self.hidden.capacity() * size_of::<Subtree>()
     }
 
     /// The OID of entry `i`.
@@ -164,11 +172,23 @@ impl Own {
     /// Whether the store's record of `oid` is hidden.
     #[inline]
     pub fn hides(&self, oid: &[u32]) -> bool {
-        !self.hidden.is_empty() && self.hidden.iter().any(|p| oid.starts_with(p))
+        self.hidden_by(oid).is_some()
+    }
+
+    /// The first OID after the hidden subtree `oid` is in, if it is in one.
+    #[inline]
+    pub fn hidden_by(&self, oid: &[u32]) -> Option<&'static [u32]> {
+        if self.hidden.is_empty() {
+            return None;
+        }
+        self.hidden
+            .iter()
+            .find(|h| oid.starts_with(h.prefix))
+            .map(|h| h.after)
     }
 
     /// Packs `map` (OID → value TLV) and the hidden subtrees.
-    fn pack(map: BTreeMap<Vec<u32>, Vec<u8>>, hidden: Vec<&'static [u32]>) -> Own {
+    fn pack(map: BTreeMap<Vec<u32>, Vec<u8>>, hidden: Vec<Subtree>) -> Own {
         let mut own = Own {
             arcs: Vec::with_capacity(map.keys().map(Vec::len).sum()),
             blob: Vec::new(),
@@ -200,7 +220,7 @@ impl Own {
 #[derive(Default)]
 struct Plan {
     values: BTreeMap<Vec<u32>, Vec<u8>>,
-    hide: Vec<&'static [u32]>,
+    hide: Vec<Subtree>,
 }
 
 /// Whether `values` can be served over `store` (what the agent process
@@ -269,8 +289,16 @@ const IF_PHYS_ADDRESS: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 6];
 /// ipAddrEntry (RFC 1213): ipAdEntAddr(1), IfIndex(2), NetMask(3),
 /// BcastAddr(4), ReasmMaxSize(5), indexed by the address.
 const IP_AD_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 4, 20, 1];
+const IP_AD_TABLE: Subtree = Subtree {
+    prefix: IP_AD_ENTRY,
+    after: &[1, 3, 6, 1, 2, 1, 4, 20, 2],
+};
 /// ipAddressEntry (RFC 4293), indexed by type, length and address.
 const IP_ADDRESS_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 4, 34, 1];
+const IP_ADDRESS_TABLE: Subtree = Subtree {
+    prefix: IP_ADDRESS_ENTRY,
+    after: &[1, 3, 6, 1, 2, 1, 4, 34, 2],
+};
 const IP_ADDRESS_PREFIX: u32 = 5;
 
 /// A table row's value TLVs, by column.
@@ -330,7 +358,7 @@ fn identity(store: &Store, id: &Identity, plan: &mut Plan) {
         ip_ad_entries(store, &addresses, first_if, map);
         ip_address_entries(store, &addresses, map);
         // The recorded rows are another device's addresses.
-        plan.hide.extend([IP_AD_ENTRY, IP_ADDRESS_ENTRY]);
+        plan.hide.extend([IP_AD_TABLE, IP_ADDRESS_TABLE]);
     }
 }
 
