@@ -57,6 +57,25 @@ fn values_plain_and_typed_with_templates_in_keys_and_values() {
 }
 
 #[test]
+fn values_take_template_expressions_and_formats() {
+    let d = Dir::new();
+    let l = d.ok("agents:
+  - name: \"ap-{i:04d}\"
+    count: 300
+    listen: [\"127.2.{i/250}.{i%250+1}:161\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    values:
+      1.3.6.1.4.1.99999.{i/250}.{i%250}: \"floor {i/100}\"
+      1.3.6.1.2.1.2.2.1.6.1: { type: 4x, value: \"02000000{i:04x}\" }
+");
+    let a = &l.fleet.agents[299];
+    assert_eq!(a.values[0].oid, vec![1, 3, 6, 1, 4, 1, 99999, 1, 49]);
+    assert_eq!(a.values[0].value, "floor 2");
+    assert_eq!(a.values[1].value, "02000000012b");
+}
+
+#[test]
 fn identity_all_some_or_none() {
     let d = Dir::new();
     let l = d.ok("agents:
