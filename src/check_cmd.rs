@@ -5,13 +5,14 @@
 //! core, nothing written to the cache), the control socket's path, and
 //! the listen addresses the host lacks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agentcluster_agent::snapshot::{Format, SnapshotError};
-use agentcluster_agent::store::{self, StoreError};
+use agentcluster_agent::store::{self, Store, StoreError};
+use agentcluster_agent::values::{self, ValueSpec, Values};
 use agentcluster_conf::{Fleet, Problem, Severity};
 
 use crate::EXIT_USER;
@@ -26,6 +27,7 @@ pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     });
     let mut problems = checked.problems;
     problems.extend(snapshot_problems(&checked.fleet));
+    problems.extend(value_problems(path, &checked.fleet));
     problems.extend(control_socket_problem(path, &checked.fleet, control));
     let (address_problem, address_note) = address_problem(path, &checked.fleet);
     problems.extend(address_problem);
@@ -151,6 +153,75 @@ fn snapshot_problems(fleet: &Fleet) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// A snapshot, and the OID of a value that does not fit its type there.
+type Misfit<'a> = (&'a PathBuf, Vec<u32>);
+
+/// Every agent's plain values (`values:` without a type) that do not fit
+/// the type their snapshot records for the OID: an agent process would
+/// refuse to start with them. Reported once per snapshot and OID, with the
+/// first agent and how many more have it. Snapshots that do not load are
+/// left to [`snapshot_problems`].
+fn value_problems(config: &Path, fleet: &Fleet) -> Vec<Problem> {
+    let mut stores: HashMap<&PathBuf, Option<Store>> = HashMap::new();
+    // The first agent's message, and how many agents, by snapshot and OID.
+    let mut found: Vec<(Misfit, String, usize)> = Vec::new();
+    for agent in &fleet.agents {
+        let plain = Values {
+            entries: agent
+                .values
+                .iter()
+                .filter(|v| v.kind.is_none())
+                .map(|v| ValueSpec {
+                    oid: v.oid.clone(),
+                    kind: None,
+                    value: v.value.clone(),
+                })
+                .collect(),
+            identity: None,
+        };
+        if plain.is_empty() {
+            continue;
+        }
+        for path in agent.snapshots() {
+            let store = stores.entry(path).or_insert_with(|| {
+                let snap = agentcluster_agent::snapshot::load(path).ok()?;
+                Store::from_records(&snap.records)
+            });
+            let Some(store) = store else { continue };
+            if let Err((oid, why)) = values::check(store, &plain) {
+                let dotted: Vec<String> = oid.iter().map(u32::to_string).collect();
+                let dotted = dotted.join(".");
+                let key = (path, oid);
+                match found.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, _, n)) => *n += 1,
+                    None => found.push((
+                        key,
+                        format!(
+                            "agent `{}`: `values` {dotted}: {why}, in {}",
+                            agent.name,
+                            path.display()
+                        ),
+                        1,
+                    )),
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(_, message, n)| Problem {
+            file: config.to_path_buf(),
+            line: 0,
+            column: 0,
+            severity: Severity::Error,
+            message: match n {
+                1 => message,
+                n => format!("{message} (and {} more agents)", n - 1),
+            },
+        })
+        .collect()
 }
 
 /// The control socket `run` would bind, when its path is too long for a

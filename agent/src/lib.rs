@@ -34,8 +34,8 @@
 //! - [`engine`], [`usm`], [`v3`] (`security/`): engine IDs and boots, USM
 //!   users and keys, SNMPv3 configuration, and the message format
 //!   ([`v3::wire`], from `wire/v3.rs`);
-//! - [`snapshot`], [`store`] (`data/`): snapshot files, and their compiled
-//!   stores;
+//! - [`snapshot`], [`store`], [`values`] (`data/`): snapshot files, their
+//!   compiled stores, and a device's own values over them;
 //! - [`responder`] (`responder/`): the command responder, one datagram at a
 //!   time, and [`ratelimit`], its per-source limit;
 //! - [`notify`] (`notify/`): traps and informs;
@@ -57,7 +57,7 @@ pub mod sys;
 mod util;
 mod wire;
 
-pub use data::{snapshot, store};
+pub use data::{snapshot, store, values};
 pub use responder::ratelimit;
 pub use runtime::{channel, probe, process};
 pub use security::{engine, usm, v3};

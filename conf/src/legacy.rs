@@ -217,6 +217,8 @@ impl Conv<'_> {
             notify: None,
             max_varbinds: None,
             memory_max: None,
+            values: None,
+            identity: None,
         };
         let mut has_name = false;
         const KNOWN: &[&str] = &[

@@ -359,6 +359,39 @@ pub struct Agent {
     /// Memory limit in bytes, resolved: the agent's own `memory_max`, else
     /// `cluster.memory_max`; `None`: no limit.
     pub memory_max: Option<u64>,
+    /// The device's own values (`values:`), served over every snapshot of
+    /// the agent without copying it, in file order (no OID twice).
+    pub values: Vec<DeviceValue>,
+    /// What to derive from the device itself (`identity:`); `None`: nothing.
+    pub identity: Option<Identity>,
+}
+
+/// One of an agent's own values: what makes one copy of a template a
+/// different device from the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceValue {
+    /// The object instance (at least two arcs).
+    pub oid: Vec<u32>,
+    /// A `.snmprec` type tag (`2`, `4`, `4x`, `64`…), checked; `None`: the
+    /// type the snapshot records for the OID (OCTET STRING where it has
+    /// none), known only once the snapshot is compiled.
+    pub kind: Option<String>,
+    /// The value as a `.snmprec` record of that type writes it.
+    pub value: String,
+}
+
+/// The per-device objects `identity:` derives, so that copies of one
+/// snapshot look like distinct devices without writing OIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// sysName.0 is the agent's name.
+    pub sys_name: bool,
+    /// ipAdEntTable (and ipAddressTable where the snapshot has it) lists the
+    /// agent's listen addresses instead of the recorded ones.
+    pub addresses: bool,
+    /// Every interface with a recorded ifPhysAddress gets a locally
+    /// administered MAC derived from the agent's name and the ifIndex.
+    pub phys_address: bool,
 }
 
 impl Agent {

@@ -193,6 +193,42 @@ pub(crate) struct RawAgent {
     pub max_varbinds: Option<Spanned<UInt>>,
     /// Per-agent `memory_max`; default: `cluster.memory_max`.
     pub memory_max: Option<Spanned<String>>,
+    /// `values:`: OID → value served over the snapshot for this device only.
+    pub values: Option<Spanned<OrderedMap<Spanned<String>, Spanned<RawValue>>>>,
+    /// `identity: true` or a mapping of what to derive from the device.
+    pub identity: Option<Spanned<RawIdentity>>,
+}
+
+/// One of `values:`: a plain scalar (the snapshot's type for the OID), or
+/// `{ type: TAG, value: V }`.
+#[derive(Debug, Clone)]
+pub(crate) enum RawValue {
+    Plain(String),
+    Typed(RawTypedValue),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTypedValue {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub value: Spanned<String>,
+}
+
+/// `identity: true|false`, or `{ sys_name, addresses, phys_address }`
+/// (each a bool, default true).
+#[derive(Debug, Clone)]
+pub(crate) enum RawIdentity {
+    All(bool),
+    Some(RawIdentityParts),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentityParts {
+    pub sys_name: Option<Spanned<bool>>,
+    pub addresses: Option<Spanned<bool>>,
+    pub phys_address: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -381,6 +417,58 @@ impl<'de> Deserialize<'de> for RawAgentNotify {
     }
 }
 
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value, or a mapping { type, value }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(RawValue::Plain(s.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawValue::Plain(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawValue::Plain(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawValue::Plain(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawValue::Plain(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawTypedValue::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawValue::Typed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawIdentity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawIdentity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or a mapping { sys_name, addresses, phys_address }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawIdentity::All(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawIdentityParts::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawIdentity::Some)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A value without a position (filled in from its container's).
 pub(crate) fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
@@ -429,6 +517,22 @@ impl TemplateStrings for RawAgent {
                 for (name, data) in &mut contexts.value.0 {
                     f(name);
                     f(data);
+                }
+            }
+        }
+        if let Some(values) = &mut self.values {
+            for (oid, value) in &mut values.value.0 {
+                f(oid);
+                match &mut value.value {
+                    RawValue::Plain(text) => {
+                        // A plain value has no position of its own: its
+                        // entry's.
+                        let mut s =
+                            Spanned::new(std::mem::take(text), value.referenced, value.defined);
+                        f(&mut s);
+                        *text = s.value;
+                    }
+                    RawValue::Typed(t) => f(&mut t.value),
                 }
             }
         }

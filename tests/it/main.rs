@@ -15,6 +15,7 @@ mod cli;
 mod cli_ctl;
 mod cli_surface;
 mod crash;
+mod device_values;
 mod devices_notify;
 mod events_burst;
 mod events_cli;

@@ -1,5 +1,6 @@
-//! What one agent answers from: a compiled store, plus the values SETs have
-//! written over it, plus the objects the agent serves live (sysUpTime.0,
+//! What one agent answers from: a compiled store, plus the device's own
+//! values over it ([`crate::data::values`]), plus the values SETs have
+//! written over both, plus the objects the agent serves live (sysUpTime.0,
 //! the SNMPv2-MIB `snmp` group counters and, for agents that speak SNMPv3,
 //! the SNMP-FRAMEWORK-MIB engine objects, the MPD, target and USM
 //! statistics), plus computed variations.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
+use crate::data::values::Own;
 use crate::data::variation::Variation;
 use crate::wire::ber;
 use crate::wire::pdu::Drops;
@@ -177,10 +179,11 @@ pub struct EngineInfo {
     pub max_message_size: u32,
 }
 
-/// A located object: in the store, or live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A located object: in the store, among the device's own values, or live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Obj {
     Store(usize),
+    Own(usize),
     Live(usize),
 }
 
@@ -210,8 +213,11 @@ impl Now<'_> {
 #[derive(Debug)]
 pub struct View {
     store: Arc<Store>,
-    /// Values written by SET, by store index, as value TLVs.
-    overlay: HashMap<usize, Vec<u8>>,
+    /// The device's own values: they answer for (or hide) the store's
+    /// records of the same OIDs, and add objects between them.
+    own: Own,
+    /// Values written by SET, by object, as value TLVs.
+    overlay: HashMap<Obj, Vec<u8>>,
     /// Parsed variations, by store index.
     variations: HashMap<usize, Variation>,
     /// The objects served live: [`LIVE`], or [`LIVE_V3`] with `engine`.
@@ -227,6 +233,7 @@ impl View {
             .collect();
         View {
             store,
+            own: Own::default(),
             overlay: HashMap::new(),
             variations,
             live: LIVE,
@@ -242,6 +249,32 @@ impl View {
         self
     }
 
+    /// Serves the device's own values over the store from now on.
+    pub fn set_own(&mut self, own: Own) {
+        self.own = own;
+    }
+
+    /// The device's own values, leaving none (for the view that replaces
+    /// this one).
+    pub fn take_own(&mut self) -> Own {
+        std::mem::take(&mut self.own)
+    }
+
+    /// The store this view serves.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store this view serves, shared.
+    pub fn store_arc(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// Bytes the device's own values take.
+    pub fn own_bytes(&self) -> usize {
+        self.own.heap_bytes()
+    }
+
     /// Serves another engine description (a changed msgMaxSize).
     pub fn set_engine(&mut self, engine: Arc<EngineInfo>) {
         self.engine = Some(engine);
@@ -255,6 +288,7 @@ impl View {
     pub fn oid(&self, obj: Obj) -> &[u32] {
         match obj {
             Obj::Store(i) => self.store.item(i).map(|it| it.oid).unwrap_or_default(),
+            Obj::Own(i) => self.own.oid(i),
             Obj::Live(i) => self.live_oid(i),
         }
     }
@@ -264,10 +298,18 @@ impl View {
         if let Ok(i) = self.live.binary_search_by(|(o, _)| (*o).cmp(oid)) {
             return Ok(Obj::Live(i));
         }
+        if !self.own.is_empty()
+            && let Ok(i) = self.own.find(oid)
+        {
+            return Ok(Obj::Own(i));
+        }
         let i = self.store.lower_bound(oid);
         if let Some(item) = self.store.item(i)
             && item.oid == oid
         {
+            if self.own.hides(item.oid) {
+                return Err(Missing::NoSuchInstance);
+            }
             if item.flags & FLAG_EXCEPTION != 0 {
                 return Err(if item.value.first() == Some(&ber::TAG_NO_SUCH_OBJECT) {
                     Missing::NoSuchObject
@@ -310,6 +352,10 @@ impl View {
     pub fn next(&self, oid: &[u32], v1: bool) -> Option<Obj> {
         let live = self.live.partition_point(|(o, _)| *o <= oid);
         let mut i = self.store.next_after(oid);
+        let mut j = match self.own.is_empty() {
+            true => 0,
+            false => self.own.next_after(oid),
+        };
         loop {
             let item = self.store.item(i);
             if let Some(it) = item
@@ -318,9 +364,31 @@ impl View {
                 i += 1;
                 continue;
             }
-            return match (item, self.live.get(live)) {
-                (Some(it), Some((lo, _))) if it.oid < *lo => Some(Obj::Store(i)),
-                (Some(_), None) => Some(Obj::Store(i)),
+            if let Some(after) = item.and_then(|it| self.own.hidden_by(it.oid)) {
+                // Past the whole hidden subtree at once.
+                i = self.store.lower_bound(after).max(i + 1);
+                continue;
+            }
+            let mut found = item.map(|it| (Obj::Store(i), it.oid));
+            if j < self.own.len() {
+                let o = self.own.oid(j);
+                if found.is_none_or(|(_, s)| o <= s) {
+                    // An own value comes first, or answers for the store's
+                    // record of the same OID.
+                    let shadows = found.is_some_and(|(_, s)| s == o);
+                    if v1 && self.own.tag(j) == Some(ber::TAG_COUNTER64) {
+                        j += 1;
+                        if shadows {
+                            i += 1;
+                        }
+                        continue;
+                    }
+                    found = Some((Obj::Own(j), o));
+                }
+            }
+            return match (found, self.live.get(live)) {
+                (Some((obj, o)), Some((lo, _))) if o < *lo => Some(obj),
+                (Some((obj, _)), None) => Some(obj),
                 (_, Some(_)) => Some(Obj::Live(live)),
                 (None, None) => None,
             };
@@ -334,6 +402,7 @@ impl View {
                 .store
                 .item(i)
                 .is_some_and(|it| it.flags & FLAG_COUNTER64 != 0),
+            Obj::Own(i) => self.own.tag(i) == Some(ber::TAG_COUNTER64),
             Obj::Live(_) => false,
         }
     }
@@ -348,11 +417,15 @@ impl View {
                     }
                 });
             }
+            Obj::Own(i) => match self.overlay.get(&obj) {
+                Some(v) => ber::push_varbind(out, self.own.oid(i), v),
+                None => out.extend_from_slice(self.own.varbind(i).unwrap_or_default()),
+            },
             Obj::Store(i) => {
                 let Some(item) = self.store.item(i) else {
                     return;
                 };
-                if let Some(v) = self.overlay.get(&i) {
+                if let Some(v) = self.overlay.get(&obj) {
                     ber::push_varbind(out, item.oid, v);
                 } else if let Some(Variation::Numeric(n)) = self.variations.get(&i) {
                     ber::push_varbind_with(out, item.oid, |v| {
@@ -373,6 +446,7 @@ impl View {
     pub fn value_tag(&self, obj: Obj) -> Option<u8> {
         match obj {
             Obj::Store(i) => self.store.item(i)?.value.first().copied(),
+            Obj::Own(i) => self.own.tag(i),
             Obj::Live(i) => match self.live.get(i)?.1 {
                 Live::SysUpTime => Some(ber::TAG_TIMETICKS),
                 Live::EnableAuthenTraps
@@ -391,10 +465,10 @@ impl View {
         matches!(obj, Obj::Store(i) if matches!(self.variations.get(&i), Some(Variation::WriteCache)))
     }
 
-    /// Stores a new value (a value TLV) for a store object.
+    /// Stores a new value (a value TLV) for a store object or an own value.
     pub fn set(&mut self, obj: Obj, value_tlv: Vec<u8>) {
-        if let Obj::Store(i) = obj {
-            self.overlay.insert(i, value_tlv);
+        if matches!(obj, Obj::Store(_) | Obj::Own(_)) {
+            self.overlay.insert(obj, value_tlv);
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What an agent answers from: device snapshots in their text formats
 //! ([`snapshot`]), compiled once into the memory-mapped store ([`store`]),
 //! the computed values of snmpsim's variations ([`variation`]), and the MIB
-//! view one agent serves ([`mib`]: a store, the values SETs wrote over it,
-//! and the objects served live, with the counters behind them).
+//! view one agent serves ([`mib`]: a store, the device's own values over it
+//! ([`values`]), the values SETs wrote over both, and the objects served
+//! live, with the counters behind them).
 //!
 //! Depends on [`crate::wire`] (BER, values), [`crate::util`] (threads)
 //! and [`crate::sys`] (the store's mapping); nothing here knows of
@@ -11,4 +12,5 @@
 pub(crate) mod mib;
 pub mod snapshot;
 pub mod store;
+pub mod values;
 pub(crate) mod variation;

@@ -29,6 +29,7 @@ use std::time::Instant;
 pub use crate::data::mib::Counters;
 use crate::data::mib::{EngineInfo, Now, View};
 use crate::data::store::Store;
+use crate::data::values::{self, Values};
 use crate::wire::ber::{self, Frame};
 use crate::wire::decode::{decode_v1, decode_v2c};
 use crate::wire::fast;
@@ -271,14 +272,40 @@ impl Responder {
         false
     }
 
+    /// Serves the device's own values over every view from now on; values
+    /// SET before are dropped. `Err` names the first value that does not
+    /// fit its type, and nothing changes.
+    pub fn set_values(&mut self, values: &Values) -> Result<(), String> {
+        let owns = self
+            .views
+            .iter()
+            .map(|v| values::build(v.store(), values))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, own) in owns.into_iter().enumerate() {
+            let mut view = self.make_view(self.views[i].store_arc());
+            view.set_own(own);
+            self.views[i] = view;
+        }
+        Ok(())
+    }
+
+    /// Bytes the device's own values take in every view.
+    pub fn own_bytes(&self) -> usize {
+        self.views.iter().map(View::own_bytes).sum()
+    }
+
     /// Serves view `view` from another store from now on (a snapshot was
-    /// recompiled). Values SET into the old store are dropped with it.
+    /// recompiled). Values SET into the old store are dropped with it; the
+    /// device's own values stay, as they were encoded when they were set.
     pub fn swap_store(&mut self, view: usize, store: Arc<Store>) -> bool {
         if view >= self.views.len() {
             return false;
         }
+        let own = self.views[view].take_own();
         // make_view keeps the SNMPv3 engine objects live in the new view.
-        self.views[view] = self.make_view(store);
+        let mut new = self.make_view(store);
+        new.set_own(own);
+        self.views[view] = new;
         true
     }
 

@@ -1,6 +1,7 @@
 //! SetRequest (RFC 3416 §4.2.5): every varbind is checked before any is
 //! applied, so a SET is all or nothing. Writable are objects with the
-//! `writecache` variation, and every existing object for a community with
+//! `writecache` variation, and every existing object (the device's own
+//! values included: a SET writes over them) for a community with
 //! `write: true`. New objects are never created.
 
 use super::{Ctx, ErrorStatus, Failure, Request};
@@ -13,7 +14,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
     for (i, (name, value)) in req.names.iter().zip(&req.values).enumerate() {
         let index = i as u32 + 1;
         let obj = match ctx.view.get(name) {
-            Ok(obj @ Obj::Store(_)) => obj,
+            Ok(obj @ (Obj::Store(_) | Obj::Own(_))) => obj,
             // Live objects (sysUpTime, counters) are read-only.
             Ok(Obj::Live(_)) => return Err((ErrorStatus::NotWritable, index)),
             Err(_) if ctx.write => return Err((ErrorStatus::NoCreation, index)),

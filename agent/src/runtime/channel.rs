@@ -108,6 +108,10 @@ pub struct AgentSpec {
     /// no limit.
     #[serde(default)]
     pub rate_limit: Option<crate::responder::ratelimit::RateLimit>,
+    /// The device's own values over every view (`values:`, `identity:`);
+    /// they are encoded against each view's store when the process starts.
+    #[serde(default, skip_serializing_if = "crate::data::values::Values::is_empty")]
+    pub values: crate::data::values::Values,
 }
 
 /// Limits set for the whole cluster, changeable without a restart.

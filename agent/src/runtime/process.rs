@@ -66,7 +66,7 @@ async fn run() -> Result<(), String> {
     let (reader, writer) = stream.into_split();
     let mut reader = channel::Receiver::new(reader);
 
-    let (start, store_fds) = match reader.recv::<ToAgent>().await {
+    let (mut start, store_fds) = match reader.recv::<ToAgent>().await {
         Ok(Some((ToAgent::Start(s), fds))) => (s, fds),
         Ok(Some(_)) => return Err("the first message was not a start".into()),
         Ok(None) => return Err("the supervisor closed the channel before the start".into()),
@@ -85,6 +85,10 @@ async fn run() -> Result<(), String> {
             return Err(reason);
         }
     };
+    // The values are in the views' overlays now: their text is not kept.
+    for spec in &mut start.agents {
+        spec.values = Default::default();
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let endpoints_by_agent = take_sockets(&start)?;
@@ -326,6 +330,11 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
             .collect::<Result<Vec<_>, _>>()?;
         let mut responder = Responder::new(spec.config.clone(), views, begun);
         responder.set_rate_limit(spec.rate_limit);
+        if !spec.values.is_empty() {
+            responder
+                .set_values(&spec.values)
+                .map_err(|e| format!("agent {}: {e}", spec.name))?;
+        }
         served.push(Served {
             name: spec.name.clone(),
             responder: Arc::new(Mutex::new(responder)),

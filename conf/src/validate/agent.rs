@@ -317,6 +317,13 @@ impl Validator<'_> {
             "memory_max",
         );
 
+        let values = raw
+            .values
+            .as_ref()
+            .map(|v| self.values(file, v))
+            .unwrap_or_default();
+        let identity = raw.identity.as_ref().and_then(super::values::identity);
+
         let communities = [&raw.snmpv1, &raw.snmpv2c]
             .into_iter()
             .flatten()
@@ -350,6 +357,8 @@ impl Validator<'_> {
             notify,
             max_varbinds,
             memory_max,
+            values,
+            identity,
         }
     }
 

@@ -16,6 +16,7 @@ mod agent;
 mod cluster;
 mod counts;
 mod notify;
+mod values;
 
 pub use cluster::{MAX_SOCKET_PATH, check_socket_path};
 pub(crate) use counts::MAX_AGENTS;

@@ -291,7 +291,7 @@ impl Validator<'_> {
 /// MIB: at least two arcs, the first 0, 1 or 2, the second below 40 under 0
 /// and 1 (X.690), at most 100 arcs so the objects under it stay within the
 /// 128 sub-identifiers SNMP allows.
-fn parse_oid(s: &str) -> Result<Vec<u32>, String> {
+pub(super) fn parse_oid(s: &str) -> Result<Vec<u32>, String> {
     let text = s.trim();
     let body = text.strip_prefix('.').unwrap_or(text);
     let mut arcs = Vec::new();

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use agentcluster_agent::responder::{CommunityAccess, Config};
+use agentcluster_agent::values::{Identity, ValueSpec, Values};
 use agentcluster_conf::{Agent, ClusterSnmp};
 
 use crate::error::Error;
@@ -104,6 +105,30 @@ pub fn missing_addresses(fleet: &agentcluster_conf::Fleet) -> Vec<(IpAddr, Strin
             (ip, owner)
         })
         .collect()
+}
+
+/// The device's own values of `agent` (`values:`, and what `identity:`
+/// derives from its name and listen addresses), as its process serves them
+/// over every view.
+pub fn values(agent: &Agent) -> Values {
+    Values {
+        entries: agent
+            .values
+            .iter()
+            .map(|v| ValueSpec {
+                oid: v.oid.clone(),
+                kind: v.kind.clone(),
+                value: v.value.clone(),
+            })
+            .collect(),
+        identity: agent.identity.map(|id| Identity {
+            name: agent.name.clone(),
+            addresses: agent.listen.iter().map(|e| e.ip()).collect(),
+            sys_name: id.sys_name,
+            ip_addresses: id.addresses,
+            phys_address: id.phys_address,
+        }),
+    }
 }
 
 /// The compiled store file of each view, from the fleet's compiled stores.

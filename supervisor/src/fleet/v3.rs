@@ -130,6 +130,8 @@ mod tests {
             notify: Default::default(),
             max_varbinds: 100,
             memory_max: None,
+            values: Vec::new(),
+            identity: None,
         }
     }
 

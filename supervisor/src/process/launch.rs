@@ -204,6 +204,7 @@ impl Agents {
                         engine_id: a.engine_id.clone(),
                         endpoints: a.endpoints.clone(),
                         rate_limit: limits.rate_limit,
+                        values: (*a.values).clone(),
                     })
                 })
                 .collect::<Result<_, String>>()?,

@@ -31,6 +31,9 @@ pub struct AgentPlan {
     pub notify: Vec<agentcluster_agent::notify::Target>,
     /// The device's snmpEngineID (for SNMPv3 notifications).
     pub engine_id: Vec<u8>,
+    /// The device's own values over its snapshots (shared between the
+    /// plans of one reload: they can be many).
+    pub values: Arc<agentcluster_agent::values::Values>,
 }
 
 /// A view of an agent of a process, to be served from another compiled

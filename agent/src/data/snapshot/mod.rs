@@ -18,6 +18,8 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use snmprec::RecordType;
+
 /// A variation tag attached to a record (snmprec `TAG:variation|params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variation {

@@ -28,7 +28,7 @@ use crate::wire::ber;
 use crate::wire::value::Value;
 
 /// How a value's text is encoded: the tag's suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Encoding {
     Plain,
     /// `x`: hex digits.
@@ -248,21 +248,7 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
             None => "empty tag".to_string(),
         });
     }
-    let (number, encoding) = match type_text[type_text.len() - 1] {
-        b'x' => (&type_text[..type_text.len() - 1], Encoding::Hex),
-        b'e' => (&type_text[..type_text.len() - 1], Encoding::Escaped),
-        _ => (type_text, Encoding::Plain),
-    };
-    let tag = parse_u32(number)
-        .and_then(|n| u8::try_from(n).ok())
-        .filter(|&t| is_known_tag(t))
-        .ok_or_else(|| {
-            format!(
-                "unknown tag {} (expected 2, 4, 5, 6, 64, 65, 66, 67, 68, 70, 128, 129 or 130, \
-                 optionally with an x or e suffix)",
-                show(type_text)
-            )
-        })?;
+    let RecordType { tag, encoding } = parse_type(type_text)?;
 
     match module {
         // A hex value that is not hex (`4x|zz`, `4x|abc`, `64x|zz`; seen in
@@ -283,6 +269,78 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
             Ok((oid, value, Some(variation)))
         }
     }
+}
+
+/// A record's type as `.snmprec` writes it (`4`, `4x`, `2`, `64`, `4e`…):
+/// the BER tag, and how the value's text is encoded. What per-device values
+/// name their types with; [`RecordType::decode`] reads a value as a record
+/// of this type is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordType {
+    /// The BER tag (snmpsim writes it in decimal).
+    pub tag: u8,
+    encoding: Encoding,
+}
+
+impl RecordType {
+    /// The type of a value written as plain text (no suffix).
+    pub fn plain(tag: u8) -> Option<RecordType> {
+        is_known_tag(tag).then_some(RecordType {
+            tag,
+            encoding: Encoding::Plain,
+        })
+    }
+
+    /// The value `text` stands for in a record of this type.
+    pub fn decode(&self, text: &[u8]) -> Result<Value, String> {
+        decode(self.tag, self.encoding, text)
+    }
+}
+
+impl std::str::FromStr for RecordType {
+    type Err = String;
+
+    /// A tag as a record's second field holds it, without variation.
+    fn from_str(s: &str) -> Result<RecordType, String> {
+        if s.contains(':') {
+            return Err(format!(
+                "type {s:?}: variation modules are for snapshot files, not for values"
+            ));
+        }
+        parse_type(s.trim().as_bytes())
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let suffix = match self.encoding {
+            Encoding::Plain => "",
+            Encoding::Hex => "x",
+            Encoding::Escaped => "e",
+        };
+        write!(f, "{}{suffix}", self.tag)
+    }
+}
+
+/// A record's tag without its variation: a known BER tag in decimal, with an
+/// optional `x` or `e` suffix.
+fn parse_type(type_text: &[u8]) -> Result<RecordType, String> {
+    let (number, encoding) = match type_text.last() {
+        Some(b'x') => (&type_text[..type_text.len() - 1], Encoding::Hex),
+        Some(b'e') => (&type_text[..type_text.len() - 1], Encoding::Escaped),
+        _ => (type_text, Encoding::Plain),
+    };
+    let tag = parse_u32(number)
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|&t| is_known_tag(t))
+        .ok_or_else(|| {
+            format!(
+                "unknown tag {} (expected 2, 4, 5, 6, 64, 65, 66, 67, 68, 70, 128, 129 or 130, \
+                 optionally with an x or e suffix)",
+                show(type_text)
+            )
+        })?;
+    Ok(RecordType { tag, encoding })
 }
 
 pub(super) fn is_known_tag(tag: u8) -> bool {

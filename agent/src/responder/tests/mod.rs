@@ -4,6 +4,7 @@
 
 mod hostile;
 pub(crate) mod v3;
+mod values;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod data_dir;
+mod device_values;
 mod files;
 mod snmp;
 mod templates;

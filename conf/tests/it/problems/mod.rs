@@ -1,5 +1,6 @@
 //! Every kind of problem a configuration can have, reported with its place.
 
+mod device_values;
 mod file;
 mod names;
 mod snmp;

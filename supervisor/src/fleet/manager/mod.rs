@@ -99,6 +99,7 @@ struct Planned {
     stores: Vec<PathBuf>,
     notify: Vec<agentcluster_agent::notify::Target>,
     engine_id: Vec<u8>,
+    values: Arc<agentcluster_agent::values::Values>,
 }
 
 /// Where the manager reports what happens outside the loop.
@@ -234,6 +235,7 @@ impl Manager {
                     stores,
                     notify: targets::agent_targets(a, events),
                     engine_id: v3::engine_id(a, node),
+                    values: Arc::new(plan::values(a)),
                 })
             })
             .collect()
@@ -268,6 +270,7 @@ impl Manager {
                     config: p.config.clone(),
                     notify: p.notify.clone(),
                     engine_id: p.engine_id.clone(),
+                    values: p.values.clone(),
                 })
                 .collect(),
             active,

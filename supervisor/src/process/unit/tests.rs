@@ -35,6 +35,7 @@ fn spec(name: &str) -> UnitSpec {
             },
             notify: vec![],
             engine_id: vec![],
+            values: Default::default(),
         }],
         active: true,
         memory_max: None,

@@ -339,3 +339,32 @@ fn a_v3_get_at_every_level_allocates_nothing() {
         assert_eq!(bytes, 0, "user {:?}", String::from_utf8_lossy(&m.user));
     }
 }
+
+#[test]
+fn own_values_answer_in_every_context() {
+    let mut agent = Agent::new();
+    agent
+        .responder
+        .set_values(&crate::data::values::Values {
+            entries: vec![crate::data::values::ValueSpec {
+                oid: SYS_NAME.to_vec(),
+                kind: None,
+                value: "printer-3".into(),
+            }],
+            identity: None,
+        })
+        .unwrap();
+    let mut m = Manager::user("ops", Some(AuthProtocol::Sha1), Some(PrivProtocol::Aes128));
+    for context in [&b""[..], b"vlan10"] {
+        m.context = context.to_vec();
+        let ans = ask(&mut agent, &m, &get(1, &[SYS_NAME, SYS_DESCR]));
+        let r = ans.response();
+        assert_eq!(string(&r.variable_bindings[0]), b"printer-3");
+        let descr = if context.is_empty() {
+            &b"default"[..]
+        } else {
+            b"vlan ten"
+        };
+        assert_eq!(string(&r.variable_bindings[1]), descr);
+    }
+}
