@@ -201,3 +201,68 @@ fn check_reports_plain_values_that_do_not_fit_the_snapshot() {
     assert!(hits[0].ends_with("(and 2 more agents)"), "{t}");
     assert!(!t.contains("1.3.6.1.2.1.1.5.0"), "{t}");
 }
+
+/// The issue's figure: 1,000 devices at `127.3.{i/250}.{i%250+1}:161` from
+/// one snapshot with `identity: true`, each answering net-snmp's `snmpget`
+/// with its own sysName and its own ifPhysAddress, over one compiled store.
+#[test]
+fn a_thousand_devices_at_their_own_addresses_each_answer_as_themselves() {
+    let _alone = crate::harness::alone();
+    let data = mib("linux-host.snmprec");
+    let fleet = Fleet::start(&format!(
+        "  agents_per_process: 100
+agents:
+  - name: \"dev-{{i:04d}}\"
+    count: 1000
+    listen: [\"127.3.{{i/250}}.{{i%250+1}}:161\"]
+    data: {}
+    snmpv2c: {{ communities: [public] }}
+    identity: true
+",
+        data.display()
+    ));
+    // ifIndex 2 is the recorded interface with a MAC (00:12:79:62:f9:40).
+    const IF_PHYS_ADDRESS_2: &str = ".1.3.6.1.2.1.2.2.1.6.2";
+    let answers = std::sync::Mutex::new(Vec::with_capacity(1000));
+    std::thread::scope(|s| {
+        for lane in 0..4u32 {
+            let answers = &answers;
+            s.spawn(move || {
+                for i in (lane..1000).step_by(4) {
+                    let target = format!("127.3.{}.{}:161", i / 250, i % 250 + 1);
+                    let lines = get(&target, &[SYS_NAME, IF_PHYS_ADDRESS_2]);
+                    answers.lock().unwrap().push((i, lines));
+                }
+            });
+        }
+    });
+    let answers = answers.into_inner().unwrap();
+    assert_eq!(answers.len(), 1000);
+    let mut macs = std::collections::HashSet::new();
+    for (i, lines) in &answers {
+        assert_eq!(lines.len(), 2, "device {i}: {lines:?}");
+        assert!(
+            lines[0].ends_with(&format!("STRING: \"dev-{i:04}\"")),
+            "device {i}: {lines:?}"
+        );
+        let mac = lines[1]
+            .split_once("Hex-STRING: ")
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| panic!("device {i}: {lines:?}"));
+        assert!(
+            mac.starts_with("02 "),
+            "device {i}: a locally administered MAC: {mac}"
+        );
+        assert!(
+            macs.insert(mac.clone()),
+            "device {i}: MAC {mac} seen before"
+        );
+    }
+    let cache = fleet.config().with_file_name("cache");
+    let stores: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".store"))
+        .collect();
+    assert_eq!(stores.len(), 1, "{stores:?}");
+}
