@@ -26,6 +26,7 @@ mod kvp;
 mod metrics;
 mod mib;
 mod notify_snmptrapd;
+mod quickstart;
 mod record;
 mod secrets;
 mod shutdown;
