@@ -12,6 +12,7 @@ mod ready;
 mod serve_cmd;
 mod signals;
 mod snapshot_cmd;
+mod status_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -114,7 +115,7 @@ enum Command {
         command: kvp_cmd::KvpCommand,
     },
     /// Show the agents of the running supervisor.
-    Status(ctl::StatusArgs),
+    Status(status_cmd::StatusArgs),
     /// Restart agents of the running supervisor.
     Restart(ctl::NamesArgs),
     /// Stop agents of the running supervisor.
@@ -256,7 +257,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(mut args) => {
             args.target = with(args.target);
-            ctl::status(&args)
+            status_cmd::status(&args)
         }
         Command::Restart(mut args) => {
             args.target = with(args.target);
