@@ -8,6 +8,7 @@ mod default_fleet;
 mod import_cmd;
 mod kvp_cmd;
 mod manual;
+mod progress;
 mod ready;
 mod serve_cmd;
 mod signals;
@@ -326,7 +327,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -377,6 +378,8 @@ fn supervise(
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let triggers = signals::install()?;
+        // On a terminal, the start's progress on stderr until the ready block.
+        let shown = progress::show(triggers.progress.subscribe());
         let node = fleet.cluster.node.clone();
         let control = control
             .map(Path::to_path_buf)
@@ -384,6 +387,7 @@ fn supervise(
             .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
         let files = ready::Files::of(&fleet, &control);
         agentcluster_supervisor::run(fleet, control, triggers, |up| {
+            shown.as_ref().map(progress::Shown::finish);
             on_ready(&node, up, &files);
         })
         .await

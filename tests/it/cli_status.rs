@@ -1,12 +1,16 @@
 //! `agentcluster status` against a live supervisor: the summary line, the
 //! `--state` filter, `--sort`, `--watch` (a new table after events, none
-//! without), and colour on a terminal only.
+//! without), and colour on a terminal only; and `run`'s progress, drawn
+//! on a terminal only.
 
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::fleet::READY_WITHIN;
 use crate::harness::imports::{Signal, procs};
-use crate::harness::{BIN, Fleet, Process, agentcluster, free_port, is, mib, output, pid_of, text};
+use crate::harness::{
+    BIN, Fleet, Process, agentcluster, alone, free_port, is, mib, output, pid_of, tempdir, text,
+};
 
 /// One agent entry on a port of its own, `extra` its own further keys.
 fn agent_yaml(name: &str, extra: &str) -> String {
@@ -219,4 +223,133 @@ fn status_colours_the_state_on_a_terminal_unless_no_color() {
     let plain = on_tty(Some("1"));
     assert!(!plain.contains('\x1b'), "{plain:?}");
     assert!(plain.contains("tty-1  running"), "{plain:?}");
+}
+
+/// `run` on a terminal draws its progress on stderr (indicatif) while it
+/// compiles and starts a few hundred agents, and clears it before the
+/// ready block; with pipes it prints what it always did, nothing more.
+#[test]
+fn run_shows_progress_on_a_terminal_and_nothing_more_in_pipes() {
+    let _alone = alone();
+    let n = 200;
+    let yaml = |dir: &std::path::Path| {
+        let mut y = format!(
+            "cluster:\n  cache_dir: {}\n  state_dir: {}\n  control_socket: {}\nagents:\n",
+            dir.join("cache").display(),
+            dir.join("state").display(),
+            dir.join("control.sock").display(),
+        );
+        for i in 0..n {
+            y += &agent_yaml(&format!("p-{i}"), "");
+        }
+        y
+    };
+
+    // Pipes: the ready block as ever, no progress, no escape codes.
+    let piped = tempdir();
+    let config = piped.path().join("fleet.yaml");
+    std::fs::write(&config, yaml(piped.path())).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("-c").arg(&config).env_remove("NO_COLOR");
+    let fleet = Fleet::spawn(cmd, piped);
+    let sock = fleet.control();
+    let node = fleet.events()[0]["node"].as_str().unwrap().to_string();
+    let mut want = vec![format!("agentcluster: {n} agents ready on node {node}")];
+    let status = fleet.status();
+    let mut named: Vec<(u32, String)> = status
+        .iter()
+        .map(|a| {
+            let name = a["name"].as_str().unwrap();
+            (
+                name[2..].parse().unwrap(),
+                a["endpoints"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    named.sort();
+    for (i, endpoint) in named.iter().take(10) {
+        want.push(format!(
+            "  snmpwalk -v2c -c public {endpoint} 1.3.6.1.2.1.1    # p-{i}"
+        ));
+    }
+    let dir = fleet.dir.path().display().to_string();
+    want.extend([
+        format!(
+            "  … and {} more (agentcluster status --control {sock})",
+            n - 10
+        ),
+        "Files:".to_string(),
+        format!("  cache:          {dir}/cache"),
+        format!("  state:          {dir}/state"),
+        format!("  control socket: {sock}"),
+        format!("Status: agentcluster status --control {sock}"),
+        "Stop with Ctrl-C.".to_string(),
+    ]);
+    assert_eq!(fleet.banner, want);
+    let log = fleet.stderr().text();
+    for drawn in ['\r', '\x1b'] {
+        assert!(!log.contains(drawn), "{log:?}");
+    }
+    assert!(!log.contains("starting agents"), "{log}");
+    let (exit, _) = fleet.stop();
+    assert!(exit.success(), "{exit:?}");
+
+    // A terminal: the progress, then the ready block.
+    let tty = tempdir();
+    let config = tty.path().join("fleet.yaml");
+    std::fs::write(&config, yaml(tty.path())).unwrap();
+    let line = format!("exec {BIN} run -c {}", config.display());
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR");
+    let script = Process::spawn(cmd);
+    let ready = script
+        .stdout
+        .wait_for(0, READY_WITHIN, |l| l.contains("Stop with Ctrl-C."));
+    // (`exec`: the supervisor is script's child itself.)
+    let supervisor = Supervisor(procs::children(script.pid()).first().copied());
+    let ready = ready.unwrap_or_else(|| panic!("not ready: {}", script.stdout.tail(20)));
+    let seen = script.stdout.range(0, ready + 1).join("\n");
+    assert!(
+        seen.contains("compiling snapshots [") && seen.contains(" files, "),
+        "{seen}"
+    );
+    assert!(seen.contains("starting agents ["), "{seen}");
+    assert!(seen.contains(&format!("/{n}: ")), "{seen}");
+    assert!(seen.contains(" ready, 0 failed"), "{seen}");
+    // indicatif clears its line before the ready block
+    let banner = seen
+        .lines()
+        .position(|l| l.contains(&format!("agentcluster: {n} agents ready on node")))
+        .unwrap_or_else(|| panic!("no ready line: {seen}"));
+    assert!(
+        seen.lines()
+            .skip(banner + 1)
+            .all(|l| !l.contains("starting agents")),
+        "{seen}"
+    );
+    supervisor.stop();
+    let (exit, _) = script.finish();
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// The supervisor `script` runs on its terminal: killed if the test ends
+/// before it is stopped (the terminal's end would only be a SIGHUP, a
+/// reload, to it).
+struct Supervisor(Option<u32>);
+
+impl Supervisor {
+    fn stop(mut self) {
+        if let Some(pid) = self.0.take() {
+            procs::signal(pid, Signal::SIGTERM).unwrap();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = procs::signal(pid, Signal::SIGKILL);
+        }
+    }
 }
