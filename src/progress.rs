@@ -1,7 +1,8 @@
 //! `run`'s progress on a terminal: the stages the supervisor reports while
 //! it starts (compiling snapshots, binding, starting agents) drawn with
-//! indicatif on stderr. Only when stdout and stderr are both terminals:
-//! into a pipe or a file, `run` prints exactly what it always did.
+//! indicatif on stderr. Only when stdout and stderr are both terminals
+//! (and `NO_COLOR` is not set): into a pipe or a file, `run` prints
+//! exactly what it always did.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Mutex, PoisonError};
@@ -23,10 +24,13 @@ pub struct Shown {
     bar: ProgressBar,
 }
 
-/// Draws what `progress` reports, when stdout and stderr are terminals;
-/// `None` (nothing drawn) otherwise. Must be called inside the runtime.
+/// Draws what `progress` reports, when stdout and stderr are terminals
+/// and `NO_COLOR` is not set (the bar is drawn with escape codes, which
+/// NO_COLOR promises to keep out of the output); `None` (nothing drawn)
+/// otherwise. Must be called inside the runtime.
 pub fn show(mut progress: watch::Receiver<Progress>) -> Option<Shown> {
-    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+    let terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    if !terminals || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         return None;
     }
     let bar = ProgressBar::new_spinner();
