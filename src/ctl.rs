@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agentcluster_supervisor::protocol::{
-    AgentStatus, ErrorKind, Event, Filter, RING, Request, Response, WireRequest,
+    AgentStatus, ErrorKind, Event, Filter, RING, Request, Response, State, WireRequest,
     default_control_socket,
 };
 
@@ -24,7 +24,7 @@ const EXIT_UNREACHABLE: u8 = 3;
 /// How long to wait for an answer; a reload recompiles snapshots, so this
 /// is generous, but a hung supervisor still ends in an error.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to find the supervisor (also accepted before the command, see
 /// `crate::Cli`).
@@ -52,18 +52,9 @@ impl Target {
         }
     }
 
-    fn socket(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn socket(&self) -> anyhow::Result<PathBuf> {
         socket_path(self.control.as_deref(), self.config.as_deref())
     }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub target: Target,
-    /// Print the agents as JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,28 +99,6 @@ pub enum Action {
     Start,
     Stop,
     Restart,
-}
-
-/// `agentcluster status [--json]`.
-pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let path = args.target.socket()?;
-    let outcome = exchange(&path, Request::Status).and_then(|r| match r {
-        Response::Status { agents, .. } => {
-            let text = if args.json {
-                let mut s = serde_json::to_string_pretty(&agents).map_err(|e| Failure {
-                    code: EXIT_RUNTIME,
-                    message: format!("cannot encode the status as JSON: {e}"),
-                })?;
-                s.push('\n');
-                s
-            } else {
-                table(&agents)
-            };
-            print(&text)
-        }
-        other => Err(failure(&path, other)),
-    });
-    Ok(finish(outcome))
 }
 
 /// `agentcluster start|stop|restart NAME…`.
@@ -416,12 +385,12 @@ fn socket_path(control: Option<&Path>, config: Option<&Path>) -> anyhow::Result<
 
 /// Why a command did not succeed, and its exit code.
 #[derive(Debug)]
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
-fn finish(outcome: Result<(), Failure>) -> ExitCode {
+pub(crate) fn finish(outcome: Result<(), Failure>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -432,7 +401,7 @@ fn finish(outcome: Result<(), Failure>) -> ExitCode {
 }
 
 /// An answer that is not the one the command waits for.
-fn failure(path: &Path, response: Response) -> Failure {
+pub(crate) fn failure(path: &Path, response: Response) -> Failure {
     match response {
         Response::Error { kind, message } => Failure {
             code: match kind {
@@ -453,7 +422,7 @@ fn failure(path: &Path, response: Response) -> Failure {
 }
 
 /// Sends one request and reads its answer.
-fn exchange(path: &Path, request: Request) -> Result<Response, Failure> {
+pub(crate) fn exchange(path: &Path, request: Request) -> Result<Response, Failure> {
     let answer = exchange_bytes(path, request)?;
     decode(path, &answer)
 }
@@ -521,7 +490,7 @@ fn exchange_bytes(path: &Path, request: Request) -> Result<Vec<u8>, Failure> {
     Ok(answer)
 }
 
-fn unreachable(path: &Path, e: &io::Error) -> Failure {
+pub(crate) fn unreachable(path: &Path, e: &io::Error) -> Failure {
     let hint = if e.kind() == io::ErrorKind::PermissionDenied {
         "hint: the socket belongs to another user: run this as that user (or root), \
          or point at your own supervisor with --control PATH"
@@ -545,7 +514,7 @@ fn print(text: &str) -> Result<(), Failure> {
 
 /// Writes to stdout; `false` when the reader has gone (`| head`), which is
 /// not an error but means nobody wants more.
-fn print_open(text: &str) -> Result<bool, Failure> {
+pub(crate) fn print_open(text: &str) -> Result<bool, Failure> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
@@ -583,53 +552,74 @@ const HEADERS: [&str; 8] = [
     "REQUESTS",
 ];
 
+/// The column of the state, which may be coloured.
+const STATE_COLUMN: usize = 1;
+
 /// Numeric columns, right-aligned.
 const RIGHT: [bool; 8] = [false, false, true, false, true, true, true, true];
 
 /// The `status` table, sorted by name (`printer-2` before `printer-10`).
+#[cfg(test)]
 fn table(agents: &[AgentStatus]) -> String {
     let mut sorted: Vec<&AgentStatus> = agents.iter().collect();
     sorted.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    render_table(&sorted, &|_, cell| cell.to_string())
+}
+
+/// The `status` table of `agents`, in their order. `paint` gets each
+/// STATE cell, already padded to its column's width, and may wrap it (in
+/// colour codes) without breaking the alignment.
+pub(crate) fn render_table(
+    agents: &[&AgentStatus],
+    paint: &dyn Fn(State, &str) -> String,
+) -> String {
     let dash = || "-".to_string();
-    let rows: Vec<[String; 8]> = sorted
+    let rows: Vec<(Option<State>, [String; 8])> = agents
         .iter()
         .map(|a| {
-            [
-                a.name.clone(),
-                a.state.to_string(),
-                a.pid.map_or_else(dash, |p| p.to_string()),
-                if a.endpoints.is_empty() {
-                    dash()
-                } else {
-                    a.endpoints.join(",")
-                },
-                a.restarts.to_string(),
-                a.uptime_ms.map_or_else(dash, uptime),
-                a.rss_bytes.map_or_else(dash, rss),
-                a.requests.to_string(),
-            ]
+            (
+                Some(a.state),
+                [
+                    a.name.clone(),
+                    a.state.to_string(),
+                    a.pid.map_or_else(dash, |p| p.to_string()),
+                    if a.endpoints.is_empty() {
+                        dash()
+                    } else {
+                        a.endpoints.join(",")
+                    },
+                    a.restarts.to_string(),
+                    a.uptime_ms.map_or_else(dash, uptime),
+                    a.rss_bytes.map_or_else(dash, rss),
+                    a.requests.to_string(),
+                ],
+            )
         })
         .collect();
     let mut widths = HEADERS.map(|h| h.chars().count());
-    for row in &rows {
+    for (_, row) in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let headers = HEADERS.map(String::from);
-    for row in std::iter::once(&headers).chain(&rows) {
+    let headers = (None, HEADERS.map(String::from));
+    for (state, row) in std::iter::once(&headers).chain(&rows) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let w = widths[i];
-            let _ = if RIGHT[i] {
-                write!(line, "{cell:>w$}")
+            let padded = if RIGHT[i] {
+                format!("{cell:>w$}")
             } else {
-                write!(line, "{cell:<w$}")
+                format!("{cell:<w$}")
             };
+            match state {
+                Some(state) if i == STATE_COLUMN => line.push_str(&paint(*state, &padded)),
+                _ => line.push_str(&padded),
+            }
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -680,7 +670,7 @@ fn rss(bytes: u64) -> String {
 }
 
 /// Compares names with runs of digits taken as numbers.
-fn natural_cmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
     loop {
         match (a.first(), b.first()) {
@@ -718,7 +708,7 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentcluster_supervisor::protocol::{EventKind, State};
+    use agentcluster_supervisor::protocol::EventKind;
 
     fn agent(name: &str) -> AgentStatus {
         AgentStatus {

@@ -8,11 +8,13 @@ mod default_fleet;
 mod import_cmd;
 mod kvp_cmd;
 mod manual;
+mod progress;
 mod ready;
 mod record_cmd;
 mod serve_cmd;
 mod signals;
 mod snapshot_cmd;
+mod status_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -120,7 +122,7 @@ enum Command {
     /// (`-v 2c -c public`), read by the command itself.
     Record,
     /// Show the agents of the running supervisor.
-    Status(ctl::StatusArgs),
+    Status(status_cmd::StatusArgs),
     /// Restart agents of the running supervisor.
     Restart(ctl::NamesArgs),
     /// Stop agents of the running supervisor.
@@ -265,7 +267,7 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Status(mut args) => {
             args.target = with(args.target);
-            ctl::status(&args)
+            status_cmd::status(&args)
         }
         Command::Restart(mut args) => {
             args.target = with(args.target);
@@ -334,7 +336,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -385,6 +387,8 @@ fn supervise(
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let triggers = signals::install()?;
+        // On a terminal, the start's progress on stderr until the ready block.
+        let shown = progress::show(triggers.progress.subscribe());
         let node = fleet.cluster.node.clone();
         let control = control
             .map(Path::to_path_buf)
@@ -392,6 +396,7 @@ fn supervise(
             .unwrap_or_else(agentcluster_supervisor::protocol::default_control_socket);
         let files = ready::Files::of(&fleet, &control);
         agentcluster_supervisor::run(fleet, control, triggers, |up| {
+            shown.as_ref().map(progress::Shown::finish);
             on_ready(&node, up, &files);
         })
         .await

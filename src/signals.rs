@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use agentcluster_supervisor::Triggers;
+use agentcluster_supervisor::{Progress, Triggers};
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Exit status of a supervisor ended by a second stop signal.
@@ -29,7 +29,11 @@ pub fn install() -> anyhow::Result<Triggers> {
     // read the same file.
     let (reload_tx, reload) = mpsc::channel(1);
     tokio::spawn(watch(term, int, hup, shutdown.clone(), reload_tx));
-    Ok(Triggers { shutdown, reload })
+    Ok(Triggers {
+        shutdown,
+        reload,
+        progress: watch::Sender::new(Progress::default()),
+    })
 }
 
 /// SIGTERM or SIGINT starts the shutdown; another one more than [`GRACE`]

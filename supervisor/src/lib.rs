@@ -41,6 +41,7 @@ mod events;
 mod fleet;
 mod metrics;
 mod process;
+mod progress;
 mod run;
 mod status;
 mod systemd;
@@ -49,6 +50,7 @@ pub use error::Error;
 pub use fleet::capacity::check as check_capacity;
 pub use fleet::manager::{Ready, ReadyAgent};
 pub use fleet::plan::missing_addresses;
+pub use progress::Progress;
 pub use run::{Triggers, run};
 
 /// What a client of the control socket needs: the socket's default path,

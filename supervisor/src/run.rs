@@ -20,13 +20,14 @@ use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
 use crate::fleet::manager::{Asker, Manager, Ready, Reports};
 use crate::fleet::plan::{credentials, limits, listen_addresses};
-use crate::fleet::stores::compile_stores;
+use crate::fleet::stores::compile_stores_counted;
 use crate::fleet::watch::watch_snapshots;
 use crate::process::addresses::{self, HostAddresses};
 use crate::process::bind;
 use crate::process::launch::Agents;
 use crate::process::spawner;
 use crate::process::unit::{Settings, Shared};
+use crate::progress::Progress;
 use crate::{metrics, status, systemd};
 
 /// What the world outside the supervisor asks of it while it runs, besides
@@ -38,6 +39,9 @@ pub struct Triggers {
     pub shutdown: CancellationToken,
     /// Each message asks for one reload of the configuration.
     pub reload: mpsc::Receiver<()>,
+    /// Where the start reports how far it has come, for a caller that
+    /// shows it (nobody needs to listen).
+    pub progress: watch::Sender<Progress>,
 }
 
 /// Runs the fleet until `triggers.shutdown` is cancelled. `on_ready` is
@@ -61,8 +65,15 @@ pub async fn run(
     // First what can fail because of the setup, before any agent starts.
     check_capacity(&fleet)?;
     let listener = control::bind(&control)?;
+    let progress = triggers.progress.clone();
     let (fleet, compiled) = tokio::task::spawn_blocking(move || {
-        let compiled = compile_stores(&fleet);
+        let compiled = compile_stores_counted(&fleet, &mut |c| {
+            progress.send_replace(Progress::Compiling {
+                done: c.done,
+                total: c.total,
+                records: c.records,
+            });
+        });
         (fleet, compiled)
     })
     .await
@@ -113,8 +124,12 @@ async fn serve(
     let Triggers {
         shutdown,
         reload: mut reload_requests,
+        progress,
     } = triggers;
     let active: Vec<&Agent> = fleet.agents.iter().filter(|a| a.active).collect();
+    progress.send_replace(Progress::Binding {
+        endpoints: active.iter().map(|a| a.listen.len()).sum(),
+    });
     let bound = bind::bind_all(&active).map_err(Error::Bind)?;
     let snmp_sockets = match &fleet.cluster.snmp {
         Some(snmp) => Some(status::bind(&snmp.listen).map_err(Error::Bind)?),
@@ -262,10 +277,19 @@ async fn serve(
     }
 
     // The initial start is over when every active unit is running or failed.
+    let starting = |ready, failed| Progress::Starting {
+        ready,
+        failed,
+        total: active,
+    };
+    progress.send_replace(starting(0, 0));
     tokio::select! {
-        () = manager.started() => {}
+        () = manager.started_counting(|ready, failed| {
+            progress.send_replace(starting(ready, failed));
+        }) => {}
         () = shutdown.cancelled() => {}
     }
+    progress.send_replace(Progress::Started);
     if !shutdown.is_cancelled() {
         let mut ready = manager.ready();
         ready.added = added.now;

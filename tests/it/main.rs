@@ -13,6 +13,7 @@ mod addresses;
 mod chaos;
 mod cli;
 mod cli_ctl;
+mod cli_status;
 mod cli_surface;
 mod crash;
 mod device_values;

@@ -14,24 +14,57 @@ use crate::error::Error;
 /// Compiles every distinct snapshot of the fleet once. Returns, for each
 /// source file, the compiled store file.
 pub fn compile_stores(fleet: &Fleet) -> Result<HashMap<PathBuf, PathBuf>, Error> {
-    let mut stores = HashMap::new();
+    compile_stores_counted(fleet, &mut |_| {})
+}
+
+/// How far [`compile_stores_counted`] has come.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    /// Files compiled (or found in the cache) so far.
+    pub done: usize,
+    /// Distinct snapshot files of the fleet.
+    pub total: usize,
+    /// Records in the files done so far.
+    pub records: usize,
+}
+
+/// [`compile_stores`], telling `counted` before the first file and after
+/// each one.
+pub fn compile_stores_counted(
+    fleet: &Fleet,
+    counted: &mut dyn FnMut(Counted),
+) -> Result<HashMap<PathBuf, PathBuf>, Error> {
+    let mut files: Vec<&PathBuf> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for agent in &fleet.agents {
         for path in agent.snapshots() {
-            if stores.contains_key(path) {
-                continue;
+            if seen.insert(path) {
+                files.push(path);
             }
-            let compiled = store::compile(path, &fleet.cluster.cache_dir)?;
-            for w in &compiled.warnings {
-                tracing::warn!("{w}");
-            }
-            tracing::debug!(
-                snapshot = %path.display(),
-                records = compiled.records,
-                built = compiled.built,
-                "store ready"
-            );
-            stores.insert(path.clone(), compiled.store_path);
         }
+    }
+    let mut progress = Counted {
+        done: 0,
+        total: files.len(),
+        records: 0,
+    };
+    counted(progress);
+    let mut stores = HashMap::new();
+    for path in files {
+        let compiled = store::compile(path, &fleet.cluster.cache_dir)?;
+        for w in &compiled.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::debug!(
+            snapshot = %path.display(),
+            records = compiled.records,
+            built = compiled.built,
+            "store ready"
+        );
+        stores.insert(path.clone(), compiled.store_path);
+        progress.done += 1;
+        progress.records += compiled.records;
+        counted(progress);
     }
     Ok(stores)
 }

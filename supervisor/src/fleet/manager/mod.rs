@@ -186,12 +186,38 @@ impl Manager {
 
     /// Resolves when every active unit is running or has failed for good:
     /// the end of the initial start.
+    #[cfg(test)]
     pub async fn started(&mut self) {
-        for u in &mut self.units {
-            let _ = u
-                .status
-                .wait_for(|s| matches!(s.state, State::Running | State::Failed | State::Inactive))
-                .await;
+        self.started_counting(|_, _| {}).await;
+    }
+
+    /// [`Manager::started`], telling `counted` the agents running and
+    /// failed so far each time a unit's start ends (in the order they
+    /// end).
+    pub async fn started_counting(&mut self, mut counted: impl FnMut(usize, usize)) {
+        let mut starts = tokio::task::JoinSet::new();
+        for u in &self.units {
+            let mut status = u.status.clone();
+            let agents = u.agents.len();
+            starts.spawn(async move {
+                let state = status
+                    .wait_for(|s| {
+                        matches!(s.state, State::Running | State::Failed | State::Inactive)
+                    })
+                    .await
+                    .map(|s| s.state)
+                    .ok();
+                (state, agents)
+            });
+        }
+        let (mut running, mut failed) = (0, 0);
+        while let Some(end) = starts.join_next().await {
+            match end {
+                Ok((Some(State::Running), n)) => running += n,
+                Ok((Some(State::Failed), n)) => failed += n,
+                _ => continue,
+            }
+            counted(running, failed);
         }
     }
 
