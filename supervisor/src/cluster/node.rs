@@ -1,0 +1,1 @@
+//! A node's life in the cluster: not built yet.
