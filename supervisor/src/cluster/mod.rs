@@ -1,18 +1,13 @@
 //! Scale-out through etcd (docs/scale-out.md): the fleet pushed to etcd
-//! ([`fleet`]), where each thing lives there ([`keys`]), who owns which
-//! agent ([`rendezvous`]), and a node's life in the cluster ([`node`]):
-//! its lease, its membership key, the owner keys it holds, and the agents
-//! it hands to the fleet manager to serve.
+//! ([`fleet`]), where each thing lives there ([`keys`]), and who owns
+//! which agent ([`rendezvous`]). The node itself (lease, membership, owner
+//! keys, watches) is not built yet.
 //!
-//! Layers: `cluster` uses `events` (it publishes) and the checked model of
-//! the configuration; it never touches units itself: what it owns travels
-//! to the manager through `run` as a list of agents, and the manager
-//! answers once they run (or stopped), so an owner key is deleted only
-//! after its agent stopped answering.
+//! Layers: `cluster` uses the checked model of the configuration and
+//! nothing else of the supervisor.
 
 pub mod fleet;
 pub mod keys;
-pub mod node;
 pub mod rendezvous;
 
 use std::time::Duration;

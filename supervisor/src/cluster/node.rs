@@ -1,1 +1,0 @@
-//! A node's life in the cluster: not built yet.
