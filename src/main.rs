@@ -5,6 +5,7 @@
 mod check_cmd;
 mod ctl;
 mod default_fleet;
+mod etcd_cmd;
 mod import_cmd;
 mod kvp_cmd;
 mod manual;
@@ -110,6 +111,11 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
+    },
+    /// The fleet in etcd, for nodes that share it (docs/scale-out.md).
+    Etcd {
+        #[command(subcommand)]
+        command: etcd_cmd::EtcdCommand,
     },
     /// Decode a Hyper-V KVP pool file.
     Kvp {
@@ -265,6 +271,7 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
         Command::Record => record_cmd::run(record_args),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Kvp { command } => kvp_cmd::run(command),
+        Command::Etcd { command } => etcd_cmd::run(command, config),
         Command::Status(mut args) => {
             args.target = with(args.target);
             status_cmd::status(&args)

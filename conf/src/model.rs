@@ -96,8 +96,8 @@ pub struct Cluster {
     pub snmp: Option<ClusterSnmp>,
     /// Prometheus metrics over HTTP (`GET /metrics`); `None`: off.
     pub metrics: Option<ClusterMetrics>,
-    /// Reserved for etcd scale-out, which is not built yet: checked, and a
-    /// reload notes a change, but nothing else reads it.
+    /// Scale-out through etcd (docs/scale-out.md): where the shared fleet
+    /// lives and how this node takes part; `None`: a fleet of its own.
     pub etcd: Option<Etcd>,
     /// Most varbinds one response may carry (GETBULK is cut here); default
     /// 1000, at least 1. Each agent may override it.
@@ -215,7 +215,7 @@ pub struct ClusterMetrics {
     pub listen: SocketAddr,
 }
 
-/// `cluster.etcd`, for the etcd scale-out that is not built yet.
+/// `cluster.etcd`: the etcd cluster a fleet is shared through.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Etcd {
     /// Endpoint URLs (default `http://127.0.0.1:2379`).
@@ -224,6 +224,66 @@ pub struct Etcd {
     pub prefix: String,
     /// Lease lifetime (default 10 s, at least 1 s: etcd counts in seconds).
     pub lease_ttl: Duration,
+    /// The addresses this node can bind, so that it is given only agents
+    /// it can serve; `None`: every address on the host when it starts.
+    pub serves: Option<Vec<AddressRange>>,
+}
+
+/// A range of IP addresses, `ADDR/LEN` (a bare address: just it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange {
+    /// The network address (host bits as written).
+    pub addr: std::net::IpAddr,
+    /// Prefix length: up to 32 for IPv4, 128 for IPv6.
+    pub len: u8,
+}
+
+impl AddressRange {
+    /// Parses `ADDR/LEN` or `ADDR`.
+    pub fn parse(s: &str) -> Result<AddressRange, String> {
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or ADDR/LEN range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("`{s}`: prefix length must be 0..={max}")),
+            },
+        };
+        Ok(AddressRange { addr, len })
+    }
+
+    /// Whether `ip` lies in the range (an IPv4 range holds no IPv6
+    /// address and the other way round).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
 }
 
 /// The `events` section: the event sinks that need settings, and where

@@ -127,6 +127,8 @@ pub(crate) struct RawEtcd {
     pub endpoints: Option<Spanned<OneOrMany<Spanned<String>>>>,
     pub prefix: Option<Spanned<String>>,
     pub lease_ttl: Option<Spanned<String>>,
+    /// Address ranges (`10.1.0.0/16`, `127.0.0.1`) this node can bind.
+    pub serves: Option<Spanned<OneOrMany<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

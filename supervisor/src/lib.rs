@@ -35,6 +35,8 @@
 //!
 //! A helper two layers need moves down; it is never imported sideways.
 
+#[cfg(feature = "etcd")]
+pub mod cluster;
 mod control;
 mod error;
 mod events;

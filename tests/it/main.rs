@@ -18,6 +18,8 @@ mod cli_surface;
 mod crash;
 mod device_values;
 mod devices_notify;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod events_burst;
 mod events_cli;
 mod events_snmp;

@@ -515,10 +515,27 @@ impl Validator<'_> {
                 "`lease_ttl` must be at least 1s (etcd leases count in seconds)",
             );
         }
+        let serves = e.value.serves.as_ref().map(|list| {
+            if list.value.0.is_empty() {
+                self.err(f, Pos::of(list), "`serves` is empty");
+            }
+            list.value
+                .0
+                .iter()
+                .filter_map(|r| match AddressRange::parse(&r.value) {
+                    Ok(range) => Some(range),
+                    Err(why) => {
+                        self.err(f, Pos::of_or(r, Pos::of(list)), format!("`serves`: {why}"));
+                        None
+                    }
+                })
+                .collect()
+        });
         Etcd {
             endpoints,
             prefix,
             lease_ttl,
+            serves,
         }
     }
 

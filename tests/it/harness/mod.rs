@@ -16,6 +16,8 @@
 //! Every wait is bounded and says, when it fails, what it waited for and
 //! what it saw. Tests that load the machine run alone: see [`slot`].
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod events;
 pub mod fleet;
 pub mod imports;

@@ -448,3 +448,38 @@ fn addresses_name_an_interface() {
         );
     }
 }
+
+#[test]
+fn etcd_serves_ranges_and_their_errors() {
+    let d = Dir::new();
+    let l = d.ok("cluster:\n  etcd: { serves: [\"10.1.0.0/16\", \"127.0.0.1\", \"fd00::/64\"] }\nagents: []\n");
+    let serves = l
+        .fleet
+        .cluster
+        .etcd
+        .as_ref()
+        .and_then(|e| e.serves.clone())
+        .expect("serves");
+    let shown: Vec<String> = serves.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.1.0.0/16", "127.0.0.1/32", "fd00::/64"]);
+    assert!(serves[0].contains("10.1.200.7".parse().unwrap()));
+    assert!(!serves[0].contains("10.2.0.1".parse().unwrap()));
+    assert!(!serves[1].contains("127.0.0.2".parse().unwrap()));
+    assert!(!serves[0].contains("::1".parse().unwrap()));
+    assert_eq!(
+        d.ok("cluster:\n  etcd: {}\nagents: []\n")
+            .fleet
+            .cluster
+            .etcd
+            .and_then(|e| e.serves),
+        None
+    );
+    let ps = d.fails("cluster:\n  etcd: { serves: [\"10.1.0.0/33\", \"nope\"] }\nagents: []\n");
+    find(&ps, "`serves`: `10.1.0.0/33`: prefix length must be 0..=32");
+    find(
+        &ps,
+        "`serves`: `nope` is not an IP address or ADDR/LEN range",
+    );
+    let ps = d.fails("cluster:\n  etcd: { serves: [] }\nagents: []\n");
+    find(&ps, "`serves` is empty");
+}

@@ -1,0 +1,126 @@
+//! `agentcluster etcd push|get`: the fleet in etcd (docs/scale-out.md).
+//! Built with the cargo feature `etcd`; without it the commands say so.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::UserError;
+
+/// `etcd`'s commands.
+#[derive(Subcommand)]
+pub enum EtcdCommand {
+    /// Validate a fleet (as `check`) and write it to etcd in one write
+    /// (its `cluster.etcd` says where).
+    Push(PushArgs),
+    /// Show the fleet in etcd, SNMPv3 passwords masked.
+    Get(GetArgs),
+}
+
+/// `etcd push`'s options.
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// The fleet to push.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// `etcd get`'s options.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// A configuration whose `cluster.etcd` says where etcd is.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// One JSON object: key, revision, source, yaml (masked).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs an `etcd` command; `config` is the global `-c`.
+pub fn run(command: EtcdCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (file, json, push) = match &command {
+        EtcdCommand::Push(a) => (a.config.as_deref().or(config), false, true),
+        EtcdCommand::Get(a) => (a.config.as_deref().or(config), a.json, false),
+    };
+    let Some(file) = file else {
+        return Err(UserError("etcd: name the configuration with -c FILE".into()).into());
+    };
+    imp::run(file, push, json)
+}
+
+#[cfg(not(feature = "etcd"))]
+mod imp {
+    use super::*;
+
+    pub fn run(_file: &Path, _push: bool, _json: bool) -> anyhow::Result<ExitCode> {
+        Err(UserError(
+            "this agentcluster was built without etcd support (cargo feature `etcd`)".into(),
+        )
+        .into())
+    }
+}
+
+#[cfg(feature = "etcd")]
+mod imp {
+    use agentcluster_supervisor::cluster::{fleet, keys::Keys};
+    use anyhow::Context as _;
+
+    use super::*;
+
+    pub fn run(file: &Path, push: bool, json: bool) -> anyhow::Result<ExitCode> {
+        let fleet = crate::load_fleet(file)?;
+        let Some(etcd) = fleet.cluster.etcd.clone() else {
+            return Err(UserError(format!(
+                "{}: no `cluster.etcd`: it says where etcd is",
+                file.display()
+            ))
+            .into());
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        let key = Keys::new(&etcd.prefix).fleet();
+        if push {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let source = std::path::absolute(file)
+                .with_context(|| format!("cannot resolve {}", file.display()))?;
+            let revision = runtime.block_on(fleet::push(&etcd, &source, &text))?;
+            println!(
+                "pushed {} agent{} to {key} (revision {revision})",
+                fleet.agents.len(),
+                if fleet.agents.len() == 1 { "" } else { "s" }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let got: Option<(fleet::Pushed, i64)> = runtime.block_on(fleet::get(&etcd))?;
+        let Some((pushed, revision)) = got else {
+            return Err(UserError(format!(
+                "nothing pushed at {key}: `agentcluster etcd push -c FLEET` first"
+            ))
+            .into());
+        };
+        let yaml = fleet::mask(&pushed.yaml);
+        if json {
+            let out = serde_json::json!({
+                "key": key,
+                "revision": revision,
+                "source": pushed.source,
+                "yaml": yaml,
+            });
+            println!("{out}");
+        } else {
+            println!(
+                "# {key} (revision {revision}), pushed from {}",
+                pushed.source.display()
+            );
+            print!("{yaml}");
+            if !yaml.ends_with('\n') {
+                println!();
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,68 @@
+//! Where things live in etcd, under `cluster.etcd.prefix`:
+//!
+//! ```text
+//! PREFIX/fleet/config     the pushed fleet: {"source", "yaml"} (one key)
+//! PREFIX/nodes/NODE       a live node: its serves and pid (lease-bound)
+//! PREFIX/owners/AGENT     the node serving AGENT (lease-bound, created
+//!                         only if absent, in a transaction)
+//! ```
+
+/// The keys of one fleet's prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The keys under `prefix` (a trailing `/` is ignored).
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// Everything of the fleet: what a node lists and watches.
+    pub fn all(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// The pushed fleet.
+    pub fn fleet(&self) -> String {
+        format!("{}/fleet/config", self.prefix)
+    }
+
+    /// Prefix of the membership keys.
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    /// One node's membership key.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}{node}", self.nodes())
+    }
+
+    /// Prefix of the owner keys.
+    pub fn owners(&self) -> String {
+        format!("{}/owners/", self.prefix)
+    }
+
+    /// One agent's owner key.
+    pub fn owner(&self, agent: &str) -> String {
+        format!("{}{agent}", self.owners())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = Keys::new("/lab/");
+        assert_eq!(k.fleet(), "/lab/fleet/config");
+        assert_eq!(k.node("n1"), "/lab/nodes/n1");
+        assert_eq!(k.owner("a-1"), "/lab/owners/a-1");
+        assert!(k.owner("a").starts_with(&k.owners()));
+        assert!(k.owners().starts_with(&k.all()));
+    }
+}
