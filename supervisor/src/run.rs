@@ -341,6 +341,12 @@ async fn serve(
             // earlier is a failure, never silence.
             r = &mut control_task => {
                 control_ended = true;
+                // The shutdown may come between this select's look at the
+                // token and its look at the task, on another thread: a
+                // task that ended *because of* it is no failure.
+                if shutdown.is_cancelled() && matches!(r, Ok(Ok(()))) {
+                    break;
+                }
                 let cause = match r {
                     Ok(Ok(())) => "ended".to_string(),
                     Ok(Err(e)) => e.to_string(),
@@ -351,6 +357,9 @@ async fn serve(
                 break;
             }
             r = &mut watcher => {
+                if shutdown.is_cancelled() && matches!(r, Ok(())) {
+                    break;
+                }
                 tracing::error!(cause = ?r.err(), "snapshot watcher stopped; shutting down");
                 failure = Some(Error::Io(std::io::Error::other("the snapshot watcher stopped")));
                 break;
