@@ -459,6 +459,14 @@ impl View {
         }
     }
 
+    /// The variation of a store object, if it has one.
+    pub fn variation(&self, obj: Obj) -> Option<&Variation> {
+        match obj {
+            Obj::Store(i) => self.variations.get(&i),
+            Obj::Own(_) | Obj::Live(_) => None,
+        }
+    }
+
     /// Whether a SET may change this object regardless of the community's
     /// write right (snmpsim's `writecache` variation).
     pub fn is_writecache(&self, obj: Obj) -> bool {

@@ -13,7 +13,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
             Ok(obj) if ctx.v1 && ctx.view.is_counter64(obj) => {
                 return Err((ErrorStatus::NoSuchName, index));
             }
-            Ok(obj) => ctx.view.push_varbind(obj, &ctx.now, out),
+            Ok(obj) => ctx.push_read(obj, index, out)?,
             Err(_) if ctx.v1 => return Err((ErrorStatus::NoSuchName, index)),
             Err(missing) => {
                 let tag = match missing {

@@ -19,6 +19,7 @@ mod write;
 mod tests;
 
 pub use snmprec::RecordType;
+pub(crate) use snmprec::mltsplit;
 
 /// A variation tag attached to a record (snmprec `TAG:variation|params`).
 #[derive(Debug, Clone, PartialEq, Eq)]

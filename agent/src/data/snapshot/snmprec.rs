@@ -261,6 +261,7 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
                 .map_err(|_| format!("variation module name {} is not UTF-8", show(module)))?;
             let params = std::str::from_utf8(value_text)
                 .map_err(|_| format!("variation parameters {} are not UTF-8", show(value_text)))?;
+            crate::data::variation::check(name, params)?;
             let value = variation_value(tag, encoding, name, params)?;
             let variation = Variation {
                 name: name.to_string(),
@@ -495,7 +496,7 @@ fn unescape(text: &[u8]) -> Result<Vec<u8>, String> {
 
 /// snmpsim's `mltsplit`: split on the separator tripled if it occurs, else
 /// doubled, else single — so values can hold the single separator.
-fn mltsplit(s: &str, sep: char) -> Vec<&str> {
+pub(crate) fn mltsplit(s: &str, sep: char) -> Vec<&str> {
     for n in [3, 2] {
         let multi: String = std::iter::repeat_n(sep, n).collect();
         if s.contains(&multi) {
@@ -506,7 +507,7 @@ fn mltsplit(s: &str, sep: char) -> Vec<&str> {
 }
 
 /// Looks up a variation parameter (`key=value` items, split as snmpsim does).
-pub(super) fn param<'a>(params: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a str, key: &str) -> Option<&'a str> {
     if params.is_empty() {
         return None;
     }
