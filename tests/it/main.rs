@@ -14,6 +14,7 @@ mod chaos;
 mod cli;
 mod cli_ctl;
 mod cli_surface;
+mod counters;
 mod crash;
 mod device_values;
 mod devices_notify;

@@ -306,6 +306,8 @@ pub struct Responder {
     /// The device's snmpEngineID, what its SNMPv3 notifications are sent
     /// as (set by the agent process).
     notify_engine_id: Vec<u8>,
+    /// `counters: animate`: how the views' counters count.
+    animate: Option<crate::data::animate::Animate>,
 }
 
 impl Responder {
@@ -369,6 +371,7 @@ impl Responder {
             ended: Vec::new(),
             effects: Effects::default(),
             notify_engine_id: Vec::new(),
+            animate: None,
             noise: crate::util::xorshift::Rng::new(
                 start.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()),
             ),
@@ -378,7 +381,8 @@ impl Responder {
     }
 
     fn make_view(&self, store: Arc<Store>) -> View {
-        let view = View::new(store, self.start);
+        let mut view = View::new(store, self.start);
+        view.set_animate(self.animate);
         match &self.engine {
             Some(e) => view.with_engine(e.clone()),
             None => view,
@@ -496,6 +500,16 @@ impl Responder {
             }
         }
         outcome
+    }
+
+    /// Makes every view's Counter32/Counter64 values count up from their
+    /// recorded values (`counters: animate`), seeded per device (`None`:
+    /// served as recorded).
+    pub fn set_animate(&mut self, animate: Option<crate::data::animate::Animate>) {
+        self.animate = animate;
+        for v in &mut self.views {
+            v.set_animate(animate);
+        }
     }
 
     /// The device's snmpEngineID for the notifications its `notification`
