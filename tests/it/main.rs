@@ -36,3 +36,4 @@ mod supervisor;
 mod systemd_units;
 mod templates;
 mod troubleshooting;
+mod variations;
