@@ -30,8 +30,10 @@ const PARALLEL_READ_FROM: u64 = 4 << 20;
 /// The version of the rules a source is compiled by. A store compiled by
 /// other rules is another store, so a change of what a snapshot may hold
 /// never reuses what older rules let through. 2: files without records,
-/// binary data and non-hex under a hex tag are errors.
-const RULES: u32 = 2;
+/// binary data and non-hex under a hex tag are errors. 3: `delay`, `error`
+/// and `notification` records with parameters that cannot be served are
+/// errors.
+const RULES: u32 = 3;
 
 /// The name of a store from the digests of the source's pieces.
 fn key(len: usize, path: &Path, digests: &[[u8; 32]]) -> [u8; 32] {
