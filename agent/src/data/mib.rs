@@ -452,6 +452,12 @@ impl View {
                 };
                 if let Some(v) = self.overlay.get(&obj) {
                     ber::push_varbind(out, item.oid, v);
+                } else if let Some(Variation::Multiplex(m)) = self.variations.get(&i) {
+                    // Handlers skip an object its current snapshot lacks.
+                    let tlv = m
+                        .value(now.uptime)
+                        .unwrap_or(&[ber::TAG_NO_SUCH_INSTANCE, 0]);
+                    ber::push_varbind(out, item.oid, tlv);
                 } else if let Some(Variation::Numeric(n)) = self.variations.get(&i) {
                     ber::push_varbind_with(out, item.oid, |v| {
                         n.push_value(item.value.first().copied(), now.uptime, v);
@@ -496,6 +502,12 @@ impl View {
                 _ => Some(ber::TAG_COUNTER32),
             },
         }
+    }
+
+    /// Whether the object is not served at `uptime`: a multiplexed object
+    /// the snapshot served then does not have.
+    pub fn absent_at(&self, obj: Obj, uptime: Duration) -> bool {
+        matches!(self.variation(obj), Some(Variation::Multiplex(m)) if m.value(uptime).is_none())
     }
 
     /// The variation of a store object, if it has one.

@@ -56,7 +56,7 @@ fn walk(
             return Ok(None);
         }
         let mark = out.len();
-        let at_end = match ctx.view.next(cursor, false) {
+        let at_end = match ctx.next_served(cursor) {
             Some(obj) => {
                 ctx.push_read(obj, index, out)?;
                 let oid = ctx.view.oid(obj);

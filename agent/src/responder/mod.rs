@@ -268,6 +268,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// The first object after `from` that is served now (a multiplexed
+    /// object the current snapshot lacks is passed over).
+    pub fn next_served<'s>(&'s self, from: &'s [u32]) -> Option<Obj> {
+        let mut at = from;
+        loop {
+            let obj = self.view.next(at, self.v1)?;
+            if !self.view.absent_at(obj, self.now.uptime) {
+                return Some(obj);
+            }
+            at = self.view.oid(obj);
+        }
+    }
+
     /// Appends `obj`'s varbind as a read touching it (varbind `index`)
     /// makes it: its value, or the exception an `error` variation names.
     pub fn push_read(&mut self, obj: Obj, index: u32, out: &mut Vec<u8>) -> Result<(), Failure> {

@@ -85,6 +85,24 @@ pub(super) fn source_hash(data: &[u8], path: &Path) -> [u8; 32] {
     )
 }
 
+/// The name of a store whose `multiplex` records read other snapshots:
+/// their names and contents count too, so a changed directory is another
+/// store. A file that cannot be read counts as empty (compiling then says
+/// why).
+fn with_multiplexed(hash: [u8; 32], data: &[u8], source: &Path) -> [u8; 32] {
+    if !crate::data::variation::multiplex::has_subtrees(data) {
+        return hash;
+    }
+    let mut h = Sha256::new();
+    h.update(hash);
+    for input in crate::data::variation::multiplex::inputs(data, source) {
+        h.update(input.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(Sha256::digest(fs::read(&input).unwrap_or_default()));
+    }
+    h.finalize().into()
+}
+
 /// Reads a snapshot file and computes its content hash; a large file is read
 /// and hashed piece by piece on every core (each piece hashed while it is
 /// still in the cache).
@@ -147,6 +165,7 @@ pub struct Compiled {
 /// reader never sees a half-written store.
 pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> {
     let (data, hash) = read_source(source).map_err(io_err(source))?;
+    let hash = with_multiplexed(hash, &data, source);
     let store_path = cache_dir.join(format!("{}.store", hex::encode(&hash[..16])));
     if let Ok(existing) = Store::open(&store_path) {
         // Compiled before a file without records was an error (an empty

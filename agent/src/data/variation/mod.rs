@@ -3,7 +3,8 @@
 //! `writecache` accepts SETs whatever the community's rights, `delay` holds
 //! the answer back ([`delay`]), `error` answers an error-status ([`error`])
 //! and `notification` sends a trap or inform when the object is read or
-//! written ([`notification`]). Every other module answers the record's
+//! written ([`notification`]), a `multiplex` subtree serves a directory of
+//! snapshots in turn ([`multiplex`]). Every other module answers the record's
 //! static value (see docs/snapshots.md, variation modules).
 //!
 //! Parameters are parsed as snmpsim parses them (`key=value` items split by
@@ -13,6 +14,7 @@
 
 pub mod delay;
 pub mod error;
+pub mod multiplex;
 pub mod notification;
 pub mod numeric;
 
@@ -20,6 +22,7 @@ use std::time::Instant;
 
 pub use delay::Delay;
 pub use error::ErrorVar;
+pub use multiplex::Multiplex;
 pub use notification::Notify;
 pub use numeric::Numeric;
 
@@ -31,6 +34,8 @@ pub enum Variation {
     Delay(Delay),
     Error(ErrorVar),
     Notification(Box<Notify>),
+    /// One object of a multiplexed subtree.
+    Multiplex(Box<Multiplex>),
     /// A module we parse but do not simulate; the static value is served.
     Static,
 }
@@ -48,6 +53,10 @@ impl Variation {
             "error" => ErrorVar::parse(params).map_or(Variation::Static, Variation::Error),
             "notification" => Notify::parse(params)
                 .map_or(Variation::Static, |n| Variation::Notification(Box::new(n))),
+            "multiplex" => match Multiplex::parse(params) {
+                Ok(Some(m)) => Variation::Multiplex(Box::new(m)),
+                _ => Variation::Static,
+            },
             _ => Variation::Static,
         }
     }
@@ -60,6 +69,7 @@ pub fn check(name: &str, params: &str) -> Result<(), String> {
         "delay" => Delay::parse(params).map(drop),
         "error" => ErrorVar::parse(params).map(drop),
         "notification" => Notify::parse(params).map(drop),
+        "multiplex" => Multiplex::parse(params).map(drop),
         _ => Ok(()),
     }
     .map_err(|e| format!("{name} variation: {e}"))

@@ -209,3 +209,62 @@ fn bad_variation_params_fail_the_compile_naming_the_line() {
     .to_string();
     assert!(e.contains(":2") && e.contains("exploded"), "{e}");
 }
+
+/// Two objects of a multiplexed subtree (two snapshots, 4 s each): at the
+/// harness's 5 s the second snapshot is served, which has only the first.
+#[test]
+fn multiplex_serves_the_current_snapshot_and_hides_what_it_lacks() {
+    const BOTH: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 1];
+    const FIRST_ONLY: &[u32] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 2];
+    let mux = |slots: &str| {
+        varied(
+            BOTH,
+            Value::Counter32(100),
+            "multiplex",
+            &format!("period=4,wrap=1,fixed=0,keys=0:1,slots={slots}"),
+        )
+    };
+    let mut h = Harness::serving(
+        vec![
+            rec(PLAIN, Value::OctetString(b"plain".to_vec())),
+            mux("410164:410200c8"),
+            Record {
+                oid: FIRST_ONLY.to_vec(),
+                ..mux("41016f:")
+            },
+            rec(LAST, Value::Integer(5)),
+        ],
+        100,
+        65_507,
+    );
+    let r = get(&mut h, &[BOTH, FIRST_ONLY]);
+    assert_eq!(
+        r.variable_bindings[0].value,
+        v2::VarBindValue::Value(ObjectSyntax::ApplicationWide(
+            rasn_smi::v2::ApplicationSyntax::Counter(rasn_smi::v1::Counter(200))
+        )),
+        "the second snapshot's value"
+    );
+    assert_eq!(
+        r.variable_bindings[1].value,
+        v2::VarBindValue::NoSuchInstance
+    );
+    let r = h
+        .v2(
+            "public",
+            v2::Pdus::GetNextRequest(v2::GetNextRequest(pdu(1, &[BOTH]))),
+        )
+        .unwrap();
+    assert_eq!(
+        r.variable_bindings[0].name,
+        oid(LAST),
+        "the walk passes it over"
+    );
+    let r = h
+        .v1(
+            "public",
+            v1::Pdus::GetRequest(v1::GetRequest(v1_pdu(3, &[FIRST_ONLY]))),
+        )
+        .unwrap();
+    assert_eq!(r.error_status, 2.into(), "noSuchName in SNMPv1");
+}
