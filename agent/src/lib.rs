@@ -57,7 +57,7 @@ pub mod sys;
 mod util;
 mod wire;
 
-pub use data::{snapshot, store, values};
+pub use data::{animate, snapshot, store, values};
 pub use responder::ratelimit;
 pub use runtime::{channel, probe, process};
 pub use security::{engine, usm, v3};

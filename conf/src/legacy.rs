@@ -219,6 +219,7 @@ impl Conv<'_> {
             memory_max: None,
             values: None,
             identity: None,
+            counters: None,
         };
         let mut has_name = false;
         const KNOWN: &[&str] = &[

@@ -424,6 +424,20 @@ pub struct Agent {
     pub values: Vec<DeviceValue>,
     /// What to derive from the device itself (`identity:`); `None`: nothing.
     pub identity: Option<Identity>,
+    /// Whether the snapshot's Counter32/Counter64 values count up
+    /// (`counters:`), so that pollers see traffic instead of flat lines.
+    pub counters: CounterMode,
+}
+
+/// How a device serves its snapshot's counters (`counters:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CounterMode {
+    /// As recorded (the default).
+    #[default]
+    Static,
+    /// Growing from the recorded value at a seeded, plausible rate per
+    /// device (bounded by the interface's speed for interface counters).
+    Animate,
 }
 
 /// One of an agent's own values: what makes one copy of a template a

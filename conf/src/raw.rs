@@ -199,6 +199,8 @@ pub(crate) struct RawAgent {
     pub values: Option<Spanned<OrderedMap<Spanned<String>, Spanned<RawValue>>>>,
     /// `identity: true` or a mapping of what to derive from the device.
     pub identity: Option<Spanned<RawIdentity>>,
+    /// `counters: static | animate`.
+    pub counters: Option<Spanned<String>>,
 }
 
 /// One of `values:`: a plain scalar (the snapshot's type for the OID), or

@@ -62,7 +62,7 @@ const WINDOW: &str = "-Cr60";
 
 /// The Python of the venv `scripts/test` makes in `target/pysnmp-venv`
 /// (`$AGENTCLUSTER_PYSNMP` instead), when it has snmpsim and snmpsim-data.
-fn snmpsim_python() -> Option<PathBuf> {
+pub(crate) fn snmpsim_python() -> Option<PathBuf> {
     let p = std::env::var_os("AGENTCLUSTER_PYSNMP")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_file("target/pysnmp-venv/bin/python"));
@@ -105,7 +105,7 @@ fn community(rel: &str) -> String {
 }
 
 /// snmpsim-command-responder on `data`, waited for until it listens.
-fn start_snmpsim(python: &Path, data: &Path, work: &Path, port: u16) -> Process {
+pub(crate) fn start_snmpsim(python: &Path, data: &Path, work: &Path, port: u16) -> Process {
     let responder = python.with_file_name("snmpsim-command-responder");
     let mut cmd = Command::new(responder);
     cmd.arg(format!("--data-dir={}", data.display()))

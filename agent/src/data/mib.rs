@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::data::animate::Animate;
 use crate::data::store::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME, Store};
 use crate::data::values::Own;
 use crate::data::variation::Variation;
@@ -223,6 +224,8 @@ pub struct View {
     /// The objects served live: [`LIVE`], or [`LIVE_V3`] with `engine`.
     live: LiveTable,
     engine: Option<Arc<EngineInfo>>,
+    /// `counters: animate`: the store's counters count up.
+    animate: Option<Animate>,
 }
 
 impl View {
@@ -238,6 +241,7 @@ impl View {
             variations,
             live: LIVE,
             engine: None,
+            animate: None,
         }
     }
 
@@ -247,6 +251,27 @@ impl View {
         self.live = LIVE_V3;
         self.engine = Some(engine);
         self
+    }
+
+    /// Makes the store's Counter32/Counter64 values count up from now on
+    /// (`counters: animate`), or serves them as recorded (`None`).
+    pub fn set_animate(&mut self, animate: Option<Animate>) {
+        self.animate = animate;
+    }
+
+    /// The unsigned value the store records for `oid` (INTEGER, Counter,
+    /// Gauge…), if it records one there.
+    fn store_uint(&self, oid: &[u32]) -> Option<u64> {
+        let item = self.store.item(self.store.lower_bound(oid))?;
+        if item.oid != oid || item.flags & FLAG_EXCEPTION != 0 {
+            return None;
+        }
+        let (_, start, len) = ber::read_header(item.value, 0)?;
+        let content = item.value.get(start..start + len)?;
+        if content.is_empty() || content.len() > 9 || content[0] & 0x80 != 0 {
+            return None;
+        }
+        Some(content.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)))
     }
 
     /// Serves the device's own values over the store from now on.
@@ -427,10 +452,30 @@ impl View {
                 };
                 if let Some(v) = self.overlay.get(&obj) {
                     ber::push_varbind(out, item.oid, v);
+                } else if let Some(Variation::Multiplex(m)) = self.variations.get(&i) {
+                    // Handlers skip an object its current snapshot lacks.
+                    let tlv = m
+                        .value(now.uptime)
+                        .unwrap_or(&[ber::TAG_NO_SUCH_INSTANCE, 0]);
+                    ber::push_varbind(out, item.oid, tlv);
                 } else if let Some(Variation::Numeric(n)) = self.variations.get(&i) {
                     ber::push_varbind_with(out, item.oid, |v| {
                         n.push_value(item.value.first().copied(), now.uptime, v);
                     });
+                } else if let Some(a) = &self.animate
+                    && let Some(&tag @ (ber::TAG_COUNTER32 | ber::TAG_COUNTER64)) =
+                        item.value.first()
+                    && let Some(recorded) = self.store_uint(item.oid)
+                {
+                    let lookup = |o: &[u32]| self.store_uint(o);
+                    let v = a.value(
+                        item.oid,
+                        tag == ber::TAG_COUNTER64,
+                        recorded,
+                        now.uptime,
+                        &lookup,
+                    );
+                    ber::push_varbind_with(out, item.oid, |out| ber::push_u64(out, tag, v));
                 } else if item.flags & FLAG_UPTIME != 0 {
                     ber::push_varbind_with(out, item.oid, |v| {
                         ber::push_u64(v, ber::TAG_TIMETICKS, u64::from(now.ticks()));
@@ -456,6 +501,20 @@ impl View {
                 Live::EngineId => Some(ber::TAG_OCTET_STRING),
                 _ => Some(ber::TAG_COUNTER32),
             },
+        }
+    }
+
+    /// Whether the object is not served at `uptime`: a multiplexed object
+    /// the snapshot served then does not have.
+    pub fn absent_at(&self, obj: Obj, uptime: Duration) -> bool {
+        matches!(self.variation(obj), Some(Variation::Multiplex(m)) if m.value(uptime).is_none())
+    }
+
+    /// The variation of a store object, if it has one.
+    pub fn variation(&self, obj: Obj) -> Option<&Variation> {
+        match obj {
+            Obj::Store(i) => self.variations.get(&i),
+            Obj::Own(_) | Obj::Live(_) => None,
         }
     }
 

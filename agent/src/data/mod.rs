@@ -9,6 +9,7 @@
 //! and [`crate::sys`] (the store's mapping); nothing here knows of
 //! requests, security or sockets.
 
+pub mod animate;
 pub(crate) mod mib;
 pub mod snapshot;
 pub mod store;

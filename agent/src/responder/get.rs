@@ -13,7 +13,14 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
             Ok(obj) if ctx.v1 && ctx.view.is_counter64(obj) => {
                 return Err((ErrorStatus::NoSuchName, index));
             }
-            Ok(obj) => ctx.view.push_varbind(obj, &ctx.now, out),
+            Ok(obj) if ctx.view.absent_at(obj, ctx.now.uptime) => {
+                // Multiplexed, and not in the snapshot served now.
+                if ctx.v1 {
+                    return Err((ErrorStatus::NoSuchName, index));
+                }
+                ber::push_varbind(out, name, &[ber::TAG_NO_SUCH_INSTANCE, 0]);
+            }
+            Ok(obj) => ctx.push_read(obj, index, out)?,
             Err(_) if ctx.v1 => return Err((ErrorStatus::NoSuchName, index)),
             Err(missing) => {
                 let tag = match missing {

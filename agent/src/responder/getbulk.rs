@@ -50,14 +50,15 @@ fn walk(
     let mut count = 0usize;
     // Appends one GETNEXT answer for `cursor` and advances it. `None` when
     // the response is full, else whether the cursor is past the end.
-    let mut step = |ctx: &mut Ctx<'_>, cursor: &mut Vec<u32>, out: &mut Vec<u8>| {
+    // `Err` when a variation fails the request (an `error` record).
+    let mut step = |ctx: &mut Ctx<'_>, cursor: &mut Vec<u32>, index: u32, out: &mut Vec<u8>| {
         if count >= ctx.max_varbinds {
-            return None;
+            return Ok(None);
         }
         let mark = out.len();
-        let at_end = match ctx.view.next(cursor, false) {
+        let at_end = match ctx.next_served(cursor) {
             Some(obj) => {
-                ctx.view.push_varbind(obj, &ctx.now, out);
+                ctx.push_read(obj, index, out)?;
                 let oid = ctx.view.oid(obj);
                 cursor.clear();
                 cursor.extend_from_slice(oid);
@@ -70,14 +71,14 @@ fn walk(
         };
         if out.len() > ctx.budget {
             out.truncate(mark);
-            return None;
+            return Ok(None);
         }
         count += 1;
-        Some(at_end)
+        Ok(Some(at_end))
     };
-    for name in req.names.iter().take(n) {
+    for (i, name) in req.names.iter().take(n).enumerate() {
         load(cursors, std::iter::once(name));
-        if step(ctx, &mut cursors[0], out).is_none() {
+        if step(ctx, &mut cursors[0], i as u32 + 1, out)?.is_none() {
             return full(count);
         }
     }
@@ -88,10 +89,10 @@ fn walk(
         if m == 0 || ended.iter().all(|e| *e) {
             break;
         }
-        for (cursor, ended) in cursors[..m].iter_mut().zip(ended.iter_mut()) {
+        for (k, (cursor, ended)) in cursors[..m].iter_mut().zip(ended.iter_mut()).enumerate() {
             // RFC 3416 lets us stop once every repeater has reached
             // endOfMibView.
-            match step(ctx, cursor, out) {
+            match step(ctx, cursor, (n + k) as u32 + 1, out)? {
                 None => return full(count),
                 Some(at_end) => *ended = at_end,
             }

@@ -5,8 +5,8 @@ use crate::wire::ber;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Result<(), Failure> {
     for (i, name) in req.names.iter().enumerate() {
-        match ctx.view.next(name, ctx.v1) {
-            Some(obj) => ctx.view.push_varbind(obj, &ctx.now, out),
+        match ctx.next_served(name) {
+            Some(obj) => ctx.push_read(obj, i as u32 + 1, out)?,
             None if ctx.v1 => return Err((ErrorStatus::NoSuchName, i as u32 + 1)),
             None => ber::push_varbind(out, name, &[ber::TAG_END_OF_MIB_VIEW, 0]),
         }

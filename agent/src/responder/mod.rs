@@ -27,9 +27,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::data::mib::Counters;
-use crate::data::mib::{EngineInfo, Now, View};
+use crate::data::mib::{EngineInfo, Now, Obj, View};
 use crate::data::store::Store;
 use crate::data::values::{self, Values};
+use crate::data::variation::Variation;
+pub use crate::data::variation::delay::Hold;
+use crate::data::variation::error::Answer;
 use crate::wire::ber::{self, Frame};
 use crate::wire::decode::{decode_v1, decode_v2c};
 use crate::wire::fast;
@@ -40,30 +43,108 @@ use crate::wire::pdu::{Kind, Request, Version};
 use crate::wire::value::Value;
 use ratelimit::{Limiter, RateLimit};
 
-/// The error-status values of RFC 3416 that the responder produces.
+/// The error-status values of RFC 3416 (the `error` variation answers any
+/// of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum ErrorStatus {
     TooBig = 1,
     NoSuchName = 2,
     BadValue = 3,
+    ReadOnly = 4,
+    GenErr = 5,
+    NoAccess = 6,
     WrongType = 7,
+    WrongLength = 8,
+    WrongEncoding = 9,
+    WrongValue = 10,
     NoCreation = 11,
+    InconsistentValue = 12,
+    ResourceUnavailable = 13,
+    CommitFailed = 14,
+    UndoFailed = 15,
     /// SNMPv3 only: the request is below the user's security level.
     AuthorizationError = 16,
     NotWritable = 17,
+    InconsistentName = 18,
 }
 
 impl ErrorStatus {
+    /// The status of a number (1–18).
+    pub fn from_u8(n: u8) -> Option<ErrorStatus> {
+        use ErrorStatus::*;
+        Some(match n {
+            1 => TooBig,
+            2 => NoSuchName,
+            3 => BadValue,
+            4 => ReadOnly,
+            5 => GenErr,
+            6 => NoAccess,
+            7 => WrongType,
+            8 => WrongLength,
+            9 => WrongEncoding,
+            10 => WrongValue,
+            11 => NoCreation,
+            12 => InconsistentValue,
+            13 => ResourceUnavailable,
+            14 => CommitFailed,
+            15 => UndoFailed,
+            16 => AuthorizationError,
+            17 => NotWritable,
+            18 => InconsistentName,
+            _ => return None,
+        })
+    }
+
     /// The SNMPv1 form of a v2 error (RFC 2576 §4.3).
     pub fn to_v1(self) -> ErrorStatus {
         use ErrorStatus::*;
         match self {
-            TooBig | NoSuchName | BadValue => self,
-            NotWritable | NoCreation | AuthorizationError => NoSuchName,
-            WrongType => BadValue,
+            TooBig | NoSuchName | BadValue | ReadOnly | GenErr => self,
+            NoAccess | NotWritable | NoCreation | InconsistentName | AuthorizationError => {
+                NoSuchName
+            }
+            WrongValue | WrongEncoding | WrongType | WrongLength | InconsistentValue => BadValue,
+            ResourceUnavailable | CommitFailed | UndoFailed => GenErr,
         }
     }
+}
+
+/// What answering a request asks of the serving loop besides sending the
+/// response: variations the request touched (`delay`, `notification`).
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Hold the response this long, or never send it (`delay`).
+    pub hold: Option<Hold>,
+    /// Notifications to send from the endpoint the request came to.
+    pub notices: Vec<Notice>,
+}
+
+impl Effects {
+    /// Whether the response goes out at once and nothing else happens.
+    pub fn is_empty(&self) -> bool {
+        self.hold.is_none() && self.notices.is_empty()
+    }
+
+    fn add_hold(&mut self, hold: Hold) {
+        self.hold = Some(match (self.hold, hold) {
+            (Some(Hold::Drop), _) | (_, Hold::Drop) => Hold::Drop,
+            (Some(Hold::For(a)), Hold::For(b)) => Hold::For(a + b),
+            (None, h) => h,
+        });
+    }
+}
+
+/// A notification a `notification` variation asks for.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Where to and how.
+    pub target: crate::notify::Target,
+    /// What (its `agent_addr` is the record's, or zero: the sender fills in
+    /// the endpoint's).
+    pub notification: crate::notify::Notification,
+    /// Whether the record named the SNMPv1 agent-addr.
+    pub agent_addr_given: bool,
 }
 
 /// What a community may do, and which snapshot it sees.
@@ -132,6 +213,83 @@ pub(crate) struct Ctx<'a> {
     /// GETBULK's cursors and which of them ended, reused.
     pub cursors: &'a mut Vec<Vec<u32>>,
     pub ended: &'a mut Vec<bool>,
+    /// What the variations touched ask of the serving loop.
+    pub effects: &'a mut Effects,
+    /// Noise for `delay`'s deviation.
+    pub noise: &'a mut crate::util::xorshift::Rng,
+}
+
+/// What a touched object's variation makes of its varbind.
+pub(crate) enum Touched {
+    /// Its value, as usual.
+    Value,
+    /// This exception instead (SNMPv2: an `error` variation's
+    /// noSuchObject, noSuchInstance or endOfMibView).
+    Exception(u8),
+}
+
+impl Ctx<'_> {
+    /// Applies the variation of `obj`, touched by varbind `index`
+    /// (1-based) of a read or (`set`) a SET: an `error` fails the request,
+    /// a `delay` holds the response, a `notification` is queued.
+    pub fn touch(&mut self, obj: Obj, set: bool, index: u32) -> Result<Touched, Failure> {
+        match self.view.variation(obj) {
+            Some(Variation::Error(e)) if e.op.applies(set) => match e.answer {
+                Some(Answer::Status(n)) => Err((
+                    ErrorStatus::from_u8(n).unwrap_or(ErrorStatus::GenErr),
+                    index,
+                )),
+                Some(Answer::Exception(_)) if self.v1 || set => {
+                    Err((ErrorStatus::NoSuchName, index))
+                }
+                Some(Answer::Exception(tag)) => Ok(Touched::Exception(tag)),
+                None => Ok(Touched::Value),
+            },
+            Some(Variation::Delay(d)) => {
+                let hold = d.hold(self.noise.next_u64());
+                self.effects.add_hold(hold);
+                Ok(Touched::Value)
+            }
+            Some(Variation::Notification(n)) if n.op.applies(set) => {
+                let notification = crate::notify::Notification {
+                    trap_oid: n.trap_oid.clone(),
+                    uptime: n.uptime.unwrap_or_else(|| self.now.ticks()),
+                    varbinds: n.varbinds.clone(),
+                    agent_addr: n.agent_address.unwrap_or([0; 4]),
+                };
+                self.effects.notices.push(Notice {
+                    target: n.target.clone(),
+                    notification,
+                    agent_addr_given: n.agent_address.is_some(),
+                });
+                Ok(Touched::Value)
+            }
+            _ => Ok(Touched::Value),
+        }
+    }
+
+    /// The first object after `from` that is served now (a multiplexed
+    /// object the current snapshot lacks is passed over).
+    pub fn next_served<'s>(&'s self, from: &'s [u32]) -> Option<Obj> {
+        let mut at = from;
+        loop {
+            let obj = self.view.next(at, self.v1)?;
+            if !self.view.absent_at(obj, self.now.uptime) {
+                return Some(obj);
+            }
+            at = self.view.oid(obj);
+        }
+    }
+
+    /// Appends `obj`'s varbind as a read touching it (varbind `index`)
+    /// makes it: its value, or the exception an `error` variation names.
+    pub fn push_read(&mut self, obj: Obj, index: u32, out: &mut Vec<u8>) -> Result<(), Failure> {
+        match self.touch(obj, false, index)? {
+            Touched::Value => self.view.push_varbind(obj, &self.now, out),
+            Touched::Exception(tag) => ber::push_varbind(out, self.view.oid(obj), &[tag, 0]),
+        }
+        Ok(())
+    }
 }
 
 /// A handler's failure: error-status and 1-based error-index.
@@ -155,6 +313,14 @@ pub struct Responder {
     request: Request,
     cursors: Vec<Vec<u32>>,
     ended: Vec<bool>,
+    /// What the last request asks of the serving loop.
+    effects: Effects,
+    noise: crate::util::xorshift::Rng,
+    /// The device's snmpEngineID, what its SNMPv3 notifications are sent
+    /// as (set by the agent process).
+    notify_engine_id: Vec<u8>,
+    /// `counters: animate`: how the views' counters count.
+    animate: Option<crate::data::animate::Animate>,
 }
 
 impl Responder {
@@ -216,13 +382,20 @@ impl Responder {
             request: Request::default(),
             cursors: Vec::new(),
             ended: Vec::new(),
+            effects: Effects::default(),
+            notify_engine_id: Vec::new(),
+            animate: None,
+            noise: crate::util::xorshift::Rng::new(
+                start.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()),
+            ),
         };
         r.views = stores.into_iter().map(|s| r.make_view(s)).collect();
         r
     }
 
     fn make_view(&self, store: Arc<Store>) -> View {
-        let view = View::new(store, self.start);
+        let mut view = View::new(store, self.start);
+        view.set_animate(self.animate);
         match &self.engine {
             Some(e) => view.with_engine(e.clone()),
             None => view,
@@ -311,6 +484,8 @@ impl Responder {
 
     /// Answers one datagram. On `Reply`, `frame.as_slice()` is the response.
     pub fn handle(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
+        self.effects.hold = None;
+        self.effects.notices.clear();
         self.counters.in_pkts = self.counters.in_pkts.wrapping_add(1);
         let outcome = self.answer(datagram, now, frame);
         match outcome {
@@ -338,6 +513,48 @@ impl Responder {
             }
         }
         outcome
+    }
+
+    /// Makes every view's Counter32/Counter64 values count up from their
+    /// recorded values (`counters: animate`), seeded per device (`None`:
+    /// served as recorded).
+    pub fn set_animate(&mut self, animate: Option<crate::data::animate::Animate>) {
+        self.animate = animate;
+        for v in &mut self.views {
+            v.set_animate(animate);
+        }
+    }
+
+    /// The device's snmpEngineID for the notifications its `notification`
+    /// variations send over SNMPv3.
+    pub fn set_notify_engine_id(&mut self, engine_id: Vec<u8>) {
+        self.notify_engine_id = engine_id;
+    }
+
+    /// The engine the device's notifications are sent as.
+    pub fn notify_engine(&self) -> crate::notify::LocalEngine {
+        let boots = self
+            .config
+            .v3
+            .as_ref()
+            .map_or(1, |v3| v3.engine_boots.max(1));
+        crate::notify::LocalEngine {
+            engine_id: self.notify_engine_id.clone(),
+            boots,
+            start: self.start,
+        }
+    }
+
+    /// What answering the last datagram asks of the serving loop besides
+    /// sending the response (see [`Effects`]), leaving none.
+    pub fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether answering the last datagram asked for anything besides
+    /// sending the response.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
     }
 
     fn answer(&mut self, datagram: &[u8], now: Instant, frame: &mut Frame) -> Outcome {
@@ -447,6 +664,8 @@ impl Responder {
             budget: budget + headroom,
             cursors: &mut self.cursors,
             ended: &mut self.ended,
+            effects: &mut self.effects,
+            noise: &mut self.noise,
         };
         frame.reset(headroom);
         let result = match request.kind {

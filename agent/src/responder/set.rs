@@ -20,6 +20,15 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
             Err(_) if ctx.write => return Err((ErrorStatus::NoCreation, index)),
             Err(_) => return Err((ErrorStatus::NotWritable, index)),
         };
+        // An `error` variation answers before the access check, as
+        // snmpsim's does; a `delay` or `notification` acts on writes that
+        // are allowed.
+        if let Some(crate::data::variation::Variation::Error(e)) = ctx.view.variation(obj)
+            && e.op.applies(true)
+            && e.answer.is_some()
+        {
+            ctx.touch(obj, true, index)?;
+        }
         if !(ctx.write || ctx.view.is_writecache(obj)) {
             return Err((ErrorStatus::NotWritable, index));
         }
@@ -35,6 +44,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, req: &Request, out: &mut Vec<u8>) -> Res
             return Err((ErrorStatus::WrongType, index));
         }
         plan.push((obj, tlv));
+    }
+    for (i, (obj, _)) in plan.iter().enumerate() {
+        ctx.touch(*obj, true, i as u32 + 1)?;
     }
     for (i, (obj, tlv)) in plan.into_iter().enumerate() {
         if let Some(name) = req.names.get(i) {

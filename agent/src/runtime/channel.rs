@@ -112,6 +112,10 @@ pub struct AgentSpec {
     /// they are encoded against each view's store when the process starts.
     #[serde(default, skip_serializing_if = "crate::data::values::Values::is_empty")]
     pub values: crate::data::values::Values,
+    /// `counters: animate`: the device's seed (see
+    /// [`crate::data::animate::seed_of`]); `None`: counters as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animate: Option<u64>,
 }
 
 /// Limits set for the whole cluster, changeable without a restart.

@@ -330,6 +330,8 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
             .collect::<Result<Vec<_>, _>>()?;
         let mut responder = Responder::new(spec.config.clone(), views, begun);
         responder.set_rate_limit(spec.rate_limit);
+        responder.set_notify_engine_id(spec.engine_id.clone());
+        responder.set_animate(spec.animate.map(crate::data::animate::Animate::new));
         if !spec.values.is_empty() {
             responder
                 .set_values(&spec.values)

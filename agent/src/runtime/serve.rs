@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::data::mib::Counters;
 use crate::notify::Replies;
-use crate::responder::{Outcome, Responder};
+use crate::responder::{Effects, Hold, Notice, Outcome, Responder};
 use crate::runtime::mmsg::Batch;
 
 /// A responder shared by the loops of one agent's sockets.
@@ -117,7 +117,18 @@ async fn serve_one(
                         continue;
                     }
                     let (datagram, frame) = batch.slot(i);
-                    if r.handle(datagram, now, frame) == Outcome::Reply {
+                    let outcome = r.handle(datagram, now, frame);
+                    if r.has_effects()
+                        && let Some(peer) = peer
+                    {
+                        // A variation asked for more than a response.
+                        let effects = r.take_effects();
+                        let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
+                        let engine = r.notify_engine();
+                        apply(&socket, &replies, &shutdown, peer, answer, effects, engine);
+                        continue;
+                    }
+                    if outcome == Outcome::Reply {
                         batch.reply(i);
                         replied += 1;
                     }
@@ -126,6 +137,82 @@ async fn serve_one(
             if replied > 0 {
                 send_all(&socket, fd, &mut batch).await;
             }
+        }
+    }
+}
+
+/// Carries out what a request's variations asked for: its `answer` sent
+/// to `peer` after the hold (`delay`: parked on a timer of its own, so
+/// the loop goes on serving), or never; notifications sent from the
+/// endpoint, as the device.
+fn apply(
+    socket: &Arc<UdpSocket>,
+    replies: &Arc<Replies>,
+    shutdown: &CancellationToken,
+    peer: std::net::SocketAddr,
+    answer: Option<Vec<u8>>,
+    effects: Effects,
+    engine: crate::notify::LocalEngine,
+) {
+    let Effects { hold, notices } = effects;
+    if let Some(answer) = answer {
+        match hold {
+            Some(Hold::Drop) => {}
+            hold => {
+                let wait = match hold {
+                    Some(Hold::For(d)) => d,
+                    _ => std::time::Duration::ZERO,
+                };
+                let (socket, shutdown) = (socket.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(wait) => {
+                            if let Err(e) = socket.send_to(&answer, peer).await
+                                && !transient(&e)
+                            {
+                                tracing::warn!(%peer, cause = %e, "send failed");
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+    if notices.is_empty() {
+        return;
+    }
+    let (socket, replies, shutdown) = (socket.clone(), replies.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = send_notices(socket, replies, notices, engine) => {}
+        }
+    });
+}
+
+/// Sends the notifications `notification` variations asked for, one
+/// after the other, from the device's serving `socket`.
+async fn send_notices(
+    socket: Arc<UdpSocket>,
+    replies: Arc<Replies>,
+    notices: Vec<Notice>,
+    engine: crate::notify::LocalEngine,
+) {
+    let local = socket.local_addr().ok();
+    let mut sender = crate::notify::Sender::over(socket, replies, engine);
+    for mut notice in notices {
+        if !notice.agent_addr_given
+            && let Some(local) = local
+            && let Some(to) = tokio::net::lookup_host(&notice.target.address)
+                .await
+                .ok()
+                .and_then(|mut a| a.find(|a| a.is_ipv6() == local.is_ipv6()))
+        {
+            notice.notification.agent_addr = crate::notify::agent_addr(local.ip(), to);
+        }
+        if let Err(e) = sender.send(&notice.target, &notice.notification).await {
+            tracing::warn!(target = %notice.target.address, cause = %e, "notification variation not delivered");
         }
     }
 }
@@ -248,6 +335,109 @@ mod tests {
             rt.block_on(async move { serve(vec![Endpoint::new(server)?], s2, t2).await })
         });
         (addr, shared, token, thread)
+    }
+
+    /// sysDescr.0 plain, sysObjectID.0 (`GET` with arc 2) held by a
+    /// `delay` of `wait` ms, sysContact.0 (arc 4) a `notification` to
+    /// `trap_to` on a GET.
+    fn varied(wait: u32, trap_to: std::net::SocketAddr) -> Responder {
+        let rec = |arc: u32, value: &str, module: &str, params: String| Record {
+            oid: vec![1, 3, 6, 1, 2, 1, 1, arc, 0],
+            value: Value::OctetString(value.as_bytes().to_vec()),
+            variation: (!module.is_empty()).then(|| crate::data::snapshot::Variation {
+                name: module.into(),
+                params,
+            }),
+            line: 1,
+        };
+        let store = Store::from_records(&[
+            rec(1, "box", "", String::new()),
+            rec(2, "slow", "delay", format!("value=slow,wait={wait}")),
+            rec(
+                4,
+                "admin",
+                "notification",
+                format!(
+                    "op=get,host={},port={},trapoid=1.3.6.1.4.1.9.0.7,value=admin",
+                    trap_to.ip(),
+                    trap_to.port()
+                ),
+            ),
+        ])
+        .unwrap();
+        let mut r = responder();
+        r.swap_store(0, Arc::new(store));
+        r
+    }
+
+    fn request_id(answer: &[u8]) -> u32 {
+        let len = usize::from(answer[16]);
+        answer[17..17 + len]
+            .iter()
+            .fold(0u32, |v, b| (v << 8) | u32::from(*b))
+    }
+
+    /// A GET of a delayed object and a GET of another sent at once: the
+    /// other is answered first, the delayed one after its wait, and
+    /// neither is lost.
+    #[test]
+    fn a_delayed_answer_is_parked_and_does_not_hold_up_others() {
+        let unused = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let (addr, _shared, token, server_thread) =
+            serving(varied(400, unused.local_addr().unwrap()));
+        let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut slow = GET;
+        slow[39] = 2;
+        slow[17..21].copy_from_slice(&1u32.to_be_bytes());
+        let mut fast = GET;
+        fast[17..21].copy_from_slice(&2u32.to_be_bytes());
+        let sent = Instant::now();
+        client.send(&slow).unwrap();
+        client.send(&fast).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(request_id(&buf[..n]), 2, "the undelayed answer comes first");
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(request_id(&buf[..n]), 1);
+        assert!(sent.elapsed() >= Duration::from_millis(400));
+        assert!(buf[..n].ends_with(b"slow"));
+        token.cancel();
+        server_thread.join().unwrap().unwrap();
+    }
+
+    /// A GET of a `notification` object answers and sends the trap from
+    /// the serving socket: the receiver sees the device's own address.
+    #[test]
+    fn a_notification_leaves_from_the_devices_endpoint() {
+        let receiver = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (addr, _shared, token, server_thread) =
+            serving(varied(0, receiver.local_addr().unwrap()));
+        let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut get = GET;
+        get[39] = 4;
+        client.send(&get).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = client.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"admin"));
+        let (n, from) = receiver.recv_from(&mut buf).unwrap();
+        assert_eq!(from, addr, "sent from the device's endpoint");
+        // An SNMPv2-Trap PDU (0xa7) naming the trap OID.
+        assert!(buf[..n].contains(&0xa7));
+        let trap_oid = [0x2b, 6, 1, 4, 1, 9, 0, 7];
+        assert!(buf[..n].windows(trap_oid.len()).any(|w| w == trap_oid));
+        token.cancel();
+        server_thread.join().unwrap().unwrap();
     }
 
     #[test]

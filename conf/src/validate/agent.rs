@@ -323,6 +323,21 @@ impl Validator<'_> {
             .map(|v| self.values(file, v))
             .unwrap_or_default();
         let identity = raw.identity.as_ref().and_then(super::values::identity);
+        let counters = match &raw.counters {
+            None => CounterMode::Static,
+            Some(c) => match c.value.as_str() {
+                "static" => CounterMode::Static,
+                "animate" => CounterMode::Animate,
+                other => {
+                    self.err(
+                        file,
+                        Pos::of(c),
+                        format!("unknown counters mode `{other}`: expected static or animate"),
+                    );
+                    CounterMode::Static
+                }
+            },
+        };
 
         let communities = [&raw.snmpv1, &raw.snmpv2c]
             .into_iter()
@@ -359,6 +374,7 @@ impl Validator<'_> {
             memory_max,
             values,
             identity,
+            counters,
         }
     }
 

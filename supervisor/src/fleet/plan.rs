@@ -131,6 +131,13 @@ pub fn values(agent: &Agent) -> Values {
     }
 }
 
+/// `counters: animate`: the seed of `agent`'s counters, from its name (the
+/// same device counts alike after a restart; two devices differently).
+pub fn animate(agent: &Agent) -> Option<u64> {
+    (agent.counters == agentcluster_conf::CounterMode::Animate)
+        .then(|| agentcluster_agent::animate::seed_of(&agent.name))
+}
+
 /// The compiled store file of each view, from the fleet's compiled stores.
 pub fn store_files(
     agent: &str,

@@ -132,6 +132,7 @@ mod tests {
             memory_max: None,
             values: Vec::new(),
             identity: None,
+            counters: Default::default(),
         }
     }
 

@@ -205,6 +205,7 @@ impl Agents {
                         endpoints: a.endpoints.clone(),
                         rate_limit: limits.rate_limit,
                         values: (*a.values).clone(),
+                        animate: a.animate,
                     })
                 })
                 .collect::<Result<_, String>>()?,

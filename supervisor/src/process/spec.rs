@@ -34,6 +34,9 @@ pub struct AgentPlan {
     /// The device's own values over its snapshots (shared between the
     /// plans of one reload: they can be many).
     pub values: Arc<agentcluster_agent::values::Values>,
+    /// `counters: animate`: the device's seed; `None`: counters as
+    /// recorded.
+    pub animate: Option<u64>,
 }
 
 /// A view of an agent of a process, to be served from another compiled

@@ -1,6 +1,7 @@
 //! Every item of the workspace's libraries that the tests use, imported
 //! here and nowhere else: when one moves, this file is the one to fix.
 
+pub use agentcluster_agent::animate::{Animate, seed_of};
 pub use agentcluster_agent::engine::derive_engine_id;
 pub use agentcluster_agent::notify::{
     COLD_START, Kind, LocalEngine, Notification, NotifyError, NotifyUser, Sender, Target, Version,

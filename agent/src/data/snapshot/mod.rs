@@ -19,6 +19,7 @@ mod write;
 mod tests;
 
 pub use snmprec::RecordType;
+pub(crate) use snmprec::mltsplit;
 
 /// A variation tag attached to a record (snmprec `TAG:variation|params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,7 @@ pub fn parse(data: &[u8], format: Format, file: &Path) -> Result<Snapshot, Snaps
     let mut sink = Sink {
         records: Vec::with_capacity(estimate),
         errors: Vec::new(),
+        subtrees: Vec::new(),
     };
     match format {
         // One record a line: a large file is parsed in two halves at once.
@@ -166,8 +168,15 @@ pub fn parse(data: &[u8], format: Format, file: &Path) -> Result<Snapshot, Snaps
     }
     let Sink {
         mut records,
-        errors,
+        mut errors,
+        subtrees,
     } = sink;
+    for (line, oid, params) in subtrees {
+        match crate::data::variation::multiplex::expand(file, &oid, &params, line) {
+            Ok(more) => records.extend(more),
+            Err(e) => errors.push((line, e)),
+        }
+    }
     let diagnostic = |(line, message): (usize, String)| Diagnostic {
         file: file.to_path_buf(),
         line,
@@ -228,6 +237,9 @@ pub(crate) fn no_records(file: &Path) -> SnapshotError {
 struct Sink {
     records: Vec<Record>,
     errors: Vec<(usize, String)>,
+    /// `.snmprec` `multiplex` subtree records (line, OID, parameters),
+    /// expanded once the file is read.
+    subtrees: Vec<(usize, crate::wire::value::Oid, String)>,
 }
 
 /// From this size on, a `.snmprec` file is parsed by two threads.
@@ -250,6 +262,7 @@ fn snmprec_in_halves(data: &[u8], sink: &mut Sink) {
         let mut tail = Sink {
             records: Vec::with_capacity(capacity),
             errors: Vec::new(),
+            subtrees: Vec::new(),
         };
         snmprec::parse(second, &mut tail);
         tail
@@ -267,6 +280,11 @@ fn snmprec_in_halves(data: &[u8], sink: &mut Sink) {
         r
     }));
     sink.errors.extend(tail.errors.into_iter().map(shift));
+    sink.subtrees.extend(
+        tail.subtrees
+            .into_iter()
+            .map(|(line, oid, params)| (line + lines_before, oid, params)),
+    );
 }
 
 /// `.snmprec` text cut at line ends into pieces of about `piece` bytes (the

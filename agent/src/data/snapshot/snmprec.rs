@@ -18,7 +18,8 @@
 //!
 //! Deliberate differences: an arc must fit in 32 bits; a dangling `\` or
 //! `\x` escape is an error (snmpsim drops it); a subtree record (`:module`
-//! with no type) is refused, as agentcluster serves instances only.
+//! with no type) is refused, except `:multiplex` (read by [`parse`], whose
+//! caller expands it: see `crate::data::variation::multiplex`).
 
 use super::lex::{
     decode_hex, find_byte, hex_digit, parse_i64, parse_ipv4, parse_oid, parse_u32, parse_u64, show,
@@ -44,6 +45,13 @@ pub(super) fn parse(data: &[u8], sink: &mut Sink) {
     while let Some((line_no, raw)) = lines.next_line() {
         let line = raw.trim_ascii();
         if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        if let Some(subtree) = multiplex_subtree(line) {
+            match subtree {
+                Ok((oid, params)) => sink.subtrees.push((line_no, oid, params)),
+                Err(msg) => sink.errors.push((line_no, msg)),
+            }
             continue;
         }
         match parse_record(line) {
@@ -216,6 +224,23 @@ fn common_record(
 
 type Parsed = (crate::wire::value::Oid, Value, Option<Variation>);
 
+/// A `multiplex` subtree record (`OID|:multiplex|PARAMS`): its OID and
+/// parameters; `None` for any other line.
+fn multiplex_subtree(line: &[u8]) -> Option<Result<(crate::wire::value::Oid, String), String>> {
+    let p1 = find_byte(line, b'|')?;
+    let rest = line.get(p1 + 1..)?;
+    let params = rest.strip_prefix(b":multiplex|")?;
+    Some(
+        parse_oid(line[..p1].trim_ascii())
+            .ok_or_else(|| format!("bad OID {}", show(&line[..p1])))
+            .and_then(|oid| {
+                std::str::from_utf8(params)
+                    .map(|p| (oid, p.to_string()))
+                    .map_err(|_| format!("variation parameters {} are not UTF-8", show(params)))
+            }),
+    )
+}
+
 /// One record.
 fn parse_record(line: &[u8]) -> Result<Parsed, String> {
     let Some(p1) = find_byte(line, b'|') else {
@@ -242,7 +267,7 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
     if type_text.is_empty() {
         return Err(match module {
             Some(m) => format!(
-                "subtree variation record (tag {}) has no type; agentcluster serves instances only",
+                "subtree variation record (tag {}) has no type; of subtree records agentcluster serves `multiplex` only",
                 show(&[b":", m].concat())
             ),
             None => "empty tag".to_string(),
@@ -261,6 +286,7 @@ fn parse_record(line: &[u8]) -> Result<Parsed, String> {
                 .map_err(|_| format!("variation module name {} is not UTF-8", show(module)))?;
             let params = std::str::from_utf8(value_text)
                 .map_err(|_| format!("variation parameters {} are not UTF-8", show(value_text)))?;
+            crate::data::variation::check(name, params)?;
             let value = variation_value(tag, encoding, name, params)?;
             let variation = Variation {
                 name: name.to_string(),
@@ -495,7 +521,7 @@ fn unescape(text: &[u8]) -> Result<Vec<u8>, String> {
 
 /// snmpsim's `mltsplit`: split on the separator tripled if it occurs, else
 /// doubled, else single — so values can hold the single separator.
-fn mltsplit(s: &str, sep: char) -> Vec<&str> {
+pub(crate) fn mltsplit(s: &str, sep: char) -> Vec<&str> {
     for n in [3, 2] {
         let multi: String = std::iter::repeat_n(sep, n).collect();
         if s.contains(&multi) {
@@ -506,7 +532,7 @@ fn mltsplit(s: &str, sep: char) -> Vec<&str> {
 }
 
 /// Looks up a variation parameter (`key=value` items, split as snmpsim does).
-pub(super) fn param<'a>(params: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a str, key: &str) -> Option<&'a str> {
     if params.is_empty() {
         return None;
     }

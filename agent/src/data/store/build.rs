@@ -123,6 +123,20 @@ pub(super) fn compile_snmprec(
     piece: usize,
 ) -> Result<Built, StoreError> {
     snapshot::refuse_binary(data, source)?;
+    if crate::data::variation::multiplex::has_subtrees(data) {
+        // A `multiplex` subtree reads a directory of snapshots: through
+        // records, which expand it.
+        let Snapshot { records, warnings } =
+            snapshot::parse(data, snapshot::Format::Snmprec, source)?;
+        let mut built = place_records(&records, out).map_err(|e| match e {
+            Fail::Io(e) => io_err(source)(e),
+            Fail::TooLarge => StoreError::TooLarge {
+                path: source.to_owned(),
+            },
+        })?;
+        built.warnings = warnings;
+        return Ok(built);
+    }
     let pieces = snapshot::snmprec_pieces(data, piece);
     let n = pieces.len();
     let placement = Placement::new(n);

@@ -30,8 +30,10 @@ const PARALLEL_READ_FROM: u64 = 4 << 20;
 /// The version of the rules a source is compiled by. A store compiled by
 /// other rules is another store, so a change of what a snapshot may hold
 /// never reuses what older rules let through. 2: files without records,
-/// binary data and non-hex under a hex tag are errors.
-const RULES: u32 = 2;
+/// binary data and non-hex under a hex tag are errors. 3: `delay`, `error`
+/// and `notification` records with parameters that cannot be served are
+/// errors.
+const RULES: u32 = 3;
 
 /// The name of a store from the digests of the source's pieces.
 fn key(len: usize, path: &Path, digests: &[[u8; 32]]) -> [u8; 32] {
@@ -81,6 +83,24 @@ pub(super) fn source_hash(data: &[u8], path: &Path) -> [u8; 32] {
         path,
         &digests(data.chunks(HASH_PIECE).enumerate(), count),
     )
+}
+
+/// The name of a store whose `multiplex` records read other snapshots:
+/// their names and contents count too, so a changed directory is another
+/// store. A file that cannot be read counts as empty (compiling then says
+/// why).
+fn with_multiplexed(hash: [u8; 32], data: &[u8], source: &Path) -> [u8; 32] {
+    if !crate::data::variation::multiplex::has_subtrees(data) {
+        return hash;
+    }
+    let mut h = Sha256::new();
+    h.update(hash);
+    for input in crate::data::variation::multiplex::inputs(data, source) {
+        h.update(input.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(Sha256::digest(fs::read(&input).unwrap_or_default()));
+    }
+    h.finalize().into()
 }
 
 /// Reads a snapshot file and computes its content hash; a large file is read
@@ -145,6 +165,7 @@ pub struct Compiled {
 /// reader never sees a half-written store.
 pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> {
     let (data, hash) = read_source(source).map_err(io_err(source))?;
+    let hash = with_multiplexed(hash, &data, source);
     let store_path = cache_dir.join(format!("{}.store", hex::encode(&hash[..16])));
     if let Ok(existing) = Store::open(&store_path) {
         // Compiled before a file without records was an error (an empty

@@ -5,6 +5,7 @@
 mod hostile;
 pub(crate) mod v3;
 mod values;
+mod variations;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,11 @@ impl Harness {
     }
 
     fn with_limits(max_varbinds: usize, max_message_size: usize) -> Harness {
-        let store = Arc::new(Store::from_records(&records()).unwrap());
+        Harness::serving(records(), max_varbinds, max_message_size)
+    }
+
+    fn serving(records: Vec<Record>, max_varbinds: usize, max_message_size: usize) -> Harness {
+        let store = Arc::new(Store::from_records(&records).unwrap());
         let access = |c: &str, write| CommunityAccess {
             community: c.as_bytes().to_vec(),
             v1: true,

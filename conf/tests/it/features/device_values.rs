@@ -110,3 +110,22 @@ fn identity_all_some_or_none() {
     );
     assert_eq!(l.fleet.agents[2].identity, None);
 }
+
+#[test]
+fn counters_static_by_default_or_animate() {
+    let d = Dir::new();
+    let l = d.ok("agents:
+  - name: still
+    listen: [\"127.0.0.1:20001\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+  - name: busy
+    listen: [\"127.0.0.1:20002\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    counters: animate
+");
+    use agentcluster_conf::CounterMode;
+    assert_eq!(l.fleet.agents[0].counters, CounterMode::Static);
+    assert_eq!(l.fleet.agents[1].counters, CounterMode::Animate);
+}

@@ -93,3 +93,24 @@ fn a_live_object_is_a_warning() {
     let w = find(&l.warnings, "served live");
     assert_eq!((w.line, w.column), (7, 7), "{w}");
 }
+
+#[test]
+fn an_unknown_counters_mode_points_at_it() {
+    let d = Dir::new();
+    let ps = d.fails(
+        "agents:
+  - name: a
+    listen: [\"127.0.0.1:20001\"]
+    data: mibs/a.snmprec
+    snmpv2c: { communities: [public] }
+    counters: wild
+",
+    );
+    error_at(
+        &ps,
+        "fleet.yaml",
+        6,
+        15,
+        "unknown counters mode `wild`: expected static or animate",
+    );
+}

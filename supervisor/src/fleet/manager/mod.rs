@@ -100,6 +100,7 @@ struct Planned {
     notify: Vec<agentcluster_agent::notify::Target>,
     engine_id: Vec<u8>,
     values: Arc<agentcluster_agent::values::Values>,
+    animate: Option<u64>,
 }
 
 /// Where the manager reports what happens outside the loop.
@@ -262,6 +263,7 @@ impl Manager {
                     notify: targets::agent_targets(a, events),
                     engine_id: v3::engine_id(a, node),
                     values: Arc::new(plan::values(a)),
+                    animate: plan::animate(a),
                 })
             })
             .collect()
@@ -297,6 +299,7 @@ impl Manager {
                     notify: p.notify.clone(),
                     engine_id: p.engine_id.clone(),
                     values: p.values.clone(),
+                    animate: p.animate,
                 })
                 .collect(),
             active,

@@ -36,6 +36,7 @@ fn spec(name: &str) -> UnitSpec {
             notify: vec![],
             engine_id: vec![],
             values: Default::default(),
+            animate: None,
         }],
         active: true,
         memory_max: None,

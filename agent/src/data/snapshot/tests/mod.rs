@@ -327,6 +327,7 @@ fn a_large_snmprec_parsed_in_halves_equals_one_pass() {
     let mut sink = super::Sink {
         records: Vec::new(),
         errors: Vec::new(),
+        subtrees: Vec::new(),
     };
     super::snmprec::parse(data, &mut sink);
     let mut one = sink.records;

@@ -112,7 +112,7 @@ fn snmprec_variations() {
         numeric("1.3|6:sql|dbtype=sqlite3"),
         Value::ObjectId(vec![0, 0])
     );
-    assert_eq!(numeric("1.3|4:notification|op=get"), os(b""));
+    assert_eq!(numeric("1.3|4:notification|op=get,host=127.0.0.1"), os(b""));
     // `2:` has an empty module name: snmpsim ignores it.
     let r = one("1.3|2:|5", REC);
     assert_eq!((r.value, r.variation), (Value::Integer(5), None));

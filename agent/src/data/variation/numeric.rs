@@ -1,32 +1,8 @@
-//! snmpsim variation modules, as far as agentcluster implements them:
-//! `numeric` computes its value from the agent's uptime, `writecache`
-//! accepts SETs whatever the community's rights; every other module answers
-//! the record's static value (see the README's snapshot section).
+//! snmpsim's `numeric`: a value computed from the agent's uptime.
 
 use std::time::{Duration, Instant};
 
 use crate::wire::ber;
-
-/// A variation as the responder uses it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Variation {
-    Numeric(Numeric),
-    WriteCache,
-    /// A module we parse but do not simulate; the static value is served.
-    Static,
-}
-
-impl Variation {
-    /// Parses a record's variation. Unknown parameters are ignored, as
-    /// snmpsim does; `seed_from` seeds the deviation noise.
-    pub fn parse(name: &str, params: &str, seed_from: Instant) -> Variation {
-        match name {
-            "numeric" => Variation::Numeric(Numeric::parse(params, seed_from)),
-            "writecache" => Variation::WriteCache,
-            _ => Variation::Static,
-        }
-    }
-}
 
 /// snmpsim's `numeric`: `v = (initial + f(elapsed × rate)) × scale + offset`,
 /// plus a random deviation, kept within `min..=max`. Beyond `max` a `wrap`
