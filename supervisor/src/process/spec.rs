@@ -34,6 +34,11 @@ pub struct AgentPlan {
     /// The device's own values over its snapshots (shared between the
     /// plans of one reload: they can be many).
     pub values: Arc<agentcluster_agent::values::Values>,
+    /// The device's faults (kept by its unit), sent with every start.
+    pub faults: agentcluster_agent::faults::Faults,
+    /// The next start is a device reboot with this outage (`fault reboot`
+    /// of an agent with a process of its own).
+    pub reboot_outage: Option<Duration>,
 }
 
 /// A view of an agent of a process, to be served from another compiled

@@ -207,6 +207,7 @@ fn served_part(snapshot: &[AgentStatus]) -> Vec<AgentStatus> {
             uptime_ms: None,
             rss_bytes: None,
             process: String::new(),
+            faults: Vec::new(),
             ..a.clone()
         })
         .collect()
@@ -387,6 +388,7 @@ mod tests {
             rss_bytes: None,
             requests: 5_000_000_000,
             process: name.into(),
+            faults: Vec::new(),
         }
     }
 

@@ -271,6 +271,8 @@ impl Manager {
                     notify: p.notify.clone(),
                     engine_id: p.engine_id.clone(),
                     values: p.values.clone(),
+                    faults: Default::default(),
+                    reboot_outage: None,
                 })
                 .collect(),
             active,
@@ -446,6 +448,11 @@ impl Manager {
                     rss_bytes: None,
                     requests: s.requests.get(i).copied().unwrap_or(0),
                     process: u.name.clone(),
+                    faults: s
+                        .faults
+                        .get(i)
+                        .map(|f| crate::process::faults::describe(f, now))
+                        .unwrap_or_default(),
                 });
             }
         }
