@@ -20,6 +20,7 @@ mod devices_notify;
 mod events_burst;
 mod events_cli;
 mod events_snmp;
+mod faults;
 mod first_minute;
 mod import;
 mod kvp;
