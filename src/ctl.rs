@@ -941,6 +941,19 @@ printer-10  backoff     -  -                                   3       -     -  
     }
 
     #[test]
+    fn active_faults_follow_their_row() {
+        let mut hung = agent("printer-2");
+        hung.faults = vec!["hang".into(), "link-down 3 (8s left)".into()];
+        let t = table(&[agent("printer-1"), hung]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("printer-1") && !lines[1].contains("faults"));
+        assert!(
+            lines[2].ends_with("1234  faults: hang, link-down 3 (8s left)"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn empty_status_is_just_the_header() {
         assert_eq!(
             table(&[]),
