@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::harness::imports::Signal;
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    Fleet, agent, agentcluster, free_port, is, kill, mib, pid_of, snmp, snmp_ok, text,
+    Fleet, agent, agentcluster, free_port, is, kill, mib, pid_of, snmp, snmp_ok, text, ts_millis,
 };
 
 const SYS_UPTIME: &str = ".1.3.6.1.2.1.1.3.0";
@@ -366,4 +366,95 @@ fn a_fault_survives_kill_9_and_expires_by_itself() {
         agent(&status, "dev")["faults"],
         serde_json::json!(["link-down 2"])
     );
+}
+
+/// One run of a seeded scenario over three agents: each agent's first two
+/// `fault-injected` times, in milliseconds after `supervisor-started`, and
+/// the kinds of its fault events in order.
+fn seeded_run() -> std::collections::BTreeMap<String, (Vec<i64>, Vec<String>)> {
+    let mut yaml = String::from("agents:\n");
+    for i in 0..3 {
+        yaml += &device(
+            &format!("sw-{i}"),
+            &format!("127.0.0.1:{}", free_port()),
+            "",
+        );
+    }
+    yaml += "scenarios:\n  - { agents: \"sw-*\", fault: loss, arg: 10, every: 3s, for: 1s, jitter: 1500ms, seed: 42 }\n";
+    let fleet = Fleet::start(&yaml);
+    let mut events = fleet.follow(1);
+    let injected = |seen: &[serde_json::Value], agent: &str| {
+        seen.iter()
+            .filter(|e| is(e, agent, "fault-injected"))
+            .count()
+    };
+    let seen = events
+        .wait_all("two faults on each agent", |seen| {
+            (0..3).all(|i| injected(seen, &format!("sw-{i}")) >= 2)
+        })
+        .to_vec();
+    let started = seen
+        .iter()
+        .find(|e| e["event"] == "supervisor-started")
+        .and_then(|e| ts_millis(e["ts"].as_str()?))
+        .expect("supervisor-started");
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..3 {
+        let name = format!("sw-{i}");
+        let mine: Vec<&serde_json::Value> = seen
+            .iter()
+            .filter(|e| e["agent"] == name.as_str())
+            .filter(|e| e["event"].as_str().is_some_and(|k| k.starts_with("fault-")))
+            .collect();
+        let times = mine
+            .iter()
+            .filter(|e| e["event"] == "fault-injected")
+            .take(2)
+            .map(|e| ts_millis(e["ts"].as_str().unwrap()).unwrap() - started)
+            .collect();
+        let kinds = mine
+            .iter()
+            .take(3)
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["event"].as_str().unwrap(),
+                    e["reason"].as_str().unwrap()
+                )
+            })
+            .collect();
+        out.insert(name, (times, kinds));
+    }
+    out
+}
+
+#[test]
+fn a_seeded_scenario_gives_the_same_faults_at_the_same_times_twice() {
+    let first = seeded_run();
+    let second = seeded_run();
+    for (agent, (times, kinds)) in &first {
+        assert_eq!(
+            kinds,
+            &[
+                "fault-injected loss 10%, for 1s",
+                "fault-cleared loss 10%, expired",
+                "fault-injected loss 10%, for 1s"
+            ],
+            "{agent}"
+        );
+        let (again, kinds_again) = &second[agent];
+        assert_eq!(kinds, kinds_again, "{agent}");
+        for (k, (a, b)) in times.iter().zip(again).enumerate() {
+            // Occurrence k is due 3 s × (k + 1) plus its seeded jitter.
+            let due = 3000 * (k as i64 + 1);
+            assert!(
+                (due - 200..=due + 1500 + 1000).contains(a),
+                "{agent} #{k}: {a} ms"
+            );
+            assert!(
+                (a - b).abs() <= 300,
+                "{agent} #{k}: {a} ms, then {b} ms: {first:?} {second:?}"
+            );
+        }
+    }
 }

@@ -66,11 +66,42 @@ impl Manager {
 
     /// Units with an agent matching any of `names` (globs), and the matched
     /// agent names; an error names the patterns that matched nothing.
-    fn select(&self, names: &[String]) -> Result<(Vec<usize>, Vec<String>), Response> {
+    fn select(&mut self, names: &[String]) -> Result<(Vec<usize>, Vec<String>), Response> {
         let mut units = Vec::new();
         let mut agents = Vec::new();
         let mut unmatched = Vec::new();
+        // Names without glob characters are looked up (a scenario names
+        // thousands of agents at once); the index is rebuilt after any
+        // change of the units.
+        let exact = |n: &String| !n.contains(['*', '?', '[']);
+        if self.by_name.is_none() && names.iter().any(exact) {
+            let mut index = HashMap::new();
+            for (i, u) in self.units.iter().enumerate() {
+                for a in &u.agents {
+                    index.insert(a.name.clone(), i);
+                }
+            }
+            self.by_name = Some(index);
+        }
+        let mut unit_set = std::collections::HashSet::new();
+        let mut agent_set = std::collections::HashSet::new();
         for name in names {
+            if let Some(index) = &self.by_name
+                && exact(name)
+            {
+                match index.get(name) {
+                    Some(&i) => {
+                        if unit_set.insert(i) {
+                            units.push(i);
+                        }
+                        if agent_set.insert(name.clone()) {
+                            agents.push(name.clone());
+                        }
+                    }
+                    None => unmatched.push(name.clone()),
+                }
+                continue;
+            }
             let pattern = glob::Pattern::new(name).map_err(|e| Response::Error {
                 kind: ErrorKind::BadRequest,
                 message: format!("bad pattern {name:?}: {e}"),
@@ -80,10 +111,10 @@ impl Manager {
                 for a in &u.agents {
                     if pattern.matches(&a.name) {
                         hit = true;
-                        if !units.contains(&i) {
+                        if unit_set.insert(i) {
                             units.push(i);
                         }
-                        if !agents.contains(&a.name) {
+                        if agent_set.insert(a.name.clone()) {
                             agents.push(a.name.clone());
                         }
                     }
@@ -204,6 +235,7 @@ impl Manager {
             Ok(x) => x,
             Err(e) => return e,
         };
+        let wanted: std::collections::HashSet<&String> = matched.iter().collect();
         let targets: Vec<(usize, Vec<usize>)> = units
             .into_iter()
             .map(|u| {
@@ -211,7 +243,7 @@ impl Manager {
                     .agents
                     .iter()
                     .enumerate()
-                    .filter(|(_, a)| matched.contains(&a.name))
+                    .filter(|(_, a)| wanted.contains(&a.name))
                     .map(|(i, _)| i)
                     .collect();
                 (u, idx)
@@ -272,11 +304,12 @@ impl Manager {
     }
 
     /// The agents among `targets` whose first view's snapshot has no
-    /// ifOperStatus.`index` (each compiled store is looked into once).
-    fn lacking_interface(&self, targets: &[(usize, Vec<usize>)], index: u32) -> Vec<String> {
+    /// ifOperStatus.`index` (each compiled store is looked into once per
+    /// supervisor).
+    fn lacking_interface(&mut self, targets: &[(usize, Vec<usize>)], index: u32) -> Vec<String> {
         let mut oid = agentcluster_agent::faults::IF_OPER_STATUS.to_vec();
         oid.push(index);
-        let mut seen: HashMap<PathBuf, bool> = HashMap::new();
+        let seen = &mut self.interfaces;
         let mut lacking = Vec::new();
         for (u, agents) in targets {
             let unit = &self.units[*u];
@@ -284,7 +317,7 @@ impl Manager {
                 let Some(store) = unit.stores.get(a).and_then(|s| s.first()) else {
                     continue;
                 };
-                let has = *seen.entry(store.clone()).or_insert_with(|| {
+                let has = *seen.entry((store.clone(), index)).or_insert_with(|| {
                     std::fs::File::open(store)
                         .ok()
                         .and_then(|f| agentcluster_agent::store::Store::from_file(&f, store).ok())
