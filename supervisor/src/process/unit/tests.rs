@@ -477,8 +477,12 @@ async fn a_fault_for_a_while_expires_by_itself() {
     let injected = h.event().await;
     assert_eq!(injected.reason, "loss 50%, for 30s");
     sent(&mut p).await;
-    // Heartbeats keep it running meanwhile.
+    // Heartbeats keep it running meanwhile (for two minutes at most).
     let cleared = loop {
+        assert!(
+            tokio::time::Instant::now() - at < Duration::from_secs(120),
+            "no fault-cleared"
+        );
         tokio::select! {
             e = h.events.recv() => break e.unwrap(),
             _ = tokio::time::sleep(Duration::from_secs(1)) => p.heartbeat().await,
