@@ -524,10 +524,8 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
 
 /// A seed for an agent's loss and jitter: random per process.
 fn seed(name: &str) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    name.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(name)
 }
 
 /// Each agent's inherited sockets, in order, as served endpoints.

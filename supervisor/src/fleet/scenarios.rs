@@ -155,6 +155,9 @@ impl Schedule {
 /// per scenario for the agents due together — until `shutdown`.
 pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: CancellationToken) {
     let mut schedule = Schedule::new(plans.borrow_and_update().clone());
+    if !schedule.is_empty() {
+        tracing::info!(pending = schedule.len(), "scenarios scheduled");
+    }
     let mut reported = vec![false; schedule.plan().scenarios.len()];
     loop {
         let next = schedule.next_due();
