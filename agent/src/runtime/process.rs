@@ -4,6 +4,7 @@
 //! it opens no file by path), serves until told to stop, and exits at once
 //! when the supervisor goes away.
 
+use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -14,8 +15,6 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-use std::collections::BTreeMap;
 
 use crate::data::store::Store;
 use crate::data::values::Values;
@@ -383,7 +382,13 @@ async fn send_notifications(
 ) {
     use crate::notify::{Kind, Notification, Sender};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-    let what = crate::wire::value::DisplayOid(trap_oid).to_string();
+    let what = match trap_oid {
+        COLD_START => "coldStart".to_string(),
+        WARM_START => "warmStart".to_string(),
+        LINK_DOWN => "linkDown".to_string(),
+        LINK_UP => "linkUp".to_string(),
+        other => crate::wire::value::DisplayOid(other).to_string(),
+    };
     for target in &spec.notify {
         let v6 = target.address.starts_with('[')
             || target
@@ -440,7 +445,12 @@ async fn send_notifications(
                 tracing::debug!(agent = %spec.name, target = %target.address, "{what} trap sent");
             }
             Err(e) => {
-                tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "notification {what} not delivered");
+                let kind = if matches!(trap_oid, COLD_START | WARM_START) {
+                    "start notification"
+                } else {
+                    "notification"
+                };
+                tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, notification = %what, "{kind} not delivered");
             }
         }
     }

@@ -198,8 +198,9 @@ fn build(table: &Table, snapshot: &[AgentStatus], settings: &Settings) -> Option
     Store::from_records(&table.records(snapshot, settings)).map(Arc::new)
 }
 
-/// What of a status line is served: without uptime, RSS and process name,
-/// which change without anything served changing.
+/// What of a status line is served: without uptime, RSS, process name and
+/// faults (with their countdowns), which change without anything served
+/// changing.
 fn served_part(snapshot: &[AgentStatus]) -> Vec<AgentStatus> {
     snapshot
         .iter()
