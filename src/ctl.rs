@@ -67,6 +67,26 @@ pub struct NamesArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct FaultArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Agent name or glob (`*`, `?`, `[...]`; quote it from the shell).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// reboot [OUTAGE], hang, link-down IFINDEX, link-up IFINDEX,
+    /// latency DURATION[±DURATION], loss PERCENT, or clear (every fault).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// The fault's argument, for the kinds that take one.
+    #[arg(value_name = "ARG", allow_hyphen_values = true)]
+    pub arg: Option<String>,
+    /// The fault ends by itself after DURATION (`30s`, `5m`): a
+    /// `fault-cleared` event says so.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct EventsArgs {
     #[command(flatten)]
     pub target: Target,
@@ -109,6 +129,35 @@ pub fn act(action: Action, args: NamesArgs) -> anyhow::Result<ExitCode> {
         Action::Start => Request::Start { names },
         Action::Stop => Request::Stop { names },
         Action::Restart => Request::Restart { names },
+    };
+    let outcome = exchange(&path, request).and_then(|r| match r {
+        Response::Done { agents, message } => print(&done(&agents, &message)),
+        other => Err(failure(&path, other)),
+    });
+    Ok(finish(outcome))
+}
+
+/// `agentcluster fault NAME KIND [ARG] [--for DURATION]`.
+pub fn fault(args: FaultArgs) -> anyhow::Result<ExitCode> {
+    // A misspelt fault is the user's mistake, told before anything is asked.
+    agentcluster_conf::Fault::parse(&args.kind, args.arg.as_deref()).map_err(UserError)?;
+    let for_ms = match args.for_.as_deref() {
+        None => None,
+        Some(text) => match agentcluster_conf::parse_duration(text) {
+            Some(d) if !d.is_zero() => Some(d.as_millis() as u64),
+            _ => {
+                return Err(
+                    UserError(format!("bad --for {text:?}: a duration such as 30s or 5m")).into(),
+                );
+            }
+        },
+    };
+    let path = args.target.socket()?;
+    let request = Request::Fault {
+        names: vec![args.name],
+        kind: args.kind,
+        arg: args.arg,
+        for_ms,
     };
     let outcome = exchange(&path, request).and_then(|r| match r {
         Response::Done { agents, message } => print(&done(&agents, &message)),
@@ -604,7 +653,15 @@ pub(crate) fn render_table(
     }
     let mut out = String::new();
     let headers = (None, HEADERS.map(String::from));
-    for (state, row) in std::iter::once(&headers).chain(&rows) {
+    // A device's active faults follow its row.
+    let faults = std::iter::once(String::new()).chain(agents.iter().map(|a| {
+        if a.faults.is_empty() {
+            String::new()
+        } else {
+            format!("  faults: {}", a.faults.join(", "))
+        }
+    }));
+    for ((state, row), faults) in std::iter::once(&headers).chain(&rows).zip(faults) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
@@ -622,6 +679,7 @@ pub(crate) fn render_table(
             }
         }
         out.push_str(line.trim_end());
+        out.push_str(&faults);
         out.push('\n');
     }
     out
@@ -721,6 +779,7 @@ mod tests {
             rss_bytes: Some(2_202_009),
             requests: 1234,
             process: name.into(),
+            faults: Vec::new(),
         }
     }
 
@@ -869,6 +928,19 @@ printer-2   running  4242  127.0.0.1:10161,[::1]:10161         0  12m05s  2.1M  
 printer-10  backoff     -  -                                   3       -     -         0
 ";
         assert_eq!(t, want, "\n{t}");
+    }
+
+    #[test]
+    fn active_faults_follow_their_row() {
+        let mut hung = agent("printer-2");
+        hung.faults = vec!["hang".into(), "link-down 3 (8s left)".into()];
+        let t = table(&[agent("printer-1"), hung]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("printer-1") && !lines[1].contains("faults"));
+        assert!(
+            lines[2].ends_with("1234  faults: hang, link-down 3 (8s left)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -137,6 +137,9 @@ enum Command {
     Start(ctl::NamesArgs),
     /// Make the running supervisor re-read its configuration.
     Reload(ctl::Target),
+    /// Inject a fault into running agents (reboot, hang, link-down/up,
+    /// latency, loss) or clear their faults.
+    Fault(ctl::FaultArgs),
     /// Show lifecycle events of the running supervisor (follow with -f).
     Events(ctl::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -289,6 +292,10 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
             ctl::act(ctl::Action::Start, args)
         }
         Command::Reload(target) => ctl::reload(&with(target)),
+        Command::Fault(mut args) => {
+            args.target = with(args.target);
+            ctl::fault(args)
+        }
         Command::Events(mut args) => {
             args.target = with(args.target);
             ctl::events(&args)

@@ -360,6 +360,7 @@ mod tests {
             rss_bytes: None,
             requests: 0,
             process: name.into(),
+            faults: vec![],
         }
     }
 

@@ -59,7 +59,7 @@ mod wire;
 
 pub use data::{animate, snapshot, store, values};
 pub use responder::ratelimit;
-pub use runtime::{channel, probe, process};
+pub use runtime::{channel, faults, probe, process};
 pub use security::{engine, usm, v3};
 pub use util::xorshift;
 pub use wire::{ber, value};

@@ -44,11 +44,16 @@ pub enum EventKind {
     /// parse, is empty or lost too many records (the old data stays
     /// served), or a configuration that does not load.
     ReloadFailed,
+    /// A fault was injected into a running device (operator `fault`, a
+    /// scenario).
+    FaultInjected,
+    /// A device's fault ended: cleared, expired, or a reboot is over.
+    FaultCleared,
 }
 
 impl EventKind {
     /// Every kind, in the order of their notification numbers' first use.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Starting,
         EventKind::Ready,
         EventKind::StartFailed,
@@ -63,6 +68,8 @@ impl EventKind {
         EventKind::SupervisorStopping,
         EventKind::EventsDropped,
         EventKind::ReloadFailed,
+        EventKind::FaultInjected,
+        EventKind::FaultCleared,
     ];
 
     /// The kind's name, as events carry it (`start-failed`).
@@ -82,6 +89,8 @@ impl EventKind {
             EventKind::SupervisorStopping => "supervisor-stopping",
             EventKind::EventsDropped => "events-dropped",
             EventKind::ReloadFailed => "reload-failed",
+            EventKind::FaultInjected => "fault-injected",
+            EventKind::FaultCleared => "fault-cleared",
         }
     }
 
@@ -108,6 +117,8 @@ impl EventKind {
             EventKind::SupervisorStopping => "4e5f6a7b8c9d40e1f2a3b4c5d6e7f84c",
             EventKind::EventsDropped => "6a7b8c9d0e1f42a3b4c5d6e7f8a9b04e",
             EventKind::ReloadFailed => "a2219cfa2c7f4afd92db9c606e0764d3",
+            EventKind::FaultInjected => "5b0e7c2a9d1f4e3b8a6c4d2e1f0a9b51",
+            EventKind::FaultCleared => "7c1f8d3b0e2a4f5c9b7d5e3f2a1b0c52",
         }
     }
 
@@ -122,11 +133,13 @@ impl EventKind {
             EventKind::Restarting
             | EventKind::ConfigChanged
             | EventKind::Stopped
-            | EventKind::SupervisorStopping => 5,
+            | EventKind::SupervisorStopping
+            | EventKind::FaultInjected => 5,
             EventKind::Starting
             | EventKind::Ready
             | EventKind::DataReloaded
-            | EventKind::SupervisorStarted => 6,
+            | EventKind::SupervisorStarted
+            | EventKind::FaultCleared => 6,
         }
     }
 
@@ -148,6 +161,8 @@ impl EventKind {
             EventKind::Starting => 12,
             EventKind::EventsDropped => 13,
             EventKind::ReloadFailed => 14,
+            EventKind::FaultInjected => 15,
+            EventKind::FaultCleared => 16,
         }
     }
 }

@@ -236,6 +236,13 @@ impl Loader<'_> {
                 "`events` is only allowed in the main configuration file",
             );
         }
+        if let Some(s) = &raw.scenarios {
+            self.report.error(
+                id,
+                Pos::of(s),
+                "`scenarios` is only allowed in the main configuration file",
+            );
+        }
         let agents = raw.agents.take();
         self.agents(id, agents, &parsed.dropped_agents);
         self.includes(id, raw.include.take());

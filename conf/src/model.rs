@@ -22,6 +22,37 @@ pub struct Fleet {
     pub agents: Vec<Agent>,
     /// How big the fleet is, counted before its templates were expanded.
     pub counts: Counts,
+    /// Scheduled faults (`scenarios`), in file order.
+    pub scenarios: Vec<Scenario>,
+}
+
+/// One scheduled fault (`scenarios:`): `fault` on every agent `agents`
+/// matches, `at` once or `every` period, each time shifted by a seeded
+/// random part of `jitter` per agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    /// The agents it applies to: a name or a glob.
+    pub agents: String,
+    /// The fault (its `arg` included).
+    pub fault: crate::Fault,
+    /// When it happens, from the supervisor's start (or the reload that
+    /// read it).
+    pub when: When,
+    /// How long each fault lasts (`for`); `None`: until something clears it.
+    pub duration: Option<Duration>,
+    /// Each occurrence is delayed by up to this much, per agent.
+    pub jitter: Duration,
+    /// The seed of the jitter: the same seed, the same times.
+    pub seed: u64,
+}
+
+/// When a scenario's fault happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Once, this long after the start.
+    At(Duration),
+    /// Every period, the first one period after the start.
+    Every(Duration),
 }
 
 /// How big a fleet is, counted from its entries before any template is

@@ -19,6 +19,23 @@ pub(crate) struct RawFile {
     pub include: Option<Spanned<OneOrMany<Spanned<String>>>>,
     /// `None` entries are `- ~` items (or items recovery had to drop).
     pub agents: Option<Spanned<Vec<Spanned<Option<RawAgent>>>>>,
+    /// Scheduled faults. Main file only.
+    pub scenarios: Option<Spanned<Vec<Spanned<RawScenario>>>>,
+}
+
+/// One of `scenarios:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScenario {
+    pub agents: Option<Spanned<String>>,
+    pub fault: Option<Spanned<String>>,
+    pub arg: Option<Spanned<String>>,
+    pub at: Option<Spanned<String>>,
+    pub every: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub seed: Option<Spanned<UInt>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

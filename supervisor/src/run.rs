@@ -238,7 +238,7 @@ async fn serve(
     let (requests_tx, mut requests) = mpsc::channel::<api::Envelope>(64);
     let mut control_task = services.spawn(control::serve(
         listener,
-        api::Handle::with_events(requests_tx, bus.clone()),
+        api::Handle::with_events(requests_tx.clone(), bus.clone()),
         shutdown.clone(),
     ));
     let (watch_tx, watch_rx) = watch::channel(Vec::new());
@@ -254,6 +254,12 @@ async fn serve(
         &fleet, &compiled, shared, sockets, limits_tx, watch_tx, reports,
     )?;
     manager.adopt_addresses(added.addresses);
+    // Scheduled faults reach the manager as an operator's do.
+    services.spawn(crate::fleet::scenarios::run(
+        manager.scenarios(),
+        api::Handle::with_events(requests_tx.clone(), bus.clone()),
+        shutdown.clone(),
+    ));
     let fleet_interface = fleet
         .cluster
         .addresses

@@ -24,6 +24,7 @@ mod etcd;
 mod events_burst;
 mod events_cli;
 mod events_snmp;
+mod faults;
 mod first_minute;
 mod import;
 mod kvp;

@@ -126,7 +126,8 @@ impl Effects {
         self.hold.is_none() && self.notices.is_empty()
     }
 
-    fn add_hold(&mut self, hold: Hold) {
+    /// Holds the response for `hold` more (holds add up; a drop wins).
+    pub fn add_hold(&mut self, hold: Hold) {
         self.hold = Some(match (self.hold, hold) {
             (Some(Hold::Drop), _) | (_, Hold::Drop) => Hold::Drop,
             (Some(Hold::For(a)), Hold::For(b)) => Hold::For(a + b),
@@ -460,6 +461,56 @@ impl Responder {
             self.views[i] = view;
         }
         Ok(())
+    }
+
+    /// The device rebooted at `start` (`fault reboot` of an agent that
+    /// shares its process): sysUpTime and snmpEngineTime count from there,
+    /// and an SNMPv3 agent is at `boots` from now on. Values and SETs stay.
+    pub fn reboot(&mut self, start: Instant, boots: u32) {
+        self.start = start;
+        if let Some(c) = &mut self.config.v3 {
+            c.engine_boots = boots;
+        }
+        if let Some(v3) = &mut self.v3 {
+            v3.set_boots(boots);
+        }
+        if let Some(e) = &self.engine {
+            let engine = Arc::new(EngineInfo {
+                boots,
+                ..(**e).clone()
+            });
+            for v in &mut self.views {
+                v.set_engine(engine.clone());
+            }
+            self.engine = Some(engine);
+        }
+    }
+
+    /// When the device started (its sysUpTime counts from here).
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// The INTEGER value the first view's snapshot records for `oid`, if
+    /// it has one (an interface's ifAdminStatus, whether an ifIndex exists).
+    pub fn recorded_integer(&self, oid: &[u32]) -> Option<i64> {
+        let store = self.views.first()?.store();
+        let item = store.item(store.find(oid)?)?;
+        let (&tag, rest) = item.value.split_first()?;
+        let (&len, bytes) = rest.split_first()?;
+        if tag != ber::TAG_INTEGER
+            || len == 0
+            || usize::from(len) > 8
+            || bytes.len() < usize::from(len)
+        {
+            return None;
+        }
+        let bytes = &bytes[..usize::from(len)];
+        let mut v: i64 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+        for b in bytes {
+            v = (v << 8) | i64::from(*b);
+        }
+        Some(v)
     }
 
     /// Bytes the device's own values take in every view.

@@ -20,8 +20,9 @@ pub use frame::{Frame, Frames, Receiver, send};
 
 /// Version of the channel protocol. 2: frames carry descriptors, and
 /// stores are passed as descriptors instead of paths. 3: heartbeats carry
-/// the drops by reason.
-pub const PROTOCOL: u32 = 3;
+/// the drops by reason. 4: faults (`faults`, `reboot`, and a start's
+/// faults and reboot outage).
+pub const PROTOCOL: u32 = 4;
 /// The fd the channel is inherited on.
 pub(crate) const CHANNEL_FD: i32 = 3;
 /// The first inherited UDP socket; the rest follow in order.
@@ -56,6 +57,24 @@ pub enum ToAgent {
     /// The cluster's limits changed on reload: apply them to every agent
     /// of the process from now on.
     Limits(Limits),
+    /// An agent's faults changed: these are all of them from now on.
+    Faults {
+        /// Index of the agent in the start message.
+        agent: usize,
+        /// Every fault of the agent.
+        faults: crate::runtime::faults::Faults,
+    },
+    /// Reboot one agent inside the process (the others serve on):
+    /// unanswered for `outage_ms`, then sysUpTime from 0, this
+    /// snmpEngineBoots and a coldStart.
+    Reboot {
+        /// Index of the agent in the start message.
+        agent: usize,
+        /// Its new snmpEngineBoots (counted and kept by the supervisor).
+        boots: u32,
+        /// How long it stays unanswered.
+        outage_ms: u64,
+    },
     /// Exit cleanly.
     Stop,
 }
@@ -116,6 +135,16 @@ pub struct AgentSpec {
     /// [`crate::data::animate::seed_of`]); `None`: counters as recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub animate: Option<u64>,
+    /// The device's faults: they outlive its processes.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::runtime::faults::Faults::is_empty"
+    )]
+    pub faults: crate::runtime::faults::Faults,
+    /// This start is a device reboot (`fault reboot`): unanswered for this
+    /// long after the start, then a coldStart; 0: an ordinary start.
+    #[serde(default)]
+    pub reboot_outage_ms: u64,
 }
 
 /// Limits set for the whole cluster, changeable without a restart.
@@ -188,7 +217,10 @@ impl Message for ToAgent {
         match self {
             ToAgent::Start(start) => start.stores.len(),
             ToAgent::Swap { stores, .. } => stores.len(),
-            ToAgent::Limits(_) | ToAgent::Stop => 0,
+            ToAgent::Limits(_)
+            | ToAgent::Faults { .. }
+            | ToAgent::Reboot { .. }
+            | ToAgent::Stop => 0,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! nothing depends on it.
 
 pub mod channel;
+pub mod faults;
 pub(crate) mod mmsg;
 pub mod probe;
 pub mod process;

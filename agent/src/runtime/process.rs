@@ -4,6 +4,7 @@
 //! it opens no file by path), serves until told to stop, and exits at once
 //! when the supervisor goes away.
 
+use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -16,12 +17,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::data::store::Store;
+use crate::data::values::Values;
+use crate::notify::{COLD_START, WARM_START};
 use crate::responder::Responder;
 use crate::runtime::channel::{
     self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
 };
-use crate::runtime::serve::{self, Shared};
+use crate::runtime::faults::{
+    Behaviour, Faults, IF_ADMIN_STATUS, IF_INDEX, IF_OPER_STATUS, LINK_DOWN, LINK_UP, Link,
+    apply_links, link_values,
+};
+use crate::runtime::serve::{self, Shared, SharedBehaviour};
 use crate::sys::adopt_fd;
+use crate::wire::value::Value;
 
 /// Whether this process was started as an agent process: its control
 /// channel, a Unix stream socket, is on fd 3. Someone who types
@@ -54,6 +62,13 @@ pub fn main() -> i32 {
 struct Served {
     name: String,
     responder: Shared,
+    /// The device's faults, as its serving loop applies them.
+    behaviour: SharedBehaviour,
+    /// The device's own values as configured: a link's state goes over
+    /// them.
+    base_values: Values,
+    /// The links a fault changed.
+    links: BTreeMap<u32, Link>,
 }
 
 async fn run() -> Result<(), String> {
@@ -74,7 +89,7 @@ async fn run() -> Result<(), String> {
     };
     let token = start.token.clone();
     let begun = Instant::now();
-    let served = match build(&start, store_fds, begun) {
+    let mut served = match build(&start, store_fds, begun) {
         Ok(s) => s,
         Err(reason) => {
             let msg = FromAgent::Failed {
@@ -93,18 +108,27 @@ async fn run() -> Result<(), String> {
     let mut tasks = tokio::task::JoinSet::new();
     let endpoints_by_agent = take_sockets(&start)?;
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
-        tasks.spawn(serve::serve(
+        tasks.spawn(serve::serve_with(
             endpoints.clone(),
             s.responder.clone(),
+            s.behaviour.clone(),
             shutdown.clone(),
         ));
     }
     channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await
         .map_err(|e| format!("cannot answer ready: {e}"))?;
-    for (spec, endpoints) in start.agents.iter().zip(endpoints_by_agent) {
+    for (spec, endpoints) in start.agents.iter().zip(&endpoints_by_agent) {
         if !spec.notify.is_empty() {
-            tokio::spawn(send_start_notifications(spec.clone(), endpoints, begun));
+            // A reboot's coldStart comes once the device answers again.
+            let outage = Duration::from_millis(spec.reboot_outage_ms);
+            let local = local_engine(spec, begun + outage);
+            let trap_oid = if spec.cold { COLD_START } else { WARM_START };
+            let (spec, endpoints) = (spec.clone(), endpoints.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(outage).await;
+                send_notifications(&spec, &endpoints, local, trap_oid, Vec::new()).await;
+            });
         }
     }
     tracing::debug!(elapsed = ?begun.elapsed(), "ready");
@@ -191,6 +215,22 @@ async fn run() -> Result<(), String> {
                     }
                     tracing::debug!(?limits, "limits changed");
                 }
+                Ok(Some((ToAgent::Faults { agent, faults }, _))) => {
+                    match (served.get_mut(agent), start.agents.get(agent), endpoints_by_agent.get(agent)) {
+                        (Some(s), Some(spec), Some(endpoints)) => {
+                            set_faults(s, spec, endpoints, &faults);
+                        }
+                        _ => tracing::warn!(agent, "faults for an agent this process does not serve"),
+                    }
+                }
+                Ok(Some((ToAgent::Reboot { agent, boots, outage_ms }, _))) => {
+                    match (served.get_mut(agent), start.agents.get(agent), endpoints_by_agent.get(agent)) {
+                        (Some(s), Some(spec), Some(endpoints)) => {
+                            reboot(s, spec, endpoints, boots, Duration::from_millis(outage_ms));
+                        }
+                        _ => tracing::warn!(agent, "a reboot of an agent this process does not serve"),
+                    }
+                }
                 Ok(Some((ToAgent::Start(_), _))) => {
                     tracing::warn!("ignoring a second start message");
                 }
@@ -206,33 +246,149 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The device's own coldStart or warmStart, to each of its targets, sent
-/// as a real device sends it after booting: from the device's own endpoint
-/// (its first one of the target's address family — the socket it serves
-/// on, so the source address and port are the device's), with an SNMPv1
-/// Trap's agent-addr that endpoint's address (for one bound to 0.0.0.0,
-/// the address the kernel sends to the target from). The serving loop
-/// hands an inform's acknowledgement (and an SNMPv3 receiver's discovery
-/// Report) to the sender. A device with no endpoint of the target's family
-/// sends from an ephemeral port of that family instead.
-async fn send_start_notifications(
-    spec: channel::AgentSpec,
-    endpoints: Vec<serve::Endpoint>,
-    begun: Instant,
-) {
-    use crate::notify::{COLD_START, Kind, LocalEngine, Notification, Sender, WARM_START};
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+/// The device's engine as its notifications name it: snmpEngineBoots of
+/// the start message, snmpEngineTime from `start`.
+fn local_engine(spec: &channel::AgentSpec, start: Instant) -> crate::notify::LocalEngine {
     let boots = spec
         .config
         .v3
         .as_ref()
         .map_or(1, |v3| v3.engine_boots.max(1));
-    let local = LocalEngine {
+    crate::notify::LocalEngine {
         engine_id: spec.engine_id.clone(),
         boots,
-        start: begun,
+        start,
+    }
+}
+
+/// The agent's faults from now on: the serving loop's behaviour, and for
+/// each link that went down or came up, its ifOperStatus and ifLastChange
+/// (sysUpTime now) in the device's own values and a linkDown or linkUp to
+/// its targets.
+fn set_faults(
+    s: &mut Served,
+    spec: &channel::AgentSpec,
+    endpoints: &[serve::Endpoint],
+    faults: &Faults,
+) {
+    s.behaviour
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .set(faults);
+    let mut r = s.responder.lock().unwrap_or_else(PoisonError::into_inner);
+    let started = r.started();
+    let ticks = (Instant::now()
+        .saturating_duration_since(started)
+        .as_millis()
+        / 10) as u32;
+    let (links, changes) = apply_links(&s.links, faults, ticks);
+    if changes.is_empty() {
+        return;
+    }
+    if let Err(e) = r.set_values(&link_values(&s.base_values, &links)) {
+        tracing::warn!(agent = %s.name, cause = %e, "cannot serve the links' state");
+    }
+    s.links = links;
+    let notes: Vec<_> = changes
+        .into_iter()
+        .map(|(index, down)| {
+            let oid = |column: &[u32]| {
+                let mut o = column.to_vec();
+                o.push(index);
+                o
+            };
+            let admin = r.recorded_integer(&oid(IF_ADMIN_STATUS)).unwrap_or(1);
+            let varbinds = vec![
+                (oid(IF_INDEX), Value::Integer(i64::from(index))),
+                (oid(IF_ADMIN_STATUS), Value::Integer(admin)),
+                (
+                    oid(IF_OPER_STATUS),
+                    Value::Integer(if down { 2 } else { 1 }),
+                ),
+            ];
+            (if down { LINK_DOWN } else { LINK_UP }, varbinds)
+        })
+        .collect();
+    drop(r);
+    tracing::debug!(agent = %s.name, ?faults, "faults changed");
+    if spec.notify.is_empty() {
+        return;
+    }
+    let local = local_engine(spec, started);
+    let (spec, endpoints) = (spec.clone(), endpoints.to_vec());
+    tokio::spawn(async move {
+        for (trap_oid, varbinds) in notes {
+            send_notifications(&spec, &endpoints, local.clone(), trap_oid, varbinds).await;
+        }
+    });
+}
+
+/// Reboots one agent of the process: unanswered for `outage`, then
+/// sysUpTime from 0 and snmpEngineBoots `boots`, its links that are down
+/// down since the boot, and a coldStart.
+fn reboot(
+    s: &mut Served,
+    spec: &channel::AgentSpec,
+    endpoints: &[serve::Endpoint],
+    boots: u32,
+    outage: Duration,
+) {
+    let up = Instant::now() + outage;
+    s.behaviour
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .deaf_until(up);
+    {
+        let mut r = s.responder.lock().unwrap_or_else(PoisonError::into_inner);
+        r.reboot(up, boots);
+        s.links.retain(|_, l| l.down);
+        for l in s.links.values_mut() {
+            l.changed = 0;
+        }
+        if let Err(e) = r.set_values(&link_values(&s.base_values, &s.links)) {
+            tracing::warn!(agent = %s.name, cause = %e, "cannot serve the links' state");
+        }
+    }
+    tracing::debug!(agent = %s.name, boots, ?outage, "reboot");
+    if spec.notify.is_empty() {
+        return;
+    }
+    let mut local = local_engine(spec, up);
+    local.boots = boots.max(1);
+    let (spec, endpoints) = (spec.clone(), endpoints.to_vec());
+    tokio::spawn(async move {
+        tokio::time::sleep(outage).await;
+        send_notifications(&spec, &endpoints, local, COLD_START, Vec::new()).await;
+    });
+}
+
+/// One notification of the device (`trap_oid` with `varbinds`) to each of
+/// its targets, sent as a real device sends it: from the device's own
+/// endpoint (its first one of the target's address family — the socket it
+/// serves on, so the source address and port are the device's), with an
+/// SNMPv1 Trap's agent-addr that endpoint's address (for one bound to
+/// 0.0.0.0, the address the kernel sends to the target from), sysUpTime
+/// counted from `local.start`. The serving loop hands an inform's
+/// acknowledgement (and an SNMPv3 receiver's discovery Report) to the
+/// sender. A device with no endpoint of the target's family sends from an
+/// ephemeral port of that family instead. The coldStart or warmStart of a
+/// start is one of these.
+async fn send_notifications(
+    spec: &channel::AgentSpec,
+    endpoints: &[serve::Endpoint],
+    local: crate::notify::LocalEngine,
+    trap_oid: &[u32],
+    varbinds: Vec<(crate::wire::value::Oid, Value)>,
+) {
+    use crate::notify::{Kind, Notification, Sender};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let what = match trap_oid {
+        COLD_START => "coldStart".to_string(),
+        WARM_START => "warmStart".to_string(),
+        LINK_DOWN => "linkDown".to_string(),
+        LINK_UP => "linkUp".to_string(),
+        other => crate::wire::value::DisplayOid(other).to_string(),
     };
-    let what = if spec.cold { "coldStart" } else { "warmStart" };
     for target in &spec.notify {
         let v6 = target.address.starts_with('[')
             || target
@@ -269,9 +425,12 @@ async fn send_start_notifications(
             .ok()
             .and_then(|mut addrs| addrs.find(|a| a.is_ipv6() == v6));
         let n = Notification {
-            trap_oid: if spec.cold { COLD_START } else { WARM_START }.to_vec(),
-            uptime: (begun.elapsed().as_millis() / 10) as u32,
-            varbinds: Vec::new(),
+            trap_oid: trap_oid.to_vec(),
+            uptime: (Instant::now()
+                .saturating_duration_since(local.start)
+                .as_millis()
+                / 10) as u32,
+            varbinds: varbinds.clone(),
             agent_addr: to.map_or([0; 4], |to| crate::notify::agent_addr(ip, to)),
         };
         let result = match sender {
@@ -286,7 +445,12 @@ async fn send_start_notifications(
                 tracing::debug!(agent = %spec.name, target = %target.address, "{what} trap sent");
             }
             Err(e) => {
-                tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, "start notification not delivered");
+                let kind = if matches!(trap_oid, COLD_START | WARM_START) {
+                    "start notification"
+                } else {
+                    "notification"
+                };
+                tracing::warn!(agent = %spec.name, target = %target.address, cause = %e, notification = %what, "{kind} not delivered");
             }
         }
     }
@@ -328,21 +492,52 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
                     .ok_or_else(|| format!("agent {}: no store #{i}", spec.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut responder = Responder::new(spec.config.clone(), views, begun);
+        // A reboot's device counts its uptime from the end of its outage.
+        let outage = Duration::from_millis(spec.reboot_outage_ms);
+        let mut responder = Responder::new(spec.config.clone(), views, begun + outage);
         responder.set_rate_limit(spec.rate_limit);
         responder.set_notify_engine_id(spec.engine_id.clone());
         responder.set_animate(spec.animate.map(crate::data::animate::Animate::new));
-        if !spec.values.is_empty() {
+        // Links down before this process are down since its start.
+        let links: BTreeMap<u32, Link> = spec
+            .faults
+            .links_down
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    Link {
+                        down: true,
+                        changed: 0,
+                    },
+                )
+            })
+            .collect();
+        if !spec.values.is_empty() || !links.is_empty() {
             responder
-                .set_values(&spec.values)
+                .set_values(&link_values(&spec.values, &links))
                 .map_err(|e| format!("agent {}: {e}", spec.name))?;
+        }
+        let mut behaviour = Behaviour::new(seed(&spec.name));
+        behaviour.set(&spec.faults);
+        if !outage.is_zero() {
+            behaviour.deaf_until(begun + outage);
         }
         served.push(Served {
             name: spec.name.clone(),
             responder: Arc::new(Mutex::new(responder)),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            base_values: spec.values.clone(),
+            links,
         });
     }
     Ok(served)
+}
+
+/// A seed for an agent's loss and jitter: random per process.
+fn seed(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(name)
 }
 
 /// Each agent's inherited sockets, in order, as served endpoints.

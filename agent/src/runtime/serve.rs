@@ -3,7 +3,11 @@
 //! by the supervisor, so this loop never binds anything itself. The device's
 //! own notifications leave from the same sockets ([`Endpoint`]): while one
 //! waits for an answer, the loop hands answers from its peer over to it
-//! ([`Replies`]) instead of to the responder.
+//! ([`Replies`]) instead of to the responder. A device's faults
+//! ([`Behaviour`]: hang, loss, latency, a reboot's outage) decide each
+//! request's fate before the responder sees it; a delayed answer is sent by
+//! a timer task of its own, so the loop (and the other agents of the
+//! process) never wait for it.
 
 use std::io;
 use std::net::UdpSocket as StdUdpSocket;
@@ -16,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::data::mib::Counters;
 use crate::notify::Replies;
 use crate::responder::{Effects, Hold, Notice, Outcome, Responder};
+use crate::runtime::faults::{Behaviour, Fate};
 use crate::runtime::mmsg::Batch;
 
 /// A responder shared by the loops of one agent's sockets.
@@ -43,17 +48,39 @@ impl Endpoint {
     }
 }
 
-/// Serves every endpoint until `shutdown` is cancelled. One task per
-/// socket; the responder is shared (uncontended in practice: one agent's
-/// sockets rarely receive at the same instant).
+/// A device's faults, shared by the loops of its sockets and the process
+/// that changes them.
+pub type SharedBehaviour = Arc<Mutex<Behaviour>>;
+
+/// Serves every endpoint until `shutdown` is cancelled, without faults.
+#[cfg(test)]
 pub async fn serve(
     endpoints: Vec<Endpoint>,
     responder: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+    serve_with(endpoints, responder, behaviour, shutdown).await
+}
+
+/// Serves every endpoint until `shutdown` is cancelled. One task per
+/// socket; the responder is shared (uncontended in practice: one agent's
+/// sockets rarely receive at the same instant), and so are the device's
+/// faults.
+pub async fn serve_with(
+    endpoints: Vec<Endpoint>,
+    responder: Shared,
+    behaviour: SharedBehaviour,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for endpoint in endpoints {
-        tasks.spawn(serve_one(endpoint, responder.clone(), shutdown.clone()));
+        tasks.spawn(serve_one(
+            endpoint,
+            responder.clone(),
+            behaviour.clone(),
+            shutdown.clone(),
+        ));
     }
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -74,6 +101,7 @@ pub async fn serve(
 async fn serve_one(
     endpoint: Endpoint,
     responder: Shared,
+    behaviour: SharedBehaviour,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -100,7 +128,10 @@ async fn serve_one(
             // while one waits for them.
             let answers = replies.waiting();
             let mut replied = 0;
+            let mut delayed = Vec::new();
             {
+                let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
+                let faulty = b.active();
                 let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 for i in 0..got {
@@ -109,6 +140,10 @@ async fn serve_one(
                         && let Some(peer) = peer
                         && replies.offer(peer, batch.slot(i).0)
                     {
+                        continue;
+                    }
+                    let fate = if faulty { b.fate(now) } else { Fate::Answer };
+                    if fate == Fate::Drop {
                         continue;
                     }
                     if let Some(peer) = peer
@@ -121,21 +156,44 @@ async fn serve_one(
                     if r.has_effects()
                         && let Some(peer) = peer
                     {
-                        // A variation asked for more than a response.
-                        let effects = r.take_effects();
+                        // A variation asked for more than a response; a
+                        // latency fault adds to its hold.
+                        let mut effects = r.take_effects();
+                        if let Fate::Delay(d) = fate {
+                            effects.add_hold(Hold::For(d));
+                        }
                         let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
                         let engine = r.notify_engine();
                         apply(&socket, &replies, &shutdown, peer, answer, effects, engine);
                         continue;
                     }
                     if outcome == Outcome::Reply {
-                        batch.reply(i);
-                        replied += 1;
+                        match (fate, peer) {
+                            (Fate::Delay(d), Some(peer)) => {
+                                delayed.push((frame.as_slice().to_vec(), peer, d));
+                            }
+                            _ => {
+                                batch.reply(i);
+                                replied += 1;
+                            }
+                        }
                     }
                 }
             }
             if replied > 0 {
                 send_all(&socket, fd, &mut batch).await;
+            }
+            for (answer, peer, delay) in delayed {
+                let socket = socket.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {
+                            let _ = socket.send_to(&answer, peer).await;
+                        }
+                    }
+                });
             }
         }
     }

@@ -276,6 +276,11 @@ impl Engine {
         })
     }
 
+    /// snmpEngineBoots from now on (the device rebooted).
+    pub fn set_boots(&mut self, boots: u32) {
+        self.boots = boots;
+    }
+
     /// An upper bound of everything in a response but its varbind list.
     pub fn overhead(&self, reply: &Reply) -> usize {
         170 + 2 * self.engine_id.len() + reply.user_name.len() + reply.context_name.len()

@@ -16,6 +16,7 @@ mod agent;
 mod cluster;
 mod counts;
 mod notify;
+mod scenarios;
 mod values;
 
 pub use cluster::{MAX_SOCKET_PATH, check_socket_path};
@@ -99,6 +100,7 @@ pub(crate) fn validate(
         events,
         agents: Vec::new(),
         counts,
+        scenarios: Vec::new(),
     };
     let agents_pos = tree.main.agents.as_ref().map_or(Pos::UNKNOWN, Pos::of);
     let mut expand = true;
@@ -119,6 +121,7 @@ pub(crate) fn validate(
         expand = false;
     }
     fleet.agents = v.agents(tree, &fleet.cluster, expand);
+    fleet.scenarios = v.scenarios(tree.main.scenarios.as_ref(), &fleet.agents, expand);
     fleet
 }
 

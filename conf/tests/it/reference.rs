@@ -122,7 +122,7 @@ fn documented_keys() -> BTreeSet<String> {
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split_once('`').map(|(k, _)| k))
         .filter(|k| {
-            ["cluster", "events", "include", "agents"]
+            ["cluster", "events", "include", "agents", "scenarios"]
                 .iter()
                 .any(|top| {
                     k == top

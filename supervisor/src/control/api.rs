@@ -31,6 +31,20 @@ pub enum Request {
     },
     /// Re-read the configuration; answered once the reload is done.
     Reload,
+    /// Inject a fault into agents, or remove faults (`clear`, `link-up`).
+    Fault {
+        /// Agent names or globs.
+        names: Vec<String>,
+        /// The fault's kind: `reboot`, `hang`, `link-down`, `link-up`,
+        /// `latency`, `loss`, `clear`.
+        kind: String,
+        /// Its argument (an ifIndex, a delay, a percentage), if it takes one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arg: Option<String>,
+        /// The fault ends by itself after this many milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_ms: Option<u64>,
+    },
     /// Lifecycle events kept by the supervisor, oldest first.
     Events {
         /// Only events with `seq >= since`; absent: every event still kept.
@@ -92,6 +106,10 @@ pub struct AgentStatus {
     /// The process serving this agent (several agents share one with
     /// `agents_per_process` > 1).
     pub process: String,
+    /// The device's active faults, as `KIND [ARG]` with the time left when
+    /// they expire (`link-down 3 (8s left)`).
+    #[serde(default)]
+    pub faults: Vec<String>,
 }
 
 /// The answer to one request.

@@ -27,6 +27,7 @@ pub(super) fn agent(name: &str) -> AgentStatus {
         rss_bytes: Some(2_200_000),
         requests: 7,
         process: name.into(),
+        faults: Vec::new(),
     }
 }
 
@@ -46,7 +47,10 @@ fn fake_requests() -> mpsc::Sender<api::Envelope> {
                     node: "test".into(),
                     agents: vec![agent("a"), agent("b")],
                 },
-                Request::Start { names } | Request::Stop { names } | Request::Restart { names } => {
+                Request::Start { names }
+                | Request::Stop { names }
+                | Request::Restart { names }
+                | Request::Fault { names, .. } => {
                     if names.iter().all(|n| n == "a" || n == "b") {
                         Response::Done {
                             agents: names,

@@ -130,6 +130,8 @@ mod tests {
             ("starting", 12),
             ("events-dropped", 13),
             ("reload-failed", 14),
+            ("fault-injected", 15),
+            ("fault-cleared", 16),
         ];
         for (kind, n) in kinds {
             let e = Event {

@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod manager;
 pub mod plan;
 pub mod reload;
+pub mod scenarios;
 pub mod stores;
 pub mod v3;
 pub mod watch;

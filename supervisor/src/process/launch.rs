@@ -199,13 +199,16 @@ impl Agents {
                         stores,
                         config,
                         notify: a.notify.clone(),
-                        // The first process of this unit is the device's boot.
-                        cold: generation == 1,
+                        // The first process of this unit is the device's
+                        // boot, and so is a reboot.
+                        cold: generation == 1 || a.reboot_outage.is_some(),
                         engine_id: a.engine_id.clone(),
                         endpoints: a.endpoints.clone(),
                         rate_limit: limits.rate_limit,
                         values: (*a.values).clone(),
                         animate: a.animate,
+                        faults: a.faults.clone(),
+                        reboot_outage_ms: a.reboot_outage.map_or(0, |d| d.as_millis() as u64),
                     })
                 })
                 .collect::<Result<_, String>>()?,

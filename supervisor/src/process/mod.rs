@@ -9,6 +9,7 @@
 
 pub mod addresses;
 pub mod bind;
+pub mod faults;
 pub mod launch;
 pub mod machine;
 pub mod spawner;

@@ -37,6 +37,11 @@ pub struct AgentPlan {
     /// `counters: animate`: the device's seed; `None`: counters as
     /// recorded.
     pub animate: Option<u64>,
+    /// The device's faults (kept by its unit), sent with every start.
+    pub faults: agentcluster_agent::faults::Faults,
+    /// The next start is a device reboot with this outage (`fault reboot`
+    /// of an agent with a process of its own).
+    pub reboot_outage: Option<Duration>,
 }
 
 /// A view of an agent of a process, to be served from another compiled

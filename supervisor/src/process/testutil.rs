@@ -42,6 +42,10 @@ pub struct Launched {
     pub sent: mpsc::UnboundedReceiver<Sent>,
     /// What /proc says of it.
     pub proc_state: Arc<Mutex<Inspection>>,
+    /// Each agent's faults, as its start message carries them.
+    pub faults: Vec<agentcluster_agent::faults::Faults>,
+    /// Each agent's reboot outage, when the start is a reboot.
+    pub reboot: Vec<Option<Duration>>,
 }
 
 impl Launched {
@@ -139,6 +143,8 @@ impl Launch for Fake {
                 signals,
                 sent,
                 proc_state: proc_state.clone(),
+                faults: spec.agents.iter().map(|a| a.faults.clone()).collect(),
+                reboot: spec.agents.iter().map(|a| a.reboot_outage).collect(),
             };
             self.launches
                 .send(launched)

@@ -198,8 +198,9 @@ fn build(table: &Table, snapshot: &[AgentStatus], settings: &Settings) -> Option
     Store::from_records(&table.records(snapshot, settings)).map(Arc::new)
 }
 
-/// What of a status line is served: without uptime, RSS and process name,
-/// which change without anything served changing.
+/// What of a status line is served: without uptime, RSS, process name and
+/// faults (with their countdowns), which change without anything served
+/// changing.
 fn served_part(snapshot: &[AgentStatus]) -> Vec<AgentStatus> {
     snapshot
         .iter()
@@ -207,6 +208,7 @@ fn served_part(snapshot: &[AgentStatus]) -> Vec<AgentStatus> {
             uptime_ms: None,
             rss_bytes: None,
             process: String::new(),
+            faults: Vec::new(),
             ..a.clone()
         })
         .collect()
@@ -387,6 +389,7 @@ mod tests {
             rss_bytes: None,
             requests: 5_000_000_000,
             process: name.into(),
+            faults: Vec::new(),
         }
     }
 

@@ -8,7 +8,9 @@ use serde_json::Value as Json;
 
 use crate::harness::imports::{DEFAULT_MIB_ROOT, crc32};
 use crate::harness::trapd::Trapd;
-use crate::harness::{Process, Rng, alone_among, free_port, free_ports, poll_until, tempdir};
+use crate::harness::{
+    Process, Rng, alone_among, free_port, free_ports, poll_until, tempdir, ts_millis,
+};
 
 use super::pool::inspect_pool;
 use super::{Churn, agents_yaml, control_of, tmp_stamps, wait_ports_free, write_config};
@@ -77,23 +79,6 @@ fn read_spool(state: &Path) -> Spool {
         }
     }
     spool
-}
-
-/// Milliseconds since the epoch of an event's `ts`
-/// (`2026-11-22T12:00:00.123Z`).
-fn ts_millis(ts: &str) -> Option<i64> {
-    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, min, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + min * 60 + s) * 1000) + ms)
 }
 
 /// How long a published event may wait before it is in the spool, at

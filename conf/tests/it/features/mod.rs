@@ -5,6 +5,7 @@ mod cluster;
 mod data_dir;
 mod device_values;
 mod files;
+mod scenarios;
 mod snmp;
 mod templates;
 

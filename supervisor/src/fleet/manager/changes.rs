@@ -295,6 +295,7 @@ impl Manager {
     fn stop_for_reload(&mut self, prepared: Prepared) {
         let Prepared { fleet, compiled } = prepared;
         self.events = fleet.events.clone();
+        self.replan(&fleet);
         self.snapshot_max_loss = fleet.cluster.snapshot_max_loss;
         // The limits apply to running agents at once; other cluster keys
         // only to a new supervisor.

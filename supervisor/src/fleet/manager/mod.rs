@@ -146,6 +146,24 @@ pub struct Manager {
     /// The listen addresses added to the host (`cluster.addresses`): a
     /// reload adds those of new agents and removes those nobody uses.
     addresses: HostAddresses,
+    /// The scenarios and the agents they pick from, for the scenarios'
+    /// task; a reload that changes either replaces them.
+    scenarios: watch::Sender<crate::fleet::scenarios::Plan>,
+    /// Each agent's unit, by name: built when a request names agents
+    /// exactly, dropped whenever the set of units changes.
+    by_name: Option<HashMap<String, usize>>,
+    /// Whether a compiled store has ifOperStatus.N (link faults), by
+    /// store file and N: a store file's content never changes.
+    interfaces: HashMap<(PathBuf, u32), bool>,
+}
+
+/// The scenarios' plan of `fleet`, from now.
+fn scenario_plan(fleet: &Fleet) -> crate::fleet::scenarios::Plan {
+    crate::fleet::scenarios::Plan {
+        scenarios: Arc::new(fleet.scenarios.clone()),
+        agents: fleet.agents.iter().map(|a| a.name.clone()).collect(),
+        since: Instant::now(),
+    }
 }
 
 impl Manager {
@@ -176,6 +194,9 @@ impl Manager {
             snapshot_max_loss: fleet.cluster.snapshot_max_loss,
             roster: watch::Sender::new(Roster::default()),
             addresses: HostAddresses::default(),
+            scenarios: watch::Sender::new(scenario_plan(fleet)),
+            by_name: None,
+            interfaces: HashMap::new(),
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;
@@ -300,6 +321,8 @@ impl Manager {
                     engine_id: p.engine_id.clone(),
                     values: p.values.clone(),
                     animate: p.animate,
+                    faults: Default::default(),
+                    reboot_outage: None,
                 })
                 .collect(),
             active,
@@ -353,7 +376,8 @@ impl Manager {
     }
 
     /// Tells the metrics which units there are now.
-    fn update_roster(&self) {
+    fn update_roster(&mut self) {
+        self.by_name = None;
         let members = self
             .units
             .iter()
@@ -363,6 +387,24 @@ impl Manager {
             })
             .collect();
         self.roster.send_replace(Arc::new(members));
+    }
+
+    /// The scenarios' plan as it is now and as reloads change it.
+    pub fn scenarios(&self) -> watch::Receiver<crate::fleet::scenarios::Plan> {
+        self.scenarios.subscribe()
+    }
+
+    /// A reload read `fleet`: a new plan for the scenarios' task when its
+    /// scenarios or its agents changed (the schedule then starts afresh).
+    fn replan(&mut self, fleet: &Fleet) {
+        let plan = scenario_plan(fleet);
+        self.scenarios.send_if_modified(|old| {
+            let same = *old.scenarios == *plan.scenarios && old.agents == plan.agents;
+            if !same {
+                *old = plan;
+            }
+            !same
+        });
     }
 
     /// Takes over the listen addresses the start added, so that reloads
@@ -475,6 +517,11 @@ impl Manager {
                     rss_bytes: None,
                     requests: s.requests.get(i).copied().unwrap_or(0),
                     process: u.name.clone(),
+                    faults: s
+                        .faults
+                        .get(i)
+                        .map(|f| crate::process::faults::describe(f, now))
+                        .unwrap_or_default(),
                 });
             }
         }

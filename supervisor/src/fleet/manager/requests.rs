@@ -27,6 +27,17 @@ impl Manager {
                 let _ = reply.send(events);
                 return;
             }
+            Request::Fault {
+                names,
+                kind,
+                arg,
+                for_ms,
+            } => {
+                let duration = for_ms.map(std::time::Duration::from_millis);
+                let response = self.fault(&names, &kind, arg.as_deref(), duration).await;
+                let _ = reply.send(response);
+                return;
+            }
             Request::Start { names } => (names, Verb::Start),
             Request::Stop { names } => (names, Verb::Stop),
             Request::Restart { names } => (names, Verb::Restart),
@@ -55,11 +66,42 @@ impl Manager {
 
     /// Units with an agent matching any of `names` (globs), and the matched
     /// agent names; an error names the patterns that matched nothing.
-    fn select(&self, names: &[String]) -> Result<(Vec<usize>, Vec<String>), Response> {
+    fn select(&mut self, names: &[String]) -> Result<(Vec<usize>, Vec<String>), Response> {
         let mut units = Vec::new();
         let mut agents = Vec::new();
         let mut unmatched = Vec::new();
+        // Names without glob characters are looked up (a scenario names
+        // thousands of agents at once); the index is rebuilt after any
+        // change of the units.
+        let exact = |n: &String| !n.contains(['*', '?', '[']);
+        if self.by_name.is_none() && names.iter().any(exact) {
+            let mut index = HashMap::new();
+            for (i, u) in self.units.iter().enumerate() {
+                for a in &u.agents {
+                    index.insert(a.name.clone(), i);
+                }
+            }
+            self.by_name = Some(index);
+        }
+        let mut unit_set = std::collections::HashSet::new();
+        let mut agent_set = std::collections::HashSet::new();
         for name in names {
+            if let Some(index) = &self.by_name
+                && exact(name)
+            {
+                match index.get(name) {
+                    Some(&i) => {
+                        if unit_set.insert(i) {
+                            units.push(i);
+                        }
+                        if agent_set.insert(name.clone()) {
+                            agents.push(name.clone());
+                        }
+                    }
+                    None => unmatched.push(name.clone()),
+                }
+                continue;
+            }
             let pattern = glob::Pattern::new(name).map_err(|e| Response::Error {
                 kind: ErrorKind::BadRequest,
                 message: format!("bad pattern {name:?}: {e}"),
@@ -69,10 +111,10 @@ impl Manager {
                 for a in &u.agents {
                     if pattern.matches(&a.name) {
                         hit = true;
-                        if !units.contains(&i) {
+                        if unit_set.insert(i) {
                             units.push(i);
                         }
-                        if !agents.contains(&a.name) {
+                        if agent_set.insert(a.name.clone()) {
                             agents.push(a.name.clone());
                         }
                     }
@@ -162,6 +204,131 @@ impl Manager {
             message.push_str(&format!("; left alone: {}", left.join(", ")));
         }
         Response::Done { message, agents }
+    }
+
+    /// Injects a fault into the agents `names` matches (or clears faults).
+    /// A link fault is refused as a whole when a matched agent's snapshot
+    /// has no such interface (no ifOperStatus.IFINDEX).
+    async fn fault(
+        &mut self,
+        names: &[String],
+        kind: &str,
+        arg: Option<&str>,
+        duration: Option<std::time::Duration>,
+    ) -> Response {
+        let fault = match agentcluster_conf::Fault::parse(kind, arg) {
+            Ok(f) => f,
+            Err(message) => {
+                return Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message,
+                };
+            }
+        };
+        if duration.is_some_and(|d| d.is_zero()) {
+            return Response::Error {
+                kind: ErrorKind::BadRequest,
+                message: "--for must be longer than 0s".into(),
+            };
+        }
+        let (units, matched) = match self.select(names) {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let wanted: std::collections::HashSet<&String> = matched.iter().collect();
+        let targets: Vec<(usize, Vec<usize>)> = units
+            .into_iter()
+            .map(|u| {
+                let idx = self.units[u]
+                    .agents
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| wanted.contains(&a.name))
+                    .map(|(i, _)| i)
+                    .collect();
+                (u, idx)
+            })
+            .collect();
+        if let agentcluster_conf::Fault::LinkDown(index) | agentcluster_conf::Fault::LinkUp(index) =
+            fault
+        {
+            let lacking = self.lacking_interface(&targets, index);
+            if !lacking.is_empty() {
+                let n = lacking.len();
+                let mut shown: Vec<_> = lacking.into_iter().take(5).collect();
+                if n > 5 {
+                    shown.push(format!("and {} more", n - 5));
+                }
+                return Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!(
+                        "no interface {index} (no ifOperStatus.{index} in the snapshot) on {}",
+                        shown.join(", ")
+                    ),
+                };
+            }
+        }
+        self.send_fault(targets, fault, duration).await;
+        let n = matched.len();
+        let what = match fault {
+            agentcluster_conf::Fault::Clear => "faults cleared".to_string(),
+            agentcluster_conf::Fault::LinkUp(i) => format!("link {i} up"),
+            f => match duration {
+                Some(d) => format!("{f} for {}", agentcluster_conf::format_duration(d)),
+                None => f.to_string(),
+            },
+        };
+        Response::Done {
+            message: format!("{what}: {n} agent{}", if n == 1 { "" } else { "s" }),
+            agents: matched,
+        }
+    }
+
+    /// Hands `fault` to each unit for its agents.
+    pub(super) async fn send_fault(
+        &self,
+        targets: Vec<(usize, Vec<usize>)>,
+        fault: agentcluster_conf::Fault,
+        duration: Option<std::time::Duration>,
+    ) {
+        for (u, agents) in targets {
+            if let Some(unit) = self.units.get(u) {
+                let cmd = unit::Command::Fault {
+                    agents,
+                    fault,
+                    duration,
+                };
+                let _ = unit.tx.send(cmd).await;
+            }
+        }
+    }
+
+    /// The agents among `targets` whose first view's snapshot has no
+    /// ifOperStatus.`index` (each compiled store is looked into once per
+    /// supervisor).
+    fn lacking_interface(&mut self, targets: &[(usize, Vec<usize>)], index: u32) -> Vec<String> {
+        let mut oid = agentcluster_agent::faults::IF_OPER_STATUS.to_vec();
+        oid.push(index);
+        let seen = &mut self.interfaces;
+        let mut lacking = Vec::new();
+        for (u, agents) in targets {
+            let unit = &self.units[*u];
+            for &a in agents {
+                let Some(store) = unit.stores.get(a).and_then(|s| s.first()) else {
+                    continue;
+                };
+                let has = *seen.entry((store.clone(), index)).or_insert_with(|| {
+                    std::fs::File::open(store)
+                        .ok()
+                        .and_then(|f| agentcluster_agent::store::Store::from_file(&f, store).ok())
+                        .is_some_and(|s| s.find(&oid).is_some())
+                });
+                if !has {
+                    lacking.push(unit.agents[a].name.clone());
+                }
+            }
+        }
+        lacking
     }
 
     /// Binds an inactive unit's endpoints and replaces its (idle) task with

@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, NewEvent};
+use crate::process::faults::{Active, Change, DeviceFaults};
 use crate::process::launch::{FromChannel, Launch, Proc};
 use crate::process::machine::{Action, EventKind, Exit, Fault, Input, Machine, State, Timer};
 
@@ -40,6 +41,15 @@ pub enum Command {
     Restart,
     /// Serve these stores from now on (snapshots recompiled).
     Swap(Vec<StoreSwap>),
+    /// A fault for some of the unit's agents (`fault`, a scenario).
+    Fault {
+        /// Indexes of the agents in the unit.
+        agents: Vec<usize>,
+        /// The fault (or `clear`, `link-up`).
+        fault: agentcluster_conf::Fault,
+        /// It expires after this long.
+        duration: Option<Duration>,
+    },
 }
 
 /// What `status` shows of a unit.
@@ -56,6 +66,8 @@ pub struct Status {
     pub totals: Vec<Tally>,
     /// From the last spawn to its ready, once a process was ready.
     pub start_latency: Option<Duration>,
+    /// Each agent's active faults.
+    pub faults: Vec<Vec<Active>>,
 }
 
 impl Status {
@@ -69,6 +81,7 @@ impl Status {
             requests: vec![0; agents],
             totals: vec![Tally::default(); agents],
             start_latency: None,
+            faults: vec![Vec::new(); agents],
         }
     }
 }
@@ -172,6 +185,7 @@ pub async fn run(
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u32, String)>(4);
     let mut limits = settings.limits.clone();
     limits.borrow_and_update();
+    let mut faults = vec![DeviceFaults::default(); spec.agents.len()];
     let prober = settings.probe.clone().and_then(|p| {
         let (target, community, v1) = probe_target(&spec)?;
         Some(tokio::spawn(probe_loop(
@@ -189,7 +203,7 @@ pub async fn run(
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
     }
     loop {
-        publish_status(&status, &machine, &served, start_latency);
+        publish_status(&status, &machine, &served, start_latency, &faults);
         if shutting_down && !machine.state().has_process() && process.is_none() {
             break;
         }
@@ -197,6 +211,7 @@ pub async fn run(
             .iter()
             .min_by_key(|(_, at)| **at)
             .map(|(t, at)| (*t, *at));
+        let next_expiry = faults.iter().filter_map(DeviceFaults::next_expiry).min();
         let input: Option<Input> = tokio::select! {
             () = stop.cancelled(), if !shutting_down => {
                 shutting_down = true;
@@ -227,11 +242,32 @@ pub async fn run(
                     }
                     None
                 }
+                Some(Command::Fault { agents, fault, duration }) => {
+                    let mut f = Faulting {
+                        spec: &mut spec,
+                        shared: &shared,
+                        machine: &machine,
+                        process: &mut process,
+                        faults: &mut faults,
+                    };
+                    f.inject(&agents, fault, duration).await
+                }
                 None => {
                     shutting_down = true;
                     Some(Input::Stop)
                 }
             },
+            _ = sleep_until(next_expiry), if next_expiry.is_some() => {
+                let mut f = Faulting {
+                    spec: &mut spec,
+                    shared: &shared,
+                    machine: &machine,
+                    process: &mut process,
+                    faults: &mut faults,
+                };
+                f.expire().await;
+                None
+            }
             Ok(()) = limits.changed() => {
                 let msg = ToAgent::Limits(*limits.borrow_and_update());
                 if let Some(p) = process.as_mut()
@@ -265,7 +301,12 @@ pub async fn run(
                 last_heartbeat = now();
                 served.new_process();
                 spawned_at = Some(now());
-                Some(match spawn(&spec, &shared, generation, chan_tx.clone()).await {
+                let spawned = spawn(&spec, &shared, generation, chan_tx.clone()).await;
+                // A reboot is this one start.
+                for a in &mut spec.agents {
+                    a.reboot_outage = None;
+                }
+                Some(match spawned {
                     Ok(p) => {
                         let pid = p.proc.id().unwrap_or(0);
                         process = Some(p);
@@ -296,7 +337,7 @@ pub async fn run(
     if let Some(p) = prober {
         p.abort();
     }
-    publish_status(&status, &machine, &served, start_latency);
+    publish_status(&status, &machine, &served, start_latency, &faults);
 }
 
 /// Where and how to probe a unit: its first agent's first endpoint (an
@@ -377,6 +418,7 @@ fn publish_status(
     machine: &Machine,
     served: &Served,
     start_latency: Option<Duration>,
+    faults: &[DeviceFaults],
 ) {
     status.send_replace(Status {
         state: machine.state(),
@@ -386,6 +428,7 @@ fn publish_status(
         requests: served.now.iter().map(|t| t.requests).collect(),
         totals: served.totals(),
         start_latency,
+        faults: faults.iter().map(|f| f.active().to_vec()).collect(),
     });
 }
 
@@ -495,6 +538,135 @@ fn swapped(spec: &UnitSpec, shared: &Shared, machine: &Machine, result: Result<(
             },
             ..NewEvent::new(EventKind::DataReloaded, machine.state())
         });
+    }
+}
+
+/// What a fault request or an expiry works on: the unit's faults, and what
+/// tells the process and the event bus about them.
+struct Faulting<'a> {
+    spec: &'a mut UnitSpec,
+    shared: &'a Shared,
+    machine: &'a Machine,
+    process: &'a mut Option<Process>,
+    faults: &'a mut [DeviceFaults],
+}
+
+impl Faulting<'_> {
+    /// Applies `fault` to the unit's agents `agents`: publishes what
+    /// changed and tells the process. A reboot of a running agent restarts
+    /// its process when it has one of its own (the machine input returned),
+    /// or reboots it inside its process; an agent that does not run is
+    /// left alone.
+    async fn inject(
+        &mut self,
+        agents: &[usize],
+        fault: agentcluster_conf::Fault,
+        duration: Option<Duration>,
+    ) -> Option<Input> {
+        use agentcluster_conf::Fault;
+        let mut input = None;
+        for &i in agents {
+            let Some(name) = self.spec.agents.get(i).map(|a| a.name.clone()) else {
+                continue;
+            };
+            if let Fault::Reboot(outage) = fault {
+                if self.machine.state() != State::Running {
+                    tracing::info!(agent = %name, state = %self.machine.state(), "not running: no reboot");
+                    continue;
+                }
+                let changes = self.faults[i].apply(fault, Some(outage), now());
+                self.publish(&name, &changes);
+                if self.spec.agents.len() == 1 {
+                    self.spec.agents[i].reboot_outage = Some(outage);
+                    input = Some(Input::Restart);
+                } else {
+                    self.reboot_inside(i, outage).await;
+                }
+                continue;
+            }
+            let changes = self.faults[i].apply(fault, duration, now());
+            self.publish(&name, &changes);
+            if !changes.is_empty() {
+                self.tell(i).await;
+            }
+        }
+        input
+    }
+
+    /// Ends the faults whose time is up.
+    async fn expire(&mut self) {
+        let at = now();
+        for i in 0..self.faults.len() {
+            let changes = self.faults[i].expire(at);
+            if changes.is_empty() {
+                continue;
+            }
+            let name = self.spec.agents[i].name.clone();
+            self.publish(&name, &changes);
+            self.tell(i).await;
+        }
+    }
+
+    /// Agent `i`'s faults go to its process (and to its later starts).
+    async fn tell(&mut self, i: usize) {
+        let faults = self.faults[i].to_agent();
+        if self.spec.agents[i].faults == faults {
+            return;
+        }
+        self.spec.agents[i].faults = faults.clone();
+        if let Some(p) = self.process.as_mut() {
+            let msg = ToAgent::Faults { agent: i, faults };
+            if let Err(e) = p.proc.send(&msg).await {
+                tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send faults");
+            }
+        }
+    }
+
+    /// Reboots agent `i` inside the process it shares: one snmpEngineBoots
+    /// more, counted and kept as a start's are.
+    async fn reboot_inside(&mut self, i: usize, outage: Duration) {
+        let plan = &self.spec.agents[i];
+        let boots = match &plan.config.v3 {
+            Some(_) => {
+                match agentcluster_agent::engine::next_boots(
+                    &self.shared.settings.state_dir,
+                    &plan.name,
+                ) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(agent = %plan.name, cause = %e, "cannot count snmpEngineBoots");
+                        plan.config.v3.as_ref().map_or(1, |v| v.engine_boots + 1)
+                    }
+                }
+            }
+            None => 1,
+        };
+        if let Some(p) = self.process.as_mut() {
+            let msg = ToAgent::Reboot {
+                agent: i,
+                boots,
+                outage_ms: outage.as_millis() as u64,
+            };
+            if let Err(e) = p.proc.send(&msg).await {
+                tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send a reboot");
+            }
+        }
+    }
+
+    fn publish(&self, agent: &str, changes: &[Change]) {
+        for c in changes {
+            let kind = match c {
+                Change::Injected(..) => EventKind::FaultInjected,
+                Change::Cleared(..) => EventKind::FaultCleared,
+            };
+            self.shared.bus.publish(NewEvent {
+                agent: agent.to_string(),
+                pid: self.machine.pid(),
+                restarts: self.machine.restarts(),
+                reason: c.reason(),
+                ..NewEvent::new(kind, self.machine.state())
+            });
+        }
     }
 }
 

@@ -37,6 +37,8 @@ fn spec(name: &str) -> UnitSpec {
             engine_id: vec![],
             values: Default::default(),
             animate: None,
+            faults: Default::default(),
+            reboot_outage: None,
         }],
         active: true,
         memory_max: None,
@@ -394,4 +396,171 @@ async fn a_stopped_or_oversized_process_is_unresponsive() {
             break;
         }
     }
+}
+
+/// The next message the unit sent the process.
+async fn sent(p: &mut Launched) -> Sent {
+    tokio::time::timeout(PATIENCE, p.sent.recv())
+        .await
+        .expect("a message")
+        .expect("the process is held")
+}
+
+fn fault(agents: Vec<usize>, fault: &str, arg: Option<&str>, secs: Option<u64>) -> Command {
+    Command::Fault {
+        agents,
+        fault: agentcluster_conf::Fault::parse(fault, arg).unwrap(),
+        duration: secs.map(Duration::from_secs),
+    }
+}
+
+/// A fault is state of the device: injected, it is sent to the process,
+/// shown in the status, and given to the next process after a crash.
+#[tokio::test(start_paused = true)]
+async fn faults_reach_the_process_and_survive_its_restart() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    h.commands
+        .send(fault(vec![0], "hang", None, None))
+        .await
+        .unwrap();
+    let injected = h.event().await;
+    assert_eq!(
+        (injected.event, injected.reason.as_str()),
+        (EventKind::FaultInjected, "hang")
+    );
+    let Sent::Msg(ToAgent::Faults { agent: 0, faults }) = sent(&mut p).await else {
+        panic!("faults sent");
+    };
+    assert!(faults.hang);
+    h.commands
+        .send(fault(vec![0], "link-down", Some("3"), None))
+        .await
+        .unwrap();
+    assert_eq!(h.next().await.0, EventKind::FaultInjected);
+    let Sent::Msg(ToAgent::Faults { faults, .. }) = sent(&mut p).await else {
+        panic!("faults sent");
+    };
+    assert_eq!((faults.hang, faults.links_down.clone()), (true, vec![3]));
+    assert_eq!(
+        h.status.borrow().faults[0]
+            .iter()
+            .map(|a| a.fault.to_string())
+            .collect::<Vec<_>>(),
+        ["hang", "link-down 3"]
+    );
+
+    p.exit(Exit::Signal("SIGKILL".into()));
+    assert_eq!(
+        h.kinds(3).await,
+        [EventKind::Died, EventKind::Restarting, EventKind::Starting]
+    );
+    let q = h.launched().await;
+    assert_eq!(q.faults, vec![faults], "the new process starts with them");
+    assert_eq!(q.reboot, vec![None], "a crash is no reboot");
+}
+
+/// `--for`: the fault ends by itself, with a `fault-cleared`, and the
+/// process is told.
+#[tokio::test(start_paused = true)]
+async fn a_fault_for_a_while_expires_by_itself() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    let at = tokio::time::Instant::now();
+    h.commands
+        .send(fault(vec![0], "loss", Some("50"), Some(30)))
+        .await
+        .unwrap();
+    let injected = h.event().await;
+    assert_eq!(injected.reason, "loss 50%, for 30s");
+    sent(&mut p).await;
+    // Heartbeats keep it running meanwhile (for two minutes at most).
+    let cleared = loop {
+        assert!(
+            tokio::time::Instant::now() - at < Duration::from_secs(120),
+            "no fault-cleared"
+        );
+        tokio::select! {
+            e = h.events.recv() => break e.unwrap(),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => p.heartbeat().await,
+        }
+    };
+    assert_eq!(
+        (cleared.event, cleared.reason.as_str()),
+        (EventKind::FaultCleared, "loss 50%, expired")
+    );
+    let waited = tokio::time::Instant::now() - at;
+    assert!(waited >= Duration::from_secs(30), "{waited:?}");
+    let Sent::Msg(ToAgent::Faults { faults, .. }) = sent(&mut p).await else {
+        panic!("faults sent");
+    };
+    assert!(faults.is_empty());
+    assert!(h.status.borrow().faults[0].is_empty());
+}
+
+/// A reboot of an agent with a process of its own is a restart of that
+/// process, and that one start (only) is a reboot; its end is a
+/// `fault-cleared` after the outage.
+#[tokio::test(start_paused = true)]
+async fn a_reboot_restarts_the_process_once_as_a_reboot() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    h.commands
+        .send(fault(vec![0], "reboot", None, None))
+        .await
+        .unwrap();
+    let injected = h.event().await;
+    assert_eq!(
+        (injected.event, injected.reason.as_str()),
+        (EventKind::FaultInjected, "reboot")
+    );
+    assert_eq!(signal(&mut p).await, Sig::Term);
+    let q = h.launched().await;
+    assert_eq!(q.reboot, vec![Some(agentcluster_conf::REBOOT_OUTAGE)]);
+    q.ready().await;
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&EventKind::FaultCleared) {
+        kinds.push(h.next().await.0);
+        q.heartbeat().await;
+    }
+    assert!(kinds.contains(&EventKind::Ready), "{kinds:?}");
+    q.exit(Exit::Signal("SIGKILL".into()));
+    let r = h.launched().await;
+    assert_eq!(r.reboot, vec![None], "a crash after it is no reboot");
+}
+
+/// In a process of several agents, a reboot is of the one agent, inside
+/// the process: it is sent the agent's reboot, the process stays.
+#[tokio::test(start_paused = true)]
+async fn a_reboot_of_a_packed_agent_stays_inside_its_process() {
+    let mut two = spec("pair");
+    let mut b = two.agents[0].clone();
+    b.name = "b".into();
+    two.agents.push(b);
+    let mut h = start(two, OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    h.commands
+        .send(fault(vec![1], "reboot", Some("5s"), None))
+        .await
+        .unwrap();
+    let Sent::Msg(ToAgent::Reboot {
+        agent: 1,
+        outage_ms: 5000,
+        ..
+    }) = sent(&mut p).await
+    else {
+        panic!("a reboot of agent 1");
+    };
+    assert!(
+        p.signals.try_recv().is_err(),
+        "no signal: the process stays"
+    );
 }

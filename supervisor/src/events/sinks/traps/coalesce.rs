@@ -46,7 +46,9 @@ pub(super) fn summarized(kind: EventKind) -> bool {
         | EventKind::Restarting
         | EventKind::Stopped
         | EventKind::ConfigChanged
-        | EventKind::DataReloaded => true,
+        | EventKind::DataReloaded
+        | EventKind::FaultInjected
+        | EventKind::FaultCleared => true,
         EventKind::StartFailed
         | EventKind::Died
         | EventKind::Unresponsive

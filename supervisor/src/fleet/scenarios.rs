@@ -1,0 +1,340 @@
+//! `scenarios:`: scheduled faults. [`Schedule`] is pure (the clock is
+//! passed in): one binary heap with one entry per agent and scenario, keyed
+//! by the next time it fires, so 10,000 devices flapping every minute are
+//! 10,000 entries and one timer, not a task per device. Each occurrence's
+//! delay within `jitter` is a hash of the scenario's seed, the agent's name
+//! and the occurrence's number: the same file gives the same faults at the
+//! same times, whatever else happens. [`run`] is the one task that sleeps
+//! until the next entry is due and hands the faults to the manager as
+//! operator requests.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentcluster_conf::{Scenario, When};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::api::{Handle, Request, Response};
+
+/// What the schedule is made from: the scenarios, every agent's name, and
+/// the instant their times count from (the start, or the reload that read
+/// them).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The scenarios, in file order.
+    pub scenarios: Arc<Vec<Scenario>>,
+    /// Every agent of the fleet.
+    pub agents: Arc<[String]>,
+    /// Time zero of the scenarios.
+    pub since: Instant,
+}
+
+/// One fault due: scenario `scenario` on agent `agent` (indexes into the
+/// plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    /// Index of the scenario.
+    pub scenario: u32,
+    /// Index of the agent.
+    pub agent: u32,
+}
+
+/// The pending occurrences, earliest first.
+#[derive(Debug)]
+pub struct Schedule {
+    plan: Plan,
+    /// (when, scenario, agent, occurrence number).
+    heap: BinaryHeap<Reverse<(Instant, u32, u32, u32)>>,
+}
+
+/// splitmix64: a well-mixed 64-bit hash step.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a of a name: stable across runs and builds (unlike std's hasher).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The delay within `jitter` of occurrence `k` of `s` on agent `name`.
+pub fn jitter_of(s: &Scenario, name: &str, k: u32) -> Duration {
+    if s.jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    let h = mix(mix(s.seed ^ name_hash(name)) ^ u64::from(k));
+    let nanos = s.jitter.as_nanos().min(u128::from(u64::MAX)) as u64;
+    Duration::from_nanos(h % (nanos + 1))
+}
+
+/// When occurrence `k` (from 0) of `s` fires on agent `name`, from time
+/// zero; `None` after the last one.
+pub fn offset(s: &Scenario, name: &str, k: u32) -> Option<Duration> {
+    let base = match s.when {
+        When::At(at) => (k == 0).then_some(at)?,
+        When::Every(period) => period.checked_mul(k.checked_add(1)?)?,
+    };
+    base.checked_add(jitter_of(s, name, k))
+}
+
+impl Schedule {
+    /// Every scenario's first occurrence on every agent it matches.
+    pub fn new(plan: Plan) -> Schedule {
+        let mut heap = BinaryHeap::new();
+        for (si, s) in plan.scenarios.iter().enumerate() {
+            let Ok(pattern) = glob::Pattern::new(&s.agents) else {
+                continue;
+            };
+            for (ai, name) in plan.agents.iter().enumerate() {
+                if pattern.matches(name)
+                    && let Some(d) = offset(s, name, 0)
+                {
+                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, 0)));
+                }
+            }
+        }
+        Schedule { plan, heap }
+    }
+
+    /// How many occurrences are pending (one per agent and scenario that
+    /// has more to come).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether nothing more is to come.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// When the next occurrence is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// Takes every occurrence due at `now` (in time order) and schedules
+    /// the next one of each.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, si, ai, k))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            due.push(Due {
+                scenario: si,
+                agent: ai,
+            });
+            let s = &self.plan.scenarios[si as usize];
+            let name = &self.plan.agents[ai as usize];
+            if let Some(next) = k.checked_add(1)
+                && let Some(d) = offset(s, name, next)
+            {
+                self.heap.push(Reverse((self.plan.since + d, si, ai, next)));
+            }
+        }
+        due
+    }
+
+    /// The plan the schedule was made from.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// The scenarios' task: follows the plan (a reload replaces it) and, as
+/// occurrences fall due, asks the manager for their faults — one request
+/// per scenario for the agents due together — until `shutdown`.
+pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: CancellationToken) {
+    let mut schedule = Schedule::new(plans.borrow_and_update().clone());
+    if !schedule.is_empty() {
+        tracing::info!(pending = schedule.len(), "scenarios scheduled");
+    }
+    let mut reported = vec![false; schedule.plan().scenarios.len()];
+    loop {
+        let next = schedule.next_due();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                schedule = Schedule::new(plans.borrow_and_update().clone());
+                reported = vec![false; schedule.plan().scenarios.len()];
+                tracing::info!(pending = schedule.len(), "scenarios re-read");
+            }
+            () = sleep_until(next) => {
+                let due = schedule.take_due(tokio::time::Instant::now().into_std());
+                let plan = schedule.plan().clone();
+                let mut at = 0;
+                while at < due.len() {
+                    let si = due[at].scenario;
+                    let end = due[at..].iter().position(|d| d.scenario != si).map_or(due.len(), |n| at + n);
+                    let names: Vec<String> = due[at..end]
+                        .iter()
+                        .map(|d| plan.agents[d.agent as usize].clone())
+                        .collect();
+                    at = end;
+                    let s = &plan.scenarios[si as usize];
+                    let (kind, arg) = split(s);
+                    let request = Request::Fault {
+                        names,
+                        kind,
+                        arg,
+                        for_ms: s.duration.map(|d| d.as_millis() as u64),
+                    };
+                    let answer = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        answer = handle.call(request) => answer,
+                    };
+                    if let Response::Error { message, .. } = answer {
+                        let slot = &mut reported[si as usize];
+                        if *slot {
+                            tracing::debug!(scenario = si, cause = %message, "scheduled fault refused");
+                        } else {
+                            *slot = true;
+                            tracing::warn!(scenario = si, agents = %s.agents, cause = %message, "scheduled fault refused");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fault of a scenario as a request spells it: kind and argument.
+fn split(s: &Scenario) -> (String, Option<String>) {
+    let text = s.fault.to_string();
+    match text.split_once(' ') {
+        Some((k, a)) => (k.to_string(), Some(a.to_string())),
+        None => (text, None),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentcluster_conf::Fault;
+
+    fn flap(agents: &str, seed: u64) -> Scenario {
+        Scenario {
+            agents: agents.into(),
+            fault: Fault::LinkDown(2),
+            when: When::Every(Duration::from_secs(60)),
+            duration: Some(Duration::from_secs(10)),
+            jitter: Duration::from_secs(5),
+            seed,
+        }
+    }
+
+    fn plan(scenarios: Vec<Scenario>, n: usize, since: Instant) -> Plan {
+        Plan {
+            scenarios: Arc::new(scenarios),
+            agents: (0..n).map(|i| format!("sw-{i}")).collect(),
+            since,
+        }
+    }
+
+    /// Every fire of the first `until` of a schedule: (offset, agent).
+    fn fires(plan: Plan, until: Duration) -> Vec<(Duration, u32)> {
+        let since = plan.since;
+        let mut s = Schedule::new(plan);
+        let mut out = Vec::new();
+        while let Some(at) = s.next_due() {
+            if at > since + until {
+                break;
+            }
+            for d in s.take_due(at) {
+                out.push((at - since, d.agent));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults_at_the_same_times() {
+        let t0 = Instant::now();
+        let a = fires(
+            plan(vec![flap("sw-*", 7)], 50, t0),
+            Duration::from_secs(605),
+        );
+        // Another run, another clock: the same offsets.
+        let b = fires(
+            plan(vec![flap("sw-*", 7)], 50, t0 + Duration::from_secs(3600)),
+            Duration::from_secs(605),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 50 * 10, "each agent once a minute");
+        // Within its minute, each one late by at most the jitter, and not
+        // all alike.
+        for (at, _) in &a {
+            let into = at.as_secs_f64() % 60.0;
+            assert!(into <= 5.0, "{at:?}");
+        }
+        let firsts: std::collections::HashSet<_> = a[..50].iter().map(|(at, _)| *at).collect();
+        assert!(firsts.len() > 40, "the jitter spreads them");
+        // Another seed, other times.
+        let c = fires(
+            plan(vec![flap("sw-*", 8)], 50, t0),
+            Duration::from_secs(605),
+        );
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn at_fires_once_and_a_glob_picks_its_agents() {
+        let t0 = Instant::now();
+        let once = Scenario {
+            agents: "sw-1*".into(),
+            fault: Fault::Hang,
+            when: When::At(Duration::from_secs(30)),
+            duration: None,
+            jitter: Duration::ZERO,
+            seed: 0,
+        };
+        let p = plan(vec![once], 12, t0);
+        let mut s = Schedule::new(p.clone());
+        s.take_due(t0 + Duration::from_secs(30));
+        assert!(s.is_empty());
+        let got = fires(p, Duration::from_secs(3600));
+        // sw-1, sw-10, sw-11, at 30 s, once each; then nothing is left.
+        assert_eq!(
+            got,
+            vec![
+                (Duration::from_secs(30), 1),
+                (Duration::from_secs(30), 10),
+                (Duration::from_secs(30), 11)
+            ]
+        );
+    }
+
+    /// 10,000 devices flapping every minute: one heap of 10,000 entries,
+    /// whatever the hour, and each minute takes each device once.
+    #[test]
+    fn ten_thousand_flapping_devices_are_ten_thousand_entries() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(plan(vec![flap("*", 1)], 10_000, t0));
+        assert_eq!(s.len(), 10_000);
+        for minute in 1..=60u64 {
+            let due = s.take_due(t0 + Duration::from_secs(60 * minute + 5));
+            assert_eq!(due.len(), 10_000, "minute {minute}");
+            assert_eq!(s.len(), 10_000, "one entry per device, always");
+        }
+        assert!(s.next_due() > Some(t0 + Duration::from_secs(3600)));
+    }
+}
