@@ -307,14 +307,15 @@ fn a_hung_agent_stays_running_and_answers_after_clear() {
     let port = free_port();
     let target = format!("127.0.0.1:{port}");
     let yaml = format!(
-        "  heartbeat: 200ms\n  inactive_after: 1s\nagents:\n{}",
+        "  heartbeat: 200ms\n  inactive_after: 1s\n  probe: {{ interval: 200ms, timeout: 200ms }}\nagents:\n{}",
         device("stuck", &target, "")
     );
     let fleet = Fleet::start(&yaml);
     let pid = pid_of(&fleet.status(), "stuck");
     let since = fleet.next_seq();
     fault(&fleet, &["stuck", "hang"]);
-    // Silent for 4 s: many heartbeat intervals, four times inactive_after.
+    // Silent for 4 s: many heartbeat intervals, four times inactive_after,
+    // twenty probes unanswered.
     assert_eq!(
         get(&target, "4", &[SYS_UPTIME]),
         None,

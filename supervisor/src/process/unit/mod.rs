@@ -317,7 +317,11 @@ pub async fn run(
             }
             _ = watchdog.tick() => check(&machine, process.as_ref(), last_heartbeat, &settings, spec.memory_max),
             Some((pid, why)) = probe_rx.recv() => {
-                (machine.state() == State::Running && machine.pid() == Some(pid))
+                // The probe asks the unit's first agent: while that device
+                // has faults (hang, loss, latency, a reboot's outage), its
+                // silence is on purpose, not a dead process.
+                let on_purpose = faults.first().is_some_and(|f| !f.active().is_empty());
+                (machine.state() == State::Running && machine.pid() == Some(pid) && !on_purpose)
                     .then_some(Input::Fault(Fault::ProbeFailed(why)))
             }
         };
