@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::harness::imports::Signal;
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    Fleet, agent, agentcluster, free_port, is, kill, mib, pid_of, snmp, snmp_ok, text, ts_millis,
+    Fleet, agent, agentcluster, free_port, is, kill, mib, pid_of, poll_until, snmp, snmp_ok, text,
+    ts_millis,
 };
 
 const SYS_UPTIME: &str = ".1.3.6.1.2.1.1.3.0";
@@ -66,6 +67,24 @@ fn ticks(value: &str) -> u64 {
         .unwrap_or_else(|| panic!("Timeticks in {value:?}"))
 }
 
+/// The device's sysUpTime once it is past 0 (a tick is 10 ms).
+fn uptime_past_zero(target: &str) -> u64 {
+    poll_until(
+        "sysUpTime past 0",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let t =
+                ticks(&get(target, "5", &[SYS_UPTIME]).ok_or_else(|| "no answer".to_string())?[0]);
+            if t > 0 {
+                Ok(t)
+            } else {
+                Err(format!("sysUpTime {t}"))
+            }
+        },
+    )
+}
+
 /// snmpEngineBoots as served to the noAuthNoPriv user `plain`.
 fn boots(target: &str) -> u64 {
     let out = snmp_ok(
@@ -111,7 +130,9 @@ fn a_reboot_is_silence_then_uptime_from_zero_one_boot_more_and_a_cold_start() {
     let first = trapd.expect(".1.3.6.1.6.3.1.1.5.1");
     assert_eq!(source(&first), from, "the start's coldStart: {first}");
     let boots_before = boots(&target);
-    let uptime_before = ticks(&get(&target, "5", &[SYS_UPTIME]).expect("an answer")[0]);
+    // The device has been up a while (a tick is 10 ms: a fast start can
+    // still be at 0).
+    let uptime_before = uptime_past_zero(&target);
     assert!(uptime_before > 0);
 
     let mut events = fleet.follow(fleet.next_seq());
@@ -187,6 +208,8 @@ fn a_link_flap_changes_the_interface_and_sends_link_down_and_up() {
     let from = format!("[127.0.3.8]:{port}");
     trapd.expect(".1.3.6.1.6.3.1.1.5.1");
     assert_eq!(get(&target, "5", &[IF_OPER_2]).unwrap(), ["INTEGER: 1"]);
+    // So that the change's time (ifLastChange) is past 0.
+    uptime_past_zero(&target);
 
     fault(&fleet, &["sw", "link-down", "2"]);
     let down = trapd.expect(".1.3.6.1.6.3.1.1.5.3");
