@@ -176,12 +176,7 @@ impl Client {
     }
 
     fn next_id(&mut self) -> i32 {
-        self.next_id = if self.next_id >= i32::MAX - 1 {
-            1
-        } else {
-            self.next_id + 1
-        };
-        self.next_id
+        crate::security::peer::next_request_id(&mut self.next_id)
     }
 
     fn timeout_error(&self) -> ClientError {

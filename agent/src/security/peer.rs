@@ -161,3 +161,10 @@ pub(crate) fn report_oid(pdus: &v2::Pdus) -> Option<Vec<u32>> {
         _ => None,
     }
 }
+
+/// The request-id (and msgID) after `last`: positive, wrapping back to 1
+/// before `i32::MAX` (both sides of a peer keep them in 1..2^31-1).
+pub(crate) fn next_request_id(last: &mut i32) -> i32 {
+    *last = if *last >= i32::MAX - 1 { 1 } else { *last + 1 };
+    *last
+}
