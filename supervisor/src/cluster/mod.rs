@@ -16,6 +16,8 @@ pub mod status;
 use std::time::Duration;
 
 use agentcluster_conf::Etcd;
+/// The etcd client crate: [`connect`] gives its `Client`.
+pub use etcd_client;
 
 /// Why talking to etcd failed.
 #[derive(Debug, thiserror::Error)]
