@@ -190,9 +190,11 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     assert_eq!(nodes.len(), 3, "{json}");
     assert_eq!(
         nodes[0],
-        serde_json::json!({"node": "n1", "pid": 4242, "serves": ["127.0.0.0/8"], "agents": 6})
+        serde_json::json!({"node": "n1", "pid": 4242, "serves": ["127.0.0.0/8"], "agents": 6,
+                           "updated": 1_700_000_000_000_u64})
     );
     assert_eq!(nodes[2]["agents"], 1);
+    assert_eq!(nodes[2]["updated"], serde_json::Value::Null);
     let agents = json["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 9);
     assert_eq!(

@@ -44,16 +44,30 @@ pub async fn publish(
 ) {
     let key = keys.status(&node);
     let kv = client.kv_client();
+    // Failing since the last write that succeeded: one warning per
+    // streak, not one a second.
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let write = move |roster: Roster| {
         let mut kv = kv.clone();
         let key = key.clone();
+        let failing = failing.clone();
         let value = super::encode(&node, pid, unix_ms(), &roster);
         async move {
             let options = etcd_client::PutOptions::new().with_lease(lease);
+            let bytes = value.len();
             match kv.put(key.clone(), value, Some(options)).await {
-                Ok(_) => true,
+                Ok(_) => {
+                    if failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::info!(key = %key, "the node's status is written to etcd again");
+                    }
+                    true
+                }
                 Err(cause) => {
-                    tracing::warn!(key = %key, cause = %cause, "cannot write the node's status to etcd");
+                    if failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::debug!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd");
+                    } else {
+                        tracing::warn!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd; trying again every second");
+                    }
                     false
                 }
             }

@@ -98,6 +98,8 @@ pub struct NodeRow {
     pub serves: Vec<String>,
     /// How many agents of the fleet it owns.
     pub agents: usize,
+    /// When its status key was written (unix ms); `None`: it has none.
+    pub updated: Option<u64>,
 }
 
 /// Reads the cluster under `etcd.prefix` in one transaction.
@@ -212,6 +214,7 @@ impl ClusterStatus {
                 pid: m.pid,
                 serves: m.serves.clone(),
                 agents: owned.get(name.as_str()).copied().unwrap_or(0),
+                updated: self.statuses.get(name).map(|s| s.updated),
             })
             .collect();
         (nodes, agents)
