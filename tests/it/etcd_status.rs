@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::harness::etcd::Etcd;
-use crate::harness::imports::{EtcdKeys, State, StatusEntry, publish_status};
+use crate::harness::imports::{EtcdKeys, State, StatusEntry, StatusPublisher};
 use crate::harness::{WAIT, agentcluster, free_port, mib, tempdir, text};
 
 const AUTH: &str = "auth-Secret-4711";
@@ -104,15 +104,16 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     let (roster, rx) =
         tokio::sync::watch::channel(Arc::new(vec![entry(State::Running, Some(7007), 0)]));
     let stop = tokio_util::sync::CancellationToken::new();
-    let publisher = runtime.spawn(publish_status(
-        client.clone(),
-        keys.clone(),
-        "n2".into(),
-        5252,
-        lease,
-        rx,
-        stop.clone(),
-    ));
+    let publisher = runtime.spawn(
+        StatusPublisher {
+            client: client.clone(),
+            keys: keys.clone(),
+            node: "n2".into(),
+            pid: 5252,
+            lease,
+        }
+        .run(rx, stop.clone()),
+    );
     // The publisher's first write.
     let written = |watch: &mut _| {
         let got = runtime.block_on(async { tokio::time::timeout(WAIT, next_put(watch)).await });

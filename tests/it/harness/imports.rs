@@ -21,7 +21,7 @@ pub use agentcluster_supervisor::cluster::{
     connect as etcd_connect,
     etcd_client::{Client as EtcdClient, WatchStream as EtcdWatchStream},
     keys::Keys as EtcdKeys,
-    status::{Entry as StatusEntry, publish as publish_status},
+    status::{Entry as StatusEntry, Publisher as StatusPublisher},
 };
 #[cfg(feature = "etcd")]
 pub use agentcluster_supervisor::protocol::State;

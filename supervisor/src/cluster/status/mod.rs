@@ -1,7 +1,7 @@
 //! What each node's agents are doing, as etcd holds it for
 //! `status --cluster`: the key `PREFIX/status/NODE`, lease-bound to the
 //! node's lease, rewritten by the node when its agents change (at most once
-//! a second, [`publish`]), and the whole cluster read back in one
+//! a second, [`Publisher`]), and the whole cluster read back in one
 //! consistent read ([`read_cluster`]).
 //!
 //! The value ([`NodeStatus`]) is compact, so that a node of 50,000 agents
@@ -23,7 +23,7 @@ use super::ClusterError;
 use crate::events::State;
 use names::Written;
 
-pub use publish::{Roster, publish};
+pub use publish::{MIN_INTERVAL, Publisher, Roster};
 pub use read::{AgentRow, ClusterStatus, NodeRow, RowState, read_cluster};
 
 /// The value's layout version; a reader refuses another.
@@ -274,7 +274,7 @@ impl NodeStatus {
 }
 
 /// The value of `node`'s status key for `roster` at `updated` (unix ms):
-/// what [`publish`] writes.
+/// what [`Publisher`] writes.
 pub fn encode(node: &str, pid: u32, updated: u64, roster: &[Entry]) -> Vec<u8> {
     NodeStatus::new(node, pid, updated, roster).encode()
 }

@@ -27,65 +27,95 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Keeps `PREFIX/status/NODE` (`keys`, `node`) up to date with `roster`,
-/// put with `lease` (the node's lease, so the key goes with the node): the
-/// first roster at once, then each change at most once per
-/// [`MIN_INTERVAL`], the latest roster only. A failed write is logged and
-/// tried again after the interval. Returns when `stop` is cancelled or the
-/// roster's sender is gone.
-pub async fn publish(
-    client: etcd_client::Client,
-    keys: Keys,
-    node: String,
-    pid: u32,
-    lease: i64,
-    roster: watch::Receiver<Roster>,
-    stop: CancellationToken,
-) {
-    let key = keys.status(&node);
-    let kv = client.kv_client();
-    // Failing since the last write that succeeded: one warning per
-    // streak, not one a second.
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let write = move |roster: Roster| {
-        let mut kv = kv.clone();
-        let key = key.clone();
-        let failing = failing.clone();
-        let value = super::encode(&node, pid, unix_ms(), &roster);
-        async move {
-            let options = etcd_client::PutOptions::new().with_lease(lease);
-            let bytes = value.len();
-            match kv.put(key.clone(), value, Some(options)).await {
-                Ok(_) => {
-                    if failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                        tracing::info!(key = %key, "the node's status is written to etcd again");
-                    }
-                    true
-                }
-                Err(cause) => {
-                    if failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                        tracing::debug!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd");
-                    } else {
-                        tracing::warn!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd; trying again every second");
-                    }
-                    false
-                }
-            }
-        }
-    };
-    debounced(roster, stop, MIN_INTERVAL, write).await;
+/// Who writes a node's status key, and with what.
+#[derive(Clone)]
+pub struct Publisher {
+    /// A client of the fleet's etcd.
+    pub client: etcd_client::Client,
+    /// The fleet's keys (`cluster.etcd.prefix`).
+    pub keys: Keys,
+    /// The node: its key is `PREFIX/status/NODE`.
+    pub node: String,
+    /// The node's supervisor's pid, written in the value.
+    pub pid: u32,
+    /// The node's lease: the key goes when the lease does.
+    pub lease: i64,
 }
 
-/// Calls `write` with the roster: at once, then after each change, never
-/// twice within `interval`, and again after `interval` when it returned
-/// `false`.
-async fn debounced<F, Fut>(
-    mut roster: watch::Receiver<Roster>,
+impl Publisher {
+    /// Keeps the node's status key up to date with `roster`: the first
+    /// roster at once, then each change at most once per
+    /// [`MIN_INTERVAL`], the latest roster only. A failed write is logged
+    /// and tried again after the interval. Returns when `stop` is
+    /// cancelled or the roster's sender is gone.
+    pub async fn run(self, roster: watch::Receiver<Roster>, stop: CancellationToken) {
+        self.run_with(roster, Roster::clone, stop).await;
+    }
+
+    /// [`Publisher::run`], where a change of `changes` only says that the
+    /// agents changed and `read` takes the roster when a write is due (at
+    /// most once per [`MIN_INTERVAL`]): for a node that learns of changes
+    /// from the event bus (a counter bumped per event) and reads its
+    /// units' status only then, rather than building a roster per event.
+    pub async fn run_with<T: Clone>(
+        self,
+        changes: watch::Receiver<T>,
+        mut read: impl FnMut(&T) -> Roster,
+        stop: CancellationToken,
+    ) {
+        let Publisher {
+            client,
+            keys,
+            node,
+            pid,
+            lease,
+        } = self;
+        let key = keys.status(&node);
+        let kv = client.kv_client();
+        // Failing since the last write that succeeded: one warning per
+        // streak, not one a second.
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let write = move |changed: T| {
+            let roster = read(&changed);
+            let mut kv = kv.clone();
+            let key = key.clone();
+            let failing = failing.clone();
+            let value = super::encode(&node, pid, unix_ms(), &roster);
+            async move {
+                let options = etcd_client::PutOptions::new().with_lease(lease);
+                let bytes = value.len();
+                match kv.put(key.clone(), value, Some(options)).await {
+                    Ok(_) => {
+                        if failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::info!(key = %key, "the node's status is written to etcd again");
+                        }
+                        true
+                    }
+                    Err(cause) => {
+                        if failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::debug!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd");
+                        } else {
+                            tracing::warn!(key = %key, bytes, cause = %cause, "cannot write the node's status to etcd; trying again every second");
+                        }
+                        false
+                    }
+                }
+            }
+        };
+        debounced(changes, stop, MIN_INTERVAL, write).await;
+    }
+}
+
+/// Calls `write` with the watched value: at once, then after each change,
+/// never twice within `interval`, and again after `interval` when it
+/// returned `false`.
+async fn debounced<T: Clone, F, Fut>(
+    mut roster: watch::Receiver<T>,
     stop: CancellationToken,
     interval: Duration,
     mut write: F,
 ) where
-    F: FnMut(Roster) -> Fut,
+    F: FnMut(T) -> Fut,
     Fut: Future<Output = bool>,
 {
     let mut last: Option<Instant> = None;
