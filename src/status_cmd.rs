@@ -78,29 +78,12 @@ pub enum Pick {
 }
 
 impl Pick {
-    /// Every name `--state` takes.
-    const NAMES: [&str; 10] = [
-        State::ALL[0].as_str(),
-        State::ALL[1].as_str(),
-        State::ALL[2].as_str(),
-        State::ALL[3].as_str(),
-        State::ALL[4].as_str(),
-        State::ALL[5].as_str(),
-        State::ALL[6].as_str(),
-        State::ALL[7].as_str(),
-        "unowned",
-        "unknown",
-    ];
+    /// The states only `--cluster` shows.
+    const CLUSTER: [Pick; 2] = [Pick::Unowned, Pick::Unknown];
 
-    fn parse(name: &str) -> Option<Pick> {
-        match name {
-            "unowned" => Some(Pick::Unowned),
-            "unknown" => Some(Pick::Unknown),
-            _ => State::ALL
-                .into_iter()
-                .find(|s| s.as_str() == name)
-                .map(Pick::Agent),
-        }
+    /// Every pick, in order.
+    fn all() -> impl Iterator<Item = Pick> {
+        State::ALL.map(Pick::Agent).into_iter().chain(Pick::CLUSTER)
     }
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -114,8 +97,12 @@ impl Pick {
 
 /// `--state`: one of the states' names, which clap lists when it is not.
 fn state_parser() -> impl TypedValueParser<Value = Pick> {
-    PossibleValuesParser::new(Pick::NAMES)
-        .try_map(|name: String| Pick::parse(&name).ok_or_else(|| format!("unknown state {name}")))
+    let names: Vec<&'static str> = Pick::all().map(Pick::as_str).collect();
+    PossibleValuesParser::new(names).try_map(|name: String| {
+        Pick::all()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| format!("unknown state {name}"))
+    })
 }
 
 /// `agentcluster status [--cluster] [--json] [--state STATE]… [--sort KEY]
