@@ -623,63 +623,95 @@ pub(crate) fn render_table(
     paint: &dyn Fn(State, &str) -> String,
 ) -> String {
     let dash = || "-".to_string();
-    let rows: Vec<(Option<State>, [String; 8])> = agents
+    let rows: Vec<Row<State>> = agents
         .iter()
-        .map(|a| {
-            (
-                Some(a.state),
-                [
-                    a.name.clone(),
-                    a.state.to_string(),
-                    a.pid.map_or_else(dash, |p| p.to_string()),
-                    if a.endpoints.is_empty() {
-                        dash()
-                    } else {
-                        a.endpoints.join(",")
-                    },
-                    a.restarts.to_string(),
-                    a.uptime_ms.map_or_else(dash, uptime),
-                    a.rss_bytes.map_or_else(dash, rss),
-                    a.requests.to_string(),
-                ],
-            )
+        .map(|a| Row {
+            key: a.state,
+            cells: vec![
+                a.name.clone(),
+                a.state.to_string(),
+                a.pid.map_or_else(dash, |p| p.to_string()),
+                if a.endpoints.is_empty() {
+                    dash()
+                } else {
+                    a.endpoints.join(",")
+                },
+                a.restarts.to_string(),
+                a.uptime_ms.map_or_else(dash, uptime),
+                a.rss_bytes.map_or_else(dash, rss),
+                a.requests.to_string(),
+            ],
+            // A device's active faults follow its row.
+            after: if a.faults.is_empty() {
+                String::new()
+            } else {
+                format!("  faults: {}", a.faults.join(", "))
+            },
         })
         .collect();
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for (_, row) in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    let columns: Vec<Column> = HEADERS
+        .iter()
+        .zip(RIGHT)
+        .map(|(&header, right)| Column { header, right })
+        .collect();
+    render_grid(&columns, STATE_COLUMN, &rows, paint)
+}
+
+/// One column of a table.
+pub(crate) struct Column {
+    pub header: &'static str,
+    /// Numbers: right-aligned.
+    pub right: bool,
+}
+
+/// One row of a table: its cells, what [`render_grid`]'s `paint` gets
+/// for the painted column, and text after the row's last cell.
+pub(crate) struct Row<K> {
+    pub key: K,
+    pub cells: Vec<String>,
+    pub after: String,
+}
+
+/// `rows` under a header line, each column as wide as its widest cell,
+/// two spaces apart; the cells of column `painted` go through `paint`
+/// (with their row's key) once padded, so colours keep the alignment.
+pub(crate) fn render_grid<K: Copy>(
+    columns: &[Column],
+    painted: usize,
+    rows: &[Row<K>],
+    paint: &dyn Fn(K, &str) -> String,
+) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.header.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(&row.cells) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let headers: Vec<String> = columns.iter().map(|c| c.header.to_string()).collect();
+    let lines = std::iter::once((None, &headers, "")).chain(
+        rows.iter()
+            .map(|r| (Some(r.key), &r.cells, r.after.as_str())),
+    );
     let mut out = String::new();
-    let headers = (None, HEADERS.map(String::from));
-    // A device's active faults follow its row.
-    let faults = std::iter::once(String::new()).chain(agents.iter().map(|a| {
-        if a.faults.is_empty() {
-            String::new()
-        } else {
-            format!("  faults: {}", a.faults.join(", "))
-        }
-    }));
-    for ((state, row), faults) in std::iter::once(&headers).chain(&rows).zip(faults) {
+    for (key, cells, after) in lines {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in cells.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let w = widths[i];
-            let padded = if RIGHT[i] {
+            let padded = if columns[i].right {
                 format!("{cell:>w$}")
             } else {
                 format!("{cell:<w$}")
             };
-            match state {
-                Some(state) if i == STATE_COLUMN => line.push_str(&paint(*state, &padded)),
+            match key {
+                Some(key) if i == painted => line.push_str(&paint(key, &padded)),
                 _ => line.push_str(&padded),
             }
         }
         out.push_str(line.trim_end());
-        out.push_str(&faults);
+        out.push_str(after);
         out.push('\n');
     }
     out

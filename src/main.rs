@@ -3,6 +3,7 @@
 //! else lives here.
 
 mod check_cmd;
+mod cluster_status;
 mod ctl;
 mod default_fleet;
 mod etcd_cmd;

@@ -1,7 +1,9 @@
 //! `agentcluster status`: the agents of the running supervisor under a
 //! summary line, filtered by state, sorted, coloured on a terminal only;
 //! `--watch` draws them again after each burst of events (it follows the
-//! event stream and never polls).
+//! event stream and never polls). `--cluster` shows every node's agents
+//! from etcd instead (`cluster_status.rs`), through the same filters,
+//! order and colours.
 
 use std::cmp::Ordering;
 use std::io::{BufRead as _, BufReader, IsTerminal as _, Write as _};
@@ -32,9 +34,14 @@ pub struct StatusArgs {
     /// selects, in the supervisor's order).
     #[arg(long, conflicts_with = "watch")]
     pub json: bool,
-    /// Only the agents in STATE; repeat for several states.
+    /// Every agent of every node of the fleet in etcd (the `-c` file's
+    /// `cluster.etcd` says where), with the node that owns it.
+    #[arg(long, conflicts_with_all = ["watch", "control"])]
+    pub cluster: bool,
+    /// Only the agents in STATE; repeat for several states (`unowned`
+    /// and `unknown` with `--cluster`).
     #[arg(long = "state", value_name = "STATE", value_parser = state_parser())]
-    pub states: Vec<State>,
+    pub states: Vec<Pick>,
     /// The order of the table: by name (numbers in order), by state, or
     /// the most restarts, longest uptime, most requests or largest RSS
     /// first.
@@ -58,18 +65,59 @@ pub enum SortKey {
     Rss,
 }
 
+/// What `--state` picks: an agent's state, or one only the cluster's
+/// view has. Ordered as `--sort state` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pick {
+    /// A state of a supervised agent.
+    Agent(State),
+    /// `--cluster`: no node owns the agent.
+    Unowned,
+    /// `--cluster`: its owner has not reported it.
+    Unknown,
+}
+
+impl Pick {
+    /// The states only `--cluster` shows.
+    const CLUSTER: [Pick; 2] = [Pick::Unowned, Pick::Unknown];
+
+    /// Every pick, in order.
+    fn all() -> impl Iterator<Item = Pick> {
+        State::ALL.map(Pick::Agent).into_iter().chain(Pick::CLUSTER)
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Pick::Agent(s) => s.as_str(),
+            Pick::Unowned => "unowned",
+            Pick::Unknown => "unknown",
+        }
+    }
+}
+
 /// `--state`: one of the states' names, which clap lists when it is not.
-fn state_parser() -> impl TypedValueParser<Value = State> {
-    PossibleValuesParser::new(State::ALL.map(State::as_str)).try_map(|name: String| {
-        State::ALL
-            .into_iter()
-            .find(|s| s.as_str() == name)
+fn state_parser() -> impl TypedValueParser<Value = Pick> {
+    let names: Vec<&'static str> = Pick::all().map(Pick::as_str).collect();
+    PossibleValuesParser::new(names).try_map(|name: String| {
+        Pick::all()
+            .find(|p| p.as_str() == name)
             .ok_or_else(|| format!("unknown state {name}"))
     })
 }
 
-/// `agentcluster status [--json] [--state STATE]… [--sort KEY] [--watch]`.
+/// `agentcluster status [--cluster] [--json] [--state STATE]… [--sort KEY]
+/// [--watch]`.
 pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.cluster {
+        return crate::cluster_status::status(args);
+    }
+    if let Some(only) = args.states.iter().find(|p| !matches!(p, Pick::Agent(_))) {
+        return Err(crate::UserError(format!(
+            "--state {}: only with --cluster (a supervisor's own agents are never {0})",
+            only.as_str()
+        ))
+        .into());
+    }
     let path = args.target.socket()?;
     let outcome = if args.watch {
         watch(&path, args)
@@ -98,7 +146,12 @@ fn once(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
 impl StatusArgs {
     /// Whether `--state` lets `agent` through.
     fn selects(&self, agent: &AgentStatus) -> bool {
-        self.states.is_empty() || self.states.contains(&agent.state)
+        self.picks(Pick::Agent(agent.state))
+    }
+
+    /// Whether `--state` lets an agent in `state` through.
+    pub(crate) fn picks(&self, state: Pick) -> bool {
+        self.states.is_empty() || self.states.contains(&state)
     }
 }
 
@@ -112,7 +165,7 @@ fn fetch(path: &Path) -> Result<(String, Vec<AgentStatus>), Failure> {
 
 /// Whether to colour: stdout is a terminal and `NO_COLOR` is not set (to
 /// anything but the empty string, https://no-color.org).
-fn colour() -> bool {
+pub(crate) fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
@@ -125,7 +178,7 @@ fn render(node: &str, agents: &[AgentStatus], args: &StatusArgs, colour: bool) -
     let mut out = summary(node, agents, shown);
     let plain = |_: State, cell: &str| cell.to_string();
     out.push_str(&if colour {
-        ctl::render_table(&rows, &paint)
+        ctl::render_table(&rows, &|s, cell| paint_pick(Pick::Agent(s), cell))
     } else {
         ctl::render_table(&rows, &plain)
     });
@@ -136,21 +189,34 @@ fn render(node: &str, agents: &[AgentStatus], args: &StatusArgs, colour: bool) -
 /// that has agents, in the order of [`State::ALL`]; `(N shown)` when a
 /// filter left N of them.
 fn summary(node: &str, agents: &[AgentStatus], shown: Option<usize>) -> String {
+    let head = format!("node {}", ctl::one_line(node));
+    let states: Vec<Pick> = agents.iter().map(|a| Pick::Agent(a.state)).collect();
+    summary_of(&head, &states, shown, "")
+}
+
+/// `HEAD: N agents: COUNTS` and `extra`: the count of each state that
+/// has agents, in [`Pick`]'s order; `(N shown)` when a filter left N.
+pub(crate) fn summary_of(head: &str, states: &[Pick], shown: Option<usize>, extra: &str) -> String {
     let mut line = format!(
-        "node {}: {} agent{}",
-        ctl::one_line(node),
-        agents.len(),
-        if agents.len() == 1 { "" } else { "s" }
+        "{head}: {} agent{}{extra}",
+        states.len(),
+        if states.len() == 1 { "" } else { "s" }
     );
-    let counts: Vec<String> = State::ALL
-        .iter()
-        .filter_map(|&s| {
-            let n = agents.iter().filter(|a| a.state == s).count();
-            (n > 0).then(|| format!("{n} {s}"))
-        })
-        .collect();
+    let mut sorted = states.to_vec();
+    sorted.sort();
+    let mut counts: Vec<(Pick, usize)> = Vec::new();
+    for p in sorted {
+        match counts.last_mut() {
+            Some((last, n)) if *last == p => *n += 1,
+            _ => counts.push((p, 1)),
+        }
+    }
     if !counts.is_empty() {
         line.push_str(": ");
+        let counts: Vec<String> = counts
+            .iter()
+            .map(|(p, n)| format!("{n} {}", p.as_str()))
+            .collect();
         line.push_str(&counts.join(", "));
     }
     if let Some(n) = shown {
@@ -160,21 +226,72 @@ fn summary(node: &str, agents: &[AgentStatus], shown: Option<usize>) -> String {
     line
 }
 
+/// What `--sort` orders by, of one row of a table.
+pub(crate) trait Sortable {
+    fn name(&self) -> &str;
+    fn state(&self) -> Pick;
+    fn restarts(&self) -> u32;
+    /// `None`: not known (no process, or not told).
+    fn uptime_ms(&self) -> Option<u64>;
+    fn requests(&self) -> Option<u64>;
+    fn rss_bytes(&self) -> Option<u64>;
+}
+
+impl Sortable for AgentStatus {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn state(&self) -> Pick {
+        Pick::Agent(self.state)
+    }
+    fn restarts(&self) -> u32 {
+        self.restarts
+    }
+    fn uptime_ms(&self) -> Option<u64> {
+        self.uptime_ms
+    }
+    fn requests(&self) -> Option<u64> {
+        Some(self.requests)
+    }
+    fn rss_bytes(&self) -> Option<u64> {
+        self.rss_bytes
+    }
+}
+
 /// Orders `rows` by `key`, ties by name (numbers in order). States go in
-/// the order of [`State::ALL`]; counts and sizes largest first, agents
-/// without one (no process) last.
-fn sort(rows: &mut [&AgentStatus], key: SortKey) {
+/// the order of [`State::ALL`] (then `unowned`, `unknown`); counts and
+/// sizes largest first, agents without one (no process) last.
+pub(crate) fn sort<R: Sortable>(rows: &mut [&R], key: SortKey) {
     rows.sort_by(|a, b| {
         let by = match key {
             SortKey::Name => Ordering::Equal,
-            SortKey::State => a.state.cmp(&b.state),
-            SortKey::Restarts => b.restarts.cmp(&a.restarts),
-            SortKey::Uptime => b.uptime_ms.cmp(&a.uptime_ms),
-            SortKey::Requests => b.requests.cmp(&a.requests),
-            SortKey::Rss => b.rss_bytes.cmp(&a.rss_bytes),
+            SortKey::State => a.state().cmp(&b.state()),
+            SortKey::Restarts => b.restarts().cmp(&a.restarts()),
+            SortKey::Uptime => b.uptime_ms().cmp(&a.uptime_ms()),
+            SortKey::Requests => b.requests().cmp(&a.requests()),
+            SortKey::Rss => b.rss_bytes().cmp(&a.rss_bytes()),
         };
-        by.then_with(|| ctl::natural_cmp(&a.name, &b.name))
+        by.then_with(|| ctl::natural_cmp(a.name(), b.name()))
     });
+}
+
+/// A STATE cell in its colour: serving green, trouble red, on the way
+/// yellow, stopped on purpose dim; with `--cluster`, an agent nobody owns
+/// red and one its owner has not reported yellow.
+pub(crate) fn paint_pick(state: Pick, cell: &str) -> String {
+    match state {
+        Pick::Agent(s) => paint(s, cell),
+        Pick::Unowned => console::Style::new()
+            .force_styling(true)
+            .red()
+            .apply_to(cell)
+            .to_string(),
+        Pick::Unknown => console::Style::new()
+            .force_styling(true)
+            .yellow()
+            .apply_to(cell)
+            .to_string(),
+    }
 }
 
 /// A STATE cell in its colour: serving green, trouble red, on the way
@@ -427,7 +544,10 @@ mod tests {
         for s in State::ALL {
             assert!(e.contains(s.as_str()), "{e}");
         }
+        assert!(e.contains("unowned") && e.contains("unknown"), "{e}");
         assert!(Cli::try_parse_from(["status", "--sort", "pid"]).is_err());
+        assert!(Cli::try_parse_from(["status", "--cluster", "--watch"]).is_err());
+        assert!(Cli::try_parse_from(["status", "--cluster", "--control", "/s"]).is_err());
         assert!(Cli::try_parse_from(["status", "--watch", "--json"]).is_err());
     }
 

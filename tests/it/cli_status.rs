@@ -353,3 +353,23 @@ impl Drop for Supervisor {
         }
     }
 }
+
+/// Built without the cargo feature `etcd`, `status --cluster` says so.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn status_cluster_needs_the_etcd_feature() {
+    let dir = tempdir();
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &file,
+        "cluster:\n  etcd:\n    endpoints: [\"http://127.0.0.1:1\"]\nagents: []\n",
+    )
+    .unwrap();
+    let out = agentcluster(&["status", "--cluster", "-c", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("built without etcd support"),
+        "{}",
+        text(&out)
+    );
+}

@@ -21,6 +21,8 @@ mod device_values;
 mod devices_notify;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_status;
 mod events_burst;
 mod events_cli;
 mod events_snmp;

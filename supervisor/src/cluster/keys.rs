@@ -3,8 +3,11 @@
 //! ```text
 //! PREFIX/fleet/config     the pushed fleet: {"source", "yaml"} (one key)
 //! PREFIX/nodes/NODE       a live node: its serves and pid (lease-bound)
-//! PREFIX/owners/AGENT     the node serving AGENT (lease-bound, created
-//!                         only if absent, in a transaction)
+//! PREFIX/owners/AGENT     the node serving AGENT: its name (lease-bound,
+//!                         created only if absent, in a transaction)
+//! PREFIX/status/NODE      what NODE's agents are doing: a compact JSON
+//!                         (`status::NodeStatus`), rewritten by the node
+//!                         at most once a second (lease-bound)
 //! ```
 
 /// The keys of one fleet's prefix.
@@ -50,6 +53,16 @@ impl Keys {
     pub fn owner(&self, agent: &str) -> String {
         format!("{}{agent}", self.owners())
     }
+
+    /// Prefix of the status keys.
+    pub fn statuses(&self) -> String {
+        format!("{}/status/", self.prefix)
+    }
+
+    /// One node's status key.
+    pub fn status(&self, node: &str) -> String {
+        format!("{}{node}", self.statuses())
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +77,7 @@ mod tests {
         assert_eq!(k.owner("a-1"), "/lab/owners/a-1");
         assert!(k.owner("a").starts_with(&k.owners()));
         assert!(k.owners().starts_with(&k.all()));
+        assert_eq!(k.status("n1"), "/lab/status/n1");
+        assert!(k.statuses().starts_with(&k.all()));
     }
 }

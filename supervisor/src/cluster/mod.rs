@@ -1,18 +1,23 @@
 //! Scale-out through etcd (docs/scale-out.md): the fleet pushed to etcd
-//! ([`fleet`]), where each thing lives there ([`keys`]), and who owns
-//! which agent ([`rendezvous`]). The node itself (lease, membership, owner
-//! keys, watches) is not built yet.
+//! ([`fleet`]), where each thing lives there ([`keys`]), who owns which
+//! agent ([`rendezvous`]), and what each node's agents are doing
+//! ([`status`]: the status keys a node writes and `status --cluster`
+//! reads).
 //!
-//! Layers: `cluster` uses the checked model of the configuration and
+//! Layers: `cluster` uses the checked model of the configuration, the
+//! states of `events` and the status line of `control`'s API types, and
 //! nothing else of the supervisor.
 
 pub mod fleet;
 pub mod keys;
 pub mod rendezvous;
+pub mod status;
 
 use std::time::Duration;
 
 use agentcluster_conf::Etcd;
+/// The etcd client crate: [`connect`] gives its `Client`.
+pub use etcd_client;
 
 /// Why talking to etcd failed.
 #[derive(Debug, thiserror::Error)]

@@ -63,3 +63,39 @@ impl Etcd {
         )
     }
 }
+
+/// Writing keys as a node does, through the supervisor crate's client.
+#[cfg(feature = "etcd")]
+impl Etcd {
+    /// This etcd under `prefix`, as a node's `cluster.etcd` has it.
+    pub fn conf(&self, prefix: &str) -> super::imports::EtcdConf {
+        super::imports::EtcdConf {
+            endpoints: vec![self.endpoint.clone()],
+            prefix: prefix.to_string(),
+            lease_ttl: Duration::from_secs(10),
+            serves: None,
+        }
+    }
+
+    /// A runtime and a client of this etcd (a test that publishes keeps
+    /// both while it runs).
+    pub fn client(&self) -> (tokio::runtime::Runtime, super::imports::EtcdClient) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let client = runtime
+            .block_on(super::imports::etcd_connect(&self.conf("/")))
+            .unwrap();
+        (runtime, client)
+    }
+
+    /// Writes `value` at `key`.
+    pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) {
+        let (runtime, mut client) = self.client();
+        runtime.block_on(client.put(key, value, None)).unwrap();
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) {
+        let (runtime, mut client) = self.client();
+        runtime.block_on(client.delete(key, None)).unwrap();
+    }
+}
