@@ -376,6 +376,11 @@ pub(crate) mod alloc_meter {
         }
     }
 
+    /// The bytes allocated and not yet freed on this thread.
+    pub(crate) fn live() -> isize {
+        LIVE.with(Cell::get)
+    }
+
     /// Runs `f` and returns the most bytes it had allocated at once on this
     /// thread (beyond what was live before), with its result.
     pub(crate) fn peak<T>(f: impl FnOnce() -> T) -> (usize, T) {
