@@ -53,7 +53,8 @@ impl Endpoint {
 /// that changes them.
 pub type SharedBehaviour = Arc<Mutex<Behaviour>>;
 
-/// Serves every endpoint until `shutdown` is cancelled, without faults.
+/// Serves every endpoint until `shutdown` is cancelled, without faults:
+/// [`spawn_with`] in a set of its own, waited for.
 #[cfg(test)]
 pub async fn serve(
     endpoints: Vec<Endpoint>,
@@ -61,42 +62,48 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-    serve_with(endpoints, responder, behaviour, shutdown).await
-}
-
-/// Serves every endpoint until `shutdown` is cancelled. One task per
-/// socket; the responder is shared (uncontended in practice: one agent's
-/// sockets rarely receive at the same instant), and so are the device's
-/// faults.
-pub async fn serve_with(
-    endpoints: Vec<Endpoint>,
-    responder: Shared,
-    behaviour: SharedBehaviour,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    for endpoint in endpoints {
-        tasks.spawn(serve_one(
-            endpoint,
-            responder.clone(),
-            behaviour.clone(),
-            shutdown.clone(),
-        ));
-    }
+    spawn_with(&mut tasks, endpoints, &responder, &behaviour, &shutdown);
+    let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shutdown.cancel();
-                return Err(e);
-            }
+            Ok(Err(e)) => result = result.and(Err(e)),
             Err(e) => {
                 shutdown.cancel();
-                return Err(io::Error::other(e));
+                result = result.and(Err(io::Error::other(e)));
             }
         }
     }
-    Ok(())
+    result
+}
+
+/// Serves every endpoint of one device until `shutdown` is cancelled: one
+/// task per socket in `tasks`, the process's set (no task or set per
+/// device: a packed process serves thousands). The responder is shared by
+/// the device's sockets (uncontended in practice: they rarely receive at
+/// the same instant), and so are the device's faults. A socket that fails
+/// cancels `shutdown` (the process stops, and is restarted) and ends its
+/// task with the error.
+pub fn spawn_with(
+    tasks: &mut tokio::task::JoinSet<io::Result<()>>,
+    endpoints: Vec<Endpoint>,
+    responder: &Shared,
+    behaviour: &SharedBehaviour,
+    shutdown: &CancellationToken,
+) {
+    for endpoint in endpoints {
+        let (responder, behaviour, shutdown) =
+            (responder.clone(), behaviour.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let served = serve_one(endpoint, responder, behaviour, shutdown.clone()).await;
+            if let Err(e) = &served {
+                tracing::error!(cause = %e, "serving a socket failed");
+                shutdown.cancel();
+            }
+            served
+        });
+    }
 }
 
 async fn serve_one(
@@ -819,7 +826,7 @@ mod tests {
             let mut addrs = Vec::new();
             for (endpoint, shared, addr) in served {
                 let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-                tasks.spawn(serve_with(vec![endpoint], shared, behaviour, token.clone()));
+                spawn_with(&mut tasks, vec![endpoint], &shared, &behaviour, &token);
                 addrs.push(addr);
             }
             let mut buf = [0u8; 2048];
@@ -840,6 +847,36 @@ mod tests {
             );
             token.cancel();
             while tasks.join_next().await.is_some() {}
+        });
+    }
+
+    #[test]
+    fn a_device_costs_one_task_per_socket_and_no_more() {
+        // What a packed process of devices with one socket each runs: a
+        // task per socket, none per device on top.
+        const DEVICES: usize = 32;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let token = CancellationToken::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..DEVICES {
+                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+                let shared: Shared = Arc::new(Mutex::new(responder()));
+                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+                let endpoints = vec![Endpoint::new(socket).unwrap()];
+                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &token);
+            }
+            // Every loop has started and waits on its socket.
+            tokio::task::yield_now().await;
+            let metrics = tokio::runtime::Handle::current().metrics();
+            assert_eq!(metrics.num_alive_tasks(), DEVICES);
+            token.cancel();
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
         });
     }
 
