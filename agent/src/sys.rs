@@ -43,9 +43,9 @@ pub fn is_unix_stream(fd: RawFd) -> bool {
 /// Makes every thread of this process allocate from glibc's one main
 /// arena. By default glibc gives threads up to eight arenas per core, and
 /// each keeps the memory freed into it: in the supervisor, whose runtime
-/// threads build and drop per-agent state in turn, that was 0.6 KiB of
-/// resident memory per device of a packed fleet (6 MB of 45 at 10,000
-/// devices) for no gain, since its threads rarely allocate at the same
+/// threads build and drop per-agent state in turn, that was 0.4–0.6 KiB
+/// of resident memory per device of a packed fleet (4–6 MB of 45 at
+/// 10,000 devices) for no gain, since its threads rarely allocate at the same
 /// instant. Call it before starting threads. Returns whether glibc took
 /// it (always false with another C library).
 pub fn one_malloc_arena() -> bool {
