@@ -395,6 +395,8 @@ fn supervise(
     control: Option<&Path>,
     on_ready: impl FnOnce(&str, &agentcluster_supervisor::Ready, &ready::Files),
 ) -> anyhow::Result<ExitCode> {
+    // Per-thread arenas only hold on to freed per-agent state: one for all.
+    agentcluster_agent::sys::one_malloc_arena();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentcluster")

@@ -3,8 +3,8 @@
 //! sending and receiving descriptors on the control channel (`sendmsg`,
 //! `recvmsg` with SCM_RIGHTS), the batched datagram system calls of the
 //! serving loop (`recvmmsg`, `sendmmsg`) and the socket addresses they fill
-//! in, the read-only mapping of compiled store files, and (test builds
-//! only) an allocator that measures what handling hostile input allocates.
+//! in, the read-only mapping of compiled store files, the allocator's arena
+//! count (for the supervisor), and (test builds only) an allocator that measures what handling hostile input allocates.
 //!
 //! The lowest layer with `crate::util`: it knows nothing of SNMP and
 //! depends on nothing else in the crate; `crate::data` (the mapping) and
@@ -38,6 +38,27 @@ pub fn is_unix_stream(fd: RawFd) -> bool {
     };
     sockopt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
         && sockopt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+}
+
+/// Makes every thread of this process allocate from glibc's one main
+/// arena. By default glibc gives threads up to eight arenas per core, and
+/// each keeps the memory freed into it: in the supervisor, whose runtime
+/// threads build and drop per-agent state in turn, that was 0.4–0.6 KiB
+/// of resident memory per device of a packed fleet (4–6 MB of 45 at
+/// 10,000 devices) for no gain, since its threads rarely allocate at the same
+/// instant. Call it before starting threads. Returns whether glibc took
+/// it (always false with another C library).
+pub fn one_malloc_arena() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only sets one of the allocator's tunables; glibc
+        // accepts M_ARENA_MAX at any time (arenas already made stay).
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
 }
 
 /// Takes ownership of an inherited descriptor, after checking it is open.
@@ -374,6 +395,11 @@ pub(crate) mod alloc_meter {
             }
             p
         }
+    }
+
+    /// The bytes allocated and not yet freed on this thread.
+    pub(crate) fn live() -> isize {
+        LIVE.with(Cell::get)
     }
 
     /// Runs `f` and returns the most bytes it had allocated at once on this

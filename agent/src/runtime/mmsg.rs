@@ -4,11 +4,13 @@
 //!
 //! A batch starts with one slot and doubles (up to [`MAX_SLOTS`]) when a
 //! receive fills it while more was already queued (the receive before it,
-//! with no wait between, also got something), so an agent that sees one
-//! request at a time — most agents of a large fleet — keeps its one receive
-//! buffer and never reallocates it. Receive buffers are full-size (no
-//! request is ever truncated) but zero-filled on allocation and never
-//! cleared, so only the pages datagrams were written to become resident.
+//! with no wait between, also got something), so a thread that sees one
+//! request at a time keeps its one receive buffer and never reallocates
+//! it. Receive buffers are full-size (no request is ever truncated) but
+//! zero-filled on allocation and never cleared, so only the pages
+//! datagrams were written to become resident. A batch is not a socket's:
+//! the serving loops of a thread borrow one in turn (`runtime::serve`), so
+//! a process of thousands of sockets holds one, not one each.
 //!
 //! The system calls themselves are in [`crate::sys`]: their headers hold
 //! pointers into the buffers, built on the stack for each call and never

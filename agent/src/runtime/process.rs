@@ -108,12 +108,13 @@ async fn run() -> Result<(), String> {
     let mut tasks = tokio::task::JoinSet::new();
     let endpoints_by_agent = take_sockets(&start)?;
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
-        tasks.spawn(serve::serve_with(
+        serve::spawn_with(
+            &mut tasks,
             endpoints.clone(),
-            s.responder.clone(),
-            s.behaviour.clone(),
-            shutdown.clone(),
-        ));
+            &s.responder,
+            &s.behaviour,
+            &shutdown,
+        );
     }
     channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await

@@ -9,6 +9,7 @@
 //! a timer task of its own, so the loop (and the other agents of the
 //! process) never wait for it.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::UdpSocket as StdUdpSocket;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,7 +53,8 @@ impl Endpoint {
 /// that changes them.
 pub type SharedBehaviour = Arc<Mutex<Behaviour>>;
 
-/// Serves every endpoint until `shutdown` is cancelled, without faults.
+/// Serves every endpoint until `shutdown` is cancelled, without faults:
+/// [`spawn_with`] in a set of its own, waited for.
 #[cfg(test)]
 pub async fn serve(
     endpoints: Vec<Endpoint>,
@@ -60,42 +62,48 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-    serve_with(endpoints, responder, behaviour, shutdown).await
-}
-
-/// Serves every endpoint until `shutdown` is cancelled. One task per
-/// socket; the responder is shared (uncontended in practice: one agent's
-/// sockets rarely receive at the same instant), and so are the device's
-/// faults.
-pub async fn serve_with(
-    endpoints: Vec<Endpoint>,
-    responder: Shared,
-    behaviour: SharedBehaviour,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    for endpoint in endpoints {
-        tasks.spawn(serve_one(
-            endpoint,
-            responder.clone(),
-            behaviour.clone(),
-            shutdown.clone(),
-        ));
-    }
+    spawn_with(&mut tasks, endpoints, &responder, &behaviour, &shutdown);
+    let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shutdown.cancel();
-                return Err(e);
-            }
+            Ok(Err(e)) => result = result.and(Err(e)),
             Err(e) => {
                 shutdown.cancel();
-                return Err(io::Error::other(e));
+                result = result.and(Err(io::Error::other(e)));
             }
         }
     }
-    Ok(())
+    result
+}
+
+/// Serves every endpoint of one device until `shutdown` is cancelled: one
+/// task per socket in `tasks`, the process's set (no task or set per
+/// device: a packed process serves thousands). The responder is shared by
+/// the device's sockets (uncontended in practice: they rarely receive at
+/// the same instant), and so are the device's faults. A socket that fails
+/// cancels `shutdown` (the process stops, and is restarted) and ends its
+/// task with the error.
+pub fn spawn_with(
+    tasks: &mut tokio::task::JoinSet<io::Result<()>>,
+    endpoints: Vec<Endpoint>,
+    responder: &Shared,
+    behaviour: &SharedBehaviour,
+    shutdown: &CancellationToken,
+) {
+    for endpoint in endpoints {
+        let (responder, behaviour, shutdown) =
+            (responder.clone(), behaviour.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let served = serve_one(endpoint, responder, behaviour, shutdown.clone()).await;
+            if let Err(e) = &served {
+                tracing::error!(cause = %e, "serving a socket failed");
+                shutdown.cancel();
+            }
+            served
+        });
+    }
 }
 
 async fn serve_one(
@@ -108,12 +116,13 @@ async fn serve_one(
     use tokio::io::Interest;
     let Endpoint { socket, replies } = endpoint;
     let fd = socket.as_raw_fd();
-    let mut batch = Batch::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = socket.readable() => r?,
         }
+        // The thread's receive batch, for this socket's turn only.
+        let mut batch = Lent::take();
         // Everything queued, a batch per system call, until none is left.
         loop {
             let got = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
@@ -195,6 +204,58 @@ async fn serve_one(
                     }
                 });
             }
+        }
+    }
+}
+
+thread_local! {
+    /// The receive batches of this thread's serving loops not in use. A
+    /// loop takes one only while it drains its socket and gives it back
+    /// before it waits again, so the thousands of sockets of a packed
+    /// process share one batch (a second one only while a loop waits for
+    /// room in its send buffer) instead of holding a receive buffer each.
+    static SPARE: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Batches kept for reuse per thread: more are only needed while several
+/// loops wait for room to send at once, and those are freed.
+const SPARE_MAX: usize = 4;
+
+/// A receive batch lent by the thread's [`SPARE`] pool (a new one when it
+/// has none), given back when dropped, on whichever thread that happens.
+struct Lent(Option<Batch>);
+
+impl Lent {
+    fn take() -> Lent {
+        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+        Lent(Some(spare.unwrap_or_default()))
+    }
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Batch {
+        self.0.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(batch) = self.0.take() {
+            // try_with: a thread going away keeps nothing.
+            let _ = SPARE.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_MAX {
+                    s.push(batch);
+                }
+            });
         }
     }
 }
@@ -735,6 +796,88 @@ mod tests {
         assert_eq!(counters(&shared).requests, 1);
         token.cancel();
         serving.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_sockets_of_a_thread_share_one_receive_batch() {
+        // A packed process: many devices' sockets served by one
+        // current-thread runtime (this thread's, so the test allocator
+        // counts what serving them takes). Each device answers a request;
+        // what that held at most stays far below one receive buffer
+        // (`SLOT_BYTES`) per socket: the loops share the thread's batch.
+        const SOCKETS: usize = 64;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let token = CancellationToken::new();
+            let mut served = Vec::new();
+            for _ in 0..SOCKETS {
+                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+                let addr = socket.local_addr().unwrap();
+                let shared: Shared = Arc::new(Mutex::new(responder()));
+                served.push((Endpoint::new(socket).unwrap(), shared, addr));
+            }
+            let base = crate::sys::alloc_meter::live();
+            let mut most = 0;
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut addrs = Vec::new();
+            for (endpoint, shared, addr) in served {
+                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+                spawn_with(&mut tasks, vec![endpoint], &shared, &behaviour, &token);
+                addrs.push(addr);
+            }
+            let mut buf = [0u8; 2048];
+            for addr in &addrs {
+                client.send_to(&GET, addr).await.unwrap();
+                let (_, from) =
+                    tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+                        .await
+                        .expect("an answer")
+                        .unwrap();
+                assert_eq!(from, *addr);
+                most = most.max(crate::sys::alloc_meter::live() - base);
+            }
+            let per_socket = usize::try_from(most).unwrap() / SOCKETS;
+            assert!(
+                per_socket < crate::runtime::mmsg::SLOT_BYTES / 8,
+                "serving {SOCKETS} sockets held {per_socket} bytes per socket"
+            );
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
+        });
+    }
+
+    #[test]
+    fn a_device_costs_one_task_per_socket_and_no_more() {
+        // What a packed process of devices with one socket each runs: a
+        // task per socket, none per device on top.
+        const DEVICES: usize = 32;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let token = CancellationToken::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..DEVICES {
+                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+                let shared: Shared = Arc::new(Mutex::new(responder()));
+                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+                let endpoints = vec![Endpoint::new(socket).unwrap()];
+                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &token);
+            }
+            // Every loop has started and waits on its socket.
+            tokio::task::yield_now().await;
+            let metrics = tokio::runtime::Handle::current().metrics();
+            assert_eq!(metrics.num_alive_tasks(), DEVICES);
+            token.cancel();
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
+        });
     }
 
     #[test]
