@@ -44,7 +44,8 @@
 //! - [`channel`], [`process`], [`probe`] (`runtime/`): the agent process's
 //!   control channel, its entry point, and the supervisor's liveness probe;
 //! - [`sys`] (`sys.rs`): taking over an inherited descriptor;
-//! - [`xorshift`] (`util/`): reproducible pseudo-random numbers.
+//! - [`xorshift`], [`clock`] (`util/`): reproducible pseudo-random numbers,
+//!   and the monotonic clock as a number two processes agree on.
 
 pub mod client;
 mod data;
@@ -61,5 +62,5 @@ pub use data::{animate, snapshot, store, values};
 pub use responder::ratelimit;
 pub use runtime::{channel, faults, probe, process};
 pub use security::{engine, usm, v3};
-pub use util::xorshift;
+pub use util::{clock, xorshift};
 pub use wire::{ber, value};

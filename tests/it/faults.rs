@@ -195,6 +195,37 @@ fn a_reboot_of_a_packed_agent_leaves_its_neighbour_serving() {
     assert_eq!(agent(&status, "a")["restarts"], 0);
 }
 
+/// A rebooted device answers again as soon as its fault clears, however
+/// late its process heard of the reboot: the outage counts from the
+/// supervisor's instant, not from the order's arrival. Here the process is
+/// held stopped (SIGSTOP; no watchdog check falls in that time) while the
+/// order waits in its channel; the device used to stay silent that long
+/// after `fault-cleared`.
+#[test]
+fn a_reboot_ends_when_its_fault_clears_however_late_the_order_arrives() {
+    let (p1, p2) = (free_port(), free_port());
+    let (t1, t2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let yaml = format!(
+        "  heartbeat: 1h\n  inactive_after: 2h\n  agents_per_process: 2\nagents:\n{}{}",
+        device("a", &t1, ""),
+        device("b", &t2, "")
+    );
+    let fleet = Fleet::start(&yaml);
+    let pid = pid_of(&fleet.status(), "a");
+    let mut events = fleet.follow(fleet.next_seq());
+    kill(pid, Signal::SIGSTOP);
+    fault(&fleet, &["a", "reboot", "2s"]);
+    events.wait("fault-injected", |e| is(e, "a", "fault-injected"));
+    // The scenario itself: the order is late by this much.
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(pid, Signal::SIGCONT);
+    events.wait("up again", |e| is(e, "a", "fault-cleared"));
+    assert!(
+        get(&t1, "1", &[SYS_UPTIME]).is_some(),
+        "a answers once its fault has cleared"
+    );
+}
+
 #[test]
 fn a_link_flap_changes_the_interface_and_sends_link_down_and_up() {
     let trapd = Trapd::start_format("authCommunity log public\n", TRAP_FORMAT);

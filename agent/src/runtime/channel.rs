@@ -21,8 +21,9 @@ pub use frame::{Frame, Frames, Receiver, send};
 /// Version of the channel protocol. 2: frames carry descriptors, and
 /// stores are passed as descriptors instead of paths. 3: heartbeats carry
 /// the drops by reason. 4: faults (`faults`, `reboot`, and a start's
-/// faults and reboot outage).
-pub const PROTOCOL: u32 = 4;
+/// faults and reboot outage). 5: a reboot's beginning as an instant of the
+/// host's monotonic clock.
+pub const PROTOCOL: u32 = 5;
 /// The fd the channel is inherited on.
 pub(crate) const CHANNEL_FD: i32 = 3;
 /// The first inherited UDP socket; the rest follow in order.
@@ -65,8 +66,8 @@ pub enum ToAgent {
         faults: crate::runtime::faults::Faults,
     },
     /// Reboot one agent inside the process (the others serve on):
-    /// unanswered for `outage_ms`, then sysUpTime from 0, this
-    /// snmpEngineBoots and a coldStart.
+    /// unanswered for `outage_ms` from `from_ns`, then sysUpTime from 0,
+    /// this snmpEngineBoots and a coldStart.
     Reboot {
         /// Index of the agent in the start message.
         agent: usize,
@@ -74,6 +75,14 @@ pub enum ToAgent {
         boots: u32,
         /// How long it stays unanswered.
         outage_ms: u64,
+        /// When the reboot began, in [`clock::monotonic_ns`]: the
+        /// supervisor's instant, so that the device is up again exactly
+        /// when the supervisor says so (`fault-cleared`), however late
+        /// this message arrives; 0: when it arrives.
+        ///
+        /// [`clock::monotonic_ns`]: crate::clock::monotonic_ns
+        #[serde(default)]
+        from_ns: u64,
     },
     /// Exit cleanly.
     Stop,
@@ -145,6 +154,13 @@ pub struct AgentSpec {
     /// long after the start, then a coldStart; 0: an ordinary start.
     #[serde(default)]
     pub reboot_outage_ms: u64,
+    /// When that reboot began, in [`clock::monotonic_ns`] (the
+    /// supervisor's instant: the outage ends when the supervisor announces
+    /// the device up, however long the restart took); 0: at the start.
+    ///
+    /// [`clock::monotonic_ns`]: crate::clock::monotonic_ns
+    #[serde(default)]
+    pub reboot_from_ns: u64,
 }
 
 /// Limits set for the whole cluster, changeable without a restart.

@@ -122,12 +122,12 @@ async fn run() -> Result<(), String> {
     for (spec, endpoints) in start.agents.iter().zip(&endpoints_by_agent) {
         if !spec.notify.is_empty() {
             // A reboot's coldStart comes once the device answers again.
-            let outage = Duration::from_millis(spec.reboot_outage_ms);
-            let local = local_engine(spec, begun + outage);
+            let up = up_at(begun, spec.reboot_from_ns, spec.reboot_outage_ms);
+            let local = local_engine(spec, up);
             let trap_oid = if spec.cold { COLD_START } else { WARM_START };
             let (spec, endpoints) = (spec.clone(), endpoints.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(outage).await;
+                tokio::time::sleep_until(up.into()).await;
                 send_notifications(&spec, &endpoints, local, trap_oid, Vec::new()).await;
             });
         }
@@ -224,10 +224,11 @@ async fn run() -> Result<(), String> {
                         _ => tracing::warn!(agent, "faults for an agent this process does not serve"),
                     }
                 }
-                Ok(Some((ToAgent::Reboot { agent, boots, outage_ms }, _))) => {
+                Ok(Some((ToAgent::Reboot { agent, boots, outage_ms, from_ns }, _))) => {
                     match (served.get_mut(agent), start.agents.get(agent), endpoints_by_agent.get(agent)) {
                         (Some(s), Some(spec), Some(endpoints)) => {
-                            reboot(s, spec, endpoints, boots, Duration::from_millis(outage_ms));
+                            let up = up_at(Instant::now(), from_ns, outage_ms);
+                            reboot(s, spec, endpoints, boots, up);
                         }
                         _ => tracing::warn!(agent, "a reboot of an agent this process does not serve"),
                     }
@@ -324,7 +325,18 @@ fn set_faults(
     });
 }
 
-/// Reboots one agent of the process: unanswered for `outage`, then
+/// When a rebooted device is up again: `outage_ms` after `from_ns` (the
+/// supervisor's instant, [`crate::clock`]), or after `otherwise` when the
+/// supervisor gave none.
+fn up_at(otherwise: Instant, from_ns: u64, outage_ms: u64) -> Instant {
+    let from = match from_ns {
+        0 => otherwise,
+        ns => crate::clock::instant_of(ns),
+    };
+    from + Duration::from_millis(outage_ms)
+}
+
+/// Reboots one agent of the process: unanswered until `up`, then
 /// sysUpTime from 0 and snmpEngineBoots `boots`, its links that are down
 /// down since the boot, and a coldStart.
 fn reboot(
@@ -332,9 +344,8 @@ fn reboot(
     spec: &channel::AgentSpec,
     endpoints: &[serve::Endpoint],
     boots: u32,
-    outage: Duration,
+    up: Instant,
 ) {
-    let up = Instant::now() + outage;
     s.behaviour
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -350,7 +361,7 @@ fn reboot(
             tracing::warn!(agent = %s.name, cause = %e, "cannot serve the links' state");
         }
     }
-    tracing::debug!(agent = %s.name, boots, ?outage, "reboot");
+    tracing::debug!(agent = %s.name, boots, outage = ?up.saturating_duration_since(Instant::now()), "reboot");
     if spec.notify.is_empty() {
         return;
     }
@@ -358,7 +369,7 @@ fn reboot(
     local.boots = boots.max(1);
     let (spec, endpoints) = (spec.clone(), endpoints.to_vec());
     tokio::spawn(async move {
-        tokio::time::sleep(outage).await;
+        tokio::time::sleep_until(up.into()).await;
         send_notifications(&spec, &endpoints, local, COLD_START, Vec::new()).await;
     });
 }
@@ -494,8 +505,8 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
             })
             .collect::<Result<Vec<_>, _>>()?;
         // A reboot's device counts its uptime from the end of its outage.
-        let outage = Duration::from_millis(spec.reboot_outage_ms);
-        let mut responder = Responder::new(spec.config.clone(), views, begun + outage);
+        let up = up_at(begun, spec.reboot_from_ns, spec.reboot_outage_ms);
+        let mut responder = Responder::new(spec.config.clone(), views, up);
         responder.set_rate_limit(spec.rate_limit);
         responder.set_notify_engine_id(spec.engine_id.clone());
         responder.set_animate(spec.animate.map(crate::data::animate::Animate::new));
@@ -521,8 +532,8 @@ fn build(start: &Start, fds: Vec<OwnedFd>, begun: Instant) -> Result<Vec<Served>
         }
         let mut behaviour = Behaviour::new(seed(&spec.name));
         behaviour.set(&spec.faults);
-        if !outage.is_zero() {
-            behaviour.deaf_until(begun + outage);
+        if spec.reboot_outage_ms > 0 {
+            behaviour.deaf_until(up);
         }
         served.push(Served {
             name: spec.name.clone(),

@@ -209,6 +209,7 @@ impl Agents {
                         animate: a.animate,
                         faults: a.faults.clone(),
                         reboot_outage_ms: a.reboot_outage.map_or(0, |d| d.as_millis() as u64),
+                        reboot_from_ns: a.reboot_from_ns,
                     })
                 })
                 .collect::<Result<_, String>>()?,

@@ -42,6 +42,9 @@ pub struct AgentPlan {
     /// The next start is a device reboot with this outage (`fault reboot`
     /// of an agent with a process of its own).
     pub reboot_outage: Option<Duration>,
+    /// When that reboot began ([`agentcluster_agent::clock::monotonic_ns`]):
+    /// the outage ends when its fault does, however long the restart took.
+    pub reboot_from_ns: u64,
 }
 
 /// A view of an agent of a process, to be served from another compiled

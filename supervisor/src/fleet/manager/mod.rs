@@ -323,6 +323,7 @@ impl Manager {
                     animate: p.animate,
                     faults: Default::default(),
                     reboot_outage: None,
+                    reboot_from_ns: 0,
                 })
                 .collect(),
             active,

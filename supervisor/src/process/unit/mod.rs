@@ -305,6 +305,7 @@ pub async fn run(
                 // A reboot is this one start.
                 for a in &mut spec.agents {
                     a.reboot_outage = None;
+                    a.reboot_from_ns = 0;
                 }
                 Some(match spawned {
                     Ok(p) => {
@@ -578,13 +579,18 @@ impl Faulting<'_> {
                     tracing::info!(agent = %name, state = %self.machine.state(), "not running: no reboot");
                     continue;
                 }
+                // The device is up again when the fault ends: the agent
+                // process counts the outage from this same instant (read
+                // first: the fault ends no earlier than the device is up).
+                let from_ns = agentcluster_agent::clock::monotonic_ns();
                 let changes = self.faults[i].apply(fault, Some(outage), now());
                 self.publish(&name, &changes);
                 if self.spec.agents.len() == 1 {
                     self.spec.agents[i].reboot_outage = Some(outage);
+                    self.spec.agents[i].reboot_from_ns = from_ns;
                     input = Some(Input::Restart);
                 } else {
-                    self.reboot_inside(i, outage).await;
+                    self.reboot_inside(i, outage, from_ns).await;
                 }
                 continue;
             }
@@ -628,7 +634,7 @@ impl Faulting<'_> {
 
     /// Reboots agent `i` inside the process it shares: one snmpEngineBoots
     /// more, counted and kept as a start's are.
-    async fn reboot_inside(&mut self, i: usize, outage: Duration) {
+    async fn reboot_inside(&mut self, i: usize, outage: Duration, from_ns: u64) {
         let plan = &self.spec.agents[i];
         let boots = match &plan.config.v3 {
             Some(_) => {
@@ -650,6 +656,7 @@ impl Faulting<'_> {
                 agent: i,
                 boots,
                 outage_ms: outage.as_millis() as u64,
+                from_ns,
             };
             if let Err(e) = p.proc.send(&msg).await {
                 tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send a reboot");

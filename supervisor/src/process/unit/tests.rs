@@ -39,6 +39,7 @@ fn spec(name: &str) -> UnitSpec {
             animate: None,
             faults: Default::default(),
             reboot_outage: None,
+            reboot_from_ns: 0,
         }],
         active: true,
         memory_max: None,
