@@ -21,10 +21,12 @@
 //!
 //! - the *supervisor*: per agent process its end of the control channel and
 //!   its pidfd; per spawn under way (at most `start_tokens`) the process's
-//!   end of the channel and a copy of each of its sockets, borrowed from
-//!   the socket holders until the spawn helper has them, and its distinct
+//!   end of the channel, its distinct
 //!   stores, opened before the spawn and held until the start message has
-//!   carried them; the stores of the swaps being sent; a probe's socket per
+//!   carried them; a copy of each socket of the processes being handed to
+//!   a spawn helper (one per spawner lane), borrowed from the socket
+//!   holders until the helper has them; the stores of the swaps being
+//!   sent; a probe's socket per
 //!   process; the notification targets' sockets and spools, the
 //!   `cluster.snmp` sockets; the control socket and its clients; its socket
 //!   to each socket holder; and the fixed rest. It holds no agent socket.
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 use agentcluster_conf::Fleet;
 
 use crate::control::MAX_CONNECTIONS;
+use crate::process::spawner::LANES;
 pub use crate::process::holder::HOLDER_FILES;
 
 /// Memory of one agent process before its agents: runtime, stacks, heap,
@@ -99,8 +102,10 @@ pub struct Demand {
     pub snapshot_bytes: u64,
     /// Spawns under way at once: `start_tokens`, or fewer processes.
     pub spawning: u64,
-    /// The copies of their sockets those spawns hold at most: as many
-    /// processes' sockets, at most every socket.
+    /// The copies of sockets the spawns hold at most: a spawner lane
+    /// borrows a process's sockets from the holders just before it hands
+    /// them to its spawn helper and closes them just after, so as many
+    /// processes' sockets as there are lanes, at most every socket.
     pub spawning_sockets: u64,
     /// The most distinct stores one agent process is handed: its agents'
     /// snapshot files, at most every snapshot file.
@@ -143,7 +148,7 @@ impl Demand {
             snapshots: c.snapshots,
             snapshot_bytes: c.snapshot_bytes,
             spawning,
-            spawning_sockets: sockets.min(spawning * process_sockets),
+            spawning_sockets: sockets.min(spawning.min(LANES as u64) * process_sockets),
             process_stores,
             swapping: runtime_workers().min(processes),
             service_files: probes + FILES_PER_TARGET * fleet.events.notify.len() as u64 + snmp,
@@ -550,7 +555,7 @@ mod tests {
             snapshots: 1,
             snapshot_bytes: 3 << 20,
             spawning: processes.min(8),
-            spawning_sockets: agents.min(processes.min(8) * per),
+            spawning_sockets: agents.min(processes.min(8).min(2) * per),
             process_stores: 1,
             swapping: processes.min(8),
             service_files: 0,
@@ -606,7 +611,7 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains(
-                "the supervisor needs about 2130 open files (2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 1 for the socket holders of the 1000 sockets + 65 for the control socket and its clients + 32)"
+                "the supervisor needs about 2124 open files (2 × 1000 processes + 10 for 8 processes starting at once: 8 channel ends and 2 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 1 for the socket holders of the 1000 sockets + 65 for the control socket and its clients + 32)"
             ),
             "{}",
             problems[0]
@@ -614,8 +619,9 @@ mod tests {
     }
 
     /// 19,000 agents, 500 a process: the supervisor holds none of their
-    /// sockets (the holders do), but 8 processes starting at once hold a
-    /// copy of each of their 500 sockets until the spawn helper has them.
+    /// sockets (the holders do), but each of the two spawner lanes holds a
+    /// copy of the 500 sockets of the process it is handing to its spawn
+    /// helper; 8 processes starting at once hold their channel ends.
     #[test]
     fn the_sockets_copied_for_starting_processes_count() {
         let f = fleet(
@@ -625,7 +631,7 @@ mod tests {
         let mut d = Demand::of(&f);
         assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
         assert_eq!((d.per_process, d.process_sockets), (500, 500));
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 4000));
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 2 * 500));
         assert_eq!(
             (d.process_stores, d.swapping),
             (1, runtime_workers().min(38))
@@ -635,30 +641,33 @@ mod tests {
         // Under 20,000 descriptors one holder keeps every socket.
         assert_eq!(d.holders(20_000), 1);
         assert_eq!(d.holder_files(20_000), 19_000 + HOLDER_FILES);
-        assert_eq!(d.files(20_000), 2 * 38 + 8 + 4000 + (8 + 2) + 1 + 65 + 32);
+        assert_eq!(d.files(20_000), 2 * 38 + 8 + 1000 + (8 + 2) + 1 + 65 + 32);
         assert_eq!(d.agent_files(), 500 + 1 + AGENT_PROCESS_FILES);
         let mut h = host();
         h.files_max = 20_000;
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
-        // Under 4,096, five holders of 4,088; the socket copies are what
-        // does not fit.
+        // Under 4,096, five holders of 4,088.
         h.files_max = 4096;
         assert_eq!(d.holders(4096), 5);
         assert_eq!(d.holder_files(4096), 4096);
+        assert_eq!(d.files(4096), 2 * 38 + 8 + 1000 + (8 + 2) + 5 + 65 + 32);
+        assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
+        // Under 1,024, the socket copies are what does not fit.
+        h.files_max = 1024;
         let problems = assess(&d, &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].starts_with("the supervisor needs about 4196 open files"),
+            problems[0].starts_with("the supervisor needs about 1210 open files"),
             "{}",
             problems[0]
         );
         assert!(
-            problems[0].contains("4000 socket copies"),
+            problems[0].contains("8 channel ends and 1000 socket copies"),
             "{}",
             problems[0]
         );
         assert!(
-            problems[0].contains("5 for the socket holders of the 19000 sockets"),
+            problems[0].contains("19 for the socket holders of the 19000 sockets"),
             "{}",
             problems[0]
         );
@@ -669,8 +678,8 @@ mod tests {
         );
         let d = Demand::of(&f);
         assert_eq!(
-            d.files(4096),
-            2 * 38 + 1 + 500 + (1 + d.swapping) + 5 + 65 + 32
+            d.files(1024),
+            2 * 38 + 1 + 500 + (1 + d.swapping) + 19 + 65 + 32
         );
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
     }
@@ -682,7 +691,7 @@ mod tests {
         let mut d = demand(100_000, 500);
         d.swapping = 2;
         assert_eq!(d.holders(20_000), 6);
-        assert_eq!(d.files(20_000), 2 * 200 + 8 + 4000 + (8 + 2) + 6 + 65 + 32);
+        assert_eq!(d.files(20_000), 2 * 200 + 8 + 1000 + (8 + 2) + 6 + 65 + 32);
         assert_eq!(d.files_needed(20_000), d.files(20_000));
         assert_eq!(d.tasks(20_000), 200 * 2 + 64 + 6);
         let mut h = host();
@@ -690,7 +699,7 @@ mod tests {
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
         let s = summary(&d, &h);
         assert!(
-            s.contains("4521 open files in the busiest process (supervisor 4521, agent process 517, 6 socket holders of up to 20000; limit 20000)"),
+            s.contains("1521 open files in the busiest process (supervisor 1521, agent process 517, 6 socket holders of up to 20000; limit 20000)"),
             "{s}"
         );
     }
@@ -703,8 +712,8 @@ mod tests {
         let mut h = host();
         h.files_max = 4096;
         let problems = assess(&d, &h);
-        // The supervisor, which holds a copy of the 5,000 sockets while the
-        // process is spawned, runs out too.
+        // The supervisor, which holds a copy of the 5,000 sockets while it
+        // hands them to a spawn helper, runs out too.
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0].contains("5000 socket copies"),
@@ -715,7 +724,7 @@ mod tests {
             problems[1],
             "an agent process of 5000 agents needs about 5017 open files (5000 sockets + 1 stores + 16) but RLIMIT_NOFILE allows at most 4096; put fewer agents in a process (cluster.agents_per_process), or raise it (LimitNOFILE= in systemd, ulimit -Hn)"
         );
-        assert!(assess(&demand(5000, 250), &h).is_empty());
+        assert!(assess(&demand(5000, 1000), &h).is_empty());
     }
 
     /// A process is handed each distinct store of its agents, opened before
@@ -762,9 +771,10 @@ mod tests {
         );
         let d = Demand::of(&f);
         assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65));
-        // 8 processes of at most 10 agents with 2 endpoints each, but
-        // only 65 sockets in all.
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 65));
+        // 2 lanes each handing over a process of at most 10 agents with 2
+        // endpoints each.
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 40));
+        assert_eq!(d.process_sockets, 20);
         assert_eq!(d.service_files, 8 + 2);
         assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }

@@ -56,7 +56,7 @@ pub struct Spawner {
 
 /// Lanes: each has a thread and a helper, and a spawn waits for the child's
 /// exec, so two in parallel keep both cores of a small machine busy.
-const LANES: usize = 2;
+pub const LANES: usize = 2;
 
 /// Descriptors per message: SCM_RIGHTS carries at most 253.
 const FD_CHUNK: usize = 200;
