@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 use agentcluster_conf::Fleet;
 
 use crate::control::MAX_CONNECTIONS;
-use crate::process::spawner::LANES;
 pub use crate::process::holder::HOLDER_FILES;
+use crate::process::spawner::LANES;
 
 /// Memory of one agent process before its agents: runtime, stacks, heap,
 /// the kernel's structures.
@@ -211,10 +211,27 @@ impl Demand {
         self.process_sockets + self.process_stores + AGENT_PROCESS_FILES
     }
 
-    /// The open files the busiest process needs: the supervisor or the
-    /// fullest agent process (socket holders take what the limit allows).
+    /// The open files the busiest process needs under a file limit of
+    /// `files_max`: the supervisor or the fullest agent process (socket
+    /// holders take what the limit allows).
     pub fn files_needed(&self, files_max: u64) -> u64 {
         self.files(files_max).max(self.agent_files())
+    }
+
+    /// An open-file limit under which every process fits: a lower limit
+    /// means more socket holders, hence more descriptors in the
+    /// supervisor, so this is found by iterating from the need under no
+    /// limit (a few rounds: the holders only grow).
+    pub fn files_limit(&self) -> u64 {
+        let mut limit = self.files_needed(u64::MAX);
+        for _ in 0..64 {
+            let need = self.files_needed(limit);
+            if need <= limit {
+                break;
+            }
+            limit = need;
+        }
+        limit
     }
 
     /// What the spawns under way hold: channel ends and socket copies.
@@ -411,7 +428,7 @@ pub fn summary(d: &Demand, host: &Host) -> String {
         }
     };
     format!(
-        "capacity: {} agent{} in {} process{} need{} about {} of memory ({} available), {} tasks ({} available), {} open files in the busiest process (supervisor {}, agent process {}, {} socket holder{} of up to {}; limit {})",
+        "capacity: {} agent{} in {} process{} need{} about {} of memory ({} available), {} tasks ({} available), {} open files per process (supervisor {}, agent process {}, {} socket holder{} of up to {}; limit {})",
         d.agents,
         if d.agents == 1 { "" } else { "s" },
         d.processes,
@@ -429,7 +446,7 @@ pub fn summary(d: &Demand, host: &Host) -> String {
         },
         d.tasks(host.files_max),
         room(host.tasks_available),
-        d.files_needed(host.files_max),
+        d.files_limit(),
         d.files(host.files_max),
         d.agent_files(),
         d.holders(host.files_max),
@@ -699,9 +716,15 @@ mod tests {
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
         let s = summary(&d, &h);
         assert!(
-            s.contains("1521 open files in the busiest process (supervisor 1521, agent process 517, 6 socket holders of up to 20000; limit 20000)"),
+            s.contains("open files per process (supervisor 1521, agent process 517, 6 socket holders of up to 20000; limit 20000)"),
             "{s}"
         );
+        // The figure `check` shows is a limit the fleet fits under: with
+        // 1,582 descriptors each, 64 holders keep the sockets.
+        assert_eq!(d.files_limit(), 1582);
+        assert!(s.contains(" 1582 open files per process"), "{s}");
+        assert_eq!(d.holders(1582), 64);
+        assert!(d.files_needed(1582) <= 1582);
     }
 
     /// Too many agents in one process: the agent process is what
