@@ -11,11 +11,19 @@
 //! (see [`sys::spawn_agent`]): the new process is the supervisor's child,
 //! which the supervisor watches through a pidfd and reaps ([`Child`]).
 //!
+//! The process's sockets are kept by the socket holders
+//! ([`crate::process::holder`]): the lane borrows copies of them just
+//! before it sends the request and closes them once the helper has
+//! answered, so the supervisor holds the sockets of at most one process
+//! per lane, never the fleet's.
+//!
 //! PR_SET_PDEATHSIG fires when the *thread* that created a process's parent
 //! exits. With CLONE_PARENT, an agent's parent is the helper's parent: the
 //! lane thread that started the helper, which lives as long as the
 //! supervisor. So the parent-death signal still means "the supervisor
-//! died"; the helper has it too.
+//! died"; the helper has it too. (The socket holders have it as well; they
+//! are started from the holders' thread, which lives as long as the
+//! supervisor uses them.)
 
 use std::ffi::{CString, OsString};
 use std::io;

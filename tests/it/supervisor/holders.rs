@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::harness::imports::snmp::{self, Op, Request, Scratch, Security};
 use crate::harness::imports::{Signal, ber};
-use crate::harness::{BIN, Fleet, alone, free_port, kill, mib, pid_of, text};
+use crate::harness::{
+    BIN, Fleet, agentcluster, alone, free_port, free_ports, is, is_alive, kill, mib, pid_in,
+    pid_of, sys_name_ok, text, wait_gone,
+};
+
+use super::agents_yaml;
 
 /// The devices `dev-00000` … of a template over 127.20.0.0/16 on `port`,
 /// 250 per /24 (one address each): their names and addresses.
@@ -391,4 +396,40 @@ fn each_process_holds_what_the_capacity_check_counts_for_it() {
         "agent process {agent} held, {agent_files} counted"
     );
     assert!(!process.stderr.text().contains("Too many open files"));
+}
+
+/// A socket holder that dies takes its sockets with it: the agent
+/// processes that run keep serving on their own copies, and a process
+/// started after that gets its endpoints bound afresh in a new holder.
+#[test]
+fn a_dead_socket_holder_is_replaced_when_its_sockets_are_needed_again() {
+    let ports = free_ports(2);
+    let fleet = Fleet::start(&agents_yaml(&[("k-1", ports[0]), ("k-2", ports[1])]));
+    let supervisor = fleet.pid();
+    let before = fleet.status();
+    let old = children_titled(supervisor, "agentcluster: sockets");
+    assert_eq!(old.len(), 1, "{old:?}");
+    kill(old[0], Signal::SIGKILL);
+    assert!(wait_gone(&old, Duration::from_secs(5)).is_empty());
+    for (name, port) in [("k-1", ports[0]), ("k-2", ports[1])] {
+        assert!(is_alive(pid_of(&before, name)), "{name}");
+        sys_name_ok(port);
+    }
+    let since = fleet.next_seq();
+    let out = agentcluster(&["restart", "k-1", "--control", &fleet.control()]);
+    assert!(out.status.success(), "{out:?}");
+    let ready = fleet.wait_event(since, "k-1 ready again", |e| is(e, "k-1", "ready"));
+    assert_ne!(pid_in(&ready), pid_of(&before, "k-1"));
+    sys_name_ok(ports[0]);
+    sys_name_ok(ports[1]);
+    let new = children_titled(supervisor, "agentcluster: sockets");
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_ne!(new, old);
+    let s = fleet.status();
+    assert!(s.iter().all(|a| a["state"] == "running"), "{s:?}");
+    assert!(
+        fleet.stderr().text().contains("a socket holder died"),
+        "{}",
+        fleet.stderr().text()
+    );
 }
