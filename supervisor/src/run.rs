@@ -135,7 +135,13 @@ async fn serve(
     // keeps as many sockets as it allows.
     raise_nofile_limit()?;
     let mut sockets = bind::Sockets::new(Holders::start()?);
+    let binding = std::time::Instant::now();
     sockets.bind(active.iter().copied()).map_err(Error::Bind)?;
+    tracing::debug!(
+        endpoints = active.iter().map(|a| a.listen.len()).sum::<usize>(),
+        ms = binding.elapsed().as_millis() as u64,
+        "bound in the socket holders"
+    );
     let snmp_sockets = match &fleet.cluster.snmp {
         Some(snmp) => Some(status::bind(&snmp.listen).map_err(Error::Bind)?),
         None => None,

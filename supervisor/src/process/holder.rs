@@ -455,11 +455,20 @@ impl Keeper {
     fn lend(&mut self, ids: &[u64]) -> io::Result<Vec<OwnedFd>> {
         // Sockets of a holder that died are bound afresh first.
         let mut orphans = Vec::new();
+        let mut alive: HashMap<usize, bool> = HashMap::new();
         for &id in ids {
             let Some(&(h, endpoint)) = self.slots.get(&id) else {
                 return Err(io::Error::other("a socket that was released"));
             };
-            if !self.alive(h) {
+            let live = match alive.get(&h) {
+                Some(&live) => live,
+                None => {
+                    let live = self.alive(h);
+                    alive.insert(h, live);
+                    live
+                }
+            };
+            if !live {
                 orphans.push((id, endpoint));
             }
         }
