@@ -433,3 +433,49 @@ fn a_dead_socket_holder_is_replaced_when_its_sockets_are_needed_again() {
         fleet.stderr().text()
     );
 }
+
+/// The socket an agent process was given (its descriptor 4), as
+/// `socket:[INODE]`.
+fn first_socket(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/fd/4"))
+        .unwrap_or_else(|e| panic!("fd 4 of {pid}: {e}"))
+        .display()
+        .to_string()
+}
+
+/// A reload that changes an agent restarts its process, but its endpoint
+/// is the same: the new process is given the very socket the old one had,
+/// kept by its holder all along.
+#[test]
+fn a_reload_that_restarts_an_agent_keeps_its_socket() {
+    let port = free_port();
+    let fleet = Fleet::start(&format!(
+        "agents:\n  - name: r\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n    values:\n      1.3.6.1.2.1.1.5.0: before\n",
+        mib("linux-host.snmprec").display()
+    ));
+    let old = pid_of(&fleet.status(), "r");
+    let socket = first_socket(old);
+    assert!(socket.starts_with("socket:["), "{socket}");
+    let config = fleet.config();
+    let text_before = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text_before.replace(": before", ": after")).unwrap();
+    let since = fleet.next_seq();
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ready = fleet.wait_event(since, "r ready after the reload", |e| is(e, "r", "ready"));
+    let new = pid_in(&ready);
+    assert_ne!(new, old);
+    assert_eq!(first_socket(new), socket, "the same socket");
+    let name = crate::harness::snmp_ok(
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-Ov",
+            &format!("127.0.0.1:{port}"),
+            "1.3.6.1.2.1.1.5.0",
+        ],
+    );
+    assert!(name.contains("after"), "{name}");
+}
