@@ -163,6 +163,9 @@ enum Command {
     /// Internal: the supervisor's spawn helper, started by it only.
     #[command(hide = true)]
     Spawner { program: PathBuf, parent: i32 },
+    /// Internal: a socket holder of the supervisor, started by it only.
+    #[command(hide = true)]
+    Holder,
 }
 
 impl Command {
@@ -178,6 +181,7 @@ impl Command {
             Command::Record => Some("record"),
             Command::Agent => Some("agent"),
             Command::Spawner { .. } => Some("spawner"),
+            Command::Holder => Some("holder"),
             _ => None,
         }
     }
@@ -314,6 +318,9 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
         )),
         Command::Spawner { program, parent } => Ok(ExitCode::from(
             agentcluster_supervisor::spawn_helper_main(&program, parent).clamp(0, 255) as u8,
+        )),
+        Command::Holder => Ok(ExitCode::from(
+            agentcluster_supervisor::socket_holder_main().clamp(0, 255) as u8,
         )),
     }
 }

@@ -82,5 +82,7 @@ pub use events::sinks::traps::crc32 as spool_crc32;
 /// its socket present), and where its socket is.
 pub use events::sinks::journal::available as journal_socket;
 
+/// The socket holder's `main` (the hidden `agentcluster holder` command).
+pub use process::holder::holder_main as socket_holder_main;
 /// The spawn helper's `main` (the hidden `agentcluster spawner` command).
 pub use process::spawner::helper_main as spawn_helper_main;

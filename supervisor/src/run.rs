@@ -3,7 +3,7 @@
 //! until shutdown.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ use crate::fleet::stores::compile_stores_counted;
 use crate::fleet::watch::watch_snapshots;
 use crate::process::addresses::{self, HostAddresses};
 use crate::process::bind;
+use crate::process::holder::Holders;
 use crate::process::launch::Agents;
 use crate::process::spawner;
 use crate::process::unit::{Settings, Shared};
@@ -130,7 +131,17 @@ async fn serve(
     progress.send_replace(Progress::Binding {
         endpoints: active.iter().map(|a| a.listen.len()).sum(),
     });
-    let bound = bind::bind_all(&active).map_err(Error::Bind)?;
+    // Before the holders start: they inherit the raised limit, and each
+    // keeps as many sockets as it allows.
+    raise_nofile_limit()?;
+    let mut sockets = bind::Sockets::new(Holders::start()?);
+    let binding = std::time::Instant::now();
+    sockets.bind(active.iter().copied()).map_err(Error::Bind)?;
+    tracing::debug!(
+        endpoints = active.iter().map(|a| a.listen.len()).sum::<usize>(),
+        ms = binding.elapsed().as_millis() as u64,
+        "bound in the socket holders"
+    );
     let snmp_sockets = match &fleet.cluster.snmp {
         Some(snmp) => Some(status::bind(&snmp.listen).map_err(Error::Bind)?),
         None => None,
@@ -142,11 +153,6 @@ async fn serve(
         })?),
         None => None,
     };
-    let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = active
-        .iter()
-        .zip(bound)
-        .flat_map(|(a, s)| a.listen.iter().copied().zip(s.into_iter().map(Arc::new)))
-        .collect();
     let active = active.len();
 
     let c = &fleet.cluster;
@@ -162,7 +168,6 @@ async fn serve(
         probe: c.probe.clone(),
         limits: limits_rx,
     });
-    raise_nofile_limit()?;
     // Event numbers go on from the last run's, and above any a KVP pool
     // holds, so no number (and no KVP key) is used twice.
     let floor = fleet

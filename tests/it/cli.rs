@@ -200,8 +200,12 @@ fn a_fleet_of_millions_is_refused_before_its_templates_are_expanded() {
             t.contains("3000000 processes × 768 KiB + 3000000 agents × 64 KiB"),
             "{command}: {t}"
         );
+        let holders = socket_holders_in(&t);
         assert!(
-            t.contains("6000064 tasks (3000000 processes × 2 + 64 for the supervisor)"),
+            t.contains(&format!(
+                "{} tasks (3000000 processes × 2 + 64 for the supervisor + {holders} socket holder",
+                6_000_064 + holders
+            )),
             "{command}: {t}"
         );
     }
@@ -340,6 +344,16 @@ fn snapshot_check_refuses_empty_files_and_bad_hex_and_keeps_the_warnings() {
     assert!(lines[duplicate + 1].starts_with(&at(5)), "{t}");
 }
 
+/// The socket holders a task count names (`+ N socket holder…`): as many
+/// as the host's open-file limit needs for the fleet's sockets.
+fn socket_holders_in(t: &str) -> u64 {
+    t.split(" for the supervisor + ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no socket holders in the task count: {t}"))
+}
+
 /// A fleet larger than the host can carry fails at `check` and at `run`
 /// with the arithmetic, before any agent starts. 120,000 agents, one
 /// process each, are estimated at about 95 GiB (more than any CI machine
@@ -382,8 +396,12 @@ fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
             && memory.contains("120000 processes × 768 KiB + 120000 agents × 64 KiB"),
         "{memory}"
     );
+    let holders = socket_holders_in(&t);
     assert!(
-        t.contains("240064 tasks (120000 processes × 2 + 64 for the supervisor)"),
+        t.contains(&format!(
+            "{} tasks (120000 processes × 2 + 64 for the supervisor + {holders} socket holder",
+            240_064 + holders
+        )),
         "{t}"
     );
     assert!(

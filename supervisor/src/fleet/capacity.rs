@@ -14,23 +14,36 @@
 //! mapped read-only and shared by every process that serves them: they
 //! count once, as page cache.
 //!
-//! The open files are what the supervisor holds at the peak of a start,
-//! counted descriptor by descriptor (and measured against /proc by the
-//! tests): every endpoint's socket; per agent process its end of the
-//! control channel and its pidfd; per spawn under way (at most
-//! `start_tokens`) the process's end of the channel and a duplicate of each
-//! of its sockets, held until the spawn helper has them, and its distinct
-//! stores, opened before the spawn and held until the start message has
-//! carried them; the stores of the swaps being sent; a probe's socket per
-//! process; the notification targets' sockets and spools, the
-//! `cluster.snmp` sockets; the control socket and its clients; and the
-//! fixed rest.
+//! The open files are counted per process, each against the limit it runs
+//! with (every process inherits the supervisor's RLIMIT_NOFILE, whose soft
+//! limit the supervisor raises to the hard one), descriptor by descriptor
+//! at the peak of a start, and measured against /proc by the tests:
+//!
+//! - the *supervisor*: per agent process its end of the control channel and
+//!   its pidfd; per spawn under way (at most `start_tokens`) the process's
+//!   end of the channel, its distinct
+//!   stores, opened before the spawn and held until the start message has
+//!   carried them; a copy of each socket of the processes being handed to
+//!   a spawn helper (one per spawner lane), borrowed from the socket
+//!   holders until the helper has them; the stores of the swaps being
+//!   sent; a probe's socket per
+//!   process; the notification targets' sockets and spools, the
+//!   `cluster.snmp` sockets; the control socket and its clients; its socket
+//!   to each socket holder; and the fixed rest. It holds no agent socket.
+//! - a *socket holder*: the sockets it keeps, as many as the limit allows
+//!   less [`HOLDER_FILES`]; the fleet gets as many holders as its endpoints
+//!   need, so a holder never runs out.
+//! - an *agent process*: the sockets of its agents (`agents_per_process` of
+//!   them), its channel, its stores while it maps them, and its runtime's
+//!   [`AGENT_PROCESS_FILES`].
 
 use std::path::{Path, PathBuf};
 
 use agentcluster_conf::Fleet;
 
 use crate::control::MAX_CONNECTIONS;
+pub use crate::process::holder::HOLDER_FILES;
+use crate::process::spawner::LANES;
 
 /// Memory of one agent process before its agents: runtime, stacks, heap,
 /// the kernel's structures.
@@ -46,7 +59,8 @@ pub const STORE_PER_SOURCE_BYTE: u64 = 2;
 /// for blocking work.
 pub const TASKS_PER_PROCESS: u64 = 2;
 /// Tasks of the supervisor: the runtime's workers, spawner threads and
-/// their spawn helper processes, blocking pool headroom.
+/// their spawn helper processes, the holders' thread, blocking pool
+/// headroom (the socket holders count apart, one task each).
 pub const SUPERVISOR_TASKS: u64 = 64;
 /// Open files the supervisor holds per agent process while it runs: its
 /// end of the control channel and the process's pidfd.
@@ -62,24 +76,36 @@ pub const FILES_PER_TARGET: u64 = 2;
 pub const CONTROL_FILES: u64 = 1 + MAX_CONNECTIONS as u64;
 /// Open files whatever the fleet: stdin, stdout and stderr; the runtime's
 /// epoll, waker and signal pipes; the spawn helpers' sockets (and one being
-/// replaced); inotify; the journal's socket; the KVP pool and its lock; a
+/// replaced) and a starting socket holder's; inotify; the journal's socket; the KVP pool and its lock; a
 /// snapshot being compiled (source, store, directory); the boots file being
 /// written; and a spare. The supervisor of a small fleet holds 15 of them.
 pub const BASE_FILES: u64 = 32;
+/// Open files of an agent process besides its sockets and stores: stdin,
+/// stdout and stderr, its channel, its runtime's epoll, waker and signal
+/// pipes, and spares.
+pub const AGENT_PROCESS_FILES: u64 = 16;
 
 /// What a fleet asks of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demand {
     pub agents: u64,
     pub processes: u64,
+    /// Every endpoint's socket, kept by the socket holders.
     pub sockets: u64,
+    /// The most agents in one process: `agents_per_process`, at most every
+    /// agent.
+    pub per_process: u64,
+    /// The most sockets one agent process holds: its agents' endpoints.
+    pub process_sockets: u64,
     /// Distinct snapshot files and their total size in bytes.
     pub snapshots: u64,
     pub snapshot_bytes: u64,
     /// Spawns under way at once: `start_tokens`, or fewer processes.
     pub spawning: u64,
-    /// The copies of their sockets those spawns hold at most: as many
-    /// processes' sockets, at most every socket.
+    /// The copies of sockets the spawns hold at most: a spawner lane
+    /// borrows a process's sockets from the holders just before it hands
+    /// them to its spawn helper and closes them just after, so as many
+    /// processes' sockets as there are lanes, at most every socket.
     pub spawning_sockets: u64,
     /// The most distinct stores one agent process is handed: its agents'
     /// snapshot files, at most every snapshot file.
@@ -117,10 +143,12 @@ impl Demand {
             agents: c.agents,
             processes,
             sockets,
+            per_process: per.min(c.agents),
+            process_sockets: sockets.min(process_sockets),
             snapshots: c.snapshots,
             snapshot_bytes: c.snapshot_bytes,
             spawning,
-            spawning_sockets: sockets.min(spawning * process_sockets),
+            spawning_sockets: sockets.min(spawning.min(LANES as u64) * process_sockets),
             process_stores,
             swapping: runtime_workers().min(processes),
             service_files: probes + FILES_PER_TARGET * fleet.events.notify.len() as u64 + snmp,
@@ -140,19 +168,70 @@ impl Demand {
         self.snapshot_bytes * STORE_PER_SOURCE_BYTE
     }
 
-    pub fn tasks(&self) -> u64 {
-        self.processes * TASKS_PER_PROCESS + SUPERVISOR_TASKS
+    /// Tasks: the agent processes', the supervisor's and one per socket
+    /// holder under a file limit of `files_max`.
+    pub fn tasks(&self, files_max: u64) -> u64 {
+        self.processes * TASKS_PER_PROCESS + SUPERVISOR_TASKS + self.holders(files_max)
     }
 
-    /// The supervisor's open files at the peak of a start.
-    pub fn files(&self) -> u64 {
-        self.sockets
-            + FILES_PER_PROCESS * self.processes
+    /// Sockets one holder keeps under a file limit of `files_max`.
+    pub fn per_holder(files_max: u64) -> u64 {
+        files_max.saturating_sub(HOLDER_FILES).max(1)
+    }
+
+    /// Socket holders the endpoints need under a file limit of `files_max`.
+    pub fn holders(&self, files_max: u64) -> u64 {
+        self.sockets.div_ceil(Self::per_holder(files_max))
+    }
+
+    /// The open files of the fullest socket holder.
+    pub fn holder_files(&self, files_max: u64) -> u64 {
+        if self.sockets == 0 {
+            return 0;
+        }
+        self.sockets.min(Self::per_holder(files_max)) + HOLDER_FILES
+    }
+
+    /// The supervisor's open files at the peak of a start, under a file
+    /// limit of `files_max` (which decides how many socket holders there
+    /// are).
+    pub fn files(&self, files_max: u64) -> u64 {
+        FILES_PER_PROCESS * self.processes
             + self.starting_files()
             + self.store_files()
             + self.service_files
+            + self.holders(files_max)
             + CONTROL_FILES
             + BASE_FILES
+    }
+
+    /// The open files of the fullest agent process: its sockets, its
+    /// stores while it maps them, and the rest.
+    pub fn agent_files(&self) -> u64 {
+        self.process_sockets + self.process_stores + AGENT_PROCESS_FILES
+    }
+
+    /// The open files the busiest process needs under a file limit of
+    /// `files_max`: the supervisor or the fullest agent process (socket
+    /// holders take what the limit allows).
+    pub fn files_needed(&self, files_max: u64) -> u64 {
+        self.files(files_max).max(self.agent_files())
+    }
+
+    /// An open-file limit under which every process fits: a lower limit
+    /// means more socket holders, hence more descriptors in the
+    /// supervisor, so this is found by iterating from the need under no
+    /// limit (a few rounds: the holders only grow).
+    pub fn files_limit(&self) -> u64 {
+        let mut limit = self.files_needed(u64::MAX);
+        for _ in 0..64 {
+            let need = self.files_needed(limit);
+            if need <= limit {
+                break;
+            }
+            limit = need;
+        }
+        limit
     }
 
     /// What the spawns under way hold: channel ends and socket copies.
@@ -288,18 +367,21 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
             if d.snapshots == 1 { "" } else { "s" },
         ));
     }
-    let tasks = d.tasks();
+    let holders = d.holders(host.files_max);
+    let tasks = d.tasks(host.files_max);
     if tasks > host.tasks_available {
         out.push(format!(
-            "the fleet needs about {tasks} tasks ({} processes × {TASKS_PER_PROCESS} + {SUPERVISOR_TASKS} for the supervisor) but only {} can be created ({}); pack more agents per process (cluster.agents_per_process) or raise the limit",
-            d.processes, host.tasks_available, host.tasks_source,
+            "the fleet needs about {tasks} tasks ({} processes × {TASKS_PER_PROCESS} + {SUPERVISOR_TASKS} for the supervisor + {holders} socket holder{}) but only {} can be created ({}); pack more agents per process (cluster.agents_per_process) or raise the limit",
+            d.processes,
+            if holders == 1 { "" } else { "s" },
+            host.tasks_available,
+            host.tasks_source,
         ));
     }
-    let files = d.files();
+    let files = d.files(host.files_max);
     if files > host.files_max {
         out.push(format!(
-            "the fleet needs about {files} open files ({} sockets + {FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; raise it (LimitNOFILE= in systemd, ulimit -Hn), pack agents into fewer processes (cluster.agents_per_process: each process costs {FILES_PER_PROCESS}), or lower cluster.start_tokens",
-            d.sockets,
+            "the supervisor needs about {files} open files ({FILES_PER_PROCESS} × {} processes + {} for {} processes starting at once: {} channel ends and {} socket copies + {} for the stores handed over: {} per process for {} processes starting and {} swaps at once + {} for probes, notification targets and cluster.snmp + {holders} for the socket holders of the {} sockets + {CONTROL_FILES} for the control socket and its clients + {BASE_FILES}) but RLIMIT_NOFILE allows at most {}; pack agents into fewer processes (cluster.agents_per_process: each process costs the supervisor {FILES_PER_PROCESS}), lower cluster.start_tokens, or raise it (LimitNOFILE= in systemd, ulimit -Hn)",
             d.processes,
             d.starting_files(),
             d.spawning,
@@ -310,6 +392,18 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
             d.spawning,
             d.swapping,
             d.service_files,
+            d.sockets,
+            host.files_max,
+        ));
+    }
+    let agent = d.agent_files();
+    if agent > host.files_max {
+        out.push(format!(
+            "an agent process of {} agent{} needs about {agent} open files ({} sockets + {} stores + {AGENT_PROCESS_FILES}) but RLIMIT_NOFILE allows at most {}; put fewer agents in a process (cluster.agents_per_process), or raise it (LimitNOFILE= in systemd, ulimit -Hn)",
+            d.per_process,
+            if d.per_process == 1 { "" } else { "s" },
+            d.process_sockets,
+            d.process_stores,
             host.files_max,
         ));
     }
@@ -334,7 +428,7 @@ pub fn summary(d: &Demand, host: &Host) -> String {
         }
     };
     format!(
-        "capacity: {} agent{} in {} process{} need{} about {} of memory ({} available), {} tasks ({} available), {} open files (limit {})",
+        "capacity: {} agent{} in {} process{} need{} about {} of memory ({} available), {} tasks ({} available), {} open files per process (supervisor {}, agent process {}, {} socket holder{} of up to {}; limit {})",
         d.agents,
         if d.agents == 1 { "" } else { "s" },
         d.processes,
@@ -350,9 +444,18 @@ pub fn summary(d: &Demand, host: &Host) -> String {
         } else {
             mib(host.memory_available)
         },
-        d.tasks(),
+        d.tasks(host.files_max),
         room(host.tasks_available),
-        d.files(),
+        d.files_limit(),
+        d.files(host.files_max),
+        d.agent_files(),
+        d.holders(host.files_max),
+        if d.holders(host.files_max) == 1 {
+            ""
+        } else {
+            "s"
+        },
+        d.holder_files(host.files_max),
         room(host.files_max),
     )
 }
@@ -464,10 +567,12 @@ mod tests {
             agents,
             processes,
             sockets: agents,
+            per_process: per.min(agents),
+            process_sockets: per.min(agents),
             snapshots: 1,
             snapshot_bytes: 3 << 20,
             spawning: processes.min(8),
-            spawning_sockets: agents.min(processes.min(8) * per),
+            spawning_sockets: agents.min(processes.min(8).min(2) * per),
             process_stores: 1,
             swapping: processes.min(8),
             service_files: 0,
@@ -504,12 +609,12 @@ mod tests {
         assert!(memory.contains("8192 MiB is available"), "{memory}");
         assert!(memory.contains("MemAvailable"), "{memory}");
         assert!(memory.contains("agents_per_process"), "{memory}");
-        // 20,000 × 2 + 64 tasks > 30,000.
+        // 20,000 × 2 + 64 + 1 holder tasks > 30,000.
         let tasks = problems
             .iter()
             .find(|p| p.contains("tasks"))
             .expect("task problem");
-        assert!(tasks.contains("40064 tasks"), "{tasks}");
+        assert!(tasks.contains("40065 tasks"), "{tasks}");
         assert!(tasks.contains("kernel.pid_max"), "{tasks}");
         // The same agents packed 100 per process fit.
         assert!(assess(&demand(20_000, 100), &host()).is_empty());
@@ -523,16 +628,17 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains(
-                "3129 open files (1000 sockets + 2 × 1000 processes + 16 for 8 processes starting at once: 8 channel ends and 8 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 65 for the control socket and its clients + 32)"
+                "the supervisor needs about 2124 open files (2 × 1000 processes + 10 for 8 processes starting at once: 8 channel ends and 2 socket copies + 16 for the stores handed over: 1 per process for 8 processes starting and 8 swaps at once + 0 for probes, notification targets and cluster.snmp + 1 for the socket holders of the 1000 sockets + 65 for the control socket and its clients + 32)"
             ),
             "{}",
             problems[0]
         );
     }
 
-    /// 19,000 agents, 500 a process, under a limit of 20,000: the sockets
-    /// and processes alone fit, but 8 processes starting at once hold a
-    /// copy of each of their 500 sockets until the spawn helper has them.
+    /// 19,000 agents, 500 a process: the supervisor holds none of their
+    /// sockets (the holders do), but each of the two spawner lanes holds a
+    /// copy of the 500 sockets of the process it is handing to its spawn
+    /// helper; 8 processes starting at once hold their channel ends.
     #[test]
     fn the_sockets_copied_for_starting_processes_count() {
         let f = fleet(
@@ -541,21 +647,44 @@ mod tests {
         );
         let mut d = Demand::of(&f);
         assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 4000));
+        assert_eq!((d.per_process, d.process_sockets), (500, 500));
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 2 * 500));
         assert_eq!(
             (d.process_stores, d.swapping),
             (1, runtime_workers().min(38))
         );
         // As on a host of two cores.
         d.swapping = 2;
-        assert_eq!(d.files(), 19_000 + 2 * 38 + 8 + 4000 + (8 + 2) + 65 + 32);
+        // Under 20,000 descriptors one holder keeps every socket.
+        assert_eq!(d.holders(20_000), 1);
+        assert_eq!(d.holder_files(20_000), 19_000 + HOLDER_FILES);
+        assert_eq!(d.files(20_000), 2 * 38 + 8 + 1000 + (8 + 2) + 1 + 65 + 32);
+        assert_eq!(d.agent_files(), 500 + 1 + AGENT_PROCESS_FILES);
         let mut h = host();
         h.files_max = 20_000;
+        assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
+        // Under 4,096, five holders of 4,088.
+        h.files_max = 4096;
+        assert_eq!(d.holders(4096), 5);
+        assert_eq!(d.holder_files(4096), 4096);
+        assert_eq!(d.files(4096), 2 * 38 + 8 + 1000 + (8 + 2) + 5 + 65 + 32);
+        assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
+        // Under 1,024, the socket copies are what does not fit.
+        h.files_max = 1024;
         let problems = assess(&d, &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("23191 open files"), "{}", problems[0]);
         assert!(
-            problems[0].contains("4000 socket copies"),
+            problems[0].starts_with("the supervisor needs about 1210 open files"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("8 channel ends and 1000 socket copies"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("19 for the socket holders of the 19000 sockets"),
             "{}",
             problems[0]
         );
@@ -566,9 +695,59 @@ mod tests {
         );
         let d = Demand::of(&f);
         assert_eq!(
-            d.files(),
-            19_000 + 2 * 38 + 1 + 500 + (1 + d.swapping) + 65 + 32
+            d.files(1024),
+            2 * 38 + 1 + 500 + (1 + d.swapping) + 19 + 65 + 32
         );
+        assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
+    }
+
+    /// 100,000 devices in 200 processes of 500 fit under 20,000
+    /// descriptors: six holders keep the sockets.
+    #[test]
+    fn a_hundred_thousand_devices_fit_under_twenty_thousand() {
+        let mut d = demand(100_000, 500);
+        d.swapping = 2;
+        assert_eq!(d.holders(20_000), 6);
+        assert_eq!(d.files(20_000), 2 * 200 + 8 + 1000 + (8 + 2) + 6 + 65 + 32);
+        assert_eq!(d.files_needed(20_000), d.files(20_000));
+        assert_eq!(d.tasks(20_000), 200 * 2 + 64 + 6);
+        let mut h = host();
+        h.files_max = 20_000;
+        assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
+        let s = summary(&d, &h);
+        assert!(
+            s.contains("open files per process (supervisor 1521, agent process 517, 6 socket holders of up to 20000; limit 20000)"),
+            "{s}"
+        );
+        // The figure `check` shows is a limit the fleet fits under: with
+        // 1,582 descriptors each, 64 holders keep the sockets.
+        assert_eq!(d.files_limit(), 1582);
+        assert!(s.contains(" 1582 open files per process"), "{s}");
+        assert_eq!(d.holders(1582), 64);
+        assert!(d.files_needed(1582) <= 1582);
+    }
+
+    /// Too many agents in one process: the agent process is what
+    /// overflows, and the message says so and which setting to lower.
+    #[test]
+    fn an_agent_process_with_more_sockets_than_its_limit() {
+        let d = demand(5000, 5000);
+        let mut h = host();
+        h.files_max = 4096;
+        let problems = assess(&d, &h);
+        // The supervisor, which holds a copy of the 5,000 sockets while it
+        // hands them to a spawn helper, runs out too.
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("5000 socket copies"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(
+            problems[1],
+            "an agent process of 5000 agents needs about 5017 open files (5000 sockets + 1 stores + 16) but RLIMIT_NOFILE allows at most 4096; put fewer agents in a process (cluster.agents_per_process), or raise it (LimitNOFILE= in systemd, ulimit -Hn)"
+        );
+        assert!(assess(&demand(5000, 1000), &h).is_empty());
     }
 
     /// A process is handed each distinct store of its agents, opened before
@@ -615,9 +794,10 @@ mod tests {
         );
         let d = Demand::of(&f);
         assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65));
-        // 8 processes of at most 10 agents with 2 endpoints each, but
-        // only 65 sockets in all.
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 65));
+        // 2 lanes each handing over a process of at most 10 agents with 2
+        // endpoints each.
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 40));
+        assert_eq!(d.process_sockets, 20);
         assert_eq!(d.service_files, 8 + 2);
         assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }

@@ -1,11 +1,17 @@
-//! Endpoint binding. The supervisor binds every agent's sockets itself, so a
-//! port clash is a startup error naming the agent and the endpoint, and
-//! (with agent processes) the sockets outlive an agent's restart.
+//! Endpoint binding. Every agent's endpoints are bound before any agent
+//! process starts, by the socket holders ([`crate::process::holder`]) that
+//! keep them, so a port clash is a startup error naming the agent and the
+//! endpoint, the sockets outlive an agent's restart, and the supervisor
+//! holds none of them ([`Sockets`]).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 
 use agentcluster_conf::Agent;
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::process::holder::{Held, Holders};
 
 /// An endpoint that could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -67,29 +73,68 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Binds every endpoint of every agent; on failure reports *all* endpoints
-/// that failed (and closes the ones that were bound).
-pub fn bind_all(agents: &[&Agent]) -> Result<Vec<Vec<UdpSocket>>, Vec<BindError>> {
-    let mut out = Vec::with_capacity(agents.len());
-    let mut errors = Vec::new();
-    for agent in agents {
-        let mut sockets = Vec::with_capacity(agent.listen.len());
-        for &endpoint in &agent.listen {
-            match bind_udp(endpoint) {
-                Ok(s) => sockets.push(s),
+/// Every bound endpoint of the fleet, kept by the socket holders. Sockets
+/// outlive agent restarts and reloads that keep the endpoint.
+#[derive(Debug)]
+pub struct Sockets {
+    holders: Holders,
+    bound: HashMap<SocketAddr, Arc<Held>>,
+}
+
+impl Sockets {
+    /// No endpoint bound yet; `holders` will keep them.
+    pub fn new(holders: Holders) -> Sockets {
+        Sockets {
+            holders,
+            bound: HashMap::new(),
+        }
+    }
+
+    /// Binds the endpoints of `agents` that are not bound yet; on failure
+    /// reports *all* endpoints that failed (those that were bound stay).
+    pub fn bind<'a>(
+        &mut self,
+        agents: impl IntoIterator<Item = &'a Agent>,
+    ) -> Result<(), Vec<BindError>> {
+        let mut wanted: Vec<(&str, SocketAddr)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for a in agents {
+            for &e in &a.listen {
+                if !self.bound.contains_key(&e) && seen.insert(e) {
+                    wanted.push((&a.name, e));
+                }
+            }
+        }
+        let endpoints: Vec<SocketAddr> = wanted.iter().map(|&(_, e)| e).collect();
+        let mut errors = Vec::new();
+        for ((agent, endpoint), result) in wanted.into_iter().zip(self.holders.bind(&endpoints)) {
+            match result {
+                Ok(held) => {
+                    self.bound.insert(endpoint, held);
+                }
                 Err(cause) => errors.push(BindError {
-                    agent: agent.name.clone(),
+                    agent: agent.to_string(),
                     endpoint,
                     cause,
                 }),
             }
         }
-        out.push(sockets);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+
+    /// The socket of `endpoint`, if bound.
+    pub fn get(&self, endpoint: &SocketAddr) -> Option<Arc<Held>> {
+        self.bound.get(endpoint).cloned()
+    }
+
+    /// Keeps only the endpoints `keep` says yes to; the others are closed
+    /// once no process spec holds them any more.
+    pub fn retain(&mut self, mut keep: impl FnMut(&SocketAddr) -> bool) {
+        self.bound.retain(|e, _| keep(e));
     }
 }
 

@@ -135,20 +135,15 @@ impl Agents {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        let mut fds: Vec<OwnedFd> = vec![theirs.into()];
-        for plan in &spec.agents {
-            for s in &plan.sockets {
-                fds.push(
-                    s.try_clone()
-                        .map_err(|e| format!("cannot pass a socket: {e}"))?
-                        .into(),
-                );
-            }
-        }
+        let sockets = spec
+            .agents
+            .iter()
+            .flat_map(|plan| plan.sockets.iter().cloned())
+            .collect();
         let title = format!("agentcluster: agent {}", spec.name);
         let child = self
             .spawner
-            .spawn(title, fds, settings.creds)
+            .spawn(title, OwnedFd::from(theirs), sockets, settings.creds)
             .await
             .map_err(|e| {
                 let why = match settings.creds {

@@ -11,11 +11,19 @@
 //! (see [`sys::spawn_agent`]): the new process is the supervisor's child,
 //! which the supervisor watches through a pidfd and reaps ([`Child`]).
 //!
+//! The process's sockets are kept by the socket holders
+//! ([`crate::process::holder`]): the lane borrows copies of them just
+//! before it sends the request and closes them once the helper has
+//! answered, so the supervisor holds the sockets of at most one process
+//! per lane, never the fleet's.
+//!
 //! PR_SET_PDEATHSIG fires when the *thread* that created a process's parent
 //! exits. With CLONE_PARENT, an agent's parent is the helper's parent: the
 //! lane thread that started the helper, which lives as long as the
 //! supervisor. So the parent-death signal still means "the supervisor
-//! died"; the helper has it too.
+//! died"; the helper has it too. (The socket holders have it as well; they
+//! are started from the holders' thread, which lives as long as the
+//! supervisor uses them.)
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -28,6 +36,7 @@ use std::sync::{Arc, atomic};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
+use crate::process::holder::{self, Held};
 use crate::process::sys::{self, Credentials};
 
 /// What to start.
@@ -35,8 +44,11 @@ use crate::process::sys::{self, Credentials};
 struct Job {
     /// argv[0], shown by `ps`: `agentcluster: agent NAME`.
     title: String,
-    /// Descriptors for the child, placed at 3, 4, … in this order.
-    fds: Vec<OwnedFd>,
+    /// The child's end of its control channel, placed at 3.
+    channel: OwnedFd,
+    /// Its sockets, kept by the socket holders: copies are borrowed from
+    /// them and placed at 4, 5, … in this order.
+    sockets: Vec<Arc<Held>>,
     creds: Option<Credentials>,
     reply: oneshot::Sender<io::Result<(libc::pid_t, OwnedFd)>>,
 }
@@ -52,7 +64,7 @@ pub struct Spawner {
 
 /// Lanes: each has a thread and a helper, and a spawn waits for the child's
 /// exec, so two in parallel keep both cores of a small machine busy.
-const LANES: usize = 2;
+pub const LANES: usize = 2;
 
 /// Descriptors per message: SCM_RIGHTS carries at most 253.
 const FD_CHUNK: usize = 200;
@@ -99,12 +111,14 @@ impl Spawner {
         &self.program
     }
 
-    /// Creates an agent process: `fds` become its descriptors 3, 4, …,
-    /// `title` its argv[0]; it runs as `creds` if given.
+    /// Creates an agent process: `channel` becomes its descriptor 3 and
+    /// copies of `sockets` its descriptors 4, 5, …, `title` its argv[0]; it
+    /// runs as `creds` if given.
     pub async fn spawn(
         &self,
         title: String,
-        fds: Vec<OwnedFd>,
+        channel: OwnedFd,
+        sockets: Vec<Arc<Held>>,
         creds: Option<Credentials>,
     ) -> io::Result<Child> {
         let (reply, rx) = oneshot::channel();
@@ -112,7 +126,8 @@ impl Spawner {
         self.lanes[i]
             .send(Job {
                 title,
-                fds,
+                channel,
+                sockets,
                 creds,
                 reply,
             })
@@ -156,9 +171,18 @@ fn lane(helper_exe: &Path, program: &Path, jobs: mpsc::Receiver<Job>) {
             tracing::warn!("the spawn helper died; starting another");
             helper = None;
         }
-        let result = ask(&mut helper, &start, &job).and_then(settle);
-        // The descriptors' duplicates in the supervisor close here.
-        drop(job.fds);
+        // Copies of the sockets, borrowed from their holders for as long
+        // as the helper takes to have them.
+        let result = holder::lend(&job.sockets)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot pass a socket: {e}")))
+            .and_then(|sockets| {
+                let mut fds = Vec::with_capacity(1 + sockets.len());
+                fds.push(job.channel.as_raw_fd());
+                fds.extend(sockets.iter().map(AsRawFd::as_raw_fd));
+                ask(&mut helper, &start, &job, &fds).and_then(settle)
+                // The copies in the supervisor close here.
+            });
+        drop(job.channel);
         let _ = job.reply.send(result);
     }
 }
@@ -170,6 +194,7 @@ fn ask(
     helper: &mut Option<Helper>,
     start: &impl Fn() -> Option<Helper>,
     job: &Job,
+    fds: &[i32],
 ) -> io::Result<Answer> {
     let mut failure = io::Error::other("no spawn helper");
     for _attempt in 0..2 {
@@ -179,7 +204,7 @@ fn ask(
         let Some(h) = helper.as_mut() else {
             break;
         };
-        match h.spawn(job) {
+        match h.spawn(job, fds) {
             Ok(answer) => return Ok(answer),
             Err(Failure::Unsent(e)) => {
                 tracing::warn!(cause = %e, "the spawn helper is gone; starting another");
@@ -317,19 +342,18 @@ impl Helper {
     }
 
     /// Sends one request and reads the answer.
-    fn spawn(&mut self, job: &Job) -> Result<Answer, Failure> {
+    fn spawn(&mut self, job: &Job, raw: &[i32]) -> Result<Answer, Failure> {
         use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
         let mut header = Vec::with_capacity(HEADER + job.title.len());
         let (flags, uid, gid) = match job.creds {
             Some(c) => (1u32, c.uid, c.gid),
             None => (0, 0, 0),
         };
-        for v in [job.fds.len() as u32, flags, uid, gid] {
+        for v in [raw.len() as u32, flags, uid, gid] {
             header.extend_from_slice(&v.to_le_bytes());
         }
         let title = job.title.as_bytes();
         header.extend_from_slice(&title[..title.len().min(MAX_TITLE)]);
-        let raw: Vec<i32> = job.fds.iter().map(|f| f.as_raw_fd()).collect();
         let mut chunks = raw.chunks(FD_CHUNK);
         let first = chunks.next().unwrap_or(&[]);
         let send = |data: &[u8], fds: &[i32]| -> io::Result<()> {

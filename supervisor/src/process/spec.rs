@@ -3,7 +3,7 @@
 //! process is supervised and started with ([`Settings`]). The launcher
 //! reads them to create a process; the unit, to supervise it.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use agentcluster_agent::responder;
 use agentcluster_conf::Restart;
 use tokio::sync::watch;
 
+use crate::process::holder::Held;
 use crate::process::sys::Credentials;
 
 /// One agent as a process serves it.
@@ -20,9 +21,9 @@ use crate::process::sys::Credentials;
 pub struct AgentPlan {
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
-    /// Bound once by the supervisor and kept across restarts, so requests
+    /// Bound once, kept by the socket holders across restarts, so requests
     /// wait in the kernel buffer while the agent restarts.
-    pub sockets: Vec<Arc<UdpSocket>>,
+    pub sockets: Vec<Arc<Held>>,
     /// Compiled store files, one per view. The launcher opens them and
     /// hands the process their descriptors: agents never open a path.
     pub stores: Vec<PathBuf>,

@@ -4,6 +4,7 @@
 //! on log lines and on process exits, never on sleeps.
 
 mod faults;
+mod holders;
 mod memory;
 mod operators;
 mod processes;

@@ -245,12 +245,24 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
     assert!(pids.iter().all(|p| kids.contains(p)), "{pids:?} {kids:?}");
     let helpers = helpers(supervisor);
     assert!(!helpers.is_empty(), "{:?}", children(supervisor));
+    // The socket holders too.
+    let holders: Vec<u32> = children(supervisor)
+        .into_iter()
+        .filter(|(_, cmd, _)| cmd.starts_with("agentcluster: sockets"))
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert!(!holders.is_empty(), "{:?}", children(supervisor));
     kill(supervisor, Signal::SIGKILL);
-    let all: Vec<u32> = pids.iter().chain(&helpers).copied().collect();
+    let all: Vec<u32> = pids
+        .iter()
+        .chain(&helpers)
+        .chain(&holders)
+        .copied()
+        .collect();
     let left = wait_gone(&all, Duration::from_secs(1));
     assert!(
         left.is_empty(),
-        "agents or spawn helpers still alive 1 s after the supervisor died: {left:?} of agents {pids:?}, helpers {helpers:?}"
+        "agents, spawn helpers or socket holders still alive 1 s after the supervisor died: {left:?} of agents {pids:?}, helpers {helpers:?}, holders {holders:?}"
     );
 }
 

@@ -421,7 +421,7 @@ impl Manager {
                     .flat_map(|(g, _)| g.iter().flat_map(|a| a.listen.iter().copied())),
             )
             .collect();
-        self.sockets.retain(|e, _| used.contains(e));
+        self.sockets.retain(|e| used.contains(e));
         let mut problems = Vec::new();
         // The listen addresses follow the agents (`cluster.addresses`): the
         // new ones are added before their binds, and those added for

@@ -12,7 +12,7 @@ mod changes;
 mod requests;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,9 +126,8 @@ pub struct Manager {
     limits: watch::Sender<agentcluster_agent::channel::Limits>,
     shared: Shared,
     units: Vec<Unit>,
-    /// Every bound endpoint. Sockets outlive agent restarts and reloads
-    /// that keep the endpoint.
-    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// Every bound endpoint, kept by the socket holders.
+    sockets: bind::Sockets,
     /// Tells the snapshot watcher what to watch.
     watch_files: watch::Sender<Vec<PathBuf>>,
     reports: Reports,
@@ -173,7 +172,7 @@ impl Manager {
         fleet: &Fleet,
         compiled: &HashMap<PathBuf, PathBuf>,
         shared: Shared,
-        sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+        sockets: bind::Sockets,
         limits: watch::Sender<agentcluster_agent::channel::Limits>,
         watch_files: watch::Sender<Vec<PathBuf>>,
         reports: Reports,
@@ -313,7 +312,7 @@ impl Manager {
                     sockets: a
                         .listen
                         .iter()
-                        .filter_map(|e| self.sockets.get(e).cloned())
+                        .filter_map(|e| self.sockets.get(e))
                         .collect(),
                     stores: p.stores.clone(),
                     config: p.config.clone(),
@@ -435,29 +434,7 @@ impl Manager {
 
     /// Binds the endpoints of `agents` that are not bound yet.
     fn bind_missing(&mut self, agents: &[Agent]) -> Result<(), Vec<bind::BindError>> {
-        let mut errors = Vec::new();
-        for a in agents {
-            for &e in &a.listen {
-                if self.sockets.contains_key(&e) {
-                    continue;
-                }
-                match bind::bind_udp(e) {
-                    Ok(s) => {
-                        self.sockets.insert(e, Arc::new(s));
-                    }
-                    Err(cause) => errors.push(bind::BindError {
-                        agent: a.name.clone(),
-                        endpoint: e,
-                        cause,
-                    }),
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        self.sockets.bind(agents)
     }
 
     /// "N/M agents running, K failed", for systemd's status line.

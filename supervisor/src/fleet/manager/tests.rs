@@ -96,7 +96,7 @@ impl Harness {
             &fleet,
             &compiled,
             shared(fake, 8, &bus),
-            HashMap::new(),
+            crate::process::bind::Sockets::new(crate::process::holder::Holders::in_threads(1000)),
             limits,
             watch_files,
             reports,
