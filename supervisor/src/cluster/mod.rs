@@ -1,14 +1,18 @@
 //! Scale-out through etcd (docs/scale-out.md): the fleet pushed to etcd
-//! ([`fleet`]), where each thing lives there ([`keys`]), and who owns
-//! which agent ([`rendezvous`]). The node itself (lease, membership, owner
-//! keys, watches) is not built yet.
+//! ([`fleet`]), where each thing lives there ([`keys`]), who owns which
+//! agent ([`rendezvous`]), what one node should do about it ([`share`]),
+//! and the node itself (`node`: lease, membership, owner keys, watches).
 //!
-//! Layers: `cluster` uses the checked model of the configuration and
-//! nothing else of the supervisor.
+//! Layers: `cluster` uses the checked model of the configuration; its
+//! node publishes `events` and hands its share to the fleet manager
+//! through a channel (`fleet::manager::Share`), as the control socket
+//! hands requests.
 
 pub mod fleet;
 pub mod keys;
+pub(crate) mod node;
 pub mod rendezvous;
+pub mod share;
 
 use std::time::Duration;
 

@@ -16,6 +16,10 @@ pub struct Member {
     pub serves: Vec<String>,
     /// The supervisor's pid on its host.
     pub pid: u32,
+    /// How many agents it accepts, if it says (reported, for people and
+    /// `status --cluster`; ownership does not depend on it).
+    #[serde(default)]
+    pub capacity: Option<u64>,
 }
 
 impl Member {
@@ -95,6 +99,7 @@ mod tests {
             node: node.into(),
             serves: serves.iter().map(|s| s.to_string()).collect(),
             pid: 1,
+            capacity: None,
         }
     }
 
