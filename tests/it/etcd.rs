@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustix::process::Signal;
 
 use crate::harness::etcd::Etcd;
+use crate::harness::imports::derive_engine_id;
 use crate::harness::{
     BIN, Fleet, agentcluster, alone, free_port, mib, poll_until, snmp_ok, tempdir, text,
 };
@@ -234,6 +235,44 @@ fn all_answer(agents: impl IntoIterator<Item = String>, port: u16) {
     }
 }
 
+/// (snmpEngineID as hex, snmpEngineBoots) of agent `name`, over SNMPv3.
+fn engine(name: &str, port: u16) -> (String, u64) {
+    let get = |oid: &str| {
+        snmp_ok(
+            "snmpget",
+            &[
+                "-v3",
+                "-l",
+                "authNoPriv",
+                "-u",
+                "ops",
+                "-a",
+                "SHA",
+                "-A",
+                AUTH,
+                "-Oqvx",
+                &endpoint(name, port),
+                oid,
+            ],
+        )
+    };
+    let id: String = get("1.3.6.1.6.3.10.2.1.1.0")
+        .split_whitespace()
+        .collect::<String>()
+        .trim_matches('"')
+        .to_lowercase();
+    let boots = get("1.3.6.1.6.3.10.2.1.2.0");
+    let boots = boots
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("snmpEngineBoots: {boots}"));
+    (id, boots)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// No node failed to bind an endpoint (another node holding it) or to
 /// start an agent.
 fn no_clash(nodes: &[(&str, &Fleet)]) {
@@ -285,6 +324,16 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     assert_eq!(m["serves"], serde_json::json!(["127.0.0.0/8"]));
     assert!(members.iter().all(|kv| kv.lease != 0), "{members:?}");
 
+    // An agent's identity comes from the fleet, not the node.
+    let mover = before
+        .iter()
+        .find(|(_, (n, _))| n == "n2")
+        .map(|(a, _)| a.clone())
+        .unwrap();
+    let (id, boots) = engine(&mover, port);
+    assert_eq!(id, hex(&derive_engine_id("etcd:/three", &mover)));
+    assert!(boots >= 1, "{boots}");
+
     // n2 dies without a word: its lease expires, the others take its agents.
     let since = n1.next_seq();
     assert!(n2.signal(Signal::KILL));
@@ -325,6 +374,12 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
         }
     }
     all_answer(orphans.iter().cloned(), port);
+    let (moved_id, moved_boots) = engine(&mover, port);
+    assert_eq!(moved_id, id, "{mover} changed its engine ID as it moved");
+    assert!(
+        moved_boots > boots,
+        "{mover}'s snmpEngineBoots went from {boots} to {moved_boots}"
+    );
     n1.wait_event(since, "n2 left", |e| {
         e["event"] == "node-left" && e["reason"].as_str().unwrap_or("").contains("node n2 left")
     });

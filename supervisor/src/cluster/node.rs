@@ -6,7 +6,7 @@
 //! fail it stops every agent before the lease can expire, so two nodes
 //! never answer for one device.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most agent names one `assigned` or `released` event lists (the count
 /// is always complete).
 const NAMES_SHOWN: usize = 20;
+
+/// snmpEngineBoots reserved in etcd at a time per agent: a node boots an
+/// agent at most this many times before it must reserve more.
+const BOOTS_BLOCK: u32 = 1000;
+
+/// How often a node looks whether an agent it serves has used half of its
+/// reserved boots (restarts count them up).
+const BOOTS_CHECK: Duration = Duration::from_secs(10);
 
 /// What the node needs to know about itself.
 pub struct Settings {
@@ -78,6 +86,9 @@ struct Node {
     serving: BTreeSet<String>,
     /// The revision of the fleet those agents were given at.
     fleet_served: Option<i64>,
+    /// The top of the snmpEngineBoots reserved for each SNMPv3 agent this
+    /// lease holds.
+    boots: HashMap<String, u32>,
 }
 
 /// Runs the node until `shutdown`; then, once `stopped` says the agents
@@ -104,6 +115,7 @@ pub async fn run(
         owners: HashMap::new(),
         serving: BTreeSet::new(),
         fleet_served: None,
+        boots: HashMap::new(),
     };
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<Client> = None;
@@ -276,11 +288,18 @@ impl Node {
         .map_err(|_| "cannot watch the prefix: etcd does not answer".to_string())?
         .map_err(|e| format!("cannot watch the prefix: {e}"))?;
         self.reconcile(client).await;
+        let mut boots_check = tokio::time::interval(BOOTS_CHECK);
+        boots_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        boots_check.tick().await;
         loop {
-            let message = stream
-                .message()
-                .await
-                .map_err(|e| format!("the watch broke: {e}"))?;
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = boots_check.tick() => {
+                    self.top_up_boots(client).await;
+                    continue;
+                }
+            };
+            let message = message.map_err(|e| format!("the watch broke: {e}"))?;
             let Some(resp) = message else {
                 return Err("the watch ended".into());
             };
@@ -435,6 +454,9 @@ impl Node {
                 .collect();
             if self.apply(&keep, "").await {
                 self.delete_owners(client, &p.release).await;
+                for a in &p.release {
+                    self.boots.remove(a);
+                }
                 self.released(&p.release, "owner changed");
             }
         }
@@ -443,11 +465,32 @@ impl Node {
         } else {
             self.acquire(client, &p.acquire).await
         };
+        // SNMPv3 agents start once their boots are reserved.
+        let unreserved: Vec<String> = fleet
+            .agents
+            .iter()
+            .filter(|a| {
+                a.snmpv3.is_some()
+                    && !self.boots.contains_key(&a.name)
+                    && (p.serve.contains(&a.name) || acquired.contains(&a.name))
+            })
+            .map(|a| a.name.clone())
+            .collect();
+        if !unreserved.is_empty() {
+            self.reserve_boots(client, &unreserved).await;
+        }
+        let v3: HashSet<&str> = fleet
+            .agents
+            .iter()
+            .filter(|a| a.snmpv3.is_some())
+            .map(|a| a.name.as_str())
+            .collect();
         let want: BTreeSet<&str> = p
             .serve
             .iter()
             .map(String::as_str)
             .chain(acquired.iter().map(String::as_str))
+            .filter(|a| !v3.contains(a) || self.boots.contains_key(*a))
             .collect();
         let agents: Vec<Agent> = fleet
             .agents
@@ -482,7 +525,7 @@ impl Node {
     /// Asks the manager to serve exactly `agents`; `true` once done.
     async fn apply(&mut self, agents: &[Agent], why: &str) -> bool {
         let mut fleet = self.settings.base.clone();
-        fleet.agents = agents.to_vec();
+        fleet.agents = agents.iter().map(|a| self.identity(a)).collect();
         fleet.scenarios.clear();
         let (reply, answer) = oneshot::channel();
         let share = Share::Serve {
@@ -512,6 +555,176 @@ impl Node {
                 false
             }
             Err(_) => false,
+        }
+    }
+
+    /// `agent` as this node runs it: its engine ID, unless configured,
+    /// derived from the fleet (its prefix) and its name rather than from
+    /// the node, so that it stays the same wherever the agent runs.
+    fn identity(&self, agent: &Agent) -> Agent {
+        let mut a = agent.clone();
+        if a.engine_id.is_none() {
+            a.engine_id = Some(agentcluster_agent::engine::derive_engine_id(
+                &format!("etcd:{}", self.keys.prefix()),
+                &a.name,
+            ));
+        }
+        a
+    }
+
+    /// Reserves the next [`BOOTS_BLOCK`] snmpEngineBoots of each of
+    /// `agents` in etcd (a compare-and-swap on `PREFIX/boots/AGENT`) and
+    /// raises the local counter to the previous top, so the agent's next
+    /// boot here is past every boot it had on any node. Returns the agents
+    /// reserved for.
+    async fn reserve_boots(&mut self, client: &mut Client, agents: &[String]) -> Vec<String> {
+        let mut done = Vec::new();
+        for batch in agents.chunks(TXN_OPS / 2) {
+            let mut left: Vec<String> = batch.to_vec();
+            // A batch that raced another writer is retried key by key.
+            for attempt in 0..3 {
+                if left.is_empty() {
+                    break;
+                }
+                let chunks: Vec<Vec<String>> = if attempt == 0 {
+                    vec![left.clone()]
+                } else {
+                    left.iter().map(|a| vec![a.clone()]).collect()
+                };
+                let mut failed = Vec::new();
+                for chunk in chunks {
+                    match self.reserve_batch(client, &chunk).await {
+                        Some(true) => done.extend(chunk),
+                        _ => failed.extend(chunk),
+                    }
+                }
+                left = failed;
+            }
+            if !left.is_empty() {
+                tracing::warn!(
+                    agents = left.len(),
+                    "cluster: snmpEngineBoots not reserved; those agents wait"
+                );
+            }
+        }
+        done
+    }
+
+    /// One read and one compare-and-swap transaction for `agents`' boots
+    /// keys; `Some(true)` once reserved and seeded locally.
+    async fn reserve_batch(&mut self, client: &mut Client, agents: &[String]) -> Option<bool> {
+        let gets: Vec<TxnOp> = agents
+            .iter()
+            .map(|a| TxnOp::get(self.keys.boots(a), None))
+            .collect();
+        let read = timeout(self.op_timeout(), client.txn(Txn::new().and_then(gets)))
+            .await
+            .ok()?
+            .ok()?;
+        let mut seen = Vec::with_capacity(agents.len());
+        for r in read.op_responses() {
+            let etcd_client::TxnOpResponse::Get(g) = r else {
+                return None;
+            };
+            seen.push(match g.kvs().first() {
+                Some(kv) => (
+                    String::from_utf8_lossy(kv.value())
+                        .trim()
+                        .parse::<u32>()
+                        .unwrap_or(0),
+                    kv.mod_revision(),
+                ),
+                None => (0, 0),
+            });
+        }
+        let state_dir = self.settings.base.cluster.state_dir.clone();
+        let names = agents.to_vec();
+        let local = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .map(|a| agentcluster_agent::engine::current_boots(&state_dir, a).unwrap_or(0))
+                .collect::<Vec<u32>>()
+        })
+        .await
+        .ok()?;
+        let floors: Vec<u32> = seen
+            .iter()
+            .zip(&local)
+            .map(|((top, _), here)| (*top).max(*here))
+            .collect();
+        let compares: Vec<Compare> = agents
+            .iter()
+            .zip(&seen)
+            .map(|(a, (_, rev))| Compare::mod_revision(self.keys.boots(a), CompareOp::Equal, *rev))
+            .collect();
+        let puts: Vec<TxnOp> = agents
+            .iter()
+            .zip(&floors)
+            .map(|(a, floor)| {
+                TxnOp::put(
+                    self.keys.boots(a),
+                    floor.saturating_add(BOOTS_BLOCK).to_string(),
+                    None,
+                )
+            })
+            .collect();
+        let swapped = timeout(
+            self.op_timeout(),
+            client.txn(Txn::new().when(compares).and_then(puts)),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        if !swapped.succeeded() {
+            return Some(false);
+        }
+        let state_dir = self.settings.base.cluster.state_dir.clone();
+        let seeds: Vec<(String, u32)> = agents.iter().cloned().zip(floors.clone()).collect();
+        let seeded = tokio::task::spawn_blocking(move || {
+            seeds.iter().try_for_each(|(a, floor)| {
+                agentcluster_agent::engine::raise_boots(&state_dir, a, *floor).map(drop)
+            })
+        })
+        .await
+        .ok()?;
+        if let Err(e) = seeded {
+            tracing::error!(cause = %e, "cluster: the local snmpEngineBoots counter cannot be written");
+            return Some(false);
+        }
+        for (a, floor) in agents.iter().zip(floors) {
+            self.boots
+                .insert(a.clone(), floor.saturating_add(BOOTS_BLOCK));
+        }
+        Some(true)
+    }
+
+    /// Reserves more boots for the agents served here that used half of
+    /// their block (each restart is a boot).
+    async fn top_up_boots(&mut self, client: &mut Client) {
+        let state_dir = self.settings.base.cluster.state_dir.clone();
+        let tops: Vec<(String, u32)> = self
+            .serving
+            .iter()
+            .filter_map(|a| self.boots.get(a).map(|t| (a.clone(), *t)))
+            .collect();
+        let low = tokio::task::spawn_blocking(move || {
+            tops.into_iter()
+                .filter(|(a, top)| {
+                    let here =
+                        agentcluster_agent::engine::current_boots(&state_dir, a).unwrap_or(0);
+                    here.saturating_add(BOOTS_BLOCK / 2) >= *top
+                })
+                .map(|(a, _)| a)
+                .collect::<Vec<String>>()
+        })
+        .await
+        .unwrap_or_default();
+        if !low.is_empty() {
+            let done = self.reserve_boots(client, &low).await;
+            tracing::info!(
+                agents = done.len(),
+                "cluster: reserved more snmpEngineBoots"
+            );
         }
     }
 
@@ -631,6 +844,7 @@ impl Node {
         }
         self.lease = 0;
         self.owners.clear();
+        self.boots.clear();
     }
 
     /// One `assigned` event for agents this node now serves.
