@@ -467,3 +467,36 @@ fn nodes_ride_out_a_short_etcd_pause_and_stop_serving_in_a_long_one() {
     all_answer(again.keys().cloned(), port);
     no_clash(&nodes);
 }
+
+/// A node whose watch fell behind a compaction (it was stopped while the
+/// prefix took megabytes of writes, then etcd compacted past them) is told
+/// its watch is cancelled, logs it, lists again and goes on: a fleet
+/// pushed after is served.
+#[test]
+fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let port = free_port();
+    shared_fleet(dir.path(), &etcd, "/cmp", port, 6);
+    // A long lease: the node is stopped for a while and must not lose it.
+    let n1 = start_node(&etcd, "/cmp", "n1", "20s");
+    converged(&etcd, "/cmp", &[("n1", &n1)], 6, Duration::from_secs(60));
+    assert!(n1.signal(Signal::STOP));
+    // More than the watch stream can buffer for a reader that reads nothing.
+    let big = "x".repeat(60_000);
+    let mut revision = 0;
+    for i in 0..300 {
+        revision = etcd.put(&format!("/cmp/junk/{}", i % 4), &big);
+    }
+    etcd.compact(revision);
+    assert!(n1.signal(Signal::CONT));
+    let relisted = n1.stderr().wait_for(0, Duration::from_secs(30), |l| {
+        l.contains("watch cancelled (compaction past its revision); re-listing")
+    });
+    assert!(relisted.is_some(), "no re-list: {}", n1.stderr().tail(30));
+    // Watching again from the new list: a new fleet is picked up.
+    shared_fleet(dir.path(), &etcd, "/cmp", port, 9);
+    let served = converged(&etcd, "/cmp", &[("n1", &n1)], 9, Duration::from_secs(60));
+    all_answer(served.keys().cloned(), port);
+}

@@ -124,6 +124,24 @@ impl Etcd {
             .unwrap_or_default();
         (kvs, number(&got["header"]["revision"]))
     }
+
+    /// Writes `key` (no lease); returns the new revision.
+    pub fn put(&self, key: &str, value: &str) -> i64 {
+        let got = self.call(
+            "kv/put",
+            &serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
+        );
+        number(&got["header"]["revision"])
+    }
+
+    /// Compacts the history up to `revision`: a watch that has not sent
+    /// the events before it is cancelled.
+    pub fn compact(&self, revision: i64) {
+        self.call(
+            "kv/compaction",
+            &serde_json::json!({"revision": revision.to_string(), "physical": true}),
+        );
+    }
 }
 
 /// The gateway writes 64-bit numbers as strings.
