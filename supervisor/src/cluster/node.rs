@@ -15,6 +15,7 @@ use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
     WatchStream,
 };
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most agent names one `assigned` or `released` event lists (the count
 /// is always complete).
 const NAMES_SHOWN: usize = 20;
+
+/// How long before its lease could expire a node whose keepalives go
+/// unanswered stops its agents (at most; a third of the lease if that is
+/// shorter).
+const FENCE_MARGIN: Duration = Duration::from_secs(1);
 
 /// snmpEngineBoots reserved in etcd at a time per agent: a node boots an
 /// agent at most this many times before it must reserve more.
@@ -194,10 +200,25 @@ impl Node {
             deadline_tx,
             lost.clone(),
         ));
-        let margin = self.ttl / 3;
+        // Stopping the agents takes a moment: they are stopped this long
+        // before the lease could expire (a third of it for short leases),
+        // and a keepalive that is merely slow — etcd revoking a dead
+        // node's thousands of keys — does not stop them.
+        let margin = (self.ttl / 3).min(FENCE_MARGIN);
+        // The fence runs in a task of its own: work of the node's own
+        // (a reconcile of thousands of agents) never delays it, and it
+        // stops the agents itself, without waiting for this task.
+        let fenced = CancellationToken::new();
+        let fence = tokio::spawn(fence(
+            deadline_rx,
+            margin,
+            self.shares.clone(),
+            self.epoch,
+            fenced.clone(),
+        ));
         let end = tokio::select! {
             end = self.serve(&mut client) => end,
-            () = fence_at(deadline_rx, margin) => End::Lost(format!(
+            () = fenced.cancelled() => End::Lost(format!(
                 "no keepalive answered for {:?}: stopping every agent before lease {:x} expires",
                 self.ttl - margin, self.lease
             )),
@@ -205,6 +226,7 @@ impl Node {
             () = shutdown.cancelled() => End::Shutdown,
         };
         keeper.abort();
+        fence.abort();
         end
     }
 
@@ -300,29 +322,41 @@ impl Node {
                 }
             };
             let message = message.map_err(|e| format!("the watch broke: {e}"))?;
-            let Some(resp) = message else {
+            let Some(first) = message else {
                 return Err("the watch ended".into());
             };
-            if resp.canceled() || resp.compact_revision() > 0 {
-                tracing::warn!(
-                    compact_revision = resp.compact_revision(),
-                    reason = %resp.cancel_reason(),
-                    "cluster: watch cancelled (compaction past its revision); re-listing"
-                );
-                return Ok(());
+            // Everything the stream holds already is applied before one
+            // reconcile: a burst of writes (another node's thousands of
+            // owner keys) costs one plan, not one per transaction.
+            let mut batch = vec![first];
+            while let Some(more) = stream.message().now_or_never() {
+                match more.map_err(|e| format!("the watch broke: {e}"))? {
+                    Some(r) => batch.push(r),
+                    None => return Err("the watch ended".into()),
+                }
             }
             let mut changed = false;
-            for ev in resp.events() {
-                let Some(kv) = ev.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                changed = true;
-                match ev.event_type() {
-                    EventType::Put if key == self.keys.fleet() => {
-                        let value = kv.value().to_vec();
-                        self.fleet_changed(&value, kv.mod_revision()).await;
+            for resp in batch {
+                if resp.canceled() || resp.compact_revision() > 0 {
+                    tracing::warn!(
+                        compact_revision = resp.compact_revision(),
+                        reason = %resp.cancel_reason(),
+                        "cluster: watch cancelled (compaction past its revision); re-listing"
+                    );
+                    return Ok(());
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    changed = true;
+                    match ev.event_type() {
+                        EventType::Put if key == self.keys.fleet() => {
+                            let value = kv.value().to_vec();
+                            self.fleet_changed(&value, kv.mod_revision()).await;
+                        }
+                        EventType::Put => self.put_key(&key, kv.value(), kv.lease()),
+                        EventType::Delete => self.delete_key(&key),
                     }
-                    EventType::Put => self.put_key(&key, kv.value(), kv.lease()),
-                    EventType::Delete => self.delete_key(&key),
                 }
             }
             if changed {
@@ -431,6 +465,12 @@ impl Node {
     /// longer this node's (stop, then delete the key), acquires what is
     /// (create the key, then start).
     async fn reconcile(&mut self, client: &mut Client) {
+        let started = Instant::now();
+        self.reconcile_now(client).await;
+        tracing::debug!(took = ?started.elapsed(), serving = self.serving.len(), "cluster: reconciled");
+    }
+
+    async fn reconcile_now(&mut self, client: &mut Client) {
         let me = self.settings.node.clone();
         if !self.members.contains_key(&me) {
             // Our own key is gone (deleted by hand, or the lease expired):
@@ -492,19 +532,20 @@ impl Node {
             .chain(acquired.iter().map(String::as_str))
             .filter(|a| !v3.contains(a) || self.boots.contains_key(*a))
             .collect();
-        let agents: Vec<Agent> = fleet
-            .agents
-            .iter()
-            .filter(|a| want.contains(a.name.as_str()))
-            .cloned()
-            .collect();
         let fleet_changed = self.fleet_served != self.fleet.as_ref().map(|(_, r)| *r);
         let before = self.serving.clone();
-        if (want.len() != before.len()
+        let differs = want.len() != before.len()
             || want.iter().any(|n| !before.contains(*n))
-            || fleet_changed)
-            && self.apply(&agents, "").await
-        {
+            || fleet_changed;
+        if differs && {
+            let agents: Vec<Agent> = fleet
+                .agents
+                .iter()
+                .filter(|a| want.contains(a.name.as_str()))
+                .cloned()
+                .collect();
+            self.apply(&agents, "").await
+        } {
             self.fleet_served = self.fleet.as_ref().map(|(_, r)| *r);
             let new: Vec<String> = self
                 .serving
@@ -889,23 +930,39 @@ impl Node {
     }
 }
 
-/// Resolves `margin` before the deadline `deadline` holds (it moves on
-/// with every answered keepalive).
-async fn fence_at(mut deadline: watch::Receiver<Instant>, margin: Duration) {
+/// Waits until `margin` before the deadline `deadline` holds (it moves on
+/// with every answered keepalive), then tells the manager to stop every
+/// agent of lease epoch `epoch` and cancels `fenced`. A deadline that
+/// moved while this task waited is always seen before it fires.
+async fn fence(
+    mut deadline: watch::Receiver<Instant>,
+    margin: Duration,
+    shares: mpsc::Sender<Share>,
+    epoch: u64,
+    fenced: CancellationToken,
+) {
+    let mut extended = true;
     loop {
         let at = *deadline.borrow_and_update() - margin;
+        if Instant::now() >= at {
+            break;
+        }
+        if !extended {
+            // The keepalive task ended: no more extensions.
+            tokio::time::sleep_until(at).await;
+            continue;
+        }
         tokio::select! {
-            () = tokio::time::sleep_until(at) => return,
-            changed = deadline.changed() => {
-                if changed.is_err() {
-                    // The keepalive task ended: no more extensions.
-                    let at = *deadline.borrow() - margin;
-                    tokio::time::sleep_until(at).await;
-                    return;
-                }
-            }
+            biased;
+            changed = deadline.changed() => extended = changed.is_ok(),
+            () = tokio::time::sleep_until(at) => {}
         }
     }
+    let (reply, answer) = oneshot::channel();
+    if shares.send(Share::Fence { epoch, reply }).await.is_ok() {
+        let _ = answer.await;
+    }
+    fenced.cancel();
 }
 
 /// Keeps `lease` alive every third of `ttl`: each answered keepalive moves
@@ -945,6 +1002,7 @@ async fn keep_alive(
             }
         })
         .await;
+        tracing::debug!(took = ?sent.elapsed(), result = ?attempt, "cluster: keepalive");
         match attempt {
             Ok(Ok(Some(left))) if left > 0 => {
                 if failing {

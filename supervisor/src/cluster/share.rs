@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agentcluster_conf::Agent;
 
-use super::rendezvous::{Member, owner};
+use super::rendezvous::{Member, owner_among};
 
 /// The holder of an owner key: the node named in it and the lease it is
 /// bound to.
@@ -45,10 +45,11 @@ pub fn plan(
     owners: &HashMap<String, Holder>,
 ) -> Plan {
     let live: Vec<Member> = members.values().cloned().collect();
+    let ranges: Vec<_> = live.iter().map(Member::ranges).collect();
     let mut p = Plan::default();
     let mut wanted = BTreeSet::new();
     for a in agents {
-        if owner(a, &live) != Some(me) {
+        if owner_among(a, &live, &ranges) != Some(me) {
             continue;
         }
         wanted.insert(a.name.as_str());
