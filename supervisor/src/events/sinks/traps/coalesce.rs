@@ -374,7 +374,11 @@ mod tests {
                 "supervisor-started",
                 "supervisor-stopping",
                 "events-dropped",
-                "reload-failed"
+                "reload-failed",
+                "node-joined",
+                "node-left",
+                "assigned",
+                "released"
             ]
         );
     }
