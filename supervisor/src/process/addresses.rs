@@ -349,6 +349,7 @@ impl Inner {
 /// Every address on the host's interfaces with its prefix length
 /// (`127.0.0.1/8`, `192.0.2.10/24`…): the ranges a node says it can bind
 /// when `cluster.etcd.serves` is not set.
+#[cfg(feature = "etcd")]
 pub async fn host_ranges() -> Result<Vec<String>, AddressError> {
     use rtnetlink::packet_route::address::AddressAttribute;
     let (connection, handle, _) = rtnetlink::new_connection()

@@ -60,7 +60,9 @@ impl Asker {
 }
 
 /// What a cluster node asks of the manager (see [`Manager::share`]).
+/// Without the `etcd` feature no node exists to ask.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub enum Share {
     /// Serve exactly `fleet`'s agents (the node's own `cluster` and
     /// `events`), the agents it holds the owner keys of under lease epoch
