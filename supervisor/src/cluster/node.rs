@@ -144,9 +144,14 @@ pub async fn run(
                 }
             },
         };
+        let began = Instant::now();
         match node.session(c, &shutdown).await {
             End::Shutdown => break,
             End::Lost(why) => {
+                // A session that lasted starts the backoff over.
+                if began.elapsed() >= ttl {
+                    backoff = Duration::from_millis(200);
+                }
                 tracing::warn!(node = %node.settings.node, "cluster: {why}; serving nothing until a new lease");
                 node.fence(&why).await;
                 if let Some(c) = client.as_mut() {
@@ -158,9 +163,6 @@ pub async fn run(
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-        }
-        if node.lease != 0 {
-            backoff = Duration::from_millis(200);
         }
     }
     // Shutdown: the manager stops every agent; the keys go after.
@@ -233,25 +235,8 @@ impl Node {
     /// Registers, then lists and watches until the watch cannot go on
     /// (only a lost lease or the supervisor's shutdown end a session).
     async fn serve(&mut self, client: &mut Client) -> End {
-        let member = Member {
-            node: self.settings.node.clone(),
-            serves: self.settings.serves.clone(),
-            pid: std::process::id(),
-            capacity: None,
-        };
-        let value = match serde_json::to_vec(&member) {
-            Ok(v) => v,
-            Err(e) => return End::Lost(format!("cannot encode the membership: {e}")),
-        };
-        let put = client.put(
-            self.keys.node(&self.settings.node),
-            value,
-            Some(PutOptions::new().with_lease(self.lease)),
-        );
-        match timeout(self.op_timeout(), put).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return End::Lost(format!("cannot register: {e}")),
-            Err(_) => return End::Lost("cannot register: etcd does not answer".into()),
+        if let Err(why) = self.register(client).await {
+            return End::Lost(why);
         }
         tracing::info!(node = %self.settings.node, lease = %format!("{:x}", self.lease), "cluster: joined");
         let mut backoff = Duration::from_millis(200);
@@ -264,6 +249,28 @@ impl Node {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
+        }
+    }
+
+    /// Writes the membership key, bound to the lease.
+    async fn register(&self, client: &mut Client) -> Result<(), String> {
+        let member = Member {
+            node: self.settings.node.clone(),
+            serves: self.settings.serves.clone(),
+            pid: std::process::id(),
+            capacity: None,
+        };
+        let value = serde_json::to_vec(&member)
+            .map_err(|e| format!("cannot encode the membership: {e}"))?;
+        let put = client.put(
+            self.keys.node(&self.settings.node),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        match timeout(self.op_timeout(), put).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot register: {e}")),
+            Err(_) => Err("cannot register: etcd does not answer".into()),
         }
     }
 
@@ -473,9 +480,13 @@ impl Node {
     async fn reconcile_now(&mut self, client: &mut Client) {
         let me = self.settings.node.clone();
         if !self.members.contains_key(&me) {
-            // Our own key is gone (deleted by hand, or the lease expired):
-            // until it is back, nothing is ours.
-            tracing::warn!(node = %me, "cluster: this node's membership key is gone");
+            // Our own key is gone (deleted by hand; an expired lease ends
+            // the session instead): write it again. Until the watch shows
+            // it, nothing is ours.
+            tracing::warn!(node = %me, "cluster: this node's membership key is gone; registering again");
+            if let Err(why) = self.register(client).await {
+                tracing::warn!(node = %me, "cluster: {why}");
+            }
         }
         let Some((fleet, _)) = self.fleet.clone() else {
             if !self.serving.is_empty() {
@@ -1028,5 +1039,43 @@ async fn keep_alive(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fence waits while keepalives move the deadline, and stops the
+    /// agents `margin` before the last deadline once they stop.
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_follows_the_deadline_and_fires_before_it() {
+        let ttl = Duration::from_secs(3);
+        let margin = Duration::from_secs(1);
+        let start = Instant::now();
+        let (deadline, rx) = watch::channel(start + ttl);
+        let (shares, mut asked) = mpsc::channel(4);
+        let fenced = CancellationToken::new();
+        let task = tokio::spawn(fence(rx, margin, shares, 7, fenced.clone()));
+        // Keepalives answered every second for five seconds.
+        for s in 1..=5 {
+            tokio::time::sleep_until(start + Duration::from_secs(s)).await;
+            deadline.send_replace(Instant::now() + ttl);
+            assert!(!fenced.is_cancelled(), "fenced at {s}s");
+        }
+        // Then none: the fence asks at 5 + 3 - 1 = 7 s.
+        match asked.recv().await {
+            Some(Share::Fence { epoch, reply }) => {
+                assert_eq!(epoch, 7);
+                assert_eq!(start.elapsed(), Duration::from_secs(7));
+                let _ = reply.send(Response::Done {
+                    agents: vec![],
+                    message: String::new(),
+                });
+            }
+            other => panic!("{other:?}"),
+        }
+        task.await.unwrap();
+        assert!(fenced.is_cancelled());
     }
 }
