@@ -94,10 +94,21 @@ struct ConfigArgs {
     control: Option<PathBuf>,
 }
 
+/// `run`'s options.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// This node's name, overriding `cluster.node` (several nodes of a
+    /// fleet shared through etcd on one host).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the supervisor in the foreground (without -c: the embedded default fleet).
-    Run(ConfigArgs),
+    Run(RunArgs),
     /// Serve snapshot files or snmpsim data directories, without a fleet file.
     Serve(serve_cmd::ServeArgs),
     /// Write a fleet YAML equivalent to an snmpsim data directory or a tree
@@ -254,8 +265,9 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
     };
     match cli.command {
         Command::Run(args) => run(
-            args.config.as_deref().or(config),
-            args.control.as_deref().or(control),
+            args.config.config.as_deref().or(config),
+            args.config.control.as_deref().or(control),
+            args.node,
         ),
         Command::Check(args) => {
             let Some(file) = args.config.as_deref().or(config) else {
@@ -385,11 +397,27 @@ fn load_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
     }
 }
 
-fn run(config: Option<&Path>, control: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (fleet, default) = match config {
+fn run(
+    config: Option<&Path>,
+    control: Option<&Path>,
+    node: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let (mut fleet, default) = match config {
         Some(path) => (load_fleet(path)?, false),
         None => (default_fleet::load()?, true),
     };
+    if let Some(node) = node {
+        if node.trim().is_empty() {
+            return Err(UserError("run --node: the node name is empty".into()).into());
+        }
+        fleet.cluster.node = node;
+    }
+    if fleet.cluster.etcd.is_some() && fleet.agents.is_empty() && !cfg!(feature = "etcd") {
+        return Err(UserError(
+            "this configuration is a cluster node (`cluster.etcd`, no agents), but this agentcluster was built without etcd support (cargo feature `etcd`)".into(),
+        )
+        .into());
+    }
     supervise(fleet, control, move |node, up, files| {
         ready::print(node, up, default, files);
     })

@@ -49,11 +49,22 @@ pub enum EventKind {
     FaultInjected,
     /// A device's fault ended: cleared, expired, or a reboot is over.
     FaultCleared,
+    /// Another node joined the fleet shared through etcd.
+    NodeJoined,
+    /// Another node left the fleet shared through etcd (stopped, or its
+    /// lease expired).
+    NodeLeft,
+    /// Agents were assigned to this node: it holds their owner keys and
+    /// serves them (one event per batch, with the count and names).
+    Assigned,
+    /// Agents were released by this node: stopped, and their owner keys
+    /// deleted or about to expire (one event per batch).
+    Released,
 }
 
 impl EventKind {
     /// Every kind, in the order of their notification numbers' first use.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Starting,
         EventKind::Ready,
         EventKind::StartFailed,
@@ -70,6 +81,10 @@ impl EventKind {
         EventKind::ReloadFailed,
         EventKind::FaultInjected,
         EventKind::FaultCleared,
+        EventKind::NodeJoined,
+        EventKind::NodeLeft,
+        EventKind::Assigned,
+        EventKind::Released,
     ];
 
     /// The kind's name, as events carry it (`start-failed`).
@@ -91,6 +106,10 @@ impl EventKind {
             EventKind::ReloadFailed => "reload-failed",
             EventKind::FaultInjected => "fault-injected",
             EventKind::FaultCleared => "fault-cleared",
+            EventKind::NodeJoined => "node-joined",
+            EventKind::NodeLeft => "node-left",
+            EventKind::Assigned => "assigned",
+            EventKind::Released => "released",
         }
     }
 
@@ -119,6 +138,10 @@ impl EventKind {
             EventKind::ReloadFailed => "a2219cfa2c7f4afd92db9c606e0764d3",
             EventKind::FaultInjected => "5b0e7c2a9d1f4e3b8a6c4d2e1f0a9b51",
             EventKind::FaultCleared => "7c1f8d3b0e2a4f5c9b7d5e3f2a1b0c52",
+            EventKind::NodeJoined => "9e4a2b7c1d3f45e68a0b9c8d7e6f5a53",
+            EventKind::NodeLeft => "a8b7c6d5e4f34a2b9c1d0e8f7a6b5c54",
+            EventKind::Assigned => "b3c4d5e6f7a84b9c8d0e1f2a3b4c5d55",
+            EventKind::Released => "c6d7e8f9a0b14c2d9e3f4a5b6c7d8e56",
         }
     }
 
@@ -134,12 +157,16 @@ impl EventKind {
             | EventKind::ConfigChanged
             | EventKind::Stopped
             | EventKind::SupervisorStopping
-            | EventKind::FaultInjected => 5,
+            | EventKind::FaultInjected
+            | EventKind::NodeJoined
+            | EventKind::NodeLeft
+            | EventKind::Released => 5,
             EventKind::Starting
             | EventKind::Ready
             | EventKind::DataReloaded
             | EventKind::SupervisorStarted
-            | EventKind::FaultCleared => 6,
+            | EventKind::FaultCleared
+            | EventKind::Assigned => 6,
         }
     }
 
@@ -163,6 +190,10 @@ impl EventKind {
             EventKind::ReloadFailed => 14,
             EventKind::FaultInjected => 15,
             EventKind::FaultCleared => 16,
+            EventKind::NodeJoined => 17,
+            EventKind::NodeLeft => 18,
+            EventKind::Assigned => 19,
+            EventKind::Released => 20,
         }
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct Tree {
     /// Main file's agents first, then each include's, depth first, in glob
     /// order.
     pub agents: Vec<AgentEntry>,
+    /// The main file is a cluster node's: `cluster.etcd`, and neither
+    /// `agents` nor `include` (its share comes from etcd).
+    pub node: bool,
 }
 
 pub(crate) fn load_tree(text: &str, source: &Path, report: &mut Report) -> Tree {
@@ -60,7 +63,14 @@ pub(crate) fn load_tree(text: &str, source: &Path, report: &mut Report) -> Tree 
         loader.report.error(0, *pos, msg.clone());
     }
     if let Some(mut main) = parsed.file {
-        if main.agents.is_none() && main.include.is_none() {
+        // A node of a fleet shared through etcd (docs/scale-out.md) has
+        // no agents of its own: its share comes from etcd.
+        let node = main
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.value.etcd.is_some());
+        loader.tree.node = node && main.agents.is_none() && main.include.is_none();
+        if main.agents.is_none() && main.include.is_none() && !node {
             loader.report.error(
                 0,
                 Pos::new(1, 1),

@@ -18,7 +18,7 @@ use crate::events::bus::FLUSH_TIMEOUT;
 use crate::events::sinks::{journal, kvp, traps};
 use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::capacity;
-use crate::fleet::manager::{Asker, Manager, Ready, Reports};
+use crate::fleet::manager::{Asker, Manager, Ready, Reports, Share};
 use crate::fleet::plan::{credentials, limits, listen_addresses};
 use crate::fleet::stores::compile_stores_counted;
 use crate::fleet::watch::watch_snapshots;
@@ -259,6 +259,11 @@ async fn serve(
         &fleet, &compiled, shared, sockets, limits_tx, watch_tx, reports,
     )?;
     manager.adopt_addresses(added.addresses);
+    // A cluster node (`cluster.etcd`, no agents of its own) is given its
+    // share of the fleet in etcd through `shares`.
+    let (shares_tx, mut shares) = mpsc::channel::<Share>(16);
+    let units_stopped = CancellationToken::new();
+    let node_task = start_node(&fleet, &bus, shares_tx, &shutdown, &units_stopped).await?;
     // Scheduled faults reach the manager as an operator's do.
     services.spawn(crate::fleet::scenarios::run(
         manager.scenarios(),
@@ -348,6 +353,7 @@ async fn serve(
             Some(()) = reload_requests.recv() => manager.reload(Asker::Signal),
             Some((request, reply)) = requests.recv() => manager.handle(request, reply).await,
             Some(files) = changed.recv() => manager.snapshots_changed(files),
+            Some(share) = shares.recv() => manager.share(share),
             // Our own long-lived tasks end only at shutdown; one that ends
             // earlier is a failure, never silence.
             r = &mut control_task => {
@@ -387,6 +393,15 @@ async fn serve(
         ..NewEvent::new(EventKind::SupervisorStopping, State::Stopping)
     });
     manager.shutdown().await;
+    // A node gives its owner keys up once its agents are stopped.
+    units_stopped.cancel();
+    if let Some(task) = node_task
+        && tokio::time::timeout(FLUSH_TIMEOUT, task).await.is_err()
+    {
+        tracing::warn!(
+            "cluster: the node did not release its keys in time; they expire with its lease"
+        );
+    }
     // Every event is published: the sinks deliver what they hold (each
     // within FLUSH_TIMEOUT, informs within their grace) and end; this
     // bound only catches a sink that would not.
@@ -410,6 +425,56 @@ async fn serve(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Starts the cluster node when `fleet` is one (`cluster.etcd` and no
+/// agents of its own): its task, which ends after `units_stopped`.
+#[cfg(feature = "etcd")]
+async fn start_node(
+    fleet: &Fleet,
+    bus: &crate::events::Bus,
+    shares: mpsc::Sender<Share>,
+    shutdown: &CancellationToken,
+    units_stopped: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    let Some(etcd) = fleet.cluster.etcd.clone() else {
+        return Ok(None);
+    };
+    if !fleet.agents.is_empty() {
+        return Ok(None);
+    }
+    let serves = match &etcd.serves {
+        Some(ranges) => ranges
+            .iter()
+            .map(|r| format!("{}/{}", r.addr, r.len))
+            .collect(),
+        None => addresses::host_ranges().await?,
+    };
+    let settings = crate::cluster::node::Settings {
+        node: fleet.cluster.node.clone(),
+        serves,
+        etcd,
+        base: fleet.clone(),
+    };
+    Ok(Some(tokio::spawn(crate::cluster::node::run(
+        settings,
+        bus.clone(),
+        shares,
+        shutdown.clone(),
+        units_stopped.clone(),
+    ))))
+}
+
+/// Without etcd support a fleet is always its own.
+#[cfg(not(feature = "etcd"))]
+async fn start_node(
+    _fleet: &Fleet,
+    _bus: &crate::events::Bus,
+    _shares: mpsc::Sender<Share>,
+    _shutdown: &CancellationToken,
+    _units_stopped: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    Ok(None)
 }
 
 /// Fails with the arithmetic when this host cannot carry the fleet

@@ -1,8 +1,16 @@
 //! Scale-out through etcd (docs/scale-out.md), against a real etcd the test
 //! starts: the fleet pushed and read back; nodes that share it.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rustix::process::Signal;
+
 use crate::harness::etcd::Etcd;
-use crate::harness::{agentcluster, mib, tempdir, text};
+use crate::harness::imports::derive_engine_id;
+use crate::harness::{
+    BIN, Fleet, agentcluster, alone, free_port, mib, poll_until, snmp_ok, tempdir, text,
+};
 
 const AUTH: &str = "auth-Secret-4711";
 const PRIV: &str = "priv-Secret-0815";
@@ -101,4 +109,394 @@ fn push_and_get_round_trip_masked_and_all_or_nothing() {
         "{}",
         text(&out)
     );
+}
+
+/// Agents of the shared fleet in the node tests: `count` copies at
+/// 127.61.X.Y:`port`, one process each (moves restart no neighbour).
+fn shared_fleet(dir: &std::path::Path, etcd: &Etcd, prefix: &str, port: u16, count: usize) {
+    let agents = format!(
+        "  - name: dev-{{i}}\n    count: {count}\n    listen: [\"127.61.{{i/200}}.{{i%200+1}}:{port}\"]\n    data: {data}\n    snmpv2c: {{ communities: [public] }}\n    snmpv3:\n      users:\n        - name: ops\n          auth: {{ protocol: SHA, password: {AUTH} }}\n",
+        data = mib("linux-host.snmprec").display()
+    );
+    let file = fleet_file(dir, etcd, prefix, &agents);
+    let out = agentcluster(&["etcd", "push", "-c", file.to_str().unwrap()]);
+    assert!(out.status.success(), "push: {}", text(&out));
+}
+
+/// The endpoint of agent `dev-I`.
+fn endpoint(name: &str, port: u16) -> String {
+    let i: usize = name.trim_start_matches("dev-").parse().unwrap();
+    format!("127.61.{}.{}:{port}", i / 200, i % 200 + 1)
+}
+
+/// `agentcluster run -c node.yaml --node NAME`: a node of the fleet under
+/// `prefix` (state, cache, control socket and log of its own), waited for
+/// until it is ready (at once: its agents come from etcd after).
+fn start_node(etcd: &Etcd, prefix: &str, name: &str, ttl: &str) -> Fleet {
+    let dir = tempdir();
+    let yaml = format!(
+        "cluster:\n  node: not-{name}\n  cache_dir: {d}/cache\n  state_dir: {d}/state\n  control_socket: {d}/control.sock\n  stop_timeout: 2s\n{}",
+        etcd.cluster_yaml(prefix, ttl),
+        d = dir.path().display()
+    ) + "    serves: [\"127.0.0.0/8\"]\n";
+    let path = dir.path().join("node.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "-c", path.to_str().unwrap(), "--node", name]);
+    let node = Fleet::spawn(cmd, dir);
+    assert!(
+        node.banner
+            .iter()
+            .any(|l| l.contains(&format!("on node {name}"))),
+        "--node not applied: {:?}",
+        node.banner
+    );
+    node
+}
+
+/// Agent → (node, pid) of every running agent of `nodes`; panics when one
+/// agent runs on two nodes.
+fn running(nodes: &[(&str, &Fleet)]) -> BTreeMap<String, (String, u32)> {
+    let mut all = BTreeMap::new();
+    for (name, node) in nodes {
+        for a in node.status() {
+            if a["state"] != "running" {
+                continue;
+            }
+            let agent = a["name"].as_str().unwrap().to_string();
+            let pid = a["pid"].as_u64().unwrap() as u32;
+            if let Some((other, _)) = all.insert(agent.clone(), (name.to_string(), pid)) {
+                panic!("{agent} runs on {other} and on {name}");
+            }
+        }
+    }
+    all
+}
+
+/// Agent → (node, create revision) of every owner key under `prefix`.
+fn owners(etcd: &Etcd, prefix: &str) -> BTreeMap<String, (String, i64)> {
+    let owners = format!("{prefix}/owners/");
+    etcd.range(&owners)
+        .0
+        .into_iter()
+        .map(|kv| {
+            (
+                kv.key.trim_start_matches(&owners).to_string(),
+                (kv.value, kv.create_revision),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `nodes` run every one of `count` agents, each on the node
+/// its owner key names, and returns who runs what.
+fn converged(
+    etcd: &Etcd,
+    prefix: &str,
+    nodes: &[(&str, &Fleet)],
+    count: usize,
+    within: Duration,
+) -> BTreeMap<String, (String, u32)> {
+    poll_until(
+        "every agent running on the node that owns it",
+        within,
+        Duration::from_millis(200),
+        || {
+            let run = running(nodes);
+            let own = owners(etcd, prefix);
+            let agree = run.len() == count
+                && own.len() == count
+                && run
+                    .iter()
+                    .all(|(a, (n, _))| own.get(a).is_some_and(|(o, _)| o == n));
+            if agree {
+                Ok(run)
+            } else {
+                Err(format!("{} running, {} owner keys", run.len(), own.len()))
+            }
+        },
+    )
+}
+
+/// Every agent answers SNMP on its own endpoint.
+fn all_answer(agents: impl IntoIterator<Item = String>, port: u16) {
+    for a in agents {
+        let out = snmp_ok(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "public",
+                &endpoint(&a, port),
+                "1.3.6.1.2.1.1.3.0",
+            ],
+        );
+        assert!(out.contains("Timeticks"), "{a}: {out}");
+    }
+}
+
+/// (snmpEngineID as hex, snmpEngineBoots) of agent `name`, over SNMPv3.
+fn engine(name: &str, port: u16) -> (String, u64) {
+    let get = |oid: &str| {
+        snmp_ok(
+            "snmpget",
+            &[
+                "-v3",
+                "-l",
+                "authNoPriv",
+                "-u",
+                "ops",
+                "-a",
+                "SHA",
+                "-A",
+                AUTH,
+                "-Oqvx",
+                &endpoint(name, port),
+                oid,
+            ],
+        )
+    };
+    let id: String = get("1.3.6.1.6.3.10.2.1.1.0")
+        .split_whitespace()
+        .collect::<String>()
+        .trim_matches('"')
+        .to_lowercase();
+    let boots = get("1.3.6.1.6.3.10.2.1.2.0");
+    let boots = boots
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("snmpEngineBoots: {boots}"));
+    (id, boots)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// No node failed to bind an endpoint (another node holding it) or to
+/// start an agent.
+fn no_clash(nodes: &[(&str, &Fleet)]) {
+    for (name, node) in nodes {
+        let log = node.stderr().text();
+        assert!(
+            !log.contains("Address already in use") && !log.contains("event=start-failed"),
+            "{name}: {}",
+            node.stderr().tail(40)
+        );
+    }
+}
+
+/// Three nodes share 120 agents: each agent runs on exactly one node, the
+/// one its owner key names, and answers; the shares are balanced. A node
+/// killed with SIGKILL loses its agents to the others once its lease
+/// expires, and no other agent moves; a node that comes back gets a share
+/// again, taken only from the agents that move to it.
+#[test]
+fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
+    let _alone = alone();
+    const COUNT: usize = 120;
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let port = free_port();
+    shared_fleet(dir.path(), &etcd, "/three", port, COUNT);
+    let n1 = start_node(&etcd, "/three", "n1", "3s");
+    let n2 = start_node(&etcd, "/three", "n2", "3s");
+    let n3 = start_node(&etcd, "/three", "n3", "3s");
+    let within = Duration::from_secs(60);
+    let before = converged(
+        &etcd,
+        "/three",
+        &[("n1", &n1), ("n2", &n2), ("n3", &n3)],
+        COUNT,
+        within,
+    );
+    for n in ["n1", "n2", "n3"] {
+        let share = before.values().filter(|(o, _)| o == n).count();
+        assert!((20..=70).contains(&share), "{n} serves {share} of {COUNT}");
+    }
+    all_answer(before.keys().cloned(), port);
+    let keys_before = owners(&etcd, "/three");
+    // The membership keys say who serves what.
+    let (members, _) = etcd.range("/three/nodes/");
+    assert_eq!(members.len(), 3, "{members:?}");
+    let m: serde_json::Value = serde_json::from_str(&members[0].value).unwrap();
+    assert_eq!(m["node"], "n1");
+    assert_eq!(m["serves"], serde_json::json!(["127.0.0.0/8"]));
+    assert!(members.iter().all(|kv| kv.lease != 0), "{members:?}");
+
+    // An agent's identity comes from the fleet, not the node.
+    let mover = before
+        .iter()
+        .find(|(_, (n, _))| n == "n2")
+        .map(|(a, _)| a.clone())
+        .unwrap();
+    let (id, boots) = engine(&mover, port);
+    assert_eq!(id, hex(&derive_engine_id("etcd:/three", &mover)));
+    assert!(boots >= 1, "{boots}");
+
+    // n2 dies without a word: its lease expires, the others take its agents.
+    let since = n1.next_seq();
+    assert!(n2.signal(Signal::KILL));
+    let killed = std::time::Instant::now();
+    drop(n2);
+    let orphans: Vec<String> = before
+        .iter()
+        .filter(|(_, (n, _))| n == "n2")
+        .map(|(a, _)| a.clone())
+        .collect();
+    poll_until(
+        "n2's owner keys re-created by the others",
+        Duration::from_secs(3 + 2),
+        Duration::from_millis(100),
+        || {
+            let own = owners(&etcd, "/three");
+            let moved = orphans
+                .iter()
+                .filter(|a| own.get(*a).is_some_and(|(n, _)| n != "n2"))
+                .count();
+            if moved == orphans.len() {
+                Ok(())
+            } else {
+                Err(format!("{moved} of {} moved", orphans.len()))
+            }
+        },
+    );
+    eprintln!(
+        "n2's agents owned again {:?} after its SIGKILL",
+        killed.elapsed()
+    );
+    let after = converged(&etcd, "/three", &[("n1", &n1), ("n3", &n3)], COUNT, within);
+    let keys_after = owners(&etcd, "/three");
+    for (a, (n, pid)) in &before {
+        if n != "n2" {
+            assert_eq!(after[a], (n.clone(), *pid), "{a} moved or restarted");
+            assert_eq!(keys_after[a], keys_before[a], "{a}'s owner key changed");
+        }
+    }
+    all_answer(orphans.iter().cloned(), port);
+    let (moved_id, moved_boots) = engine(&mover, port);
+    assert_eq!(moved_id, id, "{mover} changed its engine ID as it moved");
+    assert!(
+        moved_boots > boots,
+        "{mover}'s snmpEngineBoots went from {boots} to {moved_boots}"
+    );
+    n1.wait_event(since, "n2 left", |e| {
+        e["event"] == "node-left" && e["reason"].as_str().unwrap_or("").contains("node n2 left")
+    });
+    let assigned = n1.wait_event(since, "n2's agents assigned", |e| e["event"] == "assigned");
+    assert_eq!(assigned["node"], "n1", "{assigned}");
+
+    // n2 comes back: it gets a share, and only agents that move to it move.
+    let n2 = start_node(&etcd, "/three", "n2", "3s");
+    let nodes = [("n1", &n1), ("n2", &n2), ("n3", &n3)];
+    let back = converged(&etcd, "/three", &nodes, COUNT, within);
+    let share = back.values().filter(|(o, _)| o == "n2").count();
+    assert!(share >= 20, "n2 serves {share} again");
+    for (a, (n, pid)) in &back {
+        if n != "n2" {
+            assert_eq!(after[a], (n.clone(), *pid), "{a} moved between n1 and n3");
+        }
+    }
+    all_answer(back.keys().cloned(), port);
+    no_clash(&nodes);
+}
+
+/// etcd stops answering (SIGSTOP). For less than the lease: nothing moves
+/// and every agent keeps answering. For longer: each node stops serving
+/// before its lease can expire (while etcd still says nothing), and when
+/// etcd is back the agents are shared again, never on two nodes at once.
+#[test]
+fn nodes_ride_out_a_short_etcd_pause_and_stop_serving_in_a_long_one() {
+    let _alone = alone();
+    const COUNT: usize = 40;
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let port = free_port();
+    shared_fleet(dir.path(), &etcd, "/pause", port, COUNT);
+    let n1 = start_node(&etcd, "/pause", "n1", "3s");
+    let n2 = start_node(&etcd, "/pause", "n2", "3s");
+    let nodes = [("n1", &n1), ("n2", &n2)];
+    let within = Duration::from_secs(60);
+    let before = converged(&etcd, "/pause", &nodes, COUNT, within);
+    let keys = owners(&etcd, "/pause");
+    let seqs = [n1.next_seq(), n2.next_seq()];
+
+    // Half a second without etcd (the pause is what is tested; nothing to
+    // wait for), then one lease's worth of checks: every agent answers
+    // throughout, on the same node, in the same process.
+    etcd.signal(Signal::STOP);
+    std::thread::sleep(Duration::from_millis(500));
+    etcd.signal(Signal::CONT);
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        all_answer(before.keys().take(10).cloned(), port);
+    }
+    assert_eq!(running(&nodes), before, "agents moved in a short pause");
+    assert_eq!(owners(&etcd, "/pause"), keys);
+    for ((name, node), since) in nodes.iter().zip(seqs) {
+        let released: Vec<_> = node
+            .events()
+            .into_iter()
+            .filter(|e| e["seq"].as_u64() >= Some(since) && e["event"] == "released")
+            .collect();
+        assert!(released.is_empty(), "{name} released: {released:?}");
+    }
+
+    // A pause longer than the lease: both nodes stop every agent while
+    // etcd is still stopped.
+    let seqs = [n1.next_seq(), n2.next_seq()];
+    etcd.signal(Signal::STOP);
+    for ((name, node), since) in nodes.iter().zip(seqs) {
+        let e = node.wait_event(since, "the lease's end fenced", |e| {
+            e["event"] == "released"
+                && e["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("stopping every agent before lease")
+        });
+        assert_eq!(e["node"], *name, "{e}");
+        let still: Vec<_> = node
+            .status()
+            .into_iter()
+            .filter(|a| a["state"] == "running")
+            .collect();
+        assert!(still.is_empty(), "{name} still serves {still:?}");
+    }
+    etcd.signal(Signal::CONT);
+    let again = converged(&etcd, "/pause", &nodes, COUNT, within);
+    all_answer(again.keys().cloned(), port);
+    no_clash(&nodes);
+}
+
+/// A node whose watch fell behind a compaction (it was stopped while the
+/// prefix took megabytes of writes, then etcd compacted past them) is told
+/// its watch is cancelled, logs it, lists again and goes on: a fleet
+/// pushed after is served.
+#[test]
+fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let port = free_port();
+    shared_fleet(dir.path(), &etcd, "/cmp", port, 6);
+    // A long lease: the node is stopped for a while and must not lose it.
+    let n1 = start_node(&etcd, "/cmp", "n1", "20s");
+    converged(&etcd, "/cmp", &[("n1", &n1)], 6, Duration::from_secs(60));
+    assert!(n1.signal(Signal::STOP));
+    // More than the watch stream can buffer for a reader that reads nothing.
+    let big = "x".repeat(60_000);
+    let mut revision = 0;
+    for i in 0..300 {
+        revision = etcd.put(&format!("/cmp/junk/{}", i % 4), &big);
+    }
+    etcd.compact(revision);
+    assert!(n1.signal(Signal::CONT));
+    let relisted = n1.stderr().wait_for(0, Duration::from_secs(30), |l| {
+        l.contains("watch cancelled (compaction past its revision); re-listing")
+    });
+    assert!(relisted.is_some(), "no re-list: {}", n1.stderr().tail(30));
+    // Watching again from the new list: a new fleet is picked up.
+    shared_fleet(dir.path(), &etcd, "/cmp", port, 9);
+    let served = converged(&etcd, "/cmp", &[("n1", &n1)], 9, Duration::from_secs(60));
+    all_answer(served.keys().cloned(), port);
 }

@@ -60,10 +60,18 @@ pub fn boots_path(state_dir: &Path, agent: &str) -> PathBuf {
 /// counter is an error naming the file: guessing could make boots go
 /// backwards, which managers take for a replay.
 pub fn next_boots(state_dir: &Path, agent: &str) -> io::Result<u32> {
+    let current = current_boots(state_dir, agent)?;
+    let next = current.saturating_add(1).min(MAX_BOOTS);
+    write_boots(state_dir, agent, next)?;
+    Ok(next)
+}
+
+/// `agent`'s snmpEngineBoots as counted in `state_dir` now (0: it never
+/// started here). An unreadable or corrupt counter is an error naming the
+/// file.
+pub fn current_boots(state_dir: &Path, agent: &str) -> io::Result<u32> {
     let path = boots_path(state_dir, agent);
-    let dir = path.parent().unwrap_or(state_dir);
-    fs::create_dir_all(dir)?;
-    let current = match File::open(&path) {
+    match File::open(&path) {
         Ok(mut f) => {
             let mut text = String::new();
             f.read_to_string(&mut text)?;
@@ -75,12 +83,32 @@ pub fn next_boots(state_dir: &Path, agent: &str) -> io::Result<u32> {
                         path.display()
                     ),
                 )
-            })?
+            })
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e),
-    };
-    let next = current.saturating_add(1).min(MAX_BOOTS);
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Raises `agent`'s counter in `state_dir` to at least `floor` (never
+/// lowers it), durably: an agent that moved here from another host boots
+/// past every boot it had there (docs/scale-out.md). Returns the counter.
+pub fn raise_boots(state_dir: &Path, agent: &str, floor: u32) -> io::Result<u32> {
+    let current = current_boots(state_dir, agent)?;
+    if current >= floor {
+        return Ok(current);
+    }
+    let floor = floor.min(MAX_BOOTS);
+    write_boots(state_dir, agent, floor)?;
+    Ok(floor)
+}
+
+/// Writes `agent`'s counter durably (temporary file, fsync, rename, fsync
+/// of the directory).
+fn write_boots(state_dir: &Path, agent: &str, boots: u32) -> io::Result<()> {
+    let path = boots_path(state_dir, agent);
+    let dir = path.parent().unwrap_or(state_dir);
+    fs::create_dir_all(dir)?;
     let tmp = path.with_extension("boots.tmp");
     {
         let mut f = OpenOptions::new()
@@ -88,17 +116,27 @@ pub fn next_boots(state_dir: &Path, agent: &str) -> io::Result<u32> {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        writeln!(f, "{next}")?;
+        writeln!(f, "{boots}")?;
         f.sync_all()?;
     }
     fs::rename(&tmp, &path)?;
     File::open(dir)?.sync_all()?;
-    Ok(next)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boots_are_raised_never_lowered() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(current_boots(dir.path(), "a").unwrap(), 0);
+        assert_eq!(raise_boots(dir.path(), "a", 40).unwrap(), 40);
+        assert_eq!(next_boots(dir.path(), "a").unwrap(), 41);
+        assert_eq!(raise_boots(dir.path(), "a", 7).unwrap(), 41);
+        assert_eq!(current_boots(dir.path(), "a").unwrap(), 41);
+    }
 
     #[test]
     fn derived_ids_are_stable_distinct_and_well_formed() {

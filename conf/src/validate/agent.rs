@@ -103,7 +103,7 @@ impl Validator<'_> {
             }
             self.report.instance = None;
         }
-        if out.is_empty() && !self.report.has_errors() {
+        if out.is_empty() && !self.report.has_errors() && !tree.node {
             let pos = tree.main.agents.as_ref().map_or(Pos::UNKNOWN, Pos::of);
             self.warn(MAIN, pos, "the fleet has no agents");
         }

@@ -5,6 +5,7 @@
 //! PREFIX/nodes/NODE       a live node: its serves and pid (lease-bound)
 //! PREFIX/owners/AGENT     the node serving AGENT: its name (lease-bound,
 //!                         created only if absent, in a transaction)
+//! PREFIX/boots/AGENT      the top of AGENT's reserved snmpEngineBoots
 //! PREFIX/status/NODE      what NODE's agents are doing: a compact JSON
 //!                         (`status::NodeStatus`), rewritten by the node
 //!                         at most once a second (lease-bound)
@@ -22,6 +23,17 @@ impl Keys {
         Keys {
             prefix: prefix.trim_end_matches('/').to_string(),
         }
+    }
+
+    /// The prefix itself, without a trailing `/`: the fleet's identity in
+    /// derived engine IDs.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// One agent's reserved snmpEngineBoots.
+    pub fn boots(&self, agent: &str) -> String {
+        format!("{}/boots/{agent}", self.prefix)
     }
 
     /// Everything of the fleet: what a node lists and watches.
@@ -75,6 +87,8 @@ mod tests {
         assert_eq!(k.fleet(), "/lab/fleet/config");
         assert_eq!(k.node("n1"), "/lab/nodes/n1");
         assert_eq!(k.owner("a-1"), "/lab/owners/a-1");
+        assert_eq!(k.boots("a-1"), "/lab/boots/a-1");
+        assert_eq!(k.prefix(), "/lab");
         assert!(k.owner("a").starts_with(&k.owners()));
         assert!(k.owners().starts_with(&k.all()));
         assert_eq!(k.status("n1"), "/lab/status/n1");

@@ -1,16 +1,21 @@
 //! Scale-out through etcd (docs/scale-out.md): the fleet pushed to etcd
 //! ([`fleet`]), where each thing lives there ([`keys`]), who owns which
-//! agent ([`rendezvous`]), and what each node's agents are doing
-//! ([`status`]: the status keys a node writes and `status --cluster`
-//! reads).
+//! agent ([`rendezvous`]), what one node should do about it ([`share`]),
+//! the node itself (`node`: lease, membership, owner keys, watches), and
+//! what each node's agents are doing ([`status`]: the status keys a node
+//! writes and `status --cluster` reads).
 //!
 //! Layers: `cluster` uses the checked model of the configuration, the
-//! states of `events` and the status line of `control`'s API types, and
-//! nothing else of the supervisor.
+//! states of `events` and the status line of `control`'s API types; its
+//! node publishes `events` and hands its share to the fleet manager
+//! through a channel (`fleet::manager::Share`), as the control socket
+//! hands requests.
 
 pub mod fleet;
 pub mod keys;
+pub(crate) mod node;
 pub mod rendezvous;
+pub mod share;
 pub mod status;
 
 use std::time::Duration;

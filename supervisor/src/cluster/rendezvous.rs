@@ -16,11 +16,15 @@ pub struct Member {
     pub serves: Vec<String>,
     /// The supervisor's pid on its host.
     pub pid: u32,
+    /// How many agents it accepts, if it says (reported, for people and
+    /// `status --cluster`; ownership does not depend on it).
+    #[serde(default)]
+    pub capacity: Option<u64>,
 }
 
 impl Member {
     /// Its ranges, those that parse.
-    fn ranges(&self) -> Vec<AddressRange> {
+    pub fn ranges(&self) -> Vec<AddressRange> {
         self.serves
             .iter()
             .filter_map(|s| AddressRange::parse(s).ok())
@@ -41,11 +45,23 @@ pub fn can_serve(serves: &[AddressRange], agent: &Agent) -> bool {
 /// The owner of `agent` among `members`: the one that can serve it with
 /// the highest score; `None` when none can.
 pub fn owner<'a>(agent: &Agent, members: &'a [Member]) -> Option<&'a str> {
+    let ranges: Vec<Vec<AddressRange>> = members.iter().map(Member::ranges).collect();
+    owner_among(agent, members, &ranges)
+}
+
+/// [`owner`] with each member's ranges parsed once (`ranges[i]` are
+/// `members[i]`'s), for a plan over many agents.
+pub fn owner_among<'a>(
+    agent: &Agent,
+    members: &'a [Member],
+    ranges: &[Vec<AddressRange>],
+) -> Option<&'a str> {
     members
         .iter()
-        .filter(|m| can_serve(&m.ranges(), agent))
-        .max_by_key(|m| (score(&m.node, &agent.name), m.node.as_str()))
-        .map(|m| m.node.as_str())
+        .zip(ranges)
+        .filter(|(_, r)| can_serve(r, agent))
+        .max_by_key(|(m, _)| (score(&m.node, &agent.name), m.node.as_str()))
+        .map(|(m, _)| m.node.as_str())
 }
 
 /// The weight of (node, agent): FNV-1a over both names, then the
@@ -95,6 +111,7 @@ mod tests {
             node: node.into(),
             serves: serves.iter().map(|s| s.to_string()).collect(),
             pid: 1,
+            capacity: None,
         }
     }
 

@@ -132,6 +132,10 @@ mod tests {
             ("reload-failed", 14),
             ("fault-injected", 15),
             ("fault-cleared", 16),
+            ("node-joined", 17),
+            ("node-left", 18),
+            ("assigned", 19),
+            ("released", 20),
         ];
         for (kind, n) in kinds {
             let e = Event {

@@ -346,6 +346,43 @@ impl Inner {
     }
 }
 
+/// Every address on the host's interfaces with its prefix length
+/// (`127.0.0.1/8`, `192.0.2.10/24`…): the ranges a node says it can bind
+/// when `cluster.etcd.serves` is not set.
+#[cfg(feature = "etcd")]
+pub async fn host_ranges() -> Result<Vec<String>, AddressError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let (connection, handle, _) = rtnetlink::new_connection()
+        .map_err(|e| AddressError(format!("cannot open a netlink socket: {e}")))?;
+    let connection = tokio::spawn(connection);
+    let mut found = Vec::new();
+    let mut list = handle.address().get().execute();
+    let result = loop {
+        match list.try_next().await {
+            Ok(Some(m)) => {
+                let len = m.header.prefix_len;
+                for a in &m.attributes {
+                    if let AddressAttribute::Address(ip) = a {
+                        found.push(format!("{ip}/{len}"));
+                    }
+                }
+            }
+            Ok(None) => break Ok(found),
+            Err(e) => {
+                break Err(AddressError(format!(
+                    "cannot list the host's addresses: {}",
+                    io_error(e)
+                )));
+            }
+        }
+    };
+    connection.abort();
+    let mut ranges = result?;
+    ranges.sort();
+    ranges.dedup();
+    Ok(ranges)
+}
+
 /// The index of interface `name`; `None` if there is none.
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
     let mut links = handle.link().get().match_name(name).execute();

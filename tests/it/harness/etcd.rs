@@ -6,11 +6,25 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Process, free_ports, tempdir};
+use rustix::process::Signal;
+use serde_json::Value as Json;
+
+use super::{Process, free_ports, output, tempdir};
+
+/// A key as etcd holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: String,
+    /// The revision that created it (a key re-created gets a new one).
+    pub create_revision: i64,
+    /// Its lease (0: none).
+    pub lease: i64,
+}
 
 /// A running etcd.
 pub struct Etcd {
-    _process: Process,
+    process: Process,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     _dir: tempfile::TempDir,
@@ -48,7 +62,7 @@ impl Etcd {
             process.stderr.tail(30)
         );
         Etcd {
-            _process: process,
+            process,
             endpoint: client,
             _dir: dir,
         }
@@ -62,6 +76,117 @@ impl Etcd {
             self.endpoint
         )
     }
+
+    /// Sends `signal` to etcd (SIGSTOP: it stops answering, its clients'
+    /// connections stay open; SIGCONT: it goes on).
+    pub fn signal(&self, signal: Signal) {
+        assert!(self.process.signal(signal), "etcd is gone");
+    }
+
+    /// POSTs `body` to etcd's JSON gateway (`/v3/PATH`).
+    fn call(&self, path: &str, body: &Json) -> Json {
+        let out = output(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("{}/v3/{path}", self.endpoint),
+            "-d",
+            &body.to_string(),
+        ]))
+        .expect("run curl");
+        assert!(out.status.success(), "curl {path}: {out:?}");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {out:?}"))
+    }
+
+    /// Every key under `prefix`, sorted, and the store's revision.
+    pub fn range(&self, prefix: &str) -> (Vec<Kv>, i64) {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let got = self.call(
+            "kv/range",
+            &serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+        );
+        let kvs = got["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| Kv {
+                        key: unb64(kv["key"].as_str().unwrap_or("")),
+                        value: unb64(kv["value"].as_str().unwrap_or("")),
+                        create_revision: number(&kv["create_revision"]),
+                        lease: number(&kv["lease"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (kvs, number(&got["header"]["revision"]))
+    }
+
+    /// Writes `key` (no lease); returns the new revision.
+    pub fn put(&self, key: &str, value: &str) -> i64 {
+        let got = self.call(
+            "kv/put",
+            &serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())}),
+        );
+        number(&got["header"]["revision"])
+    }
+
+    /// Compacts the history up to `revision`: a watch that has not sent
+    /// the events before it is cancelled.
+    pub fn compact(&self, revision: i64) {
+        self.call(
+            "kv/compaction",
+            &serde_json::json!({"revision": revision.to_string(), "physical": true}),
+        );
+    }
+}
+
+/// The gateway writes 64-bit numbers as strings.
+fn number(v: &Json) -> i64 {
+    match v {
+        Json::String(s) => s.parse().unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64, as the gateway wants keys and values.
+fn b64(data: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unb64(text: &str) -> String {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = B64.iter().position(|b| *b == c).expect("base64") as u32;
+        bits = bits << 6 | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n & 0xff) as u8);
+        }
+    }
+    String::from_utf8(out).expect("UTF-8 key or value")
 }
 
 /// Writing keys as a node does, through the supervisor crate's client.

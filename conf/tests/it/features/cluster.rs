@@ -483,3 +483,20 @@ fn etcd_serves_ranges_and_their_errors() {
     let ps = d.fails("cluster:\n  etcd: { serves: [] }\nagents: []\n");
     find(&ps, "`serves` is empty");
 }
+
+/// A cluster node's own file: `cluster.etcd` and no `agents` (its share
+/// comes from etcd) loads without an error or a warning; without
+/// `cluster.etcd` a file with no agents is still an error.
+#[test]
+fn a_node_file_needs_no_agents() {
+    let d = Dir::new();
+    let l = d.ok("cluster:
+  node: n1
+  etcd: { endpoints: [\"http://127.0.0.1:2379\"], lease_ttl: 3s }
+");
+    assert!(l.fleet.agents.is_empty());
+    assert!(l.warnings.is_empty(), "{}", show(&l.warnings));
+    assert_eq!(l.fleet.cluster.node, "n1");
+    let ps = d.fails("cluster:\n  node: n1\n");
+    find(&ps, "no `agents`");
+}

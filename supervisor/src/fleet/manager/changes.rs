@@ -59,6 +59,31 @@ impl Asker {
     }
 }
 
+/// What a cluster node asks of the manager (see [`Manager::share`]).
+/// Without the `etcd` feature no node exists to ask.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub enum Share {
+    /// Serve exactly `fleet`'s agents (the node's own `cluster` and
+    /// `events`), the agents it holds the owner keys of under lease epoch
+    /// `epoch`.
+    Serve {
+        /// The node's lease epoch (one per lease it was granted).
+        epoch: u64,
+        /// What to serve.
+        fleet: Box<Fleet>,
+        /// Told once the agents run (or could not start).
+        reply: oneshot::Sender<Response>,
+    },
+    /// Stop every agent: lease epoch `epoch` is ending.
+    Fence {
+        /// The lease epoch that ends.
+        epoch: u64,
+        /// Told once every agent is stopped.
+        reply: oneshot::Sender<Response>,
+    },
+}
+
 /// The result of work done off the loop, for [`Manager::on_work`].
 #[derive(Debug)]
 pub enum Work {
@@ -123,6 +148,12 @@ fn prepare(source: &Path, served: &Served) -> Result<Prepared, Vec<String>> {
         Ok(l) => l.fleet,
         Err(problems) => return Err(problems.iter().map(|p| p.to_string()).collect()),
     };
+    prepare_fleet(fleet, served)
+}
+
+/// [`prepare`] for a fleet that is checked already (a cluster node's
+/// share). Blocking.
+fn prepare_fleet(fleet: Fleet, served: &Served) -> Result<Prepared, Vec<String>> {
     let compiled = compile_stores(&fleet)
         .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
     let mut refused: Vec<String> = compiled
@@ -170,13 +201,61 @@ impl Manager {
         let source = self.source.clone();
         let work = self.reports.work.clone();
         let served = self.served();
+        // A cluster node serves the share it was given last, never its
+        // own file's (empty) agents.
+        let given = self.given.clone();
         self.reload.current = Some(Current {
             askers,
             stopping: None,
         });
         self.tasks.spawn_blocking(move || {
-            let _ = work.send(Work::Prepared(Box::new(prepare(&source, &served))));
+            let prepared = match given {
+                Some(fleet) => prepare_fleet(fleet, &served),
+                None => prepare(&source, &served),
+            };
+            let _ = work.send(Work::Prepared(Box::new(prepared)));
         });
+    }
+
+    /// A cluster node's request (docs/scale-out.md): serve exactly the
+    /// agents of a fleet, through the reload's diff (unchanged agents keep
+    /// their process), or stop serving everything. A fence is final for
+    /// its epoch: a share of that epoch or an older one that arrives after
+    /// it is refused, so agents stopped because a lease is ending are
+    /// never started again under that lease.
+    pub fn share(&mut self, share: Share) {
+        match share {
+            Share::Serve {
+                epoch,
+                fleet,
+                reply,
+            } => {
+                if self.fenced.is_some_and(|f| epoch <= f) {
+                    let _ = reply.send(Response::Error {
+                        kind: ErrorKind::Config,
+                        message: format!("share of lease epoch {epoch} refused: fenced"),
+                    });
+                    return;
+                }
+                self.given = Some(*fleet);
+                self.reload(Asker::Control(reply));
+            }
+            Share::Fence { epoch, reply } => {
+                self.fenced = Some(self.fenced.map_or(epoch, |f| f.max(epoch)));
+                match self.given.as_mut() {
+                    Some(fleet) => {
+                        fleet.agents.clear();
+                        self.reload(Asker::Control(reply));
+                    }
+                    None => {
+                        let _ = reply.send(Response::Done {
+                            agents: Vec::new(),
+                            message: "nothing served".into(),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// The stores each snapshot source is served from now.

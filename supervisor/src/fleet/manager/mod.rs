@@ -34,7 +34,7 @@ use crate::process::bind;
 use crate::process::machine::State;
 use crate::process::unit::{self, AgentPlan, Shared, UnitSpec};
 
-pub use changes::{Asker, Work};
+pub use changes::{Asker, Share, Work};
 
 /// What `run` tells its caller once the initial start is over.
 #[derive(Debug, Clone)]
@@ -154,6 +154,11 @@ pub struct Manager {
     /// Whether a compiled store has ifOperStatus.N (link faults), by
     /// store file and N: a store file's content never changes.
     interfaces: HashMap<(PathBuf, u32), bool>,
+    /// A cluster node's share: the fleet a reload applies instead of
+    /// re-reading `source` (see [`Manager::share`]).
+    given: Option<Fleet>,
+    /// The newest lease epoch fenced: its shares are refused.
+    fenced: Option<u64>,
 }
 
 /// The scenarios' plan of `fleet`, from now.
@@ -196,6 +201,8 @@ impl Manager {
             scenarios: watch::Sender::new(scenario_plan(fleet)),
             by_name: None,
             interfaces: HashMap::new(),
+            given: None,
+            fenced: None,
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;

@@ -56,7 +56,12 @@ pub(super) fn summarized(kind: EventKind) -> bool {
         | EventKind::ReloadFailed
         | EventKind::SupervisorStarted
         | EventKind::SupervisorStopping
-        | EventKind::EventsDropped => false,
+        | EventKind::EventsDropped
+        // Already one event per batch of agents (docs/scale-out.md).
+        | EventKind::NodeJoined
+        | EventKind::NodeLeft
+        | EventKind::Assigned
+        | EventKind::Released => false,
     }
 }
 
@@ -369,7 +374,11 @@ mod tests {
                 "supervisor-started",
                 "supervisor-stopping",
                 "events-dropped",
-                "reload-failed"
+                "reload-failed",
+                "node-joined",
+                "node-left",
+                "assigned",
+                "released"
             ]
         );
     }
