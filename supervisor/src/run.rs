@@ -263,7 +263,15 @@ async fn serve(
     // share of the fleet in etcd through `shares`.
     let (shares_tx, mut shares) = mpsc::channel::<Share>(16);
     let units_stopped = CancellationToken::new();
-    let node_task = start_node(&fleet, &bus, shares_tx, &shutdown, &units_stopped).await?;
+    let node_task = start_node(
+        &fleet,
+        &bus,
+        manager.roster(),
+        shares_tx,
+        &shutdown,
+        &units_stopped,
+    )
+    .await?;
     // Scheduled faults reach the manager as an operator's do.
     services.spawn(crate::fleet::scenarios::run(
         manager.scenarios(),
@@ -433,6 +441,7 @@ async fn serve(
 async fn start_node(
     fleet: &Fleet,
     bus: &crate::events::Bus,
+    roster: tokio::sync::watch::Receiver<crate::fleet::manager::Roster>,
     shares: mpsc::Sender<Share>,
     shutdown: &CancellationToken,
     units_stopped: &CancellationToken,
@@ -455,6 +464,7 @@ async fn start_node(
         serves,
         etcd,
         base: fleet.clone(),
+        roster: std::sync::Arc::new(move || node_roster(&roster.borrow())),
     };
     Ok(Some(tokio::spawn(crate::cluster::node::run(
         settings,
@@ -465,11 +475,38 @@ async fn start_node(
     ))))
 }
 
+/// Every agent of `roster` as a node's status key reports it.
+#[cfg(feature = "etcd")]
+fn node_roster(roster: &crate::fleet::manager::Roster) -> crate::cluster::status::Roster {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut entries = Vec::new();
+    for m in roster.iter() {
+        let status = m.status.borrow();
+        // A running unit runs since then: the unix time of that instant.
+        let since = status
+            .running_since
+            .map(|at| now.saturating_sub(at.elapsed().as_millis() as u64));
+        for name in m.names.iter() {
+            entries.push(crate::cluster::status::Entry {
+                agent: name.clone(),
+                state: status.state,
+                pid: status.pid,
+                restarts: status.restarts,
+                since,
+            });
+        }
+    }
+    std::sync::Arc::new(entries)
+}
+
 /// Without etcd support a fleet is always its own.
 #[cfg(not(feature = "etcd"))]
 async fn start_node(
     _fleet: &Fleet,
     _bus: &crate::events::Bus,
+    _roster: tokio::sync::watch::Receiver<crate::fleet::manager::Roster>,
     _shares: mpsc::Sender<Share>,
     _shutdown: &CancellationToken,
     _units_stopped: &CancellationToken,

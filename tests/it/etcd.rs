@@ -315,6 +315,43 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
         assert!((20..=70).contains(&share), "{n} serves {share} of {COUNT}");
     }
     all_answer(before.keys().cloned(), port);
+    // `status --cluster` shows every agent once, on the node that runs it,
+    // running, with that process's pid: from the status keys the nodes
+    // write (at most a second after a change).
+    let config = n1.dir.path().join("node.yaml");
+    poll_until(
+        "status --cluster agrees with the nodes",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || {
+            let out = agentcluster(&[
+                "status",
+                "--cluster",
+                "--json",
+                "-c",
+                config.to_str().unwrap(),
+            ]);
+            if !out.status.success() {
+                return Err(text(&out));
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let (nodes, rows) = (v["nodes"].as_array(), v["agents"].as_array());
+            let (Some(nodes), Some(rows)) = (nodes, rows) else {
+                return Err(format!("no nodes or agents: {v}"));
+            };
+            if nodes.len() != 3 || rows.len() != COUNT {
+                return Err(format!("{} nodes, {} agents", nodes.len(), rows.len()));
+            }
+            for r in rows {
+                let (n, pid) = &before[r["agent"].as_str().unwrap_or_default()];
+                if r["node"] != n.as_str() || r["state"] != "running" || r["pid"] != *pid {
+                    return Err(format!("{r} (runs on {n} as {pid})"));
+                }
+            }
+            Ok(())
+        },
+    );
     let keys_before = owners(&etcd, "/three");
     // The membership keys say who serves what.
     let (members, _) = etcd.range("/three/nodes/");

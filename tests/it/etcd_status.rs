@@ -80,7 +80,7 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     // publisher, n3 owns r-8 and has written no status; r-9 is unowned.
     let keys = EtcdKeys::new("/cl");
     for (node, pid) in [("n1", 4242), ("n2", 5252), ("n3", 6262)] {
-        etcd.put(&keys.node(node), member(node, pid));
+        etcd.put(&keys.node(node), &member(node, pid));
     }
     for i in 1..=6 {
         etcd.put(&keys.owner(&format!("r-{i}")), "n1");

@@ -63,6 +63,20 @@ pub struct Settings {
     /// The node's own configuration: its `cluster` and `events` are what
     /// the agents of its share run with.
     pub base: Fleet,
+    /// Every agent this node runs, as its status key reports them
+    /// (`PREFIX/status/NODE`): read at most once a second, when events
+    /// say something changed.
+    pub roster: Arc<dyn Fn() -> super::status::Roster + Send + Sync>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("etcd", &self.etcd)
+            .field("node", &self.node)
+            .field("serves", &self.serves)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a session (one lease) ended.
@@ -174,6 +188,33 @@ pub async fn run(
     }
 }
 
+/// Keeps the node's status key: `publisher` writes `roster()` whenever an
+/// event of the bus says the agents changed (coalesced, at most once a
+/// second), until `stop`.
+async fn publish_status(
+    publisher: super::status::Publisher,
+    bus: Bus,
+    roster: Arc<dyn Fn() -> super::status::Roster + Send + Sync>,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let (changed, changes) = watch::channel(0u64);
+    let mut events = bus.subscribe();
+    let counting = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = events.recv() => match got {
+                    Ok(_) | Err(RecvError::Lagged(_)) => changed.send_modify(|n| *n += 1),
+                    Err(RecvError::Closed) => break,
+                },
+                () = counting.cancelled() => break,
+            }
+        }
+    });
+    publisher.run_with(changes, |_| roster(), stop).await;
+}
+
 impl Node {
     /// How long one request may take: a third of the lease, so that a
     /// stuck request never outlives it.
@@ -218,6 +259,21 @@ impl Node {
             self.epoch,
             fenced.clone(),
         ));
+        // The status key, bound to this lease: written now, then as the
+        // agents change (`status --cluster` reads it).
+        let publishing = CancellationToken::new();
+        let publisher = tokio::spawn(publish_status(
+            super::status::Publisher {
+                client: client.clone(),
+                keys: self.keys.clone(),
+                node: self.settings.node.clone(),
+                pid: std::process::id(),
+                lease: self.lease,
+            },
+            self.bus.clone(),
+            self.settings.roster.clone(),
+            publishing.clone(),
+        ));
         let end = tokio::select! {
             end = self.serve(&mut client) => end,
             () = fenced.cancelled() => End::Lost(format!(
@@ -229,6 +285,8 @@ impl Node {
         };
         keeper.abort();
         fence.abort();
+        publishing.cancel();
+        publisher.abort();
         end
     }
 

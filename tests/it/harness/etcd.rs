@@ -212,12 +212,6 @@ impl Etcd {
         (runtime, client)
     }
 
-    /// Writes `value` at `key`.
-    pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) {
-        let (runtime, mut client) = self.client();
-        runtime.block_on(client.put(key, value, None)).unwrap();
-    }
-
     /// Deletes `key`.
     pub fn delete(&self, key: &str) {
         let (runtime, mut client) = self.client();
