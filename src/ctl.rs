@@ -344,8 +344,8 @@ fn render_events(events: &[&Event], gap: bool) -> String {
     if gap {
         let _ = writeln!(
             out,
-            "-- events were dropped: the supervisor keeps only the last {RING}, \
-             and the ones asked for are gone --"
+            "-- events were dropped: the supervisor keeps only the last {RING} \
+             (3 per agent of a larger fleet), and the ones asked for are gone --"
         );
     }
     for e in events {

@@ -1,7 +1,9 @@
 //! Fleet scenarios against the real `agentcluster run`: a fleet of N
-//! agents on consecutive ports, timed from spawn to the ready block, then
-//! (optionally) one checked GET to every agent, the memory of every
-//! process, SIGKILL-to-answer restart latencies, and the time to stop.
+//! agents on consecutive ports (or each at its own 127.x.y.z address on
+//! one port, with its own sysName), timed from spawn to the ready block,
+//! then (optionally) one checked GET to every agent, the memory of every
+//! process, GETs spread over many agents against one agent's rate,
+//! SIGKILL-to-answer restart latencies, and the time to stop.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -34,8 +36,20 @@ pub struct Spec {
     pub count: u32,
     /// `cluster.agents_per_process` (0 is taken as 1).
     pub per_process: u32,
-    /// Agent `i` listens on 127.0.0.1, port `base_port + i`.
+    /// Agent `i` listens on 127.0.0.1, port `base_port + i`; with
+    /// [`Spec::spread_addresses`], on port `base_port` of its own address.
     pub base_port: u16,
+    /// Agent `i` at 127.A.B.C:`base_port` ([`device_addr`]): one port,
+    /// as many addresses as devices (127/8 is all local).
+    pub spread_addresses: bool,
+    /// Each agent's sysName.0 is its own (`dev-000042`, a template of
+    /// `values:`), and the sweep checks each device's answer against it.
+    pub own_names: bool,
+    /// GETs spread over this many agents (the first ones), measured
+    /// against the GET rate of agent 0 alone, each for `spread_for`.
+    pub spread: Option<usize>,
+    /// How long each of the two spread loads runs.
+    pub spread_for: Duration,
     /// `cluster.start_tokens`; `None`: the default.
     pub start_tokens: Option<u32>,
     /// How long the supervisor may take to print its ready block.
@@ -66,6 +80,22 @@ pub struct Restart {
     pub samples_ms: Vec<f64>,
 }
 
+/// GETs spread over many agents against one agent's GET rate, in the same
+/// run, from the same client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    /// Agents the spread load went to, in turn.
+    pub devices: usize,
+    /// Answered GETs per second to agent 0 alone.
+    pub single_per_s: f64,
+    /// Answered GETs per second spread over [`Spread::devices`].
+    pub spread_per_s: f64,
+    /// `spread_per_s / single_per_s`.
+    pub ratio: f64,
+    /// Wrong answers and timeouts, both loads.
+    pub failed: u64,
+}
+
 /// What one fleet scenario measured; the body of a `fleet` record, so its
 /// field names are keys the report reads.
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +108,11 @@ pub struct FleetResult {
     pub ready_s: f64,
     /// With [`Spec::sweep`]: whether every agent answered.
     pub sweep: Option<Sweep>,
+    /// With [`Spec::sweep`], when every agent answered: seconds from
+    /// spawning `agentcluster run` to the last agent's checked answer.
+    pub answering_s: Option<f64>,
+    /// With [`Spec::spread`]: the spread load against one agent's.
+    pub spread: Option<Spread>,
     /// With [`Spec::memory`]: the process tree's memory.
     pub memory: Option<TreeMemory>,
     /// With [`Spec::kills`]: restart latencies.
@@ -97,6 +132,21 @@ impl Drop for Guard {
     }
 }
 
+/// Device `i`'s address with [`Spec::spread_addresses`]: 250 devices per
+/// /24 from 127.1.0.1, as the template
+/// `127.{i/62500+1}.{i/250%250}.{i%250+1}` gives them.
+pub fn device_addr(i: u32, port: u16) -> SocketAddr {
+    let a = (i / 62_500 + 1) as u8;
+    let b = (i / 250 % 250) as u8;
+    let c = (i % 250 + 1) as u8;
+    SocketAddr::from(([127, a, b, c], port))
+}
+
+/// Device `i`'s sysName with [`Spec::own_names`].
+pub fn device_name(i: u32) -> String {
+    format!("dev-{i:06}")
+}
+
 /// The YAML of a fleet of `count` agents on `base_port…`.
 pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
     let dir = spec.dir.display();
@@ -112,19 +162,43 @@ pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
         // run": restarted at once, as the default policy does after 10 s.
         y.push_str("  restart: { policy: always, max_restarts: 1000, window: 1s }\n");
     }
+    let listen = if spec.spread_addresses {
+        format!(
+            "127.{{i/62500+1}}.{{i/250%250}}.{{i%250+1}}:{}",
+            spec.base_port
+        )
+    } else {
+        format!("127.0.0.1:{{i+{}}}", spec.base_port)
+    };
     y.push_str(&format!(
-        "agents:\n  - name: \"a-{{i}}\"\n    count: {}\n    listen: [\"127.0.0.1:{{i+{}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        "agents:\n  - name: \"a-{{i}}\"\n    count: {}\n    listen: [\"{listen}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
         spec.count,
-        spec.base_port,
         snapshot.display()
     ));
+    if spec.own_names {
+        y.push_str("    values:\n      1.3.6.1.2.1.1.5.0: \"dev-{i:06d}\"\n");
+    }
+    if spec.spread_addresses || spec.own_names {
+        // The devices' coldStarts would go nowhere; not sending them spares
+        // the start.
+        y.push_str("    notify: none\n");
+    }
     y
+}
+
+/// One device's expected sysName.0 binding, as its answer carries it.
+pub fn name_binding(req: &Request, name: &str) -> anyhow::Result<Expect> {
+    let value = snmp::parse_value(&format!("s:{name}")).map_err(|e| anyhow!("{e}"))?;
+    Ok(Expect::Exact(snmp::exact_bindings(req, &[value])))
 }
 
 /// Runs the scenario: starts the fleet, measures what `spec` asks, stops
 /// it.
 pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
-    if u32::from(spec.base_port) + spec.count > 65_536 {
+    if spec.spread_addresses && spec.count > 250 * 250 * 254 {
+        bail!("at most {} devices on 127/8", 250 * 250 * 254);
+    }
+    if !spec.spread_addresses && u32::from(spec.base_port) + spec.count > 65_536 {
         bail!(
             "{} agents from port {} run past port 65535",
             spec.count,
@@ -167,7 +241,16 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
         match rx.recv_timeout(left) {
             Ok(line) if line == "Stop with Ctrl-C." => break t0.elapsed().as_secs_f64(),
             Ok(_) => {}
-            Err(_) => bail!(
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Its stdout closed: it exited (or is about to).
+                let code = child.0.wait()?;
+                bail!(
+                    "agentcluster exited ({code}) before it was ready, {:.1} s after the start; see {}",
+                    t0.elapsed().as_secs_f64(),
+                    spec.dir.join("agentcluster.log").display()
+                )
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
                 "agentcluster was not ready within {:?}; see {}",
                 spec.ready_timeout,
                 spec.dir.join("agentcluster.log").display()
@@ -179,7 +262,13 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     let pid = child.0.id();
 
     let targets: Vec<SocketAddr> = (0..spec.count)
-        .map(|i| SocketAddr::from(([127, 0, 0, 1], spec.base_port + i as u16)))
+        .map(|i| {
+            if spec.spread_addresses {
+                device_addr(i, spec.base_port)
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], spec.base_port + i as u16))
+            }
+        })
         .collect();
     let first = || {
         targets
@@ -189,22 +278,37 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     };
     let req = Request::new(Op::Get, std::slice::from_ref(&spec.oid));
 
-    let sweep = if spec.sweep {
+    let (sweep, answering_s) = if spec.sweep {
         let mut sec = Security::community(1, "public");
-        let expect = reference(first()?, &req)?;
-        Some(sweep::sweep(
+        let expect: Vec<Expect> = if spec.own_names {
+            (0..spec.count)
+                .map(|i| name_binding(&req, &device_name(i)))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            vec![reference(first()?, &req)?]
+        };
+        let s = sweep::sweep_each(
             &targets,
             &mut sec,
             &req,
-            &expect,
+            |i| &expect[i.min(expect.len() - 1)],
             256,
             Duration::from_millis(500),
-            Duration::from_secs(60),
-        )?)
+            Duration::from_secs(60) + spec.ready_timeout,
+        )?;
+        let all = s.answered == s.targets && s.wrong == 0;
+        (Some(s), all.then(|| t0.elapsed().as_secs_f64()))
     } else {
-        None
+        (None, None)
     };
     let memory = spec.memory.then(|| procs::tree_memory(pid));
+    let spread = match spec.spread {
+        Some(n) => Some(spread_load(
+            &targets[..n.min(targets.len())],
+            spec.spread_for,
+        )?),
+        None => None,
+    };
     let restart = if spec.kills > 0 {
         Some(restarts(spec, &control, first()?, &req)?)
     } else {
@@ -231,9 +335,51 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
         agents_per_process: spec.per_process.max(1),
         ready_s,
         sweep,
+        answering_s,
+        spread,
         memory,
         restart,
         stop_s,
+    })
+}
+
+/// GETs of sysDescr.0 (the same on every device) to the first of
+/// `targets` alone, then spread over all of them in turn, each for `d`,
+/// 64 in flight, every answer checked.
+fn spread_load(targets: &[SocketAddr], d: Duration) -> anyhow::Result<Spread> {
+    let oid = ber::parse_oid("1.3.6.1.2.1.1.1.0").unwrap_or_default();
+    let req = Request::new(Op::Get, std::slice::from_ref(&oid));
+    let first = *targets
+        .first()
+        .ok_or_else(|| anyhow!("the spread load needs at least one agent"))?;
+    let expect = reference(first, &req)?;
+    let run = |targets: Vec<SocketAddr>| {
+        let plan = crate::load::Plan {
+            targets,
+            inflight: 64,
+            count: None,
+            duration: Some(d),
+            warmup: Duration::from_millis(300),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            rate: None,
+            expect_any: false,
+            batch: 64,
+        };
+        crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
+    };
+    let single = run(vec![first])?;
+    let spread = run(targets.to_vec())?;
+    Ok(Spread {
+        devices: targets.len(),
+        single_per_s: single.requests_per_s,
+        spread_per_s: spread.requests_per_s,
+        ratio: if single.requests_per_s > 0.0 {
+            spread.requests_per_s / single.requests_per_s
+        } else {
+            f64::NAN
+        },
+        failed: single.failed + single.timeouts + spread.failed + spread.timeouts,
     })
 }
 

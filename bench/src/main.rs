@@ -247,6 +247,19 @@ struct FleetArgs {
     /// SIGKILL agent a-0 this many times, timing each until its next answer.
     #[arg(long, default_value_t = 0)]
     kills: u32,
+    /// Agent i at 127.A.B.C:BASE_PORT (250 per /24 from 127.1.0.1) instead
+    /// of 127.0.0.1:BASE_PORT+i.
+    #[arg(long)]
+    spread_addresses: bool,
+    /// Each agent's own sysName (dev-000042), checked by the sweep.
+    #[arg(long)]
+    own_names: bool,
+    /// GETs spread over this many agents, against agent 0's GET rate alone.
+    #[arg(long)]
+    spread: Option<usize>,
+    /// Length of each spread load.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    spread_duration: Duration,
     #[command(flatten)]
     record: Record,
 }
@@ -631,6 +644,10 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         memory: a.memory,
         kills: a.kills,
         oid: fleet::default_oid(),
+        spread_addresses: a.spread_addresses,
+        own_names: a.own_names,
+        spread: a.spread,
+        spread_for: a.spread_duration,
     };
     let r = fleet::run(&spec)?;
     let mut line = format!(
@@ -648,6 +665,15 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         line.push_str(&format!(
             "; {}/{} answered a checked GET in {:.3} s",
             s.answered, s.targets, s.seconds
+        ));
+    }
+    if let Some(t) = r.answering_s {
+        line.push_str(&format!("; all answering {t:.3} s after `run`"));
+    }
+    if let Some(s) = &r.spread {
+        line.push_str(&format!(
+            "; GETs over {} agents {:.0}/s vs one agent {:.0}/s ({:.2}×, {} failed)",
+            s.devices, s.spread_per_s, s.single_per_s, s.ratio, s.failed
         ));
     }
     if let Some(m) = &r.memory {
@@ -671,7 +697,8 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
     let ok = r
         .sweep
         .as_ref()
-        .is_none_or(|s| s.answered == s.targets && s.wrong == 0);
+        .is_none_or(|s| s.answered == s.targets && s.wrong == 0)
+        && r.spread.as_ref().is_none_or(|s| s.failed == 0);
     emit(&a.record, "fleet", serde_json::to_value(&r)?)?;
     Ok(ok)
 }

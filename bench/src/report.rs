@@ -387,6 +387,75 @@ pub fn rows(r: &Records) -> Vec<Row> {
         b.info("  stop (SIGTERM to exit) (s)", one(r.med(tag, "/stop_s")));
     }
 
+    // Scale: devices each at its own address, with its own sysName.
+    let tag = "fleet-scale";
+    if r.runs(tag) == 0 {
+        b.info("devices at 127.x.y.z: not run", none);
+    } else {
+        let n = r.med(tag, "/agents").unwrap_or(0.0);
+        let per_process = r.med(tag, "/agents_per_process").unwrap_or(1.0);
+        let answering = r.med(tag, "/answering_s");
+        b.goal_with(
+            &format!(
+                "{n} devices at 127.x.y.z (own sysName), {per_process} per process: `run` → all answer a checked GET (s)"
+            ),
+            one(answering),
+            answering,
+            "≤ 15 (at 100,000)",
+            Goal::AtMost(15.0),
+        );
+        let answered = r.med(tag, "/sweep/answered");
+        b.goal_with(
+            &format!("  answered with their own sysName (of {n})"),
+            one(answered),
+            answered,
+            &format!("= {n}"),
+            Goal::AtLeast(n),
+        );
+        b.info("  `run` → ready (s)", one(r.med(tag, "/ready_s")));
+        let total = r.med(tag, "/memory/total_pss_kib").map(|k| k / 1024.0);
+        b.info(
+            "  total PSS, supervisor + helpers + agents (MiB)",
+            one(total),
+        );
+        let per_device = r
+            .med(tag, "/memory/total_pss_kib")
+            .filter(|_| n > 0.0)
+            .map(|k| k / n);
+        b.goal_with(
+            "  total PSS per device (KiB)",
+            one(per_device),
+            per_device,
+            "≤ 31.5 (3 GiB / 100,000)",
+            Goal::AtMost(3.0 * 1024.0 * 1024.0 / 100_000.0),
+        );
+        let stop = r.med(tag, "/stop_s");
+        b.goal_with(
+            "  stop (SIGTERM to exit) (s)",
+            one(stop),
+            stop,
+            "≤ 10",
+            Goal::AtMost(10.0),
+        );
+        let devices = r.med(tag, "/spread/devices").unwrap_or(0.0);
+        b.info(
+            "  GET/s to one agent of the fleet",
+            one(r.med(tag, "/spread/single_per_s")),
+        );
+        b.info(
+            &format!("  GET/s spread over {devices} devices"),
+            one(r.med(tag, "/spread/spread_per_s")),
+        );
+        let spread = r.med(tag, "/spread/ratio");
+        b.goal_with(
+            &format!("  spread over {devices} devices / one agent"),
+            one(spread),
+            spread,
+            "≥ 0.7",
+            Goal::AtLeast(0.7),
+        );
+    }
+
     let restart = r.med("restart", "/restart/median_ms");
     b.goal_with(
         "restart: SIGKILL → next answered GET, median (ms)",

@@ -49,6 +49,20 @@ pub fn sweep(
     timeout: Duration,
     deadline: Duration,
 ) -> std::io::Result<Sweep> {
+    sweep_each(targets, sec, req, |_| expect, inflight, timeout, deadline)
+}
+
+/// [`sweep`], each target's answer checked against its own expectation
+/// (`expect(i)` for target `i`: a device's own sysName).
+pub fn sweep_each<'e>(
+    targets: &[SocketAddr],
+    sec: &mut Security,
+    req: &Request,
+    expect: impl Fn(usize) -> &'e Expect,
+    inflight: usize,
+    timeout: Duration,
+    deadline: Duration,
+) -> std::io::Result<Sweep> {
     let start = Instant::now();
     let stop = start + deadline;
     let sock = socket_for(targets)?;
@@ -108,7 +122,7 @@ pub fn sweep(
                             targets[i]
                         )));
                     }
-                    snmp::check(req, expect, &p).map(|_| i)
+                    snmp::check(req, expect(i), &p).map(|_| i)
                 });
                 match verdict {
                     Ok(i) => {

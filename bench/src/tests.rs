@@ -379,3 +379,86 @@ fn a_rate_paces_new_requests() {
     assert!(o.sent <= 102 && o.sent >= 50, "about 100 in 0.5 s: {o:?}");
     assert_eq!(o.ok, o.sent);
 }
+
+/// Each endpoint's answer is checked against its own expectation: the one
+/// expected to say another name is wrong.
+#[test]
+fn a_sweep_checks_each_endpoint_against_its_own_value() {
+    let good: Vec<Responder> = (0..3).map(|_| responder(Mode::Good)).collect();
+    let targets: Vec<SocketAddr> = good.iter().map(|r| r.addr).collect();
+    let req = sys_name();
+    let expect = [
+        crate::fleet::name_binding(&req, NAME).unwrap(),
+        crate::fleet::name_binding(&req, "another").unwrap(),
+        expect_name(&req),
+    ];
+    let mut sec = Security::community(1, "public");
+    let s = sweep::sweep_each(
+        &targets,
+        &mut sec,
+        &req,
+        |i| &expect[i],
+        4,
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+    )
+    .unwrap();
+    assert_eq!((s.answered, s.wrong), (2, 1), "{s:?}");
+}
+
+/// The scale scenario's addresses are those of its listen template,
+/// `127.{i/62500+1}.{i/250%250}.{i%250+1}`.
+#[test]
+fn devices_are_250_per_24_from_127_1_0_1() {
+    let at = |i| crate::fleet::device_addr(i, 161).to_string();
+    assert_eq!(at(0), "127.1.0.1:161");
+    assert_eq!(at(249), "127.1.0.250:161");
+    assert_eq!(at(250), "127.1.1.1:161");
+    assert_eq!(at(62_499), "127.1.249.250:161");
+    assert_eq!(at(62_500), "127.2.0.1:161");
+    assert_eq!(at(99_999), "127.2.149.250:161");
+    assert_eq!(crate::fleet::device_name(42), "dev-000042");
+}
+
+/// A fleet that does not start is a failure that says why, at once, not a
+/// wait for the ready timeout.
+#[test]
+fn a_fleet_that_does_not_start_fails_at_once_saying_so() {
+    let dir = std::env::temp_dir().join(format!("bench-no-start-{}", std::process::id()));
+    let spec = crate::fleet::Spec {
+        agentcluster: "/bin/false".into(),
+        dir: dir.clone(),
+        snapshot: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../mibs/cisco-c3750.snmprec"),
+        count: 3,
+        per_process: 500,
+        base_port: 161,
+        spread_addresses: true,
+        own_names: true,
+        spread: Some(3),
+        spread_for: Duration::from_secs(1),
+        start_tokens: None,
+        ready_timeout: Duration::from_secs(600),
+        sweep: true,
+        memory: true,
+        kills: 0,
+        oid: crate::fleet::default_oid(),
+    };
+    let t = std::time::Instant::now();
+    let e = crate::fleet::run(&spec).unwrap_err().to_string();
+    assert!(
+        e.contains("exited") && e.contains("before it was ready"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "{e}");
+    let yaml = std::fs::read_to_string(dir.join("fleet.yaml")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        yaml.contains("listen: [\"127.{i/62500+1}.{i/250%250}.{i%250+1}:161\"]"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("1.3.6.1.2.1.1.5.0: \"dev-{i:06d}\""),
+        "{yaml}"
+    );
+}

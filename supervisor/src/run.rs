@@ -176,6 +176,9 @@ async fn serve(
         .as_ref()
         .map_or(0, |k| kvp::last_seq_in(&k.path).saturating_add(1));
     let bus = Bus::persistent(&c.node, &c.state_dir, floor)?;
+    // The fleet's start burst stays whole in the ring: a slow event stream
+    // catches up from it.
+    bus.keep_for(fleet.agents.len());
     let shared = Shared {
         launcher: Arc::new(Agents::new(spawner::Spawner::start()?, settings.clone())),
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),

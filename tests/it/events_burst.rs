@@ -11,12 +11,20 @@
 //!   on its own, and an inform target that is down spools hundreds of
 //!   informs, not the thousands of events.
 //!
+//! - a reload that adds 5,000 agents (processes of 1,000) while an event
+//!   stream reads nothing: once it reads, it gets every event, `seq` after
+//!   `seq`; the KVP pool gets 100 records of each routine kind and
+//!   summaries for the rest, and a process killed later has each of its
+//!   agents' `died` in it.
+//!
 //! Waits are on the ready line, the event stream, snmptrapd's log (a trap
 //! of the test's own marks how far it is) and the supervisor's exit.
 
 use crate::harness::imports::{DEFAULT_MIB_ROOT, Signal};
 use crate::harness::trapd::Trapd;
-use crate::harness::{Fleet, alone, free_block, free_port, is, kill, mib, pid_of, tempdir};
+use crate::harness::{
+    Fleet, agentcluster, alone, free_block, free_port, is, kill, mib, pid_of, tempdir,
+};
 
 /// Agents in the template; with `victim`, one more.
 const AGENTS: u16 = 4000;
@@ -249,5 +257,129 @@ fn a_start_burst_is_summarized_and_a_later_died_is_not() {
         starting.summaries,
         ready.singles.len(),
         ready.summaries
+    );
+}
+
+/// The fleet of [`a_burst_reaches_a_slow_stream_whole_and_the_pool_summarized`]
+/// at first: `seed`, alone, in processes of 1,000, with a KVP pool.
+fn seed_yaml(pool: &std::path::Path) -> String {
+    format!(
+        "  agents_per_process: 1000\nevents:\n  kvp:\n    path: {}\n    max_records: 100000\nagents:\n  - name: seed\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n    notify: none\n",
+        pool.display(),
+        free_port(),
+        mib("linux-host.snmprec").display()
+    )
+}
+
+/// The agents it grows by: `more` agents `b-N` on ports from `base`.
+fn more_yaml(base: u16, more: u16) -> String {
+    format!(
+        "  - name: \"b-{{i}}\"\n    count: {more}\n    listen: [\"127.0.0.1:{{i+{base}}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n    notify: none\n",
+        mib("linux-host.snmprec").display()
+    )
+}
+
+#[test]
+fn a_burst_reaches_a_slow_stream_whole_and_the_pool_summarized() {
+    const MORE: u16 = 5000;
+    let _alone = alone();
+    let pool_dir = tempdir();
+    let pool = pool_dir.path().join("kvp_pool_1");
+    let base = free_block(MORE);
+    let fleet = Fleet::start(&seed_yaml(&pool));
+    // The reload only adds agents.
+    let config = std::fs::read_to_string(fleet.config()).unwrap();
+    let grown = config + &more_yaml(base, MORE);
+    let since = fleet.next_seq();
+    // Subscribed before the burst, read only after it.
+    let mut slow = fleet.follow(since);
+    let mut prompt = fleet.follow(since);
+    std::fs::write(fleet.config(), grown).unwrap();
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
+    assert!(out.status.success(), "{out:?}");
+    // Counts as it reads (the streams are long: no rescan per event).
+    let all_ready = || {
+        let (mut upto, mut ready) = (0, 0);
+        move |seen: &[serde_json::Value]| {
+            ready += seen[upto..]
+                .iter()
+                .filter(|e| {
+                    e["event"] == "ready"
+                        && e["agent"].as_str().is_some_and(|a| a.starts_with("b-"))
+                })
+                .count();
+            upto = seen.len();
+            ready == usize::from(MORE)
+        }
+    };
+    prompt.wait_all("every added agent ready", all_ready());
+    // Now the slow subscriber reads: every event, none skipped (a gap or
+    // overflow record fails the read).
+    let seen = slow.wait_all("every added agent ready", all_ready());
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs.first(), Some(&since));
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "the slow stream skipped events"
+    );
+    // A process of 1,000 agents killed: each agent's `died` is its own
+    // record.
+    let victim = pid_of(&fleet.status(), "b-0");
+    let before = slow.wait_all("nothing more", |_| true).len();
+    kill(victim, Signal::SIGKILL);
+    let died = slow.wait_all("the killed process's agents died and back", {
+        let mut upto = before;
+        move |seen| {
+            let back = seen[upto..].iter().any(|e| is(e, "b-0", "ready"));
+            upto = seen.len();
+            back
+        }
+    })[before..]
+        .iter()
+        .filter(|e| e["event"] == "died")
+        .count();
+    assert!(died >= 1000, "{died} died events");
+    let (code, stderr) = fleet.stop();
+    assert!(code.success(), "{code:?}");
+    assert_eq!(losses(&stderr), Vec::<&str>::new());
+
+    let path = pool.display().to_string();
+    let out = agentcluster(&["kvp", "dump", "--reassemble", "--json", &path]);
+    assert!(out.status.success(), "{out:?}");
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap())
+        .collect();
+    let of = |kind: &'static str| records.iter().filter(move |e| e["event"] == kind);
+    for kind in ["starting", "ready"] {
+        let singles = of(kind).filter(|e| e["agent"] != "").count();
+        let counted: usize = of(kind)
+            .filter(|e| e["agent"] == "")
+            .map(|e| {
+                let reason = e["reason"].as_str().unwrap();
+                assert!(reason.ends_with(", not written one by one"), "{reason}");
+                reason
+                    .strip_prefix("summary: ")
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or_else(|| panic!("{reason}"))
+            })
+            .sum();
+        // The seed's, the added agents', the killed process's restart.
+        assert!(
+            singles <= 3 * SINGLES,
+            "{kind}: {singles} records one by one"
+        );
+        assert!(
+            singles + counted > usize::from(MORE) + 1000,
+            "{kind}: {singles} records and {counted} summarized"
+        );
+    }
+    assert_eq!(of("died").count(), died, "each died is its own record");
+    eprintln!(
+        "a reload adding {MORE} agents: {} KVP records for {} events",
+        records.len(),
+        seqs.len() + died
     );
 }

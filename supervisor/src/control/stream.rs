@@ -1,7 +1,9 @@
 //! `events --follow`: an event stream on a control connection. The events
 //! kept are replayed, then new ones follow as they are published, with
-//! keep-alive pings; a subscriber that falls behind is cut, never waited
-//! for.
+//! keep-alive pings. A subscriber that reads slower than events come (a
+//! fleet's start burst) is never waited for: its stream takes the rest
+//! from the bus's ring at the subscriber's pace, and only one that falls
+//! further behind than the ring keeps is cut.
 
 use std::io;
 use std::time::Duration;
@@ -16,7 +18,9 @@ use crate::events::bus::{FLUSH_TIMEOUT, Follow};
 /// How long a stream stays silent before a keep-alive `ping` record.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
 /// Records a subscriber may have waiting (beyond what its socket holds, and
-/// beyond its replay) before it is cut with an `overflow` record.
+/// beyond its replay) before its stream stops taking events as they come
+/// and takes them from the ring instead, this many at a time, as the
+/// subscriber reads.
 pub const MAX_BEHIND: usize = 1024;
 /// How long a cut subscriber gets to read the rest, `overflow` included.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,14 +130,26 @@ impl Outbox {
     }
 }
 
+/// The next event of a live subscription, or never without one.
+async fn recv(
+    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<crate::events::Event>>>,
+) -> Result<std::sync::Arc<crate::events::Event>, RecvError> {
+    match live {
+        Some(live) => live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Streams the events `filter` matches (all without one) as JSON lines:
 /// first those kept with `seq >= since` (after a `{"gap":true,…}` record
 /// if some are gone), then each new one, with a `{"ping":…}` record after
 /// [`PING_EVERY`] of silence. A subscriber that falls [`MAX_BEHIND`]
-/// records behind, or that the bus itself left behind, gets a final
+/// records behind, or that the bus's channel left behind, is not cut: the
+/// stream takes the next events from the bus's ring as the subscriber
+/// reads, until it has caught up. Only a subscriber that falls further
+/// behind than the ring keeps gets a final
 /// `{"overflow":true,"last_seq":N,…}` record and is disconnected: it never
-/// slows the supervisor. N is the last event it got, so it resumes with
-/// `since` N + 1 without a hole.
+/// slows the supervisor. N is the last event it got.
 ///
 /// The stream lives as long as the bus, not the control socket: at
 /// shutdown it goes on through `supervisor-stopping` and the agents'
@@ -148,7 +164,7 @@ pub(super) async fn stream_events(
 ) {
     let closed = bus.closed();
     let Follow {
-        mut live,
+        live,
         kept,
         gap,
         next,
@@ -158,8 +174,15 @@ pub(super) async fn stream_events(
     let wanted =
         |e: &crate::events::Event| e.seq >= since && filter.as_ref().is_none_or(|f| f.matches(e));
     let mut out = Outbox::new(since.min(next).saturating_sub(1));
-    // The last seq the stream has seen, sent or not.
+    // The last seq the stream has taken, sent or not.
     let mut last = next.saturating_sub(1);
+    let take = |out: &mut Outbox, e: &crate::events::Event| {
+        if wanted(e) {
+            out.event(e);
+        } else {
+            out.pass(e.seq);
+        }
+    };
     if gap {
         let oldest = kept.first().map(|e| e.seq);
         out.push(
@@ -168,27 +191,44 @@ pub(super) async fn stream_events(
         );
     }
     for e in &kept {
-        if wanted(e) {
-            out.event(e);
-        } else {
-            out.pass(e.seq);
-        }
+        take(&mut out, e);
     }
+    // `None` while the subscriber is behind: the next events come from
+    // the ring, after `last`.
+    let mut live = Some(live);
     let mut cut: Option<String> = None;
     let mut idle = tokio::time::Instant::now();
     // The replay itself may be long; the limit is on what piles up after.
-    let limit = out.len() + MAX_BEHIND;
-    // Set once the bus is closed: everything published is in `out`.
-    let mut ending = false;
+    let mut limit = out.len() + MAX_BEHIND;
+    // Set once the bus is closed: everything published is in `out`, or
+    // in the ring after `last`; written by this deadline.
+    let mut ending: Option<tokio::time::Instant> = None;
     loop {
-        if cut.is_none() && out.len() > limit {
-            cut = Some(format!(
-                "the subscriber fell more than {MAX_BEHIND} records behind"
-            ));
+        if live.is_some() && out.len() > limit {
+            // Behind: stop queueing; the ring holds what comes next.
+            live = None;
+        }
+        if live.is_none() && cut.is_none() && out.len() < MAX_BEHIND {
+            match bus.catch_up(last + 1, MAX_BEHIND) {
+                Some(c) => {
+                    for e in &c.kept {
+                        last = e.seq;
+                        take(&mut out, e);
+                    }
+                    live = c.live;
+                    limit = out.len() + MAX_BEHIND;
+                }
+                None => {
+                    cut = Some(format!(
+                        "the subscriber fell more than {} events behind (the events kept)",
+                        bus.ring_len()
+                    ));
+                }
+            }
         }
         if let Some(why) = &cut {
             // The subscriber resumes after what it got, not after what the
-            // stream took off the bus: the rest is still in the ring.
+            // stream took off the bus.
             let resume_after = out.drop_unsent();
             out.note(
                 &serde_json::json!({"overflow": true, "last_seq": resume_after, "reason": why}),
@@ -207,8 +247,10 @@ pub(super) async fn stream_events(
             }
             return;
         }
-        if ending {
-            match tokio::time::timeout(FLUSH_TIMEOUT, out.flush(wr)).await {
+        if let Some(deadline) = ending {
+            match tokio::time::timeout_at(deadline, out.flush(wr)).await {
+                // Caught up from the ring, or more to take from it.
+                Ok(Ok(())) if live.is_none() => continue,
                 Ok(_) => {}
                 Err(_) => tracing::warn!(
                     records = out.len(),
@@ -220,25 +262,24 @@ pub(super) async fn stream_events(
         let ping_at = idle + PING_EVERY;
         tokio::select! {
             () = closed.cancelled() => {
-                // Every event published before the close is in the channel.
-                loop {
-                    match live.try_recv() {
-                        Ok(e) => {
-                            last = e.seq;
-                            if wanted(&e) {
-                                out.event(&e);
-                            } else {
-                                out.pass(e.seq);
+                // Every event published before the close is in the channel
+                // (or, behind, in the ring).
+                if let Some(rx) = live.as_mut() {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(e) => {
+                                last = e.seq;
+                                take(&mut out, &e);
                             }
+                            Err(TryRecvError::Lagged(_)) => {
+                                live = None;
+                                break;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                         }
-                        Err(TryRecvError::Lagged(n)) => {
-                            cut = Some(format!("the subscriber fell {n} events behind the bus"));
-                            break;
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                     }
                 }
-                ending = true;
+                ending = Some(tokio::time::Instant::now() + FLUSH_TIMEOUT);
             }
             r = wr.writable(), if !out.is_empty() => {
                 if r.is_err() || out.write(wr).is_err() {
@@ -252,20 +293,19 @@ pub(super) async fn stream_events(
                     "last_seq": last,
                 }));
             }
-            r = live.recv() => match r {
+            r = recv(&mut live) => match r {
                 Ok(e) => {
                     last = e.seq;
                     if wanted(&e) {
                         idle = tokio::time::Instant::now();
-                        out.event(&e);
-                    } else {
-                        out.pass(e.seq);
                     }
+                    take(&mut out, &e);
                 }
-                Err(RecvError::Lagged(n)) => {
-                    cut = Some(format!("the subscriber fell {n} events behind the bus"));
+                // Left behind by the channel: the rest from the ring.
+                Err(RecvError::Lagged(_)) => live = None,
+                Err(RecvError::Closed) => {
+                    ending = Some(tokio::time::Instant::now() + FLUSH_TIMEOUT);
                 }
-                Err(RecvError::Closed) => ending = true,
             },
         }
     }
@@ -344,13 +384,49 @@ mod tests {
         stop.close();
     }
 
+    /// A subscriber that reads nothing while a burst larger than its
+    /// queue and the bus's channel comes (a fleet's start) is not cut:
+    /// once it reads it gets every event, in order, from the ring.
+    #[tokio::test]
+    async fn a_subscriber_that_reads_slower_than_a_burst_loses_nothing() {
+        let bus = Bus::new("lab-a");
+        let (client, task, stop) = stream(&bus, Some(1), None);
+        let total = 9000u64;
+        for i in 0..total {
+            publish(&bus, &format!("agent-{i}"), "ready");
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let reader = tokio::spawn(read_all(client));
+        // Events after the burst, while it reads, come too.
+        for i in 0..10 {
+            publish(&bus, &format!("late-{i}"), "ready");
+            tokio::task::yield_now().await;
+        }
+        stop.close();
+        let (seqs, overflow) = reader.await.unwrap();
+        task.await.unwrap();
+        assert_eq!(overflow, None);
+        assert_eq!(seqs.len() as u64, total + 10);
+        assert!(
+            seqs.iter().zip(1..).all(|(s, i)| *s == i),
+            "in order, without a hole"
+        );
+        assert_eq!(bus.tallies().streams_cut, 0);
+    }
+
+    /// Only a subscriber that falls further behind than the ring keeps is
+    /// cut; publishing never waits for it.
     #[tokio::test]
     async fn a_subscriber_that_does_not_read_is_cut_and_never_slows_the_bus() {
         let bus = Bus::new("lab-a");
-        let (client, task, _stop) = stream(&bus, None, None);
-        // 5000 events while nobody reads: publishing never waits.
+        let (client, task, _stop) = stream(&bus, Some(1), None);
+        // More than the ring keeps while nobody reads: publishing never
+        // waits.
+        let total = crate::events::bus::RING + 5000;
         let t = std::time::Instant::now();
-        for i in 0..5000 {
+        for i in 0..total {
             publish(&bus, &format!("agent-{i}"), "ready");
             if i % 100 == 0 {
                 tokio::task::yield_now().await;
@@ -365,6 +441,7 @@ mod tests {
         while let Some(v) = next_json(&mut lines).await {
             count += 1;
             if let Some(seq) = v["seq"].as_u64() {
+                assert_eq!(seq, last_event + 1, "in order, without a hole");
                 last_event = seq;
             }
             last = Some(v);
@@ -375,7 +452,10 @@ mod tests {
         // off the bus.
         assert_eq!(last["last_seq"].as_u64(), Some(last_event), "{last}");
         assert!(last_event > 0);
-        assert!(count < 5000, "{count} records: the cut dropped the backlog");
+        assert!(
+            count < total,
+            "{count} records: the cut dropped the backlog"
+        );
         task.await.unwrap();
     }
 
@@ -395,14 +475,14 @@ mod tests {
         (seqs, overflow)
     }
 
-    /// A filtered subscriber that is cut resumes with `since` = `last_seq`
-    /// + 1 and, between the two streams, gets every event it asked for,
-    /// once each, in order: nothing between what it got and `last_seq` is
-    /// skipped.
+    /// A filtered subscriber that reads slower than events come gets every
+    /// event it asked for, once each, in order; one that is cut resumes
+    /// with `since` = `last_seq` + 1 and is told, by the gap record, that
+    /// what it missed has left the ring.
     #[tokio::test]
-    async fn a_cut_subscriber_resumes_after_what_it_got_without_a_hole() {
+    async fn a_filtered_subscriber_catches_up_and_a_cut_one_resumes_after_a_gap() {
         let bus = Bus::new("lab-a");
-        let (client, task, stop) = stream(&bus, Some(1), Some("*|agent|*|a"));
+        let (client, task, _) = stream(&bus, Some(1), Some("*|agent|*|a"));
         let total = 6000u64;
         for i in 0..total {
             publish(&bus, if i % 3 == 0 { "a" } else { "b" }, "ready");
@@ -410,23 +490,40 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         }
-        let (first, resume_after) = read_all(client).await;
-        task.await.unwrap();
-        let resume_after = resume_after.expect("the subscriber was cut");
-        assert!(resume_after < total, "cut before the end: {resume_after}");
-        assert!(
-            first.last().is_some_and(|l| *l <= resume_after),
-            "{first:?} then {resume_after}"
-        );
-
-        let (client, task, _) = stream(&bus, Some(resume_after + 1), Some("*|agent|*|a"));
+        let reader = tokio::spawn(read_all(client));
+        let (cut_client, cut_task, _) = stream(&bus, Some(1), Some("*|agent|*|a"));
+        // The second subscriber reads nothing while the ring turns over.
+        let more = crate::events::bus::RING as u64 + 5000;
+        for i in total..total + more {
+            publish(&bus, if i % 3 == 0 { "a" } else { "b" }, "ready");
+            if i % 20 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let (cut_first, resume_after) = read_all(cut_client).await;
+        cut_task.await.unwrap();
+        let resume_after = resume_after.expect("the second subscriber was cut");
+        assert!(cut_first.last().is_some_and(|l| *l <= resume_after));
+        let all = total + more;
+        let (client, resumed, stop) = stream(&bus, Some(resume_after + 1), Some("*|agent|*|a"));
         stop.close();
-        let (rest, cut) = read_all(client).await;
+        let (first, cut) = reader.await.unwrap();
         task.await.unwrap();
         assert_eq!(cut, None);
-        let got: Vec<u64> = first.into_iter().chain(rest).collect();
-        let want: Vec<u64> = (1..=total).filter(|s| (s - 1) % 3 == 0).collect();
-        assert_eq!(got, want);
+        let want: Vec<u64> = (1..=all).filter(|s| (s - 1) % 3 == 0).collect();
+        assert!(first == want, "every event asked for, in order");
+        let mut lines = BufReader::new(client).lines();
+        let gap = next_json(&mut lines).await.unwrap();
+        assert_eq!(gap["gap"], true, "{gap}");
+        let oldest = gap["oldest"].as_u64().unwrap();
+        assert!(oldest > resume_after + 1, "{gap}");
+        let mut rest = Vec::new();
+        while let Some(v) = next_json(&mut lines).await {
+            rest.push(v["seq"].as_u64().unwrap());
+        }
+        resumed.await.unwrap();
+        let want: Vec<u64> = (oldest..=all).filter(|s| (s - 1) % 3 == 0).collect();
+        assert!(rest == want, "after the gap, every event asked for");
     }
 
     #[tokio::test(start_paused = true)]

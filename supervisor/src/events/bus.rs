@@ -74,8 +74,14 @@ impl NewEvent {
     }
 }
 
-/// How many past events are kept for replay.
+/// How many past events are kept for replay, at least.
 pub const RING: usize = 10_000;
+
+/// Events kept for replay per agent of the fleet ([`Bus::keep_for`]): a
+/// fleet's start (`starting`, `ready`) or stop stays whole in the ring, so
+/// an event stream that reads slower than the burst comes catches up from
+/// it without losing an event.
+pub const RING_PER_AGENT: usize = 3;
 
 struct Inner {
     numbers: Numbers,
@@ -83,6 +89,9 @@ struct Inner {
     /// earlier runs, which the ring never held.
     first_seq: u64,
     ring: VecDeque<Arc<Event>>,
+    /// How many events the ring keeps ([`RING`], or more for a large
+    /// fleet: [`Bus::keep_for`]).
+    ring_len: usize,
     /// Per sink: when its last `events-dropped` went out, and what it has
     /// dropped since.
     drops: std::collections::HashMap<String, (Option<std::time::Instant>, u64)>,
@@ -191,6 +200,7 @@ impl Bus {
                 first_seq: numbers.next(),
                 numbers,
                 ring: VecDeque::with_capacity(1024),
+                ring_len: RING,
                 drops: std::collections::HashMap::new(),
                 taps: Vec::new(),
                 tallies: Tallies::default(),
@@ -237,7 +247,7 @@ impl Bus {
             if let Some(i) = EventKind::ALL.iter().position(|k| *k == event.event) {
                 inner.tallies.published[i] += 1;
             }
-            if inner.ring.len() == RING {
+            while inner.ring.len() >= inner.ring_len {
                 inner.ring.pop_front();
             }
             inner.ring.push_back(event.clone());
@@ -316,6 +326,33 @@ impl Bus {
             .tallies
     }
 
+    /// Keeps enough events for replay for a fleet of `agents`: at least
+    /// [`RING`], and [`RING_PER_AGENT`] per agent, so a fleet's start burst
+    /// stays whole in the ring. Never shrinks.
+    pub fn keep_for(&self, agents: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.ring_len = inner.ring_len.max(agents.saturating_mul(RING_PER_AGENT));
+    }
+
+    /// How many events the ring keeps.
+    pub fn ring_len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ring_len
+    }
+
+    /// [`Bus::tap`], after handing `tap` the events still in the ring, at
+    /// one instant: a sink that starts after the first events were
+    /// published gets each event once, in order.
+    pub fn tap_with_ring(&self, mut tap: Tap) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let wants = inner.ring.iter().all(&mut tap);
+        if wants {
+            inner.taps.push(tap);
+        }
+    }
+
     /// Hands every event published from now on to `tap`, at once and in
     /// order, with no queue in between: a sink that filters and counts in
     /// its tap queues only what it keeps, so a burst of events it does not
@@ -331,15 +368,9 @@ impl Bus {
     /// A queue of every event published from now on (4,096 deep: a
     /// subscriber that falls further behind loses the oldest and is told
     /// how many).
+    #[cfg(test)]
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
-    }
-
-    /// Events some subscriber has not received yet (tests wait on a sink
-    /// having taken what was published).
-    #[cfg(test)]
-    pub fn queued(&self) -> usize {
-        self.tx.len()
     }
 
     /// A subscription and the replay from `since`, taken at one instant:
@@ -356,6 +387,28 @@ impl Bus {
             gap,
             next: inner.numbers.next(),
         }
+    }
+
+    /// The next events of a subscriber that read slower than they came:
+    /// at most `max` of those kept from `since` on, and, when they reach
+    /// the newest, a subscription to what follows them (taken at the same
+    /// instant, like [`Bus::follow`]). `None` when the ring no longer holds
+    /// `since`: the subscriber fell further behind than the ring keeps.
+    pub fn catch_up(&self, since: u64, max: usize) -> Option<CatchUp> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = inner.numbers.next();
+        let first = inner.ring.front().map_or(next, |e| e.seq);
+        if since < first && first > inner.first_seq {
+            return None;
+        }
+        // Seqs are consecutive in the ring: `since` is found by its offset.
+        let from = usize::try_from(since.saturating_sub(first)).unwrap_or(usize::MAX);
+        let kept: Vec<Arc<Event>> = inner.ring.iter().skip(from).take(max).cloned().collect();
+        let done = kept.last().is_none_or(|e| e.seq + 1 >= next);
+        Some(CatchUp {
+            kept,
+            live: done.then(|| self.tx.subscribe()),
+        })
     }
 
     /// Events with `seq >= since` still in the ring, and whether some of
@@ -391,6 +444,16 @@ pub struct Follow {
     pub gap: bool,
     /// The seq of the first event `live` brings.
     pub next: u64,
+}
+
+/// The next events of a subscriber that fell behind ([`Bus::catch_up`]).
+#[derive(Debug)]
+pub struct CatchUp {
+    /// Events from the `since` asked for on, in order.
+    pub kept: Vec<Arc<Event>>,
+    /// The events after the last of [`CatchUp::kept`], once those reach
+    /// the newest; `None` while more are kept.
+    pub live: Option<broadcast::Receiver<Arc<Event>>>,
 }
 
 /// `2026-11-22T12:00:00.123Z`

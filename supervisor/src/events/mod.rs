@@ -8,6 +8,8 @@
 //! on it, never the reverse.
 
 pub mod bus;
+pub(crate) mod coalesce;
+pub(crate) mod gate;
 pub mod kind;
 pub mod mib;
 pub mod seq;

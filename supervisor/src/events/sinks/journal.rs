@@ -7,13 +7,12 @@
 use std::future::Future;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::bus::Sink;
+use crate::events::coalesce::WRITTEN;
+use crate::events::gate::{DEPTH, Gate, Taken};
 use crate::events::{Bus, Event};
 
 /// Where journald listens for native entries.
@@ -80,57 +79,49 @@ pub fn entry(e: &Event) -> Vec<u8> {
 }
 
 /// Writes every event to the journal at `socket` until `shutdown` (the bus
-/// closing), then what was published before it, and returns. It subscribes
-/// when called, not when first polled, so no event published in between
-/// is missed. A lost entry (journal busy) is logged, never retried in a
-/// loop.
+/// closing), then what was published before it, and returns. A burst is
+/// spared the journal ([`Gate`]): beyond 100 events of a routine kind per
+/// 10 s, one summary entry per kind per 10 s stands for the rest; failures
+/// are each written. It taps the bus when called, not when first polled,
+/// starting with the events in the ring, so no event published before is
+/// missed. A lost entry (journal busy) is logged, never retried in a loop.
 pub fn run(
     socket: PathBuf,
     bus: Bus,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let events = bus.subscribe();
-    deliver(socket, bus, events, shutdown)
+    let gate = Gate::open(&bus, WRITTEN, DEPTH);
+    deliver(socket, bus, gate, shutdown)
 }
 
-async fn deliver(
-    socket: PathBuf,
-    bus: Bus,
-    mut events: broadcast::Receiver<Arc<Event>>,
-    shutdown: CancellationToken,
-) {
+async fn deliver(socket: PathBuf, bus: Bus, gate: Gate, shutdown: CancellationToken) {
     let Ok(sock) = UnixDatagram::unbound() else {
         tracing::warn!("journal: cannot create a socket; events go to stderr only");
+        gate.finish();
         return;
     };
+    let write = |taken: Taken| {
+        if taken.dropped > 0 {
+            tracing::warn!(
+                lost = taken.dropped,
+                "journal: events lost (journal too slow)"
+            );
+            bus.report_dropped(Sink::Journal, "journal", taken.dropped);
+        }
+        for e in &taken.events {
+            send(&sock, &socket, &entry(e));
+        }
+    };
     loop {
-        let e: Arc<Event> = tokio::select! {
+        tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            r = events.recv() => match r {
-                Ok(e) => e,
-                Err(RecvError::Lagged(n)) => {
-                    lagged(&bus, n);
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            },
-        };
-        send(&sock, &socket, &entry(&e));
-    }
-    // The bus is closed: what was published before it still goes out.
-    loop {
-        match events.try_recv() {
-            Ok(e) => send(&sock, &socket, &entry(&e)),
-            Err(TryRecvError::Lagged(n)) => lagged(&bus, n),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            taken = gate.next() => write(taken),
         }
     }
-}
-
-fn lagged(bus: &Bus, n: u64) {
-    tracing::warn!(lost = n, "journal: events lost (journal too slow)");
-    bus.report_dropped(Sink::Journal, "journal", n);
+    // The bus is closed: what was published before it still goes out,
+    // with the summaries of what was counted.
+    write(gate.finish());
 }
 
 fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {
@@ -253,5 +244,83 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    /// The start of 5,000 agents: 100 entries of each routine kind, then
+    /// one summary entry per kind for the rest; each failure has its own.
+    #[tokio::test]
+    async fn a_start_burst_is_written_as_singles_and_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sock");
+        let journal = UnixDatagram::bind(&path).unwrap();
+        journal
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        // Read as written: a full socket would hold the sink up.
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            while let Ok(n) = journal.recv(&mut buf) {
+                let fields = parse(&buf[..n]);
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                if get("MESSAGE") == "end of test" {
+                    break;
+                }
+                got.push((
+                    get("AGENTCLUSTER_EVENT"),
+                    get("AGENTCLUSTER_AGENT"),
+                    get("MESSAGE"),
+                ));
+            }
+            got
+        });
+        let bus = Bus::new("lab-a");
+        let sink = tokio::spawn(run(path.clone(), bus.clone(), bus.closed()));
+        let publish = crate::events::testutil::publish;
+        publish(&bus, "", "supervisor-started", "5000 agents");
+        for i in 0..5000 {
+            publish(&bus, &format!("d{i}"), "starting", "");
+            publish(&bus, &format!("d{i}"), "ready", "");
+            if i % 1000 == 0 {
+                publish(&bus, &format!("d{i}"), "died", "killed by SIGKILL");
+            }
+            if i % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        publish(&bus, "", "supervisor-stopping", "shutdown requested");
+        bus.close();
+        sink.await.unwrap();
+        // Everything the sink wrote is before this mark.
+        let mark = UnixDatagram::unbound().unwrap();
+        mark.send_to(b"MESSAGE=end of test\n", &path).unwrap();
+        let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        let of = |kind: &'static str| got.iter().filter(move |(k, _, _)| k == kind);
+        for kind in ["starting", "ready"] {
+            assert_eq!(of(kind).filter(|(_, a, _)| !a.is_empty()).count(), 100);
+            let counted: usize = of(kind)
+                .filter(|(_, a, _)| a.is_empty())
+                .map(|(_, _, m)| {
+                    let n = m
+                        .split("(summary: ")
+                        .nth(1)
+                        .and_then(|r| r.split(' ').next())
+                        .and_then(|n| n.parse::<usize>().ok());
+                    assert!(m.ends_with(", not written one by one)"), "{m}");
+                    n.unwrap_or_else(|| panic!("a summary: {m}"))
+                })
+                .sum();
+            assert_eq!(counted, 4900, "{kind}");
+        }
+        assert_eq!(of("died").count(), 5);
+        assert_eq!(bus.tallies().lost, [0, 0, 0]);
     }
 }

@@ -391,6 +391,8 @@ impl Manager {
                 "changed cluster settings take effect when the supervisor restarts"
             );
         }
+        // A grown fleet's burst stays whole in the event ring too.
+        self.shared.bus.keep_for(fleet.agents.len());
         let diff = reload::diff(
             self.units.iter().map(|u| (u.agents.as_slice(), u.active)),
             group(&fleet.agents, self.per_process()),

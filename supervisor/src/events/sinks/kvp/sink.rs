@@ -8,18 +8,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::boot::Boot;
 use super::writer::{WriteError, Writer, Written};
 use crate::events::bus::{FLUSH_TIMEOUT, Sink};
+use crate::events::coalesce::WRITTEN;
+use crate::events::gate::{DEPTH, Gate};
 use crate::events::{Bus, Event};
 
 /// Counters of the sink, readable while it runs.
 #[derive(Debug, Default)]
 pub struct Stats {
+    taken: AtomicU64,
     events: AtomicU64,
     records: AtomicU64,
     dropped: AtomicU64,
@@ -32,13 +35,15 @@ pub struct Stats {
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Events handed to the writer's thread.
+    pub taken: u64,
     /// Events written.
     pub events: u64,
     /// Records written (an event may take several).
     pub records: u64,
     /// Our records removed to stay within `max_records` (`kvp-dropped`).
     pub dropped: u64,
-    /// Events missed because the sink fell behind the bus.
+    /// Events missed because the sink's queue was full.
     pub lost: u64,
     /// Events not written because of an I/O error.
     pub failed: u64,
@@ -48,6 +53,7 @@ impl Stats {
     #[cfg(test)]
     pub fn counts(&self) -> Counts {
         Counts {
+            taken: self.taken.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             records: self.records.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -62,18 +68,21 @@ impl Stats {
 }
 
 /// Writes every event of `bus` to the pool of `cfg` until `shutdown`, then
-/// writes what is left in the channel and returns.
+/// writes what is left and returns.
 ///
-/// It subscribes when called (not when first polled) and starts with the
+/// It taps the bus when called (not when first polled), starting with the
 /// events still in the bus's ring, so nothing published before the task
-/// runs is missed; call it once per bus. Cancel `shutdown` after the last
-/// event (`supervisor-stopping`, the agents' `stopped`) has been published:
-/// what is still to be written (a batch being written, then what came
-/// meanwhile, until the channel is empty) is written within
-/// [`FLUSH_TIMEOUT`] of the shutdown, then given up. Writes happen on a
-/// thread of their own; the bus is never waited on (a sink that falls
-/// behind counts the events it missed). If the pool's directory does not
-/// exist the sink logs it once and idles until `shutdown`.
+/// runs is missed; call it once per bus. A burst is spared the pool
+/// ([`Gate`]): beyond 100 events of a routine kind per 10 s, one summary
+/// record per kind per 10 s stands for the rest; failures are each
+/// written. Cancel `shutdown` after the last event (`supervisor-stopping`,
+/// the agents' `stopped`) has been published: what is still to be written
+/// (a batch being written, then what came meanwhile and the summaries of
+/// what was counted) is written within [`FLUSH_TIMEOUT`] of the shutdown,
+/// then given up. Writes happen on a thread of their own; the bus is never
+/// waited on (what does not fit the gate's queue is counted). If the
+/// pool's directory does not exist the sink logs it once and idles until
+/// `shutdown`.
 pub fn run(
     cfg: agentcluster_conf::Kvp,
     bus: Bus,
@@ -89,10 +98,19 @@ pub fn run_with_stats(
     shutdown: CancellationToken,
     stats: Arc<Stats>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let rx = bus.subscribe();
-    let (backlog, _) = bus.replay(0);
+    run_gated(cfg, bus, shutdown, stats, DEPTH)
+}
+
+fn run_gated(
+    cfg: agentcluster_conf::Kvp,
+    bus: Bus,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+    depth: usize,
+) -> impl Future<Output = ()> + Send + 'static {
+    let gate = Gate::open(&bus, WRITTEN, depth);
     let writer = Writer::new(cfg.path, cfg.max_records as usize, Boot::current());
-    sink(writer, rx, backlog, shutdown, stats, bus)
+    sink(writer, gate, shutdown, stats, bus)
 }
 
 /// A batch handed to the writer thread, and where its outcome goes.
@@ -112,49 +130,6 @@ fn start_worker(mut writer: Writer) -> io::Result<std::sync::mpsc::Sender<Job>> 
             }
         })?;
     Ok(tx)
-}
-
-/// Events taken from the bus for the next batch, in seq order without
-/// duplicates (the ring replayed at the start overlaps the channel), and
-/// how many were missed: the seqs skipped, which is exact where the
-/// channel's own count (`Lagged`) would include events the ring gave us.
-struct Intake {
-    batch: Vec<Arc<Event>>,
-    last: Option<u64>,
-    /// Lagged before any event arrived: nothing to compare seqs with.
-    early_lag: u64,
-    lost: u64,
-}
-
-impl Intake {
-    fn new(backlog: Vec<Arc<Event>>) -> Intake {
-        let mut intake = Intake {
-            batch: Vec::with_capacity(backlog.len()),
-            last: None,
-            early_lag: 0,
-            lost: 0,
-        };
-        for e in backlog {
-            intake.push(e);
-        }
-        intake
-    }
-
-    fn push(&mut self, e: Arc<Event>) {
-        match self.last {
-            None => self.lost += std::mem::take(&mut self.early_lag),
-            Some(last) if e.seq <= last => return,
-            Some(last) => self.lost += e.seq - last - 1,
-        }
-        self.last = Some(e.seq);
-        self.batch.push(e);
-    }
-
-    fn lagged(&mut self, n: u64) {
-        if self.last.is_none() {
-            self.early_lag += n;
-        }
-    }
 }
 
 /// Logs and counts what the writer thread reports.
@@ -178,11 +153,7 @@ impl Report {
 
     fn lost(&self, n: u64) {
         let total = Stats::add(&self.stats.lost, n as usize);
-        tracing::warn!(
-            lost = n,
-            total,
-            "KVP sink fell behind the bus: events not written"
-        );
+        tracing::warn!(lost = n, total, "KVP sink's queue full: events not written");
         self.bus.report_dropped(Sink::Kvp, "kvp", n);
     }
 
@@ -258,8 +229,7 @@ async fn answer(
 
 async fn sink(
     writer: Writer,
-    mut rx: broadcast::Receiver<Arc<Event>>,
-    backlog: Vec<Arc<Event>>,
+    gate: Gate,
     shutdown: CancellationToken,
     stats: Arc<Stats>,
     bus: Bus,
@@ -282,60 +252,48 @@ async fn sink(
             .ok()
     };
     let Some(worker) = worker else {
-        drop(rx);
+        gate.finish();
         shutdown.cancelled().await;
         return;
     };
-    let mut intake = Intake::new(backlog);
-    // Set once the bus is closed (or gone): from then on every event still
-    // in the channel is written, in as many batches as it takes, until the
-    // channel is empty or this deadline passes.
+    // Set once the bus is closed: from then on everything the gate holds
+    // (and the summaries of what it counted) is written, in as many
+    // batches as it takes, until it is empty or this deadline passes.
     let mut deadline: Option<Instant> = None;
     loop {
-        if intake.batch.is_empty() && deadline.is_none() {
+        let taken = if deadline.is_none() {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => deadline = Some(Instant::now() + FLUSH_TIMEOUT),
-                r = rx.recv() => match r {
-                    Ok(e) => intake.push(e),
-                    Err(broadcast::error::RecvError::Lagged(n)) => intake.lagged(n),
-                    Err(broadcast::error::RecvError::Closed) => {
-                        deadline = Some(Instant::now() + FLUSH_TIMEOUT);
-                    }
-                },
-            }
-        }
-        // Everything already published goes into this batch.
-        loop {
-            match rx.try_recv() {
-                Ok(e) => intake.push(e),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => intake.lagged(n),
-                Err(broadcast::error::TryRecvError::Empty) => break,
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
-                    break;
+                _ = shutdown.cancelled() => {
+                    deadline = Some(Instant::now() + FLUSH_TIMEOUT);
+                    gate.finish()
                 }
+                taken = gate.next() => taken,
             }
+        } else {
+            // Closed: the tap has let go; this is what came meanwhile.
+            gate.finish()
+        };
+        if taken.dropped > 0 {
+            report.lost(taken.dropped);
         }
-        if intake.lost > 0 {
-            report.lost(std::mem::take(&mut intake.lost));
-        }
-        if intake.batch.is_empty() {
+        let events = taken.events;
+        if events.is_empty() {
             if deadline.is_some() {
                 // Closed, and nothing left: every event is in the pool.
                 return;
             }
             continue;
         }
-        let events = std::mem::take(&mut intake.batch);
         let n = events.len();
+        Stats::add(&report.stats.taken, n);
         let (reply_tx, reply) = oneshot::channel();
         let outcome = match worker.send((events, reply_tx)) {
             Err(_) => None,
             Ok(()) => match answer(reply, &shutdown, &mut deadline).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
-                    let left = n + rx.len();
+                    let left = n + gate.finish().events.len();
                     report.failed(left);
                     tracing::warn!(
                         events = left,
@@ -347,15 +305,14 @@ async fn sink(
             },
         };
         if !report.outcome(n, outcome) {
-            drop(rx);
+            gate.finish();
             if deadline.is_none() {
                 shutdown.cancelled().await;
             }
             return;
         }
         // Events published while this batch was written (the agents'
-        // `stopped` at shutdown) are taken in by the next turn, closed
-        // or not.
+        // `stopped` at shutdown) are taken by the next turn, closed or not.
     }
 }
 
@@ -451,7 +408,7 @@ mod tests {
         publish(&bus, "", "supervisor-stopping", "shutdown requested");
         // The sink has taken it: its batch is with the writer, which waits
         // for the lock.
-        while bus.queued() > 0 {
+        while stats.counts().taken == 0 {
             tokio::task::yield_now().await;
         }
         for agent in ["dev-a", "dev-b", "dev-c"] {
@@ -482,52 +439,106 @@ mod tests {
         assert_eq!((c.events, c.lost, c.failed), (4, 0, 0));
     }
 
+    /// Failures are never summarized: more of them at once than the
+    /// sink's queue holds are counted lost and reported, never silently
+    /// gone.
     #[tokio::test]
-    async fn the_sink_counts_events_it_fell_behind_on() {
+    async fn the_sink_counts_events_that_did_not_fit_its_queue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool");
         let bus = Bus::new("lab-a");
         let shutdown = CancellationToken::new();
         let stats = Arc::new(Stats::default());
-        let fut = run_with_stats(
+        let fut = run_gated(
             kvp(&path, 10_000),
             bus.clone(),
             shutdown.clone(),
             stats.clone(),
+            100,
         );
-        // More than the channel holds before the sink reads anything; the
-        // ring (replayed at the start) does not have the first ones either.
-        for i in 0..crate::events::bus::RING + 5000 {
-            publish(&bus, &format!("d{i}"), "ready", "");
+        // More than the queue holds before the sink reads anything.
+        for i in 0..150 {
+            publish(&bus, &format!("d{i}"), "died", "");
         }
+        let task = tokio::spawn(fut);
+        // The loss is reported as an event of its own, which is written.
+        let mut seen = bus.subscribe();
+        let dropped = loop {
+            let e = seen.recv().await.unwrap();
+            if e.event == crate::events::EventKind::EventsDropped {
+                break e;
+            }
+        };
         shutdown.cancel();
-        fut.await;
+        task.await.unwrap();
         let c = stats.counts();
-        assert!(c.lost > 0, "{c:?}");
-        // Every event is written or counted lost: ours, and the
-        // `events-dropped` the sink published to report the loss, which
-        // it wrote too, as the last event.
-        let published = bus.replay(0).0.last().map_or(0, |e| e.seq);
+        assert_eq!((c.events, c.lost), (101, 50), "{c:?}");
         assert_eq!(
-            published,
-            (crate::events::bus::RING + 5000 + 1) as u64,
-            "{c:?}"
+            dropped.reason,
+            "kvp: 50 events not delivered (the sink fell behind)"
         );
-        assert_eq!(c.events + c.lost, published, "{c:?}");
         let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
         let last: Event = serde_json::from_str(&entries.last().unwrap().value).unwrap();
-        assert_eq!(
-            last.event,
-            crate::events::EventKind::EventsDropped,
-            "{last:?}"
-        );
-        assert_eq!(
-            last.reason,
-            format!(
-                "kvp: {} events not delivered (the sink fell behind)",
-                c.lost
-            )
-        );
+        assert_eq!(last.seq, dropped.seq, "{last:?}");
+    }
+
+    /// The start of 5,000 agents: 100 records of each routine kind, one
+    /// summary of each for the rest, and every failure on its own; nothing
+    /// lost.
+    #[tokio::test]
+    async fn a_start_burst_is_written_as_singles_and_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool");
+        let bus = Bus::new("lab-a");
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(run_with_stats(
+            kvp(&path, 100_000),
+            bus.clone(),
+            shutdown.clone(),
+            stats.clone(),
+        ));
+        publish(&bus, "", "supervisor-started", "5000 agents");
+        for i in 0..5000 {
+            publish(&bus, &format!("d{i}"), "starting", "");
+            if i % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            publish(&bus, &format!("d{i}"), "ready", "");
+            if i % 500 == 0 {
+                publish(&bus, &format!("d{i}"), "start-failed", "no data");
+            }
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        let entries = reassemble(&decode(&std::fs::read(&path).unwrap()).records);
+        let events: Vec<Event> = entries
+            .iter()
+            .map(|e| serde_json::from_str(&e.value).unwrap())
+            .collect();
+        let of = |kind: &'static str| events.iter().filter(move |e| e.event.as_str() == kind);
+        for kind in ["starting", "ready"] {
+            assert_eq!(of(kind).filter(|e| !e.agent.is_empty()).count(), 100);
+            let summaries: Vec<&str> = of(kind)
+                .filter(|e| e.agent.is_empty())
+                .map(|e| e.reason.as_str())
+                .collect();
+            let counted: u64 = summaries
+                .iter()
+                .map(|r| {
+                    r.strip_prefix("summary: ")
+                        .and_then(|r| r.split(' ').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or_else(|| panic!("{r}"))
+                })
+                .sum();
+            assert_eq!(counted, 4900, "{summaries:?}");
+        }
+        assert_eq!(of("start-failed").count(), 10);
+        assert_eq!(of("supervisor-started").count(), 1);
+        let c = stats.counts();
+        assert_eq!((c.lost, c.failed), (0, 0), "{c:?}");
+        assert_eq!(c.events as usize, events.len());
     }
 
     #[tokio::test(start_paused = true)]

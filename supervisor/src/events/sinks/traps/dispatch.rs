@@ -13,8 +13,8 @@ use std::time::Instant;
 use agentcluster_conf::NotifyTarget;
 use tokio::sync::mpsc;
 
-use super::coalesce::{Coalescer, Policy, Verdict};
 use super::worker::Job;
+use crate::events::coalesce::{Coalescer, Policy, Verdict};
 use crate::events::{Event, EventKind};
 
 /// One target as the dispatcher sees it.
@@ -187,6 +187,7 @@ mod tests {
         let policy = Policy {
             singles: 2,
             every: Duration::from_secs(1),
+            ..crate::events::coalesce::POLICY
         };
         let t0 = Instant::now();
         let route = Route::new(&conf, "t".into(), policy, tx);
@@ -204,7 +205,7 @@ mod tests {
     #[test]
     fn filters() {
         let (tx, _rx) = mpsc::channel(1);
-        let p = super::super::coalesce::POLICY;
+        let p = crate::events::coalesce::POLICY;
         let all = conf_target("127.0.0.1:162", NotifyType::Trap, None);
         let some = conf_target("127.0.0.1:162", NotifyType::Trap, Some(&["died"]));
         let all = Route::new(&all, "all".into(), p, tx.clone());

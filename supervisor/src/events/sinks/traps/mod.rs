@@ -7,7 +7,8 @@
 //! survive a supervisor restart, even a `kill -9`.
 //!
 //! [`Traps`] taps the bus (with no target it does nothing at all): each
-//! event is filtered per target and spared in a burst (`coalesce`: beyond
+//! event is filtered per target and spared in a burst
+//! ([`crate::events::coalesce`]: beyond
 //! 100 events of a routine kind per 10 s, one summary per kind per 10 s)
 //! as it is published, and what is left goes to one task per target, each
 //! with its own socket and a bounded queue, so a dead or slow target never
@@ -25,8 +26,6 @@
 //!   shutdown;
 //! - `dispatch`: the tap's side: each event filtered, coalesced and queued
 //!   per target, without waiting;
-//! - `coalesce`: the bursts: which events go out one by one and the
-//!   summaries of the rest (pure, with the clock passed in);
 //! - `worker`: one target's task: traps sent at once, informs spooled and
 //!   delivered oldest first in rounds, retried with a backoff;
 //! - `spool`: the inform spool, a log of checksummed lines ([`crc32`]) per
@@ -54,14 +53,13 @@ use tokio_util::sync::CancellationToken;
 use crate::events::Bus;
 use crate::events::bus::Sink;
 
-mod coalesce;
 mod dispatch;
 mod spool;
 #[cfg(test)]
 mod testutil;
 mod worker;
 
-use coalesce::{POLICY, Policy};
+use crate::events::coalesce::{POLICY, Policy};
 use dispatch::{Dispatch, Route};
 pub use spool::crc32;
 use spool::{InformStore, store_names, warn_orphans};
@@ -457,6 +455,7 @@ mod tests {
         let policy = Policy {
             singles: 3,
             every: Duration::from_millis(300),
+            ..crate::events::coalesce::POLICY
         };
         let traps = Traps::start_with(&targets, ROOT, "lab-a", dir.path(), &bus, policy)
             .await

@@ -1,9 +1,11 @@
-//! What one notification target is spared in a burst: per event kind, in
+//! What a sink is spared in a burst (a notification target, the journal,
+//! the KVP pool; docs/events.md, "Bursts"): per event kind, in
 //! windows of [`Policy::every`], the first [`Policy::singles`] events of a
 //! kind go out one by one; the rest of the window's events of that kind are
 //! counted, and when the window ends they go out as one summary — the
 //! kind's own notification, with no agent, saying how many it stands for
-//! (`summary: 4900 more ready events since …`). While a burst goes on
+//! (`summary: 4900 more ready events since …`); each sink says in its
+//! [`Policy::unsaid`] what became of them. While a burst goes on
 //! (a window ended with a summary), the next window starts at once and
 //! sends no singles: one summary per kind per window. A window in which
 //! nothing of its kind came ends the burst. Only the routine kinds are
@@ -21,25 +23,36 @@ use crate::events::{Event, EventKind};
 
 /// How a target is spared a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Policy {
+pub(crate) struct Policy {
     /// Events of one kind sent one by one per window, before counting.
-    pub(super) singles: u32,
+    pub(crate) singles: u32,
     /// How long a window lasts: a burst sends one summary per kind this
     /// often.
-    pub(super) every: Duration,
+    pub(crate) every: Duration,
+    /// The end of a summary's reason: how the sink left the events out
+    /// (`not sent one by one`).
+    pub(crate) unsaid: &'static str,
 }
 
-/// What every target gets (docs/events.md, "Bursts").
-pub(super) const POLICY: Policy = Policy {
+/// What every notification target gets (docs/events.md, "Bursts").
+pub(crate) const POLICY: Policy = Policy {
     singles: 100,
     every: Duration::from_secs(10),
+    unsaid: "not sent one by one",
+};
+
+/// What the journal and the KVP pool get: the same windows; each event
+/// left out is on the event stream (docs/events.md, "Bursts").
+pub(crate) const WRITTEN: Policy = Policy {
+    unsaid: "not written one by one",
+    ..POLICY
 };
 
 /// Whether events of `kind` may be summarized in a burst: the routine
 /// steps of many agents at once (a start, a stop, a reload, a restart after
 /// a failure that is itself reported one by one). Never a failure of an
 /// agent, nor an event of the supervisor.
-pub(super) fn summarized(kind: EventKind) -> bool {
+pub(crate) fn summarized(kind: EventKind) -> bool {
     match kind {
         EventKind::Starting
         | EventKind::Ready
@@ -67,7 +80,7 @@ pub(super) fn summarized(kind: EventKind) -> bool {
 
 /// What becomes of an offered event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Send it.
     Send,
     /// Send it; it opened a window, which ends at this instant.
@@ -96,13 +109,13 @@ struct Counted {
 
 /// One target's windows.
 #[derive(Debug)]
-pub(super) struct Coalescer {
+pub(crate) struct Coalescer {
     policy: Policy,
     windows: BTreeMap<EventKind, Window>,
 }
 
 impl Coalescer {
-    pub(super) fn new(policy: Policy) -> Coalescer {
+    pub(crate) fn new(policy: Policy) -> Coalescer {
         Coalescer {
             policy,
             windows: BTreeMap::new(),
@@ -111,7 +124,7 @@ impl Coalescer {
 
     /// Decides about `e`, which comes at `now`. Call [`Coalescer::due`]
     /// first, so that a window that has ended is summarized before it.
-    pub(super) fn offer(&mut self, e: &Arc<Event>, now: Instant) -> Verdict {
+    pub(crate) fn offer(&mut self, e: &Arc<Event>, now: Instant) -> Verdict {
         if !summarized(e.event) {
             return Verdict::Send;
         }
@@ -154,7 +167,7 @@ impl Coalescer {
     /// Ends the windows that are over at `now`: the summaries of those that
     /// counted events (in the order of the kinds), the next window of each
     /// such burst begun where the last one ended.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<Event> {
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<Event> {
         let mut out = Vec::new();
         let every = self.policy.every;
         let singles = self.policy.singles;
@@ -164,7 +177,7 @@ impl Coalescer {
                     // Nothing came beyond the singles: no burst (any more).
                     return false;
                 };
-                out.push(summary(kind, &c));
+                out.push(summary(kind, &c, self.policy.unsaid));
                 // The burst goes on: the next window sends no singles.
                 w.end += every;
                 w.singles = singles;
@@ -175,17 +188,21 @@ impl Coalescer {
     }
 
     /// When the next window ends, if one is open.
-    pub(super) fn next_end(&self) -> Option<Instant> {
+    pub(crate) fn next_end(&self) -> Option<Instant> {
         self.windows.values().map(|w| w.end).min()
     }
 
     /// The summaries of every window that counted events, now (at
     /// shutdown: nothing counted is left unsaid); every window is closed.
-    pub(super) fn drain(&mut self) -> Vec<Event> {
+    pub(crate) fn drain(&mut self) -> Vec<Event> {
         let out = self
             .windows
             .iter_mut()
-            .filter_map(|(&kind, w)| w.counted.take().map(|c| summary(kind, &c)))
+            .filter_map(|(&kind, w)| {
+                w.counted
+                    .take()
+                    .map(|c| summary(kind, &c, self.policy.unsaid))
+            })
             .collect();
         self.windows.clear();
         out
@@ -195,8 +212,8 @@ impl Coalescer {
 /// The event a summary is sent as: the kind's own notification, with no
 /// agent, pid, restarts, exit or signal; the state and `seq` of the last
 /// event it stands for; and a reason that says how many, since when, and
-/// which numbers.
-fn summary(kind: EventKind, c: &Counted) -> Event {
+/// which numbers, ending with `unsaid`.
+fn summary(kind: EventKind, c: &Counted, unsaid: &str) -> Event {
     let last = &c.last;
     Event {
         seq: last.seq,
@@ -210,7 +227,7 @@ fn summary(kind: EventKind, c: &Counted) -> Event {
         restarts: 0,
         state: last.state,
         reason: format!(
-            "summary: {} more {kind} events since {} (seq {} to {}), not sent one by one",
+            "summary: {} more {kind} events since {} (seq {} to {}), {unsaid}",
             c.n, c.first_ts, c.first_seq, last.seq
         ),
     }
@@ -224,6 +241,7 @@ mod tests {
     const P: Policy = Policy {
         singles: 3,
         every: Duration::from_secs(10),
+        unsaid: "not sent one by one",
     };
 
     fn event(seq: u64, kind: EventKind) -> Arc<Event> {
