@@ -197,21 +197,14 @@ async fn publish_status(
     roster: Arc<dyn Fn() -> super::status::Roster + Send + Sync>,
     stop: CancellationToken,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
     let (changed, changes) = watch::channel(0u64);
-    let mut events = bus.subscribe();
+    // Counted as each event is published (quick, never waits); the tap is
+    // dropped at the first event after the publisher has ended.
     let counting = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                got = events.recv() => match got {
-                    Ok(_) | Err(RecvError::Lagged(_)) => changed.send_modify(|n| *n += 1),
-                    Err(RecvError::Closed) => break,
-                },
-                () = counting.cancelled() => break,
-            }
-        }
-    });
+    bus.tap(Box::new(move |_| {
+        changed.send_modify(|n| *n += 1);
+        !counting.is_cancelled()
+    }));
     publisher.run_with(changes, |_| roster(), stop).await;
 }
 
