@@ -1,13 +1,15 @@
 //! Scale-out through etcd (docs/scale-out.md), against a real etcd the test
 //! starts: the fleet pushed and read back; nodes that share it.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
 use crate::harness::etcd::Etcd;
-use crate::harness::imports::derive_engine_id;
+use crate::harness::imports::snmp::{self, Op, Request, Scratch, Security};
+use crate::harness::imports::{ber, derive_engine_id};
 use crate::harness::{
     BIN, Fleet, agentcluster, alone, free_port, mib, poll_until, snmp_ok, tempdir, text,
 };
@@ -235,6 +237,46 @@ fn all_answer(agents: impl IntoIterator<Item = String>, port: u16) {
     }
 }
 
+/// Asks each of `agents` for sysUpTime (v2c, one socket, every 100 ms
+/// the ones that have not answered yet) until each has answered or
+/// `until` has passed: the agents that never answered.
+fn unanswered_by(agents: &[String], port: u16, until: Instant) -> Vec<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addrs: Vec<SocketAddr> = agents
+        .iter()
+        .map(|a| endpoint(a, port).parse().unwrap())
+        .collect();
+    let mut pending: BTreeSet<SocketAddr> = addrs.iter().copied().collect();
+    let req = Request::new(Op::Get, &[ber::parse_oid("1.3.6.1.2.1.1.3.0").unwrap()]);
+    let mut sec = Security::community(1, "public");
+    let mut scratch = Scratch::default();
+    let (mut out, mut buf) = (Vec::new(), vec![0u8; 4096]);
+    while !pending.is_empty() && Instant::now() < until {
+        for (rid, addr) in pending.iter().enumerate() {
+            snmp::encode(&mut sec, &req, rid as i32 + 1, &mut out, &mut scratch);
+            // Refused while nobody serves the address: asked again later.
+            let _ = sock.send_to(&out, addr);
+        }
+        let round = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < round {
+            if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                let mut plain = Vec::new();
+                if snmp::decode(&sec, &buf[..len], &mut plain).is_ok() {
+                    pending.remove(&from);
+                }
+            }
+        }
+    }
+    agents
+        .iter()
+        .zip(&addrs)
+        .filter(|(_, a)| pending.contains(a))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// (snmpEngineID as hex, snmpEngineBoots) of agent `name`, over SNMPv3.
 fn engine(name: &str, port: u16) -> (String, u64) {
     let get = |oid: &str| {
@@ -286,7 +328,7 @@ fn no_clash(nodes: &[(&str, &Fleet)]) {
     }
 }
 
-/// Three nodes share 120 agents: each agent runs on exactly one node, the
+/// Three nodes share 300 agents: each agent runs on exactly one node, the
 /// one its owner key names, and answers; the shares are balanced. A node
 /// killed with SIGKILL loses its agents to the others once its lease
 /// expires, and no other agent moves; a node that comes back gets a share
@@ -294,7 +336,7 @@ fn no_clash(nodes: &[(&str, &Fleet)]) {
 #[test]
 fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     let _alone = alone();
-    const COUNT: usize = 120;
+    const COUNT: usize = 300;
     let etcd = Etcd::start();
     let dir = tempdir();
     let port = free_port();
@@ -312,7 +354,8 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     );
     for n in ["n1", "n2", "n3"] {
         let share = before.values().filter(|(o, _)| o == n).count();
-        assert!((20..=70).contains(&share), "{n} serves {share} of {COUNT}");
+        // A third each, give or take five standard deviations of chance.
+        assert!((60..=140).contains(&share), "{n} serves {share} of {COUNT}");
     }
     all_answer(before.keys().cloned(), port);
     // `status --cluster` shows every agent once, on the node that runs it,
@@ -402,6 +445,18 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
         "n2's agents owned again {:?} after its SIGKILL",
         killed.elapsed()
     );
+    let silent = unanswered_by(&orphans, port, killed + Duration::from_secs(3 + 2));
+    assert!(
+        silent.is_empty(),
+        "{} of n2's {} agents do not answer {:?} after its SIGKILL (lease_ttl 3 s + 2 s): {silent:?}",
+        silent.len(),
+        orphans.len(),
+        killed.elapsed()
+    );
+    eprintln!(
+        "n2's agents answer again {:?} after its SIGKILL",
+        killed.elapsed()
+    );
     let after = converged(&etcd, "/three", &[("n1", &n1), ("n3", &n3)], COUNT, within);
     let keys_after = owners(&etcd, "/three");
     for (a, (n, pid)) in &before {
@@ -428,7 +483,7 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     let nodes = [("n1", &n1), ("n2", &n2), ("n3", &n3)];
     let back = converged(&etcd, "/three", &nodes, COUNT, within);
     let share = back.values().filter(|(o, _)| o == "n2").count();
-    assert!(share >= 20, "n2 serves {share} again");
+    assert!(share >= 60, "n2 serves {share} again");
     for (a, (n, pid)) in &back {
         if n != "n2" {
             assert_eq!(after[a], (n.clone(), *pid), "{a} moved between n1 and n3");
