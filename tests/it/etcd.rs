@@ -358,6 +358,19 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
         assert!((60..=140).contains(&share), "{n} serves {share} of {COUNT}");
     }
     all_answer(before.keys().cloned(), port);
+    // Nodes started together see each other before they plan: none took
+    // agents that it then had to hand on.
+    for (name, node) in [("n1", &n1), ("n2", &n2), ("n3", &n3)] {
+        let moved: Vec<_> = node
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "released")
+            .collect();
+        assert!(
+            moved.is_empty(),
+            "{name} handed agents on at the start: {moved:?}"
+        );
+    }
     // `status --cluster` shows every agent once, on the node that runs it,
     // running, with that process's pid: from the status keys the nodes
     // write (at most a second after a change).

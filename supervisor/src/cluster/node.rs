@@ -43,6 +43,10 @@ const NAMES_SHOWN: usize = 20;
 /// shorter).
 const FENCE_MARGIN: Duration = Duration::from_secs(1);
 
+/// Longest pause between joining and the first plan, for the nodes that
+/// start at the same time to see each other (see [`Node::settle`]).
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// snmpEngineBoots reserved in etcd at a time per agent: a node boots an
 /// agent at most this many times before it must reserve more.
 const BOOTS_BLOCK: u32 = 1000;
@@ -215,6 +219,13 @@ impl Node {
         self.ttl / 3
     }
 
+    /// How long a node that joined waits for the others that start with
+    /// it before it lists and plans: a third of the lease, at most
+    /// [`SETTLE`].
+    fn settle(&self) -> Duration {
+        (self.ttl / 3).min(SETTLE)
+    }
+
     /// One lease: registers, lists, watches and serves until the lease is
     /// lost or the supervisor stops.
     async fn session(&mut self, mut client: Client, shutdown: &CancellationToken) -> End {
@@ -290,6 +301,11 @@ impl Node {
             return End::Lost(why);
         }
         tracing::info!(node = %self.settings.node, lease = %format!("{:x}", self.lease), "cluster: joined");
+        // Nodes started together (a lab's hosts booting, several nodes of
+        // one host) see each other before their first plan: without this
+        // pause the first to list would take every agent, start them all,
+        // and then hand two thirds of them on.
+        tokio::time::sleep(self.settle()).await;
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.list_and_watch(client).await {
