@@ -468,6 +468,10 @@ async fn start_node(
         etcd,
         base: fleet.clone(),
         roster: std::sync::Arc::new(move || node_roster(&roster.borrow())),
+        capacity: crate::fleet::capacity::agents_that_fit(
+            fleet,
+            &crate::fleet::capacity::Host::probe(),
+        ),
     };
     Ok(Some(tokio::spawn(crate::cluster::node::run(
         settings,

@@ -416,6 +416,8 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     assert_eq!(m["node"], "n1");
     assert_eq!(m["serves"], serde_json::json!(["127.0.0.0/8"]));
     assert!(members.iter().all(|kv| kv.lease != 0), "{members:?}");
+    // Its capacity: what this host carries under the node's settings.
+    assert!(m["capacity"].as_u64().is_some_and(|c| c > 0), "{m}");
 
     // An agent's identity comes from the fleet, not the node.
     let mover = before

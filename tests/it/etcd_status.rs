@@ -34,7 +34,13 @@ fn fleet(dir: &std::path::Path, etcd: &Etcd) -> (std::path::PathBuf, u16) {
 }
 
 fn member(node: &str, pid: u32) -> String {
-    format!(r#"{{"node":"{node}","serves":["127.0.0.0/8"],"pid":{pid}}}"#)
+    // n1 says its capacity; the others are of a version that did not.
+    let capacity = if node == "n1" {
+        r#","capacity":9870"#
+    } else {
+        ""
+    };
+    format!(r#"{{"node":"{node}","serves":["127.0.0.0/8"],"pid":{pid}{capacity}}}"#)
 }
 
 /// `status --cluster` with `args`, which must succeed: its stdout.
@@ -192,8 +198,9 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     assert_eq!(
         nodes[0],
         serde_json::json!({"node": "n1", "pid": 4242, "serves": ["127.0.0.0/8"], "agents": 6,
-                           "updated": 1_700_000_000_000_u64})
+                           "capacity": 9870, "updated": 1_700_000_000_000_u64})
     );
+    assert_eq!(nodes[1]["capacity"], serde_json::Value::Null);
     assert_eq!(nodes[2]["agents"], 1);
     assert_eq!(nodes[2]["updated"], serde_json::Value::Null);
     let agents = json["agents"].as_array().unwrap();

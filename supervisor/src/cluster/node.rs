@@ -71,6 +71,9 @@ pub struct Settings {
     /// (`PREFIX/status/NODE`): read at most once a second, when events
     /// say something changed.
     pub roster: Arc<dyn Fn() -> super::status::Roster + Send + Sync>,
+    /// How many agents this host carries under the node's own settings
+    /// (`fleet::capacity::agents_that_fit`), written in its membership key.
+    pub capacity: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -325,7 +328,7 @@ impl Node {
             node: self.settings.node.clone(),
             serves: self.settings.serves.clone(),
             pid: std::process::id(),
-            capacity: None,
+            capacity: Some(self.settings.capacity),
         };
         let value = serde_json::to_vec(&member)
             .map_err(|e| format!("cannot encode the membership: {e}"))?;

@@ -16,8 +16,9 @@ pub struct Member {
     pub serves: Vec<String>,
     /// The supervisor's pid on its host.
     pub pid: u32,
-    /// How many agents it accepts, if it says (reported, for people and
-    /// `status --cluster`; ownership does not depend on it).
+    /// How many agents its host carries under its own settings (memory,
+    /// tasks and open files, for agents of one endpoint each; reported for
+    /// people and `status --cluster`: ownership does not depend on it).
     #[serde(default)]
     pub capacity: Option<u64>,
 }

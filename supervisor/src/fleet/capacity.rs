@@ -410,6 +410,49 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
     out
 }
 
+/// The most agents `base`'s cluster settings let `host` carry, each with
+/// one endpoint and one snapshot whose size is not counted: a node's
+/// capacity in its membership key (docs/scale-out.md). At most the
+/// 1,000,000 agents a fleet may have; 0 when not even one fits.
+pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
+    const MOST: u64 = 1_000_000;
+    let fits = |n: u64| {
+        let mut f = base.clone();
+        f.counts = agentcluster_conf::Counts {
+            agents: n,
+            inactive: 0,
+            endpoints: n,
+            max_endpoints: 1,
+            snapshots: 1,
+            snapshot_bytes: 0,
+            max_snapshots: 1,
+        };
+        assess(&Demand::of(&f), host).is_empty()
+    };
+    if !fits(1) {
+        return 0;
+    }
+    // fits(lo), and hi is past the most that fit (or MOST + 1).
+    let (mut lo, mut hi) = (1, 2);
+    while hi <= MOST && fits(hi) {
+        lo = hi;
+        hi *= 2;
+    }
+    let mut hi = hi.min(MOST + 1);
+    if fits(hi.min(MOST)) {
+        return hi.min(MOST);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// `fleet` against this host: every way it does not fit (see `assess`),
 /// and the `summary` line.
 pub fn check(fleet: &Fleet) -> (Vec<String>, String) {
@@ -587,6 +630,50 @@ mod tests {
         agentcluster_conf::load_str(&text, Path::new("/tmp/f.yaml"))
             .unwrap_or_else(|p| panic!("{p:?}"))
             .fleet
+    }
+
+    /// A node's capacity is the most agents that fit: that many pass the
+    /// check, one more does not; packing raises it.
+    #[test]
+    fn a_nodes_capacity_is_the_most_agents_that_fit() {
+        let agent = "  - name: a\n    listen: [\"127.0.0.1:20000\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n";
+        let demand_of = |f: &Fleet, n: u64| {
+            let mut f = f.clone();
+            f.counts = agentcluster_conf::Counts {
+                agents: n,
+                inactive: 0,
+                endpoints: n,
+                max_endpoints: 1,
+                snapshots: 1,
+                snapshot_bytes: 0,
+                max_snapshots: 1,
+            };
+            Demand::of(&f)
+        };
+        let h = host();
+        let mut most = Vec::new();
+        for per in [1, 500] {
+            let f = fleet(&format!("  agents_per_process: {per}\n"), agent);
+            let n = agents_that_fit(&f, &h);
+            assert!(assess(&demand_of(&f, n), &h).is_empty(), "{n} fit");
+            if n < 1_000_000 {
+                assert!(
+                    !assess(&demand_of(&f, n + 1), &h).is_empty(),
+                    "{n} + 1 do not"
+                );
+            }
+            most.push(n);
+        }
+        // One process each: memory (8 GiB at 832 KiB a process and agent)
+        // runs out before the 30,000 tasks do.
+        assert!((9_000..11_000).contains(&most[0]), "{most:?}");
+        assert!(most[1] > 5 * most[0], "{most:?}");
+        let none = Host {
+            memory_available: 1 << 20,
+            ..host()
+        };
+        let f = fleet("", agent);
+        assert_eq!(agents_that_fit(&f, &none), 0);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct NodeRow {
     pub serves: Vec<String>,
     /// How many agents of the fleet it owns.
     pub agents: usize,
+    /// How many agents its host carries, as its membership key says.
+    pub capacity: Option<u64>,
     /// When its status key was written (unix ms); `None`: it has none.
     pub updated: Option<u64>,
 }
@@ -214,6 +216,7 @@ impl ClusterStatus {
                 pid: m.pid,
                 serves: m.serves.clone(),
                 agents: owned.get(name.as_str()).copied().unwrap_or(0),
+                capacity: m.capacity,
                 updated: self.statuses.get(name).map(|s| s.updated),
             })
             .collect();
