@@ -414,6 +414,7 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
 /// one endpoint and one snapshot whose size is not counted: a node's
 /// capacity in its membership key (docs/scale-out.md). At most the
 /// 1,000,000 agents a fleet may have; 0 when not even one fits.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
     const MOST: u64 = 1_000_000;
     let fits = |n: u64| {
