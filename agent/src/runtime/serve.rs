@@ -249,7 +249,7 @@ const SPARE_MAX: usize = 4;
 /// which gets a lone request leaves a slot empty and shows the socket
 /// drained (see [`serve_one`]). Only the pages a datagram is written to
 /// become resident.
-const FIRST_SLOTS: usize = 4;
+const FIRST_SLOTS: usize = 2;
 
 /// A receive batch lent by the thread's [`SPARE`] pool (a new one when it
 /// has none), given back when dropped, on whichever thread that happens.
