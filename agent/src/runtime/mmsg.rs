@@ -107,8 +107,14 @@ impl Batch {
                 return Err(e);
             }
         };
-        self.streak = self.streak.saturating_add(1);
-        self.grow = got == n && self.streak >= 2;
+        self.grow = got == n && self.streak >= 1;
+        // A receive that left slots empty took all there was: like one
+        // that found nothing, it ends the streak.
+        self.streak = if got < n {
+            0
+        } else {
+            self.streak.saturating_add(1)
+        };
         for r in &mut self.reply[..got] {
             *r = false;
         }
@@ -273,6 +279,23 @@ mod tests {
         }
         assert_eq!(b.slots(), 1);
         assert_eq!(b.rx.as_ptr(), first);
+    }
+
+    /// A receive that leaves slots empty took everything queued: the
+    /// serving loop waits again without a second, empty receive, so it
+    /// must end the streak as that receive would have (a later full
+    /// receive is the first of a new streak, not a reason to grow).
+    #[test]
+    fn a_short_receive_ends_the_streak() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let mut b = Batch::with_slots(2);
+        for burst in [2, 1, 2, 1] {
+            for i in 0..burst {
+                client.send(&[i]).unwrap();
+            }
+            assert_eq!(b.recv(server.as_raw_fd()).unwrap(), burst as usize);
+        }
+        assert_eq!(b.slots(), 2);
     }
 
     #[test]

@@ -116,18 +116,42 @@ async fn serve_one(
     use tokio::io::Interest;
     let Endpoint { socket, replies } = endpoint;
     let fd = socket.as_raw_fd();
+    // One wait for the shutdown for the loop's life, not one registered
+    // and dropped again at every wake.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = &mut cancelled => return Ok(()),
             r = socket.readable() => r?,
         }
         // The thread's receive batch, for this socket's turn only.
         let mut batch = Lent::take();
         // Everything queued, a batch per system call, until none is left.
-        loop {
-            let got = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+        // A receive that leaves slots empty took all there was: it ends the
+        // drain (the readiness is cleared as if the socket had said
+        // WouldBlock, unless a datagram arrived since), which spares each
+        // lone request a second, empty receive.
+        let mut drained = false;
+        while !drained {
+            let mut short = None;
+            let received = socket.try_io(Interest::READABLE, || {
+                let n = batch.recv(fd)?;
+                if n < batch.slots() {
+                    short = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            let got = match received {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match short {
+                    Some(n) => {
+                        drained = true;
+                        n
+                    }
+                    None => break,
+                },
                 // ICMP errors from earlier sends surface here on Linux; they
                 // concern one peer, not the socket.
                 Err(e) if transient(&e) => continue,
@@ -221,6 +245,12 @@ thread_local! {
 /// loops wait for room to send at once, and those are freed.
 const SPARE_MAX: usize = 4;
 
+/// Slots of a thread's first batch: more than one, so that a receive
+/// which gets a lone request leaves a slot empty and shows the socket
+/// drained (see [`serve_one`]). Only the pages a datagram is written to
+/// become resident.
+const FIRST_SLOTS: usize = 2;
+
 /// A receive batch lent by the thread's [`SPARE`] pool (a new one when it
 /// has none), given back when dropped, on whichever thread that happens.
 struct Lent(Option<Batch>);
@@ -228,7 +258,9 @@ struct Lent(Option<Batch>);
 impl Lent {
     fn take() -> Lent {
         let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
-        Lent(Some(spare.unwrap_or_default()))
+        Lent(Some(
+            spare.unwrap_or_else(|| Batch::with_slots(FIRST_SLOTS)),
+        ))
     }
 }
 
