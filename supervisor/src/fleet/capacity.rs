@@ -155,6 +155,24 @@ impl Demand {
         }
     }
 
+    /// The demand of `n` agents of one endpoint and one snapshot each
+    /// (its size not counted) under `base`'s settings: what a node's
+    /// capacity is measured in ([`agents_that_fit`]).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub fn of_plain(base: &Fleet, n: u64) -> Demand {
+        let mut f = base.clone();
+        f.counts = agentcluster_conf::Counts {
+            agents: n,
+            inactive: 0,
+            endpoints: n,
+            max_endpoints: 1,
+            snapshots: 1,
+            snapshot_bytes: 0,
+            max_snapshots: 1,
+        };
+        Demand::of(&f)
+    }
+
     /// Estimated memory: processes, agents, the supervisor, stores.
     pub fn memory(&self) -> u64 {
         self.process_memory() + self.store_bytes()
@@ -417,19 +435,7 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
     const MOST: u64 = 1_000_000;
-    let fits = |n: u64| {
-        let mut f = base.clone();
-        f.counts = agentcluster_conf::Counts {
-            agents: n,
-            inactive: 0,
-            endpoints: n,
-            max_endpoints: 1,
-            snapshots: 1,
-            snapshot_bytes: 0,
-            max_snapshots: 1,
-        };
-        assess(&Demand::of(&f), host).is_empty()
-    };
+    let fits = |n: u64| assess(&Demand::of_plain(base, n), host).is_empty();
     if !fits(1) {
         return 0;
     }
@@ -638,28 +644,15 @@ mod tests {
     #[test]
     fn a_nodes_capacity_is_the_most_agents_that_fit() {
         let agent = "  - name: a\n    listen: [\"127.0.0.1:20000\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n";
-        let demand_of = |f: &Fleet, n: u64| {
-            let mut f = f.clone();
-            f.counts = agentcluster_conf::Counts {
-                agents: n,
-                inactive: 0,
-                endpoints: n,
-                max_endpoints: 1,
-                snapshots: 1,
-                snapshot_bytes: 0,
-                max_snapshots: 1,
-            };
-            Demand::of(&f)
-        };
         let h = host();
         let mut most = Vec::new();
         for per in [1, 500] {
             let f = fleet(&format!("  agents_per_process: {per}\n"), agent);
             let n = agents_that_fit(&f, &h);
-            assert!(assess(&demand_of(&f, n), &h).is_empty(), "{n} fit");
+            assert!(assess(&Demand::of_plain(&f, n), &h).is_empty(), "{n} fit");
             if n < 1_000_000 {
                 assert!(
-                    !assess(&demand_of(&f, n + 1), &h).is_empty(),
+                    !assess(&Demand::of_plain(&f, n + 1), &h).is_empty(),
                     "{n} + 1 do not"
                 );
             }
