@@ -58,17 +58,7 @@ mod imp {
 
     pub fn status(file: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let fleet = crate::load_fleet(file)?;
-        let Some(etcd) = fleet.cluster.etcd.clone() else {
-            return Err(UserError(format!(
-                "{}: no `cluster.etcd`: it says where etcd is",
-                file.display()
-            ))
-            .into());
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the runtime")?;
+        let (etcd, runtime) = crate::etcd_cmd::etcd_and_runtime(file, &fleet)?;
         let endpoints = etcd.endpoints.join(",");
         let read =
             runtime.block_on(async { tokio::time::timeout(READ_LIMIT, read_cluster(&etcd)).await });

@@ -49,6 +49,9 @@ pub fn run(command: EtcdCommand, config: Option<&Path>) -> anyhow::Result<ExitCo
     imp::run(file, push, json)
 }
 
+#[cfg(feature = "etcd")]
+pub(crate) use imp::etcd_and_runtime;
+
 #[cfg(not(feature = "etcd"))]
 mod imp {
     use super::*;
@@ -68,8 +71,12 @@ mod imp {
 
     use super::*;
 
-    pub fn run(file: &Path, push: bool, json: bool) -> anyhow::Result<ExitCode> {
-        let fleet = crate::load_fleet(file)?;
+    /// `fleet`'s `cluster.etcd` (read from `file`: named when it has
+    /// none) and a runtime to talk to it from.
+    pub fn etcd_and_runtime(
+        file: &Path,
+        fleet: &agentcluster_conf::Fleet,
+    ) -> anyhow::Result<(agentcluster_conf::Etcd, tokio::runtime::Runtime)> {
         let Some(etcd) = fleet.cluster.etcd.clone() else {
             return Err(UserError(format!(
                 "{}: no `cluster.etcd`: it says where etcd is",
@@ -81,6 +88,12 @@ mod imp {
             .enable_all()
             .build()
             .context("cannot start the runtime")?;
+        Ok((etcd, runtime))
+    }
+
+    pub fn run(file: &Path, push: bool, json: bool) -> anyhow::Result<ExitCode> {
+        let fleet = crate::load_fleet(file)?;
+        let (etcd, runtime) = etcd_and_runtime(file, &fleet)?;
         let key = Keys::new(&etcd.prefix).fleet();
         if push {
             let text = std::fs::read_to_string(file)
