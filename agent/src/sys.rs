@@ -2,8 +2,8 @@
 //! taking ownership of file descriptors the supervisor passed at exec time,
 //! sending and receiving descriptors on the control channel (`sendmsg`,
 //! `recvmsg` with SCM_RIGHTS), the batched datagram system calls of the
-//! serving loop (`recvmmsg`, `sendmmsg`) and the socket addresses they fill
-//! in, the read-only mapping of compiled store files, the allocator's arena
+//! serving loop (`recvmmsg`, `sendmmsg` with the source address set per
+//! datagram) and the socket addresses they fill in, the read-only mapping of compiled store files, the allocator's arena
 //! count (for the supervisor), and (test builds only) an allocator that measures what handling hostile input allocates.
 //!
 //! The lowest layer with `crate::util`: it knows nothing of SNMP and
@@ -282,18 +282,71 @@ pub(crate) fn recv_batch<const MAX: usize>(
     Ok(got)
 }
 
+/// The source address a datagram leaves from, whichever socket of its
+/// port sends it: an `IP_PKTINFO` (`IPV6_PKTINFO`) control message. A
+/// process serving many addresses on one port sends the answers of all of
+/// them with one `sendmmsg` from one of their sockets.
+#[derive(Clone, Copy)]
+pub(crate) enum Source {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl Source {
+    /// The source for answers of a socket bound to `local`; `None` for a
+    /// wildcard address (the kernel chooses, per route, as it does for the
+    /// socket itself).
+    pub(crate) fn of(local: SocketAddr) -> Option<Source> {
+        match local {
+            SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(Source::V4(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            })),
+            SocketAddr::V6(a) if !a.ip().is_unspecified() && a.ip().to_ipv4_mapped().is_none() => {
+                Some(Source::V6(libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    ipi6_ifindex: a.scope_id(),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Room for one control message of either [`Source`], aligned for `cmsghdr`.
+type Control = [u64; 8];
+
 /// `sendmmsg(2)`: the first `MAX` of `datagrams` (bytes, destination and
-/// its length), each to its destination. Returns how many were sent; an
-/// error when the first could not be.
+/// its length, and the source address when it is to be set), each to its
+/// destination. Returns how many were sent; an error when the first could
+/// not be.
 pub(crate) fn send_batch<'a, const MAX: usize>(
     fd: RawFd,
-    datagrams: impl Iterator<Item = (&'a [u8], &'a libc::sockaddr_storage, libc::socklen_t)>,
+    datagrams: impl Iterator<
+        Item = (
+            &'a [u8],
+            &'a libc::sockaddr_storage,
+            libc::socklen_t,
+            Option<&'a Source>,
+        ),
+    >,
 ) -> io::Result<usize> {
-    // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
+    // SAFETY: iovec, mmsghdr and the control buffers are plain data; zero
+    // is a valid start.
     let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
     let mut hdr: [libc::mmsghdr; MAX] = unsafe { zeroed() };
+    let mut control: [Control; MAX] = unsafe { zeroed() };
     let mut n = 0;
-    for (((bytes, to, to_len), iov), hdr) in datagrams.zip(iov.iter_mut()).zip(hdr.iter_mut()) {
+    for ((((bytes, to, to_len, source), iov), hdr), control) in datagrams
+        .zip(iov.iter_mut())
+        .zip(hdr.iter_mut())
+        .zip(control.iter_mut())
+    {
         iov.iov_base = bytes.as_ptr().cast_mut().cast();
         iov.iov_len = bytes.len();
         let h = &mut hdr.msg_hdr;
@@ -301,15 +354,49 @@ pub(crate) fn send_batch<'a, const MAX: usize>(
         h.msg_namelen = to_len;
         h.msg_iov = std::ptr::from_mut(iov);
         h.msg_iovlen = 1;
+        if let Some(source) = source {
+            set_source(h, control, source);
+        }
         n += 1;
     }
-    // SAFETY: each of the first `n` headers points at live buffers that
-    // outlive the call; the kernel only reads them.
+    // SAFETY: each of the first `n` headers points at live buffers (and
+    // control messages) that outlive the call; the kernel only reads them.
     let r = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), n as libc::c_uint, 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(r as usize)
+}
+
+/// Puts `source` as the one control message of `h`, in `control`.
+fn set_source(h: &mut libc::msghdr, control: &mut Control, source: &Source) {
+    let (level, kind, data, len) = match source {
+        Source::V4(p) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::ptr::from_ref(p).cast::<u8>(),
+            size_of::<libc::in_pktinfo>(),
+        ),
+        Source::V6(p) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::ptr::from_ref(p).cast::<u8>(),
+            size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    h.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE of a 20-byte payload is 40 bytes, within the
+    // 64 of `control`; CMSG_FIRSTHDR then points at its start, and the
+    // payload copied is `len` bytes of a live pktinfo into CMSG_DATA's
+    // room of CMSG_LEN(len) - header bytes.
+    unsafe {
+        h.msg_controllen = libc::CMSG_SPACE(len as u32) as usize;
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(len as u32) as usize;
+        std::ptr::copy_nonoverlapping(data, libc::CMSG_DATA(c), len);
+    }
 }
 
 /// The address a receive filled in, if it is IPv4 or IPv6.

@@ -141,6 +141,16 @@ impl Batch {
         sys::socket_addr(&self.from[i], self.from_len[i])
     }
 
+    /// The sender of datagram `i` as the kernel gave it, and its length.
+    pub fn sender(&self, i: usize) -> (&libc::sockaddr_storage, libc::socklen_t) {
+        (&self.from[i], self.from_len[i])
+    }
+
+    /// The answer encoded in slot `i`'s frame.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        self.frames[i].as_slice()
+    }
+
     /// Marks slot `i`'s frame as an answer to send back to its sender.
     pub fn reply(&mut self, i: usize) {
         self.reply[i] = true;
@@ -171,7 +181,7 @@ impl Batch {
                 fd,
                 idx[..n]
                     .iter()
-                    .map(|&i| (frames[i].as_slice(), &from[i], from_len[i])),
+                    .map(|&i| (frames[i].as_slice(), &from[i], from_len[i], None)),
             );
             let sent = match r {
                 Ok(sent) => sent,

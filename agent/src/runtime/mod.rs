@@ -1,7 +1,8 @@
 //! The agent process (`agentcluster agent`): its control channel with the
 //! supervisor ([`channel`]), start-up and the loop that answers the
 //! supervisor ([`process`]), the serving loop over inherited UDP sockets
-//! ([`serve`]) with batched datagram I/O ([`mmsg`]), and the supervisor's
+//! ([`serve`]) with batched datagram I/O ([`mmsg`]) and the answers of a
+//! round sent together ([`outbox`]), and the supervisor's
 //! liveness probe of an agent ([`probe`]).
 //!
 //! The top layer: depends on every other ([`crate::responder`],
@@ -11,6 +12,7 @@
 pub mod channel;
 pub mod faults;
 pub(crate) mod mmsg;
+pub(crate) mod outbox;
 pub mod probe;
 pub mod process;
 pub(crate) mod serve;

@@ -106,6 +106,7 @@ async fn run() -> Result<(), String> {
     }
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let outbox = serve::Outbox::spawn(&shutdown);
     let endpoints_by_agent = take_sockets(&start)?;
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
         serve::spawn_with(
@@ -113,6 +114,7 @@ async fn run() -> Result<(), String> {
             endpoints.clone(),
             &s.responder,
             &s.behaviour,
+            &outbox,
             &shutdown,
         );
     }

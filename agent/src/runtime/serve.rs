@@ -1,6 +1,9 @@
 //! The agent's serving loop: datagrams from already-bound UDP sockets go
 //! through the [`Responder`] and back to their sender. The sockets are bound
-//! by the supervisor, so this loop never binds anything itself. The device's
+//! by the supervisor, so this loop never binds anything itself. A socket
+//! that drains a full batch sends its answers itself at once; the last
+//! answers of a drain go to the process's [`Outbox`], which sends those of
+//! every socket woken in the same round together. The device's
 //! own notifications leave from the same sockets ([`Endpoint`]): while one
 //! waits for an answer, the loop hands answers from its peer over to it
 //! ([`Replies`]) instead of to the responder. A device's faults
@@ -23,6 +26,7 @@ use crate::notify::Replies;
 use crate::responder::{Effects, Hold, Notice, Outcome, Responder};
 use crate::runtime::faults::{Behaviour, Fate};
 use crate::runtime::mmsg::Batch;
+pub use crate::runtime::outbox::Outbox;
 
 /// A responder shared by the loops of one agent's sockets.
 pub type Shared = Arc<Mutex<Responder>>;
@@ -62,8 +66,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+    let outbox = Outbox::spawn(&shutdown);
     let mut tasks = tokio::task::JoinSet::new();
-    spawn_with(&mut tasks, endpoints, &responder, &behaviour, &shutdown);
+    spawn_with(
+        &mut tasks, endpoints, &responder, &behaviour, &outbox, &shutdown,
+    );
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -90,13 +97,18 @@ pub fn spawn_with(
     endpoints: Vec<Endpoint>,
     responder: &Shared,
     behaviour: &SharedBehaviour,
+    outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) {
     for endpoint in endpoints {
-        let (responder, behaviour, shutdown) =
-            (responder.clone(), behaviour.clone(), shutdown.clone());
+        let (responder, behaviour, outbox, shutdown) = (
+            responder.clone(),
+            behaviour.clone(),
+            outbox.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
-            let served = serve_one(endpoint, responder, behaviour, shutdown.clone()).await;
+            let served = serve_one(endpoint, responder, behaviour, outbox, shutdown.clone()).await;
             if let Err(e) = &served {
                 tracing::error!(cause = %e, "serving a socket failed");
                 shutdown.cancel();
@@ -110,12 +122,14 @@ async fn serve_one(
     endpoint: Endpoint,
     responder: Shared,
     behaviour: SharedBehaviour,
+    outbox: Arc<Outbox>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
     let Endpoint { socket, replies } = endpoint;
     let fd = socket.as_raw_fd();
+    let route = outbox.route(&socket, socket.local_addr()?);
     // One wait for the shutdown for the loop's life, not one registered
     // and dropped again at every wake.
     let cancelled = shutdown.cancelled();
@@ -160,6 +174,11 @@ async fn serve_one(
             // Answers to the device's own notifications are looked for only
             // while one waits for them.
             let answers = replies.waiting();
+            // A socket that filled its batch is busy: it answers the batch
+            // at once, from itself, before it receives the next. The last
+            // few requests of a drain wait in the outbox for the answers of
+            // the other sockets woken with this one.
+            let busy = !drained;
             let mut replied = 0;
             let mut delayed = Vec::new();
             {
@@ -205,9 +224,13 @@ async fn serve_one(
                             (Fate::Delay(d), Some(peer)) => {
                                 delayed.push((frame.as_slice().to_vec(), peer, d));
                             }
-                            _ => {
+                            _ if busy => {
                                 batch.reply(i);
                                 replied += 1;
+                            }
+                            _ => {
+                                let (to, to_len) = batch.sender(i);
+                                outbox.put(batch.frame(i), to, to_len, route);
                             }
                         }
                     }
@@ -394,7 +417,7 @@ async fn send_all(socket: &UdpSocket, fd: std::os::fd::RawFd, batch: &mut Batch)
     }
 }
 
-fn transient(e: &io::Error) -> bool {
+pub(crate) fn transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused
@@ -852,13 +875,21 @@ mod tests {
                 let shared: Shared = Arc::new(Mutex::new(responder()));
                 served.push((Endpoint::new(socket).unwrap(), shared, addr));
             }
+            let outbox = Outbox::spawn(&token);
             let base = crate::sys::alloc_meter::live();
             let mut most = 0;
             let mut tasks = tokio::task::JoinSet::new();
             let mut addrs = Vec::new();
             for (endpoint, shared, addr) in served {
                 let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-                spawn_with(&mut tasks, vec![endpoint], &shared, &behaviour, &token);
+                spawn_with(
+                    &mut tasks,
+                    vec![endpoint],
+                    &shared,
+                    &behaviour,
+                    &outbox,
+                    &token,
+                );
                 addrs.push(addr);
             }
             let mut buf = [0u8; 2048];
@@ -893,22 +924,91 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let token = CancellationToken::new();
+            let outbox = Outbox::spawn(&token);
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..DEVICES {
                 let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
                 let shared: Shared = Arc::new(Mutex::new(responder()));
                 let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
                 let endpoints = vec![Endpoint::new(socket).unwrap()];
-                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &token);
+                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &outbox, &token);
             }
-            // Every loop has started and waits on its socket.
+            // Every loop has started and waits on its socket; the one task
+            // more is the process's sender of answers.
             tokio::task::yield_now().await;
             let metrics = tokio::runtime::Handle::current().metrics();
-            assert_eq!(metrics.num_alive_tasks(), DEVICES);
+            assert_eq!(metrics.num_alive_tasks(), DEVICES + 1);
             token.cancel();
             while let Some(done) = tasks.join_next().await {
                 done.unwrap().unwrap();
             }
+        });
+    }
+
+    #[test]
+    fn devices_asked_together_answer_together_each_from_its_own_address() {
+        // A poller's round reaching eight devices of a packed process, one
+        // port at eight addresses, before the process runs: eight loops
+        // each take their request, and their answers leave with one system
+        // call, each from the address it was asked at.
+        const DEVICES: u8 = 8;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = StdUdpSocket::bind("127.0.0.2:0").unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut sockets = vec![first];
+            for i in 1..DEVICES {
+                match StdUdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, 2 + i), port)) {
+                    Ok(s) => sockets.push(s),
+                    // The port is someone else's at that address.
+                    Err(_) => return,
+                }
+            }
+            let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+            let token = CancellationToken::new();
+            let outbox = Outbox::spawn(&token);
+            let mut tasks = tokio::task::JoinSet::new();
+            for socket in sockets {
+                let shared: Shared = Arc::new(Mutex::new(responder()));
+                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+                let endpoints = vec![Endpoint::new(socket).unwrap()];
+                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &outbox, &token);
+            }
+            // The loops wait on their sockets; the requests all arrive
+            // before any of them runs again.
+            tokio::task::yield_now().await;
+            let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            for addr in &addrs {
+                client.send_to(&GET, addr).unwrap();
+            }
+            let client = UdpSocket::from_std({
+                client.set_nonblocking(true).unwrap();
+                client
+            })
+            .unwrap();
+            let mut from = Vec::new();
+            let mut buf = [0u8; 2048];
+            while from.len() < addrs.len() {
+                let (n, peer) =
+                    tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+                        .await
+                        .expect("an answer")
+                        .unwrap();
+                assert_eq!(request_id(&buf[..n]), 0x1234_5678);
+                from.push(peer);
+            }
+            from.sort();
+            assert_eq!(from, addrs);
+            assert_eq!(
+                outbox.calls.load(std::sync::atomic::Ordering::Relaxed),
+                1,
+                "{DEVICES} answers, one sendmmsg"
+            );
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
         });
     }
 
