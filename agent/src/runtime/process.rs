@@ -245,9 +245,25 @@ async fn run() -> Result<(), String> {
         }
     }
     shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    let served = join_serving(&mut tasks).await;
     writer_task.abort();
-    Ok(())
+    served
+}
+
+/// Waits for every serving loop to end: an error if one failed (it
+/// stopped the process; the exit status must say so, for `restart:
+/// on-failure`), the first such error.
+async fn join_serving(tasks: &mut tokio::task::JoinSet<std::io::Result<()>>) -> Result<(), String> {
+    let mut failed = None;
+    while let Some(done) = tasks.join_next().await {
+        let cause = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("serving a socket failed: {e}"),
+            Err(e) => format!("a serving loop failed: {e}"),
+        };
+        failed.get_or_insert(cause);
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// The device's engine as its notifications name it: snmpEngineBoots of
@@ -672,5 +688,19 @@ mod tests {
         assert!(e.to_string().contains("usmStatsUnknownUserNames"), "{e}");
         assert_eq!(s.peer(&addr), Some((&engine[..], 4)));
         serve.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failed_serving_loop_fails_the_process() {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async { Ok(()) });
+        tasks.spawn(async { Err(std::io::Error::other("socket gone")) });
+        tasks.spawn(async { Ok(()) });
+        let failed = join_serving(&mut tasks).await.unwrap_err();
+        assert!(failed.contains("socket gone"), "{failed}");
+        assert!(tasks.is_empty());
+        // Loops that ended because the process was stopped: a clean exit.
+        tasks.spawn(async { Ok(()) });
+        assert_eq!(join_serving(&mut tasks).await, Ok(()));
     }
 }
