@@ -413,7 +413,7 @@ impl Keeper {
                         encode_entry(&mut msg, entries[k].0, entries[k].1);
                     }
                     let sent = match self.holders[h].link.as_ref() {
-                        Some(link) => send(&link.sock, &msg, &[]),
+                        Some(link) => sys::send_with_fds(link.sock.as_raw_fd(), &msg, &[]),
                         None => Err(io::Error::from_raw_os_error(libc::ECONNRESET)),
                     };
                     flying.push_back(batch);
@@ -510,7 +510,8 @@ impl Keeper {
             for &k in &run {
                 msg.extend_from_slice(&ids[k].to_le_bytes());
             }
-            let fds = send(&link.sock, &msg, &[]).and_then(|()| recv_fds(&link.sock, run.len()));
+            let fds = sys::send_with_fds(link.sock.as_raw_fd(), &msg, &[])
+                .and_then(|()| recv_fds(&link.sock, run.len()));
             match fds {
                 Ok(fds) => {
                     for (&k, fd) in run.iter().zip(fds) {
@@ -549,7 +550,7 @@ impl Keeper {
                     msg.extend_from_slice(&id.to_le_bytes());
                 }
                 let sent = match self.holders[h].link.as_ref() {
-                    Some(link) => send(&link.sock, &msg, &[]),
+                    Some(link) => sys::send_with_fds(link.sock.as_raw_fd(), &msg, &[]),
                     None => Ok(()),
                 };
                 if let Err(e) = sent {
@@ -593,25 +594,6 @@ fn decode_entry(b: &[u8]) -> Option<(u64, SocketAddr)> {
         _ => return None,
     };
     Some((id, addr))
-}
-
-/// One message, with `fds` (EINTR retried).
-fn send(sock: &OwnedFd, data: &[u8], fds: &[i32]) -> io::Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let rights = [ControlMessage::ScmRights(fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-    loop {
-        match sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[io::IoSlice::new(data)],
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r.map(|_| ()).map_err(io::Error::from),
-        }
-    }
 }
 
 /// A bind's answer: one errno per endpoint.
@@ -724,7 +706,7 @@ fn serve(sock: &OwnedFd) -> io::Result<()> {
                     };
                     answer.extend_from_slice(&errno.to_le_bytes());
                 }
-                send(sock, &answer, &[])?;
+                sys::send_with_fds(sock.as_raw_fd(), &answer, &[])?;
             }
             OP_LEND => {
                 if rest.len() != count * 8 {
@@ -738,15 +720,15 @@ fn serve(sock: &OwnedFd) -> io::Result<()> {
                     None => {
                         head.extend_from_slice(&libc::ENOENT.to_le_bytes());
                         head.extend_from_slice(&0u32.to_le_bytes());
-                        send(sock, &head, &[])?;
+                        sys::send_with_fds(sock.as_raw_fd(), &head, &[])?;
                     }
                     Some(raw) => {
                         head.extend_from_slice(&0i32.to_le_bytes());
                         head.extend_from_slice(&(count as u32).to_le_bytes());
                         let mut chunks = raw.chunks(FD_CHUNK);
-                        send(sock, &head, chunks.next().unwrap_or(&[]))?;
+                        sys::send_with_fds(sock.as_raw_fd(), &head, chunks.next().unwrap_or(&[]))?;
                         for chunk in chunks {
-                            send(sock, &[0], chunk)?;
+                            sys::send_with_fds(sock.as_raw_fd(), &[0], chunk)?;
                         }
                     }
                 }

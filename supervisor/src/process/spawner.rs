@@ -343,7 +343,6 @@ impl Helper {
 
     /// Sends one request and reads the answer.
     fn spawn(&mut self, job: &Job, raw: &[i32]) -> Result<Answer, Failure> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
         let mut header = Vec::with_capacity(HEADER + job.title.len());
         let (flags, uid, gid) = match job.creds {
             Some(c) => (1u32, c.uid, c.gid),
@@ -356,22 +355,7 @@ impl Helper {
         header.extend_from_slice(&title[..title.len().min(MAX_TITLE)]);
         let mut chunks = raw.chunks(FD_CHUNK);
         let first = chunks.next().unwrap_or(&[]);
-        let send = |data: &[u8], fds: &[i32]| -> io::Result<()> {
-            let rights = [ControlMessage::ScmRights(fds)];
-            let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-            loop {
-                match sendmsg::<()>(
-                    self.sock.as_raw_fd(),
-                    &[io::IoSlice::new(data)],
-                    cmsgs,
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
-                ) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    r => return r.map(|_| ()).map_err(io::Error::from),
-                }
-            }
-        };
+        let send = |data: &[u8], fds: &[i32]| sys::send_with_fds(self.sock.as_raw_fd(), data, fds);
         send(&header, first).map_err(Failure::Unsent)?;
         for chunk in chunks {
             send(&[0], chunk).map_err(Failure::Unsent)?;

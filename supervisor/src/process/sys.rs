@@ -265,6 +265,26 @@ pub fn reap(pid: libc::pid_t, block: bool) -> io::Result<Option<std::process::Ex
     }
 }
 
+/// Sends one message with `fds` (none: no control message), EINTR
+/// retried.
+pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(
+            sock,
+            &[io::IoSlice::new(data)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.map(|_| ()).map_err(io::Error::from),
+        }
+    }
+}
+
 /// Receives one message with the descriptors it carries (close-on-exec).
 /// `Ok((0, _))` is the end of the stream.
 pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
