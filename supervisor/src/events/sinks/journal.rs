@@ -158,6 +158,30 @@ mod tests {
         out
     }
 
+    /// The journal entries on `journal` as the sink wrote them, each as the
+    /// values of `keys` (empty when absent), read until the socket has no
+    /// more (or its read timeout passes), or up to the entry whose MESSAGE
+    /// is `until`, not included.
+    fn entries(journal: &UnixDatagram, keys: &[&str], until: Option<&str>) -> Vec<Vec<String>> {
+        let mut buf = vec![0u8; 8192];
+        let mut got = Vec::new();
+        while let Ok(n) = journal.recv(&mut buf) {
+            let fields = parse(&buf[..n]);
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if until.is_some_and(|u| get("MESSAGE") == u) {
+                break;
+            }
+            got.push(keys.iter().map(|k| get(k)).collect());
+        }
+        got
+    }
+
     #[tokio::test]
     async fn events_become_structured_journal_entries() {
         let dir = tempfile::tempdir().unwrap();
@@ -221,27 +245,15 @@ mod tests {
         bus.close();
         sink.await;
         journal.set_nonblocking(true).unwrap();
-        let mut buf = vec![0u8; 4096];
-        let mut got = Vec::new();
-        while let Ok(n) = journal.recv(&mut buf) {
-            let fields = parse(&buf[..n]);
-            let get = |k: &str| {
-                fields
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            got.push((get("AGENTCLUSTER_SEQ"), get("AGENTCLUSTER_EVENT")));
-        }
-        let want: Vec<(String, String)> = [
+        let got = entries(&journal, &["AGENTCLUSTER_SEQ", "AGENTCLUSTER_EVENT"], None);
+        let want: Vec<Vec<String>> = [
             ("1", "supervisor-stopping"),
             ("2", "stopped"),
             ("3", "stopped"),
             ("4", "stopped"),
         ]
         .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .map(|(a, b)| vec![a.to_string(), b.to_string()])
         .collect();
         assert_eq!(got, want);
     }
@@ -258,27 +270,11 @@ mod tests {
             .unwrap();
         // Read as written: a full socket would hold the sink up.
         let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 8192];
-            let mut got = Vec::new();
-            while let Ok(n) = journal.recv(&mut buf) {
-                let fields = parse(&buf[..n]);
-                let get = |k: &str| {
-                    fields
-                        .iter()
-                        .find(|(key, _)| key == k)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                };
-                if get("MESSAGE") == "end of test" {
-                    break;
-                }
-                got.push((
-                    get("AGENTCLUSTER_EVENT"),
-                    get("AGENTCLUSTER_AGENT"),
-                    get("MESSAGE"),
-                ));
-            }
-            got
+            let keys = ["AGENTCLUSTER_EVENT", "AGENTCLUSTER_AGENT", "MESSAGE"];
+            entries(&journal, &keys, Some("end of test"))
+                .into_iter()
+                .map(|e| (e[0].clone(), e[1].clone(), e[2].clone()))
+                .collect::<Vec<_>>()
         });
         let bus = Bus::new("lab-a");
         let sink = tokio::spawn(run(path.clone(), bus.clone(), bus.closed()));
