@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::harness::imports::Signal;
 use crate::harness::trapd::Trapd;
 use crate::harness::{
-    Fleet, agent, agentcluster, free_port, is, kill, mib, pid_of, poll_until, snmp, snmp_ok, text,
-    ts_millis,
+    Fleet, agent, agentcluster, engine_boots, free_port, is, kill, mib, pid_of, poll_until, snmp,
+    text, ts_millis,
 };
 
 const SYS_UPTIME: &str = ".1.3.6.1.2.1.1.3.0";
@@ -86,25 +86,8 @@ fn uptime_past_zero(target: &str) -> u64 {
 }
 
 /// snmpEngineBoots as served to the noAuthNoPriv user `plain`.
-fn boots(target: &str) -> u64 {
-    let out = snmp_ok(
-        "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "noAuthNoPriv",
-            "-u",
-            "plain",
-            "-On",
-            "-Ov",
-            target,
-            "1.3.6.1.6.3.10.2.1.2.0",
-        ],
-    );
-    out.trim()
-        .strip_prefix("INTEGER: ")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("snmpEngineBoots in {out:?}"))
+fn boots(target: &str) -> u32 {
+    engine_boots(target).unwrap_or_else(|| panic!("no snmpEngineBoots from {target}"))
 }
 
 /// The source (`[ip]:port`) of a notification logged as `%b|…`.

@@ -9,33 +9,11 @@ use serde_json::Value as Json;
 
 use crate::harness::imports::Signal;
 use crate::harness::{
-    EventStream, Process, Rng, alone_among, events, free_ports, is, kill, pid_in, pid_of, snmp,
-    status, tempdir,
+    EventStream, Process, Rng, alone_among, engine_boots, events, free_ports, is, kill, pid_in,
+    pid_of, status, tempdir,
 };
 
 use super::{agents_yaml, control_of, tmp_stamps, wait_ports_free, write_config};
-
-/// snmpEngineBoots of the agent on `port`, as net-snmp reads it
-/// (SNMP-FRAMEWORK-MIB::snmpEngineBoots.0, noAuthNoPriv user `plain`).
-fn engine_boots(port: u16) -> Option<u32> {
-    let target = format!("127.0.0.1:{port}");
-    let out = snmp(
-        "snmpget",
-        &[
-            "-v3",
-            "-l",
-            "noAuthNoPriv",
-            "-u",
-            "plain",
-            "-On",
-            "-Ov",
-            &target,
-            "1.3.6.1.6.3.10.2.1.2.0",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().strip_prefix("INTEGER: ")?.parse().ok()
-}
 
 /// Every boots file under `state/engine`: name → value. A file that is not
 /// a counter (`<digits>\n`) fails the test.
@@ -79,7 +57,7 @@ fn observe(control: &str, name: &str, port: u16, not: Option<u32>) -> (u32, u32)
             pid_in(&EventStream::follow(control, since).wait(&format!("{name} ready"), wanted))
         }
     };
-    let boots = engine_boots(port)
+    let boots = engine_boots(&format!("127.0.0.1:{port}"))
         .unwrap_or_else(|| panic!("{name} (pid {pid}) does not answer snmpEngineBoots"));
     assert_eq!(
         pid_of(&status(control), name),

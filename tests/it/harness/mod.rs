@@ -105,6 +105,28 @@ pub fn snmp_ok(tool: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// snmpEngineBoots of the agent at `target` as net-snmp reads it
+/// (SNMP-FRAMEWORK-MIB::snmpEngineBoots.0, noAuthNoPriv user `plain`);
+/// `None` when it does not answer with one.
+pub fn engine_boots(target: &str) -> Option<u32> {
+    let out = snmp(
+        "snmpget",
+        &[
+            "-v3",
+            "-l",
+            "noAuthNoPriv",
+            "-u",
+            "plain",
+            "-On",
+            "-Ov",
+            target,
+            "1.3.6.1.6.3.10.2.1.2.0",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().strip_prefix("INTEGER: ")?.parse().ok()
+}
+
 /// An snmpget of sysName.0 (community `public`) on 127.0.0.1:`port`
 /// succeeds.
 pub fn sys_name_ok(port: u16) {
