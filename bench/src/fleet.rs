@@ -94,6 +94,24 @@ pub struct Spread {
     pub ratio: f64,
     /// Wrong answers and timeouts, both loads.
     pub failed: u64,
+    /// The same two loads against an echo fleet of the same shape (as
+    /// many sockets at the same kind of addresses, as many per process),
+    /// run after them: what the kernel and the client leave of a spread
+    /// load before any agent runs.
+    pub echo: Option<EchoSpread>,
+}
+
+/// The echo fleet's side of [`Spread`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoSpread {
+    /// Datagrams answered per second by its first socket alone.
+    pub single_per_s: f64,
+    /// Answered per second spread over all of its sockets.
+    pub spread_per_s: f64,
+    /// `spread_per_s / single_per_s`: the ceiling of [`Spread::ratio`].
+    pub ratio: f64,
+    /// agentcluster's spread rate against the echo fleet's.
+    pub agentcluster_vs_echo: f64,
 }
 
 /// What one fleet scenario measured; the body of a `fleet` record, so its
@@ -303,10 +321,12 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     };
     let memory = spec.memory.then(|| procs::tree_memory(pid));
     let spread = match spec.spread {
-        Some(n) => Some(spread_load(
-            &targets[..n.min(targets.len())],
-            spec.spread_for,
-        )?),
+        Some(n) => {
+            let n = n.min(targets.len());
+            let mut s = spread_load(&targets[..n], spec.spread_for)?;
+            s.echo = Some(echo_spread(spec, n, s.spread_per_s)?);
+            Some(s)
+        }
         None => None,
     };
     let restart = if spec.kills > 0 {
@@ -354,18 +374,7 @@ fn spread_load(targets: &[SocketAddr], d: Duration) -> anyhow::Result<Spread> {
         .ok_or_else(|| anyhow!("the spread load needs at least one agent"))?;
     let expect = reference(first, &req)?;
     let run = |targets: Vec<SocketAddr>| {
-        let plan = crate::load::Plan {
-            targets,
-            inflight: 64,
-            count: None,
-            duration: Some(d),
-            warmup: Duration::from_millis(300),
-            timeout: Duration::from_secs(1),
-            retries: 0,
-            rate: None,
-            expect_any: false,
-            batch: 64,
-        };
+        let plan = spread_plan(targets, d);
         crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
     };
     let single = run(vec![first])?;
@@ -374,13 +383,85 @@ fn spread_load(targets: &[SocketAddr], d: Duration) -> anyhow::Result<Spread> {
         devices: targets.len(),
         single_per_s: single.requests_per_s,
         spread_per_s: spread.requests_per_s,
-        ratio: if single.requests_per_s > 0.0 {
-            spread.requests_per_s / single.requests_per_s
-        } else {
-            f64::NAN
-        },
+        ratio: rate_ratio(spread.requests_per_s, single.requests_per_s),
         failed: single.failed + single.timeouts + spread.failed + spread.timeouts,
+        echo: None,
     })
+}
+
+fn rate_ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+/// The spread load's two runs against an echo fleet of `n` sockets shaped
+/// like the fleet's first `n` agents (their kind of addresses, on the port
+/// after the fleet's, or the ports after its last; as many per process),
+/// started now and stopped after. `agentcluster_per_s`: the fleet's spread
+/// rate, to compare.
+fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result<EchoSpread> {
+    let count = u32::try_from(n)?;
+    let port = if spec.spread_addresses {
+        u32::from(spec.base_port) + 1
+    } else {
+        u32::from(spec.base_port) + spec.count
+    };
+    let port = u16::try_from(port).map_err(|_| anyhow!("no port left for the echo fleet"))?;
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let lifetime = spec.spread_for * 4 + Duration::from_secs(60);
+    let fleet = crate::echo::EchoFleet::spawn(
+        &exe,
+        listen,
+        count,
+        spec.per_process.max(1),
+        spec.spread_addresses,
+        lifetime,
+    )
+    .context("echo fleet")?;
+    let req = Request::new(Op::Get, &[]);
+    let run = |targets: Vec<SocketAddr>| {
+        let plan = spread_plan(targets, spec.spread_for);
+        let plan = crate::load::Plan {
+            expect_any: true,
+            ..plan
+        };
+        crate::load::run(
+            &plan,
+            &mut Security::community(1, "public"),
+            &req,
+            &Expect::Structure,
+        )
+    };
+    let first = *fleet
+        .addrs
+        .first()
+        .ok_or_else(|| anyhow!("an empty echo fleet"))?;
+    let single = run(vec![first])?;
+    let spread = run(fleet.addrs.clone())?;
+    drop(fleet);
+    Ok(EchoSpread {
+        single_per_s: single.requests_per_s,
+        spread_per_s: spread.requests_per_s,
+        ratio: rate_ratio(spread.requests_per_s, single.requests_per_s),
+        agentcluster_vs_echo: rate_ratio(agentcluster_per_s, spread.requests_per_s),
+    })
+}
+
+/// The spread load's plan: `targets` in turn, 64 in flight, for `d`
+/// after 300 ms of warm-up, no retries.
+fn spread_plan(targets: Vec<SocketAddr>, d: Duration) -> crate::load::Plan {
+    crate::load::Plan {
+        targets,
+        inflight: 64,
+        count: None,
+        duration: Some(d),
+        warmup: Duration::from_millis(300),
+        timeout: Duration::from_secs(1),
+        retries: 0,
+        rate: None,
+        expect_any: false,
+        batch: 64,
+    }
 }
 
 /// Learns the expected answer from one agent (waiting up to 10 s for it).

@@ -191,11 +191,28 @@ struct WalkArgs {
 
 #[derive(Args)]
 struct EchoArgs {
+    /// The address (of the first socket, with --count).
     #[arg(short, long, default_value = "127.0.0.1:16161")]
     listen: SocketAddr,
     /// Exit after this long.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     lifetime: Duration,
+    /// An echo fleet of this many sockets: on consecutive ports from
+    /// --listen, or with --spread-addresses one port at the fleet
+    /// scenario's device addresses (127.A.B.C).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Sockets per process of an echo fleet (each process one thread
+    /// waiting on all of its sockets with epoll). Default: all in one.
+    #[arg(long)]
+    per_process: Option<u32>,
+    /// Socket i at 127.A.B.C on --listen's port, as `fleet --spread-addresses`.
+    #[arg(long)]
+    spread_addresses: bool,
+    /// Serve only this part of the fleet (the processes an echo fleet
+    /// starts of itself).
+    #[arg(long, hide = true)]
+    part: Option<u32>,
 }
 
 #[derive(Args)]
@@ -316,14 +333,34 @@ struct ReportArgs {
     markdown_out: Option<PathBuf>,
 }
 
+fn echo_cmd(a: &EchoArgs) -> anyhow::Result<bool> {
+    let per = a.per_process.unwrap_or(a.count);
+    if let Some(part) = a.part {
+        echo::serve_part(a.listen, a.count, per, a.spread_addresses, part, a.lifetime)?;
+        return Ok(true);
+    }
+    if a.count <= 1 {
+        echo::serve(a.listen, a.lifetime)?;
+        return Ok(true);
+    }
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let fleet =
+        echo::EchoFleet::spawn(&exe, a.listen, a.count, per, a.spread_addresses, a.lifetime)?;
+    println!(
+        "echo: {} sockets in processes of {per}, until {:?} from now",
+        fleet.addrs.len(),
+        a.lifetime
+    );
+    std::thread::sleep(a.lifetime);
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Load(a) => load_cmd(a),
         Cmd::Walk(a) => walk_cmd(a),
-        Cmd::Echo(a) => echo::serve(a.listen, a.lifetime)
-            .map(|_| true)
-            .map_err(Into::into),
+        Cmd::Echo(a) => echo_cmd(&a),
         Cmd::Sweep(a) => sweep_cmd(a),
         Cmd::Fleet(a) => fleet_cmd(a),
         Cmd::Compile(a) => compile_cmd(a),

@@ -454,6 +454,14 @@ pub fn rows(r: &Records) -> Vec<Row> {
             "≥ 0.7",
             Goal::AtLeast(0.7),
         );
+        b.info(
+            &format!("  echo fleet of {devices} sockets, same shape: spread / one socket"),
+            one(r.med(tag, "/spread/echo/ratio")),
+        );
+        b.info(
+            "  agentcluster's spread GET/s / the echo fleet's",
+            one(r.med(tag, "/spread/echo/agentcluster_vs_echo")),
+        );
     }
 
     let restart = r.med("restart", "/restart/median_ms");
