@@ -5,9 +5,10 @@
 //! find them. Never a secret in it: events carry none.
 
 use std::future::Future;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use tokio::net::UnixDatagram;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::bus::Sink;
@@ -85,6 +86,11 @@ pub fn entry(e: &Event) -> Vec<u8> {
 /// are each written. It taps the bus when called, not when first polled,
 /// starting with the events in the ring, so no event published before is
 /// missed. A lost entry (journal busy) is logged, never retried in a loop.
+/// The sink never blocks a runtime thread: an entry waits for room in the
+/// journal's queue at most [`ROOM_WAIT`], and when one waits longer the
+/// journal is taken as stalled and the rest of that batch is lost (counted
+/// and logged) rather than waited for, so a stalled journald neither holds
+/// up the supervisor nor its stop.
 pub fn run(
     socket: PathBuf,
     bus: Bus,
@@ -94,44 +100,63 @@ pub fn run(
     deliver(socket, bus, gate, shutdown)
 }
 
+/// How long one entry may wait for room in the journal's queue.
+pub const ROOM_WAIT: Duration = Duration::from_millis(250);
+
 async fn deliver(socket: PathBuf, bus: Bus, gate: Gate, shutdown: CancellationToken) {
     let Ok(sock) = UnixDatagram::unbound() else {
         tracing::warn!("journal: cannot create a socket; events go to stderr only");
         gate.finish();
         return;
     };
-    let write = |taken: Taken| {
-        if taken.dropped > 0 {
-            tracing::warn!(
-                lost = taken.dropped,
-                "journal: events lost (journal too slow)"
-            );
-            bus.report_dropped(Sink::Journal, "journal", taken.dropped);
-        }
-        for e in &taken.events {
-            send(&sock, &socket, &entry(e));
-        }
-    };
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            taken = gate.next() => write(taken),
+            taken = gate.next() => write(&sock, &socket, &bus, taken).await,
         }
     }
     // The bus is closed: what was published before it still goes out,
     // with the summaries of what was counted.
-    write(gate.finish());
+    write(&sock, &socket, &bus, gate.finish()).await;
 }
 
-fn send(sock: &UnixDatagram, path: &Path, entry: &[u8]) {
-    if let Err(e) = sock.send_to(entry, path) {
-        tracing::warn!(cause = %e, "journal: entry not written");
+/// Writes the entries of `taken` (and reports what the gate dropped): each
+/// waits at most [`ROOM_WAIT`] for room; after one that did not get it,
+/// the rest of the batch is lost without waiting.
+async fn write(sock: &UnixDatagram, path: &Path, bus: &Bus, taken: Taken) {
+    if taken.dropped > 0 {
+        tracing::warn!(
+            lost = taken.dropped,
+            "journal: events lost (journal too slow)"
+        );
+        bus.report_dropped(Sink::Journal, "journal", taken.dropped);
+    }
+    let mut stalled = 0u64;
+    for e in &taken.events {
+        if stalled > 0 {
+            stalled += 1;
+            continue;
+        }
+        match tokio::time::timeout(ROOM_WAIT, sock.send_to(&entry(e), path)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(cause = %e, "journal: entry not written"),
+            Err(_) => stalled = 1,
+        }
+    }
+    if stalled > 0 {
+        tracing::warn!(
+            lost = stalled,
+            "journal: events lost (the journal takes no entries)"
+        );
+        bus.report_dropped(Sink::Journal, "journal", stalled);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixDatagram;
+
     use super::*;
     use crate::events::{EventKind, NewEvent, State};
 
@@ -256,6 +281,69 @@ mod tests {
         .map(|(a, b)| vec![a.to_string(), b.to_string()])
         .collect();
         assert_eq!(got, want);
+    }
+
+    /// A journal that takes no more entries (its queue full, nobody
+    /// reading) holds neither a runtime thread nor the sink's end: the
+    /// sink finishes, with the entries it could not write counted as lost.
+    #[test]
+    fn a_stalled_journal_blocks_nothing_and_counts_what_it_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sock");
+        // Bound and never read: its queue fills after a few hundred.
+        let journal = UnixDatagram::bind(&path).unwrap();
+        let bus = Bus::new("lab-a");
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (b2, p2) = (bus.clone(), path.clone());
+        // A current-thread runtime of its own: a blocking send would stop
+        // its only thread, and the ticks below with it.
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let sink = tokio::spawn(run(p2, b2.clone(), b2.closed()));
+                let ticks = tokio::spawn(async {
+                    let mut n = 0u32;
+                    while n < 20 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        n += 1;
+                    }
+                    n
+                });
+                for i in 0..2000 {
+                    crate::events::testutil::publish(
+                        &b2,
+                        &format!("d{i}"),
+                        "died",
+                        "killed by SIGKILL",
+                    );
+                    if i % 100 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                assert_eq!(ticks.await.unwrap(), 20, "the runtime kept running");
+                b2.close();
+                sink.await.unwrap();
+            });
+            done_tx.send(()).unwrap();
+        });
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("the sink finished although the journal takes no entries");
+        thread.join().unwrap();
+        journal.set_nonblocking(true).unwrap();
+        let written = entries(&journal, &["AGENTCLUSTER_EVENT"], None).len() as u64;
+        let journal_at = Sink::ALL.iter().position(|k| *k == Sink::Journal).unwrap();
+        let lost = bus.tallies().lost[journal_at];
+        assert!(written > 0 && lost > 0, "written {written}, lost {lost}");
+        // Every event written or counted lost (and the lost may include
+        // the gate's summary entries, one per kind at most).
+        let summaries = EventKind::ALL.len() as u64;
+        assert!(
+            (2000..=2000 + summaries).contains(&(written + lost)),
+            "written {written}, lost {lost}"
+        );
     }
 
     /// The start of 5,000 agents: 100 entries of each routine kind, then
