@@ -5,7 +5,9 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use crate::harness::imports::snapshot;
-use crate::harness::{BIN, agentcluster, free_port, light, mib, output, tempdir, text};
+use crate::harness::{
+    BIN, Fleet, agentcluster, free_port, light, mib, output, pid_of, sys_name_ok, tempdir, text,
+};
 
 #[test]
 fn check_reports_every_problem_with_its_location() {
@@ -425,4 +427,32 @@ fn a_fleet_larger_than_the_host_fails_with_the_arithmetic() {
     let t = text(&out);
     assert!(!t.contains("of memory but"), "{t}");
     assert!(t.contains("capacity: 120000 agents in 60 processes"), "{t}");
+
+    // A reload that would grow a running fleet to it is refused the same
+    // way, the running fleet's share counted as free, and the agent that
+    // runs keeps running in the same process.
+    let port = free_port();
+    let running = Fleet::start(&format!(
+        "agents:\n  - name: small\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        snap.display()
+    ));
+    let pid = pid_of(&running.status(), "small");
+    let grown = std::fs::read_to_string(running.config()).unwrap()
+        + &fleet(1)[fleet(1).find("agents:\n").unwrap() + "agents:\n".len()..];
+    std::fs::write(running.config(), grown).unwrap();
+    let out = agentcluster(&["reload", "--control", &running.control()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("configuration not reloaded") && t.contains("of memory but"),
+        "{t}"
+    );
+    assert!(
+        t.contains("and about") && t.contains("the running fleet holds"),
+        "{t}"
+    );
+    sys_name_ok(port);
+    assert_eq!(pid_of(&running.status(), "small"), pid);
+    let (status, stderr) = running.stop();
+    assert!(status.success(), "{status:?}\n{stderr}");
 }

@@ -123,8 +123,13 @@ impl Demand {
     /// The demand of `fleet`, from its counts (its agents need not be
     /// expanded yet).
     pub fn of(fleet: &Fleet) -> Demand {
+        Demand::under(fleet, &fleet.cluster)
+    }
+
+    /// The demand of `fleet`'s agents under the cluster settings `cluster`
+    /// (a reload's: those of the supervisor that runs).
+    pub fn under(fleet: &Fleet, cluster: &agentcluster_conf::Cluster) -> Demand {
         let c = &fleet.counts;
-        let cluster = &fleet.cluster;
         let per = u64::from(cluster.agents_per_process.max(1));
         // Active agents share processes; inactive ones get one each.
         let active = c.agents.saturating_sub(c.inactive);
@@ -361,6 +366,44 @@ impl Host {
             files_max,
         }
     }
+}
+
+impl Host {
+    /// This host with what a running fleet of demand `running` holds
+    /// counted as free: a reload replaces that fleet.
+    pub fn credit(&mut self, running: &Demand) {
+        let memory = running.memory();
+        if self.memory_available != u64::MAX {
+            self.memory_available = self.memory_available.saturating_add(memory);
+            self.memory_source = format!(
+                "{}, and about {} the running fleet holds",
+                self.memory_source,
+                mib(memory)
+            );
+        }
+        let tasks = running.tasks(self.files_max);
+        if self.tasks_available != u64::MAX {
+            self.tasks_available = self.tasks_available.saturating_add(tasks);
+            self.tasks_source = format!(
+                "{}, and the {tasks} tasks of the running fleet",
+                self.tasks_source
+            );
+        }
+    }
+}
+
+/// A reload to `fleet` against this host while a fleet of demand `running`
+/// runs: every way it does not fit, as [`check`] finds them, under the
+/// cluster settings `cluster` of the supervisor that runs (a reload keeps
+/// them) and with what the running fleet holds counted as free.
+pub fn check_reload(
+    fleet: &Fleet,
+    cluster: &agentcluster_conf::Cluster,
+    running: &Demand,
+) -> Vec<String> {
+    let mut host = Host::probe();
+    host.credit(running);
+    assess(&Demand::under(fleet, cluster), &host)
 }
 
 /// Every way the fleet does not fit, each with its arithmetic; empty when
@@ -668,6 +711,33 @@ mod tests {
         };
         let f = fleet("", agent);
         assert_eq!(agents_that_fit(&f, &none), 0);
+    }
+
+    /// A reload replaces the running fleet: what it holds counts as free,
+    /// so a fleet that would not fit beside it fits instead of it, and
+    /// one that does not fit even then is refused, the credit named.
+    #[test]
+    fn a_reload_counts_what_the_running_fleet_holds_as_free() {
+        let running = demand(6000, 1);
+        let grown = demand(12_000, 1);
+        let mut h = host();
+        h.memory_available = grown.memory() - running.memory() / 2;
+        h.tasks_available = grown.tasks(h.files_max);
+        assert!(!assess(&grown, &h).is_empty());
+        let mut credited = h.clone();
+        credited.credit(&running);
+        assert!(assess(&grown, &credited).is_empty());
+        assert_eq!(
+            credited.memory_available,
+            h.memory_available + running.memory()
+        );
+        let too_big = demand(40_000, 1);
+        let problems = assess(&too_big, &credited);
+        assert!(
+            problems[0].contains("MemAvailable in /proc/meminfo, and about")
+                && problems[0].contains("the running fleet holds"),
+            "{problems:?}"
+        );
     }
 
     #[test]

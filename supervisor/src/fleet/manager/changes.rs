@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::Manager;
 use crate::control::api::{ErrorKind, Response};
 use crate::events::{EventKind, NewEvent, State};
+use crate::fleet::capacity::{self, Demand};
 use crate::fleet::plan::{limits, listen_addresses};
 use crate::fleet::reload::{self, Group, group, unapplied_cluster_keys};
 use crate::fleet::stores::{self, compile_stores};
@@ -143,8 +144,17 @@ struct Pending {
 /// Reads and checks the configuration at `source` and compiles its
 /// stores; a snapshot served now (`served`) whose new store is refused
 /// (see [`stores::check_swap`]) refuses the whole reload. Blocking.
-fn prepare(source: &Path, served: &Served) -> Result<Prepared, Vec<String>> {
-    let fleet = match agentcluster_conf::load(source) {
+/// A fleet the host cannot carry, once the running one (of demand
+/// `running`, under `cluster`) is replaced, is refused with the
+/// arithmetic, as `run` refuses it.
+fn prepare(
+    source: &Path,
+    served: &Served,
+    cluster: &agentcluster_conf::Cluster,
+    running: &Demand,
+) -> Result<Prepared, Vec<String>> {
+    let fits = &mut |fleet: &Fleet| capacity::check_reload(fleet, cluster, running);
+    let fleet = match agentcluster_conf::load_within(source, fits) {
         Ok(l) => l.fleet,
         Err(problems) => return Err(problems.iter().map(|p| p.to_string()).collect()),
     };
@@ -204,6 +214,7 @@ impl Manager {
         // A cluster node serves the share it was given last, never its
         // own file's (empty) agents.
         let given = self.given.clone();
+        let (cluster, running) = (self.cluster.clone(), self.running.clone());
         self.reload.current = Some(Current {
             askers,
             stopping: None,
@@ -211,7 +222,7 @@ impl Manager {
         self.tasks.spawn_blocking(move || {
             let prepared = match given {
                 Some(fleet) => prepare_fleet(fleet, &served),
-                None => prepare(&source, &served),
+                None => prepare(&source, &served, &cluster, &running),
             };
             let _ = work.send(Work::Prepared(Box::new(prepared)));
         });
@@ -373,6 +384,7 @@ impl Manager {
     /// is. A task waits for them and reports [`Work::Stopped`].
     fn stop_for_reload(&mut self, prepared: Prepared) {
         let Prepared { fleet, compiled } = prepared;
+        self.running = Demand::under(&fleet, &self.cluster);
         self.events = fleet.events.clone();
         self.replan(&fleet);
         self.snapshot_max_loss = fleet.cluster.snapshot_max_loss;

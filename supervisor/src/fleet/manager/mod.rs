@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::control::api::AgentStatus;
 use crate::error::Error;
 use crate::events::targets;
+use crate::fleet::capacity::Demand;
 use crate::fleet::plan;
 use crate::fleet::reload::group;
 use crate::fleet::v3;
@@ -159,6 +160,8 @@ pub struct Manager {
     given: Option<Fleet>,
     /// The newest lease epoch fenced: its shares are refused.
     fenced: Option<u64>,
+    /// What the fleet that runs asks of the host, which a reload frees.
+    running: Demand,
 }
 
 /// The scenarios' plan of `fleet`, from now.
@@ -203,6 +206,7 @@ impl Manager {
             interfaces: HashMap::new(),
             given: None,
             fenced: None,
+            running: Demand::of(fleet),
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;
