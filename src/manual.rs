@@ -8,10 +8,38 @@ use std::path::Path;
 use anyhow::Context as _;
 
 /// Prints the completion script of `shell` on stdout.
-pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> anyhow::Result<()> {
+pub fn completions(cmd: clap::Command, shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut cmd = with_record_options(cmd);
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "agentcluster", &mut out);
     write_stdout(&out)
+}
+
+/// `cmd` with `record`'s own options (its parser is its own: net-snmp's
+/// letters clash with the global options) added to its subcommand, for
+/// completion only. A letter that is also a global option's (`-v`, `-c`)
+/// is completed as that one; record's other options all complete.
+fn with_record_options(cmd: clap::Command) -> clap::Command {
+    let global: Vec<char> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .filter_map(clap::Arg::get_short)
+        .collect();
+    cmd.mut_subcommand("record", |mut sub| {
+        for arg in crate::record_cmd::command().get_arguments() {
+            let clash = arg.get_short().is_some_and(|c| global.contains(&c));
+            if arg.get_id() == "help" || (clash && arg.get_long().is_none()) {
+                continue;
+            }
+            let arg = if clash {
+                arg.clone().short(None)
+            } else {
+                arg.clone()
+            };
+            sub = sub.arg(arg);
+        }
+        sub
+    })
 }
 
 /// Prints agentcluster(1) on stdout, or with `dir` writes it and one page

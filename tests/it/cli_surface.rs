@@ -430,6 +430,10 @@ fn completions_are_generated_for_bash_zsh_and_fish() {
         for cmd in ["status", "events", "snapshot", "completions", "man"] {
             assert!(script.contains(cmd), "{shell} lacks {cmd}");
         }
+        // `record` parses its own options; they complete all the same.
+        for opt in ["subtree", "max-repetitions", "resume", "rates"] {
+            assert!(script.contains(opt), "{shell} lacks record's --{opt}");
+        }
     }
     let dir = tempdir();
     let script = dir.path().join("agentcluster.bash");
@@ -449,6 +453,16 @@ _agentcluster agentcluster sta agentcluster; printf '%s\n' "${{COMPREPLY[@]}}""#
     let mut offered: Vec<&str> = t.lines().map(str::trim).collect();
     offered.sort();
     assert_eq!(offered, ["start", "status"], "{t}");
+    // Completing `agentcluster record --s` offers `--subtree`.
+    let complete = format!(
+        r#"source {}; COMP_WORDS=(agentcluster record --s); COMP_CWORD=2; COMP_LINE="agentcluster record --s"; COMP_POINT=${{#COMP_LINE}}
+_agentcluster agentcluster --s record; printf '%s\n' "${{COMPREPLY[@]}}""#,
+        script.display()
+    );
+    let out = output(Command::new("bash").args(["-c", &complete])).unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(t.trim(), "--subtree", "{t}");
 }
 
 const COMMANDS: [&str; 12] = [
