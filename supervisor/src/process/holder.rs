@@ -311,13 +311,7 @@ impl Keeper {
     }
 
     fn start_holder(&self) -> io::Result<Link> {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (ours, theirs) = sys::seqpacket_pair()?;
         match &self.launch {
             Launch::Process(program) => {
                 use std::os::unix::process::CommandExt;

@@ -305,14 +305,8 @@ struct Helper {
 
 impl Helper {
     fn start(helper_exe: &Path, program: &Path) -> io::Result<Helper> {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         use std::os::unix::process::CommandExt;
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (ours, theirs) = sys::seqpacket_pair()?;
         // A helper that hangs (an exec stuck on a dead network file system)
         // must not hang its lane, and with it the supervisor's shutdown.
         nix::sys::socket::setsockopt(

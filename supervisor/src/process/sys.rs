@@ -31,6 +31,18 @@ pub struct Credentials {
     pub gid: libc::gid_t,
 }
 
+/// A connected pair of Unix sequenced-packet sockets (close-on-exec): the
+/// supervisor's end and a helper's (spawn helper, socket holder).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
 /// Installs the between-fork-and-exec step of the spawn helper on `cmd`:
 /// `sock` becomes descriptor 3 (without close-on-exec),
 /// PR_SET_PDEATHSIG(SIGKILL) ties the helper to the spawning thread, the
