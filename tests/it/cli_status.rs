@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::harness::fleet::READY_WITHIN;
 use crate::harness::imports::{Signal, procs};
 use crate::harness::{
-    BIN, Fleet, Process, agentcluster, alone, free_port, is, mib, output, pid_of, tempdir, text,
+    BIN, Fleet, Process, agentcluster, alone, free_port, is, mib, output, pid_of, table_rows,
+    tempdir, text,
 };
 
 /// One agent entry on a port of its own, `extra` its own further keys.
@@ -19,16 +20,6 @@ fn agent_yaml(name: &str, extra: &str) -> String {
         free_port(),
         mib("linux-host.snmprec").display()
     )
-}
-
-/// The rows of a status table (after the summary line and the header),
-/// split into columns.
-fn rows(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .skip(2)
-        .map(|l| l.split_whitespace().map(String::from).collect())
-        .collect()
 }
 
 /// A fleet of four: two running (one restarted once after a kill), one
@@ -75,14 +66,17 @@ fn status_sums_up_filters_and_sorts() {
     );
     // a pipe gets no escape codes
     assert!(!table.contains('\x1b'), "{table:?}");
-    let names: Vec<String> = rows(&table).into_iter().map(|r| r[0].clone()).collect();
+    let names: Vec<String> = table_rows(&table)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     assert_eq!(names, ["hungry", "idle", "ok-1", "ok-2"], "{table}");
 
     // --state: only those agents, the summary still of the whole fleet
     let out = agentcluster(&["status", "--control", &sock, "--state", "failed"]);
     assert!(out.status.success(), "{}", text(&out));
     let table = String::from_utf8(out.stdout).unwrap();
-    let rows_failed = rows(&table);
+    let rows_failed = table_rows(&table);
     assert_eq!(rows_failed.len(), 1, "{table}");
     assert_eq!(rows_failed[0][..2], ["hungry", "failed"], "{table}");
     assert!(
@@ -135,7 +129,7 @@ fn status_sums_up_filters_and_sorts() {
     let out = agentcluster(&["status", "--control", &sock, "--sort", "restarts"]);
     assert!(out.status.success(), "{}", text(&out));
     let table = String::from_utf8(out.stdout).unwrap();
-    let restarts: Vec<(String, u32)> = rows(&table)
+    let restarts: Vec<(String, u32)> = table_rows(&table)
         .into_iter()
         .map(|r| (r[0].clone(), r[4].parse().unwrap()))
         .collect();

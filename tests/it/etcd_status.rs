@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::harness::etcd::Etcd;
 use crate::harness::imports::{EtcdKeys, State, StatusEntry, StatusPublisher};
-use crate::harness::{WAIT, agentcluster, free_port, mib, tempdir, text};
+use crate::harness::{WAIT, agentcluster, free_port, mib, table_rows, tempdir, text};
 
 const AUTH: &str = "auth-Secret-4711";
 
@@ -56,15 +56,6 @@ fn cluster_status(file: &std::path::Path, args: &[&str]) -> String {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.contains(AUTH), "a password shown:\n{stdout}");
     stdout
-}
-
-/// The table's rows: each line's cells, header and summary skipped.
-fn rows(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .skip(2)
-        .map(|l| l.split_whitespace().map(String::from).collect())
-        .collect()
 }
 
 fn row<'a>(rows: &'a [Vec<String>], agent: &str) -> &'a [String] {
@@ -146,7 +137,7 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
             .collect::<Vec<_>>(),
         ["AGENT", "NODE", "STATE", "PID", "RESTARTS", "ENDPOINTS"]
     );
-    let r = rows(&table);
+    let r = table_rows(&table);
     assert_eq!(
         r.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
         [
@@ -167,14 +158,17 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     // --state, with the cluster's own states too; --sort.
     let t = cluster_status(&file, &["--state", "unowned", "--state", "failed"]);
     assert_eq!(
-        rows(&t).iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        table_rows(&t)
+            .iter()
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
         ["r-5", "r-9"],
         "{t}"
     );
     assert!(t.lines().next().unwrap().ends_with("(2 shown)"), "{t}");
     let t = cluster_status(&file, &["--sort", "restarts"]);
     assert_eq!(
-        rows(&t)
+        table_rows(&t)
             .iter()
             .take(2)
             .map(|r| r[0].as_str())
@@ -184,7 +178,10 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     );
     let t = cluster_status(&file, &["--sort", "state"]);
     assert_eq!(
-        rows(&t).iter().map(|r| r[2].as_str()).collect::<Vec<_>>()[4..],
+        table_rows(&t)
+            .iter()
+            .map(|r| r[2].as_str())
+            .collect::<Vec<_>>()[4..],
         ["running", "failed", "stopped", "unowned", "unknown"],
         "{t}"
     );
@@ -221,7 +218,7 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     // n2's agent fails: the publisher writes again, and the status shows it.
     roster.send_replace(Arc::new(vec![entry(State::Failed, None, 3)]));
     written(&mut watch);
-    let r = rows(&cluster_status(&file, &[]));
+    let r = table_rows(&cluster_status(&file, &[]));
     assert_eq!(row(&r, "r-7"), ["r-7", "n2", "failed", "-", "3", &ep(7)]);
     stop.cancel();
     runtime.block_on(publisher).unwrap();

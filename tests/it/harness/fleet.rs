@@ -221,6 +221,16 @@ pub fn agent<'a>(status: &'a [Json], name: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("{name} not in status: {status:?}"))
 }
 
+/// The rows of a status table (`status`, `status --cluster`: after its
+/// summary line and its header), each split into its cells.
+pub fn table_rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
 /// The pid of agent `name`'s process in a status.
 pub fn pid_of(status: &[Json], name: &str) -> u32 {
     agent(status, name)["pid"]

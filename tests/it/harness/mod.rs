@@ -34,7 +34,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 pub use events::{EventStream, WAIT, is, kinds_for, pid_in, ts_millis};
-pub use fleet::{Fleet, agent, pid_of, status};
+pub use fleet::{Fleet, agent, pid_of, status, table_rows};
 pub use poll::poll_until;
 pub use ports::{free_block, free_port, free_ports, ipv6_loopback};
 pub use process::{Lines, Process, output, wait_gone};
