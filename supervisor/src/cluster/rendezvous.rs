@@ -81,10 +81,12 @@ pub fn score(node: &str, agent: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn agent(name: &str, listen: &str) -> Agent {
+    /// A plain v2c agent named `name` at `listen` (one snapshot, read once
+    /// per thread).
+    pub(crate) fn agent(name: &str, listen: &str) -> Agent {
         thread_local!(static TEMPLATE: Agent = test_agent());
         let mut a = TEMPLATE.with(Agent::clone);
         a.name = name.to_string();

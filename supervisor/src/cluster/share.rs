@@ -74,19 +74,12 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::rendezvous::tests::agent;
 
     fn agents(n: usize) -> Vec<Agent> {
-        let dir = tempfile::tempdir().unwrap();
-        let snap = dir.path().join("d.snmprec");
-        std::fs::write(&snap, "1.3.6.1.2.1.1.5.0|4|x\n").unwrap();
-        let yaml = format!(
-            "agents:\n  - name: a{{i}}\n    count: {n}\n    listen: [\"127.0.0.1:{{i+20000}}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
-            snap.display()
-        );
-        agentcluster_conf::load_str(&yaml, &dir.path().join("f.yaml"))
-            .unwrap()
-            .fleet
-            .agents
+        (0..n)
+            .map(|i| agent(&format!("a{i}"), &format!("127.0.0.1:{}", 20_000 + i)))
+            .collect()
     }
 
     fn members(names: &[&str]) -> BTreeMap<String, Member> {
