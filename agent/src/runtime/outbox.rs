@@ -152,36 +152,26 @@ impl Outbox {
     /// with its room kept), a group per sender, waiting while a sender's
     /// buffer is full.
     async fn flush(&self, spare: &mut Queue) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .swap(spare);
+        std::mem::swap(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .queued,
+            spare,
+        );
         let q = spare;
         // Grouped by sender, each group in the order its answers came.
         q.answers.sort_by_key(|a| a.route.via);
-        let mut rest = &q.answers[..];
-        while let Some(first) = rest.first() {
-            let via = first.route.via;
-            let n = rest.iter().take_while(|a| a.route.via == via).count();
-            let (group, after) = rest.split_at(n);
-            rest = after;
-            let socket = self.sender(via);
-            if let Some(socket) = socket {
+        for group in q.answers.chunk_by(|a, b| a.route.via == b.route.via) {
+            if let Some(socket) = self.sender(group[0].route.via) {
                 self.send_group(&socket, &q.bytes, group).await;
             }
         }
         q.answers.clear();
         q.bytes.clear();
     }
-}
 
-impl State {
-    fn swap(&mut self, with: &mut Queue) {
-        std::mem::swap(&mut self.queued, with);
-    }
-}
-
-impl Outbox {
     fn sender(&self, via: u32) -> Option<Arc<UdpSocket>> {
         let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.senders.get(via as usize).cloned()
