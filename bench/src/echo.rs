@@ -116,7 +116,7 @@ pub fn fleet_addrs(listen: SocketAddr, count: u32, spread: bool) -> io::Result<V
 /// An echo fleet's processes, each `agentcluster-bench echo --part K`
 /// serving its share of the sockets; killed when dropped.
 pub struct EchoFleet {
-    parts: Vec<std::process::Child>,
+    parts: Vec<crate::fleet::Guard>,
     /// Every socket of the fleet, in order.
     pub addrs: Vec<SocketAddr>,
 }
@@ -125,10 +125,9 @@ pub struct EchoFleet {
 pub const BOUND: &str = "echo: bound";
 
 impl EchoFleet {
-    /// Runs `exe echo` once per `per_process` sockets of [`fleet_addrs`]
-    /// (`args`: the `--listen`, `--count`, `--per-process`, `--lifetime`
-    /// and `--spread-addresses` options to pass on), and waits until each
-    /// has bound its sockets.
+    /// Runs `exe echo --part K` once per `per_process` sockets of
+    /// [`fleet_addrs`], each living `lifetime`, and waits until each has
+    /// bound its sockets.
     pub fn spawn(
         exe: &std::path::Path,
         listen: SocketAddr,
@@ -162,9 +161,9 @@ impl EchoFleet {
             if spread {
                 cmd.arg("--spread-addresses");
             }
-            fleet.parts.push(cmd.spawn()?);
+            fleet.parts.push(crate::fleet::Guard(cmd.spawn()?));
         }
-        for child in &mut fleet.parts {
+        for crate::fleet::Guard(child) in &mut fleet.parts {
             let out = child
                 .stdout
                 .take()
@@ -179,15 +178,6 @@ impl EchoFleet {
             }
         }
         Ok(fleet)
-    }
-}
-
-impl Drop for EchoFleet {
-    fn drop(&mut self) {
-        for c in &mut self.parts {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

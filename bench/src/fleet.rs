@@ -141,7 +141,7 @@ pub struct FleetResult {
 }
 
 /// A child killed when dropped (and by the kernel if we die).
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
