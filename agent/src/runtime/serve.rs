@@ -913,6 +913,22 @@ mod tests {
         });
     }
 
+    /// Each of `sockets` served in `tasks` as a device of its own (the
+    /// test responder, no faults), its answers through `outbox`.
+    fn spawn_devices(
+        tasks: &mut tokio::task::JoinSet<io::Result<()>>,
+        sockets: impl IntoIterator<Item = StdUdpSocket>,
+        outbox: &Arc<Outbox>,
+        token: &CancellationToken,
+    ) {
+        for socket in sockets {
+            let shared: Shared = Arc::new(Mutex::new(responder()));
+            let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+            let endpoints = vec![Endpoint::new(socket).unwrap()];
+            spawn_with(tasks, endpoints, &shared, &behaviour, outbox, token);
+        }
+    }
+
     #[test]
     fn a_device_costs_one_task_per_socket_and_no_more() {
         // What a packed process of devices with one socket each runs: a
@@ -926,13 +942,8 @@ mod tests {
             let token = CancellationToken::new();
             let outbox = Outbox::spawn(&token);
             let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..DEVICES {
-                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-                let shared: Shared = Arc::new(Mutex::new(responder()));
-                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-                let endpoints = vec![Endpoint::new(socket).unwrap()];
-                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &outbox, &token);
-            }
+            let sockets = (0..DEVICES).map(|_| StdUdpSocket::bind("127.0.0.1:0").unwrap());
+            spawn_devices(&mut tasks, sockets, &outbox, &token);
             // Every loop has started and waits on its socket; the one task
             // more is the process's sender of answers.
             tokio::task::yield_now().await;
@@ -971,12 +982,7 @@ mod tests {
             let token = CancellationToken::new();
             let outbox = Outbox::spawn(&token);
             let mut tasks = tokio::task::JoinSet::new();
-            for socket in sockets {
-                let shared: Shared = Arc::new(Mutex::new(responder()));
-                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-                let endpoints = vec![Endpoint::new(socket).unwrap()];
-                spawn_with(&mut tasks, endpoints, &shared, &behaviour, &outbox, &token);
-            }
+            spawn_devices(&mut tasks, sockets, &outbox, &token);
             // The loops wait on their sockets; the requests all arrive
             // before any of them runs again.
             tokio::task::yield_now().await;
