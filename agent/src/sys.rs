@@ -3,7 +3,8 @@
 //! sending and receiving descriptors on the control channel (`sendmsg`,
 //! `recvmsg` with SCM_RIGHTS), the batched datagram system calls of the
 //! serving loop (`recvmmsg`, `sendmmsg` with the source address set per
-//! datagram) and the socket addresses they fill in, the read-only mapping of compiled store files, the allocator's arena
+//! datagram) and the socket addresses they fill in, registering owned
+//! descriptors with the runtime's reactor, the read-only mapping of compiled store files, the allocator's arena
 //! count (for the supervisor), and (test builds only) an allocator that measures what handling hostile input allocates.
 //!
 //! The lowest layer with `crate::util`: it knows nothing of SNMP and
@@ -14,7 +15,7 @@ use std::fs::File;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Whether `fd` is open and a Unix stream socket: what the supervisor
 /// passes an agent process as its control channel. Only looks.
@@ -73,6 +74,77 @@ pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // this process alone; nothing else in the process owns it, and this is
     // called at most once per descriptor by the start-up code.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers `inner`, which owns its descriptor, with the runtime's
+/// reactor for `interest` (call it within a runtime).
+pub(crate) fn register<T>(
+    inner: T,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<T>>
+where
+    T: AsRawFd + Into<OwnedFd>,
+{
+    // SAFETY: `inner` owns its descriptor (it converts into an OwnedFd), so
+    // the descriptor is open, and stays open and the same while the AsyncFd
+    // owns `inner`; its as_raw_fd returns that one descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// A UDP socket in the runtime's reactor for writability only: a device's
+/// socket as the agent process holds it. Its datagrams are read by whoever
+/// waits for it otherwise (the agent process's poller waits for all of its
+/// sockets at once); were the socket in the reactor for reading too, every
+/// request would also wake the reactor for it.
+#[derive(Debug)]
+pub struct Socket(tokio::io::unix::AsyncFd<std::net::UdpSocket>);
+
+impl Socket {
+    /// A bound socket, made non-blocking and registered with the runtime
+    /// for writability (call it within one).
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Socket> {
+        socket.set_nonblocking(true)?;
+        Ok(Socket(register(socket, tokio::io::Interest::WRITABLE)?))
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    /// Runs `send`, a non-blocking send on the socket's descriptor, until
+    /// it does not say `WouldBlock`, waiting for room in the send buffer
+    /// between tries; what the last try returned.
+    pub async fn send_with<R>(
+        &self,
+        mut send: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            let mut room = self.0.writable().await?;
+            if let Ok(sent) = room.try_io(|s| send(s.as_raw_fd())) {
+                return sent;
+            }
+        }
+    }
+
+    /// Sends `datagram` to `to`, waiting for room.
+    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let socket = self.0.get_ref();
+        self.send_with(|_| socket.send_to(datagram, to)).await
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.get_ref().as_fd()
+    }
 }
 
 /// Most descriptors one `sendmsg` carries: the kernel's SCM_MAX_FD.

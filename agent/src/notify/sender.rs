@@ -15,6 +15,8 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::sys::Socket;
+
 use super::encode::{self, TAG_GET, TAG_INFORM, TAG_V2_TRAP};
 use super::replies::{Inbox, Replies};
 use super::{Kind, Notification, NotifyError, NotifyUser, Target, Version};
@@ -59,17 +61,24 @@ enum Link {
     /// A device's serving socket: its serving loop hands the answers from
     /// the peer in `inbox` over (the inbox exists while an exchange waits).
     Shared {
-        socket: Arc<UdpSocket>,
+        socket: Arc<Socket>,
         replies: Arc<Replies>,
         inbox: Option<Inbox>,
     },
 }
 
 impl Link {
-    fn socket(&self) -> &UdpSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
-            Link::Own(s) => s,
-            Link::Shared { socket, .. } => socket,
+            Link::Own(s) => s.local_addr(),
+            Link::Shared { socket, .. } => socket.local_addr(),
+        }
+    }
+
+    async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Link::Own(s) => s.send_to(datagram, to).await,
+            Link::Shared { socket, .. } => socket.send_to(datagram, to).await,
         }
     }
 
@@ -157,7 +166,7 @@ impl Sender {
     /// serving loop hands over the answers (an inform's acknowledgement, an
     /// engine discovery's Report), which it would otherwise take for
     /// requests.
-    pub fn over(socket: Arc<UdpSocket>, replies: Arc<Replies>, local: LocalEngine) -> Sender {
+    pub fn over(socket: Arc<Socket>, replies: Arc<Replies>, local: LocalEngine) -> Sender {
         Sender::with_link(
             Link::Shared {
                 socket,
@@ -187,7 +196,7 @@ impl Sender {
 
     /// The address notifications leave from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.link.socket().local_addr()
+        self.link.local_addr()
     }
 
     fn next_id(&mut self) -> i32 {
@@ -260,7 +269,6 @@ impl Sender {
 
     async fn send_to(&self, addr: SocketAddr) -> io::Result<()> {
         self.link
-            .socket()
             .send_to(self.frame.as_slice(), addr)
             .await
             .map(|_| ())

@@ -9,7 +9,7 @@
 //! it. Receive buffers are full-size (no request is ever truncated) but
 //! zero-filled on allocation and never cleared, so only the pages
 //! datagrams were written to become resident. A batch is not a socket's:
-//! the serving loops of a thread borrow one in turn (`runtime::serve`), so
+//! the sockets a thread serves borrow one in turn (`runtime::serve`), so
 //! a process of thousands of sockets holds one, not one each.
 //!
 //! The system calls themselves are in [`crate::sys`]: their headers hold

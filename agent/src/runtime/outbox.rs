@@ -1,33 +1,30 @@
-//! The answers of a process's serving loops, sent together: each loop
-//! puts its socket's answers here instead of sending them itself, and one
+//! The answers of a process's sockets, sent together: the poller puts each
+//! socket's answers here instead of sending them from it, and one
 //! task sends everything put since it last ran, grouped by port, with one
 //! `sendmmsg` per group from one socket of that port, each answer with its
 //! own device's address as the source (`IP_PKTINFO`).
 //!
 //! A packed process woken by requests to many of its devices at once
-//! (a poller walking a fleet) then sends their answers with one system
+//! (a monitoring poller walking a fleet) then sends their answers with one system
 //! call instead of one per device, and its poller gets them as one burst,
 //! as it would from a single busy device. On the wire nothing changes: an
 //! answer leaves from the address and port it was asked at. Answers of a
 //! socket bound to a wildcard address leave from that socket itself,
 //! without a source, as they always did (the kernel picks the address).
 //!
-//! The loops run before the sender: its wake-up goes to the back of the
-//! runtime's queue, behind the other loops woken by the same readiness,
-//! so one round of the runtime fills the outbox and then empties it.
+//! The sender runs when the poller yields, at the end of its round: one
+//! round fills the outbox and the sender then empties it.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::mmsg::MAX_SLOTS;
+use crate::sys::Socket;
 use crate::sys::{self, Source};
 
 /// Where a socket's answers leave from: which sender of the outbox, and
@@ -52,7 +49,7 @@ struct State {
     /// The sockets answers are sent from: one per port and address family
     /// (the first socket of that port routed), and each wildcard-bound
     /// socket for itself.
-    senders: Vec<Arc<UdpSocket>>,
+    senders: Vec<Arc<Socket>>,
     by_port: HashMap<(bool, u16), u32>,
     queued: Queue,
 }
@@ -102,7 +99,7 @@ impl Outbox {
     }
 
     /// The route of `socket`'s answers; `local` is its bound address.
-    pub fn route(&self, socket: &Arc<UdpSocket>, local: SocketAddr) -> Route {
+    pub fn route(&self, socket: &Arc<Socket>, local: SocketAddr) -> Route {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let source = Source::of(local);
         let next = s.senders.len() as u32;
@@ -120,8 +117,8 @@ impl Outbox {
     }
 
     /// Queues `answer` to `to` (as the kernel gave the sender, `to_len`
-    /// bytes of it) along `route`; the sender runs after the loops already
-    /// woken.
+    /// bytes of it) along `route`; the sender runs at the end of the
+    /// poller's round.
     pub fn put(
         &self,
         answer: &[u8],
@@ -172,40 +169,36 @@ impl Outbox {
         q.bytes.clear();
     }
 
-    fn sender(&self, via: u32) -> Option<Arc<UdpSocket>> {
+    fn sender(&self, via: u32) -> Option<Arc<Socket>> {
         let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.senders.get(via as usize).cloned()
     }
 
     /// Sends `group` from `socket`, `MAX_SLOTS` answers per system call.
     /// An answer that fails (a refused or unreachable peer) is skipped.
-    async fn send_group(&self, socket: &UdpSocket, bytes: &[u8], mut group: &[Answer]) {
-        let fd = socket.as_raw_fd();
+    async fn send_group(&self, socket: &Socket, bytes: &[u8], mut group: &[Answer]) {
         while !group.is_empty() {
             let chunk = &group[..group.len().min(MAX_SLOTS)];
-            let r = socket.try_io(Interest::WRITABLE, || {
-                #[cfg(test)]
-                self.calls
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                sys::send_batch::<MAX_SLOTS>(
-                    fd,
-                    chunk.iter().map(|a| {
-                        (
-                            &bytes[a.start..a.start + a.len],
-                            &a.to,
-                            a.to_len,
-                            a.route.source.as_ref(),
-                        )
-                    }),
-                )
-            });
+            let r = socket
+                .send_with(|fd| {
+                    #[cfg(test)]
+                    self.calls
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sys::send_batch::<MAX_SLOTS>(
+                        fd,
+                        chunk.iter().map(|a| {
+                            (
+                                &bytes[a.start..a.start + a.len],
+                                &a.to,
+                                a.to_len,
+                                a.route.source.as_ref(),
+                            )
+                        }),
+                    )
+                })
+                .await;
             match r {
                 Ok(sent) => group = &group[sent..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if socket.writable().await.is_err() {
-                        return;
-                    }
-                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if !super::serve::transient(&e) {
@@ -222,14 +215,18 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use std::net::UdpSocket as StdUdpSocket;
+    use std::os::fd::{AsFd, AsRawFd};
     use std::time::Duration;
+
+    use tokio::net::UdpSocket;
 
     use super::*;
     use crate::runtime::mmsg::Batch;
 
     /// Receives the one request queued on `socket` and puts an answer
     /// (the request with `!` appended) in `outbox` along `route`.
-    fn answer(outbox: &Outbox, socket: &UdpSocket, route: Route) {
+    fn answer(outbox: &Outbox, socket: &Socket, route: Route) {
+        arrived(socket);
         let mut batch = Batch::with_slots(2);
         assert_eq!(batch.recv(socket.as_raw_fd()).unwrap(), 1);
         let mut reply = batch.slot(0).0.to_vec();
@@ -238,10 +235,16 @@ mod tests {
         outbox.put(&reply, to, to_len, route);
     }
 
-    async fn bound(addr: SocketAddr) -> Option<Arc<UdpSocket>> {
+    async fn bound(addr: SocketAddr) -> Option<Arc<Socket>> {
         let s = StdUdpSocket::bind(addr).ok()?;
-        s.set_nonblocking(true).ok()?;
-        Some(Arc::new(UdpSocket::from_std(s).ok()?))
+        Some(Arc::new(Socket::new(s).ok()?))
+    }
+
+    /// Waits (at most ten seconds) until a datagram is queued on `socket`.
+    fn arrived(socket: &Socket) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1));
     }
 
     /// The client's answers: each one's bytes and the address it came from.
@@ -294,7 +297,6 @@ mod tests {
                 .unwrap();
         }
         for (s, route) in sockets.iter().zip(&routes) {
-            s.readable().await.unwrap();
             answer(&outbox, s, *route);
         }
         let got = answers(&client, 3).await;
@@ -321,7 +323,6 @@ mod tests {
         let port = any.local_addr().unwrap().port();
         let asked: SocketAddr = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
         client.send_to(b"w", asked).await.unwrap();
-        any.readable().await.unwrap();
         answer(&outbox, &any, route);
         assert_eq!(answers(&client, 1).await, vec![(b"w!".to_vec(), asked)]);
         // IPv6 (where the host has ::1): the source is set with
@@ -338,7 +339,6 @@ mod tests {
             .send_to(b"6", v6.local_addr().unwrap())
             .await
             .unwrap();
-        v6.readable().await.unwrap();
         answer(&outbox, &v6, route6);
         assert_eq!(
             answers(&client6, 1).await,

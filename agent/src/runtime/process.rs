@@ -107,16 +107,12 @@ async fn run() -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let outbox = serve::Outbox::spawn(&shutdown);
+    let poller = serve::Poller::spawn(&mut tasks, &outbox, &shutdown)
+        .map_err(|e| format!("cannot wait for the sockets: {e}"))?;
     let endpoints_by_agent = take_sockets(&start)?;
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
-        serve::spawn_with(
-            &mut tasks,
-            endpoints.clone(),
-            &s.responder,
-            &s.behaviour,
-            &outbox,
-            &shutdown,
-        );
+        serve::serve_device(&poller, endpoints.clone(), &s.responder, &s.behaviour)
+            .map_err(|e| format!("cannot serve the sockets of {}: {e}", s.name))?;
     }
     channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await

@@ -1,24 +1,26 @@
-//! The agent's serving loop: datagrams from already-bound UDP sockets go
-//! through the [`Responder`] and back to their sender. The sockets are bound
-//! by the supervisor, so this loop never binds anything itself. A socket
-//! that drains a full batch sends its answers itself at once; the last
-//! answers of a drain go to the process's [`Outbox`], which sends those of
-//! every socket woken in the same round together. The device's
-//! own notifications leave from the same sockets ([`Endpoint`]): while one
-//! waits for an answer, the loop hands answers from its peer over to it
-//! ([`Replies`]) instead of to the responder. A device's faults
-//! ([`Behaviour`]: hang, loss, latency, a reboot's outage) decide each
-//! request's fate before the responder sees it; a delayed answer is sent by
-//! a timer task of its own, so the loop (and the other agents of the
-//! process) never wait for it.
+//! The agent's serving of its devices: datagrams from already-bound UDP
+//! sockets go through the [`Responder`] and back to their sender. The
+//! sockets are bound by the supervisor, so this never binds anything
+//! itself. The process's [`Poller`] waits for all of its sockets and calls
+//! [`serve_ready`] for each that has datagrams. A socket that drains a full
+//! batch sends its answers itself at once; the last answers of a drain go
+//! to the process's [`Outbox`], which sends those of every socket served
+//! in the same round together. The device's own notifications leave from
+//! the same sockets ([`Endpoint`]): while one waits for an answer, the
+//! loop hands answers from its peer over to it ([`Replies`]) instead of to
+//! the responder. A device's faults ([`Behaviour`]: hang, loss, latency, a
+//! reboot's outage) decide each request's fate before the responder sees
+//! it; a delayed answer is sent by a timer task of its own, so the loop
+//! (and the other agents of the process) never wait for it.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::UdpSocket as StdUdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::data::mib::Counters;
@@ -27,17 +29,20 @@ use crate::responder::{Effects, Hold, Notice, Outcome, Responder};
 use crate::runtime::faults::{Behaviour, Fate};
 use crate::runtime::mmsg::Batch;
 pub use crate::runtime::outbox::Outbox;
+use crate::runtime::outbox::Route;
+pub use crate::runtime::poller::Poller;
+pub use crate::sys::Socket;
 
-/// A responder shared by the loops of one agent's sockets.
+/// A responder shared by the sockets of one agent.
 pub type Shared = Arc<Mutex<Responder>>;
 
-/// One served socket: the serving loop reads it; the device's
-/// notifications are sent from it, their answers handed over in `replies`.
+/// One served socket: the poller reads it; the device's notifications are
+/// sent from it, their answers handed over in `replies`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// The bound socket, registered with the agent's runtime.
-    pub socket: Arc<UdpSocket>,
-    /// Where its serving loop hands answers to the device's notifications.
+    pub socket: Arc<Socket>,
+    /// Where its serving hands answers to the device's notifications.
     pub replies: Arc<Replies>,
 }
 
@@ -45,20 +50,36 @@ impl Endpoint {
     /// An inherited, bound socket, made non-blocking and registered with
     /// the runtime (call it within one).
     pub fn new(socket: StdUdpSocket) -> io::Result<Endpoint> {
-        socket.set_nonblocking(true)?;
         Ok(Endpoint {
-            socket: Arc::new(UdpSocket::from_std(socket)?),
+            socket: Arc::new(Socket::new(socket)?),
             replies: Replies::new(),
         })
     }
 }
 
-/// A device's faults, shared by the loops of its sockets and the process
-/// that changes them.
+/// A device's faults, shared by its sockets and the process that changes
+/// them.
 pub type SharedBehaviour = Arc<Mutex<Behaviour>>;
 
+/// A socket as the [`Poller`] serves it: its endpoint, its device's
+/// responder and faults, and where its answers leave from.
+pub(crate) struct Station {
+    endpoint: Endpoint,
+    route: Route,
+    responder: Shared,
+    behaviour: SharedBehaviour,
+    /// In the poller's round, or left over for the next one.
+    pub(crate) queued: AtomicBool,
+}
+
+impl Station {
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.endpoint.socket
+    }
+}
+
 /// Serves every endpoint until `shutdown` is cancelled, without faults:
-/// [`spawn_with`] in a set of its own, waited for.
+/// [`serve_device`] on a poller of its own, waited for.
 #[cfg(test)]
 pub async fn serve(
     endpoints: Vec<Endpoint>,
@@ -68,9 +89,8 @@ pub async fn serve(
     let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
     let outbox = Outbox::spawn(&shutdown);
     let mut tasks = tokio::task::JoinSet::new();
-    spawn_with(
-        &mut tasks, endpoints, &responder, &behaviour, &outbox, &shutdown,
-    );
+    let poller = Poller::spawn(&mut tasks, &outbox, &shutdown)?;
+    serve_device(&poller, endpoints, &responder, &behaviour)?;
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -85,192 +105,178 @@ pub async fn serve(
     result
 }
 
-/// Serves every endpoint of one device until `shutdown` is cancelled: one
-/// task per socket in `tasks`, the process's set (no task or set per
-/// device: a packed process serves thousands). The responder is shared by
-/// the device's sockets (uncontended in practice: they rarely receive at
-/// the same instant), and so are the device's faults. A socket that fails
-/// cancels `shutdown` (the process stops, and is restarted) and ends its
-/// task with the error.
-pub fn spawn_with(
-    tasks: &mut tokio::task::JoinSet<io::Result<()>>,
+/// Serves every endpoint of one device from now on, on the process's
+/// `poller` (no task or set per device: a packed process serves
+/// thousands). The responder is shared by the device's sockets, and so are
+/// the device's faults.
+pub fn serve_device(
+    poller: &Poller,
     endpoints: Vec<Endpoint>,
     responder: &Shared,
     behaviour: &SharedBehaviour,
-    outbox: &Arc<Outbox>,
-    shutdown: &CancellationToken,
-) {
+) -> io::Result<()> {
     for endpoint in endpoints {
-        let (responder, behaviour, outbox, shutdown) = (
-            responder.clone(),
-            behaviour.clone(),
-            outbox.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            let served = serve_one(endpoint, responder, behaviour, outbox, shutdown.clone()).await;
-            if let Err(e) = &served {
-                tracing::error!(cause = %e, "serving a socket failed");
-                shutdown.cancel();
-            }
-            served
-        });
+        let route = poller
+            .outbox()
+            .route(&endpoint.socket, endpoint.socket.local_addr()?);
+        poller.add(Station {
+            endpoint,
+            route,
+            responder: responder.clone(),
+            behaviour: behaviour.clone(),
+            queued: AtomicBool::new(false),
+        })?;
     }
+    Ok(())
 }
 
-async fn serve_one(
-    endpoint: Endpoint,
-    responder: Shared,
-    behaviour: SharedBehaviour,
-    outbox: Arc<Outbox>,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use tokio::io::Interest;
-    let Endpoint { socket, replies } = endpoint;
-    let fd = socket.as_raw_fd();
-    let route = outbox.route(&socket, socket.local_addr()?);
-    // One wait for the shutdown for the loop's life, not one registered
-    // and dropped again at every wake.
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        tokio::select! {
-            _ = &mut cancelled => return Ok(()),
-            r = socket.readable() => r?,
+/// Most receive batches a socket is served in one turn of the poller: a
+/// busy device drains its queue in few turns, and a flood to one device
+/// still leaves the other devices of its process their turn.
+const TURN_BATCHES: usize = 8;
+
+/// Serves `station`'s socket, which the poller found readable, until it is
+/// drained or has had its turn: true if datagrams may be left.
+pub(crate) async fn serve_ready(
+    station: &Station,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> io::Result<bool> {
+    // The thread's receive batch, for this socket's turn only.
+    let mut batch = Lent::take();
+    for _ in 0..TURN_BATCHES {
+        if !serve_batch(station, &mut batch, outbox, shutdown).await? {
+            return Ok(false);
         }
-        // The thread's receive batch, for this socket's turn only.
-        let mut batch = Lent::take();
-        // Everything queued, a batch per system call, until none is left.
-        // A receive that leaves slots empty took all there was: it ends the
-        // drain (the readiness is cleared as if the socket had said
-        // WouldBlock, unless a datagram arrived since), which spares each
-        // lone request a second, empty receive.
-        let mut drained = false;
-        while !drained {
-            let mut short = None;
-            let received = socket.try_io(Interest::READABLE, || {
-                let n = batch.recv(fd)?;
-                if n < batch.slots() {
-                    short = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            let got = match received {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match short {
-                    Some(n) => {
-                        drained = true;
-                        n
-                    }
-                    None => break,
-                },
-                // ICMP errors from earlier sends surface here on Linux; they
-                // concern one peer, not the socket.
-                Err(e) if transient(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            // Answers to the device's own notifications are looked for only
-            // while one waits for them.
-            let answers = replies.waiting();
-            // A socket that filled its batch is busy: it answers the batch
-            // at once, from itself, before it receives the next. The last
-            // few requests of a drain wait in the outbox for the answers of
-            // the other sockets woken with this one.
-            let busy = !drained;
-            let mut replied = 0;
-            let mut delayed = Vec::new();
+    }
+    Ok(true)
+}
+
+/// Serves one receive batch of `station`'s socket: true if the batch came
+/// back full, so that more may be queued. A receive that leaves slots
+/// empty took all there was, which spares each lone request a second,
+/// empty receive.
+async fn serve_batch(
+    station: &Station,
+    batch: &mut Batch,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> io::Result<bool> {
+    let Station {
+        endpoint: Endpoint { socket, replies },
+        route,
+        responder,
+        behaviour,
+        ..
+    } = station;
+    let fd = socket.as_raw_fd();
+    let got = match batch.recv(fd) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        // ICMP errors from earlier sends surface here on Linux; they
+        // concern one peer, not the socket, and datagrams may be queued
+        // behind them.
+        Err(e) if transient(&e) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    // A socket that filled its batch is busy: it answers the batch at once,
+    // from itself, before it receives the next. The last few requests of a
+    // drain wait in the outbox for the answers of the other sockets served
+    // in this round.
+    let busy = got == batch.slots();
+    // Answers to the device's own notifications are looked for only while
+    // one waits for them.
+    let answers = replies.waiting();
+    let mut replied = 0;
+    let mut delayed = Vec::new();
+    {
+        let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
+        let faulty = b.active();
+        let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        for i in 0..got {
+            let peer = batch.peer(i);
+            if answers
+                && let Some(peer) = peer
+                && replies.offer(peer, batch.slot(i).0)
             {
-                let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
-                let faulty = b.active();
-                let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
-                let now = Instant::now();
-                for i in 0..got {
-                    let peer = batch.peer(i);
-                    if answers
-                        && let Some(peer) = peer
-                        && replies.offer(peer, batch.slot(i).0)
-                    {
-                        continue;
+                continue;
+            }
+            let fate = if faulty { b.fate(now) } else { Fate::Answer };
+            if fate == Fate::Drop {
+                continue;
+            }
+            if let Some(peer) = peer
+                && !r.admit(peer.ip(), now)
+            {
+                continue;
+            }
+            let (datagram, frame) = batch.slot(i);
+            let outcome = r.handle(datagram, now, frame);
+            if r.has_effects()
+                && let Some(peer) = peer
+            {
+                // A variation asked for more than a response; a latency
+                // fault adds to its hold.
+                let mut effects = r.take_effects();
+                if let Fate::Delay(d) = fate {
+                    effects.add_hold(Hold::For(d));
+                }
+                let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
+                let engine = r.notify_engine();
+                apply(socket, replies, shutdown, peer, answer, effects, engine);
+                continue;
+            }
+            if outcome == Outcome::Reply {
+                match (fate, peer) {
+                    (Fate::Delay(d), Some(peer)) => {
+                        delayed.push((frame.as_slice().to_vec(), peer, d));
                     }
-                    let fate = if faulty { b.fate(now) } else { Fate::Answer };
-                    if fate == Fate::Drop {
-                        continue;
+                    _ if busy => {
+                        batch.reply(i);
+                        replied += 1;
                     }
-                    if let Some(peer) = peer
-                        && !r.admit(peer.ip(), now)
-                    {
-                        continue;
-                    }
-                    let (datagram, frame) = batch.slot(i);
-                    let outcome = r.handle(datagram, now, frame);
-                    if r.has_effects()
-                        && let Some(peer) = peer
-                    {
-                        // A variation asked for more than a response; a
-                        // latency fault adds to its hold.
-                        let mut effects = r.take_effects();
-                        if let Fate::Delay(d) = fate {
-                            effects.add_hold(Hold::For(d));
-                        }
-                        let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
-                        let engine = r.notify_engine();
-                        apply(&socket, &replies, &shutdown, peer, answer, effects, engine);
-                        continue;
-                    }
-                    if outcome == Outcome::Reply {
-                        match (fate, peer) {
-                            (Fate::Delay(d), Some(peer)) => {
-                                delayed.push((frame.as_slice().to_vec(), peer, d));
-                            }
-                            _ if busy => {
-                                batch.reply(i);
-                                replied += 1;
-                            }
-                            _ => {
-                                let (to, to_len) = batch.sender(i);
-                                outbox.put(batch.frame(i), to, to_len, route);
-                            }
-                        }
+                    _ => {
+                        let (to, to_len) = batch.sender(i);
+                        outbox.put(batch.frame(i), to, to_len, *route);
                     }
                 }
-            }
-            if replied > 0 {
-                send_all(&socket, fd, &mut batch).await;
-            }
-            for (answer, peer, delay) in delayed {
-                let socket = socket.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(delay) => {
-                            let _ = socket.send_to(&answer, peer).await;
-                        }
-                    }
-                });
             }
         }
     }
+    if replied > 0 {
+        send_all(socket, batch).await;
+    }
+    for (answer, peer, delay) in delayed {
+        let socket = socket.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {
+                    let _ = socket.send_to(&answer, peer).await;
+                }
+            }
+        });
+    }
+    Ok(busy)
 }
 
 thread_local! {
-    /// The receive batches of this thread's serving loops not in use. A
-    /// loop takes one only while it drains its socket and gives it back
-    /// before it waits again, so the thousands of sockets of a packed
-    /// process share one batch (a second one only while a loop waits for
-    /// room in its send buffer) instead of holding a receive buffer each.
+    /// The receive batches of this thread's pollers not in use. A poller
+    /// takes one only while it serves a socket and gives it back after, so
+    /// the thousands of sockets of a packed process share one batch
+    /// instead of holding a receive buffer each.
     static SPARE: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Batches kept for reuse per thread: more are only needed while several
-/// loops wait for room to send at once, and those are freed.
+/// pollers of one thread serve at once, and those are freed.
 const SPARE_MAX: usize = 4;
 
 /// Slots of a thread's first batch: more than one, so that a receive
 /// which gets a lone request leaves a slot empty and shows the socket
-/// drained (see [`serve_one`]). Only the pages a datagram is written to
+/// drained (see [`serve_batch`]). Only the pages a datagram is written to
 /// become resident.
 const FIRST_SLOTS: usize = 2;
 
@@ -320,7 +326,7 @@ impl Drop for Lent {
 /// the loop goes on serving), or never; notifications sent from the
 /// endpoint, as the device.
 fn apply(
-    socket: &Arc<UdpSocket>,
+    socket: &Arc<Socket>,
     replies: &Arc<Replies>,
     shutdown: &CancellationToken,
     peer: std::net::SocketAddr,
@@ -368,7 +374,7 @@ fn apply(
 /// Sends the notifications `notification` variations asked for, one
 /// after the other, from the device's serving `socket`.
 async fn send_notices(
-    socket: Arc<UdpSocket>,
+    socket: Arc<Socket>,
     replies: Arc<Replies>,
     notices: Vec<Notice>,
     engine: crate::notify::LocalEngine,
@@ -393,21 +399,15 @@ async fn send_notices(
 
 /// Sends every answer of the batch, waiting while the socket's send buffer
 /// is full.
-async fn send_all(socket: &UdpSocket, fd: std::os::fd::RawFd, batch: &mut Batch) {
-    use tokio::io::Interest;
+async fn send_all(socket: &Socket, batch: &mut Batch) {
     let mut failed = |peer: std::net::SocketAddr, e: io::Error| {
         if !transient(&e) {
             tracing::warn!(%peer, cause = %e, "send failed");
         }
     };
     loop {
-        match socket.try_io(Interest::WRITABLE, || batch.send(fd, &mut failed)) {
+        match socket.send_with(|fd| batch.send(fd, &mut failed)).await {
             Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
-                    return;
-                }
-            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::warn!(cause = %e, "send failed");
@@ -442,6 +442,8 @@ pub fn counters(responder: &Shared) -> Counters {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use tokio::net::UdpSocket;
 
     use super::*;
     use crate::data::snapshot::Record;
@@ -859,50 +861,26 @@ mod tests {
         // current-thread runtime (this thread's, so the test allocator
         // counts what serving them takes). Each device answers a request;
         // what that held at most stays far below one receive buffer
-        // (`SLOT_BYTES`) per socket: the loops share the thread's batch.
+        // (`SLOT_BYTES`) per socket: the sockets share the thread's batch.
         const SOCKETS: usize = 64;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        on_one_thread(async {
             let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let token = CancellationToken::new();
-            let mut served = Vec::new();
-            for _ in 0..SOCKETS {
-                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-                let addr = socket.local_addr().unwrap();
-                let shared: Shared = Arc::new(Mutex::new(responder()));
-                served.push((Endpoint::new(socket).unwrap(), shared, addr));
-            }
+            let sockets: Vec<_> = (0..SOCKETS)
+                .map(|_| StdUdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
             let outbox = Outbox::spawn(&token);
+            let mut tasks = tokio::task::JoinSet::new();
             let base = crate::sys::alloc_meter::live();
             let mut most = 0;
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut addrs = Vec::new();
-            for (endpoint, shared, addr) in served {
-                let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
-                spawn_with(
-                    &mut tasks,
-                    vec![endpoint],
-                    &shared,
-                    &behaviour,
-                    &outbox,
-                    &token,
-                );
-                addrs.push(addr);
-            }
-            let mut buf = [0u8; 2048];
+            serve_devices(&mut tasks, sockets, &outbox, &token);
             for addr in &addrs {
-                client.send_to(&GET, addr).await.unwrap();
-                let (_, from) =
-                    tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
-                        .await
-                        .expect("an answer")
-                        .unwrap();
-                assert_eq!(from, *addr);
+                ask(&client, *addr).await;
                 most = most.max(crate::sys::alloc_meter::live() - base);
             }
+            // What the stations, the set and the responders take is
+            // counted as well.
             let per_socket = usize::try_from(most).unwrap() / SOCKETS;
             assert!(
                 per_socket < crate::runtime::mmsg::SLOT_BYTES / 8,
@@ -913,46 +891,128 @@ mod tests {
         });
     }
 
-    /// Each of `sockets` served in `tasks` as a device of its own (the
-    /// test responder, no faults), its answers through `outbox`.
-    fn spawn_devices(
+    /// Each of `sockets` served on one poller spawned in `tasks` as a
+    /// device of its own (the test responder, no faults), its answers
+    /// through `outbox`.
+    fn serve_devices(
         tasks: &mut tokio::task::JoinSet<io::Result<()>>,
         sockets: impl IntoIterator<Item = StdUdpSocket>,
         outbox: &Arc<Outbox>,
         token: &CancellationToken,
     ) {
+        let poller = Poller::spawn(tasks, outbox, token).unwrap();
         for socket in sockets {
             let shared: Shared = Arc::new(Mutex::new(responder()));
             let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
             let endpoints = vec![Endpoint::new(socket).unwrap()];
-            spawn_with(tasks, endpoints, &shared, &behaviour, outbox, token);
+            serve_device(&poller, endpoints, &shared, &behaviour).unwrap();
         }
     }
 
-    #[test]
-    fn a_device_costs_one_task_per_socket_and_no_more() {
-        // What a packed process of devices with one socket each runs: a
-        // task per socket, none per device on top.
-        const DEVICES: usize = 32;
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// Sends `GET` to `addr` and waits (at most ten seconds) for the
+    /// answer, which must come from `addr`.
+    async fn ask(client: &UdpSocket, addr: std::net::SocketAddr) -> Vec<u8> {
+        client.send_to(&GET, addr).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert_eq!(from, addr);
+        buf[..n].to_vec()
+    }
+
+    /// Runs `test` on a current-thread runtime of this thread's, as an agent
+    /// process serves (and so the test allocator counts what it takes).
+    fn on_one_thread(test: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
+            .unwrap()
+            .block_on(test);
+    }
+
+    #[test]
+    fn a_packed_process_serves_its_devices_from_one_task() {
+        // What a packed process of devices with one socket each runs: the
+        // poller and the sender of answers, whatever the number of
+        // devices; and each device answers.
+        const DEVICES: usize = 32;
+        on_one_thread(async {
             let token = CancellationToken::new();
             let outbox = Outbox::spawn(&token);
             let mut tasks = tokio::task::JoinSet::new();
-            let sockets = (0..DEVICES).map(|_| StdUdpSocket::bind("127.0.0.1:0").unwrap());
-            spawn_devices(&mut tasks, sockets, &outbox, &token);
-            // Every loop has started and waits on its socket; the one task
-            // more is the process's sender of answers.
+            let sockets: Vec<_> = (0..DEVICES)
+                .map(|_| StdUdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+            serve_devices(&mut tasks, sockets, &outbox, &token);
             tokio::task::yield_now().await;
             let metrics = tokio::runtime::Handle::current().metrics();
-            assert_eq!(metrics.num_alive_tasks(), DEVICES + 1);
+            assert_eq!(metrics.num_alive_tasks(), 2);
+            let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            for addr in &addrs {
+                assert_eq!(request_id(&ask(&client, *addr).await), 0x1234_5678);
+            }
+            assert_eq!(metrics.num_alive_tasks(), 2);
             token.cancel();
             while let Some(done) = tasks.join_next().await {
                 done.unwrap().unwrap();
             }
+        });
+    }
+
+    #[test]
+    fn a_flooded_device_leaves_the_other_devices_of_its_process_their_turn() {
+        // Device A has 400 requests queued and device B one when their
+        // process's poller first runs. A is served a few batches per round,
+        // so B is answered before A's last requests are; and every request
+        // is answered once. Served until drained, A would answer all 400
+        // first.
+        const FLOOD: u32 = 400;
+        use nix::sys::socket::{setsockopt, sockopt::RcvBuf};
+        on_one_thread(async {
+            let a = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            for s in [&a, &client] {
+                setsockopt(s, RcvBuf, &(1 << 20)).unwrap();
+            }
+            let (at_a, at_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+            for id in 0..=FLOOD {
+                let mut get = GET;
+                get[17..21].copy_from_slice(&id.to_be_bytes());
+                client
+                    .send_to(&get, if id < FLOOD { at_a } else { at_b })
+                    .unwrap();
+            }
+            let token = CancellationToken::new();
+            let outbox = Outbox::spawn(&token);
+            let mut tasks = tokio::task::JoinSet::new();
+            serve_devices(&mut tasks, [a, b], &outbox, &token);
+            client.set_nonblocking(true).unwrap();
+            let client = UdpSocket::from_std(client).unwrap();
+            let mut answered = Vec::new();
+            let mut buf = [0u8; 2048];
+            while answered.len() <= FLOOD as usize {
+                let (n, from) =
+                    tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+                        .await
+                        .expect("every request answered")
+                        .unwrap();
+                let id = request_id(&buf[..n]);
+                assert_eq!(from, if id < FLOOD { at_a } else { at_b });
+                answered.push(id);
+            }
+            let b_at = answered.iter().position(|id| *id == FLOOD).unwrap();
+            assert!(
+                b_at < FLOOD as usize,
+                "B answered after all of A's {FLOOD} requests"
+            );
+            answered.sort_unstable();
+            assert_eq!(answered, (0..=FLOOD).collect::<Vec<_>>());
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
         });
     }
 
@@ -963,11 +1023,7 @@ mod tests {
         // each take their request, and their answers leave with one system
         // call, each from the address it was asked at.
         const DEVICES: u8 = 8;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        on_one_thread(async {
             let first = StdUdpSocket::bind("127.0.0.2:0").unwrap();
             let port = first.local_addr().unwrap().port();
             let mut sockets = vec![first];
@@ -982,7 +1038,7 @@ mod tests {
             let token = CancellationToken::new();
             let outbox = Outbox::spawn(&token);
             let mut tasks = tokio::task::JoinSet::new();
-            spawn_devices(&mut tasks, sockets, &outbox, &token);
+            serve_devices(&mut tasks, sockets, &outbox, &token);
             // The loops wait on their sockets; the requests all arrive
             // before any of them runs again.
             tokio::task::yield_now().await;

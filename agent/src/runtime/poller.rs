@@ -1,0 +1,179 @@
+//! The serving loop of an agent process: one task waits for the datagrams
+//! of every socket the process serves, in an epoll set of its own, and
+//! serves each socket that has some ([`serve::serve_ready`]).
+//!
+//! A packed process serves thousands of sockets. With a task per socket,
+//! each request cost the runtime a wake-up of that socket's task; here a
+//! request costs an entry in the set's ready list, and the process one
+//! wake-up of this task per round, however many of its devices were asked.
+//! The sockets are in the runtime's reactor for writability only
+//! ([`Socket`](crate::sys::Socket)), so their requests do not
+//! reach the reactor a second time.
+//!
+//! The set is edge-triggered: a socket is reported when datagrams arrive.
+//! A socket whose receive filled its batch may have more queued: it is
+//! served again in the next round without waiting for the set, after the
+//! other sockets of this round, so a busy device does not hold up the
+//! others. Between rounds the task yields, and the [`Outbox`] sends the
+//! round's answers.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::outbox::Outbox;
+use crate::runtime::serve::{self, Station};
+
+/// Most ready sockets taken from the set per round.
+const EVENTS: usize = 256;
+
+/// The sockets of one process and the task that serves them.
+pub struct Poller {
+    set: AsyncFd<Set>,
+    /// Every socket served, its index the token the set reports it by.
+    stations: Mutex<Vec<Arc<Station>>>,
+    outbox: Arc<Outbox>,
+}
+
+/// The epoll set, as the runtime's reactor waits for it.
+struct Set(Epoll);
+
+impl AsRawFd for Set {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.0.as_raw_fd()
+    }
+}
+
+impl From<Set> for OwnedFd {
+    fn from(set: Set) -> OwnedFd {
+        set.0.0
+    }
+}
+
+impl Poller {
+    /// A poller for the sockets of one process, its task spawned in
+    /// `tasks` (call it within a runtime), its answers sent through
+    /// `outbox`. The task ends when `shutdown` is cancelled, or with the
+    /// error of a socket that failed, having cancelled `shutdown` (the
+    /// process stops, and is restarted).
+    pub fn spawn(
+        tasks: &mut JoinSet<io::Result<()>>,
+        outbox: &Arc<Outbox>,
+        shutdown: &CancellationToken,
+    ) -> io::Result<Arc<Poller>> {
+        let set = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let poller = Arc::new(Poller {
+            set: crate::sys::register(Set(set), Interest::READABLE)?,
+            stations: Mutex::default(),
+            outbox: outbox.clone(),
+        });
+        let (serving, shutdown) = (poller.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let served = serving.run(&shutdown).await;
+            if let Err(e) = &served {
+                tracing::error!(cause = %e, "serving a socket failed");
+                shutdown.cancel();
+            }
+            served
+        });
+        Ok(poller)
+    }
+
+    /// Where the answers of this poller's sockets go.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Serves `station`'s socket from now on (datagrams already queued
+    /// included).
+    pub(crate) fn add(&self, station: Station) -> io::Result<()> {
+        let mut stations = self.stations.lock().unwrap_or_else(PoisonError::into_inner);
+        let token = stations.len() as u64;
+        let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
+        self.set.get_ref().0.add(station.socket(), event)?;
+        stations.push(Arc::new(station));
+        Ok(())
+    }
+
+    async fn run(&self, shutdown: &CancellationToken) -> io::Result<()> {
+        let mut events = vec![EpollEvent::empty(); EVENTS];
+        let mut round: Vec<Arc<Station>> = Vec::new();
+        // Sockets whose last receive filled its batch.
+        let mut again: Vec<Arc<Station>> = Vec::new();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            // With busy sockets left over, the set is only looked at if
+            // the reactor says something arrived; otherwise it is waited
+            // for.
+            let ready = if again.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => return Ok(()),
+                    ready = self.set.readable() => Some(ready?),
+                }
+            } else if shutdown.is_cancelled() {
+                return Ok(());
+            } else {
+                tokio::select! {
+                    biased;
+                    ready = self.set.readable() => Some(ready?),
+                    _ = std::future::ready(()) => None,
+                }
+            };
+            let mut full = false;
+            round.append(&mut again);
+            if let Some(mut ready) = ready {
+                let n = self.wait(&mut events)?;
+                full = n == events.len();
+                if !full {
+                    // The ready list was emptied; a socket reported since
+                    // has made the set readable again, and this does not
+                    // clear that.
+                    ready.clear_ready();
+                }
+                let stations = self.stations.lock().unwrap_or_else(PoisonError::into_inner);
+                round.extend(
+                    events[..n]
+                        .iter()
+                        .filter_map(|e| stations.get(e.data() as usize))
+                        // Not twice in a round, nor while left over.
+                        .filter(|s| !s.queued.swap(true, Ordering::Relaxed))
+                        .cloned(),
+                );
+            }
+            for station in round.drain(..) {
+                if serve::serve_ready(&station, &self.outbox, shutdown).await? {
+                    again.push(station);
+                } else {
+                    station.queued.store(false, Ordering::Relaxed);
+                }
+            }
+            if full || !again.is_empty() {
+                // What waits for the set would not yield: the outbox and
+                // the process's other tasks run now.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// The sockets ready now, without waiting: how many of `events` were
+    /// filled.
+    fn wait(&self, events: &mut [EpollEvent]) -> io::Result<usize> {
+        loop {
+            match self.set.get_ref().0.wait(events, EpollTimeout::ZERO) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
