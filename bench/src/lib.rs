@@ -77,5 +77,23 @@ pub fn parse_targets(specs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// The first of `count` consecutive UDP ports from `from` (at least 1024)
+/// that no IPv4 address of the host has bound: each is tried at the
+/// wildcard address, which a socket bound to any one address (a device at
+/// 127.x.y.z left over by an earlier run) makes fail.
+pub fn free_ports(from: u16, count: u16) -> Option<u16> {
+    let n = count.max(1);
+    let mut base = from.max(1024);
+    // Bounded: at most one pass over the port space.
+    while u32::from(base) + u32::from(n) <= 65_535 {
+        let clash = (0..n).find(|i| std::net::UdpSocket::bind(("0.0.0.0", base + i)).is_err());
+        match clash {
+            None => return Some(base),
+            Some(i) => base += i + 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests;

@@ -46,7 +46,7 @@ enum Cmd {
     Fleet(FleetArgs),
     /// Compile a snapshot into a store (cold), then re-check and open it (warm).
     Compile(CompileArgs),
-    /// Print the first of N consecutive UDP ports free on 127.0.0.1.
+    /// Print the first of N consecutive UDP ports free on every IPv4 address.
     Ports(PortsArgs),
     /// Print the pid of the process serving an agent (from `agentcluster status`).
     AgentPid(AgentPidArgs),
@@ -761,23 +761,15 @@ fn compile_cmd(a: CompileArgs) -> anyhow::Result<bool> {
 }
 
 fn ports_cmd(a: &PortsArgs) -> anyhow::Result<bool> {
-    let n = a.count.max(1);
-    let mut base = a.from.max(1024);
-    // Bounded: at most one pass over the port space.
-    while u32::from(base) + u32::from(n) <= 65_535 {
-        let clash = (0..n).find(|i| {
-            let p = base + i;
-            std::net::UdpSocket::bind(("127.0.0.1", p)).is_err()
-        });
-        match clash {
-            None => {
-                println!("{base}");
-                return Ok(true);
-            }
-            Some(i) => base += i + 1,
-        }
-    }
-    bail!("no {n} consecutive free UDP ports from {}", a.from)
+    let base = agentcluster_bench::free_ports(a.from, a.count).ok_or_else(|| {
+        anyhow!(
+            "no {} consecutive free UDP ports from {}",
+            a.count.max(1),
+            a.from
+        )
+    })?;
+    println!("{base}");
+    Ok(true)
 }
 
 fn agent_pid_cmd(a: &AgentPidArgs) -> anyhow::Result<bool> {

@@ -318,6 +318,22 @@ fn durations_and_targets_parse() {
 }
 
 #[test]
+fn a_port_held_at_any_one_address_is_not_free() {
+    // A socket at 127.3.4.5 (a device of an earlier run, say) holds port
+    // P there only: P is still not offered, nor a range through it.
+    let held = UdpSocket::bind("127.3.4.5:0").unwrap();
+    let p = held.local_addr().unwrap().port();
+    let from = p.saturating_sub(2).max(1024);
+    let base = crate::free_ports(from, 4).unwrap();
+    assert!(
+        base > p || base + 4 <= p,
+        "{base}..{} includes {p}",
+        base + 4
+    );
+    assert_ne!(crate::free_ports(p, 1), Some(p));
+}
+
+#[test]
 fn a_lost_request_is_answered_within_the_retry_budget() {
     let r = responder(Mode::DropFirst);
     let req = sys_name();
