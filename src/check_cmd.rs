@@ -16,7 +16,7 @@ use agentcluster_agent::values::{self, ValueSpec, Values};
 use agentcluster_conf::{Fleet, Problem, Severity};
 
 use crate::EXIT_USER;
-use crate::ready::plural;
+use agentcluster_conf::plural;
 
 pub fn check(path: &Path, control: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut capacity = None;
@@ -275,7 +275,7 @@ fn address_problem(config: &Path, fleet: &Fleet) -> (Option<Problem>, Option<Str
         None => (
             Some(warning(format!(
                 "{} not on this host: {list}: run would fail to bind {}; add {} to an interface, or set cluster.addresses to have {} added",
-                crate::ready::plural_es(missing.len(), "listen address"),
+                agentcluster_conf::plural_es(missing.len(), "listen address"),
                 if missing.len() == 1 { "it" } else { "them" },
                 if missing.len() == 1 { "it" } else { "them" },
                 if missing.len() == 1 { "it" } else { "them" }
@@ -292,7 +292,7 @@ fn address_problem(config: &Path, fleet: &Fleet) -> (Option<Problem>, Option<Str
             });
             let note = format!(
                 "addresses: {} not on this host will be added to {}: {list}",
-                crate::ready::plural_es(missing.len(), "listen address"),
+                agentcluster_conf::plural_es(missing.len(), "listen address"),
                 a.interface
             );
             (problem, Some(note))

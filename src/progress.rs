@@ -8,6 +8,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use agentcluster_conf::plural;
 use agentcluster_supervisor::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
@@ -85,7 +86,7 @@ fn draw(bar: &ProgressBar, progress: &Progress) {
             total,
             records,
         } => {
-            bar.set_message(counted(records, "record"));
+            bar.set_message(plural(records, "record"));
             bar.set_length(total as u64);
             bar.set_position(done as u64);
             bar.set_style(style(
@@ -93,7 +94,7 @@ fn draw(bar: &ProgressBar, progress: &Progress) {
             ));
         }
         Progress::Binding { endpoints } => {
-            bar.set_message(format!("binding {}", counted(endpoints, "endpoint")));
+            bar.set_message(format!("binding {}", plural(endpoints, "endpoint")));
             bar.set_style(style("{spinner} {msg}"));
         }
         Progress::Starting {
@@ -119,11 +120,6 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
         .progress_chars("=> ")
-}
-
-/// `1 record`, `27000 records`.
-fn counted(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The log's writer: stderr, with the progress bar (while one is drawn)

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use agentcluster_conf::{plural, plural_es};
 use agentcluster_supervisor::protocol::default_control_socket;
 
 /// The OID the hints walk: the system group (`1.3.6.1.2.1.1`).
@@ -41,16 +42,6 @@ impl Files {
             status,
         }
     }
-}
-
-/// `1 agent`, `2 agents`.
-pub fn plural(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
-/// `1 listen address`, `2 listen addresses`.
-pub fn plural_es(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "es" })
 }
 
 /// Prints the ready block on stdout; its last line is `Stop with Ctrl-C.`.
@@ -167,12 +158,5 @@ mod tests {
         assert_eq!(shell_word("/tmp/my dir/c.sock"), "'/tmp/my dir/c.sock'");
         assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
         assert_eq!(shell_word(""), "''");
-    }
-
-    #[test]
-    fn plurals() {
-        assert_eq!(plural(0, "agent"), "0 agents");
-        assert_eq!(plural(1, "agent"), "1 agent");
-        assert_eq!(plural(2, "agent"), "2 agents");
     }
 }

@@ -19,7 +19,7 @@ use agentcluster_conf::Fleet;
 
 use crate::UserError;
 use crate::import_cmd::{self, DEFAULT_LISTEN, SNMPSIM_USER};
-use crate::ready::plural;
+use agentcluster_conf::plural;
 
 /// `serve`.
 #[derive(Args)]

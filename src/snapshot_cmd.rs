@@ -9,8 +9,8 @@ use agentcluster_agent::snapshot::{self, Format};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
-use crate::ready::plural;
 use crate::{EXIT_USER, UserError};
+use agentcluster_conf::plural;
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {

@@ -232,7 +232,7 @@ async fn serve(
     {
         reason += &format!(
             "; added {} to {}: {}",
-            addresses::counted(added.now.len(), "listen address"),
+            agentcluster_conf::plural_es(added.now.len(), "listen address"),
             a.interface,
             addresses::list(&added.now)
         );

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
+use agentcluster_conf::plural_es;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressHeaderFlags, AddressMessage};
 use rtnetlink::{AddressMessageBuilder, Handle, LinkDummy};
@@ -142,7 +143,7 @@ impl HostAddresses {
                         tracing::info!(
                             interface = %inner.interface,
                             "added {} before the error: {}",
-                            counted(now.len(), "address"),
+                            plural_es(now.len(), "address"),
                             list(&now)
                         );
                     }
@@ -154,7 +155,7 @@ impl HostAddresses {
             tracing::info!(
                 interface = %inner.interface,
                 "added {} missing on this host: {}",
-                counted(now.len(), "listen address"),
+                plural_es(now.len(), "listen address"),
                 list(&now)
             );
         }
@@ -338,7 +339,7 @@ impl Inner {
             tracing::info!(
                 interface = %self.interface,
                 "removed {} added for agents: {}",
-                counted(removed.len(), "address"),
+                plural_es(removed.len(), "address"),
                 list(&removed)
             );
         }
@@ -422,11 +423,6 @@ fn io_error(e: rtnetlink::Error) -> std::io::Error {
         rtnetlink::Error::NetlinkError(m) => m.to_io(),
         other => std::io::Error::other(other.to_string()),
     }
-}
-
-/// "1 address", "2 addresses".
-pub fn counted(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "es" })
 }
 
 #[cfg(test)]

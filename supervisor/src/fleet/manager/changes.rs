@@ -567,7 +567,7 @@ impl Manager {
                 if !ips.is_empty() {
                     message += &format!(
                         "; {} {done} {interface}: {}",
-                        addresses::counted(ips.len(), "listen address"),
+                        agentcluster_conf::plural_es(ips.len(), "listen address"),
                         addresses::list(ips)
                     );
                 }
