@@ -50,6 +50,11 @@ pub struct Spec {
     pub spread: Option<usize>,
     /// How long each of the two spread loads runs.
     pub spread_for: Duration,
+    /// How many times the two spread loads run, alternating (one agent,
+    /// spread, one agent, spread…): the rates and ratios reported are
+    /// medians, each ratio taken within its pair, so that a host busy for
+    /// a while skews one pair rather than the figure.
+    pub spread_pairs: usize,
     /// `cluster.start_tokens`; `None`: the default.
     pub start_tokens: Option<u32>,
     /// How long the supervisor may take to print its ready block.
@@ -86,12 +91,16 @@ pub struct Restart {
 pub struct Spread {
     /// Agents the spread load went to, in turn.
     pub devices: usize,
-    /// Answered GETs per second to agent 0 alone.
+    /// Answered GETs per second to agent 0 alone (the median of the
+    /// pairs).
     pub single_per_s: f64,
-    /// Answered GETs per second spread over [`Spread::devices`].
+    /// Answered GETs per second spread over [`Spread::devices`] (the
+    /// median of the pairs).
     pub spread_per_s: f64,
-    /// `spread_per_s / single_per_s`.
+    /// The median of [`Spread::ratios`].
     pub ratio: f64,
+    /// Each pair's spread rate over its one-agent rate, in the order run.
+    pub ratios: Vec<f64>,
     /// Wrong answers and timeouts, both loads.
     pub failed: u64,
     /// The same two loads against an echo fleet of the same shape (as
@@ -104,11 +113,14 @@ pub struct Spread {
 /// The echo fleet's side of [`Spread`].
 #[derive(Debug, Clone, Serialize)]
 pub struct EchoSpread {
-    /// Datagrams answered per second by its first socket alone.
+    /// Datagrams answered per second by its first socket alone (the
+    /// median of the pairs).
     pub single_per_s: f64,
-    /// Answered per second spread over all of its sockets.
+    /// Answered per second spread over all of its sockets (the median of
+    /// the pairs).
     pub spread_per_s: f64,
-    /// `spread_per_s / single_per_s`: the ceiling of [`Spread::ratio`].
+    /// The median of the pairs' spread over one-socket rates: the ceiling
+    /// of [`Spread::ratio`].
     pub ratio: f64,
     /// agentcluster's spread rate against the echo fleet's.
     pub agentcluster_vs_echo: f64,
@@ -323,7 +335,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     let spread = match spec.spread {
         Some(n) => {
             let n = n.min(targets.len());
-            let mut s = spread_load(&targets[..n], spec.spread_for)?;
+            let mut s = spread_load(&targets[..n], spec.spread_for, spec.spread_pairs)?;
             s.echo = Some(echo_spread(spec, n, s.spread_per_s)?);
             Some(s)
         }
@@ -365,8 +377,8 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
 
 /// GETs of sysDescr.0 (the same on every device) to the first of
 /// `targets` alone, then spread over all of them in turn, each for `d`,
-/// 64 in flight, every answer checked.
-fn spread_load(targets: &[SocketAddr], d: Duration) -> anyhow::Result<Spread> {
+/// 64 in flight, every answer checked; `pairs` times.
+fn spread_load(targets: &[SocketAddr], d: Duration, pairs: usize) -> anyhow::Result<Spread> {
     let oid = ber::parse_oid("1.3.6.1.2.1.1.1.0").unwrap_or_default();
     let req = Request::new(Op::Get, std::slice::from_ref(&oid));
     let first = *targets
@@ -377,16 +389,55 @@ fn spread_load(targets: &[SocketAddr], d: Duration) -> anyhow::Result<Spread> {
         let plan = spread_plan(targets, d);
         crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
     };
-    let single = run(vec![first])?;
-    let spread = run(targets.to_vec())?;
+    let mut rates = Vec::new();
+    let mut failed = 0;
+    for _ in 0..pairs.max(1) {
+        let single = run(vec![first])?;
+        let spread = run(targets.to_vec())?;
+        failed += single.failed + single.timeouts + spread.failed + spread.timeouts;
+        rates.push((single.requests_per_s, spread.requests_per_s));
+    }
+    let paired = Paired::of(&rates);
     Ok(Spread {
         devices: targets.len(),
-        single_per_s: single.requests_per_s,
-        spread_per_s: spread.requests_per_s,
-        ratio: rate_ratio(spread.requests_per_s, single.requests_per_s),
-        failed: single.failed + single.timeouts + spread.failed + spread.timeouts,
+        single_per_s: paired.single,
+        spread_per_s: paired.spread,
+        ratio: paired.ratio,
+        ratios: paired.ratios,
+        failed,
         echo: None,
     })
+}
+
+/// What alternating pairs of the two loads (one target, then spread)
+/// measured: the medians of the rates, and each pair's ratio with their
+/// median.
+#[derive(Debug, PartialEq)]
+pub struct Paired {
+    /// The median of the one-target rates.
+    pub single: f64,
+    /// The median of the spread rates.
+    pub spread: f64,
+    /// The median of [`Paired::ratios`].
+    pub ratio: f64,
+    /// Each pair's spread rate over its one-target rate, in order.
+    pub ratios: Vec<f64>,
+}
+
+impl Paired {
+    /// From each pair's (one target, spread) rates.
+    pub fn of(rates: &[(f64, f64)]) -> Paired {
+        let ratios: Vec<f64> = rates
+            .iter()
+            .map(|(one, all)| rate_ratio(*all, *one))
+            .collect();
+        Paired {
+            single: crate::median(rates.iter().map(|r| r.0)).unwrap_or(f64::NAN),
+            spread: crate::median(rates.iter().map(|r| r.1)).unwrap_or(f64::NAN),
+            ratio: crate::median(ratios.iter().copied()).unwrap_or(f64::NAN),
+            ratios,
+        }
+    }
 }
 
 fn rate_ratio(a: f64, b: f64) -> f64 {
@@ -408,7 +459,8 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
     let port = u16::try_from(port).map_err(|_| anyhow!("no port left for the echo fleet"))?;
     let exe = std::env::current_exe().context("cannot find this program")?;
     let listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let lifetime = spec.spread_for * 4 + Duration::from_secs(60);
+    let pairs = spec.spread_pairs.max(1);
+    let lifetime = spec.spread_for * 4 * u32::try_from(pairs)? + Duration::from_secs(60);
     let fleet = crate::echo::EchoFleet::spawn(
         &exe,
         listen,
@@ -436,14 +488,19 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
         .addrs
         .first()
         .ok_or_else(|| anyhow!("an empty echo fleet"))?;
-    let single = run(vec![first])?;
-    let spread = run(fleet.addrs.clone())?;
+    let mut rates = Vec::new();
+    for _ in 0..pairs {
+        let single = run(vec![first])?;
+        let spread = run(fleet.addrs.clone())?;
+        rates.push((single.requests_per_s, spread.requests_per_s));
+    }
     drop(fleet);
+    let paired = Paired::of(&rates);
     Ok(EchoSpread {
-        single_per_s: single.requests_per_s,
-        spread_per_s: spread.requests_per_s,
-        ratio: rate_ratio(spread.requests_per_s, single.requests_per_s),
-        agentcluster_vs_echo: rate_ratio(agentcluster_per_s, spread.requests_per_s),
+        single_per_s: paired.single,
+        spread_per_s: paired.spread,
+        ratio: paired.ratio,
+        agentcluster_vs_echo: rate_ratio(agentcluster_per_s, paired.spread),
     })
 }
 

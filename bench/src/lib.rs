@@ -77,6 +77,22 @@ pub fn parse_targets(specs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// The median of `xs` (the mean of the two middle values of an even
+/// count), leaving out what is not finite; `None` when nothing is left.
+pub fn median(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut xs: Vec<f64> = xs.into_iter().filter(|x| x.is_finite()).collect();
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
+}
+
 /// The first of `count` consecutive UDP ports from `from` (at least 1024)
 /// that no IPv4 address of the host has bound: each is tried at the
 /// wildcard address, which a socket bound to any one address (a device at

@@ -277,6 +277,10 @@ struct FleetArgs {
     /// Length of each spread load.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     spread_duration: Duration,
+    /// Pairs of the spread loads (one agent, then spread), alternating;
+    /// medians are reported.
+    #[arg(long, default_value_t = 3)]
+    spread_pairs: usize,
     #[command(flatten)]
     record: Record,
 }
@@ -685,6 +689,7 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         own_names: a.own_names,
         spread: a.spread,
         spread_for: a.spread_duration,
+        spread_pairs: a.spread_pairs,
     };
     let r = fleet::run(&spec)?;
     let mut line = format!(

@@ -318,6 +318,20 @@ fn durations_and_targets_parse() {
 }
 
 #[test]
+fn spread_pairs_report_medians_and_each_pairs_own_ratio() {
+    // A pair measured while the host was busy (the second) skews its own
+    // ratio only: the figure is the median of the pairs' ratios, not the
+    // ratio of the medians.
+    let p = crate::fleet::Paired::of(&[(400.0, 200.0), (150.0, 120.0), (300.0, 180.0)]);
+    assert_eq!(p.ratios, [0.5, 0.8, 0.6]);
+    assert_eq!((p.single, p.spread, p.ratio), (300.0, 180.0, 0.6));
+    let one = crate::fleet::Paired::of(&[(100.0, 50.0)]);
+    assert_eq!((one.single, one.spread, one.ratio), (100.0, 50.0, 0.5));
+    assert_eq!(crate::median([4.0, f64::NAN, 1.0, 3.0, 2.0]), Some(2.5));
+    assert_eq!(crate::median([]), None);
+}
+
+#[test]
 fn a_port_held_at_any_one_address_is_not_free() {
     // A socket at 127.3.4.5 (a device of an earlier run, say) holds port
     // P there only: P is still not offered, nor a range through it.
@@ -453,6 +467,7 @@ fn a_fleet_that_does_not_start_fails_at_once_saying_so() {
         own_names: true,
         spread: Some(3),
         spread_for: Duration::from_secs(1),
+        spread_pairs: 3,
         start_tokens: None,
         ready_timeout: Duration::from_secs(600),
         sweep: true,
