@@ -389,22 +389,14 @@ fn spread_load(targets: &[SocketAddr], d: Duration, pairs: usize) -> anyhow::Res
         let plan = spread_plan(targets, d);
         crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
     };
-    let mut rates = Vec::new();
-    let mut failed = 0;
-    for _ in 0..pairs.max(1) {
-        let single = run(vec![first])?;
-        let spread = run(targets.to_vec())?;
-        failed += single.failed + single.timeouts + spread.failed + spread.timeouts;
-        rates.push((single.requests_per_s, spread.requests_per_s));
-    }
-    let paired = Paired::of(&rates);
+    let paired = Paired::run(pairs, targets, run)?;
     Ok(Spread {
         devices: targets.len(),
         single_per_s: paired.single,
         spread_per_s: paired.spread,
         ratio: paired.ratio,
         ratios: paired.ratios,
-        failed,
+        failed: paired.failed,
         echo: None,
     })
 }
@@ -422,9 +414,35 @@ pub struct Paired {
     pub ratio: f64,
     /// Each pair's spread rate over its one-target rate, in order.
     pub ratios: Vec<f64>,
+    /// Wrong answers and timeouts, every load.
+    pub failed: u64,
 }
 
 impl Paired {
+    /// `pairs` (at least one) alternating loads by `run`: on the first of
+    /// `targets` alone, then on all of them.
+    fn run(
+        pairs: usize,
+        targets: &[SocketAddr],
+        run: impl Fn(Vec<SocketAddr>) -> std::io::Result<crate::load::Outcome>,
+    ) -> anyhow::Result<Paired> {
+        let first = *targets
+            .first()
+            .ok_or_else(|| anyhow!("no target for the spread loads"))?;
+        let mut rates = Vec::new();
+        let mut failed = 0;
+        for _ in 0..pairs.max(1) {
+            let single = run(vec![first])?;
+            let spread = run(targets.to_vec())?;
+            failed += single.failed + single.timeouts + spread.failed + spread.timeouts;
+            rates.push((single.requests_per_s, spread.requests_per_s));
+        }
+        Ok(Paired {
+            failed,
+            ..Paired::of(&rates)
+        })
+    }
+
     /// From each pair's (one target, spread) rates.
     pub fn of(rates: &[(f64, f64)]) -> Paired {
         let ratios: Vec<f64> = rates
@@ -436,6 +454,7 @@ impl Paired {
             spread: crate::median(rates.iter().map(|r| r.1)).unwrap_or(f64::NAN),
             ratio: crate::median(ratios.iter().copied()).unwrap_or(f64::NAN),
             ratios,
+            failed: 0,
         }
     }
 }
@@ -484,18 +503,8 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
             &Expect::Structure,
         )
     };
-    let first = *fleet
-        .addrs
-        .first()
-        .ok_or_else(|| anyhow!("an empty echo fleet"))?;
-    let mut rates = Vec::new();
-    for _ in 0..pairs {
-        let single = run(vec![first])?;
-        let spread = run(fleet.addrs.clone())?;
-        rates.push((single.requests_per_s, spread.requests_per_s));
-    }
+    let paired = Paired::run(pairs, &fleet.addrs, run)?;
     drop(fleet);
-    let paired = Paired::of(&rates);
     Ok(EchoSpread {
         single_per_s: paired.single,
         spread_per_s: paired.spread,
