@@ -1,13 +1,13 @@
 //! The answers of a process's sockets, sent together: the poller puts each
-//! socket's answers here instead of sending them from it, and one
-//! task sends everything put since it last ran, grouped by port, with one
+//! socket's answers here instead of sending them from it, and one task
+//! sends everything put since it last ran, grouped by port, with one
 //! `sendmmsg` per group from one socket of that port, each answer with its
 //! own device's address as the source (`IP_PKTINFO`).
 //!
-//! A packed process woken by requests to many of its devices at once
-//! (a monitoring poller walking a fleet) then sends their answers with one system
-//! call instead of one per device, and its poller gets them as one burst,
-//! as it would from a single busy device. On the wire nothing changes: an
+//! A packed process woken by requests to many of its devices at once (a
+//! monitoring poller walking a fleet) then sends their answers with one
+//! system call instead of one per device, and the monitoring poller gets
+//! them as one burst, as it would from a single busy device. On the wire nothing changes: an
 //! answer leaves from the address and port it was asked at. Answers of a
 //! socket bound to a wildcard address leave from that socket itself,
 //! without a source, as they always did (the kernel picks the address).
@@ -24,8 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::mmsg::MAX_SLOTS;
-use crate::sys::Socket;
-use crate::sys::{self, Source};
+use crate::sys::{self, Socket, Source};
 
 /// Where a socket's answers leave from: which sender of the outbox, and
 /// the source address to set (none for a wildcard-bound socket).

@@ -31,7 +31,7 @@ use crate::runtime::mmsg::Batch;
 pub use crate::runtime::outbox::Outbox;
 use crate::runtime::outbox::Route;
 pub use crate::runtime::poller::Poller;
-pub use crate::sys::Socket;
+use crate::sys::Socket;
 
 /// A responder shared by the sockets of one agent.
 pub type Shared = Arc<Mutex<Responder>>;
