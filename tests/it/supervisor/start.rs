@@ -105,10 +105,16 @@ fn an_agent_crashing_on_start_backs_off_and_ends_failed() {
         .collect();
     assert_eq!(delays.len(), 4, "{e:#?}");
     assert_eq!(delays[0], 0.0, "first restart at once");
+    // Each delay is drawn from [base/2, base] (never under the minimum)
+    // and the base doubles: a delay is never shorter than the one before
+    // (jitter can make two in a row equal), and two steps on it is at
+    // least twice as long.
+    assert!(delays[1] > 0.0, "then backing off: {delays:?}");
     assert!(
-        delays.windows(2).all(|w| w[1] > w[0]),
-        "growing: {delays:?}"
+        delays.windows(2).all(|w| w[1] >= w[0]),
+        "never shorter: {delays:?}"
     );
+    assert!(delays[3] >= 2.0 * delays[1] - 1e-9, "growing: {delays:?}");
     let failed = e
         .iter()
         .find(|x| x["agent"] == "crasher" && x["event"] == "failed")
