@@ -92,36 +92,48 @@ where
         .map_err(|e| e.into_parts().1)
 }
 
-/// A UDP socket in the runtime's reactor for writability only: a device's
-/// socket as the agent process holds it. Its datagrams are read by whoever
-/// waits for it otherwise (the agent process's poller waits for all of its
-/// sockets at once); were the socket in the reactor for reading too, every
-/// request would also wake the reactor for it.
+/// A device's socket as the agent process holds it: non-blocking, and in
+/// no reactor of its own. Its datagrams are read by whoever waits for it
+/// (the agent process's poller waits for all of its sockets at once). Its
+/// sends find room in the send buffer nearly always, so the socket is put
+/// in the runtime's reactor only while a send waits for room, through a
+/// duplicate of its descriptor: a packed process of thousands of sockets
+/// holds no reactor entry per socket, and a request wakes one epoll
+/// entry, the poller's, instead of two.
 #[derive(Debug)]
-pub struct Socket(tokio::io::unix::AsyncFd<std::net::UdpSocket>);
+pub struct Socket(std::net::UdpSocket);
 
 impl Socket {
-    /// A bound socket, made non-blocking and registered with the runtime
-    /// for writability (call it within one).
+    /// A bound socket, made non-blocking.
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Socket> {
         socket.set_nonblocking(true)?;
-        Ok(Socket(register(socket, tokio::io::Interest::WRITABLE)?))
+        Ok(Socket(socket))
     }
 
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().local_addr()
+        self.0.local_addr()
     }
 
     /// Runs `send`, a non-blocking send on the socket's descriptor, until
     /// it does not say `WouldBlock`, waiting for room in the send buffer
-    /// between tries; what the last try returned.
+    /// between tries (call it within a runtime); what the last try
+    /// returned.
     pub async fn send_with<R>(
         &self,
         mut send: impl FnMut(RawFd) -> io::Result<R>,
     ) -> io::Result<R> {
+        match send(self.0.as_raw_fd()) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        // The buffer is full: the runtime waits for room on a duplicate
+        // descriptor, registered for this wait alone (several waits on one
+        // socket each have their own) and closed after it. Registering
+        // reports room that came since the try above.
+        let waiting = register(self.0.try_clone()?, tokio::io::Interest::WRITABLE)?;
         loop {
-            let mut room = self.0.writable().await?;
+            let mut room = waiting.writable().await?;
             if let Ok(sent) = room.try_io(|s| send(s.as_raw_fd())) {
                 return sent;
             }
@@ -130,7 +142,7 @@ impl Socket {
 
     /// Sends `datagram` to `to`, waiting for room.
     pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
-        let socket = self.0.get_ref();
+        let socket = &self.0;
         self.send_with(|_| socket.send_to(datagram, to)).await
     }
 }
@@ -143,7 +155,7 @@ impl AsRawFd for Socket {
 
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.get_ref().as_fd()
+        self.0.as_fd()
     }
 }
 
@@ -569,5 +581,76 @@ pub(crate) mod alloc_meter {
         let out = f();
         let peak = PEAK.with(Cell::get);
         (usize::try_from(peak - base).unwrap_or(0), out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The descriptors that some epoll set of this process holds.
+    fn in_epoll_sets() -> Vec<RawFd> {
+        let mut held = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_set = std::fs::read_link(entry.path())
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]");
+            let info = std::path::Path::new("/proc/self/fdinfo").join(entry.file_name());
+            // One `tfd: N events: …` line per descriptor the set holds.
+            let Some(info) = is_set.then(|| std::fs::read_to_string(info).ok()).flatten() else {
+                continue;
+            };
+            held.extend(info.lines().filter_map(|l| {
+                l.strip_prefix("tfd:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<RawFd>()
+                    .ok()
+            }));
+        }
+        held
+    }
+
+    #[test]
+    fn a_socket_joins_the_reactor_only_while_a_send_waits_for_room() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = peer.local_addr().unwrap();
+            let socket = Socket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+            let own = socket.as_raw_fd();
+            assert!(!in_epoll_sets().contains(&own));
+            // A send that finds room: on the socket's own descriptor, and
+            // nothing registered.
+            socket.send_to(b"one", to).await.unwrap();
+            assert!(!in_epoll_sets().contains(&own));
+            // A send that finds the buffer full (told so once): the next
+            // try is given a duplicate descriptor, which the reactor holds
+            // while the send waits, and the send completes.
+            let mut tries = Vec::new();
+            let sent = socket
+                .send_with(|fd| {
+                    tries.push((fd, in_epoll_sets().contains(&fd)));
+                    if tries.len() == 1 {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    // The duplicate is the same socket.
+                    socket.0.send_to(b"two", to)
+                })
+                .await
+                .unwrap();
+            assert_eq!(sent, 3);
+            assert_eq!(tries.len(), 2, "{tries:?}");
+            assert_eq!(tries[0], (own, false));
+            assert!(tries[1].0 != own && tries[1].1, "{tries:?}");
+            assert!(!in_epoll_sets().contains(&own));
+            let mut buf = [0u8; 8];
+            for want in [&b"one"[..], b"two"] {
+                let (n, from) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!((&buf[..n], from), (want, socket.local_addr().unwrap()));
+            }
+        });
     }
 }

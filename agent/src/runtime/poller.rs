@@ -6,9 +6,9 @@
 //! each request cost the runtime a wake-up of that socket's task; here a
 //! request costs an entry in the set's ready list, and the process one
 //! wake-up of this task per round, however many of its devices were asked.
-//! The sockets are in the runtime's reactor for writability only
-//! ([`Socket`](crate::sys::Socket)), so their requests do not
-//! reach the reactor a second time.
+//! The sockets are in no other epoll set (a [`Socket`](crate::sys::Socket)
+//! joins the runtime's reactor only while a send waits for room), so their
+//! requests wake nothing else.
 //!
 //! The set is edge-triggered: a socket is reported when datagrams arrive.
 //! A socket whose receive filled its batch may have more queued: it is

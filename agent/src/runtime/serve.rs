@@ -40,15 +40,14 @@ pub type Shared = Arc<Mutex<Responder>>;
 /// sent from it, their answers handed over in `replies`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// The bound socket, registered with the agent's runtime.
+    /// The bound socket, non-blocking.
     pub socket: Arc<Socket>,
     /// Where its serving hands answers to the device's notifications.
     pub replies: Arc<Replies>,
 }
 
 impl Endpoint {
-    /// An inherited, bound socket, made non-blocking and registered with
-    /// the runtime (call it within one).
+    /// An inherited, bound socket, made non-blocking.
     pub fn new(socket: StdUdpSocket) -> io::Result<Endpoint> {
         Ok(Endpoint {
             socket: Arc::new(Socket::new(socket)?),
