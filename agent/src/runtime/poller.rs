@@ -150,7 +150,13 @@ impl Poller {
                         .cloned(),
                 );
             }
-            for station in round.drain(..) {
+            let mut stations = round.drain(..);
+            while let Some(station) = stations.next() {
+                // The round's stations are in the cache (the loop above
+                // read each); their devices' objects are not.
+                if let Some(next) = stations.as_slice().first() {
+                    next.prefetch();
+                }
                 if serve::serve_ready(&station, &self.outbox, shutdown).await? {
                     again.push(station);
                 } else {
