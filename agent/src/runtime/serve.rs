@@ -418,7 +418,10 @@ async fn send_all(socket: &Socket, batch: &mut Batch) {
         }
     };
     loop {
-        match socket.send_with(|fd| batch.send(fd, &mut failed)).await {
+        match socket
+            .send_with(|fd| batch.send(fd, socket.fragments(), &mut failed))
+            .await
+        {
             Ok(()) => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
