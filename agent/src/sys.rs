@@ -3,9 +3,11 @@
 //! sending and receiving descriptors on the control channel (`sendmsg`,
 //! `recvmsg` with SCM_RIGHTS), the batched datagram system calls of the
 //! serving loop (`recvmmsg`, `sendmmsg` with the source address set per
-//! datagram) and the socket addresses they fill in, registering owned
-//! descriptors with the runtime's reactor, cache prefetch hints, the read-only mapping of compiled store files, the allocator's arena
-//! count (for the supervisor), and (test builds only) an allocator that measures what handling hostile input allocates.
+//! datagram) and the socket addresses they fill in, a socket's path-MTU
+//! mode, registering owned descriptors with the runtime's reactor, cache
+//! prefetch hints, the read-only mapping of compiled store files, the
+//! allocator's arena count (for the supervisor), and (test builds only) an
+//! allocator that measures what handling hostile input allocates.
 //!
 //! The lowest layer with `crate::util`: it knows nothing of SNMP and
 //! depends on nothing else in the crate; `crate::data` (the mapping) and
@@ -116,24 +118,24 @@ pub(crate) fn prefetch<T>(value: &T) {
 }
 
 /// A device's socket as the agent process holds it: non-blocking, and in
-/// no reactor of its own.
-///
-/// An IPv4 socket sends with the don't-fragment bit and without local
-/// fragmentation (`IP_PMTUDISC_DO`) until a datagram is too large for
-/// that (`EMSGSIZE`: larger than the route's MTU); from then on it
-/// fragments as sockets do by default (`IP_PMTUDISC_WANT`), and the send is
-/// tried again. On the wire a small datagram is the same either way: the
-/// default sets DF too while a datagram fits the path. But the default
-/// also lets the kernel fragment, so it must give every datagram of an
-/// unconnected socket an IP ID, drawn from a shared, hashed table: 5 % of
-/// an agent's time under a load spread over many devices. With DF and no
-/// fragmentation the ID is 0 (RFC 6864, atomic datagrams). Its datagrams are read by whoever waits for it
+/// no reactor of its own. Its datagrams are read by whoever waits for it
 /// (the agent process's poller waits for all of its sockets at once). Its
 /// sends find room in the send buffer nearly always, so the socket is put
 /// in the runtime's reactor only while a send waits for room, through a
 /// duplicate of its descriptor: a packed process of thousands of sockets
 /// holds no reactor entry per socket, and a request wakes one epoll
 /// entry, the poller's, instead of two.
+///
+/// An IPv4 socket sends with the don't-fragment bit and without local
+/// fragmentation (`IP_PMTUDISC_DO`) until a datagram is too large for
+/// that (`EMSGSIZE`: larger than the route's MTU); from then on it
+/// fragments as sockets do by default (`IP_PMTUDISC_WANT`), and the send
+/// is tried again. On the wire a datagram that fits is the same either
+/// way: the default sets DF too while a datagram fits the path. But the
+/// default also lets the kernel fragment, so it gives every datagram of an
+/// unconnected socket an IP ID drawn from a shared, hashed table (6 % of
+/// an agent's time under a load spread over many devices); with DF and no
+/// fragmentation the ID is 0 (RFC 6864, atomic datagrams).
 #[derive(Debug)]
 pub struct Socket {
     socket: std::net::UdpSocket,
