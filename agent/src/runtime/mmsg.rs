@@ -159,8 +159,8 @@ impl Batch {
     /// Sends the answers marked since the last receive, to their senders.
     /// Answers that fail are skipped (each error goes to `failed`); stops
     /// at `WouldBlock` and returns it, with the unsent ones still marked,
-    /// and so at `EMSGSIZE` while the socket does not `fragment` (see
-    /// [`Socket`](crate::sys::Socket)).
+    /// and so at `EMSGSIZE` unless the socket `fragments` (its
+    /// [`Socket`](crate::sys::Socket) then tries again).
     pub fn send(
         &mut self,
         fd: RawFd,
