@@ -139,6 +139,8 @@ pub(crate) fn prefetch<T>(value: &T) {
 #[derive(Debug)]
 pub struct Socket {
     socket: std::net::UdpSocket,
+    /// The address it is bound to, read once.
+    local: SocketAddr,
     /// Its datagrams may be fragmented (the default); false while it sends
     /// with `IP_PMTUDISC_DO`.
     fragments: std::sync::atomic::AtomicBool,
@@ -148,10 +150,11 @@ impl Socket {
     /// A bound socket, made non-blocking, IPv4 without fragmentation.
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Socket> {
         socket.set_nonblocking(true)?;
-        let unfragmented =
-            socket.local_addr()?.is_ipv4() && set_pmtu_discovery(&socket, libc::IP_PMTUDISC_DO);
+        let local = socket.local_addr()?;
+        let unfragmented = local.is_ipv4() && set_pmtu_discovery(&socket, libc::IP_PMTUDISC_DO);
         Ok(Socket {
             socket,
+            local,
             fragments: (!unfragmented).into(),
         })
     }
@@ -174,9 +177,10 @@ impl Socket {
         set_pmtu_discovery(&self.socket, libc::IP_PMTUDISC_WANT)
     }
 
-    /// The address the socket is bound to.
+    /// The address the socket is bound to (read when it was made: a bound
+    /// socket keeps its address).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        Ok(self.local)
     }
 
     /// Runs `send`, a non-blocking send on the socket's descriptor, until
