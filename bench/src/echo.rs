@@ -125,6 +125,11 @@ pub struct EchoFleet {
 pub const BOUND: &str = "echo: bound";
 
 impl EchoFleet {
+    /// The fleet's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.parts.iter().map(|g| g.0.id()).collect()
+    }
+
     /// Runs `exe echo --part K` once per `per_process` sockets of
     /// [`fleet_addrs`], each living `lifetime`, and waits until each has
     /// bound its sockets.

@@ -103,6 +103,20 @@ pub struct Spread {
     pub ratios: Vec<f64>,
     /// Wrong answers and timeouts, both loads.
     pub failed: u64,
+    /// What the fleet's processes spent on a CPU per GET to agent 0 alone,
+    /// in µs (the median of the pairs).
+    pub single_cpu_us: f64,
+    /// The same per GET spread over [`Spread::devices`].
+    pub spread_cpu_us: f64,
+    /// The median of the pairs' one-agent over spread CPU time per GET:
+    /// the share of one agent's efficiency kept when the requests go to
+    /// many devices, whatever the CPUs were left idle by.
+    pub cpu_ratio: f64,
+    /// How busy the machine was (all CPUs, percent) during the loads to
+    /// agent 0 alone (the median of the pairs).
+    pub single_busy_pct: f64,
+    /// The same during the spread loads.
+    pub spread_busy_pct: f64,
     /// The same two loads against an echo fleet of the same shape (as
     /// many sockets at the same kind of addresses, as many per process),
     /// run after them: what the kernel and the client leave of a spread
@@ -124,6 +138,10 @@ pub struct EchoSpread {
     pub ratio: f64,
     /// agentcluster's spread rate against the echo fleet's.
     pub agentcluster_vs_echo: f64,
+    /// The echo fleet's [`Spread::cpu_ratio`].
+    pub cpu_ratio: f64,
+    /// The echo fleet's [`Spread::spread_busy_pct`].
+    pub spread_busy_pct: f64,
 }
 
 /// What one fleet scenario measured; the body of a `fleet` record, so its
@@ -335,7 +353,9 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
     let spread = match spec.spread {
         Some(n) => {
             let n = n.min(targets.len());
-            let mut s = spread_load(&targets[..n], spec.spread_for, spec.spread_pairs)?;
+            let mut fleet = procs::descendants(pid);
+            fleet.push(pid);
+            let mut s = spread_load(&targets[..n], &fleet, spec.spread_for, spec.spread_pairs)?;
             s.echo = Some(echo_spread(spec, n, s.spread_per_s)?);
             Some(s)
         }
@@ -377,8 +397,14 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
 
 /// GETs of sysDescr.0 (the same on every device) to the first of
 /// `targets` alone, then spread over all of them in turn, each for `d`,
-/// 64 in flight, every answer checked; `pairs` times.
-fn spread_load(targets: &[SocketAddr], d: Duration, pairs: usize) -> anyhow::Result<Spread> {
+/// 64 in flight, every answer checked; `pairs` times. `fleet`: the
+/// fleet's processes, whose CPU time is counted.
+fn spread_load(
+    targets: &[SocketAddr],
+    fleet: &[u32],
+    d: Duration,
+    pairs: usize,
+) -> anyhow::Result<Spread> {
     let oid = ber::parse_oid("1.3.6.1.2.1.1.1.0").unwrap_or_default();
     let req = Request::new(Op::Get, std::slice::from_ref(&oid));
     let first = *targets
@@ -389,7 +415,7 @@ fn spread_load(targets: &[SocketAddr], d: Duration, pairs: usize) -> anyhow::Res
         let plan = spread_plan(targets, d);
         crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
     };
-    let paired = Paired::run(pairs, targets, run)?;
+    let paired = Paired::run(pairs, targets, fleet, run)?;
     Ok(Spread {
         devices: targets.len(),
         single_per_s: paired.single,
@@ -397,6 +423,11 @@ fn spread_load(targets: &[SocketAddr], d: Duration, pairs: usize) -> anyhow::Res
         ratio: paired.ratio,
         ratios: paired.ratios,
         failed: paired.failed,
+        single_cpu_us: paired.cost.single_cpu_us,
+        spread_cpu_us: paired.cost.spread_cpu_us,
+        cpu_ratio: paired.cost.cpu_ratio,
+        single_busy_pct: paired.cost.single_busy_pct,
+        spread_busy_pct: paired.cost.spread_busy_pct,
         echo: None,
     })
 }
@@ -416,29 +447,89 @@ pub struct Paired {
     pub ratios: Vec<f64>,
     /// Wrong answers and timeouts, every load.
     pub failed: u64,
+    /// What the servers spent on the loads.
+    pub cost: PairedCost,
+}
+
+/// What the servers' processes spent on a CPU during alternating pairs
+/// of loads, and how busy the machine was (medians of the pairs).
+#[derive(Debug, PartialEq, Default)]
+pub struct PairedCost {
+    /// CPU time per request sent to one target, in µs.
+    pub single_cpu_us: f64,
+    /// CPU time per request spread, in µs.
+    pub spread_cpu_us: f64,
+    /// The median of the pairs' `single_cpu_us / spread_cpu_us`.
+    pub cpu_ratio: f64,
+    /// The machine's busy share during the one-target loads, in percent.
+    pub single_busy_pct: f64,
+    /// The same during the spread loads.
+    pub spread_busy_pct: f64,
+}
+
+/// One load's cost: the servers' CPU time per request sent, in µs, and
+/// how busy the machine was, in percent.
+#[derive(Debug, Clone, Copy)]
+pub struct Cost {
+    /// The servers' CPU time per request sent, in µs.
+    pub cpu_us: f64,
+    /// The machine's busy share, in percent of all CPUs.
+    pub busy_pct: f64,
+}
+
+impl PairedCost {
+    /// From each pair's (one target, spread) costs.
+    pub fn of(costs: &[(Cost, Cost)]) -> PairedCost {
+        let med = |f: &dyn Fn(&(Cost, Cost)) -> f64| {
+            crate::median(costs.iter().map(f)).unwrap_or(f64::NAN)
+        };
+        PairedCost {
+            single_cpu_us: med(&|c| c.0.cpu_us),
+            spread_cpu_us: med(&|c| c.1.cpu_us),
+            cpu_ratio: med(&|c| rate_ratio(c.0.cpu_us, c.1.cpu_us)),
+            single_busy_pct: med(&|c| c.0.busy_pct),
+            spread_busy_pct: med(&|c| c.1.busy_pct),
+        }
+    }
 }
 
 impl Paired {
     /// `pairs` (at least one) alternating loads by `run`: on the first of
-    /// `targets` alone, then on all of them.
+    /// `targets` alone, then on all of them; the CPU time of `servers`
+    /// (processes) counted around each.
     fn run(
         pairs: usize,
         targets: &[SocketAddr],
+        servers: &[u32],
         run: impl Fn(Vec<SocketAddr>) -> std::io::Result<crate::load::Outcome>,
     ) -> anyhow::Result<Paired> {
         let first = *targets
             .first()
             .ok_or_else(|| anyhow!("no target for the spread loads"))?;
+        let costed = |targets: Vec<SocketAddr>| {
+            let (machine0, cpu0) = (procs::machine_ticks(), procs::cpu_ns_of(servers));
+            let outcome = run(targets)?;
+            let cpu = procs::cpu_ns_of(servers).saturating_sub(cpu0);
+            let busy_pct = machine0
+                .zip(procs::machine_ticks())
+                .map_or(f64::NAN, |(a, b)| procs::machine_busy(a, b).0);
+            // The CPU time covers the warm-up too, as `sent` does.
+            let cpu_us = rate_ratio(cpu as f64 / 1000.0, outcome.sent as f64);
+            std::io::Result::Ok((outcome, Cost { cpu_us, busy_pct }))
+        };
         let mut rates = Vec::new();
+        let mut costs = Vec::new();
         let mut failed = 0;
         for _ in 0..pairs.max(1) {
-            let single = run(vec![first])?;
-            let spread = run(targets.to_vec())?;
+            let (single, one_cost) = costed(vec![first])?;
+            let (spread, spread_cost) = costed(targets.to_vec())?;
             failed += single.failed + single.timeouts + spread.failed + spread.timeouts;
             rates.push((single.requests_per_s, spread.requests_per_s));
+            costs.push((one_cost, spread_cost));
         }
         Ok(Paired {
             failed,
+            cost: PairedCost::of(&costs),
             ..Paired::of(&rates)
         })
     }
@@ -455,6 +546,7 @@ impl Paired {
             ratio: crate::median(ratios.iter().copied()).unwrap_or(f64::NAN),
             ratios,
             failed: 0,
+            cost: PairedCost::default(),
         }
     }
 }
@@ -503,13 +595,15 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
             &Expect::Structure,
         )
     };
-    let paired = Paired::run(pairs, &fleet.addrs, run)?;
+    let paired = Paired::run(pairs, &fleet.addrs, &fleet.pids(), run)?;
     drop(fleet);
     Ok(EchoSpread {
         single_per_s: paired.single,
         spread_per_s: paired.spread,
         ratio: paired.ratio,
         agentcluster_vs_echo: rate_ratio(agentcluster_per_s, paired.spread),
+        cpu_ratio: paired.cost.cpu_ratio,
+        spread_busy_pct: paired.cost.spread_busy_pct,
     })
 }
 

@@ -88,6 +88,28 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(u + s)
 }
 
+/// Time on a CPU in nanoseconds of the live threads of a process, from
+/// each one's /proc/PID/task/TID/schedstat (exact, where `cpu_ticks`
+/// counts whole ticks; the process's own schedstat is its first thread's
+/// alone).
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let on_cpu = |tid: &std::ffi::OsStr| -> Option<u64> {
+        fs::read_to_string(format!("/proc/{pid}/task/{}/schedstat", tid.to_str()?))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(tasks.flatten().filter_map(|t| on_cpu(&t.file_name())).sum())
+}
+
+/// [`cpu_ns`] summed over `pids` (a process gone counts nothing).
+pub fn cpu_ns_of(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|p| cpu_ns(*p)).sum()
+}
+
 /// Clock ticks per second of /proc/PID/stat.
 pub fn ticks_per_second() -> f64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

@@ -83,7 +83,9 @@ impl Records {
             .values()
             .flatten()
             .filter_map(|v| v.pointer(pointer).and_then(Value::as_f64))
-            .sum()
+            // Not `sum()`: over nothing, a float sum is -0, which the
+            // table would print as "-0".
+            .fold(0.0, |a, b| a + b)
     }
 }
 
@@ -465,10 +467,40 @@ pub fn rows(r: &Records) -> Vec<Row> {
             "≥ 0.7",
             Goal::AtLeast(0.7),
         );
-        b.info(
-            &format!("  echo fleet of {devices} sockets, same shape: spread / one socket"),
-            one(r.med(tag, "/spread/echo/ratio")),
-        );
+        let spread_over =
+            format!("  the fleet's CPU time per GET spread over {devices} devices (µs)");
+        let echo_ratio =
+            format!("  echo fleet of {devices} sockets, same shape: spread / one socket");
+        for (label, pointer) in [
+            (
+                "  the fleet's CPU time per GET to one agent (µs)",
+                "/spread/single_cpu_us",
+            ),
+            (spread_over.as_str(), "/spread/spread_cpu_us"),
+            (
+                "  CPU time per GET, one agent / spread (the efficiency kept)",
+                "/spread/cpu_ratio",
+            ),
+            (
+                "  machine busy during the one-agent loads (% of all CPUs)",
+                "/spread/single_busy_pct",
+            ),
+            (
+                "  machine busy during the spread loads (% of all CPUs)",
+                "/spread/spread_busy_pct",
+            ),
+            (echo_ratio.as_str(), "/spread/echo/ratio"),
+            (
+                "  echo fleet: CPU time per datagram, one socket / spread",
+                "/spread/echo/cpu_ratio",
+            ),
+            (
+                "  echo fleet: machine busy during its spread loads (%)",
+                "/spread/echo/spread_busy_pct",
+            ),
+        ] {
+            b.info(label, one(r.med(tag, pointer)));
+        }
         b.info(
             "  agentcluster's spread GET/s / the echo fleet's",
             one(r.med(tag, "/spread/echo/agentcluster_vs_echo")),
@@ -639,5 +671,34 @@ mod tests {
             row.measure
         );
         assert_eq!((row.figure, row.verdict.as_str()), (Some(0.6), "MISSED"));
+        // A run without load records (only this scenario) counts no wrong
+        // answer: "0", not "-0".
+        let wrong = rows
+            .iter()
+            .find(|x| x.measure.contains("wrong answers"))
+            .unwrap();
+        assert_eq!(cell(wrong.agentcluster), "0");
+    }
+
+    #[test]
+    fn the_spread_rows_show_the_fleets_cpu_time_and_the_machines_idle() {
+        let text = r#"{"tag":"fleet-scale","kind":"fleet","agents":100000,"spread":{"devices":10000,"single_per_s":300000,"spread_per_s":180000,"ratio":0.6,"ratios":[0.6],"single_cpu_us":2.5,"spread_cpu_us":3.5,"cpu_ratio":0.71,"single_busy_pct":93.0,"spread_busy_pct":75.0,"echo":{"ratio":0.8,"cpu_ratio":1.0,"spread_busy_pct":78.0,"agentcluster_vs_echo":0.85}}}"#;
+        let rows = rows(&Records::parse(text).unwrap());
+        let figure = |m: &str| {
+            rows.iter()
+                .find(|x| x.measure.contains(m))
+                .unwrap_or_else(|| panic!("no row {m}"))
+                .agentcluster
+        };
+        assert_eq!(figure("CPU time per GET to one agent"), Some(2.5));
+        assert_eq!(figure("CPU time per GET spread"), Some(3.5));
+        assert_eq!(
+            figure("one agent / spread (the efficiency kept)"),
+            Some(0.71)
+        );
+        assert_eq!(figure("busy during the one-agent loads"), Some(93.0));
+        assert_eq!(figure("busy during the spread loads"), Some(75.0));
+        assert_eq!(figure("echo fleet: CPU time per datagram"), Some(1.0));
+        assert_eq!(figure("echo fleet: machine busy"), Some(78.0));
     }
 }

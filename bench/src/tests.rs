@@ -332,6 +332,41 @@ fn spread_pairs_report_medians_and_each_pairs_own_ratio() {
 }
 
 #[test]
+fn spread_costs_are_medians_of_the_pairs_and_their_own_cpu_ratios() {
+    use crate::fleet::{Cost, PairedCost};
+    let c = |cpu_us, busy_pct| Cost { cpu_us, busy_pct };
+    let p = PairedCost::of(&[
+        (c(2.0, 90.0), c(4.0, 70.0)),
+        (c(3.0, 95.0), c(4.0, 60.0)),
+        (c(2.5, 92.0), c(5.0, 80.0)),
+    ]);
+    assert_eq!(p.single_cpu_us, 2.5);
+    assert_eq!(p.spread_cpu_us, 4.0);
+    // Each pair's own ratio (0.5, 0.75, 0.5), not 2.5 / 4.0.
+    assert_eq!(p.cpu_ratio, 0.5);
+    assert_eq!((p.single_busy_pct, p.spread_busy_pct), (92.0, 70.0));
+}
+
+#[test]
+fn a_process_cpu_time_is_counted_in_nanoseconds() {
+    let me = std::process::id();
+    let before = crate::procs::cpu_ns(me).expect("schedstat of this process");
+    let t = std::time::Instant::now();
+    let mut x = 0u64;
+    while t.elapsed() < std::time::Duration::from_millis(30) {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+    let spent = crate::procs::cpu_ns(me).unwrap_or(0).saturating_sub(before);
+    // 30 ms of spinning, on a shared machine: at least some of it on a CPU,
+    // and in nanoseconds, not in ticks.
+    assert!(spent >= 1_000_000, "{spent} ns");
+    // A process that is not there counts nothing.
+    assert_eq!(crate::procs::cpu_ns(u32::MAX), None);
+    assert_eq!(crate::procs::cpu_ns_of(&[u32::MAX]), 0);
+    assert!(crate::procs::cpu_ns_of(&[me, u32::MAX]) >= before + spent);
+}
+
+#[test]
 fn a_port_held_at_any_one_address_is_not_free() {
     // A socket at 127.3.4.5 (a device of an earlier run, say) holds port
     // P there only: P is still not offered, nor a range through it.
