@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 use crate::harness::etcd::Etcd;
+use crate::harness::events::{is, ts_millis};
 use crate::harness::imports::snmp::{self, Op, Request, Scratch, Security};
 use crate::harness::imports::{ber, derive_engine_id};
 use crate::harness::{
@@ -116,8 +117,20 @@ fn push_and_get_round_trip_masked_and_all_or_nothing() {
 /// Agents of the shared fleet in the node tests: `count` copies at
 /// 127.61.X.Y:`port`, one process each (moves restart no neighbour).
 fn shared_fleet(dir: &std::path::Path, etcd: &Etcd, prefix: &str, port: u16, count: usize) {
+    shared_fleet_with(dir, etcd, prefix, port, count, "");
+}
+
+/// [`shared_fleet`], then `more` (top-level YAML, e.g. `scenarios:`).
+fn shared_fleet_with(
+    dir: &std::path::Path,
+    etcd: &Etcd,
+    prefix: &str,
+    port: u16,
+    count: usize,
+    more: &str,
+) {
     let agents = format!(
-        "  - name: dev-{{i}}\n    count: {count}\n    listen: [\"127.61.{{i/200}}.{{i%200+1}}:{port}\"]\n    data: {data}\n    snmpv2c: {{ communities: [public] }}\n    snmpv3:\n      users:\n        - name: ops\n          auth: {{ protocol: SHA, password: {AUTH} }}\n",
+        "  - name: dev-{{i}}\n    count: {count}\n    listen: [\"127.61.{{i/200}}.{{i%200+1}}:{port}\"]\n    data: {data}\n    snmpv2c: {{ communities: [public] }}\n    snmpv3:\n      users:\n        - name: ops\n          auth: {{ protocol: SHA, password: {AUTH} }}\n{more}",
         data = mib("linux-host.snmprec").display()
     );
     let file = fleet_file(dir, etcd, prefix, &agents);
@@ -606,4 +619,96 @@ fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
     shared_fleet(dir.path(), &etcd, "/cmp", port, 9);
     let served = converged(&etcd, "/cmp", &[("n1", &n1)], 9, Duration::from_secs(60));
     all_answer(served.keys().cloned(), port);
+}
+
+#[test]
+fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let port = free_port();
+    // Every 4 s after the push, each agent loses 10 % for 1 s, late by its
+    // seeded jitter (up to 1 s).
+    shared_fleet_with(
+        dir.path(),
+        &etcd,
+        "/scn",
+        port,
+        6,
+        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }\n",
+    );
+    let (kvs, _) = etcd.range("/scn/fleet/config");
+    let pushed: serde_json::Value = serde_json::from_str(&kvs[0].value).unwrap();
+    let zero = pushed["pushed_at_ms"].as_i64().expect("the push says when");
+    let n1 = start_node(&etcd, "/scn", "n1", "3s");
+    let n2 = start_node(&etcd, "/scn", "n2", "3s");
+    let nodes = [("n1", &n1), ("n2", &n2)];
+    let served = converged(&etcd, "/scn", &nodes, 6, Duration::from_secs(60));
+    let of = |node: &str| -> Vec<String> {
+        served
+            .iter()
+            .filter(|(_, (n, _))| n == node)
+            .map(|(a, _)| a.clone())
+            .collect()
+    };
+    for (name, node) in nodes {
+        on_the_push_times(name, node, &of(name), &of(name), 2, zero);
+    }
+    // n1 dies: n2 takes its agents over and goes on with their schedule
+    // where it is, without replaying what n1 fired.
+    assert!(n1.signal(Signal::KILL));
+    drop(n1);
+    converged(&etcd, "/scn", &[("n2", &n2)], 6, Duration::from_secs(60));
+    let all: Vec<String> = served.keys().cloned().collect();
+    on_the_push_times("n2", &n2, &all, &of("n1"), 1, zero);
+}
+
+/// Waits until `node` injected the scenario's fault at least `times` on
+/// each of `waited` (`agents`: every agent it may fault), and checks each
+/// of its injections: on one of `agents`, at the push's times (occurrence
+/// k of `every: 4s, jitter: 1s` in [4 s × (k + 1), 4 s × (k + 1) + 1 s]
+/// after `zero`, the push), and never two on one agent within a period
+/// (no burst of occurrences already past).
+fn on_the_push_times(
+    name: &str,
+    node: &Fleet,
+    agents: &[String],
+    waited: &[String],
+    times: usize,
+    zero: i64,
+) {
+    let injected = |seen: &[serde_json::Value], agent: &str| -> Vec<i64> {
+        seen.iter()
+            .filter(|e| is(e, agent, "fault-injected"))
+            .filter_map(|e| ts_millis(e["ts"].as_str()?))
+            .collect()
+    };
+    let seen = node.wait_events(&format!("{times} faults on each of {waited:?}"), |seen| {
+        waited.iter().all(|a| injected(seen, a).len() >= times)
+    });
+    for e in seen.iter().filter(|e| e["event"] == "fault-injected") {
+        let agent = e["agent"].as_str().unwrap();
+        assert!(
+            agents.iter().any(|a| a == agent),
+            "{name} faulted {agent}, not one of its own"
+        );
+    }
+    for a in agents {
+        let at = injected(&seen, a);
+        for t in &at {
+            let into = (t - zero) % 4000;
+            assert!(
+                t - zero >= 3800 && (0..=1400).contains(&into),
+                "{name}: {a} at {} ms after the push",
+                t - zero
+            );
+        }
+        for pair in at.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 3000,
+                "{name}: {a} faulted twice within {} ms",
+                pair[1] - pair[0]
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! templates) checked once, by `etcd push`, as `check` does.
 
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use agentcluster_conf::{Etcd, Fleet};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,11 @@ pub struct Pushed {
     pub source: PathBuf,
     /// Its text, as written.
     pub yaml: String,
+    /// When it was pushed, in milliseconds since the Unix epoch: the time
+    /// zero of its scenarios on every node. Absent in a value written
+    /// before nodes ran scenarios; a node then counts from when it read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at_ms: Option<u64>,
 }
 
 impl Pushed {
@@ -29,6 +35,12 @@ impl Pushed {
             key: key.to_string(),
             why: format!("not a pushed fleet: {e}"),
         })
+    }
+
+    /// When it was pushed (`None`: not said).
+    pub fn pushed_at(&self) -> Option<SystemTime> {
+        self.pushed_at_ms
+            .map(|ms| UNIX_EPOCH + std::time::Duration::from_millis(ms))
     }
 
     /// Validates the fleet as `run` would (blocking: it reads snapshot
@@ -46,9 +58,13 @@ impl Pushed {
 /// returns the revision it got. The caller has validated it.
 pub async fn push(etcd: &Etcd, source: &Path, yaml: &str) -> Result<i64, ClusterError> {
     let mut client = connect(etcd).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let value = serde_json::to_vec(&Pushed {
         source: source.to_path_buf(),
         yaml: yaml.to_string(),
+        pushed_at_ms: Some(u64::try_from(now.as_millis()).unwrap_or(u64::MAX)),
     })
     .map_err(|e| ClusterError::Data {
         key: Keys::new(&etcd.prefix).fleet(),
@@ -160,6 +176,24 @@ fn scalar_len(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pushed_fleet_says_when_and_an_older_value_still_reads() {
+        let key = "/f/fleet/config";
+        let old = br#"{"source":"/etc/fleet.yaml","yaml":"agents: []\n"}"#;
+        let pushed = Pushed::decode(key, old).unwrap();
+        assert_eq!(pushed.pushed_at(), None);
+        let new =
+            br#"{"source":"/etc/fleet.yaml","yaml":"agents: []\n","pushed_at_ms":1796515200123}"#;
+        let pushed = Pushed::decode(key, new).unwrap();
+        assert_eq!(
+            pushed.pushed_at(),
+            Some(UNIX_EPOCH + std::time::Duration::from_millis(1_796_515_200_123))
+        );
+        // And it is written back as it was read.
+        let again = serde_json::to_vec(&pushed).unwrap();
+        assert_eq!(Pushed::decode(key, &again).unwrap(), pushed);
+    }
 
     #[test]
     fn masks_passwords_in_every_style() {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agentcluster_conf::{Agent, Etcd, Fleet};
 use etcd_client::{
@@ -107,6 +107,9 @@ struct Node {
     lease: i64,
     /// The pushed fleet, loaded, and the revision it was written at.
     fleet: Option<(Arc<Fleet>, i64)>,
+    /// When that fleet was pushed (or, for a value that does not say, was
+    /// first read here): the time zero of its scenarios.
+    zero: SystemTime,
     members: BTreeMap<String, Member>,
     owners: HashMap<String, Holder>,
     /// The agents the manager serves now.
@@ -138,6 +141,7 @@ pub async fn run(
         epoch: 0,
         lease: 0,
         fleet: None,
+        zero: SystemTime::now(),
         members: BTreeMap::new(),
         owners: HashMap::new(),
         serving: BTreeSet::new(),
@@ -507,14 +511,19 @@ impl Node {
         }
         let key = self.keys.fleet();
         let loaded = match Pushed::decode(&key, value) {
-            Ok(pushed) => tokio::task::spawn_blocking(move || pushed.load())
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string())),
+            Ok(pushed) => {
+                let zero = pushed.pushed_at().unwrap_or_else(SystemTime::now);
+                tokio::task::spawn_blocking(move || pushed.load())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map(|fleet| (fleet, zero))
+            }
             Err(e) => Err(e.to_string()),
         };
         match loaded {
-            Ok(fleet) => {
+            Ok((fleet, zero)) => {
+                self.zero = zero;
                 tracing::info!(
                     revision,
                     agents = fleet.agents.len(),
@@ -648,11 +657,19 @@ impl Node {
     async fn apply(&mut self, agents: &[Agent], why: &str) -> bool {
         let mut fleet = self.settings.base.clone();
         fleet.agents = agents.iter().map(|a| self.identity(a)).collect();
-        fleet.scenarios.clear();
+        // The pushed fleet's scenarios, counted from its push: each node
+        // fires those of the agents it serves, at the times every node
+        // would.
+        fleet.scenarios = self
+            .fleet
+            .as_ref()
+            .map(|(pushed, _)| pushed.scenarios.clone())
+            .unwrap_or_default();
         let (reply, answer) = oneshot::channel();
         let share = Share::Serve {
             epoch: self.epoch,
             fleet: Box::new(fleet),
+            zero: self.zero,
             reply,
         };
         if self.shares.send(share).await.is_err() {

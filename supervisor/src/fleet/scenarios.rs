@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use agentcluster_conf::{Scenario, When};
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use crate::control::api::{Handle, Request, Response};
 
 /// What the schedule is made from: the scenarios, every agent's name, and
 /// the instant their times count from (the start, or the reload that read
-/// them).
+/// them; on a cluster node, the push of the fleet).
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The scenarios, in file order.
@@ -30,7 +30,67 @@ pub struct Plan {
     pub agents: Arc<[String]>,
     /// Time zero of the scenarios.
     pub since: Instant,
+    /// Occurrences due before this are not fired: a cluster node that
+    /// takes an agent over joins its schedule where it is, instead of
+    /// replaying what another node already did (`since` when the schedule
+    /// starts with the plan).
+    pub from: Instant,
+    /// A cluster node's time zero as the push gave it (wall clock, shared
+    /// by every node); `None` for a fleet read from its own file.
+    pub zero: Option<SystemTime>,
 }
+
+impl Plan {
+    /// The plan of a fleet read from its own file: time zero now.
+    pub fn now(scenarios: Arc<Vec<Scenario>>, agents: Arc<[String]>) -> Plan {
+        let now = Instant::now();
+        Plan {
+            scenarios,
+            agents,
+            since: now,
+            from: now,
+            zero: None,
+        }
+    }
+
+    /// The plan of a cluster node's share: time zero is `zero`, the push's
+    /// wall time, the same on every node. `first`: the first plan of this
+    /// push on this node, which fires what fell due in the last
+    /// [`CATCH_UP`] (while the node took its share); later plans of the
+    /// same push (agents moving in or out) fire only what is still to
+    /// come, so an agent that stays keeps its schedule and one that moves
+    /// in does not replay it.
+    pub fn pushed(
+        scenarios: Arc<Vec<Scenario>>,
+        agents: Arc<[String]>,
+        zero: SystemTime,
+        first: bool,
+    ) -> Plan {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let since = match wall.duration_since(zero) {
+            Ok(ago) => now.checked_sub(ago).unwrap_or(now),
+            // Pushed from a clock ahead of this one.
+            Err(ahead) => now + ahead.duration(),
+        };
+        let from = if first {
+            since.max(now.checked_sub(CATCH_UP).unwrap_or(since))
+        } else {
+            now
+        };
+        Plan {
+            scenarios,
+            agents,
+            since,
+            from,
+            zero: Some(zero),
+        }
+    }
+}
+
+/// How far back a cluster node's first plan of a push fires what fell due
+/// before it: about the time a node takes to see a push and start its
+/// share. Occurrences due earlier than that are not replayed.
+pub const CATCH_UP: Duration = Duration::from_secs(10);
 
 /// One fault due: scenario `scenario` on agent `agent` (indexes into the
 /// plan).
@@ -85,19 +145,44 @@ pub fn offset(s: &Scenario, name: &str, k: u32) -> Option<Duration> {
     base.checked_add(jitter_of(s, name, k))
 }
 
+/// The first occurrence of `s` on agent `name` due at `skip` after time
+/// zero or later: its number and offset; `None` when none is.
+fn first_from(s: &Scenario, name: &str, skip: Duration) -> Option<(u32, Duration)> {
+    // Occurrence k is due in period k + 1, late by less than a period
+    // (the jitter fits in it), so the search starts one period early.
+    let mut k = match s.when {
+        When::Every(period) if !period.is_zero() => {
+            let periods = skip.as_nanos() / period.as_nanos();
+            u32::try_from(periods.saturating_sub(1)).ok()?
+        }
+        _ => 0,
+    };
+    // A few steps at most; bounded all the same.
+    for _ in 0..64 {
+        let d = offset(s, name, k)?;
+        if d >= skip {
+            return Some((k, d));
+        }
+        k = k.checked_add(1)?;
+    }
+    None
+}
+
 impl Schedule {
-    /// Every scenario's first occurrence on every agent it matches.
+    /// Every scenario's first occurrence on every agent it matches, from
+    /// [`Plan::from`] on.
     pub fn new(plan: Plan) -> Schedule {
         let mut heap = BinaryHeap::new();
+        let skip = plan.from.saturating_duration_since(plan.since);
         for (si, s) in plan.scenarios.iter().enumerate() {
             let Ok(pattern) = glob::Pattern::new(&s.agents) else {
                 continue;
             };
             for (ai, name) in plan.agents.iter().enumerate() {
                 if pattern.matches(name)
-                    && let Some(d) = offset(s, name, 0)
+                    && let Some((k, d)) = first_from(s, name, skip)
                 {
-                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, 0)));
+                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, k)));
                 }
             }
         }
@@ -247,6 +332,8 @@ mod tests {
             scenarios: Arc::new(scenarios),
             agents: (0..n).map(|i| format!("sw-{i}")).collect(),
             since,
+            from: since,
+            zero: None,
         }
     }
 
@@ -321,6 +408,72 @@ mod tests {
                 (Duration::from_secs(30), 11)
             ]
         );
+    }
+
+    #[test]
+    fn a_schedule_from_later_fires_what_the_whole_one_fires_after_that() {
+        let t0 = Instant::now();
+        let whole = fires(
+            plan(vec![flap("sw-*", 3)], 40, t0),
+            Duration::from_secs(3605),
+        );
+        for skip in [0.0, 59.0, 60.0, 61.5, 1000.25, 3000.0] {
+            let skip = Duration::from_secs_f64(skip);
+            let later = Plan {
+                from: t0 + skip,
+                ..plan(vec![flap("sw-*", 3)], 40, t0)
+            };
+            let got = fires(later, Duration::from_secs(3605));
+            let want: Vec<_> = whole
+                .iter()
+                .filter(|(at, _)| *at >= skip)
+                .copied()
+                .collect();
+            assert_eq!(got, want, "from {skip:?}");
+        }
+        // Once, and already past: nothing is left to fire.
+        let once = Scenario {
+            when: When::At(Duration::from_secs(30)),
+            jitter: Duration::ZERO,
+            ..flap("sw-*", 0)
+        };
+        let past = Plan {
+            from: t0 + Duration::from_secs(31),
+            ..plan(vec![once.clone()], 3, t0)
+        };
+        assert!(Schedule::new(past).is_empty());
+        let due = Plan {
+            from: t0 + Duration::from_secs(30),
+            ..plan(vec![once], 3, t0)
+        };
+        assert_eq!(Schedule::new(due).len(), 3);
+    }
+
+    #[test]
+    fn a_pushed_plan_counts_from_the_push_and_catches_up_only_first() {
+        let near = |a: Instant, b: Instant| {
+            let d = if a > b { a - b } else { b - a };
+            d < Duration::from_millis(500)
+        };
+        let scenarios = Arc::new(vec![flap("sw-*", 1)]);
+        let agents: Arc<[String]> = vec!["sw-1".to_string()].into();
+        let zero = SystemTime::now() - Duration::from_secs(100);
+        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true);
+        let now = Instant::now();
+        assert!(near(first.since, now - Duration::from_secs(100)));
+        assert!(near(first.from, now - CATCH_UP));
+        assert_eq!(first.zero, Some(zero));
+        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false);
+        assert!(near(later.from, Instant::now()));
+        // Just pushed: everything from the push on fires.
+        let fresh = SystemTime::now() - Duration::from_secs(2);
+        let p = Plan::pushed(scenarios.clone(), agents.clone(), fresh, true);
+        assert_eq!(p.from, p.since);
+        // Pushed from a clock ahead of this one: time zero is still to come.
+        let ahead = SystemTime::now() + Duration::from_secs(5);
+        let p = Plan::pushed(scenarios, agents, ahead, true);
+        assert!(near(p.since, Instant::now() + Duration::from_secs(5)));
+        assert_eq!(p.from, p.since);
     }
 
     /// 10,000 devices flapping every minute: one heap of 10,000 entries,

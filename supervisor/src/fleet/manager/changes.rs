@@ -73,6 +73,9 @@ pub enum Share {
         epoch: u64,
         /// What to serve.
         fleet: Box<Fleet>,
+        /// When the fleet was pushed (wall clock): the time zero of its
+        /// scenarios, the same on every node.
+        zero: std::time::SystemTime,
         /// Told once the agents run (or could not start).
         reply: oneshot::Sender<Response>,
     },
@@ -239,6 +242,7 @@ impl Manager {
             Share::Serve {
                 epoch,
                 fleet,
+                zero,
                 reply,
             } => {
                 if self.fenced.is_some_and(|f| epoch <= f) {
@@ -249,6 +253,7 @@ impl Manager {
                     return;
                 }
                 self.given = Some(*fleet);
+                self.given_zero = Some(zero);
                 self.reload(Asker::Control(reply));
             }
             Share::Fence { epoch, reply } => {

@@ -158,6 +158,8 @@ pub struct Manager {
     /// A cluster node's share: the fleet a reload applies instead of
     /// re-reading `source` (see [`Manager::share`]).
     given: Option<Fleet>,
+    /// The time zero of the share's scenarios: the wall time of the push.
+    given_zero: Option<std::time::SystemTime>,
     /// The newest lease epoch fenced: its shares are refused.
     fenced: Option<u64>,
     /// What the fleet that runs asks of the host, which a reload frees.
@@ -166,11 +168,10 @@ pub struct Manager {
 
 /// The scenarios' plan of `fleet`, from now.
 fn scenario_plan(fleet: &Fleet) -> crate::fleet::scenarios::Plan {
-    crate::fleet::scenarios::Plan {
-        scenarios: Arc::new(fleet.scenarios.clone()),
-        agents: fleet.agents.iter().map(|a| a.name.clone()).collect(),
-        since: Instant::now(),
-    }
+    crate::fleet::scenarios::Plan::now(
+        Arc::new(fleet.scenarios.clone()),
+        fleet.agents.iter().map(|a| a.name.clone()).collect(),
+    )
 }
 
 impl Manager {
@@ -205,6 +206,7 @@ impl Manager {
             by_name: None,
             interfaces: HashMap::new(),
             given: None,
+            given_zero: None,
             fenced: None,
             running: Demand::of(fleet),
         };
@@ -406,13 +408,26 @@ impl Manager {
     }
 
     /// A reload read `fleet`: a new plan for the scenarios' task when its
-    /// scenarios or its agents changed (the schedule then starts afresh).
+    /// scenarios or its agents changed (the schedule then starts afresh),
+    /// or, on a cluster node, when the fleet was pushed again (a new time
+    /// zero). A node's plan counts from the push, and a new plan of the
+    /// same push goes on where the schedule is.
     fn replan(&mut self, fleet: &Fleet) {
-        let plan = scenario_plan(fleet);
+        let zero = self.given_zero;
         self.scenarios.send_if_modified(|old| {
-            let same = *old.scenarios == *plan.scenarios && old.agents == plan.agents;
+            let scenarios = Arc::new(fleet.scenarios.clone());
+            let agents: Arc<[String]> = fleet.agents.iter().map(|a| a.name.clone()).collect();
+            let same = *old.scenarios == *scenarios && old.agents == agents && old.zero == zero;
             if !same {
-                *old = plan;
+                *old = match zero {
+                    Some(zero) => crate::fleet::scenarios::Plan::pushed(
+                        scenarios,
+                        agents,
+                        zero,
+                        old.zero != Some(zero),
+                    ),
+                    None => crate::fleet::scenarios::Plan::now(scenarios, agents),
+                };
             }
             !same
         });
