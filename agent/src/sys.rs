@@ -702,10 +702,7 @@ mod tests {
 
     #[test]
     fn a_socket_joins_the_reactor_only_while_a_send_waits_for_room() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
+        let rt = crate::util::one_thread_runtime();
         rt.block_on(async {
             let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let to = peer.local_addr().unwrap();

@@ -413,13 +413,6 @@ mod too_large {
         .unwrap()
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     fn received(client: &UdpSocket) -> Vec<u8> {
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -433,7 +426,7 @@ mod too_large {
     #[test]
     fn a_socket_sends_unfragmented_until_a_datagram_needs_fragments() {
         let ran = in_small_mtu_namespace(|| {
-            runtime().block_on(async {
+            crate::util::one_thread_runtime().block_on(async {
                 let socket = Socket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
                 let client = UdpSocket::bind("127.0.0.1:0").unwrap();
                 let to = client.local_addr().unwrap();
@@ -456,7 +449,7 @@ mod too_large {
     #[test]
     fn a_batch_leaves_a_too_large_answer_to_the_sockets_retry() {
         let ran = in_small_mtu_namespace(|| {
-            runtime().block_on(async {
+            crate::util::one_thread_runtime().block_on(async {
                 let server = UdpSocket::bind("127.0.0.1:0").unwrap();
                 let client = UdpSocket::bind("127.0.0.1:0").unwrap();
                 client.connect(server.local_addr().unwrap()).unwrap();

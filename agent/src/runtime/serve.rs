@@ -517,10 +517,7 @@ mod tests {
         let addr = server.local_addr().unwrap();
         let shared: Shared = Arc::new(Mutex::new(responder));
         let token = CancellationToken::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::util::one_thread_runtime();
         let (s2, t2) = (shared.clone(), token.clone());
         let thread = std::thread::spawn(move || {
             rt.block_on(async move { serve(vec![Endpoint::new(server)?], s2, t2).await })
@@ -940,11 +937,7 @@ mod tests {
     /// Runs `test` on a current-thread runtime of this thread's, as an agent
     /// process serves (and so the test allocator counts what it takes).
     fn on_one_thread(test: impl std::future::Future<Output = ()>) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test);
+        crate::util::one_thread_runtime().block_on(test);
     }
 
     #[test]
@@ -1119,10 +1112,7 @@ mod tests {
         let addr = server.local_addr().unwrap();
         let shared: Shared = Arc::new(Mutex::new(agent.responder));
         let token = tokio_util::sync::CancellationToken::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::util::one_thread_runtime();
         let (s2, t2) = (shared.clone(), token.clone());
         let server_thread = std::thread::spawn(move || {
             rt.block_on(async move { serve(vec![Endpoint::new(server)?], s2, t2).await })

@@ -7,3 +7,13 @@
 pub mod clock;
 pub(crate) mod lanes;
 pub mod xorshift;
+
+/// Test builds: a current-thread runtime with I/O and timers, as an agent
+/// process serves on (so the test allocator counts what serving takes).
+#[cfg(test)]
+pub(crate) fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
