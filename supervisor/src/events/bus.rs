@@ -88,7 +88,7 @@ struct Inner {
     /// The seq of this run's first event: events before it belong to
     /// earlier runs, which the ring never held.
     first_seq: u64,
-    ring: VecDeque<Kept>,
+    ring: VecDeque<Arc<Event>>,
     /// How many events the ring keeps ([`RING`], or more for a large
     /// fleet: [`Bus::keep_for`]).
     ring_len: usize,
@@ -99,66 +99,6 @@ struct Inner {
     taps: Vec<Tap>,
     /// What the metrics show of the bus.
     tallies: Tallies,
-}
-
-/// An event as the ring keeps it: its text fields in boxes of their exact
-/// size and its time as a number, without the node (the bus's own) and
-/// outside an `Arc` of its own, so that a ring of three events per device
-/// costs about half as much as the events it stands for (at 100,000
-/// devices, 300,000 of them). Replays make the [`Event`] again, the same
-/// to the byte.
-#[derive(Debug)]
-struct Kept {
-    seq: u64,
-    /// Milliseconds since the Unix epoch: `ts` is formatted from it.
-    at_ms: u64,
-    agent: Box<str>,
-    reason: Box<str>,
-    signal: Option<Box<str>>,
-    pid: Option<u32>,
-    exit_code: Option<i32>,
-    restarts: u32,
-    event: EventKind,
-    state: State,
-}
-
-impl Kept {
-    fn of(e: &Event, at_ms: u64) -> Kept {
-        Kept {
-            seq: e.seq,
-            at_ms,
-            agent: e.agent.as_str().into(),
-            reason: e.reason.as_str().into(),
-            signal: e.signal.as_deref().map(Into::into),
-            pid: e.pid,
-            exit_code: e.exit_code,
-            restarts: e.restarts,
-            event: e.event,
-            state: e.state,
-        }
-    }
-
-    /// The event again, published by the bus of `node`.
-    fn event(&self, node: &str) -> Arc<Event> {
-        Arc::new(Event {
-            seq: self.seq,
-            ts: rfc3339_millis(at(self.at_ms)),
-            node: node.to_string(),
-            agent: self.agent.to_string(),
-            event: self.event,
-            pid: self.pid,
-            exit_code: self.exit_code,
-            signal: self.signal.as_deref().map(str::to_string),
-            restarts: self.restarts,
-            state: self.state,
-            reason: self.reason.to_string(),
-        })
-    }
-}
-
-/// `ms` after the Unix epoch.
-fn at(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// A sink that can lose events, as the metrics name it.
@@ -291,13 +231,9 @@ impl Bus {
     pub fn publish(&self, e: NewEvent) -> Arc<Event> {
         let event = {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            // Whole milliseconds, as `ts` shows them and the ring keeps them.
-            let at_ms = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             let event = Arc::new(Event {
                 seq: inner.numbers.take(),
-                ts: rfc3339_millis(at(at_ms)),
+                ts: rfc3339_millis(SystemTime::now()),
                 node: self.node.clone(),
                 agent: e.agent,
                 event: e.event,
@@ -314,7 +250,7 @@ impl Bus {
             while inner.ring.len() >= inner.ring_len {
                 inner.ring.pop_front();
             }
-            inner.ring.push_back(Kept::of(&event, at_ms));
+            inner.ring.push_back(event.clone());
             // Sent under the lock so subscribers (and taps) see seq order.
             inner.taps.retain_mut(|tap| tap(&event));
             let _ = self.tx.send(event.clone());
@@ -411,7 +347,7 @@ impl Bus {
     /// published gets each event once, in order.
     pub fn tap_with_ring(&self, mut tap: Tap) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let wants = inner.ring.iter().all(|k| tap(&k.event(&self.node)));
+        let wants = inner.ring.iter().all(&mut tap);
         if wants {
             inner.taps.push(tap);
         }
@@ -444,7 +380,7 @@ impl Bus {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // Under the lock `publish` sends under: no event in between.
         let live = self.tx.subscribe();
-        let (kept, gap) = self.replay_locked(&inner, since);
+        let (kept, gap) = Self::replay_locked(&inner, since);
         Follow {
             live,
             kept,
@@ -467,13 +403,7 @@ impl Bus {
         }
         // Seqs are consecutive in the ring: `since` is found by its offset.
         let from = usize::try_from(since.saturating_sub(first)).unwrap_or(usize::MAX);
-        let kept: Vec<Arc<Event>> = inner
-            .ring
-            .iter()
-            .skip(from)
-            .take(max)
-            .map(|k| k.event(&self.node))
-            .collect();
+        let kept: Vec<Arc<Event>> = inner.ring.iter().skip(from).take(max).cloned().collect();
         let done = kept.last().is_none_or(|e| e.seq + 1 >= next);
         Some(CatchUp {
             kept,
@@ -486,19 +416,17 @@ impl Bus {
     /// (events of earlier runs were never in it: no gap for those).
     pub fn replay(&self, since: u64) -> (Vec<Arc<Event>>, bool) {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        self.replay_locked(&inner, since)
+        Self::replay_locked(&inner, since)
     }
 
-    fn replay_locked(&self, inner: &Inner, since: u64) -> (Vec<Arc<Event>>, bool) {
+    fn replay_locked(inner: &Inner, since: u64) -> (Vec<Arc<Event>>, bool) {
         let first = inner.ring.front().map_or(inner.numbers.next(), |e| e.seq);
         let gap = since < first && first > inner.first_seq;
-        // Seqs are consecutive in the ring: `since` is found by its offset.
-        let from = usize::try_from(since.saturating_sub(first)).unwrap_or(usize::MAX);
         let events = inner
             .ring
             .iter()
-            .skip(from)
-            .map(|k| k.event(&self.node))
+            .filter(|e| e.seq >= since)
+            .cloned()
             .collect();
         (events, gap)
     }
@@ -661,44 +589,5 @@ mod tests {
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
         assert!(!gap);
         assert_eq!(events[0].node, "lab-a");
-    }
-
-    #[test]
-    fn the_ring_gives_back_every_event_as_it_was_published_and_costs_less() {
-        let bus = Bus::new("lab-a");
-        let mut published = Vec::new();
-        for i in 0..5 {
-            published.push(bus.publish(NewEvent {
-                agent: format!("core-sw-{i}"),
-                pid: Some(4000 + i),
-                exit_code: (i % 2 == 0).then_some(i as i32),
-                signal: (i == 3).then(|| "SIGKILL".to_string()),
-                restarts: i,
-                reason: format!("process {} exited", 4000 + i),
-                ..NewEvent::new(EventKind::Died, State::Starting)
-            }));
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let (kept, _) = bus.replay(0);
-        assert_eq!(kept, published, "field for field, `ts` and `node` included");
-        let (tail, _) = bus.replay(4);
-        assert_eq!(tail, published[3..]);
-        let up = bus.catch_up(2, 2).unwrap();
-        assert_eq!(up.kept, published[1..3]);
-        let tapped = Arc::new(Mutex::new(Vec::new()));
-        let into = tapped.clone();
-        bus.tap_with_ring(Box::new(move |e| {
-            into.lock().unwrap().push(e.clone());
-            true
-        }));
-        assert_eq!(*tapped.lock().unwrap(), published);
-        // Smaller than what an `Arc<Event>` took before it (the pointer,
-        // the Arc's counts and the Event), before any of their text.
-        assert!(
-            size_of::<Kept>() + 32 <= size_of::<Event>() + 16 + 8,
-            "{} against {}",
-            size_of::<Kept>(),
-            size_of::<Event>()
-        );
     }
 }
