@@ -94,6 +94,17 @@ enum End {
     Lost(String),
 }
 
+/// The pushed fleet as a node loaded it.
+struct Loaded {
+    /// The fleet, checked as `run` would.
+    fleet: Arc<Fleet>,
+    /// The revision it was written at.
+    revision: i64,
+    /// When it was pushed (or, for a value that does not say, was first
+    /// read here): the time zero of its scenarios.
+    zero: SystemTime,
+}
+
 /// The node's state across sessions.
 struct Node {
     settings: Settings,
@@ -105,11 +116,8 @@ struct Node {
     epoch: u64,
     /// The lease of the current session.
     lease: i64,
-    /// The pushed fleet, loaded, and the revision it was written at.
-    fleet: Option<(Arc<Fleet>, i64)>,
-    /// When that fleet was pushed (or, for a value that does not say, was
-    /// first read here): the time zero of its scenarios.
-    zero: SystemTime,
+    /// The pushed fleet, loaded.
+    fleet: Option<Loaded>,
     members: BTreeMap<String, Member>,
     owners: HashMap<String, Holder>,
     /// The agents the manager serves now.
@@ -141,7 +149,6 @@ pub async fn run(
         epoch: 0,
         lease: 0,
         fleet: None,
-        zero: SystemTime::now(),
         members: BTreeMap::new(),
         owners: HashMap::new(),
         serving: BTreeSet::new(),
@@ -506,7 +513,7 @@ impl Node {
     /// `run` would; one that does not load is logged and the one served
     /// stays.
     async fn fleet_changed(&mut self, value: &[u8], revision: i64) {
-        if self.fleet.as_ref().is_some_and(|(_, r)| *r == revision) {
+        if self.fleet.as_ref().is_some_and(|f| f.revision == revision) {
             return;
         }
         let key = self.keys.fleet();
@@ -523,13 +530,16 @@ impl Node {
         };
         match loaded {
             Ok((fleet, zero)) => {
-                self.zero = zero;
                 tracing::info!(
                     revision,
                     agents = fleet.agents.len(),
                     "cluster: fleet loaded from {key}"
                 );
-                self.fleet = Some((Arc::new(fleet), revision));
+                self.fleet = Some(Loaded {
+                    fleet: Arc::new(fleet),
+                    revision,
+                    zero,
+                });
             }
             Err(why) => {
                 tracing::error!(
@@ -567,7 +577,7 @@ impl Node {
                 tracing::warn!(node = %me, "cluster: {why}");
             }
         }
-        let Some((fleet, _)) = self.fleet.clone() else {
+        let Some(fleet) = self.fleet.as_ref().map(|f| f.fleet.clone()) else {
             if !self.serving.is_empty() {
                 self.apply(&[], "the fleet was deleted from etcd").await;
             }
@@ -622,7 +632,7 @@ impl Node {
             .chain(acquired.iter().map(String::as_str))
             .filter(|a| !v3.contains(a) || self.boots.contains_key(*a))
             .collect();
-        let fleet_changed = self.fleet_served != self.fleet.as_ref().map(|(_, r)| *r);
+        let fleet_changed = self.fleet_served != self.fleet.as_ref().map(|f| f.revision);
         let before = self.serving.clone();
         let differs = want.len() != before.len()
             || want.iter().any(|n| !before.contains(*n))
@@ -636,7 +646,7 @@ impl Node {
                 .collect();
             self.apply(&agents, "").await
         } {
-            self.fleet_served = self.fleet.as_ref().map(|(_, r)| *r);
+            self.fleet_served = self.fleet.as_ref().map(|f| f.revision);
             let new: Vec<String> = self
                 .serving
                 .iter()
@@ -659,17 +669,22 @@ impl Node {
         fleet.agents = agents.iter().map(|a| self.identity(a)).collect();
         // The pushed fleet's scenarios, counted from its push: each node
         // fires those of the agents it serves, at the times every node
-        // would.
-        fleet.scenarios = self
-            .fleet
-            .as_ref()
-            .map(|(pushed, _)| pushed.scenarios.clone())
-            .unwrap_or_default();
+        // would. Without a fleet there are no agents and no scenarios.
+        let zero = match &self.fleet {
+            Some(pushed) => {
+                fleet.scenarios = pushed.fleet.scenarios.clone();
+                pushed.zero
+            }
+            None => {
+                fleet.scenarios.clear();
+                SystemTime::now()
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let share = Share::Serve {
             epoch: self.epoch,
             fleet: Box::new(fleet),
-            zero: self.zero,
+            zero,
             reply,
         };
         if self.shares.send(share).await.is_err() {

@@ -166,12 +166,21 @@ pub struct Manager {
     running: Demand,
 }
 
-/// The scenarios' plan of `fleet`, from now.
-fn scenario_plan(fleet: &Fleet) -> crate::fleet::scenarios::Plan {
-    crate::fleet::scenarios::Plan::now(
-        Arc::new(fleet.scenarios.clone()),
-        fleet.agents.iter().map(|a| a.name.clone()).collect(),
-    )
+/// The scenarios' plan of `fleet`: from now, or on a cluster node from
+/// `zero`, the push ([`crate::fleet::scenarios::Plan::pushed`], `first`
+/// plan of that push or not).
+fn scenario_plan(
+    fleet: &Fleet,
+    zero: Option<std::time::SystemTime>,
+    first: bool,
+) -> crate::fleet::scenarios::Plan {
+    use crate::fleet::scenarios::Plan;
+    let scenarios = Arc::new(fleet.scenarios.clone());
+    let agents = fleet.agents.iter().map(|a| a.name.clone()).collect();
+    match zero {
+        Some(zero) => Plan::pushed(scenarios, agents, zero, first),
+        None => Plan::now(scenarios, agents),
+    }
 }
 
 impl Manager {
@@ -202,7 +211,7 @@ impl Manager {
             snapshot_max_loss: fleet.cluster.snapshot_max_loss,
             roster: watch::Sender::new(Roster::default()),
             addresses: HostAddresses::default(),
-            scenarios: watch::Sender::new(scenario_plan(fleet)),
+            scenarios: watch::Sender::new(scenario_plan(fleet, None, true)),
             by_name: None,
             interfaces: HashMap::new(),
             given: None,
@@ -415,19 +424,12 @@ impl Manager {
     fn replan(&mut self, fleet: &Fleet) {
         let zero = self.given_zero;
         self.scenarios.send_if_modified(|old| {
-            let scenarios = Arc::new(fleet.scenarios.clone());
-            let agents: Arc<[String]> = fleet.agents.iter().map(|a| a.name.clone()).collect();
-            let same = *old.scenarios == *scenarios && old.agents == agents && old.zero == zero;
+            let plan = scenario_plan(fleet, zero, old.zero != zero);
+            let same = *old.scenarios == *plan.scenarios
+                && old.agents == plan.agents
+                && old.zero == plan.zero;
             if !same {
-                *old = match zero {
-                    Some(zero) => crate::fleet::scenarios::Plan::pushed(
-                        scenarios,
-                        agents,
-                        zero,
-                        old.zero != Some(zero),
-                    ),
-                    None => crate::fleet::scenarios::Plan::now(scenarios, agents),
-                };
+                *old = plan;
             }
             !same
         });
