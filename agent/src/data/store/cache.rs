@@ -166,8 +166,13 @@ pub struct Compiled {
 pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> {
     let (data, hash) = read_source(source).map_err(io_err(source))?;
     let hash = with_multiplexed(hash, &data, source);
-    let store_path = cache_dir.join(format!("{}.store", hex::encode(&hash[..16])));
+    let store_path = store_file(cache_dir, &hash);
     if let Ok(existing) = Store::open(&store_path) {
+        // Used now: not pruned for a while (a cache directory that is not
+        // ours to write still serves).
+        if let Err(e) = super::prune::touch(&store_path) {
+            tracing::debug!(store = %store_path.display(), cause = %e, "store not marked as used");
+        }
         // Compiled before a file without records was an error (an empty
         // store of an earlier run in the cache): still an error.
         if existing.is_empty() {
@@ -201,6 +206,21 @@ pub fn compile(source: &Path, cache_dir: &Path) -> Result<Compiled, StoreError> 
         records,
         built: true,
     })
+}
+
+/// The store of a source of content hash `hash` in `cache_dir`.
+fn store_file(cache_dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    cache_dir.join(format!("{}.store", hex::encode(&hash[..16])))
+}
+
+/// Where the store compiled from `source` is, or would be, in `cache_dir`
+/// (the source is read and hashed, not compiled).
+pub fn store_path(source: &Path, cache_dir: &Path) -> std::io::Result<PathBuf> {
+    let (data, hash) = read_source(source)?;
+    Ok(store_file(
+        cache_dir,
+        &with_multiplexed(hash, &data, source),
+    ))
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {

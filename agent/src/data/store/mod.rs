@@ -8,6 +8,7 @@
 //! - `merge`: the index, merged into OID order on every core;
 //! - `reader`: the read-only mapping agents answer from;
 //! - `cache`: stores named by their source's content in the cache directory;
+//! - `prune`: what the cache directory holds, and removing what is unused;
 //! - `check`: a store compiled in memory and dropped, for `agentcluster check`.
 //!
 //! GET is a binary search over the entries; GETNEXT/GETBULK walk them.
@@ -26,13 +27,15 @@ mod format;
 mod merge;
 mod out;
 mod part;
+mod prune;
 mod reader;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{Compiled, compile, load};
+pub use cache::{Compiled, compile, load, store_path};
 pub use check::{Checked, check};
 pub(crate) use format::{FLAG_COUNTER64, FLAG_EXCEPTION, FLAG_UPTIME};
+pub use prune::{Cached, Pruned, cached, prune, touch};
 pub use reader::{Item, Store};
 
 /// Why a store could not be built or opened.

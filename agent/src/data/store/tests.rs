@@ -477,9 +477,25 @@ fn compile_reuses_the_cache_by_content() {
     let a = compile(&src, &cache).unwrap();
     assert!(a.built);
     assert_eq!(a.records, 2);
+    assert_eq!(
+        store_path(&src, &cache).unwrap(),
+        a.store_path,
+        "named without compiling"
+    );
+    // Found in the cache, the store counts as used now (not pruned).
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+    fs::File::open(&a.store_path)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     let b = compile(&src, &cache).unwrap();
     assert!(!b.built);
     assert_eq!(a.store_path, b.store_path);
+    let used = fs::metadata(&b.store_path).unwrap().modified().unwrap();
+    assert!(
+        used.elapsed().unwrap() < std::time::Duration::from_secs(3600),
+        "{used:?}"
+    );
     fs::write(&src, "1.3.6.1.2.1.1.1.0|4|changed\n").unwrap();
     let c = compile(&src, &cache).unwrap();
     assert!(c.built);
