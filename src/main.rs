@@ -2,6 +2,7 @@
 //! over to the library crates and maps their errors to exit codes. Nothing
 //! else lives here.
 
+mod cache_cmd;
 mod check_cmd;
 mod cluster_status;
 mod ctl;
@@ -63,8 +64,8 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     quiet: u8,
     /// Fleet configuration file, for the commands that read one (run,
-    /// check, status, start, stop, restart, reload, events); the same as
-    /// `-c` after the command.
+    /// check, status, start, stop, restart, reload, events, cache); the
+    /// same as `-c` after the command.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket of the supervisor, for the commands that use one
@@ -123,6 +124,12 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
+    },
+    /// List the compiled snapshot stores in the cache directory, or remove
+    /// those unused for a while.
+    Cache {
+        #[command(subcommand)]
+        command: cache_cmd::CacheCommand,
     },
     /// The fleet in etcd, for nodes that share it (docs/scale-out.md).
     Etcd {
@@ -290,6 +297,15 @@ fn dispatch(cli: Cli, record_args: Vec<std::ffi::OsString>) -> anyhow::Result<Ex
         Command::Import { command } => import_cmd::run(command),
         Command::Record => record_cmd::run(record_args),
         Command::Snapshot { command } => snapshot_cmd::run(command),
+        Command::Cache { command } => {
+            if control.is_some() {
+                return Err(UserError(
+                    "--control does not apply to `cache`, which asks no supervisor".into(),
+                )
+                .into());
+            }
+            cache_cmd::run(command, config)
+        }
         Command::Kvp { command } => kvp_cmd::run(command),
         Command::Etcd { command } => etcd_cmd::run(command, config),
         Command::Status(mut args) => {

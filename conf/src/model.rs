@@ -155,6 +155,12 @@ pub struct Cluster {
     /// records served now (0..=100, default 50; 100: no limit): a file cut
     /// short by accident is refused instead of served.
     pub snapshot_max_loss: u8,
+    /// Compiled stores in `cache_dir` unused for longer than this are
+    /// removed, at start and every few hours after (default 30 days; zero:
+    /// never). The stores this supervisor serves are marked as used more
+    /// often than that, so other supervisors sharing the directory keep
+    /// them.
+    pub cache_max_age: Duration,
     /// Listen addresses missing on the host are added to an interface
     /// before binding (and removed at shutdown); `None`: an address that
     /// is not on the host is a startup error.

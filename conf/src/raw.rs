@@ -82,6 +82,9 @@ pub(crate) struct RawCluster {
     /// share of its records a reloaded snapshot may lose before it is
     /// refused, a percentage (`50%`).
     pub snapshot_max_loss: Option<Spanned<String>>,
+    /// `cluster.cache_max_age`: compiled stores unused for longer are
+    /// removed from `cache_dir`; a duration, 0 turns it off.
+    pub cache_max_age: Option<Spanned<String>>,
     /// `cluster.addresses`: listen addresses
     /// missing on the host are added to an interface.
     pub addresses: Option<Spanned<RawAddresses>>,

@@ -31,6 +31,11 @@ use crate::process::unit::{Settings, Shared};
 use crate::progress::Progress;
 use crate::{metrics, status, systemd};
 
+/// How often the stores served are marked as used and the cache directory
+/// is pruned (`cluster.cache_max_age` is at least this, so a store served
+/// by another supervisor sharing the directory is never pruned).
+const CACHE_UPKEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What the world outside the supervisor asks of it while it runs, besides
 /// the requests that come over the control socket. The binary turns
 /// signals into these (SIGTERM/SIGINT: `shutdown`; SIGHUP: `reload`).
@@ -332,6 +337,9 @@ async fn serve(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut snmp_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     snmp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The cache directory's upkeep: at once, then every hour.
+    let mut cache_tick = tokio::time::interval(CACHE_UPKEEP);
+    cache_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failure = None;
     let mut control_ended = false;
     // The loop only reacts: whatever is slow (reading the configuration,
@@ -360,6 +368,7 @@ async fn serve(
                 failure = Some(Error::Agent { agent: name, cause: "supervision task died".into() });
                 break;
             }
+            _ = cache_tick.tick() => manager.tend_cache(),
             Some(w) = work.recv() => manager.on_work(w).await,
             Some(()) = reload_requests.recv() => manager.reload(Asker::Signal),
             Some((request, reply)) = requests.recv() => manager.handle(request, reply).await,

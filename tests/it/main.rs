@@ -10,6 +10,7 @@
 mod harness;
 
 mod addresses;
+mod cache;
 mod chaos;
 mod cli;
 mod cli_ctl;

@@ -68,6 +68,11 @@ pub fn check_socket_path(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The shortest `cluster.cache_max_age` but 0: supervisors mark the stores
+/// they serve as used once an hour, so a shorter age could prune a store
+/// another supervisor sharing the directory serves.
+const MIN_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Validator<'_> {
     pub(super) fn cluster(&mut self, raw: Option<&Spanned<RawCluster>>) -> Cluster {
         let empty = RawCluster::default();
@@ -168,6 +173,21 @@ impl Validator<'_> {
         let max_response_bytes = self.max_response_bytes(c.max_response_bytes.as_ref());
         let rate_limit = c.rate_limit.as_ref().map(|r| self.rate_limit(r));
         let snapshot_max_loss = self.snapshot_max_loss(c.snapshot_max_loss.as_ref());
+        let cache_max_age = self.duration(
+            f,
+            c.cache_max_age.as_ref(),
+            default::CACHE_MAX_AGE,
+            "cache_max_age",
+            true,
+        );
+        if !cache_max_age.is_zero() && cache_max_age < MIN_CACHE_MAX_AGE {
+            let pos = c.cache_max_age.as_ref().map_or(Pos::UNKNOWN, Pos::of);
+            self.err(
+                f,
+                pos,
+                "`cache_max_age` must be 0 (never prune) or at least 1h: a supervisor marks the stores it serves as used once an hour".to_string(),
+            );
+        }
         let addresses = c.addresses.as_ref().and_then(|a| self.addresses(a));
         Cluster {
             node,
@@ -192,6 +212,7 @@ impl Validator<'_> {
             max_response_bytes,
             rate_limit,
             snapshot_max_loss,
+            cache_max_age,
             addresses,
         }
     }

@@ -47,6 +47,7 @@ mod default {
     pub const HEARTBEAT: Duration = Duration::from_secs(1);
     pub const INACTIVE_AFTER: Duration = Duration::from_secs(5);
     pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
     pub const AGENTS_PER_PROCESS: u32 = 1;
     pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
     pub const BACKOFF_MAX: Duration = Duration::from_secs(30);

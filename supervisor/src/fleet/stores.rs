@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use agentcluster_agent::snapshot::SnapshotError;
 use agentcluster_agent::store;
@@ -67,6 +68,41 @@ pub fn compile_stores_counted(
         counted(progress);
     }
     Ok(stores)
+}
+
+/// The cache directory's upkeep, run once an hour (blocking: file I/O):
+/// marks the stores `served` now as used, so that neither this supervisor
+/// nor another one sharing the directory prunes them, then removes the
+/// stores unused for longer than `max_age` (zero: none) and the temporary
+/// files of compiles that died.
+pub fn tend_cache(cache_dir: &Path, served: &[PathBuf], max_age: Duration) {
+    for s in served {
+        match store::touch(s) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+                store = %s.display(),
+                "a store served now is gone from the cache directory: its agents cannot \
+                 restart until a reload compiles it again"
+            ),
+            // Someone else's cache directory: it still serves.
+            Err(e) => tracing::debug!(store = %s.display(), cause = %e, "store not marked as used"),
+        }
+    }
+    if max_age.is_zero() {
+        return;
+    }
+    match store::prune(cache_dir, served, max_age, SystemTime::now(), false) {
+        Ok(p) if p.removed.is_empty() && p.temporaries.is_empty() => {}
+        Ok(p) => tracing::info!(
+            dir = %cache_dir.display(),
+            stores = p.removed.len(),
+            mib = format!("{:.1}", p.bytes() as f64 / (1 << 20) as f64),
+            temporaries = p.temporaries.len(),
+            unused_for = %agentcluster_conf::format_duration(max_age),
+            "cache: removed stores unused for longer than cluster.cache_max_age"
+        ),
+        Err(e) => tracing::warn!(dir = %cache_dir.display(), cause = %e, "cache: not pruned"),
+    }
 }
 
 /// Why a recompiled snapshot of `records` records must not replace the
@@ -137,7 +173,48 @@ pub fn records_in(store: &Path) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::{refusal, tend_cache};
+    use std::time::{Duration, SystemTime};
+
+    /// The upkeep marks what is served as used, so that it survives any
+    /// prune, and removes only what is old and not served; with a zero
+    /// age it removes nothing.
+    #[test]
+    fn the_upkeep_marks_the_served_stores_and_prunes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(400 * 86_400);
+        let store = |name: &str| {
+            let p = dir.path().join(format!("{name:0>32}.store"));
+            std::fs::write(&p, b"x").unwrap();
+            std::fs::File::open(&p)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+            p
+        };
+        let (served, unused) = (store("1"), store("2"));
+        tend_cache(dir.path(), std::slice::from_ref(&served), Duration::ZERO);
+        assert!(unused.exists(), "a zero age prunes nothing");
+        let used = std::fs::metadata(&served).unwrap().modified().unwrap();
+        assert!(
+            used.elapsed().unwrap() < Duration::from_secs(3600),
+            "marked as used"
+        );
+
+        std::fs::File::open(&served)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        tend_cache(
+            dir.path(),
+            std::slice::from_ref(&served),
+            Duration::from_secs(30 * 86_400),
+        );
+        assert!(served.exists() && !unused.exists());
+        // A served store gone from the cache is only a warning.
+        std::fs::remove_file(&served).unwrap();
+        tend_cache(dir.path(), &[served], Duration::from_secs(30 * 86_400));
+    }
 
     #[test]
     fn an_empty_snapshot_is_refused_whatever_the_limit() {

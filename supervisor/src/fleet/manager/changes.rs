@@ -290,6 +290,21 @@ impl Manager {
         served
     }
 
+    /// The cache directory's upkeep ([`stores::tend_cache`]), off the loop:
+    /// the stores served now are marked as used, and those unused for
+    /// longer than `cluster.cache_max_age` are removed. Skipped while a
+    /// reload or a recompile runs, so that no store it has just found in
+    /// the cache goes from under it.
+    pub fn tend_cache(&mut self) {
+        if self.reload.compiling || self.reload.current.is_some() {
+            return;
+        }
+        let served: Vec<PathBuf> = self.served().into_values().flatten().collect();
+        let (dir, max_age) = (self.cluster.cache_dir.clone(), self.cluster.cache_max_age);
+        self.tasks
+            .spawn_blocking(move || stores::tend_cache(&dir, &served, max_age));
+    }
+
     /// Recompiles `files` (snapshots that changed on disk) off the loop;
     /// the new stores are swapped into the agents that serve them when the
     /// compile is done, unless they are refused: a snapshot that does not
@@ -393,6 +408,7 @@ impl Manager {
         self.events = fleet.events.clone();
         self.replan(&fleet);
         self.snapshot_max_loss = fleet.cluster.snapshot_max_loss;
+        self.cluster.cache_max_age = fleet.cluster.cache_max_age;
         // The limits apply to running agents at once; other cluster keys
         // only to a new supervisor.
         let new_limits = limits(&fleet.cluster);
