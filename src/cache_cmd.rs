@@ -86,7 +86,7 @@ struct Place {
 impl Where {
     fn resolve(&self, before: Option<&Path>) -> anyhow::Result<Place> {
         let fleet = match self.config.as_deref().or(before) {
-            Some(file) => load(file)?,
+            Some(file) => crate::load_shared_fleet(file)?,
             None => default_fleet::load()?,
         };
         let dir = self
@@ -98,16 +98,6 @@ impl Where {
             max_age: fleet.cluster.cache_max_age,
             dir,
         })
-    }
-}
-
-fn load(file: &Path) -> anyhow::Result<Fleet> {
-    match agentcluster_conf::load(file) {
-        Ok(loaded) => Ok(loaded.fleet),
-        Err(problems) => {
-            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            Err(UserError(text.join("\n")).into())
-        }
     }
 }
 

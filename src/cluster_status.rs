@@ -57,7 +57,7 @@ mod imp {
     const READ_LIMIT: Duration = Duration::from_secs(20);
 
     pub fn status(file: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-        let fleet = crate::load_fleet(file)?;
+        let fleet = crate::load_shared_fleet(file)?;
         let (etcd, runtime) = crate::etcd_cmd::etcd_and_runtime(file, &fleet)?;
         let endpoints = etcd.endpoints.join(",");
         let read =

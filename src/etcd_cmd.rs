@@ -11,8 +11,9 @@ use crate::UserError;
 /// `etcd`'s commands.
 #[derive(Subcommand)]
 pub enum EtcdCommand {
-    /// Validate a fleet (as `check`) and write it to etcd in one write
-    /// (its `cluster.etcd` says where).
+    /// Validate a fleet (as `check`, but not against this host's capacity:
+    /// nodes share it) and write it to etcd in one write (its
+    /// `cluster.etcd` says where).
     Push(PushArgs),
     /// Show the fleet in etcd, SNMPv3 passwords masked.
     Get(GetArgs),
@@ -91,8 +92,35 @@ mod imp {
         Ok((etcd, runtime))
     }
 
+    /// When this host could not serve the whole of `fleet`: how many agents
+    /// it carries (under the pushed file's cluster settings, as `check`
+    /// counts, each agent with one endpoint), and so how many nodes like
+    /// it the fleet needs at least.
+    fn nodes_needed(fleet: &agentcluster_conf::Fleet) -> Option<String> {
+        let (short, _) = agentcluster_supervisor::check_capacity(fleet);
+        if short.is_empty() {
+            return None;
+        }
+        let agents = fleet.agents.len() as u64;
+        let carries = agentcluster_supervisor::agents_this_host_carries(fleet);
+        Some(if carries == 0 {
+            "this host could not serve even one of them under the pushed file's cluster settings \
+             (`check -c` on a node's own file says why)"
+                .to_string()
+        } else {
+            format!(
+                "this host could not serve all of them: it carries about {carries} agents under the \
+                 pushed file's cluster settings, so the fleet needs at least {} nodes like it \
+                 (each node checks its own share when it starts)",
+                agents.div_ceil(carries)
+            )
+        })
+    }
+
     pub fn run(file: &Path, push: bool, json: bool) -> anyhow::Result<ExitCode> {
-        let fleet = crate::load_fleet(file)?;
+        // The fleet is shared by the nodes: whether this host could serve
+        // all of it is no reason to refuse it (said below instead).
+        let fleet = crate::load_shared_fleet(file)?;
         let (etcd, runtime) = etcd_and_runtime(file, &fleet)?;
         let key = Keys::new(&etcd.prefix).fleet();
         if push {
@@ -106,6 +134,9 @@ mod imp {
                 fleet.agents.len(),
                 if fleet.agents.len() == 1 { "" } else { "s" }
             );
+            if let Some(line) = nodes_needed(&fleet) {
+                println!("{line}");
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let got: Option<(fleet::Pushed, i64)> = runtime.block_on(fleet::get(&etcd))?;

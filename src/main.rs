@@ -397,8 +397,22 @@ fn init_logging(cli: &Cli) {
 /// A fleet the host cannot carry is refused before its templates are
 /// expanded.
 fn load_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
-    let fits =
-        &mut |fleet: &agentcluster_conf::Fleet| agentcluster_supervisor::check_capacity(fleet).0;
+    load_fleet_within(path, &mut |fleet| {
+        agentcluster_supervisor::check_capacity(fleet).0
+    })
+}
+
+/// [`load_fleet`] for a fleet this host does not run by itself (pushed to
+/// etcd and shared by nodes, or only read): every problem but this host's
+/// capacity.
+fn load_shared_fleet(path: &Path) -> anyhow::Result<agentcluster_conf::Fleet> {
+    load_fleet_within(path, &mut |_| Vec::new())
+}
+
+fn load_fleet_within(
+    path: &Path,
+    fits: &mut dyn FnMut(&agentcluster_conf::Fleet) -> Vec<String>,
+) -> anyhow::Result<agentcluster_conf::Fleet> {
     match agentcluster_conf::load_within(path, fits) {
         Ok(loaded) => {
             for w in &loaded.warnings {

@@ -49,6 +49,7 @@ mod status;
 mod systemd;
 
 pub use error::Error;
+pub use fleet::capacity::agents_this_host_carries;
 pub use fleet::capacity::check as check_capacity;
 pub use fleet::manager::{Ready, ReadyAgent};
 pub use fleet::plan::missing_addresses;

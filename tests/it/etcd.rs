@@ -114,6 +114,69 @@ fn push_and_get_round_trip_masked_and_all_or_nothing() {
     );
 }
 
+/// A fleet is pushed for nodes to share: that this host could not serve
+/// all of it is no reason to refuse it. `push` says how many nodes like
+/// this one it needs instead (here the host is made small: a hard limit of
+/// 256 open files, under which about a hundred single-agent processes fit).
+#[test]
+fn push_takes_a_fleet_larger_than_this_host_and_says_how_many_nodes() {
+    let etcd = Etcd::start();
+    let dir = tempdir();
+    let agents = format!(
+        "  - name: d-{{i}}\n    count: 2000\n    listen: [\"127.{{i/62500+1}}.{{i/250%250}}.{{i%250+1}}:16100\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        mib("linux-host.snmprec").display()
+    );
+    let file = fleet_file(dir.path(), &etcd, "/big", &agents);
+    let small = |args: &[&str]| {
+        crate::harness::output(
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(r#"ulimit -n 256 && exec "$0" "$@""#)
+                .arg(crate::harness::BIN)
+                .args(args),
+        )
+        .unwrap()
+    };
+    // `check` (what `run` does) refuses it on this host…
+    let out = small(&["check", "-c", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("open files"), "{}", text(&out));
+    // …`push` writes it, and says what one such host carries.
+    let out = small(&["etcd", "push", "-c", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "push: {t}");
+    assert!(t.contains("pushed 2000 agents to /big/fleet/config"), "{t}");
+    let carries: u64 = t
+        .split("it carries about ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no capacity in: {t}"));
+    assert!((1..2000).contains(&carries), "{t}");
+    assert!(
+        t.contains(&format!(
+            "needs at least {} nodes like it",
+            2000u64.div_ceil(carries)
+        )),
+        "{t}"
+    );
+    // Read back whole (and `get` does not refuse it either).
+    let out = small(&["etcd", "get", "--json", "-c", file.to_str().unwrap()]);
+    assert!(out.status.success(), "get: {}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["yaml"].as_str().unwrap().contains("count: 2000"),
+        "{json}"
+    );
+    // A fleet this host carries is pushed without the line.
+    let out = agentcluster(&["etcd", "push", "-c", file.to_str().unwrap()]);
+    assert!(
+        out.status.success() && !text(&out).contains("nodes like it"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Agents of the shared fleet in the node tests: `count` copies at
 /// 127.61.X.Y:`port`, one process each (moves restart no neighbour).
 fn shared_fleet(dir: &std::path::Path, etcd: &Etcd, prefix: &str, port: u16, count: usize) {

@@ -475,7 +475,6 @@ pub fn assess(d: &Demand, host: &Host) -> Vec<String> {
 /// one endpoint and one snapshot whose size is not counted: a node's
 /// capacity in its membership key (docs/scale-out.md). At most the
 /// 1,000,000 agents a fleet may have; 0 when not even one fits.
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
     const MOST: u64 = 1_000_000;
     let fits = |n: u64| assess(&Demand::of_plain(base, n), host).is_empty();
@@ -501,6 +500,11 @@ pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
         }
     }
     lo
+}
+
+/// [`agents_that_fit`] on this host.
+pub fn agents_this_host_carries(base: &Fleet) -> u64 {
+    agents_that_fit(base, &Host::probe())
 }
 
 /// `fleet` against this host: every way it does not fit (see `assess`),
