@@ -102,6 +102,10 @@ pub struct EventsArgs {
     /// component `agent` or `supervisor` (e.g. `'*|agent|died|core-*'`).
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
+    /// Only the last N of those events (after --since and --filter); with
+    /// --follow, start with them.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<u64>,
     /// Each record as the supervisor sends it, one JSON object a line:
     /// events, the `gap` record, the final `overflow` record (and `ping`
     /// records with `--pings`).
@@ -191,6 +195,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<ExitCode> {
             since: args.since,
             filter: args.filter.clone(),
             follow: false,
+            last: args.last,
         };
         exchange_bytes(&path, request).and_then(|answer| {
             if args.json {
@@ -262,6 +267,7 @@ fn follow(path: &Path, args: &EventsArgs) -> Result<(), Failure> {
         since: args.since,
         filter: args.filter.clone(),
         follow: true,
+        last: args.last,
     };
     let mut line = serde_json::to_vec(&WireRequest::new(request)).map_err(|e| Failure {
         code: EXIT_RUNTIME,

@@ -394,6 +394,7 @@ fn subscribe(path: &Path, tx: mpsc::Sender<Wake>) -> Result<(), Failure> {
         since: None,
         filter: None,
         follow: true,
+        last: None,
     };
     let mut line = serde_json::to_vec(&WireRequest::new(request)).map_err(|e| Failure {
         code: EXIT_RUNTIME,

@@ -66,6 +66,15 @@ fn events_are_replayed_filtered_and_printed() {
     assert_eq!(later.len(), all.len() - 2);
     assert_eq!(later[0], all[2]);
 
+    // --last N: the newest N of what the other options chose.
+    assert_eq!(events_json(&fleet, &["--last", "2"]), all[all.len() - 2..]);
+    let newest_ready = events_json(&fleet, &["-n", "1", "--filter", "*|agent|ready|*"]);
+    assert_eq!(newest_ready, ready_a[1..], "{newest_ready:?}");
+    assert_eq!(
+        events_json(&fleet, &["--since", &since, "-n", "1000"]),
+        later
+    );
+
     // The text form: one line per event, the agent and kind in it.
     let sock = fleet.control();
     let out = agentcluster(&["events", "--control", &sock]);
@@ -108,6 +117,20 @@ fn follow_prints_a_restart_as_it_happens() {
         .args(["--filter", "*|agent|*|dev-a", "--since"])
         .arg((last + 1).to_string());
     let follower = Process::spawn(cmd);
+    // `-f -n 1`: dev-b's newest event first (its ready), then new ones.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["events", "-f", "-n", "1", "--json", "--control", &sock])
+        .args(["--filter", "*|agent|*|dev-b"]);
+    let tail = Process::spawn(cmd);
+    let first = tail.stdout.wait_for(0, WAIT, |_| true);
+    assert_eq!(first, Some(0), "no first line: {}", tail.stderr.text());
+    let newest: Json = serde_json::from_str(&tail.stdout.range(0, 1)[0]).unwrap();
+    assert_eq!(
+        (&newest["agent"], &newest["event"], &newest["restarts"]),
+        (&Json::from("dev-b"), &Json::from("ready"), &Json::from(0)),
+        "{newest}"
+    );
+    assert!(newest["seq"].as_u64().unwrap() <= last, "{newest}");
 
     let out = agentcluster(&["restart", "--control", &sock, "dev-*"]);
     assert!(out.status.success(), "{out:?}");
@@ -129,6 +152,23 @@ fn follow_prints_a_restart_as_it_happens() {
         follower.stderr.text()
     );
     assert!(seen.iter().all(|e| e["agent"] == "dev-a"), "{seen:?}");
+    let again = tail.stdout.wait_for(1, WAIT, |l| {
+        let e: Json = serde_json::from_str(l).unwrap();
+        e["event"] == "ready" && e["restarts"] == 1
+    });
+    assert!(
+        again.is_some(),
+        "-f -n 1 printed no new ready: {:?}",
+        tail.stdout.range(0, usize::MAX)
+    );
+    assert!(
+        tail.stdout.range(1, usize::MAX).iter().all(|l| {
+            let e: Json = serde_json::from_str(l).unwrap();
+            e["agent"] == "dev-b" && e["seq"].as_u64().unwrap() > last
+        }),
+        "{:?}",
+        tail.stdout.range(0, usize::MAX)
+    );
     assert!(seen[0]["seq"].as_u64().unwrap() > last, "{seen:?}");
     let kinds: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
     let starting = kinds.iter().position(|k| *k == "starting");

@@ -59,6 +59,11 @@ pub enum Request {
         /// docs/cli.md.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         follow: bool,
+        /// Only the last this many of the events asked for (after `since`
+        /// and `filter`); with `follow`, the stream starts with them.
+        /// Absent: all of them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<u64>,
     },
 }
 

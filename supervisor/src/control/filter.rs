@@ -144,7 +144,12 @@ pub fn event_id(event: &Event) -> String {
 /// longer holds some events at or after `since`; without `since` the caller
 /// asked for whatever is kept, so there is no gap to report. A bad filter is
 /// a `BadRequest`.
-pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> Response {
+pub fn events_response(
+    bus: &Bus,
+    since: Option<u64>,
+    filter: Option<&str>,
+    last: Option<u64>,
+) -> Response {
     let filter = match filter.map(Filter::parse).transpose() {
         Ok(f) => f,
         Err(e) => {
@@ -158,15 +163,47 @@ pub fn events_response(bus: &Bus, since: Option<u64>, filter: Option<&str>) -> R
     let gap = gap && since.is_some();
     // With a gap the replay is the whole ring.
     let oldest = kept.first().map(|e| e.seq).filter(|_| gap);
-    let events = kept
+    let matching: Vec<&Event> = kept
         .iter()
+        .map(|e| &**e)
         .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
-        .map(|e| Event::clone(e))
         .collect();
+    let skip = last.map_or(0, |n| {
+        matching
+            .len()
+            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
+    });
+    let events = matching[skip..].iter().map(|&e| e.clone()).collect();
     Response::Events {
         events,
         gap,
         oldest,
+    }
+}
+
+/// Where a followed stream of the `last` events asked for starts: the seq
+/// of the `last`-th newest event at or after `since` that `filter`
+/// matches, or `since` when fewer match (`None`, only new events, when
+/// none match and no `since` was asked).
+pub fn start_of_last(
+    bus: &Bus,
+    since: Option<u64>,
+    filter: Option<&Filter>,
+    last: u64,
+) -> Option<u64> {
+    if last == 0 {
+        return None;
+    }
+    let (kept, _) = bus.replay(since.unwrap_or(0));
+    let matching: Vec<u64> = kept
+        .iter()
+        .filter(|e| filter.is_none_or(|f| f.matches(e)))
+        .map(|e| e.seq)
+        .collect();
+    let n = usize::try_from(last).unwrap_or(usize::MAX);
+    match matching.len().checked_sub(n) {
+        Some(i) => Some(matching[i]),
+        None => since.or(matching.first().copied()),
     }
 }
 
@@ -368,7 +405,7 @@ mod tests {
         publish(&bus, "core-sw-1", "died");
         publish(&bus, "edge-1", "died");
 
-        let (all, gap) = answer(events_response(&bus, None, None));
+        let (all, gap) = answer(events_response(&bus, None, None, None));
         assert_eq!(
             all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             [1, 2, 3, 4]
@@ -376,7 +413,7 @@ mod tests {
         assert!(!gap);
         assert_eq!(all[0].1, "lab-a|supervisor|supervisor-started|");
 
-        let (died, _) = answer(events_response(&bus, None, Some("*|agent|died|*")));
+        let (died, _) = answer(events_response(&bus, None, Some("*|agent|died|*"), None));
         assert_eq!(
             died,
             [
@@ -385,20 +422,52 @@ mod tests {
             ]
         );
 
-        let (since, gap) = answer(events_response(&bus, Some(3), Some("*|*|*|core-*")));
+        let (since, gap) = answer(events_response(&bus, Some(3), Some("*|*|*|core-*"), None));
         assert_eq!(since, [(3, "lab-a|agent|died|core-sw-1".to_string())]);
         assert!(!gap);
 
         // nothing new yet: empty, no gap
-        let (none, gap) = answer(events_response(&bus, Some(5), None));
+        let (none, gap) = answer(events_response(&bus, Some(5), None, None));
         assert!(none.is_empty());
         assert!(!gap);
+    }
+
+    /// `last` keeps the newest of what `since` and `filter` chose; a
+    /// followed stream of them starts at the oldest of those.
+    #[test]
+    fn the_last_events_are_the_newest_that_match() {
+        let bus = Bus::new("lab-a");
+        publish(&bus, "", "supervisor-started");
+        for a in ["a", "b", "c", "d"] {
+            publish(&bus, a, "ready");
+            publish(&bus, a, "died");
+        }
+        let seqs = |r| answer(r).0.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+        assert_eq!(seqs(events_response(&bus, None, None, Some(3))), [7, 8, 9]);
+        let died = Some("*|agent|died|*");
+        assert_eq!(seqs(events_response(&bus, None, died, Some(2))), [7, 9]);
+        assert_eq!(
+            seqs(events_response(&bus, Some(4), died, Some(10))),
+            [5, 7, 9]
+        );
+        assert!(seqs(events_response(&bus, None, None, Some(0))).is_empty());
+
+        let died = Filter::parse("*|agent|died|*").unwrap();
+        assert_eq!(start_of_last(&bus, None, Some(&died), 2), Some(7));
+        assert_eq!(start_of_last(&bus, None, None, 1), Some(9));
+        // Fewer than asked: from `since`, or the first that matches.
+        assert_eq!(start_of_last(&bus, Some(4), Some(&died), 10), Some(4));
+        assert_eq!(start_of_last(&bus, None, Some(&died), 10), Some(3));
+        // None at all, or 0: only new ones.
+        let none = Filter::parse("*|agent|rebooted|*").unwrap();
+        assert_eq!(start_of_last(&bus, None, Some(&none), 5), None);
+        assert_eq!(start_of_last(&bus, Some(2), None, 0), None);
     }
 
     #[test]
     fn events_response_rejects_a_bad_filter() {
         let bus = Bus::new("lab-a");
-        match events_response(&bus, None, Some("lab-a|agent")) {
+        match events_response(&bus, None, Some("lab-a|agent"), None) {
             Response::Error { kind, message } => {
                 assert_eq!(kind, ErrorKind::BadRequest);
                 assert!(message.contains("lab-a|agent"), "{message}");
@@ -413,19 +482,19 @@ mod tests {
         for i in 0..crate::events::bus::RING + 5 {
             publish(&bus, &format!("a{i}"), "ready");
         }
-        let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1")));
+        let (events, gap) = answer(events_response(&bus, Some(2), Some("*|*|*|a1"), None));
         assert!(gap);
         assert!(events.is_empty());
-        match events_response(&bus, Some(2), Some("*|*|*|a1")) {
+        match events_response(&bus, Some(2), Some("*|*|*|a1"), None) {
             Response::Events { oldest, .. } => assert_eq!(oldest, Some(6)),
             other => panic!("{other:?}"),
         }
-        let (events, gap) = answer(events_response(&bus, Some(6), None));
+        let (events, gap) = answer(events_response(&bus, Some(6), None, None));
         assert!(!gap);
         assert_eq!(events.len(), crate::events::bus::RING);
         assert_eq!(events[0].0, 6);
         // without `since` the caller asked for whatever is kept
-        let (events, gap) = answer(events_response(&bus, None, None));
+        let (events, gap) = answer(events_response(&bus, None, None, None));
         assert!(!gap);
         assert_eq!(events.len(), crate::events::bus::RING);
     }
@@ -437,6 +506,7 @@ mod tests {
             since: Some(5),
             filter: Some("lab-a|agent|died|*".into()),
             follow: false,
+            last: None,
         };
         let line = serde_json::to_string(&WireRequest::new(request.clone())).unwrap();
         assert_eq!(
@@ -452,6 +522,7 @@ mod tests {
                 since: None,
                 filter: None,
                 follow: false,
+                last: None,
             }
         );
     }
@@ -460,7 +531,7 @@ mod tests {
     fn events_survive_a_trip_through_json() {
         let bus = Bus::new("lab-a");
         publish(&bus, "core-sw-1", "died");
-        let response = events_response(&bus, None, None);
+        let response = events_response(&bus, None, None, None);
         let line = serde_json::to_string(&response).unwrap();
         assert!(
             line.starts_with(r#"{"result":"events","events":[{"seq":1,"#),

@@ -193,6 +193,7 @@ async fn connection(stream: UnixStream, handle: api::Handle, shutdown: Cancellat
                     since,
                     filter,
                     follow: true,
+                    last,
                 })) => {
                     let Some(bus) = handle.bus() else {
                         let response = error(
@@ -209,6 +210,10 @@ async fn connection(stream: UnixStream, handle: api::Handle, shutdown: Cancellat
                             send(&mut wr, &response, &shutdown).await;
                             return;
                         }
+                    };
+                    let since = match last {
+                        Some(n) => super::filter::start_of_last(bus, since, filter.as_ref(), n),
+                        None => since,
                     };
                     // A stream is the connection's last request.
                     stream_events(&mut wr, bus, since, filter).await;

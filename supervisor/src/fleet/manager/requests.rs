@@ -22,8 +22,14 @@ impl Manager {
                 let _ = reply.send(self.status());
                 return;
             }
-            Request::Events { since, filter, .. } => {
-                let events = filter::events_response(&self.shared.bus, since, filter.as_deref());
+            Request::Events {
+                since,
+                filter,
+                last,
+                ..
+            } => {
+                let events =
+                    filter::events_response(&self.shared.bus, since, filter.as_deref(), last);
                 let _ = reply.send(events);
                 return;
             }
