@@ -22,7 +22,14 @@ const DEFAULT_AGE: Duration = Duration::from_secs(30 * 86_400);
 pub enum CacheCommand {
     /// List the compiled stores, with their size, when each was last used,
     /// and the snapshot of the configuration each one is.
-    List(Where),
+    List {
+        #[command(flatten)]
+        place: Where,
+        /// One JSON object a line per store: `store`, `bytes`, `used`
+        /// (RFC 3339), `snapshot` (null when not the configuration's).
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the stores the configuration does not use and nothing has
     /// used for a while (and the leftovers of compiles that died).
     Prune {
@@ -57,7 +64,7 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 
 pub fn run(command: CacheCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     match command {
-        CacheCommand::List(place) => list(&place.resolve(config)?),
+        CacheCommand::List { place, json } => list(&place.resolve(config)?, json),
         CacheCommand::Prune {
             place,
             older_than,
@@ -118,10 +125,22 @@ fn used_stores(fleet: &Fleet, dir: &Path) -> HashMap<PathBuf, PathBuf> {
     used
 }
 
-fn list(place: &Place) -> anyhow::Result<ExitCode> {
+fn list(place: &Place, json: bool) -> anyhow::Result<ExitCode> {
     let stores = store::cached(&place.dir).map_err(|e| cannot_read(&place.dir, e))?;
     let now = SystemTime::now();
     let mut out = std::io::stdout().lock();
+    if json {
+        for s in &stores {
+            let line = serde_json::json!({
+                "store": s.path,
+                "bytes": s.bytes,
+                "used": agentcluster_supervisor::rfc3339_millis(s.used),
+                "snapshot": place.used.get(&s.path),
+            });
+            writeln!(out, "{line}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if !stores.is_empty() {
         writeln!(
             out,

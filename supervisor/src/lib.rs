@@ -49,6 +49,7 @@ mod status;
 mod systemd;
 
 pub use error::Error;
+pub use events::bus::rfc3339_millis;
 pub use fleet::capacity::agents_this_host_carries;
 pub use fleet::capacity::check as check_capacity;
 pub use fleet::manager::{Ready, ReadyAgent};

@@ -94,6 +94,26 @@ fn prune_removes_only_old_stores_the_configuration_does_not_use() {
     assert!(line(&s_fresh).contains("1d ago"), "{t}");
     assert!(t.contains("3 stores ("), "{t}");
     assert!(t.contains("; 1 used by this configuration"), "{t}");
+    let out = agentcluster(&["cache", "list", "--json", "-c", config]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let row = |store: &Path| {
+        rows.iter()
+            .find(|r| r["store"] == store.to_str().unwrap())
+            .unwrap_or_else(|| panic!("{} not in {rows:?}", store.display()))
+    };
+    assert_eq!(row(&s_used)["snapshot"], used.to_str().unwrap());
+    assert_eq!(row(&s_gone)["snapshot"], serde_json::Value::Null);
+    assert_eq!(row(&s_used)["bytes"], fs::metadata(&s_used).unwrap().len());
+    assert!(
+        row(&s_fresh)["used"].as_str().unwrap().ends_with('Z'),
+        "{rows:?}"
+    );
 
     // Dry: says what would go, removes nothing.
     let out = agentcluster(&["cache", "prune", "-c", config, "--dry-run"]);
