@@ -3,6 +3,8 @@
 //! stop, which start — and how each agent name is reported. No I/O; the
 //! manager carries the result out.
 
+use std::collections::HashMap;
+
 use agentcluster_conf::{Agent, Cluster};
 
 /// The agents of one agent process and whether it is active (an inactive
@@ -25,6 +27,67 @@ pub fn group(agents: &[Agent], per: usize) -> Vec<Group> {
     }
     if !group.is_empty() {
         out.push((group, true));
+    }
+    out
+}
+
+/// How many processes more than [`group`] would make a [`regroup`] may
+/// leave: each reload or move can keep a process that is not full.
+pub const REGROUP_SLACK: usize = 4;
+
+/// The processes wanted for `agents` when `running` ones exist (a reload, or
+/// a node whose share changed): a running process whose agents are all
+/// still wanted, unchanged and as active as before keeps its group, so that
+/// adding, removing or moving agents restarts only the processes that lost
+/// or changed one. The other agents are packed in file order into new
+/// groups, as [`group`] does. Should that leave more than
+/// [`REGROUP_SLACK`] processes beyond what [`group`] makes of the whole
+/// fleet (processes left part-full by many reloads), every agent is
+/// grouped afresh instead.
+pub fn regroup<'a>(
+    running: impl IntoIterator<Item = (&'a [Agent], bool)>,
+    agents: &[Agent],
+    per: usize,
+) -> Vec<Group> {
+    let per = per.max(1);
+    let index: HashMap<&str, usize> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i))
+        .collect();
+    let mut taken = vec![false; agents.len()];
+    let mut out = Vec::new();
+    for (members, active) in running {
+        let size_fits = if active {
+            members.len() <= per
+        } else {
+            members.len() == 1
+        };
+        let unchanged = !members.is_empty()
+            && size_fits
+            && members.iter().all(|m| {
+                index
+                    .get(m.name.as_str())
+                    .is_some_and(|&i| !taken[i] && agents[i].active == active && agents[i] == *m)
+            });
+        if unchanged {
+            for m in members {
+                taken[index[m.name.as_str()]] = true;
+            }
+            out.push((members.to_vec(), active));
+        }
+    }
+    let rest: Vec<Agent> = agents
+        .iter()
+        .zip(&taken)
+        .filter(|(_, taken)| !**taken)
+        .map(|(a, _)| a.clone())
+        .collect();
+    out.extend(group(&rest, per));
+    let active = agents.iter().filter(|a| a.active).count();
+    let fewest = active.div_ceil(per) + (agents.len() - active);
+    if out.len() > fewest + REGROUP_SLACK {
+        return group(agents, per);
     }
     out
 }
@@ -251,6 +314,93 @@ mod tests {
         );
         assert_eq!(r.changed, ["b", "c"]);
         assert_eq!(r.removed, ["a"]);
+    }
+
+    /// Shapes of groups: each one's agent names and activity.
+    fn shape(groups: &[Group]) -> Vec<(Vec<&str>, bool)> {
+        groups
+            .iter()
+            .map(|(a, act)| (a.iter().map(|a| a.name.as_str()).collect(), *act))
+            .collect()
+    }
+
+    /// Agents `a0`… `a{n-1}` on ports from `port`, in file order.
+    fn many(names: &[&str], port: u16) -> Vec<Agent> {
+        let yaml: String = names.iter().zip(port..).map(|(n, p)| agent(n, p)).collect();
+        fleet(&yaml)
+    }
+
+    #[test]
+    fn regroup_keeps_whole_processes_and_packs_the_rest_anew() {
+        let before = group(&many(&["a", "b", "c", "d", "e", "f"], 20101), 2);
+        assert_eq!(shape(&before).len(), 3, "a+b, c+d, e+f");
+        // An agent inserted between a and b (what a node that takes agents
+        // over sees), and f removed: a+b and c+d stay, e is packed with x.
+        let after = many(&["a", "x", "b", "c", "d", "e"], 20101);
+        let mut after = after;
+        // Ports as before for the agents that stay (x gets one of its own).
+        after[0] = before[0].0[0].clone();
+        after[2] = before[0].0[1].clone();
+        after[3] = before[1].0[0].clone();
+        after[4] = before[1].0[1].clone();
+        after[5] = before[2].0[0].clone();
+        after[1].listen = vec!["127.0.0.1:20199".parse().unwrap()];
+        let wanted = regroup(running(&before), &after, 2);
+        assert_eq!(
+            shape(&wanted),
+            [
+                (vec!["a", "b"], true),
+                (vec!["c", "d"], true),
+                (vec!["x", "e"], true)
+            ]
+        );
+        let d = diff(running(&before), wanted);
+        assert_eq!(d.keep, [true, true, false]);
+        assert_eq!(names(&d.start), ["x", "e"]);
+        // What group alone does: every process after x restarts.
+        let d = diff(running(&before), group(&after, 2));
+        assert_eq!(d.keep, [false, false, false]);
+    }
+
+    #[test]
+    fn regroup_restarts_a_process_whose_agent_changed_and_keeps_activity_apart() {
+        let yaml = agent("a", 20201)
+            + &agent("b", 20202)
+            + "  - { name: c, active: false, listen: [\"127.0.0.1:20203\"], data: SNAP, snmpv2c: { communities: [public] } }\n";
+        let before = group(&fleet(&yaml), 2);
+        // b changes its port: a+b is packed anew; c stays inactive alone.
+        let yaml2 = agent("a", 20201)
+            + &agent("b", 20212)
+            + "  - { name: c, active: false, listen: [\"127.0.0.1:20203\"], data: SNAP, snmpv2c: { communities: [public] } }\n";
+        let wanted = regroup(running(&before), &fleet(&yaml2), 2);
+        let d = diff(running(&before), wanted);
+        assert_eq!(shape(&d.start), [(vec!["a", "b"], true)]);
+        assert_eq!(
+            d.keep.iter().filter(|k| **k).count(),
+            1,
+            "c's process stays"
+        );
+        // c made active joins a new process; a+b stays.
+        let yaml3 = agent("a", 20201) + &agent("b", 20202) + &agent("c", 20203);
+        let wanted = regroup(running(&before), &fleet(&yaml3), 2);
+        assert_eq!(shape(&wanted), [(vec!["a", "b"], true), (vec!["c"], true)]);
+    }
+
+    #[test]
+    fn regroup_packs_everything_afresh_past_the_slack() {
+        // Processes of one agent each where two fit: more than the slack
+        // beyond the fewest, so the fleet is packed afresh.
+        let names: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let agents = many(&names, 20301);
+        let singles = group(&agents, 1);
+        let wanted = regroup(running(&singles), &agents, 2);
+        assert_eq!(wanted.len(), 6, "{:?}", shape(&wanted));
+        // Within the slack, part-full processes stay.
+        let few = &singles[..4];
+        let wanted = regroup(running(few), &agents, 2);
+        assert_eq!(wanted.len(), 4 + 4, "{:?}", shape(&wanted));
+        assert!(wanted[..4].iter().all(|(a, _)| a.len() == 1));
     }
 
     #[test]

@@ -224,6 +224,49 @@ fn agents_share_processes_with_agents_per_process_and_show_their_names() {
     }
 }
 
+/// A reload that inserts an agent in the middle of the file and removes one
+/// at the end keeps every process whose agents all stay as they were: only
+/// the process that lost an agent restarts, and the new agent joins it.
+#[test]
+fn a_reload_keeps_the_packed_processes_whose_agents_stay() {
+    let ports: Vec<u16> = free_ports(7);
+    let names = ["k-0", "k-1", "k-2", "k-3", "k-4", "k-5"];
+    let list: Vec<(&str, u16)> = names.iter().copied().zip(ports.iter().copied()).collect();
+    let fleet = Fleet::start(&format!("  agents_per_process: 2\n{}", agents_yaml(&list)));
+    let before = fleet.status();
+    let pid = |s: &[serde_json::Value], n: &str| pid_of(s, n);
+    assert_eq!(pid(&before, "k-0"), pid(&before, "k-1"));
+    // k-new between k-0 and k-1; k-5 gone.
+    let mut wanted = list.clone();
+    wanted.insert(1, ("k-new", ports[6]));
+    wanted.pop();
+    let text = std::fs::read_to_string(fleet.config()).unwrap();
+    let cluster = &text[..text.find("agents:\n").unwrap()];
+    // (`cluster` holds agents_per_process too.)
+    std::fs::write(fleet.config(), format!("{cluster}{}", agents_yaml(&wanted))).unwrap();
+    let out = agentcluster(&["reload", "--control", &fleet.control()]);
+    let t =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("1 changed, 1 added, 1 removed"),
+        "k-4 restarts with k-new: {t}"
+    );
+    let after = fleet.status();
+    for n in ["k-0", "k-1", "k-2", "k-3"] {
+        assert_eq!(
+            pid(&after, n),
+            pid(&before, n),
+            "{n} kept its process: {after:?}"
+        );
+    }
+    assert_ne!(pid(&after, "k-4"), pid(&before, "k-4"));
+    assert_eq!(pid(&after, "k-4"), pid(&after, "k-new"), "packed together");
+    for (_, port) in &wanted {
+        sys_name_ok(*port);
+    }
+}
+
 #[test]
 fn killing_the_supervisor_leaves_no_agent_behind() {
     let ports: Vec<u16> = free_ports(3);

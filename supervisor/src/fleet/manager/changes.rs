@@ -22,7 +22,7 @@ use crate::control::api::{ErrorKind, Response};
 use crate::events::{EventKind, NewEvent, State};
 use crate::fleet::capacity::{self, Demand};
 use crate::fleet::plan::{limits, listen_addresses};
-use crate::fleet::reload::{self, Group, group, unapplied_cluster_keys};
+use crate::fleet::reload::{self, Group, unapplied_cluster_keys};
 use crate::fleet::stores::{self, compile_stores};
 use crate::process::{addresses, unit};
 
@@ -426,9 +426,12 @@ impl Manager {
         }
         // A grown fleet's burst stays whole in the event ring too.
         self.shared.bus.keep_for(fleet.agents.len());
+        // Processes whose agents all stay as they are keep running, even
+        // when agents are added or removed around them.
+        let running = || self.units.iter().map(|u| (u.agents.as_slice(), u.active));
         let diff = reload::diff(
-            self.units.iter().map(|u| (u.agents.as_slice(), u.active)),
-            group(&fleet.agents, self.per_process()),
+            running(),
+            reload::regroup(running(), &fleet.agents, self.per_process()),
         );
         let before: Vec<String> = self
             .units
