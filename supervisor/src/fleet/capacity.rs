@@ -403,7 +403,14 @@ pub fn check_reload(
 ) -> Vec<String> {
     let mut host = Host::probe();
     host.credit(running);
-    assess(&Demand::under(fleet, cluster), &host)
+    let mut demand = Demand::under(fleet, cluster);
+    // A reload keeps running processes that are not full
+    // (`reload::regroup`): up to its slack more than the fewest.
+    let c = &fleet.counts;
+    let active = c.agents.saturating_sub(c.inactive);
+    let fewest = active.div_ceil(u64::from(cluster.agents_per_process.max(1)));
+    demand.processes += (crate::fleet::reload::REGROUP_SLACK as u64).min(active - fewest);
+    assess(&demand, &host)
 }
 
 /// Every way the fleet does not fit, each with its arithmetic; empty when

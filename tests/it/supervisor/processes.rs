@@ -252,7 +252,21 @@ fn a_reload_keeps_the_packed_processes_whose_agents_stay() {
         t.contains("1 changed, 1 added, 1 removed"),
         "k-4 restarts with k-new: {t}"
     );
-    let after = fleet.status();
+    // The reload answers once the new process is spawned, not ready.
+    let after = crate::harness::poll_until(
+        "k-4 and k-new running",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let s = fleet.status();
+            let running = |n: &str| crate::harness::agent(&s, n)["state"] == "running";
+            if running("k-4") && running("k-new") {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    );
     for n in ["k-0", "k-1", "k-2", "k-3"] {
         assert_eq!(
             pid(&after, n),
