@@ -111,18 +111,11 @@ impl Where {
 /// The store each snapshot of `fleet` has (or would have) in `dir`. A
 /// snapshot that cannot be read has none.
 fn used_stores(fleet: &Fleet, dir: &Path) -> HashMap<PathBuf, PathBuf> {
-    let mut used = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for agent in &fleet.agents {
-        for source in agent.snapshots() {
-            if seen.insert(source)
-                && let Ok(store) = store::store_path(source, dir)
-            {
-                used.insert(store, source.clone());
-            }
-        }
-    }
-    used
+    fleet
+        .snapshots()
+        .into_iter()
+        .filter_map(|source| Some((store::store_path(source, dir).ok()?, source.clone())))
+        .collect()
 }
 
 fn list(place: &Place, json: bool) -> anyhow::Result<ExitCode> {

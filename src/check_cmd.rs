@@ -5,7 +5,7 @@
 //! core, nothing written to the cache), the control socket's path, and
 //! the listen addresses the host lacks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -95,15 +95,7 @@ fn data_dir_lines(fleet: &Fleet) -> Vec<String> {
 /// the configuration's own checks refused (missing, a directory, an
 /// unknown format) are left to those.
 fn snapshot_problems(fleet: &Fleet) -> Vec<Problem> {
-    let mut seen: HashSet<&PathBuf> = HashSet::new();
-    let mut files: Vec<&PathBuf> = Vec::new();
-    for agent in &fleet.agents {
-        for p in agent.snapshots() {
-            if seen.insert(p) {
-                files.push(p);
-            }
-        }
-    }
+    let mut files = fleet.snapshots();
     files.retain(|p| p.is_file() && Format::from_path(p).is_some());
     let sources: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     let mut out = Vec::new();

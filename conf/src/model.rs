@@ -26,6 +26,19 @@ pub struct Fleet {
     pub scenarios: Vec<Scenario>,
 }
 
+impl Fleet {
+    /// Every snapshot file of the fleet, without repeats, in the order its
+    /// agents first name them.
+    pub fn snapshots(&self) -> Vec<&PathBuf> {
+        let mut seen = std::collections::HashSet::new();
+        self.agents
+            .iter()
+            .flat_map(Agent::snapshots)
+            .filter(|p| seen.insert(*p))
+            .collect()
+    }
+}
+
 /// One scheduled fault (`scenarios:`): `fault` on every agent `agents`
 /// matches, `at` once or `every` period, each time shifted by a seeded
 /// random part of `jitter` per agent.

@@ -35,15 +35,7 @@ pub fn compile_stores_counted(
     fleet: &Fleet,
     counted: &mut dyn FnMut(Counted),
 ) -> Result<HashMap<PathBuf, PathBuf>, Error> {
-    let mut files: Vec<&PathBuf> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for agent in &fleet.agents {
-        for path in agent.snapshots() {
-            if seen.insert(path) {
-                files.push(path);
-            }
-        }
-    }
+    let files = fleet.snapshots();
     let mut progress = Counted {
         done: 0,
         total: files.len(),
