@@ -41,6 +41,17 @@ fn snapshot(dir: &Path, name: &str, descr: &str) -> PathBuf {
     p
 }
 
+/// A supervisor in `dir` (its cache in `dir/cache`) serving one agent of
+/// mibs/linux-host.snmprec, with `cluster` lines added to its cluster.
+fn serve_linux_host(dir: tempfile::TempDir, cluster: &str) -> Fleet {
+    let yaml = format!(
+        "{cluster}agents:\n  - name: a\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        free_port(),
+        mib("linux-host.snmprec").display()
+    );
+    Fleet::start_in(dir, &[], &yaml, &[])
+}
+
 #[test]
 fn prune_removes_only_old_stores_the_configuration_does_not_use() {
     let dir = tempdir();
@@ -171,16 +182,7 @@ fn the_supervisor_prunes_at_start_and_marks_what_it_serves_as_used() {
     let s_old = store::compile(&old, &cache).unwrap().store_path;
     age(&s_served, 40);
     age(&s_old, 40);
-    let port = free_port();
-    let fleet = Fleet::start_in(
-        dir,
-        &[],
-        &format!(
-            "agents:\n  - name: a\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
-            served.display()
-        ),
-        &[],
-    );
+    let fleet = serve_linux_host(dir, "");
     poll_until(
         "the unused store pruned",
         Duration::from_secs(10),
@@ -213,16 +215,7 @@ fn a_cache_max_age_of_zero_prunes_nothing_and_a_short_one_is_refused() {
     let old = snapshot(dir.path(), "old.snmprec", "kept forever");
     let s_old = store::compile(&old, &cache).unwrap().store_path;
     age(&s_old, 400);
-    let port = free_port();
-    let fleet = Fleet::start_in(
-        dir,
-        &[],
-        &format!(
-            "  cache_max_age: 0\nagents:\n  - name: a\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
-            mib("linux-host.snmprec").display()
-        ),
-        &[],
-    );
+    let fleet = serve_linux_host(dir, "  cache_max_age: 0\n");
     // The upkeep runs as the loop starts; a status answer comes after it.
     let _ = fleet.status();
     std::thread::sleep(Duration::from_millis(300));

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::control::api::{ErrorKind, Response};
 use crate::events::{Bus, Event};
@@ -163,17 +164,10 @@ pub fn events_response(
     let gap = gap && since.is_some();
     // With a gap the replay is the whole ring.
     let oldest = kept.first().map(|e| e.seq).filter(|_| gap);
-    let matching: Vec<&Event> = kept
-        .iter()
-        .map(|e| &**e)
-        .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
+    let events = newest(&kept, filter.as_ref(), last)
+        .into_iter()
+        .cloned()
         .collect();
-    let skip = last.map_or(0, |n| {
-        matching
-            .len()
-            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
-    });
-    let events = matching[skip..].iter().map(|&e| e.clone()).collect();
     Response::Events {
         events,
         gap,
@@ -195,16 +189,34 @@ pub fn start_of_last(
         return None;
     }
     let (kept, _) = bus.replay(since.unwrap_or(0));
-    let matching: Vec<u64> = kept
-        .iter()
-        .filter(|e| filter.is_none_or(|f| f.matches(e)))
-        .map(|e| e.seq)
-        .collect();
-    let n = usize::try_from(last).unwrap_or(usize::MAX);
-    match matching.len().checked_sub(n) {
-        Some(i) => Some(matching[i]),
-        None => since.or(matching.first().copied()),
+    let chosen = newest(&kept, filter, Some(last));
+    let first = chosen.first().map(|e| e.seq);
+    // As many as asked: from the oldest of them; fewer: from `since`.
+    if chosen.len() as u64 == last {
+        first
+    } else {
+        since.or(first)
     }
+}
+
+/// The events of `kept` that `filter` matches, oldest first; with `last`,
+/// only the newest `last` of them.
+fn newest<'a>(
+    kept: &'a [Arc<Event>],
+    filter: Option<&Filter>,
+    last: Option<u64>,
+) -> Vec<&'a Event> {
+    let matching: Vec<&Event> = kept
+        .iter()
+        .map(|e| &**e)
+        .filter(|e| filter.is_none_or(|f| f.matches(e)))
+        .collect();
+    let skip = last.map_or(0, |n| {
+        matching
+            .len()
+            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
+    });
+    matching[skip..].to_vec()
 }
 
 #[cfg(test)]

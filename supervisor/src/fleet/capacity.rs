@@ -408,8 +408,8 @@ pub fn check_reload(
     // (`reload::regroup`): up to its slack more than the fewest.
     let c = &fleet.counts;
     let active = c.agents.saturating_sub(c.inactive);
-    let fewest = active.div_ceil(u64::from(cluster.agents_per_process.max(1)));
-    demand.processes += (crate::fleet::reload::REGROUP_SLACK as u64).min(active - fewest);
+    let packed = demand.processes - c.inactive;
+    demand.processes += (crate::fleet::reload::REGROUP_SLACK as u64).min(active - packed);
     assess(&demand, &host)
 }
 

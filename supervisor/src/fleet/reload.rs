@@ -324,7 +324,7 @@ mod tests {
             .collect()
     }
 
-    /// Agents `a0`… `a{n-1}` on ports from `port`, in file order.
+    /// Agents of these names on ports from `port` up, in file order.
     fn many(names: &[&str], port: u16) -> Vec<Agent> {
         let yaml: String = names.iter().zip(port..).map(|(n, p)| agent(n, p)).collect();
         fleet(&yaml)
@@ -336,8 +336,7 @@ mod tests {
         assert_eq!(shape(&before).len(), 3, "a+b, c+d, e+f");
         // An agent inserted between a and b (what a node that takes agents
         // over sees), and f removed: a+b and c+d stay, e is packed with x.
-        let after = many(&["a", "x", "b", "c", "d", "e"], 20101);
-        let mut after = after;
+        let mut after = many(&["a", "x", "b", "c", "d", "e"], 20101);
         // Ports as before for the agents that stay (x gets one of its own).
         after[0] = before[0].0[0].clone();
         after[2] = before[0].0[1].clone();

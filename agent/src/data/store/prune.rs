@@ -85,15 +85,27 @@ fn temporary_pid(name: &OsStr) -> Option<i32> {
 /// Every store in `cache_dir`, oldest use first; none when the directory
 /// is not there.
 pub fn cached(cache_dir: &Path) -> io::Result<Vec<Cached>> {
-    let mut stores = Vec::new();
+    Ok(listing(cache_dir)?.0)
+}
+
+/// A compile's temporary file: its path, the PID in its name, and when it
+/// was last written.
+type Temporary = (PathBuf, i32, SystemTime);
+
+/// What one reading of `cache_dir` finds: its stores, oldest use first,
+/// and the temporary files of compiles.
+fn listing(cache_dir: &Path) -> io::Result<(Vec<Cached>, Vec<Temporary>)> {
+    let (mut stores, mut temporaries) = (Vec::new(), Vec::new());
     let entries = match fs::read_dir(cache_dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(stores),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((stores, temporaries)),
         Err(e) => return Err(e),
     };
     for entry in entries {
         let entry = entry?;
-        if !is_store(&entry.file_name()) {
+        let name = entry.file_name();
+        let pid = temporary_pid(&name);
+        if pid.is_none() && !is_store(&name) {
             continue;
         }
         // Gone since the listing: another pruner's.
@@ -101,14 +113,17 @@ pub fn cached(cache_dir: &Path) -> io::Result<Vec<Cached>> {
         if !meta.is_file() {
             continue;
         }
-        stores.push(Cached {
-            path: entry.path(),
-            bytes: meta.len(),
-            used: meta.modified()?,
-        });
+        match pid {
+            Some(pid) => temporaries.push((entry.path(), pid, meta.modified()?)),
+            None => stores.push(Cached {
+                path: entry.path(),
+                bytes: meta.len(),
+                used: meta.modified()?,
+            }),
+        }
     }
     stores.sort_by(|a, b| a.used.cmp(&b.used).then_with(|| a.path.cmp(&b.path)));
-    Ok(stores)
+    Ok((stores, temporaries))
 }
 
 /// Removes from `cache_dir` the stores last used more than `unused_for`
@@ -125,7 +140,8 @@ pub fn prune(
     let kept_names: Vec<&OsStr> = keep.iter().filter_map(|p| p.file_name()).collect();
     let mut pruned = Pruned::default();
     let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
-    for store in cached(cache_dir)? {
+    let (stores, temporaries) = listing(cache_dir)?;
+    for store in stores {
         let named = store
             .path
             .file_name()
@@ -153,19 +169,13 @@ pub fn prune(
         }
         pruned.removed.push(store);
     }
-    for entry in fs::read_dir(cache_dir).into_iter().flatten().flatten() {
-        let Some(pid) = temporary_pid(&entry.file_name()) else {
-            continue;
-        };
-        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
-            continue;
-        };
+    for (path, pid, modified) in temporaries {
         let old = age(modified);
         if old <= TEMP_GRACE || (old <= TEMP_MAX && alive(pid)) {
             continue;
         }
-        if dry || fs::remove_file(entry.path()).is_ok() {
-            pruned.temporaries.push(entry.path());
+        if dry || fs::remove_file(&path).is_ok() {
+            pruned.temporaries.push(path);
         }
     }
     Ok(pruned)
