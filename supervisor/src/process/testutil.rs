@@ -46,6 +46,8 @@ pub struct Launched {
     pub faults: Vec<agentcluster_agent::faults::Faults>,
     /// Each agent's reboot outage, when the start is a reboot.
     pub reboot: Vec<Option<Duration>>,
+    /// Each agent's stores, as its start names them.
+    pub stores: Vec<Vec<std::path::PathBuf>>,
 }
 
 impl Launched {
@@ -70,6 +72,19 @@ impl Launched {
         let agents = Vec::new();
         self.say(FromChannel::Msg(FromAgent::Heartbeat { agents }))
             .await;
+    }
+
+    /// Answers a swap.
+    pub async fn swapped(&self) {
+        let (ok, reason) = (true, String::new());
+        self.say(FromChannel::Msg(FromAgent::Swapped { ok, reason }))
+            .await;
+    }
+
+    /// The process is gone but its exit is not seen yet: what the unit
+    /// sends it fails with a broken pipe.
+    pub fn hang_up(&mut self) {
+        self.sent.close();
     }
 
     /// The process exits.
@@ -145,6 +160,7 @@ impl Launch for Fake {
                 proc_state: proc_state.clone(),
                 faults: spec.agents.iter().map(|a| a.faults.clone()).collect(),
                 reboot: spec.agents.iter().map(|a| a.reboot_outage).collect(),
+                stores: spec.agents.iter().map(|a| a.stores.clone()).collect(),
             };
             self.launches
                 .send(launched)
@@ -183,7 +199,7 @@ impl Proc for FakeProc {
         let r = self
             .sent
             .send(Sent::Msg(msg.clone()))
-            .map_err(|_| io::Error::other("nobody reads"));
+            .map_err(|_| io::ErrorKind::BrokenPipe.into());
         Box::pin(async move { r })
     }
 
@@ -191,7 +207,7 @@ impl Proc for FakeProc {
         let r = self
             .sent
             .send(Sent::Swap(swaps.to_vec()))
-            .map_err(|_| io::Error::other("nobody reads"));
+            .map_err(|_| io::ErrorKind::BrokenPipe.into());
         Box::pin(async move { r })
     }
 

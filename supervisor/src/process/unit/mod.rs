@@ -180,6 +180,8 @@ pub async fn run(
     let mut spawned_at: Option<Instant> = None;
     let mut start_latency: Option<Duration> = None;
     let mut shutting_down = false;
+    // A swap was sent (or its process had ended) and no answer came yet.
+    let mut swap_pending = false;
     let mut watchdog = tokio::time::interval(settings.heartbeat);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u32, String)>(4);
@@ -234,11 +236,20 @@ pub async fn run(
                     }
                     // A process that is still starting reads this after
                     // its start message, which named the old stores.
-                    if let Some(p) = process.as_mut()
-                        && let Err(e) = p.proc.swap(&swaps).await
-                    {
-                        tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
-                        swapped(&spec, &shared, &machine, Err(e.to_string()));
+                    if let Some(p) = process.as_mut() {
+                        match p.proc.swap(&swaps).await {
+                            Ok(()) => swap_pending = true,
+                            // The process is gone (its exit is on the way):
+                            // its restart serves the new stores.
+                            Err(e) if gone(&e) => {
+                                tracing::debug!(unit = %spec.name, cause = %e, "swap for a process that ended");
+                                swap_pending = true;
+                            }
+                            Err(e) => {
+                                tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
+                                swapped(&spec, &shared, &machine, Err(e.to_string()));
+                            }
+                        }
                     }
                     None
                 }
@@ -285,7 +296,14 @@ pub async fn run(
                 if process.as_ref().map(|p| p.generation) != Some(g) {
                     None
                 } else {
-                    on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec, &shared)
+                    if let FromChannel::Msg(FromAgent::Swapped { ok, reason }) = msg {
+                        swap_pending = false;
+                        let result = if ok { Ok(SwapVia::Process) } else { Err(reason) };
+                        swapped(&spec, &shared, &machine, result);
+                        None
+                    } else {
+                        on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec)
+                    }
                 }
             }
             _ = sleep_until(next_timer.map(|(_, at)| at)) => {
@@ -333,6 +351,11 @@ pub async fn run(
             start_latency = spawned_at.map(|t| now().saturating_duration_since(t));
         }
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
+        // The swap's process ended before it answered: this one started
+        // from the new stores (said after its ready).
+        if ready && machine.state() == State::Running && std::mem::take(&mut swap_pending) {
+            swapped(&spec, &shared, &machine, Ok(SwapVia::Restart));
+        }
         if machine.state() != State::Starting {
             // The start token returns to the pool on ready, failure or stop.
             drop(permit.take());
@@ -485,7 +508,6 @@ fn on_channel(
     last_heartbeat: &mut Instant,
     served: &mut Served,
     spec: &UnitSpec,
-    shared: &Shared,
 ) -> Option<Input> {
     let starting = machine.state() == State::Starting;
     match msg {
@@ -513,10 +535,6 @@ fn on_channel(
             }
             None
         }
-        FromChannel::Msg(FromAgent::Swapped { ok, reason }) => {
-            swapped(spec, shared, machine, if ok { Ok(()) } else { Err(reason) });
-            None
-        }
         FromChannel::Msg(_) => None,
         FromChannel::Closed if starting => Some(Input::StartFailed(
             "the control channel closed before ready".into(),
@@ -529,16 +547,35 @@ fn on_channel(
     }
 }
 
+/// How a process came to serve swapped stores.
+enum SwapVia {
+    /// It swapped them in.
+    Process,
+    /// The process the swap was for ended first; its successor started
+    /// from them.
+    Restart,
+}
+
+/// Whether a send on the control channel failed because the process ended.
+fn gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::NotConnected
+    )
+}
+
 /// The end of a swap: one `data-reloaded` per agent of the process, saying
 /// whether its process serves the new stores.
-fn swapped(spec: &UnitSpec, shared: &Shared, machine: &Machine, result: Result<(), String>) {
+fn swapped(spec: &UnitSpec, shared: &Shared, machine: &Machine, result: Result<SwapVia, String>) {
     for plan in &spec.agents {
         shared.bus.publish(NewEvent {
             agent: plan.name.clone(),
             pid: machine.pid(),
             restarts: machine.restarts(),
             reason: match &result {
-                Ok(()) => "snapshot recompiled and swapped in".into(),
+                Ok(SwapVia::Process) => "snapshot recompiled and swapped in".into(),
+                Ok(SwapVia::Restart) => "snapshot recompiled and served since the restart".into(),
                 Err(why) => format!("snapshot swap failed: {why}"),
             },
             ..NewEvent::new(EventKind::DataReloaded, machine.state())

@@ -359,6 +359,90 @@ async fn swaps_and_limits_reach_the_running_process() {
     );
 }
 
+/// A swap whose process ends before it answers is no failure: the next
+/// process starts from the new stores, and its ready brings the
+/// `data-reloaded` the swap owed. Whether the swap was sent first or found
+/// the channel broken.
+#[tokio::test(start_paused = true)]
+async fn a_swap_whose_process_ends_first_is_served_by_the_restart() {
+    let mut one_view = spec("a");
+    one_view.agents[0].stores = vec!["/cache/old.store".into()];
+    let mut h = start(one_view, OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    for (i, hang_up_first) in [(1, true), (2, false)] {
+        let store = std::path::PathBuf::from(format!("/cache/new-{i}.store"));
+        if hang_up_first {
+            p.hang_up();
+        }
+        let swap = StoreSwap {
+            agent: 0,
+            view: 0,
+            store: store.clone(),
+        };
+        h.commands.send(Command::Swap(vec![swap])).await.unwrap();
+        if !hang_up_first {
+            assert!(matches!(sent(&mut p).await, Sent::Swap(_)));
+        }
+        // The unit takes the swap before it sees the exit.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        p.exit(Exit::Signal("SIGKILL".into()));
+        assert_eq!(
+            h.kinds(3).await,
+            [EventKind::Died, EventKind::Restarting, EventKind::Starting],
+            "round {i}: no data-reloaded before the restart"
+        );
+        let q = h.launched().await;
+        assert_eq!(q.stores, [vec![store]], "round {i}");
+        q.ready().await;
+        assert_eq!(h.next().await, (EventKind::Ready, State::Running));
+        let e = h.event().await;
+        assert_eq!(
+            (e.event, e.reason.as_str(), e.pid),
+            (
+                EventKind::DataReloaded,
+                "snapshot recompiled and served since the restart",
+                Some(q.pid)
+            ),
+            "round {i}"
+        );
+        p = q;
+    }
+    // Answered by its process, a swap says so once; the next restart owes
+    // nothing.
+    let swap = StoreSwap {
+        agent: 0,
+        view: 0,
+        store: "/cache/new-3.store".into(),
+    };
+    h.commands.send(Command::Swap(vec![swap])).await.unwrap();
+    assert!(matches!(sent(&mut p).await, Sent::Swap(_)));
+    p.swapped().await;
+    let e = h.event().await;
+    assert_eq!(
+        (e.event, e.reason.as_str()),
+        (
+            EventKind::DataReloaded,
+            "snapshot recompiled and swapped in"
+        )
+    );
+    p.exit(Exit::Signal("SIGKILL".into()));
+    let q = h.launched().await;
+    q.ready().await;
+    assert_eq!(
+        h.kinds(4).await,
+        [
+            EventKind::Died,
+            EventKind::Restarting,
+            EventKind::Starting,
+            EventKind::Ready
+        ]
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.events.try_recv().is_err(), "nothing after the ready");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stopped_or_oversized_process_is_unresponsive() {
     let mut h = start(spec("a"), OnTerm::Exit, 1);
