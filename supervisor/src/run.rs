@@ -184,11 +184,13 @@ async fn serve(
     // The fleet's start burst stays whole in the ring: a slow event stream
     // catches up from it.
     bus.keep_for(fleet.agents.len());
+    let (missing_tx, mut missing) = mpsc::unbounded_channel();
     let shared = Shared {
         launcher: Arc::new(Agents::new(spawner::Spawner::start()?, settings.clone())),
         tokens: Arc::new(Semaphore::new(c.start_tokens.max(1) as usize)),
         bus: bus.clone(),
         settings,
+        missing_stores: missing_tx,
     };
     // The sinks (and the status agent) outlive the agents: they end once
     // the bus is closed, after the last event.
@@ -373,6 +375,7 @@ async fn serve(
             Some(()) = reload_requests.recv() => manager.reload(Asker::Signal),
             Some((request, reply)) = requests.recv() => manager.handle(request, reply).await,
             Some(files) = changed.recv() => manager.snapshots_changed(files),
+            Some(stores) = missing.recv() => manager.stores_missing(stores),
             Some(share) = shares.recv() => manager.share(share),
             // Our own long-lived tasks end only at shutdown; one that ends
             // earlier is a failure, never silence.

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use agentcluster_agent::store;
 
-use crate::harness::{Fleet, agentcluster, free_port, mib, poll_until, tempdir, text};
+use crate::harness::imports::Signal;
+use crate::harness::{
+    Fleet, agentcluster, free_port, is, kill, mib, pid_of, poll_until, sys_name_ok, tempdir, text,
+};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -44,9 +47,12 @@ fn snapshot(dir: &Path, name: &str, descr: &str) -> PathBuf {
 /// A supervisor in `dir` (its cache in `dir/cache`) serving one agent of
 /// mibs/linux-host.snmprec, with `cluster` lines added to its cluster.
 fn serve_linux_host(dir: tempfile::TempDir, cluster: &str) -> Fleet {
+    serve_linux_host_at(dir, cluster, free_port())
+}
+
+fn serve_linux_host_at(dir: tempfile::TempDir, cluster: &str, port: u16) -> Fleet {
     let yaml = format!(
-        "{cluster}agents:\n  - name: a\n    listen: [\"127.0.0.1:{}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
-        free_port(),
+        "{cluster}agents:\n  - name: a\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
         mib("linux-host.snmprec").display()
     );
     Fleet::start_in(dir, &[], &yaml, &[])
@@ -232,5 +238,39 @@ fn a_cache_max_age_of_zero_prunes_nothing_and_a_short_one_is_refused() {
         text(&out).contains("`cache_max_age` must be 0 (never prune) or at least 1h"),
         "{}",
         text(&out)
+    );
+}
+
+/// A store served now that someone deletes from the cache directory does
+/// not keep its agent from restarting: the start that cannot open it says
+/// so, the supervisor compiles it again, and the retry runs.
+#[test]
+fn a_served_store_deleted_by_hand_is_compiled_again_when_its_agent_restarts() {
+    let dir = tempdir();
+    let store = store::store_path(&mib("linux-host.snmprec"), &dir.path().join("cache")).unwrap();
+    let port = free_port();
+    let fleet = serve_linux_host_at(dir, "", port);
+    // The upkeep at start has run once a status is answered.
+    let before = pid_of(&fleet.status(), "a");
+    std::thread::sleep(Duration::from_millis(300));
+    fs::remove_file(&store).unwrap();
+    let since = fleet.next_seq();
+    kill(before, Signal::SIGKILL);
+    let mut events = fleet.follow(since);
+    let failed = events.wait("a start without its store", |e| is(e, "a", "start-failed"));
+    let why = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&store.display().to_string()) && why.ends_with("; compiling it again"),
+        "{failed}"
+    );
+    events.wait("ready again", |e| is(e, "a", "ready"));
+    assert!(store.exists(), "compiled again");
+    assert_ne!(pid_of(&fleet.status(), "a"), before);
+    sys_name_ok(port);
+    let (status, log) = fleet.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("a store served now is gone from the cache directory: compiling it again"),
+        "{log}"
     );
 }

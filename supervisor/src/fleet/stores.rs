@@ -66,23 +66,27 @@ pub fn compile_stores_counted(
 /// marks the stores `served` now as used, so that neither this supervisor
 /// nor another one sharing the directory prunes them, then removes the
 /// stores unused for longer than `max_age` (zero: none) and the temporary
-/// files of compiles that died.
-pub fn tend_cache(cache_dir: &Path, served: &[PathBuf], max_age: Duration) {
+/// files of compiles that died. Returns the stores served that are gone
+/// (deleted by hand), to be compiled again.
+pub fn tend_cache(cache_dir: &Path, served: &[PathBuf], max_age: Duration) -> Vec<PathBuf> {
+    let mut gone = Vec::new();
     for s in served {
         match store::touch(s) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
-                store = %s.display(),
-                "a store served now is gone from the cache directory: its agents cannot \
-                 restart until a reload compiles it again"
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(s.clone()),
             // Someone else's cache directory: it still serves.
             Err(e) => tracing::debug!(store = %s.display(), cause = %e, "store not marked as used"),
         }
     }
-    if max_age.is_zero() {
-        return;
+    if !max_age.is_zero() {
+        prune(cache_dir, served, max_age);
     }
+    gone
+}
+
+/// Removes the stores of `cache_dir` unused for longer than `max_age`
+/// but those `served`, logging what went.
+fn prune(cache_dir: &Path, served: &[PathBuf], max_age: Duration) {
     match store::prune(cache_dir, served, max_age, SystemTime::now(), false) {
         Ok(p) if p.removed.is_empty() && p.temporaries.is_empty() => {}
         Ok(p) => tracing::info!(
@@ -185,8 +189,9 @@ mod tests {
             p
         };
         let (served, unused) = (store("1"), store("2"));
-        tend_cache(dir.path(), std::slice::from_ref(&served), Duration::ZERO);
+        let gone = tend_cache(dir.path(), std::slice::from_ref(&served), Duration::ZERO);
         assert!(unused.exists(), "a zero age prunes nothing");
+        assert!(gone.is_empty());
         let used = std::fs::metadata(&served).unwrap().modified().unwrap();
         assert!(
             used.elapsed().unwrap() < Duration::from_secs(3600),
@@ -197,15 +202,22 @@ mod tests {
             .unwrap()
             .set_modified(long_ago)
             .unwrap();
-        tend_cache(
+        let gone = tend_cache(
             dir.path(),
             std::slice::from_ref(&served),
             Duration::from_secs(30 * 86_400),
         );
         assert!(served.exists() && !unused.exists());
-        // A served store gone from the cache is only a warning.
+        assert!(gone.is_empty());
+        // A served store gone from the cache is given back, to be compiled
+        // again.
         std::fs::remove_file(&served).unwrap();
-        tend_cache(dir.path(), &[served], Duration::from_secs(30 * 86_400));
+        let gone = tend_cache(
+            dir.path(),
+            std::slice::from_ref(&served),
+            Duration::from_secs(30 * 86_400),
+        );
+        assert_eq!(gone, [served]);
     }
 
     #[test]

@@ -143,6 +143,15 @@ impl Launch for Fake {
         chan: mpsc::Sender<(u64, FromChannel)>,
     ) -> BoxFuture<'a, Result<Box<dyn Proc>, String>> {
         Box::pin(async move {
+            // As the real launcher, which opens every store to hand it over.
+            if let Some(gone) = spec
+                .agents
+                .iter()
+                .flat_map(|a| &a.stores)
+                .find(|s| !s.exists())
+            {
+                return Err(format!("{}: No such file or directory", gone.display()));
+            }
             let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
             let (exit_tx, exit) = mpsc::unbounded_channel();
             let (signals_tx, signals) = mpsc::unbounded_channel();
@@ -265,5 +274,6 @@ pub fn shared(fake: Arc<Fake>, tokens: usize, bus: &Bus) -> Shared {
         tokens: Arc::new(Semaphore::new(tokens)),
         bus: bus.clone(),
         settings: Arc::new(settings()),
+        missing_stores: mpsc::unbounded_channel().0,
     }
 }

@@ -301,8 +301,31 @@ impl Manager {
         }
         let served: Vec<PathBuf> = self.served().into_values().flatten().collect();
         let (dir, max_age) = (self.cluster.cache_dir.clone(), self.cluster.cache_max_age);
-        self.tasks
-            .spawn_blocking(move || stores::tend_cache(&dir, &served, max_age));
+        let missing = self.shared.missing_stores.clone();
+        self.tasks.spawn_blocking(move || {
+            let gone = stores::tend_cache(&dir, &served, max_age);
+            if !gone.is_empty() {
+                let _ = missing.send(gone);
+            }
+        });
+    }
+
+    /// Stores served now are gone from the cache directory (found by the
+    /// upkeep, or by a start that could not open one): their snapshots are
+    /// compiled again, as if they had changed on disk. The same content
+    /// gives the same store, so nothing is swapped; a source that changed
+    /// meanwhile is swapped in, or refused, like any change.
+    pub fn stores_missing(&mut self, stores: Vec<PathBuf>) {
+        let sources: Vec<PathBuf> = self
+            .served()
+            .into_iter()
+            .filter(|(_, served)| served.iter().any(|s| stores.contains(s)))
+            .map(|(source, _)| source)
+            .collect();
+        for s in &stores {
+            tracing::warn!(store = %s.display(), "a store served now is gone from the cache directory: compiling it again");
+        }
+        self.snapshots_changed(sources);
     }
 
     /// Recompiles `files` (snapshots that changed on disk) off the loop;

@@ -14,6 +14,7 @@ use crate::control::api::{ErrorKind, Request, Response};
 use crate::events::{Bus, Event, EventKind, State};
 use crate::fleet::stores::compile_stores;
 use crate::process::testutil::{Fake, Launched, OnTerm, Sent, shared};
+use crate::process::unit::Shared;
 
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -75,6 +76,8 @@ struct Harness {
     procs: HashMap<String, Launched>,
     events: broadcast::Receiver<Arc<Event>>,
     _watch: watch::Receiver<Vec<PathBuf>>,
+    /// Stores the units and the cache's upkeep find gone.
+    missing: mpsc::UnboundedReceiver<Vec<PathBuf>>,
 }
 
 impl Harness {
@@ -92,10 +95,14 @@ impl Harness {
             dead,
             work: work_tx,
         };
+        let (missing_stores, missing) = mpsc::unbounded_channel();
         let manager = Manager::start(
             &fleet,
             &compiled,
-            shared(fake, 8, &bus),
+            Shared {
+                missing_stores,
+                ..shared(fake, 8, &bus)
+            },
             crate::process::bind::Sockets::new(crate::process::holder::Holders::in_threads(1000)),
             limits,
             watch_files,
@@ -109,6 +116,7 @@ impl Harness {
             procs: HashMap::new(),
             events,
             _watch: watch_rx,
+            missing,
         }
     }
 
@@ -556,6 +564,40 @@ async fn an_emptied_shrunk_or_broken_snapshot_is_refused_and_a_good_one_swapped_
         );
     }
     assert!(refusals(&h.published()).is_empty());
+}
+
+/// A store served now that someone deleted from the cache directory is
+/// found by the cache's upkeep (or by a start that cannot open it) and
+/// compiled again under the same name: nothing is swapped, nothing is
+/// published.
+#[tokio::test(start_paused = true)]
+async fn a_served_store_deleted_from_the_cache_is_compiled_again() {
+    let files = Files::new();
+    files.write(&[("a", free_port()), ("b", free_port())]);
+    let mut h = Harness::start(&files.path(), OnTerm::Exit).await;
+    h.ready(2).await;
+    all_running(&mut h, &["a", "b"]).await;
+    h.published();
+    let store = compile_stores(&agentcluster_conf::load(&files.path()).unwrap().fleet)
+        .unwrap()
+        .remove(&files.snapshot())
+        .unwrap();
+    std::fs::remove_file(&store).unwrap();
+
+    h.manager.tend_cache();
+    let gone = tokio::time::timeout(PATIENCE, h.missing.recv())
+        .await
+        .expect("the upkeep finds it")
+        .unwrap();
+    assert_eq!(gone, std::slice::from_ref(&store));
+    h.manager.stores_missing(gone);
+    assert_eq!(h.turn().await, "compiled");
+    assert!(store.exists(), "compiled again");
+    assert_eq!(h.published(), []);
+    for unit in ["a", "b"] {
+        let p = h.procs.get_mut(unit).unwrap();
+        assert!(p.sent.try_recv().is_err(), "{unit}: no swap");
+    }
 }
 
 #[tokio::test(start_paused = true)]

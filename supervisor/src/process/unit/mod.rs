@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,10 @@ pub struct Shared {
     pub tokens: Arc<Semaphore>,
     pub bus: Bus,
     pub settings: Arc<Settings>,
+    /// Where a unit says which of its stores are gone from the cache
+    /// directory, when a start could not open them: the manager compiles
+    /// them again.
+    pub missing_stores: mpsc::UnboundedSender<Vec<PathBuf>>,
 }
 
 /// Commands from the manager.
@@ -331,7 +336,15 @@ pub async fn run(
                         process = Some(p);
                         Input::Spawned { pid }
                     }
-                    Err(e) => Input::SpawnFailed(e),
+                    Err(e) => {
+                        let missing = missing_stores(&spec);
+                        if missing.is_empty() {
+                            Input::SpawnFailed(e)
+                        } else {
+                            let _ = shared.missing_stores.send(missing);
+                            Input::SpawnFailed(format!("{e}; compiling it again"))
+                        }
+                    }
                 })
             }
             _ = watchdog.tick() => check(&machine, process.as_ref(), last_heartbeat, &settings, spec.memory_max),
@@ -350,7 +363,13 @@ pub async fn run(
         if ready && machine.state() == State::Running {
             start_latency = spawned_at.map(|t| now().saturating_duration_since(t));
         }
-        waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
+        if apply(&spec, &shared, &machine, &mut process, &mut timers, actions) {
+            // A start at once after a spawn that failed: the token of that
+            // start goes back before this one waits for its own (with one
+            // token, it would wait for itself).
+            drop(permit.take());
+            waiting_for_token = true;
+        }
         // The swap's process ended before it answered: this one started
         // from the new stores (said after its ready).
         if ready && machine.state() == State::Running && std::mem::take(&mut swap_pending) {
@@ -788,6 +807,18 @@ async fn spawn(
         token,
         generation,
     })
+}
+
+/// The stores of `spec` that are gone (deleted from the cache directory by
+/// hand, say), each once.
+fn missing_stores(spec: &UnitSpec) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = Vec::new();
+    for store in spec.agents.iter().flat_map(|a| &a.stores) {
+        if !missing.contains(store) && !store.exists() {
+            missing.push(store.clone());
+        }
+    }
+    missing
 }
 
 /// A start token: 128 random bits, hex.

@@ -2,6 +2,7 @@
 //! clock: the test plays the process (ready, heartbeats, exits) and checks
 //! the events the unit publishes and the signals and messages it sends.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ struct Harness {
     status: watch::Receiver<Status>,
     events: broadcast::Receiver<Arc<Event>>,
     launches: mpsc::UnboundedReceiver<Launched>,
+    /// What the unit says of stores it could not open.
+    missing: mpsc::UnboundedReceiver<Vec<PathBuf>>,
     task: JoinHandle<()>,
 }
 
@@ -76,10 +79,12 @@ fn start_with(
     let (commands, rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
     let (status_tx, status) = watch::channel(Status::new(State::Stopped, 1));
+    let (missing_stores, missing) = mpsc::unbounded_channel();
     let task = tokio::spawn(run(
         spec,
         Shared {
             settings: Arc::new(settings),
+            missing_stores,
             ..shared(fake, tokens, bus)
         },
         rx,
@@ -92,6 +97,7 @@ fn start_with(
         status,
         events,
         launches,
+        missing,
         task,
     }
 }
@@ -365,14 +371,20 @@ async fn swaps_and_limits_reach_the_running_process() {
 /// the channel broken.
 #[tokio::test(start_paused = true)]
 async fn a_swap_whose_process_ends_first_is_served_by_the_restart() {
+    let cache = tempfile::tempdir().unwrap();
+    let store = |name: &str| {
+        let p = cache.path().join(name);
+        std::fs::write(&p, b"").unwrap();
+        p
+    };
     let mut one_view = spec("a");
-    one_view.agents[0].stores = vec!["/cache/old.store".into()];
+    one_view.agents[0].stores = vec![store("old.store")];
     let mut h = start(one_view, OnTerm::Exit, 1);
     let mut p = h.launched().await;
     p.ready().await;
     assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
     for (i, hang_up_first) in [(1, true), (2, false)] {
-        let store = std::path::PathBuf::from(format!("/cache/new-{i}.store"));
+        let store = store(&format!("new-{i}.store"));
         if hang_up_first {
             p.hang_up();
         }
@@ -414,7 +426,7 @@ async fn a_swap_whose_process_ends_first_is_served_by_the_restart() {
     let swap = StoreSwap {
         agent: 0,
         view: 0,
-        store: "/cache/new-3.store".into(),
+        store: store("new-3.store"),
     };
     h.commands.send(Command::Swap(vec![swap])).await.unwrap();
     assert!(matches!(sent(&mut p).await, Sent::Swap(_)));
@@ -441,6 +453,41 @@ async fn a_swap_whose_process_ends_first_is_served_by_the_restart() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(h.events.try_recv().is_err(), "nothing after the ready");
+}
+
+/// A start that cannot open a store deleted from the cache directory says
+/// which (the manager compiles it again), fails, and is retried: once the
+/// store is back, the agent runs. With one start token, a start at once
+/// after the failed spawn does not wait for the token it holds.
+#[tokio::test(start_paused = true)]
+async fn a_start_without_its_store_asks_for_it_and_runs_once_it_is_back() {
+    let cache = tempfile::tempdir().unwrap();
+    let (kept, gone) = (
+        cache.path().join("kept.store"),
+        cache.path().join("gone.store"),
+    );
+    std::fs::write(&kept, b"").unwrap();
+    let mut two_views = spec("a");
+    two_views.agents[0].stores = vec![kept, gone.clone(), gone.clone()];
+    let mut h = start(two_views, OnTerm::Exit, 1);
+    let e = h.event().await;
+    assert_eq!(e.event, EventKind::StartFailed);
+    assert!(
+        e.reason.contains("gone.store") && e.reason.ends_with("; compiling it again"),
+        "{}",
+        e.reason
+    );
+    let missing = tokio::time::timeout(PATIENCE, h.missing.recv()).await;
+    assert_eq!(missing.unwrap().unwrap(), [gone.clone()], "each store once");
+    // The compile puts it back; the next try starts.
+    std::fs::write(&gone, b"").unwrap();
+    let p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    // The restart at once may have asked again before the store was back.
+    while let Ok(again) = h.missing.try_recv() {
+        assert_eq!(again, [gone.clone()]);
+    }
 }
 
 #[tokio::test(start_paused = true)]
