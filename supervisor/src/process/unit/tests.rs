@@ -478,7 +478,11 @@ async fn a_start_without_its_store_asks_for_it_and_runs_once_it_is_back() {
         e.reason
     );
     let missing = tokio::time::timeout(PATIENCE, h.missing.recv()).await;
-    assert_eq!(missing.unwrap().unwrap(), [gone.clone()], "each store once");
+    assert_eq!(
+        missing.unwrap().unwrap(),
+        std::slice::from_ref(&gone),
+        "each store once"
+    );
     // The compile puts it back; the next try starts.
     std::fs::write(&gone, b"").unwrap();
     let p = h.launched().await;
@@ -486,7 +490,7 @@ async fn a_start_without_its_store_asks_for_it_and_runs_once_it_is_back() {
     h.state(State::Running).await;
     // The restart at once may have asked again before the store was back.
     while let Ok(again) = h.missing.try_recv() {
-        assert_eq!(again, [gone.clone()]);
+        assert_eq!(again, std::slice::from_ref(&gone));
     }
 }
 
