@@ -211,6 +211,17 @@ fn endpoint(name: &str, port: u16) -> String {
 /// `prefix` (state, cache, control socket and log of its own), waited for
 /// until it is ready (at once: its agents come from etcd after).
 fn start_node(etcd: &Etcd, prefix: &str, name: &str, ttl: &str) -> Fleet {
+    start_node_limited(etcd, prefix, name, ttl, None)
+}
+
+/// [`start_node`], under a hard limit of `files` open files when given.
+fn start_node_limited(
+    etcd: &Etcd,
+    prefix: &str,
+    name: &str,
+    ttl: &str,
+    files: Option<u32>,
+) -> Fleet {
     let dir = tempdir();
     let yaml = format!(
         "cluster:\n  node: not-{name}\n  cache_dir: {d}/cache\n  state_dir: {d}/state\n  control_socket: {d}/control.sock\n  stop_timeout: 2s\n{}",
@@ -219,7 +230,16 @@ fn start_node(etcd: &Etcd, prefix: &str, name: &str, ttl: &str) -> Fleet {
     ) + "    serves: [\"127.0.0.0/8\"]\n";
     let path = dir.path().join("node.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = match files {
+        Some(n) => {
+            let mut c = std::process::Command::new("bash");
+            c.arg("-c")
+                .arg(format!(r#"ulimit -n {n} && exec "$0" "$@""#))
+                .arg(BIN);
+            c
+        }
+        None => std::process::Command::new(BIN),
+    };
     cmd.args(["run", "-c", path.to_str().unwrap(), "--node", name]);
     let node = Fleet::spawn(cmd, dir);
     assert!(
@@ -588,6 +608,105 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
 /// and every agent keeps answering. For longer: each node stops serving
 /// before its lease can expire (while etcd still says nothing), and when
 /// etcd is back the agents are shared again, never on two nodes at once.
+/// Each live node's capacity, from the membership keys under `prefix`,
+/// once `n` nodes are there.
+fn capacities(etcd: &Etcd, prefix: &str, n: usize) -> BTreeMap<String, usize> {
+    poll_until(
+        "the nodes' membership keys",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let got: BTreeMap<String, usize> = etcd
+                .range(&format!("{prefix}/nodes/"))
+                .0
+                .iter()
+                .filter_map(|kv| {
+                    let m: serde_json::Value = serde_json::from_str(&kv.value).ok()?;
+                    Some((
+                        m["node"].as_str()?.to_string(),
+                        m["capacity"].as_u64()? as usize,
+                    ))
+                })
+                .collect();
+            if got.len() == n {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+}
+
+/// A node is given no more agents than its host carries (the capacity in
+/// its membership key): two nodes under a low open-file limit share a
+/// fleet one of them could not carry; when one dies, the other takes over
+/// up to its capacity and no more (nothing fails to start), and says how
+/// many agents are left without a node.
+#[test]
+fn a_node_takes_over_no_more_agents_than_it_carries() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    let n1 = start_node_limited(&etcd, "/cap", "n1", "2s", Some(256));
+    let n2 = start_node_limited(&etcd, "/cap", "n2", "2s", Some(256));
+    let caps = capacities(&etcd, "/cap", 2);
+    let c2 = caps["n2"];
+    let count = caps["n1"].min(c2) * 3 / 2;
+    assert!(
+        (20..1000).contains(&c2),
+        "a host under 256 open files carries a few dozen agents: {caps:?}"
+    );
+    let dir = tempdir();
+    let port = free_port();
+    let agents = format!(
+        "  - name: dev-{{i}}\n    count: {count}\n    listen: [\"127.61.{{i/200}}.{{i%200+1}}:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+        mib("linux-host.snmprec").display()
+    );
+    let file = fleet_file(dir.path(), &etcd, "/cap", &agents);
+    let out = agentcluster(&["etcd", "push", "-c", file.to_str().unwrap()]);
+    assert!(out.status.success(), "push: {}", text(&out));
+    let both = [("n1", &n1), ("n2", &n2)];
+    let shared = converged(&etcd, "/cap", &both, count, Duration::from_secs(60));
+    for (n, c) in &caps {
+        let share = shared.values().filter(|(o, _)| o == n).count();
+        assert!(share <= *c, "{n} serves {share}, over its capacity {c}");
+    }
+
+    assert!(n1.signal(Signal::KILL));
+    let survivor = [("n2", &n2)];
+    poll_until(
+        "n2 serves as many agents as it carries, and owns no more",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (run, own) = (running(&survivor).len(), owners(&etcd, "/cap").len());
+            if run == c2 && own == c2 {
+                Ok(())
+            } else {
+                Err(format!("{run} running, {own} owner keys, capacity {c2}"))
+            }
+        },
+    );
+    // It stays so: nothing over its capacity was tried.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(running(&survivor).len(), c2);
+    let failed: Vec<String> = n2
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "start-failed")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let (_, log) = n2.stop();
+    assert!(
+        log.contains(&format!(
+            "{} of {count} agents fit on no node: every node that can serve them is at its capacity",
+            count - c2
+        )),
+        "{log}"
+    );
+    drop(n1);
+}
+
 #[test]
 fn nodes_ride_out_a_short_etcd_pause_and_stop_serving_in_a_long_one() {
     let _alone = alone();

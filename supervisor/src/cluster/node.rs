@@ -127,6 +127,8 @@ struct Node {
     /// The top of the snmpEngineBoots reserved for each SNMPv3 agent this
     /// lease holds.
     boots: HashMap<String, u32>,
+    /// How many agents no node had room for at the last plan.
+    full: usize,
 }
 
 /// Runs the node until `shutdown`; then, once `stopped` says the agents
@@ -154,6 +156,7 @@ pub async fn run(
         serving: BTreeSet::new(),
         fleet_served: None,
         boots: HashMap::new(),
+        full: 0,
     };
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<Client> = None;
@@ -584,6 +587,10 @@ impl Node {
             return;
         };
         let p = plan(&me, self.lease, &fleet.agents, &self.members, &self.owners);
+        if p.full != self.full {
+            self.full = p.full;
+            self.over_capacity(fleet.agents.len());
+        }
         // Release first: stop, then delete the keys.
         if !p.release.is_empty() {
             let keep: Vec<Agent> = fleet
@@ -661,6 +668,31 @@ impl Node {
                 "cluster: waiting for other leases to release their owner keys"
             );
         }
+    }
+
+    /// Says, when it changes, how many agents of the fleet (of `agents`)
+    /// no node has room for: every node that can bind them is at the
+    /// capacity its membership key gives.
+    fn over_capacity(&self, agents: usize) {
+        if self.full == 0 {
+            tracing::info!("cluster: every agent has a node with room for it again");
+            return;
+        }
+        let room: Vec<String> = self
+            .members
+            .values()
+            .map(|m| match m.capacity {
+                Some(c) => format!("{} {c}", m.node),
+                None => format!("{} unbounded", m.node),
+            })
+            .collect();
+        tracing::warn!(
+            unplaced = self.full,
+            agents,
+            capacities = %room.join(", "),
+            "cluster: {} of {agents} agents fit on no node: every node that can serve them is at its capacity; they run once a node with room joins",
+            self.full
+        );
     }
 
     /// Asks the manager to serve exactly `agents`; `true` once done.

@@ -1,8 +1,9 @@
 //! Who owns an agent: rendezvous (highest random weight) hashing over the
-//! live nodes that can bind the agent's addresses. Every node computes the
-//! same answer from the same membership, with no leader and no assignment
-//! to store; a node that joins or leaves moves only the agents it wins or
-//! held (the others keep their highest score).
+//! live nodes that can bind the agent's addresses, bounded by each node's
+//! capacity. Every node computes the same answer from the same membership
+//! and fleet, with no leader and no assignment to store; while no node is
+//! full, a node that joins or leaves moves only the agents it wins or held
+//! (the others keep their highest score).
 
 use agentcluster_conf::{AddressRange, Agent};
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,8 @@ pub struct Member {
     /// The supervisor's pid on its host.
     pub pid: u32,
     /// How many agents its host carries under its own settings (memory,
-    /// tasks and open files, for agents of one endpoint each; reported for
-    /// people and `status --cluster`: ownership does not depend on it).
+    /// tasks and open files, for agents of one endpoint each): it is given
+    /// no more ([`place`]). `None` (a node that does not say): no bound.
     #[serde(default)]
     pub capacity: Option<u64>,
 }
@@ -43,26 +44,63 @@ pub fn can_serve(serves: &[AddressRange], agent: &Agent) -> bool {
     })
 }
 
-/// The owner of `agent` among `members`: the one that can serve it with
-/// the highest score; `None` when none can.
-pub fn owner<'a>(agent: &Agent, members: &'a [Member]) -> Option<&'a str> {
-    let ranges: Vec<Vec<AddressRange>> = members.iter().map(Member::ranges).collect();
-    owner_among(agent, members, &ranges)
+/// Where an agent goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// To this node.
+    Node(&'a str),
+    /// Nowhere: no live node can bind its addresses.
+    NoNode,
+    /// Nowhere: the nodes that can bind its addresses are all full.
+    Full,
 }
 
-/// [`owner`] with each member's ranges parsed once (`ranges[i]` are
-/// `members[i]`'s), for a plan over many agents.
-pub fn owner_among<'a>(
-    agent: &Agent,
-    members: &'a [Member],
-    ranges: &[Vec<AddressRange>],
-) -> Option<&'a str> {
-    members
+/// The owner of `agent` among `members` alone (no other agent takes room):
+/// the one that can serve it with the highest score; `None` when none can.
+pub fn owner<'a>(agent: &Agent, members: &'a [Member]) -> Option<&'a str> {
+    match place(std::slice::from_ref(agent), members)[0] {
+        Place::Node(n) => Some(n),
+        Place::NoNode | Place::Full => None,
+    }
+}
+
+/// Where each of `agents` goes among `members`, in the fleet's order: to
+/// the node with the highest score among those that can bind its
+/// addresses and still have room under their `capacity`, so that no node
+/// is given more agents than its host carries. An agent whose best node
+/// is full goes to its next best (and so on); one that no node has room
+/// for stays unplaced until one has. While no node is full this is plain
+/// rendezvous hashing, and each node works it out alike from the same
+/// fleet and membership.
+pub fn place<'a>(agents: &[Agent], members: &'a [Member]) -> Vec<Place<'a>> {
+    let ranges: Vec<Vec<AddressRange>> = members.iter().map(Member::ranges).collect();
+    let mut room: Vec<Option<u64>> = members.iter().map(|m| m.capacity).collect();
+    let mut ranked: Vec<(u64, &str, usize)> = Vec::with_capacity(members.len());
+    agents
         .iter()
-        .zip(ranges)
-        .filter(|(_, r)| can_serve(r, agent))
-        .max_by_key(|(m, _)| (score(&m.node, &agent.name), m.node.as_str()))
-        .map(|(m, _)| m.node.as_str())
+        .map(|agent| {
+            ranked.clear();
+            ranked.extend(
+                members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| can_serve(&ranges[*i], agent))
+                    .map(|(i, m)| (score(&m.node, &agent.name), m.node.as_str(), i)),
+            );
+            if ranked.is_empty() {
+                return Place::NoNode;
+            }
+            // Highest score first (then the greater name, as ever).
+            ranked.sort_unstable_by(|a, b| b.cmp(a));
+            let Some(&(_, node, i)) = ranked.iter().find(|(_, _, i)| room[*i] != Some(0)) else {
+                return Place::Full;
+            };
+            if let Some(r) = room[i].as_mut() {
+                *r -= 1;
+            }
+            Place::Node(node)
+        })
+        .collect()
 }
 
 /// The weight of (node, agent): FNV-1a over both names, then the
@@ -116,6 +154,89 @@ pub(crate) mod tests {
             pid: 1,
             capacity: None,
         }
+    }
+
+    fn with_capacity(node: &str, capacity: u64) -> Member {
+        Member {
+            capacity: Some(capacity),
+            ..member(node, &["127.0.0.0/8"])
+        }
+    }
+
+    fn nodes<'a>(places: &[Place<'a>]) -> Vec<Option<&'a str>> {
+        places
+            .iter()
+            .map(|p| match p {
+                Place::Node(n) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Capacities that are not reached change nothing; a full node's
+    /// surplus goes to each agent's next best node; what no node has room
+    /// for is `Full`, and only that.
+    #[test]
+    fn a_node_is_given_no_more_than_its_capacity() {
+        let agents: Vec<Agent> = (0..300)
+            .map(|i| agent(&format!("a{i}"), "127.0.0.1:1161"))
+            .collect();
+        let unbounded = [
+            member("n1", &["127.0.0.0/8"]),
+            member("n2", &["127.0.0.0/8"]),
+            member("n3", &["127.0.0.0/8"]),
+        ];
+        let free = nodes(&place(&agents, &unbounded));
+        for (a, o) in agents.iter().zip(&free) {
+            assert_eq!(*o, owner(a, &unbounded), "{}", a.name);
+        }
+        let roomy = ["n1", "n2", "n3"].map(|n| with_capacity(n, 300));
+        assert_eq!(nodes(&place(&agents, &roomy)), free, "room to spare");
+
+        // n1 carries 50: the first 50 of its own stay, the rest go to their
+        // second best; the others keep what they had.
+        let tight = [
+            with_capacity("n1", 50),
+            with_capacity("n2", 300),
+            with_capacity("n3", 300),
+        ];
+        let placed = nodes(&place(&agents, &tight));
+        assert_eq!(placed.iter().filter(|o| **o == Some("n1")).count(), 50);
+        let mut n1_kept = 0;
+        for (i, (was, now)) in free.iter().zip(&placed).enumerate() {
+            if *was == Some("n1") && n1_kept < 50 {
+                assert_eq!(now, was, "a{i}: the first 50 of n1's stay");
+                n1_kept += 1;
+            } else if *was == Some("n1") {
+                let second = owner(&agents[i], &unbounded[1..]);
+                assert_eq!(*now, second, "a{i}: to its second best");
+            } else {
+                assert_eq!(now, was, "a{i}: not n1's, not moved");
+            }
+        }
+
+        // 120 places for 300 agents: 120 placed, 180 Full; none over.
+        let small = ["n1", "n2", "n3"].map(|n| with_capacity(n, 40));
+        let places = place(&agents, &small);
+        for n in ["n1", "n2", "n3"] {
+            let got = places.iter().filter(|p| **p == Place::Node(n)).count();
+            assert_eq!(got, 40, "{n}");
+        }
+        assert_eq!(places.iter().filter(|p| **p == Place::Full).count(), 180);
+        // A node that carries none gets none; one that says nothing, all.
+        let zero_and_any = [with_capacity("n1", 0), member("n2", &["127.0.0.0/8"])];
+        assert!(
+            place(&agents, &zero_and_any)
+                .iter()
+                .all(|p| *p == Place::Node("n2"))
+        );
+        // An agent no node can bind is NoNode, and takes no room.
+        let far = agent("far", "10.9.9.9:161");
+        let mixed = [far, agents[0].clone()];
+        assert_eq!(
+            place(&mixed, &[with_capacity("n1", 1)]),
+            [Place::NoNode, Place::Node("n1")]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agentcluster_conf::Agent;
 
-use super::rendezvous::{Member, owner_among};
+use super::rendezvous::{Member, Place, place};
 
 /// The holder of an owner key: the node named in it and the lease it is
 /// bound to.
@@ -33,10 +33,14 @@ pub struct Plan {
     pub waiting: Vec<String>,
     /// Agents it may serve now: it wants them and holds their keys.
     pub serve: BTreeSet<String>,
+    /// How many agents of the fleet no node has room for (every node that
+    /// can bind their addresses is at its capacity): nobody serves them.
+    pub full: usize,
 }
 
 /// The plan of node `me` holding lease `lease`: the agents rendezvous
-/// hashing gives it among `members`, against the `owners` keys.
+/// hashing gives it among `members` (within each node's capacity),
+/// against the `owners` keys.
 pub fn plan(
     me: &str,
     lease: i64,
@@ -45,11 +49,14 @@ pub fn plan(
     owners: &HashMap<String, Holder>,
 ) -> Plan {
     let live: Vec<Member> = members.values().cloned().collect();
-    let ranges: Vec<_> = live.iter().map(Member::ranges).collect();
-    let mut p = Plan::default();
+    let places = place(agents, &live);
+    let mut p = Plan {
+        full: places.iter().filter(|x| **x == Place::Full).count(),
+        ..Plan::default()
+    };
     let mut wanted = BTreeSet::new();
-    for a in agents {
-        if owner_among(a, &live, &ranges) != Some(me) {
+    for (a, at) in agents.iter().zip(&places) {
+        if *at != Place::Node(me) {
             continue;
         }
         wanted.insert(a.name.as_str());
@@ -157,5 +164,23 @@ mod tests {
         let restarted = plan("n1", 7, &agents, &three, &old);
         assert_eq!(restarted.waiting, [p.acquire[0].clone()]);
         assert!(restarted.release.is_empty());
+    }
+
+    /// Every node works out the same bounded shares: each takes its
+    /// capacity, and both count what neither has room for.
+    #[test]
+    fn nodes_take_no_more_than_their_capacity_and_count_the_rest() {
+        let agents = agents(60);
+        let mut two = members(&["n1", "n2"]);
+        for m in two.values_mut() {
+            m.capacity = Some(20);
+        }
+        let p1 = plan("n1", 7, &agents, &two, &HashMap::new());
+        let p2 = plan("n2", 9, &agents, &two, &HashMap::new());
+        assert_eq!((p1.acquire.len(), p2.acquire.len()), (20, 20));
+        assert_eq!((p1.full, p2.full), (20, 20));
+        assert!(p1.acquire.iter().all(|a| !p2.acquire.contains(a)));
+        let roomy = members(&["n1", "n2"]);
+        assert_eq!(plan("n1", 7, &agents, &roomy, &HashMap::new()).full, 0);
     }
 }
