@@ -518,7 +518,7 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
         expect_any: a.expect_any,
         batch: a.batch,
     };
-    let ticks0: Vec<Option<u64>> = a.server_pids.iter().map(|p| procs::cpu_ticks(*p)).collect();
+    let cpu0: Vec<Option<u64>> = a.server_pids.iter().map(|p| procs::cpu_ns(*p)).collect();
     let machine0 = procs::machine_ticks();
     let t0 = Instant::now();
     let out = load::run(&plan, &mut sec, &req, &expect)?;
@@ -529,13 +529,14 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
     let server_cpu_s: Option<f64> = if a.server_pids.is_empty() {
         None
     } else {
+        // A process that ended meanwhile counts nothing.
         let mut total = 0u64;
-        for (p, t0) in a.server_pids.iter().zip(&ticks0) {
-            if let (Some(t0), Some(t1)) = (t0, procs::cpu_ticks(*p)) {
+        for (p, t0) in a.server_pids.iter().zip(&cpu0) {
+            if let (Some(t0), Some(t1)) = (t0, procs::cpu_ns(*p)) {
                 total += t1.saturating_sub(*t0);
             }
         }
-        Some(total as f64 / procs::ticks_per_second())
+        Some(total as f64 / 1e9)
     };
     eprintln!(
         "{}: {} {} ×{} in flight → {:.0} req/s, {:.0} varbinds/s, p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; ok {}, failed {}, timeouts {}, late {}, retransmits {}; client CPU {:.0}%{}",

@@ -81,17 +81,10 @@ pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
 }
 
-/// utime + stime in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let u: u64 = stat_field(pid, 14)?.parse().ok()?;
-    let s: u64 = stat_field(pid, 15)?.parse().ok()?;
-    Some(u + s)
-}
-
 /// Time on a CPU in nanoseconds of the live threads of a process, from
-/// each one's /proc/PID/task/TID/schedstat (exact, where `cpu_ticks`
-/// counts whole ticks; the process's own schedstat is its first thread's
-/// alone).
+/// each one's /proc/PID/task/TID/schedstat (exact, where utime and stime
+/// count whole clock ticks; the process's own schedstat is its first
+/// thread's alone).
 pub fn cpu_ns(pid: u32) -> Option<u64> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let on_cpu = |tid: &std::ffi::OsStr| -> Option<u64> {
@@ -108,15 +101,6 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
 /// [`cpu_ns`] summed over `pids` (a process gone counts nothing).
 pub fn cpu_ns_of(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| cpu_ns(*p)).sum()
-}
-
-/// Clock ticks per second of /proc/PID/stat.
-pub fn ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map(|t| t as f64)
-        .unwrap_or(100.0)
 }
 
 /// Pss and Rss of a process in KiB (from smaps_rollup).
@@ -291,7 +275,7 @@ mod tests {
         assert!(matches!(state(me), Some('R' | 'S')));
         let (pss, rss) = memory_kib(me).unwrap();
         assert!(pss > 0 && rss >= pss / 2);
-        assert!(cpu_ticks(me).is_some());
+        assert!(cpu_ns(me).is_some_and(|ns| ns > 0));
         assert_eq!(state(u32::MAX), None);
     }
 }
