@@ -10,7 +10,7 @@ use rustix::process::Signal;
 use crate::harness::etcd::Etcd;
 use crate::harness::events::{is, ts_millis};
 use crate::harness::imports::snmp::{self, Op, Request, Scratch, Security};
-use crate::harness::imports::{ber, derive_engine_id};
+use crate::harness::imports::{ber, derive_engine_id, parse_duration};
 use crate::harness::{
     BIN, Fleet, agentcluster, alone, free_port, mib, poll_until, snmp_ok, tempdir, text,
 };
@@ -803,29 +803,44 @@ fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
     all_answer(served.keys().cloned(), port);
 }
 
+/// Pushes six agents under `prefix` with one `scenario` (a `scenarios:`
+/// item), starts nodes n1 and n2 and waits until they serve them: the
+/// push's wall time (ms), the nodes, and who serves what.
+fn two_nodes_with(
+    etcd: &Etcd,
+    prefix: &str,
+    scenario: &str,
+) -> (i64, Fleet, Fleet, BTreeMap<String, (String, u32)>) {
+    let dir = tempdir();
+    let more = format!("scenarios:\n  - {scenario}\n");
+    shared_fleet_with(dir.path(), etcd, prefix, free_port(), 6, &more);
+    let (kvs, _) = etcd.range(&format!("{prefix}/fleet/config"));
+    let pushed: serde_json::Value = serde_json::from_str(&kvs[0].value).unwrap();
+    let zero = pushed["pushed_at_ms"].as_i64().expect("the push says when");
+    let n1 = start_node(etcd, prefix, "n1", "3s");
+    let n2 = start_node(etcd, prefix, "n2", "3s");
+    let served = converged(
+        etcd,
+        prefix,
+        &[("n1", &n1), ("n2", &n2)],
+        6,
+        Duration::from_secs(60),
+    );
+    (zero, n1, n2, served)
+}
+
 #[test]
 fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
     let _alone = alone();
     let etcd = Etcd::start();
-    let dir = tempdir();
-    let port = free_port();
     // Every 4 s after the push, each agent loses 10 % for 1 s, late by its
     // seeded jitter (up to 1 s).
-    shared_fleet_with(
-        dir.path(),
+    let (zero, n1, n2, served) = two_nodes_with(
         &etcd,
         "/scn",
-        port,
-        6,
-        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }\n",
+        "{ agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }",
     );
-    let (kvs, _) = etcd.range("/scn/fleet/config");
-    let pushed: serde_json::Value = serde_json::from_str(&kvs[0].value).unwrap();
-    let zero = pushed["pushed_at_ms"].as_i64().expect("the push says when");
-    let n1 = start_node(&etcd, "/scn", "n1", "3s");
-    let n2 = start_node(&etcd, "/scn", "n2", "3s");
     let nodes = [("n1", &n1), ("n2", &n2)];
-    let served = converged(&etcd, "/scn", &nodes, 6, Duration::from_secs(60));
     let of = |node: &str| -> Vec<String> {
         served
             .iter()
@@ -845,12 +860,108 @@ fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
     on_the_push_times("n2", &n2, &all, &of("n1"), 1, zero);
 }
 
+/// A scenario's fault in progress moves with its agent: the node that
+/// takes the agent over injects it again for what is left of it, so it
+/// ends when it would have on the node that died; a node that starts
+/// after the fault fell due gets those of its own share the same way.
+#[test]
+fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    // 1 s after the push, every agent loses 10 % for 90 s.
+    let (zero, n1, n2, served) = two_nodes_with(
+        &etcd,
+        "/mv",
+        "{ agents: \"dev-*\", fault: loss, arg: 10, at: 1s, for: 90s }",
+    );
+    let ends = zero + 91_000;
+    let faulted = |node: &Fleet| -> Vec<String> {
+        node.status()
+            .iter()
+            .filter(|a| {
+                a["faults"].as_array().is_some_and(|f| {
+                    f.iter()
+                        .any(|f| f.as_str().is_some_and(|f| f.starts_with("loss 10%")))
+                })
+            })
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    poll_until(
+        "every agent losing 10 %",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let n = faulted(&n1).len() + faulted(&n2).len();
+            if n == 6 {
+                Ok(())
+            } else {
+                Err(format!("{n} of 6"))
+            }
+        },
+    );
+    let moved: Vec<String> = served
+        .iter()
+        .filter(|(_, (n, _))| n == "n1")
+        .map(|(a, _)| a.clone())
+        .collect();
+    assert!(!moved.is_empty(), "n1 serves some: {served:?}");
+    let since = n2.next_seq();
+    assert!(n1.signal(Signal::KILL));
+    drop(n1);
+    converged(&etcd, "/mv", &[("n2", &n2)], 6, Duration::from_secs(60));
+    poll_until(
+        "the moved agents losing 10 % on n2",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let f = faulted(&n2);
+            if f.len() == 6 {
+                Ok(())
+            } else {
+                Err(format!("{f:?}"))
+            }
+        },
+    );
+    let events = n2.wait_events("the resumed faults", |seen| {
+        moved.iter().all(|a| {
+            seen.iter()
+                .any(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+        })
+    });
+    for a in &moved {
+        let e = events
+            .iter()
+            .find(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+            .unwrap();
+        let left = lasts(e).unwrap_or_else(|| panic!("no time left in {e}"));
+        let at = ts_millis(e["ts"].as_str().unwrap()).unwrap();
+        let off = at + left.as_millis() as i64 - ends;
+        assert!(
+            left < Duration::from_secs(90) && off.abs() <= 1_500,
+            "{a}: resumed for {left:?}, ending {off} ms from the occurrence's end: {e}"
+        );
+    }
+    // n2's own agents kept theirs: no second injection.
+    for a in served.keys().filter(|a| !moved.contains(a)) {
+        let injected = events.iter().filter(|e| is(e, a, "fault-injected")).count();
+        assert_eq!(injected, 1, "{a}");
+    }
+}
+
+/// How long a `fault-injected` event says its fault lasts (`, for D`).
+fn lasts(e: &serde_json::Value) -> Option<Duration> {
+    parse_duration(e["reason"].as_str()?.rsplit_once(", for ")?.1)
+}
+
 /// Waits until `node` injected the scenario's fault at least `times` on
 /// each of `waited` (`agents`: every agent it may fault), and checks each
 /// of its injections: on one of `agents`, at the push's times (occurrence
-/// k of `every: 4s, jitter: 1s` in [4 s × (k + 1), 4 s × (k + 1) + 1 s]
+/// k of `every: 4s, for: 1s, jitter: 1s` from 4 s × (k + 1) to 1 s later,
 /// after `zero`, the push), and never two on one agent within a period
-/// (no burst of occurrences already past).
+/// (no burst of occurrences already past). A fault still in
+/// progress on an agent that moved in is injected again for what is left
+/// of it: that one ends when the occurrence does.
 fn on_the_push_times(
     name: &str,
     node: &Fleet,
@@ -859,9 +970,11 @@ fn on_the_push_times(
     times: usize,
     zero: i64,
 ) {
+    let scheduled = |e: &&serde_json::Value| lasts(e) == Some(Duration::from_secs(1));
     let injected = |seen: &[serde_json::Value], agent: &str| -> Vec<i64> {
         seen.iter()
             .filter(|e| is(e, agent, "fault-injected"))
+            .filter(scheduled)
             .filter_map(|e| ts_millis(e["ts"].as_str()?))
             .collect()
     };
@@ -874,6 +987,16 @@ fn on_the_push_times(
             agents.iter().any(|a| a == agent),
             "{name} faulted {agent}, not one of its own"
         );
+        if !scheduled(&e) {
+            let left = lasts(e).unwrap_or_else(|| panic!("{name}: {e}"));
+            let ends = ts_millis(e["ts"].as_str().unwrap()).unwrap() + left.as_millis() as i64;
+            let into = (ends - zero) % 4000;
+            assert!(
+                left < Duration::from_secs(1) && (900..=2500).contains(&into),
+                "{name}: a fault resumed on {agent} ends {} ms after the push: {e}",
+                ends - zero
+            );
+        }
     }
     for a in agents {
         let at = injected(&seen, a);

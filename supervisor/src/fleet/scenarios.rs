@@ -38,6 +38,12 @@ pub struct Plan {
     /// A cluster node's time zero as the push gave it (wall clock, shared
     /// by every node); `None` for a fleet read from its own file.
     pub zero: Option<SystemTime>,
+    /// Per agent of `agents`: whether a fault of it still in progress at
+    /// `from` (due before, its `for` not over) is injected again, for what
+    /// is left of it: on a cluster node, the agents it did not serve
+    /// before this plan (moved in from a node that stopped serving them,
+    /// whose process and faults ended there).
+    pub resume: Arc<[bool]>,
 }
 
 impl Plan {
@@ -45,6 +51,7 @@ impl Plan {
     pub fn now(scenarios: Arc<Vec<Scenario>>, agents: Arc<[String]>) -> Plan {
         let now = Instant::now();
         Plan {
+            resume: vec![false; agents.len()].into(),
             scenarios,
             agents,
             since: now,
@@ -59,12 +66,15 @@ impl Plan {
     /// [`CATCH_UP`] (while the node took its share); later plans of the
     /// same push (agents moving in or out) fire only what is still to
     /// come, so an agent that stays keeps its schedule and one that moves
-    /// in does not replay it.
+    /// in does not replay it. An agent not among `before` (the agents of
+    /// the plan this one follows; every agent of a first plan) gets its
+    /// fault in progress again, for what is left of its `for`.
     pub fn pushed(
         scenarios: Arc<Vec<Scenario>>,
         agents: Arc<[String]>,
         zero: SystemTime,
         first: bool,
+        before: &[String],
     ) -> Plan {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let since = match wall.duration_since(zero) {
@@ -77,7 +87,16 @@ impl Plan {
         } else {
             now
         };
+        let served: std::collections::HashSet<&str> = if first {
+            std::collections::HashSet::new()
+        } else {
+            before.iter().map(String::as_str).collect()
+        };
         Plan {
+            resume: agents
+                .iter()
+                .map(|a| !served.contains(a.as_str()))
+                .collect(),
             scenarios,
             agents,
             since,
@@ -100,14 +119,20 @@ pub struct Due {
     pub scenario: u32,
     /// Index of the agent.
     pub agent: u32,
+    /// A fault in progress injected again ([`Plan::resume`]): when it
+    /// ends. `None`: an occurrence, for the scenario's whole `for`.
+    pub ends: Option<Instant>,
 }
+
+/// A pending occurrence: when it is due, its scenario, its agent, its
+/// number, and for a fault resumed when it ends.
+type Entry = (Instant, u32, u32, u32, Option<Instant>);
 
 /// The pending occurrences, earliest first.
 #[derive(Debug)]
 pub struct Schedule {
     plan: Plan,
-    /// (when, scenario, agent, occurrence number).
-    heap: BinaryHeap<Reverse<(Instant, u32, u32, u32)>>,
+    heap: BinaryHeap<Reverse<Entry>>,
 }
 
 /// splitmix64: a well-mixed 64-bit hash step.
@@ -168,9 +193,28 @@ fn first_from(s: &Scenario, name: &str, skip: Duration) -> Option<(u32, Duration
     None
 }
 
+/// The occurrence of `s` on agent `name` that is in progress `skip` after
+/// time zero: due before, and its `for` not over. Its end, from time
+/// zero; `None` when there is none (a scenario without `for` ends only
+/// when something clears it, which only its whole history would tell).
+fn in_progress(s: &Scenario, name: &str, skip: Duration) -> Option<Duration> {
+    let lasts = s.duration?;
+    // The one before the first due from `skip` on (`for` and the jitter
+    // fit in a period, so no earlier one lasts), or the only one of `at`.
+    let k = match (first_from(s, name, skip), s.when) {
+        (Some((k, _)), _) => k.checked_sub(1)?,
+        (None, When::At(_)) => 0,
+        (None, When::Every(_)) => return None,
+    };
+    let d = offset(s, name, k)?;
+    let ends = d.checked_add(lasts)?;
+    (d < skip && ends > skip).then_some(ends)
+}
+
 impl Schedule {
     /// Every scenario's first occurrence on every agent it matches, from
-    /// [`Plan::from`] on.
+    /// [`Plan::from`] on; before it, at `from`, the faults still in
+    /// progress of the agents the plan resumes.
     pub fn new(plan: Plan) -> Schedule {
         let mut heap = BinaryHeap::new();
         let skip = plan.from.saturating_duration_since(plan.since);
@@ -179,10 +223,17 @@ impl Schedule {
                 continue;
             };
             for (ai, name) in plan.agents.iter().enumerate() {
-                if pattern.matches(name)
-                    && let Some((k, d)) = first_from(s, name, skip)
+                if !pattern.matches(name) {
+                    continue;
+                }
+                if let Some((k, d)) = first_from(s, name, skip) {
+                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, k, None)));
+                }
+                if plan.resume.get(ai).copied().unwrap_or(false)
+                    && let Some(ends) = in_progress(s, name, skip)
                 {
-                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, k)));
+                    let ends = Some(plan.since + ends);
+                    heap.push(Reverse((plan.from, si as u32, ai as u32, 0, ends)));
                 }
             }
         }
@@ -209,7 +260,7 @@ impl Schedule {
     /// the next one of each.
     pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
         let mut due = Vec::new();
-        while let Some(Reverse((at, si, ai, k))) = self.heap.peek().copied() {
+        while let Some(Reverse((at, si, ai, k, ends))) = self.heap.peek().copied() {
             if at > now {
                 break;
             }
@@ -217,13 +268,20 @@ impl Schedule {
             due.push(Due {
                 scenario: si,
                 agent: ai,
+                ends,
             });
+            if ends.is_some() {
+                // A fault resumed: its scenario's next occurrence is
+                // already in the heap.
+                continue;
+            }
             let s = &self.plan.scenarios[si as usize];
             let name = &self.plan.agents[ai as usize];
             if let Some(next) = k.checked_add(1)
                 && let Some(d) = offset(s, name, next)
             {
-                self.heap.push(Reverse((self.plan.since + d, si, ai, next)));
+                self.heap
+                    .push(Reverse((self.plan.since + d, si, ai, next, None)));
             }
         }
         due
@@ -257,24 +315,39 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
                 tracing::info!(pending = schedule.len(), "scenarios re-read");
             }
             () = sleep_until(next) => {
-                let due = schedule.take_due(tokio::time::Instant::now().into_std());
+                let now = tokio::time::Instant::now().into_std();
+                let due = schedule.take_due(now);
                 let plan = schedule.plan().clone();
                 let mut at = 0;
                 while at < due.len() {
-                    let si = due[at].scenario;
-                    let end = due[at..].iter().position(|d| d.scenario != si).map_or(due.len(), |n| at + n);
+                    // One request per scenario for the occurrences due
+                    // together; one per fault resumed (each has its own
+                    // time left).
+                    let (si, ends) = (due[at].scenario, due[at].ends);
+                    let end = match ends {
+                        Some(_) => at + 1,
+                        None => due[at..]
+                            .iter()
+                            .position(|d| d.scenario != si || d.ends.is_some())
+                            .map_or(due.len(), |n| at + n),
+                    };
                     let names: Vec<String> = due[at..end]
                         .iter()
                         .map(|d| plan.agents[d.agent as usize].clone())
                         .collect();
                     at = end;
                     let s = &plan.scenarios[si as usize];
+                    let lasts = match ends {
+                        Some(ends) if ends <= now => continue,
+                        Some(ends) => Some(ends - now),
+                        None => s.duration,
+                    };
                     let (kind, arg) = split(s);
                     let request = Request::Fault {
                         names,
                         kind,
                         arg,
-                        for_ms: s.duration.map(|d| d.as_millis() as u64),
+                        for_ms: lasts.map(|d| d.as_millis().max(1) as u64),
                     };
                     let answer = tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -334,6 +407,7 @@ mod tests {
             since,
             from: since,
             zero: None,
+            resume: vec![false; n].into(),
         }
     }
 
@@ -458,22 +532,124 @@ mod tests {
         let scenarios = Arc::new(vec![flap("sw-*", 1)]);
         let agents: Arc<[String]> = vec!["sw-1".to_string()].into();
         let zero = SystemTime::now() - Duration::from_secs(100);
-        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true);
+        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true, &[]);
         let now = Instant::now();
         assert!(near(first.since, now - Duration::from_secs(100)));
         assert!(near(first.from, now - CATCH_UP));
         assert_eq!(first.zero, Some(zero));
-        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false);
+        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false, &agents);
         assert!(near(later.from, Instant::now()));
         // Just pushed: everything from the push on fires.
         let fresh = SystemTime::now() - Duration::from_secs(2);
-        let p = Plan::pushed(scenarios.clone(), agents.clone(), fresh, true);
+        let p = Plan::pushed(scenarios.clone(), agents.clone(), fresh, true, &[]);
         assert_eq!(p.from, p.since);
         // Pushed from a clock ahead of this one: time zero is still to come.
         let ahead = SystemTime::now() + Duration::from_secs(5);
-        let p = Plan::pushed(scenarios, agents, ahead, true);
+        let p = Plan::pushed(scenarios, agents, ahead, true, &[]);
         assert!(near(p.since, Instant::now() + Duration::from_secs(5)));
         assert_eq!(p.from, p.since);
+    }
+
+    /// An agent that moves in (resumed) gets its fault still in progress
+    /// at `from` again, first, with its end; the others, and faults that
+    /// are over or have no `for`, only their next occurrences.
+    #[test]
+    fn a_fault_in_progress_resumes_on_an_agent_that_moves_in() {
+        let t0 = Instant::now();
+        // Every minute for 10 s, late by up to 5 s: at 62.5 s, sw-i's
+        // first one is in progress when it fell due before then.
+        let skip = Duration::from_millis(62_500);
+        let n = 40;
+        let moved = |i: usize| i.is_multiple_of(2);
+        let p = Plan {
+            from: t0 + skip,
+            resume: (0..n).map(moved).collect(),
+            ..plan(vec![flap("sw-*", 9)], n, t0)
+        };
+        let s = &p.scenarios[0];
+        let mut want = Vec::new();
+        for i in 0..n {
+            let d = offset(s, &format!("sw-{i}"), 0).unwrap();
+            if moved(i) && d < skip {
+                want.push((i as u32, t0 + d + Duration::from_secs(10)));
+            }
+        }
+        assert!(
+            !want.is_empty() && want.len() < n / 2,
+            "some, not all: {want:?}"
+        );
+        let mut schedule = Schedule::new(p.clone());
+        let first: Vec<(u32, Instant)> = schedule
+            .take_due(t0 + skip)
+            .into_iter()
+            .map(|d| (d.agent, d.ends.expect("a resumed fault says when it ends")))
+            .collect();
+        assert_eq!(first, want);
+        // Then the whole schedule from 65 s on, as for anyone.
+        let rest = fires(
+            Plan {
+                from: t0 + skip,
+                ..plan(vec![flap("sw-*", 9)], n, t0)
+            },
+            Duration::from_secs(600),
+        );
+        let mut after = Vec::new();
+        while let Some(at) = schedule.next_due() {
+            if at > t0 + Duration::from_secs(600) {
+                break;
+            }
+            for d in schedule.take_due(at) {
+                assert_eq!(d.ends, None);
+                after.push((at - t0, d.agent));
+            }
+        }
+        assert_eq!(after, rest);
+
+        // Without `for`, nothing is known to be in progress.
+        let forever = Scenario {
+            duration: None,
+            ..flap("sw-*", 9)
+        };
+        let p = Plan {
+            from: t0 + skip,
+            resume: vec![true; n].into(),
+            ..plan(vec![forever], n, t0)
+        };
+        assert!(Schedule::new(p).take_due(t0 + skip).is_empty());
+        // Once at 30 s for 10 s: in progress at 35 s, over at 40 s.
+        let once = Scenario {
+            when: When::At(Duration::from_secs(30)),
+            jitter: Duration::ZERO,
+            ..flap("sw-*", 0)
+        };
+        for (at, resumed) in [(35, 1), (40, 0), (30, 0)] {
+            let p = Plan {
+                from: t0 + Duration::from_secs(at),
+                resume: vec![true].into(),
+                ..plan(vec![once.clone()], 1, t0)
+            };
+            let due = Schedule::new(p).take_due(t0 + Duration::from_secs(at));
+            let got = due.iter().filter(|d| d.ends.is_some()).count();
+            assert_eq!(got, resumed, "from {at} s");
+            if resumed == 1 {
+                assert_eq!(due[0].ends, Some(t0 + Duration::from_secs(40)));
+            }
+        }
+    }
+
+    /// A first plan of a push resumes every agent; a later one only the
+    /// agents the plan before did not have.
+    #[test]
+    fn a_pushed_plan_resumes_the_agents_new_to_it() {
+        let scenarios = Arc::new(vec![flap("sw-*", 1)]);
+        let agents: Arc<[String]> = ["sw-1", "sw-2", "sw-3"].map(String::from).into();
+        let zero = SystemTime::now() - Duration::from_secs(100);
+        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true, &agents);
+        assert_eq!(*first.resume, [true, true, true]);
+        let before = ["sw-2".to_string(), "sw-9".to_string()];
+        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false, &before);
+        assert_eq!(*later.resume, [true, false, true]);
+        assert!(!Plan::now(scenarios, agents).resume.iter().any(|r| *r));
     }
 
     /// 10,000 devices flapping every minute: one heap of 10,000 entries,

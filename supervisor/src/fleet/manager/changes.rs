@@ -142,6 +142,8 @@ struct Pending {
     report: reload::Report,
     limits_changed: bool,
     unapplied: Vec<&'static str>,
+    /// The new fleet's scenarios, planned once its units have started.
+    scenarios: super::Scenarios,
 }
 
 /// Reads and checks the configuration at `source` and compiles its
@@ -429,7 +431,7 @@ impl Manager {
         let Prepared { fleet, compiled } = prepared;
         self.running = Demand::under(&fleet, &self.cluster);
         self.events = fleet.events.clone();
-        self.replan(&fleet);
+        let scenarios = super::scenarios_of(&fleet);
         self.snapshot_max_loss = fleet.cluster.snapshot_max_loss;
         self.cluster.cache_max_age = fleet.cluster.cache_max_age;
         // The limits apply to running agents at once; other cluster keys
@@ -534,6 +536,7 @@ impl Manager {
                 report,
                 limits_changed,
                 unapplied,
+                scenarios,
             });
         }
     }
@@ -602,6 +605,7 @@ impl Manager {
         let swapped = self.refresh_with(&p.compiled, &changed_files).await;
         self.update_watch();
         self.update_roster();
+        self.replan(p.scenarios);
         let mut message = format!(
             "reloaded: {} changed, {} added, {} removed, {} swapped to new snapshot data",
             report.changed.len(),

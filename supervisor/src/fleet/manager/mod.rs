@@ -166,19 +166,29 @@ pub struct Manager {
     running: Demand,
 }
 
+/// What a fleet's scenarios' plan is made of: its scenarios and every
+/// agent's name.
+type Scenarios = (Arc<Vec<agentcluster_conf::Scenario>>, Arc<[String]>);
+
+fn scenarios_of(fleet: &Fleet) -> Scenarios {
+    (
+        Arc::new(fleet.scenarios.clone()),
+        fleet.agents.iter().map(|a| a.name.clone()).collect(),
+    )
+}
+
 /// The scenarios' plan of `fleet`: from now, or on a cluster node from
 /// `zero`, the push ([`crate::fleet::scenarios::Plan::pushed`], `first`
-/// plan of that push or not).
+/// plan of that push or not, following a plan of agents `before`).
 fn scenario_plan(
-    fleet: &Fleet,
+    (scenarios, agents): Scenarios,
     zero: Option<std::time::SystemTime>,
     first: bool,
+    before: &[String],
 ) -> crate::fleet::scenarios::Plan {
     use crate::fleet::scenarios::Plan;
-    let scenarios = Arc::new(fleet.scenarios.clone());
-    let agents = fleet.agents.iter().map(|a| a.name.clone()).collect();
     match zero {
-        Some(zero) => Plan::pushed(scenarios, agents, zero, first),
+        Some(zero) => Plan::pushed(scenarios, agents, zero, first, before),
         None => Plan::now(scenarios, agents),
     }
 }
@@ -211,7 +221,7 @@ impl Manager {
             snapshot_max_loss: fleet.cluster.snapshot_max_loss,
             roster: watch::Sender::new(Roster::default()),
             addresses: HostAddresses::default(),
-            scenarios: watch::Sender::new(scenario_plan(fleet, None, true)),
+            scenarios: watch::Sender::new(scenario_plan(scenarios_of(fleet), None, true, &[])),
             by_name: None,
             interfaces: HashMap::new(),
             given: None,
@@ -416,15 +426,17 @@ impl Manager {
         self.scenarios.subscribe()
     }
 
-    /// A reload read `fleet`: a new plan for the scenarios' task when its
-    /// scenarios or its agents changed (the schedule then starts afresh),
-    /// or, on a cluster node, when the fleet was pushed again (a new time
-    /// zero). A node's plan counts from the push, and a new plan of the
-    /// same push goes on where the schedule is.
-    fn replan(&mut self, fleet: &Fleet) {
+    /// A reload started the units of its fleet (`scenarios`): a new plan
+    /// for the scenarios' task when its scenarios or its agents changed
+    /// (the schedule then starts afresh), or, on a cluster node, when the
+    /// fleet was pushed again (a new time zero). A node's plan counts from
+    /// the push, and a new plan of the same push goes on where the
+    /// schedule is, with the faults in progress of the agents that moved
+    /// in. After the units start, so that each fault finds its agent.
+    fn replan(&mut self, scenarios: Scenarios) {
         let zero = self.given_zero;
         self.scenarios.send_if_modified(|old| {
-            let plan = scenario_plan(fleet, zero, old.zero != zero);
+            let plan = scenario_plan(scenarios, zero, old.zero != zero, &old.agents);
             let same = *old.scenarios == *plan.scenarios
                 && old.agents == plan.agents
                 && old.zero == plan.zero;
