@@ -162,6 +162,7 @@ pub fn fault(args: FaultArgs) -> anyhow::Result<ExitCode> {
         kind: args.kind,
         arg: args.arg,
         for_ms,
+        at_once: false,
     };
     let outcome = exchange(&path, request).and_then(|r| match r {
         Response::Done { agents, message } => print(&done(&agents, &message)),

@@ -329,6 +329,20 @@ fn latency_and_loss_are_what_the_client_sees() {
     }
     assert!((10..=40).contains(&answered), "{answered} of 50 answered");
 
+    // A fault is in effect once `fault` has answered: no request sent
+    // after it is answered.
+    fault(&fleet, &["slow", "loss", "100"]);
+    for id in 0..20 {
+        client.send(&get_packet(id)).unwrap();
+    }
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        answer(&client, &mut buf).is_none(),
+        "answered after loss 100% was confirmed"
+    );
+
     fault(&fleet, &["slow", "clear"]);
     client
         .set_read_timeout(Some(Duration::from_secs(10)))

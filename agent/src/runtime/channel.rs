@@ -213,6 +213,9 @@ pub enum FromAgent {
         /// Why not, when not (the first swap that failed).
         reason: String,
     },
+    /// A `faults` or `reboot` message was applied: the device behaves so
+    /// from now on (one per such message, in their order).
+    Applied,
 }
 
 /// One agent's counters in a heartbeat.

@@ -221,6 +221,7 @@ async fn run() -> Result<(), String> {
                         }
                         _ => tracing::warn!(agent, "faults for an agent this process does not serve"),
                     }
+                    let _ = out_tx.send(FromAgent::Applied).await;
                 }
                 Ok(Some((ToAgent::Reboot { agent, boots, outage_ms, from_ns }, _))) => {
                     match (served.get_mut(agent), start.agents.get(agent), endpoints_by_agent.get(agent)) {
@@ -230,6 +231,7 @@ async fn run() -> Result<(), String> {
                         }
                         _ => tracing::warn!(agent, "a reboot of an agent this process does not serve"),
                     }
+                    let _ = out_tx.send(FromAgent::Applied).await;
                 }
                 Ok(Some((ToAgent::Start(_), _))) => {
                     tracing::warn!("ignoring a second start message");

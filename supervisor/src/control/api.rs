@@ -44,6 +44,11 @@ pub enum Request {
         /// The fault ends by itself after this many milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         for_ms: Option<u64>,
+        /// Answer once the request is handed to the agents' units, without
+        /// waiting until their processes have applied it (the scenarios,
+        /// whose next faults must not wait for a stopped process).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        at_once: bool,
     },
     /// Lifecycle events kept by the supervisor, oldest first.
     Events {

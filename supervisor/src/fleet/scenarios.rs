@@ -348,6 +348,7 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
                         kind,
                         arg,
                         for_ms: lasts.map(|d| d.as_millis().max(1) as u64),
+                        at_once: true,
                     };
                     let answer = tokio::select! {
                         () = shutdown.cancelled() => return,

@@ -74,6 +74,11 @@ impl Launched {
             .await;
     }
 
+    /// Says a faults or reboot message was applied.
+    pub async fn applied(&self) {
+        self.say(FromChannel::Msg(FromAgent::Applied)).await;
+    }
+
     /// Answers a swap.
     pub async fn swapped(&self) {
         let (ok, reason) = (true, String::new());

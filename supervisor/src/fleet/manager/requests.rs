@@ -12,6 +12,11 @@ use crate::control::filter;
 use crate::events::State;
 use crate::process::unit;
 
+/// How long an answer to `fault` waits for the agent processes to apply
+/// it: long enough for a busy host, short enough for a process that is
+/// stopped (SIGSTOP) and cannot answer.
+const FAULT_APPLIED_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Manager {
     /// Answers an operator request on `reply` (a reload answers once it is
     /// done; everything else at once).
@@ -38,10 +43,26 @@ impl Manager {
                 kind,
                 arg,
                 for_ms,
+                at_once,
             } => {
                 let duration = for_ms.map(std::time::Duration::from_millis);
-                let response = self.fault(&names, &kind, arg.as_deref(), duration).await;
-                let _ = reply.send(response);
+                let (response, applied) = self.fault(&names, &kind, arg.as_deref(), duration).await;
+                if at_once || applied.is_empty() {
+                    let _ = reply.send(response);
+                    return;
+                }
+                // Answered once every process has applied it (or is gone,
+                // or took too long), off the loop.
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + FAULT_APPLIED_WITHIN;
+                    for done in applied {
+                        if tokio::time::timeout_at(deadline, done).await.is_err() {
+                            tracing::debug!("a fault not confirmed by every process in time");
+                            break;
+                        }
+                    }
+                    let _ = reply.send(response);
+                });
                 return;
             }
             Request::Start { names } => (names, Verb::Start),
@@ -221,25 +242,18 @@ impl Manager {
         kind: &str,
         arg: Option<&str>,
         duration: Option<std::time::Duration>,
-    ) -> Response {
+    ) -> (Response, Vec<oneshot::Receiver<()>>) {
+        let refused = |kind, message| (Response::Error { kind, message }, Vec::new());
         let fault = match agentcluster_conf::Fault::parse(kind, arg) {
             Ok(f) => f,
-            Err(message) => {
-                return Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message,
-                };
-            }
+            Err(message) => return refused(ErrorKind::BadRequest, message),
         };
         if duration.is_some_and(|d| d.is_zero()) {
-            return Response::Error {
-                kind: ErrorKind::BadRequest,
-                message: "--for must be longer than 0s".into(),
-            };
+            return refused(ErrorKind::BadRequest, "--for must be longer than 0s".into());
         }
         let (units, matched) = match self.select(names) {
             Ok(x) => x,
-            Err(e) => return e,
+            Err(e) => return (e, Vec::new()),
         };
         let wanted: std::collections::HashSet<&String> = matched.iter().collect();
         let targets: Vec<(usize, Vec<usize>)> = units
@@ -265,16 +279,16 @@ impl Manager {
                 if n > 5 {
                     shown.push(format!("and {} more", n - 5));
                 }
-                return Response::Error {
-                    kind: ErrorKind::BadRequest,
-                    message: format!(
+                return refused(
+                    ErrorKind::BadRequest,
+                    format!(
                         "no interface {index} (no ifOperStatus.{index} in the snapshot) on {}",
                         shown.join(", ")
                     ),
-                };
+                );
             }
         }
-        self.send_fault(targets, fault, duration).await;
+        let applied = self.send_fault(targets, fault, duration).await;
         let n = matched.len();
         let what = match fault {
             agentcluster_conf::Fault::Clear => "faults cleared".to_string(),
@@ -284,29 +298,37 @@ impl Manager {
                 None => f.to_string(),
             },
         };
-        Response::Done {
+        let done = Response::Done {
             message: format!("{what}: {n} agent{}", if n == 1 { "" } else { "s" }),
             agents: matched,
-        }
+        };
+        (done, applied)
     }
 
-    /// Hands `fault` to each unit for its agents.
+    /// Hands `fault` to each unit for its agents: one receiver per unit,
+    /// told once its process has applied it (or has none, or ended).
     pub(super) async fn send_fault(
         &self,
         targets: Vec<(usize, Vec<usize>)>,
         fault: agentcluster_conf::Fault,
         duration: Option<std::time::Duration>,
-    ) {
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut applied = Vec::new();
         for (u, agents) in targets {
             if let Some(unit) = self.units.get(u) {
+                let (tx, rx) = oneshot::channel();
                 let cmd = unit::Command::Fault {
                     agents,
                     fault,
                     duration,
+                    applied: Some(tx),
                 };
-                let _ = unit.tx.send(cmd).await;
+                if unit.tx.send(cmd).await.is_ok() {
+                    applied.push(rx);
+                }
             }
         }
+        applied
     }
 
     /// The agents among `targets` whose first view's snapshot has no

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use agentcluster_agent::channel::{FromAgent, ToAgent};
 use agentcluster_agent::responder::Drops;
 use agentcluster_agent::xorshift::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, NewEvent};
@@ -54,6 +54,10 @@ pub enum Command {
         fault: agentcluster_conf::Fault,
         /// It expires after this long.
         duration: Option<Duration>,
+        /// Told once the unit's process has applied it (at once when it
+        /// has no process or nothing changed; dropped when the process
+        /// ends first: its next start has it).
+        applied: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -155,6 +159,27 @@ struct Process {
     /// Channel messages carry the generation of the process they came from;
     /// those of an earlier process are ignored.
     generation: u64,
+    /// Faults and reboot messages sent to it, and how many it applied
+    /// (it answers each, in order).
+    sent: u64,
+    applied: u64,
+    /// Who waits for the message of each number to be applied.
+    waiting: Vec<(u64, oneshot::Sender<()>)>,
+}
+
+impl Process {
+    /// One more faults or reboot message applied.
+    fn applied(&mut self) {
+        self.applied += 1;
+        let applied = self.applied;
+        let (done, waiting) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(n, _)| *n <= applied);
+        self.waiting = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// Runs one unit until `stop` is cancelled (or the command sender is
@@ -258,7 +283,8 @@ pub async fn run(
                     }
                     None
                 }
-                Some(Command::Fault { agents, fault, duration }) => {
+                Some(Command::Fault { agents, fault, duration, applied }) => {
+                    let sent = process.as_ref().map(|p| p.sent);
                     let mut f = Faulting {
                         spec: &mut spec,
                         shared: &shared,
@@ -266,7 +292,16 @@ pub async fn run(
                         process: &mut process,
                         faults: &mut faults,
                     };
-                    f.inject(&agents, fault, duration).await
+                    let input = f.inject(&agents, fault, duration).await;
+                    if let Some(tx) = applied {
+                        match process.as_mut() {
+                            Some(p) if Some(p.sent) != sent => p.waiting.push((p.sent, tx)),
+                            _ => {
+                                let _ = tx.send(());
+                            }
+                        }
+                    }
+                    input
                 }
                 None => {
                     shutting_down = true;
@@ -305,6 +340,11 @@ pub async fn run(
                         swap_pending = false;
                         let result = if ok { Ok(SwapVia::Process) } else { Err(reason) };
                         swapped(&spec, &shared, &machine, result);
+                        None
+                    } else if let FromChannel::Msg(FromAgent::Applied) = msg {
+                        if let Some(p) = process.as_mut() {
+                            p.applied();
+                        }
                         None
                     } else {
                         on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec)
@@ -682,8 +722,9 @@ impl Faulting<'_> {
         self.spec.agents[i].faults = faults.clone();
         if let Some(p) = self.process.as_mut() {
             let msg = ToAgent::Faults { agent: i, faults };
-            if let Err(e) = p.proc.send(&msg).await {
-                tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send faults");
+            match p.proc.send(&msg).await {
+                Ok(()) => p.sent += 1,
+                Err(e) => tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send faults"),
             }
         }
     }
@@ -714,8 +755,11 @@ impl Faulting<'_> {
                 outage_ms: outage.as_millis() as u64,
                 from_ns,
             };
-            if let Err(e) = p.proc.send(&msg).await {
-                tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send a reboot");
+            match p.proc.send(&msg).await {
+                Ok(()) => p.sent += 1,
+                Err(e) => {
+                    tracing::warn!(unit = %self.spec.name, cause = %e, "cannot send a reboot")
+                }
             }
         }
     }
@@ -806,6 +850,9 @@ async fn spawn(
         proc,
         token,
         generation,
+        sent: 0,
+        applied: 0,
+        waiting: Vec::new(),
     })
 }
 

@@ -547,7 +547,72 @@ fn fault(agents: Vec<usize>, fault: &str, arg: Option<&str>, secs: Option<u64>) 
         agents,
         fault: agentcluster_conf::Fault::parse(fault, arg).unwrap(),
         duration: secs.map(Duration::from_secs),
+        applied: None,
     }
+}
+
+/// Sends agent 0 of `h` fault `f` (`arg`), to be told once it is applied.
+async fn ask_fault(h: &Harness, f: &str, arg: Option<&str>) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let Command::Fault {
+        agents,
+        fault,
+        duration,
+        ..
+    } = fault(vec![0], f, arg, None)
+    else {
+        unreachable!()
+    };
+    let cmd = Command::Fault {
+        agents,
+        fault,
+        duration,
+        applied: Some(tx),
+    };
+    h.commands.send(cmd).await.unwrap();
+    rx
+}
+
+/// A fault is confirmed once the process says it applied it: at once when
+/// nothing was sent (no change, no process), and as soon as the process
+/// ends (its next start has the fault).
+#[tokio::test(start_paused = true)]
+async fn a_fault_is_confirmed_once_its_process_applied_it() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let mut p = h.launched().await;
+    p.ready().await;
+    h.state(State::Running).await;
+    let mut rx = ask_fault(&h, "loss", Some("50")).await;
+    assert!(matches!(
+        sent(&mut p).await,
+        Sent::Msg(ToAgent::Faults { .. })
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(rx.try_recv().is_err(), "not before the process applied it");
+    p.applied().await;
+    tokio::time::timeout(PATIENCE, rx).await.unwrap().unwrap();
+    // The same again changes nothing: confirmed at once.
+    let rx = ask_fault(&h, "loss", Some("50")).await;
+    tokio::time::timeout(PATIENCE, rx).await.unwrap().unwrap();
+    // Two in a row: each when its own message is applied.
+    let mut first = ask_fault(&h, "hang", None).await;
+    let mut second = ask_fault(&h, "clear", None).await;
+    sent(&mut p).await;
+    sent(&mut p).await;
+    p.applied().await;
+    tokio::time::timeout(PATIENCE, &mut first)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(second.try_recv().is_err());
+    // The process ends before it applies it: the wait ends too.
+    let rx = ask_fault(&h, "loss", Some("10")).await;
+    sent(&mut p).await;
+    p.exit(Exit::Signal("SIGKILL".into()));
+    assert!(tokio::time::timeout(PATIENCE, rx).await.unwrap().is_err());
+    let q = h.launched().await;
+    assert_eq!(q.faults[0].loss_percent, 10, "the next start has it");
 }
 
 /// A fault is state of the device: injected, it is sent to the process,
