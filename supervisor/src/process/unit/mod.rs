@@ -165,6 +165,8 @@ struct Process {
     applied: u64,
     /// Who waits for the message of each number to be applied.
     waiting: Vec<(u64, oneshot::Sender<()>)>,
+    /// Swaps sent to it and not answered yet.
+    swaps_unanswered: u32,
 }
 
 impl Process {
@@ -210,8 +212,9 @@ pub async fn run(
     let mut spawned_at: Option<Instant> = None;
     let mut start_latency: Option<Duration> = None;
     let mut shutting_down = false;
-    // A swap was sent (or its process had ended) and no answer came yet.
-    let mut swap_pending = false;
+    // A process ended with a swap unanswered (or a swap found it gone):
+    // its successor's ready says the new stores are served.
+    let mut swap_owed = false;
     let mut watchdog = tokio::time::interval(settings.heartbeat);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u32, String)>(4);
@@ -268,12 +271,12 @@ pub async fn run(
                     // its start message, which named the old stores.
                     if let Some(p) = process.as_mut() {
                         match p.proc.swap(&swaps).await {
-                            Ok(()) => swap_pending = true,
+                            Ok(()) => p.swaps_unanswered += 1,
                             // The process is gone (its exit is on the way):
                             // its restart serves the new stores.
                             Err(e) if gone(&e) => {
                                 tracing::debug!(unit = %spec.name, cause = %e, "swap for a process that ended");
-                                swap_pending = true;
+                                swap_owed = true;
                             }
                             Err(e) => {
                                 tracing::warn!(unit = %spec.name, cause = %e, "cannot send swap");
@@ -329,7 +332,7 @@ pub async fn run(
                 None
             }
             exit = wait(&mut process) => {
-                process = None;
+                swap_owed |= process.take().is_some_and(|p| p.swaps_unanswered > 0);
                 Some(Input::Exited(exit))
             }
             Some((g, msg)) = chan_rx.recv() => {
@@ -337,7 +340,9 @@ pub async fn run(
                     None
                 } else {
                     if let FromChannel::Msg(FromAgent::Swapped { ok, reason }) = msg {
-                        swap_pending = false;
+                        if let Some(p) = process.as_mut() {
+                            p.swaps_unanswered = p.swaps_unanswered.saturating_sub(1);
+                        }
                         let result = if ok { Ok(SwapVia::Process) } else { Err(reason) };
                         swapped(&spec, &shared, &machine, result);
                         None
@@ -412,7 +417,7 @@ pub async fn run(
         }
         // The swap's process ended before it answered: this one started
         // from the new stores (said after its ready).
-        if ready && machine.state() == State::Running && std::mem::take(&mut swap_pending) {
+        if ready && machine.state() == State::Running && std::mem::take(&mut swap_owed) {
             swapped(&spec, &shared, &machine, Ok(SwapVia::Restart));
         }
         if machine.state() != State::Starting {
@@ -853,6 +858,7 @@ async fn spawn(
         sent: 0,
         applied: 0,
         waiting: Vec::new(),
+        swaps_unanswered: 0,
     })
 }
 

@@ -421,6 +421,27 @@ async fn a_swap_whose_process_ends_first_is_served_by_the_restart() {
         );
         p = q;
     }
+    // Two swaps in flight, the first answered, then the process ends: the
+    // second is owed.
+    for n in [4, 5] {
+        let swap = StoreSwap {
+            agent: 0,
+            view: 0,
+            store: store(&format!("new-{n}.store")),
+        };
+        h.commands.send(Command::Swap(vec![swap])).await.unwrap();
+        assert!(matches!(sent(&mut p).await, Sent::Swap(_)));
+    }
+    p.swapped().await;
+    let e = h.event().await;
+    assert_eq!(e.reason, "snapshot recompiled and swapped in");
+    p.exit(Exit::Signal("SIGKILL".into()));
+    let q = h.launched().await;
+    assert_eq!(q.stores, [vec![store("new-5.store")]]);
+    q.ready().await;
+    let kinds = h.kinds(5).await;
+    assert_eq!(kinds[3..], [EventKind::Ready, EventKind::DataReloaded]);
+    p = q;
     // Answered by its process, a swap says so once; the next restart owes
     // nothing.
     let swap = StoreSwap {
