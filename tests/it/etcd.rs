@@ -906,6 +906,18 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
         .map(|(a, _)| a.clone())
         .collect();
     assert!(!moved.is_empty(), "n1 serves some: {served:?}");
+    // An operator command on a node names only its own agents, and says
+    // where to look for the others.
+    let out = agentcluster(&["fault", &moved[0], "hang", "--control", &n2.control()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "no agent of node n2 matches {}: a node serves only its share of the fleet; `agentcluster status --cluster` shows which node serves which agent",
+            moved[0]
+        )),
+        "{}",
+        text(&out)
+    );
     let since = n2.next_seq();
     assert!(n1.signal(Signal::KILL));
     drop(n1);

@@ -156,6 +156,13 @@ impl Manager {
                 kind: ErrorKind::UnknownAgent,
                 message: if names.is_empty() {
                     "name at least one agent".into()
+                } else if self.given.is_some() {
+                    // A cluster node: the agent may well be another's.
+                    format!(
+                        "no agent of node {} matches {}: a node serves only its share of the fleet; `agentcluster status --cluster` shows which node serves which agent",
+                        self.cluster.node,
+                        unmatched.join(", ")
+                    )
                 } else {
                     format!("no agent matches {}", unmatched.join(", "))
                 },
