@@ -273,15 +273,25 @@ async fn serve(
     // share of the fleet in etcd through `shares`.
     let (shares_tx, mut shares) = mpsc::channel::<Share>(16);
     let units_stopped = CancellationToken::new();
+    // Faults injected by hand go to the node, which keeps them in etcd
+    // and replays those of the agents it takes over.
+    let (hand_tx, hand_rx) = mpsc::unbounded_channel();
     let node_task = start_node(
         &fleet,
         &bus,
         manager.roster(),
         shares_tx,
+        Hand {
+            faults: hand_rx,
+            requests: api::Handle::with_events(requests_tx.clone(), bus.clone()),
+        },
         &shutdown,
         &units_stopped,
     )
     .await?;
+    if node_task.is_some() {
+        manager.record_hand_faults(hand_tx);
+    }
     // Scheduled faults reach the manager as an operator's do.
     services.spawn(crate::fleet::scenarios::run(
         manager.scenarios(),
@@ -450,6 +460,16 @@ async fn serve(
     }
 }
 
+/// What a cluster node is given to carry faults injected by hand: the
+/// faults as operators inject them, and where to inject those of the
+/// agents it takes over.
+struct Hand {
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    faults: mpsc::UnboundedReceiver<crate::fleet::manager::HandFault>,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    requests: api::Handle,
+}
+
 /// Starts the cluster node when `fleet` is one (`cluster.etcd` and no
 /// agents of its own): its task, which ends after `units_stopped`.
 #[cfg(feature = "etcd")]
@@ -458,6 +478,7 @@ async fn start_node(
     bus: &crate::events::Bus,
     roster: tokio::sync::watch::Receiver<crate::fleet::manager::Roster>,
     shares: mpsc::Sender<Share>,
+    hand: Hand,
     shutdown: &CancellationToken,
     units_stopped: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
@@ -484,11 +505,13 @@ async fn start_node(
             fleet,
             &crate::fleet::capacity::Host::probe(),
         ),
+        requests: hand.requests,
     };
     Ok(Some(tokio::spawn(crate::cluster::node::run(
         settings,
         bus.clone(),
         shares,
+        hand.faults,
         shutdown.clone(),
         units_stopped.clone(),
     ))))
@@ -527,6 +550,7 @@ async fn start_node(
     _bus: &crate::events::Bus,
     _roster: tokio::sync::watch::Receiver<crate::fleet::manager::Roster>,
     _shares: mpsc::Sender<Share>,
+    _hand: Hand,
     _shutdown: &CancellationToken,
     _units_stopped: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {

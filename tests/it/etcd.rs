@@ -803,17 +803,17 @@ fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
     all_answer(served.keys().cloned(), port);
 }
 
-/// Pushes six agents under `prefix` with one `scenario` (a `scenarios:`
-/// item), starts nodes n1 and n2 and waits until they serve them: the
-/// push's wall time (ms), the nodes, and who serves what.
+/// Pushes `count` agents under `prefix` with `more` (top-level YAML, e.g.
+/// `scenarios:`), starts nodes n1 and n2 and waits until they serve them:
+/// the push's wall time (ms), the nodes, and who serves what.
 fn two_nodes_with(
     etcd: &Etcd,
     prefix: &str,
-    scenario: &str,
+    count: usize,
+    more: &str,
 ) -> (i64, Fleet, Fleet, BTreeMap<String, (String, u32)>) {
     let dir = tempdir();
-    let more = format!("scenarios:\n  - {scenario}\n");
-    shared_fleet_with(dir.path(), etcd, prefix, free_port(), 6, &more);
+    shared_fleet_with(dir.path(), etcd, prefix, free_port(), count, more);
     let (kvs, _) = etcd.range(&format!("{prefix}/fleet/config"));
     let pushed: serde_json::Value = serde_json::from_str(&kvs[0].value).unwrap();
     let zero = pushed["pushed_at_ms"].as_i64().expect("the push says when");
@@ -823,7 +823,7 @@ fn two_nodes_with(
         etcd,
         prefix,
         &[("n1", &n1), ("n2", &n2)],
-        6,
+        count,
         Duration::from_secs(60),
     );
     (zero, n1, n2, served)
@@ -838,7 +838,8 @@ fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
     let (zero, n1, n2, served) = two_nodes_with(
         &etcd,
         "/scn",
-        "{ agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }",
+        6,
+        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }\n",
     );
     let nodes = [("n1", &n1), ("n2", &n2)];
     let of = |node: &str| -> Vec<String> {
@@ -872,19 +873,15 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
     let (zero, n1, n2, served) = two_nodes_with(
         &etcd,
         "/mv",
-        "{ agents: \"dev-*\", fault: loss, arg: 10, at: 1s, for: 90s }",
+        6,
+        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, at: 1s, for: 90s }\n",
     );
     let ends = zero + 91_000;
     let faulted = |node: &Fleet| -> Vec<String> {
-        node.status()
-            .iter()
-            .filter(|a| {
-                a["faults"].as_array().is_some_and(|f| {
-                    f.iter()
-                        .any(|f| f.as_str().is_some_and(|f| f.starts_with("loss 10%")))
-                })
-            })
-            .map(|a| a["name"].as_str().unwrap().to_string())
+        faults(node)
+            .into_iter()
+            .filter(|(_, f)| f.iter().any(|f| f.starts_with("loss 10%")))
+            .map(|(a, _)| a)
             .collect()
     };
     poll_until(
@@ -959,6 +956,117 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
         let injected = events.iter().filter(|e| is(e, a, "fault-injected")).count();
         assert_eq!(injected, 1, "{a}");
     }
+}
+
+/// A fault injected by hand on a node is kept in etcd and moves with its
+/// agent: the node that takes the agent over gives it the fault again,
+/// for what is left of it; a cleared fault leaves nothing behind.
+#[test]
+fn a_fault_injected_by_hand_moves_with_its_agent() {
+    let _alone = alone();
+    let etcd = Etcd::start();
+    let (_, n1, n2, served) = two_nodes_with(&etcd, "/hand", 12, "");
+    let of = |node: &str| -> Vec<String> {
+        served
+            .iter()
+            .filter(|(_, (n, _))| n == node)
+            .map(|(a, _)| a.clone())
+            .collect()
+    };
+    // The node with more agents (at least 6 of 12) goes.
+    let ((gone, victim), (stays, survivor)) = if of("n1").len() >= of("n2").len() {
+        (("n1", n1), ("n2", n2))
+    } else {
+        (("n2", n2), ("n1", n1))
+    };
+    let agents = of(gone);
+    let [a, b, c] = [&agents[0], &agents[1], &agents[2]];
+    let control = victim.control();
+    let fault = |args: &[&str]| {
+        let mut all = vec!["fault"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--control", &control]);
+        let out = agentcluster(&all);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    fault(&[a, "hang", "--for", "60s"]);
+    fault(&[b, "loss", "10"]);
+    fault(&[c, "hang"]);
+    fault(&[c, "clear"]);
+    let kept = |etcd: &Etcd| -> BTreeSet<String> {
+        etcd.range("/hand/faults/")
+            .0
+            .into_iter()
+            .map(|kv| kv.key.trim_start_matches("/hand/faults/").to_string())
+            .collect()
+    };
+    poll_until(
+        "the faults kept in etcd",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let k = kept(&etcd);
+            if k == BTreeSet::from([a.clone(), b.clone()]) {
+                Ok(())
+            } else {
+                Err(format!("{k:?}"))
+            }
+        },
+    );
+    let since = survivor.next_seq();
+    assert!(victim.signal(Signal::KILL));
+    drop(victim);
+    converged(
+        &etcd,
+        "/hand",
+        &[(stays, &survivor)],
+        12,
+        Duration::from_secs(60),
+    );
+    let faults_of = |agent: &str| faults(&survivor).remove(agent).unwrap_or_default();
+    poll_until(
+        "the faults given back on the node that took the agents over",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let (fa, fb) = (faults_of(a), faults_of(b));
+            if fa.iter().any(|f| f.starts_with("hang (")) && fb == ["loss 10%"] {
+                Ok(())
+            } else {
+                Err(format!("{a}: {fa:?}, {b}: {fb:?}"))
+            }
+        },
+    );
+    assert!(faults_of(c).is_empty(), "{c}: {:?}", faults_of(c));
+    let events = survivor.wait_events("the hang given back", |seen| {
+        seen.iter()
+            .any(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+    });
+    let hang = events
+        .iter()
+        .find(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+        .unwrap();
+    let left = lasts(hang).unwrap_or_else(|| panic!("no time left in {hang}"));
+    assert!(
+        left < Duration::from_secs(60) && left > Duration::from_secs(20),
+        "{hang}"
+    );
+}
+
+/// Each agent of `node` with its active faults as `status` shows them
+/// (`hang (52s left)`).
+fn faults(node: &Fleet) -> BTreeMap<String, Vec<String>> {
+    node.status()
+        .iter()
+        .map(|a| {
+            let f = a["faults"].as_array().map_or_else(Vec::new, |f| {
+                f.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            });
+            (a["name"].as_str().unwrap_or_default().to_string(), f)
+        })
+        .collect()
 }
 
 /// How long a `fault-injected` event says its fault lasts (`, for D`).

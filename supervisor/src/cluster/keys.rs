@@ -9,6 +9,8 @@
 //! PREFIX/status/NODE      what NODE's agents are doing: a compact JSON
 //!                         (`status::NodeStatus`), rewritten by the node
 //!                         at most once a second (lease-bound)
+//! PREFIX/faults/AGENT     AGENT's faults injected by hand, to replay
+//!                         where it moves (`hand::HandFaults`; no lease)
 //! ```
 
 /// The keys of one fleet's prefix.
@@ -64,6 +66,16 @@ impl Keys {
     /// One agent's owner key.
     pub fn owner(&self, agent: &str) -> String {
         format!("{}{agent}", self.owners())
+    }
+
+    /// Prefix of the keys of faults injected by hand.
+    pub fn faults(&self) -> String {
+        format!("{}/faults/", self.prefix)
+    }
+
+    /// One agent's faults injected by hand.
+    pub fn fault(&self, agent: &str) -> String {
+        format!("{}{agent}", self.faults())
     }
 
     /// Prefix of the status keys.

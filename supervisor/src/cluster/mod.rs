@@ -12,6 +12,7 @@
 //! hands requests.
 
 pub mod fleet;
+pub(crate) mod hand;
 pub mod keys;
 pub(crate) mod node;
 pub mod rendezvous;

@@ -21,12 +21,13 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::fleet::Pushed;
+use super::hand::{self, HandFaults};
 use super::keys::Keys;
 use super::rendezvous::Member;
 use super::share::{Holder, plan};
 use crate::control::api::Response;
 use crate::events::{Bus, EventKind, NewEvent, State};
-use crate::fleet::manager::Share;
+use crate::fleet::manager::{HandFault, Share};
 
 /// Most operations in one transaction (etcd's default `--max-txn-ops`).
 const TXN_OPS: usize = 128;
@@ -74,6 +75,9 @@ pub struct Settings {
     /// How many agents this host carries under the node's own settings
     /// (`fleet::capacity::agents_that_fit`), written in its membership key.
     pub capacity: u64,
+    /// The supervisor's requests: the faults injected by hand of the
+    /// agents this node takes over are replayed through it.
+    pub requests: crate::control::api::Handle,
 }
 
 impl std::fmt::Debug for Settings {
@@ -129,6 +133,10 @@ struct Node {
     boots: HashMap<String, u32>,
     /// How many agents no node had room for at the last plan.
     full: usize,
+    /// Faults injected by hand on this node, to keep in etcd.
+    hand_rx: mpsc::UnboundedReceiver<HandFault>,
+    /// Every agent's faults injected by hand, as etcd holds them.
+    hand: HashMap<String, HandFaults>,
 }
 
 /// Runs the node until `shutdown`; then, once `stopped` says the agents
@@ -138,6 +146,7 @@ pub async fn run(
     settings: Settings,
     bus: Bus,
     shares: mpsc::Sender<Share>,
+    hand_rx: mpsc::UnboundedReceiver<HandFault>,
     shutdown: CancellationToken,
     stopped: CancellationToken,
 ) {
@@ -157,6 +166,8 @@ pub async fn run(
         fleet_served: None,
         boots: HashMap::new(),
         full: 0,
+        hand_rx,
+        hand: HashMap::new(),
     };
     let mut backoff = Duration::from_millis(200);
     let mut client: Option<Client> = None;
@@ -372,6 +383,7 @@ impl Node {
         .map_err(|e| format!("cannot list the prefix: {e}"))?;
         let revision = got.header().map_or(0, |h| h.revision());
         self.members.clear();
+        self.hand.clear();
         self.owners.clear();
         let mut fleet = None;
         for kv in got.kvs() {
@@ -409,6 +421,10 @@ impl Node {
                 m = stream.message() => m,
                 _ = boots_check.tick() => {
                     self.top_up_boots(client).await;
+                    continue;
+                }
+                Some(fault) = self.hand_rx.recv() => {
+                    self.record_hand(client, &fault).await;
                     continue;
                 }
             };
@@ -478,6 +494,13 @@ impl Node {
                     lease,
                 },
             );
+        } else if let Some(agent) = key.strip_prefix(&self.keys.faults()) {
+            match serde_json::from_slice::<HandFaults>(value) {
+                Ok(f) => {
+                    self.hand.insert(agent.to_string(), f);
+                }
+                Err(e) => tracing::warn!(%key, cause = %e, "cluster: not a faults key; ignored"),
+            }
         }
     }
 
@@ -490,6 +513,8 @@ impl Node {
             }
         } else if let Some(agent) = key.strip_prefix(&self.keys.owners()) {
             self.owners.remove(agent);
+        } else if let Some(agent) = key.strip_prefix(&self.keys.faults()) {
+            self.hand.remove(agent);
         } else if key == self.keys.fleet() {
             self.fleet = None;
         }
@@ -661,6 +686,7 @@ impl Node {
                 .cloned()
                 .collect();
             self.assigned(&new);
+            self.replay_hand(&new).await;
         }
         if !p.waiting.is_empty() {
             tracing::info!(
@@ -993,6 +1019,74 @@ impl Node {
             }
             for a in batch {
                 self.owners.remove(a);
+            }
+        }
+    }
+
+    /// Keeps a fault injected by hand in the keys of its agents
+    /// (`PREFIX/faults/AGENT`, [`TXN_OPS`] to a transaction), so that it
+    /// moves with them.
+    async fn record_hand(&mut self, client: &mut Client, fault: &HandFault) {
+        let Some(revision) = self.fleet.as_ref().map(|f| f.revision) else {
+            return;
+        };
+        for batch in fault.agents.chunks(TXN_OPS) {
+            let mut ops = Vec::new();
+            for agent in batch {
+                let key = self.keys.fault(agent);
+                match hand::record(self.hand.get(agent), fault, revision) {
+                    Some(kept) => match serde_json::to_vec(&kept) {
+                        Ok(value) => {
+                            ops.push(TxnOp::put(key, value, None));
+                            self.hand.insert(agent.clone(), kept);
+                        }
+                        Err(e) => tracing::warn!(%agent, cause = %e, "cluster: faults not kept"),
+                    },
+                    None => {
+                        if self.hand.remove(agent).is_some() {
+                            ops.push(TxnOp::delete(key, None));
+                        }
+                    }
+                }
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            match timeout(self.op_timeout(), client.txn(Txn::new().and_then(ops))).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(cause = %e, "cluster: faults injected by hand not kept in etcd")
+                }
+                Err(_) => tracing::warn!(
+                    "cluster: faults injected by hand not kept in etcd: etcd does not answer"
+                ),
+            }
+        }
+    }
+
+    /// Gives `agents`, just taken over, the faults injected by hand that
+    /// etcd keeps for them and that have not ended, for what is left.
+    async fn replay_hand(&self, agents: &[String]) {
+        let Some(revision) = self.fleet.as_ref().map(|f| f.revision) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for agent in agents {
+            let Some(kept) = self.hand.get(agent) else {
+                continue;
+            };
+            for (kind, arg, left) in hand::replay(kept, revision, now) {
+                let request = crate::control::api::Request::Fault {
+                    names: vec![agent.clone()],
+                    kind,
+                    arg,
+                    for_ms: left.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
+                    at_once: true,
+                };
+                if let Response::Error { message, .. } = self.settings.requests.call(request).await
+                {
+                    tracing::warn!(%agent, cause = %message, "cluster: a fault injected by hand not given back");
+                }
             }
         }
     }

@@ -164,6 +164,25 @@ pub struct Manager {
     fenced: Option<u64>,
     /// What the fleet that runs asks of the host, which a reload frees.
     running: Demand,
+    /// On a cluster node: where the faults injected by hand go, to be
+    /// kept in etcd.
+    hand_faults: Option<mpsc::UnboundedSender<HandFault>>,
+}
+
+/// A fault an operator injected on a cluster node (`agentcluster fault`,
+/// not a scenario's): the node keeps it in etcd, so that it moves with
+/// its agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandFault {
+    /// The agents it was applied to.
+    pub agents: Vec<String>,
+    /// Its kind and argument, as the request spelled them.
+    pub kind: String,
+    pub arg: Option<String>,
+    /// It ends by itself after this many milliseconds.
+    pub for_ms: Option<u64>,
+    /// When it was injected.
+    pub at: std::time::SystemTime,
 }
 
 /// What a fleet's scenarios' plan is made of: its scenarios and every
@@ -228,6 +247,7 @@ impl Manager {
             given_zero: None,
             fenced: None,
             running: Demand::of(fleet),
+            hand_faults: None,
         };
         for (agents, active) in group(&fleet.agents, manager.per_process()) {
             manager.add_unit(agents, compiled, active)?;
@@ -445,6 +465,12 @@ impl Manager {
             }
             !same
         });
+    }
+
+    /// On a cluster node: the faults injected by hand are told to `to`,
+    /// which keeps them in etcd.
+    pub fn record_hand_faults(&mut self, to: mpsc::UnboundedSender<HandFault>) {
+        self.hand_faults = Some(to);
     }
 
     /// Takes over the listen addresses the start added, so that reloads

@@ -47,6 +47,19 @@ impl Manager {
             } => {
                 let duration = for_ms.map(std::time::Duration::from_millis);
                 let (response, applied) = self.fault(&names, &kind, arg.as_deref(), duration).await;
+                // An operator's fault on a cluster node is kept in etcd
+                // (the scenarios' are not: every node knows their times).
+                if let (false, Some(to), Response::Done { agents, .. }) =
+                    (at_once, &self.hand_faults, &response)
+                {
+                    let _ = to.send(super::HandFault {
+                        agents: agents.clone(),
+                        kind,
+                        arg,
+                        for_ms,
+                        at: std::time::SystemTime::now(),
+                    });
+                }
                 if at_once || applied.is_empty() {
                     let _ = reply.send(response);
                     return;
