@@ -232,7 +232,11 @@ mod imp {
                         a.endpoints.join(",")
                     },
                 ],
-                after: String::new(),
+                // Why an unowned agent is follows its row.
+                after: a
+                    .unowned
+                    .as_deref()
+                    .map_or_else(String::new, |why| format!("  {why}")),
             })
             .collect();
         let plain = |_: Pick, cell: &str| cell.to_string();

@@ -252,6 +252,22 @@ fn start_node_limited(
     node
 }
 
+/// `status --cluster --json` as `node`'s configuration finds it.
+fn cluster_json(node: &Fleet) -> Result<serde_json::Value, String> {
+    let config = node.dir.path().join("node.yaml");
+    let out = agentcluster(&[
+        "status",
+        "--cluster",
+        "--json",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
 /// Agent → (node, pid) of every running agent of `nodes`; panics when one
 /// agent runs on two nodes.
 fn running(nodes: &[(&str, &Fleet)]) -> BTreeMap<String, (String, u32)> {
@@ -470,24 +486,12 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     // `status --cluster` shows every agent once, on the node that runs it,
     // running, with that process's pid: from the status keys the nodes
     // write (at most a second after a change).
-    let config = n1.dir.path().join("node.yaml");
     poll_until(
         "status --cluster agrees with the nodes",
         Duration::from_secs(15),
         Duration::from_millis(200),
         || {
-            let out = agentcluster(&[
-                "status",
-                "--cluster",
-                "--json",
-                "-c",
-                config.to_str().unwrap(),
-            ]);
-            if !out.status.success() {
-                return Err(text(&out));
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let v = cluster_json(&n1)?;
             let (nodes, rows) = (v["nodes"].as_array(), v["agents"].as_array());
             let (Some(nodes), Some(rows)) = (nodes, rows) else {
                 return Err(format!("no nodes or agents: {v}"));
@@ -689,6 +693,30 @@ fn a_node_takes_over_no_more_agents_than_it_carries() {
     // It stays so: nothing over its capacity was tried.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(running(&survivor).len(), c2);
+    // `status --cluster` says why the others are unowned.
+    let v = cluster_json(&n2).unwrap();
+    let unowned: Vec<&serde_json::Value> = v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "unowned")
+        .collect();
+    assert_eq!(unowned.len(), count - c2, "{v}");
+    assert!(
+        unowned.iter().all(|a| a["unowned"] == "no node has room"),
+        "{unowned:?}"
+    );
+    let config = n2.dir.path().join("node.yaml");
+    let out = agentcluster(&["status", "--cluster", "-c", config.to_str().unwrap()]);
+    let table = text(&out);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.ends_with("  no node has room"))
+            .count(),
+        count - c2,
+        "{table}"
+    );
     let failed: Vec<String> = n2
         .events()
         .iter()

@@ -153,7 +153,17 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
         ["r-7", "n2", "running", "7007", "0", &ep(7)]
     );
     assert_eq!(row(&r, "r-8"), ["r-8", "n3", "unknown", "-", "0", &ep(8)]);
-    assert_eq!(row(&r, "r-9"), ["r-9", "-", "unowned", "-", "0", &ep(9)]);
+    // An unowned agent says why: here the node rendezvous hashing gives it
+    // to has not created its owner key.
+    let r9 = row(&r, "r-9");
+    assert_eq!(r9[..6], ["r-9", "-", "unowned", "-", "0", &ep(9)]);
+    let why = r9[6..].join(" ");
+    assert!(
+        ["n1", "n2", "n3"]
+            .map(|n| format!("being taken over by {n}"))
+            .contains(&why),
+        "{why}"
+    );
 
     // --state, with the cluster's own states too; --sort.
     let t = cluster_status(&file, &["--state", "unowned", "--state", "failed"]);
@@ -209,6 +219,13 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
     );
     assert_eq!(agents[8]["node"], serde_json::Value::Null);
     assert_eq!(agents[8]["state"], "unowned");
+    assert!(
+        agents[8]["unowned"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("being taken over by n")),
+        "{}",
+        agents[8]
+    );
     assert_eq!(agents[7]["state"], "unknown");
     let json: serde_json::Value =
         serde_json::from_str(&cluster_status(&file, &["--json", "--state", "unknown"])).unwrap();

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{NodeStatus, Reported};
 use crate::cluster::fleet::Pushed;
 use crate::cluster::keys::Keys;
-use crate::cluster::rendezvous::Member;
+use crate::cluster::rendezvous::{Member, Place, place};
 use crate::cluster::{ClusterError, connect, etcd_error};
 use crate::events::State;
 
@@ -85,6 +85,12 @@ pub struct AgentRow {
     pub restarts: u32,
     /// The endpoints it answers on (`address:port`), from the fleet.
     pub endpoints: Vec<String>,
+    /// Why an unowned agent is: `no node has room` (every node that can
+    /// bind it is at its capacity), `no node can bind its addresses`, or
+    /// `being taken over by NODE` (its node-to-be has not created its
+    /// owner key yet). `None` for an owned agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unowned: Option<String>,
 }
 
 /// One live node.
@@ -183,10 +189,14 @@ impl ClusterStatus {
             .map(|(node, s)| (node.as_str(), s.agents()))
             .collect();
         let mut owned: BTreeMap<&str, usize> = BTreeMap::new();
+        // Where the nodes place each agent, for why one is unowned.
+        let members: Vec<Member> = self.nodes.values().cloned().collect();
+        let places = place(&fleet.agents, &members);
         let agents = fleet
             .agents
             .iter()
-            .map(|a| {
+            .zip(&places)
+            .map(|(a, at)| {
                 let node = self.owners.get(&a.name);
                 let got = node.and_then(|n| reported.get(n.as_str())?.get(&a.name));
                 if let Some(n) = node {
@@ -205,6 +215,11 @@ impl ClusterStatus {
                     pid: got.and_then(|r| r.pid),
                     restarts: got.map_or(0, |r| r.restarts),
                     endpoints: a.listen.iter().map(ToString::to_string).collect(),
+                    unowned: node.is_none().then(|| match at {
+                        Place::Full => "no node has room".to_string(),
+                        Place::NoNode => "no node can bind its addresses".to_string(),
+                        Place::Node(n) => format!("being taken over by {n}"),
+                    }),
                 }
             })
             .collect();
