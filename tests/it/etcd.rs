@@ -268,6 +268,15 @@ fn cluster_json(node: &Fleet) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
+/// The agents `node` serves in `served` (agent → (node, pid)).
+fn served_by(served: &BTreeMap<String, (String, u32)>, node: &str) -> Vec<String> {
+    served
+        .iter()
+        .filter(|(_, (n, _))| n == node)
+        .map(|(a, _)| a.clone())
+        .collect()
+}
+
 /// Agent → (node, pid) of every running agent of `nodes`; panics when one
 /// agent runs on two nodes.
 fn running(nodes: &[(&str, &Fleet)]) -> BTreeMap<String, (String, u32)> {
@@ -534,11 +543,7 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     assert!(n2.signal(Signal::KILL));
     let killed = std::time::Instant::now();
     drop(n2);
-    let orphans: Vec<String> = before
-        .iter()
-        .filter(|(_, (n, _))| n == "n2")
-        .map(|(a, _)| a.clone())
-        .collect();
+    let orphans = served_by(&before, "n2");
     poll_until(
         "n2's owner keys re-created by the others",
         Duration::from_secs(3 + 2),
@@ -870,13 +875,7 @@ fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
         "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, every: 4s, for: 1s, jitter: 1s, seed: 11 }\n",
     );
     let nodes = [("n1", &n1), ("n2", &n2)];
-    let of = |node: &str| -> Vec<String> {
-        served
-            .iter()
-            .filter(|(_, (n, _))| n == node)
-            .map(|(a, _)| a.clone())
-            .collect()
-    };
+    let of = |node: &str| served_by(&served, node);
     for (name, node) in nodes {
         on_the_push_times(name, node, &of(name), &of(name), 2, zero);
     }
@@ -925,11 +924,7 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
             }
         },
     );
-    let moved: Vec<String> = served
-        .iter()
-        .filter(|(_, (n, _))| n == "n1")
-        .map(|(a, _)| a.clone())
-        .collect();
+    let moved = served_by(&served, "n1");
     assert!(!moved.is_empty(), "n1 serves some: {served:?}");
     // An operator command on a node names only its own agents, and says
     // where to look for the others.
@@ -994,13 +989,7 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
     let _alone = alone();
     let etcd = Etcd::start();
     let (_, n1, n2, served) = two_nodes_with(&etcd, "/hand", 12, "");
-    let of = |node: &str| -> Vec<String> {
-        served
-            .iter()
-            .filter(|(_, (n, _))| n == node)
-            .map(|(a, _)| a.clone())
-            .collect()
-    };
+    let of = |node: &str| served_by(&served, node);
     // The node with more agents (at least 6 of 12) goes.
     let ((gone, victim), (stays, survivor)) = if of("n1").len() >= of("n2").len() {
         (("n1", n1), ("n2", n2))

@@ -335,27 +335,24 @@ pub async fn run(
                 swap_owed |= process.take().is_some_and(|p| p.swaps_unanswered > 0);
                 Some(Input::Exited(exit))
             }
-            Some((g, msg)) = chan_rx.recv() => {
-                if process.as_ref().map(|p| p.generation) != Some(g) {
+            Some((g, msg)) = chan_rx.recv() => match (process.as_mut(), msg) {
+                // Messages of an earlier process count for nothing.
+                (Some(p), _) if p.generation != g => None,
+                (None, _) => None,
+                (Some(p), FromChannel::Msg(FromAgent::Swapped { ok, reason })) => {
+                    p.swaps_unanswered = p.swaps_unanswered.saturating_sub(1);
+                    let result = if ok { Ok(SwapVia::Process) } else { Err(reason) };
+                    swapped(&spec, &shared, &machine, result);
                     None
-                } else {
-                    if let FromChannel::Msg(FromAgent::Swapped { ok, reason }) = msg {
-                        if let Some(p) = process.as_mut() {
-                            p.swaps_unanswered = p.swaps_unanswered.saturating_sub(1);
-                        }
-                        let result = if ok { Ok(SwapVia::Process) } else { Err(reason) };
-                        swapped(&spec, &shared, &machine, result);
-                        None
-                    } else if let FromChannel::Msg(FromAgent::Applied) = msg {
-                        if let Some(p) = process.as_mut() {
-                            p.applied();
-                        }
-                        None
-                    } else {
-                        on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec)
-                    }
                 }
-            }
+                (Some(p), FromChannel::Msg(FromAgent::Applied)) => {
+                    p.applied();
+                    None
+                }
+                (Some(_), msg) => {
+                    on_channel(msg, &mut process, &machine, &mut last_heartbeat, &mut served, &spec)
+                }
+            },
             _ = sleep_until(next_timer.map(|(_, at)| at)) => {
                 next_timer.map(|(t, _)| {
                     timers.remove(&t);
