@@ -1010,26 +1010,29 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
     fault(&[b, "loss", "10"]);
     fault(&[c, "hang"]);
     fault(&[c, "clear"]);
-    let kept = |etcd: &Etcd| -> BTreeSet<String> {
-        etcd.range("/hand/faults/")
-            .0
-            .into_iter()
-            .map(|kv| kv.key.trim_start_matches("/hand/faults/").to_string())
-            .collect()
+    // Waits until the agents with a faults key in etcd are as `done`
+    // wants them.
+    let kept_until = |what: &str, within: u64, done: &dyn Fn(&BTreeSet<String>) -> bool| {
+        poll_until(
+            what,
+            Duration::from_secs(within),
+            Duration::from_millis(100),
+            || {
+                let k: BTreeSet<String> = etcd
+                    .range("/hand/faults/")
+                    .0
+                    .into_iter()
+                    .map(|kv| kv.key.trim_start_matches("/hand/faults/").to_string())
+                    .collect();
+                done(&k)
+                    .then_some(k.clone())
+                    .ok_or_else(|| format!("{k:?}"))
+            },
+        )
     };
-    poll_until(
-        "the faults kept in etcd",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let k = kept(&etcd);
-            if k == BTreeSet::from([a.clone(), b.clone()]) {
-                Ok(())
-            } else {
-                Err(format!("{k:?}"))
-            }
-        },
-    );
+    kept_until("the faults kept in etcd", 10, &|k| {
+        *k == BTreeSet::from([a.clone(), b.clone()])
+    });
     let since = survivor.next_seq();
     assert!(victim.signal(Signal::KILL));
     drop(victim);
@@ -1068,6 +1071,15 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
         left < Duration::from_secs(60) && left > Duration::from_secs(20),
         "{hang}"
     );
+    // A key whose faults have all ended is swept (within the nodes' 10 s
+    // upkeep); one that lasts until cleared stays.
+    let d = &of(stays)[0];
+    let control = survivor.control();
+    let out = agentcluster(&["fault", d, "hang", "--for", "1s", "--control", &control]);
+    assert!(out.status.success(), "{}", text(&out));
+    kept_until("the short hang kept", 5, &|k| k.contains(d));
+    let k = kept_until("the ended hang swept", 25, &|k| !k.contains(d));
+    assert!(k.contains(b), "{b}'s loss lasts until cleared: {k:?}");
 }
 
 /// Each agent of `node` with its active faults as `status` shows them

@@ -115,6 +115,16 @@ pub fn replay(
         .collect()
 }
 
+/// Whether an agent's key holds nothing to replay any more under fleet
+/// revision `revision` at `now`: every fault in it has ended, or it was
+/// kept under an earlier push (a later push starts the devices afresh,
+/// and an agent removed from the fleet is in no later push). A key of a
+/// later push than `revision` is not: this node has not seen that push.
+pub fn dead(key: &HandFaults, revision: i64, now: SystemTime) -> bool {
+    let now_ms = unix_ms(now);
+    key.revision < revision || key.faults.iter().all(|e| e.over(now_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +189,18 @@ mod tests {
         );
         assert_eq!(replay(&k, 7, at(61_000)).len(), 1, "the hang is over");
         assert!(replay(&k, 8, at(41_000)).is_empty(), "another push");
+    }
+
+    #[test]
+    fn a_key_is_dead_once_everything_in_it_ended_or_a_later_push_came() {
+        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        let hang = record(None, &hand("hang", None, Some(60_000), 1_000), 7).unwrap();
+        assert!(!dead(&hang, 7, at(60_999)));
+        assert!(dead(&hang, 7, at(61_000)), "the hang is over");
+        assert!(dead(&hang, 8, at(2_000)), "an earlier push's");
+        assert!(!dead(&hang, 6, at(2_000)), "a push this node has not seen");
+        let both = record(Some(&hang), &hand("loss", Some("10"), None, 2_000), 7).unwrap();
+        assert!(!dead(&both, 7, at(99_000)), "the loss lasts until cleared");
+        assert!(dead(&both, 8, at(99_000)));
     }
 }

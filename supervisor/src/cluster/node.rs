@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use agentcluster_conf::{Agent, Etcd, Fleet};
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-    WatchStream,
+    Client, Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,8 +53,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 const BOOTS_BLOCK: u32 = 1000;
 
 /// How often a node looks whether an agent it serves has used half of its
-/// reserved boots (restarts count them up).
-const BOOTS_CHECK: Duration = Duration::from_secs(10);
+/// reserved boots (restarts count them up), and sweeps the faults keys
+/// that hold nothing to replay any more.
+const UPKEEP: Duration = Duration::from_secs(10);
 
 /// What the node needs to know about itself.
 pub struct Settings {
@@ -136,7 +137,15 @@ struct Node {
     /// Faults injected by hand on this node, to keep in etcd.
     hand_rx: mpsc::UnboundedReceiver<HandFault>,
     /// Every agent's faults injected by hand, as etcd holds them.
-    hand: HashMap<String, HandFaults>,
+    hand: HashMap<String, Kept>,
+}
+
+/// An agent's faults key as this node last saw it.
+struct Kept {
+    faults: HandFaults,
+    /// Its modification revision in etcd; 0 while this node's own write
+    /// of it has not come back through the watch.
+    mod_revision: i64,
 }
 
 /// Runs the node until `shutdown`; then, once `stopped` says the agents
@@ -391,7 +400,7 @@ impl Node {
             if key == self.keys.fleet() {
                 fleet = Some((kv.value().to_vec(), kv.mod_revision()));
             } else {
-                self.put_key(&key, kv.value(), kv.lease());
+                self.put_key(&key, kv);
             }
         }
         match fleet {
@@ -413,14 +422,15 @@ impl Node {
         .map_err(|_| "cannot watch the prefix: etcd does not answer".to_string())?
         .map_err(|e| format!("cannot watch the prefix: {e}"))?;
         self.reconcile(client).await;
-        let mut boots_check = tokio::time::interval(BOOTS_CHECK);
-        boots_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        boots_check.tick().await;
+        let mut upkeep = tokio::time::interval(UPKEEP);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        upkeep.tick().await;
         loop {
             let message = tokio::select! {
                 m = stream.message() => m,
-                _ = boots_check.tick() => {
+                _ = upkeep.tick() => {
                     self.top_up_boots(client).await;
+                    self.sweep_hand(client).await;
                     continue;
                 }
                 Some(fault) = self.hand_rx.recv() => {
@@ -461,7 +471,7 @@ impl Node {
                             let value = kv.value().to_vec();
                             self.fleet_changed(&value, kv.mod_revision()).await;
                         }
-                        EventType::Put => self.put_key(&key, kv.value(), kv.lease()),
+                        EventType::Put => self.put_key(&key, kv),
                         EventType::Delete => self.delete_key(&key),
                     }
                 }
@@ -472,8 +482,9 @@ impl Node {
         }
     }
 
-    /// A membership or owner key as etcd holds it now.
-    fn put_key(&mut self, key: &str, value: &[u8], lease: i64) {
+    /// A membership, owner or faults key as etcd holds it now.
+    fn put_key(&mut self, key: &str, kv: &KeyValue) {
+        let (value, lease) = (kv.value(), kv.lease());
         if let Some(node) = key.strip_prefix(&self.keys.nodes()) {
             match serde_json::from_slice::<Member>(value) {
                 Ok(m) => {
@@ -496,8 +507,12 @@ impl Node {
             );
         } else if let Some(agent) = key.strip_prefix(&self.keys.faults()) {
             match serde_json::from_slice::<HandFaults>(value) {
-                Ok(f) => {
-                    self.hand.insert(agent.to_string(), f);
+                Ok(faults) => {
+                    let kept = Kept {
+                        faults,
+                        mod_revision: kv.mod_revision(),
+                    };
+                    self.hand.insert(agent.to_string(), kept);
                 }
                 Err(e) => tracing::warn!(%key, cause = %e, "cluster: not a faults key; ignored"),
             }
@@ -1034,10 +1049,15 @@ impl Node {
             let mut ops = Vec::new();
             for agent in batch {
                 let key = self.keys.fault(agent);
-                match hand::record(self.hand.get(agent), fault, revision) {
-                    Some(kept) => match serde_json::to_vec(&kept) {
+                let current = self.hand.get(agent).map(|k| &k.faults);
+                match hand::record(current, fault, revision) {
+                    Some(faults) => match serde_json::to_vec(&faults) {
                         Ok(value) => {
                             ops.push(TxnOp::put(key, value, None));
+                            let kept = Kept {
+                                faults,
+                                mod_revision: 0,
+                            };
                             self.hand.insert(agent.clone(), kept);
                         }
                         Err(e) => tracing::warn!(%agent, cause = %e, "cluster: faults not kept"),
@@ -1064,6 +1084,50 @@ impl Node {
         }
     }
 
+    /// Deletes the faults keys that hold nothing to replay any more
+    /// ([`hand::dead`]: everything in them ended, or they are of an
+    /// earlier push, such as those of agents a push removed), each only if
+    /// unchanged since this node read it. Every node sweeps; the first
+    /// one's delete makes the others' compares fail. A batch in which one
+    /// key changed deletes nothing: the next sweep sees the change.
+    async fn sweep_hand(&mut self, client: &mut Client) {
+        let Some(revision) = self.fleet.as_ref().map(|f| f.revision) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let dead: Vec<(String, i64)> = self
+            .hand
+            .iter()
+            .filter(|(_, k)| k.mod_revision > 0 && hand::dead(&k.faults, revision, now))
+            .map(|(agent, k)| (agent.clone(), k.mod_revision))
+            .collect();
+        for batch in dead.chunks(TXN_OPS) {
+            let compares: Vec<Compare> = batch
+                .iter()
+                .map(|(a, rev)| Compare::mod_revision(self.keys.fault(a), CompareOp::Equal, *rev))
+                .collect();
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .map(|(a, _)| TxnOp::delete(self.keys.fault(a), None))
+                .collect();
+            let txn = Txn::new().when(compares).and_then(ops);
+            match timeout(self.op_timeout(), client.txn(txn)).await {
+                Ok(Ok(r)) if r.succeeded() => {
+                    tracing::debug!(
+                        keys = batch.len(),
+                        "cluster: faults keys with nothing left to replay deleted"
+                    );
+                    for (a, _) in batch {
+                        self.hand.remove(a);
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(cause = %e, "cluster: faults keys not swept"),
+                Err(_) => tracing::debug!("cluster: faults keys not swept: etcd does not answer"),
+            }
+        }
+    }
+
     /// Gives `agents`, just taken over, the faults injected by hand that
     /// etcd keeps for them and that have not ended, for what is left.
     async fn replay_hand(&self, agents: &[String]) {
@@ -1075,7 +1139,7 @@ impl Node {
             let Some(kept) = self.hand.get(agent) else {
                 continue;
             };
-            for (kind, arg, left) in hand::replay(kept, revision, now) {
+            for (kind, arg, left) in hand::replay(&kept.faults, revision, now) {
                 let request = crate::control::api::Request::Fault {
                     names: vec![agent.clone()],
                     kind,
