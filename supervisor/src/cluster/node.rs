@@ -1140,13 +1140,8 @@ impl Node {
                 continue;
             };
             for (kind, arg, left) in hand::replay(&kept.faults, revision, now) {
-                let request = crate::control::api::Request::Fault {
-                    names: vec![agent.clone()],
-                    kind,
-                    arg,
-                    for_ms: left.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
-                    at_once: true,
-                };
+                let request =
+                    crate::control::api::Request::own_fault(vec![agent.clone()], kind, arg, left);
                 if let Response::Error { message, .. } = self.settings.requests.call(request).await
                 {
                     tracing::warn!(%agent, cause = %message, "cluster: a fault injected by hand not given back");

@@ -72,6 +72,26 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// A fault the supervisor asks for itself (a scenario's, or one given
+    /// back to an agent that moved in): at once, lasting `lasts` (at least
+    /// 1 ms; `None`: until cleared).
+    pub fn own_fault(
+        names: Vec<String>,
+        kind: String,
+        arg: Option<String>,
+        lasts: Option<std::time::Duration>,
+    ) -> Request {
+        Request::Fault {
+            names,
+            kind,
+            arg,
+            for_ms: lasts.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
+            at_once: true,
+        }
+    }
+}
+
 /// One request line as it travels: the request, plus the protocol version the
 /// client speaks (absent means the current version, 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

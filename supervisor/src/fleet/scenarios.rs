@@ -343,13 +343,7 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
                         None => s.duration,
                     };
                     let (kind, arg) = split(s);
-                    let request = Request::Fault {
-                        names,
-                        kind,
-                        arg,
-                        for_ms: lasts.map(|d| d.as_millis().max(1) as u64),
-                        at_once: true,
-                    };
+                    let request = Request::own_fault(names, kind, arg, lasts);
                     let answer = tokio::select! {
                         () = shutdown.cancelled() => return,
                         answer = handle.call(request) => answer,
