@@ -890,29 +890,36 @@ fn nodes_run_the_pushed_scenarios_of_their_own_agents_from_the_push() {
 
 /// A scenario's fault in progress moves with its agent: the node that
 /// takes the agent over injects it again for what is left of it, so it
-/// ends when it would have on the node that died; a node that starts
-/// after the fault fell due gets those of its own share the same way.
+/// ends when it would have on the node that died; one without `for` lasts
+/// there too, and one a later scenario ended does not come back. A node
+/// that starts after the faults fell due gets those of its own share the
+/// same way.
 #[test]
 fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
     let _alone = alone();
     let etcd = Etcd::start();
-    // 1 s after the push, every agent loses 10 % for 90 s.
+    // 1 s after the push, every agent loses 10 % for 90 s and its links 1
+    // and 2 go down until further notice; at 2 s link 1 comes back.
     let (zero, n1, n2, served) = two_nodes_with(
         &etcd,
         "/mv",
         6,
-        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, at: 1s, for: 90s }\n",
+        "scenarios:\n  - { agents: \"dev-*\", fault: loss, arg: 10, at: 1s, for: 90s }\n  - { agents: \"dev-*\", fault: link-down, arg: 2, at: 1s }\n  - { agents: \"dev-*\", fault: link-down, arg: 1, at: 1s }\n  - { agents: \"dev-*\", fault: link-up, arg: 1, at: 2s }\n",
     );
     let ends = zero + 91_000;
+    // The agents of `node` losing 10 % with link 2 down and link 1 up.
     let faulted = |node: &Fleet| -> Vec<String> {
         faults(node)
             .into_iter()
-            .filter(|(_, f)| f.iter().any(|f| f.starts_with("loss 10%")))
+            .filter(|(_, f)| {
+                let [loss, down] = [f.first(), f.get(1)].map(|f| f.map_or("", |f| f.as_str()));
+                f.len() == 2 && loss.starts_with("loss 10%") && down == "link-down 2"
+            })
             .map(|(a, _)| a)
             .collect()
     };
     poll_until(
-        "every agent losing 10 %",
+        "every agent losing 10 % with link 2 down",
         Duration::from_secs(30),
         Duration::from_millis(200),
         || {
@@ -943,7 +950,7 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
     drop(n1);
     converged(&etcd, "/mv", &[("n2", &n2)], 6, Duration::from_secs(60));
     poll_until(
-        "the moved agents losing 10 % on n2",
+        "the moved agents losing 10 % with link 2 down on n2",
         Duration::from_secs(30),
         Duration::from_millis(200),
         || {
@@ -955,17 +962,22 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
             }
         },
     );
+    // `fault-injected` of `a` whose reason starts with `what`, since `from`.
+    let injected = |seen: &[serde_json::Value], a: &str, what: &str, from: u64| {
+        seen.iter()
+            .filter(|e| e["seq"].as_u64() >= Some(from) && is(e, a, "fault-injected"))
+            .filter(|e| e["reason"].as_str().is_some_and(|r| r.starts_with(what)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let events = n2.wait_events("the resumed faults", |seen| {
         moved.iter().all(|a| {
-            seen.iter()
-                .any(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+            !injected(seen, a, "loss", since).is_empty()
+                && !injected(seen, a, "link-down 2", since).is_empty()
         })
     });
     for a in &moved {
-        let e = events
-            .iter()
-            .find(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
-            .unwrap();
+        let e = &injected(&events, a, "loss", since)[0];
         let left = lasts(e).unwrap_or_else(|| panic!("no time left in {e}"));
         let at = ts_millis(e["ts"].as_str().unwrap()).unwrap();
         let off = at + left.as_millis() as i64 - ends;
@@ -974,10 +986,14 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
             "{a}: resumed for {left:?}, ending {off} ms from the occurrence's end: {e}"
         );
     }
-    // n2's own agents kept theirs: no second injection.
-    for a in served.keys().filter(|a| !moved.contains(a)) {
-        let injected = events.iter().filter(|e| is(e, a, "fault-injected")).count();
-        assert_eq!(injected, 1, "{a}");
+    // Each agent got each of its faults once on n2: n2's own agents kept
+    // theirs (no second injection), the moved ones got them again; and no
+    // agent got link 1 down again.
+    for a in served.keys() {
+        for what in ["loss", "link-down 2"] {
+            assert_eq!(injected(&events, a, what, 0).len(), 1, "{a}: {what}");
+        }
+        assert!(injected(&events, a, "link-down 1", since).is_empty(), "{a}");
     }
 }
 
@@ -988,7 +1004,14 @@ fn a_fault_in_progress_moves_with_its_agent_to_the_node_that_takes_it_over() {
 fn a_fault_injected_by_hand_moves_with_its_agent() {
     let _alone = alone();
     let etcd = Etcd::start();
-    let (_, n1, n2, served) = two_nodes_with(&etcd, "/hand", 12, "");
+    // 1 s after the push, every agent's link 2 goes down until further
+    // notice.
+    let (_, n1, n2, served) = two_nodes_with(
+        &etcd,
+        "/hand",
+        12,
+        "scenarios:\n  - { agents: \"dev-*\", fault: link-down, arg: 2, at: 1s }\n",
+    );
     let of = |node: &str| served_by(&served, node);
     // The node with more agents (at least 6 of 12) goes.
     let ((gone, victim), (stays, survivor)) = if of("n1").len() >= of("n2").len() {
@@ -997,7 +1020,19 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
         (("n2", n2), ("n1", n1))
     };
     let agents = of(gone);
-    let [a, b, c] = [&agents[0], &agents[1], &agents[2]];
+    let [a, b, c, up] = [&agents[0], &agents[1], &agents[2], &agents[3]];
+    poll_until(
+        "every agent's link 2 down",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let f = faults(&victim);
+            let down = f.values().filter(|f| *f == &["link-down 2"]).count();
+            (down == agents.len())
+                .then_some(())
+                .ok_or_else(|| format!("{f:?}"))
+        },
+    );
     let control = victim.control();
     let fault = |args: &[&str]| {
         let mut all = vec!["fault"];
@@ -1010,6 +1045,7 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
     fault(&[b, "loss", "10"]);
     fault(&[c, "hang"]);
     fault(&[c, "clear"]);
+    fault(&[up, "link-up", "2"]);
     // Waits until the agents with a faults key in etcd are as `done`
     // wants them.
     let kept_until = |what: &str, within: u64, done: &dyn Fn(&BTreeSet<String>) -> bool| {
@@ -1030,8 +1066,10 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
             },
         )
     };
+    // The clear and the link-up are kept too: they ended the scenario's
+    // fault.
     kept_until("the faults kept in etcd", 10, &|k| {
-        *k == BTreeSet::from([a.clone(), b.clone()])
+        *k == BTreeSet::from([a.clone(), b.clone(), c.clone(), up.clone()])
     });
     let since = survivor.next_seq();
     assert!(victim.signal(Signal::KILL));
@@ -1049,37 +1087,52 @@ fn a_fault_injected_by_hand_moves_with_its_agent() {
         Duration::from_secs(20),
         Duration::from_millis(200),
         || {
-            let (fa, fb) = (faults_of(a), faults_of(b));
-            if fa.iter().any(|f| f.starts_with("hang (")) && fb == ["loss 10%"] {
+            let sorted = |a: &str| {
+                let mut f = faults_of(a);
+                f.sort();
+                f
+            };
+            let (fa, fb) = (sorted(a), sorted(b));
+            let down = "link-down 2".to_string();
+            let others = agents[4..].iter().all(|o| faults_of(o) == [down.clone()]);
+            if fa.len() == 2
+                && fa[0].starts_with("hang (")
+                && fa[1] == down
+                && fb == [down.clone(), "loss 10%".into()]
+                && others
+            {
                 Ok(())
             } else {
-                Err(format!("{a}: {fa:?}, {b}: {fb:?}"))
+                Err(format!("{a}: {fa:?}, {b}: {fb:?}, others: {others}"))
             }
         },
     );
+    // Ended by hand on the node that died: not given back.
     assert!(faults_of(c).is_empty(), "{c}: {:?}", faults_of(c));
+    assert!(faults_of(up).is_empty(), "{up}: {:?}", faults_of(up));
+    let hang_of_a = |e: &&serde_json::Value| {
+        e["seq"].as_u64() >= Some(since)
+            && is(e, a, "fault-injected")
+            && e["reason"].as_str().is_some_and(|r| r.starts_with("hang"))
+    };
     let events = survivor.wait_events("the hang given back", |seen| {
-        seen.iter()
-            .any(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
+        seen.iter().any(|e| hang_of_a(&e))
     });
-    let hang = events
-        .iter()
-        .find(|e| e["seq"].as_u64() >= Some(since) && is(e, a, "fault-injected"))
-        .unwrap();
+    let hang = events.iter().find(hang_of_a).unwrap();
     let left = lasts(hang).unwrap_or_else(|| panic!("no time left in {hang}"));
     assert!(
         left < Duration::from_secs(60) && left > Duration::from_secs(20),
         "{hang}"
     );
-    // A key whose faults have all ended is swept (within the nodes' 10 s
-    // upkeep); one that lasts until cleared stays.
-    let d = &of(stays)[0];
-    let control = survivor.control();
-    let out = agentcluster(&["fault", d, "hang", "--for", "1s", "--control", &control]);
-    assert!(out.status.success(), "{}", text(&out));
-    kept_until("the short hang kept", 5, &|k| k.contains(d));
-    let k = kept_until("the ended hang swept", 25, &|k| !k.contains(d));
-    assert!(k.contains(b), "{b}'s loss lasts until cleared: {k:?}");
+    // The keys of an earlier push are swept (within the nodes' 10 s
+    // upkeep): the fleet written again is a new push.
+    let (fleet, _) = etcd.range("/hand/fleet/config");
+    etcd.put("/hand/fleet/config", &fleet[0].value);
+    kept_until(
+        "the keys of the earlier push swept",
+        25,
+        &BTreeSet::is_empty,
+    );
 }
 
 /// Each agent of `node` with its active faults as `status` shows them

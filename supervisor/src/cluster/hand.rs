@@ -1,15 +1,21 @@
 //! Faults injected by hand (`agentcluster fault` on a node), kept in etcd
 //! so that they move with their agent: `PREFIX/faults/AGENT` (no lease: it
-//! outlives the node that wrote it) holds the device's faults as requests
-//! to replay, each with the wall time it ends. The node serving the agent
-//! writes it; a node that takes the agent over replays what has not ended.
-//! Pure: the node ([`super::node`]) does the I/O.
+//! outlives the node that wrote it) holds the last request of each place
+//! of the device's faults, with the wall time it was made and the one it
+//! ends, and the time of the last `clear`. The node serving the agent
+//! writes it; a node that takes the agent over gives back what has not
+//! ended and what no scenario's later fault replaced, and gives back no
+//! scenario's fault that a later request by hand replaced or cleared
+//! ([`crate::fleet::scenarios::in_progress`]). Pure: the node
+//! ([`super::node`]) does the I/O.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use agentcluster_conf::Fault;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::manager::HandFault;
+use crate::fleet::scenarios::HandEvent;
 
 /// The value of `PREFIX/faults/AGENT`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,9 +24,15 @@ pub struct HandFaults {
     /// push starts the devices afresh, and the faults of an older one are
     /// not replayed.
     pub revision: i64,
-    /// The requests, oldest first: at most one per kind (one per
-    /// interface for link faults), as a later one replaces an earlier.
+    /// The requests, oldest first: the last one of each kind (of each
+    /// interface for link faults, `link-up` included), as a later one
+    /// replaces an earlier; those that have ended too (they ended a
+    /// scenario's fault of their place).
     pub faults: Vec<Entry>,
+    /// When the last `clear` was made (unix ms): it ended every fault
+    /// before it, a scenario's too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_ms: Option<u64>,
 }
 
 /// One fault request.
@@ -33,6 +45,9 @@ pub struct Entry {
     /// When it ends (unix ms); `None`: when cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
+    /// When it was made (unix ms).
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 impl Entry {
@@ -44,10 +59,6 @@ impl Entry {
             k => (k, None),
         }
     }
-
-    fn over(&self, now_ms: u64) -> bool {
-        self.until_ms.is_some_and(|u| u <= now_ms)
-    }
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -56,73 +67,78 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// What an agent's key becomes after `fault`, injected under fleet
-/// revision `revision`: `None` when it holds nothing any more (delete
-/// it). A `reboot` is not kept (it is over once the device is up).
+/// revision `revision` (a key of another push is started afresh): `None`
+/// when it would hold nothing (nothing to write). A `reboot` is not kept
+/// (it is over once the device is up); `clear` leaves only its time.
 pub fn record(
     current: Option<&HandFaults>,
     fault: &HandFault,
     revision: i64,
 ) -> Option<HandFaults> {
     let now_ms = unix_ms(fault.at);
-    let mut faults: Vec<Entry> = current
-        .filter(|c| c.revision == revision)
-        .map(|c| {
-            c.faults
-                .iter()
-                .filter(|e| !e.over(now_ms))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let current = current.filter(|c| c.revision == revision);
+    let mut faults: Vec<Entry> = current.map(|c| c.faults.clone()).unwrap_or_default();
+    let mut cleared_ms = current.and_then(|c| c.cleared_ms);
     match fault.kind.as_str() {
-        "clear" => faults.clear(),
+        "clear" => {
+            faults.clear();
+            cleared_ms = Some(now_ms);
+        }
         "reboot" => {}
         _ => {
             let entry = Entry {
                 kind: fault.kind.clone(),
                 arg: fault.arg.clone(),
                 until_ms: fault.for_ms.map(|ms| now_ms.saturating_add(ms)),
+                at_ms: now_ms,
             };
             faults.retain(|e| e.slot() != entry.slot());
-            // A link that comes up is no fault to keep.
-            if entry.kind != "link-up" {
-                faults.push(entry);
-            }
+            faults.push(entry);
         }
     }
-    (!faults.is_empty()).then_some(HandFaults { revision, faults })
+    (!faults.is_empty() || cleared_ms.is_some()).then_some(HandFaults {
+        revision,
+        faults,
+        cleared_ms,
+    })
 }
 
-/// The requests that give a device taken over its faults again at `now`,
-/// under fleet revision `revision`: (kind, arg, time left). Nothing from
-/// another revision, nothing that has ended.
-pub fn replay(
-    key: &HandFaults,
-    revision: i64,
-    now: SystemTime,
-) -> Vec<(String, Option<String>, Option<Duration>)> {
+/// The requests of `key` as events on the time axis of the scenarios of
+/// fleet revision `revision`, pushed at `zero`, oldest first: nothing
+/// from another revision, nor what does not parse (a key written by hand).
+pub fn events(key: &HandFaults, revision: i64, zero: SystemTime) -> Vec<HandEvent> {
     if key.revision != revision {
         return Vec::new();
     }
-    let now_ms = unix_ms(now);
-    key.faults
-        .iter()
-        .filter(|e| !e.over(now_ms))
-        .map(|e| {
-            let left = e.until_ms.map(|u| Duration::from_millis(u - now_ms));
-            (e.kind.clone(), e.arg.clone(), left)
-        })
-        .collect()
+    let zero_ms = unix_ms(zero);
+    let from_zero = |ms: u64| Duration::from_millis(ms.saturating_sub(zero_ms));
+    let clear = key.cleared_ms.map(|ms| HandEvent {
+        at: from_zero(ms),
+        fault: Fault::Clear,
+        ends: None,
+    });
+    let mut events: Vec<HandEvent> = clear
+        .into_iter()
+        .chain(key.faults.iter().filter_map(|e| {
+            Some(HandEvent {
+                at: from_zero(e.at_ms),
+                fault: Fault::parse(&e.kind, e.arg.as_deref()).ok()?,
+                ends: e.until_ms.map(from_zero),
+            })
+        }))
+        .collect();
+    events.sort_by_key(|e| e.at);
+    events
 }
 
-/// Whether an agent's key holds nothing to replay any more under fleet
-/// revision `revision` at `now`: every fault in it has ended, or it was
-/// kept under an earlier push (a later push starts the devices afresh,
-/// and an agent removed from the fleet is in no later push). A key of a
-/// later push than `revision` is not: this node has not seen that push.
-pub fn dead(key: &HandFaults, revision: i64, now: SystemTime) -> bool {
-    let now_ms = unix_ms(now);
-    key.revision < revision || key.faults.iter().all(|e| e.over(now_ms))
+/// Whether an agent's key is of no use any more under fleet revision
+/// `revision`: it was kept under an earlier push (a later push starts the
+/// devices afresh, and an agent removed from the fleet is in no later
+/// push). A key of a later push than `revision` is not: this node has not
+/// seen that push. A key of this push is kept whole, what has ended too:
+/// it says which scenario faults ended by hand.
+pub fn dead(key: &HandFaults, revision: i64) -> bool {
+    key.revision < revision
 }
 
 #[cfg(test)]
@@ -140,67 +156,80 @@ mod tests {
     }
 
     #[test]
-    fn a_later_fault_of_a_kind_replaces_the_earlier_and_clear_ends_all() {
+    fn a_later_fault_of_a_place_replaces_the_earlier_and_clear_leaves_its_time() {
         let k = record(None, &hand("loss", Some("10"), None, 1_000), 7).unwrap();
         let k = record(Some(&k), &hand("hang", None, Some(60_000), 2_000), 7).unwrap();
         let k = record(Some(&k), &hand("loss", Some("50"), None, 3_000), 7).unwrap();
         let k = record(Some(&k), &hand("link-down", Some("2"), None, 4_000), 7).unwrap();
         let k = record(Some(&k), &hand("link-down", Some("3"), None, 5_000), 7).unwrap();
         let k = record(Some(&k), &hand("link-up", Some("2"), None, 6_000), 7).unwrap();
-        let kinds: Vec<(&str, Option<&str>)> = k
+        let kinds: Vec<(&str, Option<&str>, u64)> = k
             .faults
             .iter()
-            .map(|e| (e.kind.as_str(), e.arg.as_deref()))
+            .map(|e| (e.kind.as_str(), e.arg.as_deref(), e.at_ms))
             .collect();
         assert_eq!(
             kinds,
             [
-                ("hang", None),
-                ("loss", Some("50")),
-                ("link-down", Some("3"))
+                ("hang", None, 2_000),
+                ("loss", Some("50"), 3_000),
+                ("link-down", Some("3"), 5_000),
+                ("link-up", Some("2"), 6_000)
             ]
         );
         assert_eq!(k.faults[0].until_ms, Some(62_000));
-        // A reboot is not kept; clear leaves nothing: the key goes.
+        assert_eq!(k.cleared_ms, None);
+        // A reboot is not kept; what has ended stays (it ended a place).
         assert_eq!(
             record(Some(&k), &hand("reboot", None, None, 7_000), 7),
             Some(k.clone())
         );
-        assert_eq!(record(Some(&k), &hand("clear", None, None, 8_000), 7), None);
-        // What has ended is dropped; another push's faults are forgotten.
         let later = record(Some(&k), &hand("latency", Some("5ms"), None, 70_000), 7).unwrap();
-        assert!(later.faults.iter().all(|e| e.kind != "hang"));
+        assert!(later.faults.iter().any(|e| e.kind == "hang"));
+        // clear leaves only its time; what follows it is kept after it.
+        let cleared = record(Some(&k), &hand("clear", None, None, 8_000), 7).unwrap();
+        assert_eq!((cleared.faults.len(), cleared.cleared_ms), (0, Some(8_000)));
+        let after = record(Some(&cleared), &hand("hang", None, None, 9_000), 7).unwrap();
+        assert_eq!((after.faults.len(), after.cleared_ms), (1, Some(8_000)));
+        // Another push's requests are forgotten; nothing to keep, no key.
         let pushed = record(Some(&k), &hand("latency", Some("5ms"), None, 9_000), 8).unwrap();
-        assert_eq!(pushed.faults.len(), 1);
-        assert_eq!(pushed.revision, 8);
+        assert_eq!((pushed.faults.len(), pushed.revision), (1, 8));
+        assert_eq!(
+            record(Some(&k), &hand("reboot", None, None, 9_000), 8),
+            None
+        );
     }
 
     #[test]
-    fn a_replay_gives_what_is_left_of_this_push() {
-        let k = record(None, &hand("hang", None, Some(60_000), 1_000), 7).unwrap();
-        let k = record(Some(&k), &hand("loss", Some("10"), None, 2_000), 7).unwrap();
-        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+    fn the_requests_of_this_push_are_events_from_its_time_zero() {
+        let k = record(None, &hand("hang", None, Some(60_000), 11_000), 7).unwrap();
+        let k = record(Some(&k), &hand("clear", None, None, 12_000), 7).unwrap();
+        let k = record(Some(&k), &hand("link-down", Some("2"), None, 13_000), 7).unwrap();
+        let k = record(Some(&k), &hand("loss", Some("10"), Some(5_000), 14_000), 7).unwrap();
+        let zero = UNIX_EPOCH + Duration::from_secs(10);
+        let s = Duration::from_secs;
         assert_eq!(
-            replay(&k, 7, at(41_000)),
+            events(&k, 7, zero),
             [
-                ("hang".to_string(), None, Some(Duration::from_secs(20))),
-                ("loss".to_string(), Some("10".to_string()), None)
+                HandEvent {
+                    at: s(2),
+                    fault: Fault::Clear,
+                    ends: None
+                },
+                HandEvent {
+                    at: s(3),
+                    fault: Fault::LinkDown(2),
+                    ends: None
+                },
+                HandEvent {
+                    at: s(4),
+                    fault: Fault::Loss(10),
+                    ends: Some(s(9))
+                },
             ]
         );
-        assert_eq!(replay(&k, 7, at(61_000)).len(), 1, "the hang is over");
-        assert!(replay(&k, 8, at(41_000)).is_empty(), "another push");
-    }
-
-    #[test]
-    fn a_key_is_dead_once_everything_in_it_ended_or_a_later_push_came() {
-        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
-        let hang = record(None, &hand("hang", None, Some(60_000), 1_000), 7).unwrap();
-        assert!(!dead(&hang, 7, at(60_999)));
-        assert!(dead(&hang, 7, at(61_000)), "the hang is over");
-        assert!(dead(&hang, 8, at(2_000)), "an earlier push's");
-        assert!(!dead(&hang, 6, at(2_000)), "a push this node has not seen");
-        let both = record(Some(&hang), &hand("loss", Some("10"), None, 2_000), 7).unwrap();
-        assert!(!dead(&both, 7, at(99_000)), "the loss lasts until cleared");
-        assert!(dead(&both, 8, at(99_000)));
+        assert!(events(&k, 8, zero).is_empty(), "another push");
+        // Only a key of an earlier push is of no use any more.
+        assert!(!dead(&k, 7) && !dead(&k, 6) && dead(&k, 8));
     }
 }

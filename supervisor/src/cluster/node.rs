@@ -28,6 +28,7 @@ use super::share::{Holder, plan};
 use crate::control::api::Response;
 use crate::events::{Bus, EventKind, NewEvent, State};
 use crate::fleet::manager::{HandFault, Share};
+use crate::fleet::scenarios::{self, HandEvent, Origin};
 
 /// Most operations in one transaction (etcd's default `--max-txn-ops`).
 const TXN_OPS: usize = 128;
@@ -753,11 +754,26 @@ impl Node {
                 SystemTime::now()
             }
         };
+        // What was done by hand to the agents it serves: the scenarios'
+        // faults a request by hand replaced or cleared are not given back.
+        let hand: HashMap<String, Vec<HandEvent>> = match &self.fleet {
+            Some(pushed) => fleet
+                .agents
+                .iter()
+                .filter_map(|a| {
+                    let kept = self.hand.get(&a.name)?;
+                    let events = hand::events(&kept.faults, pushed.revision, pushed.zero);
+                    (!events.is_empty()).then(|| (a.name.clone(), events))
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
         let (reply, answer) = oneshot::channel();
         let share = Share::Serve {
             epoch: self.epoch,
             fleet: Box::new(fleet),
             zero,
+            hand: Arc::new(hand),
             reply,
         };
         if self.shares.send(share).await.is_err() {
@@ -1084,21 +1100,19 @@ impl Node {
         }
     }
 
-    /// Deletes the faults keys that hold nothing to replay any more
-    /// ([`hand::dead`]: everything in them ended, or they are of an
-    /// earlier push, such as those of agents a push removed), each only if
-    /// unchanged since this node read it. Every node sweeps; the first
+    /// Deletes the faults keys of no use any more ([`hand::dead`]: those
+    /// of an earlier push, such as those of agents a push removed), each
+    /// only if unchanged since this node read it. Every node sweeps; the first
     /// one's delete makes the others' compares fail. A batch in which one
     /// key changed deletes nothing: the next sweep sees the change.
     async fn sweep_hand(&mut self, client: &mut Client) {
         let Some(revision) = self.fleet.as_ref().map(|f| f.revision) else {
             return;
         };
-        let now = SystemTime::now();
         let dead: Vec<(String, i64)> = self
             .hand
             .iter()
-            .filter(|(_, k)| k.mod_revision > 0 && hand::dead(&k.faults, revision, now))
+            .filter(|(_, k)| k.mod_revision > 0 && hand::dead(&k.faults, revision))
             .map(|(agent, k)| (agent.clone(), k.mod_revision))
             .collect();
         for batch in dead.chunks(TXN_OPS) {
@@ -1129,17 +1143,30 @@ impl Node {
     }
 
     /// Gives `agents`, just taken over, the faults injected by hand that
-    /// etcd keeps for them and that have not ended, for what is left.
+    /// etcd keeps for them, for what is left of them: those that have not
+    /// ended and that no scenario's later fault replaced or cleared (the
+    /// scenarios' task gives back the scenarios' own, from the same
+    /// reckoning: [`scenarios::in_progress`]).
     async fn replay_hand(&self, agents: &[String]) {
-        let Some(revision) = self.fleet.as_ref().map(|f| f.revision) else {
+        let Some(pushed) = self.fleet.as_ref() else {
             return;
         };
-        let now = SystemTime::now();
+        let skip = SystemTime::now()
+            .duration_since(pushed.zero)
+            .unwrap_or_default();
+        let all = &pushed.fleet.scenarios;
+        let matcher = scenarios::Matcher::new(all);
+        let mut matching = Vec::new();
         for agent in agents {
             let Some(kept) = self.hand.get(agent) else {
                 continue;
             };
-            for (kind, arg, left) in hand::replay(&kept.faults, revision, now) {
+            let events = hand::events(&kept.faults, pushed.revision, pushed.zero);
+            matcher.matching(agent, &mut matching);
+            for (origin, ends) in scenarios::in_progress(all, &matching, agent, skip, &events) {
+                let Origin::Hand(i) = origin else { continue };
+                let (kind, arg) = scenarios::split(events[i].fault);
+                let left = ends.map(|e| e.saturating_sub(skip));
                 let request =
                     crate::control::api::Request::own_fault(vec![agent.clone()], kind, arg, left);
                 if let Response::Error { message, .. } = self.settings.requests.call(request).await

@@ -9,15 +9,16 @@
 //! operator requests.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agentcluster_conf::{Scenario, When};
+use agentcluster_conf::{Fault, Scenario, When};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::api::{Handle, Request, Response};
+use crate::process::faults::same_place;
 
 /// What the schedule is made from: the scenarios, every agent's name, and
 /// the instant their times count from (the start, or the reload that read
@@ -38,12 +39,39 @@ pub struct Plan {
     /// A cluster node's time zero as the push gave it (wall clock, shared
     /// by every node); `None` for a fleet read from its own file.
     pub zero: Option<SystemTime>,
-    /// Per agent of `agents`: whether a fault of it still in progress at
-    /// `from` (due before, its `for` not over) is injected again, for what
-    /// is left of it: on a cluster node, the agents it did not serve
-    /// before this plan (moved in from a node that stopped serving them,
-    /// whose process and faults ended there).
+    /// Per agent of `agents`: whether the scenarios' faults it has at
+    /// `from` are given to it again ([`in_progress`]): on a cluster node,
+    /// the agents it did not serve before this plan (moved in from a node
+    /// that stopped serving them, whose process and faults ended there).
     pub resume: Arc<[bool]>,
+    /// On a cluster node, per agent: what an operator did to it by hand
+    /// under this push (etcd keeps it), so that a fault a later request
+    /// replaced or cleared is not given back.
+    pub hand: ByHand,
+}
+
+/// Per agent, what an operator did to it by hand ([`Plan::hand`]).
+pub type ByHand = Arc<HashMap<String, Vec<HandEvent>>>;
+
+/// A fault request an operator made of one agent by hand, on the time
+/// axis of the scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandEvent {
+    /// When, from time zero (the push).
+    pub at: Duration,
+    /// What: a fault, or `clear`, or `link-up`.
+    pub fault: Fault,
+    /// When it ends by itself, from time zero; `None`: when cleared.
+    pub ends: Option<Duration>,
+}
+
+/// Where a fault an agent has comes from ([`in_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The scenario of this index.
+    Scenario(usize),
+    /// The hand event of this index.
+    Hand(usize),
 }
 
 impl Plan {
@@ -57,6 +85,7 @@ impl Plan {
             since: now,
             from: now,
             zero: None,
+            hand: Arc::default(),
         }
     }
 
@@ -67,14 +96,15 @@ impl Plan {
     /// same push (agents moving in or out) fire only what is still to
     /// come, so an agent that stays keeps its schedule and one that moves
     /// in does not replay it. An agent not among `before` (the agents of
-    /// the plan this one follows; every agent of a first plan) gets its
-    /// fault in progress again, for what is left of its `for`.
+    /// the plan this one follows; every agent of a first plan) gets the
+    /// faults it has then again, for what is left of them, unless `hand`
+    /// (per agent, what an operator did to it) replaced or cleared them.
     pub fn pushed(
         scenarios: Arc<Vec<Scenario>>,
         agents: Arc<[String]>,
         zero: SystemTime,
-        first: bool,
-        before: &[String],
+        (first, before): (bool, &[String]),
+        hand: ByHand,
     ) -> Plan {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let since = match wall.duration_since(zero) {
@@ -102,6 +132,7 @@ impl Plan {
             since,
             from,
             zero: Some(zero),
+            hand,
         }
     }
 }
@@ -119,14 +150,24 @@ pub struct Due {
     pub scenario: u32,
     /// Index of the agent.
     pub agent: u32,
-    /// A fault in progress injected again ([`Plan::resume`]): when it
-    /// ends. `None`: an occurrence, for the scenario's whole `for`.
-    pub ends: Option<Instant>,
+    /// An occurrence, or a fault given again.
+    pub fire: Fire,
 }
 
-/// A pending occurrence: when it is due, its scenario, its agent, its
-/// number, and for a fault resumed when it ends.
-type Entry = (Instant, u32, u32, u32, Option<Instant>);
+/// What a due entry injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fire {
+    /// An occurrence: the scenario's fault for its whole `for`.
+    Occurrence,
+    /// A fault the agent had at [`Plan::from`], given again
+    /// ([`Plan::resume`]) until this instant; `None`: until something
+    /// clears it (the scenario has no `for`).
+    Resume(Option<Instant>),
+}
+
+/// A pending entry: when it is due, its scenario, its agent, its
+/// occurrence's number, and what it injects.
+type Entry = (Instant, u32, u32, u32, Fire);
 
 /// The pending occurrences, earliest first.
 #[derive(Debug)]
@@ -193,47 +234,137 @@ fn first_from(s: &Scenario, name: &str, skip: Duration) -> Option<(u32, Duration
     None
 }
 
-/// The occurrence of `s` on agent `name` that is in progress `skip` after
-/// time zero: due before, and its `for` not over. Its end, from time
-/// zero; `None` when there is none (a scenario without `for` ends only
-/// when something clears it, which only its whole history would tell).
-fn in_progress(s: &Scenario, name: &str, skip: Duration) -> Option<Duration> {
-    let lasts = s.duration?;
-    // The one before the first due from `skip` on (`for` and the jitter
-    // fit in a period, so no earlier one lasts), or the only one of `at`.
+/// The offset of the last occurrence of `s` on agent `name` due before
+/// `skip` after time zero; `None` when none is.
+fn last_before(s: &Scenario, name: &str, skip: Duration) -> Option<Duration> {
+    // The one before the first due from `skip` on, or the only one of `at`.
     let k = match (first_from(s, name, skip), s.when) {
         (Some((k, _)), _) => k.checked_sub(1)?,
         (None, When::At(_)) => 0,
         (None, When::Every(_)) => return None,
     };
-    let d = offset(s, name, k)?;
-    let ends = d.checked_add(lasts)?;
-    (d < skip && ends > skip).then_some(ends)
+    offset(s, name, k).filter(|d| *d < skip)
+}
+
+/// Which scenarios apply to an agent: their `agents` patterns, compiled
+/// once.
+pub struct Matcher(Vec<Option<glob::Pattern>>);
+
+impl Matcher {
+    /// The patterns of `scenarios`' agents; one that does not parse
+    /// matches no agent.
+    pub fn new(scenarios: &[Scenario]) -> Matcher {
+        Matcher(
+            scenarios
+                .iter()
+                .map(|s| glob::Pattern::new(&s.agents).ok())
+                .collect(),
+        )
+    }
+
+    /// The indexes of the scenarios whose `agents` match `name`, into
+    /// `out` (emptied first).
+    pub fn matching(&self, name: &str, out: &mut Vec<usize>) {
+        out.clear();
+        out.extend(
+            self.0
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.as_ref().is_some_and(|p| p.matches(name)))
+                .map(|(si, _)| si),
+        );
+    }
+}
+
+/// The faults that the scenarios `matching` (indexes into `scenarios`, the
+/// ones whose `agents` match `name`) and the requests `hand` made by hand
+/// leave agent `name` with `skip` after time zero, as the agent's faults
+/// would be had it run all along: each with where it comes from and its
+/// end from time zero (`None`: until cleared).
+///
+/// A fault's place holds the last fault injected there (one per kind, one
+/// per interface for `link-down`), until its `for` is over; `clear` empties
+/// every place and `link-up` its interface's. So only each scenario's last
+/// occurrence before `skip` can matter: they and the requests by hand are
+/// replayed in time order (for a tie: the scenarios in file order, as they
+/// fire, then the requests by hand). A `reboot` is not given again.
+pub fn in_progress(
+    scenarios: &[Scenario],
+    matching: &[usize],
+    name: &str,
+    skip: Duration,
+    hand: &[HandEvent],
+) -> Vec<(Origin, Option<Duration>)> {
+    let mut events: Vec<(Duration, u8, usize, Fault, Option<Duration>)> = matching
+        .iter()
+        .filter_map(|&si| {
+            let s = &scenarios[si];
+            let at = last_before(s, name, skip)?;
+            Some((
+                at,
+                0,
+                si,
+                s.fault,
+                s.duration.and_then(|d| at.checked_add(d)),
+            ))
+        })
+        .chain(
+            hand.iter()
+                .enumerate()
+                .filter(|(_, h)| h.at < skip)
+                .map(|(i, h)| (h.at, 1, i, h.fault, h.ends)),
+        )
+        .collect();
+    events.sort_unstable_by_key(|&(at, by, i, ..)| (at, by, i));
+    let mut held: Vec<(Fault, Origin, Option<Duration>)> = Vec::new();
+    for (_, by, i, fault, ends) in events {
+        match fault {
+            Fault::Clear => held.clear(),
+            Fault::LinkUp(n) => held.retain(|(f, ..)| *f != Fault::LinkDown(n)),
+            Fault::Reboot(_) => {}
+            f => {
+                held.retain(|(h, ..)| !same_place(*h, f));
+                let origin = if by == 0 {
+                    Origin::Scenario(i)
+                } else {
+                    Origin::Hand(i)
+                };
+                held.push((f, origin, ends));
+            }
+        }
+    }
+    held.into_iter()
+        .filter(|(.., ends)| ends.is_none_or(|e| e > skip))
+        .map(|(_, origin, ends)| (origin, ends))
+        .collect()
 }
 
 impl Schedule {
     /// Every scenario's first occurrence on every agent it matches, from
-    /// [`Plan::from`] on; before it, at `from`, the faults still in
-    /// progress of the agents the plan resumes.
+    /// [`Plan::from`] on; before it, at `from`, the faults the agents the
+    /// plan resumes have then ([`in_progress`]).
     pub fn new(plan: Plan) -> Schedule {
         let mut heap = BinaryHeap::new();
         let skip = plan.from.saturating_duration_since(plan.since);
-        for (si, s) in plan.scenarios.iter().enumerate() {
-            let Ok(pattern) = glob::Pattern::new(&s.agents) else {
-                continue;
-            };
-            for (ai, name) in plan.agents.iter().enumerate() {
-                if !pattern.matches(name) {
-                    continue;
+        let matcher = Matcher::new(&plan.scenarios);
+        let mut matching = Vec::with_capacity(plan.scenarios.len());
+        for (ai, name) in plan.agents.iter().enumerate() {
+            matcher.matching(name, &mut matching);
+            for &si in &matching {
+                if let Some((k, d)) = first_from(&plan.scenarios[si], name, skip) {
+                    let entry = (plan.since + d, si as u32, ai as u32, k, Fire::Occurrence);
+                    heap.push(Reverse(entry));
                 }
-                if let Some((k, d)) = first_from(s, name, skip) {
-                    heap.push(Reverse((plan.since + d, si as u32, ai as u32, k, None)));
-                }
-                if plan.resume.get(ai).copied().unwrap_or(false)
-                    && let Some(ends) = in_progress(s, name, skip)
-                {
-                    let ends = Some(plan.since + ends);
-                    heap.push(Reverse((plan.from, si as u32, ai as u32, 0, ends)));
+            }
+            if plan.resume.get(ai).copied().unwrap_or(false) {
+                let hand = plan.hand.get(name).map_or(&[][..], Vec::as_slice);
+                // What was injected by hand is given back by the node
+                // (`cluster::node`), from the same reckoning.
+                for (origin, ends) in in_progress(&plan.scenarios, &matching, name, skip, hand) {
+                    if let Origin::Scenario(si) = origin {
+                        let fire = Fire::Resume(ends.map(|e| plan.since + e));
+                        heap.push(Reverse((plan.from, si as u32, ai as u32, 0, fire)));
+                    }
                 }
             }
         }
@@ -260,7 +391,7 @@ impl Schedule {
     /// the next one of each.
     pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
         let mut due = Vec::new();
-        while let Some(Reverse((at, si, ai, k, ends))) = self.heap.peek().copied() {
+        while let Some(Reverse((at, si, ai, k, fire))) = self.heap.peek().copied() {
             if at > now {
                 break;
             }
@@ -268,9 +399,9 @@ impl Schedule {
             due.push(Due {
                 scenario: si,
                 agent: ai,
-                ends,
+                fire,
             });
-            if ends.is_some() {
+            if fire != Fire::Occurrence {
                 // A fault resumed: its scenario's next occurrence is
                 // already in the heap.
                 continue;
@@ -280,8 +411,13 @@ impl Schedule {
             if let Some(next) = k.checked_add(1)
                 && let Some(d) = offset(s, name, next)
             {
-                self.heap
-                    .push(Reverse((self.plan.since + d, si, ai, next, None)));
+                self.heap.push(Reverse((
+                    self.plan.since + d,
+                    si,
+                    ai,
+                    next,
+                    Fire::Occurrence,
+                )));
             }
         }
         due
@@ -323,12 +459,12 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
                     // One request per scenario for the occurrences due
                     // together; one per fault resumed (each has its own
                     // time left).
-                    let (si, ends) = (due[at].scenario, due[at].ends);
-                    let end = match ends {
-                        Some(_) => at + 1,
-                        None => due[at..]
+                    let (si, fire) = (due[at].scenario, due[at].fire);
+                    let end = match fire {
+                        Fire::Resume(_) => at + 1,
+                        Fire::Occurrence => due[at..]
                             .iter()
-                            .position(|d| d.scenario != si || d.ends.is_some())
+                            .position(|d| d.scenario != si || d.fire != Fire::Occurrence)
                             .map_or(due.len(), |n| at + n),
                     };
                     let names: Vec<String> = due[at..end]
@@ -337,12 +473,13 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
                         .collect();
                     at = end;
                     let s = &plan.scenarios[si as usize];
-                    let lasts = match ends {
-                        Some(ends) if ends <= now => continue,
-                        Some(ends) => Some(ends - now),
-                        None => s.duration,
+                    let lasts = match fire {
+                        Fire::Resume(Some(ends)) if ends <= now => continue,
+                        Fire::Resume(Some(ends)) => Some(ends - now),
+                        Fire::Resume(None) => None,
+                        Fire::Occurrence => s.duration,
                     };
-                    let (kind, arg) = split(s);
+                    let (kind, arg) = split(s.fault);
                     let request = Request::own_fault(names, kind, arg, lasts);
                     let answer = tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -363,9 +500,9 @@ pub async fn run(mut plans: watch::Receiver<Plan>, handle: Handle, shutdown: Can
     }
 }
 
-/// The fault of a scenario as a request spells it: kind and argument.
-fn split(s: &Scenario) -> (String, Option<String>) {
-    let text = s.fault.to_string();
+/// A fault as a request spells it: kind and argument.
+pub fn split(fault: Fault) -> (String, Option<String>) {
+    let text = fault.to_string();
     match text.split_once(' ') {
         Some((k, a)) => (k.to_string(), Some(a.to_string())),
         None => (text, None),
@@ -382,7 +519,6 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentcluster_conf::Fault;
 
     fn flap(agents: &str, seed: u64) -> Scenario {
         Scenario {
@@ -403,6 +539,7 @@ mod tests {
             from: since,
             zero: None,
             resume: vec![false; n].into(),
+            hand: ByHand::default(),
         }
     }
 
@@ -527,20 +664,38 @@ mod tests {
         let scenarios = Arc::new(vec![flap("sw-*", 1)]);
         let agents: Arc<[String]> = vec!["sw-1".to_string()].into();
         let zero = SystemTime::now() - Duration::from_secs(100);
-        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true, &[]);
+        let first = Plan::pushed(
+            scenarios.clone(),
+            agents.clone(),
+            zero,
+            (true, &[]),
+            ByHand::default(),
+        );
         let now = Instant::now();
         assert!(near(first.since, now - Duration::from_secs(100)));
         assert!(near(first.from, now - CATCH_UP));
         assert_eq!(first.zero, Some(zero));
-        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false, &agents);
+        let later = Plan::pushed(
+            scenarios.clone(),
+            agents.clone(),
+            zero,
+            (false, &agents),
+            ByHand::default(),
+        );
         assert!(near(later.from, Instant::now()));
         // Just pushed: everything from the push on fires.
         let fresh = SystemTime::now() - Duration::from_secs(2);
-        let p = Plan::pushed(scenarios.clone(), agents.clone(), fresh, true, &[]);
+        let p = Plan::pushed(
+            scenarios.clone(),
+            agents.clone(),
+            fresh,
+            (true, &[]),
+            ByHand::default(),
+        );
         assert_eq!(p.from, p.since);
         // Pushed from a clock ahead of this one: time zero is still to come.
         let ahead = SystemTime::now() + Duration::from_secs(5);
-        let p = Plan::pushed(scenarios, agents, ahead, true, &[]);
+        let p = Plan::pushed(scenarios, agents, ahead, (true, &[]), ByHand::default());
         assert!(near(p.since, Instant::now() + Duration::from_secs(5)));
         assert_eq!(p.from, p.since);
     }
@@ -577,7 +732,10 @@ mod tests {
         let first: Vec<(u32, Instant)> = schedule
             .take_due(t0 + skip)
             .into_iter()
-            .map(|d| (d.agent, d.ends.expect("a resumed fault says when it ends")))
+            .map(|d| match d.fire {
+                Fire::Resume(Some(ends)) => (d.agent, ends),
+                f => panic!("a resumed fault says when it ends: {f:?}"),
+            })
             .collect();
         assert_eq!(first, want);
         // Then the whole schedule from 65 s on, as for anyone.
@@ -594,13 +752,14 @@ mod tests {
                 break;
             }
             for d in schedule.take_due(at) {
-                assert_eq!(d.ends, None);
+                assert_eq!(d.fire, Fire::Occurrence);
                 after.push((at - t0, d.agent));
             }
         }
         assert_eq!(after, rest);
 
-        // Without `for`, nothing is known to be in progress.
+        // Without `for`, a fault that fell due lasts: every agent whose
+        // first one fell due gets it, until cleared.
         let forever = Scenario {
             duration: None,
             ..flap("sw-*", 9)
@@ -610,7 +769,13 @@ mod tests {
             resume: vec![true; n].into(),
             ..plan(vec![forever], n, t0)
         };
-        assert!(Schedule::new(p).take_due(t0 + skip).is_empty());
+        let due = Schedule::new(p).take_due(t0 + skip);
+        let fell: Vec<u32> = (0..n as u32)
+            .filter(|i| offset(s, &format!("sw-{i}"), 0).unwrap() < skip)
+            .collect();
+        assert!(!fell.is_empty() && fell.len() < n);
+        assert_eq!(due.iter().map(|d| d.agent).collect::<Vec<_>>(), fell);
+        assert!(due.iter().all(|d| d.fire == Fire::Resume(None)));
         // Once at 30 s for 10 s: in progress at 35 s, over at 40 s.
         let once = Scenario {
             when: When::At(Duration::from_secs(30)),
@@ -624,12 +789,200 @@ mod tests {
                 ..plan(vec![once.clone()], 1, t0)
             };
             let due = Schedule::new(p).take_due(t0 + Duration::from_secs(at));
-            let got = due.iter().filter(|d| d.ends.is_some()).count();
+            let got = due.iter().filter(|d| d.fire != Fire::Occurrence).count();
             assert_eq!(got, resumed, "from {at} s");
             if resumed == 1 {
-                assert_eq!(due[0].ends, Some(t0 + Duration::from_secs(40)));
+                let ends = t0 + Duration::from_secs(40);
+                assert_eq!(due[0].fire, Fire::Resume(Some(ends)));
             }
         }
+    }
+
+    /// What an agent moving in gets is what its scenarios' last
+    /// occurrences left, replayed in order: a later fault of a place
+    /// replaces the earlier, `link-up` ends its interface's `link-down`,
+    /// `clear` ends everything before it (file order within one instant),
+    /// a `for` that is over ends its fault, a reboot is not given again,
+    /// and scenarios that do not match the agent do not count.
+    #[test]
+    fn an_agent_moving_in_gets_what_its_scenarios_last_left() {
+        let at = |fault: Fault, secs: u64, lasts: Option<u64>| Scenario {
+            agents: "*".into(),
+            fault,
+            when: When::At(Duration::from_secs(secs)),
+            duration: lasts.map(Duration::from_secs),
+            jitter: Duration::ZERO,
+            seed: 0,
+        };
+        let every = |fault: Fault, secs: u64, lasts: Option<u64>| Scenario {
+            when: When::Every(Duration::from_secs(secs)),
+            ..at(fault, secs, lasts)
+        };
+        let latency = Fault::Latency {
+            base: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+        };
+        let scenarios = [
+            at(Fault::Loss(10), 5, None),               // 0
+            at(Fault::LinkDown(2), 10, None),           // 1
+            every(Fault::LinkDown(3), 20, None),        // 2: 20, 40, …
+            at(Fault::LinkUp(2), 30, None),             // 3
+            every(Fault::Hang, 10, Some(2)),            // 4: 10–12, 20–22, …
+            at(Fault::Clear, 50, None),                 // 5
+            at(latency, 50, None),                      // 6: after the clear
+            at(Fault::Reboot(Duration::ZERO), 8, None), // 7
+            every(Fault::Loss(50), 100, Some(1)),       // 8: 100–101, …
+            at(Fault::Hang, 1, None),                   // 9: left out below
+        ];
+        let mut all = Vec::new();
+        Matcher::new(&scenarios).matching("sw-1", &mut all);
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        // As if scenario 9 did not match sw-1.
+        let matching: Vec<usize> = (0..9).collect();
+        let left = |secs: u64| {
+            by_scenario(in_progress(
+                &scenarios,
+                &matching,
+                "sw-1",
+                Duration::from_secs(secs),
+                &[],
+            ))
+        };
+        let s = |n: u64| Some(Duration::from_secs(n));
+        assert_eq!(left(5), []);
+        assert_eq!(left(9), [(0, None)]);
+        assert_eq!(left(11), [(0, None), (1, None), (4, s(12))]);
+        assert_eq!(left(13), [(0, None), (1, None)]);
+        assert_eq!(left(31), [(0, None), (2, None), (4, s(32))]);
+        assert_eq!(left(55), [(6, None)]);
+        assert_eq!(
+            left(100),
+            [(6, None), (2, None)],
+            "the hang of 90 s is over"
+        );
+        assert_eq!(left(101), [(6, None), (2, None), (4, s(102))]);
+        assert_eq!(left(100_000), [(6, None), (2, None)]);
+        // A loss of its own place replaces the earlier loss for its `for`,
+        // and then there is none.
+        let two = [
+            at(Fault::Loss(10), 5, None),
+            at(Fault::Loss(50), 6, Some(4)),
+        ];
+        let both = [0, 1];
+        let left = |secs| {
+            by_scenario(in_progress(
+                &two,
+                &both,
+                "sw-1",
+                Duration::from_secs(secs),
+                &[],
+            ))
+        };
+        assert_eq!(left(7), [(1, s(10))]);
+        assert_eq!(left(11), []);
+    }
+
+    /// [`in_progress`] of scenarios only: (scenario, end).
+    fn by_scenario(held: Vec<(Origin, Option<Duration>)>) -> Vec<(usize, Option<Duration>)> {
+        held.into_iter()
+            .map(|(origin, ends)| match origin {
+                Origin::Scenario(si) => (si, ends),
+                Origin::Hand(i) => panic!("no request by hand was made: {i}"),
+            })
+            .collect()
+    }
+
+    /// Requests by hand count with the scenarios' occurrences, in time
+    /// order: a later one of a place replaces a scenario's fault, `clear`
+    /// and `link-up` by hand end them, and a scenario's later fault
+    /// replaces one by hand. A resumed agent's plan gives back only what
+    /// is left of the scenarios'.
+    #[test]
+    fn requests_by_hand_and_scenarios_replace_each_other_in_time_order() {
+        let at = |fault: Fault, secs: u64| Scenario {
+            agents: "*".into(),
+            fault,
+            when: When::At(Duration::from_secs(secs)),
+            duration: None,
+            jitter: Duration::ZERO,
+            seed: 0,
+        };
+        let scenarios = [
+            at(Fault::LinkDown(2), 10),
+            at(Fault::Loss(10), 10),
+            at(Fault::Hang, 30),
+        ];
+        let s = Duration::from_secs;
+        let by_hand = |fault: Fault, secs: u64, ends: Option<u64>| HandEvent {
+            at: s(secs),
+            fault,
+            ends: ends.map(s),
+        };
+        let latency = Fault::Latency {
+            base: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+        };
+        let hand = [
+            by_hand(latency, 5, None),
+            by_hand(Fault::Loss(50), 20, None),
+            by_hand(Fault::LinkUp(2), 25, None),
+        ];
+        let all = [0, 1, 2];
+        let left = |hand: &[HandEvent], secs| in_progress(&scenarios, &all, "sw-0", s(secs), hand);
+        assert_eq!(
+            left(&hand, 40),
+            [
+                (Origin::Hand(0), None),
+                (Origin::Hand(1), None),
+                (Origin::Scenario(2), None)
+            ]
+        );
+        // Before the requests, the scenarios' faults.
+        assert_eq!(
+            left(&hand, 15),
+            [
+                (Origin::Hand(0), None),
+                (Origin::Scenario(0), None),
+                (Origin::Scenario(1), None)
+            ]
+        );
+        // A clear by hand ends everything before it.
+        let cleared = [
+            by_hand(Fault::Loss(50), 20, None),
+            by_hand(Fault::Clear, 35, None),
+        ];
+        assert_eq!(left(&cleared, 40), []);
+        // A scenario's later hang replaces the hang by hand.
+        let hang = [by_hand(Fault::Hang, 12, Some(112))];
+        assert_eq!(
+            left(&hang, 40),
+            [
+                (Origin::Scenario(0), None),
+                (Origin::Scenario(1), None),
+                (Origin::Scenario(2), None)
+            ]
+        );
+        assert_eq!(
+            left(&hang, 20),
+            [
+                (Origin::Scenario(0), None),
+                (Origin::Scenario(1), None),
+                (Origin::Hand(0), Some(s(112)))
+            ]
+        );
+        // The plan of an agent moving in: the link is up again by hand.
+        let t0 = Instant::now();
+        let mut p = Plan {
+            from: t0 + s(40),
+            resume: vec![true].into(),
+            ..plan(vec![at(Fault::LinkDown(2), 10)], 1, t0)
+        };
+        assert_eq!(Schedule::new(p.clone()).take_due(t0 + s(40)).len(), 1);
+        p.hand = Arc::new(HashMap::from([(
+            "sw-0".to_string(),
+            vec![by_hand(Fault::LinkUp(2), 25, None)],
+        )]));
+        assert!(Schedule::new(p).take_due(t0 + s(40)).is_empty());
     }
 
     /// A first plan of a push resumes every agent; a later one only the
@@ -639,10 +992,22 @@ mod tests {
         let scenarios = Arc::new(vec![flap("sw-*", 1)]);
         let agents: Arc<[String]> = ["sw-1", "sw-2", "sw-3"].map(String::from).into();
         let zero = SystemTime::now() - Duration::from_secs(100);
-        let first = Plan::pushed(scenarios.clone(), agents.clone(), zero, true, &agents);
+        let first = Plan::pushed(
+            scenarios.clone(),
+            agents.clone(),
+            zero,
+            (true, &agents),
+            ByHand::default(),
+        );
         assert_eq!(*first.resume, [true, true, true]);
         let before = ["sw-2".to_string(), "sw-9".to_string()];
-        let later = Plan::pushed(scenarios.clone(), agents.clone(), zero, false, &before);
+        let later = Plan::pushed(
+            scenarios.clone(),
+            agents.clone(),
+            zero,
+            (false, &before),
+            ByHand::default(),
+        );
         assert_eq!(*later.resume, [true, false, true]);
         assert!(!Plan::now(scenarios, agents).resume.iter().any(|r| *r));
     }

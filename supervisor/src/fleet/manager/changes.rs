@@ -76,6 +76,10 @@ pub enum Share {
         /// When the fleet was pushed (wall clock): the time zero of its
         /// scenarios, the same on every node.
         zero: std::time::SystemTime,
+        /// Per agent, what an operator did to it by hand under this push
+        /// (etcd keeps it): the faults it replaced or cleared are not
+        /// given back to an agent that moves in.
+        hand: crate::fleet::scenarios::ByHand,
         /// Told once the agents run (or could not start).
         reply: oneshot::Sender<Response>,
     },
@@ -245,6 +249,7 @@ impl Manager {
                 epoch,
                 fleet,
                 zero,
+                hand,
                 reply,
             } => {
                 if self.fenced.is_some_and(|f| epoch <= f) {
@@ -256,6 +261,7 @@ impl Manager {
                 }
                 self.given = Some(*fleet);
                 self.given_zero = Some(zero);
+                self.given_hand = hand;
                 self.reload(Asker::Control(reply));
             }
             Share::Fence { epoch, reply } => {

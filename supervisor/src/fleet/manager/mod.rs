@@ -29,6 +29,7 @@ use crate::events::targets;
 use crate::fleet::capacity::Demand;
 use crate::fleet::plan;
 use crate::fleet::reload::group;
+use crate::fleet::scenarios::ByHand;
 use crate::fleet::v3;
 use crate::process::addresses::HostAddresses;
 use crate::process::bind;
@@ -160,6 +161,8 @@ pub struct Manager {
     given: Option<Fleet>,
     /// The time zero of the share's scenarios: the wall time of the push.
     given_zero: Option<std::time::SystemTime>,
+    /// What was done by hand to the share's agents under that push.
+    given_hand: ByHand,
     /// The newest lease epoch fenced: its shares are refused.
     fenced: Option<u64>,
     /// What the fleet that runs asks of the host, which a reload frees.
@@ -197,17 +200,18 @@ fn scenarios_of(fleet: &Fleet) -> Scenarios {
 }
 
 /// The scenarios' plan of `fleet`: from now, or on a cluster node from
-/// `zero`, the push ([`crate::fleet::scenarios::Plan::pushed`], `first`
-/// plan of that push or not, following a plan of agents `before`).
+/// `zero`, the push, with what was done by `hand`
+/// ([`crate::fleet::scenarios::Plan::pushed`], `first` plan of that push
+/// or not, following a plan of agents `before`).
 fn scenario_plan(
     (scenarios, agents): Scenarios,
-    zero: Option<std::time::SystemTime>,
+    zero: Option<(std::time::SystemTime, &ByHand)>,
     first: bool,
     before: &[String],
 ) -> crate::fleet::scenarios::Plan {
     use crate::fleet::scenarios::Plan;
     match zero {
-        Some(zero) => Plan::pushed(scenarios, agents, zero, first, before),
+        Some((zero, hand)) => Plan::pushed(scenarios, agents, zero, (first, before), hand.clone()),
         None => Plan::now(scenarios, agents),
     }
 }
@@ -245,6 +249,7 @@ impl Manager {
             interfaces: HashMap::new(),
             given: None,
             given_zero: None,
+            given_hand: ByHand::default(),
             fenced: None,
             running: Demand::of(fleet),
             hand_faults: None,
@@ -454,9 +459,10 @@ impl Manager {
     /// schedule is, with the faults in progress of the agents that moved
     /// in. After the units start, so that each fault finds its agent.
     fn replan(&mut self, scenarios: Scenarios) {
-        let zero = self.given_zero;
+        let (zero, hand) = (self.given_zero, &self.given_hand);
         self.scenarios.send_if_modified(|old| {
-            let plan = scenario_plan(scenarios, zero, old.zero != zero, &old.agents);
+            let first = old.zero != zero;
+            let plan = scenario_plan(scenarios, zero.map(|z| (z, hand)), first, &old.agents);
             let same = *old.scenarios == *plan.scenarios
                 && old.agents == plan.agents
                 && old.zero == plan.zero;
