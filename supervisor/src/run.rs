@@ -60,7 +60,7 @@ pub struct Triggers {
 /// `supervisor-stopping` is published, every agent process is stopped
 /// (each publishing `stopped`), the event bus is closed, and every sink —
 /// KVP, notifications, journal, event streams — delivers every event it
-/// still holds before its task ends, within [`FLUSH_TIMEOUT`] (a sink that
+/// still holds before its task ends, within `events::bus::FLUSH_TIMEOUT` (a sink that
 /// runs out of time says so in the log).
 pub async fn run(
     fleet: Fleet,

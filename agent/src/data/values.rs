@@ -2,7 +2,7 @@
 //! in the fleet, and the objects `identity` derives from the device's name
 //! and addresses), served on top of the shared store without copying it.
 //!
-//! [`Values`] is what travels to the agent process; [`Own`] is what a view
+//! [`Values`] is what travels to the agent process; `Own` is what a view
 //! serves from: one sorted, packed overlay per view, built against that
 //! view's store (a plain value takes the type the snapshot records for its
 //! OID): values BER-encoded once, here, and the subtrees of the store not

@@ -1,6 +1,6 @@
 //! What one node should serve, as a pure function of what etcd holds: the
 //! pushed fleet, the live members and the owner keys. No I/O; the node
-//! ([`super::node`]) carries the result out.
+//! (`cluster::node`) carries the result out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -509,7 +509,7 @@ pub fn agents_that_fit(base: &Fleet, host: &Host) -> u64 {
     lo
 }
 
-/// [`agents_that_fit`] on this host.
+/// `agents_that_fit` on this host.
 pub fn agents_this_host_carries(base: &Fleet) -> u64 {
     agents_that_fit(base, &Host::probe())
 }
