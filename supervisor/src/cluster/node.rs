@@ -55,7 +55,7 @@ const BOOTS_BLOCK: u32 = 1000;
 
 /// How often a node looks whether an agent it serves has used half of its
 /// reserved boots (restarts count them up), and sweeps the faults keys
-/// that hold nothing to replay any more.
+/// of an earlier push.
 const UPKEEP: Duration = Duration::from_secs(10);
 
 /// What the node needs to know about itself.
@@ -1129,7 +1129,7 @@ impl Node {
                 Ok(Ok(r)) if r.succeeded() => {
                     tracing::debug!(
                         keys = batch.len(),
-                        "cluster: faults keys with nothing left to replay deleted"
+                        "cluster: faults keys of an earlier push deleted"
                     );
                     for (a, _) in batch {
                         self.hand.remove(a);

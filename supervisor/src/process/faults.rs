@@ -74,7 +74,7 @@ pub struct DeviceFaults {
 }
 
 /// Whether two faults occupy the same place (one replaces the other).
-pub(crate) fn same_place(a: Fault, b: Fault) -> bool {
+fn same_place(a: Fault, b: Fault) -> bool {
     match (a, b) {
         (Fault::LinkDown(x), Fault::LinkDown(y)) => x == y,
         _ => a.kind() == b.kind(),

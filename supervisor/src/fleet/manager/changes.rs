@@ -260,8 +260,7 @@ impl Manager {
                     return;
                 }
                 self.given = Some(*fleet);
-                self.given_zero = Some(zero);
-                self.given_hand = hand;
+                self.given_push = Some((zero, hand));
                 self.reload(Asker::Control(reply));
             }
             Share::Fence { epoch, reply } => {

@@ -159,10 +159,9 @@ pub struct Manager {
     /// A cluster node's share: the fleet a reload applies instead of
     /// re-reading `source` (see [`Manager::share`]).
     given: Option<Fleet>,
-    /// The time zero of the share's scenarios: the wall time of the push.
-    given_zero: Option<std::time::SystemTime>,
-    /// What was done by hand to the share's agents under that push.
-    given_hand: ByHand,
+    /// The time zero of the share's scenarios (the wall time of the push),
+    /// and what was done by hand to its agents under that push.
+    given_push: Option<(std::time::SystemTime, ByHand)>,
     /// The newest lease epoch fenced: its shares are refused.
     fenced: Option<u64>,
     /// What the fleet that runs asks of the host, which a reload frees.
@@ -211,7 +210,7 @@ fn scenario_plan(
 ) -> crate::fleet::scenarios::Plan {
     use crate::fleet::scenarios::Plan;
     match zero {
-        Some((zero, hand)) => Plan::pushed(scenarios, agents, zero, (first, before), hand.clone()),
+        Some((zero, hand)) => Plan::pushed(scenarios, agents, zero, first, before, hand.clone()),
         None => Plan::now(scenarios, agents),
     }
 }
@@ -248,8 +247,7 @@ impl Manager {
             by_name: None,
             interfaces: HashMap::new(),
             given: None,
-            given_zero: None,
-            given_hand: ByHand::default(),
+            given_push: None,
             fenced: None,
             running: Demand::of(fleet),
             hand_faults: None,
@@ -459,10 +457,10 @@ impl Manager {
     /// schedule is, with the faults in progress of the agents that moved
     /// in. After the units start, so that each fault finds its agent.
     fn replan(&mut self, scenarios: Scenarios) {
-        let (zero, hand) = (self.given_zero, &self.given_hand);
+        let pushed = self.given_push.as_ref().map(|(zero, hand)| (*zero, hand));
         self.scenarios.send_if_modified(|old| {
-            let first = old.zero != zero;
-            let plan = scenario_plan(scenarios, zero.map(|z| (z, hand)), first, &old.agents);
+            let first = old.zero != pushed.map(|(zero, _)| zero);
+            let plan = scenario_plan(scenarios, pushed, first, &old.agents);
             let same = *old.scenarios == *plan.scenarios
                 && old.agents == plan.agents
                 && old.zero == plan.zero;

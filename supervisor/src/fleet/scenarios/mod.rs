@@ -84,7 +84,8 @@ impl Plan {
         scenarios: Arc<Vec<Scenario>>,
         agents: Arc<[String]>,
         zero: SystemTime,
-        (first, before): (bool, &[String]),
+        first: bool,
+        before: &[String],
         hand: ByHand,
     ) -> Plan {
         let (now, wall) = (Instant::now(), SystemTime::now());
@@ -574,7 +575,8 @@ mod tests {
             scenarios.clone(),
             agents.clone(),
             zero,
-            (true, &[]),
+            true,
+            &[],
             ByHand::default(),
         );
         let now = Instant::now();
@@ -585,7 +587,8 @@ mod tests {
             scenarios.clone(),
             agents.clone(),
             zero,
-            (false, &agents),
+            false,
+            &agents,
             ByHand::default(),
         );
         assert!(near(later.from, Instant::now()));
@@ -595,13 +598,14 @@ mod tests {
             scenarios.clone(),
             agents.clone(),
             fresh,
-            (true, &[]),
+            true,
+            &[],
             ByHand::default(),
         );
         assert_eq!(p.from, p.since);
         // Pushed from a clock ahead of this one: time zero is still to come.
         let ahead = SystemTime::now() + Duration::from_secs(5);
-        let p = Plan::pushed(scenarios, agents, ahead, (true, &[]), ByHand::default());
+        let p = Plan::pushed(scenarios, agents, ahead, true, &[], ByHand::default());
         assert!(near(p.since, Instant::now() + Duration::from_secs(5)));
         assert_eq!(p.from, p.since);
     }
@@ -747,7 +751,8 @@ mod tests {
             scenarios.clone(),
             agents.clone(),
             zero,
-            (true, &agents),
+            true,
+            &agents,
             ByHand::default(),
         );
         assert_eq!(*first.resume, [true, true, true]);
@@ -756,7 +761,8 @@ mod tests {
             scenarios.clone(),
             agents.clone(),
             zero,
-            (false, &before),
+            false,
+            &before,
             ByHand::default(),
         );
         assert_eq!(*later.resume, [true, false, true]);

@@ -3,12 +3,12 @@
 //! moves in (the scenarios' task the scenarios' faults, the node those
 //! injected by hand). Pure.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentcluster_conf::{Fault, Scenario, When};
 
 use super::{first_from, offset};
-use crate::process::faults::same_place;
+use crate::process::faults::DeviceFaults;
 
 /// A fault request an operator made of one agent by hand, on the time
 /// axis of the scenarios.
@@ -49,12 +49,13 @@ fn last_before(s: &Scenario, name: &str, skip: Duration) -> Option<Duration> {
 /// would be had it run all along: each with where it comes from and its
 /// end from time zero (`None`: until cleared).
 ///
-/// A fault's place holds the last fault injected there (one per kind, one
-/// per interface for `link-down`), until its `for` is over; `clear` empties
-/// every place and `link-up` its interface's. So only each scenario's last
-/// occurrence before `skip` can matter: they and the requests by hand are
-/// replayed in time order (for a tie: the scenarios in file order, as they
-/// fire, then the requests by hand). A `reboot` is not given again.
+/// They are replayed in time order (for a tie: the scenarios in file order,
+/// as they fire, then the requests by hand) on a device's faults as the
+/// unit keeps them ([`DeviceFaults`]): a fault's place holds the last
+/// fault injected there (one per kind, one per interface for
+/// `link-down`) until its `for` is over; `clear` empties every place and
+/// `link-up` its interface's. So only each scenario's last occurrence
+/// before `skip` can matter. A `reboot` is not given again.
 pub fn in_progress(
     scenarios: &[Scenario],
     matching: &[usize],
@@ -83,26 +84,30 @@ pub fn in_progress(
         )
         .collect();
     events.sort_unstable_by_key(|&(at, by, i, ..)| (at, by, i));
-    let mut held: Vec<(Fault, Origin, Option<Duration>)> = Vec::new();
-    for (_, by, i, fault, ends) in events {
-        match fault {
-            Fault::Clear => held.clear(),
-            Fault::LinkUp(n) => held.retain(|(f, ..)| *f != Fault::LinkDown(n)),
-            Fault::Reboot(_) => {}
-            f => {
-                held.retain(|(h, ..)| !same_place(*h, f));
-                let origin = if by == 0 {
-                    Origin::Scenario(i)
-                } else {
-                    Origin::Hand(i)
-                };
-                held.push((f, origin, ends));
-            }
+    // The device's faults as the unit keeps them, on a clock whose zero
+    // is the scenarios' time zero.
+    let zero = Instant::now();
+    let mut device = DeviceFaults::default();
+    for &(at, _, _, fault, ends) in &events {
+        if !matches!(fault, Fault::Reboot(_)) {
+            device.apply(fault, ends.map(|e| e.saturating_sub(at)), zero + at);
         }
     }
-    held.into_iter()
-        .filter(|(.., ends)| ends.is_none_or(|e| e > skip))
-        .map(|(_, origin, ends)| (origin, ends))
+    device.expire(zero + skip);
+    // Each fault held came from the last request of its place, the last
+    // one that asked for it.
+    device
+        .active()
+        .iter()
+        .filter_map(|a| {
+            let &(_, by, i, ..) = events.iter().rev().find(|e| e.3 == a.fault)?;
+            let origin = if by == 0 {
+                Origin::Scenario(i)
+            } else {
+                Origin::Hand(i)
+            };
+            Some((origin, a.until.map(|u| u.saturating_duration_since(zero))))
+        })
         .collect()
 }
 
