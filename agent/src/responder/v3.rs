@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Drop, ErrorStatus, Outcome, Responder, finish_pdu};
+use super::{Bulk, Drop, ErrorStatus, Outcome, Responder, Scratch, finish_pdu};
 use crate::security::v3::{Incoming, Reply};
 use crate::wire::ber::{self, Frame};
 
@@ -23,23 +23,23 @@ impl Responder {
         &mut self,
         datagram: &[u8],
         now: Instant,
+        scratch: &mut Scratch,
         frame: &mut Frame,
     ) -> Outcome {
         let time = self.engine_time(now);
         let Some(engine) = self.v3.as_mut() else {
             return Outcome::Dropped(Drop::BadVersion);
         };
-        let mut request = std::mem::take(&mut self.request);
-        let incoming = engine.incoming(datagram, time, &mut self.counters, &mut request);
-        let outcome = self.answer_incoming(incoming, &request, now, time, frame);
-        self.request = request;
-        outcome
+        let Scratch { request, bulk } = scratch;
+        let incoming = engine.incoming(datagram, time, &mut self.counters, request);
+        self.answer_incoming(incoming, request, bulk, now, time, frame)
     }
 
     fn answer_incoming(
         &mut self,
         incoming: Incoming,
         request: &super::Request,
+        bulk: &mut Bulk,
         now: Instant,
         time: u32,
         frame: &mut Frame,
@@ -82,7 +82,7 @@ impl Responder {
                         return Outcome::Dropped(d);
                     }
                 } else if let Err(d) =
-                    self.run_pdu(request, view, write, budget, headroom, now, frame)
+                    self.run_pdu(request, bulk, view, write, budget, headroom, now, frame)
                 {
                     return Outcome::Dropped(d);
                 }

@@ -36,15 +36,23 @@ pub(crate) struct Request {
     pub values: Vec<Value>,
 }
 
+impl Request {
+    /// No request yet (a GET in v1 without varbinds), allocating nothing.
+    pub const EMPTY: Request = Request {
+        version: Version::V1,
+        kind: Kind::Get,
+        request_id: 0,
+        names: Names {
+            arcs: Vec::new(),
+            ends: Vec::new(),
+        },
+        values: Vec::new(),
+    };
+}
+
 impl Default for Request {
     fn default() -> Request {
-        Request {
-            version: Version::V1,
-            kind: Kind::Get,
-            request_id: 0,
-            names: Names::default(),
-            values: Vec::new(),
-        }
+        Request::EMPTY
     }
 }
 
