@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::harness::fleet::READY_WITHIN;
 use crate::harness::imports::{Signal, procs};
 use crate::harness::{
-    BIN, Fleet, Process, agentcluster, alone, free_port, is, mib, output, pid_of, table_rows,
-    tempdir, text,
+    BIN, Fleet, Process, agentcluster, alone, free_port, is, mib, output, pid_of, poll_until,
+    sys_name_ok, table_rows, tempdir, text,
 };
 
 /// One agent entry on a port of its own, `extra` its own further keys.
@@ -143,6 +143,63 @@ fn status_sums_up_filters_and_sorts() {
 /// `status --watch` into a pipe: one table, then nothing while nothing
 /// happens; a killed agent brings new tables (after a blank line) that
 /// end with its restart.
+/// The agents of one process count apart in `status`: heartbeats carry
+/// only the agents whose counts moved, so one asked earlier keeps its
+/// count while another is asked, and one never asked stays at 0.
+#[test]
+fn status_counts_each_agent_of_a_packed_process() {
+    let ports = [free_port(), free_port(), free_port()];
+    let agents: String = ["a", "b", "c"]
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| {
+            format!(
+                "  - name: {name}\n    listen: [\"127.0.0.1:{port}\"]\n    data: {}\n    snmpv2c: {{ communities: [public] }}\n",
+                mib("linux-host.snmprec").display()
+            )
+        })
+        .collect();
+    let fleet = Fleet::start(&format!(
+        "  heartbeat: 100ms\n  agents_per_process: 3\nagents:\n{agents}"
+    ));
+    let get = |port: u16, times: usize| (0..times).for_each(|_| sys_name_ok(port));
+    let counts_are = |what: &str, want: [u64; 3]| {
+        poll_until(
+            what,
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let status = fleet.status();
+                let seen: Vec<u64> = ["a", "b", "c"]
+                    .iter()
+                    .map(|n| {
+                        crate::harness::agent(&status, n)["requests"]
+                            .as_u64()
+                            .unwrap_or(u64::MAX)
+                    })
+                    .collect();
+                if seen == want {
+                    Ok(())
+                } else {
+                    Err(format!("{seen:?}"))
+                }
+            },
+        );
+    };
+    let pids: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|n| pid_of(&fleet.status(), n))
+        .collect();
+    assert!(pids.iter().all(|p| *p == pids[0]), "one process: {pids:?}");
+    get(ports[1], 4);
+    counts_are("b's 4 requests, none to a or c", [0, 4, 0]);
+    get(ports[0], 2);
+    counts_are("a's 2 requests beside b's 4", [2, 4, 0]);
+    // Several heartbeats later b, not asked since, still has its count.
+    std::thread::sleep(Duration::from_millis(500));
+    counts_are("the same counts after five more heartbeats", [2, 4, 0]);
+}
+
 #[test]
 fn status_watch_draws_again_on_events_and_only_then() {
     let fleet = Fleet::start(&format!(

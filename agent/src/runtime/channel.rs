@@ -203,7 +203,9 @@ pub enum FromAgent {
     },
     /// Sent every `heartbeat_ms`: proof of life, with the counters.
     Heartbeat {
-        /// One entry per agent, in the start message's order.
+        /// The agents whose counters changed since the process's last
+        /// heartbeat (every agent in its first), in the start message's
+        /// order. An agent left out has the counters it last had.
         agents: Vec<AgentStats>,
     },
     /// The result of a `swap`.

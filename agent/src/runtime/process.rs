@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::data::store::Store;
 use crate::data::values::Values;
 use crate::notify::{COLD_START, WARM_START};
-use crate::responder::Responder;
+use crate::responder::{Counters, Drops, Responder};
 use crate::runtime::channel::{
     self, AgentStats, CHANNEL_FD, FIRST_SOCKET_FD, FromAgent, PROTOCOL, Start, ToAgent,
 };
@@ -157,23 +157,14 @@ async fn run() -> Result<(), String> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(heartbeat);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut said = Said::new(stats.len());
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let agents = stats
-                    .iter()
-                    .map(|(name, r)| {
-                        let c = serve::counters(r);
-                        AgentStats {
-                            name: name.clone(),
-                            requests: c.requests,
-                            dropped: c.dropped,
-                            drops: c.drops,
-                        }
-                    })
-                    .collect();
+                let now = stats.iter().map(|(name, r)| (name, serve::counters(r)));
+                let agents = said.news(now);
                 if out_tx.send(FromAgent::Heartbeat { agents }).await.is_err() {
                     break;
                 }
@@ -617,6 +608,39 @@ fn apply_swaps(
     Ok(())
 }
 
+/// What a process's last heartbeat said of each of its agents' counters.
+/// A heartbeat carries the agents whose counters moved since (every agent
+/// in the first): a quiet packed process costs the supervisor a few bytes
+/// a heartbeat instead of a record of each of its devices, and one asked
+/// by a load costs it the devices that load asked.
+struct Said(Vec<Option<(u64, u64, Drops)>>);
+
+impl Said {
+    /// Nothing said yet of `agents` agents.
+    fn new(agents: usize) -> Said {
+        Said(vec![None; agents])
+    }
+
+    /// The stats of the next heartbeat, from each agent's name and
+    /// counters now (in the start message's order), noted as said.
+    fn news<'a>(&mut self, now: impl Iterator<Item = (&'a String, Counters)>) -> Vec<AgentStats> {
+        let mut news = Vec::new();
+        for (said, (name, c)) in self.0.iter_mut().zip(now) {
+            let counts = Some((c.requests, c.dropped, c.drops));
+            if *said != counts {
+                *said = counts;
+                news.push(AgentStats {
+                    name: name.clone(),
+                    requests: c.requests,
+                    dropped: c.dropped,
+                    drops: c.drops,
+                });
+            }
+        }
+        news
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -700,5 +724,52 @@ mod tests {
         // Loops that ended because the process was stopped: a clean exit.
         tasks.spawn(async { Ok(()) });
         assert_eq!(join_serving(&mut tasks).await, Ok(()));
+    }
+
+    #[test]
+    fn a_heartbeat_names_the_agents_whose_counters_moved() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let counts = |requests: [u64; 3], dropped_b: u64| {
+            let names = &names;
+            (0..3).map(move |i| {
+                let mut c = Counters {
+                    requests: requests[i],
+                    ..Counters::default()
+                };
+                if i == 1 {
+                    for _ in 0..dropped_b {
+                        c.drops.add(crate::responder::Drop::BadCommunity);
+                    }
+                    c.dropped = dropped_b;
+                }
+                (&names[i], c)
+            })
+        };
+        let named = |news: Vec<AgentStats>| -> Vec<(String, u64, u64)> {
+            news.into_iter()
+                .map(|s| (s.name, s.requests, s.dropped))
+                .collect()
+        };
+        let mut said = Said::new(3);
+        // The first heartbeat names every agent, asked or not.
+        let all = [("a", 0, 0), ("b", 0, 0), ("c", 5, 0)].map(|(n, r, d)| (n.to_string(), r, d));
+        assert_eq!(named(said.news(counts([0, 0, 5], 0))), all);
+        // Nothing moved: none.
+        assert_eq!(named(said.news(counts([0, 0, 5], 0))), []);
+        // A request to a, a drop at b: those two, in order.
+        assert_eq!(
+            named(said.news(counts([1, 0, 5], 1))),
+            [("a".to_string(), 1, 0), ("b".to_string(), 0, 1)]
+        );
+        assert_eq!(named(said.news(counts([1, 0, 5], 1))), []);
+        // A drop moves an agent even when its total of drops would not
+        // tell (the reasons differ): here only the reason's count does.
+        let mut moved = counts([1, 0, 5], 1).collect::<Vec<_>>();
+        moved[1].1.drops = crate::responder::Drops::default();
+        moved[1].1.drops.add(crate::responder::Drop::Parse);
+        assert_eq!(
+            named(said.news(moved.into_iter())),
+            [("b".to_string(), 0, 1)]
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentcluster_agent::channel::{FromAgent, ToAgent};
+use agentcluster_agent::channel::{AgentStats, FromAgent, ToAgent};
 use agentcluster_agent::responder::Drops;
 use agentcluster_agent::xorshift::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -132,6 +132,27 @@ impl Served {
         for (before, now) in self.before.iter_mut().zip(&mut self.now) {
             before.add(now);
             *now = Tally::default();
+        }
+    }
+
+    /// A heartbeat's counters: those of the agents it names (in `plan`'s
+    /// order, as the process sends them; an agent not named keeps its
+    /// counters).
+    fn heard(&mut self, plan: &[AgentPlan], stats: &[AgentStats]) {
+        // One walk over both lists; a name out of order is looked for
+        // from the start.
+        let mut at = 0;
+        for s in stats {
+            let found = (at..plan.len())
+                .chain(0..at)
+                .find(|&i| plan[i].name == s.name);
+            if let Some(i) = found {
+                self.now[i] = Tally {
+                    requests: s.requests,
+                    drops: s.drops,
+                };
+                at = i + 1;
+            }
         }
     }
 
@@ -586,14 +607,7 @@ fn on_channel(
         }
         FromChannel::Msg(FromAgent::Heartbeat { agents }) => {
             *last_heartbeat = now();
-            for (slot, plan) in served.now.iter_mut().zip(&spec.agents) {
-                if let Some(s) = agents.iter().find(|s| s.name == plan.name) {
-                    *slot = Tally {
-                        requests: s.requests,
-                        drops: s.drops,
-                    };
-                }
-            }
+            served.heard(&spec.agents, &agents);
             None
         }
         FromChannel::Msg(_) => None,

@@ -786,3 +786,58 @@ async fn a_reboot_of_a_packed_agent_stays_inside_its_process() {
         "no signal: the process stays"
     );
 }
+
+/// A heartbeat names the agents whose counters moved, in the start's
+/// order: each named agent gets its counts, the others keep theirs, and a
+/// name out of order or unknown is no trouble.
+#[test]
+fn a_heartbeat_sets_the_counts_of_the_agents_it_names() {
+    use agentcluster_agent::channel::AgentStats;
+    use agentcluster_agent::responder::{Drop, Drops};
+
+    let plan: Vec<AgentPlan> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| AgentPlan {
+            name: (*n).into(),
+            ..spec(n).agents.remove(0)
+        })
+        .collect();
+    let stats = |named: &[(&str, u64)]| -> Vec<AgentStats> {
+        named
+            .iter()
+            .map(|(name, requests)| AgentStats {
+                name: (*name).into(),
+                requests: *requests,
+                ..AgentStats::default()
+            })
+            .collect()
+    };
+    let requests = |s: &super::Served| s.now.iter().map(|t| t.requests).collect::<Vec<_>>();
+    let mut served = super::Served::new(plan.len());
+    served.heard(&plan, &stats(&[("a", 1), ("b", 2), ("c", 3), ("d", 4)]));
+    assert_eq!(requests(&served), [1, 2, 3, 4]);
+    served.heard(&plan, &stats(&[("b", 5), ("d", 6)]));
+    assert_eq!(requests(&served), [1, 5, 3, 6]);
+    served.heard(&plan, &[]);
+    assert_eq!(requests(&served), [1, 5, 3, 6]);
+    // Out of order, and a name the unit does not serve.
+    served.heard(&plan, &stats(&[("c", 7), ("x", 9), ("a", 8)]));
+    assert_eq!(requests(&served), [8, 5, 7, 6]);
+    // Drops travel with the requests.
+    let mut drops = Drops::default();
+    drops.add(Drop::BadCommunity);
+    let dropped = AgentStats {
+        name: "d".into(),
+        requests: 6,
+        dropped: 1,
+        drops,
+    };
+    served.heard(&plan, &[dropped]);
+    assert_eq!(served.now[3].drops.get(Drop::BadCommunity), 1);
+    // A new process counts from zero; the totals keep what the last had.
+    served.new_process();
+    served.heard(&plan, &stats(&[("a", 1)]));
+    assert_eq!(requests(&served), [1, 0, 0, 0]);
+    let totals: Vec<u64> = served.totals().iter().map(|t| t.requests).collect();
+    assert_eq!(totals, [9, 5, 7, 6]);
+}
