@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentcluster_agent::channel::{FromAgent, ToAgent};
+use agentcluster_agent::channel::{AgentStats, FromAgent, ToAgent};
 use agentcluster_conf::Restart;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -70,6 +70,12 @@ impl Launched {
     /// A heartbeat with no counters.
     pub async fn heartbeat(&self) {
         let agents = Vec::new();
+        self.say(FromChannel::Msg(FromAgent::Heartbeat { agents }))
+            .await;
+    }
+
+    /// A heartbeat with these agents' counters.
+    pub async fn heartbeat_with(&self, agents: Vec<AgentStats>) {
         self.say(FromChannel::Msg(FromAgent::Heartbeat { agents }))
             .await;
     }

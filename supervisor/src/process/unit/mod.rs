@@ -117,6 +117,8 @@ impl Tally {
 struct Served {
     now: Vec<Tally>,
     before: Vec<Tally>,
+    /// The counts changed since the status last showed them.
+    news: bool,
 }
 
 impl Served {
@@ -124,11 +126,13 @@ impl Served {
         Served {
             now: vec![Tally::default(); agents],
             before: vec![Tally::default(); agents],
+            news: true,
         }
     }
 
     /// A new process starts from zero; what the last one had is kept.
     fn new_process(&mut self) {
+        self.news = true;
         for (before, now) in self.before.iter_mut().zip(&mut self.now) {
             before.add(now);
             *now = Tally::default();
@@ -151,6 +155,7 @@ impl Served {
                     requests: s.requests,
                     drops: s.drops,
                 };
+                self.news = true;
                 at = i + 1;
             }
         }
@@ -259,7 +264,7 @@ pub async fn run(
         waiting_for_token |= apply(&spec, &shared, &machine, &mut process, &mut timers, actions);
     }
     loop {
-        publish_status(&status, &machine, &served, start_latency, &faults);
+        publish_status(&status, &machine, &mut served, start_latency, &faults);
         if shutting_down && !machine.state().has_process() && process.is_none() {
             break;
         }
@@ -447,7 +452,7 @@ pub async fn run(
     if let Some(p) = prober {
         p.abort();
     }
-    publish_status(&status, &machine, &served, start_latency, &faults);
+    publish_status(&status, &machine, &mut served, start_latency, &faults);
 }
 
 /// Where and how to probe a unit: its first agent's first endpoint (an
@@ -523,22 +528,44 @@ async fn probe_loop(
     }
 }
 
+/// Brings the unit's status up to date, telling its watchers only when
+/// something in it changed: a heartbeat that brought no new counts and a
+/// check that found the process well (each unit has them every
+/// `heartbeat`, and a host may have thousands of units) rebuild nothing.
 fn publish_status(
     status: &watch::Sender<Status>,
     machine: &Machine,
-    served: &Served,
+    served: &mut Served,
     start_latency: Option<Duration>,
     faults: &[DeviceFaults],
 ) {
-    status.send_replace(Status {
-        state: machine.state(),
-        pid: machine.pid(),
-        restarts: machine.restarts(),
-        running_since: machine.running_since(),
-        requests: served.now.iter().map(|t| t.requests).collect(),
-        totals: served.totals(),
-        start_latency,
-        faults: faults.iter().map(|f| f.active().to_vec()).collect(),
+    status.send_if_modified(|s| {
+        let now = (
+            machine.state(),
+            machine.pid(),
+            machine.restarts(),
+            machine.running_since(),
+            start_latency,
+        );
+        let mut changed = (s.state, s.pid, s.restarts, s.running_since, s.start_latency) != now;
+        (s.state, s.pid, s.restarts, s.running_since, s.start_latency) = now;
+        if std::mem::take(&mut served.news) {
+            s.requests.clear();
+            s.requests.extend(served.now.iter().map(|t| t.requests));
+            s.totals = served.totals();
+            changed = true;
+        }
+        if s.faults.len() != faults.len() {
+            s.faults.resize(faults.len(), Vec::new());
+            changed = true;
+        }
+        for (shown, f) in s.faults.iter_mut().zip(faults) {
+            if shown.as_slice() != f.active() {
+                *shown = f.active().to_vec();
+                changed = true;
+            }
+        }
+        changed
     });
 }
 

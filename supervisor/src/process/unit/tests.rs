@@ -210,6 +210,40 @@ async fn a_process_that_dies_is_restarted_as_a_new_generation() {
     assert_eq!(h.status.borrow().restarts, 1);
 }
 
+/// A heartbeat that brings no new counts (a quiet process's) and the
+/// checks between heartbeats leave the status as it was, its watchers
+/// unwoken; one with counts shows them.
+#[tokio::test(start_paused = true)]
+async fn the_status_changes_when_a_heartbeat_brings_counts_only() {
+    let mut h = start(spec("a"), OnTerm::Exit, 1);
+    let p = h.launched().await;
+    p.ready().await;
+    assert_eq!(h.kinds(2).await, [EventKind::Starting, EventKind::Ready]);
+    h.state(State::Running).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.status.mark_unchanged();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.heartbeat().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!h.status.has_changed().unwrap(), "{:?}", *h.status.borrow());
+    let counts = agentcluster_agent::channel::AgentStats {
+        name: "a".into(),
+        requests: 7,
+        ..Default::default()
+    };
+    p.heartbeat_with(vec![counts]).await;
+    tokio::time::timeout(PATIENCE, h.status.changed())
+        .await
+        .expect("a change")
+        .expect("the unit is alive");
+    let status = h.status.borrow_and_update().clone();
+    assert_eq!(status.requests, [7]);
+    assert_eq!(status.totals[0].requests, 7);
+    assert_eq!(status.state, State::Running);
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_heartbeat_makes_the_unit_unresponsive_and_restarts_it() {
     let mut h = start(spec("a"), OnTerm::Exit, 1);
