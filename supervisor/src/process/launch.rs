@@ -320,14 +320,20 @@ impl Proc for AgentProcess {
     }
 
     fn inspect(&self) -> Option<Inspection> {
-        let proc = procfs::process::Process::new(self.child.id()? as i32).ok()?;
-        Some(Inspection {
-            stopped: proc
-                .stat()
-                .is_ok_and(|stat| matches!(stat.state, 'T' | 't')),
-            rss: proc.status().ok().and_then(|s| s.vmrss).map(|kb| kb * 1024),
-        })
+        inspect(&procfs::process::Process::new(self.child.id()? as i32).ok()?)
     }
+}
+
+/// What /proc says of `proc`, from one short read, as the watchdog asks
+/// every heartbeat for every process: its state and resident set (the
+/// count `status` shows as VmRSS, in pages) from /proc/PID/stat, not the
+/// forty fields of /proc/PID/status.
+fn inspect(proc: &procfs::process::Process) -> Option<Inspection> {
+    let stat = proc.stat().ok()?;
+    Some(Inspection {
+        stopped: matches!(stat.state, 'T' | 't'),
+        rss: Some(stat.rss * procfs::page_size()),
+    })
 }
 
 /// Before each start of `agent`: one boot more, persisted in `state_dir`
@@ -361,6 +367,24 @@ pub fn exit_of(status: std::process::ExitStatus) -> Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inspection_reads_the_resident_set_that_status_shows() {
+        let me = procfs::process::Process::myself().unwrap();
+        // Touch 8 MiB so that the resident set is well above noise.
+        let touched = vec![1u8; 8 << 20];
+        let seen = inspect(&me).unwrap();
+        let vmrss = me.status().unwrap().vmrss.unwrap() * 1024;
+        let rss = seen.rss.unwrap();
+        assert!(!seen.stopped);
+        assert!(rss >= 8 << 20, "{rss}");
+        // Read a moment apart: the same count, give or take a little.
+        assert!(rss.abs_diff(vmrss) < 1 << 20, "stat {rss} status {vmrss}");
+        assert_eq!(
+            touched.iter().map(|b| usize::from(*b)).sum::<usize>(),
+            8 << 20
+        );
+    }
 
     #[test]
     fn a_store_is_opened_once_per_message_however_many_views_serve_it() {

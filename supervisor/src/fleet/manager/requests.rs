@@ -94,7 +94,8 @@ impl Manager {
             a.rss_bytes = a.pid.and_then(|pid| {
                 *rss.entry(pid).or_insert_with(|| {
                     let p = procfs::process::Process::new(pid as i32).ok()?;
-                    p.status().ok()?.vmrss.map(|kb| kb * 1024)
+                    // VmRSS, as /proc/PID/stat counts it (in pages).
+                    Some(p.stat().ok()?.rss * procfs::page_size())
                 })
             });
         }
