@@ -55,6 +55,9 @@ pub struct Spec {
     /// medians, each ratio taken within its pair, so that a host busy for
     /// a while skews one pair rather than the figure.
     pub spread_pairs: usize,
+    /// Measure what the fleet costs while nobody asks it anything, for
+    /// this long (after the sweep and the memory, before any load).
+    pub quiet: Option<Duration>,
     /// `cluster.start_tokens`; `None`: the default.
     pub start_tokens: Option<u32>,
     /// How long the supervisor may take to print its ready block.
@@ -163,11 +166,52 @@ pub struct FleetResult {
     pub spread: Option<Spread>,
     /// With [`Spec::memory`]: the process tree's memory.
     pub memory: Option<TreeMemory>,
+    /// With [`Spec::quiet`]: what the fleet costs unasked.
+    pub quiet: Option<Quiet>,
     /// With [`Spec::kills`]: restart latencies.
     pub restart: Option<Restart>,
     /// Seconds from SIGTERM to the supervisor's exit (NaN: not within
     /// 60 s).
     pub stop_s: f64,
+}
+
+/// What a running fleet costs while nobody asks it anything: its
+/// heartbeats, watchdog checks and timers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quiet {
+    /// How long it was watched.
+    pub seconds: f64,
+    /// CPU time of all its processes (supervisor, helpers, holders,
+    /// agents), in percent of one CPU.
+    pub fleet_cpu_pct: f64,
+    /// The supervisor's own share of that.
+    pub supervisor_cpu_pct: f64,
+    /// How busy the machine was meanwhile, in percent of all CPUs.
+    pub machine_busy_pct: f64,
+}
+
+/// Watches the fleet of supervisor `pid` for `d` while nothing asks it
+/// anything.
+fn quiet(pid: u32, d: Duration) -> Quiet {
+    let mut fleet = procs::descendants(pid);
+    fleet.push(pid);
+    let (machine0, cpu0, own0) = (
+        procs::machine_ticks(),
+        procs::cpu_ns_of(&fleet),
+        procs::cpu_ns_of(&[pid]),
+    );
+    let t0 = Instant::now();
+    std::thread::sleep(d);
+    let seconds = t0.elapsed().as_secs_f64();
+    let pct = |ns: u64| 100.0 * ns as f64 / 1e9 / seconds;
+    Quiet {
+        seconds,
+        fleet_cpu_pct: pct(procs::cpu_ns_of(&fleet).saturating_sub(cpu0)),
+        supervisor_cpu_pct: pct(procs::cpu_ns_of(&[pid]).saturating_sub(own0)),
+        machine_busy_pct: machine0
+            .zip(procs::machine_ticks())
+            .map_or(f64::NAN, |(a, b)| procs::machine_busy(a, b).0),
+    }
 }
 
 /// A child killed when dropped (and by the kernel if we die).
@@ -350,6 +394,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
         (None, None)
     };
     let memory = spec.memory.then(|| procs::tree_memory(pid));
+    let quiet = spec.quiet.map(|d| quiet(pid, d));
     let spread = match spec.spread {
         Some(n) => {
             let n = n.min(targets.len());
@@ -390,6 +435,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
         answering_s,
         spread,
         memory,
+        quiet,
         restart,
         stop_s,
     })

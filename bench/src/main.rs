@@ -281,6 +281,10 @@ struct FleetArgs {
     /// medians are reported.
     #[arg(long, default_value_t = 3)]
     spread_pairs: usize,
+    /// Watch the fleet this long while nothing asks it anything (after the
+    /// sweep and the memory): its processes' CPU time and the machine's.
+    #[arg(long, value_parser = parse_duration)]
+    quiet: Option<Duration>,
     #[command(flatten)]
     record: Record,
 }
@@ -691,6 +695,7 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         spread: a.spread,
         spread_for: a.spread_duration,
         spread_pairs: a.spread_pairs,
+        quiet: a.quiet,
     };
     let r = fleet::run(&spec)?;
     let mut line = format!(
@@ -727,6 +732,12 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
             m.pss_max_kib as f64 / 1024.0,
             m.helpers,
             m.total_pss_kib as f64 / 1024.0
+        ));
+    }
+    if let Some(q) = &r.quiet {
+        line.push_str(&format!(
+            "; unasked for {:.0} s: {:.1} % of a CPU (supervisor {:.1} %), machine {:.1} % busy",
+            q.seconds, q.fleet_cpu_pct, q.supervisor_cpu_pct, q.machine_busy_pct
         ));
     }
     if let Some(k) = &r.restart {

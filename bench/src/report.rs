@@ -440,6 +440,16 @@ pub fn rows(r: &Records) -> Vec<Row> {
             "≤ 10",
             Goal::AtMost(10.0),
         );
+        if let Some(cpu) = r.med(tag, "/quiet/fleet_cpu_pct") {
+            b.info(
+                "  running unasked: CPU of all its processes (% of one CPU)",
+                one(Some(cpu)),
+            );
+            b.info(
+                "  running unasked: the supervisor's share (% of one CPU)",
+                one(r.med(tag, "/quiet/supervisor_cpu_pct")),
+            );
+        }
         let devices = r.med(tag, "/spread/devices").unwrap_or(0.0);
         b.info(
             "  GET/s to one agent of the fleet",
