@@ -91,6 +91,9 @@ mod imp {
             .load()
             .map_err(|e| UserError(format!("{key}: {e}")))?;
         let (nodes, agents) = cluster.rows(&pushed_fleet);
+        if let Some(message) = args.unmatched(agents.iter().map(|a| a.agent.as_str())) {
+            return Err(UserError(format!("{message} in the fleet at {key}")).into());
+        }
         let text = if args.json {
             json(cluster.revision, &nodes, &agents, args)?
         } else {
@@ -148,7 +151,7 @@ mod imp {
     ) -> anyhow::Result<String> {
         let selected: Vec<&AgentRow> = agents
             .iter()
-            .filter(|a| args.picks(pick(a.state)))
+            .filter(|a| args.takes(&a.agent, pick(a.state)))
             .collect();
         let out = serde_json::json!({
             "revision": revision,
@@ -203,10 +206,10 @@ mod imp {
     ) -> String {
         let mut rows: Vec<&AgentRow> = agents
             .iter()
-            .filter(|a| args.picks(pick(a.state)))
+            .filter(|a| args.takes(&a.agent, pick(a.state)))
             .collect();
         status_cmd::sort(&mut rows, args.sort);
-        let shown = (!args.states.is_empty()).then_some(rows.len());
+        let shown = args.filters().then_some(rows.len());
         let head = format!("cluster {}", ctl::one_line(prefix));
         let states: Vec<Pick> = agents.iter().map(|a| pick(a.state)).collect();
         let extra = format!(

@@ -52,6 +52,16 @@ pub struct StatusArgs {
     /// until interrupted.
     #[arg(short, long)]
     pub watch: bool,
+    /// Only these agents: names or globs (`*`, `?`, `[...]`; quote them
+    /// from the shell), as `stop` takes them. One that matches no agent
+    /// is an error.
+    #[arg(value_name = "NAME", value_parser = pattern)]
+    pub names: Vec<glob::Pattern>,
+}
+
+/// A NAME argument: a glob, as the supervisor reads `stop`'s.
+fn pattern(name: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(name).map_err(|e| format!("bad pattern {name:?}: {e}"))
 }
 
 /// What `status --sort` orders the agents by.
@@ -129,6 +139,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn once(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
     let (node, agents) = fetch(path)?;
+    if let Some(message) = args.unmatched(agents.iter().map(|a| a.name.as_str())) {
+        return Err(no_match(message));
+    }
     let text = if args.json {
         let selected: Vec<&AgentStatus> = agents.iter().filter(|a| args.selects(a)).collect();
         let mut s = serde_json::to_string_pretty(&selected).map_err(|e| Failure {
@@ -144,14 +157,45 @@ fn once(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
 }
 
 impl StatusArgs {
-    /// Whether `--state` lets `agent` through.
+    /// Whether `--state` and the names let `agent` through.
     fn selects(&self, agent: &AgentStatus) -> bool {
-        self.picks(Pick::Agent(agent.state))
+        self.takes(&agent.name, Pick::Agent(agent.state))
     }
 
-    /// Whether `--state` lets an agent in `state` through.
-    pub(crate) fn picks(&self, state: Pick) -> bool {
-        self.states.is_empty() || self.states.contains(&state)
+    /// Whether `--state` and the names let the agent `name` in `state`
+    /// through.
+    pub(crate) fn takes(&self, name: &str, state: Pick) -> bool {
+        (self.states.is_empty() || self.states.contains(&state))
+            && (self.names.is_empty() || self.names.iter().any(|p| p.matches(name)))
+    }
+
+    /// Whether `--state` or the names leave agents out: the summary then
+    /// says how many are shown.
+    pub(crate) fn filters(&self) -> bool {
+        !self.states.is_empty() || !self.names.is_empty()
+    }
+
+    /// The names that match none of `agents` (every agent, whatever its
+    /// state), as `stop` would refuse them: `no agent matches NAME, …`.
+    pub(crate) fn unmatched<'a>(
+        &self,
+        agents: impl Iterator<Item = &'a str> + Clone,
+    ) -> Option<String> {
+        let unmatched: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|p| !agents.clone().any(|a| p.matches(a)))
+            .map(glob::Pattern::as_str)
+            .collect();
+        (!unmatched.is_empty()).then(|| format!("no agent matches {}", unmatched.join(", ")))
+    }
+}
+
+/// `no agent matches …` as a failure of the command (exit status 1).
+fn no_match(message: String) -> Failure {
+    Failure {
+        code: crate::EXIT_USER,
+        message,
     }
 }
 
@@ -174,7 +218,7 @@ pub(crate) fn colour() -> bool {
 fn render(node: &str, agents: &[AgentStatus], args: &StatusArgs, colour: bool) -> String {
     let mut rows: Vec<&AgentStatus> = agents.iter().filter(|a| args.selects(a)).collect();
     sort(&mut rows, args.sort);
-    let shown = (!args.states.is_empty()).then_some(rows.len());
+    let shown = args.filters().then_some(rows.len());
     let mut out = summary(node, agents, shown);
     let plain = |_: State, cell: &str| cell.to_string();
     out.push_str(&if colour {
@@ -335,6 +379,11 @@ fn watch(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
     let mut first = true;
     loop {
         let (node, agents) = fetch(path)?;
+        // The names must match when the watch begins; a reload may take
+        // their agents away later, which the table then shows.
+        if first && let Some(message) = args.unmatched(agents.iter().map(|a| a.name.as_str())) {
+            return Err(no_match(message));
+        }
         let text = render(&node, &agents, args, colour);
         let frame = if terminal {
             in_place(&text)

@@ -87,25 +87,20 @@ fn status_sums_up_filters_and_sorts() {
             .ends_with("1 failed, 1 stopped (1 shown)"),
         "{table}"
     );
-    let out = agentcluster(&[
-        "status",
-        "--control",
-        &sock,
-        "--state",
-        "failed",
-        "--state",
-        "stopped",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["hungry", "idle"], "{json}");
+    let json_names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["status", "--control", &sock, "--json"];
+        all.extend_from_slice(args);
+        let out = agentcluster(&all);
+        assert!(out.status.success(), "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let names = json_names(&["--state", "failed", "--state", "stopped"]);
+    assert_eq!(names, ["hungry", "idle"]);
 
     // an unknown state is a usage error naming the valid ones
     let out = agentcluster(&["status", "--control", &sock, "--state", "sleeping"]);
@@ -138,11 +133,46 @@ fn status_sums_up_filters_and_sorts() {
     assert_eq!(restarts, want, "{table}");
     assert!(restarts[0].1 >= 1, "{table}");
     assert_eq!(restarts.last().unwrap().1, 0, "{table}");
+
+    // names and globs: only those agents, the summary of the whole fleet
+    let out = agentcluster(&["status", "--control", &sock, "ok-*", "idle"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<String> = table_rows(&table)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(names, ["idle", "ok-1", "ok-2"], "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(": 4 agents: 2 running, 1 failed, 1 stopped (3 shown)"),
+        "{table}"
+    );
+    // with --state, both must hold
+    let names = json_names(&["--state", "running", "ok-[2-9]", "idle"]);
+    assert_eq!(names, ["ok-2"]);
+    // a name that matches no agent is an error that names it, as for stop
+    let out = agentcluster(&["status", "--control", &sock, "ok-1", "nosuch-*", "gone"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no agent matches nosuch-*, gone"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    // a pattern that is no glob is a usage error
+    let out = agentcluster(&["status", "--control", &sock, "ok-[1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad pattern \"ok-[1\""),
+        "{}",
+        text(&out)
+    );
 }
 
-/// `status --watch` into a pipe: one table, then nothing while nothing
-/// happens; a killed agent brings new tables (after a blank line) that
-/// end with its restart.
 /// The agents of one process count apart in `status`: heartbeats carry
 /// only the agents whose counts moved, so one asked earlier keeps its
 /// count while another is asked, and one never asked stays at 0.
@@ -200,6 +230,9 @@ fn status_counts_each_agent_of_a_packed_process() {
     counts_are("the same counts after five more heartbeats", [2, 4, 0]);
 }
 
+/// `status --watch` into a pipe: one table, then nothing while nothing
+/// happens; a killed agent brings new tables (after a blank line) that
+/// end with its restart.
 #[test]
 fn status_watch_draws_again_on_events_and_only_then() {
     let fleet = Fleet::start(&format!(

@@ -176,6 +176,34 @@ fn every_agent_of_every_node_with_its_owner_and_state() {
         "{t}"
     );
     assert!(t.lines().next().unwrap().ends_with("(2 shown)"), "{t}");
+    // Names and globs, as for a supervisor's own agents.
+    let t = cluster_status(
+        &file,
+        &["r-[7-9]", "r-1", "--state", "running", "--state", "unowned"],
+    );
+    assert_eq!(
+        table_rows(&t)
+            .iter()
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["r-1", "r-7", "r-9"],
+        "{t}"
+    );
+    assert!(t.lines().next().unwrap().ends_with("(3 shown)"), "{t}");
+    let out = agentcluster(&[
+        "status",
+        "--cluster",
+        "-c",
+        file.to_str().unwrap(),
+        "r-1",
+        "x-*",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no agent matches x-* in the fleet at /cl/"),
+        "{}",
+        text(&out)
+    );
     let t = cluster_status(&file, &["--sort", "restarts"]);
     assert_eq!(
         table_rows(&t)
