@@ -208,7 +208,7 @@ fn fetch(path: &Path) -> Result<(String, Vec<AgentStatus>), Failure> {
 }
 
 /// Whether to colour: stdout is a terminal and `NO_COLOR` is not set (to
-/// anything but the empty string, https://no-color.org).
+/// anything but the empty string, <https://no-color.org>).
 pub(crate) fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
