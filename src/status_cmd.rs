@@ -139,9 +139,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn once(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
     let (node, agents) = fetch(path)?;
-    if let Some(message) = args.unmatched(agents.iter().map(|a| a.name.as_str())) {
-        return Err(no_match(message));
-    }
+    all_named(args, &agents)?;
     let text = if args.json {
         let selected: Vec<&AgentStatus> = agents.iter().filter(|a| args.selects(a)).collect();
         let mut s = serde_json::to_string_pretty(&selected).map_err(|e| Failure {
@@ -191,11 +189,15 @@ impl StatusArgs {
     }
 }
 
-/// `no agent matches …` as a failure of the command (exit status 1).
-fn no_match(message: String) -> Failure {
-    Failure {
-        code: crate::EXIT_USER,
-        message,
+/// Every NAME matches one of `agents`; else `no agent matches …`, a
+/// failure of the command (exit status 1).
+fn all_named(args: &StatusArgs, agents: &[AgentStatus]) -> Result<(), Failure> {
+    match args.unmatched(agents.iter().map(|a| a.name.as_str())) {
+        Some(message) => Err(Failure {
+            code: crate::EXIT_USER,
+            message,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -381,8 +383,8 @@ fn watch(path: &Path, args: &StatusArgs) -> Result<(), Failure> {
         let (node, agents) = fetch(path)?;
         // The names must match when the watch begins; a reload may take
         // their agents away later, which the table then shows.
-        if first && let Some(message) = args.unmatched(agents.iter().map(|a| a.name.as_str())) {
-            return Err(no_match(message));
+        if first {
+            all_named(args, &agents)?;
         }
         let text = render(&node, &agents, args, colour);
         let frame = if terminal {

@@ -327,8 +327,9 @@ impl Proc for AgentProcess {
 /// What /proc says of `proc`, from one short read, as the watchdog asks
 /// every heartbeat for every process: its state and resident set (the
 /// count `status` shows as VmRSS, in pages) from /proc/PID/stat, not the
-/// forty fields of /proc/PID/status.
-fn inspect(proc: &procfs::process::Process) -> Option<Inspection> {
+/// forty fields of /proc/PID/status. `status` reads its RSS column so
+/// too.
+pub(crate) fn inspect(proc: &procfs::process::Process) -> Option<Inspection> {
     let stat = proc.stat().ok()?;
     Some(Inspection {
         stopped: matches!(stat.state, 'T' | 't'),

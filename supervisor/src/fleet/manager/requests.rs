@@ -94,8 +94,7 @@ impl Manager {
             a.rss_bytes = a.pid.and_then(|pid| {
                 *rss.entry(pid).or_insert_with(|| {
                     let p = procfs::process::Process::new(pid as i32).ok()?;
-                    // VmRSS, as /proc/PID/stat counts it (in pages).
-                    Some(p.stat().ok()?.rss * procfs::page_size())
+                    crate::process::launch::inspect(&p)?.rss
                 })
             });
         }
