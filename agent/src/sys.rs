@@ -13,6 +13,8 @@
 //! depends on nothing else in the crate; `crate::data` (the mapping) and
 //! `crate::runtime` (descriptors, datagrams) use it.
 
+pub mod steer;
+
 use std::fs::File;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -403,8 +405,10 @@ pub(crate) fn zeroed_sockaddr() -> libc::sockaddr_storage {
 /// `recvmmsg(2)` without waiting: up to `MAX` datagrams (and no more than
 /// `from.len()`), datagram `i` into the `i`-th `slot_bytes` bytes of `rx`,
 /// its sender into `from[i]` (whose size `from_len[i]` gives, and then
-/// holds the sender's length) and its length into `len[i]`. Returns how
-/// many were received; `WouldBlock` when none is queued.
+/// holds the sender's length) and its length into `len[i]`; with `to`, its
+/// destination into `to[i]` (from `IP_ORIGDSTADDR`/`IPV6_ORIGDSTADDR`,
+/// which the socket must have asked for: see [`want_destinations`]).
+/// Returns how many were received; `WouldBlock` when none is queued.
 pub(crate) fn recv_batch<const MAX: usize>(
     fd: RawFd,
     rx: &mut [u8],
@@ -412,17 +416,21 @@ pub(crate) fn recv_batch<const MAX: usize>(
     from: &mut [libc::sockaddr_storage],
     from_len: &mut [libc::socklen_t],
     len: &mut [usize],
+    mut to: Option<&mut [Option<SocketAddr>]>,
 ) -> io::Result<usize> {
     // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
     let mut iov: [libc::iovec; MAX] = unsafe { zeroed() };
     let mut hdr: [libc::mmsghdr; MAX] = unsafe { zeroed() };
+    // Written by the kernel before they are read, and only if asked for.
+    let mut control = [const { std::mem::MaybeUninit::<Control>::uninit() }; MAX];
     let mut n = 0;
     let slots = rx.chunks_exact_mut(slot_bytes.max(1));
-    for ((((slot, from), from_len), iov), hdr) in slots
+    for (((((slot, from), from_len), iov), hdr), control) in slots
         .zip(from.iter_mut())
         .zip(from_len.iter())
         .zip(iov.iter_mut())
         .zip(hdr.iter_mut())
+        .zip(control.iter_mut())
     {
         iov.iov_base = slot.as_mut_ptr().cast();
         iov.iov_len = slot.len();
@@ -431,7 +439,14 @@ pub(crate) fn recv_batch<const MAX: usize>(
         h.msg_namelen = *from_len;
         h.msg_iov = std::ptr::from_mut(iov);
         h.msg_iovlen = 1;
+        if to.is_some() {
+            h.msg_control = control.as_mut_ptr().cast();
+            h.msg_controllen = size_of::<Control>();
+        }
         n += 1;
+    }
+    if let Some(to) = &to {
+        n = n.min(to.len());
     }
     // SAFETY: each of the first `n` headers points at a live slot of `rx`
     // and a live sender buffer of the lengths given, all of which outlive
@@ -453,7 +468,69 @@ pub(crate) fn recv_batch<const MAX: usize>(
         *len = h.msg_len as usize;
         *from_len = h.msg_hdr.msg_namelen;
     }
+    if let Some(to) = &mut to {
+        for (h, to) in hdr[..got].iter().zip(to.iter_mut()) {
+            *to = destination(&h.msg_hdr);
+        }
+    }
     Ok(got)
+}
+
+/// Asks for each datagram's destination (address and port) with its
+/// receive (`IP_RECVORIGDSTADDR`, and `IPV6_RECVORIGDSTADDR` on an IPv6
+/// socket): what a socket that receives for many addresses
+/// ([`steer`]) needs to know whom a datagram was for.
+pub(crate) fn want_destinations(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: an int option, its value a live int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The destination a received header's control messages give, if any.
+fn destination(h: &libc::msghdr) -> Option<SocketAddr> {
+    if h.msg_control.is_null() || h.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: the kernel wrote `msg_controllen` bytes of control messages
+    // into the header's live buffer; CMSG_FIRSTHDR and CMSG_NXTHDR walk
+    // them within that length, and each payload read is checked against
+    // its message's length and is a plain sockaddr, copied out unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let payload = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let data = libc::CMSG_DATA(c);
+            let mut s = zeroed_sockaddr();
+            let len = match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_ORIGDSTADDR) => size_of::<libc::sockaddr_in>(),
+                (libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR) => size_of::<libc::sockaddr_in6>(),
+                _ => 0,
+            };
+            if len > 0 && payload >= len {
+                std::ptr::copy_nonoverlapping(data, std::ptr::from_mut(&mut s).cast::<u8>(), len);
+                return socket_addr(&s, len as libc::socklen_t);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// The source address a datagram leaves from, whichever socket of its

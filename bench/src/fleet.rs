@@ -60,6 +60,9 @@ pub struct Spec {
     pub quiet: Option<Duration>,
     /// `cluster.start_tokens`; `None`: the default.
     pub start_tokens: Option<u32>,
+    /// `cluster.steering: false`: every device's socket receives its own
+    /// datagrams.
+    pub no_steering: bool,
     /// How long the supervisor may take to print its ready block.
     pub ready_timeout: Duration,
     /// Send one checked GET to every agent.
@@ -248,6 +251,9 @@ pub fn fleet_yaml(spec: &Spec, snapshot: &Path) -> String {
     );
     if let Some(t) = spec.start_tokens {
         y.push_str(&format!("  start_tokens: {t}\n"));
+    }
+    if spec.no_steering {
+        y.push_str("  steering: false\n");
     }
     if spec.kills > 0 {
         // A 1 s window makes every kill "the first failure after a stable

@@ -253,6 +253,10 @@ struct FleetArgs {
     base_port: u16,
     #[arg(long)]
     start_tokens: Option<u32>,
+    /// `cluster.steering: false`: each device's socket receives its own
+    /// datagrams (no BPF program steers them to one socket per process).
+    #[arg(long)]
+    no_steering: bool,
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     ready_timeout: Duration,
     /// Send a checked GET to every agent.
@@ -685,6 +689,7 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         per_process: a.per_process,
         base_port: a.base_port,
         start_tokens: a.start_tokens,
+        no_steering: a.no_steering,
         ready_timeout: a.ready_timeout,
         sweep: a.sweep,
         memory: a.memory,

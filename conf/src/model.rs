@@ -178,6 +178,12 @@ pub struct Cluster {
     /// before binding (and removed at shutdown); `None`: an address that
     /// is not on the host is a startup error.
     pub addresses: Option<Addresses>,
+    /// Each agent process receives the datagrams of all of its devices on
+    /// one socket, steered there by a BPF program the supervisor attaches
+    /// to its network namespace (default `true`, where the host allows
+    /// it: CAP_BPF and CAP_NET_ADMIN); `false`: every device's socket
+    /// receives its own.
+    pub steering: bool,
 }
 
 /// `cluster.addresses`: where the supervisor adds the listen addresses

@@ -88,6 +88,9 @@ pub(crate) struct RawCluster {
     /// `cluster.addresses`: listen addresses
     /// missing on the host are added to an interface.
     pub addresses: Option<Spanned<RawAddresses>>,
+    /// `cluster.steering`: whether agent processes receive their devices'
+    /// datagrams on one socket each (a BPF program steers them there).
+    pub steering: Option<Spanned<bool>>,
 }
 
 /// `addresses: { interface: lo, create: true }`.

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agentcluster_agent::sys::steer::Steering;
 use agentcluster_conf::{Agent, Fleet};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -117,6 +118,30 @@ struct Added {
     now: Vec<IpAddr>,
 }
 
+/// The steering of agent processes' datagrams into one socket each
+/// (`agentcluster_agent::sys::steer`), for a map of twice the fleet's
+/// endpoints (a reload may add some); `None` with `cluster.steering:
+/// false`, or where the program cannot be
+/// attached (no `CAP_BPF` and `CAP_NET_ADMIN`, an older kernel), said
+/// once: every device's socket then receives its own datagrams.
+fn steer(fleet: &Fleet) -> Option<Steering> {
+    if !fleet.cluster.steering {
+        return None;
+    }
+    let endpoints: usize = fleet.agents.iter().map(|a| a.listen.len()).sum();
+    let entries = (endpoints * 2).clamp(1 << 16, 1 << 20).next_power_of_two() as u32;
+    match Steering::attach(entries) {
+        Ok(s) => {
+            tracing::debug!(map = s.id(), entries, "steering attached");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::info!(cause = %e, "datagrams are not steered: each device's socket receives its own");
+            None
+        }
+    }
+}
+
 /// [`run`] once the stores are compiled and the host has every listen
 /// address: binds, starts and supervises until shutdown.
 async fn serve(
@@ -161,6 +186,7 @@ async fn serve(
     let active = active.len();
 
     let c = &fleet.cluster;
+    let steering = steer(&fleet);
     let (limits_tx, limits_rx) = watch::channel(limits(c));
     let settings = Arc::new(Settings {
         heartbeat: c.heartbeat,
@@ -172,6 +198,7 @@ async fn serve(
         state_dir: c.state_dir.clone(),
         probe: c.probe.clone(),
         limits: limits_rx,
+        steer: steering.as_ref().and_then(|s| s.map().ok()).map(Arc::new),
     });
     // Event numbers go on from the last run's, and above any a KVP pool
     // holds, so no number (and no KVP key) is used twice.

@@ -104,6 +104,12 @@ pub struct Start {
     pub stores: Vec<PathBuf>,
     /// The agents the process serves, their sockets in this order.
     pub agents: Vec<AgentSpec>,
+    /// Steering sockets ([`crate::sys::steer`]) inherited after the
+    /// agents' sockets: the supervisor steers the datagrams of the
+    /// process's devices there (one per address family). None: each
+    /// device's socket receives its own.
+    #[serde(default)]
+    pub steering: usize,
 }
 
 /// One agent served by the process.

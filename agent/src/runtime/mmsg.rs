@@ -37,6 +37,8 @@ pub struct Batch {
     /// a few hundred bytes, which matters with thousands of agents.)
     len: Vec<usize>,
     from: Vec<libc::sockaddr_storage>,
+    /// The destination of each datagram of the last steered receive.
+    to: Vec<Option<SocketAddr>>,
     from_len: Vec<libc::socklen_t>,
     received: usize,
     /// Receives in a row that got something (reset by one that found
@@ -64,6 +66,7 @@ impl Batch {
             // SAFETY: sockaddr_storage is plain data; all zeroes is valid.
             from: vec![sys::zeroed_sockaddr(); slots],
             from_len: vec![0; slots],
+            to: vec![None; slots],
             received: 0,
             streak: 0,
             grow: false,
@@ -80,6 +83,17 @@ impl Batch {
     /// many; `WouldBlock` when none is queued. The datagrams and answers of
     /// the receive before are gone.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_from(fd, false)
+    }
+
+    /// As [`Batch::recv`], and each datagram's destination too
+    /// ([`Batch::destination`]): the socket receives for many addresses
+    /// (see [`crate::sys::steer`]) and asked for them.
+    pub fn recv_steered(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_from(fd, true)
+    }
+
+    fn recv_from(&mut self, fd: RawFd, steered: bool) -> io::Result<usize> {
         if self.grow && self.slots() < MAX_SLOTS {
             *self = Batch {
                 streak: self.streak,
@@ -99,6 +113,7 @@ impl Batch {
             &mut self.from[..n],
             &mut self.from_len[..n],
             &mut self.len[..n],
+            steered.then_some(&mut self.to[..n]),
         );
         let got = match r {
             Ok(got) => got,
@@ -139,6 +154,11 @@ impl Batch {
     /// The sender of datagram `i`.
     pub fn peer(&self, i: usize) -> Option<SocketAddr> {
         sys::socket_addr(&self.from[i], self.from_len[i])
+    }
+
+    /// The destination of datagram `i` of the last steered receive.
+    pub fn destination(&self, i: usize) -> Option<SocketAddr> {
+        self.to[i]
     }
 
     /// The sender of datagram `i` as the kernel gave it, and its length.

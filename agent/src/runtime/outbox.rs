@@ -51,6 +51,8 @@ struct State {
     senders: Vec<Arc<Socket>>,
     by_port: HashMap<(bool, u16), u32>,
     queued: Queue,
+    /// Room for [`Outbox::send_now`]'s queue, kept between calls.
+    spare: Queue,
 }
 
 /// Answers waiting to be sent: their bytes back to back, and for each its
@@ -142,6 +144,24 @@ impl Outbox {
         if first {
             self.wake.notify_one();
         }
+    }
+
+    /// Sends everything queued now instead of at the end of the round
+    /// (the poller's steering socket, which serves many devices, filled
+    /// a batch).
+    pub(crate) async fn send_now(&self) {
+        let mut spare = std::mem::take(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .spare,
+        );
+        self.flush(&mut spare).await;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spare = spare;
     }
 
     /// Sends everything queued (swapped with `spare`, which is left empty

@@ -17,9 +17,11 @@
 //! others. Between rounds the task yields, and the [`Outbox`] sends the
 //! round's answers.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
@@ -31,16 +33,61 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::outbox::Outbox;
 use crate::runtime::serve::{self, Station};
+use crate::sys::Socket;
 
 /// Most ready sockets taken from the set per round.
 const EVENTS: usize = 256;
+
+/// The set's token of steering socket `i` is `STEERING | i`; a station's
+/// is its index.
+const STEERING: u64 = 1 << 40;
 
 /// The sockets of one process and the task that serves them.
 pub struct Poller {
     set: AsyncFd<Set>,
     /// Every socket served, its index the token the set reports it by.
     stations: Mutex<Vec<Arc<Station>>>,
+    /// The sockets its devices' datagrams are steered to, if they are.
+    steered: Mutex<Steered>,
     outbox: Arc<Outbox>,
+}
+
+/// A process's steering ([`crate::sys::steer`]): one socket per address
+/// family receives the datagrams of every device of that family, each
+/// served by the station its destination names.
+#[derive(Default)]
+struct Steered {
+    sockets: Vec<Arc<Steering>>,
+}
+
+/// A steering socket as the poller serves it.
+struct Steering {
+    socket: Socket,
+    /// In the poller's round, or left over for the next one.
+    queued: AtomicBool,
+    /// The station of each destination steered (the same for every
+    /// steering socket of the process; it never changes).
+    by_destination: Arc<HashMap<SocketAddr, Arc<Station>>>,
+}
+
+/// What a round serves: a device's socket, or a steering socket.
+enum Ready {
+    Station(Arc<Station>),
+    Steering(Arc<Steering>),
+}
+
+impl Ready {
+    fn queued(&self) -> &AtomicBool {
+        match self {
+            Ready::Station(s) => &s.queued,
+            Ready::Steering(s) => &s.queued,
+        }
+    }
+}
+
+/// A destination as a received datagram names it (no IPv6 flow or scope).
+fn plain(to: SocketAddr) -> SocketAddr {
+    SocketAddr::new(to.ip(), to.port())
 }
 
 /// The epoll set, as the runtime's reactor waits for it.
@@ -73,6 +120,7 @@ impl Poller {
         let poller = Arc::new(Poller {
             set: crate::sys::register(Set(set), Interest::READABLE)?,
             stations: Mutex::default(),
+            steered: Mutex::default(),
             outbox: outbox.clone(),
         });
         let (serving, shutdown) = (poller.clone(), shutdown.clone());
@@ -103,11 +151,45 @@ impl Poller {
         Ok(())
     }
 
+    /// Serves `sockets`, steering sockets ([`crate::sys::steer`]: the
+    /// supervisor steers the datagrams of this process's devices there),
+    /// from now on: each datagram they receive is served by the station
+    /// its destination names (one of the stations served so far; called
+    /// once, after them). The stations' own sockets stay served too, for
+    /// what reaches them (what came before the steering, or while nothing
+    /// was steered). How many stations the steering sockets can serve.
+    pub fn steer(&self, sockets: Vec<std::net::UdpSocket>) -> io::Result<usize> {
+        let by_destination: Arc<HashMap<SocketAddr, Arc<Station>>> = Arc::new(
+            self.stations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(|s| Some((plain(s.socket().local_addr().ok()?), s.clone())))
+                .filter(|(local, _)| !local.ip().is_unspecified())
+                .collect(),
+        );
+        let mut steered = self.steered.lock().unwrap_or_else(PoisonError::into_inner);
+        for socket in sockets {
+            let ipv6 = socket.local_addr()?.is_ipv6();
+            crate::sys::want_destinations(&socket, ipv6)?;
+            let s = Arc::new(Steering {
+                socket: Socket::new(socket)?,
+                queued: AtomicBool::new(false),
+                by_destination: by_destination.clone(),
+            });
+            let token = STEERING | steered.sockets.len() as u64;
+            let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
+            self.set.get_ref().0.add(&s.socket, event)?;
+            steered.sockets.push(s);
+        }
+        Ok(by_destination.len())
+    }
+
     async fn run(&self, shutdown: &CancellationToken) -> io::Result<()> {
         let mut events = vec![EpollEvent::empty(); EVENTS];
-        let mut round: Vec<Arc<Station>> = Vec::new();
+        let mut round: Vec<Ready> = Vec::new();
         // Sockets whose last receive filled its batch.
-        let mut again: Vec<Arc<Station>> = Vec::new();
+        let mut again: Vec<Ready> = Vec::new();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -141,26 +223,52 @@ impl Poller {
                     ready.clear_ready();
                 }
                 let stations = self.stations.lock().unwrap_or_else(PoisonError::into_inner);
+                let steering = if events[..n].iter().any(|e| e.data() & STEERING != 0) {
+                    self.steered
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .sockets
+                        .clone()
+                } else {
+                    Vec::new()
+                };
                 round.extend(
                     events[..n]
                         .iter()
-                        .filter_map(|e| stations.get(e.data() as usize))
+                        .filter_map(|e| {
+                            let token = e.data();
+                            if token & STEERING != 0 {
+                                let i = (token & !STEERING) as usize;
+                                steering.get(i).cloned().map(Ready::Steering)
+                            } else {
+                                stations.get(token as usize).cloned().map(Ready::Station)
+                            }
+                        })
                         // Not twice in a round, nor while left over.
-                        .filter(|s| !s.queued.swap(true, Ordering::Relaxed))
-                        .cloned(),
+                        .filter(|s| !s.queued().swap(true, Ordering::Relaxed)),
                 );
             }
-            let mut stations = round.drain(..);
-            while let Some(station) = stations.next() {
+            let mut ready = round.drain(..);
+            while let Some(next) = ready.next() {
                 // The round's stations are in the cache (the loop above
                 // read each); their devices' objects are not.
-                if let Some(next) = stations.as_slice().first() {
-                    next.prefetch();
+                if let Some(Ready::Station(after)) = ready.as_slice().first() {
+                    after.prefetch();
                 }
-                if serve::serve_ready(&station, &self.outbox, shutdown).await? {
-                    again.push(station);
+                let more = match &next {
+                    Ready::Station(station) => {
+                        serve::serve_ready(station, &self.outbox, shutdown).await?
+                    }
+                    Ready::Steering(steering) => {
+                        let station_of = |to| steering.by_destination.get(&plain(to)).cloned();
+                        serve::serve_steered(&steering.socket, station_of, &self.outbox, shutdown)
+                            .await?
+                    }
+                };
+                if more {
+                    again.push(next);
                 } else {
-                    station.queued.store(false, Ordering::Relaxed);
+                    next.queued().store(false, Ordering::Relaxed);
                 }
             }
             if full || !again.is_empty() {

@@ -109,10 +109,16 @@ async fn run() -> Result<(), String> {
     let outbox = serve::Outbox::spawn(&shutdown);
     let poller = serve::Poller::spawn(&mut tasks, &outbox, &shutdown)
         .map_err(|e| format!("cannot wait for the sockets: {e}"))?;
-    let endpoints_by_agent = take_sockets(&start)?;
+    let (endpoints_by_agent, steering) = take_sockets(&start)?;
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
         serve::serve_device(&poller, endpoints.clone(), &s.responder, &s.behaviour)
             .map_err(|e| format!("cannot serve the sockets of {}: {e}", s.name))?;
+    }
+    if !steering.is_empty() {
+        let n = poller
+            .steer(steering)
+            .map_err(|e| format!("cannot serve the steering sockets: {e}"))?;
+        tracing::debug!(devices = n, "serving the steering sockets");
     }
     channel::send(writer.as_ref(), &FromAgent::Ready { token }, &[])
         .await
@@ -559,8 +565,11 @@ fn seed(name: &str) -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(name)
 }
 
-/// Each agent's inherited sockets, in order, as served endpoints.
-fn take_sockets(start: &Start) -> Result<Vec<Vec<serve::Endpoint>>, String> {
+/// Each agent's inherited sockets, in order, as served endpoints; then
+/// the steering sockets.
+type Sockets = (Vec<Vec<serve::Endpoint>>, Vec<UdpSocket>);
+
+fn take_sockets(start: &Start) -> Result<Sockets, String> {
     let mut fd = FIRST_SOCKET_FD;
     let mut out = Vec::with_capacity(start.agents.len());
     for spec in &start.agents {
@@ -575,7 +584,14 @@ fn take_sockets(start: &Start) -> Result<Vec<Vec<serve::Endpoint>>, String> {
         }
         out.push(endpoints);
     }
-    Ok(out)
+    let steering = (0..start.steering as i32)
+        .map(|i| {
+            adopt_fd(fd + i)
+                .map(UdpSocket::from)
+                .map_err(|e| format!("steering socket fd {}: {e}", fd + i))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok((out, steering))
 }
 
 fn apply_swaps(

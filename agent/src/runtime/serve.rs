@@ -174,14 +174,7 @@ async fn serve_batch(
     outbox: &Outbox,
     shutdown: &CancellationToken,
 ) -> io::Result<bool> {
-    let Station {
-        endpoint: Endpoint { socket, replies },
-        route,
-        responder,
-        behaviour,
-        ..
-    } = station;
-    let fd = socket.as_raw_fd();
+    let fd = station.socket().as_raw_fd();
     let got = match batch.recv(fd) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -196,69 +189,169 @@ async fn serve_batch(
     // drain wait in the outbox for the answers of the other sockets served
     // in this round.
     let busy = got == batch.slots();
+    let mut delayed = Vec::new();
+    let replied = answer(station, batch, 0..got, busy, outbox, shutdown, &mut delayed);
+    if replied > 0 {
+        send_all(station.socket(), batch).await;
+    }
+    send_later(&station.endpoint.socket, delayed, shutdown);
+    Ok(busy)
+}
+
+/// Serves one turn of a process's steering socket, which the poller found
+/// readable: each datagram goes to the station of its destination
+/// (`station_of`; one that has none is dropped, as the kernel would drop
+/// a datagram to an address nothing is bound to) and is answered as that
+/// station's own socket would have answered it, through the outbox. A
+/// receive that filled its batch is answered at once, as a busy socket's
+/// is (the asker gets these answers while the next batch is served);
+/// the last of a drain wait for the end of the round. True if datagrams
+/// may be left.
+pub(crate) async fn serve_steered(
+    socket: &Socket,
+    station_of: impl Fn(std::net::SocketAddr) -> Option<Arc<Station>>,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> io::Result<bool> {
+    let mut batch = Lent::take();
+    let mut delayed = Vec::new();
+    for _ in 0..TURN_BATCHES {
+        let got = match batch.recv_steered(socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if transient(&e) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let of = |batch: &Batch, i: usize| {
+            (i < got)
+                .then(|| batch.destination(i))
+                .flatten()
+                .and_then(&station_of)
+        };
+        let mut this = of(&batch, 0);
+        for i in 0..got {
+            // The next device's objects come into the cache while this
+            // one is served.
+            let following = of(&batch, i + 1);
+            if let Some(s) = &following {
+                s.prefetch();
+            }
+            if let Some(station) = this {
+                #[cfg(test)]
+                tests::STEERED.with(|n| n.set(n.get() + 1));
+                answer(
+                    &station,
+                    &mut batch,
+                    i..i + 1,
+                    false,
+                    outbox,
+                    shutdown,
+                    &mut delayed,
+                );
+                send_later(
+                    &station.endpoint.socket,
+                    std::mem::take(&mut delayed),
+                    shutdown,
+                );
+            }
+            this = following;
+        }
+        if got < batch.slots() {
+            return Ok(false);
+        }
+        outbox.send_now().await;
+    }
+    Ok(true)
+}
+
+/// Answers datagrams `slots` of `batch`, all asked of `station`'s device:
+/// through its faults and its responder; an answer is marked in the
+/// batch (`busy`: the caller sends the batch from the station's socket)
+/// or put in the `outbox`, or goes to `delayed` (a latency fault). How
+/// many were marked.
+fn answer(
+    station: &Station,
+    batch: &mut Batch,
+    slots: std::ops::Range<usize>,
+    busy: bool,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+    delayed: &mut Vec<(Vec<u8>, std::net::SocketAddr, std::time::Duration)>,
+) -> usize {
+    let Station {
+        endpoint: Endpoint { socket, replies },
+        route,
+        responder,
+        behaviour,
+        ..
+    } = station;
     // Answers to the device's own notifications are looked for only while
     // one waits for them.
     let answers = replies.waiting();
     let mut replied = 0;
-    let mut delayed = Vec::new();
-    {
-        let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
-        let faulty = b.active();
-        let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        for i in 0..got {
-            let peer = batch.peer(i);
-            if answers
-                && let Some(peer) = peer
-                && replies.offer(peer, batch.slot(i).0)
-            {
-                continue;
+    let mut b = behaviour.lock().unwrap_or_else(PoisonError::into_inner);
+    let faulty = b.active();
+    let mut r = responder.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    for i in slots {
+        let peer = batch.peer(i);
+        if answers
+            && let Some(peer) = peer
+            && replies.offer(peer, batch.slot(i).0)
+        {
+            continue;
+        }
+        let fate = if faulty { b.fate(now) } else { Fate::Answer };
+        if fate == Fate::Drop {
+            continue;
+        }
+        if let Some(peer) = peer
+            && !r.admit(peer.ip(), now)
+        {
+            continue;
+        }
+        let (datagram, frame) = batch.slot(i);
+        let outcome = r.handle(datagram, now, frame);
+        if r.has_effects()
+            && let Some(peer) = peer
+        {
+            // A variation asked for more than a response; a latency
+            // fault adds to its hold.
+            let mut effects = r.take_effects();
+            if let Fate::Delay(d) = fate {
+                effects.add_hold(Hold::For(d));
             }
-            let fate = if faulty { b.fate(now) } else { Fate::Answer };
-            if fate == Fate::Drop {
-                continue;
-            }
-            if let Some(peer) = peer
-                && !r.admit(peer.ip(), now)
-            {
-                continue;
-            }
-            let (datagram, frame) = batch.slot(i);
-            let outcome = r.handle(datagram, now, frame);
-            if r.has_effects()
-                && let Some(peer) = peer
-            {
-                // A variation asked for more than a response; a latency
-                // fault adds to its hold.
-                let mut effects = r.take_effects();
-                if let Fate::Delay(d) = fate {
-                    effects.add_hold(Hold::For(d));
+            let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
+            let engine = r.notify_engine();
+            apply(socket, replies, shutdown, peer, answer, effects, engine);
+            continue;
+        }
+        if outcome == Outcome::Reply {
+            match (fate, peer) {
+                (Fate::Delay(d), Some(peer)) => {
+                    delayed.push((frame.as_slice().to_vec(), peer, d));
                 }
-                let answer = (outcome == Outcome::Reply).then(|| frame.as_slice().to_vec());
-                let engine = r.notify_engine();
-                apply(socket, replies, shutdown, peer, answer, effects, engine);
-                continue;
-            }
-            if outcome == Outcome::Reply {
-                match (fate, peer) {
-                    (Fate::Delay(d), Some(peer)) => {
-                        delayed.push((frame.as_slice().to_vec(), peer, d));
-                    }
-                    _ if busy => {
-                        batch.reply(i);
-                        replied += 1;
-                    }
-                    _ => {
-                        let (to, to_len) = batch.sender(i);
-                        outbox.put(batch.frame(i), to, to_len, *route);
-                    }
+                _ if busy => {
+                    batch.reply(i);
+                    replied += 1;
+                }
+                _ => {
+                    let (to, to_len) = batch.sender(i);
+                    outbox.put(batch.frame(i), to, to_len, *route);
                 }
             }
         }
     }
-    if replied > 0 {
-        send_all(socket, batch).await;
-    }
+    replied
+}
+
+/// Sends each of `delayed` (an answer, its peer, its delay) from `socket`
+/// once its delay is over, on a timer task of its own.
+fn send_later(
+    socket: &Arc<Socket>,
+    delayed: Vec<(Vec<u8>, std::net::SocketAddr, std::time::Duration)>,
+    shutdown: &CancellationToken,
+) {
     for (answer, peer, delay) in delayed {
         let socket = socket.clone();
         let shutdown = shutdown.clone();
@@ -271,7 +364,6 @@ async fn serve_batch(
             }
         });
     }
-    Ok(busy)
 }
 
 thread_local! {
@@ -911,7 +1003,7 @@ mod tests {
         sockets: impl IntoIterator<Item = StdUdpSocket>,
         outbox: &Arc<Outbox>,
         token: &CancellationToken,
-    ) {
+    ) -> Arc<Poller> {
         let poller = Poller::spawn(tasks, outbox, token).unwrap();
         for socket in sockets {
             let shared: Shared = Arc::new(Mutex::new(responder()));
@@ -919,6 +1011,7 @@ mod tests {
             let endpoints = vec![Endpoint::new(socket).unwrap()];
             serve_device(&poller, endpoints, &shared, &behaviour).unwrap();
         }
+        poller
     }
 
     /// Sends `GET` to `addr` and waits (at most ten seconds) for the
@@ -1080,6 +1173,109 @@ mod tests {
             token.cancel();
             while tasks.join_next().await.is_some() {}
         });
+    }
+
+    thread_local! {
+        /// Datagrams this thread served through a steering socket.
+        pub(super) static STEERED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    #[test]
+    fn steered_devices_are_served_from_one_socket_and_answer_from_their_own() {
+        // Eight devices at eight addresses of one port, one at another
+        // port of the first address, one at [::1]: with steering, their
+        // requests reach the process on its steering sockets (one per
+        // family), each is answered by its own device from the address it
+        // was asked at, and the answers leave together.
+        use crate::sys::steer::Steering;
+        let steering = match Steering::attach(64) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: cannot attach a BPF program here: {e}");
+                return;
+            }
+        };
+        on_one_thread(async {
+            let first = StdUdpSocket::bind("127.0.0.2:0").unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut sockets = vec![first];
+            for i in 1..8 {
+                match StdUdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, 2 + i), port)) {
+                    Ok(s) => sockets.push(s),
+                    // The port is someone else's at that address.
+                    Err(_) => return,
+                }
+            }
+            sockets.push(StdUdpSocket::bind("127.0.0.2:0").unwrap());
+            let v6 = StdUdpSocket::bind("[::1]:0").ok();
+            let v6_steering = v6.as_ref().map(|_| StdUdpSocket::bind("[::1]:0").unwrap());
+            sockets.extend(v6);
+            let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+            let token = CancellationToken::new();
+            let outbox = Outbox::spawn(&token);
+            let mut tasks = tokio::task::JoinSet::new();
+            let poller = serve_devices(&mut tasks, sockets, &outbox, &token);
+            // What the supervisor does: a steering socket per family,
+            // every device's address steered to its family's.
+            let map = steering.map().unwrap();
+            let mut steering_sockets = vec![StdUdpSocket::bind("127.0.0.2:0").unwrap()];
+            steering_sockets.extend(v6_steering);
+            for addr in &addrs {
+                let to = &steering_sockets[usize::from(addr.is_ipv6())];
+                map.steer(*addr, to).unwrap();
+            }
+            assert_eq!(poller.steer(steering_sockets).unwrap(), addrs.len());
+            tokio::task::yield_now().await;
+            STEERED.with(|n| n.set(0));
+            let client4 = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+            let client6 = StdUdpSocket::bind("[::1]:0").ok();
+            for (i, addr) in addrs.iter().enumerate() {
+                let mut get = GET;
+                get[17..21].copy_from_slice(&(i as u32).to_be_bytes());
+                let client = if addr.is_ipv6() {
+                    client6.as_ref().unwrap()
+                } else {
+                    &client4
+                };
+                client.send_to(&get, addr).unwrap();
+            }
+            let mut from = Vec::new();
+            let mut buf = [0u8; 2048];
+            let clients: Vec<UdpSocket> = [Some(client4), client6]
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    c.set_nonblocking(true).unwrap();
+                    UdpSocket::from_std(c).unwrap()
+                })
+                .collect();
+            for client in &clients {
+                let expected = addrs
+                    .iter()
+                    .filter(|a| a.is_ipv6() == client.local_addr().unwrap().is_ipv6())
+                    .count();
+                for _ in 0..expected {
+                    let (n, peer) =
+                        tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+                            .await
+                            .expect("an answer")
+                            .unwrap();
+                    let asked = request_id(&buf[..n]) as usize;
+                    assert_eq!(peer, addrs[asked], "answer {asked} from another address");
+                    from.push(asked);
+                }
+            }
+            from.sort_unstable();
+            assert_eq!(from, (0..addrs.len()).collect::<Vec<_>>());
+            assert_eq!(
+                STEERED.with(std::cell::Cell::get),
+                addrs.len(),
+                "every request came through a steering socket"
+            );
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
+        });
+        drop(steering);
     }
 
     #[test]

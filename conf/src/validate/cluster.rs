@@ -214,6 +214,7 @@ impl Validator<'_> {
             snapshot_max_loss,
             cache_max_age,
             addresses,
+            steering: c.steering.as_ref().is_none_or(|s| s.value),
         }
     }
 

@@ -78,11 +78,13 @@ pub const CONTROL_FILES: u64 = 1 + MAX_CONNECTIONS as u64;
 /// epoll, waker and signal pipes; the spawn helpers' sockets (and one being
 /// replaced) and a starting socket holder's; inotify; the journal's socket; the KVP pool and its lock; a
 /// snapshot being compiled (source, store, directory); the boots file being
-/// written; and a spare. The supervisor of a small fleet holds 15 of them.
+/// written; the steering map and its program's link (`cluster.steering`);
+/// and a spare. The supervisor of a small fleet holds 17 of them.
 pub const BASE_FILES: u64 = 32;
 /// Open files of an agent process besides its sockets and stores: stdin,
 /// stdout and stderr, its channel, its runtime's epoll, waker and signal
-/// pipes, and spares.
+/// pipes, its poller's epoll, its steering sockets (one per address
+/// family) and the steering map while it fills it, and spares.
 pub const AGENT_PROCESS_FILES: u64 = 16;
 
 /// What a fleet asks of the host.
@@ -134,9 +136,14 @@ impl Demand {
         // Active agents share processes; inactive ones get one each.
         let active = c.agents.saturating_sub(c.inactive);
         let processes = active.div_ceil(per) + c.inactive;
-        let sockets = c.endpoints;
+        // With `cluster.steering`, a process of two endpoints or more has
+        // a steering socket too (one per address family; counted once),
+        // kept by the holders with the endpoints' sockets.
+        let endpoints_per_process = per.min(c.agents) * c.max_endpoints;
+        let steering = u64::from(cluster.steering && endpoints_per_process >= 2);
+        let sockets = c.endpoints + steering * active.div_ceil(per);
         let spawning = u64::from(cluster.start_tokens.max(1)).min(processes);
-        let process_sockets = per.min(c.agents) * c.max_endpoints;
+        let process_sockets = endpoints_per_process + steering;
         let probes = if cluster.probe.is_some() {
             processes
         } else {
@@ -798,19 +805,26 @@ mod tests {
     }
 
     /// 19,000 agents, 500 a process: the supervisor holds none of their
-    /// sockets (the holders do), but each of the two spawner lanes holds a
-    /// copy of the 500 sockets of the process it is handing to its spawn
-    /// helper; 8 processes starting at once hold their channel ends.
+    /// sockets (the holders do, with each process's steering socket), but
+    /// each of the two spawner lanes holds a copy of the 501 sockets of
+    /// the process it is handing to its spawn helper; 8 processes
+    /// starting at once hold their channel ends.
     #[test]
     fn the_sockets_copied_for_starting_processes_count() {
         let f = fleet(
             "  agents_per_process: 500\n",
             "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
         );
+        let unsteered = fleet(
+            "  agents_per_process: 500\n  steering: false\n",
+            "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
+        );
+        let d = Demand::of(&unsteered);
+        assert_eq!((d.sockets, d.process_sockets), (19_000, 500));
         let mut d = Demand::of(&f);
-        assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_000));
-        assert_eq!((d.per_process, d.process_sockets), (500, 500));
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 2 * 500));
+        assert_eq!((d.agents, d.processes, d.sockets), (19_000, 38, 19_038));
+        assert_eq!((d.per_process, d.process_sockets), (500, 501));
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 2 * 501));
         assert_eq!(
             (d.process_stores, d.swapping),
             (1, runtime_workers().min(38))
@@ -819,9 +833,9 @@ mod tests {
         d.swapping = 2;
         // Under 20,000 descriptors one holder keeps every socket.
         assert_eq!(d.holders(20_000), 1);
-        assert_eq!(d.holder_files(20_000), 19_000 + HOLDER_FILES);
-        assert_eq!(d.files(20_000), 2 * 38 + 8 + 1000 + (8 + 2) + 1 + 65 + 32);
-        assert_eq!(d.agent_files(), 500 + 1 + AGENT_PROCESS_FILES);
+        assert_eq!(d.holder_files(20_000), 19_038 + HOLDER_FILES);
+        assert_eq!(d.files(20_000), 2 * 38 + 8 + 1002 + (8 + 2) + 1 + 65 + 32);
+        assert_eq!(d.agent_files(), 501 + 1 + AGENT_PROCESS_FILES);
         let mut h = host();
         h.files_max = 20_000;
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
@@ -829,28 +843,29 @@ mod tests {
         h.files_max = 4096;
         assert_eq!(d.holders(4096), 5);
         assert_eq!(d.holder_files(4096), 4096);
-        assert_eq!(d.files(4096), 2 * 38 + 8 + 1000 + (8 + 2) + 5 + 65 + 32);
+        assert_eq!(d.files(4096), 2 * 38 + 8 + 1002 + (8 + 2) + 5 + 65 + 32);
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
         // Under 1,024, the socket copies are what does not fit.
         h.files_max = 1024;
         let problems = assess(&d, &h);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].starts_with("the supervisor needs about 1210 open files"),
+            problems[0].starts_with("the supervisor needs about 1212 open files"),
             "{}",
             problems[0]
         );
         assert!(
-            problems[0].contains("8 channel ends and 1000 socket copies"),
+            problems[0].contains("8 channel ends and 1002 socket copies"),
             "{}",
             problems[0]
         );
         assert!(
-            problems[0].contains("19 for the socket holders of the 19000 sockets"),
+            problems[0].contains("19 for the socket holders of the 19038 sockets"),
             "{}",
             problems[0]
         );
-        // One process at a time holds only its own 500.
+        // One process at a time holds only its own 500 (and its steering
+        // socket).
         let f = fleet(
             "  agents_per_process: 500\n  start_tokens: 1\n",
             "  - name: \"d-{i}\"\n    count: 19000\n    listen: [\"127.0.0.1:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
@@ -858,7 +873,7 @@ mod tests {
         let d = Demand::of(&f);
         assert_eq!(
             d.files(1024),
-            2 * 38 + 1 + 500 + (1 + d.swapping) + 19 + 65 + 32
+            2 * 38 + 1 + 501 + (1 + d.swapping) + 19 + 65 + 32
         );
         assert!(assess(&d, &h).is_empty(), "{:?}", assess(&d, &h));
     }
@@ -955,11 +970,12 @@ mod tests {
             "  - name: \"on-{i}\"\n    count: 30\n    listen: [\"127.0.0.1:{i+20000}\", \"127.0.0.2:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n  - name: \"off-{i}\"\n    count: 5\n    active: false\n    listen: [\"127.0.0.3:{i+20000}\"]\n    data: SNAP\n    snmpv2c: { communities: [public] }\n",
         );
         let d = Demand::of(&f);
-        assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65));
+        // The three packed processes have a steering socket each.
+        assert_eq!((d.agents, d.processes, d.sockets), (35, 3 + 5, 65 + 3));
         // 2 lanes each handing over a process of at most 10 agents with 2
-        // endpoints each.
-        assert_eq!((d.spawning, d.spawning_sockets), (8, 40));
-        assert_eq!(d.process_sockets, 20);
+        // endpoints each, and its steering socket.
+        assert_eq!((d.spawning, d.spawning_sockets), (8, 42));
+        assert_eq!(d.process_sockets, 21);
         assert_eq!(d.service_files, 8 + 2);
         assert_eq!((d.snapshots, d.process_stores), (1, 1));
     }

@@ -185,6 +185,7 @@ pub fn unapplied_cluster_keys(old: &Cluster, new: &Cluster) -> Vec<&'static str>
     note(old.user != new.user, "user");
     note(old.group != new.group, "group");
     note(old.addresses != new.addresses, "addresses");
+    note(old.steering != new.steering, "steering");
     keys
 }
 
@@ -437,6 +438,15 @@ mod tests {
         )
         .cluster;
         assert_eq!(unapplied_cluster_keys(&old, &moved), ["metrics"]);
+        // The steering program is attached (or not) at the start.
+        let unsteered = load(
+            dir,
+            ", node: lab-a, start_tokens: 4, steering: false",
+            &agent("a", 20001),
+        )
+        .cluster;
+        assert!(old.steering && !unsteered.steering);
+        assert_eq!(unapplied_cluster_keys(&old, &unsteered), ["steering"]);
     }
 
     #[test]

@@ -73,6 +73,14 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// A steering socket of an agent process ([`agentcluster_agent::sys::steer`]):
+/// the datagrams to its agents' endpoints of one address family go there.
+#[derive(Debug, Clone)]
+pub struct Steered {
+    pub ipv6: bool,
+    pub socket: Arc<Held>,
+}
+
 /// Every bound endpoint of the fleet, kept by the socket holders. Sockets
 /// outlive agent restarts and reloads that keep the endpoint.
 #[derive(Debug)]
@@ -124,6 +132,37 @@ impl Sockets {
         } else {
             Err(errors)
         }
+    }
+
+    /// Steering sockets for an agent process of `endpoints`, kept by the
+    /// socket holders: one per address family of which it has two
+    /// endpoints or more at a specific address (one endpoint gains nothing
+    /// from it), bound to the first of them on a port of the kernel's
+    /// choice. A socket that cannot be bound is left out, said once: its
+    /// endpoints are served from their own sockets.
+    pub fn steering<'a>(
+        &self,
+        endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
+    ) -> Vec<Steered> {
+        let mut out = Vec::new();
+        for ipv6 in [false, true] {
+            let mut of_family = endpoints
+                .clone()
+                .filter(|e| e.is_ipv6() == ipv6 && !e.ip().is_unspecified());
+            let (Some(&first), Some(_)) = (of_family.next(), of_family.next()) else {
+                continue;
+            };
+            let mut at = first;
+            at.set_port(0);
+            match self.holders.bind(&[at]).pop() {
+                Some(Ok(socket)) => out.push(Steered { ipv6, socket }),
+                Some(Err(e)) => {
+                    tracing::info!(address = %at, cause = %e, "no steering socket: each endpoint's own socket receives its requests");
+                }
+                None => {}
+            }
+        }
+        out
     }
 
     /// The socket of `endpoint`, if bound.

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use agentcluster_agent::channel::{self, AgentSpec, FromAgent, PROTOCOL, Start, Swap, ToAgent};
+use agentcluster_agent::sys::steer::Map;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
+use crate::process::holder::Held;
 use crate::process::machine::{Exit, Sig};
-use crate::process::spawner::{Child, Spawner};
+use crate::process::spawner::{Child, Prepare, Spawner};
 use crate::process::spec::{Settings, StoreSwap, UnitSpec};
 
 /// A boxed future, as the object-safe traits below return them.
@@ -135,15 +138,17 @@ impl Agents {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        let sockets = spec
+        let mut sockets: Vec<Arc<Held>> = spec
             .agents
             .iter()
             .flat_map(|plan| plan.sockets.iter().cloned())
             .collect();
+        let prepare = steer(spec, sockets.len(), settings.steer.as_ref());
+        sockets.extend(spec.steering.iter().map(|s| s.socket.clone()));
         let title = format!("agentcluster: agent {}", spec.name);
         let child = self
             .spawner
-            .spawn(title, OwnedFd::from(theirs), sockets, settings.creds)
+            .spawn(title, OwnedFd::from(theirs), sockets, prepare, settings.creds)
             .await
             .map_err(|e| {
                 let why = match settings.creds {
@@ -208,6 +213,7 @@ impl Agents {
                     })
                 })
                 .collect::<Result<_, String>>()?,
+            steering: spec.steering.len(),
         });
         // A failure here is a failed start; the child is killed on drop.
         if let Err(e) = channel::send(writer.as_ref(), &start, &stores.fds()).await {
@@ -249,6 +255,55 @@ impl Handover {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.files.iter().map(AsFd::as_fd).collect()
     }
+}
+
+/// Room in a steering socket's receive buffer: it takes the requests of
+/// all of its process's devices (and keeps them while the process
+/// restarts), where each device's own socket has 1 MiB.
+const STEERING_BUFFER: usize = 16 << 20;
+
+/// What a spawn of `spec` does with the copies of its sockets (its
+/// agents' first, `steering_at` of them, then its steering sockets)
+/// before passing them on: the steering sockets get a larger receive
+/// buffer, and every endpoint of the agents is steered to the steering
+/// socket of its address family, through `map` (kept across restarts: the
+/// socket is the same; a reload's new socket replaces it). An endpoint
+/// that cannot be steered (the map is full) is served from its own
+/// socket, said once.
+fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Arc<Map>>) -> Option<Prepare> {
+    let map = map?.clone();
+    let mut routes: Vec<(SocketAddr, usize)> = Vec::new();
+    for (i, s) in spec.steering.iter().enumerate() {
+        routes.extend(
+            spec.agents
+                .iter()
+                .flat_map(|a| a.endpoints.iter())
+                .filter(|e| e.is_ipv6() == s.ipv6 && !e.ip().is_unspecified())
+                .map(|&e| (e, steering_at + i)),
+        );
+    }
+    if routes.is_empty() {
+        return None;
+    }
+    let name = spec.name.clone();
+    Some(Box::new(move |fds: &[OwnedFd]| {
+        for fd in fds.get(steering_at..).unwrap_or_default() {
+            // Over net.core.rmem_max: CAP_NET_ADMIN, which steering needs
+            // anyway.
+            let _ = nix::sys::socket::setsockopt(
+                fd,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &STEERING_BUFFER,
+            );
+        }
+        for (n, (to, i)) in routes.iter().enumerate() {
+            let Some(fd) = fds.get(*i) else { continue };
+            if let Err(e) = map.steer(*to, fd) {
+                tracing::info!(unit = %name, steered = n, of = routes.len(), cause = %e, "not every endpoint is steered: the others' own sockets receive their requests");
+                break;
+            }
+        }
+    }))
 }
 
 /// A real agent process: watched through its pidfd, killed and reaped if

@@ -40,7 +40,6 @@ use crate::process::holder::{self, Held};
 use crate::process::sys::{self, Credentials};
 
 /// What to start.
-#[derive(Debug)]
 struct Job {
     /// argv[0], shown by `ps`: `agentcluster: agent NAME`.
     title: String,
@@ -49,9 +48,15 @@ struct Job {
     /// Its sockets, kept by the socket holders: copies are borrowed from
     /// them and placed at 4, 5, … in this order.
     sockets: Vec<Arc<Held>>,
+    /// Run on the borrowed copies of `sockets` before they are passed on.
+    prepare: Option<Prepare>,
     creds: Option<Credentials>,
     reply: oneshot::Sender<io::Result<(libc::pid_t, OwnedFd)>>,
 }
+
+/// What a spawn does with the copies of its sockets before it passes
+/// them on (steering them: [`crate::process::launch`]).
+pub type Prepare = Box<dyn FnOnce(&[OwnedFd]) + Send>;
 
 /// A handle to the spawner lanes.
 #[derive(Debug, Clone)]
@@ -112,13 +117,14 @@ impl Spawner {
     }
 
     /// Creates an agent process: `channel` becomes its descriptor 3 and
-    /// copies of `sockets` its descriptors 4, 5, …, `title` its argv[0]; it
-    /// runs as `creds` if given.
+    /// copies of `sockets` its descriptors 4, 5, … (`prepare` runs on the
+    /// copies first), `title` its argv[0]; it runs as `creds` if given.
     pub async fn spawn(
         &self,
         title: String,
         channel: OwnedFd,
         sockets: Vec<Arc<Held>>,
+        prepare: Option<Prepare>,
         creds: Option<Credentials>,
     ) -> io::Result<Child> {
         let (reply, rx) = oneshot::channel();
@@ -128,6 +134,7 @@ impl Spawner {
                 title,
                 channel,
                 sockets,
+                prepare,
                 creds,
                 reply,
             })
@@ -164,7 +171,7 @@ fn lane(helper_exe: &Path, program: &Path, jobs: mpsc::Receiver<Job>) {
             .ok()
     };
     let mut helper = start();
-    while let Ok(job) = jobs.recv() {
+    while let Ok(mut job) = jobs.recv() {
         // A helper that died (killed by someone, or by the OOM killer) is
         // reaped and replaced before it gets the job.
         if helper.as_mut().is_some_and(|h| !h.alive()) {
@@ -176,6 +183,9 @@ fn lane(helper_exe: &Path, program: &Path, jobs: mpsc::Receiver<Job>) {
         let result = holder::lend(&job.sockets)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot pass a socket: {e}")))
             .and_then(|sockets| {
+                if let Some(prepare) = job.prepare.take() {
+                    prepare(&sockets);
+                }
                 let mut fds = Vec::with_capacity(1 + sockets.len());
                 fds.push(job.channel.as_raw_fd());
                 fds.extend(sockets.iter().map(AsRawFd::as_raw_fd));

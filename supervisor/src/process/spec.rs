@@ -69,6 +69,11 @@ pub struct UnitSpec {
     /// Resident memory above this is a fault (the smallest limit of the
     /// process's agents).
     pub memory_max: Option<u64>,
+    /// The process's steering sockets (`cluster.steering`), kept by the
+    /// socket holders like its agents' sockets: each receives what is sent
+    /// to the agents' endpoints of its address family, while the process
+    /// runs and while it restarts.
+    pub steering: Vec<crate::process::bind::Steered>,
 }
 
 /// Cluster settings every unit uses.
@@ -88,4 +93,7 @@ pub struct Settings {
     pub probe: Option<agentcluster_conf::Probe>,
     /// Where each agent's snmpEngineBoots is kept.
     pub state_dir: std::path::PathBuf,
+    /// The steering map agent processes put their devices' datagrams in
+    /// ([`agentcluster_agent::sys::steer`]), passed to each; `None`: none.
+    pub steer: Option<Arc<agentcluster_agent::sys::steer::Map>>,
 }

@@ -274,6 +274,7 @@ pub fn settings() -> Settings {
         limits,
         probe: None,
         state_dir: std::env::temp_dir(),
+        steer: None,
     }
 }
 

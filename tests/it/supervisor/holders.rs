@@ -82,12 +82,72 @@ fn unanswered(devices: &[(String, SocketAddr)]) -> Vec<String> {
             break;
         }
     }
+    not_yet(devices, &answered)
+}
+
+/// The names of the devices not `answered`.
+fn not_yet(devices: &[(String, SocketAddr)], answered: &[bool]) -> Vec<String> {
     devices
         .iter()
-        .zip(&answered)
+        .zip(answered)
         .filter(|(_, a)| !**a)
         .map(|((name, _), _)| name.clone())
         .collect()
+}
+
+/// Kills the process of `dev-00000` and waits for its `died` event: its
+/// pid, and the sequence number events since the kill start at.
+fn kill_first(fleet: &Fleet) -> (u32, u64) {
+    let old = pid_of(&fleet.status(), "dev-00000");
+    let since = fleet.next_seq();
+    kill(old, Signal::SIGKILL);
+    fleet.wait_event(since, "the killed process died", |e| {
+        e["event"] == "died" && e["pid"] == old
+    });
+    (old, since)
+}
+
+/// Sends a v2c GET of sysName.0 to each of `devices` (request id `i + 1`
+/// for device `i`) from a socket of its own, which it returns.
+fn ask_each(devices: &[(String, SocketAddr)]) -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let req = Request::new(Op::Get, &[ber::parse_oid("1.3.6.1.2.1.1.5.0").unwrap()]);
+    let mut sec = Security::community(1, "public");
+    let (mut out, mut scratch) = (Vec::new(), Scratch::default());
+    for (i, (_, addr)) in devices.iter().enumerate() {
+        snmp::encode(&mut sec, &req, i as i32 + 1, &mut out, &mut scratch);
+        sock.send_to(&out, addr).unwrap();
+    }
+    sock
+}
+
+/// The devices of [`ask_each`] that did not answer on `sock` (each from
+/// its own address, with its own name) within 30 s.
+fn unanswered_on(sock: &UdpSocket, devices: &[(String, SocketAddr)]) -> Vec<String> {
+    let sec = Security::community(1, "public");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answered = vec![false; devices.len()];
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.iter().any(|a| !a) && Instant::now() < deadline {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let mut plain = Vec::new();
+        let Ok(pdu) = snmp::decode(&sec, &buf[..len], &mut plain) else {
+            continue;
+        };
+        if let Some(i) = usize::try_from(pdu.rid - 1)
+            .ok()
+            .filter(|&i| i < devices.len())
+        {
+            let (name, addr) = &devices[i];
+            let own_name = buf[..len].windows(name.len()).any(|w| w == name.as_bytes());
+            answered[i] |= from == *addr && own_name;
+        }
+    }
+    not_yet(devices, &answered)
 }
 
 /// The children of `parent` whose title (argv[0]) is `title`.
@@ -212,24 +272,11 @@ fn requests_sent_while_an_agent_process_is_down_are_answered_after_its_restart()
         "  agents_per_process: 50\n  restart: { backoff: 3s..3s }\n",
     ));
     let devices = devices(n, port);
-    let req = Request::new(Op::Get, &[ber::parse_oid("1.3.6.1.2.1.1.5.0").unwrap()]);
-    let mut sec = Security::community(1, "public");
-    let mut scratch = Scratch::default();
-    let mut out = Vec::new();
     // A slow machine may restart the process before the requests are
     // sent, which proves nothing: then kill it again (bounded).
     for attempt in 0..3 {
-        let old = pid_of(&fleet.status(), "dev-00000");
-        let since = fleet.next_seq();
-        kill(old, Signal::SIGKILL);
-        fleet.wait_event(since, "the killed process died", |e| {
-            e["event"] == "died" && e["pid"] == old
-        });
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for (i, (_, addr)) in devices.iter().enumerate() {
-            snmp::encode(&mut sec, &req, i as i32 + 1, &mut out, &mut scratch);
-            sock.send_to(&out, addr).unwrap();
-        }
+        let (old, since) = kill_first(&fleet);
+        let sock = ask_each(&devices);
         let sent = fleet.next_seq();
         let early = fleet
             .events()
@@ -244,25 +291,8 @@ fn requests_sent_while_an_agent_process_is_down_are_answered_after_its_restart()
             e["event"] == "ready" && e["agent"] == "dev-00000"
         });
         assert_ne!(ready["pid"], old);
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut answered = vec![false; n];
-        let mut buf = vec![0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while answered.iter().any(|a| !a) && Instant::now() < deadline {
-            let (len, from) = sock
-                .recv_from(&mut buf)
-                .expect("every request sent while the process was down is answered");
-            let mut plain = Vec::new();
-            let Ok(pdu) = snmp::decode(&sec, &buf[..len], &mut plain) else {
-                continue;
-            };
-            if let Some(i) = usize::try_from(pdu.rid - 1).ok().filter(|&i| i < n) {
-                assert_eq!(from, devices[i].1);
-                answered[i] = true;
-            }
-        }
-        assert!(answered.iter().all(|a| *a), "{answered:?}");
+        let missing = unanswered_on(&sock, &devices);
+        assert!(missing.is_empty(), "{missing:?}");
         return;
     }
     panic!("the process was restarted before the requests were sent, three times");
@@ -319,7 +349,8 @@ fn each_process_holds_what_the_capacity_check_counts_for_it() {
     ));
     let limit = 1024;
     let (supervisor_files, agent_files, holders, holder_files) = capacity_figures(&config, limit);
-    assert_eq!((holders, holder_files), (1, 600 + 8));
+    // The 600 endpoints' sockets and the six processes' steering sockets.
+    assert_eq!((holders, holder_files), (1, 600 + 6 + 8));
     let mut cmd = limited(limit);
     cmd.arg("run").arg("-c").arg(&config);
     let process = crate::harness::Process::spawn(cmd);
@@ -478,4 +509,85 @@ fn a_reload_that_restarts_an_agent_keeps_its_socket() {
         ],
     );
     assert!(name.contains("after"), "{name}");
+}
+
+/// The receive queues of the UDP sockets bound at an address of
+/// 127.20.0.0/16 (the [`devices`]' addresses), from /proc/net/udp: each
+/// socket's port and the bytes queued on it.
+fn queues_at_devices() -> Vec<(u16, u64)> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (addr, port) = fields.nth(1)?.split_once(':')?;
+            // The address as the kernel keeps it (network order), printed
+            // as a native word.
+            let ip = std::net::Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.to_le_bytes());
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let (_, rx) = fields.nth(2)?.split_once(':')?;
+            let rx = u64::from_str_radix(rx, 16).ok()?;
+            (ip.octets()[..2] == [127, 20]).then_some((port, rx))
+        })
+        .collect()
+}
+
+/// A packed process receives its devices' requests on one steering
+/// socket, kept by the socket holders like the devices' own: requests
+/// sent while the process is down wait there, none on the devices'
+/// sockets, and its successor answers every one from the address it was
+/// asked at. With `steering: false` they wait on the devices' sockets.
+#[test]
+fn a_packed_process_receives_its_devices_requests_on_one_steering_socket() {
+    let n = 50;
+    for steering in [true, false] {
+        let port = free_port();
+        let fleet = Fleet::start(&template(
+            n,
+            port,
+            &format!(
+                "  agents_per_process: 50\n  restart: {{ backoff: 3s..3s }}\n  steering: {steering}\n"
+            ),
+        ));
+        let devices = devices(n, port);
+        let unsteered = fleet.stderr().text().contains("datagrams are not steered");
+        if steering && unsteered {
+            eprintln!("skipped the steered half: this host cannot attach the program");
+            continue;
+        }
+        let (_, since) = kill_first(&fleet);
+        let sock = ask_each(&devices);
+        let queues = queues_at_devices();
+        let restarted = fleet
+            .events()
+            .iter()
+            .any(|e| e["seq"].as_u64().is_some_and(|s| s >= since) && e["event"] == "ready");
+        if !restarted {
+            let (own, other): (Vec<_>, Vec<_>) = queues.iter().partition(|(p, _)| *p == port);
+            assert_eq!(own.len(), n, "{queues:?}");
+            let waiting_on_own = own.iter().filter(|(_, rx)| *rx > 0).count();
+            let waiting_elsewhere: Vec<_> = other.iter().filter(|(_, rx)| *rx > 0).collect();
+            if steering {
+                assert_eq!(waiting_on_own, 0, "{queues:?}");
+                assert_eq!(
+                    waiting_elsewhere.len(),
+                    1,
+                    "one steering socket: {queues:?}"
+                );
+            } else {
+                assert_eq!(waiting_on_own, n, "{queues:?}");
+                assert!(waiting_elsewhere.is_empty(), "{queues:?}");
+            }
+        } else {
+            eprintln!("restarted before the queues were read: not looked at");
+        }
+        fleet.wait_event(since, "the process ready again", |e| {
+            e["event"] == "ready" && e["agent"] == "dev-00000"
+        });
+        let missing = unanswered_on(&sock, &devices);
+        assert!(missing.is_empty(), "{missing:?}");
+        let (code, _) = fleet.stop();
+        assert!(code.success());
+    }
 }

@@ -382,6 +382,12 @@ impl Manager {
                 .collect(),
             active,
             memory_max: agents.iter().filter_map(|a| a.memory_max).min(),
+            steering: if active && self.shared.settings.steer.is_some() {
+                self.sockets
+                    .steering(agents.iter().flat_map(|a| a.listen.iter()))
+            } else {
+                Vec::new()
+            },
         };
         let (tx, rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(unit::Status::new(

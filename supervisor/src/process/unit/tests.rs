@@ -44,6 +44,7 @@ fn spec(name: &str) -> UnitSpec {
         }],
         active: true,
         memory_max: None,
+        steering: Vec::new(),
     }
 }
 
