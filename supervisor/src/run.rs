@@ -121,11 +121,12 @@ struct Added {
 /// The steering of agent processes' datagrams into one socket each
 /// (`agentcluster_agent::sys::steer`), for a map of twice the fleet's
 /// endpoints (a reload may add some); `None` with `cluster.steering:
-/// false`, or where the program cannot be
+/// false` or one agent per process, or where the program cannot be
 /// attached (no `CAP_BPF` and `CAP_NET_ADMIN`, an older kernel), said
 /// once: every device's socket then receives its own datagrams.
 fn steer(fleet: &Fleet) -> Option<Steering> {
-    if !fleet.cluster.steering {
+    // Only packed processes have steering sockets.
+    if !fleet.cluster.steering || fleet.cluster.agents_per_process < 2 {
         return None;
     }
     let endpoints: usize = fleet.agents.iter().map(|a| a.listen.len()).sum();

@@ -229,20 +229,27 @@ pub(crate) async fn serve_steered(
                 .and_then(&station_of)
         };
         let mut this = of(&batch, 0);
-        for i in 0..got {
-            // The next device's objects come into the cache while this
-            // one is served.
-            let following = of(&batch, i + 1);
-            if let Some(s) = &following {
+        let mut i = 0;
+        while i < got {
+            // The datagrams to this device in a row are served together
+            // (a busy device's burst: its locks taken once); the next
+            // device's objects come into the cache meanwhile.
+            let mut end = i + 1;
+            let mut next = of(&batch, end);
+            while end < got && same(&this, &next) {
+                end += 1;
+                next = of(&batch, end);
+            }
+            if let Some(s) = &next {
                 s.prefetch();
             }
-            if let Some(station) = this {
+            if let Some(station) = &this {
                 #[cfg(test)]
-                tests::STEERED.with(|n| n.set(n.get() + 1));
+                tests::STEERED.with(|n| n.set(n.get() + end - i));
                 answer(
-                    &station,
+                    station,
                     &mut batch,
-                    i..i + 1,
+                    i..end,
                     false,
                     outbox,
                     shutdown,
@@ -254,7 +261,8 @@ pub(crate) async fn serve_steered(
                     shutdown,
                 );
             }
-            this = following;
+            this = next;
+            i = end;
         }
         if got < batch.slots() {
             return Ok(false);
@@ -262,6 +270,15 @@ pub(crate) async fn serve_steered(
         outbox.send_now().await;
     }
     Ok(true)
+}
+
+/// Whether `a` and `b` are the same station, or both none.
+fn same(a: &Option<Arc<Station>>, b: &Option<Arc<Station>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Answers datagrams `slots` of `batch`, all asked of `station`'s device:
@@ -1272,6 +1289,25 @@ mod tests {
                 addrs.len(),
                 "every request came through a steering socket"
             );
+            // A burst to one device: answered whole, from its address.
+            let mut get = GET;
+            get[17..21].copy_from_slice(&0u32.to_be_bytes());
+            let burst = 8;
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..burst {
+                sender.send_to(&get, addrs[0]).unwrap();
+            }
+            sender.set_nonblocking(true).unwrap();
+            let sender = UdpSocket::from_std(sender).unwrap();
+            for _ in 0..burst {
+                let (n, peer) =
+                    tokio::time::timeout(Duration::from_secs(10), sender.recv_from(&mut buf))
+                        .await
+                        .expect("an answer")
+                        .unwrap();
+                assert_eq!((request_id(&buf[..n]), peer), (0, addrs[0]));
+            }
+            assert_eq!(STEERED.with(std::cell::Cell::get), addrs.len() + burst);
             token.cancel();
             while tasks.join_next().await.is_some() {}
         });

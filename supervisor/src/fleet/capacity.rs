@@ -136,11 +136,11 @@ impl Demand {
         // Active agents share processes; inactive ones get one each.
         let active = c.agents.saturating_sub(c.inactive);
         let processes = active.div_ceil(per) + c.inactive;
-        // With `cluster.steering`, a process of two endpoints or more has
-        // a steering socket too (one per address family; counted once),
-        // kept by the holders with the endpoints' sockets.
+        // With `cluster.steering`, a packed process of two endpoints or
+        // more has a steering socket too (one per address family; counted
+        // once), kept by the holders with the endpoints' sockets.
         let endpoints_per_process = per.min(c.agents) * c.max_endpoints;
-        let steering = u64::from(cluster.steering && endpoints_per_process >= 2);
+        let steering = u64::from(cluster.steering && per >= 2 && endpoints_per_process >= 2);
         let sockets = c.endpoints + steering * active.div_ceil(per);
         let spawning = u64::from(cluster.start_tokens.max(1)).min(processes);
         let process_sockets = endpoints_per_process + steering;
