@@ -23,15 +23,19 @@
 //! attaching need `CAP_BPF` and `CAP_NET_ADMIN`; without them nothing is
 //! steered and nothing else changes. Agent processes never touch the map.
 //!
-//! The program, 38 instructions, is written out here (no compiler, no
-//! object file): key `{family, port, address[4]}` (the address in network
-//! order, IPv4 in the first word), `bpf_map_lookup_elem`, `bpf_sk_assign`,
-//! `bpf_sk_release`; every datagram passes whether or not it was steered.
+//! The program, 53 instructions, is written out here (no compiler, no
+//! object file): the destination port's bit in an array (a port nothing
+//! is steered at passes there: the host's other datagrams never reach the
+//! hash), then the key `{family, port, address[4]}` (the address in
+//! network order, IPv4 in the first word), `bpf_map_lookup_elem`,
+//! `bpf_sk_assign`, `bpf_sk_release`; every datagram passes whether or
+//! not it was steered.
 
 use std::io;
 use std::mem::size_of;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -40,6 +44,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_SOCKHASH: u32 = 18;
 const BPF_PROG_TYPE_SK_LOOKUP: u32 = 30;
 const BPF_SK_LOOKUP: u32 = 36;
@@ -188,6 +193,9 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const MOV64_X: u8 = 0x07 | 0xb0 | 0x08;
 const MOV64_K: u8 = 0x07 | 0xb0;
 const ADD64_K: u8 = 0x07;
+const AND64_K: u8 = 0x07 | 0x50;
+const RSH64_K: u8 = 0x07 | 0x70;
+const RSH64_X: u8 = 0x07 | 0x70 | 0x08;
 const LDX_W: u8 = 0x01 | 0x60;
 const STX_W: u8 = 0x03 | 0x60;
 const JNE_K: u8 = 0x05 | 0x50;
@@ -206,60 +214,123 @@ const LOCAL_IP4: i16 = 40;
 const LOCAL_IP6: i16 = 44;
 const LOCAL_PORT: i16 = 60;
 
-/// The program for `map`.
-fn program(map: RawFd) -> Vec<Insn> {
-    const UDP: i32 = libc::IPPROTO_UDP;
-    const INET: i32 = libc::AF_INET;
-    // The key on the stack at r10 - 24: family, port, address.
-    let mut p = vec![
-        insn(MOV64_X, 6, 1, 0, 0),           // r6 = ctx
-        insn(LDX_W, 2, 6, PROTOCOL, 0),      // r2 = ctx->protocol
-        insn(JNE_K, 2, 0, 33, UDP),          // not UDP: pass (to 36)
-        insn(LDX_W, 3, 6, FAMILY, 0),        // r3 = ctx->family
-        insn(STX_W, 10, 3, -24, 0),          // key.family
-        insn(LDX_W, 2, 6, LOCAL_PORT, 0),    //
-        insn(STX_W, 10, 2, -20, 0),          // key.port
-        insn(JNE_K, 3, 0, 7, INET),          // IPv6: to 15
-        insn(LDX_W, 2, 6, LOCAL_IP4, 0),     //
-        insn(STX_W, 10, 2, -16, 0),          // key.address[0]
-        insn(MOV64_K, 2, 0, 0, 0),           //
-        insn(STX_W, 10, 2, -12, 0),          // key.address[1..4] = 0
-        insn(STX_W, 10, 2, -8, 0),           //
-        insn(STX_W, 10, 2, -4, 0),           //
-        insn(JA, 0, 0, 8, 0),                // to 23
-        insn(LDX_W, 2, 6, LOCAL_IP6, 0),     // 15: IPv6
-        insn(STX_W, 10, 2, -16, 0),          //
-        insn(LDX_W, 2, 6, LOCAL_IP6 + 4, 0), //
-        insn(STX_W, 10, 2, -12, 0),          //
-        insn(LDX_W, 2, 6, LOCAL_IP6 + 8, 0), //
-        insn(STX_W, 10, 2, -8, 0),           //
-        insn(LDX_W, 2, 6, LOCAL_IP6 + 12, 0),
-        insn(STX_W, 10, 2, -4, 0),                //
-        insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map), // 23: r1 = map
-        insn(0, 0, 0, 0, 0),
-        insn(MOV64_X, 2, 10, 0, 0),            // r2 = r10
-        insn(ADD64_K, 2, 0, 0, -(KEY as i32)), // r2 = &key
-        insn(CALL, 0, 0, 0, FUNC_MAP_LOOKUP_ELEM),
-        insn(JEQ_K, 0, 0, 7, 0),             // no socket: pass (to 36)
-        insn(MOV64_X, 7, 0, 0, 0),           // r7 = sk
-        insn(MOV64_X, 1, 6, 0, 0),           //
-        insn(MOV64_X, 2, 7, 0, 0),           //
-        insn(MOV64_K, 3, 0, 0, 0),           //
-        insn(CALL, 0, 0, 0, FUNC_SK_ASSIGN), // assigned or not: it passes
-        insn(MOV64_X, 1, 7, 0, 0),           //
-        insn(CALL, 0, 0, 0, FUNC_SK_RELEASE),
-        insn(MOV64_K, 0, 0, 0, 1), // 36: SK_PASS
-        insn(EXIT, 0, 0, 0, 0),
-    ];
-    p.shrink_to_fit();
-    p
+/// A program's instruction, or a jump to a label, or a label.
+enum Asm {
+    I(Insn),
+    Jump {
+        code: u8,
+        dst: u8,
+        imm: i32,
+        to: &'static str,
+    },
+    Label(&'static str),
 }
 
-/// The program attached to this process's network namespace, and its map.
-/// Dropping it detaches the program.
+/// The instructions of `asm`, each jump's offset counted to its label.
+fn assemble(asm: &[Asm]) -> Vec<Insn> {
+    let mut at = std::collections::HashMap::new();
+    let mut pc = 0i32;
+    for a in asm {
+        match a {
+            Asm::Label(l) => {
+                at.insert(*l, pc);
+            }
+            _ => pc += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(pc as usize);
+    for a in asm {
+        match a {
+            Asm::I(i) => out.push(*i),
+            Asm::Jump { code, dst, imm, to } => {
+                let off = at[to] - (out.len() as i32 + 1);
+                out.push(insn(*code, *dst, 0, off as i16, *imm));
+            }
+            Asm::Label(_) => {}
+        }
+    }
+    out
+}
+
+/// The program for the maps `ports` (a bit per steered port) and
+/// `sockets` (a socket per steered destination).
+fn program(ports: RawFd, sockets: RawFd) -> Vec<Insn> {
+    use Asm::{I, Jump, Label};
+    const UDP: i32 = libc::IPPROTO_UDP;
+    const INET: i32 = libc::AF_INET;
+    let jump = |code, dst, imm, to| Jump { code, dst, imm, to };
+    // The key on the stack at r10 - 24: family, port, address; the port's
+    // word of the bitmap at r10 - 28.
+    assemble(&[
+        I(insn(MOV64_X, 6, 1, 0, 0)),      // r6 = ctx
+        I(insn(LDX_W, 2, 6, PROTOCOL, 0)), // r2 = ctx->protocol
+        jump(JNE_K, 2, UDP, "pass"),
+        // A port nothing is steered at passes at the cost of an array
+        // lookup: the other datagrams of the host never reach the hash.
+        I(insn(LDX_W, 2, 6, LOCAL_PORT, 0)),
+        I(insn(RSH64_K, 2, 0, 0, 5)),
+        I(insn(STX_W, 10, 2, -28, 0)), // the port's word
+        I(insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, ports)),
+        I(insn(0, 0, 0, 0, 0)),
+        I(insn(MOV64_X, 2, 10, 0, 0)),
+        I(insn(ADD64_K, 2, 0, 0, -28)),
+        I(insn(CALL, 0, 0, 0, FUNC_MAP_LOOKUP_ELEM)),
+        jump(JEQ_K, 0, 0, "pass"),
+        I(insn(LDX_W, 4, 0, 0, 0)), // r4 = the word
+        I(insn(LDX_W, 5, 6, LOCAL_PORT, 0)),
+        I(insn(AND64_K, 5, 0, 0, 31)),
+        I(insn(RSH64_X, 4, 5, 0, 0)),
+        I(insn(AND64_K, 4, 0, 0, 1)),
+        jump(JEQ_K, 4, 0, "pass"), // the port's bit
+        I(insn(LDX_W, 3, 6, FAMILY, 0)),
+        I(insn(STX_W, 10, 3, -24, 0)), // key.family
+        I(insn(LDX_W, 2, 6, LOCAL_PORT, 0)),
+        I(insn(STX_W, 10, 2, -20, 0)), // key.port
+        jump(JNE_K, 3, INET, "ipv6"),
+        I(insn(LDX_W, 2, 6, LOCAL_IP4, 0)),
+        I(insn(STX_W, 10, 2, -16, 0)), // key.address[0]
+        I(insn(MOV64_K, 2, 0, 0, 0)),
+        I(insn(STX_W, 10, 2, -12, 0)), // key.address[1..4] = 0
+        I(insn(STX_W, 10, 2, -8, 0)),
+        I(insn(STX_W, 10, 2, -4, 0)),
+        jump(JA, 0, 0, "lookup"),
+        Label("ipv6"),
+        I(insn(LDX_W, 2, 6, LOCAL_IP6, 0)),
+        I(insn(STX_W, 10, 2, -16, 0)),
+        I(insn(LDX_W, 2, 6, LOCAL_IP6 + 4, 0)),
+        I(insn(STX_W, 10, 2, -12, 0)),
+        I(insn(LDX_W, 2, 6, LOCAL_IP6 + 8, 0)),
+        I(insn(STX_W, 10, 2, -8, 0)),
+        I(insn(LDX_W, 2, 6, LOCAL_IP6 + 12, 0)),
+        I(insn(STX_W, 10, 2, -4, 0)),
+        Label("lookup"),
+        I(insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, sockets)),
+        I(insn(0, 0, 0, 0, 0)),
+        I(insn(MOV64_X, 2, 10, 0, 0)),
+        I(insn(ADD64_K, 2, 0, 0, -(KEY as i32))), // r2 = &key
+        I(insn(CALL, 0, 0, 0, FUNC_MAP_LOOKUP_ELEM)),
+        jump(JEQ_K, 0, 0, "pass"),    // no socket
+        I(insn(MOV64_X, 7, 0, 0, 0)), // r7 = sk
+        I(insn(MOV64_X, 1, 6, 0, 0)),
+        I(insn(MOV64_X, 2, 7, 0, 0)),
+        I(insn(MOV64_K, 3, 0, 0, 0)),
+        I(insn(CALL, 0, 0, 0, FUNC_SK_ASSIGN)), // assigned or not: it passes
+        I(insn(MOV64_X, 1, 7, 0, 0)),
+        I(insn(CALL, 0, 0, 0, FUNC_SK_RELEASE)),
+        Label("pass"),
+        I(insn(MOV64_K, 0, 0, 0, 1)), // SK_PASS
+        I(insn(EXIT, 0, 0, 0, 0)),
+    ])
+}
+
+/// Words of the ports bitmap: a bit per port.
+const PORT_WORDS: u32 = 65_536 / 32;
+
+/// The program attached to this process's network namespace, and its
+/// maps. Dropping it detaches the program.
 #[derive(Debug)]
 pub struct Steering {
-    map: OwnedFd,
+    map: Map,
     _link: OwnedFd,
     id: u32,
 }
@@ -276,8 +347,17 @@ impl Steering {
             map_name: *b"agentcluster\0\0\0\0",
             ..MapCreate::default()
         };
-        let map = fd_of(bpf(BPF_MAP_CREATE, &mut create).map_err(|e| step("map", e))?);
-        let insns = program(map.as_raw_fd());
+        let sockets = fd_of(bpf(BPF_MAP_CREATE, &mut create).map_err(|e| step("map", e))?);
+        let mut create = MapCreate {
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: PORT_WORDS,
+            map_name: *b"agentcluster_p\0\0",
+            ..MapCreate::default()
+        };
+        let ports = fd_of(bpf(BPF_MAP_CREATE, &mut create).map_err(|e| step("ports map", e))?);
+        let insns = program(ports.as_raw_fd(), sockets.as_raw_fd());
         let license = c"GPL";
         let mut log = vec![0u8; 16 * 1024];
         let mut load = ProgLoad {
@@ -314,22 +394,25 @@ impl Steering {
             flags: 0,
         };
         let link = fd_of(bpf(BPF_LINK_CREATE, &mut link).map_err(|e| step("link", e))?);
-        let id = map_id(&map)?;
+        let id = map_id(&sockets)?;
         Ok(Steering {
-            map,
+            map: Map {
+                sockets: Arc::new(sockets),
+                ports: Arc::new((ports, Mutex::new(vec![0; PORT_WORDS as usize]))),
+            },
             _link: link,
             id,
         })
     }
 
-    /// The map's id, by which agent processes open it.
+    /// The id of its map of destinations (`bpftool map show id ID`).
     pub fn id(&self) -> u32 {
         self.id
     }
 
-    /// The map, as an agent process would open it.
-    pub fn map(&self) -> io::Result<Map> {
-        Ok(Map(self.map.try_clone()?))
+    /// Its maps, through which destinations are steered.
+    pub fn map(&self) -> Map {
+        self.map.clone()
     }
 }
 
@@ -349,19 +432,24 @@ fn map_id(map: &OwnedFd) -> io::Result<u32> {
     Ok(info.id)
 }
 
-/// A descriptor of the steering map, through which sockets are put in it
-/// and taken out.
-#[derive(Debug)]
-pub struct Map(OwnedFd);
+/// The steering maps, through which sockets are put in and taken out:
+/// the destinations' sockets, and the ports they are at (a bitmap, kept
+/// here too, so that setting a bit is one write).
+#[derive(Debug, Clone)]
+pub struct Map {
+    sockets: Arc<OwnedFd>,
+    ports: Arc<(OwnedFd, Mutex<Vec<u32>>)>,
+}
 
 impl Map {
     /// Datagrams to `to` go to `socket` (a bound UDP socket) from now on,
     /// until the socket is closed or [`Map::unsteer`] is called.
     pub fn steer(&self, to: SocketAddr, socket: &impl AsRawFd) -> io::Result<()> {
+        self.add_port(to.port())?;
         let k = key(to);
         let fd = socket.as_raw_fd() as u64;
         let mut elem = Elem {
-            map_fd: self.0.as_raw_fd() as u32,
+            map_fd: self.sockets.as_raw_fd() as u32,
             key: k.as_ptr() as u64,
             value: std::ptr::from_ref(&fd) as u64,
             ..Elem::default()
@@ -369,11 +457,34 @@ impl Map {
         bpf(BPF_MAP_UPDATE_ELEM, &mut elem).map(drop)
     }
 
+    /// Sets `port`'s bit (it stays set: a port once steered costs the
+    /// other datagrams to it a hash lookup).
+    fn add_port(&self, port: u16) -> io::Result<()> {
+        let (fd, bits) = &*self.ports;
+        let mut bits = bits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (word, bit) = (u32::from(port) / 32, 1u32 << (port % 32));
+        let value = bits[word as usize] | bit;
+        if value == bits[word as usize] {
+            return Ok(());
+        }
+        let mut elem = Elem {
+            map_fd: fd.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&word) as u64,
+            value: std::ptr::from_ref(&value) as u64,
+            ..Elem::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut elem)?;
+        bits[word as usize] = value;
+        Ok(())
+    }
+
     /// Datagrams to `to` go to the socket bound to it again.
     pub fn unsteer(&self, to: SocketAddr) -> io::Result<()> {
         let k = key(to);
         let mut elem = Elem {
-            map_fd: self.0.as_raw_fd() as u32,
+            map_fd: self.sockets.as_raw_fd() as u32,
             key: k.as_ptr() as u64,
             ..Elem::default()
         };
@@ -402,7 +513,8 @@ mod tests {
                 return;
             }
         };
-        let map = steering.map().unwrap();
+        assert_eq!(program(-1, -1).len(), 53, "as the module says");
+        let map = steering.map();
         let device = bound("127.77.0.1:0");
         let other = bound("127.77.0.2:0");
         let receiver = bound("127.77.0.1:0");
