@@ -63,6 +63,10 @@ pub struct Spec {
     /// `cluster.steering: false`: every device's socket receives its own
     /// datagrams.
     pub no_steering: bool,
+    /// Run the spread loads' pairs a second time with the fleet on CPU 0
+    /// and the load generator on CPU 1, as bench/run pins its other loads
+    /// ([`Spread::pinned`]).
+    pub pin_loads: bool,
     /// How long the supervisor may take to print its ready block.
     pub ready_timeout: Duration,
     /// Send one checked GET to every agent.
@@ -128,6 +132,29 @@ pub struct Spread {
     /// run after them: what the kernel and the client leave of a spread
     /// load before any agent runs.
     pub echo: Option<EchoSpread>,
+    /// With [`Spec::pin_loads`] (and two CPUs or more): the same pairs
+    /// again, every thread of the fleet on CPU 0 and the load generator on
+    /// CPU 1, so that the scheduler's placement of the fleet's processes
+    /// next to the generator's does not count, as in bench/run's other
+    /// loads.
+    pub pinned: Option<PinnedSpread>,
+}
+
+/// [`Spread`]'s pairs run pinned.
+#[derive(Debug, Clone, Serialize)]
+pub struct PinnedSpread {
+    /// As [`Spread::single_per_s`].
+    pub single_per_s: f64,
+    /// As [`Spread::spread_per_s`].
+    pub spread_per_s: f64,
+    /// The median of [`PinnedSpread::ratios`].
+    pub ratio: f64,
+    /// Each pair's spread rate over its one-agent rate, in the order run.
+    pub ratios: Vec<f64>,
+    /// As [`Spread::cpu_ratio`].
+    pub cpu_ratio: f64,
+    /// As [`Spread::spread_busy_pct`].
+    pub spread_busy_pct: f64,
 }
 
 /// The echo fleet's side of [`Spread`].
@@ -406,7 +433,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
             let n = n.min(targets.len());
             let mut fleet = procs::descendants(pid);
             fleet.push(pid);
-            let mut s = spread_load(&targets[..n], &fleet, spec.spread_for, spec.spread_pairs)?;
+            let mut s = spread_load(&targets[..n], &fleet, spec)?;
             s.echo = Some(echo_spread(spec, n, s.spread_per_s)?);
             Some(s)
         }
@@ -451,12 +478,8 @@ pub fn run(spec: &Spec) -> anyhow::Result<FleetResult> {
 /// `targets` alone, then spread over all of them in turn, each for `d`,
 /// 64 in flight, every answer checked; `pairs` times. `fleet`: the
 /// fleet's processes, whose CPU time is counted.
-fn spread_load(
-    targets: &[SocketAddr],
-    fleet: &[u32],
-    d: Duration,
-    pairs: usize,
-) -> anyhow::Result<Spread> {
+fn spread_load(targets: &[SocketAddr], fleet: &[u32], spec: &Spec) -> anyhow::Result<Spread> {
+    let (d, pairs) = (spec.spread_for, spec.spread_pairs);
     let oid = ber::parse_oid("1.3.6.1.2.1.1.1.0").unwrap_or_default();
     let req = Request::new(Op::Get, std::slice::from_ref(&oid));
     let first = *targets
@@ -467,7 +490,20 @@ fn spread_load(
         let plan = spread_plan(targets, d);
         crate::load::run(&plan, &mut Security::community(1, "public"), &req, &expect)
     };
-    let paired = Paired::run(pairs, targets, fleet, run)?;
+    let paired = Paired::run(pairs, targets, fleet, &run)?;
+    let pinned = if spec.pin_loads && procs::machine().nproc >= 2 {
+        let p = pinned(fleet, || Paired::run(pairs, targets, fleet, &run))?;
+        Some(PinnedSpread {
+            single_per_s: p.single,
+            spread_per_s: p.spread,
+            ratio: p.ratio,
+            ratios: p.ratios,
+            cpu_ratio: p.cost.cpu_ratio,
+            spread_busy_pct: p.cost.spread_busy_pct,
+        })
+    } else {
+        None
+    };
     Ok(Spread {
         devices: targets.len(),
         single_per_s: paired.single,
@@ -481,7 +517,21 @@ fn spread_load(
         single_busy_pct: paired.cost.single_busy_pct,
         spread_busy_pct: paired.cost.spread_busy_pct,
         echo: None,
+        pinned,
     })
+}
+
+/// Runs `load` with every thread of `fleet` on CPU 0 and this thread (the
+/// load generator's) on CPU 1, both as they were after.
+fn pinned<T>(fleet: &[u32], load: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let every: Vec<usize> = (0..procs::machine().nproc).collect();
+    let mine = procs::this_thread_cpus();
+    procs::pin_all(fleet, &[0])?;
+    procs::pin_this_thread(&[1])?;
+    let r = load();
+    let _ = procs::pin_all(fleet, &every);
+    let _ = procs::pin_this_thread(if mine.is_empty() { &every } else { &mine });
+    r
 }
 
 /// What alternating pairs of the two loads (one target, then spread)
@@ -553,7 +603,7 @@ impl Paired {
         pairs: usize,
         targets: &[SocketAddr],
         servers: &[u32],
-        run: impl Fn(Vec<SocketAddr>) -> std::io::Result<crate::load::Outcome>,
+        run: &impl Fn(Vec<SocketAddr>) -> std::io::Result<crate::load::Outcome>,
     ) -> anyhow::Result<Paired> {
         let first = *targets
             .first()
@@ -647,7 +697,7 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
             &Expect::Structure,
         )
     };
-    let paired = Paired::run(pairs, &fleet.addrs, &fleet.pids(), run)?;
+    let paired = Paired::run(pairs, &fleet.addrs, &fleet.pids(), &run)?;
     drop(fleet);
     Ok(EchoSpread {
         single_per_s: paired.single,

@@ -257,6 +257,10 @@ struct FleetArgs {
     /// datagrams (no BPF program steers them to one socket per process).
     #[arg(long)]
     no_steering: bool,
+    /// Run the spread loads' pairs again with the fleet on CPU 0 and the
+    /// load generator on CPU 1, as bench/run pins its other loads.
+    #[arg(long)]
+    pin_loads: bool,
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     ready_timeout: Duration,
     /// Send a checked GET to every agent.
@@ -690,6 +694,7 @@ fn fleet_cmd(a: FleetArgs) -> anyhow::Result<bool> {
         base_port: a.base_port,
         start_tokens: a.start_tokens,
         no_steering: a.no_steering,
+        pin_loads: a.pin_loads,
         ready_timeout: a.ready_timeout,
         sweep: a.sweep,
         memory: a.memory,

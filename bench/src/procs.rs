@@ -265,6 +265,47 @@ pub fn machine() -> Machine {
     }
 }
 
+/// Every thread of `pids` (their tasks now; threads they start later
+/// inherit it) on `cpus`; threads gone meanwhile are skipped.
+pub fn pin_all(pids: &[u32], cpus: &[usize]) -> std::io::Result<()> {
+    let set = cpu_set(cpus)?;
+    for &pid in pids {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The calling thread on `cpus`.
+pub fn pin_this_thread(cpus: &[usize]) -> std::io::Result<()> {
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu_set(cpus)?)
+        .map_err(std::io::Error::from)
+}
+
+/// The calling thread's CPUs.
+pub fn this_thread_cpus() -> Vec<usize> {
+    let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return Vec::new();
+    };
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}
+
+fn cpu_set(cpus: &[usize]) -> std::io::Result<nix::sched::CpuSet> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c).map_err(std::io::Error::from)?;
+    }
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -460,16 +460,19 @@ pub fn rows(r: &Records) -> Vec<Row> {
             one(r.med(tag, "/spread/spread_per_s")),
         );
         let spread = r.med(tag, "/spread/ratio");
-        let pairs: Vec<String> = r
-            .all(tag, "/spread/ratios")
-            .iter()
-            .map(|x| format!("{x:.2}"))
-            .collect();
-        let pairs = if pairs.is_empty() {
-            String::new()
-        } else {
-            format!(" (median of alternating pairs: {})", pairs.join(", "))
+        let pairs_of = |pointer: &str| {
+            let pairs: Vec<String> = r
+                .all(tag, pointer)
+                .iter()
+                .map(|x| format!("{x:.2}"))
+                .collect();
+            if pairs.is_empty() {
+                String::new()
+            } else {
+                format!(" (median of alternating pairs: {})", pairs.join(", "))
+            }
         };
+        let pairs = pairs_of("/spread/ratios");
         b.goal_with(
             &format!("  spread over {devices} devices / one agent{pairs}"),
             one(spread),
@@ -515,6 +518,19 @@ pub fn rows(r: &Records) -> Vec<Row> {
             "  agentcluster's spread GET/s / the echo fleet's",
             one(r.med(tag, "/spread/echo/agentcluster_vs_echo")),
         );
+        if let Some(pinned) = r.med(tag, "/spread/pinned/ratio") {
+            b.info(
+                &format!(
+                    "  pinned as the loads above (the fleet on CPU 0, the generator on CPU 1): spread / one agent{}",
+                    pairs_of("/spread/pinned/ratios")
+                ),
+                one(Some(pinned)),
+            );
+            b.info(
+                "  pinned: machine busy during the spread loads (%)",
+                one(r.med(tag, "/spread/pinned/spread_busy_pct")),
+            );
+        }
     }
 
     let restart = r.med("restart", "/restart/median_ms");
@@ -664,6 +680,30 @@ mod tests {
         assert_eq!(find("/ snmpsim").verdict, "n/a");
         assert_eq!(find("wrong answers").agentcluster, Some(1.0));
         assert_eq!(group(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn the_pinned_spread_rows_show_their_pairs() {
+        let text = r#"{"tag":"fleet-scale","kind":"fleet","agents":100000,"spread":{"devices":10000,"ratio":0.6,"ratios":[0.6],"pinned":{"ratio":0.77,"ratios":[0.8,0.77,0.7],"spread_busy_pct":91.0}}}"#;
+        let rows = rows(&Records::parse(text).unwrap());
+        let row = |prefix: &str| rows.iter().find(|x| x.measure.starts_with(prefix));
+        let pinned = row("  pinned as the loads above").expect("a pinned row");
+        assert!(
+            pinned
+                .measure
+                .ends_with("(median of alternating pairs: 0.80, 0.77, 0.70)"),
+            "{}",
+            pinned.measure
+        );
+        assert_eq!(pinned.agentcluster, Some(0.77));
+        assert_eq!(
+            row("  pinned: machine busy").and_then(|x| x.agentcluster),
+            Some(91.0)
+        );
+        // Without pinned pairs, no such rows.
+        let text = r#"{"tag":"fleet-scale","kind":"fleet","agents":100000,"spread":{"devices":10000,"ratio":0.6,"ratios":[0.6]}}"#;
+        let rows = super::rows(&Records::parse(text).unwrap());
+        assert!(!rows.iter().any(|x| x.measure.contains("pinned")));
     }
 
     #[test]

@@ -506,6 +506,7 @@ fn a_fleet_that_does_not_start_fails_at_once_saying_so() {
         quiet: Some(Duration::from_secs(1)),
         start_tokens: None,
         no_steering: false,
+        pin_loads: true,
         ready_timeout: Duration::from_secs(600),
         sweep: true,
         memory: true,
