@@ -199,7 +199,7 @@ async fn serve(
         state_dir: c.state_dir.clone(),
         probe: c.probe.clone(),
         limits: limits_rx,
-        steer: steering.as_ref().map(|s| Arc::new(s.map())),
+        steer: steering.as_ref().map(Steering::map),
     });
     // Event numbers go on from the last run's, and above any a KVP pool
     // holds, so no number (and no KVP key) is used twice.

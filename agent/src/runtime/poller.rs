@@ -47,17 +47,12 @@ pub struct Poller {
     set: AsyncFd<Set>,
     /// Every socket served, its index the token the set reports it by.
     stations: Mutex<Vec<Arc<Station>>>,
-    /// The sockets its devices' datagrams are steered to, if they are.
-    steered: Mutex<Steered>,
+    /// The sockets its devices' datagrams are steered to
+    /// ([`crate::sys::steer`]: one per address family, each datagram
+    /// served by the station its destination names), if they are; the
+    /// set's token of socket `i` is `STEERING | i`.
+    steering: Mutex<Vec<Arc<Steering>>>,
     outbox: Arc<Outbox>,
-}
-
-/// A process's steering ([`crate::sys::steer`]): one socket per address
-/// family receives the datagrams of every device of that family, each
-/// served by the station its destination names.
-#[derive(Default)]
-struct Steered {
-    sockets: Vec<Arc<Steering>>,
 }
 
 /// A steering socket as the poller serves it.
@@ -120,7 +115,7 @@ impl Poller {
         let poller = Arc::new(Poller {
             set: crate::sys::register(Set(set), Interest::READABLE)?,
             stations: Mutex::default(),
-            steered: Mutex::default(),
+            steering: Mutex::default(),
             outbox: outbox.clone(),
         });
         let (serving, shutdown) = (poller.clone(), shutdown.clone());
@@ -168,7 +163,7 @@ impl Poller {
                 .filter(|(local, _)| !local.ip().is_unspecified())
                 .collect(),
         );
-        let mut steered = self.steered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut steering = self.steering.lock().unwrap_or_else(PoisonError::into_inner);
         for socket in sockets {
             let ipv6 = socket.local_addr()?.is_ipv6();
             crate::sys::want_destinations(&socket, ipv6)?;
@@ -177,10 +172,10 @@ impl Poller {
                 queued: AtomicBool::new(false),
                 by_destination: by_destination.clone(),
             });
-            let token = STEERING | steered.sockets.len() as u64;
+            let token = STEERING | steering.len() as u64;
             let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
             self.set.get_ref().0.add(&s.socket, event)?;
-            steered.sockets.push(s);
+            steering.push(s);
         }
         Ok(by_destination.len())
     }
@@ -224,10 +219,9 @@ impl Poller {
                 }
                 let stations = self.stations.lock().unwrap_or_else(PoisonError::into_inner);
                 let steering = if events[..n].iter().any(|e| e.data() & STEERING != 0) {
-                    self.steered
+                    self.steering
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .sockets
                         .clone()
                 } else {
                     Vec::new()

@@ -78,13 +78,14 @@ pub const CONTROL_FILES: u64 = 1 + MAX_CONNECTIONS as u64;
 /// epoll, waker and signal pipes; the spawn helpers' sockets (and one being
 /// replaced) and a starting socket holder's; inotify; the journal's socket; the KVP pool and its lock; a
 /// snapshot being compiled (source, store, directory); the boots file being
-/// written; the steering map and its program's link (`cluster.steering`);
-/// and a spare. The supervisor of a small fleet holds 17 of them.
+/// written; with `cluster.steering` and packed processes, the steering
+/// program's two maps and its link; and a spare. The supervisor of a small
+/// fleet holds 15 of them.
 pub const BASE_FILES: u64 = 32;
 /// Open files of an agent process besides its sockets and stores: stdin,
 /// stdout and stderr, its channel, its runtime's epoll, waker and signal
-/// pipes, its poller's epoll, its steering sockets (one per address
-/// family) and the steering map while it fills it, and spares.
+/// pipes, its poller's epoll, and spares. (Its steering socket is one of
+/// its sockets: [`Demand::process_sockets`].)
 pub const AGENT_PROCESS_FILES: u64 = 16;
 
 /// What a fleet asks of the host.

@@ -270,7 +270,7 @@ const STEERING_BUFFER: usize = 16 << 20;
 /// socket is the same; a reload's new socket replaces it). An endpoint
 /// that cannot be steered (the map is full) is served from its own
 /// socket, said once.
-fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Arc<Map>>) -> Option<Prepare> {
+fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Map>) -> Option<Prepare> {
     let map = map?.clone();
     let mut routes: Vec<(SocketAddr, usize)> = Vec::new();
     for (i, s) in spec.steering.iter().enumerate() {

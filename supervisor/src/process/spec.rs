@@ -95,5 +95,5 @@ pub struct Settings {
     pub state_dir: std::path::PathBuf,
     /// The steering map agent processes put their devices' datagrams in
     /// ([`agentcluster_agent::sys::steer`]), passed to each; `None`: none.
-    pub steer: Option<Arc<agentcluster_agent::sys::steer::Map>>,
+    pub steer: Option<agentcluster_agent::sys::steer::Map>,
 }
