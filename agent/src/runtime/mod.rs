@@ -1,7 +1,8 @@
 //! The agent process (`agentcluster agent`): its control channel with the
 //! supervisor ([`channel`]), start-up and the loop that answers the
 //! supervisor ([`process`]), the serving of inherited UDP sockets
-//! ([`serve`]) by one loop per process ([`poller`]), with batched datagram
+//! ([`serve`]) by one loop per process ([`poller`], which leaves a CPU it
+//! trades with its sender: [`placement`]), with batched datagram
 //! I/O ([`mmsg`]) and the answers of a round sent together ([`outbox`]),
 //! and the supervisor's liveness probe of an agent ([`probe`]).
 //!
@@ -13,6 +14,7 @@ pub mod channel;
 pub mod faults;
 pub(crate) mod mmsg;
 pub(crate) mod outbox;
+pub(crate) mod placement;
 pub(crate) mod poller;
 pub mod probe;
 pub mod process;

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::outbox::Outbox;
+use crate::runtime::placement::Placement;
 use crate::runtime::serve::{self, Station};
 use crate::sys::Socket;
 
@@ -185,6 +186,7 @@ impl Poller {
         let mut round: Vec<Ready> = Vec::new();
         // Sockets whose last receive filled its batch.
         let mut again: Vec<Ready> = Vec::new();
+        let mut placement = Placement::default();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -242,6 +244,7 @@ impl Poller {
                         .filter(|s| !s.queued().swap(true, Ordering::Relaxed)),
                 );
             }
+            let served = !round.is_empty();
             let mut ready = round.drain(..);
             while let Some(next) = ready.next() {
                 // The round's stations are in the cache (the loop above
@@ -264,6 +267,11 @@ impl Poller {
                 } else {
                     next.queued().store(false, Ordering::Relaxed);
                 }
+            }
+            if served && placement.served() {
+                tracing::debug!(
+                    "serving moved to another CPU: it traded this one with another task a datagram at a time"
+                );
             }
             if full || !again.is_empty() {
                 // What waits for the set would not yield: the outbox and
