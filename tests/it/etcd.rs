@@ -814,22 +814,31 @@ fn a_watch_cancelled_by_compaction_lists_again_and_converges() {
     let dir = tempdir();
     let port = free_port();
     shared_fleet(dir.path(), &etcd, "/cmp", port, 6);
-    // A long lease: the node is stopped for a while and must not lose it.
-    let n1 = start_node(&etcd, "/cmp", "n1", "20s");
+    // A long lease: the node is stopped for a while (7 s on an idle
+    // machine, 300 writes through curl; far longer on a busy one) and
+    // must not lose it, or it lists again as a new session, without the
+    // cancellation this test is about.
+    let n1 = start_node(&etcd, "/cmp", "n1", "90s");
     converged(&etcd, "/cmp", &[("n1", &n1)], 6, Duration::from_secs(60));
     assert!(n1.signal(Signal::STOP));
     // More than the watch stream can buffer for a reader that reads nothing.
     let big = "x".repeat(60_000);
+    let stopped = std::time::Instant::now();
     let mut revision = 0;
     for i in 0..300 {
         revision = etcd.put(&format!("/cmp/junk/{}", i % 4), &big);
     }
     etcd.compact(revision);
+    let stopped = stopped.elapsed();
     assert!(n1.signal(Signal::CONT));
     let relisted = n1.stderr().wait_for(0, Duration::from_secs(30), |l| {
         l.contains("watch cancelled (compaction past its revision); re-listing")
     });
-    assert!(relisted.is_some(), "no re-list: {}", n1.stderr().tail(30));
+    assert!(
+        relisted.is_some(),
+        "no re-list (the node was stopped {stopped:?} of its 90 s lease): {}",
+        n1.stderr().tail(30)
+    );
     // Watching again from the new list: a new fleet is picked up.
     shared_fleet(dir.path(), &etcd, "/cmp", port, 9);
     let served = converged(&etcd, "/cmp", &[("n1", &n1)], 9, Duration::from_secs(60));
