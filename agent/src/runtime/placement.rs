@@ -97,17 +97,19 @@ impl Placement {
             return false;
         };
         let span = now.duration_since(start);
-        let per_ms = |n: i64| i128::from(n) * 1_000_000;
-        let traded = span >= LOOK_EVERY
-            && span <= SPAN_AT_MOST
-            && per_ms(switches - then) >= i128::from(TRADED_PER_MS) * span.as_nanos() as i128;
-        let may = self
-            .moved
-            .is_none_or(|m| now.duration_since(m) >= MOVE_EVERY);
-        if traded && may {
-            self.moved = Some(now);
+        // TRADED_PER_MS or more a millisecond, in nanoseconds to stay exact.
+        let traded = (LOOK_EVERY..=SPAN_AT_MOST).contains(&span)
+            && i128::from(switches - then) * 1_000_000
+                >= i128::from(TRADED_PER_MS) * span.as_nanos() as i128;
+        if !traded
+            || self
+                .moved
+                .is_some_and(|m| now.duration_since(m) < MOVE_EVERY)
+        {
+            return false;
         }
-        traded && may
+        self.moved = Some(now);
+        true
     }
 }
 
@@ -127,7 +129,7 @@ fn move_away() -> bool {
         return false;
     };
     let mut elsewhere = allowed;
-    if elsewhere.unset(here).is_err() || !any(&elsewhere) {
+    if elsewhere.unset(here).is_err() || cpus(&elsewhere).is_empty() {
         return false;
     }
     // Allowing every CPU but this one migrates the thread at once.
@@ -138,8 +140,11 @@ fn move_away() -> bool {
     moved && sched_getcpu().is_ok_and(|now| now != here)
 }
 
-fn any(set: &CpuSet) -> bool {
-    (0..CpuSet::count()).any(|cpu| set.is_set(cpu).unwrap_or(false))
+/// The CPUs in `set`.
+fn cpus(set: &CpuSet) -> Vec<usize> {
+    (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
 }
 
 #[cfg(test)]
@@ -181,12 +186,6 @@ mod tests {
         assert!(!r.should_move(t0, 0));
         assert!(!r.should_move(t0 + SPAN_AT_MOST + ms(1), 10_000));
         assert!(r.should_move(t0 + SPAN_AT_MOST + ms(2), 10_000 + 32));
-    }
-
-    fn cpus(set: &CpuSet) -> Vec<usize> {
-        (0..CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect()
     }
 
     fn only(cpu: usize) -> CpuSet {
