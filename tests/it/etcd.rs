@@ -601,7 +601,22 @@ fn three_nodes_share_a_fleet_and_take_over_from_a_dead_one() {
     // n2 comes back: it gets a share, and only agents that move to it move.
     let n2 = start_node(&etcd, "/three", "n2", "3s");
     let nodes = [("n1", &n1), ("n2", &n2), ("n3", &n3)];
-    let back = converged(&etcd, "/three", &nodes, COUNT, within);
+    // n1 and n3 serving every agent is already a converged fleet: wait for
+    // the one in which n2 has its share back.
+    let back = poll_until(
+        "n2 serving its share again",
+        within,
+        Duration::from_millis(200),
+        || {
+            let back = converged(&etcd, "/three", &nodes, COUNT, within);
+            let share = back.values().filter(|(o, _)| o == "n2").count();
+            if share >= 60 {
+                Ok(back)
+            } else {
+                Err(format!("n2 serves {share} again"))
+            }
+        },
+    );
     let share = back.values().filter(|(o, _)| o == "n2").count();
     assert!(share >= 60, "n2 serves {share} again");
     for (a, (n, pid)) in &back {
