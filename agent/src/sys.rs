@@ -153,7 +153,7 @@ impl Socket {
     pub fn new(socket: std::net::UdpSocket) -> io::Result<Socket> {
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let unfragmented = local.is_ipv4() && set_pmtu_discovery(&socket, libc::IP_PMTUDISC_DO);
+        let unfragmented = local.is_ipv4() && dont_fragment(&socket);
         Ok(Socket {
             socket,
             local,
@@ -232,6 +232,14 @@ impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+/// Makes an IPv4 `socket` send with the don't-fragment bit and without
+/// local fragmentation (`IP_PMTUDISC_DO`): its datagrams get IP ID 0
+/// instead of one drawn from the kernel's shared table (see [`Socket`]).
+/// Whether it took. The load generator's sockets use it too.
+pub fn dont_fragment(socket: &std::net::UdpSocket) -> bool {
+    set_pmtu_discovery(socket, libc::IP_PMTUDISC_DO)
 }
 
 /// Sets `socket`'s path-MTU discovery mode (`IP_MTU_DISCOVER`, IPv4);

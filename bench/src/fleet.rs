@@ -127,6 +127,11 @@ pub struct Spread {
     pub single_busy_pct: f64,
     /// The same during the spread loads.
     pub spread_busy_pct: f64,
+    /// What the load generator spent on a CPU per GET to agent 0 alone, in
+    /// µs (the median of the pairs): its own share of the machine.
+    pub single_client_us: f64,
+    /// The same per GET spread over [`Spread::devices`].
+    pub spread_client_us: f64,
     /// The same two loads against an echo fleet of the same shape (as
     /// many sockets at the same kind of addresses, as many per process),
     /// run after them: what the kernel and the client leave of a spread
@@ -175,6 +180,10 @@ pub struct EchoSpread {
     pub cpu_ratio: f64,
     /// The echo fleet's [`Spread::spread_busy_pct`].
     pub spread_busy_pct: f64,
+    /// The load generator's CPU time per datagram to one socket, in µs.
+    pub single_client_us: f64,
+    /// The same spread over all of its sockets.
+    pub spread_client_us: f64,
 }
 
 /// What one fleet scenario measured; the body of a `fleet` record, so its
@@ -516,6 +525,8 @@ fn spread_load(targets: &[SocketAddr], fleet: &[u32], spec: &Spec) -> anyhow::Re
         cpu_ratio: paired.cost.cpu_ratio,
         single_busy_pct: paired.cost.single_busy_pct,
         spread_busy_pct: paired.cost.spread_busy_pct,
+        single_client_us: paired.cost.single_client_us,
+        spread_client_us: paired.cost.spread_client_us,
         echo: None,
         pinned,
     })
@@ -567,6 +578,10 @@ pub struct PairedCost {
     pub single_busy_pct: f64,
     /// The same during the spread loads.
     pub spread_busy_pct: f64,
+    /// The load generator's CPU time per request sent to one target, in µs.
+    pub single_client_us: f64,
+    /// The same spread.
+    pub spread_client_us: f64,
 }
 
 /// One load's cost: the servers' CPU time per request sent, in µs, and
@@ -577,6 +592,8 @@ pub struct Cost {
     pub cpu_us: f64,
     /// The machine's busy share, in percent of all CPUs.
     pub busy_pct: f64,
+    /// The load generator's CPU time per request answered, in µs.
+    pub client_us: f64,
 }
 
 impl PairedCost {
@@ -591,6 +608,8 @@ impl PairedCost {
             cpu_ratio: med(&|c| rate_ratio(c.0.cpu_us, c.1.cpu_us)),
             single_busy_pct: med(&|c| c.0.busy_pct),
             spread_busy_pct: med(&|c| c.1.busy_pct),
+            single_client_us: med(&|c| c.0.client_us),
+            spread_client_us: med(&|c| c.1.client_us),
         }
     }
 }
@@ -617,7 +636,14 @@ impl Paired {
                 .map_or(f64::NAN, |(a, b)| procs::machine_busy(a, b).0);
             // The CPU time covers the warm-up too, as `sent` does.
             let cpu_us = rate_ratio(cpu as f64 / 1000.0, outcome.sent as f64);
-            std::io::Result::Ok((outcome, Cost { cpu_us, busy_pct }))
+            // Its share of a CPU over its rate, both measured.
+            let client_us = rate_ratio(outcome.client_cpu_pct * 1e4, outcome.requests_per_s);
+            let cost = Cost {
+                cpu_us,
+                busy_pct,
+                client_us,
+            };
+            std::io::Result::Ok((outcome, cost))
         };
         let mut rates = Vec::new();
         let mut costs = Vec::new();
@@ -706,6 +732,8 @@ fn echo_spread(spec: &Spec, n: usize, agentcluster_per_s: f64) -> anyhow::Result
         agentcluster_vs_echo: rate_ratio(agentcluster_per_s, paired.spread),
         cpu_ratio: paired.cost.cpu_ratio,
         spread_busy_pct: paired.cost.spread_busy_pct,
+        single_client_us: paired.cost.single_client_us,
+        spread_client_us: paired.cost.spread_client_us,
     })
 }
 
@@ -723,6 +751,8 @@ fn spread_plan(targets: Vec<SocketAddr>, d: Duration) -> crate::load::Plan {
         rate: None,
         expect_any: false,
         batch: 64,
+        // Both loads of a pair alike (see `Plan::unconnected`).
+        unconnected: true,
     }
 }
 

@@ -75,6 +75,11 @@ pub struct Plan {
     pub expect_any: bool,
     /// Most datagrams per send or receive system call.
     pub batch: usize,
+    /// Send unconnected even to a single target, as to many: two loads
+    /// compared (one target against many) then cost the generator alike,
+    /// where a connected socket would spare the one-target load a route
+    /// lookup per datagram.
+    pub unconnected: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -169,6 +174,16 @@ impl Outcome {
 /// A socket of the targets' address family (connected when there is one
 /// target, so the kernel filters other senders and skips a route lookup).
 pub fn socket_for(targets: &[SocketAddr]) -> io::Result<UdpSocket> {
+    socket(targets, targets.len() == 1)
+}
+
+/// A socket of the targets' address family, connected to the first with
+/// `connect`. Unconnected IPv4 sockets send with the don't-fragment bit
+/// ([`agentcluster_agent::sys::dont_fragment`]): the kernel then gives
+/// their datagrams IP ID 0 instead of drawing one from its table shared by
+/// all sockets, hashed by destination (a cache miss per datagram when each
+/// goes to another address). Requests are far smaller than any MTU.
+fn socket(targets: &[SocketAddr], connect: bool) -> io::Result<UdpSocket> {
     let first = targets
         .first()
         .ok_or_else(|| io::Error::other("no target"))?;
@@ -182,8 +197,10 @@ pub fn socket_for(targets: &[SocketAddr]) -> io::Result<UdpSocket> {
     } else {
         UdpSocket::bind("[::]:0")?
     };
-    if targets.len() == 1 {
+    if connect {
         sock.connect(first)?;
+    } else if first.is_ipv4() {
+        agentcluster_agent::sys::dont_fragment(&sock);
     }
     Ok(sock)
 }
@@ -193,9 +210,9 @@ pub fn socket_for(targets: &[SocketAddr]) -> io::Result<UdpSocket> {
 pub fn run(plan: &Plan, sec: &mut Security, req: &Request, expect: &Expect) -> io::Result<Outcome> {
     let inflight = plan.inflight.clamp(1, 1 << 16);
     let gens = (MASK / inflight as u32).max(2);
-    let sock = socket_for(&plan.targets)?;
+    let connected = plan.targets.len() == 1 && !plan.unconnected;
+    let sock = socket(&plan.targets, connected)?;
     sock.set_read_timeout(Some(POLL))?;
-    let connected = plan.targets.len() == 1;
     let mut batch = Batch::new(inflight.min(plan.batch.clamp(1, MAX_BATCH)));
 
     let cpu0 = cpu_time();

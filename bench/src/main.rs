@@ -164,6 +164,11 @@ struct LoadArgs {
     /// receive per request; capped at the requests in flight).
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Send unconnected to a single target too (as to many, with the
+    /// don't-fragment bit): a one-target load then costs the generator
+    /// what a spread one does.
+    #[arg(long)]
+    unconnected: bool,
     /// Pid of the server process(es): their CPU time is reported per request.
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
@@ -529,6 +534,7 @@ fn load_cmd(a: LoadArgs) -> anyhow::Result<bool> {
         rate: a.rate,
         expect_any: a.expect_any,
         batch: a.batch,
+        unconnected: a.unconnected,
     };
     let cpu0: Vec<Option<u64>> = a.server_pids.iter().map(|p| procs::cpu_ns(*p)).collect();
     let machine0 = procs::machine_ticks();

@@ -495,6 +495,14 @@ pub fn rows(r: &Records) -> Vec<Row> {
                 "/spread/cpu_ratio",
             ),
             (
+                "  the load generator's CPU time per GET to one agent (µs)",
+                "/spread/single_client_us",
+            ),
+            (
+                "  the load generator's CPU time per GET spread (µs)",
+                "/spread/spread_client_us",
+            ),
+            (
                 "  machine busy during the one-agent loads (% of all CPUs)",
                 "/spread/single_busy_pct",
             ),
@@ -510,6 +518,14 @@ pub fn rows(r: &Records) -> Vec<Row> {
             (
                 "  echo fleet: machine busy during its spread loads (%)",
                 "/spread/echo/spread_busy_pct",
+            ),
+            (
+                "  echo fleet: the load generator's CPU time per datagram to one socket (µs)",
+                "/spread/echo/single_client_us",
+            ),
+            (
+                "  echo fleet: the load generator's CPU time per datagram spread (µs)",
+                "/spread/echo/spread_client_us",
             ),
         ] {
             b.info(label, one(r.med(tag, pointer)));

@@ -24,6 +24,8 @@ enum Mode {
     /// The first datagram of each request is lost (not answered), a
     /// retransmission of it (the same bytes) is answered.
     DropFirst,
+    /// Answers from another socket (another port) than the one asked.
+    FromElsewhere,
 }
 
 const NAME: &str = "DUMSYS-90";
@@ -52,6 +54,7 @@ fn responder(mode: Mode) -> Responder {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let elsewhere = UdpSocket::bind("127.0.0.1:0").unwrap();
     let thread = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let mut n = 0u64;
@@ -71,7 +74,12 @@ fn responder(mode: Mode) -> Responder {
                 m => m == Mode::WrongValue,
             };
             if let Some(reply) = answer(&buf[..len], mode, wrong) {
-                let _ = sock.send_to(&reply, peer);
+                let from = if mode == Mode::FromElsewhere {
+                    &elsewhere
+                } else {
+                    &sock
+                };
+                let _ = from.send_to(&reply, peer);
             }
         }
     });
@@ -149,6 +157,7 @@ fn plan(addr: SocketAddr, count: u64, inflight: usize) -> Plan {
         rate: None,
         expect_any: false,
         batch: 4,
+        unconnected: false,
     }
 }
 
@@ -166,6 +175,32 @@ fn the_right_answer_passes() {
     assert_eq!((o.ok, o.failed, o.timeouts), (500, 0, 0), "{o:?}");
     assert_eq!(o.varbinds, 500);
     assert!(o.requests_per_s > 0.0 && o.p50_us > 0.0 && o.max_us >= o.p99_us);
+}
+
+#[test]
+fn one_target_asked_unconnected_is_answered_and_an_answer_from_elsewhere_is_a_failure() {
+    let unconnected = |mode, count| {
+        let r = responder(mode);
+        let req = sys_name();
+        let plan = Plan {
+            unconnected: true,
+            ..plan(r.addr, count, 8)
+        };
+        load::run(
+            &plan,
+            &mut Security::community(1, "public"),
+            &req,
+            &expect_name(&req),
+        )
+        .unwrap()
+    };
+    let o = unconnected(Mode::Good, 300);
+    assert_eq!((o.ok, o.failed, o.timeouts), (300, 0, 0), "{o:?}");
+    // A connected socket never sees such an answer (the kernel drops it);
+    // an unconnected one must check the source itself.
+    let o = unconnected(Mode::FromElsewhere, 20);
+    assert_eq!(o.ok, 0, "{o:?}");
+    assert_eq!(o.failures.get("source"), Some(&20), "{o:?}");
 }
 
 #[test]
@@ -334,17 +369,22 @@ fn spread_pairs_report_medians_and_each_pairs_own_ratio() {
 #[test]
 fn spread_costs_are_medians_of_the_pairs_and_their_own_cpu_ratios() {
     use crate::fleet::{Cost, PairedCost};
-    let c = |cpu_us, busy_pct| Cost { cpu_us, busy_pct };
+    let c = |cpu_us, busy_pct, client_us| Cost {
+        cpu_us,
+        busy_pct,
+        client_us,
+    };
     let p = PairedCost::of(&[
-        (c(2.0, 90.0), c(4.0, 70.0)),
-        (c(3.0, 95.0), c(4.0, 60.0)),
-        (c(2.5, 92.0), c(5.0, 80.0)),
+        (c(2.0, 90.0, 2.1), c(4.0, 70.0, 2.6)),
+        (c(3.0, 95.0, 2.0), c(4.0, 60.0, 2.9)),
+        (c(2.5, 92.0, 2.2), c(5.0, 80.0, 2.8)),
     ]);
     assert_eq!(p.single_cpu_us, 2.5);
     assert_eq!(p.spread_cpu_us, 4.0);
     // Each pair's own ratio (0.5, 0.75, 0.5), not 2.5 / 4.0.
     assert_eq!(p.cpu_ratio, 0.5);
     assert_eq!((p.single_busy_pct, p.spread_busy_pct), (92.0, 70.0));
+    assert_eq!((p.single_client_us, p.spread_client_us), (2.1, 2.8));
 }
 
 #[test]

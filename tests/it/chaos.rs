@@ -209,6 +209,7 @@ fn a_hundred_agents_survive_kills_stops_and_rewrites_under_load() {
         rate: Some(RATE),
         expect_any: false,
         batch: 16,
+        unconnected: false,
     };
     let load = {
         let (req, expect) = (req.clone(), expect.clone());
