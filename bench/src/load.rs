@@ -179,10 +179,9 @@ pub fn socket_for(targets: &[SocketAddr]) -> io::Result<UdpSocket> {
 
 /// A socket of the targets' address family, connected to the first with
 /// `connect`. Unconnected IPv4 sockets send with the don't-fragment bit
-/// ([`agentcluster_agent::sys::dont_fragment`]): the kernel then gives
-/// their datagrams IP ID 0 instead of drawing one from its table shared by
-/// all sockets, hashed by destination (a cache miss per datagram when each
-/// goes to another address). Requests are far smaller than any MTU.
+/// ([`agentcluster_agent::sys::dont_fragment`]: no IP ID drawn from the
+/// kernel's table hashed by destination, a cache miss per datagram when
+/// each goes to another address); requests are far smaller than any MTU.
 fn socket(targets: &[SocketAddr], connect: bool) -> io::Result<UdpSocket> {
     let first = targets
         .first()

@@ -324,21 +324,30 @@ fn converged(
         "every agent running on the node that owns it",
         within,
         Duration::from_millis(200),
-        || {
-            let run = running(nodes);
-            let own = owners(etcd, prefix);
-            let agree = run.len() == count
-                && own.len() == count
-                && run
-                    .iter()
-                    .all(|(a, (n, _))| own.get(a).is_some_and(|(o, _)| o == n));
-            if agree {
-                Ok(run)
-            } else {
-                Err(format!("{} running, {} owner keys", run.len(), own.len()))
-            }
-        },
+        || agreed(etcd, prefix, nodes, count),
     )
+}
+
+/// Who runs what, if `nodes` run every one of `count` agents, each on the
+/// node its owner key names (one look).
+fn agreed(
+    etcd: &Etcd,
+    prefix: &str,
+    nodes: &[(&str, &Fleet)],
+    count: usize,
+) -> Result<BTreeMap<String, (String, u32)>, String> {
+    let run = running(nodes);
+    let own = owners(etcd, prefix);
+    let agree = run.len() == count
+        && own.len() == count
+        && run
+            .iter()
+            .all(|(a, (n, _))| own.get(a).is_some_and(|(o, _)| o == n));
+    if agree {
+        Ok(run)
+    } else {
+        Err(format!("{} running, {} owner keys", run.len(), own.len()))
+    }
 }
 
 /// Waits until `nodes` run every one of `count` agents as their owner keys
@@ -354,11 +363,13 @@ fn converged_sharing(
     within: Duration,
 ) -> BTreeMap<String, (String, u32)> {
     poll_until(
-        &format!("every node serving at least {least}"),
+        &format!(
+            "every agent running on the node that owns it, every node serving at least {least}"
+        ),
         within,
         Duration::from_millis(200),
         || {
-            let run = converged(etcd, prefix, nodes, count, within);
+            let run = agreed(etcd, prefix, nodes, count)?;
             let short: Vec<String> = nodes
                 .iter()
                 .map(|(n, _)| (n, run.values().filter(|(o, _)| o == n).count()))
