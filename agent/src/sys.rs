@@ -138,11 +138,19 @@ pub(crate) fn prefetch<T>(value: &T) {
 /// unconnected socket an IP ID drawn from a shared, hashed table (6 % of
 /// an agent's time under a load spread over many devices); with DF and no
 /// fragmentation the ID is 0 (RFC 6864, atomic datagrams).
+///
+/// A device steered to its process's steering socket ([`steer`]) may
+/// have no socket of its own: it is served through a *face*
+/// ([`Socket::face`]), a descriptor of another socket of its port and
+/// family whose sends leave from the device's address (`IP_PKTINFO`).
 #[derive(Debug)]
 pub struct Socket {
     socket: std::net::UdpSocket,
-    /// The address it is bound to, read once.
+    /// The address it is bound to, read once; a face's device address.
     local: SocketAddr,
+    /// A face: its sends leave from `local`, which it is not bound to,
+    /// and it receives nothing of its own.
+    face: bool,
     /// Its datagrams may be fragmented (the default); false while it sends
     /// with `IP_PMTUDISC_DO`.
     fragments: std::sync::atomic::AtomicBool,
@@ -157,8 +165,37 @@ impl Socket {
         Ok(Socket {
             socket,
             local,
+            face: false,
             fragments: (!unfragmented).into(),
         })
+    }
+
+    /// A face of this socket for the device at `at` (same port and
+    /// family, another address of this host): a descriptor of the same
+    /// socket whose [`local_addr`](Socket::local_addr) is `at` and whose
+    /// [`send_to`](Socket::send_to) sends from `at`. It is never read:
+    /// what it is asked arrives at a steering socket.
+    pub fn face(&self, at: SocketAddr) -> io::Result<Socket> {
+        if at.is_ipv6() != self.local.is_ipv6()
+            || at.port() != self.local.port()
+            || Source::of(at).is_none()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{at} cannot send from socket {}", self.local),
+            ));
+        }
+        Ok(Socket {
+            socket: self.socket.try_clone()?,
+            local: at,
+            face: true,
+            fragments: self.fragments().into(),
+        })
+    }
+
+    /// Whether it is a face ([`Socket::face`]): no datagram is read from it.
+    pub fn is_face(&self) -> bool {
+        self.face
     }
 
     /// Whether its datagrams may be fragmented: while not, a send that
@@ -215,10 +252,17 @@ impl Socket {
         }
     }
 
-    /// Sends `datagram` to `to`, waiting for room.
+    /// Sends `datagram` to `to` (a face: from its device's address),
+    /// waiting for room.
     pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
         let socket = &self.socket;
-        self.send_with(|_| socket.send_to(datagram, to)).await
+        match Source::of(self.local).filter(|_| self.face) {
+            Some(source) => {
+                self.send_with(|fd| send_from(fd, datagram, to, &source))
+                    .await
+            }
+            None => self.send_with(|_| socket.send_to(datagram, to)).await,
+        }
     }
 }
 
@@ -575,6 +619,34 @@ impl Source {
             _ => None,
         }
     }
+}
+
+/// One datagram to `to` from `source`, through [`send_batch`].
+fn send_from(fd: RawFd, datagram: &[u8], to: SocketAddr, source: &Source) -> io::Result<usize> {
+    let mut s = zeroed_sockaddr();
+    let len = match to {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than, and aligned for,
+            // sockaddr_in; every bit pattern is a valid sockaddr_in.
+            let v4 = unsafe { &mut *std::ptr::from_mut(&mut s).cast::<libc::sockaddr_in>() };
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe { &mut *std::ptr::from_mut(&mut s).cast::<libc::sockaddr_in6>() };
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_port = a.port().to_be();
+            v6.sin6_flowinfo = a.flowinfo();
+            v6.sin6_addr.s6_addr = a.ip().octets();
+            v6.sin6_scope_id = a.scope_id();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    let one = std::iter::once((datagram, &s, len as libc::socklen_t, Some(source)));
+    send_batch::<1>(fd, one).map(|_| datagram.len())
 }
 
 /// Room for one control message of either [`Source`], aligned for `cmsghdr`.

@@ -138,6 +138,12 @@ pub struct AgentSpec {
     /// notifications leave from the sockets themselves).
     #[serde(default)]
     pub endpoints: Vec<std::net::SocketAddr>,
+    /// The endpoints that have no socket of their own: the supervisor
+    /// steers their requests to the process's steering socket, and they
+    /// send through a socket of the process bound to another address of
+    /// their port and family ([`crate::sys::Socket::face`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound: Vec<std::net::SocketAddr>,
     /// Requests per second and burst allowed per source address; `None`:
     /// no limit.
     #[serde(default)]

@@ -137,12 +137,15 @@ impl Poller {
     }
 
     /// Serves `station`'s socket from now on (datagrams already queued
-    /// included).
+    /// included); a face ([`Socket::face`]) is only served through the
+    /// steering sockets.
     pub(crate) fn add(&self, station: Station) -> io::Result<()> {
         let mut stations = self.stations.lock().unwrap_or_else(PoisonError::into_inner);
         let token = stations.len() as u64;
-        let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
-        self.set.get_ref().0.add(station.socket(), event)?;
+        if !station.socket().is_face() {
+            let event = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token);
+            self.set.get_ref().0.add(station.socket(), event)?;
+        }
         stations.push(Arc::new(station));
         Ok(())
     }

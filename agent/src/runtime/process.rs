@@ -4,7 +4,7 @@
 //! it opens no file by path), serves until told to stop, and exits at once
 //! when the supervisor goes away.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -584,6 +584,7 @@ fn take_sockets(start: &Start) -> Result<Sockets, String> {
         }
         out.push(endpoints);
     }
+    add_faces(start, &mut out)?;
     let steering = (0..start.steering as i32)
         .map(|i| {
             adopt_fd(fd + i)
@@ -592,6 +593,39 @@ fn take_sockets(start: &Start) -> Result<Sockets, String> {
         })
         .collect::<Result<_, String>>()?;
     Ok((out, steering))
+}
+
+/// Adds to each agent's endpoints those of its endpoints that have no
+/// socket ([`channel::AgentSpec::unbound`]): a face of a socket of the
+/// process bound to another address of the same port and family.
+fn add_faces(start: &Start, endpoints: &mut [Vec<serve::Endpoint>]) -> Result<(), String> {
+    if start.agents.iter().all(|a| a.unbound.is_empty()) {
+        return Ok(());
+    }
+    let mut anchors: HashMap<(bool, u16), serve::Endpoint> = HashMap::new();
+    for e in endpoints.iter().flatten() {
+        if let Ok(at) = e.socket.local_addr()
+            && !at.ip().is_unspecified()
+        {
+            anchors
+                .entry((at.is_ipv6(), at.port()))
+                .or_insert_with(|| e.clone());
+        }
+    }
+    for (spec, endpoints) in start.agents.iter().zip(endpoints) {
+        for &at in &spec.unbound {
+            let anchor = anchors.get(&(at.is_ipv6(), at.port())).ok_or_else(|| {
+                format!(
+                    "agent {}: endpoint {at} has no socket, and none of the process's is at its port",
+                    spec.name
+                )
+            })?;
+            let face = serve::Endpoint::face(anchor, at)
+                .map_err(|e| format!("agent {}: endpoint {at}: {e}", spec.name))?;
+            endpoints.push(face);
+        }
+    }
+    Ok(())
 }
 
 fn apply_swaps(

@@ -54,6 +54,17 @@ impl Endpoint {
             replies: Replies::new(),
         })
     }
+
+    /// The endpoint of a device at `at` that has no socket of its own
+    /// (its requests are steered to the process's steering socket): it
+    /// sends from `at` through a face of `anchor`'s socket
+    /// ([`Socket::face`]).
+    pub fn face(anchor: &Endpoint, at: std::net::SocketAddr) -> io::Result<Endpoint> {
+        Ok(Endpoint {
+            socket: Arc::new(anchor.socket.face(at)?),
+            replies: Replies::new(),
+        })
+    }
 }
 
 /// A device's faults, shared by its sockets and the process that changes
@@ -1312,6 +1323,83 @@ mod tests {
             while tasks.join_next().await.is_some() {}
         });
         drop(steering);
+    }
+
+    #[test]
+    fn devices_without_a_socket_answer_and_send_from_their_own_address() {
+        // One device bound at 127.0.0.2:P, four with no socket at
+        // 127.0.0.3-6:P, served through faces of the first one's socket:
+        // a face sends from its own address and is never read (what the
+        // bound device is asked is answered once, by it); with steering,
+        // each is asked at its address and answers from it.
+        on_one_thread(async {
+            let bound = StdUdpSocket::bind("127.0.0.2:0").unwrap();
+            let anchor = Endpoint::new(bound).unwrap();
+            let port = anchor.socket.local_addr().unwrap().port();
+            let at = |i: u8| std::net::SocketAddr::from(([127, 0, 0, 2 + i], port));
+            let faces: Vec<Endpoint> = (1..5)
+                .map(|i| Endpoint::face(&anchor, at(i)).unwrap())
+                .collect();
+            assert!(faces.iter().all(|f| f.socket.is_face()));
+            assert_eq!(faces[0].socket.local_addr().unwrap(), at(1));
+            // Another port or family, or a wildcard, cannot send for it.
+            for wrong in ["127.0.0.3:1", "[::1]:161", "0.0.0.0:0"] {
+                let mut wrong: std::net::SocketAddr = wrong.parse().unwrap();
+                if wrong.ip().is_unspecified() {
+                    wrong.set_port(port);
+                }
+                assert!(Endpoint::face(&anchor, wrong).is_err(), "{wrong}");
+            }
+            let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let to = client.local_addr().unwrap();
+            faces[1].socket.send_to(b"trap", to).await.unwrap();
+            let mut buf = [0u8; 2048];
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(10), client.recv_from(&mut buf))
+                    .await
+                    .expect("the face's datagram")
+                    .unwrap();
+            assert_eq!((&buf[..n], from), (&b"trap"[..], at(2)));
+
+            let token = CancellationToken::new();
+            let outbox = Outbox::spawn(&token);
+            let mut tasks = tokio::task::JoinSet::new();
+            let poller = Poller::spawn(&mut tasks, &outbox, &token).unwrap();
+            let behaviour = Arc::new(Mutex::new(Behaviour::new(1)));
+            let mut endpoints = vec![anchor];
+            endpoints.extend(faces);
+            for e in endpoints {
+                let shared: Shared = Arc::new(Mutex::new(responder()));
+                serve_device(&poller, vec![e], &shared, &behaviour).unwrap();
+            }
+            tokio::task::yield_now().await;
+            ask(&client, at(0)).await;
+            let extra =
+                tokio::time::timeout(Duration::from_millis(200), client.recv_from(&mut buf));
+            assert!(extra.await.is_err(), "the bound device answered twice");
+
+            use crate::sys::steer::Steering;
+            let steering = match Steering::attach(64) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("steering part skipped: cannot attach a BPF program here: {e}");
+                    token.cancel();
+                    while tasks.join_next().await.is_some() {}
+                    return;
+                }
+            };
+            let receiver = StdUdpSocket::bind("127.0.0.2:0").unwrap();
+            for i in 0..5 {
+                steering.map().steer(at(i), &receiver).unwrap();
+            }
+            assert_eq!(poller.steer(vec![receiver]).unwrap(), 5);
+            for i in 0..5 {
+                ask(&client, at(i)).await;
+            }
+            token.cancel();
+            while tasks.join_next().await.is_some() {}
+            drop(steering);
+        });
     }
 
     #[test]

@@ -9,10 +9,18 @@
 //! epoll set, one `recvmmsg` for a whole burst, each datagram's
 //! destination from `IP_ORIGDSTADDR`) instead of one socket per device
 //! asked: what a spread load costs the kernel per request falls towards
-//! what one busy device costs. The devices' own sockets stay bound as they
-//! were: a datagram whose destination has no entry (the map is full;
-//! steering is off; the steering socket was closed, which takes its
-//! entries out of the map) goes to them as it always did.
+//! what one busy device costs. A datagram whose destination has no entry
+//! (steering is off; the steering socket was closed, which takes its
+//! entries out of the map) goes to the socket bound to it, if any.
+//!
+//! The kernel looks for a socket bound to the destination *before* it runs
+//! the program, walking the whole chain of the destination's slot in its
+//! UDP table (16,384 slots on a host of this size): with 100,000 devices
+//! bound, every request walked about six other devices' sockets, cold. So
+//! a steered device has no socket of its own (the supervisor reserves its
+//! map entry first: [`Map::reserve`]); one device per port and address
+//! family of each process stays bound, and the others send from their own
+//! address through its socket (`crate::sys::Socket::face`).
 //!
 //! The supervisor loads the program and the map ([`Steering::attach`]) and
 //! keeps the link (the program runs while the link is open: a supervisor
@@ -35,6 +43,7 @@ use std::io;
 use std::mem::size_of;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -399,6 +408,7 @@ impl Steering {
             map: Map {
                 sockets: Arc::new(sockets),
                 ports: Arc::new((ports, Mutex::new(vec![0; PORT_WORDS as usize]))),
+                room: Arc::new(AtomicUsize::new(max_entries as usize)),
             },
             _link: link,
             id,
@@ -439,9 +449,40 @@ fn map_id(map: &OwnedFd) -> io::Result<u32> {
 pub struct Map {
     sockets: Arc<OwnedFd>,
     ports: Arc<(OwnedFd, Mutex<Vec<u32>>)>,
+    /// Destinations not yet reserved ([`Map::reserve`]).
+    room: Arc<AtomicUsize>,
+}
+
+/// Room in the map for some destinations, kept until dropped
+/// ([`Map::reserve`]).
+#[derive(Debug)]
+pub struct Reserved {
+    n: usize,
+    room: Arc<AtomicUsize>,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.room.fetch_add(self.n, Ordering::Relaxed);
+    }
 }
 
 impl Map {
+    /// Room for `n` destinations, or `None` if the map has not that much
+    /// left unreserved. Whoever steers destinations that have no socket of
+    /// their own to fall back on reserves them first, and keeps the
+    /// reservation as long as they are steered: the map's own count
+    /// cannot be read, and an update to a full map fails.
+    pub fn reserve(&self, n: usize) -> Option<Reserved> {
+        self.room
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(n))
+            .ok()?;
+        Some(Reserved {
+            n,
+            room: self.room.clone(),
+        })
+    }
+
     /// Datagrams to `to` go to `socket` (a bound UDP socket) from now on,
     /// until the socket is closed or [`Map::unsteer`] is called.
     pub fn steer(&self, to: SocketAddr, socket: &impl AsRawFd) -> io::Result<()> {
@@ -547,6 +588,13 @@ mod tests {
         client.send_to(b"again", to).unwrap();
         let (n, _) = device.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"again");
+        // Room is reserved until given back.
+        let held = map.reserve(60).expect("room for 60 of 64");
+        assert!(map.reserve(5).is_none(), "4 left");
+        let four = map.reserve(4).expect("the last 4");
+        drop(held);
+        assert!(map.reserve(60).is_some());
+        drop(four);
         // Without the program, nothing is steered.
         map.steer(to, &receiver).unwrap();
         drop(steering);

@@ -4,10 +4,11 @@
 //! endpoint, the sockets outlive an agent's restart, and the supervisor
 //! holds none of them ([`Sockets`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
+use agentcluster_agent::sys::steer::Map;
 use agentcluster_conf::Agent;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -79,6 +80,11 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub struct Steered {
     pub ipv6: bool,
     pub socket: Arc<Held>,
+    /// The map entries of the family's endpoints, reserved while the
+    /// process's spec lives (its endpoints without a socket of their own
+    /// must all be steered); `None`: not reserved, so every endpoint keeps
+    /// its socket.
+    pub room: Option<Arc<agentcluster_agent::sys::steer::Reserved>>,
 }
 
 /// Every bound endpoint of the fleet, kept by the socket holders. Sockets
@@ -113,6 +119,12 @@ impl Sockets {
                 }
             }
         }
+        self.bind_endpoints(wanted)
+    }
+
+    /// Binds `wanted` (each endpoint with its agent's name), none bound
+    /// yet, as [`Sockets::bind`] says.
+    fn bind_endpoints(&mut self, wanted: Vec<(&str, SocketAddr)>) -> Result<(), Vec<BindError>> {
         let endpoints: Vec<SocketAddr> = wanted.iter().map(|&(_, e)| e).collect();
         let mut errors = Vec::new();
         for ((agent, endpoint), result) in wanted.into_iter().zip(self.holders.bind(&endpoints)) {
@@ -140,7 +152,7 @@ impl Sockets {
     /// from it), bound to the first of them on a port of the kernel's
     /// choice. A socket that cannot be bound is left out, said once: its
     /// endpoints are served from their own sockets.
-    pub fn steering<'a>(
+    fn steering<'a>(
         &self,
         endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
     ) -> Vec<Steered> {
@@ -155,7 +167,11 @@ impl Sockets {
             let mut at = first;
             at.set_port(0);
             match self.holders.bind(&[at]).pop() {
-                Some(Ok(socket)) => out.push(Steered { ipv6, socket }),
+                Some(Ok(socket)) => out.push(Steered {
+                    ipv6,
+                    socket,
+                    room: None,
+                }),
                 Some(Err(e)) => {
                     tracing::info!(address = %at, cause = %e, "no steering socket: each endpoint's own socket receives its requests");
                 }
@@ -165,9 +181,58 @@ impl Sockets {
         out
     }
 
+    /// [`Sockets::steering`] for an agent process of `endpoints`, steered
+    /// through `map`, and the endpoints that need no socket of their own
+    /// (their sockets are released): for each steering socket, if the map
+    /// has room reserved for every endpoint of its family, all of them but
+    /// the first of each port, through whose socket the others send. The
+    /// kernel then finds no socket bound at their addresses before it runs
+    /// the steering program (see [`agentcluster_agent::sys::steer`]).
+    pub fn steer_process(
+        &mut self,
+        endpoints: &[SocketAddr],
+        map: &Map,
+        name: &str,
+    ) -> (Vec<Steered>, HashSet<SocketAddr>) {
+        let mut steering = self.steering(endpoints.iter());
+        let mut unbound = HashSet::new();
+        steering.retain_mut(|s| {
+            let of_family: Vec<SocketAddr> = endpoints
+                .iter()
+                .copied()
+                .filter(|e| e.is_ipv6() == s.ipv6 && !e.ip().is_unspecified())
+                .collect();
+            let Some(room) = map.reserve(of_family.len()) else {
+                tracing::info!(unit = %name, endpoints = of_family.len(), "the steering map is full: these endpoints are not steered, each socket receives its own");
+                return false;
+            };
+            s.room = Some(Arc::new(room));
+            let mut anchored = HashSet::new();
+            for e in of_family {
+                if e.port() == 0 || !self.bound.contains_key(&e) {
+                    continue;
+                }
+                if anchored.insert(e.port()) {
+                    continue;
+                }
+                self.release(&e);
+                unbound.insert(e);
+            }
+            true
+        });
+        (steering, unbound)
+    }
+
     /// The socket of `endpoint`, if bound.
     pub fn get(&self, endpoint: &SocketAddr) -> Option<Arc<Held>> {
         self.bound.get(endpoint).cloned()
+    }
+
+    /// Closes `endpoint`'s socket (once no process spec holds it), which
+    /// its device no longer needs: its requests are steered. A later
+    /// [`Sockets::bind`] binds it again.
+    pub fn release(&mut self, endpoint: &SocketAddr) {
+        self.bound.remove(endpoint);
     }
 
     /// Keeps only the endpoints `keep` says yes to; the others are closed
@@ -180,6 +245,50 @@ impl Sockets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_steered_process_keeps_one_socket_per_port_if_the_map_has_room() {
+        use agentcluster_agent::sys::steer::Steering;
+        let (small, large) = match (Steering::attach(4), Steering::attach(64)) {
+            (Ok(s), Ok(l)) => (s, l),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("skipped: cannot attach a BPF program here: {e}");
+                return;
+            }
+        };
+        let holders = Holders::in_threads(100);
+        let mut sockets = Sockets::new(holders);
+        // Four devices at one port, one at another port: five endpoints.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = probe.local_addr().unwrap().port();
+        drop(probe);
+        let q = p.wrapping_add(1).max(1024);
+        let at = |host: u8, port: u16| SocketAddr::from(([127, 31, 0, host], port));
+        let endpoints = [at(1, p), at(2, p), at(3, p), at(4, p), at(5, q)];
+        if let Err(e) = sockets.bind_endpoints(endpoints.iter().map(|&e| ("d", e)).collect()) {
+            eprintln!("skipped: the test's ports are taken: {e:?}");
+            return;
+        }
+        // No room for five in a map of four: nothing is steered, every
+        // endpoint keeps its socket.
+        let (steering, unbound) = sockets.steer_process(&endpoints, &small.map(), "small");
+        assert!(steering.is_empty() && unbound.is_empty());
+        assert!(endpoints.iter().all(|e| sockets.get(e).is_some()));
+        // Room: the first of each port keeps its socket, the others not.
+        let (steering, unbound) = sockets.steer_process(&endpoints, &large.map(), "large");
+        assert_eq!(steering.len(), 1);
+        assert!(steering[0].room.is_some());
+        let mut unbound: Vec<_> = unbound.into_iter().collect();
+        unbound.sort();
+        assert_eq!(unbound, endpoints[1..4]);
+        for e in &endpoints {
+            assert_eq!(sockets.get(e).is_some(), !unbound.contains(e), "{e}");
+        }
+        // The reservation holds the room until the spec goes.
+        assert!(large.map().reserve(64 - 5 + 1).is_none());
+        drop(steering);
+        assert!(large.map().reserve(64).is_some());
+    }
 
     #[test]
     fn an_address_not_on_the_host_says_what_to_do() {

@@ -204,6 +204,7 @@ impl Agents {
                         cold: generation == 1 || a.reboot_outage.is_some(),
                         engine_id: a.engine_id.clone(),
                         endpoints: a.endpoints.clone(),
+                        unbound: a.unbound.clone(),
                         rate_limit: limits.rate_limit,
                         values: (*a.values).clone(),
                         animate: a.animate,
@@ -267,9 +268,10 @@ const STEERING_BUFFER: usize = 16 << 20;
 /// before passing them on: the steering sockets get a larger receive
 /// buffer, and every endpoint of the agents is steered to the steering
 /// socket of its address family, through `map` (kept across restarts: the
-/// socket is the same; a reload's new socket replaces it). An endpoint
-/// that cannot be steered (the map is full) is served from its own
-/// socket, said once.
+/// socket is the same; a reload's new socket replaces it). The entries
+/// were reserved with the steering sockets ([`crate::process::bind::Steered`]);
+/// should the kernel refuse one all the same, that is said once, and the
+/// endpoints left have their own socket, or no answer.
 fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Map>) -> Option<Prepare> {
     let map = map?.clone();
     let mut routes: Vec<(SocketAddr, usize)> = Vec::new();
@@ -299,7 +301,8 @@ fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Map>) -> Option<Prepa
         for (n, (to, i)) in routes.iter().enumerate() {
             let Some(fd) = fds.get(*i) else { continue };
             if let Err(e) = map.steer(*to, fd) {
-                tracing::info!(unit = %name, steered = n, of = routes.len(), cause = %e, "not every endpoint is steered: the others' own sockets receive their requests");
+                // Reserved, the entries fit: this is the kernel's refusal.
+                tracing::warn!(unit = %name, steered = n, of = routes.len(), cause = %e, "not every endpoint is steered: those without a socket of their own are not answered");
                 break;
             }
         }

@@ -24,6 +24,10 @@ pub struct AgentPlan {
     /// Bound once, kept by the socket holders across restarts, so requests
     /// wait in the kernel buffer while the agent restarts.
     pub sockets: Vec<Arc<Held>>,
+    /// The endpoints that have no socket in `sockets`: their requests are
+    /// steered to the process's steering socket, and they send through
+    /// another endpoint's socket of their port and family.
+    pub unbound: Vec<SocketAddr>,
     /// Compiled store files, one per view. The launcher opens them and
     /// hands the process their descriptors: agents never open a path.
     pub stores: Vec<PathBuf>,

@@ -239,13 +239,22 @@ fn ten_thousand_devices_under_a_limit_of_4096_descriptors_all_answer() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    // The sockets are with three holders, each under its limit; the
-    // supervisor holds none of them.
+    // The sockets were bound by three holders, each under its limit; the
+    // supervisor holds none of them. Steered, the devices' sockets were
+    // closed again but for one per process (20), beside the processes'
+    // steering sockets (20).
     let supervisor = fleet.pid();
     let holders = children_titled(supervisor, "agentcluster: sockets");
     assert_eq!(holders.len(), 3, "{holders:?}");
     let held: usize = holders.iter().map(|&h| descriptors(h)).sum();
-    assert!(held >= n, "the holders hold {held} descriptors");
+    if fleet.stderr().text().contains("datagrams are not steered") {
+        assert!(held >= n, "the holders hold {held} descriptors");
+    } else {
+        assert!(
+            (40..40 + 3 * 8).contains(&held),
+            "the holders hold {held} descriptors"
+        );
+    }
     assert!(holders.iter().all(|&h| descriptors(h) <= 4096));
     assert!(
         descriptors(supervisor) < 1000,
@@ -414,10 +423,25 @@ fn each_process_holds_what_the_capacity_check_counts_for_it() {
     // seen here: the tight bound is
     // scale::the_open_file_estimate_is_what_a_start_holds.
     assert!(holder <= holder_files, "holder {holder} > {holder_files}");
-    assert!(
-        holder + 8 >= holder_files,
-        "holder {holder} held, {holder_files} counted"
-    );
+    if process.stderr.text().contains("datagrams are not steered") {
+        assert!(
+            holder + 8 >= holder_files,
+            "holder {holder} held, {holder_files} counted"
+        );
+    } else {
+        // Steered, the devices' sockets are bound (a port clash is a
+        // start error) and closed again, but for one per process: the
+        // holder's peak lasts a moment, and afterwards it keeps six
+        // steering sockets and six devices' sockets.
+        let after: Vec<usize> = children_titled(supervisor, "agentcluster: sockets")
+            .into_iter()
+            .map(descriptors)
+            .collect();
+        assert!(
+            matches!(after[..], [n] if (12..=12 + 8).contains(&n)),
+            "holders' descriptors after the start: {after:?}"
+        );
+    }
     assert!(
         agent <= agent_files,
         "agent process {agent} > {agent_files}"
@@ -534,10 +558,11 @@ fn queues_at_devices() -> Vec<(u16, u64)> {
 }
 
 /// A packed process receives its devices' requests on one steering
-/// socket, kept by the socket holders like the devices' own: requests
-/// sent while the process is down wait there, none on the devices'
-/// sockets, and its successor answers every one from the address it was
-/// asked at. With `steering: false` they wait on the devices' sockets.
+/// socket, kept by the socket holders: requests sent while the process is
+/// down wait there, and its successor answers every one from the address
+/// it was asked at. Its devices have no socket of their own but the first
+/// (on which nothing waits). With `steering: false` every device has its
+/// socket, and the requests wait on them.
 #[test]
 fn a_packed_process_receives_its_devices_requests_on_one_steering_socket() {
     let n = 50;
@@ -565,7 +590,9 @@ fn a_packed_process_receives_its_devices_requests_on_one_steering_socket() {
             .any(|e| e["seq"].as_u64().is_some_and(|s| s >= since) && e["event"] == "ready");
         if !restarted {
             let (own, other): (Vec<_>, Vec<_>) = queues.iter().partition(|(p, _)| *p == port);
-            assert_eq!(own.len(), n, "{queues:?}");
+            // Steered, only the first device keeps a socket of its own
+            // (the others send through it).
+            assert_eq!(own.len(), if steering { 1 } else { n }, "{queues:?}");
             let waiting_on_own = own.iter().filter(|(_, rx)| *rx > 0).count();
             let waiting_elsewhere: Vec<_> = other.iter().filter(|(_, rx)| *rx > 0).collect();
             if steering {

@@ -356,6 +356,16 @@ impl Manager {
             [first, rest @ ..] => format!("{}+{}", first.name, rest.len()),
             [] => return Ok(()),
         };
+        let (steering, unbound) = match &self.shared.settings.steer {
+            Some(map) if active => {
+                let endpoints: Vec<SocketAddr> = agents
+                    .iter()
+                    .flat_map(|a| a.listen.iter().copied())
+                    .collect();
+                self.sockets.steer_process(&endpoints, map, &name)
+            }
+            _ => Default::default(),
+        };
         let spec = UnitSpec {
             name: name.clone(),
             agents: agents
@@ -368,6 +378,12 @@ impl Manager {
                         .listen
                         .iter()
                         .filter_map(|e| self.sockets.get(e))
+                        .collect(),
+                    unbound: a
+                        .listen
+                        .iter()
+                        .copied()
+                        .filter(|e| unbound.contains(e))
                         .collect(),
                     stores: p.stores.clone(),
                     config: p.config.clone(),
@@ -382,12 +398,7 @@ impl Manager {
                 .collect(),
             active,
             memory_max: agents.iter().filter_map(|a| a.memory_max).min(),
-            steering: if active && self.shared.settings.steer.is_some() {
-                self.sockets
-                    .steering(agents.iter().flat_map(|a| a.listen.iter()))
-            } else {
-                Vec::new()
-            },
+            steering,
         };
         let (tx, rx) = mpsc::channel(16);
         let (status_tx, status_rx) = watch::channel(unit::Status::new(
