@@ -270,6 +270,56 @@ fn a_link_flap_changes_the_interface_and_sends_link_down_and_up() {
     );
 }
 
+/// Devices of one process at three addresses of one port: steered, only
+/// the first keeps a socket of its own, and the others send through it.
+/// Each device's coldStart (a trap from two, an inform from the third,
+/// which must be acknowledged: the acknowledgement comes back to its
+/// address and is steered to its process) and a linkDown leave from the
+/// device's own address and port.
+#[test]
+fn devices_sharing_a_socket_send_their_notifications_from_their_own_address() {
+    let trapd = Trapd::start_format("authCommunity log public\n", TRAP_FORMAT);
+    let port = free_port();
+    let at = |i: u8| format!("127.0.3.{}:{port}", 30 + i);
+    let notify = |kind: &str| {
+        format!(
+            "    notify: [ {{ target: \"127.0.0.1:{}\", version: 2c, community: public, type: {kind}, timeout: 1s, retries: 2 }} ]\n",
+            trapd.port
+        )
+    };
+    let fleet = Fleet::start(&format!(
+        "  agents_per_process: 3\nagents:\n{}{}{}",
+        device("n0", &at(0), &notify("trap")),
+        device("n1", &at(1), &notify("trap")),
+        device("n2", &at(2), &notify("inform")),
+    ));
+    if !fleet.stderr().text().contains("datagrams are not steered") {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        let at_port = format!(":{port:04X} ");
+        let bound = table.lines().filter(|l| l.contains(&at_port)).count();
+        assert_eq!(bound, 1, "one socket at the devices' port:\n{table}");
+    }
+    let mut from: Vec<String> = (0..3)
+        .map(|_| source(&trapd.expect(".1.3.6.1.6.3.1.1.5.1")).to_string())
+        .collect();
+    from.sort();
+    let want: Vec<String> = (0..3)
+        .map(|i| format!("[127.0.3.{}]:{port}", 30 + i))
+        .collect();
+    assert_eq!(from, want, "each coldStart from its device");
+    fault(&fleet, &["n1", "link-down", "2"]);
+    let down = trapd.expect(".1.3.6.1.6.3.1.1.5.3");
+    assert_eq!(source(&down), want[1], "{down}");
+    // Unacknowledged, the inform would be sent again after 1 s, and said
+    // undelivered after 3.
+    std::thread::sleep(Duration::from_millis(3500));
+    let err = fleet.stderr().text();
+    assert!(!err.contains("not delivered"), "{err}");
+    for i in 0..3 {
+        assert!(get(&at(i), "5", &[SYS_UPTIME]).is_some(), "{}", at(i));
+    }
+}
+
 /// A v2c GET of sysUpTime.0 with `id` as its request-id.
 fn get_packet(id: u8) -> Vec<u8> {
     vec![
