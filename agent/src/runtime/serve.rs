@@ -1360,6 +1360,24 @@ mod tests {
                     .expect("the face's datagram")
                     .unwrap();
             assert_eq!((&buf[..n], from), (&b"trap"[..], at(2)));
+            // IPv6 (where the host has ::1): the face of a socket at the
+            // same address sends from it too.
+            if let (Ok(bound6), Ok(client6)) = (
+                StdUdpSocket::bind("[::1]:0"),
+                UdpSocket::bind("[::1]:0").await,
+            ) {
+                let anchor6 = Endpoint::new(bound6).unwrap();
+                let at6 = anchor6.socket.local_addr().unwrap();
+                let face6 = Endpoint::face(&anchor6, at6).unwrap();
+                let to6 = client6.local_addr().unwrap();
+                face6.socket.send_to(b"six", to6).await.unwrap();
+                let (n, from) =
+                    tokio::time::timeout(Duration::from_secs(10), client6.recv_from(&mut buf))
+                        .await
+                        .expect("the v6 face's datagram")
+                        .unwrap();
+                assert_eq!((&buf[..n], from), (&b"six"[..], at6));
+            }
 
             let token = CancellationToken::new();
             let outbox = Outbox::spawn(&token);
