@@ -110,6 +110,9 @@ async fn run() -> Result<(), String> {
     let poller = serve::Poller::spawn(&mut tasks, &outbox, &shutdown)
         .map_err(|e| format!("cannot wait for the sockets: {e}"))?;
     let (endpoints_by_agent, steering) = take_sockets(&start)?;
+    for spec in &mut start.agents {
+        spec.unbound = Vec::new();
+    }
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {
         serve::serve_device(&poller, endpoints.clone(), &s.responder, &s.behaviour)
             .map_err(|e| format!("cannot serve the sockets of {}: {e}", s.name))?;
@@ -573,7 +576,7 @@ fn take_sockets(start: &Start) -> Result<Sockets, String> {
     let mut fd = FIRST_SOCKET_FD;
     let mut out = Vec::with_capacity(start.agents.len());
     for spec in &start.agents {
-        let mut endpoints = Vec::with_capacity(spec.sockets);
+        let mut endpoints = Vec::with_capacity(spec.sockets + spec.unbound.len());
         for _ in 0..spec.sockets {
             let socket = adopt_fd(fd)
                 .map(UdpSocket::from)

@@ -204,7 +204,7 @@ impl Agents {
                         cold: generation == 1 || a.reboot_outage.is_some(),
                         engine_id: a.engine_id.clone(),
                         endpoints: a.endpoints.clone(),
-                        unbound: a.unbound.clone(),
+                        unbound: a.unbound.to_vec(),
                         rate_limit: limits.rate_limit,
                         values: (*a.values).clone(),
                         animate: a.animate,

@@ -27,7 +27,7 @@ pub struct AgentPlan {
     /// The endpoints that have no socket in `sockets`: their requests are
     /// steered to the process's steering socket, and they send through
     /// another endpoint's socket of their port and family.
-    pub unbound: Vec<SocketAddr>,
+    pub unbound: Box<[SocketAddr]>,
     /// Compiled store files, one per view. The launcher opens them and
     /// hands the process their descriptors: agents never open a path.
     pub stores: Vec<PathBuf>,

@@ -27,7 +27,7 @@ fn spec(name: &str) -> UnitSpec {
             name: name.into(),
             endpoints: vec![],
             sockets: vec![],
-            unbound: vec![],
+            unbound: Box::default(),
             stores: vec![],
             config: agentcluster_agent::responder::Config {
                 communities: vec![],
