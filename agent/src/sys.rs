@@ -623,29 +623,11 @@ impl Source {
 
 /// One datagram to `to` from `source`, through [`send_batch`].
 fn send_from(fd: RawFd, datagram: &[u8], to: SocketAddr, source: &Source) -> io::Result<usize> {
-    let mut s = zeroed_sockaddr();
-    let len = match to {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than, and aligned for,
-            // sockaddr_in; every bit pattern is a valid sockaddr_in.
-            let v4 = unsafe { &mut *std::ptr::from_mut(&mut s).cast::<libc::sockaddr_in>() };
-            v4.sin_family = libc::AF_INET as libc::sa_family_t;
-            v4.sin_port = a.port().to_be();
-            v4.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let v6 = unsafe { &mut *std::ptr::from_mut(&mut s).cast::<libc::sockaddr_in6>() };
-            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            v6.sin6_port = a.port().to_be();
-            v6.sin6_flowinfo = a.flowinfo();
-            v6.sin6_addr.s6_addr = a.ip().octets();
-            v6.sin6_scope_id = a.scope_id();
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    let one = std::iter::once((datagram, &s, len as libc::socklen_t, Some(source)));
+    let to = socket2::SockAddr::from(to);
+    // SAFETY: socket2's storage is a transparent `sockaddr_storage`,
+    // live for the call.
+    let storage = unsafe { &*to.as_ptr().cast::<libc::sockaddr_storage>() };
+    let one = std::iter::once((datagram, storage, to.len(), Some(source)));
     send_batch::<1>(fd, one).map(|_| datagram.len())
 }
 

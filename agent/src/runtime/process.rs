@@ -100,17 +100,16 @@ async fn run() -> Result<(), String> {
             return Err(reason);
         }
     };
-    // The values are in the views' overlays now: their text is not kept.
-    for spec in &mut start.agents {
-        spec.values = Default::default();
-    }
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let outbox = serve::Outbox::spawn(&shutdown);
     let poller = serve::Poller::spawn(&mut tasks, &outbox, &shutdown)
         .map_err(|e| format!("cannot wait for the sockets: {e}"))?;
     let (endpoints_by_agent, steering) = take_sockets(&start)?;
+    // The values are in the views' overlays now, and the faces are made:
+    // neither list is kept.
     for spec in &mut start.agents {
+        spec.values = Default::default();
         spec.unbound = Vec::new();
     }
     for (s, endpoints) in served.iter().zip(&endpoints_by_agent) {

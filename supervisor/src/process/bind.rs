@@ -87,6 +87,12 @@ pub struct Steered {
     pub room: Option<Arc<agentcluster_agent::sys::steer::Reserved>>,
 }
 
+/// Whether `endpoint` is steered to its process's steering socket of
+/// family `ipv6`: it is of that family, at a specific address.
+pub fn steerable(ipv6: bool, endpoint: &SocketAddr) -> bool {
+    endpoint.is_ipv6() == ipv6 && !endpoint.ip().is_unspecified()
+}
+
 /// Every bound endpoint of the fleet, kept by the socket holders. Sockets
 /// outlive agent restarts and reloads that keep the endpoint.
 #[derive(Debug)]
@@ -158,9 +164,7 @@ impl Sockets {
     ) -> Vec<Steered> {
         let mut out = Vec::new();
         for ipv6 in [false, true] {
-            let mut of_family = endpoints
-                .clone()
-                .filter(|e| e.is_ipv6() == ipv6 && !e.ip().is_unspecified());
+            let mut of_family = endpoints.clone().filter(|e| steerable(ipv6, e));
             let (Some(&first), Some(_)) = (of_family.next(), of_family.next()) else {
                 continue;
             };
@@ -200,7 +204,7 @@ impl Sockets {
             let of_family: Vec<SocketAddr> = endpoints
                 .iter()
                 .copied()
-                .filter(|e| e.is_ipv6() == s.ipv6 && !e.ip().is_unspecified())
+                .filter(|e| steerable(s.ipv6, e))
                 .collect();
             let Some(room) = map.reserve(of_family.len()) else {
                 tracing::info!(unit = %name, endpoints = of_family.len(), "the steering map is full: these endpoints are not steered, each socket receives its own");

@@ -280,7 +280,7 @@ fn steer(spec: &UnitSpec, steering_at: usize, map: Option<&Map>) -> Option<Prepa
             spec.agents
                 .iter()
                 .flat_map(|a| a.endpoints.iter())
-                .filter(|e| e.is_ipv6() == s.ipv6 && !e.ip().is_unspecified())
+                .filter(|e| crate::process::bind::steerable(s.ipv6, e))
                 .map(|&e| (e, steering_at + i)),
         );
     }
